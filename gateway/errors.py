@@ -1,0 +1,49 @@
+"""One exception root, grouped by what the caller does next.
+
+    GatewayError
+    ├── TransientError        retry at the next poll (SFTP down, database busy)
+    ├── RejectedSubmission    report it, move the file to failed/ (carries the F-code finding)
+    └── FatalError            stop: the gateway cannot run as configured
+        └── ConfigError       config.toml is wrong; carries every problem at once
+
+Findings (rule codes) are data, not exceptions: see ``gateway.findings``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.findings import Finding
+
+
+class GatewayError(Exception):
+    """Root of every error the gateway raises on purpose."""
+
+
+class TransientError(GatewayError):
+    """Something outside the gateway failed; the same work may succeed at the next poll."""
+
+
+class RejectedSubmission(GatewayError):
+    """The whole file is rejected with an F-code; it goes to failed/ with an acknowledgment."""
+
+    def __init__(self, finding: Finding) -> None:
+        super().__init__(f"{finding.code}: {finding.message}")
+        self.finding = finding
+
+
+class FatalError(GatewayError):
+    """The gateway cannot go on (bad configuration, unusable data folder)."""
+
+
+class ConfigError(FatalError):
+    """config.toml has one or more problems; all of them are listed."""
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        lines = [f"{path}: {len(problems)} problem(s) in the configuration:"]
+        lines += [f"  - {p}" for p in problems]
+        lines.append("Fix these keys and start the gateway again.")
+        super().__init__("\n".join(lines))

@@ -1,0 +1,98 @@
+"""Rule codes of the implementation guide (section 6) and the ``Finding`` record.
+
+Validators return findings; only the caller decides what is rejected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Severity(StrEnum):
+    ERROR = "ERROR"
+    WARNING = "WARNING"
+    INFO = "INFO"
+
+
+# code -> (severity, one-line rule text). The text is the guide's, for docs and `codes` listings.
+CODES: dict[str, tuple[Severity, str]] = {
+    "F001": (Severity.ERROR, "XML not well-formed, or CSV not parseable"),
+    "F002": (Severity.ERROR, "neither XML nor CSV, by content"),
+    "F003": (Severity.ERROR, "file larger than the configured limit"),
+    "F004": (Severity.ERROR, "DOCTYPE, entity declaration, external reference or XInclude in XML"),
+    "F005": (Severity.ERROR, "envelope invalid: root, namespace, version, header or CSV columns"),
+    "F006": (Severity.INFO, "duplicate file: same SHA-256 already processed for this partner"),
+    "F007": (Severity.ERROR, "SubmissionId reused by this partner with different content"),
+    "F008": (Severity.ERROR, "no application in the file"),
+    "F009": (Severity.ERROR, "text not valid in the file's encoding"),
+    "A101": (Severity.ERROR, "XSD violation in this application, or a CSV cell of the wrong type"),
+    "A102": (Severity.ERROR, "required field missing or blank"),
+    "A103": (Severity.ERROR, "CSV rows of one application disagree on an application field"),
+    "A104": (Severity.ERROR, "ref already licensed for this partner with different content"),
+    "A105": (Severity.ERROR, "the same ref on two or more applications of one file"),
+    "A110": (Severity.ERROR, "unknown entry type"),
+    "A111": (Severity.ERROR, "entry type 06 (FTZ consumption entry): license the FTZ admission"),
+    "A120": (Severity.ERROR, "not an ISO 3166-1 alpha-2 country"),
+    "A121": (Severity.ERROR, "smelt country UNKNOWN on an application processed after 2022-06-28"),
+    "A122": (Severity.ERROR, "largest smelt NOT_APPLICABLE but second-largest is not"),
+    "A123": (Severity.ERROR, "second-largest smelt equals largest"),
+    "A124": (Severity.ERROR, "cast country missing, UNKNOWN or NOT_APPLICABLE"),
+    "A125": (Severity.ERROR, "largest smelt UNKNOWN but second-largest is a country"),
+    "A130": (Severity.ERROR, "HTS number not 10 digits"),
+    "A131": (Severity.INFO, "HTS not covered by AIM on the processing date"),
+    "A132": (Severity.WARNING, "HTS in an AIM heading but not on the covered list"),
+    "A140": (Severity.ERROR, "quantity not > 0, or more than 3 decimals"),
+    "A141": (Severity.ERROR, "value not > 0, or more than 2 decimals"),
+    "A150": (Severity.ERROR, "expected export date after expected import date"),
+    "A151": (Severity.ERROR, "expected import date more than 60 days after the processing date"),
+    "A152": (Severity.WARNING, "expected import date more than 15 days before the processing date"),
+    "A153": (Severity.INFO, "expected import date before 2021-06-28 (program start)"),
+    "A160": (Severity.ERROR, "port of entry not a 4-digit code"),
+    "A170": (Severity.INFO, "exempt entry type: no license needed"),
+    "A171": (Severity.INFO, "covered value under $5,000: a low-value license could be used"),
+    "A180": (Severity.WARNING, "unit value outside the plausible range"),
+    "A190": (Severity.ERROR, "line number repeated, or more than 999 lines"),
+    "A191": (Severity.ERROR, "entry number not 11 characters of the right shape"),
+    "I201": (Severity.INFO, "identical request licensed before: the existing license is returned"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One rule outcome, with where it applies and how to fix it.
+
+    ``line`` is the product line number inside the application; ``source_line`` is the
+    provenance in the file (XML line or CSV row number).
+    """
+
+    code: str
+    severity: Severity
+    message: str
+    ref: str | None = None
+    line: int | None = None
+    field: str | None = None
+    value: str | None = None
+    source_line: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.code not in CODES:
+            raise ValueError(f"unknown rule code {self.code!r}")
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity is Severity.ERROR
+
+
+def finding(
+    code: str,
+    message: str,
+    *,
+    ref: str | None = None,
+    line: int | None = None,
+    field: str | None = None,
+    value: str | None = None,
+    source_line: int | None = None,
+) -> Finding:
+    """Build a finding with the severity the guide fixes for ``code``."""
+    return Finding(code, CODES[code][0], message, ref, line, field, value, source_line)
