@@ -1,0 +1,102 @@
+"""Dry run: the acknowledgment a file would get, with nothing issued, moved or written.
+
+The ledger is opened read-only (when it exists) so that I201, A104, F006 and F007 come out as
+they would in a real run; licenses that would be issued read ``PENDING``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+from gateway.ack import AckXmlWriter, duplicate_ack, render_ack
+from gateway.config import Config
+from gateway.detect import check_size, detect_format
+from gateway.errors import RejectedSubmission
+from gateway.findings import finding
+from gateway.ledger import Ledger
+from gateway.licensing import LicenseIssuer, decide
+from gateway.model import FileStatus
+from gateway.process import Layout, processing_date, rule_context
+from gateway.results import FileSummary
+from gateway.validate import stage_file
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    status: FileStatus
+    ack: bytes
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_file(config: Config, path: Path, partner_id: str | None,
+               as_of: date | None = None) -> CheckResult:
+    """Validate ``path`` as ``partner_id`` would send it; return the would-be acknowledgment."""
+    on = processing_date(config, as_of)
+    now = datetime.now().astimezone()
+    ledger_path = config.gateway.data_dir / "ledger.sqlite"
+    ledger = Ledger(ledger_path, readonly=True) if ledger_path.exists() else None
+    sha256 = _sha256(path)
+    summary = FileSummary(file_id="CHECK", partner=partner_id or "", file_name=path.name,
+                          sha256=sha256, received_at=now, processed_at=now, rule_set_date=on,
+                          status=FileStatus.REJECTED)
+    try:
+        if ledger is not None and partner_id:
+            original = ledger.original_of(partner_id, sha256, "~")
+            if original is not None:
+                notice = finding("F006", f"These bytes were processed before as "
+                                 f"{original.remote_name} (file {original.file_id}): the "
+                                 "original acknowledgment would be sent again.",
+                                 value=original.file_id)
+                stored = Layout.of(config).ack_store(partner_id) / f"{original.file_id}.ack.xml"
+                if stored.exists():
+                    ack = duplicate_ack(stored, path.name, now.isoformat(timespec="seconds"),
+                                        now, notice)
+                    return CheckResult(FileStatus.DUPLICATE, ack)
+        with tempfile.TemporaryDirectory(prefix="aimgw-check-") as tmp:
+            return _check(config, path, partner_id, ledger, summary, Path(tmp))
+    finally:
+        if ledger is not None:
+            ledger.close()
+
+
+def _check(config: Config, path: Path, partner_id: str | None, ledger: Ledger | None,
+           summary: FileSummary, tmp: Path) -> CheckResult:
+    try:
+        check_size(path, config.gateway.max_file_bytes)
+        fmt = detect_format(path)
+        staged = stage_file(path, fmt, rule_context(config, summary.rule_set_date),
+                            tmp / "staged")
+        summary.submission_id = staged.header.submission_id if staged.header else None
+        if ledger is not None and partner_id and summary.submission_id:
+            clash = ledger.submission_id_conflict(partner_id, summary.submission_id,
+                                                  summary.sha256, "~")
+            if clash is not None:
+                raise RejectedSubmission(finding(
+                    "F007", f"SubmissionId {summary.submission_id!r} was used before by file "
+                    f"{clash.remote_name} ({clash.file_id}) with different content.",
+                    field="SubmissionId", value=summary.submission_id))
+    except RejectedSubmission as rejected:
+        summary.findings = [rejected.finding]
+        return CheckResult(FileStatus.REJECTED, render_ack(summary, []))
+    writer = AckXmlWriter(tmp / "ack.xml")
+    # A read-only ledger: prior licenses are read (I201, A104), new numbers are PENDING.
+    issuer = LicenseIssuer(ledger, summary.rule_set_date, config.gateway.license_validity_days)
+    for _, outcome in decide(staged, partner_id, issuer):
+        summary.count(outcome)
+        writer.add(outcome)
+    staged.discard()
+    summary.settle_status()
+    writer.finish(summary)
+    return CheckResult(summary.status, (tmp / "ack.xml").read_bytes())
+

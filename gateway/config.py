@@ -1,0 +1,479 @@
+"""Load ``config.toml`` into frozen, typed dataclasses, checked once at start (STYLE 9).
+
+Each section is a dataclass; each field holds its default (the only place it lives), a one-line
+doc and an optional check, so a new setting is one line. One generic reader walks the TOML
+against the dataclasses and raises one ``ConfigError`` with every problem, "did you mean" included.
+Relative paths are relative to the config file's folder (guide section 8), never to the cwd.
+
+Secrets (key passphrases, passwords) are never read from here, as config.toml may sit in a
+repository: they will come from the environment (next issue). No field below holds one.
+"""
+
+# ruff: noqa: RUF009 -- setting()/section()/derived() return dataclasses.field(), which RUF009
+# cannot see; they exist so that each key stays one declarative line.
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import os
+import re
+import tomllib
+import types
+import typing
+import zoneinfo
+from collections.abc import Callable, Iterator
+from dataclasses import MISSING, dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from gateway.errors import ConfigError, FatalError
+from gateway.model import Filer
+
+DEFAULT_CONFIG_NAME = "config.toml"
+CONFIG_ENV_VAR = "AIMGW_CONFIG"
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+PartnerKind = Literal["local", "sftp"]
+Disposition = Literal["keep", "move", "delete"]
+
+
+# --- Checks ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Check:
+    """A constraint on a field's value; ``rule`` completes "must be ..." in errors and docs."""
+
+    rule: str
+    test: Callable[[Any], bool]
+
+
+def matches(pattern: str, rule: str) -> Check:
+    compiled = re.compile(pattern)
+    return Check(rule, lambda value: compiled.fullmatch(value) is not None)
+
+
+def _is_time_zone(name: str) -> bool:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "America" is a dir
+        return False
+    return True
+
+
+POSITIVE = Check("greater than 0", lambda value: value > 0)
+NON_NEGATIVE = Check("0 or more", lambda value: value >= 0)
+NON_EMPTY = Check("non-empty", lambda value: len(value) > 0)
+TIME_ZONE = Check("an IANA time zone name such as 'America/New_York'", _is_time_zone)
+SITE_CODE = matches(r"[A-Z0-9]{4}", "exactly 4 characters A-Z or 0-9")
+SENDER_ID = matches(r"[A-Z0-9]{3}", "exactly 3 characters A-Z or 0-9")
+FILER_CODE = matches(r"[A-Z0-9]{3}", "exactly 3 characters A-Z or 0-9")
+# The id names folders (outbox/<id>/) and ledger rows, so it is kept to a safe file name.
+PARTNER_ID = matches(r"[a-z0-9][a-z0-9_-]{0,31}", "1-32 characters a-z, 0-9, '_' or '-'")
+US_STATE = matches(r"([A-Z]{2})?", "a two-letter state code such as 'NY', or empty")
+ZIP_CODE = matches(r"(\d{5}(-\d{4})?)?", "a ZIP code such as '10001' or '10001-1234', or empty")
+EMAIL = matches(r"([^@\s]+@[^@\s]+\.[^@\s]+)?", "an e-mail address, or empty")
+
+
+def setting(default: Any = MISSING, doc: str = "", check: Check | None = None) -> Any:
+    """A config key: its default (omit for a required key), a one-line doc and a check."""
+    return field(default=default, metadata={"doc": doc, "check": check})
+
+
+def section(cls: type, *, doc: str) -> Any:
+    return field(default_factory=cls, metadata={"doc": doc})
+
+
+def derived(*, source: Literal["key", "file"], doc: str, check: Check | None = None) -> Any:
+    """A field not read from a key: filled from the table's own key or the file's path."""
+    return field(metadata={"doc": doc, "check": check, "source": source})
+
+
+# --- Sections --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """Folders, time zone and limits of the whole gateway."""
+
+    data_dir: Path = setting(Path("data"), "holds ledger.sqlite, work/, archive/ and failed/")
+    outbox_dir: Path = setting(Path("outbox"), "acknowledgments per partner, and ace/ for CBP")
+    timezone: str = setting("America/New_York", "processing dates are in this zone", TIME_ZONE)
+    license_validity_days: int = setting(75, "valid from issue date to issue + this", POSITIVE)
+    max_file_bytes: int = setting(209_715_200, "larger files are rejected (F003)", POSITIVE)
+    poll_interval_seconds: int = setting(60, "serve: seconds between polls of a partner", POSITIVE)
+    ledger: str | None = setting(None, 'database DSN; "" = SQLite file data_dir/ledger.sqlite')
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True)
+class RuleSettings:
+    """Limits of the AIM rules (guide section 6)."""
+
+    unit_value_min_usd_per_mt: float = setting(500.0, "A180: lowest plausible unit value", POSITIVE)
+    unit_value_max_usd_per_mt: float = setting(60000.0, "A180: highest plausible", POSITIVE)
+    low_value_usd: float = setting(5000.0, "A171: covered value below this is low", NON_NEGATIVE)
+    max_days_before_import: int = setting(60, "A151: import at most this far ahead", NON_NEGATIVE)
+    max_days_after_import: int = setting(15, "A152: import at most this long ago", NON_NEGATIVE)
+
+    def cross_checks(self) -> Iterator[tuple[str, str]]:
+        if self.unit_value_min_usd_per_mt >= self.unit_value_max_usd_per_mt:
+            yield "unit_value_min_usd_per_mt", "must be less than unit_value_max_usd_per_mt"
+
+
+@dataclass(frozen=True)
+class AceSettings:
+    """Identifiers written into the ACE file (ACE-RECORDS.md)."""
+
+    site_code: str = setting("AIMG", "A record positions 2-5", SITE_CODE)
+    sender_id: str = setting("AGW", "A record positions 6-8", SENDER_ID)
+    filer_code: str = setting("ZZZ", "filer code for partners without one", FILER_CODE)
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """The processing log: JSON lines, rotated by size."""
+
+    events_file: Path = setting(Path("data/events.jsonl"), "one JSON event a line")
+    max_bytes: int = setting(10_485_760, "rotate the events file at this size", POSITIVE)
+    backups: int = setting(5, "rotated files kept", NON_NEGATIVE)
+    level: LogLevel = setting("INFO", "least severe level written")
+
+
+@dataclass(frozen=True)
+class FilerSettings:
+    """The applicant, 19 CFR 361.103(c)(1)(i)-(ii); an XML header may override it."""
+
+    name: str = setting("", "company name")
+    street: str = setting("", "U.S. street address")
+    city: str = setting("", "city")
+    state: str = setting("", "state", US_STATE)
+    postal_code: str = setting("", "ZIP code", ZIP_CODE)
+    contact_name: str = setting("", "contact person")
+    phone: str = setting("", "contact phone")
+    email: str = setting("", "contact e-mail", EMAIL)
+
+    def to_filer(self) -> Filer:
+        return Filer(**dataclasses.asdict(self))
+
+
+@dataclass(frozen=True)
+class PartnerConfig:
+    """One trading partner: where its files come from and how they are handled."""
+
+    id: str = derived(source="key", doc="the partner id", check=PARTNER_ID)
+    name: str = setting(MISSING, "the partner's name, shown in acknowledgments and logs")
+    kind: PartnerKind = setting("local", "where files come from (only local for now)")
+    inbox: Path | None = setting(None, "folder the partner's files arrive in; required for local")
+    patterns: tuple[str, ...] = setting(("*.xml", "*.csv"), "file names taken", NON_EMPTY)
+    disposition: Disposition = setting("move", "what becomes of a taken file in the inbox")
+    processed_dir: Path | None = setting(None, 'where "move" puts files; "" = <inbox>/processed')
+    filer_code: str | None = setting(None, 'B record filer code; "" = ace.filer_code', FILER_CODE)
+    min_age_seconds: int = setting(0, "a file is taken only once this old", NON_NEGATIVE)
+    max_files: int = setting(100, "most files taken in one poll", POSITIVE)
+    max_bytes: int = setting(1_073_741_824, "most bytes taken in one poll", POSITIVE)
+    mapping: Path | None = setting(None, 'CSV/XSLT mapping file; "" = none')
+    enabled: bool = setting(True, "false = never polled")
+    filer: FilerSettings = section(FilerSettings, doc="the applicant block")
+
+    @property
+    def effective_processed_dir(self) -> Path:
+        if self.processed_dir is not None:
+            return self.processed_dir
+        if self.inbox is None:
+            raise FatalError(f"partner {self.id!r} has no inbox and no processed_dir")
+        return self.inbox / "processed"
+
+    def effective_filer_code(self, ace: AceSettings) -> str:
+        return self.filer_code or ace.filer_code
+
+    def cross_checks(self) -> Iterator[tuple[str, str]]:
+        if self.kind == "sftp":
+            yield "kind", "'sftp' is not available yet; use 'local'"
+        elif self.inbox is None:
+            yield "inbox", "required when kind = 'local'"
+        elif self.disposition == "move" and self.effective_processed_dir == self.inbox:
+            # Files moved into the inbox itself would be taken again at the next poll.
+            yield "processed_dir", "must differ from inbox"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration, as loaded from one file."""
+
+    path: Path = derived(source="file", doc="the config file")
+    gateway: GatewaySettings = section(GatewaySettings, doc="folders, time zone, limits")
+    rules: RuleSettings = section(RuleSettings, doc="AIM rule limits")
+    ace: AceSettings = section(AceSettings, doc="ACE file identifiers")
+    log: LogSettings = section(LogSettings, doc="processing log")
+    partners: tuple[PartnerConfig, ...] = setting((), "one table per partner, by id")
+
+    def partner(self, partner_id: str) -> PartnerConfig:
+        """The partner with this id; FatalError (with a suggestion) when there is none."""
+        for partner in self.partners:
+            if partner.id == partner_id:
+                return partner
+        ids = [p.id for p in self.partners]
+        close = difflib.get_close_matches(partner_id, ids, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        known = ", ".join(ids) or "none"
+        raise FatalError(f"{self.path}: no partner {partner_id!r}{hint} (configured: {known})")
+
+    def cross_checks(self) -> Iterator[tuple[str, str]]:
+        # Two partners polling one folder would take each other's files.
+        owner: dict[Path, str] = {}
+        for partner in self.partners:
+            if partner.inbox is None:
+                continue
+            if partner.inbox in owner:
+                other = owner[partner.inbox]
+                yield f"partners.{partner.id}.inbox", f"same folder as partners.{other}.inbox"
+            owner.setdefault(partner.inbox, partner.id)
+
+
+# --- The reader ------------------------------------------------------------------------------
+
+_INVALID: Final = object()  # a value that failed; its problem is already recorded
+_UNIONS = (typing.Union, types.UnionType)
+
+
+def _is_number(raw: Any) -> bool:
+    return isinstance(raw, int | float) and not isinstance(raw, bool) and math.isfinite(raw)
+
+
+# Each scalar field type: its name in messages, and which TOML values it accepts.
+_SCALARS: dict[Any, tuple[str, Callable[[Any], bool]]] = {
+    bool: ("true or false", lambda raw: isinstance(raw, bool)),
+    int: ("an integer", lambda raw: _is_number(raw) and isinstance(raw, int)),  # True is an int
+    float: ("a number", _is_number),
+    str: ("a string", lambda raw: isinstance(raw, str)),
+    Path: ("a path", lambda raw: isinstance(raw, str) and raw != ""),  # "" would mean the folder
+    tuple[str, ...]: ("an array of strings", lambda raw: isinstance(raw, list)),
+}
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _show(raw: Any) -> str:
+    """A TOML value as the user wrote it, for error messages."""
+    if isinstance(raw, dict):
+        return "a table"
+    return json.dumps(raw) if isinstance(raw, bool) else repr(raw)
+
+
+def _optional_inner(tp: Any) -> Any:
+    return next(arg for arg in typing.get_args(tp) if arg is not type(None))
+
+
+def _item_table(tp: Any) -> Any:
+    """The dataclass of ``tuple[SomeDataclass, ...]`` (a table of tables by key), else None."""
+    item = (*typing.get_args(tp), None)[0]
+    return item if typing.get_origin(tp) is tuple and dataclasses.is_dataclass(item) else None
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(arg) for arg in typing.get_args(tp))
+    if origin in _UNIONS:
+        return f'{_type_name(_optional_inner(tp))} or ""'
+    if _item_table(tp) is not None:
+        return "a table of tables"
+    if dataclasses.is_dataclass(tp):
+        return "a table"
+    return _SCALARS[tp][0]
+
+
+class _Reader:
+    """Walks TOML tables against dataclasses, collecting every problem instead of stopping."""
+
+    def __init__(self, base_dir: Path) -> None:
+        self.base_dir = base_dir
+        self.problems: list[str] = []
+
+    def problem(self, where: str, message: str) -> None:
+        self.problems.append(f"{where}: {message}" if where else message)
+
+    def wrong_type(self, where: str, tp: Any, raw: Any) -> object:
+        self.problem(where, f"expected {_type_name(tp)}, got {_show(raw)}")
+        return _INVALID
+
+    def path(self, raw: str | Path) -> Path:
+        path = Path(raw).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    def table(self, cls: Any, raw: dict[str, Any], where: str, preset: dict[str, Any]) -> Any:
+        hints = typing.get_type_hints(cls)
+        readable = [f for f in dataclasses.fields(cls) if "source" not in f.metadata]
+        names = [f.name for f in readable]
+        for key, value in raw.items():
+            if key not in names:
+                kind = "section" if isinstance(value, dict) else "key"
+                close = difflib.get_close_matches(key, names, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"expected one of {names}"
+                self.problem(_join(where, key), f"unknown {kind}; {hint}")
+        values = dict(preset)
+        valid = True
+        for f in readable:
+            at, tp = _join(where, f.name), hints[f.name]
+            if f.name in raw:
+                value = self.value(tp, raw[f.name], at)
+                check = f.metadata.get("check")
+                if value is not _INVALID and value is not None and check and not check.test(value):
+                    self.problem(at, f"must be {check.rule}, got {_show(raw[f.name])}")
+                    value = _INVALID
+            elif dataclasses.is_dataclass(tp):
+                value = self.table(tp, {}, at, {})  # so paths inside a default get resolved
+            elif f.default is not MISSING:
+                value = self.path(f.default) if isinstance(f.default, Path) else f.default
+            else:
+                self.problem(at, "required key is missing")
+                value = _INVALID
+            valid = valid and value is not _INVALID
+            values[f.name] = value
+        if not valid:
+            return _INVALID
+        instance = cls(**values)
+        for key, message in getattr(instance, "cross_checks", list)():
+            self.problem(_join(where, key), message)
+        return instance
+
+    def keyed_tables(self, item_cls: Any, raw: dict[str, Any], where: str) -> Any:
+        """``[partners.<id>]``: each sub-table becomes one item, its key filling the id field."""
+        key_field = next(f for f in dataclasses.fields(item_cls) if f.metadata.get("source"))
+        check = key_field.metadata.get("check")
+        items, valid = [], True
+        for key, sub in raw.items():
+            at = _join(where, key)
+            if check and not check.test(key):
+                self.problem(at, f"{key_field.name} must be {check.rule}, got {key!r}")
+                valid = False
+            if isinstance(sub, dict):
+                items.append(self.table(item_cls, sub, at, {key_field.name: key}))
+            else:
+                items.append(self.wrong_type(at, item_cls, sub))
+        valid = valid and all(item is not _INVALID for item in items)
+        return tuple(items) if valid else _INVALID
+
+    def value(self, tp: Any, raw: Any, where: str) -> Any:
+        origin, args = typing.get_origin(tp), typing.get_args(tp)
+        if origin in _UNIONS:
+            # TOML has no null: an empty string stands for "not set".
+            inner = _optional_inner(tp)
+            if raw == "" or (inner in _SCALARS and not _SCALARS[inner][1](raw)):
+                return None if raw == "" else self.wrong_type(where, tp, raw)  # names the ""
+            return self.value(inner, raw, where)
+        if origin is Literal:
+            if isinstance(raw, str) and raw in args:
+                return raw
+            close = [a for a in args if isinstance(raw, str) and a.lower() == raw.lower()]
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            self.problem(where, f"expected {_type_name(tp)}, got {_show(raw)}{hint}")
+            return _INVALID
+        item_cls = _item_table(tp)
+        if item_cls is not None or dataclasses.is_dataclass(tp):
+            if not isinstance(raw, dict):
+                return self.wrong_type(where, tp, raw)
+            if item_cls is not None:
+                return self.keyed_tables(item_cls, raw, where)
+            return self.table(tp, raw, where, {})
+        if tp == tuple[str, ...] and isinstance(raw, list):
+            bad = [i for i, item in enumerate(raw) if not isinstance(item, str)]
+            for i in bad:
+                self.wrong_type(f"{where}[{i}]", str, raw[i])
+            return _INVALID if bad else tuple(raw)
+        if tp in _SCALARS:
+            if not _SCALARS[tp][1](raw):
+                return self.wrong_type(where, tp, raw)
+            return self.path(raw) if tp is Path else tp(raw)  # tp(): an int given for a float
+        raise TypeError(f"config.py cannot read a field of type {tp!r}")  # a bug, not a user error
+
+
+# --- Public entry points ---------------------------------------------------------------------
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and check a config file; ConfigError lists every problem in it at once."""
+    # abspath, not resolve(): relative paths follow the folder the admin named, symlink or not.
+    config_path = Path(os.path.abspath(Path(path).expanduser()))
+    where = str(config_path)
+    try:
+        with config_path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(where, ["file not found"]) from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:  # names the line and column
+        raise ConfigError(where, [f"not valid TOML: {exc}"]) from exc
+    except OSError as exc:
+        raise ConfigError(where, [f"cannot read the file: {exc.strerror}"]) from exc
+    reader = _Reader(config_path.parent)
+    config = reader.table(Config, data, "", {"path": config_path})
+    if reader.problems:
+        raise ConfigError(where, reader.problems)
+    return typing.cast(Config, config)
+
+
+def find_config(explicit: str | Path | None = None) -> Path:
+    """The config file to use: ``explicit``, else $AIMGW_CONFIG, else ./config.toml."""
+    if explicit:
+        candidate, source = Path(explicit), "given explicitly"
+    elif os.environ.get(CONFIG_ENV_VAR):
+        candidate, source = Path(os.environ[CONFIG_ENV_VAR]), f"from ${CONFIG_ENV_VAR}"
+    else:
+        candidate, source = Path(DEFAULT_CONFIG_NAME), "the default, in the current folder"
+    if not candidate.is_file():
+        raise FatalError(f"no configuration file at {candidate} ({source})")
+    return candidate
+
+
+def _toml_literal(value: Any) -> str:
+    # JSON spells strings, numbers, booleans and arrays as TOML does; None is written "".
+    if isinstance(value, Path | None):
+        value = str(value or "")
+    return json.dumps(list(value) if isinstance(value, tuple) else value)
+
+
+def _describe_table(cls: Any, header: str, out: list[str]) -> None:
+    hints = typing.get_type_hints(cls)
+    rows: list[str] = []
+    nested: list[tuple[str, Any]] = []
+    for f in dataclasses.fields(cls):
+        tp, doc, check = hints[f.name], f.metadata["doc"], f.metadata.get("check")
+        must = f"; must be {check.rule}" if check else ""
+        if f.metadata.get("source") == "key":
+            out.append(f"The table key `<{f.name}>` is {doc}{must}.")
+            out.append("")
+        elif f.metadata.get("source"):
+            continue
+        elif dataclasses.is_dataclass(tp):
+            nested.append((_join(header, f.name), tp))
+        elif (item_cls := _item_table(tp)) is not None:
+            nested.append((_join(header, f"{f.name}.<id>"), item_cls))
+        else:
+            default = "required" if f.default is MISSING else f"`{_toml_literal(f.default)}`"
+            rows.append(f"| `{f.name}` | {_type_name(tp)} | {default} | {doc}{must} |")
+    if rows:
+        out += ["| key | type | default | meaning |", "|---|---|---|---|", *rows, ""]
+    for sub_header, sub_cls in nested:
+        out += [f"## [{sub_header}]", "", (sub_cls.__doc__ or "").strip(), ""]
+        _describe_table(sub_cls, sub_header, out)
+
+
+def describe() -> str:
+    """A Markdown reference of every key: type, default and meaning (for docs/configuration.md)."""
+    out = [
+        f"# {DEFAULT_CONFIG_NAME} reference",
+        "",
+        "Generated by `gateway.config.describe()`. Relative paths are relative to the folder "
+        "of the config file. Secrets are never kept in this file.",
+        "",
+    ]
+    _describe_table(Config, "", out)
+    return "\n".join(out).rstrip() + "\n"

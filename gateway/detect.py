@@ -1,0 +1,84 @@
+"""What a received file is, by its content: XML, CSV, or neither (F002), and the size limit (F003).
+
+The file name is never trusted: a partner's `orders.xml` may well be a CSV export.
+"""
+
+from __future__ import annotations
+
+import codecs
+from pathlib import Path
+from typing import Literal
+
+from gateway.errors import RejectedSubmission
+from gateway.findings import finding
+
+Format = Literal["xml", "csv"]
+
+_SNIFF_BYTES = 64 * 1024
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+
+
+def bom_encoding(head: bytes) -> tuple[str | None, int]:
+    """The encoding a byte-order mark announces, and the mark's length."""
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return name, len(bom)
+    return None, 0
+
+
+def check_size(path: Path, limit: int) -> int:
+    """The file's size; F003 when it is over ``limit`` bytes."""
+    size = path.stat().st_size
+    if size > limit:
+        raise RejectedSubmission(
+            finding("F003", f"The file is {size:,} bytes; the limit is {limit:,} bytes. "
+                    "Split it into several files.", value=str(size))
+        )
+    return size
+
+
+def detect_format(path: Path) -> Format:
+    """XML when the first non-blank character is '<'; CSV when the start reads as text rows."""
+    with open(path, "rb") as fh:
+        head = fh.read(_SNIFF_BYTES)
+    encoding, skip = bom_encoding(head)
+    body = head[skip:]
+    if not body.strip():
+        raise RejectedSubmission(finding("F002", "The file is empty: send an XML or CSV "
+                                         "submission."))
+    if encoding in (None, "utf-8"):
+        first = body.lstrip()[:1]
+        if first == b"<":
+            return "xml"
+    else:
+        # UTF-16/32 XML is legal XML; the XML parser decides whether it is well formed.
+        try:
+            text = body.decode(encoding, errors="ignore")
+        except LookupError:
+            text = ""
+        if text.lstrip().startswith("<"):
+            return "xml"
+    if _looks_like_csv(body if encoding in (None, "utf-8") else b""):
+        return "csv"
+    raise RejectedSubmission(finding("F002", "The file is neither XML nor CSV: send the XML of "
+                                     "urn:aimgw:license-submission:1 or a CSV with a header row."))
+
+
+def _looks_like_csv(body: bytes) -> bool:
+    """Printable text whose first line has a delimiter: a CSV header row (or a mapped one)."""
+    if b"\x00" in body[:4096]:
+        return False
+    first_line = body.split(b"\n", 1)[0]
+    if not first_line.strip():
+        return False
+    sample = body[:4096]
+    controls = sum(1 for b in sample if b < 32 and b not in (9, 10, 13))
+    if controls > len(sample) // 100:
+        return False
+    return any(sep in first_line for sep in (b",", b";", b"\t", b"|"))

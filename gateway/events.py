@@ -1,0 +1,44 @@
+"""The processing log: one JSON object a line, rotating, and the same event in the ledger."""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gateway.ledger import Ledger
+
+log = logging.getLogger("gateway")
+
+
+class EventLog:
+    """Writes events to ``events.jsonl`` (rotated by size) and to the ledger's events table."""
+
+    def __init__(self, path: Path | None, max_bytes: int = 10 * 1024 * 1024,
+                 backups: int = 5) -> None:
+        self._handler: logging.Handler | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._handler = logging.handlers.RotatingFileHandler(
+                path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+            self._handler.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, ledger: Ledger | None, kind: str, *, partner: str | None = None,
+             file_id: str | None = None, **data: Any) -> None:
+        """Record one event; call inside the ledger transaction that made it true."""
+        at = datetime.now(UTC).isoformat(timespec="milliseconds")
+        record = {"at": at, "event": kind, "partner": partner, "file_id": file_id, **data}
+        if ledger is not None and not ledger.readonly:
+            ledger.add_event(at, kind, partner, file_id, data)
+        if self._handler is not None:
+            line = json.dumps(record, sort_keys=False, default=str)
+            self._handler.emit(logging.makeLogRecord({"msg": line, "args": None}))
+        log.info("%s %s %s %s", kind, partner or "-", file_id or "-",
+                 " ".join(f"{k}={v}" for k, v in data.items()))
+
+    def close(self) -> None:
+        if self._handler is not None:
+            self._handler.close()

@@ -1,0 +1,192 @@
+"""Intake: the ``Inbox`` interface, the local-folder inbox, and durable receipt.
+
+An inbox lists complete files, fetches one to a local temp file, and disposes of it once the
+gateway holds it durably. ``SftpInbox`` (paramiko) implements the same interface.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import stat
+import time
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from gateway import crash
+from gateway.config import PartnerConfig
+from gateway.errors import FatalError
+from gateway.events import EventLog
+from gateway.ledger import Ledger
+from gateway.process import Layout, safe_name
+from gateway.storage import durable_move, fsync_dir
+
+# Names a sender uses while a file is still being written: never taken.
+IN_PROGRESS_SUFFIXES = (".tmp", ".part", ".filepart", ".partial", ".writing")
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteFile:
+    """A file offered by a partner. ``name`` is data, never a local path."""
+
+    name: str
+    size: int
+    mtime: float
+
+
+class Inbox(Protocol):
+    partner_id: str
+
+    def list(self) -> list[RemoteFile]:
+        """Complete files waiting, oldest first."""
+        ...
+
+    def fetch(self, remote: RemoteFile, dest: Path) -> tuple[int, str]:
+        """Copy ``remote`` to ``dest`` (fsynced); return (bytes, SHA-256 hex)."""
+        ...
+
+    def dispose(self, remote_name: str) -> None:
+        """Move, delete or keep the partner's file after the gateway holds it durably."""
+        ...
+
+    def deliver(self, local: Path, name: str) -> None:
+        """Put an acknowledgment where the partner reads it."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def _wanted(name: str, patterns: tuple[str, ...]) -> bool:
+    if name.startswith(".") or name.lower().endswith(IN_PROGRESS_SUFFIXES):
+        return False
+    return any(fnmatch.fnmatch(name, p) for p in patterns)
+
+
+def copy_with_digest(src_fh: BinaryIO, dest: Path, expected: int | None = None,
+                     ) -> tuple[int, str]:
+    """Stream ``src_fh`` into ``dest``, fsync it, and return (bytes, SHA-256)."""
+    digest = hashlib.sha256()
+    total = 0
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest, "wb") as out:
+        while chunk := src_fh.read(1024 * 1024):
+            digest.update(chunk)
+            out.write(chunk)
+            total += len(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    if expected is not None and total != expected:
+        raise OSError(f"short copy: {total} of {expected} bytes")
+    return total, digest.hexdigest()
+
+
+class LocalInbox:
+    """A folder on this machine (the sample partner, or a share mounted by a broker)."""
+
+    def __init__(self, partner: PartnerConfig) -> None:
+        self.partner = partner
+        self.partner_id = partner.id
+        self.root = partner.inbox
+
+    def list(self) -> list[RemoteFile]:
+        if not self.root.is_dir():
+            return []
+        now = time.time()
+        found = []
+        with os.scandir(self.root) as entries:
+            for entry in entries:
+                # lstat: a symlink is never followed out of the inbox.
+                st = entry.stat(follow_symlinks=False)
+                if not stat.S_ISREG(st.st_mode) or not _wanted(entry.name, self.partner.patterns):
+                    continue
+                if now - st.st_mtime < self.partner.min_age_seconds:
+                    continue
+                found.append(RemoteFile(entry.name, st.st_size, st.st_mtime))
+        found.sort(key=lambda f: (f.mtime, f.name))
+        return found
+
+    def fetch(self, remote: RemoteFile, dest: Path) -> tuple[int, str]:
+        fd = os.open(self.root / remote.name, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as src:
+            return copy_with_digest(src, dest, remote.size)
+
+    def dispose(self, remote_name: str) -> None:
+        src = self.root / remote_name
+        if self.partner.disposition == "keep" or not src.exists():
+            return
+        if self.partner.disposition == "delete":
+            src.unlink()
+            fsync_dir(self.root)
+            return
+        target = self.partner.effective_processed_dir / remote_name
+        if target.exists():
+            target = target.with_name(f"{target.name}.{int(time.time())}")
+        durable_move(src, target)
+
+    def deliver(self, local: Path, name: str) -> None:
+        # The outbox folder is where a local partner reads its acknowledgments.
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def open_inbox(partner: PartnerConfig) -> Inbox:
+    if partner.kind == "local":
+        return LocalInbox(partner)
+    raise FatalError(f"Partner {partner.id}: inbox kind {partner.kind!r} is not available in "
+                     "this version of the gateway.")
+
+
+def receive(inbox: Inbox, remote: RemoteFile, ledger: Ledger, layout: Layout,
+            events: EventLog, today: date) -> str:
+    """Copy one file in durably and commit its receipt; return its file id.
+
+    Fetch to work/tmp, fsync, check size and hash, rename into work/received, then commit.
+    A crash before the commit leaves a file the ledger does not know: ``recover`` deletes it
+    and the partner's file, still in place, is taken again.
+    """
+    with ledger.transaction():
+        file_id = ledger.new_file_id(today)
+    tmp = layout.work_tmp / f"{file_id}.part"
+    size, sha256 = inbox.fetch(remote, tmp)
+    crash.point("after_fetch")
+    local_name = f"{file_id}__{safe_name(remote.name)}"
+    durable_move(tmp, layout.received / local_name)
+    with ledger.transaction():
+        ledger.add_file({
+            "file_id": file_id, "partner": inbox.partner_id, "remote_name": remote.name,
+            "size": size, "mtime": remote.mtime, "sha256": sha256, "local_name": local_name,
+            "received_at": datetime.now().astimezone().isoformat(timespec="seconds"),
+            "state": "RECEIVED",
+        })
+        events.emit(ledger, "file.received", partner=inbox.partner_id, file_id=file_id,
+                    name=remote.name, size=size, sha256=sha256)
+    crash.point("after_receipt")
+    return file_id
+
+
+def clean_work(ledger: Ledger, layout: Layout) -> list[str]:
+    """Remove what a crash left before a receipt commit; return the names removed."""
+    removed = []
+    if layout.work_tmp.is_dir():
+        for leftover in layout.work_tmp.iterdir():
+            leftover.unlink()
+            removed.append(leftover.name)
+    if layout.received.is_dir():
+        for path in layout.received.iterdir():
+            file_id = path.name.split("__", 1)[0]
+            if ledger.file(file_id) is None:
+                path.unlink()
+                removed.append(path.name)
+    for folder in (layout.outbox_dir, layout.data_dir / "acks"):
+        if folder.is_dir():
+            for stale in folder.rglob(".*.tmp"):
+                stale.unlink()
+            for stale in folder.rglob(".*.body"):
+                stale.unlink()
+    return removed
+

@@ -1,0 +1,352 @@
+"""The ledger: what was received, what each application got, every license, finding and event.
+
+SQLite in WAL mode is the embedded default. License numbers come from a counter row per year
+inside the same transaction that records the licenses, and (partner, ref) is unique among
+licenses, so a number can neither repeat nor be issued twice for one request.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from gateway.errors import FatalError, TransientError
+
+SCHEMA_VERSION = 1
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE files (
+        file_id       TEXT PRIMARY KEY,
+        partner       TEXT NOT NULL,
+        remote_name   TEXT NOT NULL,
+        size          INTEGER NOT NULL,
+        mtime         REAL NOT NULL,
+        sha256        TEXT NOT NULL,
+        local_name    TEXT NOT NULL,
+        received_at   TEXT NOT NULL,
+        state         TEXT NOT NULL,      -- RECEIVED, PROCESSED, ARCHIVED, DONE
+        status        TEXT,               -- ACCEPTED, PARTIAL, REJECTED, DUPLICATE
+        format        TEXT,
+        submission_id TEXT,
+        processed_at  TEXT,
+        rule_set_date TEXT,
+        applications  INTEGER NOT NULL DEFAULT 0,
+        licensed      INTEGER NOT NULL DEFAULT 0,
+        not_required  INTEGER NOT NULL DEFAULT 0,
+        rejected      INTEGER NOT NULL DEFAULT 0,
+        new_licenses  INTEGER NOT NULL DEFAULT 0,
+        ack_name      TEXT,
+        ace_names     TEXT,
+        archive_path  TEXT,
+        error         TEXT,
+        duplicate_of  TEXT,
+        reprocess_of  TEXT,
+        duration_ms   INTEGER
+    );
+    CREATE INDEX files_partner_sha ON files (partner, sha256);
+    CREATE INDEX files_partner_remote ON files (partner, remote_name, size, mtime);
+    CREATE INDEX files_partner_submission ON files (partner, submission_id);
+    CREATE INDEX files_state ON files (state);
+    CREATE TABLE file_counter (day TEXT PRIMARY KEY, last INTEGER NOT NULL);
+    CREATE TABLE license_counter (year INTEGER PRIMARY KEY, last INTEGER NOT NULL);
+    CREATE TABLE licenses (
+        license_number TEXT PRIMARY KEY,
+        partner        TEXT NOT NULL,
+        ref            TEXT NOT NULL,
+        digest         TEXT NOT NULL,
+        file_id        TEXT NOT NULL REFERENCES files (file_id),
+        issue_date     TEXT NOT NULL,
+        valid_from     TEXT NOT NULL,
+        valid_through  TEXT NOT NULL,
+        entry_type     TEXT NOT NULL,
+        port_of_entry  TEXT NOT NULL,
+        importer       TEXT NOT NULL,
+        exporter       TEXT NOT NULL,
+        manufacturer   TEXT NOT NULL,
+        country_of_origin TEXT NOT NULL,
+        lines          INTEGER NOT NULL,
+        quantity_kg    TEXT NOT NULL,
+        value_usd      TEXT NOT NULL,
+        UNIQUE (partner, ref)
+    );
+    CREATE TABLE license_products (
+        license_number TEXT NOT NULL REFERENCES licenses (license_number),
+        hts            TEXT NOT NULL,
+        product_group  TEXT NOT NULL,
+        smelt_country_largest TEXT NOT NULL,
+        smelt_country_second  TEXT NOT NULL,
+        cast_country   TEXT NOT NULL,
+        lines          INTEGER NOT NULL,
+        quantity_kg    TEXT NOT NULL,
+        value_usd      TEXT NOT NULL
+    );
+    CREATE INDEX license_products_number ON license_products (license_number);
+    CREATE TABLE applications (
+        file_id        TEXT NOT NULL REFERENCES files (file_id),
+        seq            INTEGER NOT NULL,
+        ref            TEXT,
+        status         TEXT NOT NULL,
+        license_number TEXT,
+        reused         INTEGER NOT NULL DEFAULT 0,
+        lines          INTEGER NOT NULL,
+        digest         TEXT,
+        PRIMARY KEY (file_id, seq)
+    );
+    CREATE INDEX applications_ref ON applications (ref);
+    CREATE TABLE findings (
+        file_id     TEXT NOT NULL REFERENCES files (file_id),
+        ref         TEXT,
+        line        INTEGER,
+        code        TEXT NOT NULL,
+        severity    TEXT NOT NULL,
+        field       TEXT,
+        value       TEXT,
+        message     TEXT NOT NULL,
+        source_line INTEGER
+    );
+    CREATE INDEX findings_file ON findings (file_id);
+    CREATE TABLE events (
+        id       INTEGER PRIMARY KEY AUTOINCREMENT,
+        at       TEXT NOT NULL,
+        kind     TEXT NOT NULL,
+        partner  TEXT,
+        file_id  TEXT,
+        data     TEXT NOT NULL
+    );
+    CREATE INDEX events_file ON events (file_id);
+    """,
+)
+
+FILE_COLUMNS = (
+    "file_id", "partner", "remote_name", "size", "mtime", "sha256", "local_name", "received_at",
+    "state", "status", "format", "submission_id", "processed_at", "rule_set_date",
+    "applications", "licensed", "not_required", "rejected", "new_licenses", "ack_name",
+    "ace_names", "archive_path", "error", "duplicate_of", "reprocess_of", "duration_ms",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FileRow:
+    file_id: str
+    partner: str
+    remote_name: str
+    size: int
+    mtime: float
+    sha256: str
+    local_name: str
+    received_at: str
+    state: str
+    status: str | None
+    format: str | None
+    submission_id: str | None
+    processed_at: str | None
+    rule_set_date: str | None
+    applications: int
+    licensed: int
+    not_required: int
+    rejected: int
+    new_licenses: int
+    ack_name: str | None
+    ace_names: str | None
+    archive_path: str | None
+    error: str | None
+    duplicate_of: str | None
+    reprocess_of: str | None
+    duration_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PriorLicense:
+    license_number: str
+    digest: str
+    valid_from: str
+    valid_through: str
+
+
+class Ledger:
+    """The SQLite ledger. One instance per process; not shared between threads."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        self.readonly = readonly
+        try:
+            if readonly:
+                self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.db = sqlite3.connect(str(path), isolation_level=None, timeout=30)
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=FULL")
+                self.db.execute("PRAGMA foreign_keys=ON")
+                self._migrate()
+        except sqlite3.OperationalError as err:
+            raise FatalError(f"Cannot open the ledger {path}: {err}") from err
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise FatalError(f"The ledger {self.path} is schema {version}; this gateway knows "
+                             f"{SCHEMA_VERSION}. Upgrade the gateway.")
+        for number in range(version, len(MIGRATIONS)):
+            with self.transaction():
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {number + 1}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE … COMMIT: one writer at a time; rolled back on any exception."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as err:
+            raise TransientError(f"The ledger is busy: {err}") from err
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- files -------------------------------------------------------------------------------
+
+    def new_file_id(self, day: date) -> str:
+        """``YYYYMMDD-NNNNNN``: sortable, readable, fits the A record's user data (21 chars)."""
+        key = day.strftime("%Y%m%d")
+        row = self.db.execute(
+            "INSERT INTO file_counter (day, last) VALUES (?, 1) "
+            "ON CONFLICT (day) DO UPDATE SET last = last + 1 RETURNING last",
+            (key,),
+        ).fetchone()
+        return f"{key}-{row[0]:06d}"
+
+    def add_file(self, row: dict[str, object]) -> None:
+        cols = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        self.db.execute(f"INSERT INTO files ({cols}) VALUES ({marks})", tuple(row.values()))
+
+    def update_file(self, file_id: str, **values: object) -> None:
+        sets = ", ".join(f"{k} = ?" for k in values)
+        self.db.execute(f"UPDATE files SET {sets} WHERE file_id = ?", (*values.values(), file_id))
+
+    def file(self, file_id: str) -> FileRow | None:
+        row = self.db.execute(
+            f"SELECT {', '.join(FILE_COLUMNS)} FROM files WHERE file_id = ?", (file_id,)
+        ).fetchone()
+        return FileRow(*row) if row else None
+
+    def files(self, where: str = "1", params: tuple[object, ...] = (), limit: int = 1000,
+              ) -> list[FileRow]:
+        rows = self.db.execute(
+            f"SELECT {', '.join(FILE_COLUMNS)} FROM files WHERE {where} "
+            "ORDER BY received_at DESC, file_id DESC LIMIT ?", (*params, limit)
+        ).fetchall()
+        return [FileRow(*r) for r in rows]
+
+    def already_taken(self, partner: str, remote_name: str, size: int, mtime: float) -> bool:
+        return self.db.execute(
+            "SELECT 1 FROM files WHERE partner = ? AND remote_name = ? AND size = ? AND mtime = ?"
+            " AND reprocess_of IS NULL LIMIT 1", (partner, remote_name, size, mtime)
+        ).fetchone() is not None
+
+    def original_of(self, partner: str, sha256: str, file_id: str) -> FileRow | None:
+        """The first completed, non-duplicate file with these bytes for this partner."""
+        rows = self.files(
+            "partner = ? AND sha256 = ? AND file_id < ? AND state != 'RECEIVED' "
+            "AND status IS NOT NULL AND status != 'DUPLICATE' AND reprocess_of IS NULL",
+            (partner, sha256, file_id), limit=1,
+        )
+        return rows[0] if rows else None
+
+    def submission_id_conflict(self, partner: str, submission_id: str, sha256: str,
+                               file_id: str) -> FileRow | None:
+        """An earlier file of this partner with this SubmissionId and other bytes (F007)."""
+        rows = self.files(
+            "partner = ? AND submission_id = ? AND sha256 != ? AND file_id != ? "
+            "AND state != 'RECEIVED' AND status IS NOT NULL AND status != 'DUPLICATE' "
+            "AND error IS NULL", (partner, submission_id, sha256, file_id), limit=1,
+        )
+        return rows[0] if rows else None
+
+    def unfinished_files(self) -> list[FileRow]:
+        """Files received but not yet through every step: finished first at start."""
+        rows = self.db.execute(
+            f"SELECT {', '.join(FILE_COLUMNS)} FROM files WHERE state != 'DONE' "
+            "ORDER BY file_id"
+        ).fetchall()
+        return [FileRow(*r) for r in rows]
+
+    # -- licenses ----------------------------------------------------------------------------
+
+    def prior_license(self, partner: str, ref: str) -> PriorLicense | None:
+        row = self.db.execute(
+            "SELECT license_number, digest, valid_from, valid_through FROM licenses "
+            "WHERE partner = ? AND ref = ?", (partner, ref)
+        ).fetchone()
+        return PriorLicense(*row) if row else None
+
+    def last_license_sequence(self, year: int) -> int:
+        row = self.db.execute("SELECT last FROM license_counter WHERE year = ?",
+                              (year,)).fetchone()
+        return row[0] if row else 0
+
+    def set_license_sequence(self, year: int, last: int) -> None:
+        self.db.execute(
+            "INSERT INTO license_counter (year, last) VALUES (?, ?) "
+            "ON CONFLICT (year) DO UPDATE SET last = excluded.last", (year, last)
+        )
+
+    def add_licenses(self, rows: Iterable[tuple[object, ...]]) -> None:
+        self.db.executemany(
+            "INSERT INTO licenses (license_number, partner, ref, digest, file_id, issue_date, "
+            "valid_from, valid_through, entry_type, port_of_entry, importer, exporter, "
+            "manufacturer, country_of_origin, lines, quantity_kg, value_usd) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def add_license_products(self, rows: Iterable[tuple[object, ...]]) -> None:
+        self.db.executemany(
+            "INSERT INTO license_products (license_number, hts, product_group, "
+            "smelt_country_largest, smelt_country_second, cast_country, lines, quantity_kg, "
+            "value_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def add_applications(self, rows: Iterable[tuple[object, ...]]) -> None:
+        self.db.executemany(
+            "INSERT INTO applications (file_id, seq, ref, status, license_number, reused, lines,"
+            " digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def add_findings(self, rows: Iterable[tuple[object, ...]]) -> None:
+        self.db.executemany(
+            "INSERT INTO findings (file_id, ref, line, code, severity, field, value, message, "
+            "source_line) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def delete_file_results(self, file_id: str) -> None:
+        """Drop what a file produced (for reprocessing a file that issued no license)."""
+        for table in ("findings", "applications"):
+            self.db.execute(f"DELETE FROM {table} WHERE file_id = ?", (file_id,))
+
+    # -- events ------------------------------------------------------------------------------
+
+    def add_event(self, at: str, kind: str, partner: str | None, file_id: str | None,
+                  data: dict[str, object]) -> None:
+        self.db.execute(
+            "INSERT INTO events (at, kind, partner, file_id, data) VALUES (?, ?, ?, ?, ?)",
+            (at, kind, partner, file_id, json.dumps(data, sort_keys=True, default=str)),
+        )
+
+    def integrity_problems(self) -> list[str]:
+        """SQLite's own check plus the ledger's invariants; empty when all is well."""
+        problems = [r[0] for r in self.db.execute("PRAGMA integrity_check") if r[0] != "ok"]
+        dup = self.db.execute(
+            "SELECT license_number FROM applications WHERE reused = 0 AND license_number IS "
+            "NOT NULL GROUP BY license_number HAVING COUNT(*) > 1").fetchall()
+        problems += [f"license {n} issued to two applications" for (n,) in dup]
+        return problems

@@ -1,0 +1,140 @@
+"""Phase 2: decide each staged application's status and issue license numbers (guide 5.1/5.2).
+
+Runs inside the ledger transaction that records the result, so numbers are allocated and
+recorded together: a crash before the commit leaves no trace and the rerun draws the same
+numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+
+from gateway.errors import FatalError
+from gateway.findings import finding
+from gateway.ledger import Ledger
+from gateway.model import AppStatus
+from gateway.results import PENDING, AppOutcome
+from gateway.validate import Staged, StagedApplication
+
+MAX_SEQUENCE = 999_999
+
+
+def format_license(year: int, sequence: int) -> str:
+    """``A`` + two-digit year of issue + six-digit sequence within that year: ``A21000001``."""
+    return f"A{year % 100:02d}{sequence:06d}"
+
+
+@dataclass
+class LicenseIssuer:
+    """Draws license numbers from the ledger's counter for the issue year."""
+
+    ledger: Ledger | None  # None: dry run (check), numbers are PENDING
+    issue_date: date
+    validity_days: int
+
+    def __post_init__(self) -> None:
+        self.year = self.issue_date.year
+        self.last = self.ledger.last_license_sequence(self.year) if self.ledger else 0
+        self.issued = 0
+
+    @property
+    def valid_through(self) -> date:
+        return self.issue_date + timedelta(days=self.validity_days)
+
+    def next_number(self) -> str:
+        if self.ledger is None or self.ledger.readonly:
+            return PENDING
+        if self.last >= MAX_SEQUENCE:
+            raise FatalError(f"License numbers for {self.year} are exhausted "
+                             f"({MAX_SEQUENCE:,} issued).")
+        self.last += 1
+        self.issued += 1
+        return format_license(self.year, self.last)
+
+    def save(self) -> None:
+        if self.ledger is not None and not self.ledger.readonly and self.issued:
+            self.ledger.set_license_sequence(self.year, self.last)
+
+
+def decide(staged: Staged, partner_id: str | None, issuer: LicenseIssuer) -> Iterator[
+        tuple[StagedApplication, AppOutcome]]:
+    """Yield every application with its final status, issuing licenses as it goes."""
+    ledger = issuer.ledger
+    duplicated = {ref for ref, n in staged.ref_counts.items() if n > 1}
+    for item in staged.applications():
+        app = item.app
+        findings = list(item.findings)
+        ref = app.ref
+        if ref in duplicated:
+            findings.append(finding(
+                "A105", f"The ref {ref!r} is used by {staged.ref_counts[ref]} applications in "
+                "this file: give each application its own ref.", ref=ref, field="ref",
+                value=ref, source_line=app.source_line))
+        prior = ledger.prior_license(partner_id, ref) if ledger and partner_id and ref else None
+        if prior is not None and prior.digest != item.digest:
+            findings.append(finding(
+                "A104", f"The ref {ref!r} was licensed before ({prior.license_number}) with "
+                "different content: use a new ref for a new request.", ref=ref, field="ref",
+                value=ref, source_line=app.source_line))
+        outcome = AppOutcome(item.seq, ref, AppStatus.REJECTED, findings, item.lines)
+        if any(f.is_error for f in findings):
+            pass
+        elif prior is not None:
+            outcome.status = AppStatus.LICENSED
+            outcome.license_number = prior.license_number
+            outcome.valid_from = date.fromisoformat(prior.valid_from)
+            outcome.valid_through = date.fromisoformat(prior.valid_through)
+            outcome.reused = True
+            findings.append(finding(
+                "I201", f"This request was licensed before: license {prior.license_number} "
+                "is returned; no new license was issued.", ref=ref,
+                value=prior.license_number, source_line=app.source_line))
+        elif item.exempt or not any(r.covered for r in item.lines):
+            outcome.status = AppStatus.NOT_REQUIRED
+        else:
+            outcome.status = AppStatus.LICENSED
+            outcome.license_number = issuer.next_number()
+            outcome.valid_from = issuer.issue_date
+            outcome.valid_through = issuer.valid_through
+        yield item, outcome
+
+
+def license_rows(item: StagedApplication, outcome: AppOutcome, partner_id: str,
+                 file_id: str) -> tuple[tuple[object, ...], list[tuple[object, ...]]]:
+    """The ``licenses`` row and the ``license_products`` rows of a newly issued license.
+
+    Products are aggregated by (HTS, smelt countries, cast country): what AIM monitors.
+    """
+    app = item.app
+    groups: dict[tuple[str, str, str, str, str], list[Decimal | int]] = {}
+    total_qty = Decimal(0)
+    total_value = Decimal(0)
+    lines = 0
+    for r in item.lines:
+        if r.covered is None or r.hts10 is None:
+            continue
+        line = r.line
+        qty = Decimal(line.quantity_kg or 0)
+        value = Decimal(line.value_usd or 0)
+        key = (r.hts10, r.covered.product_group, line.smelt_country_largest or "",
+               line.smelt_country_second or "", line.cast_country or "")
+        acc = groups.setdefault(key, [0, Decimal(0), Decimal(0)])
+        acc[0] += 1
+        acc[1] += qty
+        acc[2] += value
+        total_qty += qty
+        total_value += value
+        lines += 1
+    number = outcome.license_number
+    assert outcome.valid_from and outcome.valid_through and number
+    license_row = (
+        number, partner_id, app.ref, item.digest, file_id, outcome.valid_from.isoformat(),
+        outcome.valid_from.isoformat(), outcome.valid_through.isoformat(), app.entry_type,
+        app.port_of_entry, app.importer, app.exporter, app.manufacturer, app.country_of_origin,
+        lines, str(total_qty), str(total_value),
+    )
+    products = [(number, *key, acc[0], str(acc[1]), str(acc[2])) for key, acc in groups.items()]
+    return license_row, products

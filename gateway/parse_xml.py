@@ -1,0 +1,289 @@
+"""Safe, streaming parsing of XML submissions (guide section 3).
+
+Nothing is ever expanded or fetched: a DOCTYPE, an entity declaration or an XInclude is F004,
+found in the raw bytes before the parser sees them and checked again on the parsed prolog. The
+file is read with ``iterparse``: each ``Application`` is validated against the XSD on its own
+(one bad application never rejects the others), handed on, and freed, so memory does not grow
+with the file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from lxml import etree
+
+from gateway.detect import bom_encoding
+from gateway.errors import RejectedSubmission
+from gateway.findings import Finding, finding
+from gateway.model import (
+    APPLICATION_FIELDS,
+    LINE_FIELDS,
+    Application,
+    Filer,
+    ProductLine,
+    SubmissionHeader,
+)
+from gateway.schemas import submission_schema
+
+NS = "urn:aimgw:license-submission:1"
+SCHEMA_VERSION = "1.0"
+XINCLUDE_NS = "http://www.w3.org/2001/XInclude"
+_Q = "{" + NS + "}"
+ROOT_TAG = _Q + "LicenseSubmission"
+HEADER_TAG = _Q + "Header"
+APPLICATION_TAG = _Q + "Application"
+PRODUCT_TAG = _Q + "Product"
+
+# XML element name -> model attribute, for applications and product lines.
+APP_TAGS = {_Q + xml: attr for attr, xml in APPLICATION_FIELDS}
+LINE_TAGS = {_Q + xml: attr for attr, xml in LINE_FIELDS}
+XML_NAME_TO_FIELD = {xml: attr for attr, xml in APPLICATION_FIELDS + LINE_FIELDS}
+XML_NAME_TO_FIELD.update({"ref": "ref", "line": "line_no"})
+
+_PROLOG_BYTES = 256 * 1024
+_FORBIDDEN = (b"<!DOCTYPE", b"<!ENTITY", b"<!doctype", b"<!entity")
+_ELEMENT_IN_MESSAGE = re.compile(r"Element '(?:\{[^}]*\})?([\w.-]+)'(?:, attribute '([\w.-]+)')?")
+_EXPECTED_IN_MESSAGE = re.compile(r"Expected is (?:one of )?\( ([^)]*) \)")
+
+
+@dataclass(slots=True)
+class ParsedApplication:
+    """An application as read, with the XSD findings that no value rule can name better."""
+
+    app: Application
+    xsd_errors: list[tuple[int | None, str]]  # (line in file, validator message)
+    element_fields: dict[int, tuple[str | None, str]] | None  # sourceline -> (line_no, field)
+
+
+def _f004(detail: str) -> RejectedSubmission:
+    return RejectedSubmission(
+        finding("F004", f"{detail}: DOCTYPE, entity declarations, external references and "
+                "XInclude are not accepted. Send plain XML without them.")
+    )
+
+
+def prescan(path: Path) -> None:
+    """F004 from the raw bytes of the prolog, before any parser runs."""
+    with open(path, "rb") as fh:
+        head = fh.read(_PROLOG_BYTES)
+    encoding, skip = bom_encoding(head)
+    if encoding and encoding != "utf-8":
+        head = head[skip:].decode(encoding, errors="ignore").encode("utf-8")
+    for marker in _FORBIDDEN:
+        if marker in head:
+            kind = "DOCTYPE" if b"DOCTYPE" in marker.upper() else "entity declaration"
+            raise _f004(f"The file has a {kind}")
+    if XINCLUDE_NS.encode() in head:
+        raise _f004("The file uses XInclude")
+
+
+def _text(el: etree._Element) -> str | None:
+    text = el.text
+    if text is None:
+        return None
+    text = text.strip()
+    return text or None
+
+
+def _syntax_error(err: etree.XMLSyntaxError) -> RejectedSubmission:
+    message = str(err)
+    line = err.lineno if err.lineno else None
+    if "UTF-8" in message or "encoding" in message.lower() or "Document labelled" in message:
+        return RejectedSubmission(finding("F009", f"The text is not valid in its encoding: "
+                                          f"{message}. Save the file as UTF-8.",
+                                          source_line=line))
+    if "Detected an entity reference loop" in message or "entity" in message.lower():
+        return _f004(f"The file uses entities ({message})")
+    return RejectedSubmission(finding("F001", f"The XML is not well formed: {message}. Fix the "
+                                      "file so that it parses.", source_line=line))
+
+
+class XmlSubmission:
+    """One XML submission, read once, front to back.
+
+    ``header`` is available after the first application is yielded (or after iteration for an
+    empty file). Raises ``RejectedSubmission`` (F001, F004, F005, F008, F009) while iterating.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.header: SubmissionHeader | None = None
+        self.application_count = 0
+
+    def applications(self) -> Iterator[ParsedApplication]:
+        prescan(self.path)
+        schema = submission_schema()
+        context = etree.iterparse(
+            str(self.path),
+            events=("start", "end"),
+            resolve_entities=False,
+            load_dtd=False,
+            no_network=True,
+            huge_tree=False,
+            remove_comments=True,
+            remove_pis=True,
+            collect_ids=False,
+        )
+        root: etree._Element | None = None
+        depth = 0
+        try:
+            for event, el in context:
+                if event == "start":
+                    depth += 1
+                    if root is None:
+                        root = el
+                        self._check_root(el)
+                    elif isinstance(el.tag, str) and el.tag.startswith("{" + XINCLUDE_NS):
+                        raise _f004("The file uses XInclude")
+                    continue
+                depth -= 1
+                if depth != 1:
+                    continue
+                # A direct child of the root is complete.
+                if el.tag == APPLICATION_TAG:
+                    if self.header is None:
+                        raise RejectedSubmission(finding(
+                            "F005", "The Header must come first, before any Application.",
+                            source_line=el.sourceline))
+                    self.application_count += 1
+                    yield self._application(el, schema)
+                elif el.tag == HEADER_TAG and self.header is None:
+                    self.header = self._header(el, schema)
+                else:
+                    raise RejectedSubmission(finding(
+                        "F005", f"Unexpected element {el.tag!s} under LicenseSubmission: only "
+                        "one Header and Application elements belong there.",
+                        source_line=el.sourceline))
+                el.clear()
+                while el.getprevious() is not None:
+                    del root[0]  # type: ignore[index]
+        except etree.XMLSyntaxError as err:
+            raise _syntax_error(err) from None
+        if root is not None and root.getroottree().docinfo.doctype:
+            raise _f004("The file has a DOCTYPE")
+        if self.header is None:
+            raise RejectedSubmission(finding("F005", "The submission has no Header: add "
+                                             "<Header><SubmissionId>…</SubmissionId></Header>."))
+        if self.application_count == 0:
+            raise RejectedSubmission(finding("F008", "The file holds no Application: nothing "
+                                             "to license."))
+
+    @staticmethod
+    def _check_root(el: etree._Element) -> None:
+        tree = el.getroottree()
+        if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
+            raise _f004("The file has a DOCTYPE")
+        if el.tag != ROOT_TAG:
+            raise RejectedSubmission(finding(
+                "F005", f"The root element is {el.tag!s}; it must be LicenseSubmission in "
+                f"namespace {NS}.", field="root", value=str(el.tag), source_line=el.sourceline))
+        version = el.get("schemaVersion")
+        if version != SCHEMA_VERSION:
+            raise RejectedSubmission(finding(
+                "F005", f'schemaVersion must be "{SCHEMA_VERSION}".', field="schemaVersion",
+                value=version, source_line=el.sourceline))
+
+    @staticmethod
+    def _header(el: etree._Element, schema: etree.XMLSchema) -> SubmissionHeader:
+        if not schema.validate(el):
+            err = schema.error_log.last_error
+            raise RejectedSubmission(finding(
+                "F005", f"The Header is not valid: {err.message if err else 'invalid'}.",
+                field="Header", source_line=err.line if err else el.sourceline))
+        submission_id = _text(el.find(_Q + "SubmissionId"))  # type: ignore[arg-type]
+        created = el.find(_Q + "Created")
+        filer_el = el.find(_Q + "Filer")
+        filer = None
+        if filer_el is not None:
+            values = {
+                "name": "Name", "street": "Street", "city": "City", "state": "State",
+                "postal_code": "PostalCode", "contact_name": "ContactName",
+                "phone": "Phone", "email": "Email",
+            }
+            filer = Filer(**{k: (filer_el.findtext(_Q + v) or "").strip()
+                             for k, v in values.items()})
+        return SubmissionHeader(
+            submission_id, _text(created) if created is not None else None, filer
+        )
+
+    @staticmethod
+    def _application(el: etree._Element, schema: etree.XMLSchema) -> ParsedApplication:
+        app = Application(ref=el.get("ref"), source_line=el.sourceline)
+        lines = app.lines
+        app_tags = APP_TAGS
+        line_tags = LINE_TAGS
+        for child in el:
+            tag = child.tag
+            if tag == PRODUCT_TAG:
+                line = ProductLine(child.get("line"), source_line=child.sourceline)
+                for leaf in child:
+                    name = line_tags.get(leaf.tag)
+                    if name is not None:
+                        text = leaf.text
+                        setattr(line, name, text.strip() or None if text else None)
+                lines.append(line)
+            else:
+                name = app_tags.get(tag)
+                if name is not None:
+                    text = child.text
+                    setattr(app, name, text.strip() or None if text else None)
+        if schema.validate(el):
+            return ParsedApplication(app, [], None)
+        errors = [(e.line, e.message) for e in schema.error_log]
+        # Slow path, only for invalid applications: map file lines to (line_no, field).
+        fields: dict[int, tuple[str | None, str]] = {}
+        for child in el.iter():
+            if not isinstance(child.tag, str):
+                continue
+            local = etree.QName(child).localname
+            parent = child.getparent()
+            line_no = None
+            if child.tag == PRODUCT_TAG:
+                line_no = child.get("line")
+            elif parent is not None and parent.tag == PRODUCT_TAG:
+                line_no = parent.get("line")
+            if child.sourceline is not None:
+                fields.setdefault(child.sourceline, (line_no, XML_NAME_TO_FIELD.get(local, local)))
+        return ParsedApplication(app, errors, fields)
+
+
+def xsd_findings(parsed: ParsedApplication, reported: list[Finding]) -> list[Finding]:
+    """A101 for each XSD error that no finding in ``reported`` already names.
+
+    A missing element is A102 and a value with its own rule code carries that code; the XSD's
+    message about the same element (or about the element that followed a missing one) is then
+    dropped, so that every problem is reported once, with its most precise code.
+    """
+    if not parsed.xsd_errors:
+        return []
+    app = parsed.app
+    named = {(f.line, f.field) for f in reported}
+    named_fields = {f.field for f in reported}
+    missing = {f.field for f in reported if f.code == "A102"}
+    out: list[Finding] = []
+    for line, message in parsed.xsd_errors:
+        match = _ELEMENT_IN_MESSAGE.search(message)
+        element = attribute = None
+        if match:
+            element, attribute = match.group(1), match.group(2)
+        name = attribute or element or ""
+        fld = XML_NAME_TO_FIELD.get(name, name)
+        line_no, _ = (parsed.element_fields or {}).get(line or -1, (None, fld))
+        number = int(line_no) if line_no and line_no.isdigit() else None
+        if (number, fld) in named or (number is None and fld in named_fields):
+            continue
+        expected = _EXPECTED_IN_MESSAGE.search(message)
+        if expected:
+            names = {XML_NAME_TO_FIELD.get(n.split("}")[-1].strip(), n)
+                     for n in expected.group(1).split(",")}
+            if names & missing:
+                continue
+        if attribute is None and fld in missing and "Missing child" not in message:
+            continue
+        out.append(finding("A101", f"XSD: {message.rstrip('.')} (line {line}).", ref=app.ref,
+                           line=number, field=fld or None, source_line=line))
+    return out

@@ -1,0 +1,339 @@
+"""Process one received file: validate, decide, write outputs, commit, archive.
+
+Order (OPERATIONS.md): outputs written to temp names and renamed → ledger commit → input moved
+to the archive (or failed/) → remote disposition (by the caller). Each step can be repeated
+after a crash: output names are fixed by the file id, and license numbers are drawn inside the
+transaction that records them, so a rerun writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from gateway import crash
+from gateway.ace import AceFileWriter
+from gateway.ack import AckXmlWriter, duplicate_ack, render_ack
+from gateway.config import Config, PartnerConfig
+from gateway.detect import check_size, detect_format
+from gateway.errors import RejectedSubmission
+from gateway.events import EventLog
+from gateway.findings import Finding, finding
+from gateway.hts import covered_list
+from gateway.ledger import FileRow, Ledger
+from gateway.licensing import LicenseIssuer, decide, license_rows
+from gateway.model import AppStatus, FileStatus
+from gateway.results import FileSummary
+from gateway.rules import RuleContext
+from gateway.storage import atomic_write, durable_move, publish, temp_name
+from gateway.validate import Staged, spool_path, stage_file
+
+_BATCH = 2000  # ledger rows buffered before an executemany
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def safe_name(remote_name: str) -> str:
+    """A local file name derived from a partner's name: never a path, never hidden."""
+    base = remote_name.replace("\\", "/").rsplit("/", 1)[-1]
+    clean = _UNSAFE_NAME.sub("_", base).lstrip(".")[:120]
+    return clean or "unnamed"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the gateway keeps files (all under one file system, so renames are atomic)."""
+
+    data_dir: Path
+    outbox_dir: Path
+
+    @property
+    def work_tmp(self) -> Path:
+        return self.data_dir / "work" / "tmp"
+
+    @property
+    def received(self) -> Path:
+        return self.data_dir / "work" / "received"
+
+    def archive(self, partner: str, received_at: str) -> Path:
+        return self.data_dir / "archive" / partner / received_at[:7]
+
+    def failed(self, partner: str) -> Path:
+        return self.data_dir / "failed" / partner
+
+    def ack_store(self, partner: str) -> Path:
+        return self.data_dir / "acks" / partner
+
+    def partner_outbox(self, partner: str) -> Path:
+        return self.outbox_dir / partner
+
+    @property
+    def ace_outbox(self) -> Path:
+        return self.outbox_dir / "ace"
+
+    @classmethod
+    def of(cls, config: Config) -> Layout:
+        return cls(config.gateway.data_dir, config.gateway.outbox_dir)
+
+
+def processing_date(config: Config, as_of: date | None) -> date:
+    return as_of or datetime.now(ZoneInfo(config.gateway.timezone)).date()
+
+
+def rule_context(config: Config, on: date) -> RuleContext:
+    r = config.rules
+    from decimal import Decimal
+
+    return RuleContext(
+        processing_date=on, covered=covered_list(),
+        unit_value_min=Decimal(str(r.unit_value_min_usd_per_mt)),
+        unit_value_max=Decimal(str(r.unit_value_max_usd_per_mt)),
+        low_value_usd=Decimal(str(r.low_value_usd)),
+        max_days_before_import=r.max_days_before_import,
+        max_days_after_import=r.max_days_after_import,
+    )
+
+
+def ack_name(row: FileRow) -> str:
+    return f"{safe_name(row.remote_name)}.ack.xml"
+
+
+class FileProcessor:
+    """Takes received files through validation, licensing and outputs."""
+
+    def __init__(self, config: Config, ledger: Ledger, events: EventLog,
+                 as_of: date | None = None) -> None:
+        self.config = config
+        self.ledger = ledger
+        self.events = events
+        self.as_of = as_of
+        self.layout = Layout.of(config)
+
+    # -- the whole story of one file ---------------------------------------------------------
+
+    def finish(self, row: FileRow) -> FileRow:
+        """Take ``row`` from wherever it stopped to ARCHIVED (idempotent)."""
+        if row.state == "RECEIVED":
+            self._process(row)
+            row = self.ledger.file(row.file_id)  # type: ignore[assignment]
+            crash.point("after_commit")
+        if row.state == "PROCESSED":
+            self._archive(row)
+            row = self.ledger.file(row.file_id)  # type: ignore[assignment]
+            crash.point("after_archive")
+        return row
+
+    def _process(self, row: FileRow) -> None:
+        started = datetime.now().astimezone()
+        on = processing_date(self.config, self.as_of)
+        partner = self.config.partner(row.partner)
+        path = self.layout.received / row.local_name
+        summary = FileSummary(
+            file_id=row.file_id, partner=row.partner, file_name=row.remote_name,
+            sha256=row.sha256, received_at=datetime.fromisoformat(row.received_at),
+            processed_at=started, rule_set_date=on, status=FileStatus.REJECTED)
+        original = self.ledger.original_of(row.partner, row.sha256, row.file_id)
+        if original is not None and row.reprocess_of is None:
+            self._duplicate(row, original, summary)
+            return
+        staged: Staged | None = None
+        fmt = None
+        try:
+            check_size(path, self.config.gateway.max_file_bytes)
+            fmt = detect_format(path)
+            staged = stage_file(path, fmt, rule_context(self.config, on),
+                                spool_path(self.layout.work_tmp, row.file_id))
+            summary.submission_id = staged.header.submission_id if staged.header else None
+            if summary.submission_id:
+                clash = self.ledger.submission_id_conflict(
+                    row.partner, summary.submission_id, row.sha256, row.file_id)
+                if clash is not None:
+                    raise RejectedSubmission(finding(
+                        "F007", f"SubmissionId {summary.submission_id!r} was used before by "
+                        f"file {clash.remote_name} ({clash.file_id}) with different content: "
+                        "give every new file its own SubmissionId.",
+                        field="SubmissionId", value=summary.submission_id))
+            self._license(row, partner, staged, summary, fmt, started)
+        except RejectedSubmission as rejected:
+            self._reject(row, summary, rejected.finding, fmt, started)
+        finally:
+            if staged is not None:
+                staged.discard()
+
+    def _license(self, row: FileRow, partner: PartnerConfig, staged: Staged,
+                 summary: FileSummary, fmt: str, started: datetime) -> None:
+        layout = self.layout
+        ack_path = layout.ack_store(row.partner) / f"{row.file_id}.ack.xml"
+        ack = AckXmlWriter(ack_path)
+        filer_code = partner.effective_filer_code(self.config.ace)
+        source = {"file_id": row.file_id, "file_name": row.remote_name, "partner": row.partner,
+                  "submission_id": summary.submission_id or ""}
+        ace_args = dict(site_code=self.config.ace.site_code,
+                        sender_id=self.config.ace.sender_id,
+                        processing_date=summary.rule_set_date, file_id=row.file_id,
+                        submission_id=summary.submission_id or "", source=source)
+        ae = AceFileWriter(layout.ace_outbox / f"AE-{row.file_id}.txt", app_id="AE", **ace_args)
+        ft = AceFileWriter(layout.ace_outbox / f"FT-{row.file_id}.txt", app_id="FT", **ace_args)
+        ledger = self.ledger
+        try:
+            with ledger.transaction():
+                issuer = LicenseIssuer(ledger, summary.rule_set_date,
+                                       self.config.gateway.license_validity_days)
+                apps: list[tuple[object, ...]] = []
+                found: list[tuple[object, ...]] = []
+                licenses: list[tuple[object, ...]] = []
+                products: list[tuple[object, ...]] = []
+                for item, outcome in decide(staged, row.partner, issuer):
+                    summary.count(outcome)
+                    ack.add(outcome)
+                    apps.append((row.file_id, outcome.seq, outcome.ref, outcome.status.value,
+                                 outcome.license_number, int(outcome.reused),
+                                 len(item.app.lines), item.digest))
+                    found.extend(_finding_row(row.file_id, f) for f in outcome.findings)
+                    if outcome.status is AppStatus.LICENSED and not outcome.reused:
+                        covered = [r.line for r in outcome.lines if r.covered is not None]
+                        writer = ft if item.app.entry_type == "FZ" else ae
+                        writer.add(item.app, covered, outcome.license_number or "", filer_code)
+                        lic, prods = license_rows(item, outcome, row.partner, row.file_id)
+                        licenses.append(lic)
+                        products.extend(prods)
+                    if len(apps) >= _BATCH or len(found) >= _BATCH * 10:
+                        _flush(ledger, apps, found, licenses, products)
+                _flush(ledger, apps, found, licenses, products)
+                issuer.save()
+                summary.settle_status()
+                summary.processed_at = datetime.now().astimezone()
+                ack.finish(summary)
+                ace_names = [m.file_name for m in (ae.finish(), ft.finish()) if m is not None]
+                self._publish_ack(row, ack_path)
+                crash.point("after_outputs")
+                self._record(row, summary, fmt, ace_names, started, error=None)
+        except BaseException:
+            ack.discard()
+            ae.discard()
+            ft.discard()
+            raise
+
+    def _reject(self, row: FileRow, summary: FileSummary, problem: Finding, fmt: str | None,
+                started: datetime) -> None:
+        summary.status = FileStatus.REJECTED
+        summary.findings = [problem]
+        summary.applications = summary.licensed = summary.not_required = summary.rejected = 0
+        summary.new_licenses = 0
+        summary.processed_at = datetime.now().astimezone()
+        ack_path = self.layout.ack_store(row.partner) / f"{row.file_id}.ack.xml"
+        atomic_write(ack_path, render_ack(summary, []))
+        self._publish_ack(row, ack_path)
+        crash.point("after_outputs")
+        with self.ledger.transaction():
+            self.ledger.add_findings([_finding_row(row.file_id, problem)])
+            self._record(row, summary, fmt, [], started, error=f"{problem.code}: "
+                         f"{problem.message}")
+
+    def _duplicate(self, row: FileRow, original: FileRow, summary: FileSummary) -> None:
+        """Send the original acknowledgment again, marked DUPLICATE with F006; nothing else."""
+        notice = finding("F006", f"These bytes were processed before as {original.remote_name} "
+                         f"(file {original.file_id}, received {original.received_at}): the "
+                         "original acknowledgment is sent again; nothing was issued.",
+                         value=original.file_id)
+        source = self.layout.ack_store(original.partner) / f"{original.file_id}.ack.xml"
+        summary.processed_at = datetime.now().astimezone()
+        ack_path = self.layout.ack_store(row.partner) / f"{row.file_id}.ack.xml"
+        atomic_write(ack_path, duplicate_ack(source, row.remote_name, row.received_at,
+                                             summary.processed_at, notice))
+        self._publish_ack(row, ack_path)
+        crash.point("after_outputs")
+        summary.status = FileStatus.DUPLICATE
+        summary.submission_id = original.submission_id
+        summary.applications = original.applications
+        summary.licensed = original.licensed
+        summary.not_required = original.not_required
+        summary.rejected = original.rejected
+        with self.ledger.transaction():
+            self.ledger.add_findings([_finding_row(row.file_id, notice)])
+            self._record(row, summary, original.format, [], summary.processed_at, error=None,
+                         duplicate_of=original.file_id)
+
+    # -- shared steps ------------------------------------------------------------------------
+
+    def _publish_ack(self, row: FileRow, stored: Path) -> None:
+        """The partner's copy in outbox/<partner>/: a hard link to the stored ack."""
+        target = self.layout.partner_outbox(row.partner) / ack_name(row)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_name(target)
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(stored, tmp)
+        except OSError:
+            atomic_write(tmp, stored.read_bytes())
+        publish(tmp, target)
+
+    def _record(self, row: FileRow, summary: FileSummary, fmt: str | None, ace_names: list[str],
+                started: datetime, *, error: str | None, duplicate_of: str | None = None,
+                ) -> None:
+        duration = int((datetime.now().astimezone() - started).total_seconds() * 1000)
+        self.ledger.update_file(
+            row.file_id, state="PROCESSED", status=summary.status.value, format=fmt,
+            submission_id=summary.submission_id,
+            processed_at=summary.processed_at.isoformat(timespec="seconds"),
+            rule_set_date=summary.rule_set_date.isoformat(),
+            applications=summary.applications, licensed=summary.licensed,
+            not_required=summary.not_required, rejected=summary.rejected,
+            new_licenses=summary.new_licenses, ack_name=ack_name(row),
+            ace_names=",".join(ace_names) or None, error=error, duplicate_of=duplicate_of,
+            duration_ms=duration)
+        self.events.emit(
+            self.ledger, "file.processed", partner=row.partner, file_id=row.file_id,
+            name=row.remote_name, size=row.size, sha256=row.sha256, status=summary.status.value,
+            applications=summary.applications, licensed=summary.licensed,
+            new_licenses=summary.new_licenses, not_required=summary.not_required,
+            rejected=summary.rejected, ack=ack_name(row), ace=ace_names, error=error,
+            duration_ms=duration)
+
+    def _archive(self, row: FileRow) -> None:
+        """Move the input to archive/ (or failed/ with its .error.txt) and record it."""
+        src = self.layout.received / row.local_name
+        if row.error:
+            dest = self.layout.failed(row.partner) / row.local_name
+            atomic_write(dest.with_name(dest.name + ".error.txt"), _error_text(row).encode())
+        else:
+            dest = self.layout.archive(row.partner, row.received_at) / row.local_name
+        if src.exists():
+            durable_move(src, dest)
+        with self.ledger.transaction():
+            self.ledger.update_file(row.file_id, state="ARCHIVED", archive_path=str(dest))
+            self.events.emit(self.ledger, "file.failed" if row.error else "file.archived",
+                             partner=row.partner, file_id=row.file_id, path=str(dest),
+                             error=row.error)
+
+
+def _flush(ledger: Ledger, apps: list, found: list, licenses: list, products: list) -> None:
+    if licenses:
+        ledger.add_licenses(licenses)
+        ledger.add_license_products(products)
+    if apps:
+        ledger.add_applications(apps)
+    if found:
+        ledger.add_findings(found)
+    for buffer in (apps, found, licenses, products):
+        buffer.clear()
+
+
+def _finding_row(file_id: str, f: Finding) -> tuple[object, ...]:
+    return (file_id, f.ref, f.line, f.code, f.severity.value, f.field, f.value, f.message,
+            f.source_line)
+
+
+def _error_text(row: FileRow) -> str:
+    return (
+        f"file:        {row.remote_name}\n"
+        f"partner:     {row.partner}\n"
+        f"file id:     {row.file_id}\n"
+        f"sha256:      {row.sha256}\n"
+        f"received at: {row.received_at}\n"
+        f"reason:      {row.error}\n"
+        f"ack:         {row.ack_name}\n"
+    )

@@ -1,0 +1,115 @@
+"""Phase 1 of processing: read a file, run XSD and value rules, stage each application.
+
+Staging goes to a spool file (one pickle per application) so that a file of a million lines
+is never held in memory, and so that the decisions that need the whole file (A105: the same
+ref twice) are taken in phase 2, before anything is issued.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from gateway.detect import Format
+from gateway.errors import RejectedSubmission
+from gateway.findings import Finding, finding
+from gateway.model import APPLICATION_FIELDS, LINE_FIELDS, Application, SubmissionHeader
+from gateway.parse_xml import XmlSubmission, xsd_findings
+from gateway.rules import LineResult, RuleContext, check_application
+
+_APP_ATTRS = tuple(attr for attr, _ in APPLICATION_FIELDS)
+_LINE_ATTRS = tuple(attr for attr, _ in LINE_FIELDS)
+
+
+@dataclass(slots=True)
+class StagedApplication:
+    seq: int
+    app: Application
+    findings: list[Finding]
+    lines: list[LineResult]
+    exempt: bool
+    digest: str
+
+
+@dataclass
+class Staged:
+    """The result of phase 1: the header, the spool, and how often each ref appeared."""
+
+    header: SubmissionHeader | None
+    spool: Path
+    count: int
+    ref_counts: Counter[str] = field(default_factory=Counter)
+
+    def applications(self) -> Iterator[StagedApplication]:
+        with open(self.spool, "rb") as fh:
+            for _ in range(self.count):
+                yield pickle.load(fh)
+
+    def discard(self) -> None:
+        self.spool.unlink(missing_ok=True)
+
+
+def _canonical_amount(text: str | None) -> str | None:
+    if text is None:
+        return None
+    try:
+        return format(Decimal(text).normalize(), "f")
+    except InvalidOperation:
+        return text
+
+
+def application_digest(app: Application) -> str:
+    """SHA-256 of the request's content, independent of formatting ("24000" = "24000.000").
+
+    The same ref with the same digest is the same request (I201); another digest is A104.
+    """
+    header = [getattr(app, a) for a in _APP_ATTRS]
+    lines = []
+    for line in app.lines:
+        values = [getattr(line, a) for a in _LINE_ATTRS]
+        values[0] = values[0].replace(".", "") if values[0] else values[0]  # HTS dots (CSV)
+        values[5] = _canonical_amount(values[5])
+        values[6] = _canonical_amount(values[6])
+        lines.append([line.line_no, *values])
+    blob = json.dumps([app.ref, header, lines], separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def stage_file(path: Path, fmt: Format, ctx: RuleContext, spool: Path) -> Staged:
+    """Parse and validate ``path`` into ``spool``. Raises ``RejectedSubmission`` on F-codes."""
+    if fmt != "xml":
+        raise RejectedSubmission(finding(
+            "F002", "CSV submissions are not enabled for this partner yet: send XML."))
+    submission = XmlSubmission(path)
+    counts: Counter[str] = Counter()
+    count = 0
+    spool.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(spool, "wb") as fh:
+            dump = pickle.Pickler(fh, protocol=pickle.HIGHEST_PROTOCOL)
+            for parsed in submission.applications():
+                check = check_application(parsed.app, ctx)
+                findings = check.findings
+                if parsed.xsd_errors:
+                    findings = findings + xsd_findings(parsed, findings)
+                count += 1
+                if parsed.app.ref:
+                    counts[parsed.app.ref] += 1
+                dump.dump(StagedApplication(count, parsed.app, findings, check.lines,
+                                            check.exempt, application_digest(parsed.app)))
+                dump.clear_memo()
+    except BaseException:
+        spool.unlink(missing_ok=True)
+        raise
+    return Staged(submission.header, spool, count, counts)
+
+
+def spool_path(work_dir: Path, file_id: str) -> Path:
+    return work_dir / f".{file_id}.{os.getpid()}.staged"
