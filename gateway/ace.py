@@ -336,6 +336,8 @@ class AceFileWriter:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        finally:
+            self._remove_spools()  # the writer is closed either way: nothing will read them
         blocks = self._blocks.values()
         manifest = AceManifest(
             file_name=self.path.name, sha256=digest.hexdigest(), record_count=record_count,
@@ -344,7 +346,6 @@ class AceFileWriter:
         )
         # After the data file: a manifest always describes a file that is already in place.
         atomic_write(self.path.with_name(self.path.name + MANIFEST_SUFFIX), manifest.to_json())
-        self._remove_spools()
         return manifest
 
     def discard(self) -> None:

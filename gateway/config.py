@@ -243,13 +243,17 @@ _UNIONS = (typing.Union, types.UnionType)
 
 
 def _is_number(raw: Any) -> bool:
-    return isinstance(raw, int | float) and not isinstance(raw, bool) and math.isfinite(raw)
+    if isinstance(raw, bool):  # True is an int in Python, never a number in a config
+        return False
+    if isinstance(raw, int):  # TOML's 64-bit range; tomllib reads more, and float() overflows
+        return -(2**63) <= raw < 2**63
+    return isinstance(raw, float) and math.isfinite(raw)
 
 
 # Each scalar field type: its name in messages, and which TOML values it accepts.
 _SCALARS: dict[Any, tuple[str, Callable[[Any], bool]]] = {
     bool: ("true or false", lambda raw: isinstance(raw, bool)),
-    int: ("an integer", lambda raw: _is_number(raw) and isinstance(raw, int)),  # True is an int
+    int: ("an integer", lambda raw: _is_number(raw) and isinstance(raw, int)),
     float: ("a number", _is_number),
     str: ("a string", lambda raw: isinstance(raw, str)),
     Path: ("a path", lambda raw: isinstance(raw, str) and raw != ""),  # "" would mean the folder
@@ -365,10 +369,11 @@ class _Reader:
     def value(self, tp: Any, raw: Any, where: str) -> Any:
         origin, args = typing.get_origin(tp), typing.get_args(tp)
         if origin in _UNIONS:
-            # TOML has no null: an empty string stands for "not set".
+            if raw == "":  # TOML has no null: an empty string stands for "not set"
+                return None
             inner = _optional_inner(tp)
-            if raw == "" or (inner in _SCALARS and not _SCALARS[inner][1](raw)):
-                return None if raw == "" else self.wrong_type(where, tp, raw)  # names the ""
+            if inner in _SCALARS and not _SCALARS[inner][1](raw):
+                return self.wrong_type(where, tp, raw)  # so the message offers "" too
             return self.value(inner, raw, where)
         if origin is Literal:
             if isinstance(raw, str) and raw in args:

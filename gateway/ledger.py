@@ -177,7 +177,12 @@ class Ledger:
         self.readonly = readonly
         try:
             if readonly:
-                self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+                # With no -wal file no writer is active: open immutable, so that a dry run does
+                # not even create the -shm file. With a writer active, a normal read-only
+                # connection sees its committed data.
+                wal = path.with_name(path.name + "-wal")
+                mode = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
+                self.db = sqlite3.connect(f"file:{path}?{mode}", uri=True, isolation_level=None)
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self.db = sqlite3.connect(str(path), isolation_level=None, timeout=30)

@@ -390,3 +390,15 @@ def test_failed_record_adds_nothing_to_the_file(tmp_path: Path) -> None:
 def test_unknown_application_identifier_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         make_writer(tmp_path / "out.txt", "SE")
+
+
+def test_failed_finish_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken_publish(tmp: Path, path: Path) -> None:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(ace, "publish", broken_publish)
+    writer = make_writer(tmp_path / "out.txt")
+    writer.add(*two_port_applications()[0])
+    with pytest.raises(OSError):
+        writer.finish()
+    assert list(tmp_path.iterdir()) == []

@@ -143,6 +143,11 @@ def test_partners_keep_file_order(write_config: WriteConfig) -> None:
     assert [p.id for p in load_config(write_config(text)).partners] == ["zeta", "alpha"]
 
 
+def test_the_shipped_config_toml_loads() -> None:
+    config = load_config(Path(__file__).parents[1] / "config.toml")
+    assert config.partner("sample").filer.to_filer().name
+
+
 # --- Paths --------------------------------------------------------------------------------
 
 
@@ -289,6 +294,13 @@ def test_unknown_section_is_rejected(write_config: WriteConfig, text: str, probl
         ("gateway.ledger", "false", 'expected a string or "", got false'),
         ("rules.low_value_usd", "'cheap'", "expected a number, got 'cheap'"),
         ("rules.low_value_usd", "nan", "expected a number, got nan"),
+        ("rules.low_value_usd", "-inf", "expected a number, got -inf"),
+        ("rules.low_value_usd", "1" + "0" * 400, f"expected a number, got 1{'0' * 400}"),
+        (
+            "partners.acme.max_bytes",
+            "9223372036854775808",
+            "expected an integer, got 9223372036854775808",
+        ),
         ("partners.acme.enabled", "'yes'", "expected true or false, got 'yes'"),
         ("partners.acme.patterns", "'*.xml'", "expected an array of strings, got '*.xml'"),
         ("partners.acme.mapping", "7", 'expected a path or "", got 7'),
