@@ -185,7 +185,10 @@ class Ledger:
                 self.db = sqlite3.connect(f"file:{path}?{mode}", uri=True, isolation_level=None)
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                self.db = sqlite3.connect(str(path), isolation_level=None, timeout=30)
+                # One thread uses it at a time (serve has one worker); closing may happen on
+                # another thread after that worker stopped.
+                self.db = sqlite3.connect(str(path), isolation_level=None, timeout=30,
+                                          check_same_thread=False)
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=FULL")
                 self.db.execute("PRAGMA foreign_keys=ON")

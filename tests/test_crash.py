@@ -1,0 +1,343 @@
+"""Crash test of the core pipeline (OPERATIONS.md, "Work folders and durability").
+
+For every named crash point in ``gateway.crash.STEPS`` the gateway is run as a subprocess with
+``AIMGW_CRASH_AT=<step>``; it must die there (exit 86, ``os._exit``: no cleanup, like kill -9).
+A rerun without the variable must then reach exactly the result of a run that never crashed:
+the same ledger rows, license numbers and counters, the same outbox (ACE files byte for byte,
+acknowledgments up to their <ReceivedAt>/<ProcessedAt> times), the same archive/, failed/ and
+processed/ folders, an empty inbox, and no temp file left anywhere.
+
+Each scenario runs in two orders: the clean file first (the crash hits the licensing path) and
+the hostile file first (the crash hits the rejection path and failed/). Crash points fire at the
+first file that reaches them, so the order decides which code path is crashed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.crash import STEPS
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "inbox" / "sample"
+AS_OF = "2026-12-01"
+PARTNER = "acme"
+CRASH_EXIT = 86
+MAX_RERUNS = 3
+EXTRA = "acme-20261202-extra.xml"
+
+# Inbox order (by mtime): the crash fires at the first file that reaches the step.
+ORDERS = {
+    "good_first": ("acme-20261201-good.xml", "acme-20261201-partial.xml",
+                   "acme-20261201-hostile.xml", EXTRA),
+    "hostile_first": ("acme-20261201-hostile.xml", "acme-20261201-good.xml", EXTRA,
+                      "acme-20261201-partial.xml"),
+}
+
+CONFIG = """\
+[gateway]
+data_dir = "data"
+outbox_dir = "outbox"
+timezone = "America/New_York"
+license_validity_days = 75
+max_file_bytes = 209715200
+poll_interval_seconds = 60
+
+[rules]
+unit_value_min_usd_per_mt = 500.0
+unit_value_max_usd_per_mt = 60000.0
+low_value_usd = 5000.0
+
+[ace]
+site_code = "AIMG"
+sender_id = "AGW"
+filer_code = "ZZZ"
+
+[log]
+events_file = "data/events.jsonl"
+
+[partners.acme]
+name = "Acme crash-test partner"
+kind = "local"
+inbox = "inbox"
+patterns = ["*.xml", "*.csv"]
+disposition = "move"
+processed_dir = "processed"
+filer_code = "SMP"
+
+[partners.acme.filer]
+name = "ACME ALUMINUM IMPORTS LLC"
+street = "100 HARBOR WAY"
+city = "NEWARK"
+state = "NJ"
+postal_code = "07114"
+contact_name = "JANE DOE"
+phone = "+1 973 555 0100"
+email = "licensing@acme-aluminum.example"
+"""
+
+ACK_TIMES = re.compile(rb"<(ReceivedAt|ProcessedAt)>[^<]*</\1>")
+ERROR_TXT_RECEIVED = re.compile(rb"^received at: .*$", re.MULTILINE)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def extra_submission() -> bytes:
+    """A fourth valid file: the good sample with its own SubmissionId and refs."""
+    text = (SAMPLES / "acme-20261201-good.xml").read_text(encoding="utf-8")
+    replaced = (text.replace("ACME-20261201-001", "ACME-20261202-004")
+                .replace('ref="PO-44', 'ref="PO-55').replace('ref="WH-0077"', 'ref="WH-0088"'))
+    assert replaced.count("PO-55") == 3 and "WH-0088" in replaced and "20261202-004" in replaced
+    return replaced.encode("utf-8")
+
+
+def make_project(base: Path, order: str) -> Path:
+    """A gateway project in ``base``: config.toml and an inbox holding the four files."""
+    base.mkdir(parents=True, exist_ok=True)
+    config = base / "config.toml"
+    config.write_text(CONFIG, encoding="utf-8")
+    inbox = base / "inbox"
+    inbox.mkdir()
+    for index, name in enumerate(ORDERS[order]):
+        data = extra_submission() if name == EXTRA else (SAMPLES / name).read_bytes()
+        (inbox / name).write_bytes(data)
+        mtime = 1_790_000_000 + 60 * index  # fixed, distinct: the same order in every project
+        os.utime(inbox / name, (mtime, mtime))
+    return config
+
+
+def run_gateway(config: Path, crash_at: str | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "AIMGW_CRASH_AT"}
+    if crash_at is not None:
+        env["AIMGW_CRASH_AT"] = crash_at
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "run", "--once", "--as-of", AS_OF,
+         "--config", str(config)],
+        cwd=config.parent, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def crash_gateway(config: Path, step: str) -> None:
+    result = run_gateway(config, crash_at=step)
+    assert result.returncode == CRASH_EXIT, (
+        f"no crash at {step}: exit {result.returncode}\n{result.stdout}\n{result.stderr}")
+
+
+def rerun_until_done(config: Path) -> None:
+    """Rerun without a crash until exit 0; one run should do, at most MAX_RERUNS are allowed."""
+    outputs = []
+    for _ in range(MAX_RERUNS):
+        result = run_gateway(config)
+        if result.returncode == 0:
+            return
+        outputs.append(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
+    pytest.fail(f"no clean rerun in {MAX_RERUNS} tries:\n" + "\n---\n".join(outputs))
+
+
+def query(base: Path, sql: str) -> list[tuple]:
+    db = sqlite3.connect(base / "data" / "ledger.sqlite")
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+def ledger_snapshot(base: Path) -> dict[str, list[tuple]]:
+    tables = {
+        "licenses": "SELECT license_number, partner, ref, digest, file_id, issue_date, "
+                    "valid_from, valid_through, lines, quantity_kg, value_usd FROM licenses "
+                    "ORDER BY license_number",
+        "license_products": "SELECT license_number, hts, product_group, lines, quantity_kg, "
+                            "value_usd FROM license_products ORDER BY license_number, rowid",
+        "applications": "SELECT file_id, seq, ref, status, license_number, reused, lines, "
+                        "digest FROM applications ORDER BY file_id, seq",
+        "findings": "SELECT file_id, ref, line, code, severity, field, value, message, "
+                    "source_line FROM findings ORDER BY file_id, rowid",
+        "files": "SELECT file_id, partner, remote_name, size, sha256, local_name, state, "
+                 "status, format, submission_id, rule_set_date, applications, licensed, "
+                 "not_required, rejected, new_licenses, ack_name, ace_names, error, "
+                 "duplicate_of, reprocess_of FROM files ORDER BY file_id",
+        "file_counter": "SELECT day, last FROM file_counter ORDER BY day",
+        "license_counter": "SELECT year, last FROM license_counter ORDER BY year",
+    }
+    snap = {name: query(base, sql) for name, sql in tables.items()}
+    # Absolute paths differ between the two projects: compare them relative to the project.
+    snap["archive_paths"] = [
+        (file_id, Path(path).relative_to(base).as_posix() if path else None)
+        for file_id, path in query(base, "SELECT file_id, archive_path FROM files "
+                                         "ORDER BY file_id")]
+    return snap
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` by its relative name, with its bytes."""
+    if not folder.exists():
+        return {}
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def normalised(name: str, data: bytes) -> bytes:
+    """Blank the clock times that legitimately differ between two runs."""
+    if name.endswith(".ack.xml"):
+        return ACK_TIMES.sub(rb"<\1>*</\1>", data)
+    if name.endswith(".error.txt"):
+        return ERROR_TXT_RECEIVED.sub(b"received at: *", data)
+    return data
+
+
+def folders_snapshot(base: Path) -> dict[str, dict[str, bytes]]:
+    snap = {}
+    for label, folder in (("outbox", base / "outbox"), ("acks", base / "data" / "acks"),
+                          ("archive", base / "data" / "archive"),
+                          ("failed", base / "data" / "failed"),
+                          ("processed", base / "processed"), ("inbox", base / "inbox")):
+        snap[label] = {name: normalised(name, data) for name, data in tree(folder).items()}
+    return snap
+
+
+def assert_ledger_sound(base: Path) -> None:
+    assert query(base, "PRAGMA integrity_check") == [("ok",)]
+    states = query(base, "SELECT remote_name, state FROM files ORDER BY file_id")
+    assert len(states) == 4, states
+    assert all(state == "DONE" for _, state in states), states
+    issued = query(base, "SELECT license_number FROM applications "
+                         "WHERE license_number IS NOT NULL AND reused = 0")
+    numbers = [n for (n,) in issued]
+    assert len(numbers) == len(set(numbers)), f"license number issued twice: {numbers}"
+    licenses = [n for (n,) in query(base, "SELECT license_number FROM licenses")]
+    assert sorted(numbers) == sorted(licenses), "applications and licenses disagree"
+
+
+def assert_no_leftovers(base: Path) -> None:
+    work = base / "data" / "work"
+    for sub in ("tmp", "received"):
+        left = sorted(p.name for p in (work / sub).iterdir()) if (work / sub).exists() else []
+        assert left == [], f"left in data/work/{sub}: {left}"
+    for top in ("data", "outbox", "processed"):
+        hidden = sorted(p.relative_to(base).as_posix() for p in (base / top).rglob(".*"))
+        assert hidden == [], f"temp files left: {hidden}"
+
+
+def assert_matches_reference(base: Path, reference: Path) -> None:
+    assert_ledger_sound(base)
+    assert_no_leftovers(base)
+    got_ledger, want_ledger = ledger_snapshot(base), ledger_snapshot(reference)
+    for table, rows in want_ledger.items():
+        assert got_ledger[table] == rows, f"ledger table {table} differs from the reference"
+    got, want = folders_snapshot(base), folders_snapshot(reference)
+    for label, files in want.items():
+        assert sorted(got[label]) == sorted(files), f"{label}/ holds other file names"
+        for name, data in files.items():
+            assert got[label][name] == data, f"{label}/{name} differs from the reference"
+
+
+def first_file_state(base: Path) -> tuple[int, str | None]:
+    """(rows in the files table, state of the first file)."""
+    rows = query(base, "SELECT state FROM files ORDER BY file_id")
+    return len(rows), rows[0][0] if rows else None
+
+
+# -- the reference, once per inbox order -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    built = {}
+    for order in ORDERS:
+        base = tmp_path_factory.mktemp(f"reference-{order}")
+        config = make_project(base, order)
+        result = run_gateway(config)
+        assert result.returncode == 0, result.stderr
+        built[order] = base
+    return built
+
+
+def test_reference_runs_are_meaningful(references: dict[str, Path]) -> None:
+    """Guards the comparisons below against passing on an empty or trivial result."""
+    for order, base in references.items():
+        assert_ledger_sound(base)
+        assert_no_leftovers(base)
+        outbox = tree(base / "outbox")
+        assert any(re.fullmatch(r"ace/AE-\d{8}-\d{6}\.txt", n) for n in outbox), order
+        assert any(re.fullmatch(r"ace/FT-\d{8}-\d{6}\.txt", n) for n in outbox), order
+        assert any(n.endswith(".manifest.json") for n in outbox), order
+        assert len([n for n in outbox if n.startswith(f"{PARTNER}/")]) == 4, order
+        assert tree(base / "data" / "failed"), order
+        assert len(tree(base / "data" / "archive")) == 3, order
+        assert sorted(tree(base / "processed")) == sorted(ORDERS[order]), order
+        assert tree(base / "inbox") == {}, order
+        statuses = dict(query(base, "SELECT remote_name, status FROM files"))
+        assert statuses[EXTRA] == statuses["acme-20261201-good.xml"] == "ACCEPTED", statuses
+        assert len(query(base, "SELECT 1 FROM licenses")) >= 8, order
+
+
+# -- crash at each step, rerun, compare --------------------------------------------------------
+
+# What the ledger and inbox show right after the crash, for the first file: proof that the
+# process died at that step and not somewhere else. (files rows, first file's state, inbox
+# still holding the first file)
+AFTER_CRASH = {
+    "after_fetch": (0, None, True),
+    "after_receipt": (1, "RECEIVED", True),
+    "after_outputs": (1, "RECEIVED", True),
+    "after_commit": (1, "PROCESSED", True),
+    "after_archive": (1, "ARCHIVED", True),
+    "after_disposition": (1, "DONE", False),
+}
+
+
+def test_every_step_has_an_expected_crash_state() -> None:
+    assert set(AFTER_CRASH) == set(STEPS)
+
+
+@pytest.mark.parametrize("order", list(ORDERS))
+@pytest.mark.parametrize("step", STEPS)
+def test_crash_then_rerun_matches_reference(tmp_path: Path, references: dict[str, Path],
+                                            step: str, order: str) -> None:
+    config = make_project(tmp_path, order)
+    crash_gateway(config, step)
+    rows, state, in_inbox = AFTER_CRASH[step]
+    assert first_file_state(tmp_path) == (rows, state)
+    assert (tmp_path / "inbox" / ORDERS[order][0]).exists() is in_inbox
+    rerun_until_done(config)
+    assert_matches_reference(tmp_path, references[order])
+
+
+@pytest.mark.parametrize("order", list(ORDERS))
+def test_crash_after_outputs_is_before_the_commit(tmp_path: Path, references: dict[str, Path],
+                                                  order: str) -> None:
+    config = make_project(tmp_path, order)
+    crash_gateway(config, "after_outputs")
+    first = ORDERS[order][0]
+    ack = tmp_path / "outbox" / PARTNER / f"{first}.ack.xml"
+    assert ack.is_file(), "the acknowledgment should be published before the crash"
+    recorded = query(tmp_path, "SELECT file_id, state, status, ack_name FROM files")
+    assert len(recorded) == 1
+    file_id, state, status, ack_name = recorded[0]
+    assert (state, status, ack_name) == ("RECEIVED", None, None)
+    assert query(tmp_path, "SELECT COUNT(*) FROM applications") == [(0,)]
+    assert query(tmp_path, "SELECT COUNT(*) FROM licenses") == [(0,)]
+    assert query(tmp_path, "SELECT COUNT(*) FROM license_counter") == [(0,)]
+    assert (tmp_path / "data" / "work" / "received" / f"{file_id}__{first}").is_file()
+    rerun_until_done(config)
+    assert_matches_reference(tmp_path, references[order])
+
+
+@pytest.mark.parametrize("order", list(ORDERS))
+def test_crash_during_recovery_then_rerun_matches_reference(
+        tmp_path: Path, references: dict[str, Path], order: str) -> None:
+    config = make_project(tmp_path, order)
+    crash_gateway(config, "after_receipt")
+    assert first_file_state(tmp_path) == (1, "RECEIVED")
+    crash_gateway(config, "after_commit")  # recover() takes the first file, dies after commit
+    assert first_file_state(tmp_path) == (1, "PROCESSED")
+    rerun_until_done(config)
+    assert_matches_reference(tmp_path, references[order])

@@ -1,0 +1,89 @@
+"""`aim-gateway serve` as a real process: scheduled polls, recovery at start, clean SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "inbox" / "sample"
+
+
+def make_config(base: Path) -> Path:
+    (base / "inbox").mkdir()
+    cfg = base / "config.toml"
+    cfg.write_text("""
+[gateway]
+data_dir = "data"
+outbox_dir = "outbox"
+poll_interval_seconds = 1
+
+[partners.acme]
+name = "Acme"
+inbox = "inbox"
+disposition = "move"
+""")
+    return cfg
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def gateway(*args: str) -> list[str]:
+    return [sys.executable, "-m", "gateway.cli", *args]
+
+
+def test_serve_polls_then_exits_zero_on_sigterm(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path)
+    proc = subprocess.Popen(gateway("serve", "--config", str(cfg)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        shutil.copy(SAMPLES / "acme-20261201-good.xml", tmp_path / "inbox" / "a.xml")
+        ack = tmp_path / "outbox" / "acme" / "a.xml.ack.xml"
+        assert wait_for(ack.exists), proc.stderr.read1().decode() if proc.stderr else ""
+        # A second file dropped while serving is taken by a later scheduled poll.
+        shutil.copy(SAMPLES / "acme-20261201-partial.xml", tmp_path / "inbox" / "b.xml")
+        assert wait_for((tmp_path / "outbox" / "acme" / "b.xml.ack.xml").exists)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+    assert code == 0
+    events = (tmp_path / "data" / "events.jsonl").read_text()
+    assert '"service.start"' in events and '"service.stop"' in events
+    assert sorted(p.name for p in (tmp_path / "inbox" / "processed").iterdir()) == [
+        "a.xml", "b.xml"]
+
+
+def test_serve_finishes_half_done_work_first(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path)
+    shutil.copy(SAMPLES / "acme-20261201-good.xml", tmp_path / "inbox" / "a.xml")
+    env = {**os.environ, "AIMGW_CRASH_AT": "after_receipt"}
+    crashed = subprocess.run(gateway("run", "--once", "--config", str(cfg)), env=env,
+                             capture_output=True, check=False)
+    assert crashed.returncode == 86
+    db = sqlite3.connect(tmp_path / "data" / "ledger.sqlite")
+    assert db.execute("SELECT state FROM files").fetchall() == [("RECEIVED",)]
+    db.close()
+    proc = subprocess.Popen(gateway("serve", "--config", str(cfg)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        assert wait_for((tmp_path / "outbox" / "acme" / "a.xml.ack.xml").exists)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    db = sqlite3.connect(tmp_path / "data" / "ledger.sqlite")
+    assert db.execute("SELECT state, status FROM files").fetchall() == [("DONE", "ACCEPTED")]
+    assert db.execute("SELECT COUNT(*) FROM licenses").fetchone()[0] == 3
