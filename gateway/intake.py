@@ -9,6 +9,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+import shutil
 import stat
 import time
 from dataclasses import dataclass
@@ -147,24 +148,33 @@ def receive(inbox: Inbox, remote: RemoteFile, ledger: Ledger, layout: Layout,
 
     Fetch to work/tmp, fsync, check size and hash, rename into work/received, then commit.
     A crash before the commit leaves a file the ledger does not know: ``recover`` deletes it
-    and the partner's file, still in place, is taken again.
+    and the partner's file, still in place, is taken again. The file id is drawn inside the
+    transaction that records the receipt, so such a crash uses up no id and the rerun gives
+    the file (and its ACE files and acknowledgment) the same id as a run without the crash.
     """
-    with ledger.transaction():
-        file_id = ledger.new_file_id(today)
-    tmp = layout.work_tmp / f"{file_id}.part"
+    tmp = layout.work_tmp / f"{os.getpid()}-{inbox.partner_id}-{safe_name(remote.name)}.part"
     size, sha256 = inbox.fetch(remote, tmp)
     crash.point("after_fetch")
-    local_name = f"{file_id}__{safe_name(remote.name)}"
-    durable_move(tmp, layout.received / local_name)
-    with ledger.transaction():
-        ledger.add_file({
-            "file_id": file_id, "partner": inbox.partner_id, "remote_name": remote.name,
-            "size": size, "mtime": remote.mtime, "sha256": sha256, "local_name": local_name,
-            "received_at": datetime.now().astimezone().isoformat(timespec="seconds"),
-            "state": "RECEIVED",
-        })
-        events.emit(ledger, "file.received", partner=inbox.partner_id, file_id=file_id,
-                    name=remote.name, size=size, sha256=sha256)
+    received: Path | None = None
+    try:
+        with ledger.transaction():
+            file_id = ledger.new_file_id(today)
+            local_name = f"{file_id}__{safe_name(remote.name)}"
+            received = layout.received / local_name
+            durable_move(tmp, received)
+            ledger.add_file({
+                "file_id": file_id, "partner": inbox.partner_id, "remote_name": remote.name,
+                "size": size, "mtime": remote.mtime, "sha256": sha256, "local_name": local_name,
+                "received_at": datetime.now().astimezone().isoformat(timespec="seconds"),
+                "state": "RECEIVED",
+            })
+            events.emit(ledger, "file.received", partner=inbox.partner_id, file_id=file_id,
+                        name=remote.name, size=size, sha256=sha256)
+    except BaseException:
+        # Not recorded, so its id will be drawn again: leave no file under that id.
+        if received is not None:
+            received.unlink(missing_ok=True)
+        raise
     crash.point("after_receipt")
     return file_id
 
@@ -174,7 +184,10 @@ def clean_work(ledger: Ledger, layout: Layout) -> list[str]:
     removed = []
     if layout.work_tmp.is_dir():
         for leftover in layout.work_tmp.iterdir():
-            leftover.unlink()
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink()
             removed.append(leftover.name)
     if layout.received.is_dir():
         for path in layout.received.iterdir():

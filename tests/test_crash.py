@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -277,6 +278,88 @@ def test_reference_runs_are_meaningful(references: dict[str, Path]) -> None:
         statuses = dict(query(base, "SELECT remote_name, status FROM files"))
         assert statuses[EXTRA] == statuses["acme-20261201-good.xml"] == "ACCEPTED", statuses
         assert len(query(base, "SELECT 1 FROM licenses")) >= 8, order
+
+
+def copy_project(source: Path, dest: Path) -> Path:
+    """A copy of a finished project whose ledger paths point into the copy."""
+    shutil.copytree(source, dest)
+    db = sqlite3.connect(dest / "data" / "ledger.sqlite")
+    with db:
+        db.execute("UPDATE files SET archive_path = replace(archive_path, ?, ?)",
+                   (str(source), str(dest)))
+    db.close()
+    return dest
+
+
+def _first(base: Path, pattern: str) -> Path:
+    found = sorted(base.glob(pattern))
+    assert found, pattern
+    return found[0]
+
+
+def _sql(base: Path, statement: str) -> None:
+    db = sqlite3.connect(base / "data" / "ledger.sqlite")
+    with db:
+        changed = db.execute(statement).rowcount
+    db.close()
+    assert changed > 0, statement
+
+
+def _flip_last_byte(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+
+
+MUTATIONS = {
+    "ace_byte": lambda b: _flip_last_byte(_first(b, "outbox/ace/AE-*.txt")),
+    "ace_manifest_missing": lambda b: _first(b, "outbox/ace/FT-*.manifest.json").unlink(),
+    "ack_status": lambda b: (lambda p: p.write_bytes(p.read_bytes().replace(
+        b"<Status>ACCEPTED", b"<Status>PARTIAL")))(_first(b, f"outbox/{PARTNER}/*good*.xml")),
+    "dot_temp_in_outbox": lambda b: (b / "outbox" / "ace" / ".AE-x.txt.1.tmp").write_bytes(b""),
+    "left_in_received": lambda b: (b / "data" / "work" / "received" / "x__y.xml").write_bytes(
+        b"x"),
+    "left_in_work_tmp": lambda b: (b / "data" / "work" / "tmp" / "1-acme-y.part").write_bytes(
+        b"x"),
+    "input_back_in_inbox": lambda b: _first(b, "processed/*good*").rename(
+        b / "inbox" / "acme-20261201-good.xml"),
+    "archive_bytes": lambda b: _flip_last_byte(_first(b, "data/archive/*/*/*partial*")),
+    "error_reason": lambda b: (lambda p: p.write_bytes(p.read_bytes().replace(
+        b"reason:", b"reason: x")))(_first(b, "data/failed/*/*.error.txt")),
+    "license_counter": lambda b: _sql(b, "UPDATE license_counter SET last = last + 1"),
+    "file_counter": lambda b: _sql(b, "UPDATE file_counter SET last = last + 1"),
+    "file_not_done": lambda b: _sql(b, "UPDATE files SET state = 'ARCHIVED' "
+                                       "WHERE file_id = (SELECT MAX(file_id) FROM files)"),
+    "license_validity": lambda b: _sql(
+        b, "UPDATE licenses SET valid_through = '2099-01-01' "
+           "WHERE license_number = (SELECT MAX(license_number) FROM licenses)"),
+    "finding_lost": lambda b: _sql(b, "DELETE FROM findings WHERE rowid = "
+                                      "(SELECT MAX(rowid) FROM findings)"),
+}
+
+
+def test_comparison_accepts_an_identical_copy_up_to_clock_times(
+        tmp_path: Path, references: dict[str, Path]) -> None:
+    reference = references["good_first"]
+    copy = copy_project(reference, tmp_path / "copy")
+    acks = sorted((copy / "outbox" / PARTNER).glob("*.ack.xml"))
+    assert len(acks) == 4
+    for ack in acks:
+        original = ack.read_bytes()
+        ack.unlink()  # a new inode, as after a rerun (outbox acks are hard links)
+        retimed = ACK_TIMES.sub(rb"<\1>2030-01-01T00:00:00+00:00</\1>", original)
+        assert retimed != original
+        ack.write_bytes(retimed)
+    assert_matches_reference(copy, reference)
+
+
+@pytest.mark.parametrize("mutation", list(MUTATIONS))
+def test_comparison_catches_each_kind_of_difference(
+        tmp_path: Path, references: dict[str, Path], mutation: str) -> None:
+    reference = references["good_first"]
+    copy = copy_project(reference, tmp_path / "copy")
+    MUTATIONS[mutation](copy)
+    with pytest.raises(AssertionError):
+        assert_matches_reference(copy, reference)
 
 
 # -- crash at each step, rerun, compare --------------------------------------------------------
