@@ -48,6 +48,7 @@ _PROLOG_BYTES = 256 * 1024
 _FORBIDDEN = (b"<!DOCTYPE", b"<!ENTITY", b"<!doctype", b"<!entity")
 _ELEMENT_IN_MESSAGE = re.compile(r"Element '(?:\{[^}]*\})?([\w.-]+)'(?:, attribute '([\w.-]+)')?")
 _EXPECTED_IN_MESSAGE = re.compile(r"Expected is (?:one of )?\( ([^)]*) \)")
+_MISSING_ATTRIBUTE_IN_MESSAGE = re.compile(r"The attribute '([\w.-]+)' is required but missing")
 
 
 @dataclass(slots=True)
@@ -270,6 +271,9 @@ def xsd_findings(parsed: ParsedApplication, reported: list[Finding]) -> list[Fin
         element = attribute = None
         if match:
             element, attribute = match.group(1), match.group(2)
+        missing_attribute = _MISSING_ATTRIBUTE_IN_MESSAGE.search(message)
+        if missing_attribute:  # a missing ref or line attribute: A102 names it
+            attribute = missing_attribute.group(1)
         name = attribute or element or ""
         fld = XML_NAME_TO_FIELD.get(name, name)
         line_no, _ = (parsed.element_fields or {}).get(line or -1, (None, fld))

@@ -235,10 +235,11 @@ def check_application(app: Application, ctx: RuleContext) -> ApplicationCheck:
         add("A190", f"An application holds at most 999 product lines; this one has "
             f"{len(app.lines)}: split it.", "line_no", str(len(app.lines)))
 
-    covered_value = sum(
-        (_decimal(r.line.value_usd or "") or Decimal(0) for r in lines if r.covered), Decimal(0)
-    )
-    if any(r.covered for r in lines) and not exempt and covered_value < ctx.low_value_usd:
+    # The total is known only when every covered line has a valid value (else A102/A101/A141).
+    covered_values = [_decimal(r.line.value_usd or "") for r in lines if r.covered]
+    known = all(v is not None and v > 0 and _decimals(v) <= 2 for v in covered_values)
+    covered_value = sum((v for v in covered_values if v is not None), Decimal(0))
+    if covered_values and known and not exempt and covered_value < ctx.low_value_usd:
         add("A171", f"The covered lines total ${covered_value:,.2f}, under "
             f"${ctx.low_value_usd:,.0f}: a reusable low-value license could be used instead. "
             "A license was issued anyway.", "value_usd", str(covered_value))
@@ -282,7 +283,7 @@ def _check_lines(app: Application, ctx: RuleContext, add: AddFinding) -> list[Li
                 if entry is None:
                     add("A131", f"HTS {hts} is not covered by AIM on {on}: this line needs no "
                         "license and is left out of it.", "hts", hts, no, src)
-                    if covered_list.in_aim_heading(digits):
+                    if covered_list.in_aim_heading(digits) and digits not in covered_list.items:
                         add("A132", f"HTS {hts} is under an AIM heading but not on the covered "
                             "list: check the HTS edition.", "hts", hts, no, src)
             else:
