@@ -1,0 +1,465 @@
+"""Benchmark ``aim-gateway run --once`` against lxml parse + XSD validation of the same file.
+
+    python bench/run_bench.py [--sizes 10000 100000] [--repeat 3] [--lines-per-app 20]
+                              [--seed 1] [--keep]
+
+For each size: generate a submission into bench/out/ (bench/generate.py), then, in separate
+processes so that peak memory is per process, alternately run
+
+- the baseline (bench/baseline.py): ``lxml.etree.parse`` of the file with a safe parser (no
+  entities, no DTD, no network) and
+  ``XMLSchema(schemas/license-submission-1.0.xsd).validate(tree)``;
+- the gateway: ``aim-gateway run --once --as-of 2026-12-01 --config <tmp config>``, the config
+  having one local partner whose inbox holds only that file, and a fresh data and outbox folder
+  for every repetition (so every run issues its licenses and writes its ACE file and ack).
+
+Every gateway run is then checked against the generator's ``.meta.json``: exit code, one file
+taken, ack status and counts, the licenses committed in the ledger, the ACE files and their
+record counts. A run that does not check out stops the benchmark (exit 1).
+
+Wall times are taken around each process (interpreter start included, for both); the best of
+the repeats counts. Peak RSS comes from ``/usr/bin/time -v`` (GNU time) when present, else from
+``os.wait4``; the largest of the repeats counts. Figures go to stdout as a Markdown table with
+the command line, and to bench/out/results.json (merged by size, so separate runs for separate
+sizes accumulate there; ``--fresh`` starts it over).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+OUT = BENCH / "out"
+XSD = ROOT / "schemas" / "license-submission-1.0.xsd"
+GNU_TIME = Path("/usr/bin/time")
+PARTNER = "bench"
+FILER_CODE = "BNC"
+
+RATIO_TARGET = 4.0  # gateway wall time / baseline wall time, at 100,000 lines
+RSS_TARGET_MB = 300.0  # peak RSS of the gateway process, MB = 10^6 bytes, every size
+DEFAULT_MAX_FILE_BYTES = 209_715_200  # the gateway's default F003 limit (config.toml)
+
+
+
+sys.path.insert(0, str(BENCH))
+from generate import generator_fingerprint  # noqa: E402
+
+
+class BenchFailure(Exception):
+    """A measurement that did not do what it claims: the benchmark stops."""
+
+
+# --- running one measured process ---------------------------------------------------------
+
+
+def measure(cmd: list[str], *, cwd: Path | None = None) -> dict[str, object]:
+    """Run ``cmd``; return wall seconds, peak RSS (bytes), exit code, stdout and stderr."""
+    with tempfile.TemporaryDirectory(prefix="aimgw-bench-") as tmp:
+        out_path, err_path = Path(tmp) / "stdout", Path(tmp) / "stderr"
+        time_path = Path(tmp) / "time"
+        use_gnu_time = GNU_TIME.exists()
+        full = ([str(GNU_TIME), "-v", "-o", str(time_path), *cmd] if use_gnu_time else cmd)
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            start = time.perf_counter()
+            proc = subprocess.Popen(full, cwd=cwd, stdout=out, stderr=err)
+            _, status, usage = os.wait4(proc.pid, 0)
+            wall = time.perf_counter() - start
+            proc.returncode = os.waitstatus_to_exitcode(status)
+        rss_kb = usage.ru_maxrss  # Linux: kilobytes; the largest of the child and its children
+        method = "os.wait4"
+        if use_gnu_time:
+            text = time_path.read_text(errors="replace")
+            match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
+            if match:
+                rss_kb, method = int(match.group(1)), "/usr/bin/time -v"
+            status_match = re.search(r"Exit status: (\d+)", text)
+            if status_match:
+                proc.returncode = int(status_match.group(1))
+        return {"wall_s": wall, "rss_bytes": rss_kb * 1024, "rss_method": method,
+                "returncode": proc.returncode, "stdout": out_path.read_text(errors="replace"),
+                "stderr": err_path.read_text(errors="replace")}
+
+
+# --- the two measured commands -------------------------------------------------------------
+
+
+def baseline_cmd(python: str, xml: Path) -> list[str]:
+    return [python, str(BENCH / "baseline.py"), str(xml), str(XSD)]
+
+
+def run_baseline(python: str, xml: Path, meta: dict) -> dict[str, object]:
+    result = measure(baseline_cmd(python, xml))
+    if result["returncode"] != 0:
+        raise BenchFailure(f"baseline failed ({result['returncode']}): {result['stderr']}")
+    detail = json.loads(str(result["stdout"]).strip().splitlines()[-1])
+    expected_children = 1 + meta["expected"]["applications"]  # Header + applications
+    if detail["children"] != expected_children or not detail["root"].endswith("}LicenseSubmission"):
+        raise BenchFailure(f"baseline did not read the whole file: {detail}")
+    result["detail"] = detail
+    return result
+
+
+def write_config(run_dir: Path, file_bytes: int) -> Path:
+    """A config with one local partner whose inbox is run_dir/inbox."""
+    # The shipped limit (200 MB) rejects a realistic 1,000,000-line file with F003; the
+    # benchmark measures processing, so its own config raises the limit when the file needs it.
+    max_bytes = max(DEFAULT_MAX_FILE_BYTES, 2 * file_bytes)
+    config = run_dir / "config.toml"
+    config.write_text(f"""\
+# Written by bench/run_bench.py for one measured run.
+[gateway]
+data_dir = "data"
+outbox_dir = "outbox"
+max_file_bytes = {max_bytes}
+
+[log]
+events_file = "data/events.jsonl"
+
+[partners.{PARTNER}]
+name = "Benchmark partner"
+kind = "local"
+inbox = "inbox"
+patterns = ["*.xml"]
+disposition = "keep"
+filer_code = "{FILER_CODE}"
+
+[partners.{PARTNER}.filer]
+name = "ACME ALUMINUM IMPORTS LLC"
+street = "100 HARBOR WAY"
+city = "NEWARK"
+state = "NJ"
+postal_code = "07114"
+contact_name = "JANE DOE"
+phone = "+1 973 555 0100"
+email = "licensing@acme-aluminum.example"
+""", encoding="utf-8")
+    return config
+
+
+def gateway_cmd(gateway: str, config: Path, as_of: str) -> list[str]:
+    return [gateway, "--config", str(config), "run", "--once", "--as-of", as_of]
+
+
+def run_gateway(gateway: str, xml: Path, meta: dict, run_dir: Path) -> dict[str, object]:
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    inbox = run_dir / "inbox"
+    inbox.mkdir(parents=True)
+    try:
+        os.link(xml, inbox / xml.name)  # same bytes, no copy; "keep" leaves it untouched
+    except OSError:
+        shutil.copyfile(xml, inbox / xml.name)
+    config = write_config(run_dir, xml.stat().st_size)
+    result = measure(gateway_cmd(gateway, config, meta["as_of"]), cwd=run_dir)
+    result["verified"] = verify_gateway(result, run_dir, xml.name, meta)
+    result["max_file_bytes_raised"] = xml.stat().st_size > DEFAULT_MAX_FILE_BYTES
+    return result
+
+
+# --- checking that the gateway really did the work -----------------------------------------
+
+
+def _ack_head(path: Path) -> dict[str, str]:
+    """Status and counts from the head of an ack (they come before any Application)."""
+    head = path.open("rb").read(64 * 1024).decode("utf-8", errors="replace")
+    values = {}
+    for tag in ("SubmissionId", "Status", "Applications", "Licensed", "NotRequired", "Rejected"):
+        match = re.search(rf"<{tag}>([^<]*)</{tag}>", head)
+        values[tag] = match.group(1) if match else ""
+    return values
+
+
+def verify_gateway(result: dict, run_dir: Path, name: str, meta: dict) -> dict[str, object]:
+    exp = meta["expected"]
+    problems: list[str] = []
+    if result["returncode"] != 0:
+        problems.append(f"exit code {result['returncode']}: {result['stderr'][-2000:]}")
+    if f"{PARTNER}: 1 file(s) taken" not in result["stdout"]:
+        problems.append(f"stdout does not say one file was taken: {result['stdout']!r}")
+    ack = run_dir / "outbox" / PARTNER / f"{name}.ack.xml"
+    ack_values: dict[str, str] = {}
+    if not ack.is_file():
+        problems.append(f"no acknowledgment {ack}")
+    else:
+        ack_values = _ack_head(ack)
+        wanted = {"SubmissionId": meta["submission_id"], "Status": exp["status"],
+                  "Applications": str(exp["applications"]), "Licensed": str(exp["licensed"]),
+                  "NotRequired": str(exp["not_required"]), "Rejected": str(exp["rejected"])}
+        for tag, value in wanted.items():
+            if ack_values.get(tag) != value:
+                problems.append(f"ack {tag} is {ack_values.get(tag)!r}, expected {value!r}")
+        if ack_values.get("Status") not in ("ACCEPTED", "PARTIAL"):
+            problems.append(f"ack status {ack_values.get('Status')!r}")
+    ledger_path = run_dir / "data" / "ledger.sqlite"
+    committed = None
+    if ledger_path.is_file():
+        db = sqlite3.connect(f"file:{ledger_path}?mode=ro", uri=True)
+        try:
+            committed = db.execute("SELECT count(*) FROM licenses").fetchone()[0]
+            states = db.execute("SELECT state, status FROM files").fetchall()
+        finally:
+            db.close()
+        if committed != exp["licensed"]:
+            problems.append(f"{committed} licenses in the ledger, expected {exp['licensed']}")
+        if states != [("DONE", exp["status"])]:
+            problems.append(f"ledger files rows {states}, expected one DONE {exp['status']}")
+    else:
+        problems.append("no ledger")
+    ace = {}
+    for kind in ("AE", "FT"):
+        want_licenses = exp[f"{kind.lower()}_licenses"]
+        want_records = exp[f"{kind.lower()}_records"]
+        files = sorted((run_dir / "outbox" / "ace").glob(f"{kind}-*.txt"))
+        if not want_licenses:
+            if files:
+                problems.append(f"unexpected {kind} file {files}")
+            continue
+        if len(files) != 1:
+            problems.append(f"expected one {kind} ACE file, found {files}")
+            continue
+        manifest = json.loads(files[0].with_name(files[0].name + ".manifest.json").read_text())
+        size = files[0].stat().st_size
+        ace[kind] = {"file": files[0].name, "bytes": size, "records": manifest["record_count"],
+                     "licenses": len(manifest["licenses"])}
+        if manifest["record_count"] != want_records or size != want_records * 81:
+            problems.append(f"{kind}: {manifest['record_count']} records, {size} bytes; "
+                            f"expected {want_records} records of 81 bytes")
+        if len(manifest["licenses"]) != want_licenses:
+            problems.append(f"{kind}: {len(manifest['licenses'])} licenses, "
+                            f"expected {want_licenses}")
+    if problems:
+        raise BenchFailure("gateway run did not check out:\n  " + "\n  ".join(problems)
+                           + f"\n  (run folder kept: {run_dir})")
+    return {"ack": ack_values, "ledger_licenses": committed, "ace": ace}
+
+
+# --- one size ------------------------------------------------------------------------------
+
+
+def mb(n: float) -> float:
+    return n / 1e6
+
+
+def generate(python: str, lines: int, per_app: int, seed: int, as_of: str) -> tuple[Path, dict]:
+    xml = OUT / f"bench-{lines}-k{per_app}-s{seed}.xml"
+    cmd = [python, str(BENCH / "generate.py"), "--lines", str(lines), "--lines-per-app",
+           str(per_app), "--seed", str(seed), "--as-of", as_of, "--out", str(xml)]
+    meta_path = xml.with_name(xml.name + ".meta.json")
+    if xml.exists() and meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        if (meta.get("bytes") == xml.stat().st_size and meta.get("as_of") == as_of
+                and meta.get("generator_sha256") == generator_fingerprint()):
+            return xml, meta  # same generator, same arguments: same bytes, reuse
+    started = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    print(f"  generated in {time.perf_counter() - started:.1f} s: {shlex.join(cmd)}",
+          file=sys.stderr)
+    return xml, json.loads(meta_path.read_text())
+
+
+def bench_size(args: argparse.Namespace, lines: int) -> dict[str, object]:
+    xml, meta = generate(args.python, lines, args.lines_per_app, args.seed, args.as_of)
+    repeat = args.repeat
+    base_runs: list[dict] = []
+    gw_runs: list[dict] = []
+    for i in range(repeat):
+        base = run_baseline(args.python, xml, meta)
+        base_runs.append(base)
+        print(f"  {lines:>9,} lines  run {i + 1}/{repeat}  baseline {base['wall_s']:7.2f} s "
+              f"{mb(base['rss_bytes']):7.1f} MB", file=sys.stderr)
+        run_dir = OUT / "runs" / f"{lines}-{i + 1}"
+        gw = run_gateway(args.gateway, xml, meta, run_dir)
+        gw_runs.append(gw)
+        print(f"  {lines:>9,} lines  run {i + 1}/{repeat}  gateway  {gw['wall_s']:7.2f} s "
+              f"{mb(gw['rss_bytes']):7.1f} MB  verified", file=sys.stderr)
+        if not args.keep:
+            shutil.rmtree(run_dir)
+    base_best = min(r["wall_s"] for r in base_runs)
+    gw_best = min(r["wall_s"] for r in gw_runs)
+    gw_rss = max(r["rss_bytes"] for r in gw_runs)
+    ratio = gw_best / base_best
+    pair_ratios = sorted(g["wall_s"] / b["wall_s"] for b, g in zip(base_runs, gw_runs,
+                                                                   strict=True))
+    ratio_applies = 100_000 <= lines < 1_000_000
+    entry = {
+        "lines": lines,
+        "lines_per_app": args.lines_per_app,
+        "applications": meta["expected"]["applications"],
+        "rejected_applications": meta["expected"]["rejected"],
+        "file": str(xml.relative_to(ROOT)),
+        "file_bytes": meta["bytes"],
+        "repeat": repeat,
+        "baseline": {
+            "best_wall_s": base_best,
+            "walls_s": [r["wall_s"] for r in base_runs],
+            "peak_rss_mb": mb(max(r["rss_bytes"] for r in base_runs)),
+            "detail_best": min((r["detail"] for r in base_runs),
+                               key=lambda d: d["parse_s"] + d["validate_s"]),
+            "command": shlex.join(_show_path(Path(a)) for a in baseline_cmd(args.python, xml)),
+        },
+        "gateway": {
+            "best_wall_s": gw_best,
+            "walls_s": [r["wall_s"] for r in gw_runs],
+            "peak_rss_mb": mb(gw_rss),
+            "peak_rss_mb_each": [mb(r["rss_bytes"]) for r in gw_runs],
+            "lines_per_s": lines / gw_best,
+            "command": shlex.join(gateway_cmd(_show_path(Path(args.gateway)),
+                                              Path("<run>/config.toml"), args.as_of)),
+            "max_file_bytes_raised": gw_runs[0]["max_file_bytes_raised"],
+            "verified": gw_runs[-1]["verified"],
+        },
+        "ratio": ratio,
+        "ratio_median_of_pairs": pair_ratios[len(pair_ratios) // 2],
+        "targets": {
+            "ratio": {"limit": RATIO_TARGET, "applies": ratio_applies,
+                      "met": ratio <= RATIO_TARGET if ratio_applies else None},
+            "peak_rss": {"limit_mb": RSS_TARGET_MB, "applies": True,
+                         "met": mb(gw_rss) < RSS_TARGET_MB},
+        },
+        "rss_method": gw_runs[0]["rss_method"],
+    }
+    return entry
+
+
+def _show_path(path: Path) -> str:
+    """``path`` relative to the project when it lies inside it (commands run from there)."""
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+# --- report --------------------------------------------------------------------------------
+
+
+def _mark(target: dict) -> str:
+    if not target["applies"]:
+        return "n/a"
+    return "PASS" if target["met"] else "FAIL"
+
+
+def table(entries: list[dict]) -> str:
+    head = ("| lines | apps | file MB | baseline s | baseline MB | gateway s | gateway MB "
+            "| gateway lines/s | ratio | ratio ≤ 4× | peak < 300 MB | verified |\n"
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|:---:|:---:|\n")
+    rows = []
+    for e in entries:
+        b, g, t = e["baseline"], e["gateway"], e["targets"]
+        ratio = f"{e['ratio']:.2f}×"
+        rows.append(
+            f"| {e['lines']:,} | {e['applications']:,} | {mb(e['file_bytes']):.1f} "
+            f"| {b['best_wall_s']:.2f} | {b['peak_rss_mb']:.0f} | {g['best_wall_s']:.2f} "
+            f"| {g['peak_rss_mb']:.0f} | {g['lines_per_s']:,.0f} | {ratio} "
+            f"| {_mark(t['ratio'])} | {_mark(t['peak_rss'])} | yes |")
+    return head + "\n".join(rows) + "\n"
+
+
+def environment(args: argparse.Namespace) -> dict[str, object]:
+    probe = subprocess.run(
+        [args.python, "-c", "import lxml.etree as e, sys, json; print(json.dumps("
+         "{'python': sys.version.split()[0], 'lxml': e.__version__, "
+         "'libxml2': '.'.join(map(str, e.LIBXML_VERSION))}))"],
+        capture_output=True, text=True, check=True)
+    env = json.loads(probe.stdout)
+    env.update({"platform": platform.platform(), "cpus": os.cpu_count(),
+                "load_average_at_start": os.getloadavg()})
+    return env
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000],
+                        help="product lines per file (default 10000 100000)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per size (default 3)")
+    parser.add_argument("--lines-per-app", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--as-of", default="2026-12-01", help="processing date of every run")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep each run's folder (bench/out/runs/<size>-<n>/)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="overwrite bench/out/results.json instead of merging by size")
+    parser.add_argument("--python", default=sys.executable,
+                        help="interpreter for the baseline and the generator")
+    parser.add_argument("--gateway", default=None,
+                        help="aim-gateway executable (default: next to --python, else PATH)")
+    args = parser.parse_args(argv)
+    if args.gateway is None:
+        beside = Path(args.python).parent / "aim-gateway"
+        args.gateway = str(beside) if beside.exists() else shutil.which("aim-gateway")
+        if args.gateway is None:
+            parser.error("aim-gateway not found: pip install -e . or pass --gateway")
+    if os.sep in args.gateway:
+        args.gateway = os.path.abspath(args.gateway)  # gateway runs are started in their folder
+    command = shlex.join([_show_path(Path(args.python)), "bench/run_bench.py",
+                          *(argv if argv is not None else sys.argv[1:])])
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    env = environment(args)
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    entries = []
+    try:
+        for lines in args.sizes:
+            print(f"size {lines:,}:", file=sys.stderr)
+            entries.append(bench_size(args, lines))
+    except BenchFailure as failure:
+        print(f"BENCHMARK FAILED: {failure}", file=sys.stderr)
+        return 1
+    for e in entries:
+        e.update({"measured_at": started, "command": command, "environment": env})
+    runs = OUT / "runs"
+    if runs.is_dir() and not any(runs.iterdir()):
+        runs.rmdir()
+
+    results_path = OUT / "results.json"
+    merged: dict[str, dict] = {}
+    if results_path.exists() and not args.fresh:
+        try:
+            merged = {str(e["lines"]): e for e in json.loads(results_path.read_text())["sizes"]}
+        except (ValueError, KeyError, TypeError):
+            merged = {}
+    merged.update({str(e["lines"]): e for e in entries})
+    document = {"targets": {"ratio_max": RATIO_TARGET, "ratio_applies_to": "100,000 lines "
+                            "(every size from 100,000 up to but not including 1,000,000)",
+                            "peak_rss_max_mb": RSS_TARGET_MB, "mb": "10^6 bytes"},
+                "sizes": sorted(merged.values(), key=lambda e: e["lines"])}
+    results_path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+    print(f"\nAIM gateway benchmark, {started} (python {env['python']}, lxml {env['lxml']}, "
+          f"libxml2 {env['libxml2']}, {env['cpus']} CPUs, load "
+          f"{' '.join(f'{x:.2f}' for x in env['load_average_at_start'])})\n")
+    print(table(entries))
+    print(f"Best of {args.repeat} wall times per size (interpreter start included for both); "
+          f"peak RSS = largest of the repeats ({entries[0]['rss_method'] if entries else ''}), "
+          "MB = 10^6 bytes; ratio = gateway best / baseline best.")
+    for e in entries:
+        if e["gateway"]["max_file_bytes_raised"]:
+            print(f"Note: the {e['lines']:,}-line file ({mb(e['file_bytes']):.0f} MB) is above "
+                  "the gateway's default max_file_bytes (200 MB, F003): the benchmark config "
+                  "raises the limit for it.")
+    print(f"\nReproduce: {command}")
+    print(f"Baseline:  {entries[-1]['baseline']['command'] if entries else ''}")
+    print(f"Gateway:   {entries[-1]['gateway']['command'] if entries else ''} "
+          "(run folder: config.toml + inbox/ holding only the file + fresh data/ and outbox/)")
+    print(f"Results:   {results_path.relative_to(ROOT)}")
+    failed = [e for e in entries for t in e["targets"].values() if t["met"] is False]
+    print("\nTargets: " + ("all met" if not failed else "NOT met for " + ", ".join(
+        f"{e['lines']:,} lines" for e in {id(e): e for e in failed}.values())))
+    return 0 if not failed else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
