@@ -29,7 +29,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import BinaryIO
 
@@ -156,13 +156,22 @@ def _mmddyy(iso_date: str | None) -> str | None:
     return None if iso_date is None else date.fromisoformat(iso_date).strftime("%m%d%y")
 
 
+_PLAIN_DECIMAL = re.compile(r"\+?(\d*)(?:\.(\d*))?")
+
+
 def _scaled(amount: str | None, decimals: int) -> int | None:
     """A decimal string as an integer with ``decimals`` implied decimals, rounded half up."""
     if amount is None:
         return None
+    plain = _PLAIN_DECIMAL.fullmatch(amount.strip())
+    if plain and (plain.group(1) or plain.group(2)):
+        # Hot path (two calls per product line): plain text, no Decimal arithmetic.
+        whole, fraction = plain.group(1) or "0", (plain.group(2) or "").ljust(decimals + 1, "0")
+        scaled = int(whole + fraction[:decimals]) if decimals else int(whole)
+        return scaled + (1 if fraction[decimals] >= "5" else 0)
     try:
-        scaled = Decimal(amount.strip()).scaleb(decimals)
-        return int(scaled.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+        scaled_decimal = Decimal(amount.strip()).scaleb(decimals)
+        return int(scaled_decimal.quantize(Decimal(1), rounding=ROUND_HALF_UP))
     except (InvalidOperation, ValueError, OverflowError) as exc:
         raise ValueError(f"{amount!r} is not a finite decimal number") from exc
 
@@ -171,6 +180,43 @@ def _line_number(line: ProductLine) -> int:
     if line.number is None:
         raise ValueError(f"product line number {line.line_no!r} is not an integer")
     return line.number
+
+
+# Fields written from an int: right-justified, zero-filled (the rest are alphanumeric).
+_NUMERIC_FIELDS = frozenset({"line_number", "value_usd", "quantity"})
+
+
+@cache
+def _template(kind: str) -> str:
+    """A str.format template of record ``kind`` built from ``LAYOUTS`` (the per-line path).
+
+    Values must already be clean (``_cached_alpha``); a numeric value that does not fit makes
+    the record longer than 80 and is caught by ``_checked``.
+    """
+    parts: list[str] = []
+    position = 1
+    for name, start, end in LAYOUTS[kind]:
+        width = end - start + 1
+        parts.append(" " * (start - position))
+        spec = f"0{width}d" if name in _NUMERIC_FIELDS else f"<{width}.{width}"
+        parts.append("{" + name + ":" + spec + "}")
+        position = end + 1
+    parts.append(" " * (RECORD_LENGTH + 1 - position))
+    return "".join(parts)
+
+
+def _fast(kind: str, **values: str | int | None) -> str:
+    """Format record ``kind`` from its template; on overflow ``_record`` names the field."""
+    record = _template(kind).format(control=kind, **values)
+    if len(record) != RECORD_LENGTH:
+        _record(kind, **values)  # raises the precise error (a value that does not fit)
+        raise ValueError(f"a value does not fit record {kind}: {record!r}")
+    return record
+
+
+@lru_cache(maxsize=1024)
+def _smelt(value: str) -> str:
+    return smelt_code(value)
 
 
 def entry_summary_records(
@@ -183,20 +229,25 @@ def entry_summary_records(
                 entry_number=app.entry_number[3:] if app.entry_number else None,
                 broker_reference=app.ref, entry_type=app.entry_type)
     ]
-    export_date = _mmddyy(app.expected_export_date)
+    # Built once per application: everything in 40 but the line number, and the whole 52.
+    origin = _cached_alpha(app.country_of_origin, 2)
+    export = _cached_alpha(app.country_of_export, 2)
+    export_date = _cached_alpha(_mmddyy(app.expected_export_date), 6)
+    r52 = _record("52", license_type=LICENSE_TYPE_ALUMINUM, license_number=license_number)
+    unit = _cached_alpha(QUANTITY_UNIT, 3)
     for line in lines:
-        records += [
-            _record("40", line_number=_line_number(line), country_of_origin=app.country_of_origin,
-                    country_of_export=app.country_of_export, export_date=export_date),
-            _record("50", hts=line.hts.replace(".", "") if line.hts else None,
-                    value_usd=_scaled(line.value_usd, 0), quantity=_scaled(line.quantity_kg, 2),
-                    unit=QUANTITY_UNIT),
-            _record("52", license_type=LICENSE_TYPE_ALUMINUM, license_number=license_number),
-            _record("54", declaration_type=SMELT_CAST_DECLARATION,
-                    smelt_country_largest=smelt_code(line.smelt_country_largest or ""),
-                    smelt_country_second=smelt_code(line.smelt_country_second or ""),
-                    cast_country=line.cast_country),
-        ]
+        records.append(_fast("40", line_number=_line_number(line), country_of_origin=origin,
+                             country_of_export=export, export_date=export_date))
+        records.append(_fast(
+            "50", hts=_cached_alpha(line.hts.replace(".", "") if line.hts else None, 10),
+            value_usd=_scaled(line.value_usd, 0), quantity=_scaled(line.quantity_kg, 2),
+            unit=unit))
+        records.append(r52)
+        records.append(_fast(
+            "54", declaration_type=SMELT_CAST_DECLARATION,
+            smelt_country_largest=_smelt(line.smelt_country_largest or ""),
+            smelt_country_second=_smelt(line.smelt_country_second or ""),
+            cast_country=_cached_alpha(line.cast_country, 2)))
     return records
 
 
