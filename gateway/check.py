@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
 
@@ -18,11 +20,11 @@ from gateway.detect import check_size, detect_format
 from gateway.errors import RejectedSubmission
 from gateway.findings import finding
 from gateway.ledger import Ledger
-from gateway.licensing import LicenseIssuer, decide
-from gateway.model import FileStatus
+from gateway.licensing import LicenseIssuer, RepeatedRef, decide
+from gateway.model import FileStatus, SubmissionHeader
 from gateway.process import Layout, processing_date, rule_context
 from gateway.results import FileSummary
-from gateway.validate import stage_file
+from gateway.validate import Reader, Staged, StagedApplication, stage_file
 
 
 @dataclass(frozen=True)
@@ -72,31 +74,58 @@ def check_file(config: Config, path: Path, partner_id: str | None,
 
 def _check(config: Config, path: Path, partner_id: str | None, ledger: Ledger | None,
            summary: FileSummary, tmp: Path) -> CheckResult:
+    base = replace(summary)
     try:
         check_size(path, config.gateway.max_file_bytes)
         fmt = detect_format(path)
-        staged = stage_file(path, fmt, rule_context(config, summary.rule_set_date),
-                            tmp / "staged")
-        summary.submission_id = staged.header.submission_id if staged.header else None
-        if ledger is not None and partner_id and summary.submission_id:
-            clash = ledger.submission_id_conflict(partner_id, summary.submission_id,
-                                                  summary.sha256, "~")
-            if clash is not None:
-                raise RejectedSubmission(finding(
-                    "F007", f"SubmissionId {summary.submission_id!r} was used before by file "
-                    f"{clash.remote_name} ({clash.file_id}) with different content.",
-                    field="SubmissionId", value=summary.submission_id))
+        ctx = rule_context(config, summary.rule_set_date)
+        try:
+            return _one_pass(config, Reader(path, fmt, ctx), None, partner_id, ledger, summary,
+                             tmp)
+        except RepeatedRef:
+            summary = replace(base)
+            staged = stage_file(path, fmt, ctx, tmp / "staged")
+            return _one_pass(config, staged, staged.ref_counts, partner_id, ledger, summary,
+                             tmp)
     except RejectedSubmission as rejected:
-        summary.findings = [rejected.finding]
+        summary = replace(base, findings=[rejected.finding])
         return CheckResult(FileStatus.REJECTED, render_ack(summary, []))
+
+
+def _one_pass(config: Config, source: Reader | Staged, ref_counts: Counter[str] | None,
+              partner_id: str | None, ledger: Ledger | None, summary: FileSummary,
+              tmp: Path) -> CheckResult:
     writer = AckXmlWriter(tmp / "ack.xml")
     # A read-only ledger: prior licenses are read (I201, A104), new numbers are PENDING.
     issuer = LicenseIssuer(ledger, summary.rule_set_date, config.gateway.license_validity_days)
-    for _, outcome in decide(staged, partner_id, issuer):
-        summary.count(outcome)
-        writer.add(outcome)
-    staged.discard()
+
+    def items() -> Iterator[StagedApplication]:
+        for n, item in enumerate(source.applications()):
+            if n == 0:
+                _check_submission_id(ledger, partner_id, summary, source.header)
+            yield item
+
+    try:
+        for _, outcome in decide(items(), ref_counts, partner_id, issuer):
+            summary.count(outcome)
+            writer.add(outcome)
+    except BaseException:
+        writer.discard()
+        raise
     summary.settle_status()
     writer.finish(summary)
     return CheckResult(summary.status, (tmp / "ack.xml").read_bytes())
 
+
+def _check_submission_id(ledger: Ledger | None, partner_id: str | None, summary: FileSummary,
+                         header: SubmissionHeader | None) -> None:
+    summary.submission_id = header.submission_id if header else None
+    if ledger is None or not partner_id or not summary.submission_id:
+        return
+    clash = ledger.submission_id_conflict(partner_id, summary.submission_id, summary.sha256,
+                                          "~")
+    if clash is not None:
+        raise RejectedSubmission(finding(
+            "F007", f"SubmissionId {summary.submission_id!r} was used before by file "
+            f"{clash.remote_name} ({clash.file_id}) with different content.",
+            field="SubmissionId", value=summary.submission_id))

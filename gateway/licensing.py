@@ -7,7 +7,8 @@ numbers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -17,7 +18,7 @@ from gateway.findings import finding
 from gateway.ledger import Ledger
 from gateway.model import AppStatus
 from gateway.results import PENDING, AppOutcome
-from gateway.validate import Staged, StagedApplication
+from gateway.validate import StagedApplication
 
 MAX_SEQUENCE = 999_999
 
@@ -59,47 +60,72 @@ class LicenseIssuer:
             self.ledger.set_license_sequence(self.year, self.last)
 
 
-def decide(staged: Staged, partner_id: str | None, issuer: LicenseIssuer) -> Iterator[
-        tuple[StagedApplication, AppOutcome]]:
-    """Yield every application with its final status, issuing licenses as it goes."""
+class RepeatedRef(Exception):
+    """The one-pass path met a ref twice (A105): redo the file on the two-pass path."""
+
+
+def decide_one(item: StagedApplication, ref_count: int, partner_id: str | None,
+               issuer: LicenseIssuer) -> AppOutcome:
+    """One application's final status; issues its license when it gets a new one."""
     ledger = issuer.ledger
-    duplicated = {ref for ref, n in staged.ref_counts.items() if n > 1}
-    for item in staged.applications():
-        app = item.app
-        findings = list(item.findings)
-        ref = app.ref
-        if ref in duplicated:
-            findings.append(finding(
-                "A105", f"The ref {ref!r} is used by {staged.ref_counts[ref]} applications in "
-                "this file: give each application its own ref.", ref=ref, field="ref",
-                value=ref, source_line=app.source_line))
-        prior = ledger.prior_license(partner_id, ref) if ledger and partner_id and ref else None
-        if prior is not None and prior.digest != item.digest:
-            findings.append(finding(
-                "A104", f"The ref {ref!r} was licensed before ({prior.license_number}) with "
-                "different content: use a new ref for a new request.", ref=ref, field="ref",
-                value=ref, source_line=app.source_line))
-        outcome = AppOutcome(item.seq, ref, AppStatus.REJECTED, findings, item.lines)
-        if any(f.is_error for f in findings):
-            pass
-        elif prior is not None:
-            outcome.status = AppStatus.LICENSED
-            outcome.license_number = prior.license_number
-            outcome.valid_from = date.fromisoformat(prior.valid_from)
-            outcome.valid_through = date.fromisoformat(prior.valid_through)
-            outcome.reused = True
-            findings.append(finding(
-                "I201", f"This request was licensed before: license {prior.license_number} "
-                "is returned; no new license was issued.", ref=ref,
-                value=prior.license_number, source_line=app.source_line))
-        elif item.exempt or not any(r.covered for r in item.lines):
-            outcome.status = AppStatus.NOT_REQUIRED
+    app = item.app
+    findings = item.findings
+    ref = app.ref
+    if ref_count > 1:
+        findings.append(finding(
+            "A105", f"The ref {ref!r} is used by {ref_count} applications in this file: give "
+            "each application its own ref.", ref=ref, field="ref", value=ref,
+            source_line=app.source_line))
+    prior = ledger.prior_license(partner_id, ref) if ledger and partner_id and ref else None
+    if prior is not None and prior.digest != item.digest:
+        findings.append(finding(
+            "A104", f"The ref {ref!r} was licensed before ({prior.license_number}) with "
+            "different content: use a new ref for a new request.", ref=ref, field="ref",
+            value=ref, source_line=app.source_line))
+    outcome = AppOutcome(item.seq, ref, AppStatus.REJECTED, findings, item.lines)
+    if any(f.is_error for f in findings):
+        pass
+    elif prior is not None:
+        outcome.status = AppStatus.LICENSED
+        outcome.license_number = prior.license_number
+        outcome.valid_from = date.fromisoformat(prior.valid_from)
+        outcome.valid_through = date.fromisoformat(prior.valid_through)
+        outcome.reused = True
+        findings.append(finding(
+            "I201", f"This request was licensed before: license {prior.license_number} is "
+            "returned; no new license was issued.", ref=ref, value=prior.license_number,
+            source_line=app.source_line))
+    elif item.exempt or not any(r.covered for r in item.lines):
+        outcome.status = AppStatus.NOT_REQUIRED
+    else:
+        outcome.status = AppStatus.LICENSED
+        outcome.license_number = issuer.next_number()
+        outcome.valid_from = issuer.issue_date
+        outcome.valid_through = issuer.valid_through
+    return outcome
+
+
+def decide(items: Iterable[StagedApplication], ref_counts: Counter[str] | None,
+           partner_id: str | None, issuer: LicenseIssuer) -> Iterator[
+               tuple[StagedApplication, AppOutcome]]:
+    """Every application with its final status, issuing licenses as it goes.
+
+    With ``ref_counts`` None (one pass over the file, the normal case) a repeated ref raises
+    ``RepeatedRef``: the caller rolls back and decides again with the counts (two passes).
+    """
+    seen: set[str] = set()
+    for item in items:
+        ref = item.app.ref
+        if ref_counts is not None:
+            count = ref_counts[ref] if ref else 1
+        elif ref is None:
+            count = 1
+        elif ref in seen:
+            raise RepeatedRef(ref)
         else:
-            outcome.status = AppStatus.LICENSED
-            outcome.license_number = issuer.next_number()
-            outcome.valid_from = issuer.issue_date
-            outcome.valid_through = issuer.valid_through
-        yield item, outcome
+            seen.add(ref)
+            count = 1
+        yield item, decide_one(item, count, partner_id, issuer)
 
 
 def license_rows(item: StagedApplication, outcome: AppOutcome, partner_id: str,

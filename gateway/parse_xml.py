@@ -9,6 +9,7 @@ with the file.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from gateway.schemas import submission_schema
 NS = "urn:aimgw:license-submission:1"
 SCHEMA_VERSION = "1.0"
 XINCLUDE_NS = "http://www.w3.org/2001/XInclude"
+_XINCLUDE_ANY = "{" + XINCLUDE_NS + "}*"
 _Q = "{" + NS + "}"
 ROOT_TAG = _Q + "LicenseSubmission"
 HEADER_TAG = _Q + "Header"
@@ -67,8 +69,8 @@ def _f004(detail: str) -> RejectedSubmission:
     )
 
 
-def prescan(path: Path) -> None:
-    """F004 from the raw bytes of the prolog, before any parser runs."""
+def prescan(path: Path) -> bytes:
+    """F004 from the raw bytes of the prolog, before any parser runs; returns those bytes."""
     with open(path, "rb") as fh:
         head = fh.read(_PROLOG_BYTES)
     encoding, skip = bom_encoding(head)
@@ -80,6 +82,33 @@ def prescan(path: Path) -> None:
             raise _f004(f"The file has a {kind}")
     if XINCLUDE_NS.encode() in head:
         raise _f004("The file uses XInclude")
+    return head
+
+
+def _root_of(head: bytes) -> tuple[str, str | None, int | None] | None:
+    """The root element's tag and schemaVersion, read from the first bytes only.
+
+    So that a file with the wrong root is F005 at once, instead of being parsed whole.
+    Errors are left to the full parse, which reports them with their line.
+    """
+    parser = etree.XMLPullParser(events=("start",), resolve_entities=False, no_network=True,
+                                 load_dtd=False, huge_tree=False)
+    with contextlib.suppress(etree.XMLSyntaxError):
+        parser.feed(head)
+    try:
+        for _, el in parser.read_events():
+            return el.tag, el.get("schemaVersion"), el.sourceline
+    except etree.XMLSyntaxError:
+        return None
+    return None
+
+
+def _check_child(el: etree._Element) -> None:
+    """Only Header and Application elements belong directly under the root (else F005)."""
+    if el.tag not in (HEADER_TAG, APPLICATION_TAG):
+        raise RejectedSubmission(finding(
+            "F005", f"Unexpected element {el.tag!s} under LicenseSubmission: only one Header "
+            "and Application elements belong there.", source_line=el.sourceline))
 
 
 def _text(el: etree._Element) -> str | None:
@@ -116,11 +145,17 @@ class XmlSubmission:
         self.application_count = 0
 
     def applications(self) -> Iterator[ParsedApplication]:
-        prescan(self.path)
+        head = prescan(self.path)
+        root_tag = _root_of(head)
+        if root_tag is not None:
+            self._check_root(*root_tag)
         schema = submission_schema()
+        # Only Header and Application end events reach Python: a product line costs no
+        # Python work until its application is complete.
         context = etree.iterparse(
             str(self.path),
-            events=("start", "end"),
+            events=("end",),
+            tag=(HEADER_TAG, APPLICATION_TAG),
             resolve_entities=False,
             load_dtd=False,
             no_network=True,
@@ -130,42 +165,43 @@ class XmlSubmission:
             collect_ids=False,
         )
         root: etree._Element | None = None
-        depth = 0
         try:
-            for event, el in context:
-                if event == "start":
-                    depth += 1
-                    if root is None:
-                        root = el
-                        self._check_root(el)
-                    elif isinstance(el.tag, str) and el.tag.startswith("{" + XINCLUDE_NS):
-                        raise _f004("The file uses XInclude")
-                    continue
-                depth -= 1
-                if depth != 1:
-                    continue
-                # A direct child of the root is complete.
+            for _, el in context:
+                parent = el.getparent()
+                if root is None:
+                    root = parent
+                if parent is not root or root is None:
+                    continue  # nested: the enclosing application's XSD check reports it
+                for before in el.itersiblings(preceding=True):
+                    _check_child(before)
                 if el.tag == APPLICATION_TAG:
                     if self.header is None:
                         raise RejectedSubmission(finding(
                             "F005", "The Header must come first, before any Application.",
                             source_line=el.sourceline))
+                    if next(el.iter(_XINCLUDE_ANY), None) is not None:
+                        raise _f004("The file uses XInclude")
                     self.application_count += 1
                     yield self._application(el, schema)
-                elif el.tag == HEADER_TAG and self.header is None:
+                elif self.header is None:
                     self.header = self._header(el, schema)
                 else:
                     raise RejectedSubmission(finding(
-                        "F005", f"Unexpected element {el.tag!s} under LicenseSubmission: only "
-                        "one Header and Application elements belong there.",
+                        "F005", "A second Header: a file holds one submission.",
                         source_line=el.sourceline))
                 el.clear()
                 while el.getprevious() is not None:
-                    del root[0]  # type: ignore[index]
+                    del root[0]
+            if root is None:
+                root = context.root
         except etree.XMLSyntaxError as err:
             raise _syntax_error(err) from None
-        if root is not None and root.getroottree().docinfo.doctype:
-            raise _f004("The file has a DOCTYPE")
+        if root is not None:
+            if root.getroottree().docinfo.doctype:
+                raise _f004("The file has a DOCTYPE")
+            self._check_root(root.tag, root.get("schemaVersion"), root.sourceline)
+            for child in root:
+                _check_child(child)
         if self.header is None:
             raise RejectedSubmission(finding("F005", "The submission has no Header: add "
                                              "<Header><SubmissionId>…</SubmissionId></Header>."))
@@ -174,19 +210,15 @@ class XmlSubmission:
                                              "to license."))
 
     @staticmethod
-    def _check_root(el: etree._Element) -> None:
-        tree = el.getroottree()
-        if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
-            raise _f004("The file has a DOCTYPE")
-        if el.tag != ROOT_TAG:
+    def _check_root(tag: object, version: str | None, line: int | None = None) -> None:
+        if tag != ROOT_TAG:
             raise RejectedSubmission(finding(
-                "F005", f"The root element is {el.tag!s}; it must be LicenseSubmission in "
-                f"namespace {NS}.", field="root", value=str(el.tag), source_line=el.sourceline))
-        version = el.get("schemaVersion")
+                "F005", f"The root element is {tag!s}; it must be LicenseSubmission in "
+                f"namespace {NS}.", field="root", value=str(tag), source_line=line))
         if version != SCHEMA_VERSION:
             raise RejectedSubmission(finding(
                 "F005", f'schemaVersion must be "{SCHEMA_VERSION}".', field="schemaVersion",
-                value=version, source_line=el.sourceline))
+                value=version, source_line=line))
 
     @staticmethod
     def _header(el: etree._Element, schema: etree.XMLSchema) -> SubmissionHeader:
@@ -213,27 +245,9 @@ class XmlSubmission:
 
     @staticmethod
     def _application(el: etree._Element, schema: etree.XMLSchema) -> ParsedApplication:
-        app = Application(ref=el.get("ref"), source_line=el.sourceline)
-        lines = app.lines
-        app_tags = APP_TAGS
-        line_tags = LINE_TAGS
-        for child in el:
-            tag = child.tag
-            if tag == PRODUCT_TAG:
-                line = ProductLine(child.get("line"), source_line=child.sourceline)
-                for leaf in child:
-                    name = line_tags.get(leaf.tag)
-                    if name is not None:
-                        text = leaf.text
-                        setattr(line, name, text.strip() or None if text else None)
-                lines.append(line)
-            else:
-                name = app_tags.get(tag)
-                if name is not None:
-                    text = child.text
-                    setattr(app, name, text.strip() or None if text else None)
         if schema.validate(el):
-            return ParsedApplication(app, [], None)
+            return ParsedApplication(_valid_application(el), [], None)
+        app = _any_application(el)
         errors = [(e.line, e.message) for e in schema.error_log]
         # Slow path, only for invalid applications: map file lines to (line_no, field).
         fields: dict[int, tuple[str | None, str]] = {}
@@ -250,6 +264,46 @@ class XmlSubmission:
             if child.sourceline is not None:
                 fields.setdefault(child.sourceline, (line_no, XML_NAME_TO_FIELD.get(local, local)))
         return ParsedApplication(app, errors, fields)
+
+
+def _strip(text: str | None) -> str | None:
+    return (text.strip() or None) if text else None
+
+
+def _valid_application(el: etree._Element) -> Application:
+    """Read an application the XSD accepted: element order is known (the hot path)."""
+    app = Application(ref=_strip(el.get("ref")), source_line=el.sourceline)
+    lines = app.lines
+    app_tags = APP_TAGS
+    for child in el:
+        if child.tag == PRODUCT_TAG:
+            texts = [_strip(leaf.text) for leaf in child]
+            if len(texts) == 6:  # no Description
+                texts.insert(1, None)
+            hts, description, largest, second, cast, quantity, value = texts
+            lines.append(ProductLine(child.get("line"), hts, description, largest, second,
+                                     cast, quantity, value, child.sourceline))
+        else:
+            setattr(app, app_tags[child.tag], _strip(child.text))
+    return app
+
+
+def _any_application(el: etree._Element) -> Application:
+    """Read an application the XSD rejected: take what can be recognised, by name."""
+    app = Application(ref=el.get("ref"), source_line=el.sourceline)
+    for child in el:
+        if child.tag == PRODUCT_TAG:
+            line = ProductLine(child.get("line"), source_line=child.sourceline)
+            for leaf in child:
+                name = LINE_TAGS.get(leaf.tag)
+                if name is not None:
+                    setattr(line, name, _strip(leaf.text))
+            app.lines.append(line)
+        else:
+            name = APP_TAGS.get(child.tag)
+            if name is not None:
+                setattr(app, name, _strip(child.text))
+    return app
 
 
 def xsd_findings(parsed: ParsedApplication, reported: list[Finding]) -> list[Finding]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -25,12 +27,12 @@ from gateway.events import EventLog
 from gateway.findings import Finding, finding
 from gateway.hts import covered_list
 from gateway.ledger import FileRow, Ledger
-from gateway.licensing import LicenseIssuer, decide, license_rows
-from gateway.model import AppStatus, FileStatus
+from gateway.licensing import LicenseIssuer, RepeatedRef, decide, license_rows
+from gateway.model import AppStatus, FileStatus, SubmissionHeader
 from gateway.results import FileSummary
 from gateway.rules import RuleContext
 from gateway.storage import atomic_write, durable_move, publish, temp_name
-from gateway.validate import Staged, spool_path, stage_file
+from gateway.validate import Reader, Staged, StagedApplication, spool_path, stage_file
 
 _BATCH = 2000  # ledger rows buffered before an executemany
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
@@ -131,52 +133,84 @@ class FileProcessor:
         on = processing_date(self.config, self.as_of)
         partner = self.config.partner(row.partner)
         path = self.layout.received / row.local_name
-        summary = FileSummary(
-            file_id=row.file_id, partner=row.partner, file_name=row.remote_name,
-            sha256=row.sha256, received_at=datetime.fromisoformat(row.received_at),
-            processed_at=started, rule_set_date=on, status=FileStatus.REJECTED)
+
+        def new_summary() -> FileSummary:
+            return FileSummary(
+                file_id=row.file_id, partner=row.partner, file_name=row.remote_name,
+                sha256=row.sha256, received_at=datetime.fromisoformat(row.received_at),
+                processed_at=started, rule_set_date=on, status=FileStatus.REJECTED)
+
+        summary = new_summary()
         original = self.ledger.original_of(row.partner, row.sha256, row.file_id)
         if original is not None and row.reprocess_of is None:
             self._duplicate(row, original, summary)
             return
-        staged: Staged | None = None
         fmt = None
         try:
             check_size(path, self.config.gateway.max_file_bytes)
             fmt = detect_format(path)
-            staged = stage_file(path, fmt, rule_context(self.config, on),
-                                spool_path(self.layout.work_tmp, row.file_id))
-            summary.submission_id = staged.header.submission_id if staged.header else None
-            if summary.submission_id:
-                clash = self.ledger.submission_id_conflict(
-                    row.partner, summary.submission_id, row.sha256, row.file_id)
-                if clash is not None:
-                    raise RejectedSubmission(finding(
-                        "F007", f"SubmissionId {summary.submission_id!r} was used before by "
-                        f"file {clash.remote_name} ({clash.file_id}) with different content: "
-                        "give every new file its own SubmissionId.",
-                        field="SubmissionId", value=summary.submission_id))
-            self._license(row, partner, staged, summary, fmt, started)
+            ctx = rule_context(self.config, on)
+            try:
+                # One pass: read, decide and write as the file streams by.
+                self._license(row, partner, Reader(path, fmt, ctx), None, summary, fmt,
+                              started)
+            except RepeatedRef:
+                # A ref came twice (A105): everything was rolled back; decide with the counts.
+                summary = new_summary()
+                staged = stage_file(path, fmt, ctx, spool_path(self.layout.work_tmp,
+                                                               row.file_id))
+                try:
+                    self._license(row, partner, staged, staged.ref_counts, summary, fmt,
+                                  started)
+                finally:
+                    staged.discard()
         except RejectedSubmission as rejected:
-            self._reject(row, summary, rejected.finding, fmt, started)
-        finally:
-            if staged is not None:
-                staged.discard()
+            self._reject(row, new_summary(), rejected.finding, fmt, started)
 
-    def _license(self, row: FileRow, partner: PartnerConfig, staged: Staged,
-                 summary: FileSummary, fmt: str, started: datetime) -> None:
+    def _check_submission_id(self, row: FileRow, summary: FileSummary,
+                             header: SubmissionHeader | None) -> None:
+        summary.submission_id = header.submission_id if header else None
+        if not summary.submission_id:
+            return
+        clash = self.ledger.submission_id_conflict(
+            row.partner, summary.submission_id, row.sha256, row.file_id)
+        if clash is not None:
+            raise RejectedSubmission(finding(
+                "F007", f"SubmissionId {summary.submission_id!r} was used before by file "
+                f"{clash.remote_name} ({clash.file_id}) with different content: give every "
+                "new file its own SubmissionId.", field="SubmissionId",
+                value=summary.submission_id))
+
+    def _license(self, row: FileRow, partner: PartnerConfig, source: Reader | Staged,
+                 ref_counts: Counter[str] | None, summary: FileSummary, fmt: str,
+                 started: datetime) -> None:
         layout = self.layout
         ack_path = layout.ack_store(row.partner) / f"{row.file_id}.ack.xml"
         ack = AckXmlWriter(ack_path)
         filer_code = partner.effective_filer_code(self.config.ace)
-        source = {"file_id": row.file_id, "file_name": row.remote_name, "partner": row.partner,
-                  "submission_id": summary.submission_id or ""}
+        source_info = {"file_id": row.file_id, "file_name": row.remote_name,
+                       "partner": row.partner, "submission_id": ""}
         ace_args = dict(site_code=self.config.ace.site_code,
                         sender_id=self.config.ace.sender_id,
                         processing_date=summary.rule_set_date, file_id=row.file_id,
-                        submission_id=summary.submission_id or "", source=source)
-        ae = AceFileWriter(layout.ace_outbox / f"AE-{row.file_id}.txt", app_id="AE", **ace_args)
-        ft = AceFileWriter(layout.ace_outbox / f"FT-{row.file_id}.txt", app_id="FT", **ace_args)
+                        source=source_info)
+        writers: dict[str, AceFileWriter] = {}
+
+        def ace_writer(app_id: str) -> AceFileWriter:
+            # Made on first use: the submission id is known by then.
+            if app_id not in writers:
+                source_info["submission_id"] = summary.submission_id or ""
+                writers[app_id] = AceFileWriter(
+                    layout.ace_outbox / f"{app_id}-{row.file_id}.txt", app_id=app_id,
+                    submission_id=summary.submission_id or "", **ace_args)
+            return writers[app_id]
+
+        def items() -> Iterator[StagedApplication]:
+            for n, item in enumerate(source.applications()):
+                if n == 0:
+                    self._check_submission_id(row, summary, source.header)
+                yield item
+
         ledger = self.ledger
         try:
             with ledger.transaction():
@@ -186,7 +220,7 @@ class FileProcessor:
                 found: list[tuple[object, ...]] = []
                 licenses: list[tuple[object, ...]] = []
                 products: list[tuple[object, ...]] = []
-                for item, outcome in decide(staged, row.partner, issuer):
+                for item, outcome in decide(items(), ref_counts, row.partner, issuer):
                     summary.count(outcome)
                     ack.add(outcome)
                     apps.append((row.file_id, outcome.seq, outcome.ref, outcome.status.value,
@@ -195,7 +229,7 @@ class FileProcessor:
                     found.extend(_finding_row(row.file_id, f) for f in outcome.findings)
                     if outcome.status is AppStatus.LICENSED and not outcome.reused:
                         covered = [r.line for r in outcome.lines if r.covered is not None]
-                        writer = ft if item.app.entry_type == "FZ" else ae
+                        writer = ace_writer("FT" if item.app.entry_type == "FZ" else "AE")
                         writer.add(item.app, covered, outcome.license_number or "", filer_code)
                         lic, prods = license_rows(item, outcome, row.partner, row.file_id)
                         licenses.append(lic)
@@ -207,14 +241,15 @@ class FileProcessor:
                 summary.settle_status()
                 summary.processed_at = datetime.now().astimezone()
                 ack.finish(summary)
-                ace_names = [m.file_name for m in (ae.finish(), ft.finish()) if m is not None]
+                manifests = [writers[k].finish() for k in ("AE", "FT") if k in writers]
+                ace_names = [m.file_name for m in manifests if m is not None]
                 self._publish_ack(row, ack_path)
                 crash.point("after_outputs")
                 self._record(row, summary, fmt, ace_names, started, error=None)
         except BaseException:
             ack.discard()
-            ae.discard()
-            ft.discard()
+            for writer in writers.values():
+                writer.discard()
             raise
 
     def _reject(self, row: FileRow, summary: FileSummary, problem: Finding, fmt: str | None,

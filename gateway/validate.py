@@ -82,33 +82,54 @@ def application_digest(app: Application) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+class Reader:
+    """Reads one file as checked applications, in file order (phase 1, streaming).
+
+    ``header`` is known once the first application has been yielded.
+    """
+
+    def __init__(self, path: Path, fmt: Format, ctx: RuleContext) -> None:
+        if fmt != "xml":
+            raise RejectedSubmission(finding(
+                "F002", "CSV submissions are not enabled for this partner yet: send XML."))
+        self.path = path
+        self.ctx = ctx
+        self._xml = XmlSubmission(path)
+
+    @property
+    def header(self) -> SubmissionHeader | None:
+        return self._xml.header
+
+    def applications(self) -> Iterator[StagedApplication]:
+        ctx = self.ctx
+        for seq, parsed in enumerate(self._xml.applications(), start=1):
+            check = check_application(parsed.app, ctx)
+            findings = check.findings
+            if parsed.xsd_errors:
+                findings = findings + xsd_findings(parsed, findings)
+            yield StagedApplication(seq, parsed.app, findings, check.lines, check.exempt,
+                                    application_digest(parsed.app))
+
+
 def stage_file(path: Path, fmt: Format, ctx: RuleContext, spool: Path) -> Staged:
-    """Parse and validate ``path`` into ``spool``. Raises ``RejectedSubmission`` on F-codes."""
-    if fmt != "xml":
-        raise RejectedSubmission(finding(
-            "F002", "CSV submissions are not enabled for this partner yet: send XML."))
-    submission = XmlSubmission(path)
+    """Phase 1 to a spool (the two-pass path). Raises ``RejectedSubmission`` on F-codes."""
+    reader = Reader(path, fmt, ctx)
     counts: Counter[str] = Counter()
     count = 0
     spool.parent.mkdir(parents=True, exist_ok=True)
     try:
         with open(spool, "wb") as fh:
             dump = pickle.Pickler(fh, protocol=pickle.HIGHEST_PROTOCOL)
-            for parsed in submission.applications():
-                check = check_application(parsed.app, ctx)
-                findings = check.findings
-                if parsed.xsd_errors:
-                    findings = findings + xsd_findings(parsed, findings)
+            for item in reader.applications():
                 count += 1
-                if parsed.app.ref:
-                    counts[parsed.app.ref] += 1
-                dump.dump(StagedApplication(count, parsed.app, findings, check.lines,
-                                            check.exempt, application_digest(parsed.app)))
+                if item.app.ref:
+                    counts[item.app.ref] += 1
+                dump.dump(item)
                 dump.clear_memo()
     except BaseException:
         spool.unlink(missing_ok=True)
         raise
-    return Staged(submission.header, spool, count, counts)
+    return Staged(reader.header, spool, count, counts)
 
 
 def spool_path(work_dir: Path, file_id: str) -> Path:

@@ -1,0 +1,107 @@
+"""CSV acknowledgments (guide section 7): one row per input row, plus file-level rows.
+
+Columns: row, application_ref, line_no, status, license_number, valid_from, valid_through,
+codes, messages. The first data row is the file's own (row empty): its status is the file
+status and its codes the file-level findings. Cells that a spreadsheet would run as a formula
+are neutralised with a leading apostrophe.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from gateway.findings import Finding
+from gateway.results import AppOutcome, FileSummary
+from gateway.storage import publish, temp_name
+
+COLUMNS = ("row", "application_ref", "line_no", "status", "license_number", "valid_from",
+           "valid_through", "codes", "messages")
+# OWASP CSV injection: these leading characters make a spreadsheet evaluate the cell.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value: object) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def _message(f: Finding) -> str:
+    where = f" (line {f.line})" if f.line is not None and f.source_line is None else ""
+    return f"{f.code} {f.message}{where}"
+
+
+def file_row(summary: FileSummary) -> list[str]:
+    codes = " ".join(f.code for f in summary.findings)
+    messages = " | ".join(_message(f) for f in summary.findings) or (
+        f"{summary.applications} application(s): {summary.licensed} licensed, "
+        f"{summary.not_required} not required, {summary.rejected} rejected")
+    return [neutralise(v) for v in ("", "", "", summary.status.value, "", "", "", codes,
+                                    messages)]
+
+
+def application_rows(o: AppOutcome) -> list[list[str]]:
+    """One row per product line (= input row); app-level findings go on the first row."""
+    by_row: dict[int | None, list[Finding]] = {}
+    rows = [r.line.source_line for r in o.lines]
+    first = rows[0] if rows else None
+    for f in o.findings:
+        key = f.source_line if f.source_line in rows else first
+        by_row.setdefault(key, []).append(f)
+    out = []
+    number = o.license_number or ""
+    valid_from = o.valid_from.isoformat() if o.valid_from else ""
+    valid_through = o.valid_through.isoformat() if o.valid_through else ""
+    for r in o.lines:
+        found = by_row.get(r.line.source_line, [])
+        out.append([neutralise(v) for v in (
+            r.line.source_line, o.ref or "", r.line.line_no or "", o.status.value, number,
+            valid_from, valid_through, " ".join(f.code for f in found),
+            " | ".join(_message(f) for f in found))])
+    return out
+
+
+def render_csv_ack(summary: FileSummary, outcomes: Iterable[AppOutcome]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(COLUMNS)
+    writer.writerow(file_row(summary))
+    for o in outcomes:
+        writer.writerows(application_rows(o))
+    return buffer.getvalue().encode("utf-8")
+
+
+class AckCsvWriter:
+    """Stream rows to a spool; ``finish`` writes header, file row and spool atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._spool_path = path.with_name(f".{path.name}.{os.getpid()}.body")
+        self._spool = open(self._spool_path, "w", encoding="utf-8", newline="")  # noqa: SIM115
+        self._writer = csv.writer(self._spool, lineterminator="\r\n")
+
+    def add(self, outcome: AppOutcome) -> None:
+        self._writer.writerows(application_rows(outcome))
+
+    def finish(self, summary: FileSummary) -> None:
+        self._spool.close()
+        tmp = temp_name(self.path)
+        with open(tmp, "w", encoding="utf-8", newline="") as out:
+            writer = csv.writer(out, lineterminator="\r\n")
+            writer.writerow(COLUMNS)
+            writer.writerow(file_row(summary))
+            with open(self._spool_path, encoding="utf-8", newline="") as body:
+                while chunk := body.read(1024 * 1024):
+                    out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        publish(tmp, self.path)
+        self._spool_path.unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        self._spool.close()
+        self._spool_path.unlink(missing_ok=True)

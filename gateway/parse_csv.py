@@ -1,0 +1,203 @@
+"""CSV submissions (guide section 4): one row per product line, grouped by application_ref.
+
+Rows are read as a stream. Consecutive rows with the same ref form one application; a ref that
+comes back after other refs is joined to its earlier rows by ``validate`` (rare, so the
+common case stays one pass). Every application and line carries its row number (the header is
+row 1, as a spreadsheet shows it).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway.errors import RejectedSubmission
+from gateway.findings import Finding, finding
+from gateway.model import APPLICATION_FIELDS, LINE_FIELDS, Application, ProductLine
+
+APP_COLUMNS = tuple(attr for attr, _ in APPLICATION_FIELDS)
+LINE_COLUMNS = tuple(attr for attr, _ in LINE_FIELDS)
+ALL_COLUMNS = ("submission_id", "application_ref", *APP_COLUMNS, "line_no", *LINE_COLUMNS)
+OPTIONAL_COLUMNS = frozenset({"entry_number", "description"})
+REQUIRED_COLUMNS = tuple(c for c in ALL_COLUMNS if c not in OPTIONAL_COLUMNS)
+
+FIELD_SIZE_LIMIT = 64 * 1024  # bytes in one cell: a longer cell is a broken or hostile file
+MAX_COLUMNS = 200
+
+
+@dataclass(frozen=True)
+class CsvDialect:
+    """How a partner's CSV is written (the canonical one, or one set by a mapping)."""
+
+    delimiter: str = ","
+    encoding: str = "utf-8"  # "utf-8" accepts a BOM too
+
+
+@dataclass(slots=True)
+class CsvApplication:
+    """One application as read from consecutive rows, with what only CSV can get wrong."""
+
+    app: Application
+    rows: list[int]  # row number of each line, in order
+    findings: list[Finding] = field(default_factory=list)  # A103 (rows disagree)
+    header_values: tuple[str | None, ...] = ()  # the application fields of its first row
+
+
+def _clean(value: str) -> str | None:
+    value = value.strip()
+    return value or None
+
+
+def _rows(path: Path, dialect: CsvDialect) -> Iterator[tuple[int, list[str]]]:
+    """(row number, cells) of every non-blank row; F001/F009 on unreadable input."""
+    encoding = "utf-8-sig" if dialect.encoding.lower().replace("_", "-") in (
+        "utf-8", "utf8", "utf-8-sig") else dialect.encoding
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise RejectedSubmission(finding("F009", f"Unknown encoding {encoding!r}.")) from None
+    raw = open(path, "rb")  # noqa: SIM115 (closed below; text wrapper owns it)
+    text = io.TextIOWrapper(raw, encoding=encoding, errors="strict", newline="")
+    reader = csv.reader(text, delimiter=dialect.delimiter, strict=True)
+    number = 0
+    previous_limit = csv.field_size_limit(FIELD_SIZE_LIMIT)
+    try:
+        while True:
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except UnicodeDecodeError as err:
+                raise RejectedSubmission(finding(
+                    "F009", f"Row {number + 1} is not valid {dialect.encoding}: {err.reason} at "
+                    f"byte {err.start}. Save the file as {dialect.encoding}.",
+                    source_line=number + 1)) from None
+            except csv.Error as err:
+                raise RejectedSubmission(finding(
+                    "F001", f"The CSV cannot be read at row {number + 1}: {err}.",
+                    source_line=number + 1)) from None
+            number += 1
+            if any("\x00" in c for c in cells):
+                raise RejectedSubmission(finding(
+                    "F001", f"Row {number} holds a NUL byte: this is not a text CSV file.",
+                    source_line=number))
+            if len(cells) > MAX_COLUMNS:
+                raise RejectedSubmission(finding(
+                    "F001", f"Row {number} has {len(cells)} cells; at most {MAX_COLUMNS} are "
+                    "read.", source_line=number))
+            if not any(c.strip() for c in cells):
+                continue
+            yield number, cells
+    finally:
+        csv.field_size_limit(previous_limit)
+        text.close()
+
+
+class CsvSubmission:
+    """A canonical CSV submission. ``submission_id`` is known after the first row."""
+
+    def __init__(self, path: Path, dialect: CsvDialect | None = None,
+                 columns: dict[str, str] | None = None) -> None:
+        self.path = path
+        self.dialect = dialect or CsvDialect()
+        # partner column name -> canonical column (a mapping's renames); identity by default
+        self.columns = columns or {}
+        self.submission_id: str | None = None
+        self.application_count = 0
+
+    def header(self, cells: list[str]) -> dict[str, int]:
+        """Canonical column -> index; F005 for unknown, repeated or missing columns."""
+        index: dict[str, int] = {}
+        unknown = []
+        for i, name in enumerate(cells):
+            key = name.strip().lstrip("\ufeff")
+            key = self.columns.get(key, key).lower()
+            if key not in ALL_COLUMNS:
+                unknown.append(name.strip())
+            elif key in index:
+                raise RejectedSubmission(finding("F005", f"Column {key!r} appears twice in "
+                                                 "the header row.", source_line=1, value=key))
+            else:
+                index[key] = i
+        missing = [c for c in REQUIRED_COLUMNS if c not in index]
+        problems = []
+        if missing:
+            problems.append("missing column(s): " + ", ".join(missing))
+        if unknown:
+            problems.append("unknown column(s): " + ", ".join(unknown[:20]))
+        if problems:
+            raise RejectedSubmission(finding(
+                "F005", "The header row does not match the CSV format: " + "; ".join(problems)
+                + ". The columns are: " + ", ".join(ALL_COLUMNS) + ".", source_line=1,
+                field="header"))
+        return index
+
+    def applications(self) -> Iterator[CsvApplication]:
+        rows = _rows(self.path, self.dialect)
+        first = next(rows, None)
+        if first is None:
+            raise RejectedSubmission(finding("F005", "The CSV has no header row."))
+        index = self.header(first[1])
+        width = len(first[1])
+        app_idx = tuple(index.get(c) for c in APP_COLUMNS)
+        line_idx = tuple(index.get(c) for c in LINE_COLUMNS)
+        ref_idx = index["application_ref"]
+        sub_idx = index["submission_id"]
+        line_no_idx = index["line_no"]
+        current: CsvApplication | None = None
+        for number, cells in rows:
+            if len(cells) != width:
+                raise RejectedSubmission(finding(
+                    "F001", f"Row {number} has {len(cells)} cells; the header has {width}.",
+                    source_line=number))
+            submission_id = _clean(cells[sub_idx])
+            if self.submission_id is None:
+                if submission_id is None:
+                    raise RejectedSubmission(finding(
+                        "F005", "submission_id is blank: give the same id on every row.",
+                        source_line=number, field="submission_id"))
+                self.submission_id = submission_id
+            elif submission_id != self.submission_id:
+                raise RejectedSubmission(finding(
+                    "F005", f"Row {number} has submission_id {submission_id!r}, not "
+                    f"{self.submission_id!r}: one file is one submission.",
+                    source_line=number, field="submission_id", value=submission_id))
+            ref = _clean(cells[ref_idx])
+            header_values = tuple(_clean(cells[i]) if i is not None else None for i in app_idx)
+            line = ProductLine(_clean(cells[line_no_idx]), source_line=number)
+            for attr, i in zip(LINE_COLUMNS, line_idx, strict=True):
+                if i is not None:
+                    setattr(line, attr, _clean(cells[i]))
+            if current is not None and ref is not None and ref == current.app.ref:
+                current.app.lines.append(line)
+                current.rows.append(number)
+                compare(current, header_values, number)
+                continue
+            if current is not None:
+                self.application_count += 1
+                yield current
+            app = Application(ref=ref, source_line=number, lines=[line])
+            for attr, value in zip(APP_COLUMNS, header_values, strict=True):
+                setattr(app, attr, value)
+            current = CsvApplication(app, [number], [], header_values)
+        if current is not None:
+            self.application_count += 1
+            yield current
+        if self.application_count == 0:
+            raise RejectedSubmission(finding("F008", "The CSV has a header but no data row: "
+                                             "nothing to license."))
+
+
+def compare(current: CsvApplication, values: tuple[str | None, ...], row: int) -> None:
+    """A103 for each application field of ``row`` that differs from the application's."""
+    for attr, mine, theirs in zip(APP_COLUMNS, current.header_values, values, strict=True):
+        if mine != theirs:
+            current.findings.append(finding(
+                "A103", f"Row {row} has {attr} {theirs!r} but the application's first row has "
+                f"{mine!r}: all rows of one application must agree (or use another "
+                "application_ref).", ref=current.app.ref, field=attr, value=theirs,
+                source_line=row))
