@@ -143,8 +143,8 @@ def license_rows(item: StagedApplication, outcome: AppOutcome, partner_id: str,
         if r.covered is None or r.hts10 is None:
             continue
         line = r.line
-        qty = Decimal(line.quantity_kg or 0)
-        value = Decimal(line.value_usd or 0)
+        qty = r.quantity or Decimal(0)
+        value = r.value or Decimal(0)
         key = (r.hts10, r.covered.product_group, line.smelt_country_largest or "",
                line.smelt_country_second or "", line.cast_country or "")
         acc = groups.setdefault(key, [0, Decimal(0), Decimal(0)])

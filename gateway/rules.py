@@ -108,6 +108,8 @@ class LineResult:
     hts10: str | None
     covered: CoveredHts | None
     unit_value: Decimal | None  # USD per metric ton
+    quantity: Decimal | None = None  # kg, when valid (A140 passed)
+    value: Decimal | None = None  # USD, when valid (A141 passed)
 
 
 @dataclass(slots=True)
@@ -135,10 +137,13 @@ def _decimal(text: str) -> Decimal | None:
     return value if value.is_finite() else None
 
 
-def _decimals(value: Decimal) -> int:
+def _places(text: str) -> int:
     """Decimal places that carry precision ('61200.00' has 0, '1.2345' has 4)."""
-    exponent = value.normalize().as_tuple().exponent
-    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
+    _, dot, fraction = text.partition(".")
+    if "e" in text or "E" in text:  # exponent form (CSV through a mapping): ask Decimal
+        exponent = Decimal(text).normalize().as_tuple().exponent
+        return -exponent if isinstance(exponent, int) and exponent < 0 else 0
+    return len(fraction.rstrip("0")) if dot else 0
 
 
 def _date(text: str) -> date | None:
@@ -236,13 +241,14 @@ def check_application(app: Application, ctx: RuleContext) -> ApplicationCheck:
             f"{len(app.lines)}: split it.", "line_no", str(len(app.lines)))
 
     # The total is known only when every covered line has a valid value (else A102/A101/A141).
-    covered_values = [_decimal(r.line.value_usd or "") for r in lines if r.covered]
-    known = all(v is not None and v > 0 and _decimals(v) <= 2 for v in covered_values)
+    covered_values = [r.value for r in lines if r.covered]
+    known = all(v is not None for v in covered_values)
     covered_value = sum((v for v in covered_values if v is not None), Decimal(0))
     if covered_values and known and not exempt and covered_value < ctx.low_value_usd:
         add("A171", f"The covered lines total ${covered_value:,.2f}, under "
-            f"${ctx.low_value_usd:,.0f}: a reusable low-value license could be used instead. "
-            "A license was issued anyway.", "value_usd", str(covered_value))
+            f"${ctx.low_value_usd:,.0f}: a reusable low-value license could be used instead; "
+            "this gateway issues a regular license when the application is otherwise valid.",
+            "value_usd", str(covered_value))
     return ApplicationCheck(out, lines, exempt)
 
 
@@ -330,7 +336,7 @@ def _check_lines(app: Application, ctx: RuleContext, add: AddFinding) -> list[Li
                 add("A180", f"Unit value {unit_value} USD per metric ton is outside the plausible "
                     f"range {ctx.unit_value_min}–{ctx.unit_value_max}: check quantity and value.",
                     "value_usd", line.value_usd, no, src)
-        results.append(LineResult(line, hts10, entry, unit_value))
+        results.append(LineResult(line, hts10, entry, unit_value, quantity, value))
     return results
 
 
@@ -344,7 +350,7 @@ def _amount(text: str | None, name: str, places: int, code: str, no: int | None,
         if csv_types:
             add("A101", f"{name} must be a decimal number.", name, text, no, src)
         return None
-    if value <= 0 or _decimals(value) > places:
+    if value <= 0 or _places(text) > places:
         add(code, f"{name} must be greater than 0 with at most {places} decimals.",
             name, text, no, src)
         return None

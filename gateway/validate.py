@@ -8,9 +8,9 @@ ref twice) are taken in phase 2, before anything is issued.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import pickle
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,12 +20,11 @@ from pathlib import Path
 from gateway.detect import Format
 from gateway.errors import RejectedSubmission
 from gateway.findings import Finding, finding
-from gateway.model import APPLICATION_FIELDS, LINE_FIELDS, Application, SubmissionHeader
+from gateway.model import APPLICATION_FIELDS, Application, SubmissionHeader
 from gateway.parse_xml import XmlSubmission, xsd_findings
 from gateway.rules import LineResult, RuleContext, check_application
 
 _APP_ATTRS = tuple(attr for attr, _ in APPLICATION_FIELDS)
-_LINE_ATTRS = tuple(attr for attr, _ in LINE_FIELDS)
 
 
 @dataclass(slots=True)
@@ -56,30 +55,39 @@ class Staged:
         self.spool.unlink(missing_ok=True)
 
 
-def _canonical_amount(text: str | None) -> str | None:
-    if text is None:
-        return None
-    try:
-        return format(Decimal(text).normalize(), "f")
-    except InvalidOperation:
+_PLAIN_NUMBER = re.compile(r"\+?(\d*)(?:\.(\d*))?")
+
+
+def canonical_amount(text: str | None) -> str | None:
+    """An amount written one way only ("024000.50" and "24000.500" are "24000.5")."""
+    if not text:
         return text
+    plain = _PLAIN_NUMBER.fullmatch(text)
+    if plain is None:
+        try:
+            return format(Decimal(text).normalize(), "f")
+        except InvalidOperation:
+            return text
+    whole = plain.group(1).lstrip("0") or "0"
+    fraction = (plain.group(2) or "").rstrip("0")
+    return f"{whole}.{fraction}" if fraction else whole
 
 
 def application_digest(app: Application) -> str:
     """SHA-256 of the request's content, independent of formatting ("24000" = "24000.000").
 
     The same ref with the same digest is the same request (I201); another digest is A104.
+    Fields are joined with separators that cannot occur in parsed values (C0 controls).
     """
-    header = [getattr(app, a) for a in _APP_ATTRS]
-    lines = []
+    parts = [app.ref or ""]
+    parts += [getattr(app, a) or "" for a in _APP_ATTRS]
     for line in app.lines:
-        values = [getattr(line, a) for a in _LINE_ATTRS]
-        values[0] = values[0].replace(".", "") if values[0] else values[0]  # HTS dots (CSV)
-        values[5] = _canonical_amount(values[5])
-        values[6] = _canonical_amount(values[6])
-        lines.append([line.line_no, *values])
-    blob = json.dumps([app.ref, header, lines], separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+        parts.append("\x1e")
+        parts += (line.line_no or "", (line.hts or "").replace(".", ""), line.description or "",
+                  line.smelt_country_largest or "", line.smelt_country_second or "",
+                  line.cast_country or "", canonical_amount(line.quantity_kg) or "",
+                  canonical_amount(line.value_usd) or "")
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
 
 
 class Reader:
