@@ -186,73 +186,91 @@ def _line_number(line: ProductLine) -> int:
 _NUMERIC_FIELDS = frozenset({"line_number", "value_usd", "quantity"})
 
 
-@cache
-def _formatter(kind: str) -> Callable[..., str]:
-    """A compiled formatter of record ``kind`` built from ``LAYOUTS`` (the per-line path).
-
-    The layout becomes one f-string, compiled once, so a record costs one call. Values must
-    already be clean (``_cached_alpha``); a numeric value that does not fit makes the record
-    longer than 80, which ``_fast`` catches.
-    """
-    names: list[str] = []
-    parts: list[str] = []
-    position = 1
-    for name, start, end in LAYOUTS[kind]:
-        width = end - start + 1
-        parts.append(" " * (start - position))
-        spec = f"0{width}d" if name in _NUMERIC_FIELDS else f"<{width}.{width}"
-        parts.append("{" + name + ":" + spec + "}")
-        names.append(name)
-        position = end + 1
-    parts.append(" " * (RECORD_LENGTH + 1 - position))
-    source = f"lambda {', '.join(names)}: f{''.join(parts)!r}"
-    return eval(source, {})  # built from the constant LAYOUTS above: no outside input
-
-
-def _fast(kind: str, **values: str | int | None) -> str:
-    """Format record ``kind``; on overflow ``_record`` names the field that does not fit."""
-    record = _formatter(kind)(control=kind, **values)
-    if len(record) != RECORD_LENGTH:
-        _record(kind, **values)  # raises the precise error (a value that does not fit)
-        raise ValueError(f"a value does not fit record {kind}: {record!r}")
-    return record
-
-
 @lru_cache(maxsize=1024)
 def _smelt(value: str) -> str:
     return smelt_code(value)
+
+
+# The fixed fields of the per-line records, written into the compiled line formatter.
+_LINE_CONSTANTS = {
+    "40": {"control": "40"},
+    "50": {"control": "50", "unit": QUANTITY_UNIT},
+    "54": {"control": "54", "declaration_type": SMELT_CAST_DECLARATION},
+}
+_LINE_BLOCK_LENGTH = 4 * (RECORD_LENGTH + 1)
+
+
+@cache
+def _line_block() -> Callable[..., str]:
+    """One product line's 40, 50, 52 and 54 records as one compiled f-string from ``LAYOUTS``.
+
+    Arguments are the variable fields by name (the 52 record comes whole, as it is the same
+    for every line of an application). A value that does not fit makes the block longer than
+    four records, which ``entry_summary_text`` catches and ``_record`` then names.
+    """
+    params: list[str] = []
+    pieces: list[str] = []
+    for kind in ("40", "50", "52", "54"):
+        if kind == "52":
+            pieces.append("{r52}\n")
+            continue
+        position = 1
+        for name, start, end in LAYOUTS[kind]:
+            width = end - start + 1
+            pieces.append(" " * (start - position))
+            constant = _LINE_CONSTANTS[kind].get(name)
+            if constant is not None:
+                pieces.append(constant.ljust(width)[:width].replace("{", "{{"))
+            else:
+                spec = f"0{width}d" if name in _NUMERIC_FIELDS else f"<{width}.{width}"
+                pieces.append("{" + name + ":" + spec + "}")
+                params.append(name)
+            position = end + 1
+        pieces.append(" " * (RECORD_LENGTH + 1 - position) + "\n")
+    source = f"lambda *, r52, {', '.join(params)}: f{''.join(pieces)!r}"
+    return eval(source, {})  # built from the constant LAYOUTS above: no outside input
+
+
+def entry_summary_text(
+    app: Application, lines: Sequence[ProductLine], license_number: str, filer_code: str
+) -> tuple[str, int]:
+    """The records of one licensed application as text (each 80 chars + newline), and their
+    count: record 10, then 40, 50, 52, 54 for each covered line."""
+    # 9-16 is the entry number without its 3-character filer code.
+    r10 = _record("10", action="A", filer_code=filer_code, port_of_entry=app.port_of_entry,
+                  entry_number=app.entry_number[3:] if app.entry_number else None,
+                  broker_reference=app.ref, entry_type=app.entry_type)
+    parts = [r10 + "\n"]
+    block = _line_block()
+    origin = _cached_alpha(app.country_of_origin, 2)
+    export = _cached_alpha(app.country_of_export, 2)
+    export_date = _cached_alpha(_mmddyy(app.expected_export_date), 6)
+    r52 = _record("52", license_type=LICENSE_TYPE_ALUMINUM, license_number=license_number)
+    for line in lines:
+        values = dict(
+            line_number=_line_number(line), country_of_origin=origin,
+            country_of_export=export, export_date=export_date,
+            hts=_cached_alpha(line.hts.replace(".", "") if line.hts else None, 10),
+            value_usd=_scaled(line.value_usd, 0), quantity=_scaled(line.quantity_kg, 2),
+            smelt_country_largest=_smelt(line.smelt_country_largest or ""),
+            smelt_country_second=_smelt(line.smelt_country_second or ""),
+            cast_country=_cached_alpha(line.cast_country, 2))
+        text = block(r52=r52, **values)
+        if len(text) != _LINE_BLOCK_LENGTH:
+            _record("40", **{k: values[k] for k in ("line_number",)})
+            _record("50", hts=values["hts"], value_usd=values["value_usd"],
+                    quantity=values["quantity"])
+            raise ValueError(f"a value of line {line.line_no} does not fit its record")
+        parts.append(text)
+    return "".join(parts), 1 + 4 * len(lines)
 
 
 def entry_summary_records(
     app: Application, lines: Sequence[ProductLine], license_number: str, filer_code: str
 ) -> list[str]:
     """Record 10, then 40, 50, 52, 54 for each covered line of one licensed application."""
-    records = [
-        # 9-16 is the entry number without its 3-character filer code.
-        _record("10", action="A", filer_code=filer_code, port_of_entry=app.port_of_entry,
-                entry_number=app.entry_number[3:] if app.entry_number else None,
-                broker_reference=app.ref, entry_type=app.entry_type)
-    ]
-    # Built once per application: everything in 40 but the line number, and the whole 52.
-    origin = _cached_alpha(app.country_of_origin, 2)
-    export = _cached_alpha(app.country_of_export, 2)
-    export_date = _cached_alpha(_mmddyy(app.expected_export_date), 6)
-    r52 = _record("52", license_type=LICENSE_TYPE_ALUMINUM, license_number=license_number)
-    unit = _cached_alpha(QUANTITY_UNIT, 3)
-    for line in lines:
-        records.append(_fast("40", line_number=_line_number(line), country_of_origin=origin,
-                             country_of_export=export, export_date=export_date))
-        records.append(_fast(
-            "50", hts=_cached_alpha(line.hts.replace(".", "") if line.hts else None, 10),
-            value_usd=_scaled(line.value_usd, 0), quantity=_scaled(line.quantity_kg, 2),
-            unit=unit))
-        records.append(r52)
-        records.append(_fast(
-            "54", declaration_type=SMELT_CAST_DECLARATION,
-            smelt_country_largest=_smelt(line.smelt_country_largest or ""),
-            smelt_country_second=_smelt(line.smelt_country_second or ""),
-            cast_country=_cached_alpha(line.cast_country, 2)))
-    return records
+    text, _ = entry_summary_text(app, lines, license_number, filer_code)
+    return text.splitlines()
 
 
 def ftz_record(
@@ -352,16 +370,16 @@ class AceFileWriter:
         if self._closed:
             raise RuntimeError("AceFileWriter is finished or discarded")
         if self.app_id == ENTRY_SUMMARY:
-            records = entry_summary_records(app, lines, license_number, filer_code)
+            text, count = entry_summary_text(app, lines, license_number, filer_code)
         else:
-            records = [ftz_record(app, lines, license_number, filer_code)]
+            text, count = ftz_record(app, lines, license_number, filer_code) + "\n", 1
         # Keyed by the values as written, so two spellings that print alike share one block.
         key = (alpha(app.port_of_entry, 4), alpha(filer_code, 3))
         block = self._blocks.get(key)
         if block is None:
             block = self._blocks[key] = _Block(*key, spool=self._spool_name(len(self._blocks)))
-        self._spool(block.spool).write("".join(r + "\n" for r in records).encode("ascii"))
-        block.records += len(records)
+        self._spool(block.spool).write(text.encode("ascii"))
+        block.records += count
         block.licenses.append(license_number)
 
     def finish(self) -> AceManifest | None:

@@ -11,6 +11,7 @@ import re
 import shutil
 from collections.abc import Iterable
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 
 from lxml import etree
@@ -34,6 +35,11 @@ def esc(value: object) -> str:
     text = _XML_INVALID.sub("", text)
     return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
             .replace('"', "&quot;"))
+
+
+@lru_cache(maxsize=64)
+def _group_attr(product_group: str) -> str:
+    return f' productGroup="{esc(product_group)}"'
 
 
 def render_finding(f: Finding, indent: str) -> str:
@@ -61,7 +67,7 @@ def render_application(o: AppOutcome) -> str:
         line = r.line
         attrs = f'line="{esc(line.line_no or "")}" hts="{esc(line.hts or "")}"'
         if r.covered is not None:
-            attrs += f' productGroup="{esc(r.covered.product_group)}"'
+            attrs += _group_attr(r.covered.product_group)
         if r.unit_value is not None:
             attrs += f' unitValueUsdPerMt="{r.unit_value}"'
         attrs += ' covered="true"' if r.covered is not None else ' covered="false"'

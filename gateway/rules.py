@@ -52,7 +52,6 @@ ISO_COUNTRIES = frozenset(c.alpha_2 for c in pycountry.countries)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _PORT = re.compile(r"\d{4}")
 _ENTRY_NUMBER = re.compile(r"[A-Z0-9]{3}\d{8}")
-_HTS10 = re.compile(r"\d{10}")
 
 # add(code, message, field, value, line=None, source_line=...): records one finding.
 AddFinding = Callable[..., None]
@@ -260,32 +259,42 @@ def _check_lines(app: Application, ctx: RuleContext, add: AddFinding) -> list[Li
     covered_list = ctx.covered
     unknown_banned = "A121" in ctx.dated
     csv_types = ctx.source_format == "csv"
+    covered_items = covered_list.items if on >= covered_list.effective_from else {}
     for line in app.lines:
         src = line.source_line
-        no = line.number
-        if line.line_no is None:
+        line_no = line.line_no
+        no = int(line_no) if line_no and line_no.isascii() and line_no.isdigit() else None
+        if line_no is None:
             add("A102", "Every product line needs its line number.", "line_no", None, no, src)
         else:
-            if line.line_no in seen:
-                add("A190", f"Line number {line.line_no} is used twice in this application: "
-                    "number the lines 1, 2, 3...", "line_no", line.line_no, no, src)
-            seen.add(line.line_no)
-        for name in _REQUIRED_LINE:
-            if not getattr(line, name):
-                add("A102", f"{name} is required: give a value.", name, None, no, src)
-                if name == "cast_country":
-                    # A124 names this case too; both are reported so either reading finds it.
-                    add("A124", "The country of most recent cast is required.", name, None,
-                        no, src)
+            if line_no in seen:
+                add("A190", f"Line number {line_no} is used twice in this application: "
+                    "number the lines 1, 2, 3...", "line_no", line_no, no, src)
+            seen.add(line_no)
+            if csv_types and (no is None or not 1 <= no <= 999):
+                add("A101", "line_no must be a whole number from 1 to 999.", "line_no",
+                    line_no, no, src)
+        hts = line.hts
+        largest = line.smelt_country_largest
+        second = line.smelt_country_second
+        cast = line.cast_country
+        if not (hts and largest and second and cast and line.quantity_kg and line.value_usd):
+            for name in _REQUIRED_LINE:
+                if not getattr(line, name):
+                    add("A102", f"{name} is required: give a value.", name, None, no, src)
+                    if name == "cast_country":
+                        # A124 names this case too; both are reported so either reading
+                        # finds it.
+                        add("A124", "The country of most recent cast is required.", name, None,
+                            no, src)
 
         hts10 = None
         entry = None
-        hts = line.hts
         if hts:
             digits = hts.replace(".", "") if csv_types else hts
-            if _HTS10.fullmatch(digits):
+            if len(digits) == 10 and digits.isascii() and digits.isdigit():
                 hts10 = digits
-                entry = covered_list.covered(digits, on)
+                entry = covered_items.get(digits)
                 if entry is None:
                     add("A131", f"HTS {hts} is not covered by AIM on {on}: this line needs no "
                         "license and is left out of it.", "hts", hts, no, src)
@@ -296,10 +305,10 @@ def _check_lines(app: Application, ctx: RuleContext, add: AddFinding) -> list[Li
                 add("A130", "HTS must be the 10-digit HTSUS statistical number (e.g. "
                     "7606123045).", "hts", hts, no, src)
 
-        largest = line.smelt_country_largest
-        second = line.smelt_country_second
         for name, value in (("smelt_country_largest", largest), ("smelt_country_second", second)):
-            if value and value not in SPECIAL_SMELT and value not in ISO_COUNTRIES:
+            if value in ISO_COUNTRIES:
+                continue
+            if value and value not in SPECIAL_SMELT:
                 add("A120", f"{name} must be an ISO alpha-2 country, UNKNOWN or "
                     "NOT_APPLICABLE.", name, value, no, src)
             if value == UNKNOWN and unknown_banned:
@@ -318,12 +327,11 @@ def _check_lines(app: Application, ctx: RuleContext, add: AddFinding) -> list[Li
                     "source of primary aluminum state the second as NOT_APPLICABLE.",
                     "smelt_country_second", second, no, src)
 
-        cast = line.cast_country
-        if cast:
+        if cast and cast not in ISO_COUNTRIES:
             if cast in SPECIAL_SMELT:
                 add("A124", "The country of most recent cast is required and cannot be UNKNOWN "
                     "or NOT_APPLICABLE.", "cast_country", cast, no, src)
-            elif cast not in ISO_COUNTRIES:
+            else:
                 add("A120", "cast_country must be an ISO alpha-2 country code.",
                     "cast_country", cast, no, src)
 
