@@ -33,6 +33,7 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import BinaryIO
 
+from gateway.amounts import split_plain
 from gateway.model import Application, ProductLine
 from gateway.storage import atomic_write, publish, temp_name
 
@@ -156,18 +157,15 @@ def _mmddyy(iso_date: str | None) -> str | None:
     return None if iso_date is None else date.fromisoformat(iso_date).strftime("%m%d%y")
 
 
-_PLAIN_DECIMAL = re.compile(r"\+?(\d*)(?:\.(\d*))?")
-
-
 def _scaled(amount: str | None, decimals: int) -> int | None:
     """A decimal string as an integer with ``decimals`` implied decimals, rounded half up."""
     if amount is None:
         return None
-    plain = _PLAIN_DECIMAL.fullmatch(amount.strip())
-    if plain and (plain.group(1) or plain.group(2)):
+    plain = split_plain(amount)
+    if plain is not None:
         # Hot path (two calls per product line): plain text, no Decimal arithmetic.
-        whole, fraction = plain.group(1) or "0", (plain.group(2) or "").ljust(decimals + 1, "0")
-        scaled = int(whole + fraction[:decimals]) if decimals else int(whole)
+        whole, fraction = plain[0], plain[1].ljust(decimals + 1, "0")
+        scaled = int((whole or "0") + fraction[:decimals])
         return scaled + (1 if fraction[decimals] >= "5" else 0)
     try:
         scaled_decimal = Decimal(amount.strip()).scaleb(decimals)
@@ -247,19 +245,19 @@ def entry_summary_text(
     export_date = _cached_alpha(_mmddyy(app.expected_export_date), 6)
     r52 = _record("52", license_type=LICENSE_TYPE_ALUMINUM, license_number=license_number)
     for line in lines:
-        values = dict(
-            line_number=_line_number(line), country_of_origin=origin,
-            country_of_export=export, export_date=export_date,
-            hts=_cached_alpha(line.hts.replace(".", "") if line.hts else None, 10),
-            value_usd=_scaled(line.value_usd, 0), quantity=_scaled(line.quantity_kg, 2),
-            smelt_country_largest=_smelt(line.smelt_country_largest or ""),
+        hts = _cached_alpha(line.hts.replace(".", "") if line.hts else None, 10)
+        value_usd = _scaled(line.value_usd, 0)
+        quantity = _scaled(line.quantity_kg, 2)
+        text = block(
+            r52=r52, line_number=_line_number(line), country_of_origin=origin,
+            country_of_export=export, export_date=export_date, hts=hts, value_usd=value_usd,
+            quantity=quantity, smelt_country_largest=_smelt(line.smelt_country_largest or ""),
             smelt_country_second=_smelt(line.smelt_country_second or ""),
             cast_country=_cached_alpha(line.cast_country, 2))
-        text = block(r52=r52, **values)
         if len(text) != _LINE_BLOCK_LENGTH:
-            _record("40", **{k: values[k] for k in ("line_number",)})
-            _record("50", hts=values["hts"], value_usd=values["value_usd"],
-                    quantity=values["quantity"])
+            # Let the layout-driven builder name the field that does not fit.
+            _record("40", line_number=_line_number(line))
+            _record("50", hts=hts, value_usd=value_usd, quantity=quantity)
             raise ValueError(f"a value of line {line.line_no} does not fit its record")
         parts.append(text)
     return "".join(parts), 1 + 4 * len(lines)

@@ -277,7 +277,7 @@ def _valid_application(el: etree._Element) -> Application:
     app_tags = APP_TAGS
     for child in el:
         if child.tag == PRODUCT_TAG:
-            texts = [_strip(leaf.text) for leaf in child]
+            texts = [(text.strip() or None) if (text := leaf.text) else None for leaf in child]
             if len(texts) == 6:  # no Description
                 texts.insert(1, None)
             hts, description, largest, second, cast, quantity, value = texts

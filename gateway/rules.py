@@ -16,6 +16,7 @@ from typing import Literal
 
 import pycountry
 
+from gateway.amounts import split_plain
 from gateway.findings import Finding, finding
 from gateway.hts import PROGRAM_START, CoveredHts, CoveredList
 from gateway.model import (
@@ -138,11 +139,11 @@ def _decimal(text: str) -> Decimal | None:
 
 def _places(text: str) -> int:
     """Decimal places that carry precision ('61200.00' has 0, '1.2345' has 4)."""
-    _, dot, fraction = text.partition(".")
-    if "e" in text or "E" in text:  # exponent form (CSV through a mapping): ask Decimal
-        exponent = Decimal(text).normalize().as_tuple().exponent
-        return -exponent if isinstance(exponent, int) and exponent < 0 else 0
-    return len(fraction.rstrip("0")) if dot else 0
+    plain = split_plain(text)
+    if plain is not None:
+        return len(plain[1].rstrip("0"))
+    exponent = Decimal(text).normalize().as_tuple().exponent  # e.g. exponent form
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
 
 
 def _date(text: str) -> date | None:
