@@ -73,20 +73,13 @@ MIGRATIONS: tuple[str, ...] = (
         lines          INTEGER NOT NULL,
         quantity_kg    TEXT NOT NULL,
         value_usd      TEXT NOT NULL,
+        -- what AIM monitors, per (HTS, smelt countries, cast country): a JSON array of
+        -- {hts, product_group, smelt_country_largest, smelt_country_second, cast_country,
+        -- lines, quantity_kg, value_usd}; one column, not a row per line, so that a
+        -- million-line file does not cost a million inserts (SQLite json_each reads it)
+        products       TEXT NOT NULL,
         UNIQUE (partner, ref)
     );
-    CREATE TABLE license_products (
-        license_number TEXT NOT NULL REFERENCES licenses (license_number),
-        hts            TEXT NOT NULL,
-        product_group  TEXT NOT NULL,
-        smelt_country_largest TEXT NOT NULL,
-        smelt_country_second  TEXT NOT NULL,
-        cast_country   TEXT NOT NULL,
-        lines          INTEGER NOT NULL,
-        quantity_kg    TEXT NOT NULL,
-        value_usd      TEXT NOT NULL
-    );
-    CREATE INDEX license_products_number ON license_products (license_number);
     CREATE TABLE applications (
         file_id        TEXT NOT NULL REFERENCES files (file_id),
         seq            INTEGER NOT NULL,
@@ -129,6 +122,21 @@ FILE_COLUMNS = (
     "applications", "licensed", "not_required", "rejected", "new_licenses", "ack_name",
     "ace_names", "archive_path", "error", "duplicate_of", "reprocess_of", "duration_ms",
 )
+
+
+def split_statements(script: str) -> Iterator[str]:
+    """The statements of an SQL script, split where SQLite says one is complete.
+
+    (executescript would COMMIT the migration's transaction half-way.)
+    """
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending
+            pending = ""
+    if pending.strip():
+        raise FatalError(f"incomplete SQL statement in a migration: {pending.strip()[:80]}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,9 +214,8 @@ class Ledger:
                              f"{SCHEMA_VERSION}. Upgrade the gateway.")
         for number in range(version, len(MIGRATIONS)):
             with self.transaction():
-                for statement in MIGRATIONS[number].split(";"):
-                    if statement.strip():
-                        self.db.execute(statement)
+                for statement in split_statements(MIGRATIONS[number]):
+                    self.db.execute(statement)
                 self.db.execute(f"PRAGMA user_version = {number + 1}")
 
     @contextmanager
@@ -317,14 +324,8 @@ class Ledger:
         self.db.executemany(
             "INSERT INTO licenses (license_number, partner, ref, digest, file_id, issue_date, "
             "valid_from, valid_through, entry_type, port_of_entry, importer, exporter, "
-            "manufacturer, country_of_origin, lines, quantity_kg, value_usd) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-
-    def add_license_products(self, rows: Iterable[tuple[object, ...]]) -> None:
-        self.db.executemany(
-            "INSERT INTO license_products (license_number, hts, product_group, "
-            "smelt_country_largest, smelt_country_second, cast_country, lines, quantity_kg, "
-            "value_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            "manufacturer, country_of_origin, lines, quantity_kg, value_usd, products) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def add_applications(self, rows: Iterable[tuple[object, ...]]) -> None:
         self.db.executemany(

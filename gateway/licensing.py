@@ -7,6 +7,7 @@ numbers.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -128,11 +129,11 @@ def decide(items: Iterable[StagedApplication], ref_counts: Counter[str] | None,
         yield item, decide_one(item, count, partner_id, issuer)
 
 
-def license_rows(item: StagedApplication, outcome: AppOutcome, partner_id: str,
-                 file_id: str) -> tuple[tuple[object, ...], list[tuple[object, ...]]]:
-    """The ``licenses`` row and the ``license_products`` rows of a newly issued license.
+def license_row(item: StagedApplication, outcome: AppOutcome, partner_id: str,
+                file_id: str) -> tuple[object, ...]:
+    """The ``licenses`` row of a newly issued license.
 
-    Products are aggregated by (HTS, smelt countries, cast country): what AIM monitors.
+    Its products are aggregated by (HTS, smelt countries, cast country): what AIM monitors.
     """
     app = item.app
     groups: dict[tuple[str, str, str, str, str], list[Decimal | int]] = {}
@@ -156,11 +157,14 @@ def license_rows(item: StagedApplication, outcome: AppOutcome, partner_id: str,
         lines += 1
     number = outcome.license_number
     assert outcome.valid_from and outcome.valid_through and number
-    license_row = (
+    products = json.dumps([
+        {"hts": k[0], "product_group": k[1], "smelt_country_largest": k[2],
+         "smelt_country_second": k[3], "cast_country": k[4], "lines": acc[0],
+         "quantity_kg": str(acc[1]), "value_usd": str(acc[2])} for k, acc in groups.items()],
+        ensure_ascii=False, separators=(",", ":"))
+    return (
         number, partner_id, app.ref, item.digest, file_id, outcome.valid_from.isoformat(),
         outcome.valid_from.isoformat(), outcome.valid_through.isoformat(), app.entry_type,
         app.port_of_entry, app.importer, app.exporter, app.manufacturer, app.country_of_origin,
-        lines, str(total_qty), str(total_value),
+        lines, str(total_qty), str(total_value), products,
     )
-    products = [(number, *key, acc[0], str(acc[1]), str(acc[2])) for key, acc in groups.items()]
-    return license_row, products

@@ -27,7 +27,7 @@ from gateway.events import EventLog
 from gateway.findings import Finding, finding
 from gateway.hts import covered_list
 from gateway.ledger import FileRow, Ledger
-from gateway.licensing import LicenseIssuer, RepeatedRef, decide, license_rows
+from gateway.licensing import LicenseIssuer, RepeatedRef, decide, license_row
 from gateway.model import AppStatus, FileStatus, SubmissionHeader
 from gateway.results import FileSummary
 from gateway.rules import RuleContext
@@ -219,7 +219,6 @@ class FileProcessor:
                 apps: list[tuple[object, ...]] = []
                 found: list[tuple[object, ...]] = []
                 licenses: list[tuple[object, ...]] = []
-                products: list[tuple[object, ...]] = []
                 for item, outcome in decide(items(), ref_counts, row.partner, issuer):
                     summary.count(outcome)
                     ack.add(outcome)
@@ -231,12 +230,10 @@ class FileProcessor:
                         covered = [r.line for r in outcome.lines if r.covered is not None]
                         writer = ace_writer("FT" if item.app.entry_type == "FZ" else "AE")
                         writer.add(item.app, covered, outcome.license_number or "", filer_code)
-                        lic, prods = license_rows(item, outcome, row.partner, row.file_id)
-                        licenses.append(lic)
-                        products.extend(prods)
+                        licenses.append(license_row(item, outcome, row.partner, row.file_id))
                     if len(apps) >= _BATCH or len(found) >= _BATCH * 10:
-                        _flush(ledger, apps, found, licenses, products)
-                _flush(ledger, apps, found, licenses, products)
+                        _flush(ledger, apps, found, licenses)
+                _flush(ledger, apps, found, licenses)
                 issuer.save()
                 summary.settle_status()
                 summary.processed_at = datetime.now().astimezone()
@@ -345,15 +342,14 @@ class FileProcessor:
                              error=row.error)
 
 
-def _flush(ledger: Ledger, apps: list, found: list, licenses: list, products: list) -> None:
+def _flush(ledger: Ledger, apps: list, found: list, licenses: list) -> None:
     if licenses:
         ledger.add_licenses(licenses)
-        ledger.add_license_products(products)
     if apps:
         ledger.add_applications(apps)
     if found:
         ledger.add_findings(found)
-    for buffer in (apps, found, licenses, products):
+    for buffer in (apps, found, licenses):
         buffer.clear()
 
 

@@ -153,10 +153,8 @@ def query(base: Path, sql: str) -> list[tuple]:
 def ledger_snapshot(base: Path) -> dict[str, list[tuple]]:
     tables = {
         "licenses": "SELECT license_number, partner, ref, digest, file_id, issue_date, "
-                    "valid_from, valid_through, lines, quantity_kg, value_usd FROM licenses "
-                    "ORDER BY license_number",
-        "license_products": "SELECT license_number, hts, product_group, lines, quantity_kg, "
-                            "value_usd FROM license_products ORDER BY license_number, rowid",
+                    "valid_from, valid_through, lines, quantity_kg, value_usd, products "
+                    "FROM licenses ORDER BY license_number",
         "applications": "SELECT file_id, seq, ref, status, license_number, reused, lines, "
                         "digest FROM applications ORDER BY file_id, seq",
         "findings": "SELECT file_id, ref, line, code, severity, field, value, message, "
