@@ -196,15 +196,19 @@ _LINE_CONSTANTS = {
     "54": {"control": "54", "declaration_type": SMELT_CAST_DECLARATION},
 }
 _LINE_BLOCK_LENGTH = 4 * (RECORD_LENGTH + 1)
+_LINE_FIELDS = ("line_number", "country_of_origin", "country_of_export", "export_date", "hts",
+                "value_usd", "quantity", "smelt_country_largest", "smelt_country_second",
+                "cast_country")
 
 
 @cache
 def _line_block() -> Callable[..., str]:
     """One product line's 40, 50, 52 and 54 records as one compiled f-string from ``LAYOUTS``.
 
-    Arguments are the variable fields by name (the 52 record comes whole, as it is the same
-    for every line of an application). A value that does not fit makes the block longer than
-    four records, which ``entry_summary_text`` catches and ``_record`` then names.
+    Arguments are positional: the whole 52 record (the same for every line of an
+    application), then the variable fields in layout order (``_LINE_FIELDS``). A value that does
+    not fit makes the block longer than four records, which ``entry_summary_text`` catches and
+    ``_record`` then names.
     """
     params: list[str] = []
     pieces: list[str] = []
@@ -225,7 +229,9 @@ def _line_block() -> Callable[..., str]:
                 params.append(name)
             position = end + 1
         pieces.append(" " * (RECORD_LENGTH + 1 - position) + "\n")
-    source = f"lambda *, r52, {', '.join(params)}: f{''.join(pieces)!r}"
+    if tuple(params) != _LINE_FIELDS:
+        raise AssertionError(f"LAYOUTS changed: the line fields are now {params}")
+    source = f"lambda r52, {', '.join(params)}: f{''.join(pieces)!r}"
     return eval(source, {})  # built from the constant LAYOUTS above: no outside input
 
 
@@ -248,12 +254,10 @@ def entry_summary_text(
         hts = _cached_alpha(line.hts.replace(".", "") if line.hts else None, 10)
         value_usd = _scaled(line.value_usd, 0)
         quantity = _scaled(line.quantity_kg, 2)
-        text = block(
-            r52=r52, line_number=_line_number(line), country_of_origin=origin,
-            country_of_export=export, export_date=export_date, hts=hts, value_usd=value_usd,
-            quantity=quantity, smelt_country_largest=_smelt(line.smelt_country_largest or ""),
-            smelt_country_second=_smelt(line.smelt_country_second or ""),
-            cast_country=_cached_alpha(line.cast_country, 2))
+        text = block(r52, _line_number(line), origin, export, export_date, hts, value_usd,
+                     quantity, _smelt(line.smelt_country_largest or ""),
+                     _smelt(line.smelt_country_second or ""),
+                     _cached_alpha(line.cast_country, 2))
         if len(text) != _LINE_BLOCK_LENGTH:
             # Let the layout-driven builder name the field that does not fit.
             _record("40", line_number=_line_number(line))

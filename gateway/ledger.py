@@ -74,9 +74,10 @@ MIGRATIONS: tuple[str, ...] = (
         quantity_kg    TEXT NOT NULL,
         value_usd      TEXT NOT NULL,
         -- what AIM monitors, per (HTS, smelt countries, cast country): a JSON array of
-        -- {hts, product_group, smelt_country_largest, smelt_country_second, cast_country,
-        -- lines, quantity_kg, value_usd}; one column, not a row per line, so that a
-        -- million-line file does not cost a million inserts (SQLite json_each reads it)
+        -- [hts, product_group, smelt_country_largest, smelt_country_second, cast_country,
+        -- lines, quantity_kg, value_usd] (licensing.PRODUCT_FIELDS). One column, not a row
+        -- per line, so that a million-line file does not cost a million inserts; SQLite's
+        -- json_each reads it
         products       TEXT NOT NULL,
         UNIQUE (partner, ref)
     );

@@ -129,42 +129,45 @@ def decide(items: Iterable[StagedApplication], ref_counts: Counter[str] | None,
         yield item, decide_one(item, count, partner_id, issuer)
 
 
+# The fields of each entry of ``licenses.products`` (a JSON array of arrays, in this order).
+PRODUCT_FIELDS = ("hts", "product_group", "smelt_country_largest", "smelt_country_second",
+                  "cast_country", "lines", "quantity_kg", "value_usd")
+
+
 def license_row(item: StagedApplication, outcome: AppOutcome, partner_id: str,
                 file_id: str) -> tuple[object, ...]:
     """The ``licenses`` row of a newly issued license.
 
-    Its products are aggregated by (HTS, smelt countries, cast country): what AIM monitors.
+    Its products are aggregated by (HTS, smelt countries, cast country), what AIM monitors,
+    into a JSON array of ``PRODUCT_FIELDS`` arrays.
     """
     app = item.app
-    groups: dict[tuple[str, str, str, str, str], list[Decimal | int]] = {}
-    total_qty = Decimal(0)
-    total_value = Decimal(0)
-    lines = 0
+    groups: dict[tuple[str | None, ...], list] = {}
     for r in item.lines:
-        if r.covered is None or r.hts10 is None:
+        if r.covered is None:
             continue
         line = r.line
-        qty = r.quantity or Decimal(0)
-        value = r.value or Decimal(0)
-        key = (r.hts10, r.covered.product_group, line.smelt_country_largest or "",
-               line.smelt_country_second or "", line.cast_country or "")
-        acc = groups.setdefault(key, [0, Decimal(0), Decimal(0)])
-        acc[0] += 1
-        acc[1] += qty
-        acc[2] += value
-        total_qty += qty
-        total_value += value
-        lines += 1
+        key = (r.hts10, line.smelt_country_largest, line.smelt_country_second,
+               line.cast_country)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [r.covered.product_group, 1, r.quantity or _ZERO, r.value or _ZERO]
+        else:
+            group[1] += 1
+            group[2] += r.quantity or _ZERO
+            group[3] += r.value or _ZERO
     number = outcome.license_number
     assert outcome.valid_from and outcome.valid_through and number
-    products = json.dumps([
-        {"hts": k[0], "product_group": k[1], "smelt_country_largest": k[2],
-         "smelt_country_second": k[3], "cast_country": k[4], "lines": acc[0],
-         "quantity_kg": str(acc[1]), "value_usd": str(acc[2])} for k, acc in groups.items()],
-        ensure_ascii=False, separators=(",", ":"))
+    products = json.dumps(
+        [[k[0], g[0], k[1], k[2], k[3], g[1], str(g[2]), str(g[3])]
+         for k, g in groups.items()], ensure_ascii=False, separators=(",", ":"))
     return (
         number, partner_id, app.ref, item.digest, file_id, outcome.valid_from.isoformat(),
         outcome.valid_from.isoformat(), outcome.valid_through.isoformat(), app.entry_type,
         app.port_of_entry, app.importer, app.exporter, app.manufacturer, app.country_of_origin,
-        lines, str(total_qty), str(total_value), products,
+        sum(g[1] for g in groups.values()), str(sum((g[2] for g in groups.values()), _ZERO)),
+        str(sum((g[3] for g in groups.values()), _ZERO)), products,
     )
+
+
+_ZERO = Decimal(0)
