@@ -128,25 +128,31 @@ def smelt_code(value: str) -> str:
 _cached_alpha = lru_cache(maxsize=8192)(alpha)
 
 
+@cache
+def _slots(kind: str) -> tuple[tuple[int, str, int], ...]:
+    """(filler before, field name, width) of each field of record ``kind``, from LAYOUTS."""
+    slots = []
+    position = 1
+    for name, start, end in LAYOUTS[kind]:
+        slots.append((start - position, name, end - start + 1))
+        position = end + 1
+    return tuple(slots)
+
+
 def _record(kind: str, **values: str | int | None) -> str:
     """Build one record of type ``kind`` from ``LAYOUTS``; unknown field names are an error."""
     # The control identifier is the record type; FTZ records drop the prefix (FT60 is "60").
     values.setdefault("control", kind.removeprefix("FT"))
     parts: list[str] = []
-    position = 1
-    for name, start, end in LAYOUTS[kind]:
-        parts.append(" " * (start - position))
+    for gap, name, width in _slots(kind):
+        if gap:
+            parts.append(" " * gap)
         value = values.pop(name, None)
-        width = end - start + 1
-        if isinstance(value, int):
-            parts.append(numeric(value, width))
-        else:
-            parts.append(_cached_alpha(value, width))
-        position = end + 1
+        parts.append(numeric(value, width) if isinstance(value, int)
+                     else _cached_alpha(value, width))
     if values:
         raise KeyError(f"record {kind} has no field(s) {sorted(values)}")
-    parts.append(" " * (RECORD_LENGTH + 1 - position))
-    record = "".join(parts)
+    record = "".join(parts).ljust(RECORD_LENGTH)
     # A short, non-ASCII or lower-case record is rejected by CBP (X42, X40): never write one.
     if len(record) != RECORD_LENGTH or not record.isascii() or record != record.upper():
         raise AssertionError(f"malformed {kind} record: {record!r}")

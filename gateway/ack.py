@@ -65,7 +65,10 @@ def render_application(o: AppOutcome) -> str:
                          f"    <ValidThrough>{o.valid_through.isoformat()}</ValidThrough>\n")
     for r in o.lines:
         line = r.line
-        attrs = f'line="{esc(line.line_no or "")}" hts="{esc(line.hts or "")}"'
+        line_no, hts = line.line_no or "", line.hts or ""
+        # Digits need no escaping (the usual case): skip the regex for them.
+        attrs = (f'line="{line_no if line_no.isdigit() else esc(line_no)}" '
+                 f'hts="{hts if hts.isdigit() else esc(hts)}"')
         if r.covered is not None:
             attrs += _group_attr(r.covered.product_group)
         if r.unit_value is not None:
