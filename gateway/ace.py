@@ -159,6 +159,7 @@ def _record(kind: str, **values: str | int | None) -> str:
     return record
 
 
+@lru_cache(maxsize=1024)
 def _mmddyy(iso_date: str | None) -> str | None:
     return None if iso_date is None else date.fromisoformat(iso_date).strftime("%m%d%y")
 
@@ -167,12 +168,16 @@ def _scaled(amount: str | None, decimals: int) -> int | None:
     """A decimal string as an integer with ``decimals`` implied decimals, rounded half up."""
     if amount is None:
         return None
-    plain = split_plain(amount)
-    if plain is not None:
+    whole, dot, fraction = amount.partition(".")
+    if not (whole.isdigit() and whole.isascii() and (
+            not dot or (fraction.isdigit() and fraction.isascii()))):
+        plain = split_plain(amount)  # "+5", " 5", ".5": still plain, slower
+        if plain is not None:
+            whole, fraction = plain[0] or "0", plain[1]
+    if whole.isdigit() and whole.isascii() and (not fraction or fraction.isdigit()):
         # Hot path (two calls per product line): plain text, no Decimal arithmetic.
-        whole, fraction = plain[0], plain[1].ljust(decimals + 1, "0")
-        scaled = int((whole or "0") + fraction[:decimals])
-        return scaled + (1 if fraction[decimals] >= "5" else 0)
+        fraction = fraction.ljust(decimals + 1, "0")
+        return int(whole + fraction[:decimals]) + (1 if fraction[decimals] >= "5" else 0)
     try:
         scaled_decimal = Decimal(amount.strip()).scaleb(decimals)
         return int(scaled_decimal.quantize(Decimal(1), rounding=ROUND_HALF_UP))
@@ -382,7 +387,7 @@ class AceFileWriter:
         else:
             text, count = ftz_record(app, lines, license_number, filer_code) + "\n", 1
         # Keyed by the values as written, so two spellings that print alike share one block.
-        key = (alpha(app.port_of_entry, 4), alpha(filer_code, 3))
+        key = (_cached_alpha(app.port_of_entry, 4), _cached_alpha(filer_code, 3))
         block = self._blocks.get(key)
         if block is None:
             block = self._blocks[key] = _Block(*key, spool=self._spool_name(len(self._blocks)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
+
 
 def split_plain(text: str) -> tuple[str, str] | None:
     """(whole, fraction) digits of a plain decimal such as ``+0024000.50``; None otherwise.
@@ -16,3 +18,38 @@ def split_plain(text: str) -> tuple[str, str] | None:
     if (whole and not whole.isdigit()) or (fraction and not fraction.isdigit()):
         return None
     return whole, fraction
+
+
+def canonical_amount(text: str | None) -> str | None:
+    """An amount written one way only ("024000.50" and "24000.500" are "24000.5").
+
+    Hot path (twice per product line): a plain amount starting with 1-9 needs only its
+    trailing zeros cut.
+    """
+    if not text:
+        return text
+    if text[0] in "123456789" and text.isascii():
+        whole, dot, fraction = text.partition(".")
+        if whole.isdigit() and (not dot or fraction.isdigit()):
+            fraction = fraction.rstrip("0")
+            return f"{whole}.{fraction}" if fraction else whole
+    plain = split_plain(text)
+    if plain is not None:
+        whole = plain[0].lstrip("0") or "0"
+        fraction = plain[1].rstrip("0")
+        return f"{whole}.{fraction}" if fraction else whole
+    try:
+        return format(Decimal(text).normalize(), "f")
+    except InvalidOperation:
+        return text
+
+
+def decimal_places(text: str) -> int:
+    """Decimal places that carry precision ('61200.00' has 0, '1.2345' has 4)."""
+    _, dot, fraction = text.partition(".")
+    if fraction.isdigit() and fraction.isascii():
+        return len(fraction.rstrip("0"))
+    if not dot and text.lstrip("+-").isdigit():
+        return 0
+    exponent = Decimal(text).normalize().as_tuple().exponent  # e.g. exponent form
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0

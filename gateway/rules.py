@@ -16,7 +16,7 @@ from typing import Literal
 
 import pycountry
 
-from gateway.amounts import split_plain
+from gateway.amounts import decimal_places
 from gateway.findings import Finding, finding
 from gateway.hts import PROGRAM_START, CoveredHts, CoveredList
 from gateway.model import (
@@ -135,15 +135,6 @@ def _decimal(text: str) -> Decimal | None:
     except InvalidOperation:
         return None
     return value if value.is_finite() else None
-
-
-def _places(text: str) -> int:
-    """Decimal places that carry precision ('61200.00' has 0, '1.2345' has 4)."""
-    plain = split_plain(text)
-    if plain is not None:
-        return len(plain[1].rstrip("0"))
-    exponent = Decimal(text).normalize().as_tuple().exponent  # e.g. exponent form
-    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
 
 
 def _date(text: str) -> date | None:
@@ -359,7 +350,7 @@ def _amount(text: str | None, name: str, places: int, code: str, no: int | None,
         if csv_types:
             add("A101", f"{name} must be a decimal number.", name, text, no, src)
         return None
-    if value <= 0 or _places(text) > places:
+    if value <= 0 or decimal_places(text) > places:
         add(code, f"{name} must be greater than 0 with at most {places} decimals.",
             name, text, no, src)
         return None

@@ -13,10 +13,9 @@ import pickle
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from gateway.amounts import split_plain
+from gateway.amounts import canonical_amount
 from gateway.detect import Format
 from gateway.errors import RejectedSubmission
 from gateway.findings import Finding, finding
@@ -53,21 +52,6 @@ class Staged:
 
     def discard(self) -> None:
         self.spool.unlink(missing_ok=True)
-
-
-def canonical_amount(text: str | None) -> str | None:
-    """An amount written one way only ("024000.50" and "24000.500" are "24000.5")."""
-    if not text:
-        return text
-    plain = split_plain(text)
-    if plain is not None:
-        whole = plain[0].lstrip("0") or "0"
-        fraction = plain[1].rstrip("0")
-        return f"{whole}.{fraction}" if fraction else whole
-    try:
-        return format(Decimal(text).normalize(), "f")
-    except InvalidOperation:
-        return text
 
 
 def application_digest(app: Application) -> str:
