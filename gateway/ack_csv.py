@@ -12,6 +12,7 @@ import csv
 import io
 import os
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 
 from gateway.findings import Finding
@@ -105,3 +106,18 @@ class AckCsvWriter:
     def discard(self) -> None:
         self._spool.close()
         self._spool_path.unlink(missing_ok=True)
+
+
+def duplicate_csv_ack(original: Path, file_name: str, received_at: str,
+                      processed_at: datetime, notice: Finding) -> bytes:
+    """The original CSV acknowledgment again, its file row marked DUPLICATE with F006."""
+    del file_name, received_at, processed_at  # the CSV form has no columns for them
+    with open(original, encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh))  # our own output, never partner input
+    file_level = rows[1]
+    file_level[3] = "DUPLICATE"
+    file_level[7] = " ".join(filter(None, [notice.code, file_level[7]]))
+    file_level[8] = " | ".join(filter(None, [_message(notice), file_level[8]]))
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerows(rows)
+    return buffer.getvalue().encode("utf-8")

@@ -15,6 +15,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from gateway.ack import AckXmlWriter, duplicate_ack, render_ack
+from gateway.ack_csv import AckCsvWriter, duplicate_csv_ack, render_csv_ack
 from gateway.config import Config
 from gateway.detect import check_size, detect_format
 from gateway.errors import RejectedSubmission
@@ -22,7 +23,7 @@ from gateway.findings import finding
 from gateway.ledger import Ledger
 from gateway.licensing import LicenseIssuer, RepeatedRef, decide
 from gateway.model import FileStatus, SubmissionHeader
-from gateway.process import Layout, processing_date, rule_context
+from gateway.process import Layout, ack_kind, processing_date, rule_context, stored_ack
 from gateway.results import FileSummary
 from gateway.validate import Reader, Staged, StagedApplication, stage_file
 
@@ -42,8 +43,11 @@ def _sha256(path: Path) -> str:
 
 
 def check_file(config: Config, path: Path, partner_id: str | None,
-               as_of: date | None = None) -> CheckResult:
-    """Validate ``path`` as ``partner_id`` would send it; return the would-be acknowledgment."""
+               as_of: date | None = None, ack_format: str | None = None) -> CheckResult:
+    """Validate ``path`` as ``partner_id`` would send it; return the would-be acknowledgment.
+
+    ``ack_format`` None: the form the file would get (CSV for CSV input, else XML).
+    """
     on = processing_date(config, as_of)
     now = datetime.now().astimezone()
     ledger_path = config.gateway.data_dir / "ledger.sqlite"
@@ -60,42 +64,47 @@ def check_file(config: Config, path: Path, partner_id: str | None,
                                  f"{original.remote_name} (file {original.file_id}): the "
                                  "original acknowledgment would be sent again.",
                                  value=original.file_id)
-                stored = Layout.of(config).ack_store(partner_id) / f"{original.file_id}.ack.xml"
-                if stored.exists():
-                    ack = duplicate_ack(stored, path.name, now.isoformat(timespec="seconds"),
-                                        now, notice)
+                stored = stored_ack(Layout.of(config), original)
+                kind = stored.name.rsplit(".", 1)[-1]
+                if stored.exists() and ack_format in (None, kind):
+                    rewrite = duplicate_csv_ack if kind == "csv" else duplicate_ack
+                    ack = rewrite(stored, path.name, now.isoformat(timespec="seconds"), now,
+                                  notice)
                     return CheckResult(FileStatus.DUPLICATE, ack)
         with tempfile.TemporaryDirectory(prefix="aimgw-check-") as tmp:
-            return _check(config, path, partner_id, ledger, summary, Path(tmp))
+            return _check(config, path, partner_id, ledger, summary, Path(tmp), ack_format)
     finally:
         if ledger is not None:
             ledger.close()
 
 
 def _check(config: Config, path: Path, partner_id: str | None, ledger: Ledger | None,
-           summary: FileSummary, tmp: Path) -> CheckResult:
+           summary: FileSummary, tmp: Path, ack_format: str | None) -> CheckResult:
     base = replace(summary)
+    kind = ack_format or "xml"
     try:
         check_size(path, config.gateway.max_file_bytes)
         fmt = detect_format(path)
+        kind = ack_format or ack_kind(fmt)
         ctx = rule_context(config, summary.rule_set_date)
         try:
             return _one_pass(config, Reader(path, fmt, ctx), None, partner_id, ledger, summary,
-                             tmp)
+                             tmp, kind)
         except RepeatedRef:
             summary = replace(base)
             staged = stage_file(path, fmt, ctx, tmp / "staged")
             return _one_pass(config, staged, staged.ref_counts, partner_id, ledger, summary,
-                             tmp)
+                             tmp, kind)
     except RejectedSubmission as rejected:
         summary = replace(base, findings=[rejected.finding])
-        return CheckResult(FileStatus.REJECTED, render_ack(summary, []))
+        render = render_csv_ack if kind == "csv" else render_ack
+        return CheckResult(FileStatus.REJECTED, render(summary, []))
 
 
 def _one_pass(config: Config, source: Reader | Staged, ref_counts: Counter[str] | None,
               partner_id: str | None, ledger: Ledger | None, summary: FileSummary,
-              tmp: Path) -> CheckResult:
-    writer = AckXmlWriter(tmp / "ack.xml")
+              tmp: Path, kind: str) -> CheckResult:
+    writer = (AckCsvWriter if kind == "csv" else AckXmlWriter)(tmp / "ack")
     # A read-only ledger: prior licenses are read (I201, A104), new numbers are PENDING.
     issuer = LicenseIssuer(ledger, summary.rule_set_date, config.gateway.license_validity_days)
 
@@ -114,7 +123,7 @@ def _one_pass(config: Config, source: Reader | Staged, ref_counts: Counter[str] 
         raise
     summary.settle_status()
     writer.finish(summary)
-    return CheckResult(summary.status, (tmp / "ack.xml").read_bytes())
+    return CheckResult(summary.status, (tmp / "ack").read_bytes())
 
 
 def _check_submission_id(ledger: Ledger | None, partner_id: str | None, summary: FileSummary,

@@ -52,8 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path)
     p.add_argument("--as-of", type=_as_of, help="processing date YYYY-MM-DD (default today)")
     p.add_argument("--partner", help="partner id whose profile and history apply")
-    p.add_argument("--ack-format", choices=("xml",), default="xml",
-                   help="acknowledgment format to print")
+    p.add_argument("--ack-format", choices=("xml", "csv"), default=None,
+                   help="acknowledgment form to print (default: CSV for CSV input, else XML)")
 
     p = command("run", "Poll every partner, process what is there.")
     p.add_argument("--once", action="store_true", required=True,
@@ -145,7 +145,7 @@ def _check(args: argparse.Namespace) -> int:
         config.partner(partner)  # unknown id: FatalError with a suggestion → exit 2
     elif len(config.partners) == 1:
         partner = config.partners[0].id
-    result = check_file(config, args.file, partner, args.as_of)
+    result = check_file(config, args.file, partner, args.as_of, args.ack_format)
     sys.stdout.buffer.write(result.ack)
     sys.stdout.flush()
     return EXIT_OK if result.status in (FileStatus.ACCEPTED, FileStatus.DUPLICATE) \

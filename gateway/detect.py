@@ -11,6 +11,7 @@ from typing import Literal
 
 from gateway.errors import RejectedSubmission
 from gateway.findings import finding
+from gateway.parse_csv import ALL_COLUMNS
 
 Format = Literal["xml", "csv"]
 
@@ -43,8 +44,17 @@ def check_size(path: Path, limit: int) -> int:
     return size
 
 
-def detect_format(path: Path) -> Format:
-    """XML when the first non-blank character is '<'; CSV when the start reads as text rows."""
+CANONICAL_HEADERS = frozenset(ALL_COLUMNS)
+
+
+def detect_format(path: Path, csv_headers: frozenset[str] = CANONICAL_HEADERS,
+                  delimiter: str = ",") -> Format:
+    """XML when the first non-blank character is '<'; CSV when the first row is a header row.
+
+    A header row is text whose first line names at least one known column (``csv_headers``,
+    lower case: the canonical columns plus a mapping's names). Any other text is F002: a
+    partner's "CSV" that names none of the columns is not one of our CSV submissions.
+    """
     with open(path, "rb") as fh:
         head = fh.read(_SNIFF_BYTES)
     encoding, skip = bom_encoding(head)
@@ -64,14 +74,14 @@ def detect_format(path: Path) -> Format:
             text = ""
         if text.lstrip().startswith("<"):
             return "xml"
-    if _looks_like_csv(body if encoding in (None, "utf-8") else b""):
+    if _looks_like_csv(body if encoding in (None, "utf-8") else b"", csv_headers, delimiter):
         return "csv"
     raise RejectedSubmission(finding("F002", "The file is neither XML nor CSV: send the XML of "
                                      "urn:aimgw:license-submission:1 or a CSV with a header row."))
 
 
-def _looks_like_csv(body: bytes) -> bool:
-    """Printable text whose first line has a delimiter: a CSV header row (or a mapped one)."""
+def _looks_like_csv(body: bytes, headers: frozenset[str], delimiter: str) -> bool:
+    """Printable text whose first line is a header row naming a known column."""
     if b"\x00" in body[:4096]:
         return False
     first_line = body.split(b"\n", 1)[0]
@@ -81,4 +91,5 @@ def _looks_like_csv(body: bytes) -> bool:
     controls = sum(1 for b in sample if b < 32 and b not in (9, 10, 13))
     if controls > len(sample) // 100:
         return False
-    return any(sep in first_line for sep in (b",", b";", b"\t", b"|"))
+    names = first_line.decode("latin-1").strip("\r\n\ufeff").split(delimiter)
+    return any(n.strip().strip('"').lower() in headers for n in names)

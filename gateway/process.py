@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from gateway import crash
 from gateway.ace import AceFileWriter
 from gateway.ack import AckXmlWriter, duplicate_ack, render_ack
+from gateway.ack_csv import AckCsvWriter, duplicate_csv_ack, render_csv_ack
 from gateway.config import Config, PartnerConfig
 from gateway.detect import check_size, detect_format
 from gateway.errors import RejectedSubmission
@@ -99,8 +100,21 @@ def rule_context(config: Config, on: date) -> RuleContext:
     )
 
 
-def ack_name(row: FileRow) -> str:
-    return f"{safe_name(row.remote_name)}.ack.xml"
+def ack_kind(fmt: str | None) -> str:
+    """The acknowledgment's format: CSV for CSV input, XML for everything else (guide 7)."""
+    return "csv" if fmt == "csv" else "xml"
+
+
+def ack_name(row: FileRow, kind: str) -> str:
+    """The name the partner sees: ``<file name>.ack.xml`` or ``<file name>.ack.csv``."""
+    return f"{safe_name(row.remote_name)}.ack.{kind}"
+
+
+def stored_ack(layout: Layout, row: FileRow, kind: str | None = None) -> Path:
+    """The gateway's own copy of a file's acknowledgment (DUPLICATE sends it again)."""
+    if kind is None:
+        kind = (row.ack_name or "x.xml").rsplit(".", 1)[-1]
+    return layout.ack_store(row.partner) / f"{row.file_id}.ack.{kind}"
 
 
 class FileProcessor:
@@ -185,8 +199,10 @@ class FileProcessor:
                  ref_counts: Counter[str] | None, summary: FileSummary, fmt: str,
                  started: datetime) -> None:
         layout = self.layout
-        ack_path = layout.ack_store(row.partner) / f"{row.file_id}.ack.xml"
-        ack = AckXmlWriter(ack_path)
+        kind = ack_kind(fmt)
+        ack_path = stored_ack(layout, row, kind)
+        ack: AckXmlWriter | AckCsvWriter = (AckCsvWriter if kind == "csv" else AckXmlWriter)(
+            ack_path)
         filer_code = partner.effective_filer_code(self.config.ace)
         source_info = {"file_id": row.file_id, "file_name": row.remote_name,
                        "partner": row.partner, "submission_id": ""}
@@ -240,9 +256,9 @@ class FileProcessor:
                 ack.finish(summary)
                 manifests = [writers[k].finish() for k in ("AE", "FT") if k in writers]
                 ace_names = [m.file_name for m in manifests if m is not None]
-                self._publish_ack(row, ack_path)
+                self._publish_ack(row, ack_path, kind)
                 crash.point("after_outputs")
-                self._record(row, summary, fmt, ace_names, started, error=None)
+                self._record(row, summary, fmt, ace_names, started, error=None, kind=kind)
         except BaseException:
             ack.discard()
             for writer in writers.values():
@@ -256,14 +272,16 @@ class FileProcessor:
         summary.applications = summary.licensed = summary.not_required = summary.rejected = 0
         summary.new_licenses = 0
         summary.processed_at = datetime.now().astimezone()
-        ack_path = self.layout.ack_store(row.partner) / f"{row.file_id}.ack.xml"
-        atomic_write(ack_path, render_ack(summary, []))
-        self._publish_ack(row, ack_path)
+        kind = ack_kind(fmt)
+        ack_path = stored_ack(self.layout, row, kind)
+        render = render_csv_ack if kind == "csv" else render_ack
+        atomic_write(ack_path, render(summary, []))
+        self._publish_ack(row, ack_path, kind)
         crash.point("after_outputs")
         with self.ledger.transaction():
             self.ledger.add_findings([_finding_row(row.file_id, problem)])
             self._record(row, summary, fmt, [], started, error=f"{problem.code}: "
-                         f"{problem.message}")
+                         f"{problem.message}", kind=kind)
 
     def _duplicate(self, row: FileRow, original: FileRow, summary: FileSummary) -> None:
         """Send the original acknowledgment again, marked DUPLICATE with F006; nothing else."""
@@ -271,12 +289,14 @@ class FileProcessor:
                          f"(file {original.file_id}, received {original.received_at}): the "
                          "original acknowledgment is sent again; nothing was issued.",
                          value=original.file_id)
-        source = self.layout.ack_store(original.partner) / f"{original.file_id}.ack.xml"
+        source = stored_ack(self.layout, original)
+        kind = (original.ack_name or "x.xml").rsplit(".", 1)[-1]
         summary.processed_at = datetime.now().astimezone()
-        ack_path = self.layout.ack_store(row.partner) / f"{row.file_id}.ack.xml"
-        atomic_write(ack_path, duplicate_ack(source, row.remote_name, row.received_at,
-                                             summary.processed_at, notice))
-        self._publish_ack(row, ack_path)
+        ack_path = stored_ack(self.layout, row, kind)
+        rewrite = duplicate_csv_ack if kind == "csv" else duplicate_ack
+        atomic_write(ack_path, rewrite(source, row.remote_name, row.received_at,
+                                       summary.processed_at, notice))
+        self._publish_ack(row, ack_path, kind)
         crash.point("after_outputs")
         summary.status = FileStatus.DUPLICATE
         summary.submission_id = original.submission_id
@@ -287,13 +307,13 @@ class FileProcessor:
         with self.ledger.transaction():
             self.ledger.add_findings([_finding_row(row.file_id, notice)])
             self._record(row, summary, original.format, [], summary.processed_at, error=None,
-                         duplicate_of=original.file_id)
+                         duplicate_of=original.file_id, kind=kind)
 
     # -- shared steps ------------------------------------------------------------------------
 
-    def _publish_ack(self, row: FileRow, stored: Path) -> None:
+    def _publish_ack(self, row: FileRow, stored: Path, kind: str) -> None:
         """The partner's copy in outbox/<partner>/: a hard link to the stored ack."""
-        target = self.layout.partner_outbox(row.partner) / ack_name(row)
+        target = self.layout.partner_outbox(row.partner) / ack_name(row, kind)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = temp_name(target)
         tmp.unlink(missing_ok=True)
@@ -304,8 +324,8 @@ class FileProcessor:
         publish(tmp, target)
 
     def _record(self, row: FileRow, summary: FileSummary, fmt: str | None, ace_names: list[str],
-                started: datetime, *, error: str | None, duplicate_of: str | None = None,
-                ) -> None:
+                started: datetime, *, error: str | None, kind: str,
+                duplicate_of: str | None = None) -> None:
         duration = int((datetime.now().astimezone() - started).total_seconds() * 1000)
         self.ledger.update_file(
             row.file_id, state="PROCESSED", status=summary.status.value, format=fmt,
@@ -314,7 +334,7 @@ class FileProcessor:
             rule_set_date=summary.rule_set_date.isoformat(),
             applications=summary.applications, licensed=summary.licensed,
             not_required=summary.not_required, rejected=summary.rejected,
-            new_licenses=summary.new_licenses, ack_name=ack_name(row),
+            new_licenses=summary.new_licenses, ack_name=ack_name(row, kind),
             ace_names=",".join(ace_names) or None, error=error, duplicate_of=duplicate_of,
             duration_ms=duration)
         self.events.emit(
@@ -322,7 +342,7 @@ class FileProcessor:
             name=row.remote_name, size=row.size, sha256=row.sha256, status=summary.status.value,
             applications=summary.applications, licensed=summary.licensed,
             new_licenses=summary.new_licenses, not_required=summary.not_required,
-            rejected=summary.rejected, ack=ack_name(row), ace=ace_names, error=error,
+            rejected=summary.rejected, ack=ack_name(row, kind), ace=ace_names, error=error,
             duration_ms=duration)
 
     def _archive(self, row: FileRow) -> None:

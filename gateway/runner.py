@@ -15,7 +15,7 @@ from gateway.errors import GatewayError, TransientError
 from gateway.events import EventLog
 from gateway.intake import Inbox, clean_work, open_inbox, receive
 from gateway.ledger import FileRow, Ledger
-from gateway.process import FileProcessor, Layout, ack_name, processing_date
+from gateway.process import FileProcessor, Layout, processing_date, stored_ack
 
 log = logging.getLogger("gateway.runner")
 
@@ -111,8 +111,8 @@ class Runner:
     def _complete(self, inbox: Inbox, row: FileRow) -> None:
         row = self.processor.finish(row)
         if row.state == "ARCHIVED":
-            stored = self.layout.ack_store(row.partner) / f"{row.file_id}.ack.xml"
-            inbox.deliver(stored, ack_name(row))
+            stored = stored_ack(self.layout, row)
+            inbox.deliver(stored, row.ack_name or stored.name)
             if row.reprocess_of is None:
                 inbox.dispose(row.remote_name)
             with self.ledger.transaction():

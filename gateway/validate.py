@@ -12,14 +12,14 @@ import os
 import pickle
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from gateway.amounts import canonical_amount
 from gateway.detect import Format
-from gateway.errors import RejectedSubmission
-from gateway.findings import Finding, finding
+from gateway.findings import Finding
 from gateway.model import APPLICATION_FIELDS, Application, SubmissionHeader
+from gateway.parse_csv import CsvApplication, CsvDialect, CsvSubmission, compare
 from gateway.parse_xml import XmlSubmission, xsd_findings
 from gateway.rules import LineResult, RuleContext, check_application
 
@@ -74,22 +74,38 @@ def application_digest(app: Application) -> str:
 class Reader:
     """Reads one file as checked applications, in file order (phase 1, streaming).
 
-    ``header`` is known once the first application has been yielded.
+    ``header`` is known once the first application has been yielded. A CSV application is
+    a run of consecutive rows with one ref; a ref that comes back later is joined to its first
+    run by ``stage_file`` (the one-pass path stops at it: see ``licensing.RepeatedRef``).
     """
 
-    def __init__(self, path: Path, fmt: Format, ctx: RuleContext) -> None:
-        if fmt != "xml":
-            raise RejectedSubmission(finding(
-                "F002", "CSV submissions are not enabled for this partner yet: send XML."))
+    def __init__(self, path: Path, fmt: Format, ctx: RuleContext,
+                 csv_dialect: CsvDialect | None = None,
+                 csv_columns: dict[str, str] | None = None) -> None:
         self.path = path
-        self.ctx = ctx
-        self._xml = XmlSubmission(path)
+        self.fmt = fmt
+        if fmt == "csv":
+            self.ctx = replace(ctx, source_format="csv")
+            self._csv: CsvSubmission | None = CsvSubmission(path, csv_dialect, csv_columns)
+            self._xml: XmlSubmission | None = None
+        else:
+            self.ctx = ctx
+            self._csv = None
+            self._xml = XmlSubmission(path)
 
     @property
     def header(self) -> SubmissionHeader | None:
-        return self._xml.header
+        if self._csv is not None:
+            sid = self._csv.submission_id
+            return SubmissionHeader(sid) if sid else None
+        return self._xml.header if self._xml else None
 
     def applications(self) -> Iterator[StagedApplication]:
+        if self._csv is not None:
+            for seq, chunk in enumerate(self._csv.applications(), start=1):
+                yield self.check_csv(seq, chunk)
+            return
+        assert self._xml is not None
         ctx = self.ctx
         for seq, parsed in enumerate(self._xml.applications(), start=1):
             check = check_application(parsed.app, ctx)
@@ -99,17 +115,29 @@ class Reader:
             yield StagedApplication(seq, parsed.app, findings, check.lines, check.exempt,
                                     application_digest(parsed.app))
 
+    def raw_csv(self) -> Iterator[CsvApplication]:
+        assert self._csv is not None
+        return self._csv.applications()
 
-def stage_file(path: Path, fmt: Format, ctx: RuleContext, spool: Path) -> Staged:
+    def check_csv(self, seq: int, chunk: CsvApplication) -> StagedApplication:
+        check = check_application(chunk.app, self.ctx)
+        return StagedApplication(seq, chunk.app, chunk.findings + check.findings, check.lines,
+                                 check.exempt, application_digest(chunk.app))
+
+
+def stage_file(path: Path, fmt: Format, ctx: RuleContext, spool: Path,
+               csv_dialect: CsvDialect | None = None,
+               csv_columns: dict[str, str] | None = None) -> Staged:
     """Phase 1 to a spool (the two-pass path). Raises ``RejectedSubmission`` on F-codes."""
-    reader = Reader(path, fmt, ctx)
+    reader = Reader(path, fmt, ctx, csv_dialect, csv_columns)
     counts: Counter[str] = Counter()
     count = 0
     spool.parent.mkdir(parents=True, exist_ok=True)
+    items = reader.applications() if fmt != "csv" else _joined_csv(reader, spool)
     try:
         with open(spool, "wb") as fh:
             dump = pickle.Pickler(fh, protocol=pickle.HIGHEST_PROTOCOL)
-            for item in reader.applications():
+            for item in items:
                 count += 1
                 if item.app.ref:
                     counts[item.app.ref] += 1
@@ -119,6 +147,60 @@ def stage_file(path: Path, fmt: Format, ctx: RuleContext, spool: Path) -> Staged
         spool.unlink(missing_ok=True)
         raise
     return Staged(reader.header, spool, count, counts)
+
+
+def _joined_csv(reader: Reader, spool: Path) -> Iterator[StagedApplication]:
+    """CSV runs of rows joined by ref (rows of one ref need not be consecutive), then checked.
+
+    The runs are spooled raw first, so only refs that really come back are held in memory.
+    """
+    raw = spool.with_name(spool.name + ".raw")
+    runs: Counter[str] = Counter()
+    total = 0
+    try:
+        with open(raw, "wb") as fh:
+            dump = pickle.Pickler(fh, protocol=pickle.HIGHEST_PROTOCOL)
+            for chunk in reader.raw_csv():
+                total += 1
+                if chunk.app.ref:
+                    runs[chunk.app.ref] += 1
+                dump.dump(chunk)
+                dump.clear_memo()
+        again = {ref for ref, n in runs.items() if n > 1}
+        joined: dict[str, CsvApplication] = {}
+        if again:
+            for chunk in _load(raw, total):
+                ref = chunk.app.ref
+                if ref not in again:
+                    continue
+                first = joined.get(ref)  # type: ignore[arg-type]
+                if first is None:
+                    joined[ref] = chunk  # type: ignore[index]
+                    continue
+                for line in chunk.app.lines:
+                    first.app.lines.append(line)
+                    first.rows.append(line.source_line or 0)
+                    compare(first, chunk.header_values, line.source_line or 0)
+                first.findings.extend(chunk.findings)
+        seq = 0
+        emitted: set[str] = set()
+        for chunk in _load(raw, total):
+            ref = chunk.app.ref
+            if ref in again:
+                if ref in emitted:
+                    continue
+                emitted.add(ref)  # type: ignore[arg-type]
+                chunk = joined[ref]  # type: ignore[index]
+            seq += 1
+            yield reader.check_csv(seq, chunk)
+    finally:
+        raw.unlink(missing_ok=True)
+
+
+def _load(path: Path, count: int) -> Iterator[CsvApplication]:
+    with open(path, "rb") as fh:
+        for _ in range(count):
+            yield pickle.load(fh)
 
 
 def spool_path(work_dir: Path, file_id: str) -> Path:
