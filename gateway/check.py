@@ -17,15 +17,16 @@ from pathlib import Path
 from gateway.ack import AckXmlWriter, duplicate_ack, render_ack
 from gateway.ack_csv import AckCsvWriter, duplicate_csv_ack, render_csv_ack
 from gateway.config import Config
-from gateway.detect import check_size, detect_format
+from gateway.detect import check_size
 from gateway.errors import RejectedSubmission
 from gateway.findings import finding
 from gateway.ledger import Ledger
 from gateway.licensing import LicenseIssuer, RepeatedRef, decide
+from gateway.mapping import mapping_for
 from gateway.model import FileStatus, SubmissionHeader
 from gateway.process import Layout, ack_kind, processing_date, rule_context, stored_ack
 from gateway.results import FileSummary
-from gateway.validate import Reader, Staged, StagedApplication, stage_file
+from gateway.validate import Reader, Staged, StagedApplication, prepare
 
 
 @dataclass(frozen=True)
@@ -84,15 +85,16 @@ def _check(config: Config, path: Path, partner_id: str | None, ledger: Ledger | 
     kind = ack_format or "xml"
     try:
         check_size(path, config.gateway.max_file_bytes)
-        fmt = detect_format(path)
-        kind = ack_format or ack_kind(fmt)
-        ctx = rule_context(config, summary.rule_set_date)
+        mapping = mapping_for(config.partner(partner_id).mapping) if partner_id else None
+        prepared = prepare(path, rule_context(config, summary.rule_set_date), mapping, tmp,
+                           path.name)
+        kind = ack_format or ack_kind(prepared.fmt)
         try:
-            return _one_pass(config, Reader(path, fmt, ctx), None, partner_id, ledger, summary,
+            return _one_pass(config, prepared.reader(), None, partner_id, ledger, summary,
                              tmp, kind)
         except RepeatedRef:
             summary = replace(base)
-            staged = stage_file(path, fmt, ctx, tmp / "staged")
+            staged = prepared.stage(tmp / "staged")
             return _one_pass(config, staged, staged.ref_counts, partner_id, ledger, summary,
                              tmp, kind)
     except RejectedSubmission as rejected:

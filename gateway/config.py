@@ -200,6 +200,15 @@ class PartnerConfig:
         elif self.disposition == "move" and self.effective_processed_dir == self.inbox:
             # Files moved into the inbox itself would be taken again at the next poll.
             yield "processed_dir", "must differ from inbox"
+        if self.mapping is not None:
+            # Loaded now, so that a broken mapping stops the start, not a run half-way.
+            from gateway.mapping import MappingError, load_mapping
+
+            try:
+                load_mapping(self.mapping)
+            except MappingError as err:
+                for problem in err.problems:
+                    yield "mapping", f"{self.mapping.name}: {problem}"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from gateway.errors import RejectedSubmission
 from gateway.findings import Finding, finding
@@ -97,15 +98,33 @@ def _rows(path: Path, dialect: CsvDialect) -> Iterator[tuple[int, list[str]]]:
         text.close()
 
 
-class CsvSubmission:
-    """A canonical CSV submission. ``submission_id`` is known after the first row."""
+class RowMapping(Protocol):
+    """What a partner's CSV mapping provides (``gateway.mapping.CsvMapping``)."""
 
-    def __init__(self, path: Path, dialect: CsvDialect | None = None,
-                 columns: dict[str, str] | None = None) -> None:
+    columns: dict[str, str]
+    constants: dict[str, str]
+
+    @property
+    def dialect(self) -> CsvDialect: ...
+
+    def apply_application(self, app: Application) -> None: ...
+
+    def apply_line(self, line: ProductLine) -> None: ...
+
+
+class CsvSubmission:
+    """A CSV submission, canonical or through a mapping. ``submission_id`` is known after the
+    first row. ``file_name`` fills a ``{file_name}`` constant (an ERP export without an id)."""
+
+    def __init__(self, path: Path, mapping: RowMapping | None = None,
+                 file_name: str | None = None) -> None:
         self.path = path
-        self.dialect = dialect or CsvDialect()
+        self.mapping = mapping
+        self.dialect = mapping.dialect if mapping else CsvDialect()
         # partner column name -> canonical column (a mapping's renames); identity by default
-        self.columns = columns or {}
+        self.columns = mapping.columns if mapping else {}
+        self.constants = {k: v.replace("{file_name}", file_name or path.name)
+                          for k, v in (mapping.constants if mapping else {}).items()}
         self.submission_id: str | None = None
         self.application_count = 0
 
@@ -123,7 +142,7 @@ class CsvSubmission:
                                                  "the header row.", source_line=1, value=key))
             else:
                 index[key] = i
-        missing = [c for c in REQUIRED_COLUMNS if c not in index]
+        missing = [c for c in REQUIRED_COLUMNS if c not in index and c not in self.constants]
         problems = []
         if missing:
             problems.append("missing column(s): " + ", ".join(missing))
@@ -145,15 +164,32 @@ class CsvSubmission:
         width = len(first[1])
         app_idx = tuple(index.get(c) for c in APP_COLUMNS)
         line_idx = tuple(index.get(c) for c in LINE_COLUMNS)
+        constants = self.constants
+        if constants:
+            # A constant fills a column the file does not have, or a blank cell of one it has.
+            # It goes in an extra cell past the partner's own, so rows stay plain lists.
+            extra = {c: width + n for n, c in enumerate(constants)}
+            app_idx = tuple(i if i is not None or c not in extra else extra[c]
+                            for c, i in zip(APP_COLUMNS, app_idx, strict=True))
+            line_idx = tuple(i if i is not None or c not in extra else extra[c]
+                             for c, i in zip(LINE_COLUMNS, line_idx, strict=True))
+            index = {**extra, **index}
+        fill = list(constants.values())
         ref_idx = index["application_ref"]
         sub_idx = index["submission_id"]
         line_no_idx = index["line_no"]
+        mapping = self.mapping
         current: CsvApplication | None = None
         for number, cells in rows:
             if len(cells) != width:
                 raise RejectedSubmission(finding(
                     "F001", f"Row {number} has {len(cells)} cells; the header has {width}.",
                     source_line=number))
+            if fill:
+                cells = cells + fill
+                for column, i in index.items():
+                    if column in constants and not cells[i].strip():
+                        cells[i] = constants[column]
             submission_id = _clean(cells[sub_idx])
             if self.submission_id is None:
                 if submission_id is None:
@@ -172,6 +208,8 @@ class CsvSubmission:
             for attr, i in zip(LINE_COLUMNS, line_idx, strict=True):
                 if i is not None:
                     setattr(line, attr, _clean(cells[i]))
+            if mapping is not None:
+                mapping.apply_line(line)
             if current is not None and ref is not None and ref == current.app.ref:
                 current.app.lines.append(line)
                 current.rows.append(number)
@@ -183,6 +221,8 @@ class CsvSubmission:
             app = Application(ref=ref, source_line=number, lines=[line])
             for attr, value in zip(APP_COLUMNS, header_values, strict=True):
                 setattr(app, attr, value)
+            if mapping is not None:
+                mapping.apply_application(app)
             current = CsvApplication(app, [number], [], header_values)
         if current is not None:
             self.application_count += 1

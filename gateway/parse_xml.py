@@ -119,7 +119,7 @@ def _text(el: etree._Element) -> str | None:
     return text or None
 
 
-def _syntax_error(err: etree.XMLSyntaxError) -> RejectedSubmission:
+def syntax_error(err: etree.XMLSyntaxError) -> RejectedSubmission:
     message = str(err)
     line = err.lineno if err.lineno else None
     if "UTF-8" in message or "encoding" in message.lower() or "Document labelled" in message:
@@ -195,7 +195,7 @@ class XmlSubmission:
             if root is None:
                 root = context.root
         except etree.XMLSyntaxError as err:
-            raise _syntax_error(err) from None
+            raise syntax_error(err) from None
         if root is not None:
             if root.getroottree().docinfo.doctype:
                 raise _f004("The file has a DOCTYPE")

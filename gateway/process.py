@@ -22,18 +22,19 @@ from gateway.ace import AceFileWriter
 from gateway.ack import AckXmlWriter, duplicate_ack, render_ack
 from gateway.ack_csv import AckCsvWriter, duplicate_csv_ack, render_csv_ack
 from gateway.config import Config, PartnerConfig
-from gateway.detect import check_size, detect_format
+from gateway.detect import check_size
 from gateway.errors import RejectedSubmission
 from gateway.events import EventLog
 from gateway.findings import Finding, finding
 from gateway.hts import covered_list
 from gateway.ledger import FileRow, Ledger
 from gateway.licensing import LicenseIssuer, RepeatedRef, decide, license_row
+from gateway.mapping import mapping_for
 from gateway.model import AppStatus, FileStatus, SubmissionHeader
 from gateway.results import FileSummary
 from gateway.rules import RuleContext
 from gateway.storage import atomic_write, durable_move, publish, temp_name
-from gateway.validate import Reader, Staged, StagedApplication, spool_path, stage_file
+from gateway.validate import Prepared, Reader, Staged, StagedApplication, prepare, spool_path
 
 _BATCH = 2000  # ledger rows buffered before an executemany
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
@@ -160,19 +161,19 @@ class FileProcessor:
             self._duplicate(row, original, summary)
             return
         fmt = None
+        prepared: Prepared | None = None
         try:
             check_size(path, self.config.gateway.max_file_bytes)
-            fmt = detect_format(path)
-            ctx = rule_context(self.config, on)
+            prepared = prepare(path, rule_context(self.config, on), mapping_for(partner.mapping),
+                               self.layout.work_tmp, row.remote_name)
+            fmt = prepared.fmt
             try:
                 # One pass: read, decide and write as the file streams by.
-                self._license(row, partner, Reader(path, fmt, ctx), None, summary, fmt,
-                              started)
+                self._license(row, partner, prepared.reader(), None, summary, fmt, started)
             except RepeatedRef:
-                # A ref came twice (A105): everything was rolled back; decide with the counts.
+                # A ref came twice: everything was rolled back; decide with the counts.
                 summary = new_summary()
-                staged = stage_file(path, fmt, ctx, spool_path(self.layout.work_tmp,
-                                                               row.file_id))
+                staged = prepared.stage(spool_path(self.layout.work_tmp, row.file_id))
                 try:
                     self._license(row, partner, staged, staged.ref_counts, summary, fmt,
                                   started)
@@ -180,6 +181,9 @@ class FileProcessor:
                     staged.discard()
         except RejectedSubmission as rejected:
             self._reject(row, new_summary(), rejected.finding, fmt, started)
+        finally:
+            if prepared is not None:
+                prepared.cleanup()
 
     def _check_submission_id(self, row: FileRow, summary: FileSummary,
                              header: SubmissionHeader | None) -> None:

@@ -15,12 +15,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from lxml import etree
+
 from gateway.amounts import canonical_amount
-from gateway.detect import Format
-from gateway.findings import Finding
+from gateway.detect import Format, detect_format
+from gateway.errors import RejectedSubmission
+from gateway.findings import Finding, finding
+from gateway.mapping import CsvMapping, Mapping, XsltMapping
 from gateway.model import APPLICATION_FIELDS, Application, SubmissionHeader
-from gateway.parse_csv import CsvApplication, CsvDialect, CsvSubmission, compare
-from gateway.parse_xml import XmlSubmission, xsd_findings
+from gateway.parse_csv import CsvApplication, CsvSubmission, RowMapping, compare
+from gateway.parse_xml import XmlSubmission, prescan, syntax_error, xsd_findings
 from gateway.rules import LineResult, RuleContext, check_application
 
 _APP_ATTRS = tuple(attr for attr, _ in APPLICATION_FIELDS)
@@ -80,13 +84,12 @@ class Reader:
     """
 
     def __init__(self, path: Path, fmt: Format, ctx: RuleContext,
-                 csv_dialect: CsvDialect | None = None,
-                 csv_columns: dict[str, str] | None = None) -> None:
+                 mapping: RowMapping | None = None, file_name: str | None = None) -> None:
         self.path = path
         self.fmt = fmt
         if fmt == "csv":
             self.ctx = replace(ctx, source_format="csv")
-            self._csv: CsvSubmission | None = CsvSubmission(path, csv_dialect, csv_columns)
+            self._csv: CsvSubmission | None = CsvSubmission(path, mapping, file_name)
             self._xml: XmlSubmission | None = None
         else:
             self.ctx = ctx
@@ -126,10 +129,9 @@ class Reader:
 
 
 def stage_file(path: Path, fmt: Format, ctx: RuleContext, spool: Path,
-               csv_dialect: CsvDialect | None = None,
-               csv_columns: dict[str, str] | None = None) -> Staged:
+               mapping: RowMapping | None = None, file_name: str | None = None) -> Staged:
     """Phase 1 to a spool (the two-pass path). Raises ``RejectedSubmission`` on F-codes."""
-    reader = Reader(path, fmt, ctx, csv_dialect, csv_columns)
+    reader = Reader(path, fmt, ctx, mapping, file_name)
     counts: Counter[str] = Counter()
     count = 0
     spool.parent.mkdir(parents=True, exist_ok=True)
@@ -205,3 +207,58 @@ def _load(path: Path, count: int) -> Iterator[CsvApplication]:
 
 def spool_path(work_dir: Path, file_id: str) -> Path:
     return work_dir / f".{file_id}.{os.getpid()}.staged"
+
+
+@dataclass
+class Prepared:
+    """A received file made ready to read: its format, and the file to read (an XSLT
+    mapping's output for a partner whose XML differs from ours)."""
+
+    path: Path
+    fmt: Format
+    ctx: RuleContext
+    csv_mapping: RowMapping | None
+    file_name: str
+    temporary: Path | None = None
+
+    def reader(self) -> Reader:
+        return Reader(self.path, self.fmt, self.ctx, self.csv_mapping, self.file_name)
+
+    def stage(self, spool: Path) -> Staged:
+        return stage_file(self.path, self.fmt, self.ctx, spool, self.csv_mapping,
+                          self.file_name)
+
+    def cleanup(self) -> None:
+        if self.temporary is not None:
+            self.temporary.unlink(missing_ok=True)
+
+
+def prepare(path: Path, ctx: RuleContext, mapping: Mapping | None, work_dir: Path,
+            file_name: str) -> Prepared:
+    """Detect the format (with the partner's CSV header names) and apply an XSLT mapping.
+
+    Raises ``RejectedSubmission``: F002 (neither format), F004 (checked on the partner's own
+    bytes, before the stylesheet runs), F001/F009 (not parseable), F005 (the stylesheet
+    cannot turn the document into a submission).
+    """
+    csv_mapping = mapping if isinstance(mapping, CsvMapping) else None
+    if csv_mapping is not None:
+        fmt = detect_format(path, csv_mapping.headers, csv_mapping.delimiter)
+    else:
+        fmt = detect_format(path)
+    if fmt != "xml" or not isinstance(mapping, XsltMapping):
+        return Prepared(path, fmt, ctx, csv_mapping, file_name)
+    prescan(path)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    target = work_dir / f".{path.name}.{os.getpid()}.mapped.xml"
+    try:
+        mapping.apply(path, target)
+    except etree.XMLSyntaxError as err:
+        target.unlink(missing_ok=True)
+        raise syntax_error(err) from None
+    except etree.XSLTError as err:
+        target.unlink(missing_ok=True)
+        raise RejectedSubmission(finding(
+            "F005", f"The partner mapping {mapping.path.name} could not turn this document "
+            f"into a submission: {err}.")) from None
+    return Prepared(target, fmt, ctx, None, file_name, temporary=target)

@@ -110,6 +110,8 @@ postal_code = "10001-1234"
 email = "ops@b.example"
 """
     )
+    (path.parent / "mappings").mkdir()
+    (path.parent / "mappings" / "b.toml").write_text("# the canonical CSV\n")
     config = load_config(path)
     assert config.gateway.zone.key == "UTC"
     assert config.gateway.ledger == "postgresql://gw@db/aim"
@@ -160,7 +162,7 @@ def test_the_shipped_config_toml_loads() -> None:
         ('[gateway]\ndata_dir = "../var/gw"', lambda c: c.gateway.data_dir, "../var/gw"),
         ('[log]\nevents_file = "logs/e.jsonl"', lambda c: c.log.events_file, "logs/e.jsonl"),
         (ACME, lambda c: c.partners[0].inbox, "inbox/acme"),
-        (ACME + 'mapping = "m/acme.csv"', lambda c: c.partners[0].mapping, "m/acme.csv"),
+        (ACME + 'mapping = "m/acme.toml"', lambda c: c.partners[0].mapping, "m/acme.toml"),
     ],
 )
 def test_relative_paths_follow_the_config_folder_not_the_cwd(
@@ -174,6 +176,8 @@ def test_relative_paths_follow_the_config_folder_not_the_cwd(
     path = write_config(text)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
+    (path.parent / "m").mkdir()
+    (path.parent / "m" / "acme.toml").write_text("")  # a mapping must exist to load
     monkeypatch.chdir(elsewhere)
     assert get(load_config(path)) == tmp_path / "etc" / relative
 
