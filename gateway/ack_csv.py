@@ -32,7 +32,8 @@ def neutralise(value: object) -> str:
 
 def _message(f: Finding) -> str:
     where = f" (line {f.line})" if f.line is not None and f.source_line is None else ""
-    return f"{f.code} {f.message}{where}"
+    value = f" [value: {f.value}]" if f.value is not None and f.code[0] == "A" else ""
+    return f"{f.code} {f.message}{where}{value}"
 
 
 def file_row(summary: FileSummary) -> list[str]:

@@ -62,6 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("serve", "Run the scheduled service until SIGTERM or SIGINT.")
 
+    p = command("mapping", "Partner mappings.")
+    mapping_sub = p.add_subparsers(dest="mapping_command", required=True, parser_class=_Parser)
+    m = mapping_sub.add_parser("test", help="show the canonical rows a mapping makes of a file",
+                               description="Show the canonical rows (CSV mapping) or the "
+                               "transformed document (XSLT mapping) a mapping makes of FILE.")
+    m.add_argument("mapping", type=Path, help="the mapping file (.toml or .xsl)")
+    m.add_argument("file", type=Path, help="a file as the partner sends it")
+    m.add_argument("--rows", type=int, default=20, help="how many rows to show (default 20)")
+
     p = command("status", "Per partner: last file, counts, files not yet finished.")
     p.add_argument("--json", action="store_true")
 
@@ -95,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "check":
         return _check(args)
+    if args.command == "mapping":
+        return _mapping_test(args)
     config = _load(args)
     if args.command == "run":
         from gateway.runner import Runner
@@ -130,6 +141,29 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(text)
         return EXIT_OK
     raise AssertionError(args.command)
+
+
+def _mapping_test(args: argparse.Namespace) -> int:
+    from gateway.errors import RejectedSubmission
+    from gateway.mapping import MappingError, load_mapping, preview
+
+    try:
+        mapping = load_mapping(args.mapping.resolve())
+    except MappingError as err:
+        print(f"aim-gateway: the mapping has {len(err.problems)} problem(s):", file=sys.stderr)
+        for problem in err.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.file.is_file():
+        print(f"aim-gateway: no such file: {args.file}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        print(preview(mapping, args.file, args.rows), end="")
+    except RejectedSubmission as rejected:
+        f = rejected.finding
+        print(f"{f.code}: {f.message}", file=sys.stderr)
+        return EXIT_NOT_ACCEPTED
+    return EXIT_OK
 
 
 def _check(args: argparse.Namespace) -> int:

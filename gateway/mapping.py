@@ -335,3 +335,37 @@ def mapping_for(path: Path | None) -> Mapping | None:
     except OSError:
         mtime = 0
     return _cached(path, mtime)
+
+
+def preview(mapping: Mapping, source: Path, rows: int = 20) -> str:
+    """What ``mapping`` makes of ``source``: the first ``rows`` canonical CSV rows (for a CSV
+    mapping) or the transformed XML document (for an XSLT mapping). For brokers debugging a
+    mapping before going live; raises ``RejectedSubmission`` as processing would."""
+    import csv
+    import io
+    import tempfile
+
+    from gateway.parse_csv import APP_COLUMNS, LINE_COLUMNS, CsvSubmission
+    from gateway.parse_xml import prescan
+
+    if isinstance(mapping, XsltMapping):
+        prescan(source)
+        with tempfile.TemporaryDirectory(prefix="aimgw-map-") as tmp:
+            target = Path(tmp) / "mapped.xml"
+            mapping.apply(source, target)
+            return target.read_text("utf-8")
+    submission = CsvSubmission(source, mapping, source.name)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["row", *ALL_COLUMNS])
+    written = 0
+    for chunk in submission.applications():
+        app = chunk.app
+        for line in app.lines:
+            if written >= rows:
+                return buffer.getvalue()
+            writer.writerow([line.source_line, submission.submission_id, app.ref,
+                             *(getattr(app, c) for c in APP_COLUMNS), line.line_no,
+                             *(getattr(line, c) for c in LINE_COLUMNS)])
+            written += 1
+    return buffer.getvalue()
