@@ -1,16 +1,22 @@
-"""Generate a realistic XML license submission of a given number of product lines.
+"""Generate a realistic license submission of a given number of product lines, as XML or CSV.
 
     python bench/generate.py --lines N [--lines-per-app K] --out FILE [--seed S]
-                             [--as-of YYYY-MM-DD] [--error-rate R]
+                             [--as-of YYYY-MM-DD] [--error-rate R] [--format xml|csv]
 
-The file follows guide section 3 (namespace ``urn:aimgw:license-submission:1``): N product
-lines in applications of K lines (the last one takes the remainder), covered HTS numbers from
-``gateway/data/aim-covered-hts.csv``, real-looking exporters, countries, Schedule D ports, and
-quantities and values whose unit value is plausible for the product group (so A180 does not
-fire). Every expected import date lies a few days after the processing date (``--as-of``,
-2026-12-01 by default), so every application is licensable on that date, except a fraction
-(``--error-rate``, 1 % by default) that carries exactly one error finding, so that the path
-with findings (value rules, and the XSD slow path for A101) is exercised too.
+The XML follows guide section 3 (namespace ``urn:aimgw:license-submission:1``), the CSV guide
+section 4 (canonical CSV: UTF-8, RFC 4180, CRLF, a header row naming the columns of
+``gateway.parse_csv.ALL_COLUMNS`` in that order, one row per product line, the rows of one
+application consecutive). Both are written from the same records: the same arguments and seed
+give the same applications, lines, values, refs and errors in either format, so the two files
+of one seed are the same submission (same ``content_sha256`` in their meta files).
+
+N product lines in applications of K lines (the last one takes the remainder), covered HTS
+numbers from ``gateway/data/aim-covered-hts.csv``, real-looking exporters, countries, Schedule D
+ports, and quantities and values whose unit value is plausible for the product group (so A180
+does not fire). Every expected import date lies a few days after the processing date
+(``--as-of``, 2026-12-01 by default), so every application is licensable on that date, except a
+fraction (``--error-rate``, 1 % by default) that carries exactly one error finding, so that the
+path with findings (value rules, and for XML the XSD slow path for A101) is exercised too.
 
 The document is written as it is generated (never built in memory). Next to it,
 ``FILE.meta.json`` says what the gateway must answer: application count, how many are licensed
@@ -29,10 +35,18 @@ import sys
 from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TextIO
 
 NS = "urn:aimgw:license-submission:1"
 ROOT = Path(__file__).resolve().parent.parent
 COVERED_CSV = ROOT / "gateway" / "data" / "aim-covered-hts.csv"
+FORMATS = ("xml", "csv")
+
+# The field names and orders are the gateway's own (XML element order and CSV columns), so
+# a generated file cannot drift from the format the gateway reads.
+sys.path.insert(0, str(ROOT))
+from gateway.model import APPLICATION_FIELDS, LINE_FIELDS  # noqa: E402
+from gateway.parse_csv import ALL_COLUMNS  # noqa: E402
 
 # Plausible unit values, USD per metric ton, per product group (well inside the 500-60,000
 # range of A180). Anything not listed uses the default.
@@ -125,9 +139,11 @@ ERROR_KINDS = ("A130", "A120", "A123", "A124", "A140", "A150", "A160", "A101")
 
 
 def generator_fingerprint() -> str:
-    """Digest of this script and the covered list: a file made by another version is stale."""
+    """Digest of this script, the covered list and the CSV columns: a file made by another
+    version is stale."""
     digest = hashlib.sha256(Path(__file__).read_bytes())
     digest.update(COVERED_CSV.read_bytes())
+    digest.update(",".join(ALL_COLUMNS).encode())
     return digest.hexdigest()
 
 
@@ -162,6 +178,12 @@ def amount(rng: random.Random, low: float, high: float, decimals_choice: bool) -
     return f"{value:.{places}f}"
 
 
+# One application: (application fields, [line fields]), keyed by the gateway's attribute
+# names (model.APPLICATION_FIELDS / LINE_FIELDS), values exactly as the file carries them;
+# None for an optional field that is absent.
+Record = tuple[dict[str, str | None], list[dict[str, str | None]]]
+
+
 class Generator:
     def __init__(self, seed: int, as_of: date, filer_code: str) -> None:
         self.rng = random.Random(seed)
@@ -172,9 +194,9 @@ class Generator:
         self.entry_types = types
         self.entry_weights = weights
 
-    def application(self, index: int, n_lines: int, ref: str,
-                    error: str | None) -> tuple[list[str], dict[str, object]]:
-        """The XML text of one application, and the facts the meta file needs."""
+    def application(self, n_lines: int, error: str | None) -> Record:
+        """The content of one application. The format writers below only render it, so XML
+        and CSV of one seed carry the same values (and draw the same random numbers)."""
         rng = self.rng
         origin, export, exporter, manufacturer, largest_opts, second_opts = rng.choice(SUPPLIERS)
         entry_type = rng.choices(self.entry_types, self.entry_weights)[0]
@@ -189,21 +211,23 @@ class Generator:
         port_text = port[:3] if error == "A160" else port
         err_line = rng.randint(1, n_lines) if error else 0
 
-        out = [f'  <Application ref="{ref}">\n',
-               f"    <EntryType>{entry_type}</EntryType>\n"]
+        entry_number = None
         if entry_type != "FZ" and rng.random() < 0.3:
             digits = f"{rng.randrange(10**7):07d}"
-            out.append(f"    <EntryNumber>{self.filer_code}{digits}"
-                       f"{luhn_digit(digits)}</EntryNumber>\n")
-        out.append(
-            f"    <Importer>{rng.choice(IMPORTERS)}</Importer>\n"
-            f"    <Exporter>{exporter}</Exporter>\n"
-            f"    <Manufacturer>{manufacturer}</Manufacturer>\n"
-            f"    <CountryOfOrigin>{origin}</CountryOfOrigin>\n"
-            f"    <CountryOfExport>{export}</CountryOfExport>\n"
-            f"    <ExpectedExportDate>{export_date.isoformat()}</ExpectedExportDate>\n"
-            f"    <ExpectedImportDate>{import_text}</ExpectedImportDate>\n"
-            f"    <PortOfEntry>{port_text}</PortOfEntry>\n")
+            entry_number = f"{self.filer_code}{digits}{luhn_digit(digits)}"
+        app = {
+            "entry_type": entry_type,
+            "entry_number": entry_number,
+            "importer": rng.choice(IMPORTERS),
+            "exporter": exporter,
+            "manufacturer": manufacturer,
+            "country_of_origin": origin,
+            "country_of_export": export,
+            "expected_export_date": export_date.isoformat(),
+            "expected_import_date": import_text,
+            "port_of_entry": port_text,
+        }
+        lines = []
         for no in range(1, n_lines + 1):
             hts, description, group = rng.choice(self.covered)
             largest = rng.choice(largest_opts)
@@ -228,24 +252,88 @@ class Generator:
                     cast = "UNKNOWN"
                 elif error == "A140":
                     quantity = "-" + quantity
-            out.append(f'    <Product line="{no}">\n      <HTS>{hts}</HTS>\n')
-            if rng.random() < 0.6:
-                out.append(f"      <Description>{xml_escape(description)}</Description>\n")
-            out.append(
-                f"      <SmeltCountryLargest>{largest}</SmeltCountryLargest>\n"
-                f"      <SmeltCountrySecond>{second}</SmeltCountrySecond>\n"
-                f"      <CastCountry>{cast}</CastCountry>\n"
-                f"      <QuantityKg>{quantity}</QuantityKg>\n"
-                f"      <ValueUSD>{value}</ValueUSD>\n"
-                "    </Product>\n")
+            lines.append({
+                "line_no": str(no),
+                "hts": hts,
+                "description": description if rng.random() < 0.6 else None,
+                "smelt_country_largest": largest,
+                "smelt_country_second": second,
+                "cast_country": cast,
+                "quantity_kg": quantity,
+                "value_usd": value,
+            })
+        return app, lines
+
+
+# --- the two formats ---------------------------------------------------------------------
+
+
+class XmlWriter:
+    """Guide section 3: elements in model order, an absent optional field has no element."""
+
+    def __init__(self, fh: TextIO, submission_id: str, as_of: date) -> None:
+        self.fh = fh
+        fh.write('<?xml version="1.0" encoding="UTF-8"?>\n'
+                 f'<LicenseSubmission xmlns="{NS}" schemaVersion="1.0">\n'
+                 "  <Header>\n"
+                 f"    <SubmissionId>{submission_id}</SubmissionId>\n"
+                 f"    <Created>{as_of.isoformat()}T06:00:00-05:00</Created>\n"
+                 "  </Header>\n")
+
+    def application(self, ref: str, record: Record) -> None:
+        app, lines = record
+        out = [f'  <Application ref="{xml_escape(ref)}">\n']
+        for attr, tag in APPLICATION_FIELDS:
+            if app[attr] is not None:
+                out.append(f"    <{tag}>{xml_escape(app[attr])}</{tag}>\n")  # type: ignore[arg-type]
+        for line in lines:
+            out.append(f'    <Product line="{line["line_no"]}">\n')
+            for attr, tag in LINE_FIELDS:
+                if line[attr] is not None:
+                    out.append(f"      <{tag}>{xml_escape(line[attr])}</{tag}>\n")  # type: ignore[arg-type]
+            out.append("    </Product>\n")
         out.append("  </Application>\n")
-        return out, {"entry_type": entry_type, "port": port}
+        self.fh.write("".join(out))
+
+    def close(self) -> None:
+        self.fh.write("</LicenseSubmission>\n")
+
+
+class CsvWriter:
+    """Guide section 4: RFC 4180 (CRLF, quotes only where needed), header row of
+    ``parse_csv.ALL_COLUMNS``, one row per line, an absent optional field an empty cell."""
+
+    def __init__(self, fh: TextIO, submission_id: str, as_of: date) -> None:
+        del as_of  # the CSV form has no creation time
+        self.writer = csv.writer(fh, lineterminator="\r\n")
+        self.writer.writerow(ALL_COLUMNS)
+        self.submission_id = submission_id
+
+    def application(self, ref: str, record: Record) -> None:
+        app, lines = record
+        fixed = {"submission_id": self.submission_id, "application_ref": ref, **app}
+        self.writer.writerows(
+            ["" if (v := (fixed[c] if c in fixed else line[c])) is None else v
+             for c in ALL_COLUMNS]
+            for line in lines)
+
+    def close(self) -> None:
+        pass
+
+
+def content_digest(digest: hashlib._Hash, ref: str, record: Record) -> None:
+    """Feed one application's content (not its rendering) to the content digest."""
+    app, lines = record
+    digest.update(repr((ref, sorted(app.items()), [sorted(ln.items()) for ln in lines]))
+                  .encode("utf-8"))
 
 
 def generate(lines: int, per_app: int, out_path: Path, seed: int, as_of: date,
-             error_rate: float, filer_code: str = "BNC") -> dict[str, object]:
+             error_rate: float, filer_code: str = "BNC", fmt: str = "xml") -> dict[str, object]:
     if lines < 1 or not 1 <= per_app <= 999:
         raise SystemExit("--lines must be >= 1 and --lines-per-app between 1 and 999")
+    if fmt not in FORMATS:
+        raise SystemExit(f"--format must be one of {', '.join(FORMATS)}")
     gen = Generator(seed, as_of, filer_code)
     n_apps = -(-lines // per_app)
     n_errors = round(n_apps * error_rate)
@@ -260,38 +348,39 @@ def generate(lines: int, per_app: int, out_path: Path, seed: int, as_of: date,
     ae_apps = ae_lines = ft_apps = 0
     ae_ports: set[str] = set()
     ft_ports: set[str] = set()
+    content = hashlib.sha256(f"{submission_id}|{lines}|{per_app}".encode())
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".part")
-    with open(tmp, "w", encoding="utf-8", newline="\n", buffering=1 << 20) as fh:
-        fh.write('<?xml version="1.0" encoding="UTF-8"?>\n'
-                 f'<LicenseSubmission xmlns="{NS}" schemaVersion="1.0">\n'
-                 "  <Header>\n"
-                 f"    <SubmissionId>{submission_id}</SubmissionId>\n"
-                 f"    <Created>{as_of.isoformat()}T06:00:00-05:00</Created>\n"
-                 "  </Header>\n")
+    # newline="" for CSV: the csv module writes its own CRLF; "\n" for XML as before.
+    with open(tmp, "w", encoding="utf-8", newline="\n" if fmt == "xml" else "",
+              buffering=1 << 20) as fh:
+        writer = (XmlWriter if fmt == "xml" else CsvWriter)(fh, submission_id, as_of)
         remaining = lines
         for index in range(n_apps):
             n_lines = min(per_app, remaining)
             remaining -= n_lines
             error = erroneous.get(index)
             ref = f"PO-{seed}-{index + 1:07d}"
-            parts, facts = gen.application(index, n_lines, ref, error)
-            fh.write("".join(parts))
+            record = gen.application(n_lines, error)
+            writer.application(ref, record)
+            content_digest(content, ref, record)
+            entry_type, port = record[0]["entry_type"], record[0]["port_of_entry"]
             if error:
                 kinds[error] += 1
-            elif facts["entry_type"] == "FZ":
+            elif entry_type == "FZ":
                 ft_apps += 1
-                ft_ports.add(str(facts["port"]))
+                ft_ports.add(str(port))
             else:
                 ae_apps += 1
                 ae_lines += n_lines
-                ae_ports.add(str(facts["port"]))
-        fh.write("</LicenseSubmission>\n")
+                ae_ports.add(str(port))
+        writer.close()
     tmp.replace(out_path)
 
     meta = {
         "file": out_path.name,
+        "format": fmt,
         "bytes": out_path.stat().st_size,
         "lines": lines,
         "lines_per_app": per_app,
@@ -300,6 +389,8 @@ def generate(lines: int, per_app: int, out_path: Path, seed: int, as_of: date,
         "submission_id": submission_id,
         "error_rate": error_rate,
         "generator_sha256": generator_fingerprint(),
+        # The same for the XML and the CSV of one seed: what was generated, not how it is spelt.
+        "content_sha256": content.hexdigest(),
         "error_kinds": dict(sorted(kinds.items())),
         "expected": {
             "status": "PARTIAL" if n_errors else "ACCEPTED",
@@ -325,17 +416,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lines", type=int, required=True, help="product lines in the file")
     parser.add_argument("--lines-per-app", type=int, default=20,
                         help="product lines per application (default 20)")
-    parser.add_argument("--out", type=Path, required=True, help="output XML file")
+    parser.add_argument("--out", type=Path, required=True, help="output file")
+    parser.add_argument("--format", choices=FORMATS, default=None,
+                        help="xml or csv (default: csv when --out ends in .csv, else xml)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     parser.add_argument("--as-of", type=date.fromisoformat, default=date(2026, 12, 1),
                         help="processing date the file is made for (default 2026-12-01)")
     parser.add_argument("--error-rate", type=float, default=0.01,
                         help="fraction of applications with one error (default 0.01)")
     args = parser.parse_args(argv)
+    fmt = args.format or ("csv" if args.out.suffix.lower() == ".csv" else "xml")
     meta = generate(args.lines, args.lines_per_app, args.out, args.seed, args.as_of,
-                    args.error_rate)
+                    args.error_rate, fmt=fmt)
     exp = meta["expected"]
-    print(f"{args.out}: {meta['lines']} lines, {exp['applications']} applications "  # type: ignore[index]
+    print(f"{args.out} ({fmt}): {meta['lines']} lines, {exp['applications']} applications "  # type: ignore[index]
           f"({exp['rejected']} with an error), {meta['bytes'] / 1e6:.1f} MB",  # type: ignore[index]
           file=sys.stderr)
     return 0

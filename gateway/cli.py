@@ -71,6 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("file", type=Path, help="a file as the partner sends it")
     m.add_argument("--rows", type=int, default=20, help="how many rows to show (default 20)")
 
+    p = command("partner", "Partner onboarding.")
+    partner_sub = p.add_subparsers(dest="partner_command", required=True, parser_class=_Parser)
+    t = partner_sub.add_parser("test", help="self-test of a partner's SFTP connection",
+                               description="Connect, show the server's host-key fingerprint, "
+                               "authenticate, list the inbox, and prove that a probe file can "
+                               "be written under a temp name and renamed in the "
+                               "acknowledgment folder, then removed. Says what failed.")
+    t.add_argument("partner_id")
+    t.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
     p = command("status", "Per partner: last file, counts, files not yet finished.")
     p.add_argument("--json", action="store_true")
 
@@ -106,6 +116,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _check(args)
     if args.command == "mapping":
         return _mapping_test(args)
+    if args.command == "partner":
+        from gateway.onboarding import partner_self_test
+
+        config = _load(args)
+        ok, lines = partner_self_test(config.partner(args.partner_id))
+        print("\n".join(lines))
+        return EXIT_OK if ok else EXIT_NOT_ACCEPTED
     config = _load(args)
     if args.command == "run":
         from gateway.runner import Runner
@@ -119,6 +136,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             line = f"{report.partner}: {len(report.taken)} file(s) taken"
             if report.skipped:
                 line += f", {report.skipped} already seen"
+            if report.backing_off:
+                line += ", backing off after repeated failures (see `aim-gateway status`)"
             if report.error:
                 line += f", ERROR {report.error}"
             print(line)

@@ -37,6 +37,8 @@ CONFIG_ENV_VAR = "AIMGW_CONFIG"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 PartnerKind = Literal["local", "sftp"]
 Disposition = Literal["keep", "move", "delete"]
+RemoteDisposition = Literal["move", "delete"]
+Completion = Literal["stable", "done_file", "rename"]
 
 
 # --- Checks ----------------------------------------------------------------------------------
@@ -168,18 +170,56 @@ class PartnerConfig:
 
     id: str = derived(source="key", doc="the partner id", check=PARTNER_ID)
     name: str = setting(MISSING, "the partner's name, shown in acknowledgments and logs")
-    kind: PartnerKind = setting("local", "where files come from (only local for now)")
+    kind: PartnerKind = setting("local", "where files come from: a local folder or SFTP")
     inbox: Path | None = setting(None, "folder the partner's files arrive in; required for local")
     patterns: tuple[str, ...] = setting(("*.xml", "*.csv"), "file names taken", NON_EMPTY)
     disposition: Disposition = setting("move", "what becomes of a taken file in the inbox")
     processed_dir: Path | None = setting(None, 'where "move" puts files; "" = <inbox>/processed')
     filer_code: str | None = setting(None, 'B record filer code; "" = ace.filer_code', FILER_CODE)
-    min_age_seconds: int = setting(0, "a file is taken only once this old", NON_NEGATIVE)
+    min_age_seconds: int | None = setting(
+        None, 'a file is taken only once this old (sftp "stable": unchanged this long); '
+        '"" = 0 for local, 10 for sftp', NON_NEGATIVE)
     max_files: int = setting(100, "most files taken in one poll", POSITIVE)
     max_bytes: int = setting(1_073_741_824, "most bytes taken in one poll", POSITIVE)
     mapping: Path | None = setting(None, 'CSV/XSLT mapping file; "" = none')
     enabled: bool = setting(True, "false = never polled")
     filer: FilerSettings = section(FilerSettings, doc="the applicant block")
+    # -- polling (both kinds) --
+    interval_seconds: int | None = setting(
+        None, 'seconds between polls; "" = gateway.poll_interval_seconds', POSITIVE)
+    schedule: str | None = setting(None, 'cron expression (5 fields) instead of the interval')
+    schedule_timezone: str | None = setting(
+        None, 'time zone of the schedule; "" = gateway.timezone', TIME_ZONE)
+    failure_alert_after: int = setting(
+        3, "consecutive failed polls before one alert is raised", POSITIVE)
+    max_backoff_seconds: int = setting(
+        3600, "longest wait between polls of a failing partner (doubling)", POSITIVE)
+    # -- SFTP (kind = "sftp"); secrets come from the environment, never from this file --
+    host: str | None = setting(None, "SFTP server host name or address")
+    port: int = setting(22, "SFTP server port", POSITIVE)
+    user: str | None = setting(None, "SFTP user name")
+    key_file: Path | None = setting(None, "private key file (Ed25519, ECDSA or RSA)")
+    key_passphrase_env: str | None = setting(
+        None, "environment variable that holds the key file's passphrase")
+    password_env: str | None = setting(
+        None, "environment variable that holds the password, for partners that need one")
+    known_hosts: Path | None = setting(
+        None, "known_hosts file holding the server's host key (required: keys are verified)")
+    remote_inbox: str = setting("/inbox", "remote folder the partner's files arrive in")
+    remote_ack_dir: str | None = setting(
+        None, 'remote folder acknowledgments are put in; "" = none (outbox only)')
+    remote_disposition: RemoteDisposition = setting(
+        "move", "what becomes of a taken remote file, once held durably")
+    remote_processed_dir: str | None = setting(
+        None, 'where "move" puts taken remote files; "" = <remote_inbox>/processed')
+    completion: Completion = setting(
+        "stable", "when a remote file is complete: size and mtime unchanged for "
+        "min_age_seconds, a done-file beside it (x.xml.done), or renamed from *.tmp/*.part")
+    connect_timeout: float = setting(15.0, "seconds to open the TCP connection", POSITIVE)
+    auth_timeout: float = setting(15.0, "seconds for the banner and authentication", POSITIVE)
+    operation_timeout: float = setting(60.0, "seconds any SFTP operation may hang", POSITIVE)
+    keepalive_seconds: int = setting(15, "SSH keepalive interval", POSITIVE)
+    prefetch: bool = setting(True, "prefetch on download (off for servers that hang on it)")
 
     @property
     def effective_processed_dir(self) -> Path:
@@ -192,9 +232,36 @@ class PartnerConfig:
     def effective_filer_code(self, ace: AceSettings) -> str:
         return self.filer_code or ace.filer_code
 
+    @property
+    def effective_min_age(self) -> int:
+        if self.min_age_seconds is not None:
+            return self.min_age_seconds
+        return 10 if self.kind == "sftp" else 0
+
+    @property
+    def effective_remote_processed_dir(self) -> str:
+        return self.remote_processed_dir or self.remote_inbox.rstrip("/") + "/processed"
+
     def cross_checks(self) -> Iterator[tuple[str, str]]:
+        if self.schedule is not None:
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(self.schedule)
+            except ValueError as err:
+                yield "schedule", f"not a cron expression ({err})"
         if self.kind == "sftp":
-            yield "kind", "'sftp' is not available yet; use 'local'"
+            for key in ("host", "user", "known_hosts"):
+                if getattr(self, key) is None:
+                    yield key, "required when kind = 'sftp'"
+            if self.key_file is None and self.password_env is None:
+                yield "key_file", "required when kind = 'sftp' (or password_env)"
+            for key in ("key_file", "known_hosts"):
+                path = getattr(self, key)
+                if path is not None and not path.is_file():
+                    yield key, f"no such file: {path}"
+            if not self.remote_inbox.startswith("/"):
+                yield "remote_inbox", "an absolute remote path, e.g. '/inbox'"
         elif self.inbox is None:
             yield "inbox", "required when kind = 'local'"
         elif self.disposition == "move" and self.effective_processed_dir == self.inbox:

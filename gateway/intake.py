@@ -103,7 +103,7 @@ class LocalInbox:
                 st = entry.stat(follow_symlinks=False)
                 if not stat.S_ISREG(st.st_mode) or not _wanted(entry.name, self.partner.patterns):
                     continue
-                if now - st.st_mtime < self.partner.min_age_seconds:
+                if now - st.st_mtime < self.partner.effective_min_age:
                     continue
                 found.append(RemoteFile(entry.name, st.st_size, st.st_mtime))
         found.sort(key=lambda f: (f.mtime, f.name))
@@ -135,11 +135,15 @@ class LocalInbox:
         return None
 
 
-def open_inbox(partner: PartnerConfig) -> Inbox:
+def open_inbox(partner: PartnerConfig, ledger: Ledger | None = None) -> Inbox:
+    """The partner's inbox: a local folder, or its SFTP server (connected on first use)."""
     if partner.kind == "local":
         return LocalInbox(partner)
-    raise FatalError(f"Partner {partner.id}: inbox kind {partner.kind!r} is not available in "
-                     "this version of the gateway.")
+    if partner.kind == "sftp":
+        from gateway.sftp import SftpInbox
+
+        return SftpInbox(partner, ledger)
+    raise FatalError(f"Partner {partner.id}: unknown inbox kind {partner.kind!r}.")
 
 
 def receive(inbox: Inbox, remote: RemoteFile, ledger: Ledger, layout: Layout,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from gateway.errors import FatalError, TransientError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -115,6 +115,28 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX events_file ON events (file_id);
     """,
+    """
+    -- What each poll saw of a partner's remote files: a file is complete ("stable") when a
+    -- later listing shows the same size and mtime at least min_age seconds after this one.
+    CREATE TABLE remote_seen (
+        partner     TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        size        INTEGER NOT NULL,
+        mtime       REAL NOT NULL,
+        first_seen  REAL NOT NULL,
+        PRIMARY KEY (partner, name)
+    );
+    -- Health of each partner: consecutive failures, back-off, one alert per failing spell.
+    CREATE TABLE partner_state (
+        partner          TEXT PRIMARY KEY,
+        failures         INTEGER NOT NULL DEFAULT 0,
+        last_error       TEXT,
+        last_poll_at     TEXT,
+        last_success_at  TEXT,
+        next_attempt_at  REAL NOT NULL DEFAULT 0,
+        alerting         INTEGER NOT NULL DEFAULT 0
+    );
+    """,
 )
 
 FILE_COLUMNS = (
@@ -196,7 +218,9 @@ class Ledger:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 # One thread uses it at a time (serve has one worker); closing may happen on
                 # another thread after that worker stopped.
-                self.db = sqlite3.connect(str(path), isolation_level=None, timeout=30,
+                # Long waits: with serve, partners poll in parallel and one large file holds
+                # the write lock for as long as it takes to process.
+                self.db = sqlite3.connect(str(path), isolation_level=None, timeout=300,
                                           check_same_thread=False)
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=FULL")
@@ -351,6 +375,54 @@ class Ledger:
             "INSERT INTO events (at, kind, partner, file_id, data) VALUES (?, ?, ?, ?, ?)",
             (at, kind, partner, file_id, json.dumps(data, sort_keys=True, default=str)),
         )
+
+    # -- remote listings and partner health ------------------------------------------------
+
+    def stable_since(self, partner: str, name: str, size: int, mtime: float,
+                     now: float) -> float:
+        """When this (size, mtime) of a remote file was first seen; records it if new."""
+        row = self.db.execute(
+            "SELECT size, mtime, first_seen FROM remote_seen WHERE partner = ? AND name = ?",
+            (partner, name)).fetchone()
+        if row is not None and row[0] == size and row[1] == mtime:
+            return float(row[2])
+        self.db.execute(
+            "INSERT INTO remote_seen (partner, name, size, mtime, first_seen) VALUES "
+            "(?, ?, ?, ?, ?) ON CONFLICT (partner, name) DO UPDATE SET size = excluded.size, "
+            "mtime = excluded.mtime, first_seen = excluded.first_seen",
+            (partner, name, size, mtime, now))
+        return now
+
+    def forget_remote(self, partner: str, names: Iterable[str]) -> None:
+        self.db.executemany("DELETE FROM remote_seen WHERE partner = ? AND name = ?",
+                            [(partner, n) for n in names])
+
+    def remote_seen_names(self, partner: str) -> set[str]:
+        return {r[0] for r in self.db.execute(
+            "SELECT name FROM remote_seen WHERE partner = ?", (partner,))}
+
+    def partner_state(self, partner: str) -> dict[str, object]:
+        row = self.db.execute(
+            "SELECT failures, last_error, last_poll_at, last_success_at, next_attempt_at, "
+            "alerting FROM partner_state WHERE partner = ?", (partner,)).fetchone()
+        keys = ("failures", "last_error", "last_poll_at", "last_success_at", "next_attempt_at",
+                "alerting")
+        if row is None:
+            return dict(zip(keys, (0, None, None, None, 0.0, 0), strict=True))
+        return dict(zip(keys, row, strict=True))
+
+    def set_partner_state(self, partner: str, **values: object) -> None:
+        self.db.execute("INSERT INTO partner_state (partner) VALUES (?) "
+                        "ON CONFLICT (partner) DO NOTHING", (partner,))
+        sets = ", ".join(f"{k} = ?" for k in values)
+        self.db.execute(f"UPDATE partner_state SET {sets} WHERE partner = ?",
+                        (*values.values(), partner))
+
+    def unfinished_for(self, partner: str) -> list[FileRow]:
+        rows = self.db.execute(
+            f"SELECT {', '.join(FILE_COLUMNS)} FROM files WHERE state != 'DONE' AND partner = ? "
+            "ORDER BY file_id", (partner,)).fetchall()
+        return [FileRow(*r) for r in rows]
 
     def integrity_problems(self) -> list[str]:
         """SQLite's own check plus the ledger's invariants; empty when all is well."""

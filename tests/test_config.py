@@ -78,7 +78,8 @@ def test_partner_defaults_and_derived_values(write_config: WriteConfig) -> None:
     assert partner.disposition == "move"
     assert partner.processed_dir is None
     assert partner.effective_processed_dir == inbox / "processed"
-    assert (partner.min_age_seconds, partner.max_files, partner.max_bytes) == (0, 100, 1 << 30)
+    assert (partner.effective_min_age, partner.max_files, partner.max_bytes) == (0, 100, 1 << 30)
+    assert partner.min_age_seconds is None  # unset: 0 for a local partner, 10 for sftp
     assert partner.mapping is None
     assert partner.enabled is True
     assert partner.filer == FilerSettings()
@@ -427,7 +428,6 @@ def test_numbers_are_range_checked(
             "partners.acme.inbox: required when kind = 'local'",
         ),
         ("[partners.acme]\ninbox = 'in'", "partners.acme.name: required key is missing"),
-        (ACME + "kind = 'sftp'", "partners.acme.kind: 'sftp' is not available yet; use 'local'"),
         (
             ACME + "processed_dir = 'inbox/acme'",
             "partners.acme.processed_dir: must differ from inbox",
@@ -444,6 +444,28 @@ def test_numbers_are_range_checked(
 )
 def test_settings_that_must_agree(write_config: WriteConfig, text: str, problem: str) -> None:
     assert problems_of(write_config(text)) == [problem]
+
+
+def test_sftp_partner_needs_server_user_key_and_known_hosts(write_config: WriteConfig) -> None:
+    assert problems_of(write_config(ACME + "kind = 'sftp'")) == [
+        "partners.acme.host: required when kind = 'sftp'",
+        "partners.acme.user: required when kind = 'sftp'",
+        "partners.acme.known_hosts: required when kind = 'sftp'",
+        "partners.acme.key_file: required when kind = 'sftp' (or password_env)",
+    ]
+
+
+@pytest.mark.parametrize(("schedule", "ok"), [("*/5 * * * *", True), ("61 * * * *", False),
+                                              ("0 6 * * mon-fri", True), ("often", False)])
+def test_schedule_is_a_cron_expression(write_config: WriteConfig, schedule: str,
+                                       ok: bool) -> None:
+    path = write_config(ACME + f"schedule = '{schedule}'")
+    if ok:
+        assert load_config(path).partner("acme").schedule == schedule
+    else:
+        problems = problems_of(path)
+        assert len(problems) == 1
+        assert problems[0].startswith("partners.acme.schedule: not a cron expression")
 
 
 def test_processed_dir_may_equal_inbox_when_files_are_kept(write_config: WriteConfig) -> None:

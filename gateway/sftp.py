@@ -1,0 +1,302 @@
+"""SFTP intake and delivery (paramiko): the ``SftpInbox`` twin of ``LocalInbox``.
+
+- Host keys are verified against the partner's known_hosts file: an unknown or changed key is
+  refused with the partner's name and the key's SHA-256 fingerprint (never auto-added).
+- Key authentication (passphrase from the environment) or, for partners that need it, a
+  password from the environment. No secret is read from config.toml or written to a log.
+- Timeouts on connect, banner and authentication, a keepalive, and a timeout on every SFTP
+  operation, so that no poll hangs.
+- A file is taken only when complete (stable size and mtime, a done-file, or no temporary
+  suffix), downloaded to a local temp name with its byte count and SHA-256 checked; the
+  remote file is moved or deleted only after the gateway holds it durably (the caller decides
+  when). Acknowledgments are uploaded to a temp name, size-checked, then renamed.
+- Remote names are data: never a local path; entries that are not regular files (symlinks,
+  folders) are never taken.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fnmatch
+import hashlib
+import os
+import posixpath
+import stat
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import paramiko
+
+from gateway.config import PartnerConfig
+from gateway.errors import FatalError, TransientError
+from gateway.intake import IN_PROGRESS_SUFFIXES, RemoteFile
+from gateway.ledger import Ledger
+
+T = TypeVar("T")
+DONE_SUFFIX = ".done"
+_CHUNK = 1 << 20
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """``SHA256:...`` as OpenSSH prints it."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+class HostKeyRejected(TransientError):
+    """The server's host key is unknown or changed: nothing was sent to it."""
+
+
+class _RejectUnknown(paramiko.MissingHostKeyPolicy):
+    """Refuse an unknown host key, naming the partner and the key's fingerprint."""
+
+    def __init__(self, partner_id: str) -> None:
+        self.partner_id = partner_id
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
+                         key: paramiko.PKey) -> None:
+        raise HostKeyRejected(
+            f"partner {self.partner_id}: the host key of {hostname} is not in known_hosts "
+            f"({key.get_name()} {fingerprint(key)}); refused. If this is the partner's real "
+            "key, add it to the partner's known_hosts file (check the fingerprint with them).")
+
+
+def _load_key(partner: PartnerConfig) -> paramiko.PKey | None:
+    if partner.key_file is None:
+        return None
+    passphrase = os.environ.get(partner.key_passphrase_env) if partner.key_passphrase_env \
+        else None
+    try:
+        return paramiko.PKey.from_path(partner.key_file, passphrase.encode() if passphrase
+                                       else None)
+    except paramiko.PasswordRequiredException as err:
+        raise FatalError(f"partner {partner.id}: the key file {partner.key_file} needs a "
+                         f"passphrase: set {partner.key_passphrase_env or 'key_passphrase_env'}"
+                         ) from err
+    except (paramiko.SSHException, OSError, ValueError) as err:
+        raise FatalError(f"partner {partner.id}: cannot read the key file {partner.key_file}: "
+                         f"{err}") from err
+
+
+class SftpInbox:
+    """A partner's SFTP server as an ``Inbox``. Connects lazily; ``close`` disconnects."""
+
+    def __init__(self, partner: PartnerConfig, ledger: Ledger | None = None) -> None:
+        self.partner = partner
+        self.partner_id = partner.id
+        self.ledger = ledger  # remembers listings, for the "stable" completion rule
+        self._client: paramiko.SSHClient | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+        self.server_key: paramiko.PKey | None = None
+
+    # -- connection --------------------------------------------------------------------------
+
+    def connect(self) -> paramiko.SFTPClient:
+        if self._sftp is not None:
+            return self._sftp
+        p = self.partner
+        client = paramiko.SSHClient()
+        assert p.known_hosts is not None and p.host is not None
+        try:
+            client.load_host_keys(str(p.known_hosts))
+        except OSError as err:
+            raise FatalError(f"partner {p.id}: cannot read known_hosts {p.known_hosts}: "
+                             f"{err}") from err
+        client.set_missing_host_key_policy(_RejectUnknown(p.id))
+        password = os.environ.get(p.password_env) if p.password_env else None
+        try:
+            client.connect(
+                p.host, port=p.port, username=p.user, pkey=_load_key(p), password=password,
+                timeout=p.connect_timeout, banner_timeout=p.auth_timeout,
+                auth_timeout=p.auth_timeout, channel_timeout=p.operation_timeout,
+                look_for_keys=False, allow_agent=False)
+        except paramiko.BadHostKeyException as err:
+            client.close()
+            raise HostKeyRejected(
+                f"partner {p.id}: the host key of {p.host}:{p.port} CHANGED: the server "
+                f"offered {err.key.get_name()} {fingerprint(err.key)}, known_hosts has "
+                f"{fingerprint(err.expected_key)}. Refused (possible man in the middle); "
+                "confirm the new key with the partner before updating known_hosts.") from err
+        except HostKeyRejected:
+            client.close()
+            raise
+        except paramiko.AuthenticationException as err:
+            client.close()
+            raise TransientError(f"partner {p.id}: authentication as {p.user} failed "
+                                 f"({err})") from err
+        except (paramiko.SSHException, OSError, EOFError) as err:
+            client.close()
+            raise TransientError(f"partner {p.id}: cannot connect to {p.host}:{p.port}: "
+                                 f"{err or type(err).__name__}") from err
+        transport = client.get_transport()
+        assert transport is not None
+        transport.set_keepalive(p.keepalive_seconds)
+        self.server_key = transport.get_remote_server_key()
+        sftp = client.open_sftp()
+        sftp.get_channel().settimeout(p.operation_timeout)  # type: ignore[union-attr]
+        self._client, self._sftp = client, sftp
+        return sftp
+
+    def close(self) -> None:
+        if self._sftp is not None:
+            self._sftp.close()
+        if self._client is not None:
+            self._client.close()
+        self._client = self._sftp = None
+
+    def _call(self, what: str, fn: Callable[..., T], *args: object) -> T:
+        """Run an SFTP operation; network trouble becomes a TransientError (retry later)."""
+        try:
+            return fn(*args)
+        except (OSError, EOFError, paramiko.SSHException) as err:
+            if isinstance(err, FileNotFoundError | PermissionError):
+                raise
+            self.close()
+            raise TransientError(f"partner {self.partner_id}: {what} failed: "
+                                 f"{err or type(err).__name__}") from err
+
+    # -- Inbox -------------------------------------------------------------------------------
+
+    def list(self) -> list[RemoteFile]:
+        sftp = self.connect()
+        p = self.partner
+        entries = self._call("listing " + p.remote_inbox, sftp.listdir_attr, p.remote_inbox)
+        names = {e.filename for e in entries}
+        now = time.time()
+        found: list[RemoteFile] = []
+        seen: set[str] = set()
+        for entry in entries:
+            name = entry.filename
+            mode = entry.st_mode or 0
+            if not stat.S_ISREG(mode):  # symlinks and folders are never followed or taken
+                continue
+            if name.startswith(".") or name.lower().endswith(IN_PROGRESS_SUFFIXES):
+                continue
+            if name.endswith(DONE_SUFFIX):
+                continue
+            if not any(fnmatch.fnmatch(name, pattern) for pattern in p.patterns):
+                continue
+            remote = RemoteFile(name, entry.st_size or 0, float(entry.st_mtime or 0))
+            if p.completion == "done_file" and name + DONE_SUFFIX not in names:
+                continue
+            if p.completion == "stable" and self.ledger is not None:
+                seen.add(name)
+                since = self.ledger.stable_since(p.id, name, remote.size, remote.mtime, now)
+                if now - since < p.effective_min_age:
+                    continue  # still being written, or not yet seen long enough
+            found.append(remote)
+        if self.ledger is not None and p.completion == "stable":
+            gone = self.ledger.remote_seen_names(p.id) - seen
+            if gone:
+                self.ledger.forget_remote(p.id, gone)
+        found.sort(key=lambda f: (f.mtime, f.name))
+        return found
+
+    def _path(self, folder: str, name: str) -> str:
+        if "/" in name or name in (".", ".."):
+            raise TransientError(f"partner {self.partner_id}: refusing remote name {name!r}")
+        return posixpath.join(folder, name)
+
+    def fetch(self, remote: RemoteFile, dest: Path) -> tuple[int, str]:
+        """Download to ``dest`` (fsynced); check the byte count and that the file did not
+        change meanwhile; return (bytes, SHA-256)."""
+        sftp = self.connect()
+        path = self._path(self.partner.remote_inbox, remote.name)
+        digest = hashlib.sha256()
+        total = 0
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with sftp.open(path, "rb") as src, open(dest, "wb") as out:
+                if self.partner.prefetch:
+                    src.prefetch(remote.size)
+                while chunk := src.read(_CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    total += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            after = sftp.stat(path)
+        except FileNotFoundError as err:
+            dest.unlink(missing_ok=True)
+            raise TransientError(f"partner {self.partner_id}: {remote.name} disappeared "
+                                 "before it was downloaded") from err
+        except (TimeoutError, OSError, EOFError, paramiko.SSHException) as err:
+            dest.unlink(missing_ok=True)
+            self.close()
+            raise TransientError(f"partner {self.partner_id}: download of {remote.name} "
+                                 f"failed after {total} bytes: {err or type(err).__name__}"
+                                 ) from err
+        if total != remote.size or after.st_size != remote.size or \
+                float(after.st_mtime or 0) != remote.mtime:
+            dest.unlink(missing_ok=True)
+            raise TransientError(
+                f"partner {self.partner_id}: {remote.name} changed while it was downloaded "
+                f"({remote.size} bytes listed, {total} read, {after.st_size} now); it will be "
+                "taken at a later poll")
+        return total, digest.hexdigest()
+
+    def dispose(self, remote_name: str) -> None:
+        """Move the taken file to the processed folder (or delete it), and its done-file."""
+        sftp = self.connect()
+        p = self.partner
+        path = self._path(p.remote_inbox, remote_name)
+        done = path + DONE_SUFFIX
+        try:
+            if p.remote_disposition == "delete":
+                self._call("delete " + remote_name, sftp.remove, path)
+            else:
+                target_dir = p.effective_remote_processed_dir
+                target = posixpath.join(target_dir, remote_name)
+                if self._exists(sftp, target):
+                    target = f"{target}.{int(time.time())}"
+                self._call("move " + remote_name, self._rename, sftp, path, target)
+        except FileNotFoundError:
+            pass  # already disposed of (a rerun after a crash)
+        except PermissionError as err:
+            raise TransientError(f"partner {p.id}: cannot {p.remote_disposition} "
+                                 f"{remote_name}: permission denied ({err})") from err
+        if p.completion == "done_file":
+            with contextlib.suppress(FileNotFoundError, PermissionError):
+                self._call("remove " + remote_name + DONE_SUFFIX, sftp.remove, done)
+
+    def deliver(self, local: Path, name: str) -> None:
+        """Upload an acknowledgment: temp name, size check, rename (replacing an older one)."""
+        folder = self.partner.remote_ack_dir
+        if not folder:
+            return
+        sftp = self.connect()
+        target = self._path(folder, name)
+        tmp = self._path(folder, f".{name}.{os.getpid()}.tmp")
+        size = local.stat().st_size
+        try:
+            attrs = self._call("upload " + name, sftp.put, str(local), tmp)
+            if attrs.st_size != size:
+                raise TransientError(f"partner {self.partner_id}: upload of {name} is "
+                                     f"{attrs.st_size} bytes, not {size}")
+            self._call("rename " + name, self._rename, sftp, tmp, target)
+        except PermissionError as err:
+            raise TransientError(f"partner {self.partner_id}: cannot write {name} to "
+                                 f"{folder}: permission denied") from err
+
+    @staticmethod
+    def _rename(sftp: paramiko.SFTPClient, source: str, target: str) -> None:
+        """Atomic replace where the server has posix-rename (OpenSSH), else remove + rename."""
+        try:
+            sftp.posix_rename(source, target)
+        except OSError as err:
+            if isinstance(err, FileNotFoundError | PermissionError) or "posix" not in str(err):
+                raise
+            with contextlib.suppress(FileNotFoundError):
+                sftp.remove(target)
+            sftp.rename(source, target)
+
+    @staticmethod
+    def _exists(sftp: paramiko.SFTPClient, path: str) -> bool:
+        try:
+            sftp.stat(path)
+        except FileNotFoundError:
+            return False
+        return True
