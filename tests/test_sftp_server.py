@@ -10,7 +10,8 @@ from pathlib import Path
 
 import paramiko
 import pytest
-from sftp_server import SshServer, TcpCutProxy
+import sftp_server
+from sftp_server import SshServer, SshServerError, TcpCutProxy
 
 
 def connect(
@@ -115,10 +116,13 @@ def test_stop_then_start_on_same_port(sshd: SshServer) -> None:
     sshd.start()
     assert sshd.running
     assert sshd.port == port
-    with connect(sshd) as client2, client2.open_sftp() as sftp2:
+    with sshd.connect() as client2, client2.open_sftp() as sftp2:  # the built-in helper
         sftp2.listdir(sshd.account("acme").inbox)
+    assert sshd.log_text().count("Server listening on") == 2
 
 
+# paramiko's prefetch thread dies with EOFError in the background when the connection is cut.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_cut_download_then_whole_download(sshd: SshServer, cut_proxy: TcpCutProxy,
                                           tmp_path: Path) -> None:
     acme = sshd.account("acme")
@@ -160,3 +164,17 @@ def test_proxy_stops(sshd: SshServer) -> None:
             assert sock.recv(8) == b"SSH-2.0-"
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_start_failure_reports_the_log(tmp_path: Path) -> None:
+    server = SshServer(tmp_path / "broken")
+    server.host_key.write_text("not a key\n")
+    with pytest.raises(SshServerError, match=r"(?s)did not start.*hostkeys"):
+        server.start(timeout=5)
+    assert not server.running
+
+
+def test_missing_sshd_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sftp_server, "SSHD", tmp_path / "no-such-sshd")
+    with pytest.raises(SshServerError, match="not installed"):
+        SshServer(tmp_path / "x")

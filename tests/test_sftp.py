@@ -1,0 +1,307 @@
+"""SFTP intake and delivery against a real OpenSSH server (tests/sftp_server.py)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sftp_server import SftpAccount, SshServer, TcpCutProxy
+
+from gateway.config import Config, load_config
+from gateway.onboarding import partner_self_test
+from gateway.runner import Runner
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "inbox" / "sample"
+GOOD = (SAMPLES / "acme-20261201-good.xml").read_bytes()
+
+
+def partner_block(pid: str, account: SftpAccount, sshd: SshServer, *, port: int | None = None,
+                  known_hosts: Path | None = None, extra: str = "") -> str:
+    return f"""
+[partners.{pid}]
+name = "{pid}"
+kind = "sftp"
+host = "127.0.0.1"
+port = {port or sshd.port}
+user = "{sshd.user}"
+key_file = "{sshd.key_file}"
+known_hosts = "{known_hosts or sshd.known_hosts}"
+remote_inbox = "{account.inbox}"
+remote_ack_dir = "{account.acks}"
+remote_processed_dir = "{account.processed}"
+min_age_seconds = 0
+connect_timeout = 3
+auth_timeout = 3
+operation_timeout = 5
+{extra}
+"""
+
+
+def make_config(base: Path, blocks: str) -> Path:
+    cfg = base / "config.toml"
+    cfg.write_text(f'[gateway]\ndata_dir = "data"\noutbox_dir = "outbox"\n'
+                   f'poll_interval_seconds = 1\n{blocks}')
+    return cfg
+
+
+def run_once(cfg: Path) -> list:
+    runner = Runner(load_config(cfg))
+    try:
+        return runner.run_once()
+    finally:
+        runner.close()
+
+
+def drop(account: SftpAccount, name: str, data: bytes = GOOD) -> None:
+    Path(account.inbox, name).write_bytes(data)
+
+
+def db(base: Path) -> sqlite3.Connection:
+    return sqlite3.connect(base / "data" / "ledger.sqlite")
+
+
+def with_id(data: bytes, submission_id: str, prefix: str) -> bytes:
+    """The good sample with its own SubmissionId and refs (a distinct submission)."""
+    return data.replace(b"ACME-20261201-001", submission_id.encode()).replace(
+        b'ref="PO-44', f'ref="{prefix}-'.encode()).replace(b'ref="WH-', f'ref="{prefix}W-'.encode())
+
+
+def test_two_partners_on_one_poll_get_files_taken_and_acks_delivered(
+        tmp_path: Path, sshd: SshServer) -> None:
+    acme, bolt = sshd.account("acme"), sshd.account("bolt")
+    cfg = make_config(tmp_path, partner_block("acme", acme, sshd)
+                      + partner_block("bolt", bolt, sshd))
+    drop(acme, "a.xml")
+    drop(bolt, "b.xml", with_id(GOOD, "BOLT-1", "BO"))
+    reports = {r.partner: r for r in run_once(cfg)}
+    assert [len(reports[p].taken) for p in ("acme", "bolt")] == [1, 1]
+    assert reports["acme"].error is None and reports["bolt"].error is None
+    for account, name in ((acme, "a.xml"), (bolt, "b.xml")):
+        assert os.listdir(account.inbox) == []
+        assert os.listdir(account.processed) == [name]
+        assert os.listdir(account.acks) == [f"{name}.ack.xml"]
+        remote_ack = Path(account.acks, f"{name}.ack.xml").read_bytes()
+        local_ack = (tmp_path / "outbox" / account.name / f"{name}.ack.xml").read_bytes()
+        assert remote_ack == local_ack and b"<Status>ACCEPTED</Status>" in remote_ack
+    with db(tmp_path) as con:
+        assert con.execute("SELECT COUNT(*) FROM licenses").fetchone()[0] == 6
+        assert {r[0] for r in con.execute("SELECT state FROM files")} == {"DONE"}
+    # A second poll finds nothing new and takes nothing twice.
+    assert all(not r.taken for r in run_once(cfg))
+
+
+def test_a_file_still_being_written_is_not_taken_until_stable(
+        tmp_path: Path, sshd: SshServer) -> None:
+    acme = sshd.account("acme")
+    cfg = make_config(tmp_path, partner_block("acme", acme, sshd).replace(
+        "min_age_seconds = 0", "min_age_seconds = 1"))
+    half = GOOD[: len(GOOD) // 2]
+    drop(acme, "a.xml", half)
+    assert run_once(cfg)[0].taken == []  # first sight: not yet known to be stable
+    time.sleep(1.2)
+    drop(acme, "a.xml", GOOD[: len(GOOD) * 3 // 4])  # still growing
+    assert run_once(cfg)[0].taken == []
+    drop(acme, "a.xml", GOOD)
+    assert run_once(cfg)[0].taken == []  # complete, but seen for less than 1 s
+    time.sleep(1.2)
+    taken = run_once(cfg)[0].taken
+    assert len(taken) == 1
+    with db(tmp_path) as con:
+        assert con.execute("SELECT size, status FROM files").fetchall() == [
+            (len(GOOD), "ACCEPTED")]
+
+
+def test_done_file_partner(tmp_path: Path, sshd: SshServer) -> None:
+    acme = sshd.account("acme")
+    cfg = make_config(tmp_path, partner_block("acme", acme, sshd,
+                                              extra='completion = "done_file"'))
+    drop(acme, "a.xml")
+    drop(acme, "a.xml.part", b"<half")  # an upload in progress is never taken either
+    assert run_once(cfg)[0].taken == []
+    Path(acme.inbox, "a.xml.done").write_bytes(b"")
+    assert len(run_once(cfg)[0].taken) == 1
+    assert sorted(os.listdir(acme.inbox)) == ["a.xml.part"]  # done-file removed with it
+    assert os.listdir(acme.processed) == ["a.xml"]
+
+
+def test_server_down_fails_only_that_partner_and_backs_off_with_one_alert(
+        tmp_path: Path, sshd: SshServer) -> None:
+    acme = sshd.account("acme")
+    local_inbox = tmp_path / "local-in"
+    local_inbox.mkdir()
+    cfg = make_config(tmp_path, partner_block(
+        "acme", acme, sshd, port=1, extra="failure_alert_after = 2\nmax_backoff_seconds = 1")
+        + f'\n[partners.local]\nname = "L"\ninbox = "{local_inbox}"\n')
+    shutil.copy(SAMPLES / "acme-20261201-good.xml", local_inbox / "l.xml")
+    reports = {r.partner: r for r in run_once(cfg)}
+    assert reports["acme"].error and "cannot connect" in reports["acme"].error
+    assert len(reports["local"].taken) == 1  # the other partner was not held up
+    run_once(cfg)
+    time.sleep(1.1)
+    run_once(cfg)
+    events = (tmp_path / "data" / "events.jsonl").read_text()
+    assert events.count('"partner.failing"') == 1  # one alert, not one per poll
+    with db(tmp_path) as con:
+        failures, alerting = con.execute(
+            "SELECT failures, alerting FROM partner_state WHERE partner = 'acme'").fetchone()
+    assert failures >= 2 and alerting == 1
+
+
+def test_recovery_after_the_server_comes_back_clears_the_alert(
+        tmp_path: Path, sshd: SshServer) -> None:
+    acme = sshd.account("acme")
+    cfg = make_config(tmp_path, partner_block(
+        "acme", acme, sshd, extra="failure_alert_after = 1\nmax_backoff_seconds = 1"))
+    drop(acme, "a.xml")
+    sshd.stop()
+    assert run_once(cfg)[0].error
+    sshd.start()
+    time.sleep(1.1)
+    assert len(run_once(cfg)[0].taken) == 1
+    events = (tmp_path / "data" / "events.jsonl").read_text()
+    assert events.count('"partner.failing"') == 1
+    assert events.count('"partner.recovered"') == 1
+
+
+@pytest.mark.parametrize("which", ["wrong", "unknown"])
+def test_wrong_or_unknown_host_key_is_refused_naming_partner_and_fingerprint(
+        tmp_path: Path, sshd: SshServer, which: str) -> None:
+    acme = sshd.account("acme")
+    known = sshd.wrong_known_hosts
+    if which == "unknown":
+        known = tmp_path / "empty_known_hosts"
+        known.write_text("")
+    cfg = make_config(tmp_path, partner_block("acme", acme, sshd, known_hosts=known))
+    drop(acme, "a.xml")
+    report = run_once(cfg)[0]
+    assert report.taken == []
+    assert report.error is not None
+    assert "partner acme" in report.error and "SHA256:" in report.error
+    assert ("CHANGED" if which == "wrong" else "not in known_hosts") in report.error
+    assert os.listdir(acme.inbox) == ["a.xml"]  # nothing taken, nothing moved
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_connection_cut_mid_download_takes_the_file_whole_later_never_twice(
+        tmp_path: Path, sshd: SshServer, cut_proxy: TcpCutProxy) -> None:
+    acme = sshd.account("acme")
+    cfg = make_config(tmp_path, partner_block("acme", acme, sshd, port=cut_proxy.port))
+    big = with_id(GOOD, "BIG-1", "BG").replace(
+        b"<Description>Can body stock, alloy 3104, coils</Description>",
+        b"<Description>" + b"x" * 190 + b"</Description>")
+    # Pad with comments so the download is long enough to cut in the middle.
+    big = big.replace(b"</LicenseSubmission>", b"<!--" + b"p" * 3_000_000 + b"-->\n"
+                      b"</LicenseSubmission>")
+    drop(acme, "big.xml", big)
+    cut_proxy.cut_after(400_000)
+    first = run_once(cfg)[0]
+    assert first.taken == [] and first.error and "big.xml" in first.error
+    assert os.listdir(acme.inbox) == ["big.xml"]
+    assert list((tmp_path / "data" / "work" / "tmp").iterdir()) == []  # no partial file kept
+    second = run_once(cfg)[0]
+    assert len(second.taken) == 1
+    with db(tmp_path) as con:
+        assert con.execute("SELECT size, status FROM files").fetchall() == [
+            (len(big), "ACCEPTED")]
+    assert run_once(cfg)[0].taken == []
+
+
+def test_crash_between_download_and_remote_disposition(tmp_path: Path,
+                                                      sshd: SshServer) -> None:
+    acme = sshd.account("acme")
+    cfg = make_config(tmp_path, partner_block("acme", acme, sshd))
+    drop(acme, "a.xml")
+    command = [sys.executable, "-m", "gateway.cli", "run", "--once", "--config", str(cfg)]
+    crashed = subprocess.run(command, env={**os.environ, "AIMGW_CRASH_AT": "after_receipt"},
+                             capture_output=True, check=False)
+    assert crashed.returncode == 86, crashed.stderr
+    assert os.listdir(acme.inbox) == ["a.xml"]  # received locally, not yet disposed of
+    rerun = subprocess.run(command, capture_output=True, check=False)
+    assert rerun.returncode == 0, rerun.stderr
+    assert os.listdir(acme.inbox) == [] and os.listdir(acme.processed) == ["a.xml"]
+    assert os.listdir(acme.acks) == ["a.xml.ack.xml"]
+    with db(tmp_path) as con:
+        assert con.execute("SELECT state, status FROM files").fetchall() == [
+            ("DONE", "ACCEPTED")]
+        assert con.execute("SELECT COUNT(*) FROM licenses").fetchone()[0] == 3
+
+
+def test_symlink_in_the_remote_inbox_is_never_followed(tmp_path: Path,
+                                                      sshd: SshServer) -> None:
+    acme = sshd.account("acme")
+    cfg = make_config(tmp_path, partner_block("acme", acme, sshd))
+    secret = tmp_path / "secret.xml"
+    secret.write_bytes(GOOD)
+    os.symlink(secret, Path(acme.inbox, "link.xml"))
+    assert run_once(cfg)[0].taken == []
+
+
+def test_passphrase_key_from_the_environment(tmp_path: Path, sshd: SshServer,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    acme = sshd.account("acme")
+    block = partner_block("acme", acme, sshd).replace(
+        f'key_file = "{sshd.key_file}"',
+        f'key_file = "{sshd.key_file_with_passphrase}"\nkey_passphrase_env = "ACME_KEY_PASS"')
+    cfg = make_config(tmp_path, block)
+    drop(acme, "a.xml")
+    monkeypatch.setenv("ACME_KEY_PASS", sshd.passphrase)
+    assert len(run_once(cfg)[0].taken) == 1
+
+
+def config_of(cfg: Path) -> Config:
+    return load_config(cfg)
+
+
+def test_partner_self_test_reports_each_step(tmp_path: Path, sshd: SshServer) -> None:
+    acme = sshd.account("acme")
+    good = make_config(tmp_path, partner_block("acme", acme, sshd))
+    ok, lines = partner_self_test(config_of(good).partner("acme"))
+    assert ok, lines
+    text = "\n".join(lines)
+    assert "SHA256:" in text and "authenticated" in text and "renamed it" in text
+    assert os.listdir(acme.acks) == []  # the probe was removed
+    bad = make_config(tmp_path, partner_block("acme", acme, sshd,
+                                              known_hosts=sshd.wrong_known_hosts))
+    ok, lines = partner_self_test(config_of(bad).partner("acme"))
+    assert not ok and "FAIL" in lines[-1] and "CHANGED" in lines[-1]
+    cli = subprocess.run([sys.executable, "-m", "gateway.cli", "partner", "test", "acme",
+                          "--config", str(bad)], capture_output=True, text=True, check=False)
+    assert cli.returncode == 1 and "SHA256:" in cli.stdout
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_serve_with_two_sftp_partners(tmp_path: Path, sshd: SshServer) -> None:
+    acme, bolt = sshd.account("acme"), sshd.account("bolt")
+    cfg = make_config(tmp_path, partner_block("acme", acme, sshd, extra="interval_seconds = 1")
+                      + partner_block("bolt", bolt, sshd, extra='schedule = "* * * * *"'))
+    drop(acme, "a.xml")
+    drop(bolt, "b.xml", with_id(GOOD, "BOLT-1", "BO"))
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--config",
+                             str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert wait_for(lambda: os.listdir(acme.acks) == ["a.xml.ack.xml"])
+        assert wait_for(lambda: os.listdir(bolt.acks) == ["b.xml.ack.xml"])  # first run now
+        drop(acme, "c.xml", with_id(GOOD, "ACME-2", "AC"))
+        assert wait_for(lambda: "c.xml.ack.xml" in os.listdir(acme.acks))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+    assert code == 0, proc.stderr.read() if proc.stderr else ""
+    assert sorted(os.listdir(acme.processed)) == ["a.xml", "c.xml"]
