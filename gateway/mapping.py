@@ -28,7 +28,8 @@ from pathlib import Path
 import pycountry
 from lxml import etree
 
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, RejectedSubmission
+from gateway.findings import finding
 from gateway.model import Application, ProductLine
 from gateway.parse_csv import ALL_COLUMNS, CsvDialect
 from gateway.rules import ISO_COUNTRIES, NOT_APPLICABLE, UNKNOWN
@@ -173,7 +174,7 @@ def _country(mapping: CsvMapping, text: str, special: bool) -> str:
         if word in (UNKNOWN, NOT_APPLICABLE):
             return word  # type: ignore[return-value]
     upper = value.upper()
-    if upper in ISO_COUNTRIES or upper in (UNKNOWN, NOT_APPLICABLE):
+    if upper in ISO_COUNTRIES or (special and upper in (UNKNOWN, NOT_APPLICABLE)):
         return upper
     alias = mapping.countries.get(value.casefold())
     if alias:
@@ -345,15 +346,25 @@ def preview(mapping: Mapping, source: Path, rows: int = 20) -> str:
     import io
     import tempfile
 
+    from gateway.detect import detect_format
     from gateway.parse_csv import APP_COLUMNS, LINE_COLUMNS, CsvSubmission
-    from gateway.parse_xml import prescan
+    from gateway.parse_xml import prescan, syntax_error
 
     if isinstance(mapping, XsltMapping):
         prescan(source)
         with tempfile.TemporaryDirectory(prefix="aimgw-map-") as tmp:
             target = Path(tmp) / "mapped.xml"
-            mapping.apply(source, target)
+            # The same findings as processing (validate.prepare) for what the transform hits.
+            try:
+                mapping.apply(source, target)
+            except etree.XMLSyntaxError as err:
+                raise syntax_error(err) from None
+            except etree.XSLTError as err:
+                raise RejectedSubmission(finding(
+                    "F005", f"The partner mapping {mapping.path.name} could not turn this "
+                    f"document into a submission: {err}.")) from None
             return target.read_text("utf-8")
+    detect_format(source, mapping.headers, mapping.delimiter)  # F002 as processing finds it
     submission = CsvSubmission(source, mapping, source.name)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

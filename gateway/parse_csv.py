@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,12 @@ LINE_COLUMNS = tuple(attr for attr, _ in LINE_FIELDS)
 ALL_COLUMNS = ("submission_id", "application_ref", *APP_COLUMNS, "line_no", *LINE_COLUMNS)
 OPTIONAL_COLUMNS = frozenset({"entry_number", "description"})
 REQUIRED_COLUMNS = tuple(c for c in ALL_COLUMNS if c not in OPTIONAL_COLUMNS)
+
+# Formats of guide section 2 that the XSD checks for XML (A101 there too): CSV cells get the same.
+REF_FORMAT = re.compile(r"[A-Za-z0-9._/-]{1,35}")
+TEXT_LIMITS = {"importer": 100, "exporter": 100, "manufacturer": 100}
+DESCRIPTION_LIMIT = 200
+SUBMISSION_ID_LIMIT = 35
 
 FIELD_SIZE_LIMIT = 64 * 1024  # bytes in one cell: a longer cell is a broken or hostile file
 MAX_COLUMNS = 200
@@ -72,11 +79,12 @@ def _rows(path: Path, dialect: CsvDialect) -> Iterator[tuple[int, list[str]]]:
                 cells = next(reader)
             except StopIteration:
                 return
-            except UnicodeDecodeError as err:
+            except UnicodeDecodeError:
+                # The text wrapper decodes ahead of the reader: find the row itself.
+                row, reason = _undecodable_row(path, encoding, dialect.delimiter)
                 raise RejectedSubmission(finding(
-                    "F009", f"Row {number + 1} is not valid {dialect.encoding}: {err.reason} at "
-                    f"byte {err.start}. Save the file as {dialect.encoding}.",
-                    source_line=number + 1)) from None
+                    "F009", f"Row {row} is not valid {dialect.encoding}: {reason}. Save the "
+                    f"file as {dialect.encoding}.", source_line=row)) from None
             except csv.Error as err:
                 raise RejectedSubmission(finding(
                     "F001", f"The CSV cannot be read at row {number + 1}: {err}.",
@@ -96,6 +104,32 @@ def _rows(path: Path, dialect: CsvDialect) -> Iterator[tuple[int, list[str]]]:
     finally:
         csv.field_size_limit(previous_limit)
         text.close()
+
+
+def _undecodable_row(path: Path, encoding: str, delimiter: str) -> tuple[int, str]:
+    """The row (header = 1) holding the first byte sequence not valid in ``encoding``.
+
+    Decodes line by line (slow, but only on this error path) so that the failure falls in the
+    row being read. The encodings a CSV can be read in are ASCII-compatible, so no character
+    spans a line feed byte.
+    """
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+
+    def lines() -> Iterator[str]:
+        with open(path, "rb") as fh:
+            for raw in fh:
+                yield decoder.decode(raw)
+            yield decoder.decode(b"", final=True)
+
+    number = 0
+    try:
+        for _ in csv.reader(lines(), delimiter=delimiter):
+            number += 1
+    except UnicodeDecodeError as err:
+        return number + 1, str(err.reason)
+    except csv.Error:
+        pass
+    return number + 1, "invalid byte sequence"
 
 
 class RowMapping(Protocol):
@@ -127,6 +161,7 @@ class CsvSubmission:
                           for k, v in (mapping.constants if mapping else {}).items()}
         self.submission_id: str | None = None
         self.application_count = 0
+        self._misshapen_refs: set[str] = set()  # refs whose application fields were reported
 
     def header(self, cells: list[str]) -> dict[str, int]:
         """Canonical column -> index; F005 for unknown, repeated or missing columns."""
@@ -196,6 +231,11 @@ class CsvSubmission:
                     raise RejectedSubmission(finding(
                         "F005", "submission_id is blank: give the same id on every row.",
                         source_line=number, field="submission_id"))
+                if len(submission_id) > SUBMISSION_ID_LIMIT:
+                    raise RejectedSubmission(finding(
+                        "F005", f"submission_id has {len(submission_id)} characters; at most "
+                        f"{SUBMISSION_ID_LIMIT} are allowed.", source_line=number,
+                        field="submission_id", value=submission_id))
                 self.submission_id = submission_id
             elif submission_id != self.submission_id:
                 raise RejectedSubmission(finding(
@@ -210,10 +250,12 @@ class CsvSubmission:
                     setattr(line, attr, _clean(cells[i]))
             if mapping is not None:
                 mapping.apply_line(line)
+            line_findings = _line_format(ref, line, number)
             if current is not None and ref is not None and ref == current.app.ref:
                 current.app.lines.append(line)
                 current.rows.append(number)
                 compare(current, header_values, number)
+                current.findings.extend(line_findings)
                 continue
             if current is not None:
                 self.application_count += 1
@@ -223,13 +265,47 @@ class CsvSubmission:
                 setattr(app, attr, value)
             if mapping is not None:
                 mapping.apply_application(app)
-            current = CsvApplication(app, [number], [], header_values)
+            current = CsvApplication(app, [number], self._application_format(app, number),
+                                     header_values)
+            current.findings.extend(line_findings)
         if current is not None:
             self.application_count += 1
             yield current
         if self.application_count == 0:
             raise RejectedSubmission(finding("F008", "The CSV has a header but no data row: "
                                              "nothing to license."))
+
+    def _application_format(self, app: Application, row: int) -> list[Finding]:
+        """A101 for a ref or text field that breaks its format (guide 2.1), once per ref: the
+        rows of a ref that comes back later are compared (A103), not checked again."""
+        if app.ref in self._misshapen_refs:
+            return []
+        out = []
+        if app.ref is not None and not REF_FORMAT.fullmatch(app.ref):
+            out.append(finding(
+                "A101", "application_ref must be 1 to 35 characters, each a letter, a digit or "
+                "one of . _ / -.", ref=app.ref, field="ref", value=app.ref, source_line=row))
+        for name, limit in TEXT_LIMITS.items():
+            value = getattr(app, name)
+            if value is not None and len(value) > limit:
+                out.append(finding(
+                    "A101", f"{name} has {len(value)} characters; at most {limit} are allowed.",
+                    ref=app.ref, field=name, value=value, source_line=row))
+        if out and app.ref is not None:
+            self._misshapen_refs.add(app.ref)
+        return out
+
+
+def _line_format(ref: str | None, line: ProductLine, row: int) -> list[Finding]:
+    """A101 for a description longer than the guide's 200 characters."""
+    text = line.description
+    if text is None or len(text) <= DESCRIPTION_LIMIT:
+        return []
+    no = line.line_no
+    return [finding("A101", f"description has {len(text)} characters; at most "
+                    f"{DESCRIPTION_LIMIT} are allowed.", ref=ref,
+                    line=int(no) if no and no.isascii() and no.isdigit() else None,
+                    field="description", value=text, source_line=row)]
 
 
 def compare(current: CsvApplication, values: tuple[str | None, ...], row: int) -> None:
