@@ -17,10 +17,16 @@ run: $(STAMP)
 	$(BIN)/aim-gateway run --once --config config.toml
 	$(BIN)/aim-gateway status --config config.toml
 
-# System packages the tests use (real OpenSSH server for the SFTP tests), when running as root.
+# System packages the tests use, installed when missing and running as root: a real OpenSSH
+# server (SFTP tests), PostgreSQL (multi-worker tests), Chromium (web page tests).
+SYSTEM_PACKAGES = openssh-server:/usr/sbin/sshd postgresql:/usr/lib/postgresql chromium:/usr/bin/chromium
 system-deps:
-	@if [ ! -x /usr/sbin/sshd ] && [ "$$(id -u)" = "0" ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null; \
+	@missing=""; for entry in $(SYSTEM_PACKAGES); do \
+		pkg=$${entry%%:*}; path=$${entry#*:}; [ -e "$$path" ] || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = "0" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 lint: $(STAMP)

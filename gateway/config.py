@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import json
 import math
 import os
@@ -106,7 +107,11 @@ class GatewaySettings:
     license_validity_days: int = setting(75, "valid from issue date to issue + this", POSITIVE)
     max_file_bytes: int = setting(209_715_200, "larger files are rejected (F003)", POSITIVE)
     poll_interval_seconds: int = setting(60, "serve: seconds between polls of a partner", POSITIVE)
-    ledger: str | None = setting(None, 'database DSN; "" = SQLite file data_dir/ledger.sqlite')
+    ledger: str | None = setting(
+        None, 'database: "" = SQLite file data_dir/ledger.sqlite; "postgresql://..." = shared '
+        'by several workers')
+    lease_seconds: int = setting(
+        300, "a worker's hold on a partner; renewed while it works, taken over after", POSITIVE)
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
@@ -145,6 +150,66 @@ class LogSettings:
     max_bytes: int = setting(10_485_760, "rotate the events file at this size", POSITIVE)
     backups: int = setting(5, "rotated files kept", NON_NEGATIVE)
     level: LogLevel = setting("INFO", "least severe level written")
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach (the web page's default exposure)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere, so it is not loopback
+        return False
+
+
+PORT = Check("a TCP port 0-65535 (0 = any free port)", lambda value: 0 <= value <= 65535)
+ENV_NAME = matches(r"[A-Za-z_][A-Za-z0-9_]*", "an environment variable name")
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """The admin web page (`aim-gateway web`): read-only but for reprocess, token required."""
+
+    host: str = setting("127.0.0.1", "address served on; others need allow_remote", NON_EMPTY)
+    port: int = setting(8765, "TCP port served on", PORT)
+    token_env: str = setting("AIMGW_WEB_TOKEN", "environment variable holding the access token",
+                             ENV_NAME)
+    allow_remote: bool = setting(False, "true = may serve on an address other machines reach")
+
+    def cross_checks(self) -> Iterator[tuple[str, str]]:
+        if not self.allow_remote and not is_loopback(self.host):
+            yield "host", "not a loopback address; set allow_remote = true to serve other machines"
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """Alert events (a partner failing, recovered, silent, active) sent on to a webhook."""
+
+    webhook_url: str | None = setting(
+        None, 'POST each alert event as JSON here; "" = none (the URL is never logged)')
+    webhook_url_env: str | None = setting(
+        None, 'environment variable holding the webhook URL instead (when it holds a token)',
+        ENV_NAME)
+    webhook_timeout_seconds: float = setting(5.0, "seconds one POST may take", POSITIVE)
+
+    def cross_checks(self) -> Iterator[tuple[str, str]]:
+        # The value is never echoed: the URL may carry a token.
+        if self.webhook_url is not None and not self.webhook_url.startswith(
+                ("http://", "https://")):
+            yield "webhook_url", "must start with http:// or https:// (value not shown)"
+        if self.webhook_url is not None and self.webhook_url_env is not None:
+            yield "webhook_url_env", "set webhook_url or webhook_url_env, not both"
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    """What `aim-gateway purge` removes, by age in days; licenses are never purged."""
+
+    events_days: int | None = setting(90, 'events older than this; "" = kept', POSITIVE)
+    files_days: int | None = setting(
+        365, 'findings, applications and events of files received before; "" = kept', POSITIVE)
+    archive_days: int | None = setting(
+        365, 'archived originals and failed files on disk; "" = kept', POSITIVE)
 
 
 @dataclass(frozen=True)
@@ -194,6 +259,11 @@ class PartnerConfig:
         3, "consecutive failed polls before one alert is raised", POSITIVE)
     max_backoff_seconds: int = setting(
         3600, "longest wait between polls of a failing partner (doubling)", POSITIVE)
+    expected_cadence_hours: float | None = setting(
+        None, 'one partner.silent alert when no file came for this long; "" = not watched',
+        POSITIVE)
+    status_files: bool = setting(
+        True, "write status.json and status.csv to its outbox (and remote_ack_dir) each poll")
     # -- SFTP (kind = "sftp"); secrets come from the environment, never from this file --
     host: str | None = setting(None, "SFTP server host name or address")
     port: int = setting(22, "SFTP server port", POSITIVE)
@@ -287,6 +357,9 @@ class Config:
     rules: RuleSettings = section(RuleSettings, doc="AIM rule limits")
     ace: AceSettings = section(AceSettings, doc="ACE file identifiers")
     log: LogSettings = section(LogSettings, doc="processing log")
+    web: WebSettings = section(WebSettings, doc="admin web page")
+    alerts: AlertSettings = section(AlertSettings, doc="alert webhook")
+    retention: RetentionSettings = section(RetentionSettings, doc="purge periods")
     partners: tuple[PartnerConfig, ...] = setting((), "one table per partner, by id")
 
     def partner(self, partner_id: str) -> PartnerConfig:

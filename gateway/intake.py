@@ -183,27 +183,40 @@ def receive(inbox: Inbox, remote: RemoteFile, ledger: Ledger, layout: Layout,
     return file_id
 
 
-def clean_work(ledger: Ledger, layout: Layout) -> list[str]:
-    """Remove what a crash left before a receipt commit; return the names removed."""
+def clean_work(ledger: Ledger, layout: Layout, stale_after: float = 0.0) -> list[str]:
+    """Remove what a crash left before a receipt commit; return the names removed.
+
+    ``stale_after`` seconds: with several workers on shared folders, only what is older than
+    any live worker's step can be a crash's leftover (0: this process is the only one).
+    """
     removed = []
+    cutoff = time.time() - stale_after
+
+    def stale(path: Path) -> bool:
+        try:
+            return path.lstat().st_mtime <= cutoff
+        except FileNotFoundError:
+            return False
+
     if layout.work_tmp.is_dir():
         for leftover in layout.work_tmp.iterdir():
+            if not stale(leftover):
+                continue
             if leftover.is_dir() and not leftover.is_symlink():
                 shutil.rmtree(leftover)
             else:
-                leftover.unlink()
+                leftover.unlink(missing_ok=True)
             removed.append(leftover.name)
     if layout.received.is_dir():
         for path in layout.received.iterdir():
             file_id = path.name.split("__", 1)[0]
-            if ledger.file(file_id) is None:
-                path.unlink()
+            if stale(path) and ledger.file(file_id) is None:
+                path.unlink(missing_ok=True)
                 removed.append(path.name)
     for folder in (layout.outbox_dir, layout.data_dir / "acks"):
         if folder.is_dir():
-            for stale in folder.rglob(".*.tmp"):
-                stale.unlink()
-            for stale in folder.rglob(".*.body"):
-                stale.unlink()
+            for pattern in (".*.tmp", ".*.body", ".*.spool"):
+                for leftover in folder.rglob(pattern):
+                    if stale(leftover):
+                        leftover.unlink(missing_ok=True)
     return removed
-

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from gateway.errors import FatalError, TransientError
-
-SCHEMA_VERSION = 2
+from gateway.db import Database, connect, translate_ddl
+from gateway.errors import FatalError
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -137,6 +137,33 @@ MIGRATIONS: tuple[str, ...] = (
         alerting         INTEGER NOT NULL DEFAULT 0
     );
     """,
+    """
+    -- A worker polls a partner only while it holds the partner's lease (several workers on
+    -- one ledger): taken when free or expired, renewed while working, released after.
+    CREATE TABLE partner_lease (
+        partner     TEXT PRIMARY KEY,
+        owner       TEXT NOT NULL,
+        expires_at  REAL NOT NULL
+    );
+    """,
+    """
+    -- A partner silent for longer than its expected cadence: one alert per silent spell, kept
+    -- here so that a restart neither repeats nor forgets it. watched_since starts the silence
+    -- of a partner that never sent a file.
+    ALTER TABLE partner_state ADD COLUMN silent INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE partner_state ADD COLUMN watched_since TEXT;
+    -- Retention (admin.purge): a file's row stays (it is the memory of what was taken, and
+    -- licenses refer to it); its findings, applications and events, and its archived original,
+    -- go, and these say when.
+    ALTER TABLE files ADD COLUMN details_purged_at TEXT;
+    ALTER TABLE files ADD COLUMN archive_purged_at TEXT;
+    CREATE INDEX files_partner_received ON files (partner, received_at);
+    CREATE INDEX files_reprocess_of ON files (reprocess_of);
+    CREATE INDEX events_at ON events (at);
+    CREATE INDEX events_partner_kind ON events (partner, kind);
+    CREATE INDEX licenses_file ON licenses (file_id);
+    CREATE INDEX licenses_issue_date ON licenses (issue_date);
+    """,
 )
 
 FILE_COLUMNS = (
@@ -144,6 +171,7 @@ FILE_COLUMNS = (
     "state", "status", "format", "submission_id", "processed_at", "rule_set_date",
     "applications", "licensed", "not_required", "rejected", "new_licenses", "ack_name",
     "ace_names", "archive_path", "error", "duplicate_of", "reprocess_of", "duration_ms",
+    "details_purged_at", "archive_purged_at",
 )
 
 
@@ -190,6 +218,8 @@ class FileRow:
     duplicate_of: str | None
     reprocess_of: str | None
     duration_ms: int | None
+    details_purged_at: str | None
+    archive_purged_at: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,61 +231,72 @@ class PriorLicense:
 
 
 class Ledger:
-    """The SQLite ledger. One instance per process; not shared between threads."""
+    """The ledger on SQLite (a file path) or PostgreSQL (a ``postgresql://`` DSN).
 
-    def __init__(self, path: Path, *, readonly: bool = False) -> None:
-        self.path = path
+    One instance per thread. Migrations run when a writable ledger opens (and with
+    ``aim-gateway db upgrade``).
+    """
+
+    def __init__(self, target: Path | str, *, readonly: bool = False,
+                 migrate: bool = True) -> None:
+        self.path = target
         self.readonly = readonly
-        try:
-            if readonly:
-                # With no -wal file no writer is active: open immutable, so that a dry run does
-                # not even create the -shm file. With a writer active, a normal read-only
-                # connection sees its committed data.
-                wal = path.with_name(path.name + "-wal")
-                mode = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
-                self.db = sqlite3.connect(f"file:{path}?{mode}", uri=True, isolation_level=None)
-            else:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                # One thread uses it at a time (serve has one worker); closing may happen on
-                # another thread after that worker stopped.
-                # Long waits: with serve, partners poll in parallel and one large file holds
-                # the write lock for as long as it takes to process.
-                self.db = sqlite3.connect(str(path), isolation_level=None, timeout=300,
-                                          check_same_thread=False)
-                self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.execute("PRAGMA synchronous=FULL")
-                self.db.execute("PRAGMA foreign_keys=ON")
-                self._migrate()
-        except sqlite3.OperationalError as err:
-            raise FatalError(f"Cannot open the ledger {path}: {err}") from err
+        self.db: Database = connect(target, readonly)
+        self.concurrent = self.db.dialect == "postgresql"  # several workers may share it
+        if not readonly and migrate:
+            self.upgrade()
+        elif readonly and self.db.dialect == "sqlite" and self.schema_version() < len(
+                MIGRATIONS) and isinstance(target, Path) and target.exists():
+            # A ledger written by an older gateway: readers select the newer columns, so
+            # upgrade it once (schema only, no data), then read that.
+            self.db.close()
+            Ledger(target).close()
+            self.db = connect(target, readonly)
 
     def close(self) -> None:
         self.db.close()
 
-    def _migrate(self) -> None:
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
+    def schema_version(self) -> int:
+        if self.db.dialect == "sqlite":
+            return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+        self.db.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+        row = self.db.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        return int(row[0] or 0)
+
+    def upgrade(self) -> list[int]:
+        """Apply the migrations this ledger lacks, each in its own transaction."""
+        version = self.schema_version()
+        if version > len(MIGRATIONS):
             raise FatalError(f"The ledger {self.path} is schema {version}; this gateway knows "
-                             f"{SCHEMA_VERSION}. Upgrade the gateway.")
+                             f"{len(MIGRATIONS)}. Upgrade the gateway.")
+        applied = []
         for number in range(version, len(MIGRATIONS)):
             with self.transaction():
+                if self.db.dialect == "postgresql":
+                    # One migrating worker at a time; the others wait, then find it done.
+                    self.db.execute("LOCK TABLE schema_version IN EXCLUSIVE MODE")
+                    if self.schema_version() > number:
+                        continue
                 for statement in split_statements(MIGRATIONS[number]):
-                    self.db.execute(statement)
-                self.db.execute(f"PRAGMA user_version = {number + 1}")
+                    self.db.execute(translate_ddl(statement, self.db.dialect))
+                if self.db.dialect == "sqlite":
+                    self.db.execute(f"PRAGMA user_version = {number + 1}")
+                else:
+                    self.db.execute("INSERT INTO schema_version (version) VALUES (?)",
+                                    (number + 1,))
+            applied.append(number + 1)
+        return applied
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """BEGIN IMMEDIATE … COMMIT: one writer at a time; rolled back on any exception."""
-        try:
-            self.db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as err:
-            raise TransientError(f"The ledger is busy: {err}") from err
+        """BEGIN … COMMIT (SQLite: IMMEDIATE, one writer); rolled back on any exception."""
+        self.db.begin()
         try:
             yield
         except BaseException:
-            self.db.execute("ROLLBACK")
+            self.db.rollback()
             raise
-        self.db.execute("COMMIT")
+        self.db.commit()
 
     # -- files -------------------------------------------------------------------------------
 
@@ -264,7 +305,7 @@ class Ledger:
         key = day.strftime("%Y%m%d")
         row = self.db.execute(
             "INSERT INTO file_counter (day, last) VALUES (?, 1) "
-            "ON CONFLICT (day) DO UPDATE SET last = last + 1 RETURNING last",
+            "ON CONFLICT (day) DO UPDATE SET last = file_counter.last + 1 RETURNING last",
             (key,),
         ).fetchone()
         return f"{key}-{row[0]:06d}"
@@ -404,11 +445,12 @@ class Ledger:
     def partner_state(self, partner: str) -> dict[str, object]:
         row = self.db.execute(
             "SELECT failures, last_error, last_poll_at, last_success_at, next_attempt_at, "
-            "alerting FROM partner_state WHERE partner = ?", (partner,)).fetchone()
+            "alerting, silent, watched_since FROM partner_state WHERE partner = ?",
+            (partner,)).fetchone()
         keys = ("failures", "last_error", "last_poll_at", "last_success_at", "next_attempt_at",
-                "alerting")
+                "alerting", "silent", "watched_since")
         if row is None:
-            return dict(zip(keys, (0, None, None, None, 0.0, 0), strict=True))
+            return dict(zip(keys, (0, None, None, None, 0.0, 0, 0, None), strict=True))
         return dict(zip(keys, row, strict=True))
 
     def set_partner_state(self, partner: str, **values: object) -> None:
@@ -424,9 +466,52 @@ class Ledger:
             "ORDER BY file_id", (partner,)).fetchall()
         return [FileRow(*r) for r in rows]
 
+    # -- leases and shared counters (several workers) ---------------------------------------
+
+    def now(self) -> float:
+        """Seconds since the epoch by the database's clock: leases of workers on several
+        machines are compared on one clock, not on each machine's."""
+        if self.db.dialect == "postgresql":
+            return float(self.db.execute(
+                "SELECT EXTRACT(EPOCH FROM clock_timestamp())").fetchone()[0])
+        return time.time()
+
+    def acquire_lease(self, partner: str, owner: str, seconds: float, now: float) -> bool:
+        """Take (or renew) the partner's lease if it is free, expired or ours."""
+        row = self.db.execute(
+            "INSERT INTO partner_lease (partner, owner, expires_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (partner) DO UPDATE SET owner = excluded.owner, "
+            "expires_at = excluded.expires_at "
+            "WHERE partner_lease.expires_at < ? OR partner_lease.owner = excluded.owner "
+            "RETURNING owner", (partner, owner, now + seconds, now)).fetchone()
+        return row is not None and row[0] == owner
+
+    def renew_lease(self, partner: str, owner: str, seconds: float, now: float) -> bool:
+        """Extend a lease we hold; False when it was lost (expired and taken by another)."""
+        cursor = self.db.execute(
+            "UPDATE partner_lease SET expires_at = ? WHERE partner = ? AND owner = ?",
+            (now + seconds, partner, owner))
+        return cursor.rowcount == 1
+
+    def release_lease(self, partner: str, owner: str) -> None:
+        self.db.execute("DELETE FROM partner_lease WHERE partner = ? AND owner = ?",
+                        (partner, owner))
+
+    def next_license_sequence(self, year: int) -> int:
+        """Draw one number from the year's counter row in its own committed transaction
+        (PostgreSQL, several workers): unique across workers, never waits for a file."""
+        conn = self.db.counter_connection()  # type: ignore[attr-defined]
+        row = conn.execute(
+            "INSERT INTO license_counter (year, last) VALUES (%s, 1) ON CONFLICT (year) DO "
+            "UPDATE SET last = license_counter.last + 1 RETURNING last", (year,)).fetchone()
+        return int(row[0])
+
     def integrity_problems(self) -> list[str]:
         """SQLite's own check plus the ledger's invariants; empty when all is well."""
-        problems = [r[0] for r in self.db.execute("PRAGMA integrity_check") if r[0] != "ok"]
+        problems = []
+        if self.db.dialect == "sqlite":
+            problems += [r[0] for r in self.db.execute("PRAGMA integrity_check")
+                         if r[0] != "ok"]
         dup = self.db.execute(
             "SELECT license_number FROM applications WHERE reused = 0 AND license_number IS "
             "NOT NULL GROUP BY license_number HAVING COUNT(*) > 1").fetchall()

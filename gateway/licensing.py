@@ -49,15 +49,24 @@ class LicenseIssuer:
     def next_number(self) -> str:
         if self.ledger is None or self.ledger.readonly:
             return PENDING
-        if self.last >= MAX_SEQUENCE:
+        if self.ledger.concurrent:
+            # Several workers: the shared counter row, committed at once (a rollback leaves
+            # a gap, never a repeat).
+            sequence = self.ledger.next_license_sequence(self.year)
+        else:
+            # One writer: counted here and saved with the licenses in one transaction, so a
+            # crash and a rerun draw the same numbers.
+            sequence = self.last + 1
+        if sequence > MAX_SEQUENCE:
             raise FatalError(f"License numbers for {self.year} are exhausted "
                              f"({MAX_SEQUENCE:,} issued).")
-        self.last += 1
+        self.last = sequence
         self.issued += 1
-        return format_license(self.year, self.last)
+        return format_license(self.year, sequence)
 
     def save(self) -> None:
-        if self.ledger is not None and not self.ledger.readonly and self.issued:
+        if self.ledger is not None and not self.ledger.readonly and self.issued and \
+                not self.ledger.concurrent:
             self.ledger.set_license_sequence(self.year, self.last)
 
 

@@ -9,8 +9,11 @@ it recovers.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
@@ -32,10 +35,13 @@ class PollReport:
     skipped: int = 0
     error: str | None = None
     backing_off: bool = False
+    leased_elsewhere: bool = False  # another worker is polling this partner
 
 
-def open_ledger(config: Config, *, readonly: bool = False) -> Ledger:
-    return Ledger(config.gateway.data_dir / "ledger.sqlite", readonly=readonly)
+def open_ledger(config: Config, *, readonly: bool = False, migrate: bool = True) -> Ledger:
+    """The configured ledger: PostgreSQL when ``gateway.ledger`` is a DSN, else SQLite."""
+    target = config.gateway.ledger or config.gateway.data_dir / "ledger.sqlite"
+    return Ledger(target, readonly=readonly, migrate=migrate)
 
 
 def event_log(config: Config) -> EventLog:
@@ -44,6 +50,52 @@ def event_log(config: Config) -> EventLog:
 
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def worker_name() -> str:
+    """This worker's name in leases: host, process, and a nonce (a pid can be reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def _trace_poll(partner: str, worker: str, started: float, ended: float) -> None:
+    """Test hook (``AIMGW_POLL_TRACE=<file>``, unset in production): one line per poll held
+    under a lease, so that a test can prove no two workers ever polled one partner at once."""
+    path = os.environ.get("AIMGW_POLL_TRACE")
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(f"{partner}\t{worker}\t{started:.6f}\t{ended:.6f}\n")
+
+
+class LeaseKeeper:
+    """Renews a partner's lease from its own thread and connection while the work goes on,
+    so that a long file never lets the lease lapse; ``lost`` says another worker took it."""
+
+    def __init__(self, config: Config, partner_id: str, owner: str) -> None:
+        self.config = config
+        self.partner_id = partner_id
+        self.owner = owner
+        self.lost = threading.Event()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"lease-{partner_id}")
+        self._thread.start()
+
+    def _run(self) -> None:
+        seconds = self.config.gateway.lease_seconds
+        ledger = open_ledger(self.config, migrate=False)
+        try:
+            while not self._done.wait(max(0.5, seconds / 3)):
+                if not ledger.renew_lease(self.partner_id, self.owner, seconds, ledger.now()):
+                    self.lost.set()
+                    return
+        except GatewayError:
+            self.lost.set()
+        finally:
+            ledger.close()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
 
 
 class Runner:
@@ -63,6 +115,7 @@ class Runner:
         self.events = events or event_log(config)
         self.layout = Layout.of(config)
         self.processor = FileProcessor(config, self.ledger, self.events, as_of)
+        self.worker = worker_name()
         self._recovered = False
 
     def close(self) -> None:
@@ -71,8 +124,13 @@ class Runner:
             self.events.close()
 
     def recover(self) -> None:
-        """Finish every file a crash left half-done, before any new file is taken."""
-        removed = clean_work(self.ledger, self.layout)
+        """Finish every file a crash left half-done, before any new file is taken.
+
+        Each partner's files are finished under its lease, so that with several workers a
+        file another worker is processing right now is never touched.
+        """
+        stale_after = 2 * self.config.gateway.lease_seconds if self.ledger.concurrent else 0
+        removed = clean_work(self.ledger, self.layout, stale_after)
         if removed:
             self.events.emit(None, "recovery.cleaned", files=removed)
         known = {p.id for p in self.config.partners}
@@ -81,6 +139,8 @@ class Runner:
                 log.warning("files of unknown partner %s left as they are", partner_id)
                 continue
             partner = self.config.partner(partner_id)
+            if not self._lease(partner_id):
+                continue  # another worker holds it and finishes them
             inbox = open_inbox(partner, self.ledger)
             try:
                 self._finish_unfinished(inbox, partner)
@@ -90,7 +150,12 @@ class Runner:
                                  error=str(err))
             finally:
                 inbox.close()
+                self.ledger.release_lease(partner_id, self.worker)
         self._recovered = True
+
+    def _lease(self, partner_id: str) -> bool:
+        return self.ledger.acquire_lease(partner_id, self.worker,
+                                         self.config.gateway.lease_seconds, self.ledger.now())
 
     def run_once(self) -> list[PollReport]:
         if not self._recovered:
@@ -99,29 +164,39 @@ class Runner:
                 not self.stop.is_set()]
 
     def poll(self, partner: PartnerConfig) -> PollReport:
-        """Take what one partner has waiting, within its per-poll caps and back-off."""
+        """Take what one partner has waiting, within its per-poll caps and back-off, while
+        holding the partner's lease (no two workers ever poll one partner at once)."""
         report = PollReport(partner.id)
         state = self.ledger.partner_state(partner.id)
         if float(state["next_attempt_at"] or 0) > time.time():  # type: ignore[arg-type]
             report.backing_off = True
             return report
+        if not self._lease(partner.id):
+            report.leased_elsewhere = True
+            return report
+        keeper = LeaseKeeper(self.config, partner.id, self.worker)
         inbox = open_inbox(partner, self.ledger)
+        started = time.time()
         try:
-            self._finish_unfinished(inbox, partner)
-            self._take_new(inbox, partner, report)
+            self._finish_unfinished(inbox, partner, keeper)
+            self._take_new(inbox, partner, report, keeper)
         except (TransientError, FatalError) as err:
             # FatalError here is the partner's own (a key file that cannot be read): it
             # fails this partner, never the gateway or the other partners.
             report.error = str(err)
         finally:
             inbox.close()
+            keeper.stop()
+            _trace_poll(partner.id, self.worker, started, time.time())
+            self.ledger.release_lease(partner.id, self.worker)
         self._record_health(partner, report, state)
         return report
 
-    def _take_new(self, inbox: Inbox, partner: PartnerConfig, report: PollReport) -> None:
+    def _take_new(self, inbox: Inbox, partner: PartnerConfig, report: PollReport,
+                  keeper: LeaseKeeper) -> None:
         budget_files, budget_bytes = partner.max_files, partner.max_bytes
         for remote in inbox.list():
-            if self.stop.is_set():
+            if self.stop.is_set() or keeper.lost.is_set():
                 break
             if self.ledger.already_taken(partner.id, remote.name, remote.size, remote.mtime):
                 report.skipped += 1
@@ -137,9 +212,10 @@ class Runner:
             assert row is not None
             self._complete(inbox, row)
 
-    def _finish_unfinished(self, inbox: Inbox, partner: PartnerConfig) -> None:
+    def _finish_unfinished(self, inbox: Inbox, partner: PartnerConfig,
+                           keeper: LeaseKeeper | None = None) -> None:
         for row in self.ledger.unfinished_for(partner.id):
-            if self.stop.is_set():
+            if self.stop.is_set() or (keeper is not None and keeper.lost.is_set()):
                 return
             self._complete(inbox, row)
 

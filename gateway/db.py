@@ -1,0 +1,179 @@
+"""The two databases behind the ledger: SQLite (embedded default) and PostgreSQL (psycopg 3).
+
+Both are used through one small interface (``execute``, ``executemany``, ``begin``, ``commit``,
+``rollback``), with the ledger's SQL written once with ``?`` placeholders and SQLite-style DDL
+that ``translate_ddl`` turns into PostgreSQL's. A DSN starting with ``postgresql://`` or
+``postgres://`` selects PostgreSQL; anything else is a SQLite file path.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from gateway.errors import FatalError, TransientError
+
+POSTGRES_PREFIXES = ("postgresql://", "postgres://")
+
+
+def is_postgres(target: str | Path) -> bool:
+    return isinstance(target, str) and target.startswith(POSTGRES_PREFIXES)
+
+
+class Cursor(Protocol):
+    rowcount: int
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Any: ...
+
+
+class Database(Protocol):
+    dialect: str
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor: ...
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None: ...
+
+    def begin(self) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SqliteDb:
+    """SQLite in WAL mode; ``begin`` takes the write lock at once (BEGIN IMMEDIATE)."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: Path, readonly: bool) -> None:
+        try:
+            if readonly:
+                # With no -wal file no writer is active: open immutable, so that a dry run
+                # does not even create the -shm file. With a writer active, a normal
+                # read-only connection sees its committed data.
+                wal = path.with_name(path.name + "-wal")
+                mode = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
+                self.conn = sqlite3.connect(f"file:{path}?{mode}", uri=True,
+                                            isolation_level=None, check_same_thread=False)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                # Long waits: with serve, partners poll in parallel and one large file holds
+                # the write lock for as long as it takes to process. One thread uses a
+                # connection at a time; closing may happen on another thread.
+                self.conn = sqlite3.connect(str(path), isolation_level=None, timeout=300,
+                                            check_same_thread=False)
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=FULL")
+                self.conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.OperationalError as err:
+            raise FatalError(f"Cannot open the ledger {path}: {err}") from err
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
+        return self.conn.execute(sql, params)  # type: ignore[return-value]
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        self.conn.executemany(sql, rows)
+
+    def begin(self) -> None:
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as err:
+            raise TransientError(f"The ledger is busy: {err}") from err
+
+    def commit(self) -> None:
+        self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        self.conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+_PLACEHOLDER = re.compile(r"\?")
+
+
+class PostgresDb:
+    """PostgreSQL through psycopg 3, in autocommit mode with explicit transactions."""
+
+    dialect = "postgresql"
+
+    def __init__(self, dsn: str, readonly: bool) -> None:
+        import psycopg
+
+        self._psycopg = psycopg
+        try:
+            self.conn = psycopg.connect(dsn, autocommit=True, connect_timeout=15)
+        except psycopg.OperationalError as err:
+            raise TransientError(f"Cannot reach the ledger database: {err}") from err
+        if readonly:
+            self.conn.execute("SET default_transaction_read_only = on")
+        self._dsn = dsn
+        self._counter: Any = None
+
+    @staticmethod
+    def _sql(sql: str) -> str:
+        return _PLACEHOLDER.sub("%s", sql)
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
+        try:
+            return self.conn.execute(self._sql(sql), params)  # type: ignore[return-value]
+        except self._psycopg.OperationalError as err:
+            raise TransientError(f"The ledger database failed: {err}") from err
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        with self.conn.cursor() as cursor:
+            cursor.executemany(self._sql(sql), list(rows))
+
+    def begin(self) -> None:
+        self.conn.execute("BEGIN")
+
+    def commit(self) -> None:
+        self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        self.conn.execute("ROLLBACK")
+
+    def counter_connection(self) -> Any:
+        """A second, autocommit connection: counters drawn there commit at once, so that
+        workers never wait on each other's file transactions to get a license number."""
+        if self._counter is None:
+            self._counter = self._psycopg.connect(self._dsn, autocommit=True,
+                                                  connect_timeout=15)
+        return self._counter
+
+    def close(self) -> None:
+        if self._counter is not None:
+            self._counter.close()
+        self.conn.close()
+
+
+def connect(target: str | Path, readonly: bool = False) -> Database:
+    if is_postgres(target):
+        return PostgresDb(str(target), readonly)
+    return SqliteDb(Path(target), readonly)
+
+
+_DDL_RULES = (
+    (re.compile(r"\bINTEGER PRIMARY KEY AUTOINCREMENT\b"), "BIGSERIAL PRIMARY KEY"),
+    (re.compile(r"\bINTEGER\b"), "BIGINT"),
+    (re.compile(r"\bREAL\b"), "DOUBLE PRECISION"),
+)
+
+
+def translate_ddl(sql: str, dialect: str) -> str:
+    """The ledger's DDL is written for SQLite; PostgreSQL gets wider integers and floats."""
+    if dialect != "postgresql":
+        return sql
+    for pattern, replacement in _DDL_RULES:
+        sql = pattern.sub(replacement, sql)
+    return sql

@@ -1,0 +1,168 @@
+"""Several `aim-gateway serve` workers sharing one PostgreSQL ledger and shared folders.
+
+A real PostgreSQL (tests/pg_server.py) and a real sshd (tests/sftp_server.py). Workers are
+real processes; one is killed with SIGKILL in the middle of the run. Then: every file taken
+exactly once, every application licensed once, no license number repeated, each license in
+exactly one ACE file, and no partner ever polled by two workers at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+import pytest
+from sftp_server import SshServer
+
+ROOT = Path(__file__).resolve().parent.parent
+GOOD = (ROOT / "inbox" / "sample" / "acme-20261201-good.xml").read_bytes()
+LOCAL_PARTNERS = ("alpha", "bravo", "charlie", "delta")
+FILES_PER_PARTNER = 6
+LICENSES_PER_FILE = 3  # the good sample licenses PO-4411, PO-4412 (FTZ) and PO-4413
+
+
+def submission(partner: str, n: int) -> bytes:
+    tag = f"{partner[:3].upper()}{n:03d}"
+    return (GOOD.replace(b"ACME-20261201-001", f"SUB-{tag}".encode())
+            .replace(b'ref="PO-44', f'ref="{tag}-'.encode())
+            .replace(b'ref="WH-', f'ref="{tag}W-'.encode()))
+
+
+def build(base: Path, dsn: str, sshd: SshServer) -> tuple[Path, dict[str, Path]]:
+    inboxes: dict[str, Path] = {}
+    blocks = []
+    for partner in LOCAL_PARTNERS:
+        inbox = base / "in" / partner
+        inbox.mkdir(parents=True)
+        inboxes[partner] = inbox
+        blocks.append(f'[partners.{partner}]\nname = "{partner}"\ninbox = "{inbox}"\n'
+                      f'processed_dir = "{base / "done" / partner}"\n')
+    account = sshd.account("echo")
+    inboxes["echo"] = Path(account.inbox)
+    blocks.append(f"""[partners.echo]
+name = "echo"
+kind = "sftp"
+host = "127.0.0.1"
+port = {sshd.port}
+user = "{sshd.user}"
+key_file = "{sshd.key_file}"
+known_hosts = "{sshd.known_hosts}"
+remote_inbox = "{account.inbox}"
+remote_ack_dir = "{account.acks}"
+remote_processed_dir = "{account.processed}"
+min_age_seconds = 0
+connect_timeout = 5
+auth_timeout = 5
+""")
+    for partner, inbox in inboxes.items():
+        for n in range(FILES_PER_PARTNER):
+            (inbox / f"{partner}-{n:02d}.xml").write_bytes(submission(partner, n))
+    cfg = base / "config.toml"
+    cfg.write_text(f"""[gateway]
+data_dir = "{base / 'shared' / 'data'}"
+outbox_dir = "{base / 'shared' / 'outbox'}"
+ledger = "{dsn}"
+poll_interval_seconds = 1
+lease_seconds = 3
+[log]
+events_file = "{base / 'shared' / 'events.jsonl'}"
+""" + "\n".join(blocks))
+    return cfg, inboxes
+
+
+def start_worker(cfg: Path, trace: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "AIMGW_POLL_TRACE": str(trace)}
+    return subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--config",
+                             str(cfg)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+
+
+def done_count(dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        try:
+            return int(conn.execute("SELECT COUNT(*) FROM files WHERE state = 'DONE'")
+                       .fetchone()[0])
+        except psycopg.errors.UndefinedTable:
+            return 0
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_workers_share_partners_and_survive_a_killed_worker(
+        tmp_path: Path, pg_dsn: str, sshd: SshServer, workers: int) -> None:
+    cfg, inboxes = build(tmp_path, pg_dsn, sshd)
+    total_files = len(inboxes) * FILES_PER_PARTNER
+    trace = tmp_path / "polls.tsv"
+    procs = [start_worker(cfg, trace) for _ in range(workers)]
+    try:
+        # Kill one worker as soon as work is under way (some files done, most not).
+        assert wait_until(lambda: done_count(pg_dsn) >= 3, 60)
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait(timeout=10)
+        assert wait_until(lambda: done_count(pg_dsn) == total_files, 120), \
+            f"{done_count(pg_dsn)} of {total_files} files done"
+    finally:
+        for proc in procs[1:]:
+            proc.send_signal(signal.SIGTERM)
+        codes = [proc.wait(timeout=30) for proc in procs[1:]]
+    assert codes == [0] * (workers - 1), [p.stderr.read() for p in procs[1:] if p.stderr]
+
+    with psycopg.connect(pg_dsn) as conn:
+        files = conn.execute("SELECT partner, remote_name, state, status FROM files").fetchall()
+        numbers = [r[0] for r in conn.execute("SELECT license_number FROM licenses")]
+        refs = conn.execute("SELECT partner, ref, COUNT(*) FROM licenses "
+                            "GROUP BY partner, ref HAVING COUNT(*) > 1").fetchall()
+        issued = conn.execute("SELECT license_number FROM applications WHERE reused = 0 "
+                              "AND license_number IS NOT NULL").fetchall()
+    # Every file taken exactly once and finished.
+    assert len(files) == total_files
+    assert len({(p, n) for p, n, _, _ in files}) == total_files
+    assert {(s, st) for _, _, s, st in files} == {("DONE", "ACCEPTED")}
+    # Every application licensed once, no number twice.
+    assert len(numbers) == total_files * LICENSES_PER_FILE == len(set(numbers))
+    assert refs == []
+    assert sorted(n for (n,) in issued) == sorted(numbers)
+    # Each license in exactly one ACE file (52 records, one per covered line, and FT60s).
+    files_of: dict[str, set[str]] = {}
+    for ace in (tmp_path / "shared" / "outbox" / "ace").glob("*.txt"):
+        for record in ace.read_text().splitlines():
+            number = None
+            if record.startswith("52"):
+                number = record[4:14].strip()
+            elif record.startswith("60"):
+                number = record[50:72].strip()
+            if number:
+                files_of.setdefault(number, set()).add(ace.name)
+    assert sorted(files_of) == sorted(numbers)
+    assert all(len(names) == 1 for names in files_of.values())
+    # Inboxes emptied, nothing left in the shared work folders.
+    assert all(not any(p.iterdir()) for p in inboxes.values())
+    work = tmp_path / "shared" / "data" / "work"
+    assert not any((work / "received").iterdir()) if (work / "received").exists() else True
+    # No partner was ever polled by two workers at once.
+    intervals: dict[str, list[tuple[float, float, str]]] = {}
+    for line in trace.read_text().splitlines():
+        partner, worker, start, end = line.split("\t")
+        intervals.setdefault(partner, []).append((float(start), float(end), worker))
+    assert set(intervals) == set(inboxes)
+    for partner, spans in intervals.items():
+        spans.sort()
+        for (_s1, e1, w1), (s2, _e2, w2) in itertools.pairwise(spans):
+            assert s2 >= e1 or w1 == w2, f"{partner}: {w1} and {w2} overlapped"
+    # Work was really shared: more than one worker took part.
+    assert len({w for spans in intervals.values() for *_, w in spans}) >= 2
