@@ -493,6 +493,19 @@ class Ledger:
             (now + seconds, partner, owner))
         return cursor.rowcount == 1
 
+    def lease_owner(self, partner: str) -> str | None:
+        row = self.db.execute("SELECT owner FROM partner_lease WHERE partner = ?",
+                              (partner,)).fetchone()
+        return row[0] if row else None
+
+    def take_over_lease(self, partner: str, dead_owner: str, owner: str, seconds: float,
+                        now: float) -> bool:
+        """Replace a lease whose owner is known to be dead (compare-and-swap on the owner)."""
+        cursor = self.db.execute(
+            "UPDATE partner_lease SET owner = ?, expires_at = ? WHERE partner = ? AND owner = ?",
+            (owner, now + seconds, partner, dead_owner))
+        return cursor.rowcount == 1
+
     def release_lease(self, partner: str, owner: str) -> None:
         self.db.execute("DELETE FROM partner_lease WHERE partner = ? AND owner = ?",
                         (partner, owner))

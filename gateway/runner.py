@@ -18,12 +18,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from gateway import crash
+from gateway.alerts import Alerts, check_silence
 from gateway.config import Config, PartnerConfig
 from gateway.errors import FatalError, GatewayError, TransientError
 from gateway.events import EventLog
 from gateway.intake import Inbox, clean_work, open_inbox, receive
 from gateway.ledger import FileRow, Ledger
 from gateway.process import FileProcessor, Layout, processing_date, stored_ack
+from gateway.statusfile import write_status_files
 
 log = logging.getLogger("gateway.runner")
 
@@ -55,6 +57,32 @@ def _now_iso() -> str:
 def worker_name() -> str:
     """This worker's name in leases: host, process, and a nonce (a pid can be reused)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def _dead_local_worker(owner: str) -> bool:
+    """True when ``owner`` (host:pid:nonce) is a process of this machine that has ended."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, someone else's
+    return _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _trace_poll(partner: str, worker: str, started: float, ended: float) -> None:
@@ -115,6 +143,7 @@ class Runner:
         self.events = events or event_log(config)
         self.layout = Layout.of(config)
         self.processor = FileProcessor(config, self.ledger, self.events, as_of)
+        self.alerts = Alerts(config.alerts, self.events)
         self.worker = worker_name()
         self._recovered = False
 
@@ -154,8 +183,16 @@ class Runner:
         self._recovered = True
 
     def _lease(self, partner_id: str) -> bool:
-        return self.ledger.acquire_lease(partner_id, self.worker,
-                                         self.config.gateway.lease_seconds, self.ledger.now())
+        seconds, now = self.config.gateway.lease_seconds, self.ledger.now()
+        if self.ledger.acquire_lease(partner_id, self.worker, seconds, now):
+            return True
+        # A worker of this machine that died (kill -9, a crash) need not be waited for.
+        owner = self.ledger.lease_owner(partner_id)
+        if owner is not None and _dead_local_worker(owner):
+            self.events.emit(self.ledger, "lease.taken_over", partner=partner_id,
+                             dead_worker=owner)
+            return self.ledger.take_over_lease(partner_id, owner, self.worker, seconds, now)
+        return False
 
     def run_once(self) -> list[PollReport]:
         if not self._recovered:
@@ -178,19 +215,34 @@ class Runner:
         inbox = open_inbox(partner, self.ledger)
         started = time.time()
         try:
-            self._finish_unfinished(inbox, partner, keeper)
-            self._take_new(inbox, partner, report, keeper)
-        except (TransientError, FatalError) as err:
-            # FatalError here is the partner's own (a key file that cannot be read): it
-            # fails this partner, never the gateway or the other partners.
-            report.error = str(err)
+            try:
+                self._finish_unfinished(inbox, partner, keeper)
+                self._take_new(inbox, partner, report, keeper)
+            except (TransientError, FatalError) as err:
+                # FatalError here is the partner's own (a key file that cannot be read): it
+                # fails this partner, never the gateway or the other partners.
+                report.error = str(err)
+            self._record_health(partner, report, state)
+            self._after_poll(partner, report, inbox)  # the inbox still open: status upload
         finally:
             inbox.close()
             keeper.stop()
             _trace_poll(partner.id, self.worker, started, time.time())
             self.ledger.release_lease(partner.id, self.worker)
-        self._record_health(partner, report, state)
         return report
+
+    def _after_poll(self, partner: PartnerConfig, report: PollReport, inbox: Inbox) -> None:
+        """Silence alerts, the webhook, the partner's status files: none of them fails a poll."""
+        try:
+            check_silence(self.ledger, self.alerts, partner)
+        except GatewayError as err:  # the ledger busy: the next poll checks again
+            log.warning("silence check of %s: %s", partner.id, err)
+        self.alerts.flush(self.ledger)
+        if partner.status_files:
+            # Not uploaded when the poll failed: the server is likely down, and a second
+            # connection attempt would only double the wait.
+            write_status_files(self.ledger, self.layout, partner,
+                               inbox if report.error is None else None, self.events)
 
     def _take_new(self, inbox: Inbox, partner: PartnerConfig, report: PollReport,
                   keeper: LeaseKeeper) -> None:
@@ -219,6 +271,11 @@ class Runner:
                 return
             self._complete(inbox, row)
 
+    def complete(self, inbox: Inbox, row: FileRow) -> None:
+        """Take one received file to DONE: process, archive, deliver its ack, dispose of the
+        partner's original (never for a reprocessed file)."""
+        self._complete(inbox, row)
+
     def _complete(self, inbox: Inbox, row: FileRow) -> None:
         row = self.processor.finish(row)
         if row.state == "ARCHIVED":
@@ -243,7 +300,7 @@ class Runner:
                     partner.id, failures=0, last_error=None, last_poll_at=_now_iso(),
                     last_success_at=_now_iso(), next_attempt_at=0, alerting=0)
                 if alerting:
-                    self.events.emit(self.ledger, "partner.recovered", partner=partner.id,
+                    self.alerts.emit(self.ledger, "partner.recovered", partner=partner.id,
                                      after_failures=failures)
                 return
             failures += 1
@@ -256,5 +313,5 @@ class Runner:
             self.events.emit(self.ledger, "partner.error", partner=partner.id,
                              error=report.error, failures=failures, retry_in_s=delay)
             if not alerting and failures >= partner.failure_alert_after:
-                self.events.emit(self.ledger, "partner.failing", partner=partner.id,
+                self.alerts.emit(self.ledger, "partner.failing", partner=partner.id,
                                  failures=failures, error=report.error)
