@@ -1,0 +1,163 @@
+"""Scaling of `aim-gateway serve` workers on PostgreSQL, against one SQLite worker.
+
+One batch (partners × files × lines, the generator of bench/generate.py), processed from
+start to finish by: 1 worker on SQLite (the baseline), then 1, 2 and 3 workers on one
+PostgreSQL ledger with shared folders. Each run starts from empty folders and an empty
+database; the time is from the workers' start until every file is DONE in the ledger (polled
+every 0.2 s). Every run is verified: all files DONE, the expected number of licenses, no
+number twice.
+
+    .venv/bin/python bench/bench_workers.py [--partners 6] [--files 8] [--lines 2000]
+
+Needs PostgreSQL's initdb/pg_ctl (the test suite's tests/pg_server.py starts a throwaway
+cluster) and runs as root or as a user who may run them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from pg_server import PgServer  # noqa: E402  (the tests' throwaway PostgreSQL)
+
+PYTHON = sys.executable
+
+
+def make_batch(folder: Path, partners: int, files: int, lines: int) -> tuple[list[str], int]:
+    """Generate the inputs once; returns partner ids and the expected license count."""
+    names = [f"p{n:02d}" for n in range(partners)]
+    expected = 0
+    for p_index, partner in enumerate(names):
+        inbox = folder / partner
+        inbox.mkdir(parents=True)
+        for f_index in range(files):
+            out = inbox / f"{partner}-{f_index:03d}.xml"
+            subprocess.run([PYTHON, str(ROOT / "bench" / "generate.py"), "--lines", str(lines),
+                            "--lines-per-app", "20", "--seed", str(p_index * 1000 + f_index),
+                            "--out", str(out)], check=True, capture_output=True)
+            meta_path = out.with_name(out.name + ".meta.json")
+            expected += int(json.loads(meta_path.read_text())["expected"]["licensed"])
+            meta_path.unlink()
+    return names, expected
+
+
+def write_config(run: Path, inputs: Path, names: list[str], ledger: str | None) -> Path:
+    blocks = []
+    for partner in names:
+        inbox = run / "in" / partner
+        shutil.copytree(inputs / partner, inbox)
+        blocks.append(f'[partners.{partner}]\nname = "{partner}"\ninbox = "{inbox}"\n'
+                      f'disposition = "delete"\n')
+    ledger_line = f'ledger = "{ledger}"\n' if ledger else ""
+    cfg = run / "config.toml"
+    cfg.write_text(f'[gateway]\ndata_dir = "{run / "data"}"\noutbox_dir = "{run / "outbox"}"\n'
+                   f'poll_interval_seconds = 1\nlease_seconds = 30\n'
+                   f'max_file_bytes = 2000000000\n{ledger_line}' + "\n".join(blocks))
+    return cfg
+
+
+def done(run: Path, ledger: str | None) -> tuple[int, int, int]:
+    """(files DONE, licenses, distinct license numbers)."""
+    query = ("SELECT (SELECT COUNT(*) FROM files WHERE state = 'DONE'), "
+             "(SELECT COUNT(*) FROM licenses), (SELECT COUNT(DISTINCT license_number) "
+             "FROM licenses)")
+    try:
+        if ledger:
+            import psycopg
+
+            with psycopg.connect(ledger) as conn:
+                row = conn.execute(query).fetchone()
+        else:
+            with sqlite3.connect(run / "data" / "ledger.sqlite") as conn:
+                row = conn.execute(query).fetchone()
+    except Exception:  # the ledger is not created yet
+        return (0, 0, 0)
+    return (int(row[0]), int(row[1]), int(row[2]))
+
+
+def run_workers(inputs: Path, names: list[str], files_total: int, expected: int,
+                workers: int, ledger: str | None) -> float:
+    run = Path(tempfile.mkdtemp(prefix="aimgw-bench-run-"))
+    try:
+        cfg = write_config(run, inputs, names, ledger)
+        if ledger:  # the schema first, so that workers start equal
+            subprocess.run([PYTHON, "-m", "gateway.cli", "db", "upgrade", "--config", str(cfg)],
+                           check=True, capture_output=True)
+        started = time.perf_counter()
+        procs = [subprocess.Popen([PYTHON, "-m", "gateway.cli", "serve", "--config", str(cfg),
+                                   ], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE) for _ in range(workers)]
+        try:
+            while done(run, ledger)[0] < files_total:
+                if any(p.poll() is not None for p in procs):
+                    raise SystemExit("a worker died: " + b"".join(
+                        p.stderr.read() for p in procs if p.stderr).decode()[-2000:])
+                time.sleep(0.2)
+            elapsed = time.perf_counter() - started
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.wait(timeout=60)
+        files_done, licenses, distinct = done(run, ledger)
+        if not (files_done == files_total and licenses == distinct == expected):
+            raise SystemExit(f"run not verified: {files_done} files, {licenses} licenses "
+                             f"({distinct} distinct), {expected} expected")
+        return elapsed
+    finally:
+        shutil.rmtree(run, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--partners", type=int, default=6)
+    parser.add_argument("--files", type=int, default=8, help="files per partner")
+    parser.add_argument("--lines", type=int, default=2000, help="product lines per file")
+    args = parser.parse_args()
+    inputs = Path(tempfile.mkdtemp(prefix="aimgw-bench-in-"))
+    server = PgServer()
+    server.start()
+    results = []
+    try:
+        names, expected = make_batch(inputs, args.partners, args.files, args.lines)
+        files_total = args.partners * args.files
+        lines_total = files_total * args.lines
+        base = run_workers(inputs, names, files_total, expected, 1, None)
+        results.append(("SQLite", 1, base))
+        for workers in (1, 2, 3):
+            dsn = server.create(f"bench_{workers}_{os.getpid()}")
+            results.append(("PostgreSQL", workers,
+                            run_workers(inputs, names, files_total, expected, workers, dsn)))
+    finally:
+        server.stop()
+        shutil.rmtree(inputs, ignore_errors=True)
+    print(f"\nbatch: {args.partners} partners x {args.files} files x {args.lines} lines "
+          f"= {lines_total:,} product lines; {os.cpu_count()} CPUs\n")
+    print("| ledger | workers | seconds | lines/s | vs SQLite, 1 worker |")
+    print("|---|---:|---:|---:|---:|")
+    for ledger, workers, seconds in results:
+        print(f"| {ledger} | {workers} | {seconds:.2f} | {lines_total / seconds:,.0f} | "
+              f"{base / seconds:.2f}x |")
+    print(f"\nReproduce: .venv/bin/python bench/bench_workers.py --partners {args.partners} "
+          f"--files {args.files} --lines {args.lines}")
+    out = ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "workers-results.json").write_text(json.dumps(
+        {"partners": args.partners, "files": args.files, "lines": args.lines,
+         "results": [{"ledger": r[0], "workers": r[1], "seconds": r[2]} for r in results]},
+        indent=2))
+
+
+if __name__ == "__main__":
+    main()
