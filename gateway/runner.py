@@ -218,9 +218,10 @@ class Runner:
             try:
                 self._finish_unfinished(inbox, partner, keeper)
                 self._take_new(inbox, partner, report, keeper)
-            except (TransientError, FatalError) as err:
-                # FatalError here is the partner's own (a key file that cannot be read): it
-                # fails this partner, never the gateway or the other partners.
+            except (TransientError, FatalError, OSError) as err:
+                # FatalError here is the partner's own (a key file that cannot be read),
+                # OSError a local disk that is full or gone: it fails this poll (the file in
+                # hand is rolled back, to be taken again), never the gateway or the others.
                 report.error = str(err)
             self._record_health(partner, report, state)
             self._after_poll(partner, report, inbox)  # the inbox still open: status upload

@@ -135,7 +135,12 @@ class SftpInbox:
         assert transport is not None
         transport.set_keepalive(p.keepalive_seconds)
         self.server_key = transport.get_remote_server_key()
-        sftp = client.open_sftp()
+        try:
+            sftp = client.open_sftp()
+        except (paramiko.SSHException, OSError, EOFError) as err:
+            client.close()
+            raise TransientError(f"partner {p.id}: {p.host}:{p.port} accepted the login but "
+                                 f"not the SFTP session: {self._why(err)}") from err
         sftp.get_channel().settimeout(p.operation_timeout)  # type: ignore[union-attr]
         self._client, self._sftp = client, sftp
         return sftp
@@ -147,6 +152,16 @@ class SftpInbox:
             self._client.close()
         self._client = self._sftp = None
 
+    def _why(self, err: BaseException) -> str:
+        """Why an operation failed, in words (some paramiko errors have an empty message)."""
+        if isinstance(err, TimeoutError):
+            return (f"no answer within {self.partner.operation_timeout:g} s "
+                    "(operation_timeout): the server or the network hangs")
+        text = str(err).strip() or type(err).__name__
+        if isinstance(err, EOFError) or text == "Socket is closed":
+            return f"the connection was lost ({text})"
+        return text
+
     def _call(self, what: str, fn: Callable[..., T], *args: object) -> T:
         """Run an SFTP operation; network trouble becomes a TransientError (retry later)."""
         try:
@@ -156,14 +171,22 @@ class SftpInbox:
                 raise
             self.close()
             raise TransientError(f"partner {self.partner_id}: {what} failed: "
-                                 f"{err or type(err).__name__}") from err
+                                 f"{self._why(err)}") from err
 
     # -- Inbox -------------------------------------------------------------------------------
 
     def list(self) -> list[RemoteFile]:
         sftp = self.connect()
         p = self.partner
-        entries = self._call("listing " + p.remote_inbox, sftp.listdir_attr, p.remote_inbox)
+        try:
+            entries = self._call("listing " + p.remote_inbox, sftp.listdir_attr,
+                                 p.remote_inbox)
+        except FileNotFoundError as err:
+            raise TransientError(f"partner {p.id}: the remote inbox {p.remote_inbox} does not "
+                                 "exist (or is not a folder)") from err
+        except PermissionError as err:
+            raise TransientError(f"partner {p.id}: cannot list the remote inbox "
+                                 f"{p.remote_inbox}: permission denied") from err
         names = {e.filename for e in entries}
         now = time.time()
         found: list[RemoteFile] = []
@@ -207,27 +230,33 @@ class SftpInbox:
         path = self._path(self.partner.remote_inbox, remote.name)
         digest = hashlib.sha256()
         total = 0
-        dest.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with sftp.open(path, "rb") as src, open(dest, "wb") as out:
+            with sftp.open(path, "rb") as src, _LocalFile(dest) as out:
                 if self.partner.prefetch:
                     src.prefetch(remote.size)
                 while chunk := src.read(_CHUNK):
                     digest.update(chunk)
                     out.write(chunk)
                     total += len(chunk)
-                out.flush()
-                os.fsync(out.fileno())
+                out.sync()
             after = sftp.stat(path)
+        except _LocalDiskError as local:
+            dest.unlink(missing_ok=True)
+            raise TransientError(
+                f"partner {self.partner_id}: cannot store {remote.name} on the local disk "
+                f"({dest.parent}) after {total} of {remote.size} bytes: {local.err}; the file "
+                "stays on the server and is taken at a later poll") from local.err
         except FileNotFoundError as err:
             dest.unlink(missing_ok=True)
             raise TransientError(f"partner {self.partner_id}: {remote.name} disappeared "
-                                 "before it was downloaded") from err
+                                 "from the server before it was downloaded whole; nothing "
+                                 "was taken") from err
         except (TimeoutError, OSError, EOFError, paramiko.SSHException) as err:
             dest.unlink(missing_ok=True)
             self.close()
             raise TransientError(f"partner {self.partner_id}: download of {remote.name} "
-                                 f"failed after {total} bytes: {err or type(err).__name__}"
+                                 f"failed after {total} of {remote.size} bytes: "
+                                 f"{self._why(err)}; it is taken again at a later poll"
                                  ) from err
         if total != remote.size or after.st_size != remote.size or \
                 float(after.st_mtime or 0) != remote.mtime:
@@ -244,17 +273,24 @@ class SftpInbox:
         p = self.partner
         path = self._path(p.remote_inbox, remote_name)
         done = path + DONE_SUFFIX
+        target_dir = p.effective_remote_processed_dir
         try:
             if p.remote_disposition == "delete":
                 self._call("delete " + remote_name, sftp.remove, path)
             else:
-                target_dir = p.effective_remote_processed_dir
                 target = posixpath.join(target_dir, remote_name)
-                if self._exists(sftp, target):
+                if self._call("move " + remote_name, self._exists, sftp, target):
                     target = f"{target}.{int(time.time())}"
                 self._call("move " + remote_name, self._rename, sftp, path, target)
-        except FileNotFoundError:
-            pass  # already disposed of (a rerun after a crash)
+        except FileNotFoundError as err:
+            # Either the file is gone (already disposed of: a rerun after a crash), or it is
+            # still there and the processed folder is what is missing: never silent then.
+            if p.remote_disposition == "move" and self._call(
+                    "move " + remote_name, self._exists, sftp, path):
+                raise TransientError(
+                    f"partner {p.id}: cannot move {remote_name} to {target_dir}: that folder "
+                    f"does not exist (or is not a folder); the file stays in {p.remote_inbox} "
+                    "until it can be moved") from err
         except PermissionError as err:
             raise TransientError(f"partner {p.id}: cannot {p.remote_disposition} "
                                  f"{remote_name}: permission denied ({err})") from err
@@ -269,14 +305,23 @@ class SftpInbox:
             return
         sftp = self.connect()
         target = self._path(folder, name)
-        tmp = self._path(folder, f".{name}.{os.getpid()}.tmp")
+        # One temp name per acknowledgment, the same in every process (a partner is polled
+        # by one worker at a time): a later delivery overwrites, then renames, whatever an
+        # upload cut in the middle left behind.
+        tmp = self._path(folder, f".{name}.tmp")
         size = local.stat().st_size
         try:
             attrs = self._call("upload " + name, sftp.put, str(local), tmp)
             if attrs.st_size != size:
+                with contextlib.suppress(OSError):
+                    sftp.remove(tmp)
                 raise TransientError(f"partner {self.partner_id}: upload of {name} is "
                                      f"{attrs.st_size} bytes, not {size}")
             self._call("rename " + name, self._rename, sftp, tmp, target)
+        except FileNotFoundError as err:
+            raise TransientError(f"partner {self.partner_id}: cannot write {name} to "
+                                 f"{folder}: that folder does not exist (or is not a folder)"
+                                 ) from err
         except PermissionError as err:
             raise TransientError(f"partner {self.partner_id}: cannot write {name} to "
                                  f"{folder}: permission denied") from err
@@ -300,3 +345,43 @@ class SftpInbox:
         except FileNotFoundError:
             return False
         return True
+
+
+class _LocalDiskError(Exception):
+    """Writing the local copy failed (disk full, file size limit, I/O error)."""
+
+    def __init__(self, err: OSError) -> None:
+        super().__init__(str(err))
+        self.err = err
+
+
+class _LocalFile:
+    """The local temp file of a download, unbuffered: every local failure (a full disk, a
+    file size limit) is raised as ``_LocalDiskError``, never mistaken for a network one."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        except OSError as err:
+            raise _LocalDiskError(err) from err
+
+    def __enter__(self) -> _LocalFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self.fd, view):]
+        except OSError as err:
+            raise _LocalDiskError(err) from err
+
+    def sync(self) -> None:
+        try:
+            os.fsync(self.fd)
+        except OSError as err:
+            raise _LocalDiskError(err) from err

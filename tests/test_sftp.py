@@ -65,6 +65,14 @@ def drop(account: SftpAccount, name: str, data: bytes = GOOD) -> None:
     Path(account.inbox, name).write_bytes(data)
 
 
+STATUS_FILES = {"status.json", "status.csv"}  # the partner's health, put beside its acks
+
+
+def acks(account: SftpAccount) -> list[str]:
+    """The acknowledgments in the partner's remote folder (not its status files)."""
+    return sorted(set(os.listdir(account.acks)) - STATUS_FILES)
+
+
 def db(base: Path) -> sqlite3.Connection:
     return sqlite3.connect(base / "data" / "ledger.sqlite")
 
@@ -88,7 +96,8 @@ def test_two_partners_on_one_poll_get_files_taken_and_acks_delivered(
     for account, name in ((acme, "a.xml"), (bolt, "b.xml")):
         assert os.listdir(account.inbox) == []
         assert os.listdir(account.processed) == [name]
-        assert os.listdir(account.acks) == [f"{name}.ack.xml"]
+        assert acks(account) == [f"{name}.ack.xml"]
+        assert set(os.listdir(account.acks)) >= STATUS_FILES
         remote_ack = Path(account.acks, f"{name}.ack.xml").read_bytes()
         local_ack = (tmp_path / "outbox" / account.name / f"{name}.ack.xml").read_bytes()
         assert remote_ack == local_ack and b"<Status>ACCEPTED</Status>" in remote_ack
@@ -228,7 +237,7 @@ def test_crash_between_download_and_remote_disposition(tmp_path: Path,
     rerun = subprocess.run(command, capture_output=True, check=False)
     assert rerun.returncode == 0, rerun.stderr
     assert os.listdir(acme.inbox) == [] and os.listdir(acme.processed) == ["a.xml"]
-    assert os.listdir(acme.acks) == ["a.xml.ack.xml"]
+    assert acks(acme) == ["a.xml.ack.xml"]
     with db(tmp_path) as con:
         assert con.execute("SELECT state, status FROM files").fetchall() == [
             ("DONE", "ACCEPTED")]
@@ -268,7 +277,7 @@ def test_partner_self_test_reports_each_step(tmp_path: Path, sshd: SshServer) ->
     assert ok, lines
     text = "\n".join(lines)
     assert "SHA256:" in text and "authenticated" in text and "renamed it" in text
-    assert os.listdir(acme.acks) == []  # the probe was removed
+    assert acks(acme) == []  # the probe was removed
     bad = make_config(tmp_path, partner_block("acme", acme, sshd,
                                               known_hosts=sshd.wrong_known_hosts))
     ok, lines = partner_self_test(config_of(bad).partner("acme"))
@@ -296,10 +305,10 @@ def test_serve_with_two_sftp_partners(tmp_path: Path, sshd: SshServer) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--config",
                              str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        assert wait_for(lambda: os.listdir(acme.acks) == ["a.xml.ack.xml"])
-        assert wait_for(lambda: os.listdir(bolt.acks) == ["b.xml.ack.xml"])  # first run now
+        assert wait_for(lambda: acks(acme) == ["a.xml.ack.xml"])
+        assert wait_for(lambda: acks(bolt) == ["b.xml.ack.xml"])  # first run now
         drop(acme, "c.xml", with_id(GOOD, "ACME-2", "AC"))
-        assert wait_for(lambda: "c.xml.ack.xml" in os.listdir(acme.acks))
+        assert wait_for(lambda: "c.xml.ack.xml" in acks(acme))
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=30)
