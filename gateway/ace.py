@@ -28,7 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import BinaryIO
@@ -181,7 +181,7 @@ def _scaled(amount: str | None, decimals: int) -> int | None:
     try:
         scaled_decimal = Decimal(amount.strip()).scaleb(decimals)
         return int(scaled_decimal.quantize(Decimal(1), rounding=ROUND_HALF_UP))
-    except (InvalidOperation, ValueError, OverflowError) as exc:
+    except (ArithmeticError, ValueError) as exc:  # decimal.Overflow is no OverflowError
         raise ValueError(f"{amount!r} is not a finite decimal number") from exc
 
 
@@ -263,15 +263,19 @@ def entry_summary_text(
     r52 = _record("52", license_type=LICENSE_TYPE_ALUMINUM, license_number=license_number)
     for line in lines:
         hts = _cached_alpha(line.hts.replace(".", "") if line.hts else None, 10)
+        number = _line_number(line)
         value_usd = _scaled(line.value_usd, 0)
         quantity = _scaled(line.quantity_kg, 2)
-        text = block(r52, _line_number(line), origin, export, export_date, hts, value_usd,
+        if value_usd is None or quantity is None:
+            raise ValueError(f"line {line.line_no} has no value or no quantity")
+        text = block(r52, number, origin, export, export_date, hts, value_usd,
                      quantity, _smelt(line.smelt_country_largest or ""),
                      _smelt(line.smelt_country_second or ""),
                      _cached_alpha(line.cast_country, 2))
-        if len(text) != _LINE_BLOCK_LENGTH:
+        # A negative number keeps its width ("-01"): caught here like one that is too long.
+        if len(text) != _LINE_BLOCK_LENGTH or min(number, value_usd, quantity) < 0:
             # Let the layout-driven builder name the field that does not fit.
-            _record("40", line_number=_line_number(line))
+            _record("40", line_number=number)
             _record("50", hts=hts, value_usd=value_usd, quantity=quantity)
             raise ValueError(f"a value of line {line.line_no} does not fit its record")
         parts.append(text)

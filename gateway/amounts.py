@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 
 def split_plain(text: str) -> tuple[str, str] | None:
@@ -39,9 +39,13 @@ def canonical_amount(text: str | None) -> str | None:
         fraction = plain[1].rstrip("0")
         return f"{whole}.{fraction}" if fraction else whole
     try:
-        return format(Decimal(text).normalize(), "f")
-    except InvalidOperation:
-        return text
+        value = Decimal(text)
+        # A huge exponent ("1E+999999") would overflow, or spell out a million digits.
+        if value.is_finite() and -100 < value.adjusted() < 100:
+            return format(value.normalize(), "f")
+    except ArithmeticError:  # InvalidOperation, Overflow
+        pass
+    return text
 
 
 def decimal_places(text: str) -> int:
@@ -51,5 +55,13 @@ def decimal_places(text: str) -> int:
         return len(fraction.rstrip("0"))
     if not dot and text.lstrip("+-").isdigit():
         return 0
-    exponent = Decimal(text).normalize().as_tuple().exponent  # e.g. exponent form
-    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
+    try:
+        _, digits, exponent = Decimal(text).as_tuple()  # e.g. exponent form
+    except ArithmeticError:  # not a number
+        return 0
+    if not isinstance(exponent, int):
+        return 0
+    # Counted exactly: normalize() would round to the context's 28 digits (1.000…0001 has
+    # 31 decimals, not 0) or overflow. Trailing zeros of the coefficient carry no precision.
+    zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(0, -(exponent + zeros)) if zeros < len(digits) else 0

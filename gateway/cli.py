@@ -1,15 +1,19 @@
 """The ``aim-gateway`` command: the only place that knows arguments, exit codes and printing.
 
 Exit codes (guide section 8): ``check`` 0 ACCEPTED, 1 PARTIAL/REJECTED, 2 usage or configuration
-error; ``run --once`` 0 when the run completed, 3 when the gateway itself could not run.
+error; ``run --once`` 0 when the run completed, 3 when the gateway itself could not run;
+``show`` 1 for an unknown file; ``reprocess`` 0 done, 1 refused (the reason on stderr).
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
+import os
 import sys
-from datetime import date
+from collections.abc import Callable
+from datetime import date, datetime, time
 from pathlib import Path
 
 from gateway.config import Config, find_config, load_config
@@ -26,6 +30,12 @@ class _Parser(argparse.ArgumentParser):
         self.print_usage(sys.stderr)
         print(f"aim-gateway: error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
+    return int(text)
 
 
 def _as_of(text: str) -> date:
@@ -81,13 +91,56 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("partner_id")
     t.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
-    p = command("status", "Per partner: last file, counts, files not yet finished.")
-    p.add_argument("--json", action="store_true")
-
-    p = command("show", "The whole story of one file.")
-    p.add_argument("file_id")
-    p.add_argument("--json", action="store_true")
+    _admin_commands(command)
+    _web_command(command)
     return parser
+
+
+def _admin_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    """What admins read and do (docs/operations.md); every listing has --json."""
+    p = command("status", "Per partner: state, last poll, last file, failures, backlog, "
+                "unfinished files, licenses, alerts.")
+    p.add_argument("--json", action="store_true", help="JSON instead of a table")
+
+    p = command("files", "Files received, newest first.")
+    p.add_argument("--partner", help="only this partner's files")
+    p.add_argument("--status", type=str.upper, metavar="STATUS",
+                   choices=("ACCEPTED", "PARTIAL", "REJECTED", "DUPLICATE", "FAILED",
+                            "IN PROGRESS"),
+                   help="ACCEPTED, PARTIAL, REJECTED, DUPLICATE, FAILED (an F-code) or "
+                   "'IN PROGRESS'")
+    p.add_argument("--since", type=_as_of, help="received on or after YYYY-MM-DD")
+    p.add_argument("--limit", type=_positive, default=50, help="most rows shown (default 50)")
+    p.add_argument("--json", action="store_true", help="JSON instead of a table")
+
+    p = command("show", "The whole story of one file: receipt, findings, licenses, ACE "
+                "files, acknowledgment and its delivery, events.")
+    p.add_argument("file_id")
+    p.add_argument("--json", action="store_true", help="JSON instead of text")
+
+    p = command("licenses", "Licenses issued, newest first.")
+    p.add_argument("--number", help="one license number")
+    p.add_argument("--ref", help="the applications' ref")
+    p.add_argument("--importer", help="part of the importer's name (any case)")
+    p.add_argument("--partner", help="only this partner's licenses")
+    p.add_argument("--since", type=_as_of, help="issued on or after YYYY-MM-DD")
+    p.add_argument("--until", type=_as_of, help="issued on or before YYYY-MM-DD")
+    p.add_argument("--limit", type=_positive, default=100, help="most rows (default 100)")
+    p.add_argument("--json", action="store_true", help="JSON instead of a table")
+
+    p = command("reprocess", "Take an archived or failed file through the pipeline again "
+                "(e.g. after a mapping fix), as a new file linked to it. Licenses issued "
+                "before come back as I201; the partner's remote file is not touched.")
+    p.add_argument("file_id")
+    p.add_argument("--reason", required=True, help="why (recorded with your user name)")
+    p.add_argument("--as-of", type=_as_of, help="processing date YYYY-MM-DD (default today)")
+    p.add_argument("--json", action="store_true", help="the new file as JSON")
+
+    p = command("purge", "Remove what the [retention] periods have passed: old events, the "
+                "details of old files, old originals on disk. Licenses are never purged.")
+    p.add_argument("--dry-run", action="store_true", help="show what would go; change nothing")
+    p.add_argument("--as-of", type=_as_of, help="purge as on this date (default now)")
+    p.add_argument("--json", action="store_true", help="JSON instead of text")
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -100,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return _dispatch(args)
+    except BrokenPipeError:
+        # `aim-gateway files | head`: the reader has had enough; not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except ConfigError as err:
         print(str(err), file=sys.stderr)
         return EXIT_USAGE
@@ -147,19 +204,99 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         serve(config)
         return EXIT_OK
-    from gateway import report
+    if args.command == "web":
+        return _web(args, config)
+    return _admin(args, config)
+
+
+def _admin(args: argparse.Namespace, config: Config) -> int:
+    from gateway import queries, report
 
     if args.command == "status":
-        print(report.status(config, as_json=args.json))
+        _check_alerts(config)
+        partners = queries.partners(config)
+        print(report.status_json(partners) if args.json else report.status_text(partners))
+        return EXIT_OK
+    if args.command == "files":
+        rows = queries.files(config, partner=args.partner, status=args.status,
+                             since=args.since, limit=args.limit)
+        print(report.files_json(rows) if args.json else report.files_text(rows))
+        return EXIT_OK
+    if args.command == "licenses":
+        found = queries.licenses(config, number=args.number, ref=args.ref,
+                                 importer=args.importer, partner=args.partner,
+                                 since=args.since, until=args.until, limit=args.limit)
+        print(report.licenses_json(found) if args.json else report.licenses_text(found))
         return EXIT_OK
     if args.command == "show":
-        text = report.show(config, args.file_id, as_json=args.json)
-        if text is None:
+        story = queries.story(config, args.file_id)
+        if story is None:
             print(f"aim-gateway: no file {args.file_id!r} in the ledger", file=sys.stderr)
             return EXIT_NOT_ACCEPTED
-        print(text)
+        print(report.show_json(story) if args.json else report.show_text(story))
+        return EXIT_OK
+    if args.command == "reprocess":
+        return _reprocess(args, config)
+    if args.command == "purge":
+        from gateway.admin import purge
+
+        now = None
+        if args.as_of:
+            now = datetime.combine(args.as_of, time(23, 59, 59), tzinfo=config.gateway.zone)
+        result = purge(config, now=now, dry_run=args.dry_run, actor=_actor())
+        print(report.purge_json(result) if args.json else report.purge_text(result))
         return EXIT_OK
     raise AssertionError(args.command)
+
+
+def _actor() -> str:
+    """Who did it, for the audit trail: the login name behind the command line."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no name for this uid (a container)
+        return f"cli:uid {os.getuid()}"
+
+
+def _check_alerts(config: Config) -> None:
+    """`status` raises a due silence alert itself: a partner nobody polls still gets one."""
+    from gateway.alerts import check_partners
+    from gateway.queries import ledger_exists
+    from gateway.runner import event_log, open_ledger
+
+    if not ledger_exists(config) or not any(p.expected_cadence_hours for p in config.partners):
+        return
+    ledger = open_ledger(config)
+    events = event_log(config)
+    try:
+        check_partners(config, ledger, events)
+    except GatewayError as err:  # the ledger busy: the screen is computed anyway
+        logging.getLogger("gateway.cli").warning("alert check skipped: %s", err)
+    finally:
+        events.close()
+        ledger.close()
+
+
+def _reprocess(args: argparse.Namespace, config: Config) -> int:
+    from gateway import queries, report
+    from gateway.admin import reprocess
+    from gateway.progress import ReadProgress
+
+    try:
+        new_id = reprocess(config, args.file_id, args.reason, actor=_actor(), as_of=args.as_of,
+                           watch=lambda path: ReadProgress(path, f"reprocess {args.file_id}"))
+    except GatewayError as err:
+        print(f"aim-gateway: not reprocessed: {err}", file=sys.stderr)
+        return EXIT_NOT_ACCEPTED
+    story = queries.story(config, new_id)
+    assert story is not None
+    f = story["file"]
+    if args.json:
+        print(report.as_json(f))
+        return EXIT_OK
+    print(f"{f['file_id']}: {f['status']} ({f['applications']} application(s): "
+          f"{f['licensed']} licensed, {f['new_licenses']} new, {f['rejected']} rejected)"
+          f"{'  ' + f['error'] if f['error'] else ''}  reprocess of {args.file_id}")
+    return EXIT_OK
 
 
 def _mapping_test(args: argparse.Namespace) -> int:
@@ -198,12 +335,36 @@ def _check(args: argparse.Namespace) -> int:
         config.partner(partner)  # unknown id: FatalError with a suggestion → exit 2
     elif len(config.partners) == 1:
         partner = config.partners[0].id
-    result = check_file(config, args.file, partner, args.as_of, args.ack_format)
+    from gateway.progress import ReadProgress
+
+    with ReadProgress(args.file, f"check {args.file.name}"):  # drawn on a terminal only
+        result = check_file(config, args.file, partner, args.as_of, args.ack_format)
     sys.stdout.buffer.write(result.ack)
     sys.stdout.flush()
     return EXIT_OK if result.status in (FileStatus.ACCEPTED, FileStatus.DUPLICATE) \
         else EXIT_NOT_ACCEPTED
 
+
+
+# -- the admin web page (docs/web.md) -------------------------------------------------------
+
+
+def _web_command(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    p = command("web", "Serve the admin web page until SIGTERM or SIGINT: loopback only by "
+                "default, every request needs the token from $AIMGW_WEB_TOKEN ([web] token_env).")
+    p.add_argument("--host", help="address to serve on (default: [web] host, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default: [web] port, 8765; 0 = any free)")
+
+
+def _web(args: argparse.Namespace, config: Config) -> int:
+    from gateway.web.server import make_server, run, server_url
+
+    server = make_server(config, args.host, args.port)  # FatalError: no token, open address
+    # The URL without the token: this line may end up in a terminal log.
+    print(f"aim-gateway web: serving on {server_url(server)} - open it once with "
+          f"?token=<the value of ${config.web.token_env}>", flush=True)
+    run(server)
+    return EXIT_OK
 
 
 if __name__ == "__main__":

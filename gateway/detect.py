@@ -25,6 +25,10 @@ _BOMS = (
 )
 
 
+# "<?" in UTF-16BE and "<" in UTF-32BE, without a byte-order mark (XML 1.0 appendix F).
+_BE_XML_STARTS = (b"\x00<\x00?", b"\x00\x00\x00<")
+
+
 def bom_encoding(head: bytes) -> tuple[str | None, int]:
     """The encoding a byte-order mark announces, and the mark's length."""
     for bom, name in _BOMS:
@@ -62,6 +66,8 @@ def detect_format(path: Path, csv_headers: frozenset[str] = CANONICAL_HEADERS,
     if not body.strip():
         raise RejectedSubmission(finding("F002", "The file is empty: send an XML or CSV "
                                          "submission."))
+    if encoding is None and body.startswith(_BE_XML_STARTS):
+        return "xml"  # UTF-16/32 big-endian without a BOM (XML 1.0 appendix F): legal XML
     if encoding in (None, "utf-8"):
         first = body.lstrip()[:1]
         if first == b"<":
@@ -74,7 +80,9 @@ def detect_format(path: Path, csv_headers: frozenset[str] = CANONICAL_HEADERS,
             text = ""
         if text.lstrip().startswith("<"):
             return "xml"
-    if _looks_like_csv(body if encoding in (None, "utf-8") else b"", csv_headers, delimiter):
+        # A UTF-16/32 CSV is a CSV: its reader decides (F009 unless the mapping reads it).
+        body = text.encode("utf-8")
+    if _looks_like_csv(body, csv_headers, delimiter):
         return "csv"
     raise RejectedSubmission(finding("F002", "The file is neither XML nor CSV: send the XML of "
                                      "urn:aimgw:license-submission:1 or a CSV with a header row."))
@@ -82,10 +90,10 @@ def detect_format(path: Path, csv_headers: frozenset[str] = CANONICAL_HEADERS,
 
 def _looks_like_csv(body: bytes, headers: frozenset[str], delimiter: str) -> bool:
     """Printable text whose first line is a header row naming a known column."""
-    if b"\x00" in body[:4096]:
-        return False
     first_line = body.split(b"\n", 1)[0]
-    if not first_line.strip():
+    # A NUL in the header row: binary. One further down is the CSV reader's F001 (NUL bytes
+    # are rejected wherever they are), not F002 for the first 4 KB only.
+    if not first_line.strip() or b"\x00" in first_line:
         return False
     sample = body[:4096]
     controls = sum(1 for b in sample if b < 32 and b not in (9, 10, 13))

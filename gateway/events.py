@@ -27,17 +27,23 @@ class EventLog:
             self._handler.setFormatter(logging.Formatter("%(message)s"))
 
     def emit(self, ledger: Ledger | None, kind: str, *, partner: str | None = None,
-             file_id: str | None = None, **data: Any) -> None:
-        """Record one event; call inside the ledger transaction that made it true."""
+             file_id: str | None = None, **data: Any) -> dict[str, Any]:
+        """Record one event; call inside the ledger transaction that made it true.
+
+        Returns the event as written to the JSON lines (alerts pass it on to a webhook).
+        """
         at = datetime.now(UTC).isoformat(timespec="milliseconds")
         record = {"at": at, "event": kind, "partner": partner, "file_id": file_id, **data}
         if ledger is not None and not ledger.readonly:
             ledger.add_event(at, kind, partner, file_id, data)
         if self._handler is not None:
             line = json.dumps(record, sort_keys=False, default=str)
-            self._handler.emit(logging.makeLogRecord({"msg": line, "args": None}))
+            # handle(), not emit(): it takes the handler's lock, so that two serve threads
+            # never interleave their lines or rotate the file under each other.
+            self._handler.handle(logging.makeLogRecord({"msg": line, "args": None}))
         log.info("%s %s %s %s", kind, partner or "-", file_id or "-",
                  " ".join(f"{k}={v}" for k, v in data.items()))
+        return record
 
     def close(self) -> None:
         if self._handler is not None:

@@ -60,6 +60,16 @@ class Inbox(Protocol):
     def close(self) -> None: ...
 
 
+def text_name(name: str) -> str:
+    """A file name as text: bytes that are not UTF-8 (held as surrogate escapes by the OS
+    layer) written as ``\\xNN``, so that the name can be stored, logged and acknowledged."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(name).decode("utf-8", "backslashreplace")
+    return name
+
+
 def _wanted(name: str, patterns: tuple[str, ...]) -> bool:
     if name.startswith(".") or name.lower().endswith(IN_PROGRESS_SUFFIXES):
         return False
@@ -91,6 +101,7 @@ class LocalInbox:
         self.partner = partner
         self.partner_id = partner.id
         self.root = partner.inbox
+        self._on_disk: dict[str, str] = {}  # text name -> name on disk, where they differ
 
     def list(self) -> list[RemoteFile]:
         if not self.root.is_dir():
@@ -105,16 +116,29 @@ class LocalInbox:
                     continue
                 if now - st.st_mtime < self.partner.effective_min_age:
                     continue
-                found.append(RemoteFile(entry.name, st.st_size, st.st_mtime))
+                name = text_name(entry.name)
+                if name != entry.name:
+                    self._on_disk[name] = entry.name
+                found.append(RemoteFile(name, st.st_size, st.st_mtime))
         found.sort(key=lambda f: (f.mtime, f.name))
         return found
 
+    def _disk_name(self, name: str) -> str:
+        """The name on disk of a file listed as ``name`` (they differ for non-UTF-8 names)."""
+        if name not in self._on_disk and "\\x" in name and self.root.is_dir():
+            for entry in os.listdir(self.root):  # after a restart: list() not called yet
+                if text_name(entry) == name:
+                    self._on_disk[name] = entry
+        return self._on_disk.get(name, name)
+
     def fetch(self, remote: RemoteFile, dest: Path) -> tuple[int, str]:
-        fd = os.open(self.root / remote.name, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(self.root / self._disk_name(remote.name),
+                     os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         with os.fdopen(fd, "rb") as src:
             return copy_with_digest(src, dest, remote.size)
 
     def dispose(self, remote_name: str) -> None:
+        remote_name = self._disk_name(remote_name)
         src = self.root / remote_name
         if self.partner.disposition == "keep" or not src.exists():
             return
@@ -213,7 +237,8 @@ def clean_work(ledger: Ledger, layout: Layout, stale_after: float = 0.0) -> list
             if stale(path) and ledger.file(file_id) is None:
                 path.unlink(missing_ok=True)
                 removed.append(path.name)
-    for folder in (layout.outbox_dir, layout.data_dir / "acks"):
+    # failed/: a kill while writing a rejected file's <name>.error.txt leaves its temp there.
+    for folder in (layout.outbox_dir, layout.data_dir / "acks", layout.data_dir / "failed"):
         if folder.is_dir():
             for pattern in (".*.tmp", ".*.body", ".*.spool"):
                 for leftover in folder.rglob(pattern):

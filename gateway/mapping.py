@@ -15,13 +15,12 @@ as the partner wrote them, so that the rules report them with the partner's own 
 
 from __future__ import annotations
 
-import codecs
 import difflib
 import re
 import tomllib
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from functools import lru_cache
 from pathlib import Path
 
@@ -127,11 +126,16 @@ class CsvMapping:
         if number is None or self.quantity_unit == "kg":
             return number
         try:
-            kg = Decimal(number) * UNITS[self.quantity_unit]
+            quantity = Decimal(number)
         except InvalidOperation:
             return number
-        # A140 allows 3 decimals: convert to whole grams, rounded half up.
-        return format(kg.quantize(_MILLIGRAM, rounding=ROUND_HALF_UP).normalize(), "f")
+        if not quantity.is_finite() or quantity.adjusted() > 30:
+            return number  # not a weight (no shipment weighs 10^30): left as written
+        # Exact: the default 28 digits would round a long product before the grams (or fail).
+        with localcontext(prec=len(quantity.as_tuple().digits) + 45):
+            kg = quantity * UNITS[self.quantity_unit]
+            # A140 allows 3 decimals: convert to whole grams, rounded half up.
+            return format(kg.quantize(_MILLIGRAM, rounding=ROUND_HALF_UP).normalize(), "f")
 
     def to_country(self, text: str | None, special: bool) -> str | None:
         """ISO alpha-2 for a code, alpha-3, name or alias; UNKNOWN/NOT_APPLICABLE words."""
@@ -249,7 +253,7 @@ def _load_csv_mapping(path: Path) -> CsvMapping:
         problems.append("csv.delimiter: one character, not a quote or line break")
     encoding = csv_part.get("encoding", "utf-8")
     try:
-        codecs.lookup(str(encoding))
+        "".encode(str(encoding))  # LookupError also for a codec that is not text (hex, zlib)
     except LookupError:
         problems.append(f"csv.encoding: unknown encoding {encoding!r}")
     date_format = csv_part.get("date_format", "YYYY-MM-DD")

@@ -71,6 +71,17 @@ class FileStatus(StrEnum):
     DUPLICATE = "DUPLICATE"
 
 
+def line_number(text: str | None) -> int | None:
+    """A line number written in ASCII digits as an int (for findings), else None.
+
+    At most 18 digits: a longer one is no line number, and it would not fit the ledger's
+    INTEGER column (nor int() past 4300 digits).
+    """
+    if text and len(text) <= 18 and text.isascii() and text.isdigit():
+        return int(text)
+    return None
+
+
 @dataclass(slots=True)
 class ProductLine:
     """One product line of an application (guide 2.2)."""

@@ -19,7 +19,13 @@ from typing import Protocol
 
 from gateway.errors import RejectedSubmission
 from gateway.findings import Finding, finding
-from gateway.model import APPLICATION_FIELDS, LINE_FIELDS, Application, ProductLine
+from gateway.model import (
+    APPLICATION_FIELDS,
+    LINE_FIELDS,
+    Application,
+    ProductLine,
+    line_number,
+)
 
 APP_COLUMNS = tuple(attr for attr, _ in APPLICATION_FIELDS)
 LINE_COLUMNS = tuple(attr for attr, _ in LINE_FIELDS)
@@ -35,6 +41,7 @@ SUBMISSION_ID_LIMIT = 35
 
 FIELD_SIZE_LIMIT = 64 * 1024  # bytes in one cell: a longer cell is a broken or hostile file
 MAX_COLUMNS = 200
+MAX_LINES = 999  # product lines in one application (guide section 2; more is A190)
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,7 @@ class CsvApplication:
     rows: list[int]  # row number of each line, in order
     findings: list[Finding] = field(default_factory=list)  # A103 (rows disagree)
     header_values: tuple[str | None, ...] = ()  # the application fields of its first row
+    extra_lines: int = 0  # rows past MAX_LINES + 1: counted, not kept (see ``_closed``)
 
 
 def _clean(value: str) -> str | None:
@@ -79,7 +87,7 @@ def _rows(path: Path, dialect: CsvDialect) -> Iterator[tuple[int, list[str]]]:
                 cells = next(reader)
             except StopIteration:
                 return
-            except UnicodeDecodeError:
+            except UnicodeError:  # UnicodeDecodeError, or e.g. UTF-16 without its BOM
                 # The text wrapper decodes ahead of the reader: find the row itself.
                 row, reason = _undecodable_row(path, encoding, dialect.delimiter)
                 raise RejectedSubmission(finding(
@@ -117,16 +125,20 @@ def _undecodable_row(path: Path, encoding: str, delimiter: str) -> tuple[int, st
 
     def lines() -> Iterator[str]:
         with open(path, "rb") as fh:
-            for raw in fh:
-                yield decoder.decode(raw)
-            yield decoder.decode(b"", final=True)
+            # The last line is decoded as final: a sequence cut short at the end of the file
+            # belongs to that row, not to one after it.
+            raw = fh.readline()
+            while raw:
+                following = fh.readline()
+                yield decoder.decode(raw, final=not following)
+                raw = following
 
     number = 0
     try:
         for _ in csv.reader(lines(), delimiter=delimiter):
             number += 1
-    except UnicodeDecodeError as err:
-        return number + 1, str(err.reason)
+    except UnicodeError as err:
+        return number + 1, str(getattr(err, "reason", err))
     except csv.Error:
         pass
     return number + 1, "invalid byte sequence"
@@ -252,6 +264,9 @@ class CsvSubmission:
                 mapping.apply_line(line)
             line_findings = _line_format(ref, line, number)
             if current is not None and ref is not None and ref == current.app.ref:
+                if len(current.app.lines) > MAX_LINES:
+                    current.extra_lines += 1  # an application of a million rows: bounded memory
+                    continue
                 current.app.lines.append(line)
                 current.rows.append(number)
                 compare(current, header_values, number)
@@ -259,7 +274,7 @@ class CsvSubmission:
                 continue
             if current is not None:
                 self.application_count += 1
-                yield current
+                yield _closed(current)
             app = Application(ref=ref, source_line=number, lines=[line])
             for attr, value in zip(APP_COLUMNS, header_values, strict=True):
                 setattr(app, attr, value)
@@ -270,7 +285,7 @@ class CsvSubmission:
             current.findings.extend(line_findings)
         if current is not None:
             self.application_count += 1
-            yield current
+            yield _closed(current)
         if self.application_count == 0:
             raise RejectedSubmission(finding("F008", "The CSV has a header but no data row: "
                                              "nothing to license."))
@@ -296,6 +311,21 @@ class CsvSubmission:
         return out
 
 
+def _closed(current: CsvApplication) -> CsvApplication:
+    """An application whose rows went past MAX_LINES + 1 keeps its first MAX_LINES lines and
+    gets one A190 with the true count (the rules then report no second one)."""
+    if current.extra_lines:
+        total = len(current.app.lines) + current.extra_lines
+        del current.app.lines[MAX_LINES:]
+        del current.rows[MAX_LINES:]
+        current.findings.insert(0, finding(
+            "A190", f"An application holds at most {MAX_LINES} product lines; this one has "
+            f"{total:,}: split it. Only the first {MAX_LINES} were read.",
+            ref=current.app.ref, field="line_no", value=str(total),
+            source_line=current.rows[0] if current.rows else None))
+    return current
+
+
 def _line_format(ref: str | None, line: ProductLine, row: int) -> list[Finding]:
     """A101 for a description longer than the guide's 200 characters."""
     text = line.description
@@ -304,7 +334,7 @@ def _line_format(ref: str | None, line: ProductLine, row: int) -> list[Finding]:
     no = line.line_no
     return [finding("A101", f"description has {len(text)} characters; at most "
                     f"{DESCRIPTION_LIMIT} are allowed.", ref=ref,
-                    line=int(no) if no and no.isascii() and no.isdigit() else None,
+                    line=line_number(no),
                     field="description", value=text, source_line=row)]
 
 

@@ -2,9 +2,12 @@
 
 Nothing is ever expanded or fetched: a DOCTYPE, an entity declaration or an XInclude is F004,
 found in the raw bytes before the parser sees them and checked again on the parsed prolog. The
-file is read with ``iterparse``: each ``Application`` is validated against the XSD on its own
-(one bad application never rejects the others), handed on, and freed, so memory does not grow
-with the file.
+file is read with a pull parser fed in chunks: each ``Application`` is validated against the XSD
+on its own (one bad application never rejects the others), handed on, and freed, so memory does
+not grow with the file. Nor does it grow with one application: past its fields and 999 product
+lines (and one more, so that "more than 999" is seen) the completed children of the element
+being read are counted and dropped between chunks, so an application of a million product lines
+(A190) or of a million stray elements (A101) costs no more memory than one of 1,000 lines.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lxml import etree
@@ -27,6 +30,7 @@ from gateway.model import (
     Filer,
     ProductLine,
     SubmissionHeader,
+    line_number,
 )
 from gateway.schemas import submission_schema
 
@@ -47,6 +51,14 @@ XML_NAME_TO_FIELD = {xml: attr for attr, xml in APPLICATION_FIELDS + LINE_FIELDS
 XML_NAME_TO_FIELD.update({"ref": "ref", "line": "line_no"})
 
 _PROLOG_BYTES = 256 * 1024
+_CHUNK = 64 * 1024
+MAX_LINES = 999
+# Children kept of the Header or Application being read: an application's fields, 999 lines and
+# one more. Completed children past these are counted and dropped (see the module docstring).
+_KEEP = len(APPLICATION_FIELDS) + MAX_LINES + 1
+# libxml2's messages for its size and depth limits (huge_tree=False), which are not syntax errors.
+_LIMIT_MESSAGES = ("XML_PARSE_HUGE", "limit exceeded", "Excessive depth", "huge text node",
+                   "too long", "Huge input lookup")
 _FORBIDDEN = (b"<!DOCTYPE", b"<!ENTITY", b"<!doctype", b"<!entity")
 _ELEMENT_IN_MESSAGE = re.compile(r"Element '(?:\{[^}]*\})?([\w.-]+)'(?:, attribute '([\w.-]+)')?")
 _EXPECTED_IN_MESSAGE = re.compile(r"Expected is (?:one of )?\( ([^)]*) \)")
@@ -60,6 +72,7 @@ class ParsedApplication:
     app: Application
     xsd_errors: list[tuple[int | None, str]]  # (line in file, validator message)
     element_fields: dict[int, tuple[str | None, str]] | None  # sourceline -> (line_no, field)
+    findings: list[Finding] = field(default_factory=list)  # the parser's own (A190, A101)
 
 
 def _f004(detail: str) -> RejectedSubmission:
@@ -82,7 +95,27 @@ def prescan(path: Path) -> bytes:
             raise _f004(f"The file has a {kind}")
     if XINCLUDE_NS.encode() in head:
         raise _f004("The file uses XInclude")
+    _check_prolog(path)
     return head
+
+
+def _check_prolog(path: Path) -> None:
+    """F004 for a DOCTYPE in an encoding the byte search cannot see (UTF-16 without a BOM,
+    UTF-7, ...) or past the first bytes: parse up to the root element's start tag only, with
+    nothing loaded, expanded or fetched. Other errors are left to the full parse."""
+    parser = etree.XMLPullParser(events=("start",), resolve_entities=False, no_network=True,
+                                 load_dtd=False, huge_tree=False, remove_comments=True,
+                                 remove_pis=True)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            try:
+                parser.feed(chunk)
+            except etree.XMLSyntaxError:
+                return
+            for _, el in parser.read_events():
+                if el.getroottree().docinfo.doctype:
+                    raise _f004("The file has a DOCTYPE")
+                return
 
 
 def _root_of(head: bytes) -> tuple[str, str | None, int | None] | None:
@@ -128,6 +161,11 @@ def syntax_error(err: etree.XMLSyntaxError) -> RejectedSubmission:
                                           source_line=line))
     if "Detected an entity reference loop" in message or "entity" in message.lower():
         return _f004(f"The file uses entities ({message})")
+    if any(limit in message for limit in _LIMIT_MESSAGES):
+        detail = re.sub(r",? *(try|use) XML_PARSE_HUGE( option)?", "", message).strip()
+        return RejectedSubmission(finding(
+            "F001", f"The XML exceeds the gateway's parser limits: {detail}. At most 256 levels "
+            "of nesting and 10 MB in one text or attribute value are read.", source_line=line))
     return RejectedSubmission(finding("F001", f"The XML is not well formed: {message}. Fix the "
                                       "file so that it parses.", source_line=line))
 
@@ -150,11 +188,10 @@ class XmlSubmission:
         if root_tag is not None:
             self._check_root(*root_tag)
         schema = submission_schema()
-        # Only Header and Application end events reach Python: a product line costs no
-        # Python work until its application is complete.
-        context = etree.iterparse(
-            str(self.path),
-            events=("end",),
+        # Only Header and Application events reach Python: a product line costs no Python
+        # work until its application is complete.
+        parser = etree.XMLPullParser(
+            events=("start", "end"),
             tag=(HEADER_TAG, APPLICATION_TAG),
             resolve_entities=False,
             load_dtd=False,
@@ -165,35 +202,62 @@ class XmlSubmission:
             collect_ids=False,
         )
         root: etree._Element | None = None
+        reading: etree._Element | None = None  # the Header or Application still open
+        dropped = _Dropped()
         try:
-            for _, el in context:
-                parent = el.getparent()
-                if root is None:
-                    root = parent
-                if parent is not root or root is None:
-                    continue  # nested: the enclosing application's XSD check reports it
-                for before in el.itersiblings(preceding=True):
-                    _check_child(before)
-                if el.tag == APPLICATION_TAG:
-                    if self.header is None:
-                        raise RejectedSubmission(finding(
-                            "F005", "The Header must come first, before any Application.",
-                            source_line=el.sourceline))
-                    if next(el.iter(_XINCLUDE_ANY), None) is not None:
-                        raise _f004("The file uses XInclude")
-                    self.application_count += 1
-                    yield self._application(el, schema)
-                elif self.header is None:
-                    self.header = self._header(el, schema)
-                else:
-                    raise RejectedSubmission(finding(
-                        "F005", "A second Header: a file holds one submission.",
-                        source_line=el.sourceline))
-                el.clear()
-                while el.getprevious() is not None:
-                    del root[0]
-            if root is None:
-                root = context.root
+            with open(self.path, "rb") as fh:
+                while True:
+                    chunk = fh.read(_CHUNK)
+                    if chunk:
+                        parser.feed(chunk)
+                    else:
+                        closed = parser.close()
+                        if root is None:
+                            root = closed
+                    for event, el in parser.read_events():
+                        parent = el.getparent()
+                        if root is None:
+                            root = parent
+                        if parent is not root or root is None:
+                            continue  # nested: the enclosing application's XSD check reports it
+                        if event == "start":
+                            reading, dropped = el, _Dropped()
+                            continue
+                        reading = None
+                        for before in el.itersiblings(preceding=True):
+                            _check_child(before)
+                        if el.tag == APPLICATION_TAG:
+                            if self.header is None:
+                                raise RejectedSubmission(finding(
+                                    "F005", "The Header must come first, before any Application.",
+                                    source_line=el.sourceline))
+                            if next(el.iter(_XINCLUDE_ANY), None) is not None:
+                                raise _f004("The file uses XInclude")
+                            self.application_count += 1
+                            yield self._application(el, schema, dropped)
+                        elif self.header is None:
+                            if dropped.elements:
+                                raise RejectedSubmission(finding(
+                                    "F005", f"The Header is not valid: it holds more than "
+                                    f"{_KEEP + dropped.elements:,} elements.", field="Header",
+                                    source_line=el.sourceline))
+                            self.header = self._header(el, schema)
+                        else:
+                            raise RejectedSubmission(finding(
+                                "F005", "A second Header: a file holds one submission.",
+                                source_line=el.sourceline))
+                        el.clear()
+                        while el.getprevious() is not None:
+                            del root[0]
+                    if not chunk:
+                        break
+                    if root is not None:
+                        # Completed children of the root that are neither Header nor
+                        # Application: F005 now, before a flood of them fills memory.
+                        for child in root[:-1]:
+                            _check_child(child)
+                    if reading is not None:
+                        dropped.add(_trim(reading))
         except etree.XMLSyntaxError as err:
             raise syntax_error(err) from None
         if root is not None:
@@ -244,7 +308,15 @@ class XmlSubmission:
         )
 
     @staticmethod
-    def _application(el: etree._Element, schema: etree.XMLSchema) -> ParsedApplication:
+    def _application(el: etree._Element, schema: etree.XMLSchema,
+                     dropped: _Dropped | None = None) -> ParsedApplication:
+        parsed = XmlSubmission._read_application(el, schema)
+        if dropped is not None and dropped.elements:
+            parsed.findings.extend(dropped.findings(parsed.app, el.sourceline))
+        return parsed
+
+    @staticmethod
+    def _read_application(el: etree._Element, schema: etree.XMLSchema) -> ParsedApplication:
         if schema.validate(el):
             return ParsedApplication(_valid_application(el), [], None)
         app = _any_application(el)
@@ -264,6 +336,62 @@ class XmlSubmission:
             if child.sourceline is not None:
                 fields.setdefault(child.sourceline, (line_no, XML_NAME_TO_FIELD.get(local, local)))
         return ParsedApplication(app, errors, fields)
+
+
+class _Dropped:
+    """What was dropped, unread, from the Header or Application being read (see ``_trim``)."""
+
+    __slots__ = ("elements", "lines")
+
+    def __init__(self) -> None:
+        self.elements = 0  # completed children dropped, at any depth
+        self.lines = 0  # of which Product lines of the application itself
+
+    def add(self, counts: tuple[int, int]) -> None:
+        self.elements += counts[0]
+        self.lines += counts[1]
+
+    def findings(self, app: Application, source_line: int | None) -> list[Finding]:
+        """A190 for more than 999 lines (with their true number), A101 for stray elements.
+
+        Only for an application that lost elements: the lines kept past the 999th are cut too,
+        so that the rules check 999 lines and report no second A190 with a wrong count.
+        """
+        out = []
+        total = len(app.lines) + self.lines
+        if total > MAX_LINES:
+            del app.lines[MAX_LINES:]
+            out.append(finding(
+                "A190", f"An application holds at most {MAX_LINES} product lines; this one has "
+                f"{total:,}: split it. Only the first {MAX_LINES} were read.", ref=app.ref,
+                field="line_no", value=str(total), source_line=source_line))
+        others = self.elements - self.lines
+        if others:
+            out.append(finding(
+                "A101", f"This application holds {others:,} more elements than its fields and "
+                f"{MAX_LINES} product lines can: they were not read. Send only the elements of "
+                "the schema.", ref=app.ref, source_line=source_line))
+        return out
+
+
+def _trim(el: etree._Element) -> tuple[int, int]:
+    """Drop the completed children of ``el`` past the first ``_KEEP``, and so on down the
+    branch still open; return (elements dropped, Product children of ``el`` among them).
+
+    Only completed elements go: the last child at each level may still be open in the parser,
+    so it stays (as in the usual iterparse idiom of deleting preceding siblings).
+    """
+    elements = lines = 0
+    node: etree._Element | None = el
+    while node is not None:
+        count = len(node)
+        if count > _KEEP + 1:
+            elements += count - 1 - _KEEP
+            if node is el:
+                lines += sum(1 for v in node[_KEEP:count - 1] if v.tag == PRODUCT_TAG)
+            del node[_KEEP:count - 1]
+        node = node[-1] if count else None
+    return elements, lines
 
 
 def _strip(text: str | None) -> str | None:
@@ -331,7 +459,7 @@ def xsd_findings(parsed: ParsedApplication, reported: list[Finding]) -> list[Fin
         name = attribute or element or ""
         fld = XML_NAME_TO_FIELD.get(name, name)
         line_no, _ = (parsed.element_fields or {}).get(line or -1, (None, fld))
-        number = int(line_no) if line_no and line_no.isdigit() else None
+        number = line_number(line_no)
         if (number, fld) in named or (number is None and fld in named_fields):
             continue
         expected = _EXPECTED_IN_MESSAGE.search(message)

@@ -8,6 +8,8 @@ transaction that records them, so a rerun writes the same bytes.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import re
 from collections import Counter
@@ -16,6 +18,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
+
+from lxml import etree
 
 from gateway import crash
 from gateway.ace import AceFileWriter
@@ -36,15 +40,36 @@ from gateway.rules import RuleContext
 from gateway.storage import atomic_write, durable_move, publish, temp_name
 from gateway.validate import Prepared, Reader, Staged, StagedApplication, prepare, spool_path
 
+log = logging.getLogger("gateway.process")
+
 _BATCH = 2000  # ledger rows buffered before an executemany
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+_NAME_LIMIT = 120
+# What a file's content can make the pipeline raise when it hits a case no check foresaw (a
+# gateway bug): the file is rejected and set aside, the gateway goes on. Database, disk and
+# GatewayError failures are not among them: they stop the run as before.
+_CONTENT_FAILURES = (ValueError, ArithmeticError, LookupError, TypeError, AttributeError,
+                     RecursionError, MemoryError, AssertionError, etree.Error)
 
 
 def safe_name(remote_name: str) -> str:
-    """A local file name derived from a partner's name: never a path, never hidden."""
+    """A local file name derived from a partner's name: never a path, never hidden.
+
+    A long name keeps its start and end (the extension) around a hash of the whole name, so
+    that two long names that differ only past the cut never share an acknowledgment name.
+    """
     base = remote_name.replace("\\", "/").rsplit("/", 1)[-1]
-    clean = _UNSAFE_NAME.sub("_", base).lstrip(".")[:120]
+    clean = _UNSAFE_NAME.sub("_", base).lstrip(".")
+    if len(clean) > _NAME_LIMIT:
+        digest = hashlib.sha256(remote_name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        clean = f"{clean[:100]}~{digest}~{clean[-10:]}"
     return clean or "unnamed"
+
+
+def printable(text: object) -> str:
+    """``text`` with control and other unprintable characters escaped (\\x1b, \\n, \\u202e):
+    a partner's file name must not forge lines in a text report or a terminal."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(text))
 
 
 @dataclass(frozen=True)
@@ -181,6 +206,16 @@ class FileProcessor:
                     staged.discard()
         except RejectedSubmission as rejected:
             self._reject(row, new_summary(), rejected.finding, fmt, started)
+        except _CONTENT_FAILURES as err:
+            # A file no check foresaw crashed the pipeline (everything it did was rolled back):
+            # it goes to failed/ like an F-code, so that it neither stops this run nor comes
+            # back at every start (OPERATIONS: "or crashes the parser, goes to failed/").
+            log.exception("file %s (%s) crashed the pipeline", row.file_id, row.partner)
+            detail = ascii(f"{type(err).__name__}: {err}")[1:-1][:300]
+            self._reject(row, new_summary(), finding(
+                "F001", f"The gateway could not process this file ({detail}). It was set "
+                "aside for the gateway's operators, who will contact you; nothing was issued."),
+                fmt, started)
         finally:
             if prepared is not None:
                 prepared.cleanup()
@@ -384,11 +419,11 @@ def _finding_row(file_id: str, f: Finding) -> tuple[object, ...]:
 
 def _error_text(row: FileRow) -> str:
     return (
-        f"file:        {row.remote_name}\n"
+        f"file:        {printable(row.remote_name)}\n"
         f"partner:     {row.partner}\n"
         f"file id:     {row.file_id}\n"
         f"sha256:      {row.sha256}\n"
         f"received at: {row.received_at}\n"
-        f"reason:      {row.error}\n"
+        f"reason:      {printable(row.error)}\n"
         f"ack:         {row.ack_name}\n"
     )

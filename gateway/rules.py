@@ -24,6 +24,7 @@ from gateway.model import (
     REQUIRED_LINE_FIELDS,
     Application,
     ProductLine,
+    line_number,
 )
 
 # Sorted so that findings come out in the same order in every process (frozenset order is not).
@@ -255,7 +256,7 @@ def _check_lines(app: Application, ctx: RuleContext, add: AddFinding) -> list[Li
     for line in app.lines:
         src = line.source_line
         line_no = line.line_no
-        no = int(line_no) if line_no and line_no.isascii() and line_no.isdigit() else None
+        no = line_number(line_no)
         if line_no is None:
             add("A102", "Every product line needs its line number.", "line_no", None, no, src)
         else:
@@ -340,6 +341,9 @@ def _check_lines(app: Application, ctx: RuleContext, add: AddFinding) -> list[Li
     return results
 
 
+AMOUNT_MAX = Decimal(9_999_999_999)
+
+
 def _amount(text: str | None, name: str, places: int, code: str, no: int | None,
             src: int | None, csv_types: bool, add: AddFinding) -> Decimal | None:
     """Parse a positive amount with at most ``places`` decimals; report it when it is not."""
@@ -349,6 +353,12 @@ def _amount(text: str | None, name: str, places: int, code: str, no: int | None,
     if value is None:
         if csv_types:
             add("A101", f"{name} must be a decimal number.", name, text, no, src)
+        return None
+    if value > AMOUNT_MAX:
+        # The ACE 50 record holds at most 10 whole digits (value in dollars, quantity in kg);
+        # a larger amount cannot be sent to CBP (and a huge exponent would overflow below).
+        add(code, f"{name} must be at most {AMOUNT_MAX:,}: check the amount and its unit.",
+            name, text, no, src)
         return None
     if value <= 0 or decimal_places(text) > places:
         add(code, f"{name} must be greater than 0 with at most {places} decimals.",

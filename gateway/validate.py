@@ -112,7 +112,7 @@ class Reader:
         ctx = self.ctx
         for seq, parsed in enumerate(self._xml.applications(), start=1):
             check = check_application(parsed.app, ctx)
-            findings = check.findings
+            findings = parsed.findings + check.findings if parsed.findings else check.findings
             if parsed.xsd_errors:
                 findings = findings + xsd_findings(parsed, findings)
             yield StagedApplication(seq, parsed.app, findings, check.lines, check.exempt,

@@ -1,0 +1,669 @@
+"""The hostile input corpus (tests/hostile/README.md): every file ends with the right code,
+gets an acknowledgment, crashes nothing, fetches nothing, stays within time and memory, and the
+next good file is licensed as usual.
+
+The committed corpus runs in ONE subprocess (``aim-gateway run --once``) with a good file after
+each hostile one; the heavy generated inputs (1 GB sparse, millions of elements, a million
+columns or rows, deep nesting) run in their own subprocesses. Peak memory is the child's own
+``ru_maxrss`` (``os.wait4``); an address-space limit makes a runaway child fail fast.
+"""
+
+from __future__ import annotations
+
+import csv
+import http.server
+import io
+import os
+import re
+import resource
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from lxml import etree
+from sftp_server import SshServer
+
+from gateway.config import load_config
+from gateway.intake import RemoteFile, copy_with_digest
+from gateway.runner import Runner
+from gateway.schemas import ack_schema
+
+ROOT = Path(__file__).resolve().parent.parent
+HOSTILE = Path(__file__).parent / "hostile"
+GOOD = (ROOT / "inbox" / "sample" / "acme-20261201-good.xml").read_bytes()
+NORDIC = (ROOT / "inbox" / "nordic" / "nordic-orders-NA-2026-77.xml").read_bytes()
+XSL = ROOT / "mappings" / "nordic-orders.xsl"
+ACK = "{urn:aimgw:license-ack:1}"
+MAX_RSS_MB = 300
+MAX_SECONDS = 30
+AS_LIMIT = 3 << 30  # address space of a child: a runaway fails fast instead of swapping
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+# -- the corpus table ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    file: str
+    tries: str
+    expected: str  # "F004", "A190" or "ACCEPTED"
+
+    @property
+    def partner(self) -> str:
+        return "nordic" if self.file.startswith("xslt-") else "acme"
+
+
+def corpus(section: str) -> list[Case]:
+    """The rows of one table of tests/hostile/README.md."""
+    text = (HOSTILE / "README.md").read_text()
+    part = text.split(f"## {section}", 1)[1].split("\n## ", 1)[0]
+    cases = []
+    for line in part.splitlines():
+        match = re.fullmatch(r"\| `([^`]+)` \| (.+) \| (F\d{3}|A\d{3}|ACCEPTED) \|", line)
+        if match:
+            cases.append(Case(*match.groups()))
+    return cases
+
+
+COMMITTED = corpus("Committed files")
+GENERATED = {c.file: c for c in corpus("Generated at run time")}
+
+
+def test_corpus_is_complete_and_small() -> None:
+    files = {p.name for p in HOSTILE.iterdir()} - {"README.md"}
+    assert files == {c.file for c in COMMITTED}  # each file has its line, each line its file
+    assert len(COMMITTED) >= 40
+    assert sum((HOSTILE / f).stat().st_size for f in files) < 2_000_000
+    assert len(GENERATED) >= 10
+
+
+# -- the network canary ----------------------------------------------------------------------
+
+
+class Canary:
+    """An HTTP server on 127.0.0.1 that records every request: the corpus points at it."""
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+        canary = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                canary.requests.append(self.path)
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b'<!ENTITY x "FETCHED">')
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def canary() -> Iterator[Canary]:
+    server = Canary()
+    yield server
+    server.close()
+
+
+# -- a project, a bounded subprocess run -----------------------------------------------------
+
+
+def make_project(base: Path, *, extra: str = "") -> Path:
+    for sub in ("inbox/acme", "inbox/nordic"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    cfg = base / "config.toml"
+    cfg.write_text(f"""
+[gateway]
+data_dir = "data"
+outbox_dir = "outbox"
+
+[ace]
+site_code = "AIMG"
+sender_id = "AGW"
+
+[partners.acme]
+name = "Acme"
+inbox = "inbox/acme"
+disposition = "keep"
+filer_code = "SMP"
+max_files = 1000
+max_bytes = 4000000000
+
+[partners.nordic]
+name = "Nordic"
+inbox = "inbox/nordic"
+patterns = ["*.xml"]
+disposition = "keep"
+filer_code = "NAT"
+mapping = "{XSL}"
+max_files = 1000
+{extra}""")
+    return cfg
+
+
+@dataclass
+class RunResult:
+    returncode: int
+    seconds: float
+    max_rss_mb: float
+    stdout: str
+    stderr: str
+
+
+def run_bounded(args: list[str], cwd: Path, timeout: float = MAX_SECONDS) -> RunResult:
+    """Run the gateway CLI in a child with a wall-clock limit; return its own peak RSS."""
+    out, err = cwd / ".stdout", cwd / ".stderr"
+
+    def limits() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (AS_LIMIT, AS_LIMIT))
+
+    started = time.monotonic()
+    with open(out, "wb") as fo, open(err, "wb") as fe:
+        proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", *args], cwd=ROOT,
+                                stdin=subprocess.DEVNULL, stdout=fo, stderr=fe,
+                                preexec_fn=limits, start_new_session=True)
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() - started > timeout:
+            os.killpg(proc.pid, signal.SIGKILL)
+            os.wait4(proc.pid, 0)
+            pytest.fail(f"{args} still running after {timeout} s: killed")
+        time.sleep(0.02)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return RunResult(proc.returncode, time.monotonic() - started, usage.ru_maxrss / 1024,
+                     out.read_text(errors="replace"), err.read_text(errors="replace"))
+
+
+def run_once(cfg: Path, timeout: float = MAX_SECONDS) -> RunResult:
+    result = run_bounded(["run", "--once", "--as-of", "2026-12-01", "--config", str(cfg)],
+                         cfg.parent, timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def good_acme(n: int) -> bytes:
+    """The good sample with its own SubmissionId and refs: a distinct submission."""
+    return GOOD.replace(b"ACME-20261201-001", f"GOOD-{n}".encode()).replace(
+        b'ref="PO-44', f'ref="G{n}-'.encode()).replace(b'ref="WH-', f'ref="G{n}W-'.encode())
+
+
+def good_nordic(n: int) -> bytes:
+    return NORDIC.replace(b"NA-2026-77", f"NGOOD-{n}".encode()).replace(
+        b'no="SO-', f'no="N{n}-'.encode())
+
+
+class Dropper:
+    """Files land in an inbox with increasing mtimes: they are taken in the order dropped."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.clock = time.time() - 100_000
+        self.goods: dict[str, str] = {}  # hostile file -> the good file dropped after it
+
+    def drop(self, partner: str, name: str | bytes, data: bytes | Callable[[Path], None]) -> Path:
+        folder = os.fsencode(self.base / "inbox" / partner)
+        path = Path(os.fsdecode(os.path.join(folder, os.fsencode(name))))
+        if callable(data):
+            data(path)
+        else:
+            path.write_bytes(data)
+        self.clock += 1
+        os.utime(path, (self.clock, self.clock))
+        return path
+
+    def drop_with_good(self, partner: str, name: str, data: bytes | Callable[[Path], None]) -> None:
+        self.drop(partner, name, data)
+        n = len(self.goods) + 1
+        good = f"zz-good-{n:03d}.xml"
+        self.drop(partner, good, good_acme(n) if partner == "acme" else good_nordic(n))
+        self.goods[name] = good
+
+
+@dataclass(frozen=True)
+class Outcome:
+    partner: str
+    status: str | None
+    error: str | None
+    ack_name: str | None
+    local_name: str
+    duration_ms: int | None
+    licensed: int
+    app_codes: dict[str, set[str]]  # rejected application ref -> its codes
+    archive_path: str | None
+
+
+def outcomes(base: Path) -> dict[str, Outcome]:
+    with sqlite3.connect(base / "data" / "ledger.sqlite") as db:
+        files = db.execute("SELECT file_id, partner, remote_name, status, error, ack_name, "
+                           "local_name, duration_ms, licensed, archive_path FROM files").fetchall()
+        found: dict[str, dict[str, set[str]]] = {}
+        for file_id, ref, code in db.execute(
+                "SELECT f.file_id, f.ref, f.code FROM findings f JOIN applications a ON "
+                "a.file_id = f.file_id AND a.ref IS f.ref WHERE a.status = 'REJECTED'"):
+            found.setdefault(file_id, {}).setdefault(ref, set()).add(code)
+    return {name: Outcome(partner, status, error, ack, local, ms, licensed,
+                          found.get(file_id, {}), archive)
+            for file_id, partner, name, status, error, ack, local, ms, licensed, archive in files}
+
+
+def read_ack(base: Path, outcome: Outcome) -> tuple[str | None, set[str]]:
+    """(file status, file-level codes) of the acknowledgment in outbox/<partner>/."""
+    assert outcome.ack_name, outcome
+    path = base / "outbox" / outcome.partner / outcome.ack_name
+    assert path.is_file(), f"no acknowledgment {path}"
+    if path.name.endswith(".csv"):
+        rows = list(csv.reader(io.StringIO(path.read_text("utf-8"), newline="")))
+        return rows[1][3], set(rows[1][7].split())
+    ack = etree.parse(str(path))
+    assert ack_schema().validate(ack), ack_schema().error_log
+    return ack.findtext(ACK + "Status"), {f.get("code") for f in ack.findall(ACK + "Finding")}
+
+
+def check_case(base: Path, case: Case, results: dict[str, Outcome], good: str | None) -> None:
+    """The file's outcome is the expected one, it is acknowledged, and the good file after it
+    was licensed."""
+    got = results.get(case.file)
+    assert got is not None, f"{case.file} was not taken"
+    status, file_codes = read_ack(base, got)
+    assert status == got.status
+    failed = base / "data" / "failed" / case.partner / got.local_name
+    if case.expected == "ACCEPTED":
+        assert (got.status, got.error) == ("ACCEPTED", None), got
+        assert got.licensed > 0
+    elif case.expected.startswith("F"):
+        assert (got.status, (got.error or "")[:4]) == ("REJECTED", case.expected), got
+        assert file_codes == {case.expected}
+        assert failed.is_file()
+        error_txt = failed.with_name(failed.name + ".error.txt").read_text()
+        assert f"reason:      {case.expected}" in error_txt
+    elif case.expected.startswith("A"):
+        assert got.error is None and got.status in ("REJECTED", "PARTIAL"), got
+        assert any(case.expected in codes for codes in got.app_codes.values()), got.app_codes
+        assert not failed.exists()
+    assert got.duration_ms is not None and got.duration_ms < 10_000
+    if good is not None:
+        after = results[good]
+        assert (after.status, after.error) == ("ACCEPTED", None), after
+        assert after.licensed > 0
+
+
+# -- the committed corpus: one run -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def corpus_run(tmp_path_factory: pytest.TempPathFactory, canary: Canary):
+    base = tmp_path_factory.mktemp("corpus") / "project"
+    cfg = make_project(base)
+    dropper = Dropper(base)
+    for case in COMMITTED:
+        data = (HOSTILE / case.file).read_bytes()
+        data = data.replace(b"__PORT__", str(canary.port).encode())
+        dropper.drop_with_good(case.partner, case.file, data)
+    before = set(base.parent.iterdir())
+    result = run_once(cfg, timeout=90)
+    return base, dropper, result, outcomes(base), before
+
+
+def test_corpus_run_is_bounded_and_writes_only_where_it_should(corpus_run, canary) -> None:
+    base, _, result, results, before = corpus_run
+    assert result.max_rss_mb < MAX_RSS_MB, result
+    assert result.seconds < 60, result
+    assert len(results) == 2 * len(COMMITTED)
+    assert set(base.parent.iterdir()) == before
+    assert {p.name for p in base.iterdir()} <= {"inbox", "data", "outbox", "config.toml",
+                                                ".stdout", ".stderr"}
+    assert canary.requests == []
+
+
+@pytest.mark.parametrize("case", COMMITTED, ids=[c.file for c in COMMITTED])
+def test_hostile_file(corpus_run, canary, case: Case) -> None:
+    base, dropper, _, results, _ = corpus_run
+    check_case(base, case, results, dropper.goods[case.file])
+    assert canary.requests == []
+
+
+def test_formula_cells_are_neutralised_in_the_csv_ack(corpus_run) -> None:
+    base, _, _, results, _ = corpus_run
+    got = results["csv-formula-injection.csv"]
+    text = (base / "outbox" / "acme" / (got.ack_name or "")).read_text("utf-8")
+    cells = [cell for row in csv.reader(io.StringIO(text, newline="")) for cell in row]
+    assert any(c.startswith("'=HYPERLINK(") for c in cells)  # echoed, but as text
+    assert any(c == "'=1+1" for c in cells) and any(c.startswith("'@SUM") for c in cells)
+    assert not [c for c in cells if c.startswith(FORMULA_STARTS)]
+
+
+def test_ace_records_keep_their_shape(corpus_run) -> None:
+    base, _, _, results, _ = corpus_run
+    assert results["csv-ace-injection.csv"].licensed == 1
+    for ace in (base / "outbox" / "ace").glob("*.txt"):
+        lines = ace.read_text("ascii").split("\n")
+        assert lines[-1] == "" and all(len(line) == 80 for line in lines[:-1]), ace
+        assert "INJECTED" not in "".join(line for line in lines if line.startswith("10"))
+
+
+# -- generated inputs: the heavy ones in their own subprocess --------------------------------
+
+
+def _streamed(head: bytes, unit: bytes, count: int, tail: bytes) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        block = unit * 10_000
+        with open(path, "wb") as fh:
+            fh.write(head)
+            for _ in range(count // 10_000):
+                fh.write(block)
+            fh.write(unit * (count % 10_000))
+            fh.write(tail)
+    return write
+
+
+def _sparse(size: int) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        subprocess.run(["truncate", "-s", str(size), str(path)], check=True)
+    return write
+
+
+_APP_START = GOOD.index(b'  <Application ref="PO-4411">')
+_FIRST_PRODUCT = GOOD.index(b"    <Product", _APP_START)
+_APP_END = GOOD.index(b"</Application>", _APP_START) + len(b"</Application>\n")
+
+
+def _xml_around(sid: str, inner_unit: bytes, count: int,
+                where: bytes = b"") -> Callable[[Path], None]:
+    """A submission whose first application holds ``count`` x ``inner_unit`` at ``where`` (by
+    default where its product lines start), followed by a second, good application."""
+    head = GOOD[:_APP_START].replace(b"ACME-20261201-001", sid.encode())
+    app = GOOD[_APP_START:_APP_END].replace(b'ref="PO-4411"', b'ref="BIG-1"')
+    cut = app.index(where) if where else _FIRST_PRODUCT - _APP_START
+    second = GOOD[_APP_START:_APP_END].replace(b'ref="PO-4411"', b'ref="BIG-2"')
+    return _streamed(head + app[:cut], inner_unit, count,
+                     app[cut:] + second + b"</LicenseSubmission>\n")
+
+
+CSV_HEADER = (b"submission_id,application_ref,entry_type,entry_number,importer,exporter,"
+              b"manufacturer,country_of_origin,country_of_export,expected_export_date,"
+              b"expected_import_date,port_of_entry,line_no,hts,description,"
+              b"smelt_country_largest,smelt_country_second,cast_country,quantity_kg,value_usd\r\n")
+
+
+def _csv_row(sid: str, ref: str, description: bytes = b"Plate") -> bytes:
+    return (f"{sid},{ref},01,,ACME,NORTHERN,NORTHERN,CA,CA,2026-12-08,2026-12-14,3004,1,"
+            f"7606.12.3091,").encode() + description + b",CA,US,CA,12000.5,38401.60\r\n"
+
+
+GENERATORS: dict[str, Callable[[Path], None]] = {
+    "gen-1gb-sparse.xml": _sparse(1_000_000_000),
+    "gen-200mb-plus-1.xml": _sparse(209_715_201),
+    "gen-2m-products.xml": _xml_around("GEN-2M", b'<Product line="1"/>', 2_000_000),
+    "gen-1m-stray-elements.xml": _xml_around("GEN-STRAY", b"<x/>", 1_000_000,
+                                             b"    <PortOfEntry>"),
+    "gen-deep-100k.xml": _xml_around("GEN-DEEP", b"<a>", 100_000, b"    <PortOfEntry>"),
+    "gen-huge-attribute.xml": _xml_around("GEN-ATTR", b"a", 30_000_000, b'">\n    <EntryType>'),
+    "gen-huge-text.xml": _xml_around("GEN-TEXT", b"a", 30_000_000,
+                                     b"ACME ALUMINUM IMPORTS LLC</Importer>"),
+    "gen-csv-1m-columns.csv": _streamed(CSV_HEADER + _csv_row("GEN-COLS", "GC-1")[:-2], b",x",
+                                        1_000_000, b"\r\n"),
+    "gen-csv-1m-rows-one-app.csv": _streamed(CSV_HEADER, _csv_row("GEN-ROWS", "GR-1"),
+                                             1_000_000, _csv_row("GEN-ROWS", "GR-2")),
+    "gen-csv-10mb-cell.csv": _streamed(CSV_HEADER + _csv_row("GEN-CELL", "GL-1")[:-2] + b'"',
+                                       b"A", 10_000_000, b'"\r\n'),
+    "gen-csv-newline-bomb.csv": _streamed(CSV_HEADER + b'GEN-NLB,NL-1,01,,"', b"\n",
+                                          50_000_000, b'",x\r\n'),
+}
+GROUPS = [  # each group is one subprocess
+    ["gen-1gb-sparse.xml", "gen-200mb-plus-1.xml"],
+    ["gen-2m-products.xml"],
+    ["gen-1m-stray-elements.xml"],
+    ["gen-deep-100k.xml"],
+    ["gen-csv-1m-columns.csv"],
+    ["gen-csv-1m-rows-one-app.csv"],
+    ["gen-huge-attribute.xml", "gen-huge-text.xml", "gen-csv-10mb-cell.csv",
+     "gen-csv-newline-bomb.csv"],
+]
+MEASURED: dict[str, RunResult] = {}
+
+
+def test_generators_match_the_table() -> None:
+    assert set(GENERATORS) == set(GENERATED) == {f for group in GROUPS for f in group}
+
+
+@pytest.mark.parametrize("group", GROUPS, ids=["+".join(g) for g in GROUPS])
+def test_generated_heavy_input(tmp_path: Path, canary: Canary, group: list[str]) -> None:
+    base = tmp_path / "project"
+    cfg = make_project(base)
+    dropper = Dropper(base)
+    for name in group:
+        dropper.drop_with_good("acme", name, GENERATORS[name])
+    result = run_once(cfg)
+    MEASURED["+".join(group)] = result
+    print(f"\n{'+'.join(group)}: {result.seconds:.1f} s, {result.max_rss_mb:.0f} MB peak RSS")
+    assert result.max_rss_mb < MAX_RSS_MB, result
+    results = outcomes(base)
+    for name in group:
+        check_case(base, GENERATED[name], results, dropper.goods[name])
+    if "gen-2m-products.xml" in group:
+        ack = etree.parse(str(base / "outbox" / "acme" / "gen-2m-products.xml.ack.xml"))
+        apps = {a.get("ref"): a for a in ack.iter(ACK + "Application")}
+        assert apps["BIG-2"].get("status") == "LICENSED"  # the parser went on after it
+        a190 = apps["BIG-1"].find(f"{ACK}Finding[@code='A190']")
+        assert a190 is not None and a190.get("value") == "2000002"  # + the 2 of the template
+    assert canary.requests == []
+
+
+# -- file names: never a path, kept as data ----------------------------------------------------
+
+HOSTILE_NAMES: list[bytes] = [
+    b"..\\..\\..\\escape.xml",                      # starts with ".": never taken (hidden)
+    b"x\\..\\..\\escape.xml",                       # backslash traversal (a legal Linux name)
+    b"ctl\x1b[2J\x07\nreason:      ACCEPTED.xml",   # terminal escapes, a forged report line
+    b"A" * 240 + b"-1.xml",                         # long names that differ only at the end
+    b"A" * 240 + b"-2.xml",
+    b"bad\xff\xfe-not-utf8.xml",                    # bytes that are not UTF-8
+    b"$(touch pwned) `id`; rm -rf ~.xml",           # shell metacharacters
+    b"\xe2\x80\xaeLMX.exe.xml",                     # right-to-left override
+    b"-rf --no-preserve-root.xml",                  # an option-looking name
+]
+
+
+def _tree(base: Path) -> set[Path]:
+    return {p.relative_to(base) for p in base.rglob("*")}
+
+
+def test_hostile_local_names_stay_inside_data_and_outbox(tmp_path: Path) -> None:
+    base = tmp_path / "project"
+    cfg = make_project(base)
+    dropper = Dropper(base)
+    for n, name in enumerate(HOSTILE_NAMES, start=1):
+        data = good_acme(100 + n) if n % 2 else (HOSTILE / "xxe-file.xml").read_bytes().replace(
+            b"H-XXE-FILE", f"H-NAME-{n}".encode())
+        dropper.drop("acme", name, data)
+    outside = tmp_path / "escape.xml"
+    inbox_before = _tree(base / "inbox")
+    result = run_once(cfg)
+    assert result.returncode == 0
+    assert not outside.exists() and {p.name for p in tmp_path.iterdir()} == {"project"}
+    assert {p.name for p in base.iterdir()} <= {"inbox", "data", "outbox", "config.toml",
+                                                ".stdout", ".stderr"}
+    assert _tree(base / "inbox") == inbox_before
+    results = outcomes(base)
+    taken = [n for n in HOSTILE_NAMES if not n.startswith(b".")]
+    assert len(results) == len(taken)  # every other file taken, no crash
+    acks = {o.ack_name for o in results.values()}
+    assert len(acks) == len(taken)  # the two long names keep distinct acks
+    for got in results.values():
+        assert (got.status, (got.error or "")[:4]) in {("ACCEPTED", ""), ("REJECTED", "F004")}
+        assert got.ack_name and re.fullmatch(r"[A-Za-z0-9._~-]{1,130}", got.ack_name), got
+        assert (base / "outbox" / "acme" / got.ack_name).is_file()
+        assert re.fullmatch(r"\d{8}-\d{6}__[A-Za-z0-9._~-]+", got.local_name), got.local_name
+    assert "bad\\xff\\xfe-not-utf8.xml" in results  # the name kept as text data
+    assert len([o for o in results.values() if o.status == "REJECTED"]) == 4
+    for error_txt in (base / "data" / "failed" / "acme").glob("*.error.txt"):
+        text = error_txt.read_text()
+        assert len(text.splitlines()) == 7  # no name forges a line of the report
+        assert "\x1b" not in text and "\u202e" not in text
+
+
+class _NamesInbox:
+    """An inbox whose server offers names a real file system could not hold (``/``)."""
+
+    partner_id = "acme"
+
+    def __init__(self, names: list[str]) -> None:
+        self.files = {name: good_acme(200 + n) for n, name in enumerate(names)}
+        self.disposed: list[str] = []
+
+    def list(self) -> list[RemoteFile]:
+        return [RemoteFile(name, len(data), 1000.0 + n)
+                for n, (name, data) in enumerate(self.files.items())]
+
+    def fetch(self, remote: RemoteFile, dest: Path) -> tuple[int, str]:
+        return copy_with_digest(io.BytesIO(self.files[remote.name]), dest, remote.size)
+
+    def dispose(self, remote_name: str) -> None:
+        self.disposed.append(remote_name)
+
+    def deliver(self, local: Path, name: str) -> None:
+        assert "/" not in name and not name.startswith(".")
+
+    def close(self) -> None:
+        pass
+
+
+def test_traversal_names_from_a_server_are_data(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    base = tmp_path / "project"
+    cfg = make_project(base)
+    names = ["../../../escape.xml", "/etc/cron.d/escape.xml", "a/../../../escape2.xml",
+             "..", "./.hidden.xml", "C:\\Windows\\escape.xml"]
+    inbox = _NamesInbox(names)
+    monkeypatch.setattr("gateway.runner.open_inbox", lambda partner, ledger=None: (
+        inbox if partner.id == "acme" else _NamesInbox([])))
+    runner = Runner(load_config(cfg))
+    try:
+        runner.run_once()
+    finally:
+        runner.close()
+    assert {p.name for p in tmp_path.iterdir()} == {"project"}
+    assert {p.name for p in base.iterdir()} <= {"inbox", "data", "outbox", "config.toml"}
+    assert not Path("/etc/cron.d/escape.xml").exists()
+    results = outcomes(base)
+    assert set(results) == set(names)  # each kept, as data, under its own name
+    assert {o.status for o in results.values()} == {"ACCEPTED"}
+    for got in results.values():
+        assert "/" not in got.local_name and not got.local_name.startswith(".")
+    assert sorted(inbox.disposed) == sorted(names)
+
+
+def test_symlinks_in_a_local_inbox_are_never_followed(tmp_path: Path) -> None:
+    base = tmp_path / "project"
+    cfg = make_project(base)
+    secret = tmp_path / "outside.xml"
+    secret.write_bytes(good_acme(300))
+    inbox = base / "inbox" / "acme"
+    (inbox / "passwd.xml").symlink_to("/etc/passwd")
+    (inbox / "outside.xml").symlink_to(secret)
+    (inbox / "dir.xml").symlink_to(tmp_path)
+    os.mkfifo(inbox / "fifo.xml")  # would block a reader for ever
+    (inbox / "good.xml").write_bytes(good_acme(301))
+    run_once(cfg)
+    assert set(outcomes(base)) == {"good.xml"}
+    assert secret.read_bytes() == good_acme(300)
+
+
+def test_sftp_symlinks_and_undecodable_names(tmp_path: Path, sshd: SshServer) -> None:
+    account = sshd.account("acme")
+    outside = tmp_path / "outside.xml"
+    outside.write_bytes(good_acme(400))
+    remote = Path(account.inbox)
+    (remote / "passwd.xml").symlink_to("/etc/passwd")
+    (remote / "outside.xml").symlink_to(outside)
+    (remote / "up.xml").symlink_to("..")
+    (remote / "good.xml").write_bytes(good_acme(401))
+    base = tmp_path / "project"
+    cfg = make_project(base, extra=f"""
+[partners.remote]
+name = "Remote"
+kind = "sftp"
+host = "127.0.0.1"
+port = {sshd.port}
+user = "{sshd.user}"
+key_file = "{sshd.key_file}"
+known_hosts = "{sshd.known_hosts}"
+remote_inbox = "{account.inbox}"
+remote_ack_dir = "{account.acks}"
+remote_processed_dir = "{account.processed}"
+min_age_seconds = 0
+connect_timeout = 5
+auth_timeout = 5
+operation_timeout = 10
+""")
+    run_once(cfg)
+    results = outcomes(base)
+    assert set(results) == {"good.xml"} and results["good.xml"].status == "ACCEPTED"
+    assert results["good.xml"].partner == "remote"
+    assert sorted(os.listdir(remote)) == ["outside.xml", "passwd.xml", "up.xml"]  # untouched
+    assert outside.read_bytes() == good_acme(400)
+    assert [n for n in os.listdir(account.acks) if ".ack." in n] == ["good.xml.ack.xml"]
+
+    # A name that is not UTF-8 fails this partner's listing (back-off, alert), never the run:
+    # the local partner after it is still processed.
+    (remote / os.fsdecode(b"bad\xff.xml")).write_bytes(good_acme(402))
+    (base / "inbox" / "acme" / "local.xml").write_bytes(good_acme(403))
+    run_once(cfg)
+    results = outcomes(base)
+    assert results["local.xml"].status == "ACCEPTED"
+    with sqlite3.connect(base / "data" / "ledger.sqlite") as db:
+        failures, error = db.execute("SELECT failures, last_error FROM partner_state "
+                                     "WHERE partner = 'remote'").fetchone()
+    assert failures == 1 and "UTF-8" in error
+
+
+# -- the check command -------------------------------------------------------------------------
+
+CHECKED = ["xxe-network.xml", "billion-laughs.xml", "doctype-utf7.xml", "xinclude-network.xml",
+           "lines-1000.xml", "amount-overflow.xml", "csv-formula-injection.csv",
+           "csv-amount-exponent.csv", "zip-bomb.xml"]
+
+
+@pytest.mark.parametrize("name", CHECKED)
+def test_check_rejects_and_writes_nothing(tmp_path: Path, canary: Canary, name: str) -> None:
+    base = tmp_path / "project"
+    cfg = make_project(base)
+    case = next(c for c in COMMITTED if c.file == name)
+    target = tmp_path / name
+    target.write_bytes((HOSTILE / name).read_bytes().replace(b"__PORT__",
+                                                              str(canary.port).encode()))
+    before = _tree(tmp_path)
+    result = run_bounded(["check", str(target), "--as-of", "2026-12-01", "--partner", "acme",
+                          "--config", str(cfg)], tmp_path)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert _tree(tmp_path) == before | {Path(".stdout"), Path(".stderr")}
+    assert not (base / "data").exists() and not (base / "outbox").exists()
+    if name.endswith(".csv"):
+        rows = list(csv.reader(io.StringIO(result.stdout, newline="")))
+        codes = {code for row in rows[1:] for code in row[7].split()}
+        assert not [c for row in rows for c in row if c.startswith(FORMULA_STARTS)]
+    else:
+        ack = etree.fromstring(result.stdout.encode())
+        codes = {f.get("code") for f in ack.iter(ACK + "Finding")}
+    assert case.expected in codes
+    assert result.max_rss_mb < MAX_RSS_MB
+    assert canary.requests == []

@@ -1,0 +1,379 @@
+"""Property tests (hypothesis) for the ACE writer (issue 6 point 4).
+
+Whatever the text of an application (valid-looking or odd: lower case, accents, emoji, control
+characters, any length), every record is exactly 80 ASCII upper-case characters and a newline,
+and every field sits at its ``LAYOUTS`` positions: each record is parsed back by position and
+compared with the value cleaned and cut independently here, so no field ever shifts. A number
+that does not fit its field raises ``ValueError`` instead of writing a long record. Whole files
+from ``AceFileWriter`` have matching A/Z and B/Y records and a true manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tempfile
+import unicodedata
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.ace import (
+    ENTRY_SUMMARY,
+    FTZ_ADMISSION,
+    LAYOUTS,
+    MANIFEST_SUFFIX,
+    RECORD_LENGTH,
+    AceFileWriter,
+    batch_header,
+    batch_trailer,
+    block_header,
+    block_trailer,
+    entry_summary_text,
+    ftz_record,
+)
+from gateway.hts import covered_list
+from gateway.model import Application, ProductLine
+from gateway.rules import ISO_COUNTRIES, RuleContext, check_application
+
+PURE = settings(max_examples=200, derandomize=True, database=None, deadline=None)
+FILES = settings(max_examples=40, derandomize=True, database=None, deadline=None)
+
+# --- an independent reading of the layout rules ----------------------------------------------
+
+_ALLOWED = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 -./&,")
+_SMELT = {"UNKNOWN": "UN", "NOT_APPLICABLE": "NA"}
+
+
+class Refused(Exception):
+    """The expected outcome is a ValueError from the writer."""
+
+
+def cleaned(value: str) -> str:
+    """Upper-case ASCII: accents dropped (Ü is U), anything else outside A-Z 0-9 -./&, a space."""
+    text = "".join(c for c in unicodedata.normalize("NFKD", value) if not unicodedata.combining(c))
+    return "".join(c if c in _ALLOWED else " " for c in text.upper())
+
+
+def an(value: str | None, width: int) -> str:
+    return " " * width if value is None else cleaned(value)[:width].ljust(width)
+
+
+def n(value: int, width: int) -> str:
+    if value < 0 or len(str(value)) > width:
+        raise Refused(f"{value} in {width} digits")
+    return str(value).zfill(width)
+
+
+def scaled(text: str | None, decimals: int) -> int:
+    """``text`` as an integer with ``decimals`` implied decimals, rounded half up, exactly."""
+    if text is None:
+        raise Refused("no amount")
+    try:
+        with localcontext(prec=len(text) + 50):
+            amount = Decimal(text.strip())
+            if not amount.is_finite() or abs(amount.adjusted()) > 40:
+                raise Refused(text)
+            return int(amount.scaleb(decimals).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    except InvalidOperation:
+        raise Refused(text) from None
+
+
+def smelt(value: str | None) -> str:
+    code = (value or "").strip().upper()
+    code = _SMELT.get(code, code)
+    if not re.fullmatch(r"[A-Z]{2}", code):
+        raise Refused(f"smelt {value!r}")
+    return code
+
+
+def line_number(line: ProductLine) -> int:
+    try:
+        return int(line.line_no)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise Refused(f"line {line.line_no!r}") from None
+
+
+def mmddyy(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value).strftime("%m%d%y")
+    except ValueError:
+        raise Refused(f"date {value!r}") from None
+
+
+def expected_records(app: Application, lines: list[ProductLine], license_number: str,
+                     filer_code: str) -> list[dict[str, str]]:
+    """The fields of each record, as the layout says they are written."""
+    records = [{"control": "10", "action": "A", "filer_code": an(filer_code, 3),
+                "entry_number": an(app.entry_number[3:] if app.entry_number else None, 8),
+                "port_of_entry": an(app.port_of_entry, 4), "broker_reference": an(app.ref, 9),
+                "entry_type": an(app.entry_type, 2)}]
+    export_date = an(mmddyy(app.expected_export_date), 6)
+    for line in lines:
+        records.append({"control": "40", "line_number": n(line_number(line), 3),
+                        "country_of_origin": an(app.country_of_origin, 2),
+                        "country_of_export": an(app.country_of_export, 2),
+                        "export_date": export_date})
+        records.append({"control": "50", "hts": an((line.hts or "").replace(".", "") or None, 10),
+                        "value_usd": n(scaled(line.value_usd, 0), 10),
+                        "quantity": n(scaled(line.quantity_kg, 2), 12), "unit": "KG "})
+        records.append({"control": "52", "license_type": "28",
+                        "license_number": an(license_number, 10)})
+        records.append({"control": "54", "declaration_type": "07",
+                        "smelt_country_largest": smelt(line.smelt_country_largest),
+                        "smelt_country_second": smelt(line.smelt_country_second),
+                        "cast_country": an(line.cast_country, 2)})
+    return records
+
+
+def parse(record: str, kind: str) -> dict[str, str]:
+    """The fields of ``record`` read at their LAYOUTS positions; filler must be spaces."""
+    assert len(record) == RECORD_LENGTH, (len(record), record)
+    assert record.isascii() and record == record.upper(), record
+    assert set(record) <= _ALLOWED, record
+    fields = {}
+    used = set()
+    for name, start, end in LAYOUTS[kind]:
+        fields[name] = record[start - 1 : end]
+        used.update(range(start - 1, end))
+    filler = "".join(c for i, c in enumerate(record) if i not in used)
+    assert filler == " " * len(filler), (kind, record)
+    return fields
+
+
+def split_records(text: str) -> list[str]:
+    assert text.endswith("\n")
+    records = text[:-1].split("\n")
+    assert all(len(r) == RECORD_LENGTH for r in records), [len(r) for r in records]
+    return records
+
+
+# --- strategies -------------------------------------------------------------------------------
+
+odd_text = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["", " ", "ab<cd>ef_ghij", "Ünïcode-ref-0001", "ﬁne", "ß", "ǰ", "½", "😀",
+                     "\t\n\r", "\x00", "x" * 200, "a\u0301", "İ"]),
+)
+maybe_odd = st.one_of(st.none(), odd_text)
+code2 = st.one_of(st.sampled_from(sorted(ISO_COUNTRIES)), maybe_odd)
+amounts = st.one_of(
+    st.decimals(min_value=0, max_value=10**10, places=3).map(str),
+    st.decimals(min_value=0, max_value=10**13, places=2).map(str),
+    st.sampled_from(["61200.50", "0.5", "0.005", "9999999999.49", "9999999999.5",
+                     "9999999999.994", "9999999999.995", "10000000000", "+5", " 5", ".5", "5.",
+                     "1e2", "1.5E+3", "٥", "0", "-5", "-0.4", "NaN", "Infinity", "sNaN",
+                     "1e999999", "1e-999999", "1e999999999999999999", "1" * 5000, "x", ""]),
+)
+line_nos = st.one_of(st.integers(-5, 1200).map(str),
+                     st.sampled_from(["007", "+7", " 7", "٧", "1_0", "", "x", "9" * 30]),
+                     st.none())
+smelts = st.one_of(st.sampled_from(["UNKNOWN", "NOT_APPLICABLE", " unknown ", "us", "USA"]),
+                   code2)
+dates = st.one_of(st.dates(date(1990, 1, 1), date(2099, 12, 31)).map(date.isoformat),
+                  st.sampled_from(["20250307", "2025-02-30", "07.03.2025", "2025-03-07T10:00"]),
+                  st.none())
+
+
+@st.composite
+def product_lines(draw: st.DrawFn, valid: bool = False) -> ProductLine:
+    if valid:
+        return ProductLine(
+            line_no=str(draw(st.integers(1, 999))),
+            hts=draw(st.sampled_from(sorted(covered_list().items))),
+            description=draw(maybe_odd),
+            smelt_country_largest=draw(st.sampled_from(["UNKNOWN", "NOT_APPLICABLE", "CA"])),
+            smelt_country_second=draw(st.sampled_from(["NOT_APPLICABLE", "US"])),
+            cast_country=draw(st.sampled_from(sorted(ISO_COUNTRIES))),
+            quantity_kg=draw(st.decimals(min_value=1, max_value=10**9, places=3).map(str)),
+            value_usd=draw(st.decimals(min_value=1, max_value=10**9, places=2).map(str)))
+    return ProductLine(
+        line_no=draw(line_nos), hts=draw(st.one_of(st.sampled_from(["7604.29.1010"]), maybe_odd)),
+        description=draw(maybe_odd), smelt_country_largest=draw(smelts),
+        smelt_country_second=draw(smelts), cast_country=draw(code2),
+        quantity_kg=draw(st.one_of(amounts, st.none())),
+        value_usd=draw(st.one_of(amounts, st.none())))
+
+
+@st.composite
+def applications(draw: st.DrawFn, valid: bool = False, port: st.SearchStrategy | None = None,
+                 ) -> Application:
+    return Application(
+        ref=draw(st.one_of(st.sampled_from(["PO-1", "ABCDEFGHIJKLMNOP_Q"]), maybe_odd)),
+        entry_type=draw(st.one_of(st.sampled_from(["01", "FZ"]), maybe_odd)),
+        entry_number=draw(st.one_of(st.sampled_from(["XYZ12345678"]), maybe_odd)),
+        importer=draw(maybe_odd), exporter=draw(maybe_odd), manufacturer=draw(maybe_odd),
+        country_of_origin=draw(code2), country_of_export=draw(code2),
+        expected_export_date=draw(st.dates(date(2000, 1, 1), date(2099, 12, 31)).map(
+            date.isoformat) if valid else dates),
+        expected_import_date=None,
+        port_of_entry=draw(port if port is not None else st.one_of(
+            st.sampled_from(["3002", "3004"]), maybe_odd)),
+        lines=draw(st.lists(product_lines(valid), min_size=0 if not valid else 1, max_size=4)))
+
+
+license_numbers = st.one_of(st.from_regex(r"A[0-9]{8}", fullmatch=True), odd_text)
+filer_codes = st.one_of(st.sampled_from(["XYZ", "ACM"]), odd_text)
+
+# --- entry summaries ---------------------------------------------------------------------------
+
+
+def check_entry_summary(app: Application, lines: list[ProductLine], license_number: str,
+                        filer_code: str) -> list[str] | None:
+    """The records written, checked field by field; None when the writer (rightly) refused."""
+    try:
+        expected = expected_records(app, lines, license_number, filer_code)
+    except Refused:
+        expected = None
+    try:
+        text, count = entry_summary_text(app, lines, license_number, filer_code)
+    except ValueError:
+        assert expected is None, "refused a line that fits every field"
+        return None
+    assert expected is not None, "wrote a line that cannot be written"
+    records = split_records(text)
+    assert count == len(records) == 1 + 4 * len(lines)
+    for record, fields in zip(records, expected, strict=True):
+        assert parse(record, fields["control"]) == fields
+    return records
+
+
+@PURE
+@given(app=applications(), license_number=license_numbers, filer_code=filer_codes)
+def test_entry_summary_fields_never_shift(app: Application, license_number: str,
+                                          filer_code: str) -> None:
+    check_entry_summary(app, app.lines, license_number, filer_code)
+
+
+@PURE
+@given(app=applications(valid=True), license_number=st.from_regex(r"A[0-9]{8}", fullmatch=True),
+       filer_code=filer_codes)
+def test_entry_summary_of_a_valid_application_is_written(app: Application, license_number: str,
+                                                         filer_code: str) -> None:
+    assert check_entry_summary(app, app.lines, license_number, filer_code) is not None
+
+
+@PURE
+@given(quantity=amounts, value=amounts)
+def test_amounts_the_rules_accept_fit_the_ace_record(quantity: str, value: str) -> None:
+    """A line the rules let through is always writable: no ValueError at licensing time."""
+    line = ProductLine("1", hts="7606123045", smelt_country_largest="CA",
+                       smelt_country_second="US", cast_country="CA", quantity_kg=quantity,
+                       value_usd=value)
+    app = Application(
+        ref="PO-1", entry_type="01", importer="I", exporter="E", manufacturer="M",
+        country_of_origin="CA", country_of_export="CA", expected_export_date="2026-12-05",
+        expected_import_date="2026-12-10", port_of_entry="3004", lines=[line])
+    # XML amounts passed the XSD (xs:decimal) before the rules see them; CSV amounts did not.
+    xsd_decimal = all(re.fullmatch(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)", text.strip())
+                      for text in (quantity, value))
+    for source_format in ("xml", "csv") if xsd_decimal else ("csv",):
+        ctx = RuleContext(processing_date=date(2026, 12, 1), covered=covered_list(),
+                          source_format=source_format)
+        if not check_application(app, ctx).rejected:
+            assert check_entry_summary(app, app.lines, "A26000001", "XYZ") is not None
+
+
+@PURE
+@given(app=applications(), license_number=license_numbers, filer_code=filer_codes)
+def test_ftz_record_fields_never_shift(app: Application, license_number: str,
+                                       filer_code: str) -> None:
+    record = ftz_record(app, app.lines, license_number, filer_code)
+    description = next((line.description for line in app.lines if line.description), None)
+    if description is not None:
+        description = cleaned(description).translate(str.maketrans("-./&,", "     "))
+    assert parse(record, "FT60") == {
+        "control": "60", "description": an(description, 45), "reference_qualifier": "ALU",
+        "reference_id": an(license_number, 22)}
+
+
+@PURE
+@given(site=odd_text, sender=odd_text, day=st.dates(date(1990, 1, 1), date(2099, 12, 31)),
+       file_id=odd_text, app_id=st.sampled_from([ENTRY_SUMMARY, FTZ_ADMISSION]),
+       port=odd_text, filer=odd_text, submission=odd_text)
+def test_envelope_fields_never_shift(site: str, sender: str, day: date, file_id: str,
+                                     app_id: str, port: str, filer: str, submission: str) -> None:
+    mmddyy_day = day.strftime("%m%d%y")
+    assert parse(batch_header(site, sender, day, file_id, app_id), "A") == {
+        "control": "A", "site_code": an(site, 4), "sender_id": an(sender, 3),
+        "processing_date": mmddyy_day, "application_id": app_id, "user_data": an(file_id, 21)}
+    assert parse(batch_trailer(site, sender, day), "Z") == {
+        "control": "Z", "site_code": an(site, 4), "sender_id": an(sender, 3),
+        "processing_date": mmddyy_day}
+    assert parse(block_header(port, filer, app_id, submission), "B") == {
+        "control": "B", "port": an(port, 4), "filer_code": an(filer, 3),
+        "application_id": app_id, "user_data": an(submission, 21)}
+    assert parse(block_trailer(port, filer, app_id), "Y") == {
+        "control": "Y", "port": an(port, 4), "filer_code": an(filer, 3),
+        "application_id": app_id}
+
+
+# --- whole files ---------------------------------------------------------------------------------
+
+
+@FILES
+@given(app_id=st.sampled_from([ENTRY_SUMMARY, FTZ_ADMISSION]),
+       adds=st.lists(st.tuples(applications(valid=True, port=st.sampled_from(
+           ["3002", "3004", "3002 ", "30O4", "ü", None])), st.sampled_from(["XYZ", "ACM", "xyz"]),
+                                st.from_regex(r"A[0-9]{8}", fullmatch=True)), max_size=12),
+       site=st.sampled_from(["S123", "s1"]), submission=odd_text)
+def test_ace_file_envelopes_and_manifest(app_id: str, adds: list, site: str,
+                                         submission: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        path = folder / f"{app_id}-20261201-000001.txt"
+        source = {"file_id": "20261201-000001", "submission_id": submission}
+        writer = AceFileWriter(path, app_id=app_id, site_code=site, sender_id="T45",
+                               processing_date=date(2026, 12, 1), file_id="20261201-000001",
+                               submission_id=submission, source=source)
+        blocks: dict[tuple[str, str], list[str]] = {}  # (port, filer) as written -> records
+        licenses: dict[tuple[str, str], list[str]] = {}
+        for app, filer_code, license_number in adds:
+            writer.add(app, app.lines, license_number, filer_code)
+            key = (an(app.port_of_entry, 4), an(filer_code, 3))
+            if app_id == ENTRY_SUMMARY:
+                text, _ = entry_summary_text(app, app.lines, license_number, filer_code)
+            else:
+                text = ftz_record(app, app.lines, license_number, filer_code) + "\n"
+            blocks.setdefault(key, []).extend(split_records(text))
+            licenses.setdefault(key, []).append(license_number)
+        manifest = writer.finish()
+        if not adds:
+            assert manifest is None and not path.exists()
+            assert list(folder.iterdir()) == []
+            return
+        assert manifest is not None
+        data = path.read_bytes()
+        records = split_records(data.decode("ascii"))
+        # A first, Z last, matching; then B ... Y blocks in first-added order, B/Y matching.
+        a, z = parse(records[0], "A"), parse(records[-1], "Z")
+        assert (a["control"], z["control"]) == ("A", "Z")
+        assert {k: a[k] for k in ("site_code", "sender_id", "processing_date")} == {
+            k: z[k] for k in ("site_code", "sender_id", "processing_date")}
+        assert a["application_id"] == app_id
+        position = 1
+        for (port, filer), body in blocks.items():
+            b = parse(records[position], "B")
+            y = parse(records[position + 1 + len(body)], "Y")
+            assert (b["port"], b["filer_code"], b["application_id"]) == (port, filer, app_id)
+            assert {k: b[k] for k in ("port", "filer_code", "application_id")} == {
+                k: y[k] for k in ("port", "filer_code", "application_id")}
+            assert b["user_data"] == an(submission, 21)
+            assert records[position + 1 : position + 1 + len(body)] == body
+            position += len(body) + 2
+        assert position == len(records) - 1
+        assert manifest.record_count == len(records) == data.count(b"\n")
+        assert manifest.sha256 == hashlib.sha256(data).hexdigest()
+        assert list(manifest.licenses) == [n for block in licenses.values() for n in block]
+        on_disk = json.loads(path.with_name(path.name + MANIFEST_SUFFIX).read_bytes())
+        assert (on_disk["sha256"], on_disk["record_count"], on_disk["licenses"]) == (
+            manifest.sha256, manifest.record_count, list(manifest.licenses))
+        # Nothing else is left beside the file: no spool, no temp file.
+        assert sorted(p.name for p in folder.iterdir()) == sorted(
+            [path.name, path.name + MANIFEST_SUFFIX])
