@@ -88,8 +88,7 @@ def reprocess(config: Config, file_id: str, reason: str, actor: str = "cli", *,
 
 def _take_lease(runner: Runner, partner_id: str, wait_seconds: float) -> None:
     deadline = time.monotonic() + wait_seconds
-    while not runner.ledger.acquire_lease(partner_id, runner.worker,
-                                          runner.config.gateway.lease_seconds, time.time()):
+    while not runner.lease(partner_id):
         if time.monotonic() >= deadline:
             raise TransientError(f"partner {partner_id} is being polled right now; "
                                  "try again when the poll is over")

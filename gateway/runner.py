@@ -194,6 +194,10 @@ class Runner:
             return self.ledger.take_over_lease(partner_id, owner, self.worker, seconds, now)
         return False
 
+    def lease(self, partner_id: str) -> bool:
+        """Take the partner's lease for work outside a poll (``admin.reprocess``)."""
+        return self._lease(partner_id)
+
     def run_once(self) -> list[PollReport]:
         if not self._recovered:
             self.recover()

@@ -25,7 +25,7 @@ from gateway import admin, queries
 from gateway.alerts import Alerts, check_silence
 from gateway.cli import main
 from gateway.config import Config, load_config
-from gateway.errors import FatalError
+from gateway.errors import FatalError, TransientError
 from gateway.events import EventLog
 from gateway.ledger import MIGRATIONS, Ledger
 from gateway.progress import ReadProgress, render
@@ -289,6 +289,15 @@ def test_reprocess_refusals(project: Project, capsys) -> None:
         admin.reprocess(project.config, good, "x")
     assert project.events("admin.reprocess") == []
     assert not list((project.base / "data" / "work" / "tmp").iterdir())
+    # A worker on another machine is polling the partner: reprocess waits, then says so.
+    ledger = Ledger(project.base / "data" / "ledger.sqlite")
+    try:
+        assert ledger.acquire_lease("plain", "elsewhere:1:abc", 60, ledger.now())
+        with pytest.raises(TransientError, match="being polled"):
+            admin.reprocess(project.config, project.file_id("plain", "ZAIM"), "busy",
+                            wait_seconds=0.2)
+    finally:
+        ledger.close()
 
 
 # -- purge --------------------------------------------------------------------------------------

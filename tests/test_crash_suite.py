@@ -388,10 +388,15 @@ def query(base: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple]:
 
 
 def ledger_ready(base: Path) -> bool:
-    """The ledger exists and holds its tables (a kill can come before the migration)."""
+    """The ledger exists and holds its tables. A kill while the gateway created it can leave
+    a hot rollback journal that only a writer can undo ("attempt to write a readonly
+    database"): not ready then, and the gateway's next start, not this test, recovers it."""
     if not (base / "data" / "ledger.sqlite").exists():
         return False
-    return bool(query(base, "SELECT 1 FROM sqlite_master WHERE name = 'events'"))
+    try:
+        return bool(query(base, "SELECT 1 FROM sqlite_master WHERE name = 'events'"))
+    except sqlite3.OperationalError:
+        return False
 
 
 def file_count(base: Path) -> int:
@@ -498,7 +503,7 @@ def kill_traces(base: Path, temps_before: set[Path], states_before: set[tuple[st
         else:
             found.add(f"other temp in {where}")
     if not ledger_ready(base):
-        return found | {"start-up: no ledger tables yet"}
+        return found | {"start-up: ledger not created (or not readable) yet"}
     for _, state in file_states(base) - states_before:
         found.add(f"a file left {state}")
     if not found:

@@ -20,6 +20,7 @@ import threading
 import time
 from collections import defaultdict
 from datetime import date
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -185,7 +186,7 @@ def test_numbers_are_unique_across_threads_and_processes(tmp_path: Path) -> None
     with sqlite3.connect(path) as db:
         order = [r[0] for r in db.execute("SELECT partner FROM files ORDER BY file_id")]
     # The workers did race: their transactions interleave (not one worker after another).
-    switches = sum(a != b for a, b in zip(order, order[1:], strict=False))
+    switches = sum(a != b for a, b in pairwise(order))
     assert switches >= total, order
 
 

@@ -202,20 +202,23 @@ def test_any_bytes_are_applications_or_an_f_code(data: bytes) -> None:
 def test_any_rows_are_applications_or_an_f_code(
         rows: list[list[str]], delimiter_is_default: bool, lineterminator: str, quoting: int,
         bom: bool, st_data: st.DataObject) -> None:
-    text = write_csv(rows, "," if delimiter_is_default else ";", lineterminator, quoting)
-    data = (b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8")
-    data = st_data.draw(damaged(data))
+    delimiter = "," if delimiter_is_default else ";"
+    text = write_csv(rows, delimiter, lineterminator, quoting)
+    original = (b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8")
+    data = st_data.draw(damaged(original))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "sub.csv"
         path.write_bytes(data)
         apps = consume(CsvSubmission(path), row_bound(data, text))
-    if apps is not None and data.endswith(text.encode("utf-8")) and delimiter_is_default:
-        # An undamaged file read in full: every data row with a cell is in one application.
-        assert sum(len(a.rows) for a in apps) <= len(rows) - 1
+    if apps is not None and data == original:
+        # Read in full: each data row is in at most one application (rows as csv reads them;
+        # the writer leaves a lone CR unquoted, so they may differ from ``rows``).
+        read = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+        assert sum(len(a.rows) for a in apps) <= len(read) - 1
 
 
 def test_a_valid_file_reads_back_exactly(tmp_path: Path) -> None:
-    """The generators above do reach the success path (guards against a vacuous property)."""
+    """``consume`` takes a valid file as one application (its checks are not vacuous)."""
     rows = [list(ALL_COLUMNS), list(DEFAULT_ROW.values()),
             [*list(DEFAULT_ROW.values())[:12], "2", *list(DEFAULT_ROW.values())[13:]]]
     path = tmp_path / "ok.csv"
