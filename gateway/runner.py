@@ -8,6 +8,7 @@ it recovers.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import socket
@@ -16,6 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 from gateway import crash
 from gateway.alerts import Alerts, check_silence
@@ -57,6 +59,29 @@ def _now_iso() -> str:
 def worker_name() -> str:
     """This worker's name in leases: host, process, and a nonce (a pid can be reused)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+_PROCESS_LOCKS: dict[str, int] = {}
+
+
+def sole_process(data_dir: Path) -> bool:
+    """True when this process holds (or now takes) the data folder's process lock.
+
+    The lock is held for the life of the process, so at most one gateway process at a time
+    may clean a SQLite data folder's work files; others skip the clean-up.
+    """
+    key = str(data_dir.resolve())
+    if key in _PROCESS_LOCKS:
+        return True
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / "gateway.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    _PROCESS_LOCKS[key] = fd  # kept open: the lock ends with the process
+    return True
 
 
 def _dead_local_worker(owner: str) -> bool:
@@ -158,8 +183,17 @@ class Runner:
         Each partner's files are finished under its lease, so that with several workers a
         file another worker is processing right now is never touched.
         """
-        stale_after = 2 * self.config.gateway.lease_seconds if self.ledger.concurrent else 0
-        removed = clean_work(self.ledger, self.layout, stale_after)
+        if self.ledger.concurrent:
+            # Workers on other machines may be mid-step: only old leftovers are a crash's.
+            removed = clean_work(self.ledger, self.layout,
+                                 2 * self.config.gateway.lease_seconds)
+        elif sole_process(self.config.gateway.data_dir):
+            # No other gateway process uses this data folder: every leftover is a crash's.
+            removed = clean_work(self.ledger, self.layout)
+        else:
+            # Another process (a running serve, an overlapping run --once) is at work here:
+            # its temp files are not leftovers. It cleaned at its own start.
+            removed = []
         if removed:
             self.events.emit(None, "recovery.cleaned", files=removed)
         known = {p.id for p in self.config.partners}
