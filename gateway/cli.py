@@ -72,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("serve", "Run the scheduled service until SIGTERM or SIGINT.")
 
+    p = command("db", "The ledger database.")
+    db_sub = p.add_subparsers(dest="db_command", required=True, parser_class=_Parser)
+    u = db_sub.add_parser("upgrade", help="create or upgrade the ledger's schema",
+                          description="Apply the ledger migrations this database lacks "
+                          "(SQLite file or the PostgreSQL of gateway.ledger).")
+    u.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
     p = command("mapping", "Partner mappings.")
     mapping_sub = p.add_subparsers(dest="mapping_command", required=True, parser_class=_Parser)
     m = mapping_sub.add_parser("test", help="show the canonical rows a mapping makes of a file",
@@ -198,6 +205,19 @@ def _dispatch(args: argparse.Namespace) -> int:
             if report.error:
                 line += f", ERROR {report.error}"
             print(line)
+        return EXIT_OK
+    if args.command == "db":
+        from gateway.runner import open_ledger
+
+        ledger = open_ledger(config, migrate=False)
+        try:
+            before = ledger.schema_version()
+            applied = ledger.upgrade()
+            after = ledger.schema_version()
+        finally:
+            ledger.close()
+        print(f"ledger schema {before} -> {after}" + (f" (applied {applied})" if applied
+                                                      else " (up to date)"))
         return EXIT_OK
     if args.command == "serve":
         from gateway.service import serve

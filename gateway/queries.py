@@ -267,9 +267,11 @@ def story(config: Config, file_id: str) -> dict[str, Any] | None:
                        "valid_through FROM licenses WHERE file_id = ? ORDER BY license_number",
                        (file_id,), ("license", "ref", "importer", "issue_date", "valid_from",
                                     "valid_through"))
+        # SQLite keeps insertion order in rowid; PostgreSQL has no such column: file order.
+        order = "rowid" if ledger.db.dialect == "sqlite" else "source_line, line, code"
         findings = _rows(ledger,
                          "SELECT code, severity, ref, line, field, value, message "
-                         "FROM findings WHERE file_id = ? ORDER BY rowid", (file_id,),
+                         f"FROM findings WHERE file_id = ? ORDER BY {order}", (file_id,),
                          ("code", "severity", "ref", "line", "field", "value", "message"))
         events = [{"at": at, "event": kind, **json.loads(data)} for at, kind, data in
                   ledger.db.execute("SELECT at, kind, data FROM events WHERE file_id = ? "

@@ -450,6 +450,11 @@ def batch_bytes_left(base: Path, batch: list[Input]) -> int:
     return sum(len(i.data) for i in batch if (i.partner, i.name) not in done)
 
 
+def is_process_lock(base: Path, path: Path) -> bool:
+    """The data folder's process lock (runner.sole_process): kept on purpose, not a temp."""
+    return path.parent == base / "data" and path.name.endswith(".lock")
+
+
 def temp_files(base: Path) -> set[Path]:
     """Every temp a run can leave: work/tmp, dot-files under data/ and outbox/, and received
     files the ledger does not know (pid-tagged names: each run's are new)."""
@@ -459,7 +464,7 @@ def temp_files(base: Path) -> set[Path]:
         found.update(tmp.iterdir())
     for top in ("data", "outbox"):
         if (base / top).is_dir():
-            found.update((base / top).rglob(".*"))
+            found.update(p for p in (base / top).rglob(".*") if not is_process_lock(base, p))
     received = base / "data" / "work" / "received"
     if received.is_dir():
         known = ({f for (f,) in query(base, "SELECT file_id FROM files")}
@@ -796,7 +801,8 @@ def check_invariants(base: Path, batch: list[Input]) -> None:
         left = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
         assert left == [], f"left in data/work/{sub}: {left}"
     for top in ("data", "outbox", "processed"):
-        hidden = sorted(p.relative_to(base).as_posix() for p in (base / top).rglob(".*"))
+        hidden = sorted(p.relative_to(base).as_posix() for p in (base / top).rglob(".*")
+                        if not is_process_lock(base, p))
         assert hidden == [], f"temp files left: {hidden}"
 
     # the ledger

@@ -9,6 +9,7 @@ exactly one ACE file, and no partner ever polled by two workers at once.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -166,3 +167,34 @@ def test_workers_share_partners_and_survive_a_killed_worker(
             assert s2 >= e1 or w1 == w2, f"{partner}: {w1} and {w2} overlapped"
     # Work was really shared: more than one worker took part.
     assert len({w for spans in intervals.values() for *_, w in spans}) >= 2
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_db_upgrade_then_the_admin_commands_read_the_same_ledger(
+        tmp_path: Path, pg_dsn: str, backend: str) -> None:
+    ledger = f'ledger = "{pg_dsn}"\n' if backend == "postgresql" else ""
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    (inbox / "a.xml").write_bytes(GOOD)
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[gateway]\ndata_dir = "data"\noutbox_dir = "outbox"\n{ledger}'
+                   f'[partners.acme]\nname = "Acme"\ninbox = "{inbox}"\n')
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "gateway.cli", *args, "--config",
+                               str(cfg)], capture_output=True, text=True, check=False)
+
+    first, again = cli("db", "upgrade"), cli("db", "upgrade")
+    assert first.returncode == again.returncode == 0, first.stderr
+    assert "-> 4" in first.stdout and "up to date" in again.stdout
+    assert cli("run", "--once", "--as-of", "2026-12-01").returncode == 0
+    status = cli("status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert '"acme"' in status.stdout
+    files = cli("files", "--json")
+    assert files.returncode == 0 and "a.xml" in files.stdout, files.stderr
+    file_id = json.loads(files.stdout)[0]["file_id"]
+    show = cli("show", file_id)
+    assert show.returncode == 0 and "ACCEPTED" in show.stdout, show.stderr
+    licenses = cli("licenses", "--json")
+    assert licenses.returncode == 0 and len(json.loads(licenses.stdout)) == 3
