@@ -154,8 +154,15 @@ def _load(args: argparse.Namespace) -> Config:
     return load_config(find_config(getattr(args, "config", None)))
 
 
+# Files the gateway creates (ledger, archive, acknowledgments, ACE files) are readable by the
+# gateway's user and group only: a transmitter or an auditor joins the group, nobody else reads
+# partners' trade data.
+UMASK = 0o027
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    os.umask(UMASK)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -283,3 +283,17 @@ def test_check_usage_errors_exit_2(tmp_path: Path) -> None:
         proc = subprocess.run([sys.executable, "-m", "gateway.cli", *args],
                               capture_output=True, check=False)
         assert proc.returncode == 2, (args, proc.stderr)
+
+
+def test_files_the_gateway_writes_are_not_world_readable(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    shutil.copy(SAMPLES / "acme-20261201-good.xml", tmp_path / "inbox" / "g.xml")
+    done = subprocess.run([sys.executable, "-m", "gateway.cli", "run", "--once", "--as-of",
+                           "2026-12-01", "--config", str(cfg)], capture_output=True, check=False)
+    assert done.returncode == 0, done.stderr
+    written = [p for p in (tmp_path / "data").rglob("*")] + \
+        [p for p in (tmp_path / "outbox").rglob("*")]
+    assert any(p.name == "ledger.sqlite" for p in written)
+    assert any(p.name.endswith(".ack.xml") for p in written)
+    for path in written:
+        assert path.stat().st_mode & 0o007 == 0, f"{path} is world-accessible"
