@@ -166,6 +166,8 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
+_MIGRATION_LOCK = 72_351_001  # PostgreSQL advisory lock key: "AIM gateway migrations"
+
 FILE_COLUMNS = (
     "file_id", "partner", "remote_name", "size", "mtime", "sha256", "local_name", "received_at",
     "state", "status", "format", "submission_id", "processed_at", "rule_set_date",
@@ -259,33 +261,43 @@ class Ledger:
     def schema_version(self) -> int:
         if self.db.dialect == "sqlite":
             return int(self.db.execute("PRAGMA user_version").fetchone()[0])
-        self.db.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+        if self.db.execute("SELECT to_regclass('schema_version')").fetchone()[0] is None:
+            return 0
         row = self.db.execute("SELECT MAX(version) FROM schema_version").fetchone()
         return int(row[0] or 0)
 
     def upgrade(self) -> list[int]:
-        """Apply the migrations this ledger lacks, each in its own transaction."""
-        version = self.schema_version()
-        if version > len(MIGRATIONS):
-            raise FatalError(f"The ledger {self.path} is schema {version}; this gateway knows "
-                             f"{len(MIGRATIONS)}. Upgrade the gateway.")
-        applied = []
-        for number in range(version, len(MIGRATIONS)):
-            with self.transaction():
-                if self.db.dialect == "postgresql":
-                    # One migrating worker at a time; the others wait, then find it done.
-                    self.db.execute("LOCK TABLE schema_version IN EXCLUSIVE MODE")
-                    if self.schema_version() > number:
-                        continue
-                for statement in split_statements(MIGRATIONS[number]):
-                    self.db.execute(translate_ddl(statement, self.db.dialect))
-                if self.db.dialect == "sqlite":
-                    self.db.execute(f"PRAGMA user_version = {number + 1}")
-                else:
-                    self.db.execute("INSERT INTO schema_version (version) VALUES (?)",
-                                    (number + 1,))
-            applied.append(number + 1)
-        return applied
+        """Apply the migrations this ledger lacks, each in its own transaction.
+
+        On PostgreSQL, workers starting together take turns (an advisory lock): one migrates,
+        the others then find the schema current.
+        """
+        postgres = self.db.dialect == "postgresql"
+        if postgres:
+            self.db.execute("SELECT pg_advisory_lock(?)", (_MIGRATION_LOCK,))
+        try:
+            if postgres:
+                self.db.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+            version = self.schema_version()
+            if version > len(MIGRATIONS):
+                raise FatalError(f"The ledger {self.path} is schema {version}; this gateway "
+                                 f"knows {len(MIGRATIONS)}. Upgrade the gateway.")
+            applied = []
+            for number in range(version, len(MIGRATIONS)):
+                with self.transaction():
+                    for statement in split_statements(MIGRATIONS[number]):
+                        self.db.execute(translate_ddl(statement, self.db.dialect))
+                    if postgres:
+                        self.db.execute("INSERT INTO schema_version (version) VALUES (?)",
+                                        (number + 1,))
+                    else:
+                        self.db.execute(f"PRAGMA user_version = {number + 1}")
+                applied.append(number + 1)
+            return applied
+        finally:
+            if postgres:
+                self.db.execute("SELECT pg_advisory_unlock(?)", (_MIGRATION_LOCK,))
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -48,12 +48,13 @@ def gateway(*args: str) -> list[str]:
 
 def test_serve_polls_then_exits_zero_on_sigterm(tmp_path: Path) -> None:
     cfg = make_config(tmp_path)
-    proc = subprocess.Popen(gateway("serve", "--config", str(cfg)), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    # Output to a file, not a pipe nobody reads: a full pipe would block the service.
+    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 (lives as long as the process)
+    proc = subprocess.Popen(gateway("serve", "--config", str(cfg)), stdout=log, stderr=log)
     try:
         shutil.copy(SAMPLES / "acme-20261201-good.xml", tmp_path / "inbox" / "a.xml")
         ack = tmp_path / "outbox" / "acme" / "a.xml.ack.xml"
-        assert wait_for(ack.exists), proc.stderr.read1().decode() if proc.stderr else ""
+        assert wait_for(ack.exists), (tmp_path / "serve.log").read_text(errors="replace")
         # A second file dropped while serving is taken by a later scheduled poll.
         shutil.copy(SAMPLES / "acme-20261201-partial.xml", tmp_path / "inbox" / "b.xml")
         assert wait_for((tmp_path / "outbox" / "acme" / "b.xml.ack.xml").exists)
@@ -77,8 +78,9 @@ def test_serve_finishes_half_done_work_first(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "data" / "ledger.sqlite")
     assert db.execute("SELECT state FROM files").fetchall() == [("RECEIVED",)]
     db.close()
-    proc = subprocess.Popen(gateway("serve", "--config", str(cfg)), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    # Output to a file, not a pipe nobody reads: a full pipe would block the service.
+    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 (lives as long as the process)
+    proc = subprocess.Popen(gateway("serve", "--config", str(cfg)), stdout=log, stderr=log)
     try:
         assert wait_for((tmp_path / "outbox" / "acme" / "a.xml.ack.xml").exists)
     finally:

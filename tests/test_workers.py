@@ -78,11 +78,12 @@ events_file = "{base / 'shared' / 'events.jsonl'}"
     return cfg, inboxes
 
 
-def start_worker(cfg: Path, trace: Path) -> subprocess.Popen[bytes]:
+def start_worker(cfg: Path, trace: Path, log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "AIMGW_POLL_TRACE": str(trace)}
-    return subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--config",
-                             str(cfg)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    # stderr to a file, not a pipe nobody reads: a full pipe would block the worker.
+    with open(log, "ab") as err:
+        return subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--config",
+                                 str(cfg)], env=env, stdout=subprocess.DEVNULL, stderr=err)
 
 
 def done_count(dsn: str) -> int:
@@ -109,19 +110,21 @@ def test_workers_share_partners_and_survive_a_killed_worker(
     cfg, inboxes = build(tmp_path, pg_dsn, sshd)
     total_files = len(inboxes) * FILES_PER_PARTNER
     trace = tmp_path / "polls.tsv"
-    procs = [start_worker(cfg, trace) for _ in range(workers)]
+    logs = [tmp_path / f"worker{n}.log" for n in range(workers)]
+    procs = [start_worker(cfg, trace, log) for log in logs]
     try:
         # Kill one worker as soon as work is under way (some files done, most not).
         assert wait_until(lambda: done_count(pg_dsn) >= 3, 60)
         procs[0].send_signal(signal.SIGKILL)
         procs[0].wait(timeout=10)
-        assert wait_until(lambda: done_count(pg_dsn) == total_files, 120), \
-            f"{done_count(pg_dsn)} of {total_files} files done"
+        assert wait_until(lambda: done_count(pg_dsn) == total_files, 120), (
+            f"{done_count(pg_dsn)} of {total_files} files done; "
+            + " | ".join(log.read_text(errors="replace")[-2000:] for log in logs))
     finally:
         for proc in procs[1:]:
             proc.send_signal(signal.SIGTERM)
         codes = [proc.wait(timeout=30) for proc in procs[1:]]
-    assert codes == [0] * (workers - 1), [p.stderr.read() for p in procs[1:] if p.stderr]
+    assert codes == [0] * (workers - 1), [log.read_text(errors="replace") for log in logs]
 
     with psycopg.connect(pg_dsn) as conn:
         files = conn.execute("SELECT partner, remote_name, state, status FROM files").fetchall()
