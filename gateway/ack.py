@@ -6,9 +6,7 @@ The counts and the file status come first in the document but are known only at 
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import Iterable
 from datetime import datetime
 from functools import lru_cache
@@ -18,7 +16,7 @@ from lxml import etree
 
 from gateway.findings import Finding
 from gateway.results import AppOutcome, FileSummary
-from gateway.storage import publish, temp_name
+from gateway.storage import SpooledOutput
 
 ACK_NS = "urn:aimgw:license-ack:1"
 ACK_SCHEMA_VERSION = "1.0"
@@ -120,29 +118,16 @@ class AckXmlWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._spool_path = path.with_name(f".{path.name}.{os.getpid()}.body")
-        self._spool = open(self._spool_path, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
+        self._out = SpooledOutput(path)
 
     def add(self, outcome: AppOutcome) -> None:
-        self._spool.write(render_application(outcome))
+        self._out.body.write(render_application(outcome))
 
     def finish(self, summary: FileSummary) -> None:
-        self._spool.close()
-        tmp = temp_name(self.path)
-        with open(tmp, "wb") as out:
-            out.write(render_head(summary).encode("utf-8"))
-            with open(self._spool_path, "rb") as body:
-                shutil.copyfileobj(body, out, 1024 * 1024)
-            out.write(TAIL.encode("utf-8"))
-            out.flush()
-            os.fsync(out.fileno())
-        publish(tmp, self.path)
-        self._spool_path.unlink(missing_ok=True)
+        self._out.publish(render_head(summary), TAIL)
 
     def discard(self) -> None:
-        self._spool.close()
-        self._spool_path.unlink(missing_ok=True)
+        self._out.discard()
 
 
 def duplicate_ack(original: Path, file_name: str, received_at: str, processed_at: datetime,

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
 from gateway.findings import Finding
 from gateway.results import AppOutcome, FileSummary
-from gateway.storage import publish, temp_name
+from gateway.storage import SpooledOutput
 
 COLUMNS = ("row", "application_ref", "line_no", "status", "license_number", "valid_from",
            "valid_through", "codes", "messages")
@@ -81,32 +80,21 @@ class AckCsvWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._spool_path = path.with_name(f".{path.name}.{os.getpid()}.body")
-        self._spool = open(self._spool_path, "w", encoding="utf-8", newline="")  # noqa: SIM115
-        self._writer = csv.writer(self._spool, lineterminator="\r\n")
+        self._out = SpooledOutput(path, newline="")
+        self._writer = csv.writer(self._out.body, lineterminator="\r\n")
 
     def add(self, outcome: AppOutcome) -> None:
         self._writer.writerows(application_rows(outcome))
 
     def finish(self, summary: FileSummary) -> None:
-        self._spool.close()
-        tmp = temp_name(self.path)
-        with open(tmp, "w", encoding="utf-8", newline="") as out:
-            writer = csv.writer(out, lineterminator="\r\n")
-            writer.writerow(COLUMNS)
-            writer.writerow(file_row(summary))
-            with open(self._spool_path, encoding="utf-8", newline="") as body:
-                while chunk := body.read(1024 * 1024):
-                    out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        publish(tmp, self.path)
-        self._spool_path.unlink(missing_ok=True)
+        head = io.StringIO()
+        writer = csv.writer(head, lineterminator="\r\n")
+        writer.writerow(COLUMNS)
+        writer.writerow(file_row(summary))
+        self._out.publish(head.getvalue())
 
     def discard(self) -> None:
-        self._spool.close()
-        self._spool_path.unlink(missing_ok=True)
+        self._out.discard()
 
 
 def duplicate_csv_ack(original: Path, file_name: str, received_at: str,

@@ -18,13 +18,12 @@ from typing import Any
 
 from gateway.config import Config
 from gateway.errors import FatalError, GatewayError, TransientError
-from gateway.intake import copy_with_digest, open_inbox
+from gateway.intake import copy_with_digest, open_inbox, record_receipt
 from gateway.ledger import FileRow, Ledger
-from gateway.process import Layout, processing_date, safe_name
+from gateway.process import Layout, processing_date
 from gateway.queries import files, ledger_exists, licenses
 from gateway.runner import LeaseKeeper, Runner, event_log, open_ledger
 from gateway.statusfile import write_status_files
-from gateway.storage import durable_move
 
 __all__ = ["PurgeReport", "files", "licenses", "purge", "reprocess"]
 
@@ -124,29 +123,16 @@ def _receive_again(runner: Runner, original: FileRow, source: Path, reason: str,
                          f"received (SHA-256 {sha256[:12]}…, expected {original.sha256[:12]}…)"
                          "; not reprocessed")
     today = processing_date(runner.config, runner.as_of)
-    received: Path | None = None
-    try:
-        with ledger.transaction():
-            file_id = ledger.new_file_id(today)
-            local_name = f"{file_id}__{safe_name(original.remote_name)}"
-            received = layout.received / local_name
-            durable_move(tmp, received)
-            ledger.add_file({
-                "file_id": file_id, "partner": original.partner,
-                "remote_name": original.remote_name, "size": size, "mtime": original.mtime,
-                "sha256": sha256, "local_name": local_name,
-                "received_at": datetime.now().astimezone().isoformat(timespec="seconds"),
-                "state": "RECEIVED", "reprocess_of": original.file_id,
-            })
-            runner.events.emit(ledger, "admin.reprocess", partner=original.partner,
-                               file_id=file_id, actor=actor, reason=reason,
-                               original=original.file_id, name=original.remote_name)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        if received is not None:
-            received.unlink(missing_ok=True)
-        raise
-    return file_id
+
+    def announce(file_id: str) -> None:
+        runner.events.emit(ledger, "admin.reprocess", partner=original.partner,
+                           file_id=file_id, actor=actor, reason=reason,
+                           original=original.file_id, name=original.remote_name)
+
+    return record_receipt(ledger, layout, tmp, today, {
+        "partner": original.partner, "remote_name": original.remote_name, "size": size,
+        "mtime": original.mtime, "sha256": sha256, "reprocess_of": original.file_id},
+        announce)
 
 
 # -- purge --------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import os
 import shutil
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -183,27 +184,44 @@ def receive(inbox: Inbox, remote: RemoteFile, ledger: Ledger, layout: Layout,
     tmp = layout.work_tmp / f"{os.getpid()}-{inbox.partner_id}-{safe_name(remote.name)}.part"
     size, sha256 = inbox.fetch(remote, tmp)
     crash.point("after_fetch")
+
+    def announce(file_id: str) -> None:
+        events.emit(ledger, "file.received", partner=inbox.partner_id, file_id=file_id,
+                    name=remote.name, size=size, sha256=sha256)
+
+    file_id = record_receipt(ledger, layout, tmp, today, {
+        "partner": inbox.partner_id, "remote_name": remote.name, "size": size,
+        "mtime": remote.mtime, "sha256": sha256}, announce)
+    crash.point("after_receipt")
+    return file_id
+
+
+def record_receipt(ledger: Ledger, layout: Layout, tmp: Path, today: date,
+                   row: dict[str, object], announce: Callable[[str], None]) -> str:
+    """Move a fetched, fsynced temp file into work/received and record it, in one ledger
+    transaction (file id drawn there); ``announce(file_id)`` records the event inside it.
+
+    If the transaction fails nothing is left under the id (it will be drawn again), and the
+    temp file goes too.
+    """
     received: Path | None = None
     try:
         with ledger.transaction():
             file_id = ledger.new_file_id(today)
-            local_name = f"{file_id}__{safe_name(remote.name)}"
+            local_name = f"{file_id}__{safe_name(str(row['remote_name']))}"
             received = layout.received / local_name
             durable_move(tmp, received)
             ledger.add_file({
-                "file_id": file_id, "partner": inbox.partner_id, "remote_name": remote.name,
-                "size": size, "mtime": remote.mtime, "sha256": sha256, "local_name": local_name,
+                "file_id": file_id, **row, "local_name": local_name,
                 "received_at": datetime.now().astimezone().isoformat(timespec="seconds"),
                 "state": "RECEIVED",
             })
-            events.emit(ledger, "file.received", partner=inbox.partner_id, file_id=file_id,
-                        name=remote.name, size=size, sha256=sha256)
+            announce(file_id)
     except BaseException:
-        # Not recorded, so its id will be drawn again: leave no file under that id.
+        tmp.unlink(missing_ok=True)
         if received is not None:
             received.unlink(missing_ok=True)
         raise
-    crash.point("after_receipt")
     return file_id
 
 

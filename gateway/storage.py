@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -51,3 +52,32 @@ def durable_move(src: Path, dst: Path) -> None:
     fsync_dir(dst.parent)
     if src.parent != dst.parent:
         fsync_dir(src.parent)
+
+
+class SpooledOutput:
+    """An output whose head is known only at the end (counts, status): the body is spooled to
+    a dot-named temp file as it streams, and ``publish`` writes head + body + tail to a temp
+    name, fsyncs it and renames it into place."""
+
+    def __init__(self, path: Path, newline: str | None = "\n") -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._body_path = path.with_name(f".{path.name}.{os.getpid()}.body")
+        self.body = open(self._body_path, "w", encoding="utf-8", newline=newline)  # noqa: SIM115
+
+    def publish(self, head: str, tail: str = "") -> None:
+        self.body.close()
+        tmp = temp_name(self.path)
+        with open(tmp, "wb") as out:
+            out.write(head.encode("utf-8"))
+            with open(self._body_path, "rb") as body:
+                shutil.copyfileobj(body, out, 1024 * 1024)
+            out.write(tail.encode("utf-8"))
+            out.flush()
+            os.fsync(out.fileno())
+        publish(tmp, self.path)
+        self._body_path.unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        self.body.close()
+        self._body_path.unlink(missing_ok=True)
