@@ -17,9 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import urllib.error
 import urllib.parse
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,6 +48,9 @@ def _redacted(err: BaseException, url: str) -> str:
 
 def post_json(url: str, payload: dict[str, Any], timeout: float) -> int:
     """POST ``payload``; the HTTP status, or an exception for anything but 2xx."""
+    # Imported here: urllib.request costs every run's start, and most gateways have no webhook.
+    import urllib.request
+
     body = json.dumps(payload, default=str).encode("utf-8")
     request = urllib.request.Request(url, data=body, method="POST", headers={
         "Content-Type": "application/json", "User-Agent": "aim-gateway"})
