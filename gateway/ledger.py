@@ -380,6 +380,10 @@ class Ledger:
 
     # -- licenses ----------------------------------------------------------------------------
 
+    def has_licenses(self, partner: str) -> bool:
+        return self.db.execute("SELECT 1 FROM licenses WHERE partner = ? LIMIT 1",
+                               (partner,)).fetchone() is not None
+
     def prior_license(self, partner: str, ref: str) -> PriorLicense | None:
         row = self.db.execute(
             "SELECT license_number, digest, valid_from, valid_through FROM licenses "

@@ -16,7 +16,7 @@ from decimal import Decimal
 
 from gateway.errors import FatalError
 from gateway.findings import finding
-from gateway.ledger import Ledger
+from gateway.ledger import Ledger, PriorLicense
 from gateway.model import AppStatus
 from gateway.results import PENDING, AppOutcome
 from gateway.validate import StagedApplication
@@ -41,6 +41,21 @@ class LicenseIssuer:
         self.year = self.issue_date.year
         self.last = self.ledger.last_license_sequence(self.year) if self.ledger else 0
         self.issued = 0
+        self._history: dict[str, bool] = {}
+
+    def prior_license(self, partner_id: str | None, ref: str | None) -> PriorLicense | None:
+        """The license this partner's ref got before, if any (I201 / A104).
+
+        A partner with no license at all (a new partner) needs no lookup per application:
+        asked once per file. Licenses issued earlier in the same file are not "before"
+        (a ref twice in one file is A105)."""
+        if self.ledger is None or not partner_id or not ref:
+            return None
+        if partner_id not in self._history:
+            self._history[partner_id] = self.ledger.has_licenses(partner_id)
+        if not self._history[partner_id]:
+            return None
+        return self.ledger.prior_license(partner_id, ref)
 
     @property
     def valid_through(self) -> date:
@@ -77,7 +92,6 @@ class RepeatedRef(Exception):
 def decide_one(item: StagedApplication, ref_count: int, partner_id: str | None,
                issuer: LicenseIssuer) -> AppOutcome:
     """One application's final status; issues its license when it gets a new one."""
-    ledger = issuer.ledger
     app = item.app
     findings = item.findings
     ref = app.ref
@@ -86,7 +100,7 @@ def decide_one(item: StagedApplication, ref_count: int, partner_id: str | None,
             "A105", f"The ref {ref!r} is used by {ref_count} applications in this file: give "
             "each application its own ref.", ref=ref, field="ref", value=ref,
             source_line=app.source_line))
-    prior = ledger.prior_license(partner_id, ref) if ledger and partner_id and ref else None
+    prior = issuer.prior_license(partner_id, ref)
     if prior is not None and prior.digest != item.digest:
         findings.append(finding(
             "A104", f"The ref {ref!r} was licensed before ({prior.license_number}) with "
