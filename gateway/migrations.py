@@ -1,0 +1,171 @@
+"""The ledger's schema, as migrations: SQLite DDL, translated for PostgreSQL by
+``gateway.db.translate_ddl``. Append only: a released migration never changes."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+
+from gateway.errors import FatalError
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE files (
+        file_id       TEXT PRIMARY KEY,
+        partner       TEXT NOT NULL,
+        remote_name   TEXT NOT NULL,
+        size          INTEGER NOT NULL,
+        mtime         REAL NOT NULL,
+        sha256        TEXT NOT NULL,
+        local_name    TEXT NOT NULL,
+        received_at   TEXT NOT NULL,
+        state         TEXT NOT NULL,      -- RECEIVED, PROCESSED, ARCHIVED, DONE
+        status        TEXT,               -- ACCEPTED, PARTIAL, REJECTED, DUPLICATE
+        format        TEXT,
+        submission_id TEXT,
+        processed_at  TEXT,
+        rule_set_date TEXT,
+        applications  INTEGER NOT NULL DEFAULT 0,
+        licensed      INTEGER NOT NULL DEFAULT 0,
+        not_required  INTEGER NOT NULL DEFAULT 0,
+        rejected      INTEGER NOT NULL DEFAULT 0,
+        new_licenses  INTEGER NOT NULL DEFAULT 0,
+        ack_name      TEXT,
+        ace_names     TEXT,
+        archive_path  TEXT,
+        error         TEXT,
+        duplicate_of  TEXT,
+        reprocess_of  TEXT,
+        duration_ms   INTEGER
+    );
+    CREATE INDEX files_partner_sha ON files (partner, sha256);
+    CREATE INDEX files_partner_remote ON files (partner, remote_name, size, mtime);
+    CREATE INDEX files_partner_submission ON files (partner, submission_id);
+    CREATE INDEX files_state ON files (state);
+    CREATE TABLE file_counter (day TEXT PRIMARY KEY, last INTEGER NOT NULL);
+    CREATE TABLE license_counter (year INTEGER PRIMARY KEY, last INTEGER NOT NULL);
+    CREATE TABLE licenses (
+        license_number TEXT PRIMARY KEY,
+        partner        TEXT NOT NULL,
+        ref            TEXT NOT NULL,
+        digest         TEXT NOT NULL,
+        file_id        TEXT NOT NULL REFERENCES files (file_id),
+        issue_date     TEXT NOT NULL,
+        valid_from     TEXT NOT NULL,
+        valid_through  TEXT NOT NULL,
+        entry_type     TEXT NOT NULL,
+        port_of_entry  TEXT NOT NULL,
+        importer       TEXT NOT NULL,
+        exporter       TEXT NOT NULL,
+        manufacturer   TEXT NOT NULL,
+        country_of_origin TEXT NOT NULL,
+        lines          INTEGER NOT NULL,
+        quantity_kg    TEXT NOT NULL,
+        value_usd      TEXT NOT NULL,
+        -- what AIM monitors, per (HTS, smelt countries, cast country): a JSON array of
+        -- [hts, product_group, smelt_country_largest, smelt_country_second, cast_country,
+        -- lines, quantity_kg, value_usd] (licensing.PRODUCT_FIELDS). One column, not a row
+        -- per line, so that a million-line file does not cost a million inserts; SQLite's
+        -- json_each reads it
+        products       TEXT NOT NULL,
+        UNIQUE (partner, ref)
+    );
+    CREATE TABLE applications (
+        file_id        TEXT NOT NULL REFERENCES files (file_id),
+        seq            INTEGER NOT NULL,
+        ref            TEXT,
+        status         TEXT NOT NULL,
+        license_number TEXT,
+        reused         INTEGER NOT NULL DEFAULT 0,
+        lines          INTEGER NOT NULL,
+        digest         TEXT,
+        PRIMARY KEY (file_id, seq)
+    );
+    CREATE INDEX applications_ref ON applications (ref);
+    CREATE TABLE findings (
+        file_id     TEXT NOT NULL REFERENCES files (file_id),
+        ref         TEXT,
+        line        INTEGER,
+        code        TEXT NOT NULL,
+        severity    TEXT NOT NULL,
+        field       TEXT,
+        value       TEXT,
+        message     TEXT NOT NULL,
+        source_line INTEGER
+    );
+    CREATE INDEX findings_file ON findings (file_id);
+    CREATE TABLE events (
+        id       INTEGER PRIMARY KEY AUTOINCREMENT,
+        at       TEXT NOT NULL,
+        kind     TEXT NOT NULL,
+        partner  TEXT,
+        file_id  TEXT,
+        data     TEXT NOT NULL
+    );
+    CREATE INDEX events_file ON events (file_id);
+    """,
+    """
+    -- What each poll saw of a partner's remote files: a file is complete ("stable") when a
+    -- later listing shows the same size and mtime at least min_age seconds after this one.
+    CREATE TABLE remote_seen (
+        partner     TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        size        INTEGER NOT NULL,
+        mtime       REAL NOT NULL,
+        first_seen  REAL NOT NULL,
+        PRIMARY KEY (partner, name)
+    );
+    -- Health of each partner: consecutive failures, back-off, one alert per failing spell.
+    CREATE TABLE partner_state (
+        partner          TEXT PRIMARY KEY,
+        failures         INTEGER NOT NULL DEFAULT 0,
+        last_error       TEXT,
+        last_poll_at     TEXT,
+        last_success_at  TEXT,
+        next_attempt_at  REAL NOT NULL DEFAULT 0,
+        alerting         INTEGER NOT NULL DEFAULT 0
+    );
+    """,
+    """
+    -- A worker polls a partner only while it holds the partner's lease (several workers on
+    -- one ledger): taken when free or expired, renewed while working, released after.
+    CREATE TABLE partner_lease (
+        partner     TEXT PRIMARY KEY,
+        owner       TEXT NOT NULL,
+        expires_at  REAL NOT NULL
+    );
+    """,
+    """
+    -- A partner silent for longer than its expected cadence: one alert per silent spell, kept
+    -- here so that a restart neither repeats nor forgets it. watched_since starts the silence
+    -- of a partner that never sent a file.
+    ALTER TABLE partner_state ADD COLUMN silent INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE partner_state ADD COLUMN watched_since TEXT;
+    -- Retention (admin.purge): a file's row stays (it is the memory of what was taken, and
+    -- licenses refer to it); its findings, applications and events, and its archived original,
+    -- go, and these say when.
+    ALTER TABLE files ADD COLUMN details_purged_at TEXT;
+    ALTER TABLE files ADD COLUMN archive_purged_at TEXT;
+    CREATE INDEX files_partner_received ON files (partner, received_at);
+    CREATE INDEX files_reprocess_of ON files (reprocess_of);
+    CREATE INDEX events_at ON events (at);
+    CREATE INDEX events_partner_kind ON events (partner, kind);
+    CREATE INDEX licenses_file ON licenses (file_id);
+    CREATE INDEX licenses_issue_date ON licenses (issue_date);
+    """,
+)
+
+
+def split_statements(script: str) -> Iterator[str]:
+    """The statements of an SQL script, split where SQLite says one is complete.
+
+    (executescript would COMMIT the migration's transaction half-way.)
+    """
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending
+            pending = ""
+    if pending.strip():
+        raise FatalError(f"incomplete SQL statement in a migration: {pending.strip()[:80]}")
