@@ -196,13 +196,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_OK if ok else EXIT_NOT_ACCEPTED
     config = _load(args)
     if args.command == "run":
-        from gateway.runner import Runner
+        from gateway.runner import run_once
 
-        runner = Runner(config, as_of=args.as_of)
-        try:
-            reports = runner.run_once()
-        finally:
-            runner.close()
+        reports = run_once(config, args.as_of)
         for report in reports:
             line = f"{report.partner}: {len(report.taken)} file(s) taken"
             if report.skipped:

@@ -354,3 +354,12 @@ class Runner:
             if not alerting and failures >= partner.failure_alert_after:
                 self.alerts.emit(self.ledger, "partner.failing", partner=partner.id,
                                  failures=failures, error=report.error)
+
+
+def run_once(config: Config, as_of: date | None = None) -> list[PollReport]:
+    """One whole cycle with a fresh Runner, closed afterwards: what `run --once` does."""
+    runner = Runner(config, as_of=as_of)
+    try:
+        return runner.run_once()
+    finally:
+        runner.close()

@@ -408,6 +408,30 @@ class SshServer:
 
     # -- client side -----------------------------------------------------------------------------
 
+    def partner_toml(self, pid: str, account: SftpAccount, *, port: int | None = None,
+                     known_hosts: Path | None = None, timeout: float = 3.0,
+                     extra: str = "") -> str:
+        """A config.toml `[partners.<pid>]` block for an SFTP partner on this server (the
+        one shape every SFTP test uses; ``extra`` lines are added at its end)."""
+        return f"""
+[partners.{pid}]
+name = "{pid}"
+kind = "sftp"
+host = "{self.host}"
+port = {port or self.port}
+user = "{self.user}"
+key_file = "{self.key_file}"
+known_hosts = "{known_hosts or self.known_hosts}"
+remote_inbox = "{account.inbox}"
+remote_ack_dir = "{account.acks}"
+remote_processed_dir = "{account.processed}"
+min_age_seconds = 0
+connect_timeout = {timeout}
+auth_timeout = {timeout}
+operation_timeout = {timeout * 2}
+{extra}
+"""
+
     def connect(
         self,
         *,

@@ -29,7 +29,7 @@ from gateway.errors import FatalError, TransientError
 from gateway.events import EventLog
 from gateway.ledger import MIGRATIONS, Ledger
 from gateway.progress import ReadProgress, render
-from gateway.runner import Runner
+from gateway.runner import Runner, run_once
 from gateway.statusfile import CSV_COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,11 +100,7 @@ class Project:
         return load_config(self.cfg)
 
     def run(self) -> None:
-        runner = Runner(self.config, as_of=AS_OF)
-        try:
-            runner.run_once()
-        finally:
-            runner.close()
+        run_once(self.config, AS_OF)
 
     def cli(self, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
         capsys.readouterr()

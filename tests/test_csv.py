@@ -24,7 +24,7 @@ from lxml import etree
 from gateway.check import check_file
 from gateway.config import load_config
 from gateway.parse_csv import CsvSubmission
-from gateway.runner import Runner
+from gateway.runner import run_once
 from gateway.schemas import ack_schema
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -241,11 +241,7 @@ class Gateway:
         inbox = self.base / "inbox" / PARTNER
         inbox.mkdir(parents=True, exist_ok=True)
         (inbox / name).write_bytes(data)
-        runner = Runner(self.config, as_of=as_of)
-        try:
-            runner.run_once()
-        finally:
-            runner.close()
+        run_once(self.config, as_of)
         return parse_csv_ack((self.base / "outbox" / PARTNER / f"{name}.ack.csv").read_bytes())
 
 

@@ -32,7 +32,7 @@ from sftp_server import SshServer
 
 from gateway.config import load_config
 from gateway.intake import RemoteFile, copy_with_digest
-from gateway.runner import Runner
+from gateway.runner import run_once as run_cycle
 from gateway.schemas import ack_schema
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -556,11 +556,7 @@ def test_traversal_names_from_a_server_are_data(tmp_path: Path,
     inbox = _NamesInbox(names)
     monkeypatch.setattr("gateway.runner.open_inbox", lambda partner, ledger=None: (
         inbox if partner.id == "acme" else _NamesInbox([])))
-    runner = Runner(load_config(cfg))
-    try:
-        runner.run_once()
-    finally:
-        runner.close()
+    run_cycle(load_config(cfg))
     assert {p.name for p in tmp_path.iterdir()} == {"project"}
     assert {p.name for p in base.iterdir()} <= {"inbox", "data", "outbox", "config.toml"}
     assert not Path("/etc/cron.d/escape.xml").exists()
@@ -598,23 +594,7 @@ def test_sftp_symlinks_and_undecodable_names(tmp_path: Path, sshd: SshServer) ->
     (remote / "up.xml").symlink_to("..")
     (remote / "good.xml").write_bytes(good_acme(401))
     base = tmp_path / "project"
-    cfg = make_project(base, extra=f"""
-[partners.remote]
-name = "Remote"
-kind = "sftp"
-host = "127.0.0.1"
-port = {sshd.port}
-user = "{sshd.user}"
-key_file = "{sshd.key_file}"
-known_hosts = "{sshd.known_hosts}"
-remote_inbox = "{account.inbox}"
-remote_ack_dir = "{account.acks}"
-remote_processed_dir = "{account.processed}"
-min_age_seconds = 0
-connect_timeout = 5
-auth_timeout = 5
-operation_timeout = 10
-""")
+    cfg = make_project(base, extra=sshd.partner_toml("remote", account, timeout=5.0))
     run_once(cfg)
     results = outcomes(base)
     assert set(results) == {"good.xml"} and results["good.xml"].status == "ACCEPTED"

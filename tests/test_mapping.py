@@ -37,7 +37,7 @@ from test_csv import (
 from gateway.config import load_config
 from gateway.errors import ConfigError, RejectedSubmission
 from gateway.mapping import CsvMapping, MappingError, XsltMapping, load_mapping, preview
-from gateway.runner import Runner
+from gateway.runner import run_once as run_cycle
 
 HANSE_MAPPING = ROOT / "mappings" / "hanse-metall.toml"
 HANSE_CSV = ROOT / "inbox" / "hanse" / "ZAIM_EXPORT_20261201.csv"
@@ -373,11 +373,7 @@ def xslt_config(base: Path, stylesheet: Path) -> Path:
 
 
 def run_once(cfg: Path, as_of: date = AS_OF) -> None:
-    runner = Runner(load_config(cfg), as_of=as_of)
-    try:
-        runner.run_once()
-    finally:
-        runner.close()
+    run_cycle(load_config(cfg), as_of)
 
 
 def xml_ack(base: Path, partner: str, name: str) -> XmlAck:

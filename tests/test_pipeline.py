@@ -15,7 +15,7 @@ import pytest
 from lxml import etree
 
 from gateway.config import load_config
-from gateway.runner import Runner
+from gateway.runner import run_once
 from gateway.schemas import ack_schema
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,11 +62,7 @@ def project(tmp_path: Path):
             (self.inbox / name).write_bytes(data)
 
         def run(self, as_of: date = AS_OF) -> None:
-            runner = Runner(load_config(cfg), as_of=as_of)
-            try:
-                runner.run_once()
-            finally:
-                runner.close()
+            run_once(load_config(cfg), as_of)
 
         def ack(self, name: str) -> etree._Element:
             return etree.parse(str(self.outbox / "acme" / f"{name}.ack.xml")).getroot()
@@ -231,9 +227,7 @@ def test_license_sequence_restarts_each_year(project) -> None:
 def test_move_disposition_empties_the_inbox(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, disposition="move")
     shutil.copy(SAMPLES / "acme-20261201-good.xml", tmp_path / "inbox" / "g.xml")
-    runner = Runner(load_config(cfg), as_of=AS_OF)
-    runner.run_once()
-    runner.close()
+    run_once(load_config(cfg), AS_OF)
     assert [p.name for p in (tmp_path / "inbox").iterdir()] == ["processed"]
     assert [p.name for p in (tmp_path / "inbox" / "processed").iterdir()] == ["g.xml"]
 

@@ -19,7 +19,7 @@ from lxml import etree
 
 from gateway.check import check_file
 from gateway.config import Config, load_config
-from gateway.runner import Runner
+from gateway.runner import run_once
 
 AS_OF = date(2026, 12, 1)
 PARTNER = "acme"
@@ -201,11 +201,7 @@ class Gateway:
         inbox = self.base / "inbox" / PARTNER
         inbox.mkdir(parents=True, exist_ok=True)
         (inbox / name).write_bytes(data)
-        runner = Runner(self.config, as_of=as_of)
-        try:
-            runner.run_once()
-        finally:
-            runner.close()
+        run_once(self.config, as_of)
         return parse_ack((self.base / "outbox" / PARTNER / f"{name}.ack.xml").read_bytes())
 
 

@@ -17,7 +17,8 @@ from sftp_server import SftpAccount, SshServer, TcpCutProxy
 
 from gateway.config import Config, load_config
 from gateway.onboarding import partner_self_test
-from gateway.runner import Runner
+from gateway.runner import PollReport
+from gateway.runner import run_once as run_cycle
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "inbox" / "sample"
@@ -26,24 +27,7 @@ GOOD = (SAMPLES / "acme-20261201-good.xml").read_bytes()
 
 def partner_block(pid: str, account: SftpAccount, sshd: SshServer, *, port: int | None = None,
                   known_hosts: Path | None = None, extra: str = "") -> str:
-    return f"""
-[partners.{pid}]
-name = "{pid}"
-kind = "sftp"
-host = "127.0.0.1"
-port = {port or sshd.port}
-user = "{sshd.user}"
-key_file = "{sshd.key_file}"
-known_hosts = "{known_hosts or sshd.known_hosts}"
-remote_inbox = "{account.inbox}"
-remote_ack_dir = "{account.acks}"
-remote_processed_dir = "{account.processed}"
-min_age_seconds = 0
-connect_timeout = 3
-auth_timeout = 3
-operation_timeout = 5
-{extra}
-"""
+    return sshd.partner_toml(pid, account, port=port, known_hosts=known_hosts, extra=extra)
 
 
 def make_config(base: Path, blocks: str) -> Path:
@@ -53,12 +37,8 @@ def make_config(base: Path, blocks: str) -> Path:
     return cfg
 
 
-def run_once(cfg: Path) -> list:
-    runner = Runner(load_config(cfg))
-    try:
-        return runner.run_once()
-    finally:
-        runner.close()
+def run_once(cfg: Path) -> list[PollReport]:
+    return run_cycle(load_config(cfg))
 
 
 def drop(account: SftpAccount, name: str, data: bytes = GOOD) -> None:

@@ -29,7 +29,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from gateway.config import load_config
 from gateway.errors import ConfigError, FatalError
 from gateway.queries import PartnerStatus
-from gateway.runner import Runner
+from gateway.runner import run_once
 from gateway.web import charts
 from gateway.web.queries import compress, describe
 from gateway.web.server import make_server, server_url
@@ -107,11 +107,7 @@ connect_timeout = 2
 
 
 def run(cfg: Path, as_of: date) -> None:
-    runner = Runner(load_config(cfg), as_of=as_of)
-    try:
-        runner.run_once()
-    finally:
-        runner.close()
+    run_once(load_config(cfg), as_of)
 
 
 def fill_ledger(base: Path, ledger: str = "") -> Path:

@@ -47,21 +47,7 @@ def build(base: Path, dsn: str, sshd: SshServer) -> tuple[Path, dict[str, Path]]
                       f'processed_dir = "{base / "done" / partner}"\n')
     account = sshd.account("echo")
     inboxes["echo"] = Path(account.inbox)
-    blocks.append(f"""[partners.echo]
-name = "echo"
-kind = "sftp"
-host = "127.0.0.1"
-port = {sshd.port}
-user = "{sshd.user}"
-key_file = "{sshd.key_file}"
-known_hosts = "{sshd.known_hosts}"
-remote_inbox = "{account.inbox}"
-remote_ack_dir = "{account.acks}"
-remote_processed_dir = "{account.processed}"
-min_age_seconds = 0
-connect_timeout = 5
-auth_timeout = 5
-""")
+    blocks.append(sshd.partner_toml("echo", account, timeout=5.0))
     for partner, inbox in inboxes.items():
         for n in range(FILES_PER_PARTNER):
             (inbox / f"{partner}-{n:02d}.xml").write_bytes(submission(partner, n))
