@@ -76,7 +76,8 @@ FILER_CODE = matches(r"[A-Z0-9]{3}", "exactly 3 characters A-Z or 0-9")
 # The id names folders (outbox/<id>/) and ledger rows, so it is kept to a safe file name.
 PARTNER_ID = matches(r"[a-z0-9][a-z0-9_-]{0,31}", "1-32 characters a-z, 0-9, '_' or '-'")
 US_STATE = matches(r"([A-Z]{2})?", "a two-letter state code such as 'NY', or empty")
-ZIP_CODE = matches(r"(\d{5}(-\d{4})?)?", "a ZIP code such as '10001' or '10001-1234', or empty")
+ZIP_CODE = matches(r"([0-9]{5}(-[0-9]{4})?)?",
+                   "a ZIP code such as '10001' or '10001-1234', or empty")
 EMAIL = matches(r"([^@\s]+@[^@\s]+\.[^@\s]+)?", "an e-mail address, or empty")
 
 

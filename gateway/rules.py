@@ -51,9 +51,11 @@ SPECIAL_SMELT = (UNKNOWN, NOT_APPLICABLE)
 # The ISO 3166-1 alpha-2 codes, from pycountry's copy of the ISO list (kept current by release).
 ISO_COUNTRIES = frozenset(c.alpha_2 for c in pycountry.countries)
 
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_PORT = re.compile(r"\d{4}")
-_ENTRY_NUMBER = re.compile(r"[A-Z0-9]{3}\d{8}")
+# [0-9], never \d: \d (like str.isdigit, int and Decimal) takes the digits of every script,
+# and a port of Arabic-Indic digits would pass, then leave blanks in the ACE records.
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_PORT = re.compile(r"[0-9]{4}")
+_ENTRY_NUMBER = re.compile(r"[A-Z0-9]{3}[0-9]{8}")
 
 # add(code, message, field, value, line=None, source_line=...): records one finding.
 AddFinding = Callable[..., None]
@@ -131,6 +133,8 @@ class ApplicationCheck:
 
 
 def _decimal(text: str) -> Decimal | None:
+    if not text.isascii():  # Decimal("٢٤٠٠٠") is 24000: digits are ASCII only
+        return None
     try:
         value = Decimal(text)
     except InvalidOperation:
