@@ -19,7 +19,7 @@ from gateway.findings import finding
 from gateway.ledger import Ledger, PriorLicense
 from gateway.model import AppStatus
 from gateway.results import PENDING, AppOutcome
-from gateway.validate import StagedApplication
+from gateway.validate import StagedApplication, legacy_application_digest
 
 MAX_SEQUENCE = 999_999
 # 80 % of a year's numbers (rounded down): the first number past it raises one alarm (5.1a).
@@ -116,6 +116,17 @@ class RepeatedRef(Exception):
     """The one-pass path met a ref twice (A105): redo the file on the two-pass path."""
 
 
+def same_content(prior: PriorLicense, item: StagedApplication) -> bool:
+    """Whether the prior license was issued for this application's content (I201, not A104).
+
+    Licenses issued before issue 10 hold a version-1 digest (lines in file order, numbers as
+    written), which cannot be recomputed: it matches the request written as it was then, so
+    an identical resend still gets I201 after the upgrade (the same request with its lines
+    reordered gets A104 against such a license, as it did before).
+    """
+    return prior.digest == item.digest or prior.digest == legacy_application_digest(item.app)
+
+
 def decide_one(item: StagedApplication, ref_count: int, partner_id: str | None,
                issuer: LicenseIssuer) -> AppOutcome:
     """One application's final status; issues its license when it gets a new one."""
@@ -128,7 +139,7 @@ def decide_one(item: StagedApplication, ref_count: int, partner_id: str | None,
             "each application its own ref.", ref=ref, field="ref", value=ref,
             source_line=app.source_line))
     prior = issuer.prior_license(partner_id, ref)
-    if prior is not None and prior.digest != item.digest:
+    if prior is not None and not same_content(prior, item):
         findings.append(finding(
             "A104", f"The ref {ref!r} was licensed before ({prior.license_number}) with "
             "different content: use a new ref for a new request.", ref=ref, field="ref",

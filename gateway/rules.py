@@ -264,10 +264,11 @@ def _check_lines(app: Application, ctx: RuleContext, add: AddFinding) -> list[Li
         if line_no is None:
             add("A102", "Every product line needs its line number.", "line_no", None, no, src)
         else:
-            if line_no in seen:
+            key = line_no if no is None else str(no)  # "01" is line 1 (as in the digest)
+            if key in seen:
                 add("A190", f"Line number {line_no} is used twice in this application: "
                     "number the lines 1, 2, 3...", "line_no", line_no, no, src)
-            seen.add(line_no)
+            seen.add(key)
             if csv_types and (no is None or not 1 <= no <= 999):
                 add("A101", "line_no must be a whole number from 1 to 999.", "line_no",
                     line_no, no, src)
