@@ -168,6 +168,8 @@ def _scaled(amount: str | None, decimals: int) -> int | None:
     """A decimal string as an integer with ``decimals`` implied decimals, rounded half up."""
     if amount is None:
         return None
+    if not amount.isascii():  # never another script's digits (the rules rejected them)
+        raise ValueError(f"{amount!r} is not a decimal number in ASCII digits")
     whole, dot, fraction = amount.partition(".")
     if not (whole.isdigit() and whole.isascii() and (
             not dot or (fraction.isdigit() and fraction.isascii()))):

@@ -5,6 +5,9 @@ back, each optionally POSTed as JSON to a webhook.
   polls (``failure_alert_after``).
 - ``partner.silent`` / ``partner.active``: a partner with ``expected_cadence_hours`` that has
   sent no file for longer than that, and the first file after it.
+- ``partner.quota_reached``: the first application of the day refused for the partner's daily
+  license quota (A109); ``licenses.running_low``: the first number of a year past 80 % of
+  the year's 999,999 (guide 5.1a). Each fires once only (``alerts_sent``).
 
 Whether a spell is open lives in the ledger (``partner_state.alerting`` and ``.silent``), so a
 restart neither repeats an alert nor forgets one. The webhook is called after the transaction
@@ -24,10 +27,12 @@ from typing import Any
 from gateway.config import AlertSettings, Config, PartnerConfig
 from gateway.events import EventLog
 from gateway.ledger import Ledger
+from gateway.licensing import MAX_SEQUENCE, LicenseIssuer
 
 log = logging.getLogger("gateway.alerts")
 
-ALERT_EVENTS = ("partner.failing", "partner.recovered", "partner.silent", "partner.active")
+ALERT_EVENTS = ("partner.failing", "partner.recovered", "partner.silent", "partner.active",
+                "partner.quota_reached", "licenses.running_low")
 
 
 def webhook_url(settings: AlertSettings) -> str | None:
@@ -67,9 +72,13 @@ class Alerts:
         self.events = events
         self._pending: list[dict[str, Any]] = []
 
-    def emit(self, ledger: Ledger, kind: str, *, partner: str, **data: Any) -> None:
+    def emit(self, ledger: Ledger, kind: str, *, partner: str | None, **data: Any) -> None:
         assert kind in ALERT_EVENTS, kind
         self._pending.append(self.events.emit(ledger, kind, partner=partner, **data))
+
+    def discard(self) -> None:
+        """Forget the alerts emitted since the last flush (their transaction rolled back)."""
+        self._pending.clear()
 
     def flush(self, ledger: Ledger | None) -> int:
         """POST the alerts emitted since the last flush; the number delivered. Never raises."""
@@ -93,6 +102,25 @@ class Alerts:
                 except Exception:  # the ledger busy: the log line above stays
                     log.exception("could not record the webhook failure")
         return delivered
+
+
+def license_alerts(ledger: Ledger, alerts: Alerts, issuer: LicenseIssuer, partner_id: str,
+                   file_id: str) -> None:
+    """The once-only alerts of guide 5.1a, in the transaction that issued the file's licenses.
+
+    Once per partner and day for the quota, once per year for the 80 % alarm, kept in the
+    ledger: a later file, a restart or another worker (PostgreSQL: its insert of the same
+    row waits for this transaction, then finds it) never fires one again.
+    """
+    at = datetime.now(UTC).isoformat(timespec="seconds")
+    day = issuer.issue_date.isoformat()
+    if issuer.refused and ledger.alert_once(f"quota_reached {partner_id} {day}", at):
+        alerts.emit(ledger, "partner.quota_reached", partner=partner_id, file_id=file_id,
+                    day=day, quota=issuer.quota, refused=issuer.refused)
+    if issuer.running_low and ledger.alert_once(f"running_low {issuer.year}", at):
+        # Every partner's concern, not the one whose file happened to cross the line.
+        alerts.emit(ledger, "licenses.running_low", partner=None, file_id=file_id,
+                    year=issuer.year, last=issuer.last, capacity=MAX_SEQUENCE)
 
 
 def last_file_at(ledger: Ledger, partner_id: str) -> datetime | None:

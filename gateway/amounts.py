@@ -38,6 +38,8 @@ def canonical_amount(text: str | None) -> str | None:
         whole = plain[0].lstrip("0") or "0"
         fraction = plain[1].rstrip("0")
         return f"{whole}.{fraction}" if fraction else whole
+    if not text.isascii():  # Decimal reads other scripts' digits: not an amount here
+        return text
     try:
         value = Decimal(text)
         # A huge exponent ("1E+999999") would overflow, or spell out a million digits.
@@ -53,7 +55,7 @@ def decimal_places(text: str) -> int:
     _, dot, fraction = text.partition(".")
     if fraction.isdigit() and fraction.isascii():
         return len(fraction.rstrip("0"))
-    if not dot and text.lstrip("+-").isdigit():
+    if not dot and text.isascii() and text.lstrip("+-").isdigit():
         return 0
     try:
         _, digits, exponent = Decimal(text).as_tuple()  # e.g. exponent form

@@ -108,7 +108,9 @@ def _one_pass(config: Config, source: Reader | Staged, ref_counts: Counter[str] 
               tmp: Path, kind: str) -> CheckResult:
     writer = (AckCsvWriter if kind == "csv" else AckXmlWriter)(tmp / "ack")
     # A read-only ledger: prior licenses are read (I201, A104), new numbers are PENDING.
-    issuer = LicenseIssuer(ledger, summary.rule_set_date, config.gateway.license_validity_days)
+    quota = config.partner(partner_id).max_licenses_per_day if partner_id else None
+    issuer = LicenseIssuer(ledger, summary.rule_set_date, config.gateway.license_validity_days,
+                           quota)
 
     def items() -> Iterator[StagedApplication]:
         for n, item in enumerate(source.applications()):

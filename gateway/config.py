@@ -76,7 +76,8 @@ FILER_CODE = matches(r"[A-Z0-9]{3}", "exactly 3 characters A-Z or 0-9")
 # The id names folders (outbox/<id>/) and ledger rows, so it is kept to a safe file name.
 PARTNER_ID = matches(r"[a-z0-9][a-z0-9_-]{0,31}", "1-32 characters a-z, 0-9, '_' or '-'")
 US_STATE = matches(r"([A-Z]{2})?", "a two-letter state code such as 'NY', or empty")
-ZIP_CODE = matches(r"(\d{5}(-\d{4})?)?", "a ZIP code such as '10001' or '10001-1234', or empty")
+ZIP_CODE = matches(r"([0-9]{5}(-[0-9]{4})?)?",
+                   "a ZIP code such as '10001' or '10001-1234', or empty")
 EMAIL = matches(r"([^@\s]+@[^@\s]+\.[^@\s]+)?", "an e-mail address, or empty")
 
 
@@ -246,6 +247,8 @@ class PartnerConfig:
         '"" = 0 for local, 10 for sftp', NON_NEGATIVE)
     max_files: int = setting(100, "most files taken in one poll", POSITIVE)
     max_bytes: int = setting(1_073_741_824, "most bytes taken in one poll", POSITIVE)
+    max_licenses_per_day: int = setting(
+        20_000, "new licenses issued to it per processing date; past it A109", POSITIVE)
     mapping: Path | None = setting(None, 'CSV/XSLT mapping file; "" = none')
     enabled: bool = setting(True, "false = never polled")
     filer: FilerSettings = section(FilerSettings, doc="the applicant block")
@@ -373,7 +376,28 @@ class Config:
         known = ", ".join(ids) or "none"
         raise FatalError(f"{self.path}: no partner {partner_id!r}{hint} (configured: {known})")
 
+    def own_folders(self) -> dict[str, Path]:
+        """The names under outbox_dir that the gateway itself writes, each with its folder: a
+        partner with such an id would get its acknowledgments in there (outbox/<id>/)."""
+        outbox = Path(os.path.normpath(self.gateway.outbox_dir))
+        data = Path(os.path.normpath(self.gateway.data_dir))
+        own = {name: outbox / name for name in OUTBOX_FOLDERS}
+        if data == outbox:
+            own.update({name: data / name for name in DATA_FOLDERS})
+        for path in (data, Path(os.path.normpath(self.log.events_file))):
+            if path != outbox and path.is_relative_to(outbox):
+                first = path.relative_to(outbox).parts[0]
+                own.setdefault(first, outbox / first)
+        return own
+
     def cross_checks(self) -> Iterator[tuple[str, str]]:
+        own = self.own_folders()
+        for partner in self.partners:
+            if partner.id in own:
+                shown = os.path.relpath(own[partner.id], self.path.parent)
+                folder = own[partner.id] if shown.startswith("..") else shown
+                yield (f"partners.{partner.id}", f"the id {partner.id!r} names the gateway's own "
+                       f"folder {folder}, which its acknowledgments would share: choose another id")
         # Two partners polling one folder would take each other's files.
         owner: dict[Path, str] = {}
         for partner in self.partners:
@@ -383,6 +407,13 @@ class Config:
                 other = owner[partner.inbox]
                 yield f"partners.{partner.id}.inbox", f"same folder as partners.{other}.inbox"
             owner.setdefault(partner.inbox, partner.id)
+
+
+# What the gateway writes directly under outbox_dir beside the partners' outbox/<id>/: the ACE
+# files for CBP and the changes report (guide 5.1b); and the folders of data_dir
+# (process.Layout), which are there too when data_dir is outbox_dir itself.
+OUTBOX_FOLDERS = ("ace", "changes")
+DATA_FOLDERS = ("work", "archive", "failed", "acks")
 
 
 # --- The reader ------------------------------------------------------------------------------

@@ -31,6 +31,8 @@ CODES: dict[str, tuple[Severity, str]] = {
     "A103": (Severity.ERROR, "CSV rows of one application disagree on an application field"),
     "A104": (Severity.ERROR, "ref already licensed for this partner with different content"),
     "A105": (Severity.ERROR, "the same ref on two or more applications of one file"),
+    "A109": (Severity.ERROR, "the partner's daily license quota is reached: send the "
+             "application again the next day"),
     "A110": (Severity.ERROR, "unknown entry type"),
     "A111": (Severity.ERROR, "entry type 06 (FTZ consumption entry): license the FTZ admission"),
     "A120": (Severity.ERROR, "not an ISO 3166-1 alpha-2 country"),

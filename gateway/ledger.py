@@ -229,6 +229,12 @@ class Ledger:
         ).fetchone()
         return PriorLicense(*row) if row else None
 
+    def licenses_issued(self, partner: str, day: date) -> int:
+        """New licenses issued to the partner on ``day`` (its daily quota, guide 5.1a)."""
+        row = self.db.execute("SELECT COUNT(*) FROM licenses WHERE partner = ? AND "
+                              "issue_date = ?", (partner, day.isoformat())).fetchone()
+        return int(row[0])
+
     def last_license_sequence(self, year: int) -> int:
         row = self.db.execute("SELECT last FROM license_counter WHERE year = ?",
                               (year,)).fetchone()
@@ -270,6 +276,13 @@ class Ledger:
             "INSERT INTO events (at, kind, partner, file_id, data) VALUES (?, ?, ?, ?, ?)",
             (at, kind, partner, file_id, json.dumps(data, sort_keys=True, default=str)),
         )
+
+    def alert_once(self, alert: str, at: str) -> bool:
+        """Record that ``alert`` fires now; False when it fired before. Called in the
+        transaction that emits it, so that a rollback forgets both."""
+        return self.db.execute(
+            "INSERT INTO alerts_sent (alert, at) VALUES (?, ?) ON CONFLICT (alert) DO NOTHING "
+            "RETURNING alert", (alert, at)).fetchone() is not None
 
     # -- remote listings and partner health ------------------------------------------------
 

@@ -19,9 +19,11 @@ from gateway.findings import finding
 from gateway.ledger import Ledger, PriorLicense
 from gateway.model import AppStatus
 from gateway.results import PENDING, AppOutcome
-from gateway.validate import StagedApplication
+from gateway.validate import StagedApplication, legacy_application_digest
 
 MAX_SEQUENCE = 999_999
+# 80 % of a year's numbers (rounded down): the first number past it raises one alarm (5.1a).
+ALARM_SEQUENCE = MAX_SEQUENCE * 8 // 10
 
 
 def format_license(year: int, sequence: int) -> str:
@@ -31,17 +33,42 @@ def format_license(year: int, sequence: int) -> str:
 
 @dataclass
 class LicenseIssuer:
-    """Draws license numbers from the ledger's counter for the issue year."""
+    """Draws license numbers from the ledger's counter for the issue year, within the
+    partner's daily quota (guide 5.1a)."""
 
     ledger: Ledger | None  # None: dry run (check), numbers are PENDING
     issue_date: date
     validity_days: int
+    quota: int | None = None  # the partner's max_licenses_per_day; None: no quota
 
     def __post_init__(self) -> None:
         self.year = self.issue_date.year
         self.last = self.ledger.last_license_sequence(self.year) if self.ledger else 0
-        self.issued = 0
+        self.issued = 0  # new licenses of this file (PENDING ones of a dry run too)
+        self.refused = 0  # applications of this file refused for the quota (A109)
+        self._issued_today: int | None = None
         self._history: dict[str, bool] = {}
+
+    def within_quota(self, partner_id: str | None) -> bool:
+        """Whether one more new license fits the partner's quota for the issue date.
+
+        The licenses issued earlier that day are counted once per file, then this file's are
+        added here: a partner's files are processed one at a time (the worker holding the
+        partner's lease, on SQLite and PostgreSQL alike), so no other file of this partner
+        issues a license meanwhile. Licenses returned again (I201) are no new ones: they
+        spend nothing.
+        """
+        if self.quota is None:
+            return True
+        if self._issued_today is None:
+            self._issued_today = self.ledger.licenses_issued(partner_id, self.issue_date) \
+                if self.ledger is not None and partner_id else 0
+        return self._issued_today + self.issued < self.quota
+
+    @property
+    def running_low(self) -> bool:
+        """This file drew a number past 80 % of the year's (the alarm of guide 5.1a)."""
+        return self.issued > 0 and self.last > ALARM_SEQUENCE
 
     def prior_license(self, partner_id: str | None, ref: str | None) -> PriorLicense | None:
         """The license this partner's ref got before, if any (I201 / A104).
@@ -62,6 +89,7 @@ class LicenseIssuer:
         return self.issue_date + timedelta(days=self.validity_days)
 
     def next_number(self) -> str:
+        self.issued += 1
         if self.ledger is None or self.ledger.readonly:
             return PENDING
         if self.ledger.concurrent:
@@ -76,7 +104,6 @@ class LicenseIssuer:
             raise FatalError(f"License numbers for {self.year} are exhausted "
                              f"({MAX_SEQUENCE:,} issued).")
         self.last = sequence
-        self.issued += 1
         return format_license(self.year, sequence)
 
     def save(self) -> None:
@@ -87,6 +114,17 @@ class LicenseIssuer:
 
 class RepeatedRef(Exception):
     """The one-pass path met a ref twice (A105): redo the file on the two-pass path."""
+
+
+def same_content(prior: PriorLicense, item: StagedApplication) -> bool:
+    """Whether the prior license was issued for this application's content (I201, not A104).
+
+    Licenses issued before issue 10 hold a version-1 digest (lines in file order, numbers as
+    written), which cannot be recomputed: it matches the request written as it was then, so
+    an identical resend still gets I201 after the upgrade (the same request with its lines
+    reordered gets A104 against such a license, as it did before).
+    """
+    return prior.digest == item.digest or prior.digest == legacy_application_digest(item.app)
 
 
 def decide_one(item: StagedApplication, ref_count: int, partner_id: str | None,
@@ -101,7 +139,7 @@ def decide_one(item: StagedApplication, ref_count: int, partner_id: str | None,
             "each application its own ref.", ref=ref, field="ref", value=ref,
             source_line=app.source_line))
     prior = issuer.prior_license(partner_id, ref)
-    if prior is not None and prior.digest != item.digest:
+    if prior is not None and not same_content(prior, item):
         findings.append(finding(
             "A104", f"The ref {ref!r} was licensed before ({prior.license_number}) with "
             "different content: use a new ref for a new request.", ref=ref, field="ref",
@@ -121,6 +159,12 @@ def decide_one(item: StagedApplication, ref_count: int, partner_id: str | None,
             source_line=app.source_line))
     elif item.exempt or not any(r.covered for r in item.lines):
         outcome.status = AppStatus.NOT_REQUIRED
+    elif not issuer.within_quota(partner_id):
+        issuer.refused += 1
+        findings.append(finding(
+            "A109", f"The partner's daily license quota of {issuer.quota} is reached: send the "
+            "application again the next day.", ref=ref, value=str(issuer.quota),
+            source_line=app.source_line))
     else:
         outcome.status = AppStatus.LICENSED
         outcome.license_number = issuer.next_number()

@@ -35,8 +35,9 @@ from gateway.rules import ISO_COUNTRIES, NOT_APPLICABLE, UNKNOWN
 
 # kg per unit of the partner's quantity column.
 UNITS = {"kg": Decimal(1), "t": Decimal(1000), "lb": Decimal("0.45359237")}
-DATE_TOKENS = {"YYYY": r"(?P<y>\d{4})", "YY": r"(?P<yy>\d{2})", "MM": r"(?P<m>\d{1,2})",
-               "DD": r"(?P<d>\d{1,2})"}
+# [0-9], never \d: int() would turn another script's digits into an ASCII date.
+DATE_TOKENS = {"YYYY": r"(?P<y>[0-9]{4})", "YY": r"(?P<yy>[0-9]{2})",
+               "MM": r"(?P<m>[0-9]{1,2})", "DD": r"(?P<d>[0-9]{1,2})"}
 COUNTRY_APP_FIELDS = ("country_of_origin", "country_of_export")
 COUNTRY_LINE_FIELDS = ("smelt_country_largest", "smelt_country_second", "cast_country")
 _SECTIONS = {"description", "csv", "columns", "constants", "units", "countries", "values"}
@@ -115,6 +116,8 @@ class CsvMapping:
             plain = plain.replace(self.thousands_separator, "")
         if self.decimal_separator != ".":
             plain = plain.replace(self.decimal_separator, ".")
+        if not plain.isascii():  # Decimal reads other scripts' digits: left as written (A101)
+            return text
         try:
             Decimal(plain)
         except InvalidOperation:

@@ -153,6 +153,18 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX licenses_file ON licenses (file_id);
     CREATE INDEX licenses_issue_date ON licenses (issue_date);
     """,
+    """
+    -- Issue 10 item 5, license numbers as a shared resource (guide 5.1a): alerts that fire
+    -- once only (a partner's daily quota reached, per day; a year's numbers past 80 percent),
+    -- recorded in the transaction that emits them, so that neither a restart nor a second
+    -- worker repeats one.
+    CREATE TABLE alerts_sent (
+        alert  TEXT PRIMARY KEY,
+        at     TEXT NOT NULL
+    );
+    -- The daily quota counts one partner's licenses of one issue date.
+    CREATE INDEX licenses_partner_issue ON licenses (partner, issue_date);
+    """,
 )
 
 

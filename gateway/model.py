@@ -98,11 +98,8 @@ class ProductLine:
 
     @property
     def number(self) -> int | None:
-        """The line number as an integer, or None when it is not one."""
-        try:
-            return int(self.line_no) if self.line_no is not None else None
-        except ValueError:
-            return None
+        """The line number as an integer, or None when it is not one (ASCII digits only)."""
+        return line_number(self.line_no)
 
 
 @dataclass(slots=True)

@@ -25,6 +25,7 @@ from gateway import crash
 from gateway.ace import AceFileWriter
 from gateway.ack import AckXmlWriter, duplicate_ack, render_ack
 from gateway.ack_csv import AckCsvWriter, duplicate_csv_ack, render_csv_ack
+from gateway.alerts import Alerts, license_alerts
 from gateway.config import Config, PartnerConfig
 from gateway.detect import check_size
 from gateway.errors import RejectedSubmission
@@ -153,6 +154,7 @@ class FileProcessor:
         self.events = events
         self.as_of = as_of
         self.layout = Layout.of(config)
+        self.alerts = Alerts(config.alerts, events)
 
     # -- the whole story of one file ---------------------------------------------------------
 
@@ -270,7 +272,8 @@ class FileProcessor:
         try:
             with ledger.transaction():
                 issuer = LicenseIssuer(ledger, summary.rule_set_date,
-                                       self.config.gateway.license_validity_days)
+                                       self.config.gateway.license_validity_days,
+                                       partner.max_licenses_per_day)
                 apps: list[tuple[object, ...]] = []
                 found: list[tuple[object, ...]] = []
                 licenses: list[tuple[object, ...]] = []
@@ -290,6 +293,7 @@ class FileProcessor:
                         _flush(ledger, apps, found, licenses)
                 _flush(ledger, apps, found, licenses)
                 issuer.save()
+                license_alerts(ledger, self.alerts, issuer, row.partner, row.file_id)
                 summary.settle_status()
                 summary.processed_at = datetime.now().astimezone()
                 ack.finish(summary)
@@ -299,10 +303,12 @@ class FileProcessor:
                 crash.point("after_outputs")
                 self._record(row, summary, fmt, ace_names, started, error=None, kind=kind)
         except BaseException:
+            self.alerts.discard()
             ack.discard()
             for writer in writers.values():
                 writer.discard()
             raise
+        self.alerts.flush(ledger)  # the webhook, after the commit
 
     def _reject(self, row: FileRow, summary: FileSummary, problem: Finding, fmt: str | None,
                 started: datetime) -> None:

@@ -51,9 +51,11 @@ SPECIAL_SMELT = (UNKNOWN, NOT_APPLICABLE)
 # The ISO 3166-1 alpha-2 codes, from pycountry's copy of the ISO list (kept current by release).
 ISO_COUNTRIES = frozenset(c.alpha_2 for c in pycountry.countries)
 
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_PORT = re.compile(r"\d{4}")
-_ENTRY_NUMBER = re.compile(r"[A-Z0-9]{3}\d{8}")
+# [0-9], never \d: \d (like str.isdigit, int and Decimal) takes the digits of every script,
+# and a port of Arabic-Indic digits would pass, then leave blanks in the ACE records.
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_PORT = re.compile(r"[0-9]{4}")
+_ENTRY_NUMBER = re.compile(r"[A-Z0-9]{3}[0-9]{8}")
 
 # add(code, message, field, value, line=None, source_line=...): records one finding.
 AddFinding = Callable[..., None]
@@ -131,6 +133,8 @@ class ApplicationCheck:
 
 
 def _decimal(text: str) -> Decimal | None:
+    if not text.isascii():  # Decimal("٢٤٠٠٠") is 24000: digits are ASCII only
+        return None
     try:
         value = Decimal(text)
     except InvalidOperation:
@@ -260,10 +264,11 @@ def _check_lines(app: Application, ctx: RuleContext, add: AddFinding) -> list[Li
         if line_no is None:
             add("A102", "Every product line needs its line number.", "line_no", None, no, src)
         else:
-            if line_no in seen:
+            key = line_no if no is None else str(no)  # "01" is line 1 (as in the digest)
+            if key in seen:
                 add("A190", f"Line number {line_no} is used twice in this application: "
                     "number the lines 1, 2, 3...", "line_no", line_no, no, src)
-            seen.add(line_no)
+            seen.add(key)
             if csv_types and (no is None or not 1 <= no <= 999):
                 add("A101", "line_no must be a whole number from 1 to 999.", "line_no",
                     line_no, no, src)

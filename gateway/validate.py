@@ -22,7 +22,13 @@ from gateway.detect import Format, detect_format
 from gateway.errors import RejectedSubmission
 from gateway.findings import Finding, finding
 from gateway.mapping import CsvMapping, Mapping, XsltMapping
-from gateway.model import APPLICATION_FIELDS, Application, SubmissionHeader
+from gateway.model import (
+    APPLICATION_FIELDS,
+    Application,
+    ProductLine,
+    SubmissionHeader,
+    line_number,
+)
 from gateway.parse_csv import CsvApplication, CsvSubmission, RowMapping, compare
 from gateway.parse_xml import XmlSubmission, prescan, syntax_error, xsd_findings
 from gateway.rules import LineResult, RuleContext, check_application
@@ -58,12 +64,35 @@ class Staged:
         self.spool.unlink(missing_ok=True)
 
 
+# Marks a digest of version 2, so that no version-2 text can be read as a version-1 one.
+_DIGEST_V2 = "\x1d2"
+
+
 def application_digest(app: Application) -> str:
-    """SHA-256 of the request's content, independent of formatting ("24000" = "24000.000").
+    """SHA-256 of the request's content, however it is written: amounts ("24000" =
+    "24000.000"), line numbers ("01" = "1") and the order of the lines do not count.
 
     The same ref with the same digest is the same request (I201); another digest is A104.
     Fields are joined with separators that cannot occur in parsed values (C0 controls).
+    Version 2 (issue 10); ledgers keep version-1 digests, see ``legacy_application_digest``.
     """
+    head = [_DIGEST_V2, app.ref or "", *(getattr(app, a) or "" for a in _APP_ATTRS)]
+    lines = sorted("\x1f".join(_line_parts(line)) for line in app.lines)
+    return hashlib.sha256("\x1e".join(["\x1f".join(head), *lines]).encode("utf-8")).hexdigest()
+
+
+def _line_parts(line: ProductLine) -> tuple[str, ...]:
+    number = line_number(line.line_no)
+    return (line.line_no or "" if number is None else str(number),
+            (line.hts or "").replace(".", ""), line.description or "",
+            line.smelt_country_largest or "", line.smelt_country_second or "",
+            line.cast_country or "", canonical_amount(line.quantity_kg) or "",
+            canonical_amount(line.value_usd) or "")
+
+
+def legacy_application_digest(app: Application) -> str:
+    """The digest of version 1 (before issue 10): the lines in file order, their numbers as
+    written. Licenses issued before hold it; never recomputed, as the lines are not kept."""
     parts = [app.ref or ""]
     parts += [getattr(app, a) or "" for a in _APP_ATTRS]
     for line in app.lines:

@@ -598,3 +598,31 @@ def test_describe_shows_defaults_and_checks() -> None:
     assert "| `name` | a string | required |" in text
     assert "| `enabled` | true or false | `true` |" in text
     assert "must be exactly 4 characters A-Z or 0-9" in text
+
+
+# --- Partner ids that name the gateway's own folders (issue 10) -------------------------------
+
+
+@pytest.mark.parametrize(("partner_id", "extra", "folder"), [
+    ("ace", "", "outbox/ace"),
+    ("changes", "", "outbox/changes"),
+    # data_dir inside outbox_dir: outbox/<id> would be the gateway's data folder.
+    ("data", "[gateway]\noutbox_dir = '.'\ndata_dir = 'data'\n", "data"),
+    # one folder for both: outbox/<id> would be data/<id>.
+    ("acks", "[gateway]\noutbox_dir = 'var'\ndata_dir = 'var'\n", "var/acks"),
+    ("work", "[gateway]\noutbox_dir = 'var'\ndata_dir = 'var'\n", "var/work"),
+])
+def test_a_partner_id_that_names_a_folder_of_the_gateway_is_refused(
+        write_config: WriteConfig, partner_id: str, extra: str, folder: str) -> None:
+    text = f"{extra}{ACME}[partners.{partner_id}]\nname = 'P'\ninbox = 'in/{partner_id}'\n"
+    assert problems_of(write_config(text)) == [
+        f"partners.{partner_id}: the id {partner_id!r} names the gateway's own folder "
+        f"{folder}, which its acknowledgments would share: choose another id"]
+
+
+@pytest.mark.parametrize("partner_id", ["acme", "aces", "work", "acks", "data"])
+def test_near_misses_of_the_gateway_folders_are_good_partner_ids(
+        write_config: WriteConfig, partner_id: str) -> None:
+    # With the default folders (outbox/ and data/ side by side) only ace and changes are taken.
+    text = f"[partners.{partner_id}]\nname = 'P'\ninbox = 'in'\n"
+    assert load_config(write_config(text)).partners[0].id == partner_id

@@ -180,6 +180,10 @@ def test_text_not_in_the_mappings_encoding_is_f009(tmp_path: Path) -> None:
     ("MM/DD/YYYY", "02/30/2026", None),
     ("MM/DD/YYYY", "13/01/2026", None),
     ("YYYY-MM-DD", "2026-12-3x", None),
+    # Digits are ASCII only: int() would read these as 2026-12-10 (issue 10).
+    ("DD.MM.YYYY", "١٠.١٢.٢٠٢٦", None),
+    ("MM/DD/YYYY", "１２/１０/２０２６", None),
+    ("DD.MM.YYYY", "10.12.२०२६", None),
 ])
 def test_date_format(tmp_path: Path, fmt: str, written: str, expected: str | None) -> None:
     dates = ("expected_export_date", "expected_import_date")
@@ -202,6 +206,9 @@ def test_date_format(tmp_path: Path, fmt: str, written: str, expected: str | Non
     (",", "", "24000,5", "61200,00", ("24000.5", "61200.00")),
     (",", ".", "1.234.567,125", "3.000.000,5", ("1234567.125", "3000000.5")),
     (".", "", "24.000,5", "61200.00", ("24.000,5", "61200.00")),  # not a number: as written
+    # Digits are ASCII only: Decimal() would read these (issue 10).
+    (",", ".", "٢٤.٠٠٠,٥", "61.200,00", ("٢٤.٠٠٠,٥", "61200.00")),
+    (",", "", "２４０００,５", "61200,00", ("２４０００,５", "61200.00")),
 ])
 def test_decimal_and_thousands_separators(tmp_path: Path, decimal: str, thousands: str,
                                           quantity: str, value: str,

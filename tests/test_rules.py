@@ -30,9 +30,9 @@ ACK = "{urn:aimgw:license-ack:1}"
 # Severities as the guide's table fixes them (typed from the guide, not imported).
 SEVERITY = {
     **dict.fromkeys(["F001", "F002", "F003", "F004", "F005", "F007", "F008", "F009"], "ERROR"),
-    **dict.fromkeys(["A101", "A102", "A104", "A105", "A110", "A111", "A120", "A121", "A122",
-                     "A123", "A124", "A125", "A130", "A140", "A141", "A150", "A151", "A160",
-                     "A190", "A191"], "ERROR"),
+    **dict.fromkeys(["A101", "A102", "A104", "A105", "A109", "A110", "A111", "A120", "A121",
+                     "A122", "A123", "A124", "A125", "A130", "A140", "A141", "A150", "A151",
+                     "A160", "A190", "A191"], "ERROR"),
     **dict.fromkeys(["A132", "A152", "A180"], "WARNING"),
     **dict.fromkeys(["F006", "A131", "A153", "A170", "A171", "I201"], "INFO"),
 }
