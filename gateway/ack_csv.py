@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+import itertools
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -97,16 +98,45 @@ class AckCsvWriter:
         self._out.discard()
 
 
+_COPY_CHUNK = 1 << 20
+_HEAD_LIMIT = 1 << 20  # the column row and the file row: names, codes and messages
+
+
 def duplicate_csv_ack(original: Path, file_name: str, received_at: str,
                       processed_at: datetime, notice: Finding) -> bytes:
-    """The original CSV acknowledgment again, its file row marked DUPLICATE with F006."""
+    """``duplicate_csv_ack_chunks`` in one piece (``check``: the ack goes to stdout)."""
+    return b"".join(duplicate_csv_ack_chunks(original, file_name, received_at, processed_at,
+                                             notice))
+
+
+def duplicate_csv_ack_chunks(original: Path, file_name: str, received_at: str,
+                             processed_at: datetime, notice: Finding) -> Iterator[bytes]:
+    """The original CSV acknowledgment again, its file row marked DUPLICATE with F006.
+
+    Only the file row (the second) changes: it is rewritten and the rest copied in chunks,
+    so that an ack of any size costs a chunk of memory (issue 10, item 3).
+    """
     del file_name, received_at, processed_at  # the CSV form has no columns for them
-    with open(original, encoding="utf-8", newline="") as fh:
-        rows = list(csv.reader(fh))  # our own output, never partner input
-    file_level = rows[1]
-    file_level[3] = "DUPLICATE"
-    file_level[7] = " ".join(filter(None, [notice.code, file_level[7]]))
-    file_level[8] = " | ".join(filter(None, [_message(notice), file_level[8]]))
+    with open(original, "rb") as fh:  # our own output, never partner input
+        head = fh.read(_HEAD_LIMIT)
+        rows = list(itertools.islice(csv.reader(io.StringIO(
+            head.decode("utf-8", errors="replace"), newline="")), 2))
+        if len(rows) < 2:
+            raise ValueError(f"{original}: no file row in the first {_HEAD_LIMIT} bytes")
+        stored = _csv_bytes(rows)
+        if not head.startswith(stored):
+            raise ValueError(f"{original}: its first rows are not as this gateway writes them")
+        file_level = rows[1]
+        file_level[3] = "DUPLICATE"
+        file_level[7] = " ".join(filter(None, [notice.code, file_level[7]]))
+        file_level[8] = " | ".join(filter(None, [_message(notice), file_level[8]]))
+        yield _csv_bytes(rows)
+        yield head[len(stored):]
+        while chunk := fh.read(_COPY_CHUNK):
+            yield chunk
+
+
+def _csv_bytes(rows: list[list[str]]) -> bytes:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\r\n").writerows(rows)
     return buffer.getvalue().encode("utf-8")

@@ -22,7 +22,7 @@ from lxml import etree
 
 from gateway.detect import bom_encoding
 from gateway.errors import RejectedSubmission
-from gateway.findings import Finding, finding
+from gateway.findings import MAX_FINDINGS, Finding, finding
 from gateway.model import (
     APPLICATION_FIELDS,
     LINE_FIELDS,
@@ -33,6 +33,7 @@ from gateway.model import (
     line_number,
 )
 from gateway.schemas import submission_schema
+from gateway.xml_guard import MARK, AttributeGuard
 
 NS = "urn:aimgw:license-submission:1"
 SCHEMA_VERSION = "1.0"
@@ -73,6 +74,7 @@ class ParsedApplication:
     xsd_errors: list[tuple[int | None, str]]  # (line in file, validator message)
     element_fields: dict[int, tuple[str | None, str]] | None  # sourceline -> (line_no, field)
     findings: list[Finding] = field(default_factory=list)  # the parser's own (A190, A101)
+    unlisted: int = 0  # attributes not allowed there that were cut unread (A101 each)
 
 
 def _f004(detail: str) -> RejectedSubmission:
@@ -106,10 +108,11 @@ def _check_prolog(path: Path) -> None:
     parser = etree.XMLPullParser(events=("start",), resolve_entities=False, no_network=True,
                                  load_dtd=False, huge_tree=False, remove_comments=True,
                                  remove_pis=True)
+    guard = AttributeGuard()  # a root tag of a million attributes is not built whole
     with open(path, "rb") as fh:
         while chunk := fh.read(_CHUNK):
             try:
-                parser.feed(chunk)
+                parser.feed(guard.feed(chunk))
             except etree.XMLSyntaxError:
                 return
             for _, el in parser.read_events():
@@ -204,13 +207,15 @@ class XmlSubmission:
         root: etree._Element | None = None
         reading: etree._Element | None = None  # the Header or Application still open
         dropped = _Dropped()
+        guard = AttributeGuard()
         try:
             with open(self.path, "rb") as fh:
                 while True:
                     chunk = fh.read(_CHUNK)
                     if chunk:
-                        parser.feed(chunk)
+                        parser.feed(guard.feed(chunk))
                     else:
+                        parser.feed(guard.close())
                         closed = parser.close()
                         if root is None:
                             root = closed
@@ -317,8 +322,11 @@ class XmlSubmission:
 
     @staticmethod
     def _read_application(el: etree._Element, schema: etree.XMLSchema) -> ParsedApplication:
-        if schema.validate(el):
+        unlisted = _cut_attributes(el)
+        if not unlisted and schema.validate(el):
             return ParsedApplication(_valid_application(el), [], None)
+        if unlisted:
+            schema.validate(el)
         app = _any_application(el)
         errors = [(e.line, e.message) for e in schema.error_log]
         # Slow path, only for invalid applications: map file lines to (line_no, field).
@@ -335,7 +343,7 @@ class XmlSubmission:
                 line_no = parent.get("line")
             if child.sourceline is not None:
                 fields.setdefault(child.sourceline, (line_no, XML_NAME_TO_FIELD.get(local, local)))
-        return ParsedApplication(app, errors, fields)
+        return ParsedApplication(app, errors, fields, unlisted=unlisted)
 
 
 class _Dropped:
@@ -392,6 +400,37 @@ def _trim(el: etree._Element) -> tuple[int, int]:
             del node[_KEEP:count - 1]
         node = node[-1] if count else None
     return elements, lines
+
+
+_ATTRIBUTES = etree.XPath("count(descendant-or-self::*/@*) - count(@ref) - "
+                          "count(p:Product/@line)", namespaces={"p": NS})
+_ALLOWED_ATTRIBUTES = {APPLICATION_TAG: "ref", PRODUCT_TAG: "line"}
+_XSI = "{http://www.w3.org/2001/XMLSchema-instance}"
+
+
+def _cut_attributes(el: etree._Element) -> int:
+    """Attributes the schema does not allow, past the first ``MAX_FINDINGS`` + 1 of the
+    application, are removed before the XSD check, and counted (with those the byte guard
+    cut: its marker's number): so that a flood of them costs neither an XSD error each nor a
+    finding each. Returns the count (0 in the usual case, found with one XPath count)."""
+    if _ATTRIBUTES(el) <= MAX_FINDINGS:
+        return 0
+    budget = MAX_FINDINGS + 1  # enough for the XSD to name the first ones
+    cut = 0
+    for node in el.iter():
+        allowed = _ALLOWED_ATTRIBUTES.get(node.tag)
+        for name in list(node.attrib):  # a copy: some are deleted on the way
+            if name == allowed or name.startswith(_XSI):
+                continue
+            if name == MARK:
+                value = node.attrib.pop(name)
+                cut += max(int(value), 1) if value.isdigit() else 1
+            elif budget > 0:
+                budget -= 1
+            else:
+                del node.attrib[name]
+                cut += 1
+    return cut
 
 
 def _strip(text: str | None) -> str | None:

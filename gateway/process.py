@@ -23,8 +23,8 @@ from lxml import etree
 
 from gateway import crash
 from gateway.ace import AceFileWriter
-from gateway.ack import AckXmlWriter, duplicate_ack, render_ack
-from gateway.ack_csv import AckCsvWriter, duplicate_csv_ack, render_csv_ack
+from gateway.ack import AckXmlWriter, duplicate_ack_chunks, render_ack
+from gateway.ack_csv import AckCsvWriter, duplicate_csv_ack_chunks, render_csv_ack
 from gateway.config import Config, PartnerConfig
 from gateway.detect import check_size
 from gateway.errors import RejectedSubmission
@@ -332,7 +332,7 @@ class FileProcessor:
         kind = (original.ack_name or "x.xml").rsplit(".", 1)[-1]
         summary.processed_at = datetime.now().astimezone()
         ack_path = stored_ack(self.layout, row, kind)
-        rewrite = duplicate_csv_ack if kind == "csv" else duplicate_ack
+        rewrite = duplicate_csv_ack_chunks if kind == "csv" else duplicate_ack_chunks
         atomic_write(ack_path, rewrite(source, row.remote_name, row.received_at,
                                        summary.processed_at, notice))
         self._publish_ack(row, ack_path, kind)
