@@ -188,7 +188,7 @@ class FileProcessor:
         fmt = None
         prepared: Prepared | None = None
         try:
-            check_size(path, self.config.gateway.max_file_bytes)
+            check_size(path, self.config.gateway.max_file_bytes, row.size)
             prepared = prepare(path, rule_context(self.config, on), mapping_for(partner.mapping),
                                self.layout.work_tmp, row.remote_name)
             fmt = prepared.fmt
