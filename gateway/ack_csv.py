@@ -14,6 +14,7 @@ import itertools
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from gateway.findings import Finding
 from gateway.results import AppOutcome, FileSummary
@@ -100,6 +101,7 @@ class AckCsvWriter:
 
 _COPY_CHUNK = 1 << 20
 _HEAD_LIMIT = 1 << 20  # the column row and the file row: names, codes and messages
+_HEAD_CHUNK = 64 * 1024
 
 
 def duplicate_csv_ack(original: Path, file_name: str, received_at: str,
@@ -118,11 +120,7 @@ def duplicate_csv_ack_chunks(original: Path, file_name: str, received_at: str,
     """
     del file_name, received_at, processed_at  # the CSV form has no columns for them
     with open(original, "rb") as fh:  # our own output, never partner input
-        head = fh.read(_HEAD_LIMIT)
-        rows = list(itertools.islice(csv.reader(io.StringIO(
-            head.decode("utf-8", errors="replace"), newline="")), 2))
-        if len(rows) < 2:
-            raise ValueError(f"{original}: no file row in the first {_HEAD_LIMIT} bytes")
+        head, rows = _first_rows(fh, original)
         stored = _csv_bytes(rows)
         if not head.startswith(stored):
             raise ValueError(f"{original}: its first rows are not as this gateway writes them")
@@ -134,6 +132,24 @@ def duplicate_csv_ack_chunks(original: Path, file_name: str, received_at: str,
         yield head[len(stored):]
         while chunk := fh.read(_COPY_CHUNK):
             yield chunk
+
+
+def _first_rows(fh: BinaryIO, original: Path) -> tuple[bytes, list[list[str]]]:
+    """The first bytes of the ack, read until they hold the column row and the file row."""
+    head = b""
+    while len(head) < _HEAD_LIMIT:
+        more = fh.read(_HEAD_CHUNK)
+        head += more
+        try:
+            rows = list(itertools.islice(csv.reader(io.StringIO(
+                head.decode("utf-8", errors="replace"), newline="")), 3))
+        except csv.Error:  # cut inside a quoted cell: read on
+            rows = []
+        if len(rows) == 3 or (not more and len(rows) == 2):  # a third row: the second is whole
+            return head, rows[:2]
+        if not more:
+            break
+    raise ValueError(f"{original}: no file row in the first {len(head)} bytes")
 
 
 def _csv_bytes(rows: list[list[str]]) -> bytes:
