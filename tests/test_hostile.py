@@ -431,6 +431,20 @@ def _attributes(count: int) -> Callable[[Path], None]:
     return write
 
 
+def _nordic_attributes(count: int) -> Callable[[Path], None]:
+    """The Nordic sample (XSLT partner) with ``count`` attributes on its first Order."""
+    data = NORDIC.replace(b"NA-2026-77", b"NGEN-ATTRS")
+    cut = data.index(b'port="3001"') + len(b'port="3001"')
+
+    def write(path: Path) -> None:
+        with open(path, "wb") as fh:
+            fh.write(data[:cut])
+            for start in range(0, count, 10_000):
+                fh.write(b"".join(b' a%x=""' % n for n in range(start, min(count, start + 10_000))))
+            fh.write(data[cut:])
+    return write
+
+
 # A product line with a bad HTS, bad countries and bad amounts: several findings each.
 _BAD_LINE = (b'<Product line="1"><HTS>12</HTS><SmeltCountryLargest>ZZ</SmeltCountryLargest>'
              b"<SmeltCountrySecond>ZZ</SmeltCountrySecond><CastCountry>ZZ</CastCountry>"
@@ -474,6 +488,7 @@ GENERATORS: dict[str, Callable[[Path], None]] = {
                                           50_000_000, b'",x\r\n'),
     "gen-900k-attributes.xml": _attributes(900_000),
     "gen-many-findings.xml": _many_findings(200_000),
+    "xslt-gen-900k-attributes.xml": _nordic_attributes(900_000),
 }
 GROUPS = [  # each group is one subprocess
     ["gen-1gb-sparse.xml", "gen-200mb-plus-1.xml"],
@@ -486,6 +501,7 @@ GROUPS = [  # each group is one subprocess
      "gen-csv-newline-bomb.csv"],
     ["gen-900k-attributes.xml"],
     ["gen-many-findings.xml"],
+    ["xslt-gen-900k-attributes.xml"],
 ]
 MEASURED: dict[str, RunResult] = {}
 
@@ -500,7 +516,7 @@ def test_generated_heavy_input(tmp_path: Path, canary: Canary, group: list[str])
     cfg = make_project(base)
     dropper = Dropper(base)
     for name in group:
-        dropper.drop_with_good("acme", name, GENERATORS[name])
+        dropper.drop_with_good(GENERATED[name].partner, name, GENERATORS[name])
     result = run_once(cfg)
     MEASURED["+".join(group)] = result
     print(f"\n{'+'.join(group)}: {result.seconds:.1f} s, {result.max_rss_mb:.0f} MB peak RSS")
@@ -515,7 +531,8 @@ def test_generated_heavy_input(tmp_path: Path, canary: Canary, group: list[str])
         a190 = apps["BIG-1"].find(f"{ACK}Finding[@code='A190']")
         assert a190 is not None and a190.get("value") == "2000002"  # + the 2 of the template
     for name in group:  # findings are bounded per application: so is every ack
-        assert (base / "outbox" / "acme" / (results[name].ack_name or "")).stat().st_size \
+        got = results[name]
+        assert (base / "outbox" / got.partner / (got.ack_name or "")).stat().st_size \
             < MAX_ACK_BYTES
     assert canary.requests == []
 
