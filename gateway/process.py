@@ -182,7 +182,10 @@ class FileProcessor:
 
         summary = new_summary()
         original = self.ledger.original_of(row.partner, row.sha256, row.file_id)
-        if original is not None and row.reprocess_of is None:
+        # A file over the size limit was read only to the limit + 1 byte: its digest is not
+        # the whole file's, so it is F003 every time, never a DUPLICATE of another such file.
+        if original is not None and row.reprocess_of is None and \
+                row.size <= self.config.gateway.max_file_bytes:
             self._duplicate(row, original, summary)
             return
         fmt = None
