@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import paramiko
 import pytest
 from lxml import etree
 from sftp_server import SshServer
@@ -880,8 +881,24 @@ def test_sftp_over_limit_and_growing_files(tmp_path: Path, sshd: SshServer,
     cfg = _limited_project(base, extra=sshd.partner_toml("remote", account, timeout=5.0))
     _sparse(1_000_000_000)(remote / "big.xml")
     os.utime(remote / "big.xml", (time.time() - 1000, time.time() - 1000))
-    run_once(cfg, timeout=60)
+    asked: list[int] = []  # what was asked of the server: prefetched and read
+    real_prefetch, real_read = paramiko.SFTPFile.prefetch, paramiko.SFTPFile.read
+
+    def prefetch(self: paramiko.SFTPFile, file_size: int | None = None, *args: object) -> None:
+        asked.append(file_size or 0)
+        real_prefetch(self, file_size, *args)
+
+    def read(self: paramiko.SFTPFile, size: int | None = None) -> bytes:
+        data = real_read(self, size)
+        asked.append(len(data))
+        return data
+
+    monkeypatch.setattr(paramiko.SFTPFile, "prefetch", prefetch)
+    monkeypatch.setattr(paramiko.SFTPFile, "read", read)
+    run_cycle(load_config(cfg))
     _check_over_limit(base, "big.xml", 1_000_000_000)
+    assert asked[0] == LIMIT + 1 and sum(asked[1:]) == LIMIT + 1  # never the whole 1 GB
+    monkeypatch.undo()
 
     (remote / "growing.xml").write_bytes(good_acme(720))
     os.utime(remote / "growing.xml", (time.time() - 900, time.time() - 900))
