@@ -909,3 +909,28 @@ def test_sftp_over_limit_and_growing_files(tmp_path: Path, sshd: SshServer,
     assert report.error and "changed while it was downloaded" in report.error
     assert f"{len(good_acme(720)) - 10 + 1} read" in report.error  # not past listed + 1
     assert "growing.xml" not in outcomes(base) and _work_tmp(base) == []
+
+
+def test_a_full_data_disk_for_real_fails_only_that_poll(tmp_path: Path) -> None:
+    """The same on a real 1 MB tmpfs under data/ (skipped where mounting is not allowed): a
+    3 MB file does not fit, its copy is removed, the next partner's small file does."""
+    from test_sftp_faults import tiny_tmpfs
+
+    base = tmp_path / "project"
+    cfg = make_project(base)
+    dropper = Dropper(base)
+    dropper.drop("acme", "big.xml", good_acme(730).replace(
+        b"</LicenseSubmission>", b"<!--" + b"p" * 3_000_000 + b"-->\n</LicenseSubmission>"))
+    dropper.drop("nordic", "n.xml", good_nordic(731))
+    with tiny_tmpfs(base / "data", "1m") as resize:
+        reports = {r.partner: r for r in run_cycle(load_config(cfg))}
+        assert (reports["acme"].error or "").startswith("data disk full: ")
+        assert outcomes(base)["n.xml"].status == "ACCEPTED"
+        assert "big.xml" not in outcomes(base) and _work_tmp(base) == []
+        assert [e["partner"] for e in _events(base) if e["event"] == "partner.failing"] == \
+            ["acme"]
+        resize("64m")  # the operator frees space
+        with sqlite3.connect(base / "data" / "ledger.sqlite") as db:
+            db.execute("UPDATE partner_state SET next_attempt_at = 0")
+        run_cycle(load_config(cfg))
+        assert outcomes(base)["big.xml"].status == "ACCEPTED"
