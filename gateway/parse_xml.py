@@ -57,6 +57,8 @@ MAX_LINES = 999
 # Children kept of the Header or Application being read: an application's fields, 999 lines and
 # one more. Completed children past these are counted and dropped (see the module docstring).
 _KEEP = len(APPLICATION_FIELDS) + MAX_LINES + 1
+# Unexpected attributes held in the application being read before they are cut and counted.
+_CUT_WHILE_READING = 20_000
 # libxml2's messages for its size and depth limits (huge_tree=False), which are not syntax errors.
 _LIMIT_MESSAGES = ("XML_PARSE_HUGE", "limit exceeded", "Excessive depth", "huge text node",
                    "too long", "Huge input lookup")
@@ -263,6 +265,9 @@ class XmlSubmission:
                             _check_child(child)
                     if reading is not None:
                         dropped.add(_trim(reading))
+                        # Attributes spread over many elements (each under the byte guard's
+                        # cut): removed and counted as they come, not held to the end.
+                        dropped.attributes += _cut_attributes(reading, _CUT_WHILE_READING)
         except etree.XMLSyntaxError as err:
             raise syntax_error(err) from None
         if root is not None:
@@ -315,14 +320,16 @@ class XmlSubmission:
     @staticmethod
     def _application(el: etree._Element, schema: etree.XMLSchema,
                      dropped: _Dropped | None = None) -> ParsedApplication:
-        parsed = XmlSubmission._read_application(el, schema)
+        parsed = XmlSubmission._read_application(
+            el, schema, dropped.attributes if dropped is not None else 0)
         if dropped is not None and dropped.elements:
             parsed.findings.extend(dropped.findings(parsed.app, el.sourceline))
         return parsed
 
     @staticmethod
-    def _read_application(el: etree._Element, schema: etree.XMLSchema) -> ParsedApplication:
-        unlisted = _cut_attributes(el)
+    def _read_application(el: etree._Element, schema: etree.XMLSchema,
+                          cut_before: int = 0) -> ParsedApplication:
+        unlisted = _cut_attributes(el) + cut_before
         if not unlisted and schema.validate(el):
             return ParsedApplication(_valid_application(el), [], None)
         if unlisted:
@@ -349,11 +356,12 @@ class XmlSubmission:
 class _Dropped:
     """What was dropped, unread, from the Header or Application being read (see ``_trim``)."""
 
-    __slots__ = ("elements", "lines")
+    __slots__ = ("attributes", "elements", "lines")
 
     def __init__(self) -> None:
         self.elements = 0  # completed children dropped, at any depth
         self.lines = 0  # of which Product lines of the application itself
+        self.attributes = 0  # attributes not allowed there, removed (``_cut_attributes``)
 
     def add(self, counts: tuple[int, int]) -> None:
         self.elements += counts[0]
@@ -408,28 +416,36 @@ _ALLOWED_ATTRIBUTES = {APPLICATION_TAG: "ref", PRODUCT_TAG: "line"}
 _XSI = "{http://www.w3.org/2001/XMLSchema-instance}"
 
 
-def _cut_attributes(el: etree._Element) -> int:
+def _cut_attributes(el: etree._Element, threshold: int = MAX_FINDINGS) -> int:
     """Attributes the schema does not allow, past the first ``MAX_FINDINGS`` + 1 of the
     application, are removed before the XSD check, and counted (with those the byte guard
-    cut: its marker's number): so that a flood of them costs neither an XSD error each nor a
-    finding each. Returns the count (0 in the usual case, found with one XPath count)."""
-    if _ATTRIBUTES(el) <= MAX_FINDINGS:
+    cut: its marker's number): so that a flood of them costs neither memory nor an XSD error
+    nor a finding each. Nothing is done while there are at most ``threshold`` of them (one
+    XPath count: the usual case). Returns the count removed."""
+    if _ATTRIBUTES(el) <= threshold:
         return 0
     budget = MAX_FINDINGS + 1  # enough for the XSD to name the first ones
     cut = 0
     for node in el.iter():
+        if not isinstance(node.tag, str) or not len(node.attrib):
+            continue
         allowed = _ALLOWED_ATTRIBUTES.get(node.tag)
-        for name in list(node.attrib):  # a copy: some are deleted on the way
+        kept: list[tuple[str, str]] = []
+        here = 0
+        for name, value in node.attrib.items():
             if name == allowed or name.startswith(_XSI):
-                continue
-            if name == MARK:
-                value = node.attrib.pop(name)
-                cut += max(int(value), 1) if value.isdigit() else 1
+                kept.append((name, value))
+            elif name == MARK:
+                here += max(int(value), 1) if value.isdigit() else 1
             elif budget > 0:
                 budget -= 1
+                kept.append((name, value))
             else:
-                del node.attrib[name]
-                cut += 1
+                here += 1
+        if here:
+            node.attrib.clear()  # one pass, not a search per attribute removed
+            node.attrib.update(kept)
+            cut += here
     return cut
 
 

@@ -432,6 +432,32 @@ def _attributes(count: int) -> Callable[[Path], None]:
     return write
 
 
+_LEAVES = ((b"HTS", b"7606123045"), (b"Description", b"Plate"),
+           (b"SmeltCountryLargest", b"CA"), (b"SmeltCountrySecond", b"US"),
+           (b"CastCountry", b"CA"), (b"QuantityKg", b"24000"), (b"ValueUSD", b"61200.00"))
+
+
+def _spread_attributes(lines: int, per_element: int, strays: int) -> Callable[[Path], None]:
+    """An application of ``lines`` product lines, each with ``strays`` extra elements, whose
+    every element has ``per_element`` attributes: no more than the byte guard passes in one
+    tag, more than a million in one application."""
+    head = GOOD[:_APP_START].replace(b"ACME-20261201-001", b"GEN-SPREAD")
+    app = GOOD[_APP_START:_APP_END].replace(b'ref="PO-4411"', b'ref="BIG-1"')
+    cut = _FIRST_PRODUCT - _APP_START
+    second = GOOD[_APP_START:_APP_END].replace(b'ref="PO-4411"', b'ref="BIG-2"')
+    a = b"".join(b' a%x=""' % n for n in range(per_element))
+    body = b"".join(b"<%s%s>%s</%s>" % (tag, a, text, tag) for tag, text in _LEAVES)
+    body += b"<x%s/>" % a * strays + b"</Product>\n"
+
+    def write(path: Path) -> None:
+        with open(path, "wb") as fh:
+            fh.write(head + app[:cut])
+            for n in range(1, lines + 1):
+                fh.write(b'<Product line="%d"%s>' % (n, a) + body)
+            fh.write(app[cut:] + second + b"</LicenseSubmission>\n")
+    return write
+
+
 def _nordic_attributes(count: int) -> Callable[[Path], None]:
     """The Nordic sample (XSLT partner) with ``count`` attributes on its first Order."""
     data = NORDIC.replace(b"NA-2026-77", b"NGEN-ATTRS")
@@ -490,6 +516,7 @@ GENERATORS: dict[str, Callable[[Path], None]] = {
     "gen-900k-attributes.xml": _attributes(900_000),
     "gen-many-findings.xml": _many_findings(200_000),
     "xslt-gen-900k-attributes.xml": _nordic_attributes(900_000),
+    "gen-spread-attributes.xml": _spread_attributes(999, 127, 4),
 }
 GROUPS = [  # each group is one subprocess
     ["gen-1gb-sparse.xml", "gen-200mb-plus-1.xml"],
@@ -503,6 +530,7 @@ GROUPS = [  # each group is one subprocess
     ["gen-900k-attributes.xml"],
     ["gen-many-findings.xml"],
     ["xslt-gen-900k-attributes.xml"],
+    ["gen-spread-attributes.xml"],
 ]
 MEASURED: dict[str, RunResult] = {}
 
