@@ -8,6 +8,9 @@ not grow with the file. Nor does it grow with one application: past its fields a
 lines (and one more, so that "more than 999" is seen) the completed children of the element
 being read are counted and dropped between chunks, so an application of a million product lines
 (A190) or of a million stray elements (A101) costs no more memory than one of 1,000 lines.
+Nor with attributes: the bytes pass ``xml_guard.AttributeGuard`` (one tag keeps 128), and the
+attributes an application may not have are cut and counted past the first 101
+(``_cut_attributes``), so that only 100 findings and one that counts the rest are kept.
 """
 
 from __future__ import annotations
