@@ -49,6 +49,7 @@ ACK = "{urn:aimgw:license-ack:1}"
 MAX_RSS_MB = 300
 MAX_SECONDS = 30
 MAX_ACK_BYTES = 1_000_000
+MAX_LEDGER_BYTES = 2_000_000  # what one generated input may add to the ledger (WAL included)
 AS_LIMIT = 512 << 20  # address space of a child (VmPeak measured: 176 MB): a runaway fails fast
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -559,6 +560,7 @@ def test_generated_heavy_input(tmp_path: Path, canary: Canary, group: list[str])
         assert apps["BIG-2"].get("status") == "LICENSED"  # the parser went on after it
         a190 = apps["BIG-1"].find(f"{ACK}Finding[@code='A190']")
         assert a190 is not None and a190.get("value") == "2000002"  # + the 2 of the template
+    assert _ledger_bytes(base) < MAX_LEDGER_BYTES  # findings bounded: so is the ledger
     for name in group:  # findings are bounded per application: so is every ack
         got = results[name]
         assert (base / "outbox" / got.partner / (got.ack_name or "")).stat().st_size \
@@ -586,7 +588,7 @@ def test_attribute_flood_and_its_duplicate_stay_bounded(tmp_path: Path, canary: 
         print(f"\n{name}: {result.seconds:.1f} s, {result.max_rss_mb:.0f} MB peak RSS, ledger "
               f"+{(_ledger_bytes(base) - before) / 1e6:.2f} MB")
         assert result.max_rss_mb < MAX_RSS_MB, result
-        assert _ledger_bytes(base) - before < 2_000_000
+        assert _ledger_bytes(base) - before < MAX_LEDGER_BYTES
         results = outcomes(base)
         got = results[name]
         ack_path = base / "outbox" / "acme" / (got.ack_name or "")
