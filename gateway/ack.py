@@ -7,7 +7,7 @@ The counts and the file status come first in the document but are known only at 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -130,31 +130,61 @@ class AckXmlWriter:
         self._out.discard()
 
 
+_COPY_CHUNK = 1 << 20
+_HEAD_LIMIT = 1 << 20  # the head of an ack (names, ids, counts) is far smaller
+_COUNTS_END = b"</Counts>"
+
+
 def duplicate_ack(original: Path, file_name: str, received_at: str, processed_at: datetime,
                   notice: Finding) -> bytes:
+    """``duplicate_ack_chunks`` in one piece (``check``: the ack goes to stdout)."""
+    return b"".join(duplicate_ack_chunks(original, file_name, received_at, processed_at,
+                                         notice))
+
+
+def duplicate_ack_chunks(original: Path, file_name: str, received_at: str,
+                         processed_at: datetime, notice: Finding) -> Iterator[bytes]:
     """The original acknowledgment again, for a re-sent file: DUPLICATE status plus F006.
 
     The applications, licenses and counts stay those of the original, so the partner gets its
-    licenses again; only the file's own facts change.
+    licenses again; only the file's own facts change, and they are all in the head (up to
+    ``</Counts>``). So only the head is parsed and rewritten; the rest is copied in chunks, as
+    stored: an ack of any size costs a chunk of memory (issue 10, item 3).
     """
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
-    tree = etree.parse(str(original), parser)  # our own output, never partner input
-    root = tree.getroot()
-    q = "{" + ACK_NS + "}"
+    with open(original, "rb") as fh:  # our own output, never partner input
+        head = fh.read(_HEAD_LIMIT)
+        cut = head.find(_COUNTS_END)
+        if cut < 0:
+            raise ValueError(f"{original}: no </Counts> in the first {_HEAD_LIMIT} bytes")
+        cut += len(_COUNTS_END)
+        rest = head[cut:]
+        space = len(rest) - len(rest.lstrip())  # Counts' tail: the F006 finding goes after it
+        yield _duplicate_head(head[:cut], file_name, received_at, processed_at)
+        yield rest[:space] + _lxml_finding(notice) + b"\n  "
+        yield rest[space:]
+        while chunk := fh.read(_COPY_CHUNK):
+            yield chunk
 
-    def set_text(tag: str, text: str) -> None:
+
+def _duplicate_head(head: bytes, file_name: str, received_at: str,
+                    processed_at: datetime) -> bytes:
+    """The head up to ``</Counts>`` with the re-sent file's facts, serialised by lxml (as the
+    whole ack was before it was streamed: the same bytes)."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    root = etree.fromstring(head + b"</LicenseAck>", parser)
+    q = "{" + ACK_NS + "}"
+    for tag, text in (("FileName", file_name), ("ReceivedAt", received_at),
+                      ("ProcessedAt", processed_at.isoformat(timespec="seconds")),
+                      ("Status", "DUPLICATE")):
         el = root.find(q + tag)
         if el is not None:
             el.text = text
+    out = etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8")
+    return out[:-len(b"</LicenseAck>")]
 
-    set_text("FileName", file_name)
-    set_text("ReceivedAt", received_at)
-    set_text("ProcessedAt", processed_at.isoformat(timespec="seconds"))
-    set_text("Status", "DUPLICATE")
-    note = etree.fromstring(
-        render_finding(notice, "").replace("<Finding ", f'<Finding xmlns="{ACK_NS}" ', 1))
-    note.tail = "\n  "
-    counts = root.find(q + "Counts")
-    if counts is not None:
-        counts.addnext(note)
-    return etree.tostring(tree, xml_declaration=True, encoding="UTF-8") + b"\n"
+
+def _lxml_finding(f: Finding) -> bytes:
+    """``render_finding`` as lxml serialises it (its escaping, no indent)."""
+    el = etree.fromstring(render_finding(f, "").encode("utf-8"))
+    el.tail = None
+    return etree.tostring(el, encoding="UTF-8", xml_declaration=False)

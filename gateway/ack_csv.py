@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+import itertools
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from gateway.findings import Finding
 from gateway.results import AppOutcome, FileSummary
@@ -97,16 +99,60 @@ class AckCsvWriter:
         self._out.discard()
 
 
+_COPY_CHUNK = 1 << 20
+_HEAD_LIMIT = 1 << 20  # the column row and the file row: names, codes and messages
+_HEAD_CHUNK = 64 * 1024
+
+
 def duplicate_csv_ack(original: Path, file_name: str, received_at: str,
                       processed_at: datetime, notice: Finding) -> bytes:
-    """The original CSV acknowledgment again, its file row marked DUPLICATE with F006."""
+    """``duplicate_csv_ack_chunks`` in one piece (``check``: the ack goes to stdout)."""
+    return b"".join(duplicate_csv_ack_chunks(original, file_name, received_at, processed_at,
+                                             notice))
+
+
+def duplicate_csv_ack_chunks(original: Path, file_name: str, received_at: str,
+                             processed_at: datetime, notice: Finding) -> Iterator[bytes]:
+    """The original CSV acknowledgment again, its file row marked DUPLICATE with F006.
+
+    Only the file row (the second) changes: it is rewritten and the rest copied in chunks,
+    so that an ack of any size costs a chunk of memory (issue 10, item 3).
+    """
     del file_name, received_at, processed_at  # the CSV form has no columns for them
-    with open(original, encoding="utf-8", newline="") as fh:
-        rows = list(csv.reader(fh))  # our own output, never partner input
-    file_level = rows[1]
-    file_level[3] = "DUPLICATE"
-    file_level[7] = " ".join(filter(None, [notice.code, file_level[7]]))
-    file_level[8] = " | ".join(filter(None, [_message(notice), file_level[8]]))
+    with open(original, "rb") as fh:  # our own output, never partner input
+        head, rows = _first_rows(fh, original)
+        stored = _csv_bytes(rows)
+        if not head.startswith(stored):
+            raise ValueError(f"{original}: its first rows are not as this gateway writes them")
+        file_level = rows[1]
+        file_level[3] = "DUPLICATE"
+        file_level[7] = " ".join(filter(None, [notice.code, file_level[7]]))
+        file_level[8] = " | ".join(filter(None, [_message(notice), file_level[8]]))
+        yield _csv_bytes(rows)
+        yield head[len(stored):]
+        while chunk := fh.read(_COPY_CHUNK):
+            yield chunk
+
+
+def _first_rows(fh: BinaryIO, original: Path) -> tuple[bytes, list[list[str]]]:
+    """The first bytes of the ack, read until they hold the column row and the file row."""
+    head = b""
+    while len(head) < _HEAD_LIMIT:
+        more = fh.read(_HEAD_CHUNK)
+        head += more
+        try:
+            rows = list(itertools.islice(csv.reader(io.StringIO(
+                head.decode("utf-8", errors="replace"), newline="")), 3))
+        except csv.Error:  # cut inside a quoted cell: read on
+            rows = []
+        if len(rows) == 3 or (not more and len(rows) == 2):  # a third row: the second is whole
+            return head, rows[:2]
+        if not more:
+            break
+    raise ValueError(f"{original}: no file row in the first {len(head)} bytes")
+
+
+def _csv_bytes(rows: list[list[str]]) -> bytes:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\r\n").writerows(rows)
     return buffer.getvalue().encode("utf-8")

@@ -37,10 +37,15 @@ def bom_encoding(head: bytes) -> tuple[str | None, int]:
     return None, 0
 
 
-def check_size(path: Path, limit: int) -> int:
-    """The file's size; F003 when it is over ``limit`` bytes."""
+def check_size(path: Path, limit: int, listed: int | None = None) -> int:
+    """The file's size; F003 when it is over ``limit`` bytes.
+
+    Intake copies at most ``limit`` + 1 bytes of a larger file (``intake.read_cap``), so the
+    size the partner's inbox ``listed`` is the one reported when it is larger.
+    """
     size = path.stat().st_size
     if size > limit:
+        size = max(size, listed or 0)
         raise RejectedSubmission(
             finding("F003", f"The file is {size:,} bytes; the limit is {limit:,} bytes. "
                     "Split it into several files.", value=str(size))

@@ -98,3 +98,38 @@ def finding(
 ) -> Finding:
     """Build a finding with the severity the guide fixes for ``code``."""
     return Finding(code, CODES[code][0], message, ref, line, field, value, source_line)
+
+
+# Findings kept per application (issue 10, item 3): a flood of errors in one application (a
+# million stray attributes, a thousand bad lines) must not become a flood of ack entries and
+# ledger rows. The first ``MAX_FINDINGS`` are listed; the rest become one finding that counts
+# them. One place for the bound: the XML and CSV readers apply it to each application.
+MAX_FINDINGS = 100
+_SEVERITY_RANK = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
+
+
+def bounded(findings: list[Finding], *, ref: str | None = None, unlisted: int = 0,
+            unlisted_code: str = "A101", source_line: int | None = None) -> list[Finding]:
+    """``findings`` cut to the first ``MAX_FINDINGS``, plus one finding that counts the rest.
+
+    ``unlisted`` counts findings never built (``unlisted_code``: attributes cut by the XML
+    reader). The counting finding carries the code the suppressed findings share; if they do
+    not share one, A101 when one of them is an error, else the most severe of their codes, so
+    that the bound never changes an application's status.
+    """
+    rest = findings[MAX_FINDINGS:]
+    more = len(rest) + unlisted
+    if more <= 0:
+        return findings
+    codes = {f.code for f in rest} | ({unlisted_code} if unlisted else set())
+    if len(codes) == 1:
+        code = codes.pop()
+    elif any(CODES[c][0] is Severity.ERROR for c in codes):
+        code = "A101"
+    else:
+        code = min(sorted(codes), key=lambda c: _SEVERITY_RANK[CODES[c][0]])
+    count = finding(
+        code, f"... and {more:,} more findings of this application were not listed (at most "
+        f"{MAX_FINDINGS} are): fix those above and send it again.", ref=ref,
+        value=str(more), source_line=source_line)
+    return [*findings[:MAX_FINDINGS], count]

@@ -6,6 +6,7 @@ gateway holds it durably. ``SftpInbox`` (paramiko) implements the same interface
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import hashlib
 import os
@@ -20,7 +21,7 @@ from typing import BinaryIO, Protocol
 
 from gateway import crash
 from gateway.config import PartnerConfig
-from gateway.errors import FatalError
+from gateway.errors import FatalError, TransientError
 from gateway.events import EventLog
 from gateway.ledger import Ledger
 from gateway.process import Layout, safe_name
@@ -46,8 +47,10 @@ class Inbox(Protocol):
         """Complete files waiting, oldest first."""
         ...
 
-    def fetch(self, remote: RemoteFile, dest: Path) -> tuple[int, str]:
-        """Copy ``remote`` to ``dest`` (fsynced); return (bytes, SHA-256 hex)."""
+    def fetch(self, remote: RemoteFile, dest: Path, limit: int | None = None,
+              ) -> tuple[int, str]:
+        """Copy ``remote`` to ``dest`` (fsynced); return (bytes, SHA-256 hex). Past ``limit``
+        bytes the copy stops at ``limit`` + 1 (the file is F003, never read whole)."""
         ...
 
     def dispose(self, remote_name: str) -> None:
@@ -77,22 +80,64 @@ def _wanted(name: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatch(name, p) for p in patterns)
 
 
+_COPY_CHUNK = 1024 * 1024
+DISK_FULL = "data disk full"
+
+
+class FileChanged(TransientError):
+    """The file's size is not the one listed: it is left for a later poll, listed anew."""
+
+
+def read_cap(expected: int | None, limit: int | None) -> int | None:
+    """Bytes to read at most: one more than listed (a file that grew is seen, never read on)
+    and one more than ``limit`` (an over-limit file is F003 without being copied whole)."""
+    caps = [n + 1 for n in (expected, limit) if n is not None]
+    return min(caps) if caps else None
+
+
 def copy_with_digest(src_fh: BinaryIO, dest: Path, expected: int | None = None,
-                     ) -> tuple[int, str]:
-    """Stream ``src_fh`` into ``dest``, fsync it, and return (bytes, SHA-256)."""
+                     limit: int | None = None) -> tuple[int, str]:
+    """Stream ``src_fh`` into ``dest``, fsync it, and return (bytes, SHA-256).
+
+    At most ``read_cap`` bytes are read. More than ``limit`` bytes: returned as they are (the
+    caller's size check makes it F003). Not ``expected`` bytes: ``FileChanged``. On any
+    failure ``dest`` is removed: no partial copy is left behind.
+    """
+    cap = read_cap(expected, limit)
     digest = hashlib.sha256()
     total = 0
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(dest, "wb") as out:
-        while chunk := src_fh.read(1024 * 1024):
-            digest.update(chunk)
-            out.write(chunk)
-            total += len(chunk)
-        out.flush()
-        os.fsync(out.fileno())
-    if expected is not None and total != expected:
-        raise OSError(f"short copy: {total} of {expected} bytes")
+    try:
+        with open(dest, "wb") as out:
+            while cap is None or total < cap:
+                chunk = src_fh.read(_COPY_CHUNK if cap is None else min(_COPY_CHUNK, cap - total))
+                if not chunk:
+                    break
+                digest.update(chunk)
+                out.write(chunk)
+                total += len(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        if limit is not None and total > limit:
+            return total, digest.hexdigest()
+        if expected is not None and total != expected:
+            raise FileChanged(f"the file is not {expected:,} bytes as listed ({total:,} read or "
+                              "more): it is still being written or was replaced; it is taken "
+                              "at a later poll, with its new size")
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
     return total, digest.hexdigest()
+
+
+def failure_reason(err: BaseException) -> str:
+    """A poll's failure in words: a full local disk is named as such (issue 10, item 4)."""
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
+            return f"{DISK_FULL}: {err}"
+        cause = cause.__cause__
+    return str(err)
 
 
 class LocalInbox:
@@ -132,11 +177,15 @@ class LocalInbox:
                     self._on_disk[name] = entry
         return self._on_disk.get(name, name)
 
-    def fetch(self, remote: RemoteFile, dest: Path) -> tuple[int, str]:
+    def fetch(self, remote: RemoteFile, dest: Path, limit: int | None = None,
+              ) -> tuple[int, str]:
         fd = os.open(self.root / self._disk_name(remote.name),
                      os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         with os.fdopen(fd, "rb") as src:
-            return copy_with_digest(src, dest, remote.size)
+            try:
+                return copy_with_digest(src, dest, remote.size, limit)
+            except FileChanged as err:
+                raise FileChanged(f"partner {self.partner_id}: {remote.name}: {err}") from None
 
     def dispose(self, remote_name: str) -> None:
         remote_name = self._disk_name(remote_name)
@@ -172,7 +221,7 @@ def open_inbox(partner: PartnerConfig, ledger: Ledger | None = None) -> Inbox:
 
 
 def receive(inbox: Inbox, remote: RemoteFile, ledger: Ledger, layout: Layout,
-            events: EventLog, today: date) -> str:
+            events: EventLog, today: date, limit: int | None = None) -> str:
     """Copy one file in durably and commit its receipt; return its file id.
 
     Fetch to work/tmp, fsync, check size and hash, rename into work/received, then commit.
@@ -182,8 +231,14 @@ def receive(inbox: Inbox, remote: RemoteFile, ledger: Ledger, layout: Layout,
     the file (and its ACE files and acknowledgment) the same id as a run without the crash.
     """
     tmp = layout.work_tmp / f"{os.getpid()}-{inbox.partner_id}-{safe_name(remote.name)}.part"
-    size, sha256 = inbox.fetch(remote, tmp)
+    try:
+        size, sha256 = inbox.fetch(remote, tmp, limit)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # whatever failed, no partial copy stays in work/tmp
+        raise
     crash.point("after_fetch")
+    if limit is not None and size > limit:
+        size = remote.size  # only limit + 1 bytes were copied (F003): keep the listed size
 
     def announce(file_id: str) -> None:
         events.emit(ledger, "file.received", partner=inbox.partner_id, file_id=file_id,

@@ -32,6 +32,7 @@ from gateway.findings import finding
 from gateway.model import Application, ProductLine
 from gateway.parse_csv import ALL_COLUMNS, CsvDialect
 from gateway.rules import ISO_COUNTRIES, NOT_APPLICABLE, UNKNOWN
+from gateway.xml_guard import AttributeGuard
 
 # kg per unit of the partner's quantity column.
 UNITS = {"kg": Decimal(1), "t": Decimal(1000), "lb": Decimal("0.45359237")}
@@ -43,6 +44,7 @@ COUNTRY_LINE_FIELDS = ("smelt_country_largest", "smelt_country_second", "cast_co
 _SECTIONS = {"description", "csv", "columns", "constants", "units", "countries", "values"}
 _CSV_KEYS = {"delimiter", "encoding", "date_format", "decimal_separator", "thousands_separator"}
 _MILLIGRAM = Decimal("0.001")
+_CHUNK = 64 * 1024
 
 
 class MappingError(GatewayError):
@@ -207,7 +209,12 @@ class XsltMapping:
         """Transform ``source`` into ``target`` (the caller has checked it for F004)."""
         parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
                                  huge_tree=False, remove_pis=True)
-        document = etree.parse(str(source), parser)
+        guard = AttributeGuard()  # an attribute flood is cut before libxml2 builds it
+        with open(source, "rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                parser.feed(guard.feed(chunk))
+        parser.feed(guard.close())
+        document = parser.close().getroottree()
         result = self.transform(document)
         result.write_output(str(target))
 

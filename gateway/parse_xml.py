@@ -8,6 +8,9 @@ not grow with the file. Nor does it grow with one application: past its fields a
 lines (and one more, so that "more than 999" is seen) the completed children of the element
 being read are counted and dropped between chunks, so an application of a million product lines
 (A190) or of a million stray elements (A101) costs no more memory than one of 1,000 lines.
+Nor with attributes: the bytes pass ``xml_guard.AttributeGuard`` (one tag keeps 128), and the
+attributes an application may not have are cut and counted past the first 101
+(``_cut_attributes``), so that only 100 findings and one that counts the rest are kept.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from lxml import etree
 
 from gateway.detect import bom_encoding
 from gateway.errors import RejectedSubmission
-from gateway.findings import Finding, finding
+from gateway.findings import MAX_FINDINGS, Finding, finding
 from gateway.model import (
     APPLICATION_FIELDS,
     LINE_FIELDS,
@@ -33,6 +36,7 @@ from gateway.model import (
     line_number,
 )
 from gateway.schemas import submission_schema
+from gateway.xml_guard import MARK, AttributeGuard
 
 NS = "urn:aimgw:license-submission:1"
 SCHEMA_VERSION = "1.0"
@@ -56,6 +60,8 @@ MAX_LINES = 999
 # Children kept of the Header or Application being read: an application's fields, 999 lines and
 # one more. Completed children past these are counted and dropped (see the module docstring).
 _KEEP = len(APPLICATION_FIELDS) + MAX_LINES + 1
+# Unexpected attributes held in the application being read before they are cut and counted.
+_CUT_WHILE_READING = 20_000
 # libxml2's messages for its size and depth limits (huge_tree=False), which are not syntax errors.
 _LIMIT_MESSAGES = ("XML_PARSE_HUGE", "limit exceeded", "Excessive depth", "huge text node",
                    "too long", "Huge input lookup")
@@ -73,6 +79,7 @@ class ParsedApplication:
     xsd_errors: list[tuple[int | None, str]]  # (line in file, validator message)
     element_fields: dict[int, tuple[str | None, str]] | None  # sourceline -> (line_no, field)
     findings: list[Finding] = field(default_factory=list)  # the parser's own (A190, A101)
+    unlisted: int = 0  # attributes not allowed there that were cut unread (A101 each)
 
 
 def _f004(detail: str) -> RejectedSubmission:
@@ -106,10 +113,11 @@ def _check_prolog(path: Path) -> None:
     parser = etree.XMLPullParser(events=("start",), resolve_entities=False, no_network=True,
                                  load_dtd=False, huge_tree=False, remove_comments=True,
                                  remove_pis=True)
+    guard = AttributeGuard()  # a root tag of a million attributes is not built whole
     with open(path, "rb") as fh:
         while chunk := fh.read(_CHUNK):
             try:
-                parser.feed(chunk)
+                parser.feed(guard.feed(chunk))
             except etree.XMLSyntaxError:
                 return
             for _, el in parser.read_events():
@@ -204,13 +212,15 @@ class XmlSubmission:
         root: etree._Element | None = None
         reading: etree._Element | None = None  # the Header or Application still open
         dropped = _Dropped()
+        guard = AttributeGuard()
         try:
             with open(self.path, "rb") as fh:
                 while True:
                     chunk = fh.read(_CHUNK)
                     if chunk:
-                        parser.feed(chunk)
+                        parser.feed(guard.feed(chunk))
                     else:
+                        parser.feed(guard.close())
                         closed = parser.close()
                         if root is None:
                             root = closed
@@ -258,6 +268,9 @@ class XmlSubmission:
                             _check_child(child)
                     if reading is not None:
                         dropped.add(_trim(reading))
+                        # Attributes spread over many elements (each under the byte guard's
+                        # cut): removed and counted as they come, not held to the end.
+                        dropped.attributes += _cut_attributes(reading, _CUT_WHILE_READING)
         except etree.XMLSyntaxError as err:
             raise syntax_error(err) from None
         if root is not None:
@@ -310,15 +323,20 @@ class XmlSubmission:
     @staticmethod
     def _application(el: etree._Element, schema: etree.XMLSchema,
                      dropped: _Dropped | None = None) -> ParsedApplication:
-        parsed = XmlSubmission._read_application(el, schema)
+        parsed = XmlSubmission._read_application(
+            el, schema, dropped.attributes if dropped is not None else 0)
         if dropped is not None and dropped.elements:
             parsed.findings.extend(dropped.findings(parsed.app, el.sourceline))
         return parsed
 
     @staticmethod
-    def _read_application(el: etree._Element, schema: etree.XMLSchema) -> ParsedApplication:
-        if schema.validate(el):
+    def _read_application(el: etree._Element, schema: etree.XMLSchema,
+                          cut_before: int = 0) -> ParsedApplication:
+        unlisted = _cut_attributes(el) + cut_before
+        if not unlisted and schema.validate(el):
             return ParsedApplication(_valid_application(el), [], None)
+        if unlisted:
+            schema.validate(el)
         app = _any_application(el)
         errors = [(e.line, e.message) for e in schema.error_log]
         # Slow path, only for invalid applications: map file lines to (line_no, field).
@@ -335,17 +353,18 @@ class XmlSubmission:
                 line_no = parent.get("line")
             if child.sourceline is not None:
                 fields.setdefault(child.sourceline, (line_no, XML_NAME_TO_FIELD.get(local, local)))
-        return ParsedApplication(app, errors, fields)
+        return ParsedApplication(app, errors, fields, unlisted=unlisted)
 
 
 class _Dropped:
     """What was dropped, unread, from the Header or Application being read (see ``_trim``)."""
 
-    __slots__ = ("elements", "lines")
+    __slots__ = ("attributes", "elements", "lines")
 
     def __init__(self) -> None:
         self.elements = 0  # completed children dropped, at any depth
         self.lines = 0  # of which Product lines of the application itself
+        self.attributes = 0  # attributes not allowed there, removed (``_cut_attributes``)
 
     def add(self, counts: tuple[int, int]) -> None:
         self.elements += counts[0]
@@ -392,6 +411,45 @@ def _trim(el: etree._Element) -> tuple[int, int]:
             del node[_KEEP:count - 1]
         node = node[-1] if count else None
     return elements, lines
+
+
+_ATTRIBUTES = etree.XPath("count(descendant-or-self::*/@*) - count(@ref) - "
+                          "count(p:Product/@line)", namespaces={"p": NS})
+_ALLOWED_ATTRIBUTES = {APPLICATION_TAG: "ref", PRODUCT_TAG: "line"}
+_XSI = "{http://www.w3.org/2001/XMLSchema-instance}"
+
+
+def _cut_attributes(el: etree._Element, threshold: int = MAX_FINDINGS) -> int:
+    """Attributes the schema does not allow, past the first ``MAX_FINDINGS`` + 1 of the
+    application, are removed before the XSD check, and counted (with those the byte guard
+    cut: its marker's number): so that a flood of them costs neither memory nor an XSD error
+    nor a finding each. Nothing is done while there are at most ``threshold`` of them (one
+    XPath count: the usual case). Returns the count removed."""
+    if _ATTRIBUTES(el) <= threshold:
+        return 0
+    budget = MAX_FINDINGS + 1  # enough for the XSD to name the first ones
+    cut = 0
+    for node in el.iter():
+        if not isinstance(node.tag, str) or not len(node.attrib):
+            continue
+        allowed = _ALLOWED_ATTRIBUTES.get(node.tag)
+        kept: list[tuple[str, str]] = []
+        here = 0
+        for name, value in node.attrib.items():
+            if name == allowed or name.startswith(_XSI):
+                kept.append((name, value))
+            elif name == MARK:
+                here += max(int(value), 1) if value.isdigit() else 1
+            elif budget > 0:
+                budget -= 1
+                kept.append((name, value))
+            else:
+                here += 1
+        if here:
+            node.attrib.clear()  # one pass, not a search per attribute removed
+            node.attrib.update(kept)
+            cut += here
+    return cut
 
 
 def _strip(text: str | None) -> str | None:

@@ -23,8 +23,8 @@ from lxml import etree
 
 from gateway import crash
 from gateway.ace import AceFileWriter
-from gateway.ack import AckXmlWriter, duplicate_ack, render_ack
-from gateway.ack_csv import AckCsvWriter, duplicate_csv_ack, render_csv_ack
+from gateway.ack import AckXmlWriter, duplicate_ack_chunks, render_ack
+from gateway.ack_csv import AckCsvWriter, duplicate_csv_ack_chunks, render_csv_ack
 from gateway.alerts import Alerts, license_alerts
 from gateway.config import Config, PartnerConfig
 from gateway.detect import check_size
@@ -184,13 +184,16 @@ class FileProcessor:
 
         summary = new_summary()
         original = self.ledger.original_of(row.partner, row.sha256, row.file_id)
-        if original is not None and row.reprocess_of is None:
+        # A file over the size limit was read only to the limit + 1 byte: its digest is not
+        # the whole file's, so it is F003 every time, never a DUPLICATE of another such file.
+        if original is not None and row.reprocess_of is None and \
+                row.size <= self.config.gateway.max_file_bytes:
             self._duplicate(row, original, summary)
             return
         fmt = None
         prepared: Prepared | None = None
         try:
-            check_size(path, self.config.gateway.max_file_bytes)
+            check_size(path, self.config.gateway.max_file_bytes, row.size)
             prepared = prepare(path, rule_context(self.config, on), mapping_for(partner.mapping),
                                self.layout.work_tmp, row.remote_name)
             fmt = prepared.fmt
@@ -338,7 +341,7 @@ class FileProcessor:
         kind = (original.ack_name or "x.xml").rsplit(".", 1)[-1]
         summary.processed_at = datetime.now().astimezone()
         ack_path = stored_ack(self.layout, row, kind)
-        rewrite = duplicate_csv_ack if kind == "csv" else duplicate_ack
+        rewrite = duplicate_csv_ack_chunks if kind == "csv" else duplicate_ack_chunks
         atomic_write(ack_path, rewrite(source, row.remote_name, row.received_at,
                                        summary.processed_at, notice))
         self._publish_ack(row, ack_path, kind)

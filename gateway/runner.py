@@ -24,7 +24,7 @@ from gateway.alerts import Alerts, check_silence
 from gateway.config import Config, PartnerConfig
 from gateway.errors import FatalError, GatewayError, TransientError
 from gateway.events import EventLog
-from gateway.intake import Inbox, clean_work, open_inbox, receive
+from gateway.intake import DISK_FULL, Inbox, clean_work, failure_reason, open_inbox, receive
 from gateway.ledger import FileRow, Ledger
 from gateway.process import FileProcessor, Layout, processing_date, stored_ack
 from gateway.statusfile import write_status_files
@@ -260,7 +260,7 @@ class Runner:
                 # FatalError here is the partner's own (a key file that cannot be read),
                 # OSError a local disk that is full or gone: it fails this poll (the file in
                 # hand is rolled back, to be taken again), never the gateway or the others.
-                report.error = str(err)
+                report.error = failure_reason(err)  # "data disk full: ..." for ENOSPC
             self._record_health(partner, report, state)
             self._after_poll(partner, report, inbox)  # the inbox still open: status upload
         finally:
@@ -297,7 +297,8 @@ class Runner:
             budget_files -= 1
             budget_bytes -= remote.size
             today = processing_date(self.config, self.as_of)
-            file_id = receive(inbox, remote, self.ledger, self.layout, self.events, today)
+            file_id = receive(inbox, remote, self.ledger, self.layout, self.events, today,
+                              self.config.gateway.max_file_bytes)
             report.taken.append(file_id)
             row = self.ledger.file(file_id)
             assert row is not None
@@ -343,15 +344,17 @@ class Runner:
                                      after_failures=failures)
                 return
             failures += 1
+            # A full data disk stops every partner: alerted at once, not after N failures.
+            alert = failures >= partner.failure_alert_after or report.error.startswith(DISK_FULL)
             interval = partner.interval_seconds or self.config.gateway.poll_interval_seconds
             delay = min(partner.max_backoff_seconds, interval * 2 ** (failures - 1))
             self.ledger.set_partner_state(
                 partner.id, failures=failures, last_error=report.error, last_poll_at=_now_iso(),
                 next_attempt_at=now + delay if failures > 1 else 0,
-                alerting=int(alerting or failures >= partner.failure_alert_after))
+                alerting=int(alerting or alert))
             self.events.emit(self.ledger, "partner.error", partner=partner.id,
                              error=report.error, failures=failures, retry_in_s=delay)
-            if not alerting and failures >= partner.failure_alert_after:
+            if not alerting and alert:
                 self.alerts.emit(self.ledger, "partner.failing", partner=partner.id,
                                  failures=failures, error=report.error)
 

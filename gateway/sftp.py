@@ -32,7 +32,7 @@ import paramiko
 
 from gateway.config import PartnerConfig
 from gateway.errors import FatalError, TransientError
-from gateway.intake import IN_PROGRESS_SUFFIXES, RemoteFile
+from gateway.intake import IN_PROGRESS_SUFFIXES, FileChanged, RemoteFile, read_cap
 from gateway.ledger import Ledger
 
 T = TypeVar("T")
@@ -237,18 +237,22 @@ class SftpInbox:
             raise TransientError(f"partner {self.partner_id}: refusing remote name {name!r}")
         return posixpath.join(folder, name)
 
-    def fetch(self, remote: RemoteFile, dest: Path) -> tuple[int, str]:
+    def fetch(self, remote: RemoteFile, dest: Path, limit: int | None = None,
+              ) -> tuple[int, str]:
         """Download to ``dest`` (fsynced); check the byte count and that the file did not
-        change meanwhile; return (bytes, SHA-256)."""
+        change meanwhile; return (bytes, SHA-256). At most ``intake.read_cap`` bytes are
+        read: one more than listed, and one more than ``limit`` (then F003)."""
         sftp = self.connect()
         path = self._path(self.partner.remote_inbox, remote.name)
         digest = hashlib.sha256()
         total = 0
+        cap = read_cap(remote.size, limit)
+        assert cap is not None
         try:
             with sftp.open(path, "rb") as src, _LocalFile(dest) as out:
                 if self.partner.prefetch:
-                    src.prefetch(remote.size)
-                while chunk := src.read(_CHUNK):
+                    src.prefetch(min(remote.size, cap))  # never past what is read
+                while total < cap and (chunk := src.read(min(_CHUNK, cap - total))):
                     digest.update(chunk)
                     out.write(chunk)
                     total += len(chunk)
@@ -272,10 +276,12 @@ class SftpInbox:
                                  f"failed after {total} of {remote.size} bytes: "
                                  f"{self._why(err)}; it is taken again at a later poll"
                                  ) from err
+        if limit is not None and total > limit:
+            return total, digest.hexdigest()  # F003: the rest is never downloaded
         if total != remote.size or after.st_size != remote.size or \
                 float(after.st_mtime or 0) != remote.mtime:
             dest.unlink(missing_ok=True)
-            raise TransientError(
+            raise FileChanged(
                 f"partner {self.partner_id}: {remote.name} changed while it was downloaded "
                 f"({remote.size} bytes listed, {total} read, {after.st_size} now); it will be "
                 "taken at a later poll")

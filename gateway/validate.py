@@ -20,7 +20,7 @@ from lxml import etree
 from gateway.amounts import canonical_amount
 from gateway.detect import Format, detect_format
 from gateway.errors import RejectedSubmission
-from gateway.findings import Finding, finding
+from gateway.findings import Finding, bounded, finding
 from gateway.mapping import CsvMapping, Mapping, XsltMapping
 from gateway.model import (
     APPLICATION_FIELDS,
@@ -144,6 +144,8 @@ class Reader:
             findings = parsed.findings + check.findings if parsed.findings else check.findings
             if parsed.xsd_errors:
                 findings = findings + xsd_findings(parsed, findings)
+            findings = bounded(findings, ref=parsed.app.ref, unlisted=parsed.unlisted,
+                               source_line=parsed.app.source_line)
             yield StagedApplication(seq, parsed.app, findings, check.lines, check.exempt,
                                     application_digest(parsed.app))
 
@@ -153,7 +155,9 @@ class Reader:
 
     def check_csv(self, seq: int, chunk: CsvApplication) -> StagedApplication:
         check = check_application(chunk.app, self.ctx)
-        return StagedApplication(seq, chunk.app, chunk.findings + check.findings, check.lines,
+        findings = bounded(chunk.findings + check.findings, ref=chunk.app.ref,
+                           source_line=chunk.app.source_line)
+        return StagedApplication(seq, chunk.app, findings, check.lines,
                                  check.exempt, application_digest(chunk.app))
 
 

@@ -11,8 +11,10 @@ columns or rows, deep nesting) run in their own subprocesses. Peak memory is the
 from __future__ import annotations
 
 import csv
+import errno
 import http.server
 import io
+import json
 import os
 import re
 import resource
@@ -26,14 +28,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import paramiko
 import pytest
 from lxml import etree
 from sftp_server import SshServer
 
+from gateway import intake, storage
 from gateway.config import load_config
-from gateway.intake import RemoteFile, copy_with_digest
+from gateway.intake import LocalInbox, RemoteFile, copy_with_digest
 from gateway.runner import run_once as run_cycle
 from gateway.schemas import ack_schema
+from gateway.sftp import SftpInbox
 
 ROOT = Path(__file__).resolve().parent.parent
 HOSTILE = Path(__file__).parent / "hostile"
@@ -43,7 +48,9 @@ XSL = ROOT / "mappings" / "nordic-orders.xsl"
 ACK = "{urn:aimgw:license-ack:1}"
 MAX_RSS_MB = 300
 MAX_SECONDS = 30
-AS_LIMIT = 3 << 30  # address space of a child: a runaway fails fast instead of swapping
+MAX_ACK_BYTES = 1_000_000
+MAX_LEDGER_BYTES = 2_000_000  # what one generated input may add to the ledger (WAL included)
+AS_LIMIT = 512 << 20  # address space of a child (VmPeak measured: 176 MB): a runaway fails fast
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -409,6 +416,86 @@ def _csv_row(sid: str, ref: str, description: bytes = b"Plate") -> bytes:
             f"7606.12.3091,").encode() + description + b",CA,US,CA,12000.5,38401.60\r\n"
 
 
+def _attributes(count: int) -> Callable[[Path], None]:
+    """One Application start tag with ``count`` distinct attributes (``a0=""``, ``a1=""``, ...)
+    after its ref, then its fields and a second, good application."""
+    head = GOOD[:_APP_START].replace(b"ACME-20261201-001", b"GEN-ATTRS")
+    app = GOOD[_APP_START:_APP_END].replace(b'ref="PO-4411"', b'ref="BIG-1"')
+    cut = app.index(b">")
+    second = GOOD[_APP_START:_APP_END].replace(b'ref="PO-4411"', b'ref="BIG-2"')
+
+    def write(path: Path) -> None:
+        with open(path, "wb") as fh:
+            fh.write(head + app[:cut])
+            for start in range(0, count, 10_000):
+                fh.write(b"".join(b' a%x=""' % n for n in range(start, min(count, start + 10_000))))
+            fh.write(app[cut:] + second + b"</LicenseSubmission>\n")
+    return write
+
+
+_LEAVES = ((b"HTS", b"7606123045"), (b"Description", b"Plate"),
+           (b"SmeltCountryLargest", b"CA"), (b"SmeltCountrySecond", b"US"),
+           (b"CastCountry", b"CA"), (b"QuantityKg", b"24000"), (b"ValueUSD", b"61200.00"))
+
+
+def _spread_attributes(lines: int, per_element: int, strays: int) -> Callable[[Path], None]:
+    """An application of ``lines`` product lines, each with ``strays`` extra elements, whose
+    every element has ``per_element`` attributes: no more than the byte guard passes in one
+    tag, more than a million in one application."""
+    head = GOOD[:_APP_START].replace(b"ACME-20261201-001", b"GEN-SPREAD")
+    app = GOOD[_APP_START:_APP_END].replace(b'ref="PO-4411"', b'ref="BIG-1"')
+    cut = _FIRST_PRODUCT - _APP_START
+    second = GOOD[_APP_START:_APP_END].replace(b'ref="PO-4411"', b'ref="BIG-2"')
+    a = b"".join(b' a%x=""' % n for n in range(per_element))
+    body = b"".join(b"<%s%s>%s</%s>" % (tag, a, text, tag) for tag, text in _LEAVES)
+    body += b"<x%s/>" % a * strays + b"</Product>\n"
+
+    def write(path: Path) -> None:
+        with open(path, "wb") as fh:
+            fh.write(head + app[:cut])
+            for n in range(1, lines + 1):
+                fh.write(b'<Product line="%d"%s>' % (n, a) + body)
+            fh.write(app[cut:] + second + b"</LicenseSubmission>\n")
+    return write
+
+
+def _nordic_attributes(count: int) -> Callable[[Path], None]:
+    """The Nordic sample (XSLT partner) with ``count`` attributes on its first Order."""
+    data = NORDIC.replace(b"NA-2026-77", b"NGEN-ATTRS")
+    cut = data.index(b'port="3001"') + len(b'port="3001"')
+
+    def write(path: Path) -> None:
+        with open(path, "wb") as fh:
+            fh.write(data[:cut])
+            for start in range(0, count, 10_000):
+                fh.write(b"".join(b' a%x=""' % n for n in range(start, min(count, start + 10_000))))
+            fh.write(data[cut:])
+    return write
+
+
+# A product line with a bad HTS, bad countries and bad amounts: several findings each.
+_BAD_LINE = (b'<Product line="1"><HTS>12</HTS><SmeltCountryLargest>ZZ</SmeltCountryLargest>'
+             b"<SmeltCountrySecond>ZZ</SmeltCountrySecond><CastCountry>ZZ</CastCountry>"
+             b"<QuantityKg>-1</QuantityKg><ValueUSD>-1</ValueUSD></Product>\n")
+
+
+def _many_findings(count: int) -> Callable[[Path], None]:
+    """An application of ``count`` bad product lines (numbered), then a good application."""
+    head = GOOD[:_APP_START].replace(b"ACME-20261201-001", b"GEN-FINDINGS")
+    app = GOOD[_APP_START:_APP_END].replace(b'ref="PO-4411"', b'ref="BIG-1"')
+    cut = _FIRST_PRODUCT - _APP_START
+    second = GOOD[_APP_START:_APP_END].replace(b'ref="PO-4411"', b'ref="BIG-2"')
+
+    def write(path: Path) -> None:
+        with open(path, "wb") as fh:
+            fh.write(head + app[:cut])
+            for start in range(0, count, 10_000):
+                fh.write(b"".join(_BAD_LINE.replace(b'"1"', b'"%d"' % (n + 1))
+                                  for n in range(start, min(count, start + 10_000))))
+            fh.write(app[cut:] + second + b"</LicenseSubmission>\n")
+    return write
+
+
 GENERATORS: dict[str, Callable[[Path], None]] = {
     "gen-1gb-sparse.xml": _sparse(1_000_000_000),
     "gen-200mb-plus-1.xml": _sparse(209_715_201),
@@ -427,6 +514,10 @@ GENERATORS: dict[str, Callable[[Path], None]] = {
                                        b"A", 10_000_000, b'"\r\n'),
     "gen-csv-newline-bomb.csv": _streamed(CSV_HEADER + b'GEN-NLB,NL-1,01,,"', b"\n",
                                           50_000_000, b'",x\r\n'),
+    "gen-900k-attributes.xml": _attributes(900_000),
+    "gen-many-findings.xml": _many_findings(200_000),
+    "xslt-gen-900k-attributes.xml": _nordic_attributes(900_000),
+    "gen-spread-attributes.xml": _spread_attributes(999, 127, 4),
 }
 GROUPS = [  # each group is one subprocess
     ["gen-1gb-sparse.xml", "gen-200mb-plus-1.xml"],
@@ -437,6 +528,10 @@ GROUPS = [  # each group is one subprocess
     ["gen-csv-1m-rows-one-app.csv"],
     ["gen-huge-attribute.xml", "gen-huge-text.xml", "gen-csv-10mb-cell.csv",
      "gen-csv-newline-bomb.csv"],
+    ["gen-900k-attributes.xml"],
+    ["gen-many-findings.xml"],
+    ["xslt-gen-900k-attributes.xml"],
+    ["gen-spread-attributes.xml"],
 ]
 MEASURED: dict[str, RunResult] = {}
 
@@ -451,7 +546,7 @@ def test_generated_heavy_input(tmp_path: Path, canary: Canary, group: list[str])
     cfg = make_project(base)
     dropper = Dropper(base)
     for name in group:
-        dropper.drop_with_good("acme", name, GENERATORS[name])
+        dropper.drop_with_good(GENERATED[name].partner, name, GENERATORS[name])
     result = run_once(cfg)
     MEASURED["+".join(group)] = result
     print(f"\n{'+'.join(group)}: {result.seconds:.1f} s, {result.max_rss_mb:.0f} MB peak RSS")
@@ -465,6 +560,50 @@ def test_generated_heavy_input(tmp_path: Path, canary: Canary, group: list[str])
         assert apps["BIG-2"].get("status") == "LICENSED"  # the parser went on after it
         a190 = apps["BIG-1"].find(f"{ACK}Finding[@code='A190']")
         assert a190 is not None and a190.get("value") == "2000002"  # + the 2 of the template
+    assert _ledger_bytes(base) < MAX_LEDGER_BYTES  # findings bounded: so is the ledger
+    for name in group:  # findings are bounded per application: so is every ack
+        got = results[name]
+        assert (base / "outbox" / got.partner / (got.ack_name or "")).stat().st_size \
+            < MAX_ACK_BYTES
+    assert canary.requests == []
+
+
+def _ledger_bytes(base: Path) -> int:
+    return sum(p.stat().st_size for p in (base / "data").glob("ledger.sqlite*"))
+
+
+def test_attribute_flood_and_its_duplicate_stay_bounded(tmp_path: Path, canary: Canary) -> None:
+    """900,000 attributes on one Application: 100 findings and one that counts the rest, a
+    small ack, a small ledger growth; its re-send (DUPLICATE) streams the stored ack."""
+    base = tmp_path / "project"
+    cfg = make_project(base)
+    dropper = Dropper(base)
+    dropper.drop("acme", "warm-up.xml", good_acme(600))
+    run_once(cfg)
+    flood = GENERATORS["gen-900k-attributes.xml"]
+    for name in ("gen-900k-attributes.xml", "gen-900k-attributes-again.xml"):
+        before = _ledger_bytes(base)
+        dropper.drop_with_good("acme", name, flood)
+        result = run_once(cfg)
+        print(f"\n{name}: {result.seconds:.1f} s, {result.max_rss_mb:.0f} MB peak RSS, ledger "
+              f"+{(_ledger_bytes(base) - before) / 1e6:.2f} MB")
+        assert result.max_rss_mb < MAX_RSS_MB, result
+        assert _ledger_bytes(base) - before < MAX_LEDGER_BYTES
+        results = outcomes(base)
+        got = results[name]
+        ack_path = base / "outbox" / "acme" / (got.ack_name or "")
+        assert ack_path.stat().st_size < MAX_ACK_BYTES
+        good = results[dropper.goods[name]]
+        assert (good.status, good.error, good.licensed > 0) == ("ACCEPTED", None, True)
+        ack = etree.parse(str(ack_path))
+        assert ack_schema().validate(ack), ack_schema().error_log
+        big = next(a for a in ack.iter(ACK + "Application") if a.get("ref") == "BIG-1")
+        found = big.findall(ACK + "Finding")
+        assert big.get("status") == "REJECTED" and len(found) == 101
+        assert {f.get("code") for f in found} == {"A101"}
+        assert found[-1].get("value") == "899900" and "899,900 more findings" in found[-1].text
+        status = ack.findtext(ACK + "Status")
+        assert status == ("PARTIAL" if name == "gen-900k-attributes.xml" else "DUPLICATE")
     assert canary.requests == []
 
 
@@ -534,8 +673,9 @@ class _NamesInbox:
         return [RemoteFile(name, len(data), 1000.0 + n)
                 for n, (name, data) in enumerate(self.files.items())]
 
-    def fetch(self, remote: RemoteFile, dest: Path) -> tuple[int, str]:
-        return copy_with_digest(io.BytesIO(self.files[remote.name]), dest, remote.size)
+    def fetch(self, remote: RemoteFile, dest: Path, limit: int | None = None,
+              ) -> tuple[int, str]:
+        return copy_with_digest(io.BytesIO(self.files[remote.name]), dest, remote.size, limit)
 
     def dispose(self, remote_name: str) -> None:
         self.disposed.append(remote_name)
@@ -647,3 +787,180 @@ def test_check_rejects_and_writes_nothing(tmp_path: Path, canary: Canary, name: 
     assert case.expected in codes
     assert result.max_rss_mb < MAX_RSS_MB
     assert canary.requests == []
+
+
+# -- size and disk: copy no more than the limit, no partial behind, a full disk ---------------
+
+LIMIT = 100_000
+
+
+def _limited_project(base: Path, extra: str = "") -> Path:
+    cfg = make_project(base, extra=extra)
+    cfg.write_text(cfg.read_text().replace('outbox_dir = "outbox"\n',
+                                           f'outbox_dir = "outbox"\nmax_file_bytes = {LIMIT}\n'))
+    return cfg
+
+
+def _events(base: Path) -> list[dict[str, object]]:
+    path = base / "data" / "events.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _work_tmp(base: Path) -> list[str]:
+    tmp = base / "data" / "work" / "tmp"
+    return sorted(os.listdir(tmp)) if tmp.is_dir() else []
+
+
+def _check_over_limit(base: Path, name: str, listed: int) -> None:
+    got = outcomes(base)[name]
+    assert (got.status, (got.error or "")[:4]) == ("REJECTED", "F003"), got
+    assert f"{listed:,} bytes" in (got.error or "")
+    kept = base / "data" / "failed" / got.partner / got.local_name
+    assert kept.stat().st_size == LIMIT + 1  # copied up to the limit + 1 byte, no further
+
+
+def test_an_over_limit_file_is_copied_only_to_the_limit(tmp_path: Path) -> None:
+    base = tmp_path / "project"
+    cfg = _limited_project(base)
+    dropper = Dropper(base)
+    dropper.drop_with_good("acme", "big.xml", _sparse(1_000_000_000))
+    run_once(cfg)
+    _check_over_limit(base, "big.xml", 1_000_000_000)
+    assert outcomes(base)[dropper.goods["big.xml"]].status == "ACCEPTED"
+    run_once(cfg)  # kept in the inbox ("keep"): known by its listed size, never taken again
+    assert len(outcomes(base)) == 2
+
+
+def test_a_file_that_grows_after_listing_is_left_for_the_next_poll(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = tmp_path / "project"
+    cfg = _limited_project(base)
+    Dropper(base).drop("acme", "growing.xml", good_acme(700))
+    real_list = LocalInbox.list
+    monkeypatch.setattr(LocalInbox, "list", lambda self: [  # listed before it grew
+        RemoteFile(f.name, f.size - 10, f.mtime) for f in real_list(self)])
+    reads: list[int] = []
+    real_copy = intake.copy_with_digest
+
+    def counting(src, dest, *args):  # type: ignore[no-untyped-def]
+        try:
+            return real_copy(src, dest, *args)
+        finally:
+            reads.append(src.tell())
+
+    monkeypatch.setattr("gateway.intake.copy_with_digest", counting)
+    report = {r.partner: r for r in run_cycle(load_config(cfg))}["acme"]
+    assert report.error and "as listed" in report.error and "later poll" in report.error
+    assert reads == [len(good_acme(700)) - 10 + 1]  # never read past the listed size + 1
+    assert outcomes(base) == {} and _work_tmp(base) == []
+    monkeypatch.setattr(LocalInbox, "list", real_list)  # the next poll lists its new size
+    with sqlite3.connect(base / "data" / "ledger.sqlite") as db:
+        db.execute("UPDATE partner_state SET next_attempt_at = 0")
+    run_cycle(load_config(cfg))
+    assert outcomes(base)["growing.xml"].status == "ACCEPTED"
+
+
+@pytest.mark.parametrize("where", ["copy", "outputs"])
+def test_a_full_data_disk_fails_that_poll_and_the_next_partner_is_polled(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    """ENOSPC injected while copying a file in, or while writing its acknowledgment."""
+    base = tmp_path / "project"
+    cfg = _limited_project(base)
+    Dropper(base).drop("acme", "a.xml", good_acme(710))
+    Dropper(base).drop("nordic", "n.xml", good_nordic(711))
+    full = {"on": True}
+
+    def no_space(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if where == "copy":
+        real = os.fsync
+
+        def fsync(fd: int) -> None:
+            if full["on"] and "/work/tmp/" in os.readlink(f"/proc/self/fd/{fd}") and \
+                    "-acme-" in os.readlink(f"/proc/self/fd/{fd}"):
+                no_space()
+            real(fd)
+        monkeypatch.setattr("gateway.intake.os.fsync", fsync)
+    else:
+        real_publish = storage.SpooledOutput.publish
+
+        def publish(self, *args: object) -> None:  # type: ignore[no-untyped-def]
+            if full["on"] and ("/acme/" in str(self.path) or "acks/acme" in str(self.path)):
+                no_space()
+            real_publish(self, *args)
+        monkeypatch.setattr(storage.SpooledOutput, "publish", publish)
+    reports = {r.partner: r for r in run_cycle(load_config(cfg))}
+    assert reports["acme"].error and reports["acme"].error.startswith("data disk full: ")
+    assert outcomes(base)["n.xml"].status == "ACCEPTED"  # the next partner, same run
+    alerts = [e for e in _events(base) if e["event"] == "partner.failing"]
+    assert [a["partner"] for a in alerts] == ["acme"]  # at once, not after 3 failures
+    assert _work_tmp(base) == []
+    full["on"] = False
+    with sqlite3.connect(base / "data" / "ledger.sqlite") as db:
+        db.execute("UPDATE partner_state SET next_attempt_at = 0")
+    run_cycle(load_config(cfg))
+    assert outcomes(base)["a.xml"].status == "ACCEPTED"
+
+
+def test_sftp_over_limit_and_growing_files(tmp_path: Path, sshd: SshServer,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    account = sshd.account("bounds")
+    remote = Path(account.inbox)
+    base = tmp_path / "project"
+    cfg = _limited_project(base, extra=sshd.partner_toml("remote", account, timeout=5.0))
+    _sparse(1_000_000_000)(remote / "big.xml")
+    os.utime(remote / "big.xml", (time.time() - 1000, time.time() - 1000))
+    asked: list[int] = []  # what was asked of the server: prefetched and read
+    real_prefetch, real_read = paramiko.SFTPFile.prefetch, paramiko.SFTPFile.read
+
+    def prefetch(self: paramiko.SFTPFile, file_size: int | None = None, *args: object) -> None:
+        asked.append(file_size or 0)
+        real_prefetch(self, file_size, *args)
+
+    def read(self: paramiko.SFTPFile, size: int | None = None) -> bytes:
+        data = real_read(self, size)
+        asked.append(len(data))
+        return data
+
+    monkeypatch.setattr(paramiko.SFTPFile, "prefetch", prefetch)
+    monkeypatch.setattr(paramiko.SFTPFile, "read", read)
+    run_cycle(load_config(cfg))
+    _check_over_limit(base, "big.xml", 1_000_000_000)
+    assert asked[0] == LIMIT + 1 and sum(asked[1:]) == LIMIT + 1  # never the whole 1 GB
+    monkeypatch.undo()
+
+    (remote / "growing.xml").write_bytes(good_acme(720))
+    os.utime(remote / "growing.xml", (time.time() - 900, time.time() - 900))
+    real_list = SftpInbox.list
+    monkeypatch.setattr(SftpInbox, "list", lambda self: [
+        RemoteFile(f.name, f.size - 10, f.mtime) for f in real_list(self)])
+    report = {r.partner: r for r in run_cycle(load_config(cfg))}["remote"]
+    assert report.error and "changed while it was downloaded" in report.error
+    assert f"{len(good_acme(720)) - 10 + 1} read" in report.error  # not past listed + 1
+    assert "growing.xml" not in outcomes(base) and _work_tmp(base) == []
+
+
+def test_a_full_data_disk_for_real_fails_only_that_poll(tmp_path: Path) -> None:
+    """The same on a real 1 MB tmpfs under data/ (skipped where mounting is not allowed): a
+    3 MB file does not fit, its copy is removed, the next partner's small file does."""
+    from test_sftp_faults import tiny_tmpfs
+
+    base = tmp_path / "project"
+    cfg = make_project(base)
+    dropper = Dropper(base)
+    dropper.drop("acme", "big.xml", good_acme(730).replace(
+        b"</LicenseSubmission>", b"<!--" + b"p" * 3_000_000 + b"-->\n</LicenseSubmission>"))
+    dropper.drop("nordic", "n.xml", good_nordic(731))
+    with tiny_tmpfs(base / "data", "1m") as resize:
+        reports = {r.partner: r for r in run_cycle(load_config(cfg))}
+        assert (reports["acme"].error or "").startswith("data disk full: ")
+        assert outcomes(base)["n.xml"].status == "ACCEPTED"
+        assert "big.xml" not in outcomes(base) and _work_tmp(base) == []
+        assert [e["partner"] for e in _events(base) if e["event"] == "partner.failing"] == \
+            ["acme"]
+        resize("64m")  # the operator frees space
+        with sqlite3.connect(base / "data" / "ledger.sqlite") as db:
+            db.execute("UPDATE partner_state SET next_attempt_at = 0")
+        run_cycle(load_config(cfg))
+        assert outcomes(base)["big.xml"].status == "ACCEPTED"

@@ -1,0 +1,121 @@
+"""Attribute floods are cut from the XML bytes before libxml2 builds them (issue 10, item 3).
+
+libxml2 holds every attribute of a start tag in its tree (about 300 bytes each): one element
+with 900,000 attributes costs 270 MB before any line of ours runs, and its XSD check builds
+one error per attribute. So the reader's bytes pass through ``AttributeGuard``: past the first
+``KEEP`` attributes of one start tag, the rest are counted and cut, and one marker attribute
+(``MARK``) takes their place, holding their number. The reader turns the marker into a count
+of unlisted A101 findings (``gateway.findings.bounded``). Line breaks inside a cut run are kept,
+so line numbers do not move. Only start tags are looked at (``<`` and a name); a start tag
+cannot hold ``<`` in a value, so the tag being read is always after the last ``<``.
+"""
+
+from __future__ import annotations
+
+import re
+
+KEEP = 128  # attributes of one start tag passed on; more than the findings listed (100)
+MARK = "aimgw-cut-attributes"
+_HOLD_LIMIT = 1 << 20  # bytes of one unfinished attribute held back between chunks
+# Possessive (no backtracking: a name or a value has one way to match), so that the scan
+# for floods costs little on ordinary XML (about 3 ns a byte).
+_NAME = rb"""[^\s<>/!?="']++"""
+_ATTR = rb"""\s++[^\s<>/="']++\s*+=\s*+(?:"[^"<]*+"|'[^'<]*+')"""
+_ATTR_RE = re.compile(_ATTR)
+_RUN = re.compile(rb"(?:%s)*" % _ATTR)
+_FLOOD = re.compile(rb"<%s(?:%s){%d}" % (_NAME, _ATTR, KEEP))  # a tag with KEEP attributes
+_OPEN = re.compile(rb"<%s" % _NAME)  # the start of a start tag
+# What an attribute cut by the end of a chunk can look like, up to the end of the data.
+_PARTIAL = re.compile(rb"""\s*(?:[^\s<>/="']+\s*(?:=\s*(?:"[^"<]*|'[^'<]*)?)?)?\Z""")
+
+
+class AttributeGuard:
+    """Pass XML bytes on, chunk by chunk, with the attributes of a start tag past ``KEEP`` cut.
+
+    ``feed`` returns the bytes to parse (it may hold a few back); ``close`` the rest.
+    """
+
+    def __init__(self) -> None:
+        self._seen: int | None = None  # attributes of the open start tag so far (None: none)
+        self._cut = 0  # attributes cut from the open start tag
+        self._newlines = 0  # line breaks inside the cut ones
+        self._held = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self._held + chunk if self._held else chunk
+        self._held = b""
+        out: list[bytes] = []
+        pos = 0
+        if self._seen is not None:
+            pos = self._attributes(data, 0, out)
+        while pos >= 0 and (m := _FLOOD.search(data, pos)) is not None:
+            out.append(data[pos:m.end()])
+            self._seen = KEEP
+            pos = self._attributes(data, m.end(), out)
+        if pos >= 0:
+            self._last_tag(data, pos, out)
+        return b"".join(out)
+
+    def _last_tag(self, data: bytes, pos: int, out: list[bytes]) -> None:
+        """The last start tag may go on in the next chunk: follow its attributes."""
+        last = data.rfind(b"<", pos)
+        if last == len(data) - 1:  # a lone "<": what follows decides
+            out.append(data[pos:last])
+            self._held = data[last:]
+            return
+        tag = _OPEN.match(data, last) if last >= 0 else None
+        if tag is None or len(data) - last >= _HOLD_LIMIT:
+            out.append(data[pos:])
+            return
+        if tag.end() == len(data):  # "<Appl": the name itself may go on
+            out.append(data[pos:last])
+            self._held = data[last:]
+            return
+        out.append(data[pos:tag.end()])
+        self._seen = 0
+        end = self._attributes(data, tag.end(), out)
+        if end >= 0:
+            out.append(data[end:])
+
+    def _attributes(self, data: bytes, pos: int, out: list[bytes]) -> int:
+        """The attributes of the open start tag from ``pos``: passed on up to ``KEEP``, cut
+        past it. Returns where they end, or -1 when they may go on in the next chunk (an
+        unfinished one is held back) or the rest of ``data`` was passed on."""
+        assert self._seen is not None
+        run = _RUN.match(data, pos)
+        end = run.end() if run else pos
+        if end > pos:
+            room = KEEP - self._seen
+            kept_end = pos
+            count = 0
+            for count, attr in enumerate(_ATTR_RE.finditer(data, pos, end), start=1):
+                if count <= room:
+                    kept_end = attr.end()
+            out.append(data[pos:kept_end])
+            self._seen += count
+            if self._seen > KEEP:
+                self._cut += self._seen - max(KEEP, self._seen - count)
+                self._newlines += data.count(b"\n", kept_end, end)
+        if _PARTIAL.match(data, end) is None:
+            self._close_tag(out)
+            return end
+        if len(data) - end < _HOLD_LIMIT:
+            self._held = data[end:]
+        else:  # one attribute too long to hold: libxml2 judges it (10 MB at most)
+            self._close_tag(out)
+            out.append(data[end:])
+        return -1
+
+    def _close_tag(self, out: list[bytes]) -> None:
+        if self._cut:
+            out.append(b' %s="%d"%s' % (MARK.encode(), self._cut, b"\n" * self._newlines))
+        self._seen = None
+        self._cut = self._newlines = 0
+
+    def close(self) -> bytes:
+        out: list[bytes] = []
+        if self._seen is not None:
+            self._close_tag(out)
+        out.append(self._held)
+        self._held = b""
+        return b"".join(out)
