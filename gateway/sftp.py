@@ -26,7 +26,7 @@ import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 import paramiko
 
@@ -320,12 +320,13 @@ class SftpInbox:
         sftp = self.connect()
         target = self._path(folder, name)
         # One temp name per acknowledgment, the same in every process (a partner is polled
-        # by one worker at a time): a later delivery overwrites, then renames, whatever an
-        # upload cut in the middle left behind.
+        # by one worker at a time): a later delivery removes, then recreates and renames,
+        # whatever an upload cut in the middle left behind.
         tmp = self._path(folder, f".{name}.tmp")
         size = local.stat().st_size
         try:
-            attrs = self._call("upload " + name, sftp.put, str(local), tmp)
+            with open(local, "rb") as src:
+                attrs = self._call("upload " + name, self._upload, sftp, src, tmp)
             if attrs.st_size != size:
                 with contextlib.suppress(OSError):
                     sftp.remove(tmp)
@@ -341,8 +342,27 @@ class SftpInbox:
                                  f"{folder}: permission denied") from err
 
     @staticmethod
+    def _upload(sftp: paramiko.SFTPClient, src: BinaryIO, remote: str) -> paramiko.SFTPAttributes:
+        """Write ``src`` to ``remote`` as a new file; its attributes, from the open handle.
+
+        Never through a link (OPERATIONS): ``put`` would open the predictable temp name with
+        truncate and follow a link the partner planted there (overwriting, say, another
+        partner's ack). Remove never follows a link; the exclusive create then fails on a
+        link planted again in between, instead of writing through it.
+        """
+        with contextlib.suppress(FileNotFoundError):
+            sftp.remove(remote)
+        with sftp.open(remote, "wx") as out:
+            out.set_pipelined(True)
+            while chunk := src.read(_CHUNK):
+                out.write(chunk)
+            out.flush()
+            return out.stat()
+
+    @staticmethod
     def _rename(sftp: paramiko.SFTPClient, source: str, target: str) -> None:
-        """Atomic replace where the server has posix-rename (OpenSSH), else remove + rename."""
+        """Atomic replace where the server has posix-rename (OpenSSH), else remove + rename.
+        Both replace a link at ``target`` itself, never the file it points to."""
         try:
             sftp.posix_rename(source, target)
         except OSError as err:
