@@ -39,6 +39,12 @@ class RemoteFile:
     mtime: float
 
 
+class NotTaken(Exception):  # noqa: N818 (an outcome, not a fault of the gateway)
+    """This file is not taken at this poll, for a reason that is the file's, not the poll's:
+    its name was swapped (a link, another owner's file) when it was opened. The next poll
+    looks at it again; the other files of the poll go on."""
+
+
 class Inbox(Protocol):
     partner_id: str
 

@@ -24,7 +24,7 @@ from gateway.alerts import Alerts, check_silence
 from gateway.config import Config, PartnerConfig
 from gateway.errors import FatalError, GatewayError, TransientError
 from gateway.events import EventLog
-from gateway.intake import Inbox, clean_work, open_inbox, receive
+from gateway.intake import Inbox, NotTaken, clean_work, open_inbox, receive
 from gateway.ledger import FileRow, Ledger
 from gateway.process import FileProcessor, Layout, processing_date, stored_ack
 from gateway.statusfile import write_status_files
@@ -297,7 +297,12 @@ class Runner:
             budget_files -= 1
             budget_bytes -= remote.size
             today = processing_date(self.config, self.as_of)
-            file_id = receive(inbox, remote, self.ledger, self.layout, self.events, today)
+            try:
+                file_id = receive(inbox, remote, self.ledger, self.layout, self.events, today)
+            except NotTaken as why:  # that file's trouble, not the poll's: the rest go on
+                self.events.emit(self.ledger, "file.not_taken", partner=partner.id,
+                                 name=remote.name, reason=str(why))
+                continue
             report.taken.append(file_id)
             row = self.ledger.file(file_id)
             assert row is not None

@@ -32,7 +32,7 @@ import paramiko
 
 from gateway.config import PartnerConfig
 from gateway.errors import FatalError, TransientError
-from gateway.intake import IN_PROGRESS_SUFFIXES, RemoteFile
+from gateway.intake import IN_PROGRESS_SUFFIXES, NotTaken, RemoteFile
 from gateway.ledger import Ledger
 
 T = TypeVar("T")
@@ -100,6 +100,7 @@ class SftpInbox:
         self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self.server_key: paramiko.PKey | None = None
+        self._listed: dict[str, paramiko.SFTPAttributes] = {}  # the last listing, by name
 
     # -- connection --------------------------------------------------------------------------
 
@@ -217,6 +218,7 @@ class SftpInbox:
             if not any(fnmatch.fnmatch(name, pattern) for pattern in p.patterns):
                 continue
             remote = RemoteFile(name, entry.st_size or 0, float(entry.st_mtime or 0))
+            self._listed[name] = entry  # its owner, for fetch's identity checks
             if p.completion == "done_file" and name + DONE_SUFFIX not in names:
                 continue
             if p.completion == "stable" and self.ledger is not None:
@@ -246,6 +248,7 @@ class SftpInbox:
         total = 0
         try:
             with sftp.open(path, "rb") as src, _LocalFile(dest) as out:
+                self._same_file(sftp, path, remote, src)
                 if self.partner.prefetch:
                     src.prefetch(remote.size)
                 while chunk := src.read(_CHUNK):
@@ -253,7 +256,11 @@ class SftpInbox:
                     out.write(chunk)
                     total += len(chunk)
                 out.sync()
+                self._same_file(sftp, path, remote, src)
             after = sftp.stat(path)
+        except NotTaken:
+            dest.unlink(missing_ok=True)
+            raise
         except _LocalDiskError as local:
             dest.unlink(missing_ok=True)
             raise TransientError(
@@ -280,6 +287,28 @@ class SftpInbox:
                 f"({remote.size} bytes listed, {total} read, {after.st_size} now); it will be "
                 "taken at a later poll")
         return total, digest.hexdigest()
+
+    def _same_file(self, sftp: paramiko.SFTPClient, path: str, remote: RemoteFile,
+                   handle: paramiko.SFTPFile) -> None:
+        """NotTaken unless the open handle and the name (its lstat) are one regular file,
+        owned as the listing showed: the server opens by name and follows a link swapped in
+        after the listing, maybe to another partner's file of the same size and mtime. The
+        size and mtime against the listing are the download's own check (a changed file)."""
+        opened, named = handle.stat(), sftp.lstat(path)
+        listed = self._listed.get(remote.name, named)
+        if not stat.S_ISREG(named.st_mode or 0):
+            reason = "its name is now a symbolic link or not a regular file"
+        elif not stat.S_ISREG(opened.st_mode or 0):
+            reason = "what the server opened is not a regular file"
+        elif not _same_owner(opened, listed) or not _same_owner(named, listed):
+            reason = (f"what the server opened belongs to another owner ({_owner(opened)}, "
+                      f"listed {_owner(listed)})")
+        elif (opened.st_size, opened.st_mtime) != (named.st_size, named.st_mtime):
+            reason = "what the server opened is not the file its name shows now"
+        else:
+            return
+        raise NotTaken(f"partner {self.partner_id}: {remote.name} not taken at this poll: "
+                       f"{reason} (a link swapped in after the listing?)")
 
     def dispose(self, remote_name: str) -> None:
         """Move the taken file to the processed folder (or delete it), and its done-file."""
@@ -379,6 +408,14 @@ class SftpInbox:
         except FileNotFoundError:
             return False
         return True
+
+
+def _owner(attrs: paramiko.SFTPAttributes) -> str:
+    return f"{attrs.st_uid}:{attrs.st_gid}"
+
+
+def _same_owner(a: paramiko.SFTPAttributes, b: paramiko.SFTPAttributes) -> bool:
+    return (a.st_uid, a.st_gid) == (b.st_uid, b.st_gid)
 
 
 class _LocalDiskError(Exception):

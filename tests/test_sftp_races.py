@@ -62,3 +62,76 @@ def test_a_link_planted_in_the_ack_folder_is_never_written_through(
     assert delivered.read_bytes() == (tmp_path / "outbox" / "acme" / name).read_bytes()
     assert not os.path.lexists(Path(acme.acks, f".{name}.tmp"))
     assert os.listdir(acme.processed) == ["a.xml"]
+
+
+# -- item 6: a name flipped between a file and a link to another partner's file -------------
+
+FLIPPER = r"""
+import os, sys, time
+inbox, target, source, mtime, stop, seconds = sys.argv[1:7]
+names = sys.argv[7:]
+data = open(source, "rb").read()
+mtime, deadline = float(mtime), time.monotonic() + float(seconds)
+
+def regular(name):
+    tmp = os.path.join(inbox, ".flip-file")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.utime(tmp, (mtime, mtime))
+    os.rename(tmp, os.path.join(inbox, name))
+
+while not os.path.exists(stop) and time.monotonic() < deadline:
+    for name in names:  # half the time a link, half the time the partner's own file
+        link = os.path.join(inbox, ".flip-link")
+        os.symlink(target, link)
+        os.rename(link, os.path.join(inbox, name))
+    for name in names:
+        regular(name)
+for name in names:  # stopped: each name is the partner's own file again
+    regular(name)
+"""
+
+
+def test_a_name_flipped_to_a_link_never_hands_over_another_partners_file(
+        tmp_path: Path, sshd: SshServer) -> None:
+    """acme's names flip, in a loop, between acme's own file and a link to bolt's file of the
+    same size and mtime (owned by another user, as on a shared server): over many polls the
+    gateway takes acme's own bytes or nothing, never bolt's."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: bolt's file must belong to another user than acme's")
+    acme, bolt = sshd.account("acme"), sshd.account("bolt")
+    own = GOOD
+    foreign = GOOD.replace(b"ACME-20261201-001", b"BOLT-20261201-001").replace(
+        b'ref="PO-44', b'ref="BO-44')
+    assert len(foreign) == len(own)
+    mtime = time.time() - 3600
+    target = Path(bolt.inbox, "b.xml")
+    target.write_bytes(foreign)
+    os.utime(target, (mtime, mtime))
+    os.chown(target, 65534, 65534)
+    source = tmp_path / "own.xml"
+    source.write_bytes(own)
+    names = [f"a{i:02d}.xml" for i in range(24)]
+    stop = tmp_path / "stop"
+    cfg = make_config(tmp_path, partner_block("acme", acme, sshd))
+    flipper = subprocess.Popen([sys.executable, "-c", FLIPPER, acme.inbox, str(target),
+                                str(source), str(mtime), str(stop), "120", *names])
+    try:
+        for _ in range(40):  # bounded; the race is seen within a few polls
+            run_once(cfg)
+            if len(events(tmp_path, "file.not_taken")) >= 6:
+                break
+    finally:
+        stop.touch()
+        assert flipper.wait(30) == 0
+    run_once(cfg)  # the flipping over, every name is acme's own file: the rest is taken
+    received = ledger(tmp_path, "SELECT remote_name, sha256 FROM files")
+    assert {sha for _, sha in received} == {hashlib.sha256(own).hexdigest()}
+    assert sorted(name for name, _ in received) == names  # each taken once
+    for ack in Path(acme.acks).glob("*.ack.xml"):
+        assert b"BOLT" not in ack.read_bytes() and b"BO-44" not in ack.read_bytes()
+    assert target.read_bytes() == foreign and os.listdir(bolt.inbox) == ["b.xml"]
+    not_taken = events(tmp_path, "file.not_taken")
+    assert not_taken, "the race was never seen: the test proved nothing"
+    reasons = ("is now a symbolic link", "belongs to another owner", "not the file its name")
+    assert all(any(r in str(e["reason"]) for r in reasons) for e in not_taken), not_taken
