@@ -153,6 +153,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX licenses_file ON licenses (file_id);
     CREATE INDEX licenses_issue_date ON licenses (issue_date);
     """,
+    """
+    -- Issue 10 item 9: a later file under a name that already has its ack gets an ack of its
+    -- own; finding whether an ack name is taken is one index look-up.
+    CREATE INDEX files_partner_ack ON files (partner, ack_name);
+    """,
 )
 
 

@@ -324,9 +324,11 @@ class Runner:
         row = self.processor.finish(row)
         if row.state == "ARCHIVED":
             inbox.deliver(stored_ack(self.layout, row), row.ack_name or row.file_id)
-            if row.reprocess_of is None:
-                inbox.dispose(row.remote_name)
+            left = inbox.dispose(row) if row.reprocess_of is None else None
             with self.ledger.transaction():
+                if left is not None:
+                    self.events.emit(self.ledger, "file.not_disposed", partner=row.partner,
+                                     file_id=row.file_id, reason=left)
                 self.ledger.update_file(row.file_id, state="DONE")
                 self.events.emit(self.ledger, "file.done", partner=row.partner,
                                  file_id=row.file_id, ack_delivered=row.ack_name)

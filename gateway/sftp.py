@@ -33,7 +33,7 @@ import paramiko
 from gateway.config import PartnerConfig
 from gateway.errors import FatalError, TransientError
 from gateway.intake import IN_PROGRESS_SUFFIXES, NotTaken, RemoteFile
-from gateway.ledger import Ledger
+from gateway.ledger import FileRow, Ledger
 
 T = TypeVar("T")
 DONE_SUFFIX = ".done"
@@ -310,20 +310,29 @@ class SftpInbox:
         raise NotTaken(f"partner {self.partner_id}: {remote.name} not taken at this poll: "
                        f"{reason} (a link swapped in after the listing?)")
 
-    def dispose(self, remote_name: str) -> None:
-        """Move the taken file to the processed folder (or delete it), and its done-file."""
+    def dispose(self, taken: FileRow) -> str | None:
+        """Move the taken file to the processed folder (or delete it), and its done-file;
+        only when the name still holds that file (see ``Inbox.dispose``)."""
         sftp = self.connect()
         p = self.partner
+        remote_name = taken.remote_name
         path = self._path(p.remote_inbox, remote_name)
         done = path + DONE_SUFFIX
         target_dir = p.effective_remote_processed_dir
         try:
+            now = self._call(f"{p.remote_disposition} {remote_name}", sftp.lstat, path)
+            if not stat.S_ISREG(now.st_mode or 0) or now.st_size != taken.size or \
+                    float(now.st_mtime or 0) != taken.mtime:
+                # Another file under the same name (renamed over it while it was processed):
+                # it is the next poll's new file, never moved away unread.
+                return (f"{remote_name} on the server is not the file that was taken (now "
+                        f"{now.st_size} bytes, taken {taken.size}); it stays for the next poll")
             if p.remote_disposition == "delete":
                 self._call("delete " + remote_name, sftp.remove, path)
             else:
                 target = posixpath.join(target_dir, remote_name)
                 if self._call("move " + remote_name, self._exists, sftp, target):
-                    target = f"{target}.{int(time.time())}"
+                    target = f"{target}.{taken.file_id}"  # an earlier file of that name
                 self._call("move " + remote_name, self._rename, sftp, path, target)
         except FileNotFoundError as err:
             # Either the file is gone (already disposed of: a rerun after a crash), or it is
@@ -340,6 +349,7 @@ class SftpInbox:
         if p.completion == "done_file":
             with contextlib.suppress(FileNotFoundError, PermissionError):
                 self._call("remove " + remote_name + DONE_SUFFIX, sftp.remove, done)
+        return None
 
     def deliver(self, local: Path, name: str) -> None:
         """Upload an acknowledgment: temp name, size check, rename (replacing an older one)."""

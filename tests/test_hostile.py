@@ -32,6 +32,7 @@ from sftp_server import SshServer
 
 from gateway.config import load_config
 from gateway.intake import RemoteFile, copy_with_digest
+from gateway.ledger import FileRow
 from gateway.runner import run_once as run_cycle
 from gateway.schemas import ack_schema
 
@@ -537,8 +538,8 @@ class _NamesInbox:
     def fetch(self, remote: RemoteFile, dest: Path) -> tuple[int, str]:
         return copy_with_digest(io.BytesIO(self.files[remote.name]), dest, remote.size)
 
-    def dispose(self, remote_name: str) -> None:
-        self.disposed.append(remote_name)
+    def dispose(self, taken: FileRow) -> None:
+        self.disposed.append(taken.remote_name)
 
     def deliver(self, local: Path, name: str) -> None:
         assert "/" not in name and not name.startswith(".")

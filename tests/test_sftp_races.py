@@ -16,8 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
-from sftp_server import SftpAccount, SshServer
+from sftp_server import SshServer
 from test_sftp import GOOD, make_config, partner_block, run_once
+
+from gateway import crash
 
 VICTIM = b"bolt's acknowledgment, not to be touched\n"
 
@@ -135,3 +137,84 @@ def test_a_name_flipped_to_a_link_never_hands_over_another_partners_file(
     assert not_taken, "the race was never seen: the test proved nothing"
     reasons = ("is now a symbolic link", "belongs to another owner", "not the file its name")
     assert all(any(r in str(e["reason"]) for r in reasons) for e in not_taken), not_taken
+
+
+# -- item 8: only the file that was taken is disposed of ------------------------------------
+
+
+@pytest.mark.parametrize("disposition", ["move", "delete"])
+def test_a_file_renamed_over_the_one_in_hand_is_left_for_the_next_poll(
+        tmp_path: Path, sshd: SshServer, monkeypatch: pytest.MonkeyPatch,
+        disposition: str) -> None:
+    acme = sshd.account("acme")
+    cfg = make_config(tmp_path, partner_block(
+        "acme", acme, sshd, extra=f'remote_disposition = "{disposition}"'))
+    first, second = variant(1), variant(2) + b"\n"
+    Path(acme.inbox, "orders.xml").write_bytes(first)
+
+    def replace() -> None:
+        tmp = Path(acme.inbox, ".orders.xml.new")
+        tmp.write_bytes(second)
+        os.replace(tmp, Path(acme.inbox, "orders.xml"))
+
+    original = crash.point
+    monkeypatch.setattr(crash, "point", lambda step: replace() if step == "after_archive"
+                        else original(step))
+    report = run_once(cfg)[0]
+    assert report.error is None and len(report.taken) == 1
+    assert Path(acme.inbox, "orders.xml").read_bytes() == second  # not moved unread
+    assert os.listdir(acme.processed) == []
+    assert [e["file_id"] for e in events(tmp_path, "file.not_disposed")] == report.taken
+    monkeypatch.undo()
+    report = run_once(cfg)[0]
+    assert len(report.taken) == 1
+    assert ledger(tmp_path, "SELECT sha256, state FROM files ORDER BY file_id") == [
+        (hashlib.sha256(first).hexdigest(), "DONE"), (hashlib.sha256(second).hexdigest(),
+                                                      "DONE")]
+    assert os.listdir(acme.inbox) == []
+    if disposition == "move":
+        assert Path(acme.processed, "orders.xml").read_bytes() == second
+
+
+# -- item 9: acknowledgment names never collide ----------------------------------------------
+
+COLLIDING = {"cleaned": ["a b.xml", "a:b.xml", "a_b.xml"], "path": ["x\\evil.xml", "evil.xml"]}
+
+
+@pytest.mark.parametrize("names", COLLIDING.values(), ids=COLLIDING)
+def test_names_that_clean_alike_keep_an_ack_each(tmp_path: Path, sshd: SshServer,
+                                                  names: list[str]) -> None:
+    acme = sshd.account("acme")
+    cfg = make_config(tmp_path, partner_block("acme", acme, sshd))
+    for n, name in enumerate(names, start=1):
+        Path(acme.inbox, name).write_bytes(variant(n))
+    assert len(run_once(cfg)[0].taken) == len(names)
+    rows = ledger(tmp_path, "SELECT remote_name, ack_name FROM files")
+    assert sorted(r[0] for r in rows) == sorted(names)
+    acks = sorted(str(r[1]) for r in rows)
+    assert len(set(acks)) == len(names)
+    assert sorted(n for n in os.listdir(acme.acks) if ".ack." in n) == acks
+    for name, ack in rows:
+        delivered = Path(acme.acks, str(ack)).read_bytes()
+        assert f"<FileName>{name}</FileName>".encode() in delivered
+        assert b"<LicenseNumber>" in delivered
+
+
+def test_a_resend_under_the_same_name_never_replaces_an_earlier_ack(
+        tmp_path: Path, sshd: SshServer) -> None:
+    acme = sshd.account("acme")
+    cfg = make_config(tmp_path, partner_block("acme", acme, sshd))
+    partial = (Path(__file__).parent.parent / "inbox" / "sample" /
+               "acme-20261201-partial.xml").read_bytes()
+    corrected = partial.replace(b"</LicenseSubmission>",
+                                b"<!-- corrected --></LicenseSubmission>")
+    first_ack = b""
+    for data in (partial, corrected):
+        Path(acme.inbox, "orders.xml").write_bytes(data)
+        assert len(run_once(cfg)[0].taken) == 1
+        first_ack = first_ack or Path(acme.acks, "orders.xml.ack.xml").read_bytes()
+    ids = [r[0] for r in ledger(tmp_path, "SELECT file_id FROM files ORDER BY file_id")]
+    assert Path(acme.acks, "orders.xml.ack.xml").read_bytes() == first_ack
+    assert first_ack.count(b"<LicenseNumber>") == 2
+    assert b"F007" in Path(acme.acks, f"orders.xml~{ids[1]}.ack.xml").read_bytes()
+    assert sorted(os.listdir(acme.processed)) == ["orders.xml", f"orders.xml.{ids[1]}"]
