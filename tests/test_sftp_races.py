@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import paramiko
 import pytest
 from sftp_server import SshServer
 from test_sftp import GOOD, make_config, partner_block, run_once
@@ -63,6 +64,36 @@ def test_a_link_planted_in_the_ack_folder_is_never_written_through(
     assert not delivered.is_symlink()
     assert delivered.read_bytes() == (tmp_path / "outbox" / "acme" / name).read_bytes()
     assert not os.path.lexists(Path(acme.acks, f".{name}.tmp"))
+    assert os.listdir(acme.processed) == ["a.xml"]
+
+
+def test_a_link_planted_again_after_the_removal_fails_the_upload_not_the_victim(
+        tmp_path: Path, sshd: SshServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The link comes back between the removal of the temp name and its creation: the
+    exclusive create refuses it; the upload fails (nothing written), a later poll delivers."""
+    acme, bolt = sshd.account("acme"), sshd.account("bolt")
+    victim = Path(bolt.acks, "b.xml.ack.xml")
+    victim.write_bytes(VICTIM)
+    tmp = Path(acme.acks, ".a.xml.ack.xml.tmp")
+    remove = paramiko.SFTPClient.remove
+
+    def remove_then_replant(self: paramiko.SFTPClient, path: str) -> None:
+        try:
+            remove(self, path)
+        finally:
+            if path == str(tmp):
+                tmp.symlink_to(victim)
+
+    monkeypatch.setattr(paramiko.SFTPClient, "remove", remove_then_replant)
+    cfg = make_config(tmp_path, partner_block("acme", acme, sshd))
+    Path(acme.inbox, "a.xml").write_bytes(GOOD)
+    report = run_once(cfg)[0]
+    assert report.error is not None and "upload a.xml.ack.xml" in report.error
+    assert victim.read_bytes() == VICTIM
+    assert os.listdir(acme.inbox) == ["a.xml"]  # never disposed of before its ack is out
+    monkeypatch.undo()
+    assert run_once(cfg)[0].error is None
+    assert victim.read_bytes() == VICTIM and not Path(acme.acks, "a.xml.ack.xml").is_symlink()
     assert os.listdir(acme.processed) == ["a.xml"]
 
 
