@@ -177,7 +177,8 @@ def test_db_upgrade_then_the_admin_commands_read_the_same_ledger(
 
     first, again = cli("db", "upgrade"), cli("db", "upgrade")
     assert first.returncode == again.returncode == 0, first.stderr
-    assert f"-> {len(MIGRATIONS)} " in first.stdout and "up to date" in again.stdout
+    # Every migration, to the newest (a new migration must not need this test edited).
+    assert f"-> {len(MIGRATIONS)}" in first.stdout and "up to date" in again.stdout
     assert cli("run", "--once", "--as-of", "2026-12-01").returncode == 0
     status = cli("status", "--json")
     assert status.returncode == 0, status.stderr
