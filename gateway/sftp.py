@@ -9,9 +9,11 @@
 - A file is taken only when complete (stable size and mtime, a done-file, or no temporary
   suffix), downloaded to a local temp name with its byte count and SHA-256 checked; the
   remote file is moved or deleted only after the gateway holds it durably (the caller decides
-  when). Acknowledgments are uploaded to a temp name, size-checked, then renamed.
+  when). Acknowledgments are uploaded to a temp name created exclusively (never through a
+  link planted there), size-checked, then renamed.
 - Remote names are data: never a local path; entries that are not regular files (symlinks,
-  folders) are never taken.
+  folders) are never taken, nor a name swapped for one after the listing (the open handle
+  and the name's lstat are checked against it); only the file that was taken is disposed of.
 """
 
 from __future__ import annotations
