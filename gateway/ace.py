@@ -35,7 +35,7 @@ from typing import BinaryIO
 
 from gateway.amounts import split_plain
 from gateway.model import Application, ProductLine
-from gateway.storage import atomic_write, publish, temp_name
+from gateway.storage import atomic_write, open_new, publish, temp_name
 
 RECORD_LENGTH = 80
 
@@ -414,7 +414,7 @@ class AceFileWriter:
         written = 0
         record_count = 2 + sum(block.records + 2 for block in self._blocks.values())
         try:
-            with open(tmp, "wb") as out:
+            with open_new(tmp) as out:
                 for chunk in self._chunks():
                     out.write(chunk)
                     digest.update(chunk)

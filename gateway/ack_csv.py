@@ -2,7 +2,8 @@
 
 Columns: row, application_ref, line_no, status, license_number, valid_from, valid_through,
 codes, messages. The first data row is the file's own (row empty): its status is the file
-status and its codes the file-level findings. Cells that a spreadsheet would run as a formula
+status, its codes the file-level findings, and its last message names the file it answers
+(``file <name>``). Cells that a spreadsheet would run as a formula
 are neutralised with a leading apostrophe.
 """
 
@@ -22,6 +23,7 @@ from gateway.storage import SpooledOutput
 
 COLUMNS = ("row", "application_ref", "line_no", "status", "license_number", "valid_from",
            "valid_through", "codes", "messages")
+FILE_PART = "file "
 # OWASP CSV injection: these leading characters make a spreadsheet evaluate the cell.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -37,11 +39,18 @@ def _message(f: Finding) -> str:
     return f"{f.code} {f.message}{where}{value}"
 
 
+def _file_part(file_name: str) -> str:
+    """The file row's last message: the file this ack answers (its own name may carry a hash
+    or a file id). A ``|`` in the name is written ``\\x7c``, so the part never splits."""
+    return FILE_PART + file_name.replace("|", "\\x7c")
+
+
 def file_row(summary: FileSummary) -> list[str]:
     codes = " ".join(f.code for f in summary.findings)
     messages = " | ".join(_message(f) for f in summary.findings) or (
         f"{summary.applications} application(s): {summary.licensed} licensed, "
         f"{summary.not_required} not required, {summary.rejected} rejected")
+    messages = f"{messages} | {_file_part(summary.file_name)}"
     return [neutralise(v) for v in ("", "", "", summary.status.value, "", "", "", codes,
                                     messages)]
 
@@ -118,7 +127,7 @@ def duplicate_csv_ack_chunks(original: Path, file_name: str, received_at: str,
     Only the file row (the second) changes: it is rewritten and the rest copied in chunks,
     so that an ack of any size costs a chunk of memory (issue 10, item 3).
     """
-    del file_name, received_at, processed_at  # the CSV form has no columns for them
+    del received_at, processed_at  # the CSV form has no columns for them
     with open(original, "rb") as fh:  # our own output, never partner input
         head, rows = _first_rows(fh, original)
         stored = _csv_bytes(rows)
@@ -127,7 +136,10 @@ def duplicate_csv_ack_chunks(original: Path, file_name: str, received_at: str,
         file_level = rows[1]
         file_level[3] = "DUPLICATE"
         file_level[7] = " ".join(filter(None, [notice.code, file_level[7]]))
-        file_level[8] = " | ".join(filter(None, [_message(notice), file_level[8]]))
+        before, _, last = file_level[8].rpartition(" | ")
+        kept = before if before and last.startswith(FILE_PART) else file_level[8]
+        file_level[8] = " | ".join(filter(None, [_message(notice), kept,
+                                                 _file_part(file_name)]))
         yield _csv_bytes(rows)
         yield head[len(stored):]
         while chunk := fh.read(_COPY_CHUNK):

@@ -23,7 +23,7 @@ from gateway import crash
 from gateway.config import PartnerConfig
 from gateway.errors import FatalError, TransientError
 from gateway.events import EventLog
-from gateway.ledger import Ledger
+from gateway.ledger import FileRow, Ledger
 from gateway.process import Layout, safe_name
 from gateway.storage import durable_move, fsync_dir
 
@@ -40,6 +40,12 @@ class RemoteFile:
     mtime: float
 
 
+class NotTaken(Exception):
+    """This file is not taken at this poll, for a reason that is the file's, not the poll's:
+    its name was swapped (a link, another owner's file) when it was opened. The next poll
+    looks at it again; the other files of the poll go on."""
+
+
 class Inbox(Protocol):
     partner_id: str
 
@@ -53,8 +59,11 @@ class Inbox(Protocol):
         bytes the copy stops at ``limit`` + 1 (the file is F003, never read whole)."""
         ...
 
-    def dispose(self, remote_name: str) -> None:
-        """Move, delete or keep the partner's file after the gateway holds it durably."""
+    def dispose(self, taken: FileRow) -> str | None:
+        """Move, delete or keep the partner's file after the gateway holds it durably: only
+        the exact file that was taken (its identity compared first). A file renamed over it
+        meanwhile stays, for the next poll to take as a new file: then the reason, else None.
+        """
         ...
 
     def deliver(self, local: Path, name: str) -> None:
@@ -148,6 +157,7 @@ class LocalInbox:
         self.partner_id = partner.id
         self.root = partner.inbox
         self._on_disk: dict[str, str] = {}  # text name -> name on disk, where they differ
+        self._fetched: dict[str, tuple[int, int]] = {}  # name -> (device, inode) at fetch
 
     def list(self) -> list[RemoteFile]:
         if not self.root.is_dir():
@@ -182,24 +192,38 @@ class LocalInbox:
         fd = os.open(self.root / self._disk_name(remote.name),
                      os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         with os.fdopen(fd, "rb") as src:
+            opened = os.fstat(fd)
+            self._fetched[remote.name] = (opened.st_dev, opened.st_ino)
             try:
                 return copy_with_digest(src, dest, remote.size, limit)
             except FileChanged as err:
                 raise FileChanged(f"partner {self.partner_id}: {remote.name}: {err}") from None
 
-    def dispose(self, remote_name: str) -> None:
-        remote_name = self._disk_name(remote_name)
+    def dispose(self, taken: FileRow) -> str | None:
+        remote_name = self._disk_name(taken.remote_name)
         src = self.root / remote_name
-        if self.partner.disposition == "keep" or not src.exists():
-            return
+        if self.partner.disposition == "keep":
+            return None
+        try:
+            now = src.lstat()
+        except FileNotFoundError:
+            return None  # disposed of already (a rerun after a crash)
+        # The inode is known when the file was fetched by this process (the usual case); after
+        # a restart, size and mtime as taken.
+        inode = self._fetched.get(taken.remote_name, (now.st_dev, now.st_ino))
+        if not stat.S_ISREG(now.st_mode) or (now.st_size, now.st_mtime) != (
+                taken.size, taken.mtime) or (now.st_dev, now.st_ino) != inode:
+            return (f"{taken.remote_name} in the inbox is not the file that was taken (another "
+                    "file renamed over it); it stays for the next poll")
         if self.partner.disposition == "delete":
             src.unlink()
             fsync_dir(self.root)
-            return
+            return None
         target = self.partner.effective_processed_dir / remote_name
-        if target.exists():
-            target = target.with_name(f"{target.name}.{int(time.time())}")
+        if target.exists():  # an earlier file of that name: this copy gets its file id
+            target = target.with_name(f"{target.name}.{taken.file_id}")
         durable_move(src, target)
+        return None
 
     def deliver(self, local: Path, name: str) -> None:
         # The outbox folder is where a local partner reads its acknowledgments.

@@ -189,6 +189,12 @@ class Ledger:
             " AND reprocess_of IS NULL LIMIT 1", (partner, remote_name, size, mtime)
         ).fetchone() is not None
 
+    def ack_name_taken(self, partner: str, ack_name: str, file_id: str) -> bool:
+        """Another file of this partner already has an acknowledgment of this name."""
+        return self.db.execute(
+            "SELECT 1 FROM files WHERE partner = ? AND ack_name = ? AND file_id != ? LIMIT 1",
+            (partner, ack_name, file_id)).fetchone() is not None
+
     def original_of(self, partner: str, sha256: str, file_id: str) -> FileRow | None:
         """The first completed, non-duplicate file with these bytes for this partner."""
         rows = self.files(

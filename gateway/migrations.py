@@ -165,6 +165,11 @@ MIGRATIONS: tuple[str, ...] = (
     -- The daily quota counts one partner's licenses of one issue date.
     CREATE INDEX licenses_partner_issue ON licenses (partner, issue_date);
     """,
+    """
+    -- Issue 10 item 9: a later file under a name that already has its ack gets an ack of its
+    -- own; finding whether an ack name is taken is one index look-up.
+    CREATE INDEX files_partner_ack ON files (partner, ack_name);
+    """,
 )
 
 

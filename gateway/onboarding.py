@@ -47,7 +47,7 @@ def partner_self_test(partner: PartnerConfig) -> tuple[bool, list[str]]:
             tmp = posixpath.join(folder, f".{probe}.tmp")
             final = posixpath.join(folder, f"{probe}.txt")
             step = f"write {tmp}"
-            sftp.putfo(io.BytesIO(b"AIM gateway onboarding probe\n"), tmp)
+            inbox._upload(sftp, io.BytesIO(b"AIM gateway onboarding probe\n"), tmp)
             step = f"rename it to {final}"
             inbox._rename(sftp, tmp, final)
             step = f"remove {final}"

@@ -54,17 +54,22 @@ _CONTENT_FAILURES = (ValueError, ArithmeticError, LookupError, TypeError, Attrib
 
 
 def safe_name(remote_name: str) -> str:
-    """A local file name derived from a partner's name: never a path, never hidden.
+    """A local file name derived from a partner's name: never a path, never hidden, and never
+    the same for two names.
 
-    A long name keeps its start and end (the extension) around a hash of the whole name, so
-    that two long names that differ only past the cut never share an acknowledgment name.
+    A name that cleaning changed (``a b.xml``, ``a:b.xml``, ``x\\evil.xml``) gets ``~`` and a
+    hash of the exact name, ``a_b.xml~1c3f09e2``: cleaning never yields a ``~``, so it can never
+    meet a name that was already clean (``a_b.xml``). A long name keeps its start and end (the
+    extension) around that hash.
     """
     base = remote_name.replace("\\", "/").rsplit("/", 1)[-1]
-    clean = _UNSAFE_NAME.sub("_", base).lstrip(".")
-    if len(clean) > _NAME_LIMIT:
-        digest = hashlib.sha256(remote_name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-        clean = f"{clean[:100]}~{digest}~{clean[-10:]}"
-    return clean or "unnamed"
+    clean = _UNSAFE_NAME.sub("_", base).lstrip(".") or "unnamed"
+    if clean == remote_name and len(clean) <= _NAME_LIMIT:
+        return clean
+    digest = hashlib.sha256(remote_name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    if len(clean) + 9 <= _NAME_LIMIT:
+        return f"{clean}~{digest}"
+    return f"{clean[:100]}~{digest}~{clean[-10:]}"
 
 
 def printable(text: object) -> str:
@@ -132,9 +137,12 @@ def ack_kind(fmt: str | None) -> str:
     return "csv" if fmt == "csv" else "xml"
 
 
-def ack_name(row: FileRow, kind: str) -> str:
-    """The name the partner sees: ``<file name>.ack.xml`` or ``<file name>.ack.csv``."""
-    return f"{safe_name(row.remote_name)}.ack.{kind}"
+def ack_name(row: FileRow, kind: str, later: bool = False) -> str:
+    """The name the partner sees: ``<file name>.ack.xml`` or ``<file name>.ack.csv``; for a
+    later file under a name that already has its ack (a corrected resend), ``<file name>~<file
+    id>.ack.xml``, so that no ack ever replaces another and file ids sort them in order."""
+    suffix = f"~{row.file_id}" if later else ""
+    return f"{safe_name(row.remote_name)}{suffix}.ack.{kind}"
 
 
 def stored_ack(layout: Layout, row: FileRow, kind: str | None = None) -> Path:
@@ -359,9 +367,23 @@ class FileProcessor:
 
     # -- shared steps ------------------------------------------------------------------------
 
+    def _ack_name(self, row: FileRow, kind: str) -> str:
+        """This file's ack name: its own, never one an earlier file's ack holds (the same on a
+        rerun after a crash: only committed rows of other files decide it)."""
+        if row.reprocess_of is not None:
+            # A reprocess replaces the ack it corrects (docs/operations.md).
+            original = self.ledger.file(row.reprocess_of)
+            if original is not None and original.ack_name and \
+                    original.ack_name.endswith(f".ack.{kind}"):
+                return original.ack_name
+        name = ack_name(row, kind)
+        if self.ledger.ack_name_taken(row.partner, name, row.file_id):
+            return ack_name(row, kind, later=True)
+        return name
+
     def _publish_ack(self, row: FileRow, stored: Path, kind: str) -> None:
         """The partner's copy in outbox/<partner>/: a hard link to the stored ack."""
-        target = self.layout.partner_outbox(row.partner) / ack_name(row, kind)
+        target = self.layout.partner_outbox(row.partner) / self._ack_name(row, kind)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = temp_name(target)
         tmp.unlink(missing_ok=True)
@@ -375,6 +397,7 @@ class FileProcessor:
                 started: datetime, *, error: str | None, kind: str,
                 duplicate_of: str | None = None) -> None:
         duration = int((datetime.now().astimezone() - started).total_seconds() * 1000)
+        ack = self._ack_name(row, kind)
         self.ledger.update_file(
             row.file_id, state="PROCESSED", status=summary.status.value, format=fmt,
             submission_id=summary.submission_id,
@@ -382,7 +405,7 @@ class FileProcessor:
             rule_set_date=summary.rule_set_date.isoformat(),
             applications=summary.applications, licensed=summary.licensed,
             not_required=summary.not_required, rejected=summary.rejected,
-            new_licenses=summary.new_licenses, ack_name=ack_name(row, kind),
+            new_licenses=summary.new_licenses, ack_name=ack,
             ace_names=",".join(ace_names) or None, error=error, duplicate_of=duplicate_of,
             duration_ms=duration)
         self.events.emit(
@@ -390,7 +413,7 @@ class FileProcessor:
             name=row.remote_name, size=row.size, sha256=row.sha256, status=summary.status.value,
             applications=summary.applications, licensed=summary.licensed,
             new_licenses=summary.new_licenses, not_required=summary.not_required,
-            rejected=summary.rejected, ack=ack_name(row, kind), ace=ace_names, error=error,
+            rejected=summary.rejected, ack=ack, ace=ace_names, error=error,
             duration_ms=duration)
 
     def _archive(self, row: FileRow) -> None:

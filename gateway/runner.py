@@ -24,7 +24,15 @@ from gateway.alerts import Alerts, check_silence
 from gateway.config import Config, PartnerConfig
 from gateway.errors import FatalError, GatewayError, TransientError
 from gateway.events import EventLog
-from gateway.intake import DISK_FULL, Inbox, clean_work, failure_reason, open_inbox, receive
+from gateway.intake import (
+    DISK_FULL,
+    Inbox,
+    NotTaken,
+    clean_work,
+    failure_reason,
+    open_inbox,
+    receive,
+)
 from gateway.ledger import FileRow, Ledger
 from gateway.process import FileProcessor, Layout, processing_date, stored_ack
 from gateway.statusfile import write_status_files
@@ -297,8 +305,13 @@ class Runner:
             budget_files -= 1
             budget_bytes -= remote.size
             today = processing_date(self.config, self.as_of)
-            file_id = receive(inbox, remote, self.ledger, self.layout, self.events, today,
-                              self.config.gateway.max_file_bytes)
+            try:
+                file_id = receive(inbox, remote, self.ledger, self.layout, self.events, today,
+                                  self.config.gateway.max_file_bytes)
+            except NotTaken as why:  # that file's trouble, not the poll's: the rest go on
+                self.events.emit(self.ledger, "file.not_taken", partner=partner.id,
+                                 name=remote.name, reason=str(why))
+                continue
             report.taken.append(file_id)
             row = self.ledger.file(file_id)
             assert row is not None
@@ -320,9 +333,11 @@ class Runner:
         row = self.processor.finish(row)
         if row.state == "ARCHIVED":
             inbox.deliver(stored_ack(self.layout, row), row.ack_name or row.file_id)
-            if row.reprocess_of is None:
-                inbox.dispose(row.remote_name)
+            left = inbox.dispose(row) if row.reprocess_of is None else None
             with self.ledger.transaction():
+                if left is not None:
+                    self.events.emit(self.ledger, "file.not_disposed", partner=row.partner,
+                                     file_id=row.file_id, reason=left)
                 self.ledger.update_file(row.file_id, state="DONE")
                 self.events.emit(self.ledger, "file.done", partner=row.partner,
                                  file_id=row.file_id, ack_delivered=row.ack_name)

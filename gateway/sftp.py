@@ -9,9 +9,11 @@
 - A file is taken only when complete (stable size and mtime, a done-file, or no temporary
   suffix), downloaded to a local temp name with its byte count and SHA-256 checked; the
   remote file is moved or deleted only after the gateway holds it durably (the caller decides
-  when). Acknowledgments are uploaded to a temp name, size-checked, then renamed.
+  when). Acknowledgments are uploaded to a temp name created exclusively (never through a
+  link planted there), size-checked, then renamed.
 - Remote names are data: never a local path; entries that are not regular files (symlinks,
-  folders) are never taken.
+  folders) are never taken, nor a name swapped for one after the listing (the open handle
+  and the name's lstat are checked against it); only the file that was taken is disposed of.
 """
 
 from __future__ import annotations
@@ -26,14 +28,14 @@ import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 import paramiko
 
 from gateway.config import PartnerConfig
 from gateway.errors import FatalError, TransientError
-from gateway.intake import IN_PROGRESS_SUFFIXES, FileChanged, RemoteFile, read_cap
-from gateway.ledger import Ledger
+from gateway.intake import IN_PROGRESS_SUFFIXES, FileChanged, NotTaken, RemoteFile, read_cap
+from gateway.ledger import FileRow, Ledger
 
 T = TypeVar("T")
 DONE_SUFFIX = ".done"
@@ -100,6 +102,7 @@ class SftpInbox:
         self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self.server_key: paramiko.PKey | None = None
+        self._listed: dict[str, paramiko.SFTPAttributes] = {}  # the last listing, by name
 
     # -- connection --------------------------------------------------------------------------
 
@@ -217,6 +220,7 @@ class SftpInbox:
             if not any(fnmatch.fnmatch(name, pattern) for pattern in p.patterns):
                 continue
             remote = RemoteFile(name, entry.st_size or 0, float(entry.st_mtime or 0))
+            self._listed[name] = entry  # its owner, for fetch's identity checks
             if p.completion == "done_file" and name + DONE_SUFFIX not in names:
                 continue
             if p.completion == "stable" and self.ledger is not None:
@@ -250,6 +254,7 @@ class SftpInbox:
         assert cap is not None
         try:
             with sftp.open(path, "rb") as src, _LocalFile(dest) as out:
+                self._same_file(sftp, path, remote, src)
                 if self.partner.prefetch:
                     src.prefetch(min(remote.size, cap))  # never past what is read
                 while total < cap and (chunk := src.read(min(_CHUNK, cap - total))):
@@ -257,7 +262,11 @@ class SftpInbox:
                     out.write(chunk)
                     total += len(chunk)
                 out.sync()
+                self._same_file(sftp, path, remote, src)
             after = sftp.stat(path)
+        except NotTaken:
+            dest.unlink(missing_ok=True)
+            raise
         except _LocalDiskError as local:
             dest.unlink(missing_ok=True)
             raise TransientError(
@@ -287,20 +296,51 @@ class SftpInbox:
                 "taken at a later poll")
         return total, digest.hexdigest()
 
-    def dispose(self, remote_name: str) -> None:
-        """Move the taken file to the processed folder (or delete it), and its done-file."""
+    def _same_file(self, sftp: paramiko.SFTPClient, path: str, remote: RemoteFile,
+                   handle: paramiko.SFTPFile) -> None:
+        """NotTaken unless the open handle and the name (its lstat) are one regular file,
+        owned as the listing showed: the server opens by name and follows a link swapped in
+        after the listing, maybe to another partner's file of the same size and mtime. The
+        size and mtime against the listing are the download's own check (a changed file)."""
+        opened, named = handle.stat(), sftp.lstat(path)
+        listed = self._listed.get(remote.name, named)
+        if not stat.S_ISREG(named.st_mode or 0):
+            reason = "its name is now a symbolic link or not a regular file"
+        elif not stat.S_ISREG(opened.st_mode or 0):
+            reason = "what the server opened is not a regular file"
+        elif not _same_owner(opened, listed) or not _same_owner(named, listed):
+            reason = (f"what the server opened belongs to another owner ({_owner(opened)}, "
+                      f"listed {_owner(listed)})")
+        elif (opened.st_size, opened.st_mtime) != (named.st_size, named.st_mtime):
+            reason = "what the server opened is not the file its name shows now"
+        else:
+            return
+        raise NotTaken(f"partner {self.partner_id}: {remote.name} not taken at this poll: "
+                       f"{reason} (a link swapped in after the listing?)")
+
+    def dispose(self, taken: FileRow) -> str | None:
+        """Move the taken file to the processed folder (or delete it), and its done-file;
+        only when the name still holds that file (see ``Inbox.dispose``)."""
         sftp = self.connect()
         p = self.partner
+        remote_name = taken.remote_name
         path = self._path(p.remote_inbox, remote_name)
         done = path + DONE_SUFFIX
         target_dir = p.effective_remote_processed_dir
         try:
+            now = self._call(f"{p.remote_disposition} {remote_name}", sftp.lstat, path)
+            if not stat.S_ISREG(now.st_mode or 0) or now.st_size != taken.size or \
+                    float(now.st_mtime or 0) != taken.mtime:
+                # Another file under the same name (renamed over it while it was processed):
+                # it is the next poll's new file, never moved away unread.
+                return (f"{remote_name} on the server is not the file that was taken (now "
+                        f"{now.st_size} bytes, taken {taken.size}); it stays for the next poll")
             if p.remote_disposition == "delete":
                 self._call("delete " + remote_name, sftp.remove, path)
             else:
                 target = posixpath.join(target_dir, remote_name)
                 if self._call("move " + remote_name, self._exists, sftp, target):
-                    target = f"{target}.{int(time.time())}"
+                    target = f"{target}.{taken.file_id}"  # an earlier file of that name
                 self._call("move " + remote_name, self._rename, sftp, path, target)
         except FileNotFoundError as err:
             # Either the file is gone (already disposed of: a rerun after a crash), or it is
@@ -317,6 +357,7 @@ class SftpInbox:
         if p.completion == "done_file":
             with contextlib.suppress(FileNotFoundError, PermissionError):
                 self._call("remove " + remote_name + DONE_SUFFIX, sftp.remove, done)
+        return None
 
     def deliver(self, local: Path, name: str) -> None:
         """Upload an acknowledgment: temp name, size check, rename (replacing an older one)."""
@@ -326,12 +367,13 @@ class SftpInbox:
         sftp = self.connect()
         target = self._path(folder, name)
         # One temp name per acknowledgment, the same in every process (a partner is polled
-        # by one worker at a time): a later delivery overwrites, then renames, whatever an
-        # upload cut in the middle left behind.
+        # by one worker at a time): a later delivery removes, then recreates and renames,
+        # whatever an upload cut in the middle left behind.
         tmp = self._path(folder, f".{name}.tmp")
         size = local.stat().st_size
         try:
-            attrs = self._call("upload " + name, sftp.put, str(local), tmp)
+            with open(local, "rb") as src:
+                attrs = self._call("upload " + name, self._upload, sftp, src, tmp)
             if attrs.st_size != size:
                 with contextlib.suppress(OSError):
                     sftp.remove(tmp)
@@ -347,8 +389,27 @@ class SftpInbox:
                                  f"{folder}: permission denied") from err
 
     @staticmethod
+    def _upload(sftp: paramiko.SFTPClient, src: BinaryIO, remote: str) -> paramiko.SFTPAttributes:
+        """Write ``src`` to ``remote`` as a new file; its attributes, from the open handle.
+
+        Never through a link (OPERATIONS): ``put`` would open the predictable temp name with
+        truncate and follow a link the partner planted there (overwriting, say, another
+        partner's ack). Remove never follows a link; the exclusive create then fails on a
+        link planted again in between, instead of writing through it.
+        """
+        with contextlib.suppress(FileNotFoundError):
+            sftp.remove(remote)
+        with sftp.open(remote, "wx") as out:
+            out.set_pipelined(True)
+            while chunk := src.read(_CHUNK):
+                out.write(chunk)
+            out.flush()
+            return out.stat()
+
+    @staticmethod
     def _rename(sftp: paramiko.SFTPClient, source: str, target: str) -> None:
-        """Atomic replace where the server has posix-rename (OpenSSH), else remove + rename."""
+        """Atomic replace where the server has posix-rename (OpenSSH), else remove + rename.
+        Both replace a link at ``target`` itself, never the file it points to."""
         try:
             sftp.posix_rename(source, target)
         except OSError as err:
@@ -365,6 +426,14 @@ class SftpInbox:
         except FileNotFoundError:
             return False
         return True
+
+
+def _owner(attrs: paramiko.SFTPAttributes) -> str:
+    return f"{attrs.st_uid}:{attrs.st_gid}"
+
+
+def _same_owner(a: paramiko.SFTPAttributes, b: paramiko.SFTPAttributes) -> bool:
+    return (a.st_uid, a.st_gid) == (b.st_uid, b.st_gid)
 
 
 class _LocalDiskError(Exception):

@@ -166,12 +166,15 @@ def _whole_tree_duplicate(original: Path, file_name: str, received_at: str) -> b
     return etree.tostring(tree, xml_declaration=True, encoding="UTF-8") + b"\n"
 
 
-def _whole_csv_duplicate(original: Path) -> bytes:
+def _whole_csv_duplicate(original: Path, file_name: str) -> bytes:
+    """The CSV DUPLICATE ack as it was made before it was streamed (the whole file read)."""
     with open(original, encoding="utf-8", newline="") as fh:
         rows = list(csv.reader(fh))
     rows[1][3] = "DUPLICATE"
     rows[1][7] = " ".join(filter(None, [NOTICE.code, rows[1][7]]))
-    rows[1][8] = " | ".join(filter(None, [_message(NOTICE), rows[1][8]]))
+    before, _, last = rows[1][8].rpartition(" | ")
+    kept = before if before and last.startswith("file ") else rows[1][8]
+    rows[1][8] = " | ".join(filter(None, [_message(NOTICE), kept, f"file {file_name}"]))
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\r\n").writerows(rows)
     return buffer.getvalue().encode("utf-8")
@@ -189,7 +192,7 @@ def test_a_streamed_duplicate_ack_is_the_whole_tree_rewrite(golden: str, name: s
 def test_a_streamed_duplicate_csv_ack_is_the_whole_rewrite(golden: str) -> None:
     original = GOLDEN / golden
     got = duplicate_csv_ack(original, "b.csv", "2026-12-02T10:00:00+00:00", WHEN, NOTICE)
-    assert got == _whole_csv_duplicate(original)
+    assert got == _whole_csv_duplicate(original, "b.csv")
 
 
 @pytest.mark.parametrize("kind", ["xml", "csv"])

@@ -36,6 +36,7 @@ from sftp_server import SshServer
 from gateway import intake, storage
 from gateway.config import load_config
 from gateway.intake import LocalInbox, RemoteFile, copy_with_digest
+from gateway.ledger import FileRow
 from gateway.runner import run_once as run_cycle
 from gateway.schemas import ack_schema
 from gateway.sftp import SftpInbox
@@ -677,8 +678,8 @@ class _NamesInbox:
               ) -> tuple[int, str]:
         return copy_with_digest(io.BytesIO(self.files[remote.name]), dest, remote.size, limit)
 
-    def dispose(self, remote_name: str) -> None:
-        self.disposed.append(remote_name)
+    def dispose(self, taken: FileRow) -> None:
+        self.disposed.append(taken.remote_name)
 
     def deliver(self, local: Path, name: str) -> None:
         assert "/" not in name and not name.startswith(".")

@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import paramiko
 import pytest
@@ -268,18 +268,18 @@ def test_connection_cut_mid_upload_of_the_ack(tmp_path: Path, sshd: SshServer,
         else:
             cut_proxy.stop()  # every proxied connection is closed: a network cut
 
-    def half_then_cut(self: paramiko.SFTPClient, localpath: str, remotepath: str,
-                      callback: object = None, confirm: bool = True) -> paramiko.SFTPAttributes:
-        data = Path(localpath).read_bytes()
-        with self.open(remotepath, "wb") as fh:
+    def half_then_cut(sftp: paramiko.SFTPClient, src: BinaryIO,
+                      remote: str) -> paramiko.SFTPAttributes:
+        data = src.read()
+        with sftp.open(remote, "wx") as fh:
             fh.write(data[: len(data) // 2])
             fh.flush()
             cut()
             fh.write(data[len(data) // 2:])
             fh.flush()
-        return self.stat(remotepath)
+        return sftp.stat(remote)
 
-    monkeypatch.setattr(paramiko.SFTPClient, "put", half_then_cut)
+    monkeypatch.setattr(SftpInbox, "_upload", staticmethod(half_then_cut))
     first = poll(tmp_path, cfg)
     monkeypatch.undo()
     assert_failed_clearly(tmp_path, first, "upload a.xml.ack.xml")
