@@ -17,6 +17,7 @@ from lxml import etree
 from gateway.findings import Finding
 from gateway.results import AppOutcome, FileSummary
 from gateway.storage import SpooledOutput
+from gateway.textsafe import printable
 
 ACK_NS = "urn:aimgw:license-ack:1"
 ACK_SCHEMA_VERSION = "1.0"
@@ -87,7 +88,7 @@ def render_head(s: FileSummary) -> str:
     if s.submission_id:
         parts.append(f"  <SubmissionId>{esc(s.submission_id)}</SubmissionId>\n")
     parts += [
-        f"  <FileName>{esc(s.file_name)}</FileName>\n",
+        f"  <FileName>{esc(printable(s.file_name))}</FileName>\n",
         f"  <FileSha256>{s.sha256}</FileSha256>\n",
         f"  <ReceivedAt>{s.received_at.isoformat(timespec='seconds')}</ReceivedAt>\n",
         f"  <ProcessedAt>{s.processed_at.isoformat(timespec='seconds')}</ProcessedAt>\n",
@@ -147,7 +148,7 @@ def duplicate_ack(original: Path, file_name: str, received_at: str, processed_at
         if el is not None:
             el.text = text
 
-    set_text("FileName", file_name)
+    set_text("FileName", printable(file_name))  # lxml refuses what XML cannot hold
     set_text("ReceivedAt", received_at)
     set_text("ProcessedAt", processed_at.isoformat(timespec="seconds"))
     set_text("Status", "DUPLICATE")

@@ -26,6 +26,7 @@ from gateway.mapping import mapping_for
 from gateway.model import FileStatus, SubmissionHeader
 from gateway.process import Layout, ack_kind, processing_date, rule_context, stored_ack
 from gateway.results import FileSummary
+from gateway.textsafe import printable
 from gateway.validate import Reader, Staged, StagedApplication, prepare
 
 
@@ -61,9 +62,10 @@ def check_file(config: Config, path: Path, partner_id: str | None,
         if ledger is not None and partner_id:
             original = ledger.original_of(partner_id, sha256, "~")
             if original is not None:
-                notice = finding("F006", f"These bytes were processed before as "
-                                 f"{original.remote_name} (file {original.file_id}): the "
-                                 "original acknowledgment would be sent again.",
+                notice = finding("F006", "These bytes were processed before as "
+                                 f"{printable(original.remote_name)} (file "
+                                 f"{original.file_id}): the original acknowledgment would "
+                                 "be sent again.",
                                  value=original.file_id)
                 stored = stored_ack(Layout.of(config), original)
                 kind = stored.name.rsplit(".", 1)[-1]
@@ -138,5 +140,5 @@ def _check_submission_id(ledger: Ledger | None, partner_id: str | None, summary:
     if clash is not None:
         raise RejectedSubmission(finding(
             "F007", f"SubmissionId {summary.submission_id!r} was used before by file "
-            f"{clash.remote_name} ({clash.file_id}) with different content.",
+            f"{printable(clash.remote_name)} ({clash.file_id}) with different content.",
             field="SubmissionId", value=summary.submission_id))

@@ -197,6 +197,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     config = _load(args)
     if args.command == "run":
         from gateway.runner import run_once
+        from gateway.textsafe import printable
 
         reports = run_once(config, args.as_of)
         for report in reports:
@@ -206,7 +207,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             if report.backing_off:
                 line += ", backing off after repeated failures (see `aim-gateway status`)"
             if report.error:
-                line += f", ERROR {report.error}"
+                line += f", ERROR {printable(report.error)}"
             print(line)
         return EXIT_OK
     if args.command == "db":

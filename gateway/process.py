@@ -38,6 +38,7 @@ from gateway.model import AppStatus, FileStatus, SubmissionHeader
 from gateway.results import FileSummary
 from gateway.rules import RuleContext
 from gateway.storage import atomic_write, durable_move, publish, temp_name
+from gateway.textsafe import printable
 from gateway.validate import Prepared, Reader, Staged, StagedApplication, prepare, spool_path
 
 log = logging.getLogger("gateway.process")
@@ -64,12 +65,6 @@ def safe_name(remote_name: str) -> str:
         digest = hashlib.sha256(remote_name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
         clean = f"{clean[:100]}~{digest}~{clean[-10:]}"
     return clean or "unnamed"
-
-
-def printable(text: object) -> str:
-    """``text`` with control and other unprintable characters escaped (\\x1b, \\n, \\u202e):
-    a partner's file name must not forge lines in a text report or a terminal."""
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(text))
 
 
 @dataclass(frozen=True)
@@ -230,8 +225,8 @@ class FileProcessor:
         if clash is not None:
             raise RejectedSubmission(finding(
                 "F007", f"SubmissionId {summary.submission_id!r} was used before by file "
-                f"{clash.remote_name} ({clash.file_id}) with different content: give every "
-                "new file its own SubmissionId.", field="SubmissionId",
+                f"{printable(clash.remote_name)} ({clash.file_id}) with different content: "
+                "give every new file its own SubmissionId.", field="SubmissionId",
                 value=summary.submission_id))
 
     def _license(self, row: FileRow, partner: PartnerConfig, source: Reader | Staged,
@@ -324,7 +319,8 @@ class FileProcessor:
 
     def _duplicate(self, row: FileRow, original: FileRow, summary: FileSummary) -> None:
         """Send the original acknowledgment again, marked DUPLICATE with F006; nothing else."""
-        notice = finding("F006", f"These bytes were processed before as {original.remote_name} "
+        notice = finding("F006", "These bytes were processed before as "
+                         f"{printable(original.remote_name)} "
                          f"(file {original.file_id}, received {original.received_at}): the "
                          "original acknowledgment is sent again; nothing was issued.",
                          value=original.file_id)
