@@ -5,6 +5,8 @@ back, each optionally POSTed as JSON to a webhook.
   polls (``failure_alert_after``).
 - ``partner.silent`` / ``partner.active``: a partner with ``expected_cadence_hours`` that has
   sent no file for longer than that, and the first file after it.
+- ``file.quarantined``: one file failed 3 times in a row and was set aside
+  (``gateway.quarantine``); once per quarantine.
 
 Whether a spell is open lives in the ledger (``partner_state.alerting`` and ``.silent``), so a
 restart neither repeats an alert nor forgets one. The webhook is called after the transaction
@@ -27,7 +29,8 @@ from gateway.ledger import Ledger
 
 log = logging.getLogger("gateway.alerts")
 
-ALERT_EVENTS = ("partner.failing", "partner.recovered", "partner.silent", "partner.active")
+ALERT_EVENTS = ("partner.failing", "partner.recovered", "partner.silent", "partner.active",
+                "file.quarantined")
 
 
 def webhook_url(settings: AlertSettings) -> str | None:

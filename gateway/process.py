@@ -290,7 +290,7 @@ class FileProcessor:
                 ack.finish(summary)
                 manifests = [writers[k].finish() for k in ("AE", "FT") if k in writers]
                 ace_names = [m.file_name for m in manifests if m is not None]
-                self._publish_ack(row, ack_path, kind)
+                self.publish_ack(row, ack_path, kind)
                 crash.point("after_outputs")
                 self._record(row, summary, fmt, ace_names, started, error=None, kind=kind)
         except BaseException:
@@ -310,7 +310,7 @@ class FileProcessor:
         ack_path = stored_ack(self.layout, row, kind)
         render = render_csv_ack if kind == "csv" else render_ack
         atomic_write(ack_path, render(summary, []))
-        self._publish_ack(row, ack_path, kind)
+        self.publish_ack(row, ack_path, kind)
         crash.point("after_outputs")
         with self.ledger.transaction():
             self.ledger.add_findings([_finding_row(row.file_id, problem)])
@@ -331,7 +331,7 @@ class FileProcessor:
         rewrite = duplicate_csv_ack if kind == "csv" else duplicate_ack
         atomic_write(ack_path, rewrite(source, row.remote_name, row.received_at,
                                        summary.processed_at, notice))
-        self._publish_ack(row, ack_path, kind)
+        self.publish_ack(row, ack_path, kind)
         crash.point("after_outputs")
         summary.status = FileStatus.DUPLICATE
         summary.submission_id = original.submission_id
@@ -346,7 +346,7 @@ class FileProcessor:
 
     # -- shared steps ------------------------------------------------------------------------
 
-    def _publish_ack(self, row: FileRow, stored: Path, kind: str) -> None:
+    def publish_ack(self, row: FileRow, stored: Path, kind: str) -> None:
         """The partner's copy in outbox/<partner>/: a hard link to the stored ack."""
         target = self.layout.partner_outbox(row.partner) / ack_name(row, kind)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -385,7 +385,7 @@ class FileProcessor:
         src = self.layout.received / row.local_name
         if row.error:
             dest = self.layout.failed(row.partner) / row.local_name
-            atomic_write(dest.with_name(dest.name + ".error.txt"), _error_text(row).encode())
+            atomic_write(dest.with_name(dest.name + ".error.txt"), error_text(row).encode())
         else:
             dest = self.layout.archive(row.partner, row.received_at) / row.local_name
         if src.exists():
@@ -413,7 +413,7 @@ def _finding_row(file_id: str, f: Finding) -> tuple[object, ...]:
             f.source_line)
 
 
-def _error_text(row: FileRow) -> str:
+def error_text(row: FileRow) -> str:
     return (
         f"file:        {printable(row.remote_name)}\n"
         f"partner:     {row.partner}\n"

@@ -75,11 +75,12 @@ def status_text(partners: list[PartnerStatus]) -> str:
     rows = [[p.partner, p.kind, p.state, _short_time(p.last_poll),
              f"{p.last_name} ({p.last_status})" if p.last_name else None,
              _short_time(p.last_received),
-             p.failures, "-" if p.backlog is None else p.backlog, p.unfinished,
+             p.failures, "-" if p.backlog is None else p.backlog, p.unfinished, p.quarantined,
              ", ".join(f"{k} {v}" for k, v in sorted((p.files or {}).items())) or "0",
              p.licenses, _alert_text(p)] for p in partners]
     out = [table(["partner", "kind", "state", "last poll", "last file", "received",
-                  "failures", "backlog", "unfinished", "files", "licenses", "alert"], rows)]
+                  "failures", "backlog", "unfinished", "quarantined", "files", "licenses",
+                  "alert"], rows)]
     errors = [f"  {p.partner}: {printable(p.last_error)}" for p in partners if p.last_error]
     if errors:
         out += ["", "last errors:", *errors]
@@ -143,6 +144,14 @@ def show_text(story: dict[str, Any]) -> str:
            + (f" (purged {f['archive_purged_at']})" if f["archive_purged_at"] else "")]
     if f["error"]:
         out.append(f"  error {printable(f['error'])}")
+    failed = story.get("failures")
+    if failed and failed["quarantined_at"]:
+        out.append(f"  QUARANTINED {failed['quarantined_at']} after {failed['failures']} "
+                   f"failures in a row: {printable(failed['last_error'])} (after the fix: "
+                   f"aim-gateway release {f['file_id']} --reason ...)")
+    elif failed:
+        out.append(f"  failed {failed['failures']} time(s) in a row, last "
+                   f"{failed['last_failed_at']}: {printable(failed['last_error'])}")
     if f["duplicate_of"]:
         out.append(f"  duplicate of {f['duplicate_of']}")
     if f["reprocess_of"]:
