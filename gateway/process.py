@@ -47,9 +47,10 @@ _BATCH = 2000  # ledger rows buffered before an executemany
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 _NAME_LIMIT = 120
 # What a file's content can make the pipeline raise when it hits a case no check foresaw (a
-# gateway bug): the file is rejected and set aside, the gateway goes on. Database, disk and
-# GatewayError failures are not among them: they stop the run as before.
-_CONTENT_FAILURES = (ValueError, ArithmeticError, LookupError, TypeError, AttributeError,
+# gateway bug): the file is rejected (F001, ``crash_finding``) and set aside, the gateway goes
+# on; `check` answers the same. Database, disk and other failures are not among them: they
+# fail the file's attempt, counted towards quarantine (gateway.quarantine).
+CONTENT_FAILURES = (ValueError, ArithmeticError, LookupError, TypeError, AttributeError,
                      RecursionError, MemoryError, AssertionError, etree.Error)
 
 
@@ -119,6 +120,14 @@ def rule_context(config: Config, on: date) -> RuleContext:
         max_days_before_import=r.max_days_before_import,
         max_days_after_import=r.max_days_after_import,
     )
+
+
+def crash_finding(err: BaseException) -> Finding:
+    """The F001 of a file that crashed the pipeline (``CONTENT_FAILURES``)."""
+    detail = ascii(f"{type(err).__name__}: {err}")[1:-1][:300]
+    return finding("F001", f"The gateway could not process this file ({detail}). It was set "
+                   "aside for the gateway's operators, who will contact you; nothing was "
+                   "issued.")
 
 
 def ack_kind(fmt: str | None) -> str:
@@ -201,16 +210,12 @@ class FileProcessor:
                     staged.discard()
         except RejectedSubmission as rejected:
             self._reject(row, new_summary(), rejected.finding, fmt, started)
-        except _CONTENT_FAILURES as err:
+        except CONTENT_FAILURES as err:
             # A file no check foresaw crashed the pipeline (everything it did was rolled back):
             # it goes to failed/ like an F-code, so that it neither stops this run nor comes
             # back at every start (OPERATIONS: "or crashes the parser, goes to failed/").
             log.exception("file %s (%s) crashed the pipeline", row.file_id, row.partner)
-            detail = ascii(f"{type(err).__name__}: {err}")[1:-1][:300]
-            self._reject(row, new_summary(), finding(
-                "F001", f"The gateway could not process this file ({detail}). It was set "
-                "aside for the gateway's operators, who will contact you; nothing was issued."),
-                fmt, started)
+            self._reject(row, new_summary(), crash_finding(err), fmt, started)
         finally:
             if prepared is not None:
                 prepared.cleanup()
