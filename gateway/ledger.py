@@ -30,8 +30,9 @@ FILE_COLUMNS = (
 )
 
 # A quarantined file is never taken again by a poll or a start (gateway.quarantine).
-NOT_QUARANTINED = ("file_id NOT IN (SELECT file_id FROM file_failures "
-                   "WHERE quarantined_at IS NOT NULL)")
+QUARANTINED_IDS = "SELECT file_id FROM file_failures WHERE quarantined_at IS NOT NULL"
+NOT_QUARANTINED = f"file_id NOT IN ({QUARANTINED_IDS})"
+
 
 @dataclass(frozen=True, slots=True)
 class FileRow:

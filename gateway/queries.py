@@ -16,7 +16,7 @@ from typing import Any
 from gateway.alerts import ALERT_EVENTS, last_file_at, silence
 from gateway.config import Config, PartnerConfig
 from gateway.db import is_postgres
-from gateway.ledger import FileRow, Ledger
+from gateway.ledger import QUARANTINED_IDS, FileRow, Ledger
 from gateway.quarantine import failure, quarantined_count, quarantined_ids
 from gateway.runner import open_ledger
 
@@ -63,8 +63,7 @@ def file_filter(partner: str | None = None, status: str | None = None,
         elif wanted == "IN PROGRESS":
             where.append("status IS NULL")
         elif wanted == "QUARANTINED":
-            where.append("file_id IN (SELECT file_id FROM file_failures "
-                         "WHERE quarantined_at IS NOT NULL)")
+            where.append(f"file_id IN ({QUARANTINED_IDS})")
         else:
             where.append("status = ?")
             params.append(wanted)

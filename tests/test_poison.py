@@ -315,3 +315,32 @@ def test_a_poison_file_left_unfinished_never_stops_recovery_or_serve(
     assert len(p.events("file.error")) >= 3
     assert [e["file_id"] for e in p.events("file.quarantined")] == [
         p.rows("SELECT file_id FROM files WHERE partner = 'a'")[0][0]]
+
+
+def test_the_web_page_shows_quarantined_files(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import http.cookiejar
+    import urllib.request
+
+    from test_web import TOKEN, serving
+
+    p = Project(tmp_path)
+    config = load_config(p.cfg)
+    inject_ack_writer_error(monkeypatch)
+    p.drop("a", "poison.xml", good_file(1))
+    for _ in range(QUARANTINE_AFTER):
+        run_once(config, date.fromisoformat(AS_OF))
+    file_id = p.rows("SELECT file_id FROM files WHERE partner = 'a'")[0][0]
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    with serving(p.cfg) as site:
+        def get(path: str) -> str:
+            with opener.open(f"{site.url.rstrip('/')}{path}", timeout=30) as response:
+                return response.read().decode()
+
+        dashboard = get(f"/?token={TOKEN}")
+        assert 'id="quarantined"' in dashboard and "1 file(s) quarantined" in dashboard
+        assert "health-quarantined" in dashboard
+        listing = get("/files?status=QUARANTINED")
+        assert file_id in listing
+        assert file_id not in get("/files?status=ACCEPTED")
