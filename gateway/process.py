@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from lxml import etree
 
 from gateway import crash
-from gateway.ace import AceFileWriter
+from gateway.ace import MANIFEST_SUFFIX, AceFileWriter
 from gateway.ack import AckXmlWriter, duplicate_ack, render_ack
 from gateway.ack_csv import AckCsvWriter, duplicate_csv_ack, render_csv_ack
 from gateway.config import Config, PartnerConfig
@@ -267,6 +267,7 @@ class FileProcessor:
                 yield item
 
         ledger = self.ledger
+        published: list[Path] = []
         try:
             with ledger.transaction():
                 issuer = LicenseIssuer(ledger, summary.rule_set_date,
@@ -293,8 +294,11 @@ class FileProcessor:
                 summary.settle_status()
                 summary.processed_at = datetime.now().astimezone()
                 ack.finish(summary)
+                for w in writers.values():
+                    published += [w.path, w.path.with_name(w.path.name + MANIFEST_SUFFIX)]
                 manifests = [writers[k].finish() for k in ("AE", "FT") if k in writers]
                 ace_names = [m.file_name for m in manifests if m is not None]
+                published.append(self.layout.partner_outbox(row.partner) / ack_name(row, kind))
                 self.publish_ack(row, ack_path, kind)
                 crash.point("after_outputs")
                 self._record(row, summary, fmt, ace_names, started, error=None, kind=kind)
@@ -302,6 +306,12 @@ class FileProcessor:
             ack.discard()
             for writer in writers.values():
                 writer.discard()
+            # The transaction rolled back (a failure, not a crash: a crash's rerun rewrites
+            # the same bytes): license numbers in outputs already published are not issued
+            # and may be drawn by the next file, so none of them may stay for the
+            # transmitter or the partner.
+            for path in published:
+                path.unlink(missing_ok=True)
             raise
 
     def _reject(self, row: FileRow, summary: FileSummary, problem: Finding, fmt: str | None,

@@ -186,16 +186,18 @@ def release(config: Config, ledger: Ledger, events: EventLog, file_id: str, reas
         raise FatalError(f"file {file_id} is not quarantined")
     layout = Layout.of(config)
     held = layout.failed(row.partner) / row.local_name
-    back = layout.received / row.local_name
+    # Only an unfinished file was moved aside by the quarantine; an archived one stays.
+    moved = row.state in ("RECEIVED", "PROCESSED") and row.archive_path == str(held)
     with ledger.transaction():
         ledger.db.execute("DELETE FROM file_failures WHERE file_id = ?", (file_id,))
-        if row.state in ("RECEIVED", "PROCESSED") and row.archive_path == str(held):
+        if moved:
             ledger.update_file(file_id, archive_path=None)
         events.emit(ledger, "admin.release", partner=row.partner, file_id=file_id,
                     actor=actor, reason=reason or None, failures=state.failures,
                     error=state.last_error)
-        if row.archive_path == str(held) and held.exists():
-            durable_move(held, back)  # inside: a move that fails releases nothing
+        if moved and held.exists():
+            # Inside the transaction: a move that fails releases nothing.
+            durable_move(held, layout.received / row.local_name)
     if row.state in ("RECEIVED", "PROCESSED"):
         (layout.failed(row.partner) / f"{row.local_name}.error.txt").unlink(missing_ok=True)
     return row

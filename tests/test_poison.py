@@ -218,6 +218,10 @@ def test_poison_fails_only_its_file_and_is_quarantined_after_three(
         return
     assert reports["a"].error and "failed" in reports["a"].error
     file_id = p.rows("SELECT file_id FROM files WHERE partner = 'a'")[0][0]
+    if p.rows("SELECT state FROM files WHERE file_id = ?", file_id)[0][0] == "RECEIVED":
+        # Rolled back: no output with license numbers that were never issued stays behind.
+        assert list((tmp_path / "outbox" / "ace").glob(f"*-{file_id}.*")) == []
+        assert not (tmp_path / "outbox" / "a" / f"{poison.name}.ack.xml").exists()
     for run in (2, 3):
         p.drop("b", f"good{run}.xml", good_file(2 + run))
         run_once(config, as_of)
