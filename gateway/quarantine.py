@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 from gateway.alerts import Alerts
 from gateway.config import Config
+from gateway.db import Database
 from gateway.errors import FatalError
 from gateway.events import EventLog
 from gateway.findings import finding
@@ -73,18 +74,27 @@ def quarantined_count(ledger: Ledger, partner: str) -> int:
         (partner,)).fetchone()[0])
 
 
-def quarantined_ids(ledger: Ledger, file_ids: list[str]) -> dict[str, FailureRow]:
+def quarantined_ids(db: Database, file_ids: list[str]) -> dict[str, FailureRow]:
     """The quarantined files among ``file_ids`` (a listing marks them)."""
     found: dict[str, FailureRow] = {}
     for start in range(0, len(file_ids), 500):
         chunk = file_ids[start:start + 500]
         marks = ", ".join("?" for _ in chunk)
-        for r in ledger.db.execute(
+        for r in db.execute(
                 "SELECT file_id, partner, failures, last_error, last_failed_at, quarantined_at "
                 f"FROM file_failures WHERE quarantined_at IS NOT NULL AND file_id IN ({marks})",
                 tuple(chunk)):
             found[r[0]] = FailureRow(*r)
     return found
+
+
+def mark_quarantined(db: Database, rows: list[FileRow]) -> list[FileRow]:
+    """For listings (CLI and web): quarantined files read QUARANTINED, their note the
+    failure that set them aside."""
+    held = quarantined_ids(db, [r.file_id for r in rows])
+    return [replace(r, status="QUARANTINED", error=f"quarantined after {held[r.file_id].failures}"
+                    f" failures: {held[r.file_id].last_error}") if r.file_id in held else r
+            for r in rows]
 
 
 def record_failure(ledger: Ledger, events: EventLog, row: FileRow, reason: str) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -17,7 +17,7 @@ from gateway.alerts import ALERT_EVENTS, last_file_at, silence
 from gateway.config import Config, PartnerConfig
 from gateway.db import is_postgres
 from gateway.ledger import QUARANTINED_IDS, FileRow, Ledger
-from gateway.quarantine import failure, quarantined_count, quarantined_ids
+from gateway.quarantine import failure, mark_quarantined, quarantined_count
 from gateway.runner import open_ledger
 
 FILE_STATUSES = ("ACCEPTED", "PARTIAL", "REJECTED", "DUPLICATE", "FAILED", "IN PROGRESS",
@@ -81,15 +81,7 @@ def files(config: Config, *, partner: str | None = None, status: str | None = No
         if ledger is None:
             return []
         where, params = file_filter(partner, status, since)
-        return mark_quarantined(ledger, ledger.files(where, params, limit=limit))
-
-
-def mark_quarantined(ledger: Ledger, rows: list[FileRow]) -> list[FileRow]:
-    """Quarantined files read QUARANTINED, their note the failure that set them aside."""
-    held = quarantined_ids(ledger, [r.file_id for r in rows])
-    return [replace(r, status="QUARANTINED", error=f"quarantined after {held[r.file_id].failures}"
-                    f" failures: {held[r.file_id].last_error}") if r.file_id in held else r
-            for r in rows]
+        return mark_quarantined(ledger.db, ledger.files(where, params, limit=limit))
 
 
 # -- licenses -----------------------------------------------------------------------------------

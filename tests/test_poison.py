@@ -323,10 +323,8 @@ def test_a_poison_file_left_unfinished_never_stops_recovery_or_serve(
 
 def test_the_web_page_shows_quarantined_files(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    import http.cookiejar
-    import urllib.request
-
-    from test_web import TOKEN, serving
+    from gateway.web.app import create_app
+    from gateway.web.auth import guard_from_env
 
     p = Project(tmp_path)
     config = load_config(p.cfg)
@@ -335,16 +333,19 @@ def test_the_web_page_shows_quarantined_files(tmp_path: Path,
     for _ in range(QUARANTINE_AFTER):
         run_once(config, date.fromisoformat(AS_OF))
     file_id = p.rows("SELECT file_id FROM files WHERE partner = 'a'")[0][0]
-    opener = urllib.request.build_opener(
-        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
-    with serving(p.cfg) as site:
-        def get(path: str) -> str:
-            with opener.open(f"{site.url.rstrip('/')}{path}", timeout=30) as response:
-                return response.read().decode()
+    token = "poison-test-token-" + "x1y2z3" * 4
+    app = create_app(config, guard_from_env("T", {"T": token}))
+    client = app.test_client()
 
-        dashboard = get(f"/?token={TOKEN}")
-        assert 'id="quarantined"' in dashboard and "1 file(s) quarantined" in dashboard
-        assert "health-quarantined" in dashboard
-        listing = get("/files?status=QUARANTINED")
-        assert file_id in listing
-        assert file_id not in get("/files?status=ACCEPTED")
+    def get(path: str) -> str:
+        response = client.get(path, headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 200, path
+        return response.get_data(as_text=True)
+
+    dashboard = get("/")
+    assert 'id="quarantined"' in dashboard and "1 file(s) quarantined" in dashboard
+    assert "health-quarantined" in dashboard
+    rows = get("/files?status=QUARANTINED").split("</select>")[-1]  # after the filter form
+    assert file_id in rows and "QUARANTINED" in rows
+    assert file_id not in get("/files?status=ACCEPTED").split("</select>")[-1]
+    assert "QUARANTINED" in get(f"/files/{file_id}")

@@ -15,6 +15,7 @@ from gateway.config import Config, PartnerConfig
 from gateway.db import Database
 from gateway.findings import CODES
 from gateway.ledger import FILE_COLUMNS, QUARANTINED_IDS, FileRow, Ledger
+from gateway.quarantine import mark_quarantined
 from gateway.queries import PartnerStatus, partner_status
 
 FILE_STATUSES = ("ACCEPTED", "PARTIAL", "REJECTED", "DUPLICATE", "IN PROGRESS", "FAILED",
@@ -221,7 +222,7 @@ def like(text: str) -> str:
 
 def list_files(config: Config, db: Database, filt: FileFilter) -> list[FileRow]:
     where, params = filt.where(config)
-    return _files(db, where, params, limit=MAX_ROWS + 1)
+    return mark_quarantined(db, _files(db, where, params, limit=MAX_ROWS + 1))
 
 
 def failure_reason(db: Database, row: FileRow) -> str:
@@ -315,6 +316,7 @@ def file_story(db: Database, ledger: Ledger, file_id: str) -> FileStory | None:
     row = ledger.file(file_id)
     if row is None:
         return None
+    row = mark_quarantined(db, [row])[0]
     apps = db.execute(
         "SELECT seq, ref, status, license_number, reused, lines FROM applications "
         "WHERE file_id = ? ORDER BY seq LIMIT ?", (file_id, MAX_ROWS)).fetchall()
