@@ -15,6 +15,8 @@ import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from gateway.ack import render_ack
+from gateway.ack_csv import render_csv_ack
 from gateway.alerts import Alerts
 from gateway.config import Config
 from gateway.db import Database
@@ -131,9 +133,6 @@ def _internal_error_ack(processor: FileProcessor, row: FileRow) -> str:
             "F001", f"The gateway could not process this file: an internal error of the "
             f"gateway stopped it {QUARANTINE_AFTER} times. It was set aside for the gateway's "
             "operators, who will contact you; nothing was issued. Do not send it again.")])
-    from gateway.ack import render_ack
-    from gateway.ack_csv import render_csv_ack
-
     path = stored_ack(processor.layout, row, kind)
     atomic_write(path, (render_csv_ack if kind == "csv" else render_ack)(summary, []))
     processor.publish_ack(row, path, kind)
