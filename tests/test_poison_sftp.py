@@ -13,10 +13,12 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from sftp_server import SshServer
 
 from gateway.config import load_config
 from gateway.onboarding import partner_self_test
+from gateway.runner import run_once
 from gateway.service import serve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,3 +114,32 @@ def pub_failures(base: Path) -> int:
     with sqlite3.connect(base / "data" / "ledger.sqlite") as con:
         return int(con.execute("SELECT failures FROM partner_state WHERE partner = 'pub'")
                    .fetchone()[0])
+
+
+def test_a_poison_file_over_sftp_is_quarantined_and_acknowledged_there(
+        tmp_path: Path, sshd: SshServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_poison import QUARANTINE_AFTER, inject_ack_writer_error
+
+    account = sshd.account("poisoned")
+    cfg = project(tmp_path, sshd.partner_toml("poisoned", account))
+    inject_ack_writer_error(monkeypatch)
+    Path(account.inbox, "poison.xml").write_bytes(GOOD)
+    for n in range(QUARANTINE_AFTER):
+        (tmp_path / "in" / "local" / f"good{n}.xml").write_bytes(
+            GOOD.replace(b"ACME-20261201-001", f"ACME-20261201-7{n}".encode())
+            .replace(b'ref="PO-44', f'ref="Q{n}-44'.encode())
+            .replace(b'ref="WH-0077"', f'ref="V{n}-0077"'.encode()))
+        run_once(load_config(cfg))
+        assert statuses(tmp_path)[("local", f"good{n}.xml")] == "ACCEPTED"  # the same run
+    with sqlite3.connect(tmp_path / "data" / "ledger.sqlite") as con:
+        alerts = con.execute("SELECT COUNT(*) FROM events WHERE kind = 'file.quarantined' "
+                             "AND partner = 'poisoned'").fetchone()[0]
+    assert alerts == 1
+    ack = Path(account.acks, "poison.xml.ack.xml").read_text()
+    assert 'code="F001"' in ack and "internal error of the gateway" in ack
+    assert os.listdir(account.inbox) == ["poison.xml"]  # left where it was, not taken again
+    run_once(load_config(cfg))
+    with sqlite3.connect(tmp_path / "data" / "ledger.sqlite") as con:
+        errors = con.execute("SELECT COUNT(*) FROM events WHERE kind = 'file.error'"
+                             ).fetchone()[0]
+    assert errors == QUARANTINE_AFTER
