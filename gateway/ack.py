@@ -17,6 +17,7 @@ from lxml import etree
 from gateway.findings import Finding
 from gateway.results import AppOutcome, FileSummary
 from gateway.storage import SpooledOutput
+from gateway.textsafe import printable
 
 ACK_NS = "urn:aimgw:license-ack:1"
 ACK_SCHEMA_VERSION = "1.0"
@@ -87,7 +88,7 @@ def render_head(s: FileSummary) -> str:
     if s.submission_id:
         parts.append(f"  <SubmissionId>{esc(s.submission_id)}</SubmissionId>\n")
     parts += [
-        f"  <FileName>{esc(s.file_name)}</FileName>\n",
+        f"  <FileName>{esc(printable(s.file_name))}</FileName>\n",
         f"  <FileSha256>{s.sha256}</FileSha256>\n",
         f"  <ReceivedAt>{s.received_at.isoformat(timespec='seconds')}</ReceivedAt>\n",
         f"  <ProcessedAt>{s.processed_at.isoformat(timespec='seconds')}</ProcessedAt>\n",
@@ -173,7 +174,8 @@ def _duplicate_head(head: bytes, file_name: str, received_at: str,
     parser = etree.XMLParser(resolve_entities=False, no_network=True)
     root = etree.fromstring(head + b"</LicenseAck>", parser)
     q = "{" + ACK_NS + "}"
-    for tag, text in (("FileName", file_name), ("ReceivedAt", received_at),
+    # lxml refuses what XML cannot hold: the name is escaped (textsafe.printable).
+    for tag, text in (("FileName", printable(file_name)), ("ReceivedAt", received_at),
                       ("ProcessedAt", processed_at.isoformat(timespec="seconds")),
                       ("Status", "DUPLICATE")):
         el = root.find(q + tag)

@@ -8,6 +8,8 @@ back, each optionally POSTed as JSON to a webhook.
 - ``partner.quota_reached``: the first application of the day refused for the partner's daily
   license quota (A109); ``licenses.running_low``: the first number of a year past 80 % of
   the year's 999,999 (guide 5.1a). Each fires once only (``alerts_sent``).
+- ``file.quarantined``: one file failed 3 times in a row and was set aside
+  (``gateway.quarantine``); once per quarantine.
 
 Whether a spell is open lives in the ledger (``partner_state.alerting`` and ``.silent``), so a
 restart neither repeats an alert nor forgets one. The webhook is called after the transaction
@@ -32,7 +34,7 @@ from gateway.licensing import MAX_SEQUENCE, LicenseIssuer
 log = logging.getLogger("gateway.alerts")
 
 ALERT_EVENTS = ("partner.failing", "partner.recovered", "partner.silent", "partner.active",
-                "partner.quota_reached", "licenses.running_low")
+                "partner.quota_reached", "licenses.running_low", "file.quarantined")
 
 
 def webhook_url(settings: AlertSettings) -> str | None:

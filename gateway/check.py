@@ -1,7 +1,8 @@
 """Dry run: the acknowledgment a file would get, with nothing issued, moved or written.
 
-The ledger is opened read-only (when it exists) so that I201, A104, F006 and F007 come out as
-they would in a real run; licenses that would be issued read ``PENDING``.
+The configured ledger (SQLite or PostgreSQL) is opened read-only (when it exists) so that
+I201, A104, F006 and F007 come out as they would in a real run; licenses that would be issued
+read ``PENDING``. A ledger that is configured but cannot be read fails the check (exit 2).
 """
 
 from __future__ import annotations
@@ -18,14 +19,23 @@ from gateway.ack import AckXmlWriter, duplicate_ack, render_ack
 from gateway.ack_csv import AckCsvWriter, duplicate_csv_ack, render_csv_ack
 from gateway.config import Config
 from gateway.detect import check_size
-from gateway.errors import RejectedSubmission
-from gateway.findings import finding
+from gateway.errors import FatalError, GatewayError, RejectedSubmission
+from gateway.findings import Finding, finding
 from gateway.ledger import Ledger
 from gateway.licensing import LicenseIssuer, RepeatedRef, decide
 from gateway.mapping import mapping_for
 from gateway.model import FileStatus, SubmissionHeader
-from gateway.process import Layout, ack_kind, processing_date, rule_context, stored_ack
+from gateway.process import (
+    CONTENT_FAILURES,
+    Layout,
+    ack_kind,
+    crash_finding,
+    processing_date,
+    rule_context,
+    stored_ack,
+)
 from gateway.results import FileSummary
+from gateway.textsafe import printable
 from gateway.validate import Reader, Staged, StagedApplication, prepare
 
 
@@ -51,8 +61,7 @@ def check_file(config: Config, path: Path, partner_id: str | None,
     """
     on = processing_date(config, as_of)
     now = datetime.now().astimezone()
-    ledger_path = config.gateway.data_dir / "ledger.sqlite"
-    ledger = Ledger(ledger_path, readonly=True) if ledger_path.exists() else None
+    ledger = _history(config)
     sha256 = _sha256(path)
     summary = FileSummary(file_id="CHECK", partner=partner_id or "", file_name=path.name,
                           sha256=sha256, received_at=now, processed_at=now, rule_set_date=on,
@@ -61,9 +70,10 @@ def check_file(config: Config, path: Path, partner_id: str | None,
         if ledger is not None and partner_id:
             original = ledger.original_of(partner_id, sha256, "~")
             if original is not None:
-                notice = finding("F006", f"These bytes were processed before as "
-                                 f"{original.remote_name} (file {original.file_id}): the "
-                                 "original acknowledgment would be sent again.",
+                notice = finding("F006", "These bytes were processed before as "
+                                 f"{printable(original.remote_name)} (file "
+                                 f"{original.file_id}): the original acknowledgment would "
+                                 "be sent again.",
                                  value=original.file_id)
                 stored = stored_ack(Layout.of(config), original)
                 kind = stored.name.rsplit(".", 1)[-1]
@@ -77,6 +87,26 @@ def check_file(config: Config, path: Path, partner_id: str | None,
     finally:
         if ledger is not None:
             ledger.close()
+
+
+def _history(config: Config) -> Ledger | None:
+    """The configured ledger (SQLite or PostgreSQL), read-only, for the history checks (I201,
+    A104, F006, F007); None before the first run. FatalError (exit 2) when it is configured
+    but cannot be read: a check without the history would answer ACCEPTED wrongly."""
+    from gateway.queries import ledger_exists  # here: the run's modules, not check's start
+    from gateway.runner import open_ledger
+
+    if not ledger_exists(config):
+        return None
+    try:
+        ledger = open_ledger(config, readonly=True)
+    except GatewayError as err:
+        raise FatalError(f"check cannot read the ledger for the history checks (I201, A104, "
+                         f"F006, F007): {err}") from err
+    if ledger.schema_version() == 0:  # an empty database: no history yet
+        ledger.close()
+        return None
+    return ledger
 
 
 def _check(config: Config, path: Path, partner_id: str | None, ledger: Ledger | None,
@@ -98,9 +128,15 @@ def _check(config: Config, path: Path, partner_id: str | None, ledger: Ledger | 
             return _one_pass(config, staged, staged.ref_counts, partner_id, ledger, summary,
                              tmp, kind)
     except RejectedSubmission as rejected:
-        summary = replace(base, findings=[rejected.finding])
-        render = render_csv_ack if kind == "csv" else render_ack
-        return CheckResult(FileStatus.REJECTED, render(summary, []))
+        return _rejected(base, rejected.finding, kind)
+    except CONTENT_FAILURES as err:  # the F001 a run would give this file, not a traceback
+        return _rejected(base, crash_finding(err), kind)
+
+
+def _rejected(base: FileSummary, problem: Finding, kind: str) -> CheckResult:
+    summary = replace(base, findings=[problem])
+    render = render_csv_ack if kind == "csv" else render_ack
+    return CheckResult(FileStatus.REJECTED, render(summary, []))
 
 
 def _one_pass(config: Config, source: Reader | Staged, ref_counts: Counter[str] | None,
@@ -140,5 +176,5 @@ def _check_submission_id(ledger: Ledger | None, partner_id: str | None, summary:
     if clash is not None:
         raise RejectedSubmission(finding(
             "F007", f"SubmissionId {summary.submission_id!r} was used before by file "
-            f"{clash.remote_name} ({clash.file_id}) with different content.",
+            f"{printable(clash.remote_name)} ({clash.file_id}) with different content.",
             field="SubmissionId", value=summary.submission_id))

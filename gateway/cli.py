@@ -2,7 +2,8 @@
 
 Exit codes (guide section 8): ``check`` 0 ACCEPTED, 1 PARTIAL/REJECTED, 2 usage or configuration
 error; ``run --once`` 0 when the run completed, 3 when the gateway itself could not run;
-``show`` 1 for an unknown file; ``reprocess`` 0 done, 1 refused (the reason on stderr).
+``show`` 1 for an unknown file; ``reprocess`` and ``release`` 0 done, 1 refused (the reason on
+stderr).
 """
 
 from __future__ import annotations
@@ -113,9 +114,9 @@ def _admin_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> N
     p.add_argument("--partner", help="only this partner's files")
     p.add_argument("--status", type=str.upper, metavar="STATUS",
                    choices=("ACCEPTED", "PARTIAL", "REJECTED", "DUPLICATE", "FAILED",
-                            "IN PROGRESS"),
-                   help="ACCEPTED, PARTIAL, REJECTED, DUPLICATE, FAILED (an F-code) or "
-                   "'IN PROGRESS'")
+                            "IN PROGRESS", "QUARANTINED"),
+                   help="ACCEPTED, PARTIAL, REJECTED, DUPLICATE, FAILED (an F-code), "
+                   "'IN PROGRESS' or QUARANTINED (failed 3 times in a row, set aside)")
     p.add_argument("--since", type=_as_of, help="received on or after YYYY-MM-DD")
     p.add_argument("--limit", type=_positive, default=50, help="most rows shown (default 50)")
     p.add_argument("--json", action="store_true", help="JSON instead of a table")
@@ -142,6 +143,11 @@ def _admin_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> N
     p.add_argument("--reason", required=True, help="why (recorded with your user name)")
     p.add_argument("--as-of", type=_as_of, help="processing date YYYY-MM-DD (default today)")
     p.add_argument("--json", action="store_true", help="the new file as JSON")
+
+    p = command("release", "Put a quarantined file (one that failed 3 times in a row) back, "
+                "to be processed at the next poll, after its cause is fixed.")
+    p.add_argument("file_id")
+    p.add_argument("--reason", default="", help="why (recorded with your user name)")
 
     p = command("purge", "Remove what the [retention] periods have passed: old events, the "
                 "details of old files, old originals on disk. Licenses are never purged.")
@@ -197,6 +203,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     config = _load(args)
     if args.command == "run":
         from gateway.runner import run_once
+        from gateway.textsafe import printable
 
         reports = run_once(config, args.as_of)
         for report in reports:
@@ -206,7 +213,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             if report.backing_off:
                 line += ", backing off after repeated failures (see `aim-gateway status`)"
             if report.error:
-                line += f", ERROR {report.error}"
+                line += f", ERROR {printable(report.error)}"
             print(line)
         return EXIT_OK
     if args.command == "db":
@@ -260,6 +267,8 @@ def _admin(args: argparse.Namespace, config: Config) -> int:
         return EXIT_OK
     if args.command == "reprocess":
         return _reprocess(args, config)
+    if args.command == "release":
+        return _release(args, config)
     if args.command == "purge":
         from gateway.admin import purge
 
@@ -319,6 +328,25 @@ def _reprocess(args: argparse.Namespace, config: Config) -> int:
     print(f"{f['file_id']}: {f['status']} ({f['applications']} application(s): "
           f"{f['licensed']} licensed, {f['new_licenses']} new, {f['rejected']} rejected)"
           f"{'  ' + f['error'] if f['error'] else ''}  reprocess of {args.file_id}")
+    return EXIT_OK
+
+
+def _release(args: argparse.Namespace, config: Config) -> int:
+    from gateway.quarantine import release
+    from gateway.runner import event_log, open_ledger
+
+    reason = " ".join(args.reason.split())
+    ledger = open_ledger(config)
+    events = event_log(config)
+    try:
+        row = release(config, ledger, events, args.file_id, reason, _actor())
+    except FatalError as err:
+        print(f"aim-gateway: not released: {err}", file=sys.stderr)
+        return EXIT_NOT_ACCEPTED
+    finally:
+        events.close()
+        ledger.close()
+    print(f"{row.file_id}: released; the next poll of {row.partner} processes it")
     return EXIT_OK
 
 

@@ -29,6 +29,10 @@ FILE_COLUMNS = (
     "details_purged_at", "archive_purged_at",
 )
 
+# A quarantined file is never taken again by a poll or a start (gateway.quarantine).
+QUARANTINED_IDS = "SELECT file_id FROM file_failures WHERE quarantined_at IS NOT NULL"
+NOT_QUARANTINED = f"file_id NOT IN ({QUARANTINED_IDS})"
+
 
 @dataclass(frozen=True, slots=True)
 class FileRow:
@@ -218,7 +222,7 @@ class Ledger:
         """Files received but not yet through every step: finished first at start."""
         rows = self.db.execute(
             f"SELECT {', '.join(FILE_COLUMNS)} FROM files WHERE state != 'DONE' "
-            "ORDER BY file_id"
+            f"AND {NOT_QUARANTINED} ORDER BY file_id"
         ).fetchall()
         return [FileRow(*r) for r in rows]
 
@@ -336,7 +340,7 @@ class Ledger:
     def unfinished_for(self, partner: str) -> list[FileRow]:
         rows = self.db.execute(
             f"SELECT {', '.join(FILE_COLUMNS)} FROM files WHERE state != 'DONE' AND partner = ? "
-            "ORDER BY file_id", (partner,)).fetchall()
+            f"AND {NOT_QUARANTINED} ORDER BY file_id", (partner,)).fetchall()
         return [FileRow(*r) for r in rows]
 
     # -- leases and shared counters (several workers) ---------------------------------------

@@ -170,6 +170,21 @@ MIGRATIONS: tuple[str, ...] = (
     -- own; finding whether an ack name is taken is one index look-up.
     CREATE INDEX files_partner_ack ON files (partner, ack_name);
     """,
+    """
+    -- Issue 10 item 1 (poison files): consecutive failures of one received file (any error
+    -- while processing, acknowledging or disposing of it). A row goes when the file is done;
+    -- at 3 the file is quarantined (quarantined_at) and no poll takes it again until an
+    -- admin releases it (``aim-gateway release``).
+    CREATE TABLE file_failures (
+        file_id         TEXT PRIMARY KEY REFERENCES files (file_id),
+        partner         TEXT NOT NULL,
+        failures        INTEGER NOT NULL DEFAULT 0,
+        last_error      TEXT,
+        last_failed_at  TEXT,
+        quarantined_at  TEXT
+    );
+    CREATE INDEX file_failures_partner ON file_failures (partner, quarantined_at);
+    """,
 )
 
 

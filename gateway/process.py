@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from lxml import etree
 
 from gateway import crash
-from gateway.ace import AceFileWriter
+from gateway.ace import MANIFEST_SUFFIX, AceFileWriter
 from gateway.ack import AckXmlWriter, duplicate_ack_chunks, render_ack
 from gateway.ack_csv import AckCsvWriter, duplicate_csv_ack_chunks, render_csv_ack
 from gateway.alerts import Alerts, license_alerts
@@ -39,6 +39,7 @@ from gateway.model import AppStatus, FileStatus, SubmissionHeader
 from gateway.results import FileSummary
 from gateway.rules import RuleContext
 from gateway.storage import atomic_write, durable_move, publish, temp_name
+from gateway.textsafe import printable
 from gateway.validate import Prepared, Reader, Staged, StagedApplication, prepare, spool_path
 
 log = logging.getLogger("gateway.process")
@@ -47,9 +48,10 @@ _BATCH = 2000  # ledger rows buffered before an executemany
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 _NAME_LIMIT = 120
 # What a file's content can make the pipeline raise when it hits a case no check foresaw (a
-# gateway bug): the file is rejected and set aside, the gateway goes on. Database, disk and
-# GatewayError failures are not among them: they stop the run as before.
-_CONTENT_FAILURES = (ValueError, ArithmeticError, LookupError, TypeError, AttributeError,
+# gateway bug): the file is rejected (F001, ``crash_finding``) and set aside, the gateway goes
+# on; `check` answers the same. Database, disk and other failures are not among them: they
+# fail the file's attempt, counted towards quarantine (gateway.quarantine).
+CONTENT_FAILURES = (ValueError, ArithmeticError, LookupError, TypeError, AttributeError,
                      RecursionError, MemoryError, AssertionError, etree.Error)
 
 
@@ -70,12 +72,6 @@ def safe_name(remote_name: str) -> str:
     if len(clean) + 9 <= _NAME_LIMIT:
         return f"{clean}~{digest}"
     return f"{clean[:100]}~{digest}~{clean[-10:]}"
-
-
-def printable(text: object) -> str:
-    """``text`` with control and other unprintable characters escaped (\\x1b, \\n, \\u202e):
-    a partner's file name must not forge lines in a text report or a terminal."""
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(text))
 
 
 @dataclass(frozen=True)
@@ -130,6 +126,14 @@ def rule_context(config: Config, on: date) -> RuleContext:
         max_days_before_import=r.max_days_before_import,
         max_days_after_import=r.max_days_after_import,
     )
+
+
+def crash_finding(err: BaseException) -> Finding:
+    """The F001 of a file that crashed the pipeline (``CONTENT_FAILURES``)."""
+    detail = ascii(f"{type(err).__name__}: {err}")[1:-1][:300]
+    return finding("F001", f"The gateway could not process this file ({detail}). It was set "
+                   "aside for the gateway's operators, who will contact you; nothing was "
+                   "issued.")
 
 
 def ack_kind(fmt: str | None) -> str:
@@ -219,16 +223,12 @@ class FileProcessor:
                     staged.discard()
         except RejectedSubmission as rejected:
             self._reject(row, new_summary(), rejected.finding, fmt, started)
-        except _CONTENT_FAILURES as err:
+        except CONTENT_FAILURES as err:
             # A file no check foresaw crashed the pipeline (everything it did was rolled back):
             # it goes to failed/ like an F-code, so that it neither stops this run nor comes
             # back at every start (OPERATIONS: "or crashes the parser, goes to failed/").
             log.exception("file %s (%s) crashed the pipeline", row.file_id, row.partner)
-            detail = ascii(f"{type(err).__name__}: {err}")[1:-1][:300]
-            self._reject(row, new_summary(), finding(
-                "F001", f"The gateway could not process this file ({detail}). It was set "
-                "aside for the gateway's operators, who will contact you; nothing was issued."),
-                fmt, started)
+            self._reject(row, new_summary(), crash_finding(err), fmt, started)
         finally:
             if prepared is not None:
                 prepared.cleanup()
@@ -243,8 +243,8 @@ class FileProcessor:
         if clash is not None:
             raise RejectedSubmission(finding(
                 "F007", f"SubmissionId {summary.submission_id!r} was used before by file "
-                f"{clash.remote_name} ({clash.file_id}) with different content: give every "
-                "new file its own SubmissionId.", field="SubmissionId",
+                f"{printable(clash.remote_name)} ({clash.file_id}) with different content: "
+                "give every new file its own SubmissionId.", field="SubmissionId",
                 value=summary.submission_id))
 
     def _license(self, row: FileRow, partner: PartnerConfig, source: Reader | Staged,
@@ -280,6 +280,7 @@ class FileProcessor:
                 yield item
 
         ledger = self.ledger
+        published: list[Path] = []
         try:
             with ledger.transaction():
                 issuer = LicenseIssuer(ledger, summary.rule_set_date,
@@ -308,9 +309,12 @@ class FileProcessor:
                 summary.settle_status()
                 summary.processed_at = datetime.now().astimezone()
                 ack.finish(summary)
+                for w in writers.values():
+                    published += [w.path, w.path.with_name(w.path.name + MANIFEST_SUFFIX)]
                 manifests = [writers[k].finish() for k in ("AE", "FT") if k in writers]
                 ace_names = [m.file_name for m in manifests if m is not None]
-                self._publish_ack(row, ack_path, kind)
+                published.append(self.layout.partner_outbox(row.partner) / ack_name(row, kind))
+                self.publish_ack(row, ack_path, kind)
                 crash.point("after_outputs")
                 self._record(row, summary, fmt, ace_names, started, error=None, kind=kind)
         except BaseException:
@@ -318,6 +322,12 @@ class FileProcessor:
             ack.discard()
             for writer in writers.values():
                 writer.discard()
+            # The transaction rolled back (a failure, not a crash: a crash's rerun rewrites
+            # the same bytes): license numbers in outputs already published are not issued
+            # and may be drawn by the next file, so none of them may stay for the
+            # transmitter or the partner.
+            for path in published:
+                path.unlink(missing_ok=True)
             raise
         self.alerts.flush(ledger)  # the webhook, after the commit
 
@@ -332,7 +342,7 @@ class FileProcessor:
         ack_path = stored_ack(self.layout, row, kind)
         render = render_csv_ack if kind == "csv" else render_ack
         atomic_write(ack_path, render(summary, []))
-        self._publish_ack(row, ack_path, kind)
+        self.publish_ack(row, ack_path, kind)
         crash.point("after_outputs")
         with self.ledger.transaction():
             self.ledger.add_findings([_finding_row(row.file_id, problem)])
@@ -341,7 +351,8 @@ class FileProcessor:
 
     def _duplicate(self, row: FileRow, original: FileRow, summary: FileSummary) -> None:
         """Send the original acknowledgment again, marked DUPLICATE with F006; nothing else."""
-        notice = finding("F006", f"These bytes were processed before as {original.remote_name} "
+        notice = finding("F006", "These bytes were processed before as "
+                         f"{printable(original.remote_name)} "
                          f"(file {original.file_id}, received {original.received_at}): the "
                          "original acknowledgment is sent again; nothing was issued.",
                          value=original.file_id)
@@ -352,7 +363,7 @@ class FileProcessor:
         rewrite = duplicate_csv_ack_chunks if kind == "csv" else duplicate_ack_chunks
         atomic_write(ack_path, rewrite(source, row.remote_name, row.received_at,
                                        summary.processed_at, notice))
-        self._publish_ack(row, ack_path, kind)
+        self.publish_ack(row, ack_path, kind)
         crash.point("after_outputs")
         summary.status = FileStatus.DUPLICATE
         summary.submission_id = original.submission_id
@@ -381,7 +392,7 @@ class FileProcessor:
             return ack_name(row, kind, later=True)
         return name
 
-    def _publish_ack(self, row: FileRow, stored: Path, kind: str) -> None:
+    def publish_ack(self, row: FileRow, stored: Path, kind: str) -> None:
         """The partner's copy in outbox/<partner>/: a hard link to the stored ack."""
         target = self.layout.partner_outbox(row.partner) / self._ack_name(row, kind)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -421,7 +432,7 @@ class FileProcessor:
         src = self.layout.received / row.local_name
         if row.error:
             dest = self.layout.failed(row.partner) / row.local_name
-            atomic_write(dest.with_name(dest.name + ".error.txt"), _error_text(row).encode())
+            atomic_write(dest.with_name(dest.name + ".error.txt"), error_text(row).encode())
         else:
             dest = self.layout.archive(row.partner, row.received_at) / row.local_name
         if src.exists():
@@ -449,7 +460,7 @@ def _finding_row(file_id: str, f: Finding) -> tuple[object, ...]:
             f.source_line)
 
 
-def _error_text(row: FileRow) -> str:
+def error_text(row: FileRow) -> str:
     return (
         f"file:        {printable(row.remote_name)}\n"
         f"partner:     {row.partner}\n"

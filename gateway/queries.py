@@ -16,10 +16,12 @@ from typing import Any
 from gateway.alerts import ALERT_EVENTS, last_file_at, silence
 from gateway.config import Config, PartnerConfig
 from gateway.db import is_postgres
-from gateway.ledger import FileRow, Ledger
+from gateway.ledger import QUARANTINED_IDS, FileRow, Ledger
+from gateway.quarantine import failure, mark_quarantined, quarantined_count
 from gateway.runner import open_ledger
 
-FILE_STATUSES = ("ACCEPTED", "PARTIAL", "REJECTED", "DUPLICATE", "FAILED", "IN PROGRESS")
+FILE_STATUSES = ("ACCEPTED", "PARTIAL", "REJECTED", "DUPLICATE", "FAILED", "IN PROGRESS",
+                 "QUARANTINED")
 LICENSE_COLUMNS = ("license_number", "partner", "ref", "importer", "exporter", "manufacturer",
                    "country_of_origin", "entry_type", "port_of_entry", "issue_date",
                    "valid_from", "valid_through", "file_id", "lines", "quantity_kg",
@@ -60,6 +62,8 @@ def file_filter(partner: str | None = None, status: str | None = None,
             where.append("error IS NOT NULL")
         elif wanted == "IN PROGRESS":
             where.append("status IS NULL")
+        elif wanted == "QUARANTINED":
+            where.append(f"file_id IN ({QUARANTINED_IDS})")
         else:
             where.append("status = ?")
             params.append(wanted)
@@ -77,7 +81,7 @@ def files(config: Config, *, partner: str | None = None, status: str | None = No
         if ledger is None:
             return []
         where, params = file_filter(partner, status, since)
-        return ledger.files(where, params, limit=limit)
+        return mark_quarantined(ledger.db, ledger.files(where, params, limit=limit))
 
 
 # -- licenses -----------------------------------------------------------------------------------
@@ -156,6 +160,7 @@ class PartnerStatus:
     last_received: str | None = None
     files: dict[str, int] | None = None
     unfinished: int = 0
+    quarantined: int = 0  # files set aside after 3 failures in a row, until released
     licenses: int = 0
     backlog: int | None = None  # files waiting in a local inbox; None = not known (SFTP)
     failing: bool = False
@@ -205,6 +210,7 @@ def partner_status(ledger: Ledger, partner: PartnerConfig, now: datetime) -> Par
         "GROUP BY COALESCE(status, 'IN PROGRESS')", (partner.id,)).fetchall())
     out.unfinished = db.execute("SELECT COUNT(*) FROM files WHERE partner = ? AND "
                                 "state != 'DONE'", (partner.id,)).fetchone()[0]
+    out.quarantined = quarantined_count(ledger, partner.id)
     out.licenses = db.execute("SELECT COUNT(*) FROM licenses WHERE partner = ?",
                               (partner.id,)).fetchone()[0]
     out.backlog = _backlog(ledger, partner)
@@ -255,6 +261,7 @@ def story(config: Config, file_id: str) -> dict[str, Any] | None:
         row = ledger.file(file_id)
         if row is None:
             return None
+        failed = failure(ledger, file_id)
         apps = _rows(ledger,
                      "SELECT a.seq, a.ref, a.status, a.license_number, a.reused, a.lines, "
                      "l.valid_from, l.valid_through FROM applications a LEFT JOIN licenses l "
@@ -297,5 +304,6 @@ def story(config: Config, file_id: str) -> dict[str, Any] | None:
         "applications": apps,
         "findings": findings,
         "reprocessed_as": later,
+        "failures": asdict(failed) if failed is not None else None,
         "events": events,
     }

@@ -14,6 +14,7 @@ from typing import Any
 from gateway.admin import PurgeReport
 from gateway.ledger import FileRow
 from gateway.queries import LicenseRow, PartnerStatus
+from gateway.textsafe import printable
 
 MAX_CELL = 40  # characters a table cell shows; the last column is never cut
 
@@ -21,7 +22,9 @@ MAX_CELL = 40  # characters a table cell shows; the last column is never cut
 def _cell(value: object) -> str:
     if value is None:
         return "-"
-    return " ".join(str(value).split())  # a newline in a partner's file name breaks no row
+    # A partner's file name is shown escaped: \r, \n or an escape sequence in it must not
+    # hide a row, forge one, or recolour the terminal.
+    return printable(value)
 
 
 def _cut(text: str, width: int) -> str:
@@ -72,12 +75,13 @@ def status_text(partners: list[PartnerStatus]) -> str:
     rows = [[p.partner, p.kind, p.state, _short_time(p.last_poll),
              f"{p.last_name} ({p.last_status})" if p.last_name else None,
              _short_time(p.last_received),
-             p.failures, "-" if p.backlog is None else p.backlog, p.unfinished,
+             p.failures, "-" if p.backlog is None else p.backlog, p.unfinished, p.quarantined,
              ", ".join(f"{k} {v}" for k, v in sorted((p.files or {}).items())) or "0",
              p.licenses, _alert_text(p)] for p in partners]
     out = [table(["partner", "kind", "state", "last poll", "last file", "received",
-                  "failures", "backlog", "unfinished", "files", "licenses", "alert"], rows)]
-    errors = [f"  {p.partner}: {p.last_error}" for p in partners if p.last_error]
+                  "failures", "backlog", "unfinished", "quarantined", "files", "licenses",
+                  "alert"], rows)]
+    errors = [f"  {p.partner}: {printable(p.last_error)}" for p in partners if p.last_error]
     if errors:
         out += ["", "last errors:", *errors]
     return "\n".join(out)
@@ -126,7 +130,7 @@ def show_text(story: dict[str, Any]) -> str:
     f = story["file"]
     ack = story["ack"]
     delivered = "delivered" if ack["delivered"] else "not yet delivered"
-    out = [f"file {f['file_id']}  {f['remote_name']}  partner {f['partner']}",
+    out = [f"file {f['file_id']}  {printable(f['remote_name'])}  partner {f['partner']}",
            f"  received {f['received_at']}  size {f['size']}  sha256 {f['sha256']}",
            f"  status {f['status'] or 'IN PROGRESS'}  state {f['state']}  processed "
            f"{f['processed_at'] or '-'}  rule set {f['rule_set_date'] or '-'}  "
@@ -134,19 +138,28 @@ def show_text(story: dict[str, Any]) -> str:
            f"  applications {f['applications']}: licensed {f['licensed']} "
            f"(new {f['new_licenses']}), not required {f['not_required']}, "
            f"rejected {f['rejected']}",
-           f"  ack {ack['name'] or '-'} ({delivered}, {ack['to']})",
+           f"  ack {printable(ack['name'] or '-')} ({delivered}, {ack['to']})",
            f"  ACE files {', '.join(story['ace_files']) or '-'}",
-           f"  original at {f['archive_path'] or '-'}"
+           f"  original at {printable(f['archive_path'] or '-')}"
            + (f" (purged {f['archive_purged_at']})" if f["archive_purged_at"] else "")]
     if f["error"]:
-        out.append(f"  error {f['error']}")
+        out.append(f"  error {printable(f['error'])}")
+    failed = story.get("failures")
+    if failed and failed["quarantined_at"]:
+        out.append(f"  QUARANTINED {failed['quarantined_at']} after {failed['failures']} "
+                   f"failures in a row: {printable(failed['last_error'])} (after the fix: "
+                   f"aim-gateway release {f['file_id']} --reason ...)")
+    elif failed:
+        out.append(f"  failed {failed['failures']} time(s) in a row, last "
+                   f"{failed['last_failed_at']}: {printable(failed['last_error'])}")
     if f["duplicate_of"]:
         out.append(f"  duplicate of {f['duplicate_of']}")
     if f["reprocess_of"]:
         out.append(f"  reprocess of {f['reprocess_of']}")
     for later in story["reprocessed_as"]:
         out.append(f"  reprocessed as {later['file_id']} ({later['status'] or 'IN PROGRESS'})"
-                   f" by {later.get('actor') or '?'}: {later.get('reason') or '-'}")
+                   f" by {printable(later.get('actor') or '?')}: "
+                   f"{printable(later.get('reason') or '-')}")
     if f["details_purged_at"]:
         out.append(f"  findings, applications and events purged {f['details_purged_at']}")
     if story["licenses_issued"]:
@@ -175,7 +188,7 @@ def show_text(story: dict[str, Any]) -> str:
 
 def _event_detail(event: dict[str, Any]) -> str:
     keys = ("status", "actor", "reason", "original", "error", "path")
-    shown = [f"{k}={event[k]}" for k in keys if event.get(k)]
+    shown = [f"{k}={printable(event[k])}" for k in keys if event.get(k)]
     return ("  " + " ".join(shown)) if shown else ""
 
 

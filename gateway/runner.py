@@ -35,7 +35,15 @@ from gateway.intake import (
 )
 from gateway.ledger import FileRow, Ledger
 from gateway.process import FileProcessor, Layout, processing_date, stored_ack
+from gateway.quarantine import (
+    QUARANTINE_AFTER,
+    clear_failures,
+    quarantine,
+    reason_of,
+    record_failure,
+)
 from gateway.statusfile import write_status_files
+from gateway.textsafe import printable
 
 log = logging.getLogger("gateway.runner")
 
@@ -48,6 +56,12 @@ class PollReport:
     error: str | None = None
     backing_off: bool = False
     leased_elsewhere: bool = False  # another worker is polling this partner
+    file_failed: bool = False  # the error is one file's (counted per file), not the partner's
+
+
+class InboxUnavailable(TransientError):
+    """The partner's server failed while a file was delivered or disposed of: the partner's
+    poll fails (back-off), the file in hand is not counted as a poison file."""
 
 
 def open_ledger(config: Config, *, readonly: bool = False, migrate: bool = True) -> Ledger:
@@ -212,16 +226,20 @@ class Runner:
             partner = self.config.partner(partner_id)
             if not self._lease(partner_id):
                 continue  # another worker holds it and finishes them
-            inbox = open_inbox(partner, self.ledger)
             try:
-                self._finish_unfinished(inbox, partner)
-            except GatewayError as err:
-                # The partner's server is down: its files wait for its next poll.
+                inbox = open_inbox(partner, self.ledger)
+                try:
+                    self._finish_unfinished(inbox, partner, PollReport(partner_id))
+                finally:
+                    inbox.close()
+            except Exception as err:
+                # The partner's server is down, or its setup broken: its files wait for its
+                # next poll, which reports it. A file that fails was counted by _attempt.
                 self.events.emit(self.ledger, "recovery.deferred", partner=partner_id,
-                                 error=str(err))
+                                 error=reason_of(err))
             finally:
-                inbox.close()
                 self.ledger.release_lease(partner_id, self.worker)
+        self.alerts.flush(self.ledger)
         self._recovered = True
 
     def _lease(self, partner_id: str) -> bool:
@@ -262,13 +280,18 @@ class Runner:
         started = time.time()
         try:
             try:
-                self._finish_unfinished(inbox, partner, keeper)
-                self._take_new(inbox, partner, report, keeper)
+                if self._finish_unfinished(inbox, partner, report, keeper):
+                    self._take_new(inbox, partner, report, keeper)
             except (TransientError, FatalError, OSError) as err:
                 # FatalError here is the partner's own (a key file that cannot be read),
                 # OSError a local disk that is full or gone: it fails this poll (the file in
                 # hand is rolled back, to be taken again), never the gateway or the others.
                 report.error = failure_reason(err)  # "data disk full: ..." for ENOSPC
+            except Exception as err:
+                # A gateway bug in this partner's listing or intake: this poll fails, logged
+                # with its traceback; the other partners are polled all the same.
+                log.exception("poll of %s failed", partner.id)
+                report.error = reason_of(err)
             self._record_health(partner, report, state)
             self._after_poll(partner, report, inbox)  # the inbox still open: status upload
         finally:
@@ -315,14 +338,43 @@ class Runner:
             report.taken.append(file_id)
             row = self.ledger.file(file_id)
             assert row is not None
-            self._complete(inbox, row)
+            if not self._attempt(inbox, row, report):
+                return
 
-    def _finish_unfinished(self, inbox: Inbox, partner: PartnerConfig,
-                           keeper: LeaseKeeper | None = None) -> None:
+    def _finish_unfinished(self, inbox: Inbox, partner: PartnerConfig, report: PollReport,
+                           keeper: LeaseKeeper | None = None) -> bool:
+        """Finish what a crash or an earlier failure left; False when a file failed (the
+        poll ends there: the file is tried first again until it is quarantined)."""
         for row in self.ledger.unfinished_for(partner.id):
             if self.stop.is_set() or (keeper is not None and keeper.lost.is_set()):
-                return
+                return False
+            if not self._attempt(inbox, row, report):
+                return False
+        return True
+
+    def _attempt(self, inbox: Inbox, row: FileRow, report: PollReport) -> bool:
+        """``_complete`` one file; whatever it raises (content, name, disk, database, memory,
+        a gateway bug) fails this file only: counted, and quarantined at the third failure
+        in a row. False when it failed. The partner's server being down is the poll's."""
+        try:
             self._complete(inbox, row)
+            return True
+        except InboxUnavailable:
+            raise
+        except Exception as err:
+            log.exception("file %s of %s failed", row.file_id, row.partner)
+            reason = reason_of(err)
+            report.file_failed = True
+            report.error = (f"file {row.file_id} ({printable(row.remote_name)}) failed: "
+                            f"{reason}")
+            try:
+                failures = record_failure(self.ledger, self.events, row, reason)
+                if failures >= QUARANTINE_AFTER:
+                    quarantine(self.processor, self.alerts, inbox, row, reason, failures)
+                    report.error += f"; quarantined after {failures} failures in a row"
+            except Exception:  # the ledger itself failing: the file is tried again
+                log.exception("could not record the failure of file %s", row.file_id)
+            return False
 
     def complete(self, inbox: Inbox, row: FileRow) -> None:
         """Take one received file to DONE: process, archive, deliver its ack, dispose of the
@@ -332,13 +384,19 @@ class Runner:
     def _complete(self, inbox: Inbox, row: FileRow) -> None:
         row = self.processor.finish(row)
         if row.state == "ARCHIVED":
-            inbox.deliver(stored_ack(self.layout, row), row.ack_name or row.file_id)
-            left = inbox.dispose(row) if row.reprocess_of is None else None
+            left = None
+            try:
+                inbox.deliver(stored_ack(self.layout, row), row.ack_name or row.file_id)
+                if row.reprocess_of is None:
+                    left = inbox.dispose(row)
+            except TransientError as err:  # the server, not the file
+                raise InboxUnavailable(str(err)) from err
             with self.ledger.transaction():
                 if left is not None:
                     self.events.emit(self.ledger, "file.not_disposed", partner=row.partner,
                                      file_id=row.file_id, reason=left)
                 self.ledger.update_file(row.file_id, state="DONE")
+                clear_failures(self.ledger, row.file_id)
                 self.events.emit(self.ledger, "file.done", partner=row.partner,
                                  file_id=row.file_id, ack_delivered=row.ack_name)
             crash.point("after_disposition")
@@ -350,9 +408,11 @@ class Runner:
         failures = int(state["failures"] or 0)  # type: ignore[call-overload]
         alerting = bool(state["alerting"])
         with self.ledger.transaction():
-            if report.error is None:
+            if report.error is None or report.file_failed:
+                # A failing file is counted (and alerted) per file, not as the partner's
+                # server failing: no back-off, so that it reaches quarantine in 3 polls.
                 self.ledger.set_partner_state(
-                    partner.id, failures=0, last_error=None, last_poll_at=_now_iso(),
+                    partner.id, failures=0, last_error=report.error, last_poll_at=_now_iso(),
                     last_success_at=_now_iso(), next_attempt_at=0, alerting=0)
                 if alerting:
                     self.alerts.emit(self.ledger, "partner.recovered", partner=partner.id,

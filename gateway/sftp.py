@@ -36,6 +36,7 @@ from gateway.config import PartnerConfig
 from gateway.errors import FatalError, TransientError
 from gateway.intake import IN_PROGRESS_SUFFIXES, FileChanged, NotTaken, RemoteFile, read_cap
 from gateway.ledger import FileRow, Ledger
+from gateway.textsafe import printable
 
 T = TypeVar("T")
 DONE_SUFFIX = ".done"
@@ -92,6 +93,21 @@ def _load_key(partner: PartnerConfig) -> paramiko.PKey | None:
                          f"{err}") from err
 
 
+def _known_hosts_problem(partner_id: str, path: Path, err: Exception) -> str:
+    """What is wrong with a known_hosts file paramiko cannot read, and how to fix it."""
+    line = str(err.args[0]) if err.args else str(err)
+    looks_like_key = path.name.endswith(".pub") or line.split(" ", 1)[0] in (
+        "ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521", "ssh-dss")
+    hint = " (it looks like a public key file)" if looks_like_key else ""
+    return (f"partner {partner_id}: known_hosts file {path} is not in known_hosts "
+            f"format{hint}: {printable(line)[:120]}. Each line must be 'HOST KEYTYPE KEY', "
+            "for example '[sftp.example.com]:2222 ssh-ed25519 AAAA...': put the server's "
+            "name (and [name]:port for a port other than 22) in front of the key, or take "
+            "the lines `ssh-keyscan -p PORT HOST` prints, after checking the fingerprint "
+            "with the partner.")
+
+
 class SftpInbox:
     """A partner's SFTP server as an ``Inbox``. Connects lazily; ``close`` disconnects."""
 
@@ -117,6 +133,8 @@ class SftpInbox:
         except OSError as err:
             raise FatalError(f"partner {p.id}: cannot read known_hosts {p.known_hosts}: "
                              f"{err}") from err
+        except (paramiko.hostkeys.InvalidHostKey, paramiko.SSHException, ValueError) as err:
+            raise FatalError(_known_hosts_problem(p.id, p.known_hosts, err)) from err
         client.set_missing_host_key_policy(_RejectUnknown(p.id))
         password = os.environ.get(p.password_env) if p.password_env else None
         try:

@@ -125,11 +125,13 @@ def create_app(config: Config, guard: Guard) -> Flask:
         latest = [] if files else queries.list_files(config, conn, queries.FileFilter())[:20]
         unfinished = conn.execute("SELECT COUNT(*) FROM files WHERE state != 'DONE'"
                                   ).fetchone()[0]
+        quarantined = conn.execute("SELECT COUNT(*) FROM file_failures "
+                                   "WHERE quarantined_at IS NOT NULL").fetchone()[0]
         return render_template(
             "dashboard.html", today=today, health=queries.partner_health(
                 config, ledger(), start, now), files=files[:queries.MAX_ROWS],
             more=len(files) > queries.MAX_ROWS, failed=failed, unfinished=unfinished,
-            latest=latest)
+            quarantined=quarantined, latest=latest)
 
     @app.get("/files")
     def files() -> str:

@@ -14,10 +14,12 @@ from itertools import islice
 from gateway.config import Config, PartnerConfig
 from gateway.db import Database
 from gateway.findings import CODES
-from gateway.ledger import FILE_COLUMNS, FileRow, Ledger
+from gateway.ledger import FILE_COLUMNS, QUARANTINED_IDS, FileRow, Ledger
+from gateway.quarantine import mark_quarantined
 from gateway.queries import PartnerStatus, partner_status
 
-FILE_STATUSES = ("ACCEPTED", "PARTIAL", "REJECTED", "DUPLICATE", "IN PROGRESS", "FAILED")
+FILE_STATUSES = ("ACCEPTED", "PARTIAL", "REJECTED", "DUPLICATE", "IN PROGRESS", "FAILED",
+                 "QUARANTINED")
 MAX_ROWS = 200        # rows on a list page; the page says when there are more
 MAX_RANGES = 12       # line ranges shown per finding code before "…"
 # A partner not polled for this many poll intervals (or past its next cron time by as much)
@@ -130,6 +132,11 @@ def partner_health(config: Config, ledger: Ledger, today_start: str,
             f"SELECT COUNT(*), COALESCE({FAILED_COUNT}, 0) FROM files "
             "WHERE partner = ? AND received_at >= ?", (partner.id, today_start)).fetchone()
         verdict, detail = describe(config, partner, status, now)
+        if status.quarantined:  # a file set aside waits for an admin: needs attention
+            verdict = "quarantined" if verdict == "ok" else verdict
+            detail = (f"{detail}; " if detail else "") + (
+                f"{status.quarantined} file(s) quarantined after failing 3 times in a row "
+                "(aim-gateway release FILE_ID after the fix)")
         out.append(PartnerHealth(partner, status, verdict, detail, last[0] if last else None,
                                  int(today[0]), int(today[1])))
     return out
@@ -189,6 +196,8 @@ class FileFilter:
             clauses.append("status IS NULL")
         elif self.status == "FAILED":  # as `aim-gateway files --status FAILED`: an F-code
             clauses.append("error IS NOT NULL")
+        elif self.status == "QUARANTINED":  # failed 3 times in a row, set aside
+            clauses.append(f"file_id IN ({QUARANTINED_IDS})")
         elif self.status:
             clauses.append("status = ?")
             params.append(self.status)
@@ -213,7 +222,7 @@ def like(text: str) -> str:
 
 def list_files(config: Config, db: Database, filt: FileFilter) -> list[FileRow]:
     where, params = filt.where(config)
-    return _files(db, where, params, limit=MAX_ROWS + 1)
+    return mark_quarantined(db, _files(db, where, params, limit=MAX_ROWS + 1))
 
 
 def failure_reason(db: Database, row: FileRow) -> str:
@@ -307,6 +316,7 @@ def file_story(db: Database, ledger: Ledger, file_id: str) -> FileStory | None:
     row = ledger.file(file_id)
     if row is None:
         return None
+    row = mark_quarantined(db, [row])[0]
     apps = db.execute(
         "SELECT seq, ref, status, license_number, reused, lines FROM applications "
         "WHERE file_id = ? ORDER BY seq LIMIT ?", (file_id, MAX_ROWS)).fetchall()

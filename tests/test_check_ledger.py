@@ -1,0 +1,100 @@
+"""`check` (issue 10, smaller items): it reads the CONFIGURED ledger (PostgreSQL too) for the
+history checks and fails with exit 2 when it cannot, and a file that crashes the pipeline
+gets the same F001 acknowledgment from `check` as from a run (exit 1), never a traceback."""
+
+from __future__ import annotations
+
+import re
+import socket
+from datetime import date
+from pathlib import Path
+
+import pytest
+from lxml import etree
+from test_poison import Project, good_file
+
+from gateway import check, process
+from gateway.ack import ACK_NS
+from gateway.cli import main
+from gateway.config import load_config
+from gateway.runner import run_once
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed again when the block ends: nobody listens
+
+
+def with_ledger(p: Project, dsn: str) -> None:
+    p.cfg.write_text(p.cfg.read_text().replace(
+        '[gateway]\n', f'[gateway]\nledger = "{dsn}"\n', 1))
+
+
+def cli(p: Project, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["--config", str(p.cfg), *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_check_with_an_unreachable_ledger_fails_with_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = Project(tmp_path)
+    with_ledger(p, f"postgresql://aimgw@127.0.0.1:{closed_port()}/aimgw")
+    sample = tmp_path / "good.xml"
+    sample.write_bytes(good_file(1))
+    code, out, err = cli(p, capsys, "check", str(sample), "--partner", "a")
+    assert code == 2 and out == ""
+    assert "check cannot read the ledger for the history checks" in err
+    assert "Traceback" not in err
+
+
+def test_check_reads_the_postgresql_ledger(tmp_path: Path, pg_dsn: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    p = Project(tmp_path)
+    with_ledger(p, pg_dsn)
+    sample = tmp_path / "good.xml"
+    sample.write_bytes(good_file(1))
+    code, out, _ = cli(p, capsys, "check", str(sample), "--partner", "a")  # empty database
+    assert code == 0 and "<Status>ACCEPTED</Status>" in out
+    p.drop("a", "sent.xml", good_file(1))
+    run_once(load_config(p.cfg), date(2026, 12, 1))
+    code, out, _ = cli(p, capsys, "check", str(sample), "--partner", "a")
+    assert code == 0 and "<Status>DUPLICATE</Status>" in out and 'code="F006"' in out
+    # A new file that repeats a licensed ref with other content: A104 from the history.
+    changed = tmp_path / "changed.xml"
+    changed.write_bytes(good_file(1).replace(b"ACME-20261201-901", b"ACME-20261201-902")
+                        .replace(b"<QuantityKg>", b"<QuantityKg>1", 1))
+    code, out, _ = cli(p, capsys, "check", str(changed), "--partner", "a",
+                       "--as-of", "2026-12-01")
+    assert code == 1 and 'code="A104"' in out
+
+
+def _f001(ack: bytes) -> str:
+    root = etree.fromstring(ack)
+    found = root.findall(f"{{{ACK_NS}}}Finding")
+    assert [f.get("code") for f in found] == ["F001"]
+    return str(found[0].text)
+
+
+@pytest.mark.parametrize("failure", [MemoryError(), ValueError("no such case"),
+                                     RecursionError("maximum recursion depth exceeded")],
+                         ids=["MemoryError", "ValueError", "RecursionError"])
+def test_check_gives_the_runs_f001_for_a_file_that_crashes_the_pipeline(
+        failure: Exception, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    def crash(*args: object, **kwargs: object) -> None:
+        raise failure
+
+    monkeypatch.setattr(check, "prepare", crash)
+    monkeypatch.setattr(process, "prepare", crash)
+    p = Project(tmp_path)
+    sample = tmp_path / "crash.xml"
+    sample.write_bytes(good_file(1))
+    code, out, err = cli(p, capsys, "check", str(sample), "--partner", "a")
+    assert code == 1 and "Traceback" not in err
+    p.drop("a", "crash.xml", good_file(1))
+    run_once(load_config(p.cfg), date(2026, 12, 1))
+    ran = (tmp_path / "outbox" / "a" / "crash.xml.ack.xml").read_bytes()
+    assert _f001(out.encode()) == _f001(ran)
+    assert re.search(r"<Status>REJECTED</Status>", out)
