@@ -20,6 +20,7 @@ from typing import BinaryIO
 from gateway.findings import Finding
 from gateway.results import AppOutcome, FileSummary
 from gateway.storage import SpooledOutput
+from gateway.textsafe import printable
 
 COLUMNS = ("row", "application_ref", "line_no", "status", "license_number", "valid_from",
            "valid_through", "codes", "messages")
@@ -41,8 +42,9 @@ def _message(f: Finding) -> str:
 
 def _file_part(file_name: str) -> str:
     """The file row's last message: the file this ack answers (its own name may carry a hash
-    or a file id). A ``|`` in the name is written ``\\x7c``, so the part never splits."""
-    return FILE_PART + file_name.replace("|", "\\x7c")
+    or a file id), its control characters escaped (``textsafe.printable``). A ``|`` in the
+    name is written ``\\x7c``, so the part never splits."""
+    return FILE_PART + printable(file_name).replace("|", "\\x7c")
 
 
 def file_row(summary: FileSummary) -> list[str]:

@@ -139,14 +139,19 @@ def copy_with_digest(src_fh: BinaryIO, dest: Path, expected: int | None = None,
     return total, digest.hexdigest()
 
 
-def failure_reason(err: BaseException) -> str:
-    """A poll's failure in words: a full local disk is named as such (issue 10, item 4)."""
+def disk_full(err: BaseException) -> bool:
+    """Whether ``err`` (or what caused it) is the local data disk being full."""
     cause: BaseException | None = err
     while cause is not None:
         if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
-            return f"{DISK_FULL}: {err}"
+            return True
         cause = cause.__cause__
-    return str(err)
+    return False
+
+
+def failure_reason(err: BaseException) -> str:
+    """A poll's failure in words: a full local disk is named as such (issue 10, item 4)."""
+    return f"{DISK_FULL}: {err}" if disk_full(err) else str(err)
 
 
 class LocalInbox:

@@ -29,6 +29,7 @@ from gateway.intake import (
     Inbox,
     NotTaken,
     clean_work,
+    disk_full,
     failure_reason,
     open_inbox,
     receive,
@@ -362,6 +363,10 @@ class Runner:
         except InboxUnavailable:
             raise
         except Exception as err:
+            if disk_full(err):
+                # The gateway's own disk, not the file: the poll fails ("data disk full",
+                # alert at once) and the file, rolled back, is not counted towards quarantine.
+                raise
             log.exception("file %s of %s failed", row.file_id, row.partner)
             reason = reason_of(err)
             report.file_failed = True
