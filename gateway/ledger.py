@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from gateway import crash
 from gateway.db import Database, connect, translate_ddl
 from gateway.errors import FatalError
 from gateway.migrations import MIGRATIONS, split_statements
@@ -107,8 +108,10 @@ class Ledger:
     def upgrade(self) -> list[int]:
         """Apply the migrations this ledger lacks, each in its own transaction.
 
-        On PostgreSQL, workers starting together take turns (an advisory lock): one migrates,
-        the others then find the schema current.
+        Processes starting together on a new ledger take turns: each migration is applied
+        under the write lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory lock too, as
+        DDL does not lock a table that does not exist yet), and the schema version is read
+        again inside it, so that a migration another process applied meanwhile is skipped.
         """
         postgres = self.db.dialect == "postgresql"
         if postgres:
@@ -117,25 +120,37 @@ class Ledger:
             if postgres:
                 self.db.execute(
                     "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
-            version = self.schema_version()
-            if version > len(MIGRATIONS):
-                raise FatalError(f"The ledger {self.path} is schema {version}; this gateway "
-                                 f"knows {len(MIGRATIONS)}. Upgrade the gateway.")
-            applied = []
-            for number in range(version, len(MIGRATIONS)):
-                with self.transaction():
-                    for statement in split_statements(MIGRATIONS[number]):
-                        self.db.execute(translate_ddl(statement, self.db.dialect))
-                    if postgres:
-                        self.db.execute("INSERT INTO schema_version (version) VALUES (?)",
-                                        (number + 1,))
-                    else:
-                        self.db.execute(f"PRAGMA user_version = {number + 1}")
-                applied.append(number + 1)
+            applied: list[int] = []
+            # The usual case, a current schema, is seen without the write lock (which a
+            # long file may hold for minutes).
+            if self.schema_version() == len(MIGRATIONS):
+                return applied
+            crash.pause("before_migrate")  # tests/test_first_run.py widens the race here
+            while (number := self._apply_next_migration()) is not None:
+                applied.append(number)
             return applied
         finally:
             if postgres:
                 self.db.execute("SELECT pg_advisory_unlock(?)", (_MIGRATION_LOCK,))
+
+    def _apply_next_migration(self) -> int | None:
+        """Apply the first migration the ledger lacks, inside the write lock; return its
+        number, or None when the schema is current."""
+        with self.transaction():
+            version = self.schema_version()
+            if version > len(MIGRATIONS):
+                raise FatalError(f"The ledger {self.path} is schema {version}; this gateway "
+                                 f"knows {len(MIGRATIONS)}. Upgrade the gateway.")
+            if version == len(MIGRATIONS):
+                return None
+            for statement in split_statements(MIGRATIONS[version]):
+                self.db.execute(translate_ddl(statement, self.db.dialect))
+            if self.db.dialect == "postgresql":
+                self.db.execute("INSERT INTO schema_version (version) VALUES (?)",
+                                (version + 1,))
+            else:
+                self.db.execute(f"PRAGMA user_version = {version + 1}")
+        return version + 1
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
