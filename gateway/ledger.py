@@ -163,6 +163,18 @@ class Ledger:
             raise
         self.db.commit()
 
+    @contextmanager
+    def receipts_paused(self) -> Iterator[None]:
+        """A transaction during which no receipt is in flight: it waits (briefly) for those
+        under way to end and holds new ones back until it ends. A receipt draws its file id
+        from file_counter; SQLite's write lock, or PostgreSQL's table lock on file_counter,
+        excludes that. TransientError when the lock is not had within a few seconds."""
+        with self.transaction():
+            if self.db.dialect == "postgresql":
+                self.db.execute("SET LOCAL lock_timeout = '5s'")
+                self.db.execute("LOCK TABLE file_counter IN SHARE ROW EXCLUSIVE MODE")
+            yield
+
     # -- files -------------------------------------------------------------------------------
 
     def new_file_id(self, day: date) -> str:
