@@ -165,9 +165,10 @@ def _cutoff(now: datetime, days: int | None) -> datetime | None:
 
 
 def _older(ledger: Ledger, cutoff: datetime, extra: str) -> list[FileRow]:
-    """Finished files received before ``cutoff``. received_at is local ISO text, so SQL takes
-    everything up to the next day and the exact comparison is made here."""
-    day_after = (cutoff.astimezone() + timedelta(days=1)).date().isoformat()
+    """Finished files received before ``cutoff``. received_at is UTC ISO text (local in a
+    ledger of an older gateway, until its migration), so SQL takes everything up to the next
+    day and the exact comparison is made here."""
+    day_after = (cutoff.astimezone(UTC) + timedelta(days=1)).date().isoformat()
     rows = ledger.files(f"state = 'DONE' AND received_at < ? AND {extra}", (day_after,),
                         limit=10**9)
     return [r for r in rows if datetime.fromisoformat(r.received_at) < cutoff]

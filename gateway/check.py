@@ -11,7 +11,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 
 from gateway.ack import AckXmlWriter, duplicate_ack, render_ack
@@ -20,7 +20,7 @@ from gateway.config import Config
 from gateway.detect import check_size
 from gateway.errors import RejectedSubmission
 from gateway.findings import finding
-from gateway.ledger import Ledger
+from gateway.ledger import Ledger, utc_now
 from gateway.licensing import LicenseIssuer, RepeatedRef, decide
 from gateway.mapping import mapping_for
 from gateway.model import FileStatus, SubmissionHeader
@@ -50,7 +50,7 @@ def check_file(config: Config, path: Path, partner_id: str | None,
     ``ack_format`` None: the form the file would get (CSV for CSV input, else XML).
     """
     on = processing_date(config, as_of)
-    now = datetime.now().astimezone()
+    now = utc_now()
     ledger_path = config.gateway.data_dir / "ledger.sqlite"
     ledger = Ledger(ledger_path, readonly=True) if ledger_path.exists() else None
     sha256 = _sha256(path)

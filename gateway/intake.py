@@ -14,7 +14,7 @@ import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -22,7 +22,7 @@ from gateway import crash
 from gateway.config import PartnerConfig
 from gateway.errors import FatalError, TransientError
 from gateway.events import EventLog
-from gateway.ledger import Ledger
+from gateway.ledger import Ledger, utc_stamp
 from gateway.liveness import process_ended, this_host
 from gateway.process import Layout, safe_name
 from gateway.storage import durable_move, fsync_dir
@@ -228,7 +228,7 @@ def record_receipt(ledger: Ledger, layout: Layout, tmp: Path, today: date,
             durable_move(tmp, received)
             ledger.add_file({
                 "file_id": file_id, **row, "local_name": local_name,
-                "received_at": datetime.now().astimezone().isoformat(timespec="seconds"),
+                "received_at": utc_stamp(),
                 "state": "RECEIVED",
             })
             announce(file_id)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from gateway import crash
@@ -29,6 +29,17 @@ FILE_COLUMNS = (
     "ace_names", "archive_path", "error", "duplicate_of", "reprocess_of", "duration_ms",
     "details_purged_at", "archive_purged_at",
 )
+
+
+def utc_now() -> datetime:
+    """Now, in UTC: the clock of every time the ledger stores (a test may fix it)."""
+    return datetime.now(UTC)
+
+
+def utc_stamp(moment: datetime | None = None) -> str:
+    """A time as the ledger stores every time: ISO 8601 in UTC (``+00:00``), to the second,
+    so that times sort and compare as text whatever the machine's zone."""
+    return (moment or utc_now()).astimezone(UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +154,12 @@ class Ledger:
                                  f"knows {len(MIGRATIONS)}. Upgrade the gateway.")
             if version == len(MIGRATIONS):
                 return None
-            for statement in split_statements(MIGRATIONS[version]):
-                self.db.execute(translate_ddl(statement, self.db.dialect))
+            step = MIGRATIONS[version]
+            if callable(step):  # a data migration, written in Python for both databases
+                step(self.db)
+            else:
+                for statement in split_statements(step):
+                    self.db.execute(translate_ddl(statement, self.db.dialect))
             if self.db.dialect == "postgresql":
                 self.db.execute("INSERT INTO schema_version (version) VALUES (?)",
                                 (version + 1,))

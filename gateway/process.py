@@ -31,7 +31,7 @@ from gateway.errors import RejectedSubmission
 from gateway.events import EventLog
 from gateway.findings import Finding, finding
 from gateway.hts import covered_list
-from gateway.ledger import FileRow, Ledger
+from gateway.ledger import FileRow, Ledger, utc_now
 from gateway.licensing import LicenseIssuer, RepeatedRef, decide, license_row
 from gateway.mapping import mapping_for
 from gateway.model import AppStatus, FileStatus, SubmissionHeader
@@ -169,7 +169,7 @@ class FileProcessor:
         return row
 
     def _process(self, row: FileRow) -> None:
-        started = datetime.now().astimezone()
+        started = utc_now()
         on = processing_date(self.config, self.as_of)
         partner = self.config.partner(row.partner)
         path = self.layout.received / row.local_name
@@ -291,7 +291,7 @@ class FileProcessor:
                 _flush(ledger, apps, found, licenses)
                 issuer.save()
                 summary.settle_status()
-                summary.processed_at = datetime.now().astimezone()
+                summary.processed_at = utc_now()
                 ack.finish(summary)
                 manifests = [writers[k].finish() for k in ("AE", "FT") if k in writers]
                 ace_names = [m.file_name for m in manifests if m is not None]
@@ -310,7 +310,7 @@ class FileProcessor:
         summary.findings = [problem]
         summary.applications = summary.licensed = summary.not_required = summary.rejected = 0
         summary.new_licenses = 0
-        summary.processed_at = datetime.now().astimezone()
+        summary.processed_at = utc_now()
         kind = ack_kind(fmt)
         ack_path = stored_ack(self.layout, row, kind)
         render = render_csv_ack if kind == "csv" else render_ack
@@ -330,7 +330,7 @@ class FileProcessor:
                          value=original.file_id)
         source = stored_ack(self.layout, original)
         kind = (original.ack_name or "x.xml").rsplit(".", 1)[-1]
-        summary.processed_at = datetime.now().astimezone()
+        summary.processed_at = utc_now()
         ack_path = stored_ack(self.layout, row, kind)
         rewrite = duplicate_csv_ack if kind == "csv" else duplicate_ack
         atomic_write(ack_path, rewrite(source, row.remote_name, row.received_at,
@@ -365,7 +365,7 @@ class FileProcessor:
     def _record(self, row: FileRow, summary: FileSummary, fmt: str | None, ace_names: list[str],
                 started: datetime, *, error: str | None, kind: str,
                 duplicate_of: str | None = None) -> None:
-        duration = int((datetime.now().astimezone() - started).total_seconds() * 1000)
+        duration = int((utc_now() - started).total_seconds() * 1000)
         self.ledger.update_file(
             row.file_id, state="PROCESSED", status=summary.status.value, format=fmt,
             submission_id=summary.submission_id,

@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from gateway.alerts import ALERT_EVENTS, last_file_at, silence
@@ -47,7 +47,13 @@ def reading(config: Config) -> Iterator[Ledger | None]:
 # -- files --------------------------------------------------------------------------------------
 
 
-def file_filter(partner: str | None = None, status: str | None = None,
+def day_start_utc(config: Config, day: date) -> str:
+    """Midnight of ``day`` in the gateway's zone, as the ledger writes times (UTC ISO)."""
+    start = datetime.combine(day, time(0), tzinfo=config.gateway.zone).astimezone(UTC)
+    return start.isoformat(timespec="seconds")
+
+
+def file_filter(config: Config, partner: str | None = None, status: str | None = None,
                 since: date | None = None) -> tuple[str, tuple[object, ...]]:
     """The WHERE clause of a file listing. ``status`` FAILED = rejected with an F-code."""
     where, params = ["1 = 1"], []
@@ -64,9 +70,9 @@ def file_filter(partner: str | None = None, status: str | None = None,
             where.append("status = ?")
             params.append(wanted)
     if since:
-        # received_at is ISO 8601 in the gateway's local time: its date part sorts as text.
+        # received_at is UTC ISO 8601 text: it sorts as time.
         where.append("received_at >= ?")
-        params.append(since.isoformat())
+        params.append(day_start_utc(config, since))
     return " AND ".join(where), tuple(params)
 
 
@@ -76,7 +82,7 @@ def files(config: Config, *, partner: str | None = None, status: str | None = No
     with reading(config) as ledger:
         if ledger is None:
             return []
-        where, params = file_filter(partner, status, since)
+        where, params = file_filter(config, partner, status, since)
         return ledger.files(where, params, limit=limit)
 
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from itertools import islice
 
 from gateway.config import Config, PartnerConfig
 from gateway.db import Database
 from gateway.findings import CODES
 from gateway.ledger import FILE_COLUMNS, FileRow, Ledger
-from gateway.queries import PartnerStatus, partner_status
+from gateway.queries import PartnerStatus, day_start_utc, partner_status
 
 FILE_STATUSES = ("ACCEPTED", "PARTIAL", "REJECTED", "DUPLICATE", "IN PROGRESS", "FAILED")
 MAX_ROWS = 200        # rows on a list page; the page says when there are more
@@ -27,12 +27,6 @@ MISSED_POLLS = 3
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
-
-
-def day_start_utc(config: Config, day: date) -> str:
-    """Local midnight of ``day`` in the gateway's zone, as the ledger writes times (UTC ISO)."""
-    start = datetime.combine(day, time(0), tzinfo=config.gateway.zone).astimezone(UTC)
-    return start.isoformat(timespec="seconds")
 
 
 def local_today(config: Config, now: datetime | None = None) -> date:
