@@ -157,6 +157,16 @@ class PostgresDb:
         self.conn.close()
 
 
+def like(text: str) -> str:
+    """A lower-case LIKE pattern matching ``text`` anywhere, its % and _ (and the escape
+    character) taken literally: use it as ``LOWER(column) LIKE ? ESCAPE '\\'``.
+
+    Compared with LOWER(column): PostgreSQL's LIKE is case-sensitive, SQLite's is not.
+    """
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 def connect(target: str | Path, readonly: bool = False) -> Database:
     if is_postgres(target):
         return PostgresDb(str(target), readonly)

@@ -15,7 +15,7 @@ from typing import Any
 
 from gateway.alerts import ALERT_EVENTS, last_file_at, silence
 from gateway.config import Config, PartnerConfig
-from gateway.db import is_postgres
+from gateway.db import is_postgres, like
 from gateway.ledger import FileRow, Ledger
 from gateway.runner import open_ledger
 
@@ -124,8 +124,8 @@ def licenses(config: Config, *, number: str | None = None, ref: str | None = Non
                 where.append(f"{column} = ?")
                 params.append(value.upper() if column == "license_number" else value)
         if importer:
-            where.append("LOWER(importer) LIKE ?")
-            params.append(f"%{importer.lower()}%")
+            where.append("LOWER(importer) LIKE ? ESCAPE '\\'")  # % and _ are literal
+            params.append(like(importer))
         if since:
             where.append("issue_date >= ?")
             params.append(since.isoformat())

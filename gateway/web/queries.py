@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from itertools import islice
 
 from gateway.config import Config, PartnerConfig
-from gateway.db import Database
+from gateway.db import Database, like
 from gateway.findings import CODES
 from gateway.ledger import FILE_COLUMNS, FileRow, Ledger
 from gateway.queries import PartnerStatus, day_start_utc, partner_status
@@ -194,15 +194,6 @@ class FileFilter:
                            "ESCAPE '\\')")
             params += [like(self.text)] * 2
         return " AND ".join(clauses), params
-
-
-def like(text: str) -> str:
-    """A lower-case LIKE pattern matching ``text`` anywhere, its % and _ taken literally.
-
-    Compared with LOWER(column): PostgreSQL's LIKE is case-sensitive, SQLite's is not.
-    """
-    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
 
 
 def list_files(config: Config, db: Database, filt: FileFilter) -> list[FileRow]:
