@@ -76,15 +76,21 @@ def poll(runner: Runner) -> None:
     pytest.param("{dead}@{host}@acme-a.xml.part", True, id="ended-process-of-this-host"),
     pytest.param("{dead}@{host}@reprocess-20261201-000001.part", True, id="ended-reprocess"),
     pytest.param("{live}@{host}@acme-a.xml.part", False, id="live-process"),
+    pytest.param("{own}@{host}@acme-a.xml.part", False, id="this-process"),
     pytest.param("{dead}@other-host.example@acme-a.xml.part", False, id="other-host"),
     pytest.param("{dead}-acme-a.xml.part", False, id="name-without-owner"),
 ])
 def test_a_poll_removes_the_temp_files_of_ended_processes_only(
         runner: Runner, name: str, removed: bool) -> None:
-    temp = runner.layout.work_tmp / name.format(dead=ended_pid(), host=this_host(),
-                                                live=os.getpid())
-    temp.write_bytes(b"half a file")
-    poll(runner)
+    live = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                            stdin=subprocess.PIPE)  # another worker, mid-way
+    try:
+        temp = runner.layout.work_tmp / name.format(dead=ended_pid(), host=this_host(),
+                                                    live=live.pid, own=os.getpid())
+        temp.write_bytes(b"half a file")
+        poll(runner)
+    finally:
+        live.communicate(b"")
     assert temp.exists() is not removed
 
 
@@ -157,6 +163,8 @@ def waiting_for_lock(polling: threading.Thread, target: object) -> bool:
         with psycopg.connect(target) as conn:
             return bool(conn.execute(
                 "SELECT COUNT(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-                "WHERE c.relname = 'file_counter' AND NOT l.granted").fetchone()[0])
+                "WHERE c.relname = 'file_counter' AND NOT l.granted AND l.database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())"
+                ).fetchone()[0])
     frame = sys._current_frames().get(polling.ident or 0)
     return frame is not None and frame.f_code.co_filename.endswith("gateway/db.py")
