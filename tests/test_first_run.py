@@ -7,7 +7,7 @@ Measured on the gateway that migrated outside the write lock: without the pause 
 rounds failed (2 to 4 of the 6 processes exited 1, "table files already exists" or
 "duplicate column name"); with it, every round.
 
-Opening a new ledger together has a second race, rarer (about one round in 20 of the six
+Opening a new ledger together has a second race, rarer (about one round in 15 of the six
 runs): turning the file into WAL answers "database is locked" at once to a loser. Its own
 test opens new ledgers from 12 processes, 150 rounds (about 5 s): every one of 6 runs failed
 on the gateway without a retry.

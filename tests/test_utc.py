@@ -16,7 +16,7 @@ import pytest
 from gateway import ledger as ledger_module
 from gateway.config import load_config
 from gateway.ledger import Ledger
-from gateway.migrations import MIGRATIONS
+from gateway.migrations import MIGRATIONS, times_to_utc
 from gateway.runner import open_ledger, run_once
 from gateway.web import queries as web_queries
 
@@ -118,6 +118,8 @@ def test_cli_files_since_is_the_new_york_day(
 
 # -- the migration ----------------------------------------------------------------------------
 
+BEFORE_UTC = MIGRATIONS.index(times_to_utc)  # the schema an older gateway left
+
 OLD_TIMES = {
     "2026-12-02T00:30:00-05:00": "2026-12-02T05:30:00+00:00",
     "2026-07-01T23:59:59-04:00": "2026-07-02T03:59:59+00:00",
@@ -134,7 +136,7 @@ def test_the_migration_rewrites_local_times_as_utc(
         target = request.getfixturevalue("pg_dsn")
     ledger = Ledger(target, migrate=False)
     try:
-        upgrade_to(ledger, len(MIGRATIONS) - 1)  # the schema before this migration
+        upgrade_to(ledger, BEFORE_UTC)
         with ledger.transaction():
             for n, old in enumerate(OLD_TIMES):
                 ledger.add_file({
@@ -144,7 +146,7 @@ def test_the_migration_rewrites_local_times_as_utc(
             ledger.set_partner_state("acme", last_poll_at="2026-12-02T00:30:00-05:00",
                                      last_success_at="2026-12-02T00:30:00-05:00",
                                      watched_since=None)
-        assert ledger.upgrade() == [len(MIGRATIONS)]
+        assert BEFORE_UTC + 1 in ledger.upgrade()
         rows = ledger.db.execute("SELECT received_at, processed_at FROM files "
                                  "ORDER BY file_id").fetchall()
         state = ledger.partner_state("acme")
@@ -172,7 +174,7 @@ def test_sqlite_ledger_of_an_older_gateway_reads_in_utc(tmp_path: Path) -> None:
     """An existing SQLite ledger, opened by the new gateway, is migrated on open."""
     path = tmp_path / "ledger.sqlite"
     ledger = Ledger(path, migrate=False)
-    upgrade_to(ledger, len(MIGRATIONS) - 1)
+    upgrade_to(ledger, BEFORE_UTC)
     with ledger.transaction():
         ledger.add_file({"file_id": "20261202-000001", "partner": "acme", "remote_name": "a",
                          "size": 1, "mtime": 0.0, "sha256": "0" * 64, "local_name": "x",
