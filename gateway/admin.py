@@ -7,7 +7,6 @@ The command line and the web page call these; the reads they show are in ``gatew
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -18,7 +17,7 @@ from typing import Any
 
 from gateway.config import Config
 from gateway.errors import FatalError, GatewayError, TransientError
-from gateway.intake import copy_with_digest, open_inbox, record_receipt
+from gateway.intake import copy_with_digest, open_inbox, record_receipt, work_temp
 from gateway.ledger import FileRow, Ledger
 from gateway.process import Layout, processing_date
 from gateway.queries import files, ledger_exists, licenses
@@ -114,7 +113,7 @@ def _receive_again(runner: Runner, original: FileRow, source: Path, reason: str,
     """Copy ``source`` into work/received as a new file and record it, as intake.receive
     does: a crash before the commit leaves only a temp file, which recovery removes."""
     ledger, layout = runner.ledger, runner.layout
-    tmp = layout.work_tmp / f"{os.getpid()}-reprocess-{original.file_id}.part"
+    tmp = work_temp(layout, f"reprocess-{original.file_id}")
     with open(source, "rb") as fh:
         size, sha256 = copy_with_digest(fh, tmp)
     if sha256 != original.sha256:
@@ -166,9 +165,10 @@ def _cutoff(now: datetime, days: int | None) -> datetime | None:
 
 
 def _older(ledger: Ledger, cutoff: datetime, extra: str) -> list[FileRow]:
-    """Finished files received before ``cutoff``. received_at is local ISO text, so SQL takes
-    everything up to the next day and the exact comparison is made here."""
-    day_after = (cutoff.astimezone() + timedelta(days=1)).date().isoformat()
+    """Finished files received before ``cutoff``. received_at is UTC ISO text (local in a
+    ledger of an older gateway, until its migration), so SQL takes everything up to the next
+    day and the exact comparison is made here."""
+    day_after = (cutoff.astimezone(UTC) + timedelta(days=1)).date().isoformat()
     rows = ledger.files(f"state = 'DONE' AND received_at < ? AND {extra}", (day_after,),
                         limit=10**9)
     return [r for r in rows if datetime.fromisoformat(r.received_at) < cutoff]

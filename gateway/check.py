@@ -12,7 +12,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 
 from gateway.ack import AckXmlWriter, duplicate_ack, render_ack
@@ -21,7 +21,7 @@ from gateway.config import Config
 from gateway.detect import check_size
 from gateway.errors import FatalError, GatewayError, RejectedSubmission
 from gateway.findings import Finding, finding
-from gateway.ledger import Ledger
+from gateway.ledger import Ledger, utc_now
 from gateway.licensing import LicenseIssuer, RepeatedRef, decide
 from gateway.mapping import mapping_for
 from gateway.model import FileStatus, SubmissionHeader
@@ -60,7 +60,7 @@ def check_file(config: Config, path: Path, partner_id: str | None,
     ``ack_format`` None: the form the file would get (CSV for CSV input, else XML).
     """
     on = processing_date(config, as_of)
-    now = datetime.now().astimezone()
+    now = utc_now()
     ledger = _history(config)
     sha256 = _sha256(path)
     summary = FileSummary(file_id="CHECK", partner=partner_id or "", file_name=path.name,

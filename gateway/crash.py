@@ -7,6 +7,7 @@ normal case) the check is one dictionary lookup.
 from __future__ import annotations
 
 import os
+import time
 
 STEPS = (
     "after_fetch",          # input copied to a temp name, nothing recorded
@@ -21,3 +22,11 @@ STEPS = (
 def point(step: str) -> None:
     if os.environ.get("AIMGW_CRASH_AT") == step:
         os._exit(86)
+
+
+def pause(step: str) -> None:
+    """``AIMGW_PAUSE_AT=<step>:<seconds>`` sleeps at that step: a test widens a race window
+    with it, so that the race is certain rather than lucky. Unset, nothing happens."""
+    spec = os.environ.get("AIMGW_PAUSE_AT", "")
+    if spec.partition(":")[0] == step:
+        time.sleep(float(spec.partition(":")[2] or 0))

@@ -8,8 +8,10 @@ that ``translate_ddl`` turns into PostgreSQL's. A DSN starting with ``postgresql
 
 from __future__ import annotations
 
+import random
 import re
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -71,7 +73,7 @@ class SqliteDb:
                 # connection at a time; closing may happen on another thread.
                 self.conn = sqlite3.connect(str(path), isolation_level=None, timeout=300,
                                             check_same_thread=False)
-                self.conn.execute("PRAGMA journal_mode=WAL")
+                _enable_wal(self.conn)
                 self.conn.execute("PRAGMA synchronous=FULL")
                 self.conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.OperationalError as err:
@@ -97,6 +99,24 @@ class SqliteDb:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _enable_wal(conn: sqlite3.Connection, patience: float = 60.0) -> None:
+    """Put the ledger in WAL mode (a no-op once it is).
+
+    When several processes open a new ledger at once, turning it into WAL can answer
+    "database is locked" at once, without the busy timeout: SQLite refuses to wait where
+    waiting could deadlock. That is a lost race, not a failure: try again for a while.
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.005, 0.05))  # apart, so as not to race again
 
 
 _PLACEHOLDER = re.compile(r"\?")
@@ -155,6 +175,16 @@ class PostgresDb:
         if self._counter is not None:
             self._counter.close()
         self.conn.close()
+
+
+def like(text: str) -> str:
+    """A lower-case LIKE pattern matching ``text`` anywhere, its % and _ (and the escape
+    character) taken literally: use it as ``LOWER(column) LIKE ? ESCAPE '\\'``.
+
+    Compared with LOWER(column): PostgreSQL's LIKE is case-sensitive, SQLite's is not.
+    """
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def connect(target: str | Path, readonly: bool = False) -> Database:

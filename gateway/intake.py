@@ -15,7 +15,7 @@ import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -23,7 +23,8 @@ from gateway import crash
 from gateway.config import PartnerConfig
 from gateway.errors import FatalError, TransientError
 from gateway.events import EventLog
-from gateway.ledger import FileRow, Ledger
+from gateway.ledger import FileRow, Ledger, utc_stamp
+from gateway.liveness import process_ended, this_host
 from gateway.process import Layout, safe_name
 from gateway.storage import durable_move, fsync_dir
 
@@ -249,6 +250,20 @@ def open_inbox(partner: PartnerConfig, ledger: Ledger | None = None) -> Inbox:
     raise FatalError(f"Partner {partner.id}: unknown inbox kind {partner.kind!r}.")
 
 
+def work_temp(layout: Layout, label: str) -> Path:
+    """A fetch's temp file in work/tmp, named after the process that owns it
+    (``<pid>@<host>@<label>.part``), so that a running worker can tell a dead one's leftover
+    from a live one's file in progress (``clean_leftovers``)."""
+    return layout.work_tmp / f"{os.getpid()}@{this_host()}@{label}.part"
+
+
+def _owner_ended(temp: Path) -> bool:
+    """True when ``temp`` is a ``work_temp`` of a process of this machine that has ended."""
+    pid, _, rest = temp.name.partition("@")
+    host = rest.partition("@")[0]
+    return temp.suffix == ".part" and pid.isdigit() and process_ended(host, int(pid))
+
+
 def receive(inbox: Inbox, remote: RemoteFile, ledger: Ledger, layout: Layout,
             events: EventLog, today: date, limit: int | None = None) -> str:
     """Copy one file in durably and commit its receipt; return its file id.
@@ -259,7 +274,7 @@ def receive(inbox: Inbox, remote: RemoteFile, ledger: Ledger, layout: Layout,
     transaction that records the receipt, so such a crash uses up no id and the rerun gives
     the file (and its ACE files and acknowledgment) the same id as a run without the crash.
     """
-    tmp = layout.work_tmp / f"{os.getpid()}-{inbox.partner_id}-{safe_name(remote.name)}.part"
+    tmp = work_temp(layout, f"{inbox.partner_id}-{safe_name(remote.name)}")
     try:
         size, sha256 = inbox.fetch(remote, tmp, limit)
     except BaseException:
@@ -297,7 +312,7 @@ def record_receipt(ledger: Ledger, layout: Layout, tmp: Path, today: date,
             durable_move(tmp, received)
             ledger.add_file({
                 "file_id": file_id, **row, "local_name": local_name,
-                "received_at": datetime.now().astimezone().isoformat(timespec="seconds"),
+                "received_at": utc_stamp(),
                 "state": "RECEIVED",
             })
             announce(file_id)
@@ -333,12 +348,10 @@ def clean_work(ledger: Ledger, layout: Layout, stale_after: float = 0.0) -> list
             else:
                 leftover.unlink(missing_ok=True)
             removed.append(leftover.name)
-    if layout.received.is_dir():
-        for path in layout.received.iterdir():
-            file_id = path.name.split("__", 1)[0]
-            if stale(path) and ledger.file(file_id) is None:
-                path.unlink(missing_ok=True)
-                removed.append(path.name)
+    for path in _unrecorded(ledger, layout):
+        if stale(path):
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
     # failed/: a kill while writing a rejected file's <name>.error.txt leaves its temp there.
     for folder in (layout.outbox_dir, layout.data_dir / "acks", layout.data_dir / "failed"):
         if folder.is_dir():
@@ -347,3 +360,45 @@ def clean_work(ledger: Ledger, layout: Layout, stale_after: float = 0.0) -> list
                     if stale(leftover):
                         leftover.unlink(missing_ok=True)
     return removed
+
+
+def clean_leftovers(ledger: Ledger, layout: Layout) -> list[str]:
+    """While the service runs, remove what a killed worker left before its receipt commit;
+    return the names removed. Safe beside live workers on the same folders:
+
+    - work/tmp: only temp files of a process of this machine that has ended (``work_temp``);
+    - work/received: only files no ledger row names, checked again while no receipt can be in
+      flight (``Ledger.receipts_paused``: a receipt moves its file in and records it in one
+      transaction, so a file without a row then is a dead transaction's).
+
+    Anything else (another machine's temp files, older temp names) waits for ``clean_work``
+    at a start.
+    """
+    removed = []
+    if layout.work_tmp.is_dir():
+        for temp in layout.work_tmp.iterdir():
+            if _owner_ended(temp):
+                temp.unlink(missing_ok=True)
+                removed.append(temp.name)
+    if not _unrecorded(ledger, layout):
+        return removed  # the usual case: no lock taken
+    try:
+        with ledger.receipts_paused():
+            for path in _unrecorded(ledger, layout):
+                path.unlink(missing_ok=True)
+                removed.append(path.name)
+    except TransientError:
+        pass  # receipts kept the lock: the next poll looks again
+    return removed
+
+
+def _unrecorded(ledger: Ledger, layout: Layout) -> list[Path]:
+    """Files in work/received that no ledger row names."""
+    if not layout.received.is_dir():
+        return []
+    found = []
+    for path in layout.received.iterdir():
+        row = ledger.file(path.name.split("__", 1)[0])
+        if row is None or row.local_name != path.name:
+            found.append(path)
+    return found

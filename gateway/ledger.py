@@ -12,9 +12,10 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
+from gateway import crash
 from gateway.db import Database, connect, translate_ddl
 from gateway.errors import FatalError
 from gateway.migrations import MIGRATIONS, split_statements
@@ -32,6 +33,17 @@ FILE_COLUMNS = (
 # A quarantined file is never taken again by a poll or a start (gateway.quarantine).
 QUARANTINED_IDS = "SELECT file_id FROM file_failures WHERE quarantined_at IS NOT NULL"
 NOT_QUARANTINED = f"file_id NOT IN ({QUARANTINED_IDS})"
+
+
+def utc_now() -> datetime:
+    """Now, in UTC: the clock of every time the ledger stores (a test may fix it)."""
+    return datetime.now(UTC)
+
+
+def utc_stamp(moment: datetime | None = None) -> str:
+    """A time as the ledger stores every time: ISO 8601 in UTC (``+00:00``), to the second,
+    so that times sort and compare as text whatever the machine's zone."""
+    return (moment or utc_now()).astimezone(UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +123,10 @@ class Ledger:
     def upgrade(self) -> list[int]:
         """Apply the migrations this ledger lacks, each in its own transaction.
 
-        On PostgreSQL, workers starting together take turns (an advisory lock): one migrates,
-        the others then find the schema current.
+        Processes starting together on a new ledger take turns: each migration is applied
+        under the write lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory lock too, as
+        DDL does not lock a table that does not exist yet), and the schema version is read
+        again inside it, so that a migration another process applied meanwhile is skipped.
         """
         postgres = self.db.dialect == "postgresql"
         if postgres:
@@ -121,25 +135,41 @@ class Ledger:
             if postgres:
                 self.db.execute(
                     "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
-            version = self.schema_version()
-            if version > len(MIGRATIONS):
-                raise FatalError(f"The ledger {self.path} is schema {version}; this gateway "
-                                 f"knows {len(MIGRATIONS)}. Upgrade the gateway.")
-            applied = []
-            for number in range(version, len(MIGRATIONS)):
-                with self.transaction():
-                    for statement in split_statements(MIGRATIONS[number]):
-                        self.db.execute(translate_ddl(statement, self.db.dialect))
-                    if postgres:
-                        self.db.execute("INSERT INTO schema_version (version) VALUES (?)",
-                                        (number + 1,))
-                    else:
-                        self.db.execute(f"PRAGMA user_version = {number + 1}")
-                applied.append(number + 1)
+            applied: list[int] = []
+            # The usual case, a current schema, is seen without the write lock (which a
+            # long file may hold for minutes).
+            if self.schema_version() == len(MIGRATIONS):
+                return applied
+            crash.pause("before_migrate")  # tests/test_first_run.py widens the race here
+            while (number := self._apply_next_migration()) is not None:
+                applied.append(number)
             return applied
         finally:
             if postgres:
                 self.db.execute("SELECT pg_advisory_unlock(?)", (_MIGRATION_LOCK,))
+
+    def _apply_next_migration(self) -> int | None:
+        """Apply the first migration the ledger lacks, inside the write lock; return its
+        number, or None when the schema is current."""
+        with self.transaction():
+            version = self.schema_version()
+            if version > len(MIGRATIONS):
+                raise FatalError(f"The ledger {self.path} is schema {version}; this gateway "
+                                 f"knows {len(MIGRATIONS)}. Upgrade the gateway.")
+            if version == len(MIGRATIONS):
+                return None
+            step = MIGRATIONS[version]
+            if callable(step):  # a data migration, written in Python for both databases
+                step(self.db)
+            else:
+                for statement in split_statements(step):
+                    self.db.execute(translate_ddl(statement, self.db.dialect))
+            if self.db.dialect == "postgresql":
+                self.db.execute("INSERT INTO schema_version (version) VALUES (?)",
+                                (version + 1,))
+            else:
+                self.db.execute(f"PRAGMA user_version = {version + 1}")
+        return version + 1
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -151,6 +181,18 @@ class Ledger:
             self.db.rollback()
             raise
         self.db.commit()
+
+    @contextmanager
+    def receipts_paused(self) -> Iterator[None]:
+        """A transaction during which no receipt is in flight: it waits (briefly) for those
+        under way to end and holds new ones back until it ends. A receipt draws its file id
+        from file_counter; SQLite's write lock, or PostgreSQL's table lock on file_counter,
+        excludes that. TransientError when the lock is not had within a few seconds."""
+        with self.transaction():
+            if self.db.dialect == "postgresql":
+                self.db.execute("SET LOCAL lock_timeout = '5s'")
+                self.db.execute("LOCK TABLE file_counter IN SHARE ROW EXCLUSIVE MODE")
+            yield
 
     # -- files -------------------------------------------------------------------------------
 

@@ -4,11 +4,53 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
+from gateway.db import Database
 from gateway.errors import FatalError
 
-MIGRATIONS: tuple[str, ...] = (
+# The times the ledger stores, by table and key. Older gateways wrote received_at and
+# processed_at with the machine's local offset; the web page's "today" compares them with UTC
+# text (issue 10, "Store every ledger time in UTC").
+_TIME_COLUMNS = (
+    ("files", "file_id", ("received_at", "processed_at", "details_purged_at",
+                          "archive_purged_at")),
+    ("partner_state", "partner", ("last_poll_at", "last_success_at", "watched_since")),
+)
+_CHUNK = 5000
+
+
+def times_to_utc(db: Database) -> None:
+    """Rewrite every stored time that has another offset than UTC's as UTC (the same instant).
+
+    In Python, for both databases: neither parses an ISO offset the same way in SQL. Chunks
+    by key, so that a large ledger is never held in memory whole.
+    """
+    for table, key, columns in _TIME_COLUMNS:
+        last = ""
+        while rows := db.execute(
+                f"SELECT {key}, {', '.join(columns)} FROM {table} WHERE {key} > ? "
+                f"ORDER BY {key} LIMIT {_CHUNK}", (last,)).fetchall():
+            last = rows[-1][0]
+            for n, column in enumerate(columns, start=1):
+                db.executemany(f"UPDATE {table} SET {column} = ? WHERE {key} = ?",
+                               [(utc, row[0]) for row in rows
+                                if (utc := _as_utc(row[n])) != row[n]])
+
+
+def _as_utc(text: str | None) -> str | None:
+    """``text`` as UTC ISO 8601; unchanged when it is not an ISO time with an offset."""
+    try:
+        moment = datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return text
+    if moment is None or moment.tzinfo is None:
+        return text
+    return moment.astimezone(UTC).isoformat()
+
+
+MIGRATIONS: tuple[str | Callable[[Database], None], ...] = (
     """
     CREATE TABLE files (
         file_id       TEXT PRIMARY KEY,
@@ -185,6 +227,8 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX file_failures_partner ON file_failures (partner, quarantined_at);
     """,
+    # Issue 10, "Store every ledger time in UTC": older local-offset times rewritten as UTC.
+    times_to_utc,
 )
 
 

@@ -32,7 +32,7 @@ from gateway.errors import RejectedSubmission
 from gateway.events import EventLog
 from gateway.findings import Finding, finding
 from gateway.hts import covered_list
-from gateway.ledger import FileRow, Ledger
+from gateway.ledger import FileRow, Ledger, utc_now
 from gateway.licensing import LicenseIssuer, RepeatedRef, decide, license_row
 from gateway.mapping import mapping_for
 from gateway.model import AppStatus, FileStatus, SubmissionHeader
@@ -183,7 +183,7 @@ class FileProcessor:
         return row
 
     def _process(self, row: FileRow) -> None:
-        started = datetime.now().astimezone()
+        started = utc_now()
         on = processing_date(self.config, self.as_of)
         partner = self.config.partner(row.partner)
         path = self.layout.received / row.local_name
@@ -307,13 +307,14 @@ class FileProcessor:
                 issuer.save()
                 license_alerts(ledger, self.alerts, issuer, row.partner, row.file_id)
                 summary.settle_status()
-                summary.processed_at = datetime.now().astimezone()
+                summary.processed_at = utc_now()
                 ack.finish(summary)
                 for w in writers.values():
                     published += [w.path, w.path.with_name(w.path.name + MANIFEST_SUFFIX)]
                 manifests = [writers[k].finish() for k in ("AE", "FT") if k in writers]
                 ace_names = [m.file_name for m in manifests if m is not None]
-                published.append(self.layout.partner_outbox(row.partner) / ack_name(row, kind))
+                published.append(self.layout.partner_outbox(row.partner) /
+                                 self.ack_name_of(row, kind))
                 self.publish_ack(row, ack_path, kind)
                 crash.point("after_outputs")
                 self._record(row, summary, fmt, ace_names, started, error=None, kind=kind)
@@ -337,7 +338,7 @@ class FileProcessor:
         summary.findings = [problem]
         summary.applications = summary.licensed = summary.not_required = summary.rejected = 0
         summary.new_licenses = 0
-        summary.processed_at = datetime.now().astimezone()
+        summary.processed_at = utc_now()
         kind = ack_kind(fmt)
         ack_path = stored_ack(self.layout, row, kind)
         render = render_csv_ack if kind == "csv" else render_ack
@@ -358,7 +359,7 @@ class FileProcessor:
                          value=original.file_id)
         source = stored_ack(self.layout, original)
         kind = (original.ack_name or "x.xml").rsplit(".", 1)[-1]
-        summary.processed_at = datetime.now().astimezone()
+        summary.processed_at = utc_now()
         ack_path = stored_ack(self.layout, row, kind)
         rewrite = duplicate_csv_ack_chunks if kind == "csv" else duplicate_ack_chunks
         atomic_write(ack_path, rewrite(source, row.remote_name, row.received_at,
@@ -378,7 +379,7 @@ class FileProcessor:
 
     # -- shared steps ------------------------------------------------------------------------
 
-    def _ack_name(self, row: FileRow, kind: str) -> str:
+    def ack_name_of(self, row: FileRow, kind: str) -> str:
         """This file's ack name: its own, never one an earlier file's ack holds (the same on a
         rerun after a crash: only committed rows of other files decide it)."""
         if row.reprocess_of is not None:
@@ -394,7 +395,7 @@ class FileProcessor:
 
     def publish_ack(self, row: FileRow, stored: Path, kind: str) -> None:
         """The partner's copy in outbox/<partner>/: a hard link to the stored ack."""
-        target = self.layout.partner_outbox(row.partner) / self._ack_name(row, kind)
+        target = self.layout.partner_outbox(row.partner) / self.ack_name_of(row, kind)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = temp_name(target)
         tmp.unlink(missing_ok=True)
@@ -407,8 +408,8 @@ class FileProcessor:
     def _record(self, row: FileRow, summary: FileSummary, fmt: str | None, ace_names: list[str],
                 started: datetime, *, error: str | None, kind: str,
                 duplicate_of: str | None = None) -> None:
-        duration = int((datetime.now().astimezone() - started).total_seconds() * 1000)
-        ack = self._ack_name(row, kind)
+        duration = int((utc_now() - started).total_seconds() * 1000)
+        ack = self.ack_name_of(row, kind)
         self.ledger.update_file(
             row.file_id, state="PROCESSED", status=summary.status.value, format=fmt,
             submission_id=summary.submission_id,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 
 from gateway.ack import render_ack
 from gateway.ack_csv import render_csv_ack
@@ -24,14 +24,14 @@ from gateway.errors import FatalError
 from gateway.events import EventLog
 from gateway.findings import finding
 from gateway.intake import Inbox
-from gateway.ledger import FileRow, Ledger
+from gateway.ledger import FileRow, Ledger, utc_now, utc_stamp
 from gateway.model import FileStatus
 from gateway.process import (
     FileProcessor,
     Layout,
     ack_kind,
-    ack_name,
     error_text,
+    processing_date,
     stored_ack,
 )
 from gateway.results import FileSummary
@@ -55,7 +55,7 @@ class FailureRow:
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return utc_stamp()
 
 
 def reason_of(err: BaseException) -> str:
@@ -124,11 +124,12 @@ def _internal_error_ack(processor: FileProcessor, row: FileRow) -> str:
     """Write and publish the acknowledgment of a file the gateway could not process; its
     name. The wording puts the fault where it is: with the gateway, not the partner."""
     kind = ack_kind("csv" if row.remote_name.lower().endswith(".csv") else None)
-    now = datetime.now().astimezone()
+    now = utc_now()
     summary = FileSummary(
         file_id=row.file_id, partner=row.partner, file_name=row.remote_name,
         sha256=row.sha256, received_at=datetime.fromisoformat(row.received_at),
-        processed_at=now, rule_set_date=now.date(), status=FileStatus.REJECTED,
+        processed_at=now, rule_set_date=processing_date(processor.config, processor.as_of),
+        status=FileStatus.REJECTED,
         findings=[finding(
             "F001", f"The gateway could not process this file: an internal error of the "
             f"gateway stopped it {QUARANTINE_AFTER} times. It was set aside for the gateway's "
@@ -136,7 +137,7 @@ def _internal_error_ack(processor: FileProcessor, row: FileRow) -> str:
     path = stored_ack(processor.layout, row, kind)
     atomic_write(path, (render_csv_ack if kind == "csv" else render_ack)(summary, []))
     processor.publish_ack(row, path, kind)
-    return ack_name(row, kind)
+    return processor.ack_name_of(row, kind)
 
 
 def quarantine(processor: FileProcessor, alerts: Alerts, inbox: Inbox, row: FileRow,

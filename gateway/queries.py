@@ -10,12 +10,12 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from gateway.alerts import ALERT_EVENTS, last_file_at, silence
 from gateway.config import Config, PartnerConfig
-from gateway.db import is_postgres
+from gateway.db import is_postgres, like
 from gateway.ledger import QUARANTINED_IDS, FileRow, Ledger
 from gateway.quarantine import failure, mark_quarantined, quarantined_count
 from gateway.runner import open_ledger
@@ -49,7 +49,13 @@ def reading(config: Config) -> Iterator[Ledger | None]:
 # -- files --------------------------------------------------------------------------------------
 
 
-def file_filter(partner: str | None = None, status: str | None = None,
+def day_start_utc(config: Config, day: date) -> str:
+    """Midnight of ``day`` in the gateway's zone, as the ledger writes times (UTC ISO)."""
+    start = datetime.combine(day, time(0), tzinfo=config.gateway.zone).astimezone(UTC)
+    return start.isoformat(timespec="seconds")
+
+
+def file_filter(config: Config, partner: str | None = None, status: str | None = None,
                 since: date | None = None) -> tuple[str, tuple[object, ...]]:
     """The WHERE clause of a file listing. ``status`` FAILED = rejected with an F-code."""
     where, params = ["1 = 1"], []
@@ -68,9 +74,9 @@ def file_filter(partner: str | None = None, status: str | None = None,
             where.append("status = ?")
             params.append(wanted)
     if since:
-        # received_at is ISO 8601 in the gateway's local time: its date part sorts as text.
+        # received_at is UTC ISO 8601 text: it sorts as time.
         where.append("received_at >= ?")
-        params.append(since.isoformat())
+        params.append(day_start_utc(config, since))
     return " AND ".join(where), tuple(params)
 
 
@@ -80,7 +86,7 @@ def files(config: Config, *, partner: str | None = None, status: str | None = No
     with reading(config) as ledger:
         if ledger is None:
             return []
-        where, params = file_filter(partner, status, since)
+        where, params = file_filter(config, partner, status, since)
         return mark_quarantined(ledger.db, ledger.files(where, params, limit=limit))
 
 
@@ -122,8 +128,8 @@ def licenses(config: Config, *, number: str | None = None, ref: str | None = Non
                 where.append(f"{column} = ?")
                 params.append(value.upper() if column == "license_number" else value)
         if importer:
-            where.append("LOWER(importer) LIKE ?")
-            params.append(f"%{importer.lower()}%")
+            where.append("LOWER(importer) LIKE ? ESCAPE '\\'")  # % and _ are literal
+            params.append(like(importer))
         if since:
             where.append("issue_date >= ?")
             params.append(since.isoformat())

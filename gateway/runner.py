@@ -28,6 +28,7 @@ from gateway.intake import (
     DISK_FULL,
     Inbox,
     NotTaken,
+    clean_leftovers,
     clean_work,
     disk_full,
     failure_reason,
@@ -35,6 +36,7 @@ from gateway.intake import (
     receive,
 )
 from gateway.ledger import FileRow, Ledger
+from gateway.liveness import process_ended
 from gateway.process import FileProcessor, Layout, processing_date, stored_ack
 from gateway.quarantine import (
     QUARANTINE_AFTER,
@@ -111,26 +113,7 @@ def _dead_local_worker(owner: str) -> bool:
     """True when ``owner`` (host:pid:nonce) is a process of this machine that has ended."""
     host, _, rest = owner.partition(":")
     pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # alive, someone else's
-    return _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
+    return pid_text.isdigit() and process_ended(host, int(pid_text))
 
 
 def _trace_poll(partner: str, worker: str, started: float, ended: float) -> None:
@@ -243,6 +226,17 @@ class Runner:
         self.alerts.flush(self.ledger)
         self._recovered = True
 
+    def _clean_leftovers(self) -> None:
+        """What a worker killed mid-receipt left in work/: removed while the service runs
+        (``clean_work`` at a start waits for 2 x lease_seconds with several workers)."""
+        try:
+            removed = clean_leftovers(self.ledger, self.layout)
+        except (GatewayError, OSError) as err:  # never fails the poll: the next one retries
+            log.warning("cleaning work/: %s", err)
+            return
+        if removed:
+            self.events.emit(None, "recovery.cleaned", files=removed)
+
     def _lease(self, partner_id: str) -> bool:
         seconds, now = self.config.gateway.lease_seconds, self.ledger.now()
         if self.ledger.acquire_lease(partner_id, self.worker, seconds, now):
@@ -276,6 +270,7 @@ class Runner:
         if not self._lease(partner.id):
             report.leased_elsewhere = True
             return report
+        self._clean_leftovers()
         keeper = LeaseKeeper(self.config, partner.id, self.worker)
         inbox = open_inbox(partner, self.ledger)
         started = time.time()

@@ -581,7 +581,8 @@ def test_an_older_ledger_is_upgraded_for_readers(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     con = sqlite3.connect(tmp_path / "data" / "ledger.sqlite")
     for script in MIGRATIONS[:-1]:
-        con.executescript(script)
+        if isinstance(script, str):  # a data step (Python) has nothing to do on no data
+            con.executescript(script)
     con.execute(f"PRAGMA user_version = {len(MIGRATIONS) - 1}")
     con.close()
     (tmp_path / "config.toml").write_text('[gateway]\ndata_dir = "data"\n'

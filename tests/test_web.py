@@ -490,7 +490,7 @@ def test_start_is_refused_without_a_token_or_on_an_open_address(tmp_path: Path) 
     config = load_config(cfg)
     with pytest.raises(FatalError, match=TOKEN_ENV):
         make_server(config, port=0, environ={})
-    with pytest.raises(FatalError, match="at least 16"):
+    with pytest.raises(FatalError, match="at least 32"):
         make_server(config, port=0, environ={TOKEN_ENV: "short"})
     with pytest.raises(FatalError, match="allow_remote"):
         make_server(config, host="0.0.0.0", port=0, environ={TOKEN_ENV: TOKEN})

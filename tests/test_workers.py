@@ -92,6 +92,10 @@ def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
     return False
 
 
+def work_is_empty(work: Path) -> bool:
+    return not any(p.is_file() for p in work.rglob("*")) if work.exists() else True
+
+
 @pytest.mark.parametrize("workers", [2, 3])
 def test_workers_share_partners_and_survive_a_killed_worker(
         tmp_path: Path, pg_dsn: str, sshd: SshServer, workers: int) -> None:
@@ -108,6 +112,11 @@ def test_workers_share_partners_and_survive_a_killed_worker(
         assert wait_until(lambda: done_count(pg_dsn) == total_files, 120), (
             f"{done_count(pg_dsn)} of {total_files} files done; "
             + " | ".join(log.read_text(errors="replace")[-2000:] for log in logs))
+        # The kill may have landed mid-receipt (a temp file, or a received file whose row
+        # never committed): a live worker's next poll removes it.
+        work = tmp_path / "shared" / "data" / "work"
+        assert wait_until(lambda: work_is_empty(work), 60), sorted(
+            p.name for p in work.rglob("*"))
     finally:
         for proc in procs[1:]:
             proc.send_signal(signal.SIGTERM)
@@ -144,7 +153,6 @@ def test_workers_share_partners_and_survive_a_killed_worker(
     assert all(len(names) == 1 for names in files_of.values())
     # Inboxes emptied, nothing left in the shared work folders.
     assert all(not any(p.iterdir()) for p in inboxes.values())
-    work = tmp_path / "shared" / "data" / "work"
     assert not any((work / "received").iterdir()) if (work / "received").exists() else True
     # No partner was ever polled by two workers at once.
     intervals: dict[str, list[tuple[float, float, str]]] = {}

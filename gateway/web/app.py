@@ -8,7 +8,7 @@ connection opened for that request; the one write, reprocess, goes through
 from __future__ import annotations
 
 import sqlite3
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 from urllib.parse import urlencode
 
@@ -204,8 +204,8 @@ def create_app(config: Config, guard: Guard) -> Flask:
         conn = db()
         first, last = charts.default_months(conn, queries.local_today(config))
         problems: list[str] = []
-        first = _month_arg("from", problems) or first
-        last = _month_arg("to", problems) or last
+        first = _month_arg("from") or first
+        last = _month_arg("to") or last
         if first > last:
             problems.append("'from' is after 'to': the two were swapped.")
             first, last = last, first
@@ -246,15 +246,15 @@ def _date_arg(name: str, problems: list[str]) -> date | None:
         return None
 
 
-def _month_arg(name: str, problems: list[str]) -> str | None:
+def _month_arg(name: str) -> str | None:
+    """The month ``name`` of the query (``YYYY-MM``), None when not given; 400 otherwise."""
     text = request.args.get(name, "").strip()
     if not text:
         return None
-    try:
-        return datetime.strptime(text[:7], "%Y-%m").strftime("%Y-%m")
-    except ValueError:
-        problems.append(f"'{name}' is not a month YYYY-MM; ignored.")
-        return None
+    if not charts.valid_month(text):
+        abort(400, f"'{name}' must be a month YYYY-MM from {charts.FIRST_MONTH} to "
+                   f"{charts.LAST_MONTH}, not {text[:40]!r}.")
+    return text
 
 
 def _local(config: Config, text: object) -> str:

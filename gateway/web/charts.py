@@ -10,6 +10,7 @@ script and no build step.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import date
 
@@ -73,6 +74,17 @@ class Chart:
     @property
     def total(self) -> float:
         return round(sum(row[2] for row in self.table), 3)  # rounded once, not per series
+
+
+# The months a chart may show: four-digit years (the labels sort as text), none before
+# licensing existed.
+FIRST_MONTH, LAST_MONTH = "2000-01", "2999-12"
+_MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
+
+
+def valid_month(text: str) -> bool:
+    """``YYYY-MM``, a real month, within FIRST_MONTH..LAST_MONTH."""
+    return bool(_MONTH.fullmatch(text)) and FIRST_MONTH <= text <= LAST_MONTH
 
 
 def month_range(first: str, last: str) -> list[str]:

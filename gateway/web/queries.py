@@ -8,15 +8,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from itertools import islice
 
 from gateway.config import Config, PartnerConfig
-from gateway.db import Database
+from gateway.db import Database, like
 from gateway.findings import CODES
 from gateway.ledger import FILE_COLUMNS, QUARANTINED_IDS, FileRow, Ledger
 from gateway.quarantine import mark_quarantined
-from gateway.queries import PartnerStatus, partner_status
+from gateway.queries import PartnerStatus, day_start_utc, partner_status
 
 FILE_STATUSES = ("ACCEPTED", "PARTIAL", "REJECTED", "DUPLICATE", "IN PROGRESS", "FAILED",
                  "QUARANTINED")
@@ -29,12 +29,6 @@ MISSED_POLLS = 3
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
-
-
-def day_start_utc(config: Config, day: date) -> str:
-    """Local midnight of ``day`` in the gateway's zone, as the ledger writes times (UTC ISO)."""
-    start = datetime.combine(day, time(0), tzinfo=config.gateway.zone).astimezone(UTC)
-    return start.isoformat(timespec="seconds")
 
 
 def local_today(config: Config, now: datetime | None = None) -> date:
@@ -209,15 +203,6 @@ class FileFilter:
                            "ESCAPE '\\')")
             params += [like(self.text)] * 2
         return " AND ".join(clauses), params
-
-
-def like(text: str) -> str:
-    """A lower-case LIKE pattern matching ``text`` anywhere, its % and _ taken literally.
-
-    Compared with LOWER(column): PostgreSQL's LIKE is case-sensitive, SQLite's is not.
-    """
-    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
 
 
 def list_files(config: Config, db: Database, filt: FileFilter) -> list[FileRow]:

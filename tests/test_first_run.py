@@ -1,0 +1,130 @@
+"""Several `aim-gateway run --once` started together on a new data folder (SQLite ledger).
+
+Each process is real and waits on a barrier file before it runs, so that all of them open and
+migrate the new ledger at the same moment; ``AIMGW_PAUSE_AT=before_migrate`` then holds each
+one between seeing an old schema and migrating it, so that the race is certain, not lucky.
+Measured on the gateway that migrated outside the write lock: without the pause 12 of 15
+rounds failed (2 to 4 of the 6 processes exited 1, "table files already exists" or
+"duplicate column name"); with it, every round.
+
+Opening a new ledger together has a second race, rarer (about one round in 15 of the six
+runs): turning the file into WAL answers "database is locked" at once to a loser. Its own
+test opens new ledgers from 12 processes, 150 rounds (about 5 s): every one of 6 runs failed
+on the gateway without a retry.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway.migrations import MIGRATIONS
+
+ROOT = Path(__file__).resolve().parent.parent
+GOOD = ROOT / "inbox" / "sample" / "acme-20261201-good.xml"
+PROCESSES = 6
+
+# Imports first, then the barrier, then the CLI: the processes start their run together.
+_LAUNCH = """
+import os, sys, time
+from pathlib import Path
+import gateway.cli
+barrier = Path(sys.argv[1])
+while not barrier.exists():
+    time.sleep(0.001)
+sys.exit(gateway.cli.main(sys.argv[2:]))
+"""
+
+
+def project(base: Path) -> Path:
+    inbox = base / "inbox"
+    inbox.mkdir(parents=True)
+    for n in range(3):
+        (inbox / f"acme-{n}.xml").write_bytes(GOOD.read_bytes().replace(
+            b"ACME-20261201-001", f"ACME-FIRST-{n}".encode()).replace(
+            b'ref="PO-44', f'ref="F{n}-'.encode()).replace(b'ref="WH-', f'ref="F{n}W-'.encode()))
+    cfg = base / "config.toml"
+    cfg.write_text(f"""
+[gateway]
+data_dir = "{base / 'data'}"
+outbox_dir = "{base / 'outbox'}"
+
+[partners.acme]
+name = "Acme"
+inbox = "{inbox}"
+disposition = "keep"
+""")
+    return cfg
+
+
+def run_together(cfg: Path, barrier: Path) -> list[tuple[int, str]]:
+    env = {**os.environ, "AIMGW_PAUSE_AT": "before_migrate:0.3"}
+    procs = [subprocess.Popen([sys.executable, "-c", _LAUNCH, str(barrier), "run", "--once",
+                               "--config", str(cfg), "--as-of", "2026-12-01"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for _ in range(PROCESSES)]
+    barrier.touch()
+    return [(proc.wait(timeout=120), proc.stderr.read().decode(errors="replace"))  # type: ignore[union-attr]
+            for proc in procs]
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_concurrent_first_runs_migrate_once(tmp_path: Path, round_: int) -> None:
+    cfg = project(tmp_path)
+    results = run_together(cfg, tmp_path / "go")
+    assert [code for code, _ in results] == [0] * PROCESSES, [err for _, err in results]
+
+    conn = sqlite3.connect(tmp_path / "data" / "ledger.sqlite")
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        numbers = [n for (n,) in conn.execute("SELECT license_number FROM licenses")]
+        files = conn.execute("SELECT remote_name, state FROM files").fetchall()
+    finally:
+        conn.close()
+    assert sorted(files) == [(f"acme-{n}.xml", "DONE") for n in range(3)]
+    assert len(numbers) == 9 == len(set(numbers))
+
+
+# Each child opens one new ledger per round, all of them at once (a barrier file per round),
+# and reports the round it finished with a file; it prints what failed.
+_OPENER = """
+import sys, time
+from pathlib import Path
+from gateway.db import SqliteDb
+from gateway.errors import FatalError
+base, me, rounds = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+for n in range(rounds):
+    while not (base / f"go-{n}").exists():
+        time.sleep(0.0002)
+    try:
+        SqliteDb(base / f"ledger-{n}.sqlite", readonly=False).close()
+    except FatalError as err:
+        print(f"round {n}: {err}", flush=True)
+    (base / f"done-{n}-{me}").touch()
+"""
+OPENERS, OPEN_ROUNDS = 12, 150
+
+
+def test_processes_opening_a_new_ledger_together_all_open_it(tmp_path: Path) -> None:
+    """Turning a new SQLite file into WAL makes SQLite answer "database is locked" at once,
+    without waiting, to a process that loses the race (it avoids a deadlock); the gateway
+    tries again (``db._enable_wal``)."""
+    procs = [subprocess.Popen([sys.executable, "-c", _OPENER, str(tmp_path), str(n),
+                               str(OPEN_ROUNDS)], stdout=subprocess.PIPE, text=True)
+             for n in range(OPENERS)]
+    try:
+        for n in range(OPEN_ROUNDS):
+            (tmp_path / f"go-{n}").touch()
+            deadline = time.monotonic() + 60
+            while len(list(tmp_path.glob(f"done-{n}-*"))) < OPENERS:
+                assert time.monotonic() < deadline, f"round {n} never finished"
+                time.sleep(0.001)
+    finally:
+        outputs = [proc.communicate(timeout=60)[0] for proc in procs]
+    assert "".join(outputs) == ""
