@@ -65,6 +65,16 @@ def serve(config: Config, stop: threading.Event | None = None) -> None:
         if report.taken or report.error:
             log.info("poll %s: %d taken, error=%s", partner_id, len(report.taken), report.error)
 
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: finishing the file in hand, then exiting", signum)
+        stop.set()
+
+    # Installed before the recovery: a signal during it ends serve cleanly after the file in
+    # hand (recovery checks ``stop`` between files), never with Python's KeyboardInterrupt.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
     # Finish what a crash left half-done before the first poll (guide: OPERATIONS.md).
     recovery = Runner(config, stop=stop, events=events)
     try:
@@ -95,13 +105,6 @@ def serve(config: Config, stop: threading.Event | None = None) -> None:
                           name=f"poll {partner.id}", misfire_grace_time=grace,
                           next_run_time=now)
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %d: finishing the file in hand, then exiting", signum)
-        stop.set()
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
     events.emit(None, "service.start", partners=[p.id for p in partners])
     scheduler.start()
     try:

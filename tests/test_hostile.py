@@ -879,7 +879,7 @@ def test_a_full_data_disk_fails_that_poll_and_the_next_partner_is_polled(
 
         def fsync(fd: int) -> None:
             if full["on"] and "/work/tmp/" in os.readlink(f"/proc/self/fd/{fd}") and \
-                    "-acme-" in os.readlink(f"/proc/self/fd/{fd}"):
+                    "@acme-" in os.readlink(f"/proc/self/fd/{fd}"):
                 no_space()
             real(fd)
         monkeypatch.setattr("gateway.intake.os.fsync", fsync)
