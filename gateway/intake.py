@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import fnmatch
 import hashlib
+import logging
 import os
 import shutil
 import stat
@@ -27,6 +28,8 @@ from gateway.ledger import FileRow, Ledger, utc_stamp
 from gateway.liveness import process_ended, this_host
 from gateway.process import Layout, safe_name
 from gateway.storage import durable_move, fsync_dir
+
+log = logging.getLogger("gateway.intake")
 
 # Names a sender uses while a file is still being written: never taken.
 IN_PROGRESS_SUFFIXES = (".tmp", ".part", ".filepart", ".partial", ".writing")
@@ -84,8 +87,12 @@ def text_name(name: str) -> str:
     return name
 
 
-def _wanted(name: str, patterns: tuple[str, ...]) -> bool:
+def wanted(name: str, patterns: tuple[str, ...]) -> bool:
+    """Whether a listed name is a file to take (local and SFTP alike): never hidden, never
+    in progress, never a name no file system can hold (a hostile server's NUL or ``/``)."""
     if name.startswith(".") or name.lower().endswith(IN_PROGRESS_SUFFIXES):
+        return False
+    if "\x00" in name or "/" in name:
         return False
     return any(fnmatch.fnmatch(name, p) for p in patterns)
 
@@ -174,7 +181,7 @@ class LocalInbox:
             for entry in entries:
                 # lstat: a symlink is never followed out of the inbox.
                 st = entry.stat(follow_symlinks=False)
-                if not stat.S_ISREG(st.st_mode) or not _wanted(entry.name, self.partner.patterns):
+                if not stat.S_ISREG(st.st_mode) or not wanted(entry.name, self.partner.patterns):
                     continue
                 if now - st.st_mtime < self.partner.effective_min_age:
                     continue
@@ -195,10 +202,21 @@ class LocalInbox:
 
     def fetch(self, remote: RemoteFile, dest: Path, limit: int | None = None,
               ) -> tuple[int, str]:
-        fd = os.open(self.root / self._disk_name(remote.name),
-                     os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        # O_NONBLOCK: a FIFO swapped in after the listing must not hang the poll (an open for
+        # reading blocks until a writer comes); O_NOFOLLOW: nor a link be followed out.
+        try:
+            fd = os.open(self.root / self._disk_name(remote.name),
+                         os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as err:
+            if err.errno in (errno.ELOOP, errno.ENOENT):  # swapped for a link, or gone
+                raise NotTaken(f"{remote.name} was replaced or removed after the listing "
+                               f"({err.strerror})") from None
+            raise
         with os.fdopen(fd, "rb") as src:
             opened = os.fstat(fd)
+            if not stat.S_ISREG(opened.st_mode):
+                raise NotTaken(f"{remote.name} was no longer a regular file when it was opened")
+            os.set_blocking(fd, True)
             self._fetched[remote.name] = (opened.st_dev, opened.st_ino)
             try:
                 return copy_with_digest(src, dest, remote.size, limit)
@@ -225,11 +243,33 @@ class LocalInbox:
             src.unlink()
             fsync_dir(self.root)
             return None
-        target = self.partner.effective_processed_dir / remote_name
-        if target.exists():  # an earlier file of that name: this copy gets its file id
-            target = target.with_name(f"{target.name}.{taken.file_id}")
-        durable_move(src, target)
+        self._move_to_processed(remote_name, taken.file_id)
         return None
+
+    def _move_to_processed(self, name: str, file_id: str) -> None:
+        """Rename the taken file into the processed folder, never through a link: the folder
+        is opened component by component with O_NOFOLLOW and the rename is made relative to
+        the two folder handles, so a partner who makes ``processed`` (or a folder above it
+        inside its inbox) a link to another partner's inbox gets an error, not a move there.
+        A name already in the processed folder: this copy gets its file id."""
+        root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            folder_fd = _real_folder(root_fd, self.root, self.partner.effective_processed_dir,
+                                     self.partner_id)
+            try:
+                target = name
+                try:
+                    os.stat(target, dir_fd=folder_fd, follow_symlinks=False)
+                    target = f"{name}.{file_id}"
+                except FileNotFoundError:
+                    pass
+                os.rename(name, target, src_dir_fd=root_fd, dst_dir_fd=folder_fd)
+                os.fsync(folder_fd)
+                os.fsync(root_fd)
+            finally:
+                os.close(folder_fd)
+        finally:
+            os.close(root_fd)
 
     def deliver(self, local: Path, name: str) -> None:
         # The outbox folder is where a local partner reads its acknowledgments.
@@ -237,6 +277,36 @@ class LocalInbox:
 
     def close(self) -> None:
         return None
+
+
+def _real_folder(root_fd: int, root: Path, folder: Path, partner_id: str) -> int:
+    """A handle on ``folder``, created if missing. Inside the partner's inbox (which the
+    partner writes) every component is opened with O_NOFOLLOW: a link there is refused. A
+    folder outside it is the admin's, opened as configured."""
+    flags = os.O_RDONLY | os.O_DIRECTORY
+    try:
+        parts = folder.relative_to(root).parts
+    except ValueError:
+        folder.mkdir(parents=True, exist_ok=True)
+        return os.open(folder, flags)
+    fd = os.dup(root_fd)
+    for part in parts:
+        try:
+            next_fd = os.open(part, flags | os.O_NOFOLLOW, dir_fd=fd)
+        except FileNotFoundError:
+            os.mkdir(part, 0o750, dir_fd=fd)
+            next_fd = os.open(part, flags | os.O_NOFOLLOW, dir_fd=fd)
+        except OSError as err:
+            os.close(fd)
+            if err.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise FatalError(
+                    f"partner {partner_id}: its processed folder {folder} is a symbolic link "
+                    "or not a folder; the gateway never moves a file through a link: make it "
+                    "a real folder (or set processed_dir)") from None
+            raise
+        os.close(fd)
+        fd = next_fd
+    return fd
 
 
 def open_inbox(partner: PartnerConfig, ledger: Ledger | None = None) -> Inbox:
@@ -353,13 +423,23 @@ def clean_work(ledger: Ledger, layout: Layout, stale_after: float = 0.0) -> list
             path.unlink(missing_ok=True)
             removed.append(path.name)
     # failed/: a kill while writing a rejected file's <name>.error.txt leaves its temp there.
+    # A local partner can write its own outbox folder: only our kind of leftover (a file or
+    # a link) is removed, and nothing there can fail the start of the gateway.
     for folder in (layout.outbox_dir, layout.data_dir / "acks", layout.data_dir / "failed"):
         if folder.is_dir():
             for pattern in (".*.tmp", ".*.body", ".*.spool"):
                 for leftover in folder.rglob(pattern):
-                    if stale(leftover):
-                        leftover.unlink(missing_ok=True)
+                    _remove_leftover(leftover, stale)
     return removed
+
+
+def _remove_leftover(path: Path, stale: Callable[[Path], bool]) -> None:
+    try:
+        if stat.S_ISDIR(path.lstat().st_mode) or not stale(path):
+            return
+        path.unlink(missing_ok=True)
+    except OSError as err:
+        log.warning("leftover %s not removed: %s", path, err)
 
 
 def clean_leftovers(ledger: Ledger, layout: Layout) -> list[str]:

@@ -49,6 +49,7 @@ from gateway.statusfile import write_status_files
 from gateway.textsafe import printable
 
 log = logging.getLogger("gateway.runner")
+_ERROR_LIMIT = 2000  # characters of a poll's error kept in the ledger
 
 
 @dataclass
@@ -189,16 +190,10 @@ class Runner:
         Each partner's files are finished under its lease, so that with several workers a
         file another worker is processing right now is never touched.
         """
-        if self.ledger.concurrent:
-            # Workers on other machines may be mid-step: only old leftovers are a crash's.
-            removed = clean_work(self.ledger, self.layout,
-                                 2 * self.config.gateway.lease_seconds)
-        elif sole_process(self.config.gateway.data_dir):
-            # No other gateway process uses this data folder: every leftover is a crash's.
-            removed = clean_work(self.ledger, self.layout)
-        else:
-            # Another process (a running serve, an overlapping run --once) is at work here:
-            # its temp files are not leftovers. It cleaned at its own start.
+        try:
+            removed = self._clean_work()
+        except OSError as err:  # a leftover that cannot go never stops the start
+            log.warning("cleaning the work folders at start: %s", err)
             removed = []
         if removed:
             self.events.emit(None, "recovery.cleaned", files=removed)
@@ -225,6 +220,17 @@ class Runner:
                 self.ledger.release_lease(partner_id, self.worker)
         self.alerts.flush(self.ledger)
         self._recovered = True
+
+    def _clean_work(self) -> list[str]:
+        if self.ledger.concurrent:
+            # Workers on other machines may be mid-step: only old leftovers are a crash's.
+            return clean_work(self.ledger, self.layout, 2 * self.config.gateway.lease_seconds)
+        if sole_process(self.config.gateway.data_dir):
+            # No other gateway process uses this data folder: every leftover is a crash's.
+            return clean_work(self.ledger, self.layout)
+        # Another process (a running serve, an overlapping run --once) is at work here: its
+        # temp files are not leftovers. It cleaned at its own start.
+        return []
 
     def _clean_leftovers(self) -> None:
         """What a worker killed mid-receipt left in work/: removed while the service runs
@@ -288,8 +294,15 @@ class Runner:
                 # with its traceback; the other partners are polled all the same.
                 log.exception("poll of %s failed", partner.id)
                 report.error = reason_of(err)
-            self._record_health(partner, report, state)
-            self._after_poll(partner, report, inbox)  # the inbox still open: status upload
+            if report.error is not None:
+                # A hostile server's text can hold anything (a NUL, which PostgreSQL refuses in
+                # a text column; escape sequences): stored and shown escaped, and bounded.
+                report.error = printable(report.error)[:_ERROR_LIMIT]
+            try:
+                self._record_health(partner, report, state)
+                self._after_poll(partner, report, inbox)  # the inbox still open: status upload
+            except Exception:  # the ledger failing here fails this poll's bookkeeping only
+                log.exception("recording the poll of %s", partner.id)
         finally:
             inbox.close()
             keeper.stop()
@@ -362,7 +375,10 @@ class Runner:
                 # The gateway's own disk, not the file: the poll fails ("data disk full",
                 # alert at once) and the file, rolled back, is not counted towards quarantine.
                 raise
-            log.exception("file %s of %s failed", row.file_id, row.partner)
+            if isinstance(err, GatewayError):  # a known condition, its message says it all
+                log.error("file %s of %s failed: %s", row.file_id, row.partner, err)
+            else:  # a gateway bug: the traceback is for the operators
+                log.exception("file %s of %s failed", row.file_id, row.partner)
             reason = reason_of(err)
             report.file_failed = True
             report.error = (f"file {row.file_id} ({printable(row.remote_name)}) failed: "

@@ -10,13 +10,22 @@ outcome it deserves, and license ``b``'s file in the same run. A second run must
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import pytest
+from test_check_ledger import with_ledger
 from test_hostile import GENERATORS, HOSTILE
-from test_poison import Project, good_file
+from test_poison import AS_OF, Project, good_file
+
+from gateway import intake, runner
+from gateway.config import load_config
+from gateway.errors import TransientError
+from gateway.intake import RemoteFile
+from gateway.runner import run_once
 
 GOOD_B = "good.xml"
 
@@ -69,6 +78,22 @@ def _link_to_b(p: Project, base: Path) -> None:
     return None
 
 
+def _folder_in_its_outbox(p: Project, base: Path) -> None:
+    """A local partner's sync tool leaves a folder named like the gateway's temp files in
+    the partner's own outbox: the start-up clean-up must neither fail nor remove it."""
+    p.drop("a", "first.xml", good_file(80))
+    assert p.run().returncode == 0
+    (base / "outbox" / "a" / ".sync.tmp").mkdir()
+    return None
+
+
+def _processed_links_to_b(p: Project, base: Path) -> str:
+    """``processed`` made a link to partner b's inbox: the file must never be moved there."""
+    (base / "in" / "a" / "processed").symlink_to(base / "in" / "b")
+    p.drop("a", "from-a.xml", good_file(81))
+    return "from-a.xml"
+
+
 def _foreign_digits(p: Project, _base: Path) -> str:
     data = good_file(50).replace(b"<PortOfEntry>3004</PortOfEntry>",
                                  "<PortOfEntry>٣٠٠٤</PortOfEntry>".encode(), 1)
@@ -97,6 +122,9 @@ POISONS = {
         partner_a="max_licenses_per_day = 1\n"),
     "a backlog of files": Poison(_volume, "ACCEPTED", partner_a="max_files = 2\n"),
     "a link to a file outside its inbox": Poison(_link_to_b, None),
+    "a folder named like a temp file in its outbox": Poison(_folder_in_its_outbox, None),
+    "its processed folder a link to another partner's inbox": Poison(
+        _processed_links_to_b, "ACCEPTED"),
 }
 
 
@@ -118,7 +146,9 @@ def test_partner_b_is_licensed_in_the_run_that_partner_a_poisons(
     licensed_b = p.rows("SELECT COUNT(*) FROM licenses WHERE partner = 'b'")[0][0]
     assert licensed_b == 3  # PO-4411, PO-4412, PO-4413 (WH-0077 is a warehouse entry)
 
-    if poison.status is None:
+    if poison.send is _folder_in_its_outbox:
+        assert (tmp_path / "outbox" / "a" / ".sync.tmp").is_dir()  # the partner's, kept
+    elif poison.status is None:
         assert p.rows("SELECT COUNT(*) FROM files WHERE partner = 'a'") == [(0,)]
     else:
         assert name is not None
@@ -129,8 +159,66 @@ def test_partner_b_is_licensed_in_the_run_that_partner_a_poisons(
             "WHERE files.partner = 'a' AND files.remote_name = ?", name)}
         assert poison.code in codes, codes
 
+    # Nothing of a's ever lands in b's inbox (a link in a's folders is never written through).
+    assert sorted(f.name for f in (tmp_path / "in" / "b").iterdir()
+                  if not f.name.startswith("processed")) == []
     # And the next run goes as well: nothing the poison left stops it.
     p.drop("b", "good-2.xml", good_file(2))
     again = p.run()
     assert again.returncode == 0, again.stderr
     assert p.status_of("b", "good-2.xml") == "ACCEPTED"
+
+
+def test_a_fifo_swapped_in_after_the_listing_never_hangs_the_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opening a FIFO for reading blocks until a writer comes: the partner who swaps one in
+    for a listed file (while the file before it is processed) must not hang every partner."""
+    p = Project(tmp_path)
+    p.drop("a", "1-first.xml", good_file(90))
+    second = p.drop("a", "2-second.xml", good_file(91))
+    p.drop("b", GOOD_B, good_file(1))
+    real = runner.receive
+
+    def receive(inbox: object, remote: RemoteFile, *args: object, **kwargs: object) -> str:
+        if remote.name == "2-second.xml":  # the partner wins the race after the listing
+            mtime = second.stat().st_mtime
+            second.unlink()
+            os.mkfifo(second)
+            os.utime(second, (mtime, mtime))
+        return real(inbox, remote, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runner, "receive", receive)
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (run_once(load_config(p.cfg),
+                                                       date.fromisoformat(AS_OF)), done.set()),
+                              daemon=True)
+    thread.start()
+    try:
+        assert done.wait(60), "the run hangs on the FIFO"
+    finally:
+        if not done.is_set():  # let the thread go: a writer unblocks the open
+            os.close(os.open(second, os.O_WRONLY | os.O_NONBLOCK))
+    assert p.status_of("a", "1-first.xml") == "ACCEPTED"
+    assert p.status_of("a", "2-second.xml") is None  # not taken
+    assert p.status_of("b", GOOD_B) == "ACCEPTED"
+    assert [e["name"] for e in p.events("file.not_taken")] == ["2-second.xml"]
+
+
+def test_a_nul_in_a_partners_poll_error_never_stops_the_run_on_postgresql(
+        tmp_path: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hostile SFTP server's status text (passed on in the poll's error) can hold a NUL,
+    which PostgreSQL refuses in a text column: stored escaped, the next partner polled."""
+    p = Project(tmp_path)
+    with_ledger(p, pg_dsn)
+    real = intake.LocalInbox.list
+
+    def listing(self: intake.LocalInbox) -> list[RemoteFile]:
+        if self.partner_id == "a":
+            raise TransientError("partner a: listing /inbox failed: bad\x00name\x1b[31m")
+        return real(self)
+
+    monkeypatch.setattr(intake.LocalInbox, "list", listing)
+    p.drop("b", GOOD_B, good_file(1))
+    reports = {r.partner: r for r in run_once(load_config(p.cfg), date.fromisoformat(AS_OF))}
+    assert reports["a"].error == "partner a: listing /inbox failed: bad\\x00name\\x1b[31m"
+    assert reports["b"].error is None and len(reports["b"].taken) == 1
