@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from gateway.errors import FatalError, TransientError
+from gateway.errors import FatalError, LedgerUnavailable, TransientError
 
 POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 
@@ -89,7 +89,9 @@ class SqliteDb:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as err:
-            raise TransientError(f"The ledger is busy: {err}") from err
+            if "locked" in str(err) or "busy" in str(err):
+                raise LedgerUnavailable(f"The ledger is busy: {err}") from err
+            raise TransientError(f"The ledger failed: {err}") from err
 
     def commit(self) -> None:
         self.conn.execute("COMMIT")
@@ -134,7 +136,7 @@ class PostgresDb:
         try:
             self.conn = psycopg.connect(dsn, autocommit=True, connect_timeout=15)
         except psycopg.OperationalError as err:
-            raise TransientError(f"Cannot reach the ledger database: {err}") from err
+            raise LedgerUnavailable(f"Cannot reach the ledger database: {err}") from err
         if readonly:
             self.conn.execute("SET default_transaction_read_only = on")
         self._dsn = dsn
@@ -148,7 +150,10 @@ class PostgresDb:
         try:
             return self.conn.execute(self._sql(sql), params)  # type: ignore[return-value]
         except self._psycopg.OperationalError as err:
-            raise TransientError(f"The ledger database failed: {err}") from err
+            if isinstance(err, self._psycopg.errors.DiskFull):
+                raise TransientError(f"The ledger database failed: {err}") from err
+            # The connection or the server, not the file in hand.
+            raise LedgerUnavailable(f"The ledger database failed: {err}") from err
 
     def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
         with self.conn.cursor() as cursor:

@@ -2,6 +2,8 @@
 
     GatewayError
     ├── TransientError        retry at the next poll (SFTP down, database busy)
+    │   └── LedgerUnavailable the ledger is busy (locked) or out of reach: the poll's
+    │                         failure, never counted against the file in hand
     ├── RejectedSubmission    report it, move the file to failed/ (carries the F-code finding)
     └── FatalError            stop: the gateway cannot run as configured
         └── ConfigError       config.toml is wrong; carries every problem at once
@@ -23,6 +25,11 @@ class GatewayError(Exception):
 
 class TransientError(GatewayError):
     """Something outside the gateway failed; the same work may succeed at the next poll."""
+
+
+class LedgerUnavailable(TransientError):
+    """The ledger is locked by another process or cannot be reached: nothing is wrong with
+    the file in hand, so a poison-file count must not grow (issue 10)."""
 
 
 class RejectedSubmission(GatewayError):

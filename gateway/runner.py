@@ -22,7 +22,7 @@ from pathlib import Path
 from gateway import crash
 from gateway.alerts import Alerts, check_silence
 from gateway.config import Config, PartnerConfig
-from gateway.errors import FatalError, GatewayError, TransientError
+from gateway.errors import FatalError, GatewayError, LedgerUnavailable, TransientError
 from gateway.events import EventLog
 from gateway.intake import (
     DISK_FULL,
@@ -368,8 +368,8 @@ class Runner:
         try:
             self._complete(inbox, row)
             return True
-        except InboxUnavailable:
-            raise
+        except (InboxUnavailable, LedgerUnavailable):
+            raise  # the server or the ledger, not the file: the poll fails, nothing counted
         except Exception as err:
             if disk_full(err):
                 # The gateway's own disk, not the file: the poll fails ("data disk full",

@@ -21,10 +21,11 @@ from test_check_ledger import with_ledger
 from test_hostile import GENERATORS, HOSTILE
 from test_poison import AS_OF, Project, good_file
 
-from gateway import intake, runner
+from gateway import intake, process, runner
 from gateway.config import load_config
-from gateway.errors import TransientError
+from gateway.errors import LedgerUnavailable, TransientError
 from gateway.intake import RemoteFile
+from gateway.ledger import FileRow
 from gateway.runner import run_once
 
 GOOD_B = "good.xml"
@@ -222,3 +223,31 @@ def test_a_nul_in_a_partners_poll_error_never_stops_the_run_on_postgresql(
     reports = {r.partner: r for r in run_once(load_config(p.cfg), date.fromisoformat(AS_OF))}
     assert reports["a"].error == "partner a: listing /inbox failed: bad\\x00name\\x1b[31m"
     assert reports["b"].error is None and len(reports["b"].taken) == 1
+
+
+def test_a_busy_ledger_is_the_polls_failure_never_counted_against_the_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lock contention (another process holding SQLite's write lock, PostgreSQL out of reach)
+    says nothing about the file in hand: however often it happens, a good file is never
+    quarantined for it."""
+    p = Project(tmp_path)
+    p.drop("a", "fine.xml", good_file(95))
+    real = process.FileProcessor.finish
+
+    def finish(self: process.FileProcessor, row: FileRow) -> FileRow:
+        if row.partner == "a":
+            raise LedgerUnavailable("The ledger is busy: database is locked")
+        return real(self, row)
+
+    monkeypatch.setattr(process.FileProcessor, "finish", finish)
+    for attempt in range(4):
+        if attempt:  # no back-off wait between the runs of this test
+            p.rows("UPDATE partner_state SET next_attempt_at = 0")
+        reports = {r.partner: r for r in run_once(load_config(p.cfg),
+                                                  date.fromisoformat(AS_OF))}
+        assert reports["a"].error is not None and "busy" in reports["a"].error
+    assert p.events("file.quarantined") == [] and p.events("file.error") == []
+    monkeypatch.setattr(process.FileProcessor, "finish", real)
+    p.rows("UPDATE partner_state SET next_attempt_at = 0")
+    run_once(load_config(p.cfg), date.fromisoformat(AS_OF))
+    assert p.status_of("a", "fine.xml") == "ACCEPTED"
