@@ -175,10 +175,14 @@ class SftpInbox:
         return sftp
 
     def close(self) -> None:
-        if self._sftp is not None:
-            self._sftp.close()
-        if self._client is not None:
-            self._client.close()
+        # Closing a connection that just died can raise (EOFError, a socket error): that must
+        # never hide the error that made us close it, nor fail a poll that went well.
+        with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+            if self._sftp is not None:
+                self._sftp.close()
+        with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+            if self._client is not None:
+                self._client.close()
         self._client = self._sftp = None
 
     def _why(self, err: BaseException) -> str:
