@@ -310,12 +310,15 @@ def _check_alerts(config: Config) -> None:
 
 def _reprocess(args: argparse.Namespace, config: Config) -> int:
     from gateway import queries, report
-    from gateway.admin import reprocess
+    from gateway.admin import ReprocessFailed, reprocess
     from gateway.progress import ReadProgress
 
     try:
         new_id = reprocess(config, args.file_id, args.reason, actor=_actor(), as_of=args.as_of,
                            watch=lambda path: ReadProgress(path, f"reprocess {args.file_id}"))
+    except ReprocessFailed as err:  # received, then failed: not a refusal
+        print(f"aim-gateway: reprocess failed: {err}", file=sys.stderr)
+        return EXIT_NOT_ACCEPTED
     except GatewayError as err:
         print(f"aim-gateway: not reprocessed: {err}", file=sys.stderr)
         return EXIT_NOT_ACCEPTED

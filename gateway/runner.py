@@ -376,10 +376,10 @@ class Runner:
                 log.exception("could not record the failure of file %s", row.file_id)
             return False
 
-    def complete(self, inbox: Inbox, row: FileRow) -> None:
-        """Take one received file to DONE: process, archive, deliver its ack, dispose of the
-        partner's original (never for a reprocessed file)."""
-        self._complete(inbox, row)
+    def attempt(self, inbox: Inbox, row: FileRow, report: PollReport) -> bool:
+        """``_attempt`` for work outside a poll (``admin.reprocess``): the file is taken to
+        DONE, or its failure is counted as a poll's would be."""
+        return self._attempt(inbox, row, report)
 
     def _complete(self, inbox: Inbox, row: FileRow) -> None:
         row = self.processor.finish(row)
