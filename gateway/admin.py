@@ -116,7 +116,7 @@ def _complete(runner: Runner, inbox: Inbox, row: FileRow) -> None:
     counted towards quarantine and left to the next polls, and said so (ReprocessFailed)."""
     report = PollReport(row.partner)
     try:
-        if runner.attempt(inbox, row, report):
+        if runner.attempt(inbox, row, report) and report.error is None:
             return
         problem = report.error or "failed"
     except InboxUnavailable:
