@@ -236,16 +236,17 @@ class SftpInbox:
                     and transport.is_active())
 
     def _on_name(self, folders: tuple[str, ...], what: str, fn: Callable[..., T],
-                 *args: object) -> T:
+                 *args: object, gone_ok: bool = False) -> T:
         """``_call`` for an operation on one file's name in ``folders`` (its ack uploaded
         and renamed into place, its move or delete). A refusal the server answers while
         those folders take a new file is about this name: FileRefused, the file's failure.
-        Otherwise the folder (missing, read-only, full) or the connection is to blame: the
-        partner's poll fails, as before (the caller words a missing or read-only folder)."""
+        Else the folder (missing, read-only, full) or the connection is to blame: raised as
+        before, the partner's poll. ``gone_ok``: "no such file" is the caller's (disposed)."""
         try:
             return self._call(what, fn, *args)
         except (_Answered, FileNotFoundError, PermissionError) as err:
-            if not self._answered(err.__cause__ if isinstance(err, _Answered) else err) or \
+            if (gone_ok and isinstance(err, FileNotFoundError)) or not (
+                    isinstance(err, _Answered) or self._answered(err)) or \
                     not all(self._takes_files(folder) for folder in folders):
                 raise
             raise FileRefused(f"partner {self.partner_id}: {what} failed: "
@@ -410,13 +411,14 @@ class SftpInbox:
                 return (f"{remote_name} on the server is not the file that was taken (now "
                         f"{now.st_size} bytes, taken {taken.size}); it stays for the next poll")
             if p.remote_disposition == "delete":
-                self._on_name((p.remote_inbox,), "delete " + remote_name, sftp.remove, path)
+                self._on_name((p.remote_inbox,), "delete " + remote_name, sftp.remove, path,
+                              gone_ok=True)
             else:
                 target = posixpath.join(target_dir, remote_name)
                 if self._call("move " + remote_name, self._exists, sftp, target):
                     target = f"{target}.{taken.file_id}"  # an earlier file of that name
                 self._on_name((p.remote_inbox, target_dir), "move " + remote_name,
-                              self._rename, sftp, path, target)
+                              self._rename, sftp, path, target, gone_ok=True)
         except FileNotFoundError as err:
             # Either the file is gone (already disposed of: a rerun after a crash), or it is
             # still there and the processed folder is what is missing: never silent then.
