@@ -2,8 +2,8 @@
 
 Exit codes (guide section 8): ``check`` 0 ACCEPTED, 1 PARTIAL/REJECTED, 2 usage or configuration
 error; ``run --once`` 0 when the run completed, 3 when the gateway itself could not run;
-``show`` 1 for an unknown file; ``reprocess`` and ``release`` 0 done, 1 refused (the reason on
-stderr).
+``show`` 1 for an unknown file; ``reprocess`` and ``release`` 0 done, 1 refused or failed (the
+reason on stderr).
 """
 
 from __future__ import annotations
