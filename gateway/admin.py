@@ -115,20 +115,23 @@ def _complete(runner: Runner, inbox: Inbox, row: FileRow) -> None:
     """Take the reprocess to DONE as a poll takes a file (``Runner.attempt``): a failure is
     counted towards quarantine and left to the next polls, and said so (ReprocessFailed)."""
     report = PollReport(row.partner)
+    then = "the next poll tries it again"
     try:
         if runner.attempt(inbox, row, report) and report.error is None:
             return
-        problem = report.error or "failed"
     except InboxUnavailable:
         raise
-    except Exception as err:  # not counted (a full data disk): rolled back, retried all the same
-        problem = f"file {row.file_id} failed: {failure_reason(err)}"
-    held = failure(runner.ledger, row.file_id)
-    then = ("it is set aside until an admin releases it" if held and held.quarantined_at else
-            f"the next poll tries it again (quarantined after {QUARANTINE_AFTER} failures in "
-            "a row)")
+    except Exception as err:  # a full data disk: rolled back, not counted, retried all the same
+        reason = failure_reason(err)
+    else:
+        held = failure(runner.ledger, row.file_id)
+        reason = held.last_error if held and held.last_error else str(report.error)
+        if held and held.quarantined_at:
+            then = "it is quarantined until an admin releases it"
+        elif held:
+            then += f" (failure {held.failures}; quarantined after {QUARANTINE_AFTER} in a row)"
     raise ReprocessFailed(row.file_id, f"reprocess of {row.reprocess_of} received as file "
-                          f"{row.file_id}, which failed: {problem}; {then}")
+                          f"{row.file_id}, which failed: {reason}; {then}")
 
 
 def _no_reprocess_in_progress(ledger: Ledger, original: FileRow) -> None:
