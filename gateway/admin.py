@@ -17,18 +17,43 @@ from typing import Any
 
 from gateway.config import Config
 from gateway.errors import FatalError, GatewayError, TransientError
-from gateway.intake import copy_with_digest, open_inbox, record_receipt, work_temp
+from gateway.intake import (
+    Inbox,
+    copy_with_digest,
+    failure_reason,
+    open_inbox,
+    record_receipt,
+    work_temp,
+)
 from gateway.ledger import FileRow, Ledger
 from gateway.process import Layout, processing_date
+from gateway.quarantine import QUARANTINE_AFTER, failure
 from gateway.queries import files, ledger_exists, licenses
-from gateway.runner import LeaseKeeper, Runner, event_log, open_ledger
+from gateway.runner import (
+    InboxUnavailable,
+    LeaseKeeper,
+    PollReport,
+    Runner,
+    event_log,
+    open_ledger,
+)
 from gateway.statusfile import write_status_files
 
-__all__ = ["PurgeReport", "files", "licenses", "purge", "reprocess"]
+__all__ = ["PurgeReport", "ReprocessFailed", "files", "licenses", "purge", "reprocess"]
 
 Watch = Callable[[Path], AbstractContextManager[object]]
 
 # -- reprocess ----------------------------------------------------------------------------------
+
+
+class ReprocessFailed(GatewayError):
+    """The reprocess was received as a new file (``file_id``, linked to the original) and that
+    file failed as a poll's file can: counted, tried again by the next polls, quarantined after
+    3 failures in a row. Nothing of it was committed; the original's ack stands."""
+
+    def __init__(self, file_id: str, message: str) -> None:
+        super().__init__(message)
+        self.file_id = file_id
 
 
 def reprocess(config: Config, file_id: str, reason: str, actor: str = "cli", *,
@@ -44,8 +69,9 @@ def reprocess(config: Config, file_id: str, reason: str, actor: str = "cli", *,
     delivered as usual. Runs under the partner's lease, so a poll never races it.
 
     ``watch(path)`` wraps the processing (the command line's progress line). Raises
-    FatalError when the file cannot be reprocessed (unknown, unfinished, original gone),
-    TransientError when the partner stays busy for ``wait_seconds``.
+    FatalError when the file cannot be reprocessed (unknown, unfinished, original gone, a
+    reprocess of it still in progress), TransientError when the partner stays busy for
+    ``wait_seconds``, ReprocessFailed when the new file failed (``Runner.attempt``).
     """
     reason = " ".join(reason.split())
     if not reason:
@@ -59,18 +85,19 @@ def reprocess(config: Config, file_id: str, reason: str, actor: str = "cli", *,
         _take_lease(runner, partner.id, wait_seconds)
         keeper = LeaseKeeper(config, partner.id, runner.worker)
         try:
+            _no_reprocess_in_progress(runner.ledger, original)
             new_id = _receive_again(runner, original, _reprocessable(original), reason, actor)
             row = runner.ledger.file(new_id)
             assert row is not None
-            with watch(runner.layout.received / row.local_name) if watch else nullcontext():
-                row = runner.processor.finish(row)
             inbox = open_inbox(partner, runner.ledger)
             try:
-                runner.complete(inbox, row)
+                with watch(runner.layout.received / row.local_name) if watch else \
+                        nullcontext():
+                    _complete(runner, inbox, row)
                 if partner.status_files:  # the partner sees the corrected file at once
                     write_status_files(runner.ledger, runner.layout, partner, inbox,
                                        runner.events)
-            except GatewayError as err:
+            except InboxUnavailable as err:
                 # Processed and archived; the next poll delivers the acknowledgment.
                 runner.events.emit(runner.ledger, "file.delivery_deferred",
                                    partner=partner.id, file_id=new_id, error=str(err))
@@ -82,6 +109,38 @@ def reprocess(config: Config, file_id: str, reason: str, actor: str = "cli", *,
     finally:
         runner.close()
     return new_id
+
+
+def _complete(runner: Runner, inbox: Inbox, row: FileRow) -> None:
+    """Take the reprocess to DONE as a poll takes a file (``Runner.attempt``): a failure is
+    counted towards quarantine and left to the next polls, and said so (ReprocessFailed)."""
+    report = PollReport(row.partner)
+    then = "the next poll tries it again"
+    try:
+        if runner.attempt(inbox, row, report) and report.error is None:
+            return
+    except InboxUnavailable:
+        raise
+    except Exception as err:  # a full data disk: rolled back, not counted, retried all the same
+        reason = failure_reason(err)
+    else:
+        held = failure(runner.ledger, row.file_id)
+        reason = held.last_error if held and held.last_error else str(report.error)
+        if held and held.quarantined_at:
+            then = "it is quarantined until an admin releases it"
+        elif held:
+            then += f" (failure {held.failures}; quarantined after {QUARANTINE_AFTER} in a row)"
+    raise ReprocessFailed(row.file_id, f"reprocess of {row.reprocess_of} received as file "
+                          f"{row.file_id}, which failed: {reason}; {then}")
+
+
+def _no_reprocess_in_progress(ledger: Ledger, original: FileRow) -> None:
+    """One reprocess of a file at a time: a second would race the first for its ack name."""
+    for row in ledger.unfinished_for(original.partner):
+        if row.reprocess_of == original.file_id:
+            raise FatalError(f"file {original.file_id} has a reprocess in progress (file "
+                             f"{row.file_id}), which the next poll finishes; see "
+                             f"`aim-gateway show {row.file_id}`")
 
 
 def _take_lease(runner: Runner, partner_id: str, wait_seconds: float) -> None:

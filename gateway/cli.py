@@ -2,8 +2,8 @@
 
 Exit codes (guide section 8): ``check`` 0 ACCEPTED, 1 PARTIAL/REJECTED, 2 usage or configuration
 error; ``run --once`` 0 when the run completed, 3 when the gateway itself could not run;
-``show`` 1 for an unknown file; ``reprocess`` and ``release`` 0 done, 1 refused (the reason on
-stderr).
+``show`` 1 for an unknown file; ``reprocess`` and ``release`` 0 done, 1 refused or failed (the
+reason on stderr).
 """
 
 from __future__ import annotations
@@ -310,12 +310,15 @@ def _check_alerts(config: Config) -> None:
 
 def _reprocess(args: argparse.Namespace, config: Config) -> int:
     from gateway import queries, report
-    from gateway.admin import reprocess
+    from gateway.admin import ReprocessFailed, reprocess
     from gateway.progress import ReadProgress
 
     try:
         new_id = reprocess(config, args.file_id, args.reason, actor=_actor(), as_of=args.as_of,
                            watch=lambda path: ReadProgress(path, f"reprocess {args.file_id}"))
+    except ReprocessFailed as err:  # received, then failed: not a refusal
+        print(f"aim-gateway: reprocess failed: {err}", file=sys.stderr)
+        return EXIT_NOT_ACCEPTED
     except GatewayError as err:
         print(f"aim-gateway: not reprocessed: {err}", file=sys.stderr)
         return EXIT_NOT_ACCEPTED

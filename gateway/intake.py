@@ -105,6 +105,13 @@ class FileChanged(TransientError):
     """The file's size is not the one listed: it is left for a later poll, listed anew."""
 
 
+class FileRefused(TransientError):
+    """The partner's server refused an operation on ONE file while its folder takes other files
+    (a folder holds the name of its ack, the file cannot be moved): that file's failure,
+    counted and quarantined after 3 like any poison file (``Runner._attempt``), never the
+    partner's poll failure, which would leave every later file waiting behind it."""
+
+
 def read_cap(expected: int | None, limit: int | None) -> int | None:
     """Bytes to read at most: one more than listed (a file that grew is seen, never read on)
     and one more than ``limit`` (an over-limit file is F003 without being copied whole)."""

@@ -281,6 +281,7 @@ class FileProcessor:
 
         ledger = self.ledger
         published: list[Path] = []
+        ack_target: tuple[Path, Path | None] | None = None  # (outbox name, what it held)
         try:
             with ledger.transaction():
                 issuer = LicenseIssuer(ledger, summary.rule_set_date,
@@ -313,8 +314,7 @@ class FileProcessor:
                     published += [w.path, w.path.with_name(w.path.name + MANIFEST_SUFFIX)]
                 manifests = [writers[k].finish() for k in ("AE", "FT") if k in writers]
                 ace_names = [m.file_name for m in manifests if m is not None]
-                published.append(self.layout.partner_outbox(row.partner) /
-                                 self.ack_name_of(row, kind))
+                ack_target = self.ack_target(row, kind)
                 self.publish_ack(row, ack_path, kind)
                 crash.point("after_outputs")
                 self._record(row, summary, fmt, ace_names, started, error=None, kind=kind)
@@ -329,6 +329,8 @@ class FileProcessor:
             # transmitter or the partner.
             for path in published:
                 path.unlink(missing_ok=True)
+            if ack_target is not None:
+                self.withdraw_ack(*ack_target)
             raise
         self.alerts.flush(ledger)  # the webhook, after the commit
 
@@ -343,12 +345,17 @@ class FileProcessor:
         ack_path = stored_ack(self.layout, row, kind)
         render = render_csv_ack if kind == "csv" else render_ack
         atomic_write(ack_path, render(summary, []))
+        ack_target = self.ack_target(row, kind)
         self.publish_ack(row, ack_path, kind)
         crash.point("after_outputs")
-        with self.ledger.transaction():
-            self.ledger.add_findings([_finding_row(row.file_id, problem)])
-            self._record(row, summary, fmt, [], started, error=f"{problem.code}: "
-                         f"{problem.message}", kind=kind)
+        try:
+            with self.ledger.transaction():
+                self.ledger.add_findings([_finding_row(row.file_id, problem)])
+                self._record(row, summary, fmt, [], started, error=f"{problem.code}: "
+                             f"{problem.message}", kind=kind)
+        except BaseException:
+            self.withdraw_ack(*ack_target)
+            raise
 
     def _duplicate(self, row: FileRow, original: FileRow, summary: FileSummary) -> None:
         """Send the original acknowledgment again, marked DUPLICATE with F006; nothing else."""
@@ -395,15 +402,28 @@ class FileProcessor:
 
     def publish_ack(self, row: FileRow, stored: Path, kind: str) -> None:
         """The partner's copy in outbox/<partner>/: a hard link to the stored ack."""
+        _link_into_place(stored, self.layout.partner_outbox(row.partner) /
+                         self.ack_name_of(row, kind))
+
+    def ack_target(self, row: FileRow, kind: str) -> tuple[Path, Path | None]:
+        """Where ``row``'s ack goes in the outbox, and the stored ack of the file whose ack
+        that name holds now (a reprocess replaces its original's, or an earlier reprocess's:
+        the latest committed owner), None when the name is ``row``'s own. Asked before
+        publishing, while the ledger answers: ``withdraw_ack`` needs it after a failure."""
         target = self.layout.partner_outbox(row.partner) / self.ack_name_of(row, kind)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temp_name(target)
-        tmp.unlink(missing_ok=True)
-        try:
-            os.link(stored, tmp)
-        except OSError:
-            atomic_write(tmp, stored.read_bytes())
-        publish(tmp, target)
+        owners = self.ledger.files("partner = ? AND ack_name = ? AND file_id != ?",
+                                   (row.partner, target.name, row.file_id), limit=1)
+        return target, stored_ack(self.layout, owners[0]) if owners else None
+
+    @staticmethod
+    def withdraw_ack(target: Path, owner: Path | None) -> None:
+        """Take back an ack whose ledger commit failed (``ack_target``): a name another file
+        owns gets that file's ack back (the licenses the original issued stay with the
+        partner), never removed; a name of the file's own is removed."""
+        if owner is not None and owner.exists():
+            _link_into_place(owner, target)
+        else:
+            target.unlink(missing_ok=True)
 
     def _record(self, row: FileRow, summary: FileSummary, fmt: str | None, ace_names: list[str],
                 started: datetime, *, error: str | None, kind: str,
@@ -443,6 +463,18 @@ class FileProcessor:
             self.events.emit(self.ledger, "file.failed" if row.error else "file.archived",
                              partner=row.partner, file_id=row.file_id, path=str(dest),
                              error=row.error)
+
+
+def _link_into_place(stored: Path, target: Path) -> None:
+    """Publish ``stored`` at ``target`` as a hard link (a copy where links fail), atomically."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(target)
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(stored, tmp)
+    except OSError:
+        atomic_write(tmp, stored.read_bytes())
+    publish(tmp, target)
 
 
 def _flush(ledger: Ledger, apps: list, found: list, licenses: list) -> None:

@@ -140,6 +140,14 @@ def _internal_error_ack(processor: FileProcessor, row: FileRow) -> str:
     return processor.ack_name_of(row, kind)
 
 
+def _withdraw_reprocess_ack(processor: FileProcessor, row: FileRow) -> None:
+    """A reprocess set aside sends the partner nothing (an admin's retry, not the partner's
+    file): its original's ack, which carries the licenses it issued, stays under its name.
+    Whatever a crash of the reprocess left published there is taken back."""
+    for kind in ("xml", "csv"):
+        processor.withdraw_ack(*processor.ack_target(row, kind))
+
+
 def quarantine(processor: FileProcessor, alerts: Alerts, inbox: Inbox, row: FileRow,
                reason: str, failures: int) -> None:
     """Set ``row`` aside for good: failed/ with its reason, an ack where possible, one alert.
@@ -166,7 +174,9 @@ def quarantine(processor: FileProcessor, alerts: Alerts, inbox: Inbox, row: File
         log.error("quarantine of %s: cannot write %s: %s", row.file_id, error_file, err)
     ack = row.ack_name
     try:
-        if row.state == "RECEIVED":  # no ack yet: say the gateway could not process it
+        if row.state == "RECEIVED" and row.reprocess_of is not None:
+            _withdraw_reprocess_ack(processor, row)
+        elif row.state == "RECEIVED":  # no ack yet: say the gateway could not process it
             ack = _internal_error_ack(processor, row)
         if ack:
             inbox.deliver(stored_ack(layout, row, ack.rsplit(".", 1)[-1]), ack)

@@ -26,6 +26,7 @@ from gateway.errors import FatalError, GatewayError, LedgerUnavailable, Transien
 from gateway.events import EventLog
 from gateway.intake import (
     DISK_FULL,
+    FileRefused,
     Inbox,
     NotTaken,
     clean_leftovers,
@@ -363,8 +364,10 @@ class Runner:
 
     def _attempt(self, inbox: Inbox, row: FileRow, report: PollReport) -> bool:
         """``_complete`` one file; whatever it raises (content, name, disk, database, memory,
-        a gateway bug) fails this file only: counted, and quarantined at the third failure
-        in a row. False when it failed. The partner's server being down is the poll's."""
+        a gateway bug, the server refusing this file) fails this file only: counted, and
+        quarantined at the third failure in a row. False when it failed and is to be tried
+        first again; True when it is done or now set aside (the poll goes on with the
+        partner's other files). The partner's server being down is the poll's."""
         try:
             self._complete(inbox, row)
             return True
@@ -388,14 +391,15 @@ class Runner:
                 if failures >= QUARANTINE_AFTER:
                     quarantine(self.processor, self.alerts, inbox, row, reason, failures)
                     report.error += f"; quarantined after {failures} failures in a row"
+                    return True
             except Exception:  # the ledger itself failing: the file is tried again
                 log.exception("could not record the failure of file %s", row.file_id)
             return False
 
-    def complete(self, inbox: Inbox, row: FileRow) -> None:
-        """Take one received file to DONE: process, archive, deliver its ack, dispose of the
-        partner's original (never for a reprocessed file)."""
-        self._complete(inbox, row)
+    def attempt(self, inbox: Inbox, row: FileRow, report: PollReport) -> bool:
+        """``_attempt`` for work outside a poll (``admin.reprocess``): the file is taken to
+        DONE, or its failure is counted as a poll's would be."""
+        return self._attempt(inbox, row, report)
 
     def _complete(self, inbox: Inbox, row: FileRow) -> None:
         row = self.processor.finish(row)
@@ -405,6 +409,8 @@ class Runner:
                 inbox.deliver(stored_ack(self.layout, row), row.ack_name or row.file_id)
                 if row.reprocess_of is None:
                     left = inbox.dispose(row)
+            except FileRefused:
+                raise  # this file's failure, counted by _attempt
             except TransientError as err:  # the server, not the file
                 raise InboxUnavailable(str(err)) from err
             with self.ledger.transaction():

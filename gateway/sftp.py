@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import io
 import os
 import posixpath
 import stat
@@ -33,7 +34,7 @@ import paramiko
 
 from gateway.config import PartnerConfig
 from gateway.errors import FatalError, TransientError
-from gateway.intake import FileChanged, NotTaken, RemoteFile, read_cap, wanted
+from gateway.intake import FileChanged, FileRefused, NotTaken, RemoteFile, read_cap, wanted
 from gateway.ledger import FileRow, Ledger
 from gateway.textsafe import printable
 
@@ -55,6 +56,11 @@ class _Transport(paramiko.Transport):
 
     _preferred_ciphers = tuple(
         sorted(paramiko.Transport._preferred_ciphers, key=lambda name: "gcm" not in name))
+
+
+class _Answered(TransientError):
+    """The server answered an operation with an SFTP status (failure, unsupported...): the
+    session is fine; whether the name or its folder is to blame is the caller's to find."""
 
 
 class HostKeyRejected(TransientError):
@@ -207,9 +213,53 @@ class SftpInbox:
         except (OSError, EOFError, paramiko.SSHException) as err:
             if isinstance(err, FileNotFoundError | PermissionError):
                 raise
+            if self._answered(err):
+                raise _Answered(f"partner {self.partner_id}: {what} failed: "
+                                f"{self._why(err)}") from err
             self.close()
             raise TransientError(f"partner {self.partner_id}: {what} failed: "
                                  f"{self._why(err)}") from err
+
+    def _answered(self, err: BaseException) -> bool:
+        """Whether ``err`` is the server's SFTP status for the request (paramiko raises those
+        as OSError, with ENOENT or EACCES for two of them), the session still up; not a lost
+        connection (EOFError, SSHException, a closed channel) or a timeout."""
+        if type(err) not in (OSError, FileNotFoundError, PermissionError):
+            return False
+        channel = self._sftp.get_channel() if self._sftp is not None else None
+        transport = self._client.get_transport() if self._client is not None else None
+        return bool(channel is not None and not channel.closed and transport is not None
+                    and transport.is_active())
+
+    def _on_name(self, folders: tuple[str, ...], what: str, fn: Callable[..., T],
+                 *args: object, gone_ok: bool = False) -> T:
+        """``_call`` for an operation on one file's name in ``folders`` (its ack uploaded
+        and renamed into place, its move or delete). A refusal the server answers while
+        those folders take a new file is about this name: FileRefused, the file's failure.
+        Else the folder (missing, read-only, full) or the connection is to blame: raised as
+        before, the partner's poll. ``gone_ok``: "no such file" is the caller's (disposed)."""
+        try:
+            return self._call(what, fn, *args)
+        except (_Answered, FileNotFoundError, PermissionError) as err:
+            if (gone_ok and isinstance(err, FileNotFoundError)) or not (
+                    isinstance(err, _Answered) or self._answered(err)) or \
+                    not all(self._takes_files(folder) for folder in folders):
+                raise
+            raise FileRefused(f"partner {self.partner_id}: {what} failed: "
+                              f"{self._why(err.__cause__ or err)} (the folder takes other "
+                              "files: something in the way of this one name)") from err
+
+    def _takes_files(self, folder: str) -> bool:
+        """Whether ``folder`` takes a new file: a dot-named probe (never listed, never
+        written through a link) is written, then removed."""
+        assert self._sftp is not None
+        probe = posixpath.join(folder, f".aim-gateway-probe.{os.getpid()}.tmp")
+        try:
+            self._upload(self._sftp, io.BytesIO(b"probe\n"), probe)
+            self._sftp.remove(probe)
+        except (OSError, EOFError, paramiko.SSHException):
+            return False
+        return True
 
     # -- Inbox -------------------------------------------------------------------------------
 
@@ -353,12 +403,14 @@ class SftpInbox:
                 return (f"{remote_name} on the server is not the file that was taken (now "
                         f"{now.st_size} bytes, taken {taken.size}); it stays for the next poll")
             if p.remote_disposition == "delete":
-                self._call("delete " + remote_name, sftp.remove, path)
+                self._on_name((p.remote_inbox,), "delete " + remote_name, sftp.remove, path,
+                              gone_ok=True)
             else:
                 target = posixpath.join(target_dir, remote_name)
                 if self._call("move " + remote_name, self._exists, sftp, target):
                     target = f"{target}.{taken.file_id}"  # an earlier file of that name
-                self._call("move " + remote_name, self._rename, sftp, path, target)
+                self._on_name((p.remote_inbox, target_dir), "move " + remote_name,
+                              self._rename, sftp, path, target, gone_ok=True)
         except FileNotFoundError as err:
             # Either the file is gone (already disposed of: a rerun after a crash), or it is
             # still there and the processed folder is what is missing: never silent then.
@@ -390,13 +442,14 @@ class SftpInbox:
         size = local.stat().st_size
         try:
             with open(local, "rb") as src:
-                attrs = self._call("upload " + name, self._upload, sftp, src, tmp)
+                attrs = self._on_name((folder,), "upload " + name, self._upload, sftp, src,
+                                      tmp)
             if attrs.st_size != size:
                 with contextlib.suppress(OSError):
                     sftp.remove(tmp)
                 raise TransientError(f"partner {self.partner_id}: upload of {name} is "
                                      f"{attrs.st_size} bytes, not {size}")
-            self._call("rename " + name, self._rename, sftp, tmp, target)
+            self._on_name((folder,), "rename " + name, self._rename, sftp, tmp, target)
         except FileNotFoundError as err:
             raise TransientError(f"partner {self.partner_id}: cannot write {name} to "
                                  f"{folder}: that folder does not exist (or is not a folder)"

@@ -172,6 +172,8 @@ def create_app(config: Config, guard: Guard) -> Flask:
         try:
             new_id = admin.reprocess(config, file_id, reason,
                                      actor=f"web:{request.remote_addr}")
+        except admin.ReprocessFailed as err:  # received as a new file, which failed
+            return render_file(file_id, f"Reprocess failed: {err}", reason, 500)
         except GatewayError as err:
             return render_file(file_id, f"Not reprocessed: {err}", reason, 409)
         return redirect(url_for("file_page", file_id=new_id), 303)
