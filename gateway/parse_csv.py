@@ -60,7 +60,7 @@ class CsvApplication:
     rows: list[int]  # row number of each line, in order
     findings: list[Finding] = field(default_factory=list)  # A103 (rows disagree)
     header_values: tuple[str | None, ...] = ()  # the application fields of its first row
-    extra_lines: int = 0  # rows past MAX_LINES + 1: counted, not kept (see ``_closed``)
+    extra_lines: int = 0  # rows past MAX_LINES + 1: counted, not kept (see ``closed``)
 
 
 def _clean(value: str) -> str | None:
@@ -202,7 +202,10 @@ class CsvSubmission:
                 field="header"))
         return index
 
-    def applications(self) -> Iterator[CsvApplication]:
+    def applications(self, close: bool = True) -> Iterator[CsvApplication]:
+        """Runs of consecutive rows with one ref, in file order; ``close`` False leaves the
+        line bound to the caller (``closed``), which joins the runs of a ref first."""
+        done = closed if close else _as_is
         rows = _rows(self.path, self.dialect)
         first = next(rows, None)
         if first is None:
@@ -274,7 +277,7 @@ class CsvSubmission:
                 continue
             if current is not None:
                 self.application_count += 1
-                yield _closed(current)
+                yield done(current)
             app = Application(ref=ref, source_line=number, lines=[line])
             for attr, value in zip(APP_COLUMNS, header_values, strict=True):
                 setattr(app, attr, value)
@@ -285,7 +288,7 @@ class CsvSubmission:
             current.findings.extend(line_findings)
         if current is not None:
             self.application_count += 1
-            yield _closed(current)
+            yield done(current)
         if self.application_count == 0:
             raise RejectedSubmission(finding("F008", "The CSV has a header but no data row: "
                                              "nothing to license."))
@@ -311,7 +314,31 @@ class CsvSubmission:
         return out
 
 
-def _closed(current: CsvApplication) -> CsvApplication:
+def _as_is(current: CsvApplication) -> CsvApplication:
+    return current
+
+
+def join(first: CsvApplication, later: CsvApplication) -> None:
+    """Add the rows of ``later``, a run of the same ref after other refs, to ``first``: kept
+    and compared like consecutive rows up to MAX_LINES + 1 lines, counted after that (with
+    ``closed``: one A190 with the true count). Findings come with the rows kept only, so a
+    ref that comes back a million times costs no more memory than one of 1,000 rows."""
+    kept: set[int] = set()
+    for line in later.app.lines:
+        if len(first.app.lines) > MAX_LINES:
+            first.extra_lines += 1
+            continue
+        row = line.source_line or 0
+        first.app.lines.append(line)
+        first.rows.append(row)
+        kept.add(row)
+        compare(first, later.header_values, row)
+    first.extra_lines += later.extra_lines
+    first.findings.extend(f for f in later.findings
+                          if f.source_line is None or f.source_line in kept)
+
+
+def closed(current: CsvApplication) -> CsvApplication:
     """An application whose rows went past MAX_LINES + 1 keeps its first MAX_LINES lines and
     gets one A190 with the true count (the rules then report no second one)."""
     if current.extra_lines:

@@ -308,6 +308,8 @@ class FileProcessor:
                 issuer.save()
                 license_alerts(ledger, self.alerts, issuer, row.partner, row.file_id)
                 summary.settle_status()
+                if summary.findings:  # the count of findings not listed (FileBound)
+                    ledger.add_findings([_finding_row(row.file_id, f) for f in summary.findings])
                 summary.processed_at = utc_now()
                 ack.finish(summary)
                 for w in writers.values():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from gateway.findings import Finding
+from gateway.findings import FileBound, Finding
 from gateway.model import AppStatus, FileStatus
 from gateway.rules import LineResult
 
@@ -46,8 +46,15 @@ class FileSummary:
     rejected: int = 0
     new_licenses: int = 0
     findings: list[Finding] = field(default_factory=list)
+    # Not an argument: a copy made with ``dataclasses.replace`` (check's second pass) starts
+    # its own count.
+    bound: FileBound = field(default_factory=FileBound, init=False, repr=False)
 
     def count(self, outcome: AppOutcome) -> None:
+        """Count ``outcome``, and cut its findings to what the file's bound lets the ack and
+        the ledger list (``findings.MAX_FILE_FINDINGS``): every writer of an outcome counts
+        it first."""
+        outcome.findings = self.bound.limit(outcome.findings)
         self.applications += 1
         if outcome.status is AppStatus.LICENSED:
             self.licensed += 1
@@ -58,7 +65,11 @@ class FileSummary:
             self.rejected += 1
 
     def settle_status(self) -> FileStatus:
-        """ACCEPTED, PARTIAL or REJECTED from the counts (guide section 5)."""
+        """ACCEPTED, PARTIAL or REJECTED from the counts (guide section 5); the file-level
+        finding that counts the findings not listed, if any."""
+        unlisted = self.bound.finding()
+        if unlisted is not None and unlisted not in self.findings:
+            self.findings = [*self.findings, unlisted]
         if self.rejected == 0:
             self.status = FileStatus.ACCEPTED
         elif self.rejected == self.applications:

@@ -7,17 +7,21 @@ from __future__ import annotations
 import csv
 import io
 import tracemalloc
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import pytest
 from lxml import etree
 
+from gateway import findings as findings_module
 from gateway.ack import ACK_NS, duplicate_ack, duplicate_ack_chunks, render_finding
 from gateway.ack_csv import _message, duplicate_csv_ack, duplicate_csv_ack_chunks
 from gateway.check import check_file
 from gateway.config import load_config
-from gateway.findings import MAX_FINDINGS, Finding, bounded, finding
+from gateway.findings import MAX_FINDINGS, FileBound, Finding, Severity, bounded, finding
+from gateway.process import rule_context
+from gateway.schemas import ack_schema
+from gateway.validate import stage_file
 from gateway.xml_guard import KEEP, MARK, AttributeGuard
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -222,3 +226,120 @@ def test_a_duplicate_of_a_big_ack_is_streamed(tmp_path: Path, kind: str) -> None
         tracemalloc.stop()
     assert size > len(data)
     assert peak < 5_000_000, peak
+
+
+# -- the bound per file (red-team finding 6) ----------------------------------------------------
+
+
+def test_the_file_bound_lists_in_full_then_what_decides_each_status(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(findings_module, "MAX_FILE_FINDINGS", 5)
+    bound = FileBound()
+    apps = [
+        (_many(["A152"] * 3), ["A152"] * 3),  # in full
+        (_many(["A152", "A130", "A120"]), ["A152", "A130"]),  # what is left of the room
+        (_many(["A180", "A120", "A130"]), ["A120"]),  # its first error
+        (_many(["A152", "I201"]), ["I201"]),  # a license returned
+        (_many(["A170", "A152"]), ["A170"]),  # its first finding
+        ([], []),
+        (bounded(_many(["A130"] * 151)), ["A130"]),  # 100 listed + one that counts 51
+    ]
+    for found, kept in apps:
+        assert [f.code for f in bound.limit(found)] == kept
+    count = bound.finding()
+    assert count is not None and count.ref is None
+    unlisted = 1 + 2 + 1 + 1 + 150
+    assert (count.code, count.severity, count.value) == ("A101", Severity.ERROR, str(unlisted))
+    assert count.message.startswith(f"... and {unlisted:,} more findings of this file's")
+    assert FileBound().finding() is None
+
+
+def _bad_refs_csv(refs: int, rows: int) -> bytes:
+    """``refs`` applications of ``rows`` rows whose application fields disagree (A103)."""
+    data = _csv_with_disagreeing_rows(rows).decode()
+    header, body = data.split("\r\n", 1)
+    return (header + "\r\n" + "".join(body.replace("S-1,R-1,", f"S-1,R-{n},")
+                                     for n in range(1, refs + 1))).encode()
+
+
+@pytest.mark.parametrize("name", ["bad-lines.xml", "disagreeing-rows.csv"])
+def test_the_file_bound_in_xml_and_csv_acks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            name: str) -> None:
+    """Past the file's bound each application keeps its first error; one file-level finding
+    counts the rest; the ack stays valid (XSD; the CSV ack's file row carries it)."""
+    monkeypatch.setattr(findings_module, "MAX_FILE_FINDINGS", 10)
+    path = tmp_path / name
+    path.write_bytes(_xml_with_bad_lines(20) if name.endswith(".xml") else _bad_refs_csv(3, 20))
+    result = check_file(load_config(_config(tmp_path)), path, "acme")
+    if name.endswith(".xml"):
+        ack = etree.fromstring(result.ack)
+        assert ack_schema().validate(ack), ack_schema().error_log
+        listed = {a.get("ref"): [f.get("code") for f in a.findall(ACK + "Finding")]
+                  for a in ack.iter(ACK + "Application")}  # the bad one, then the sample's
+        assert listed == {"PO-4411": ["A130", "A120"] * 5, "PO-4412": [], "PO-4413": ["A131"],
+                          "WH-0077": ["A170"]}
+        (count,) = ack.findall(ACK + "Finding")
+        assert (count.get("code"), count.get("value")) == ("A101", "31")
+        return
+    rows = list(csv.reader(io.StringIO(result.ack.decode(), newline="")))
+    by_ref = {ref: [c for r in rows[2:] if r[1] == ref for c in r[7].split()]
+              for ref in ("R-1", "R-2", "R-3")}
+    assert by_ref == {"R-1": ["A103"] * 10, "R-2": ["A103"], "R-3": ["A103"]}
+    assert rows[1][7] == "A103" and rows[1][8].startswith("A103 ... and 102 more findings")
+
+
+# -- CSV refs that come back (red-team finding 7) ---------------------------------------------
+
+
+def _two_refs(order: str, count: int = 1050) -> bytes:
+    """Rows of R-1 and R-2, ``count`` each (line numbers 1..count), in the given order."""
+    header = _csv_with_disagreeing_rows(1).decode().split("\r\n", 1)[0] + "\r\n"
+
+    def row(ref: str, n: int) -> str:
+        return (f"S-1,{ref},01,,ACME,NORTH,NORTH,CA,CA,2026-12-08,2026-12-14,3004,{n},"
+                "7606.12.3091,Plate,CA,US,CA,12000.5,38401.60\r\n")
+
+    if order == "consecutive":
+        rows = [row(ref, n) for ref in ("R-1", "R-2") for n in range(1, count + 1)]
+    elif order == "alternating":
+        rows = [row(ref, n) for n in range(1, count + 1) for ref in ("R-1", "R-2")]
+    else:  # runs of 300 rows
+        rows = [row(ref, n) for start in range(1, count + 1, 300) for ref in ("R-1", "R-2")
+                for n in range(start, min(count, start + 299) + 1)]
+    return (header + "".join(rows)).encode()
+
+
+@pytest.mark.parametrize("order", ["consecutive", "alternating", "runs"])
+def test_a_ref_that_comes_back_is_capped_like_consecutive_rows(tmp_path: Path,
+                                                               order: str) -> None:
+    path = tmp_path / f"{order}.csv"
+    path.write_bytes(_two_refs(order))
+    result = check_file(load_config(_config(tmp_path)), path, "acme")
+    rows = list(csv.reader(io.StringIO(result.ack.decode(), newline="")))
+    for ref in ("R-1", "R-2"):
+        mine = [r for r in rows[2:] if r[1] == ref]
+        assert [r[2] for r in mine] == [str(n) for n in range(1, 1000)]
+        codes = [c for r in mine for c in r[7].split()]
+        assert codes == ["A190"]
+        assert "this one has 1,050: split it" in mine[0][8]
+
+
+def test_refs_that_come_back_keep_memory_flat(tmp_path: Path) -> None:
+    """500 refs, one row each, 40 times over (20,000 rows): joined from disk one application
+    at a time, never all held (they took 20 MB before)."""
+    ctx = rule_context(load_config(_config(tmp_path)), date(2026, 12, 1))
+    path = tmp_path / "back.csv"
+    rows = [f"S-1,B-{n},01,,ACME,NORTH,NORTH,CA,CA,2026-12-08,2026-12-14,3004,{r},"
+            "7606.12.3091,Plate,CA,US,CA,12000.5,38401.60\r\n"
+            for r in range(1, 41) for n in range(500)]
+    path.write_bytes(_two_refs("consecutive", 0) + "".join(rows).encode())
+    tracemalloc.start()
+    try:
+        staged = stage_file(path, "csv", ctx, tmp_path / "spool")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [len(a.app.lines) for a in staged.applications()] == [40] * 500
+    staged.discard()
+    assert peak < 2_000_000, peak
+    assert list(tmp_path.glob("spool*")) == []

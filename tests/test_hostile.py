@@ -35,6 +35,7 @@ from sftp_server import SshServer
 
 from gateway import intake, storage
 from gateway.config import load_config
+from gateway.findings import MAX_FILE_FINDINGS
 from gateway.intake import LocalInbox, RemoteFile, copy_with_digest
 from gateway.ledger import FileRow
 from gateway.runner import run_once as run_cycle
@@ -497,6 +498,50 @@ def _many_findings(count: int) -> Callable[[Path], None]:
     return write
 
 
+def _many_apps_many_findings(apps: int) -> Callable[[Path], None]:
+    """``apps`` applications of 17 bad product lines each (over 100 findings each, the bound
+    per application), then a good one: the findings of a file, not of one application."""
+    head = GOOD[:_APP_START].replace(b"ACME-20261201-001", b"GEN-MANYAPPS")
+    app = GOOD[_APP_START:_APP_END]
+    lines = b"".join(_BAD_LINE.replace(b'"1"', b'"%d"' % (n + 1)) for n in range(17))
+    second = GOOD[_APP_START:_APP_END].replace(b'ref="PO-4411"', b'ref="MANY-GOOD"')
+
+    def write(path: Path) -> None:
+        with open(path, "wb") as fh:
+            fh.write(head)
+            for n in range(apps):
+                a = app.replace(b'ref="PO-4411"', b'ref="M%d"' % n)
+                cut = a.index(b"    <Product")
+                fh.write(a[:cut] + lines + a[cut:])
+            fh.write(second + b"</LicenseSubmission>\n")
+    return write
+
+
+def _interleaved_refs(rows: int) -> Callable[[Path], None]:
+    """Two refs whose rows alternate: each run of one row comes back after the other ref's."""
+    def write(path: Path) -> None:
+        with open(path, "wb") as fh:
+            fh.write(CSV_HEADER)
+            for start in range(0, rows, 10_000):
+                fh.write(b"".join(
+                    _csv_row("GEN-INTERLEAVE", f"IL-{n % 2}").replace(
+                        b",3004,1,", b",3004,%d," % (n // 2 + 1))
+                    for n in range(start, min(rows, start + 10_000))))
+            fh.write(_csv_row("GEN-INTERLEAVE", "IL-GOOD"))
+    return write
+
+
+def _many_refs_back(refs: int, rounds: int) -> Callable[[Path], None]:
+    """``refs`` refs, one row each, ``rounds`` times over: every ref comes back."""
+    def write(path: Path) -> None:
+        with open(path, "wb") as fh:
+            fh.write(CSV_HEADER)
+            for r in range(rounds):
+                fh.write(b"".join(_csv_row("GEN-BACK", f"BK-{n}").replace(
+                    b",3004,1,", b",3004,%d," % (r + 1)) for n in range(refs)))
+    return write
+
+
 GENERATORS: dict[str, Callable[[Path], None]] = {
     "gen-1gb-sparse.xml": _sparse(1_000_000_000),
     "gen-200mb-plus-1.xml": _sparse(209_715_201),
@@ -519,6 +564,8 @@ GENERATORS: dict[str, Callable[[Path], None]] = {
     "gen-many-findings.xml": _many_findings(200_000),
     "xslt-gen-900k-attributes.xml": _nordic_attributes(900_000),
     "gen-spread-attributes.xml": _spread_attributes(999, 127, 4),
+    "gen-4000-apps-many-findings.xml": _many_apps_many_findings(4000),
+    "gen-csv-interleaved-refs.csv": _interleaved_refs(200_000),
 }
 GROUPS = [  # each group is one subprocess
     ["gen-1gb-sparse.xml", "gen-200mb-plus-1.xml"],
@@ -533,6 +580,8 @@ GROUPS = [  # each group is one subprocess
     ["gen-many-findings.xml"],
     ["xslt-gen-900k-attributes.xml"],
     ["gen-spread-attributes.xml"],
+    ["gen-4000-apps-many-findings.xml"],
+    ["gen-csv-interleaved-refs.csv"],
 ]
 MEASURED: dict[str, RunResult] = {}
 
@@ -561,12 +610,57 @@ def test_generated_heavy_input(tmp_path: Path, canary: Canary, group: list[str])
         assert apps["BIG-2"].get("status") == "LICENSED"  # the parser went on after it
         a190 = apps["BIG-1"].find(f"{ACK}Finding[@code='A190']")
         assert a190 is not None and a190.get("value") == "2000002"  # + the 2 of the template
-    assert _ledger_bytes(base) < MAX_LEDGER_BYTES  # findings bounded: so is the ledger
-    for name in group:  # findings are bounded per application: so is every ack
+    if "gen-4000-apps-many-findings.xml" in group:
+        _check_file_bound(base / "outbox" / "acme" / "gen-4000-apps-many-findings.xml.ack.xml")
+    if "gen-csv-interleaved-refs.csv" in group:
+        with sqlite3.connect(base / "data" / "ledger.sqlite") as db:
+            a190 = db.execute("SELECT ref, value FROM findings WHERE code = 'A190'").fetchall()
+        assert sorted(a190) == [("IL-0", "100000"), ("IL-1", "100000")]  # the true counts
+    many = [name for name in group if name in PER_APPLICATION]
+    applications = _applications(base) if many else 0
+    # findings bounded: so is the ledger (for thousands of applications: one row and one
+    # finding more per application)
+    assert _ledger_bytes(base) < MAX_LEDGER_BYTES + LEDGER_PER_APPLICATION * applications
+    for name in group:  # findings are bounded per application and per file: so is every ack
         got = results[name]
-        assert (base / "outbox" / got.partner / (got.ack_name or "")).stat().st_size \
-            < MAX_ACK_BYTES
+        size = (base / "outbox" / got.partner / (got.ack_name or "")).stat().st_size
+        if name in PER_APPLICATION:  # it grows with the input, never with the findings
+            assert size < (base / "inbox" / got.partner / name).stat().st_size // 2
+        else:
+            assert size < MAX_ACK_BYTES
     assert canary.requests == []
+
+
+# Inputs of thousands of applications: their ack and ledger rows grow with the applications
+# and lines, as the input does, never with the findings (findings.MAX_FILE_FINDINGS). Measured
+# for gen-4000-apps-many-findings.xml: ack 0.37 x the input, ledger 3.1 MB for 4,001.
+PER_APPLICATION = {"gen-4000-apps-many-findings.xml"}
+LEDGER_PER_APPLICATION = 500
+
+
+def _applications(base: Path) -> int:
+    with sqlite3.connect(base / "data" / "ledger.sqlite") as db:
+        return db.execute("SELECT count(*) FROM applications").fetchone()[0]
+
+
+def _check_file_bound(path: Path) -> None:
+    """The first MAX_FILE_FINDINGS findings listed in full, then each application its first
+    error, and one file-level finding that counts the rest; valid against the XSD."""
+    ack = etree.parse(str(path))
+    assert ack_schema().validate(ack), ack_schema().error_log
+    apps = ack.findall(ACK + "Application")
+    assert len(apps) == 4001 and apps[-1].get("status") == "LICENSED"
+    listed = [a.findall(ACK + "Finding") for a in apps]
+    assert sum(map(len, listed)) <= MAX_FILE_FINDINGS + len(apps)
+    assert len(listed[0]) == 101  # in full (the bound per application)
+    for app, found in zip(apps[:-1], listed[:-1], strict=True):  # every partner learns why
+        assert app.get("status") == "REJECTED" and found[0].get("severity") == "ERROR"
+    assert [len(f) for f in listed[1000:-1]] == [1] * 3000
+    assert {f[0].get("code") for f in listed[1000:-1]} == {"A130"}
+    (count,) = [f for f in ack.getroot().findall(ACK + "Finding")
+                if f.get("code") != "F006"]  # F006: a DUPLICATE's
+    assert count.get("code") == "A101" and int(count.get("value") or 0) > 400_000
+    assert f"{int(count.get('value') or 0):,} more findings of this file" in (count.text or "")
 
 
 def _ledger_bytes(base: Path) -> int:
@@ -606,6 +700,57 @@ def test_attribute_flood_and_its_duplicate_stay_bounded(tmp_path: Path, canary: 
         status = ack.findtext(ACK + "Status")
         assert status == ("PARTIAL" if name == "gen-900k-attributes.xml" else "DUPLICATE")
     assert canary.requests == []
+
+
+def test_many_findings_file_and_its_duplicate_stay_bounded(tmp_path: Path) -> None:
+    """400,000 findings in 4,000 applications: the file's bound holds for the ack and the
+    ledger; its re-send (DUPLICATE) gets that bounded ack again, head rewritten, and adds one
+    copy only: the partner's (outbox/<partner>/ keeps every ack whole, guide 7), which the
+    gateway's stored ack is a hard link to."""
+    base = tmp_path / "project"
+    cfg = make_project(base)
+    dropper = Dropper(base)
+    name = "gen-4000-apps-many-findings.xml"
+    first = dropper.drop("acme", name, GENERATORS[name])
+    size = first.stat().st_size
+    for sent in (name, "again.xml"):
+        if sent != name:
+            dropper.drop("acme", sent, first.read_bytes())
+        before = _ledger_bytes(base)
+        result = run_once(cfg)
+        print(f"\n{sent}: {size / 1e6:.1f} MB, {result.seconds:.1f} s, "
+              f"{result.max_rss_mb:.0f} MB peak RSS, ledger +{_ledger_bytes(base) - before:,}")
+        assert result.max_rss_mb < MAX_RSS_MB, result
+        assert _ledger_bytes(base) - before < MAX_LEDGER_BYTES + LEDGER_PER_APPLICATION * 4001
+        got = outcomes(base)[sent]
+        ack = base / "outbox" / "acme" / (got.ack_name or "")
+        _check_file_bound(ack)
+        assert ack.stat().st_size < size // 2
+        (stored,) = [p for p in (base / "data" / "acks" / "acme").iterdir()
+                     if p.stat().st_ino == ack.stat().st_ino]
+        assert stored.stat().st_nlink == 2  # one copy: the stored ack is the partner's
+    doc = etree.parse(str(ack))
+    assert doc.findtext(ACK + "Status") == "DUPLICATE"
+    assert [f.get("code") for f in doc.getroot().findall(ACK + "Finding")] == ["F006", "A101"]
+    acks = sorted((base / "data" / "acks" / "acme").iterdir())
+    assert len(acks) == 2 and sum(p.stat().st_size for p in acks) < size
+
+
+def test_csv_refs_that_come_back_keep_memory_flat(tmp_path: Path) -> None:
+    """10,000 refs, one row each, 20 times over (200,000 rows, 26 MB): every ref comes back,
+    and each is joined from disk where its first run stands, one at a time."""
+    base = tmp_path / "project"
+    cfg = make_project(base)
+    Dropper(base).drop("acme", "back.csv", _many_refs_back(10_000, 20))
+    result = run_once(cfg)
+    print(f"\nback.csv: {result.seconds:.1f} s, {result.max_rss_mb:.0f} MB peak RSS")
+    assert result.max_rss_mb < MAX_RSS_MB, result
+    got = outcomes(base)["back.csv"]
+    assert (got.status, got.error, got.licensed) == ("ACCEPTED", None, 10_000)
+    rows = list(csv.reader(io.StringIO(
+        (base / "outbox" / "acme" / (got.ack_name or "")).read_text("utf-8"), newline="")))
+    assert [(r[1], r[2]) for r in rows[2:10]] == [("BK-0", str(n)) for n in range(1, 9)]
+    assert len(rows) == 2 + 200_000 and _work_tmp(base) == []
 
 
 # -- file names: never a path, kept as data ----------------------------------------------------
