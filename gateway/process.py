@@ -474,9 +474,15 @@ def _link_into_place(stored: Path, target: Path) -> None:
     tmp.unlink(missing_ok=True)
     try:
         os.link(stored, tmp)
-    except OSError:
-        atomic_write(tmp, stored.read_bytes())
+    except OSError:  # another file system: copied in chunks, never read whole
+        atomic_write(tmp, _chunks(stored))
     publish(tmp, target)
+
+
+def _chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
+    with open(path, "rb") as fh:
+        while chunk := fh.read(size):
+            yield chunk
 
 
 def _flush(ledger: Ledger, apps: list, found: list, licenses: list) -> None:
