@@ -64,7 +64,7 @@ from sftp_server import SftpAccount, SshServer, SshServerError, _children_of  # 
 import gateway.runner as gateway_runner  # noqa: E402
 import gateway.sftp as gateway_sftp  # noqa: E402
 from gateway.config import load_config  # noqa: E402
-from gateway.intake import RemoteFile  # noqa: E402
+from gateway.inbox.base import RemoteFile  # noqa: E402
 from gateway.runner import Runner  # noqa: E402
 from gateway.sftp import SftpInbox  # noqa: E402
 

@@ -17,12 +17,15 @@ from typing import Any
 
 from gateway.config import Config
 from gateway.errors import FatalError, GatewayError, TransientError
-from gateway.intake import copy_with_digest, open_inbox, record_receipt, work_temp
+from gateway.inbox.base import copy_with_digest
+from gateway.inbox.kinds import open_inbox
+from gateway.inbox.receipt import record_receipt, work_temp
 from gateway.ledger import FileRow, Ledger
-from gateway.process import Layout, processing_date
+from gateway.process import processing_date
 from gateway.queries import files, ledger_exists, licenses
 from gateway.runner import LeaseKeeper, Runner, event_log, open_ledger
 from gateway.statusfile import write_status_files
+from gateway.storage import Layout
 
 __all__ = ["PurgeReport", "files", "licenses", "purge", "reprocess"]
 
@@ -110,7 +113,7 @@ def _reprocessable(row: FileRow) -> Path:
 
 def _receive_again(runner: Runner, original: FileRow, source: Path, reason: str,
                    actor: str) -> str:
-    """Copy ``source`` into work/received as a new file and record it, as intake.receive
+    """Copy ``source`` into work/received as a new file and record it, as inbox.receipt.receive
     does: a crash before the commit leaves only a temp file, which recovery removes."""
     ledger, layout = runner.ledger, runner.layout
     tmp = work_temp(layout, f"reprocess-{original.file_id}")

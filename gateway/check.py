@@ -27,7 +27,6 @@ from gateway.mapping import mapping_for
 from gateway.model import FileStatus, SubmissionHeader
 from gateway.process import (
     CONTENT_FAILURES,
-    Layout,
     ack_kind,
     crash_finding,
     processing_date,
@@ -35,6 +34,7 @@ from gateway.process import (
     stored_ack,
 )
 from gateway.results import FileSummary
+from gateway.storage import Layout
 from gateway.textsafe import printable
 from gateway.validate import Reader, Staged, StagedApplication, prepare
 

@@ -40,7 +40,7 @@ def bom_encoding(head: bytes) -> tuple[str | None, int]:
 def check_size(path: Path, limit: int, listed: int | None = None) -> int:
     """The file's size; F003 when it is over ``limit`` bytes.
 
-    Intake copies at most ``limit`` + 1 bytes of a larger file (``intake.read_cap``), so the
+    Intake copies at most ``limit`` + 1 bytes of a larger file (``inbox.base.read_cap``), so the
     size the partner's inbox ``listed`` is the one reported when it is larger.
     """
     size = path.stat().st_size

@@ -27,11 +27,11 @@ from pathlib import Path
 import pycountry
 from lxml import etree
 
+from gateway.countries import ISO_COUNTRIES, NOT_APPLICABLE, UNKNOWN
 from gateway.errors import GatewayError, RejectedSubmission
 from gateway.findings import finding
 from gateway.model import Application, ProductLine
 from gateway.parse_csv import ALL_COLUMNS, CsvDialect
-from gateway.rules import ISO_COUNTRIES, NOT_APPLICABLE, UNKNOWN
 from gateway.xml_guard import AttributeGuard
 
 # kg per unit of the partner's quantity column.

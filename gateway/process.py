@@ -8,13 +8,10 @@ transaction that records them, so a rerun writes the same bytes.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import re
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -38,76 +35,19 @@ from gateway.mapping import mapping_for
 from gateway.model import AppStatus, FileStatus, SubmissionHeader
 from gateway.results import FileSummary
 from gateway.rules import RuleContext
-from gateway.storage import atomic_write, durable_move, publish, temp_name
+from gateway.storage import Layout, atomic_write, durable_move, publish, safe_name, temp_name
 from gateway.textsafe import printable
 from gateway.validate import Prepared, Reader, Staged, StagedApplication, prepare, spool_path
 
 log = logging.getLogger("gateway.process")
 
 _BATCH = 2000  # ledger rows buffered before an executemany
-_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
-_NAME_LIMIT = 120
 # What a file's content can make the pipeline raise when it hits a case no check foresaw (a
 # gateway bug): the file is rejected (F001, ``crash_finding``) and set aside, the gateway goes
 # on; `check` answers the same. Database, disk and other failures are not among them: they
 # fail the file's attempt, counted towards quarantine (gateway.quarantine).
 CONTENT_FAILURES = (ValueError, ArithmeticError, LookupError, TypeError, AttributeError,
                      RecursionError, MemoryError, AssertionError, etree.Error)
-
-
-def safe_name(remote_name: str) -> str:
-    """A local file name derived from a partner's name: never a path, never hidden, and never
-    the same for two names.
-
-    A name that cleaning changed (``a b.xml``, ``a:b.xml``, ``x\\evil.xml``) gets ``~`` and a
-    hash of the exact name, ``a_b.xml~1c3f09e2``: cleaning never yields a ``~``, so it can never
-    meet a name that was already clean (``a_b.xml``). A long name keeps its start and end (the
-    extension) around that hash.
-    """
-    base = remote_name.replace("\\", "/").rsplit("/", 1)[-1]
-    clean = _UNSAFE_NAME.sub("_", base).lstrip(".") or "unnamed"
-    if clean == remote_name and len(clean) <= _NAME_LIMIT:
-        return clean
-    digest = hashlib.sha256(remote_name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-    if len(clean) + 9 <= _NAME_LIMIT:
-        return f"{clean}~{digest}"
-    return f"{clean[:100]}~{digest}~{clean[-10:]}"
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where the gateway keeps files (all under one file system, so renames are atomic)."""
-
-    data_dir: Path
-    outbox_dir: Path
-
-    @property
-    def work_tmp(self) -> Path:
-        return self.data_dir / "work" / "tmp"
-
-    @property
-    def received(self) -> Path:
-        return self.data_dir / "work" / "received"
-
-    def archive(self, partner: str, received_at: str) -> Path:
-        return self.data_dir / "archive" / partner / received_at[:7]
-
-    def failed(self, partner: str) -> Path:
-        return self.data_dir / "failed" / partner
-
-    def ack_store(self, partner: str) -> Path:
-        return self.data_dir / "acks" / partner
-
-    def partner_outbox(self, partner: str) -> Path:
-        return self.outbox_dir / partner
-
-    @property
-    def ace_outbox(self) -> Path:
-        return self.outbox_dir / "ace"
-
-    @classmethod
-    def of(cls, config: Config) -> Layout:
-        return cls(config.gateway.data_dir, config.gateway.outbox_dir)
 
 
 def processing_date(config: Config, as_of: date | None) -> date:

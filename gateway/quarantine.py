@@ -23,19 +23,18 @@ from gateway.db import Database
 from gateway.errors import FatalError
 from gateway.events import EventLog
 from gateway.findings import finding
-from gateway.intake import Inbox
+from gateway.inbox.base import Inbox
 from gateway.ledger import FileRow, Ledger, utc_now, utc_stamp
 from gateway.model import FileStatus
 from gateway.process import (
     FileProcessor,
-    Layout,
     ack_kind,
     error_text,
     processing_date,
     stored_ack,
 )
 from gateway.results import FileSummary
-from gateway.storage import atomic_write, durable_move
+from gateway.storage import Layout, atomic_write, durable_move
 from gateway.textsafe import printable
 
 log = logging.getLogger("gateway.quarantine")

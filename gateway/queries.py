@@ -183,7 +183,7 @@ def _backlog(ledger: Ledger, partner: PartnerConfig) -> int | None:
     """Complete files in a local inbox not yet taken; an SFTP listing is not cheap: None."""
     if partner.kind != "local":
         return None
-    from gateway.intake import LocalInbox
+    from gateway.inbox.local import LocalInbox
 
     try:
         waiting = LocalInbox(partner).list()

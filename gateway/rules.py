@@ -14,9 +14,8 @@ from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Literal
 
-import pycountry
-
 from gateway.amounts import decimal_places
+from gateway.countries import ISO_COUNTRIES, NOT_APPLICABLE, UNKNOWN
 from gateway.findings import Finding, finding
 from gateway.hts import PROGRAM_START, CoveredHts, CoveredList
 from gateway.model import (
@@ -44,12 +43,7 @@ EXEMPT_ENTRY_TYPES = {
     "62": "transportation and exportation",
     "63": "immediate exportation",
 }
-UNKNOWN = "UNKNOWN"
-NOT_APPLICABLE = "NOT_APPLICABLE"
 SPECIAL_SMELT = (UNKNOWN, NOT_APPLICABLE)
-
-# The ISO 3166-1 alpha-2 codes, from pycountry's copy of the ISO list (kept current by release).
-ISO_COUNTRIES = frozenset(c.alpha_2 for c in pycountry.countries)
 
 # [0-9], never \d: \d (like str.isdigit, int and Decimal) takes the digits of every script,
 # and a port of Arabic-Indic digits would pass, then leave blanks in the ACE records.

@@ -24,20 +24,19 @@ from gateway.alerts import Alerts, check_silence
 from gateway.config import Config, PartnerConfig
 from gateway.errors import FatalError, GatewayError, TransientError
 from gateway.events import EventLog
-from gateway.intake import (
+from gateway.inbox.base import Inbox, NotTaken
+from gateway.inbox.kinds import open_inbox
+from gateway.inbox.receipt import (
     DISK_FULL,
-    Inbox,
-    NotTaken,
     clean_leftovers,
     clean_work,
     disk_full,
     failure_reason,
-    open_inbox,
     receive,
 )
 from gateway.ledger import FileRow, Ledger
 from gateway.liveness import process_ended
-from gateway.process import FileProcessor, Layout, processing_date, stored_ack
+from gateway.process import FileProcessor, processing_date, stored_ack
 from gateway.quarantine import (
     QUARANTINE_AFTER,
     clear_failures,
@@ -46,6 +45,7 @@ from gateway.quarantine import (
     record_failure,
 )
 from gateway.statusfile import write_status_files
+from gateway.storage import Layout
 from gateway.textsafe import printable
 
 log = logging.getLogger("gateway.runner")

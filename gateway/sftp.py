@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fnmatch
 import hashlib
 import os
 import posixpath
@@ -34,7 +33,7 @@ import paramiko
 
 from gateway.config import PartnerConfig
 from gateway.errors import FatalError, TransientError
-from gateway.intake import IN_PROGRESS_SUFFIXES, FileChanged, NotTaken, RemoteFile, read_cap
+from gateway.inbox.base import FileChanged, NotTaken, RemoteFile, read_cap, wanted
 from gateway.ledger import FileRow, Ledger
 from gateway.textsafe import printable
 
@@ -231,11 +230,7 @@ class SftpInbox:
             mode = entry.st_mode or 0
             if not stat.S_ISREG(mode):  # symlinks and folders are never followed or taken
                 continue
-            if name.startswith(".") or name.lower().endswith(IN_PROGRESS_SUFFIXES):
-                continue
-            if name.endswith(DONE_SUFFIX):
-                continue
-            if not any(fnmatch.fnmatch(name, pattern) for pattern in p.patterns):
+            if name.endswith(DONE_SUFFIX) or not wanted(name, p.patterns):
                 continue
             remote = RemoteFile(name, entry.st_size or 0, float(entry.st_mtime or 0))
             self._listed[name] = entry  # its owner, for fetch's identity checks
@@ -262,7 +257,7 @@ class SftpInbox:
     def fetch(self, remote: RemoteFile, dest: Path, limit: int | None = None,
               ) -> tuple[int, str]:
         """Download to ``dest`` (fsynced); check the byte count and that the file did not
-        change meanwhile; return (bytes, SHA-256). At most ``intake.read_cap`` bytes are
+        change meanwhile; return (bytes, SHA-256). At most ``inbox.base.read_cap`` bytes are
         read: one more than listed, and one more than ``limit`` (then F003)."""
         sftp = self.connect()
         path = self._path(self.partner.remote_inbox, remote.name)

@@ -19,10 +19,9 @@ from gateway.ack_csv import neutralise
 from gateway.config import PartnerConfig
 from gateway.errors import GatewayError
 from gateway.events import EventLog
-from gateway.intake import Inbox
+from gateway.inbox.base import Inbox
 from gateway.ledger import FileRow, Ledger
-from gateway.process import Layout
-from gateway.storage import atomic_write
+from gateway.storage import Layout, atomic_write
 
 log = logging.getLogger("gateway.statusfile")
 

@@ -57,9 +57,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.intake import clean_work
+from gateway.inbox.receipt import clean_work
 from gateway.ledger import Ledger
-from gateway.process import Layout, safe_name
+from gateway.storage import Layout, safe_name
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_INBOX = ROOT / "inbox" / "sample"

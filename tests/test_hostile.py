@@ -33,9 +33,11 @@ import pytest
 from lxml import etree
 from sftp_server import SshServer
 
-from gateway import intake, storage
+from gateway import storage
 from gateway.config import load_config
-from gateway.intake import LocalInbox, RemoteFile, copy_with_digest
+from gateway.inbox import local
+from gateway.inbox.base import RemoteFile, copy_with_digest
+from gateway.inbox.local import LocalInbox
 from gateway.ledger import FileRow
 from gateway.runner import run_once as run_cycle
 from gateway.schemas import ack_schema
@@ -841,7 +843,7 @@ def test_a_file_that_grows_after_listing_is_left_for_the_next_poll(
     monkeypatch.setattr(LocalInbox, "list", lambda self: [  # listed before it grew
         RemoteFile(f.name, f.size - 10, f.mtime) for f in real_list(self)])
     reads: list[int] = []
-    real_copy = intake.copy_with_digest
+    real_copy = local.copy_with_digest
 
     def counting(src, dest, *args):  # type: ignore[no-untyped-def]
         try:
@@ -849,7 +851,7 @@ def test_a_file_that_grows_after_listing_is_left_for_the_next_poll(
         finally:
             reads.append(src.tell())
 
-    monkeypatch.setattr("gateway.intake.copy_with_digest", counting)
+    monkeypatch.setattr("gateway.inbox.local.copy_with_digest", counting)
     report = {r.partner: r for r in run_cycle(load_config(cfg))}["acme"]
     assert report.error and "as listed" in report.error and "later poll" in report.error
     assert reads == [len(good_acme(700)) - 10 + 1]  # never read past the listed size + 1
@@ -882,7 +884,7 @@ def test_a_full_data_disk_fails_that_poll_and_the_next_partner_is_polled(
                     "@acme-" in os.readlink(f"/proc/self/fd/{fd}"):
                 no_space()
             real(fd)
-        monkeypatch.setattr("gateway.intake.os.fsync", fsync)
+        monkeypatch.setattr("gateway.inbox.base.os.fsync", fsync)
     else:
         real_publish = storage.SpooledOutput.publish
 

@@ -19,11 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway import intake, process
+from gateway import process, storage
 from gateway.ack import AckXmlWriter
 from gateway.cli import main
 from gateway.config import load_config
 from gateway.errors import TransientError
+from gateway.inbox import local
 from gateway.runner import Runner, run_once
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,7 +120,7 @@ def test_control_character_name_on_the_duplicate_path_stops_nobody(tmp_path: Pat
     assert p.status_of("b", "good.xml") == "ACCEPTED"
     assert p.status_of("a", "b\x01.xml") == "DUPLICATE"
     # The cleaned name carries a hash of the exact name (distinct ack names, item 9).
-    ack_name = process.safe_name("b\x01.xml") + ".ack.xml"
+    ack_name = storage.safe_name("b\x01.xml") + ".ack.xml"
     ack_xml = (tmp_path / "outbox" / "a" / ack_name).read_bytes()
     assert b"<FileName>b\\x01.xml</FileName>" in ack_xml
     serve = p.cli("status")
@@ -169,13 +170,13 @@ def inject_memory_error(mp: pytest.MonkeyPatch) -> None:
 
 def inject_dispose_error(mp: pytest.MonkeyPatch) -> None:
     """Disposing of the partner's original fails on the local disk (not the server)."""
-    real = intake.LocalInbox.dispose
+    real = local.LocalInbox.dispose
 
     def dispose(self, name):  # type: ignore[no-untyped-def]
         if _only_a(name):
             raise PermissionError(13, "Permission denied", name)
         return real(self, name)
-    mp.setattr(intake.LocalInbox, "dispose", dispose)
+    mp.setattr(local.LocalInbox, "dispose", dispose)
 
 
 @dataclass(frozen=True)

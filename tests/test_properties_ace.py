@@ -36,9 +36,10 @@ from gateway.ace import (
     entry_summary_text,
     ftz_record,
 )
+from gateway.countries import ISO_COUNTRIES
 from gateway.hts import covered_list
 from gateway.model import Application, ProductLine
-from gateway.rules import ISO_COUNTRIES, RuleContext, check_application
+from gateway.rules import RuleContext, check_application
 
 PURE = settings(max_examples=200, derandomize=True, database=None, deadline=None)
 FILES = settings(max_examples=40, derandomize=True, database=None, deadline=None)

@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
+from gateway.countries import ISO_COUNTRIES, NOT_APPLICABLE, UNKNOWN
 from gateway.errors import RejectedSubmission
 from gateway.findings import CODES, Severity
 from gateway.mapping import UNITS, CsvMapping, MappingError, load_mapping, preview
@@ -33,7 +34,6 @@ from gateway.parse_csv import (
     CsvApplication,
     CsvSubmission,
 )
-from gateway.rules import ISO_COUNTRIES, NOT_APPLICABLE, UNKNOWN
 
 PURE = settings(max_examples=200, derandomize=True, database=None, deadline=None)
 FILES = settings(max_examples=120, derandomize=True, database=None, deadline=None,

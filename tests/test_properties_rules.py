@@ -23,6 +23,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.countries import ISO_COUNTRIES, NOT_APPLICABLE, UNKNOWN
 from gateway.findings import CODES, Severity
 from gateway.hts import AIM_HEADING_PREFIXES, PROGRAM_START, covered_list
 from gateway.model import (
@@ -34,9 +35,6 @@ from gateway.model import (
 )
 from gateway.rules import (
     ENTRY_TYPES,
-    ISO_COUNTRIES,
-    NOT_APPLICABLE,
-    UNKNOWN,
     ApplicationCheck,
     RuleContext,
     check_application,

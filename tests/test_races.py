@@ -195,7 +195,7 @@ def test_a_file_renamed_over_the_one_in_hand_is_left_for_the_next_poll(
 
 # -- item 9: acknowledgment names never collide ----------------------------------------------
 
-# Names that clean to one local name (process.safe_name): each must keep its own ack.
+# Names that clean to one local name (storage.safe_name): each must keep its own ack.
 COLLIDING = {"cleaned": ["a b.xml", "a:b.xml", "a_b.xml"], "path": ["x\\evil.xml", "evil.xml"]}
 
 
