@@ -342,7 +342,7 @@ class PartnerConfig:
             yield "processed_dir", "must differ from inbox"
         if self.mapping is not None:
             # Loaded now, so that a broken mapping stops the start, not a run half-way.
-            from gateway.mapping import MappingError, load_mapping
+            from gateway.parse.mapping import MappingError, load_mapping
 
             try:
                 load_mapping(self.mapping)

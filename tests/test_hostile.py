@@ -38,10 +38,10 @@ from gateway.config import load_config
 from gateway.inbox import local
 from gateway.inbox.base import RemoteFile, copy_with_digest
 from gateway.inbox.local import LocalInbox
-from gateway.ledger import FileRow
-from gateway.runner import run_once as run_cycle
+from gateway.inbox.sftp import SftpInbox
+from gateway.ledger.store import FileRow
 from gateway.schemas import ack_schema
-from gateway.sftp import SftpInbox
+from gateway.service.runner import run_once as run_cycle
 
 ROOT = Path(__file__).resolve().parent.parent
 HOSTILE = Path(__file__).parent / "hostile"
@@ -697,7 +697,7 @@ def test_traversal_names_from_a_server_are_data(tmp_path: Path,
     names = ["../../../escape.xml", "/etc/cron.d/escape.xml", "a/../../../escape2.xml",
              "..", "./.hidden.xml", "C:\\Windows\\escape.xml"]
     inbox = _NamesInbox(names)
-    monkeypatch.setattr("gateway.runner.open_inbox", lambda partner, ledger=None: (
+    monkeypatch.setattr("gateway.service.runner.open_inbox", lambda partner, ledger=None: (
         inbox if partner.id == "acme" else _NamesInbox([])))
     run_cycle(load_config(cfg))
     assert {p.name for p in tmp_path.iterdir()} == {"project"}

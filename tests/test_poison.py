@@ -19,13 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from gateway import process, storage
-from gateway.ack import AckXmlWriter
+from gateway import storage
 from gateway.cli import main
 from gateway.config import load_config
 from gateway.errors import TransientError
 from gateway.inbox import local
-from gateway.runner import Runner, run_once
+from gateway.outputs.ack_xml import AckXmlWriter
+from gateway.service import process
+from gateway.service.runner import Runner, run_once
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = ROOT / "inbox" / "sample" / "acme-20261201-good.xml"
@@ -286,7 +287,7 @@ def test_a_poison_file_left_unfinished_never_stops_recovery_or_serve(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Start-up recovery meets partner a's failing file first: serve starts all the same and
     partner b's file is licensed; the failure is counted like any other."""
-    from gateway.service import serve
+    from gateway.service.scheduler import serve
 
     p = Project(tmp_path)
     config = load_config(p.cfg)
@@ -326,8 +327,8 @@ def test_a_poison_file_left_unfinished_never_stops_recovery_or_serve(
 
 def test_the_web_page_shows_quarantined_files(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from gateway.web.app import create_app
-    from gateway.web.auth import guard_from_env
+    from gateway.admin.web.app import create_app
+    from gateway.admin.web.auth import guard_from_env
 
     p = Project(tmp_path)
     config = load_config(p.cfg)

@@ -24,7 +24,7 @@ from lxml import etree
 
 from gateway import crash
 from gateway.config import load_config
-from gateway.runner import run_once
+from gateway.service.runner import run_once
 from gateway.storage import SpooledOutput, atomic_write, temp_name
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from gateway.errors import TransientError
-from gateway.ledger import FileRow
+from gateway.ledger.store import FileRow
 
 # Names a sender uses while a file is still being written: never taken.
 IN_PROGRESS_SUFFIXES = (".tmp", ".part", ".filepart", ".partial", ".writing")

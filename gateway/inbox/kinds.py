@@ -6,7 +6,7 @@ from gateway.config import PartnerConfig
 from gateway.errors import FatalError
 from gateway.inbox.base import Inbox
 from gateway.inbox.local import LocalInbox
-from gateway.ledger import Ledger
+from gateway.ledger.store import Ledger
 
 
 def open_inbox(partner: PartnerConfig, ledger: Ledger | None = None) -> Inbox:
@@ -15,7 +15,7 @@ def open_inbox(partner: PartnerConfig, ledger: Ledger | None = None) -> Inbox:
         return LocalInbox(partner)
     if partner.kind == "sftp":
         # Imported here: paramiko is loaded only by a gateway that has an SFTP partner.
-        from gateway.sftp import SftpInbox
+        from gateway.inbox.sftp import SftpInbox
 
         return SftpInbox(partner, ledger)
     raise FatalError(f"Partner {partner.id}: unknown inbox kind {partner.kind!r}.")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from gateway.config import PartnerConfig
 from gateway.inbox.base import FileChanged, RemoteFile, copy_with_digest, text_name, wanted
-from gateway.ledger import FileRow
+from gateway.ledger.store import FileRow
 from gateway.storage import durable_move, fsync_dir
 
 

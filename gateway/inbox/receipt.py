@@ -13,10 +13,10 @@ from pathlib import Path
 
 from gateway import crash
 from gateway.errors import TransientError
-from gateway.events import EventLog
 from gateway.inbox.base import Inbox, RemoteFile
-from gateway.ledger import Ledger, utc_stamp
-from gateway.liveness import process_ended, this_host
+from gateway.inbox.liveness import process_ended, this_host
+from gateway.ledger.events import EventLog
+from gateway.ledger.store import Ledger, utc_stamp
 from gateway.storage import Layout, durable_move, safe_name
 
 DISK_FULL = "data disk full"
