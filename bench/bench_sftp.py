@@ -7,9 +7,9 @@ It starts a real OpenSSH ``sshd`` on 127.0.0.1 with throwaway keys (``tests/sftp
 ``SshServer``; needs root for sshd, as the tests do) and measures two things against it:
 
 1. **One large file** (default 200 MiB = 209,715,200 bytes, the gateway's default
-   ``max_file_bytes``): ``gateway.sftp.SftpInbox(partner).fetch(remote, dest)`` with the partner
-   loaded from a config.toml for that sshd (the production code path: connect, key and host-key
-   checks, download with prefetch, SHA-256, fsync, re-stat), with ``prefetch = true`` (the
+   ``max_file_bytes``): ``gateway.inbox.sftp.SftpInbox(partner).fetch(remote, dest)`` with the
+   partner loaded from a config.toml for that sshd (the production code path: connect, key and
+   host-key checks, download with prefetch, SHA-256, fsync, re-stat), with ``prefetch = true`` (the
    default) and ``prefetch = false``, against ``sftp -b batch ... user@127.0.0.1`` doing ``get``.
    Best of ``--repeat`` for each, the variants alternating; connect time included on both sides.
    Both downloads are checked against the source's SHA-256. Target: gateway throughput at least
@@ -25,7 +25,7 @@ It starts a real OpenSSH ``sshd`` on 127.0.0.1 with throwaway keys (``tests/sftp
    ``SftpInbox`` that only adds timers) and everything else.
 
 ``--what-if`` adds the gateway's fetch with AES-GCM first in paramiko's cipher preference,
-patched in this process only, to show what that change to gateway/sftp.py would buy.
+patched in this process only, to show what that change to gateway/inbox/sftp.py would buy.
 
 Figures go to stdout (Markdown table, commands) and to bench/out/sftp-results.json. Exit code 0:
 target met; 2: target missed; 1: a check failed (nothing is measured by a run that fails).
@@ -61,12 +61,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 import paramiko  # noqa: E402
 from sftp_server import SftpAccount, SshServer, SshServerError, _children_of  # noqa: E402
 
-import gateway.runner as gateway_runner  # noqa: E402
-import gateway.sftp as gateway_sftp  # noqa: E402
+import gateway.inbox.sftp as gateway_sftp  # noqa: E402
+import gateway.service.runner as gateway_runner  # noqa: E402
 from gateway.config import load_config  # noqa: E402
-from gateway.intake import RemoteFile  # noqa: E402
-from gateway.runner import Runner  # noqa: E402
-from gateway.sftp import SftpInbox  # noqa: E402
+from gateway.inbox.base import RemoteFile  # noqa: E402
+from gateway.inbox.sftp import SftpInbox  # noqa: E402
+from gateway.service.runner import Runner  # noqa: E402
 
 RATIO_TARGET = 0.5  # gateway download throughput / OpenSSH sftp throughput, large file
 AS_OF = date(2026, 12, 1)
@@ -235,7 +235,7 @@ def cpu_snapshot(server: SshServer) -> tuple[float, float, float]:
 
 # --what-if: the gateway's fetch with one or two changes applied from outside, in this process
 # only (gateway/ is not edited): AES-GCM first in the cipher preference (paramiko prefers
-# aes128-ctr + hmac-sha2-256), and/or another read size than gateway.sftp._CHUNK (1 MiB).
+# aes128-ctr + hmac-sha2-256), and/or another read size than gateway.inbox.sftp._CHUNK (1 MiB).
 GCM_FIRST = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 WHAT_IF = {
     "whatif_gcm": {"gcm": True, "chunk": None,

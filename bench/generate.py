@@ -5,7 +5,7 @@
 
 The XML follows guide section 3 (namespace ``urn:aimgw:license-submission:1``), the CSV guide
 section 4 (canonical CSV: UTF-8, RFC 4180, CRLF, a header row naming the columns of
-``gateway.parse_csv.ALL_COLUMNS`` in that order, one row per product line, the rows of one
+``gateway.parse.csv_file.ALL_COLUMNS`` in that order, one row per product line, the rows of one
 application consecutive). Both are written from the same records: the same arguments and seed
 give the same applications, lines, values, refs and errors in either format, so the two files
 of one seed are the same submission (same ``content_sha256`` in their meta files).
@@ -46,7 +46,7 @@ FORMATS = ("xml", "csv")
 # a generated file cannot drift from the format the gateway reads.
 sys.path.insert(0, str(ROOT))
 from gateway.model import APPLICATION_FIELDS, LINE_FIELDS  # noqa: E402
-from gateway.parse_csv import ALL_COLUMNS  # noqa: E402
+from gateway.parse.csv_file import ALL_COLUMNS  # noqa: E402
 
 # Plausible unit values, USD per metric ton, per product group (well inside the 500-60,000
 # range of A180). Anything not listed uses the default.
@@ -301,7 +301,7 @@ class XmlWriter:
 
 class CsvWriter:
     """Guide section 4: RFC 4180 (CRLF, quotes only where needed), header row of
-    ``parse_csv.ALL_COLUMNS``, one row per line, an absent optional field an empty cell."""
+    ``parse.csv_file.ALL_COLUMNS``, one row per line, an absent optional field an empty cell."""
 
     def __init__(self, fh: TextIO, submission_id: str, as_of: date) -> None:
         del as_of  # the CSV form has no creation time

@@ -194,7 +194,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "mapping":
         return _mapping_test(args)
     if args.command == "partner":
-        from gateway.onboarding import partner_self_test
+        from gateway.inbox.onboarding import partner_self_test
 
         config = _load(args)
         ok, lines = partner_self_test(config.partner(args.partner_id))
@@ -202,7 +202,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_OK if ok else EXIT_NOT_ACCEPTED
     config = _load(args)
     if args.command == "run":
-        from gateway.runner import run_once
+        from gateway.service.runner import run_once
         from gateway.textsafe import printable
 
         reports = run_once(config, args.as_of)
@@ -217,7 +217,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(line)
         return EXIT_OK
     if args.command == "db":
-        from gateway.runner import open_ledger
+        from gateway.ledger.store import open_ledger
 
         ledger = open_ledger(config, migrate=False)
         try:
@@ -230,7 +230,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                                                       else " (up to date)"))
         return EXIT_OK
     if args.command == "serve":
-        from gateway.service import serve
+        from gateway.service.scheduler import serve
 
         serve(config)
         return EXIT_OK
@@ -240,7 +240,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _admin(args: argparse.Namespace, config: Config) -> int:
-    from gateway import queries, report
+    from gateway.admin import queries, report
 
     if args.command == "status":
         _check_alerts(config)
@@ -270,7 +270,7 @@ def _admin(args: argparse.Namespace, config: Config) -> int:
     if args.command == "release":
         return _release(args, config)
     if args.command == "purge":
-        from gateway.admin import purge
+        from gateway.admin.actions import purge
 
         now = None
         if args.as_of:
@@ -291,9 +291,10 @@ def _actor() -> str:
 
 def _check_alerts(config: Config) -> None:
     """`status` raises a due silence alert itself: a partner nobody polls still gets one."""
-    from gateway.alerts import check_partners
-    from gateway.queries import ledger_exists
-    from gateway.runner import event_log, open_ledger
+    from gateway.admin.queries import ledger_exists
+    from gateway.ledger.store import open_ledger
+    from gateway.service.alerts import check_partners
+    from gateway.service.runner import event_log
 
     if not ledger_exists(config) or not any(p.expected_cadence_hours for p in config.partners):
         return
@@ -309,9 +310,9 @@ def _check_alerts(config: Config) -> None:
 
 
 def _reprocess(args: argparse.Namespace, config: Config) -> int:
-    from gateway import queries, report
-    from gateway.admin import ReprocessFailed, reprocess
-    from gateway.progress import ReadProgress
+    from gateway.admin import queries, report
+    from gateway.admin.actions import ReprocessFailed, reprocess
+    from gateway.admin.progress import ReadProgress
 
     try:
         new_id = reprocess(config, args.file_id, args.reason, actor=_actor(), as_of=args.as_of,
@@ -335,8 +336,9 @@ def _reprocess(args: argparse.Namespace, config: Config) -> int:
 
 
 def _release(args: argparse.Namespace, config: Config) -> int:
-    from gateway.quarantine import release
-    from gateway.runner import event_log, open_ledger
+    from gateway.ledger.store import open_ledger
+    from gateway.service.quarantine import release
+    from gateway.service.runner import event_log
 
     reason = " ".join(args.reason.split())
     ledger = open_ledger(config)
@@ -355,7 +357,7 @@ def _release(args: argparse.Namespace, config: Config) -> int:
 
 def _mapping_test(args: argparse.Namespace) -> int:
     from gateway.errors import RejectedSubmission
-    from gateway.mapping import MappingError, load_mapping, preview
+    from gateway.parse.mapping import MappingError, load_mapping, preview
 
     try:
         mapping = load_mapping(args.mapping.resolve())
@@ -377,7 +379,7 @@ def _mapping_test(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from gateway.check import check_file
+    from gateway.admin.check import check_file
     from gateway.model import FileStatus
 
     config = _load(args)
@@ -389,7 +391,7 @@ def _check(args: argparse.Namespace) -> int:
         config.partner(partner)  # unknown id: FatalError with a suggestion → exit 2
     elif len(config.partners) == 1:
         partner = config.partners[0].id
-    from gateway.progress import ReadProgress
+    from gateway.admin.progress import ReadProgress
 
     with ReadProgress(args.file, f"check {args.file.name}"):  # drawn on a terminal only
         result = check_file(config, args.file, partner, args.as_of, args.ack_format)
@@ -411,7 +413,7 @@ def _web_command(command: Callable[[str, str], argparse.ArgumentParser]) -> None
 
 
 def _web(args: argparse.Namespace, config: Config) -> int:
-    from gateway.web.server import make_server, run, server_url
+    from gateway.admin.web.server import make_server, run, server_url
 
     server = make_server(config, args.host, args.port)  # FatalError: no token, open address
     # The URL without the token: this line may end up in a terminal log.

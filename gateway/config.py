@@ -342,7 +342,7 @@ class PartnerConfig:
             yield "processed_dir", "must differ from inbox"
         if self.mapping is not None:
             # Loaded now, so that a broken mapping stops the start, not a run half-way.
-            from gateway.mapping import MappingError, load_mapping
+            from gateway.parse.mapping import MappingError, load_mapping
 
             try:
                 load_mapping(self.mapping)
@@ -411,7 +411,7 @@ class Config:
 
 # What the gateway writes directly under outbox_dir beside the partners' outbox/<id>/: the ACE
 # files for CBP and the changes report (guide 5.1b); and the folders of data_dir
-# (process.Layout), which are there too when data_dir is outbox_dir itself.
+# (storage.Layout), which are there too when data_dir is outbox_dir itself.
 OUTBOX_FOLDERS = ("ace", "changes")
 DATA_FOLDERS = ("work", "archive", "failed", "acks")
 

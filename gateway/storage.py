@@ -1,4 +1,5 @@
-"""Durable file operations: write to a temp name, fsync, rename; fsync the folder.
+"""Where the gateway keeps files (``Layout``, ``safe_name``) and durable file operations:
+write to a temp name, fsync, rename; fsync the folder.
 
 Nothing is ever written through a symbolic link (OPERATIONS, partner isolation): a temp name
 is unlinked, then created exclusively without following a link (``open_new``); a rename
@@ -7,15 +8,22 @@ replaces a link at the final name, never its target.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shutil
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+
+from gateway.config import Config
 
 # O_EXCL already refuses an existing link; O_NOFOLLOW says so again where it exists.
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | \
     getattr(os, "O_CLOEXEC", 0)
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+_NAME_LIMIT = 120
 
 
 def fsync_dir(path: Path) -> None:
@@ -104,3 +112,58 @@ class SpooledOutput:
     def discard(self) -> None:
         self.body.close()
         self._body_path.unlink(missing_ok=True)
+
+
+def safe_name(remote_name: str) -> str:
+    """A local file name derived from a partner's name: never a path, never hidden, and never
+    the same for two names.
+
+    A name that cleaning changed (``a b.xml``, ``a:b.xml``, ``x\\evil.xml``) gets ``~`` and a
+    hash of the exact name, ``a_b.xml~1c3f09e2``: cleaning never yields a ``~``, so it can never
+    meet a name that was already clean (``a_b.xml``). A long name keeps its start and end (the
+    extension) around that hash.
+    """
+    base = remote_name.replace("\\", "/").rsplit("/", 1)[-1]
+    clean = _UNSAFE_NAME.sub("_", base).lstrip(".") or "unnamed"
+    if clean == remote_name and len(clean) <= _NAME_LIMIT:
+        return clean
+    digest = hashlib.sha256(remote_name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    if len(clean) + 9 <= _NAME_LIMIT:
+        return f"{clean}~{digest}"
+    return f"{clean[:100]}~{digest}~{clean[-10:]}"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the gateway keeps files (all under one file system, so renames are atomic)."""
+
+    data_dir: Path
+    outbox_dir: Path
+
+    @property
+    def work_tmp(self) -> Path:
+        return self.data_dir / "work" / "tmp"
+
+    @property
+    def received(self) -> Path:
+        return self.data_dir / "work" / "received"
+
+    def archive(self, partner: str, received_at: str) -> Path:
+        return self.data_dir / "archive" / partner / received_at[:7]
+
+    def failed(self, partner: str) -> Path:
+        return self.data_dir / "failed" / partner
+
+    def ack_store(self, partner: str) -> Path:
+        return self.data_dir / "acks" / partner
+
+    def partner_outbox(self, partner: str) -> Path:
+        return self.outbox_dir / partner
+
+    @property
+    def ace_outbox(self) -> Path:
+        return self.outbox_dir / "ace"
+
+    @classmethod
+    def of(cls, config: Config) -> Layout:
+        return cls(config.gateway.data_dir, config.gateway.outbox_dir)

@@ -1,8 +1,8 @@
 """ACE-style files: every field at its ACE-RECORDS.md position, whole files against golden copies.
 
-Expected positions below are copied from spec/ACE-RECORDS.md, not from ``gateway.ace.LAYOUTS``,
-so that a wrong layout table fails here. Regenerate the golden files with
-``AIMGW_REGEN_GOLDEN=1 pytest tests/test_ace.py``, then inspect them column by column.
+Expected positions below are copied from spec/ACE-RECORDS.md, not from
+``gateway.outputs.ace.LAYOUTS``, so that a wrong layout table fails here. Regenerate the golden
+files with ``AIMGW_REGEN_GOLDEN=1 pytest tests/test_ace.py``, then inspect them column by column.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway import ace
-from gateway.ace import (
+from gateway.model import Application, ProductLine
+from gateway.outputs import ace
+from gateway.outputs.ace import (
     RECORD_LENGTH,
     AceFileWriter,
     alpha,
@@ -30,7 +31,6 @@ from gateway.ace import (
     numeric,
     smelt_code,
 )
-from gateway.model import Application, ProductLine
 
 GOLDEN = Path(__file__).parent / "golden"
 PROCESSING_DATE = date(2025, 3, 10)

@@ -21,16 +21,16 @@ from pathlib import Path
 
 import pytest
 
-from gateway import admin, queries
-from gateway.alerts import Alerts, check_silence
+from gateway.admin import actions, queries
+from gateway.admin.progress import ReadProgress, render
 from gateway.cli import main
 from gateway.config import Config, load_config
 from gateway.errors import FatalError, TransientError
-from gateway.events import EventLog
-from gateway.ledger import MIGRATIONS, Ledger
-from gateway.progress import ReadProgress, render
-from gateway.runner import Runner, run_once
-from gateway.statusfile import CSV_COLUMNS
+from gateway.ledger.events import EventLog
+from gateway.ledger.store import MIGRATIONS, Ledger
+from gateway.outputs.status_files import CSV_COLUMNS
+from gateway.service.alerts import Alerts, check_silence
+from gateway.service.runner import Runner, run_once
 
 ROOT = Path(__file__).resolve().parent.parent
 INBOX = ROOT / "inbox"
@@ -254,7 +254,7 @@ def test_reprocess_after_a_mapping_fix_then_again_issues_nothing_twice(project: 
     assert story["reprocessed_as"][0]["reason"] == "hanse mapping added"  # type: ignore[index]
 
     # Again, through the library as the web page calls it: I201, no new license.
-    again = admin.reprocess(project.config, new_id, "check idempotence", actor="web:127.0.0.1",
+    again = actions.reprocess(project.config, new_id, "check idempotence", actor="web:127.0.0.1",
                             as_of=AS_OF)
     with project.db() as con:
         row = con.execute("SELECT status, licensed, new_licenses FROM files WHERE file_id = ?",
@@ -271,9 +271,9 @@ def test_reprocess_after_a_mapping_fix_then_again_issues_nothing_twice(project: 
 def test_reprocess_refusals(project: Project, capsys) -> None:
     good = project.file_id("sample", "good")
     with pytest.raises(FatalError, match="no file"):
-        admin.reprocess(project.config, "20990101-000001", "typo")
+        actions.reprocess(project.config, "20990101-000001", "typo")
     with pytest.raises(FatalError, match="reason"):
-        admin.reprocess(project.config, good, "   ")
+        actions.reprocess(project.config, good, "   ")
     with pytest.raises(SystemExit) as usage:  # --reason is required
         main(["--config", str(project.cfg), "reprocess", good])
     assert usage.value.code == 2
@@ -282,7 +282,7 @@ def test_reprocess_refusals(project: Project, capsys) -> None:
     code, _ = project.cli(capsys, "reprocess", good, "--reason", "x")
     assert code == 1 and "not what was received" in project.stderr
     with pytest.raises(FatalError, match="not what was received"):
-        admin.reprocess(project.config, good, "x")
+        actions.reprocess(project.config, good, "x")
     assert project.events("admin.reprocess") == []
     assert not list((project.base / "data" / "work" / "tmp").iterdir())
     # A worker on another machine is polling the partner: reprocess waits, then says so.
@@ -290,7 +290,7 @@ def test_reprocess_refusals(project: Project, capsys) -> None:
     try:
         assert ledger.acquire_lease("plain", "elsewhere:1:abc", 60, ledger.now())
         with pytest.raises(TransientError, match="being polled"):
-            admin.reprocess(project.config, project.file_id("plain", "ZAIM"), "busy",
+            actions.reprocess(project.config, project.file_id("plain", "ZAIM"), "busy",
                             wait_seconds=0.2)
     finally:
         ledger.close()
@@ -306,7 +306,7 @@ def test_purge_removes_old_operational_records_and_originals_never_licenses(
                            for p in (project.base / "data" / folder).rglob("*") if p.is_file())
     assert len(files_on_disk) == 7 + 2  # two failed files, each with its .error.txt
     later = datetime.now(UTC) + timedelta(days=100)  # past events_days (90) only
-    report = admin.purge(project.config, now=later)
+    report = actions.purge(project.config, now=later)
     assert report.events > 0 and report.files == [] and report.archived == []
     assert project.one("SELECT COUNT(*) FROM events WHERE kind NOT LIKE 'admin.%'") == 0
     assert project.one("SELECT COUNT(*) FROM findings") > 0
@@ -319,7 +319,7 @@ def test_purge_removes_old_operational_records_and_originals_never_licenses(
     assert sorted(map(Path, preview["archived"])) == files_on_disk  # type: ignore[index]
     assert all(p.exists() for p in files_on_disk)  # a dry run changes nothing
 
-    report = admin.purge(project.config, now=much_later, actor="cli:test")
+    report = actions.purge(project.config, now=much_later, actor="cli:test")
     assert len(report.files) == 7 and report.findings > 0 and report.applications > 0
     for table in ("findings", "applications"):
         assert project.one(f"SELECT COUNT(*) FROM {table}") == 0
@@ -334,10 +334,10 @@ def test_purge_removes_old_operational_records_and_originals_never_licenses(
     assert project.one("SELECT COUNT(*) FROM files") == 7
     good = project.file_id("sample", "good")
     with pytest.raises(FatalError, match="purged"):
-        admin.reprocess(project.config, good, "too late")
+        actions.reprocess(project.config, good, "too late")
     code, text = project.cli(capsys, "show", good)
     assert code == 0 and "purged" in text and "licenses issued:" in text
-    assert admin.purge(project.config, now=much_later).files == []  # nothing left to purge
+    assert actions.purge(project.config, now=much_later).files == []  # nothing left to purge
 
 
 # -- alerts and the webhook ---------------------------------------------------------------------

@@ -13,11 +13,12 @@ import pytest
 from lxml import etree
 from test_poison import Project, good_file
 
-from gateway import check, process
-from gateway.ack import ACK_NS
+from gateway.admin import check
 from gateway.cli import main
 from gateway.config import load_config
-from gateway.runner import run_once
+from gateway.outputs.ack_xml import ACK_NS
+from gateway.service import process
+from gateway.service.runner import run_once
 
 
 def closed_port() -> int:

@@ -57,9 +57,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.intake import clean_work
-from gateway.ledger import Ledger
-from gateway.process import Layout, safe_name
+from gateway.inbox.receipt import clean_work
+from gateway.ledger.store import Ledger
+from gateway.storage import Layout, safe_name
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_INBOX = ROOT / "inbox" / "sample"
@@ -633,8 +633,8 @@ def tree(folder: Path) -> dict[str, bytes]:
 
 
 def compared(files: dict[str, bytes]) -> dict[str, bytes]:
-    """Leave out the partners' status files (statusfile.py): a per-poll report of the poll
-    history (which differs with the number of runs), not a result of the batch."""
+    """Leave out the partners' status files (outputs/status_files.py): a per-poll report of the
+    poll history (which differs with the number of runs), not a result of the batch."""
     return {name: data for name, data in files.items()
             if name.rsplit("/", 1)[-1] not in STATUS_FILES}
 

@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from gateway.check import check_file
+from gateway.admin.check import check_file
 from gateway.config import load_config
-from gateway.parse_csv import CsvSubmission
-from gateway.runner import run_once
+from gateway.parse.csv_file import CsvSubmission
 from gateway.schemas import ack_schema
+from gateway.service.runner import run_once
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).parent / "golden"

@@ -17,12 +17,12 @@ import test_rules
 from test_csv import csv_file
 from test_rules import application, submission
 
-from gateway.ace import _scaled as ace_scaled
-from gateway.amounts import canonical_amount
 from gateway.cli import _positive as positive_argument
 from gateway.config import load_config
 from gateway.errors import ConfigError
 from gateway.model import ProductLine
+from gateway.outputs.ace import _scaled as ace_scaled
+from gateway.validate.amounts import canonical_amount
 
 SCRIPTS = {
     "arabic-indic": "٠١٢٣٤٥٦٧٨٩",

@@ -33,14 +33,16 @@ import pytest
 from lxml import etree
 from sftp_server import SshServer
 
-from gateway import intake, storage
+from gateway import storage
 from gateway.config import load_config
 from gateway.findings import MAX_FILE_FINDINGS
-from gateway.intake import LocalInbox, RemoteFile, copy_with_digest
-from gateway.ledger import FileRow
-from gateway.runner import run_once as run_cycle
+from gateway.inbox import local
+from gateway.inbox.base import RemoteFile, copy_with_digest
+from gateway.inbox.local import LocalInbox
+from gateway.inbox.sftp import SftpInbox
+from gateway.ledger.store import FileRow
 from gateway.schemas import ack_schema
-from gateway.sftp import SftpInbox
+from gateway.service.runner import run_once as run_cycle
 
 ROOT = Path(__file__).resolve().parent.parent
 HOSTILE = Path(__file__).parent / "hostile"
@@ -840,7 +842,7 @@ def test_traversal_names_from_a_server_are_data(tmp_path: Path,
     names = ["../../../escape.xml", "/etc/cron.d/escape.xml", "a/../../../escape2.xml",
              "..", "./.hidden.xml", "C:\\Windows\\escape.xml"]
     inbox = _NamesInbox(names)
-    monkeypatch.setattr("gateway.runner.open_inbox", lambda partner, ledger=None: (
+    monkeypatch.setattr("gateway.service.runner.open_inbox", lambda partner, ledger=None: (
         inbox if partner.id == "acme" else _NamesInbox([])))
     run_cycle(load_config(cfg))
     assert {p.name for p in tmp_path.iterdir()} == {"project"}
@@ -986,7 +988,7 @@ def test_a_file_that_grows_after_listing_is_left_for_the_next_poll(
     monkeypatch.setattr(LocalInbox, "list", lambda self: [  # listed before it grew
         RemoteFile(f.name, f.size - 10, f.mtime) for f in real_list(self)])
     reads: list[int] = []
-    real_copy = intake.copy_with_digest
+    real_copy = local.copy_with_digest
 
     def counting(src, dest, *args):  # type: ignore[no-untyped-def]
         try:
@@ -994,7 +996,7 @@ def test_a_file_that_grows_after_listing_is_left_for_the_next_poll(
         finally:
             reads.append(src.tell())
 
-    monkeypatch.setattr("gateway.intake.copy_with_digest", counting)
+    monkeypatch.setattr("gateway.inbox.local.copy_with_digest", counting)
     report = {r.partner: r for r in run_cycle(load_config(cfg))}["acme"]
     assert report.error and "as listed" in report.error and "later poll" in report.error
     assert reads == [len(good_acme(700)) - 10 + 1]  # never read past the listed size + 1
@@ -1027,7 +1029,7 @@ def test_a_full_data_disk_fails_that_poll_and_the_next_partner_is_polled(
                     "@acme-" in os.readlink(f"/proc/self/fd/{fd}"):
                 no_space()
             real(fd)
-        monkeypatch.setattr("gateway.intake.os.fsync", fsync)
+        monkeypatch.setattr("gateway.inbox.base.os.fsync", fsync)
     else:
         real_publish = storage.SpooledOutput.publish
 

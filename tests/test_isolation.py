@@ -21,12 +21,13 @@ from test_check_ledger import with_ledger
 from test_hostile import GENERATORS, HOSTILE
 from test_poison import AS_OF, Project, good_file
 
-from gateway import intake, process, runner
 from gateway.config import load_config
 from gateway.errors import LedgerUnavailable, TransientError
-from gateway.intake import RemoteFile
-from gateway.ledger import FileRow
-from gateway.runner import run_once
+from gateway.inbox import local
+from gateway.inbox.base import RemoteFile
+from gateway.ledger.store import FileRow
+from gateway.service import process, runner
+from gateway.service.runner import run_once
 
 GOOD_B = "good.xml"
 
@@ -211,14 +212,14 @@ def test_a_nul_in_a_partners_poll_error_never_stops_the_run_on_postgresql(
     which PostgreSQL refuses in a text column: stored escaped, the next partner polled."""
     p = Project(tmp_path)
     with_ledger(p, pg_dsn)
-    real = intake.LocalInbox.list
+    real = local.LocalInbox.list
 
-    def listing(self: intake.LocalInbox) -> list[RemoteFile]:
+    def listing(self: local.LocalInbox) -> list[RemoteFile]:
         if self.partner_id == "a":
             raise TransientError("partner a: listing /inbox failed: bad\x00name\x1b[31m")
         return real(self)
 
-    monkeypatch.setattr(intake.LocalInbox, "list", listing)
+    monkeypatch.setattr(local.LocalInbox, "list", listing)
     p.drop("b", GOOD_B, good_file(1))
     reports = {r.partner: r for r in run_once(load_config(p.cfg), date.fromisoformat(AS_OF))}
     assert reports["a"].error == "partner a: listing /inbox failed: bad\\x00name\\x1b[31m"

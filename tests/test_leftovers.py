@@ -22,9 +22,9 @@ import psycopg
 import pytest
 
 from gateway.config import load_config
-from gateway.db import connect
-from gateway.liveness import this_host
-from gateway.runner import Runner
+from gateway.inbox.liveness import this_host
+from gateway.ledger.db import connect
+from gateway.service.runner import Runner
 
 ROOT = Path(__file__).resolve().parent.parent
 GOOD = (ROOT / "inbox" / "sample" / "acme-20261201-good.xml").read_bytes()
@@ -158,7 +158,7 @@ def test_a_receipt_in_flight_is_never_removed(runner: Runner, outcome: str) -> N
 def waiting_for_lock(polling: threading.Thread, target: object) -> bool:
     """True once the poll is blocked on the receipt's lock: PostgreSQL shows the waiting
     lock on file_counter; SQLite has one write lock, on which the poll's thread waits inside
-    a ledger call (gateway/db.py) from its first write on."""
+    a ledger call (gateway/ledger/db.py) from its first write on."""
     if isinstance(target, str):
         with psycopg.connect(target) as conn:
             return bool(conn.execute(
@@ -167,4 +167,4 @@ def waiting_for_lock(polling: threading.Thread, target: object) -> bool:
                 "(SELECT oid FROM pg_database WHERE datname = current_database())"
                 ).fetchone()[0])
     frame = sys._current_frames().get(polling.ident or 0)
-    return frame is not None and frame.f_code.co_filename.endswith("gateway/db.py")
+    return frame is not None and frame.f_code.co_filename.endswith("gateway/ledger/db.py")

@@ -36,8 +36,8 @@ from test_csv import (
 
 from gateway.config import load_config
 from gateway.errors import ConfigError, RejectedSubmission
-from gateway.mapping import CsvMapping, MappingError, XsltMapping, load_mapping, preview
-from gateway.runner import run_once as run_cycle
+from gateway.parse.mapping import CsvMapping, MappingError, XsltMapping, load_mapping, preview
+from gateway.service.runner import run_once as run_cycle
 
 HANSE_MAPPING = ROOT / "mappings" / "hanse-metall.toml"
 HANSE_CSV = ROOT / "inbox" / "hanse" / "ZAIM_EXPORT_20261201.csv"

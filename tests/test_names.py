@@ -15,10 +15,10 @@ import pytest
 from lxml import etree
 from test_poison import Project
 
-from gateway.ack import ACK_NS
 from gateway.cli import main
 from gateway.config import load_config
-from gateway.runner import run_once
+from gateway.outputs.ack_xml import ACK_NS
+from gateway.service.runner import run_once
 from gateway.textsafe import printable
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,8 +15,8 @@ import pytest
 from lxml import etree
 
 from gateway.config import load_config
-from gateway.runner import run_once
 from gateway.schemas import ack_schema
+from gateway.service.runner import run_once
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "inbox" / "sample"

@@ -19,12 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from gateway import intake, process
-from gateway.ack import AckXmlWriter
+from gateway import storage
 from gateway.cli import main
 from gateway.config import load_config
 from gateway.errors import TransientError
-from gateway.runner import Runner, run_once
+from gateway.inbox import local
+from gateway.outputs.ack_xml import AckXmlWriter
+from gateway.service import process
+from gateway.service.runner import Runner, run_once
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = ROOT / "inbox" / "sample" / "acme-20261201-good.xml"
@@ -119,7 +121,7 @@ def test_control_character_name_on_the_duplicate_path_stops_nobody(tmp_path: Pat
     assert p.status_of("b", "good.xml") == "ACCEPTED"
     assert p.status_of("a", "b\x01.xml") == "DUPLICATE"
     # The cleaned name carries a hash of the exact name (distinct ack names, item 9).
-    ack_name = process.safe_name("b\x01.xml") + ".ack.xml"
+    ack_name = storage.safe_name("b\x01.xml") + ".ack.xml"
     ack_xml = (tmp_path / "outbox" / "a" / ack_name).read_bytes()
     assert b"<FileName>b\\x01.xml</FileName>" in ack_xml
     serve = p.cli("status")
@@ -169,13 +171,13 @@ def inject_memory_error(mp: pytest.MonkeyPatch) -> None:
 
 def inject_dispose_error(mp: pytest.MonkeyPatch) -> None:
     """Disposing of the partner's original fails on the local disk (not the server)."""
-    real = intake.LocalInbox.dispose
+    real = local.LocalInbox.dispose
 
     def dispose(self, name):  # type: ignore[no-untyped-def]
         if _only_a(name):
             raise PermissionError(13, "Permission denied", name)
         return real(self, name)
-    mp.setattr(intake.LocalInbox, "dispose", dispose)
+    mp.setattr(local.LocalInbox, "dispose", dispose)
 
 
 @dataclass(frozen=True)
@@ -285,7 +287,7 @@ def test_a_poison_file_left_unfinished_never_stops_recovery_or_serve(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Start-up recovery meets partner a's failing file first: serve starts all the same and
     partner b's file is licensed; the failure is counted like any other."""
-    from gateway.service import serve
+    from gateway.service.scheduler import serve
 
     p = Project(tmp_path)
     config = load_config(p.cfg)
@@ -325,8 +327,8 @@ def test_a_poison_file_left_unfinished_never_stops_recovery_or_serve(
 
 def test_the_web_page_shows_quarantined_files(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from gateway.web.app import create_app
-    from gateway.web.auth import guard_from_env
+    from gateway.admin.web.app import create_app
+    from gateway.admin.web.auth import guard_from_env
 
     p = Project(tmp_path)
     config = load_config(p.cfg)

@@ -17,9 +17,9 @@ import pytest
 from sftp_server import SshServer
 
 from gateway.config import load_config
-from gateway.onboarding import partner_self_test
-from gateway.runner import run_once
-from gateway.service import serve
+from gateway.inbox.onboarding import partner_self_test
+from gateway.service.runner import run_once
+from gateway.service.scheduler import serve
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = (ROOT / "inbox" / "sample" / "acme-20261201-good.xml").read_bytes()

@@ -22,7 +22,9 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.ace import (
+from gateway.countries import ISO_COUNTRIES
+from gateway.model import Application, ProductLine
+from gateway.outputs.ace import (
     ENTRY_SUMMARY,
     FTZ_ADMISSION,
     LAYOUTS,
@@ -36,9 +38,8 @@ from gateway.ace import (
     entry_summary_text,
     ftz_record,
 )
-from gateway.hts import covered_list
-from gateway.model import Application, ProductLine
-from gateway.rules import ISO_COUNTRIES, RuleContext, check_application
+from gateway.validate.hts import covered_list
+from gateway.validate.rules import RuleContext, check_application
 
 PURE = settings(max_examples=200, derandomize=True, database=None, deadline=None)
 FILES = settings(max_examples=40, derandomize=True, database=None, deadline=None)

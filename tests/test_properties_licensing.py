@@ -3,9 +3,9 @@
 ``format_license`` is ``A`` + two-digit year + six-digit sequence and reads back to what made
 it. Under concurrent issuance (several threads and several processes, each with its own
 ``Ledger`` on one SQLite file, issuing through ``LicenseIssuer`` inside ``Ledger.transaction()``
-and recording ``licenses`` rows as ``process.py`` does; and several ``aim-gateway run --once``
-sharing one data folder) every number is unique, each year's numbers are contiguous from 1,
-and the year's counter row equals the count.
+and recording ``licenses`` rows as ``service/process.py`` does; and several
+``aim-gateway run --once`` sharing one data folder) every number is unique, each year's numbers
+are contiguous from 1, and the year's counter row equals the count.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import FatalError
-from gateway.ledger import Ledger
-from gateway.licensing import MAX_SEQUENCE, LicenseIssuer, format_license
+from gateway.ledger.store import Ledger
+from gateway.licensing.decide import MAX_SEQUENCE, LicenseIssuer, format_license
 
 PURE = settings(max_examples=200, derandomize=True, database=None, deadline=None)
 LICENSE = re.compile(r"A(\d{2})(\d{6})")

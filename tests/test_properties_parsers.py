@@ -24,16 +24,16 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
+from gateway.countries import ISO_COUNTRIES, NOT_APPLICABLE, UNKNOWN
 from gateway.errors import RejectedSubmission
 from gateway.findings import CODES, Severity
-from gateway.mapping import UNITS, CsvMapping, MappingError, load_mapping, preview
-from gateway.parse_csv import (
+from gateway.parse.csv_file import (
     ALL_COLUMNS,
     FIELD_SIZE_LIMIT,
     CsvApplication,
     CsvSubmission,
 )
-from gateway.rules import ISO_COUNTRIES, NOT_APPLICABLE, UNKNOWN
+from gateway.parse.mapping import UNITS, CsvMapping, MappingError, load_mapping, preview
 
 PURE = settings(max_examples=200, derandomize=True, database=None, deadline=None)
 FILES = settings(max_examples=120, derandomize=True, database=None, deadline=None,

@@ -23,8 +23,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.countries import ISO_COUNTRIES, NOT_APPLICABLE, UNKNOWN
 from gateway.findings import CODES, Severity
-from gateway.hts import AIM_HEADING_PREFIXES, PROGRAM_START, covered_list
 from gateway.model import (
     APPLICATION_FIELDS,
     LINE_FIELDS,
@@ -32,11 +32,9 @@ from gateway.model import (
     Application,
     ProductLine,
 )
-from gateway.rules import (
+from gateway.validate.hts import AIM_HEADING_PREFIXES, PROGRAM_START, covered_list
+from gateway.validate.rules import (
     ENTRY_TYPES,
-    ISO_COUNTRIES,
-    NOT_APPLICABLE,
-    UNKNOWN,
     ApplicationCheck,
     RuleContext,
     check_application,
@@ -201,7 +199,7 @@ def test_rules_are_deterministic(case: tuple[Application, RuleContext]) -> None:
 
 WORKER = """
 import pickle, sys
-from gateway.rules import check_application
+from gateway.validate.rules import check_application
 apps, ctx = pickle.load(sys.stdin.buffer)
 results = [check_application(app, ctx) for app in reversed(apps)][::-1]
 out = [(r.findings, r.exempt, [(x.hts10, x.covered, x.unit_value, x.quantity, x.value)

@@ -15,10 +15,10 @@ import pytest
 from test_csv import csv_file, parse_csv_ack
 from test_rules import AS_OF, Ack, application, parse_ack, submission
 
-from gateway.check import check_file
+from gateway.admin.check import check_file
 from gateway.config import Config, load_config
-from gateway.ledger import Ledger
-from gateway.runner import open_ledger, run_once
+from gateway.ledger.store import Ledger, open_ledger
+from gateway.service.runner import run_once
 
 PARTNER = "acme"
 OK, REJ = "LICENSED", "REJECTED"

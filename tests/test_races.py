@@ -24,7 +24,7 @@ from lxml import etree
 
 from gateway import crash
 from gateway.config import load_config
-from gateway.runner import run_once
+from gateway.service.runner import run_once
 from gateway.storage import SpooledOutput, atomic_write, temp_name
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -195,7 +195,7 @@ def test_a_file_renamed_over_the_one_in_hand_is_left_for_the_next_poll(
 
 # -- item 9: acknowledgment names never collide ----------------------------------------------
 
-# Names that clean to one local name (process.safe_name): each must keep its own ack.
+# Names that clean to one local name (storage.safe_name): each must keep its own ack.
 COLLIDING = {"cleaned": ["a b.xml", "a:b.xml", "a_b.xml"], "path": ["x\\evil.xml", "evil.xml"]}
 
 

@@ -15,15 +15,16 @@ from sftp_server import SshServer
 from test_poison import AS_OF, QUARANTINE_AFTER, Project, good_file
 from test_poison_sftp import GOOD, project
 
-from gateway import admin, process
+from gateway.admin import actions as admin
+from gateway.admin.web.app import create_app
+from gateway.admin.web.auth import Guard
 from gateway.cli import main
 from gateway.config import Config, load_config
 from gateway.errors import FatalError, RejectedSubmission, TransientError
 from gateway.findings import finding
-from gateway.ledger import FileRow
-from gateway.runner import run_once
-from gateway.web.app import create_app
-from gateway.web.auth import Guard
+from gateway.ledger.store import FileRow
+from gateway.service import process
+from gateway.service.runner import run_once
 
 ACK = "orders.xml.ack.xml"
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from gateway.check import check_file
+from gateway.admin.check import check_file
 from gateway.config import Config, load_config
-from gateway.runner import run_once
+from gateway.service.runner import run_once
 
 AS_OF = date(2026, 12, 1)
 PARTNER = "acme"

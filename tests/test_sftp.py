@@ -16,9 +16,9 @@ import pytest
 from sftp_server import SftpAccount, SshServer, TcpCutProxy
 
 from gateway.config import Config, load_config
-from gateway.onboarding import partner_self_test
-from gateway.runner import PollReport
-from gateway.runner import run_once as run_cycle
+from gateway.inbox.onboarding import partner_self_test
+from gateway.service.runner import PollReport
+from gateway.service.runner import run_once as run_cycle
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "inbox" / "sample"

@@ -33,11 +33,11 @@ import pytest
 from sftp_server import SftpAccount, SshServer, TcpCutProxy, _children_of
 from test_sftp import GOOD, drop, make_config, partner_block, run_once, with_id
 
-from gateway.sftp import SftpInbox
+from gateway.inbox.sftp import SftpInbox
 
 ACK = "{}.ack.xml"
 FAST = "max_backoff_seconds = 1\nfailure_alert_after = 2"
-STATUS_FILES = {"status.json", "status.csv"}  # rewritten after each poll (statusfile.py)
+STATUS_FILES = {"status.json", "status.csv"}  # rewritten after each poll (outputs/status_files.py)
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -23,8 +23,8 @@ from sftp_server import SftpAccount, SshServer
 from test_sftp import GOOD, make_config, partner_block, with_id
 
 from gateway.config import load_config
-from gateway.runner import PollReport, Runner
-from gateway.sftp import SftpInbox
+from gateway.inbox.sftp import SftpInbox
+from gateway.service.runner import PollReport, Runner
 
 QUARANTINE_AFTER = 3
 

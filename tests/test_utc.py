@@ -13,12 +13,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway import ledger as ledger_module
+from gateway.admin.web import queries as web_queries
 from gateway.config import load_config
-from gateway.ledger import Ledger
-from gateway.migrations import MIGRATIONS, times_to_utc
-from gateway.runner import open_ledger, run_once
-from gateway.web import queries as web_queries
+from gateway.ledger import store as ledger_module
+from gateway.ledger.migrations import MIGRATIONS, times_to_utc
+from gateway.ledger.store import Ledger, open_ledger
+from gateway.service.runner import run_once
 
 ROOT = Path(__file__).resolve().parent.parent
 GOOD = (ROOT / "inbox" / "sample" / "acme-20261201-good.xml").read_bytes()
@@ -105,7 +105,7 @@ def test_cli_files_since_is_the_new_york_day(
         tmp_path: Path, new_york_machine: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """`files --since`: from New York midnight, not UTC midnight (22:00 in New York is
     already the next day in UTC)."""
-    from gateway import queries
+    from gateway.admin import queries
 
     monkeypatch.setattr(ledger_module, "utc_now",
                         lambda: datetime(2026, 12, 2, 22, 0, tzinfo=NEW_YORK).astimezone(UTC))
@@ -159,14 +159,14 @@ def test_the_migration_rewrites_local_times_as_utc(
 
 def upgrade_to(ledger: Ledger, version: int) -> None:
     """Apply the first ``version`` migrations, as an older gateway did."""
-    import gateway.ledger
+    import gateway.ledger.store
 
-    real = gateway.ledger.MIGRATIONS
-    gateway.ledger.MIGRATIONS = real[:version]  # type: ignore[misc]
+    real = gateway.ledger.store.MIGRATIONS
+    gateway.ledger.store.MIGRATIONS = real[:version]  # type: ignore[misc]
     try:
         ledger.upgrade()
     finally:
-        gateway.ledger.MIGRATIONS = real  # type: ignore[misc]
+        gateway.ledger.store.MIGRATIONS = real  # type: ignore[misc]
     assert ledger.schema_version() == version
 
 

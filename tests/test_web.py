@@ -26,13 +26,13 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from gateway.admin.queries import PartnerStatus
+from gateway.admin.web import charts
+from gateway.admin.web.queries import compress, describe
+from gateway.admin.web.server import make_server, server_url
 from gateway.config import load_config
 from gateway.errors import ConfigError, FatalError
-from gateway.queries import PartnerStatus
-from gateway.runner import run_once
-from gateway.web import charts
-from gateway.web.queries import compress, describe
-from gateway.web.server import make_server, server_url
+from gateway.service.runner import run_once
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "web-test-" + secrets.token_urlsafe(24)

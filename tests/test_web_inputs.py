@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
+from gateway.admin.web.app import create_app
+from gateway.admin.web.auth import Guard, guard_from_env
 from gateway.cli import main
 from gateway.config import Config, load_config
 from gateway.errors import FatalError
-from gateway.runner import run_once
-from gateway.web.app import create_app
-from gateway.web.auth import Guard, guard_from_env
+from gateway.service.runner import run_once
 
 ROOT = Path(__file__).resolve().parent.parent
 GOOD = (ROOT / "inbox" / "sample" / "acme-20261201-good.xml").read_text()

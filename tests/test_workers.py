@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from sftp_server import SshServer
 
-from gateway.migrations import MIGRATIONS
+from gateway.ledger.migrations import MIGRATIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 GOOD = (ROOT / "inbox" / "sample" / "acme-20261201-good.xml").read_bytes()

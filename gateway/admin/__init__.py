@@ -1,0 +1,1 @@
+"""For admins: ledger reads, reports, reprocess/purge, `check`, and the web page."""

@@ -1,0 +1,217 @@
+"""Rendering what admins read (``gateway.admin.queries``) for a terminal, or as JSON.
+
+Pure functions from data to text; the CLI prints them. Tables are plain aligned text with
+long cells cut, so that a listing stays one line per row in a terminal.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from gateway.admin.actions import PurgeReport
+from gateway.admin.queries import LicenseRow, PartnerStatus
+from gateway.ledger.store import FileRow
+from gateway.textsafe import printable
+
+MAX_CELL = 40  # characters a table cell shows; the last column is never cut
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    # A partner's file name is shown escaped: \r, \n or an escape sequence in it must not
+    # hide a row, forge one, or recolour the terminal.
+    return printable(value)
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]],
+          max_cell: int = MAX_CELL) -> str:
+    """Aligned columns under a header; cells longer than ``max_cell`` are cut with "…"."""
+    last = len(headers) - 1
+    cells = [[_cell(c) if i == last else _cut(_cell(c), max_cell) for i, c in enumerate(row)]
+             for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+              for r in cells]
+    return "\n".join(lines)
+
+
+def as_json(value: Any) -> str:
+    return json.dumps(value, indent=2, default=str, ensure_ascii=False)
+
+
+def _short_time(text: str | None) -> str | None:
+    """``2026-12-01T10:15:00+00:00`` → ``2026-12-01 10:15``: enough for a glance."""
+    return text[:16].replace("T", " ") if text else None
+
+
+# -- status -------------------------------------------------------------------------------------
+
+
+def _alert_text(p: PartnerStatus) -> str:
+    now = []
+    if p.failing:
+        now.append(f"FAILING ({p.failures} polls)")
+    if p.silent:
+        hours = f" {p.silent_hours:g} h" if p.silent_hours is not None else ""
+        now.append(f"SILENT{hours} (expected every {p.expected_cadence_hours:g} h)")
+    if now:
+        return ", ".join(now)
+    if p.last_alert:
+        return f"last: {p.last_alert['event']} {_short_time(p.last_alert['at'])}"
+    return "-"
+
+
+def status_text(partners: list[PartnerStatus]) -> str:
+    rows = [[p.partner, p.kind, p.state, _short_time(p.last_poll),
+             f"{p.last_name} ({p.last_status})" if p.last_name else None,
+             _short_time(p.last_received),
+             p.failures, "-" if p.backlog is None else p.backlog, p.unfinished, p.quarantined,
+             ", ".join(f"{k} {v}" for k, v in sorted((p.files or {}).items())) or "0",
+             p.licenses, _alert_text(p)] for p in partners]
+    out = [table(["partner", "kind", "state", "last poll", "last file", "received",
+                  "failures", "backlog", "unfinished", "quarantined", "files", "licenses",
+                  "alert"], rows)]
+    errors = [f"  {p.partner}: {printable(p.last_error)}" for p in partners if p.last_error]
+    if errors:
+        out += ["", "last errors:", *errors]
+    return "\n".join(out)
+
+
+def status_json(partners: list[PartnerStatus]) -> str:
+    return as_json([p.to_dict() for p in partners])
+
+
+# -- files and licenses -------------------------------------------------------------------------
+
+
+def files_text(rows: list[FileRow]) -> str:
+    if not rows:
+        return "no files"
+    return table(["file id", "partner", "file", "received", "status", "apps", "licensed",
+                  "rejected", "note"],
+                 [[r.file_id, r.partner, r.remote_name, _short_time(r.received_at),
+                   r.status or f"({r.state})", r.applications, r.licensed, r.rejected,
+                   r.error or (f"reprocess of {r.reprocess_of}" if r.reprocess_of else
+                               f"duplicate of {r.duplicate_of}" if r.duplicate_of else "")]
+                  for r in rows])
+
+
+def files_json(rows: list[FileRow]) -> str:
+    return as_json([asdict(r) for r in rows])
+
+
+def licenses_text(rows: list[LicenseRow]) -> str:
+    if not rows:
+        return "no licenses"
+    return table(["license", "partner", "ref", "issued", "valid through", "lines", "kg",
+                  "USD", "file id", "importer"],
+                 [[r.license_number, r.partner, r.ref, r.issue_date, r.valid_through, r.lines,
+                   r.quantity_kg, r.value_usd, r.file_id, r.importer] for r in rows])
+
+
+def licenses_json(rows: list[LicenseRow]) -> str:
+    return as_json([asdict(r) for r in rows])
+
+
+# -- one file -----------------------------------------------------------------------------------
+
+
+def show_text(story: dict[str, Any]) -> str:
+    f = story["file"]
+    ack = story["ack"]
+    delivered = "delivered" if ack["delivered"] else "not yet delivered"
+    out = [f"file {f['file_id']}  {printable(f['remote_name'])}  partner {f['partner']}",
+           f"  received {f['received_at']}  size {f['size']}  sha256 {f['sha256']}",
+           f"  status {f['status'] or 'IN PROGRESS'}  state {f['state']}  processed "
+           f"{f['processed_at'] or '-'}  rule set {f['rule_set_date'] or '-'}  "
+           f"took {f['duration_ms'] if f['duration_ms'] is not None else '-'} ms",
+           f"  applications {f['applications']}: licensed {f['licensed']} "
+           f"(new {f['new_licenses']}), not required {f['not_required']}, "
+           f"rejected {f['rejected']}",
+           f"  ack {printable(ack['name'] or '-')} ({delivered}, {ack['to']})",
+           f"  ACE files {', '.join(story['ace_files']) or '-'}",
+           f"  original at {printable(f['archive_path'] or '-')}"
+           + (f" (purged {f['archive_purged_at']})" if f["archive_purged_at"] else "")]
+    if f["error"]:
+        out.append(f"  error {printable(f['error'])}")
+    failed = story.get("failures")
+    if failed and failed["quarantined_at"]:
+        out.append(f"  QUARANTINED {failed['quarantined_at']} after {failed['failures']} "
+                   f"failures in a row: {printable(failed['last_error'])} (after the fix: "
+                   f"aim-gateway release {f['file_id']} --reason ...)")
+    elif failed:
+        out.append(f"  failed {failed['failures']} time(s) in a row, last "
+                   f"{failed['last_failed_at']}: {printable(failed['last_error'])}")
+    if f["duplicate_of"]:
+        out.append(f"  duplicate of {f['duplicate_of']}")
+    if f["reprocess_of"]:
+        out.append(f"  reprocess of {f['reprocess_of']}")
+    for later in story["reprocessed_as"]:
+        out.append(f"  reprocessed as {later['file_id']} ({later['status'] or 'IN PROGRESS'})"
+                   f" by {printable(later.get('actor') or '?')}: "
+                   f"{printable(later.get('reason') or '-')}")
+    if f["details_purged_at"]:
+        out.append(f"  findings, applications and events purged {f['details_purged_at']}")
+    if story["licenses_issued"]:
+        out += ["", "licenses issued:", table(
+            ["license", "ref", "issued", "valid from", "valid through", "importer"],
+            [[x["license"], x["ref"], x["issue_date"], x["valid_from"], x["valid_through"],
+              x["importer"]] for x in story["licenses_issued"]])]
+    if story["applications"]:
+        out += ["", "applications:", table(
+            ["#", "ref", "status", "license", "I201", "valid through", "lines"],
+            [[a["seq"], a["ref"], a["status"], a["license"], "yes" if a["reused"] else "",
+              a["valid_through"], a["lines"]] for a in story["applications"][:200]])]
+        if len(story["applications"]) > 200:
+            out.append(f"  … {len(story['applications']) - 200} more (--json shows all)")
+    if story["findings"]:
+        out += ["", "findings:", table(
+            ["code", "severity", "ref", "line", "field", "value", "message"],
+            [[x["code"], x["severity"], x["ref"], x["line"], x["field"], x["value"],
+              x["message"]] for x in story["findings"][:500]])]
+        if len(story["findings"]) > 500:
+            out.append(f"  … {len(story['findings']) - 500} more (--json shows all)")
+    out += ["", "events:"] + [f"  {e['at']} {e['event']}" + _event_detail(e)
+                              for e in story["events"]]
+    return "\n".join(out)
+
+
+def _event_detail(event: dict[str, Any]) -> str:
+    keys = ("status", "actor", "reason", "original", "error", "path")
+    shown = [f"{k}={printable(event[k])}" for k in keys if event.get(k)]
+    return ("  " + " ".join(shown)) if shown else ""
+
+
+def show_json(story: dict[str, Any]) -> str:
+    return as_json(story)
+
+
+# -- purge --------------------------------------------------------------------------------------
+
+
+def purge_text(report: PurgeReport) -> str:
+    verb = "would remove" if report.dry_run else "removed"
+    out = [f"purge at {report.now}{' (dry run: nothing changed)' if report.dry_run else ''}",
+           f"  events before {report.events_before or 'never'}: {verb} {report.events}",
+           f"  file details before {report.files_before or 'never'}: {verb} those of "
+           f"{len(report.files)} file(s): {report.findings} finding(s), "
+           f"{report.applications} application(s), {report.file_events} event(s)",
+           f"  originals before {report.archive_before or 'never'}: {verb} "
+           f"{len(report.archived)} file(s) from disk",
+           "  licenses are never purged"]
+    out += [f"    {path}" for path in report.archived]
+    return "\n".join(out)
+
+
+def purge_json(report: PurgeReport) -> str:
+    return as_json(report.to_dict())

@@ -1,0 +1,204 @@
+"""Licensed quantity per month by product group, country of smelt and country of cast.
+
+What AIM exists to monitor. The sums come from the licenses table (issue date and the products
+JSON, unnested by the database, SQLite's json_each or PostgreSQL's jsonb_array_elements, so
+no row per product line is ever loaded); the bars are
+laid out here as plain numbers and drawn by the template as inline SVG, so the page needs no
+script and no build step.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import date
+
+import pycountry
+
+from gateway.ledger.db import Database
+
+# dimension -> (index in a licenses.products entry (licensing.PRODUCT_FIELDS), title)
+DIMENSIONS: dict[str, tuple[int, str]] = {
+    "product_group": (1, "Product group"),
+    "smelt_country_largest": (2, "Country of smelt (largest)"),
+    "cast_country": (4, "Country of cast"),
+}
+TOP = 8            # categories drawn; the rest are summed as "Other"
+MAX_MONTHS = 60
+OTHER = "Other"
+# Okabe-Ito, told apart by most colour-blind readers; grey is kept for "Other".
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442",
+           "#000000")
+OTHER_COLOR = "#999999"
+WIDTH, HEIGHT = 760, 300
+LEFT, RIGHT, TOP_MARGIN, BOTTOM = 64, 12, 16, 40
+
+
+@dataclass(frozen=True)
+class Series:
+    key: str
+    label: str
+    color: str
+    tons: float
+
+
+@dataclass(frozen=True)
+class Bar:
+    month: str
+    key: str
+    label: str
+    tons: float
+    x: float
+    y: float
+    width: float
+    height: float
+    color: str
+
+
+@dataclass(frozen=True)
+class Chart:
+    dimension: str
+    title: str
+    months: list[str]
+    series: list[Series]
+    bars: list[Bar]
+    y_ticks: list[tuple[float, str]]
+    x_labels: list[tuple[float, str]]
+    table: list[tuple[str, list[float], float]]  # month, tons per series, month total
+    width: int = WIDTH
+    height: int = HEIGHT
+    left: int = LEFT
+    bottom_y: int = HEIGHT - BOTTOM
+
+    @property
+    def total(self) -> float:
+        return round(sum(row[2] for row in self.table), 3)  # rounded once, not per series
+
+
+# The months a chart may show: four-digit years (the labels sort as text), none before
+# licensing existed.
+FIRST_MONTH, LAST_MONTH = "2000-01", "2999-12"
+_MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
+
+
+def valid_month(text: str) -> bool:
+    """``YYYY-MM``, a real month, within FIRST_MONTH..LAST_MONTH."""
+    return bool(_MONTH.fullmatch(text)) and FIRST_MONTH <= text <= LAST_MONTH
+
+
+def month_range(first: str, last: str) -> list[str]:
+    """Every month ``YYYY-MM`` from ``first`` to ``last`` inclusive, at most MAX_MONTHS."""
+    year, month = int(first[:4]), int(first[5:7])
+    out: list[str] = []
+    while len(out) < MAX_MONTHS:
+        label = f"{year:04d}-{month:02d}"
+        if label > last:
+            break
+        out.append(label)
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return out
+
+
+def default_months(db: Database, today: date) -> tuple[str, str]:
+    """The 12 months up to the latest issue month (or this month when nothing is licensed)."""
+    latest = db.execute("SELECT MAX(issue_date) FROM licenses").fetchone()[0]
+    end = latest[:7] if latest else today.strftime("%Y-%m")
+    year, month = int(end[:4]), int(end[5:7]) - 11
+    while month < 1:
+        year, month = year - 1, month + 12
+    return f"{year:04d}-{month:02d}", end
+
+
+def label_for(dimension: str, key: str) -> str:
+    if dimension == "product_group" or key == OTHER:
+        return key
+    if key == "NOT_APPLICABLE":
+        return "not applicable (secondary only)"
+    if key == "UNKNOWN":
+        return "unknown"
+    country = pycountry.countries.get(alpha_2=key)
+    return f"{key} {country.name}" if country else key
+
+
+def monthly_tons(db: Database, dimension: str, first: str, last: str,
+                 partner: str = "") -> dict[tuple[str, str], float]:
+    """(month, category) → licensed metric tons, for licenses issued in [first, last]."""
+    index = DIMENSIONS[dimension][0]  # a constant from the table above, never user text
+    if db.dialect == "postgresql":
+        source = "jsonb_array_elements(l.products::jsonb) p"
+        key, kg = f"p.value->>{index}", "CAST(p.value->>6 AS DOUBLE PRECISION)"
+    else:
+        source = "json_each(l.products) p"
+        key = f"json_extract(p.value, '$[{index}]')"
+        kg = "CAST(json_extract(p.value, '$[6]') AS REAL)"
+    sql = (f"SELECT substr(l.issue_date, 1, 7), {key}, SUM({kg}) / 1000.0 "
+           f"FROM licenses l, {source} WHERE substr(l.issue_date, 1, 7) BETWEEN ? AND ?")
+    params: list[object] = [first, last]
+    if partner:
+        sql += " AND l.partner = ?"
+        params.append(partner)
+    sql += " GROUP BY 1, 2"
+    return {(month, k or "UNKNOWN"): float(tons) for month, k, tons in db.execute(sql, params)}
+
+
+def nice_step(top: float, ticks: int = 5) -> float:
+    """A round axis step (1, 2, 2.5 or 5 × 10^k) giving about ``ticks`` ticks up to ``top``."""
+    if top <= 0:
+        return 1.0
+    raw = top / ticks
+    power = 10 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+
+
+def _tons_label(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 or value == int(value) else f"{value:,.1f}"
+
+
+def build_chart(dimension: str, months: list[str],
+                data: dict[tuple[str, str], float]) -> Chart:
+    """Stacked bars, one per month, the TOP categories by total and the rest as Other."""
+    totals: dict[str, float] = {}
+    for (_, key), tons in data.items():
+        totals[key] = totals.get(key, 0.0) + tons
+    ranked = sorted(totals, key=lambda k: (-totals[k], k))
+    shown = ranked[:TOP] if len(ranked) <= TOP + 1 else ranked[:TOP - 1]
+    rest = [k for k in ranked if k not in shown]
+    keys = shown + ([OTHER] if rest else [])
+    colors = {k: PALETTE[i] for i, k in enumerate(shown)} | {OTHER: OTHER_COLOR}
+
+    def grouped(month: str, key: str) -> float:
+        if key == OTHER:
+            return sum(data.get((month, k), 0.0) for k in rest)
+        return data.get((month, key), 0.0)
+
+    table = []
+    for month in months:
+        values = [grouped(month, k) for k in keys]
+        table.append((month, values, sum(values)))
+    highest = max((row[2] for row in table), default=0.0)
+    step = nice_step(highest)
+    top = step * max(1, math.ceil(highest / step)) if highest else step * 5
+    plot_h = HEIGHT - TOP_MARGIN - BOTTOM
+    slot = (WIDTH - LEFT - RIGHT) / max(1, len(months))
+    bar_w = max(2.0, slot * 0.7)
+    bars, x_labels = [], []
+    every = max(1, math.ceil(len(months) / 12))  # at most ~12 month labels fit under the axis
+    for i, (month, values, _) in enumerate(table):
+        x = LEFT + i * slot + (slot - bar_w) / 2
+        y = float(HEIGHT - BOTTOM)
+        for key, tons in zip(keys, values, strict=True):
+            if tons <= 0:
+                continue
+            h = tons / top * plot_h
+            y -= h
+            bars.append(Bar(month, key, label_for(dimension, key), round(tons, 3), round(x, 2),
+                            round(y, 2), round(bar_w, 2), round(h, 2), colors[key]))
+        if i % every == 0:
+            x_labels.append((round(x + bar_w / 2, 2), month))
+    y_ticks = [(round(HEIGHT - BOTTOM - v / top * plot_h, 2), _tons_label(v))
+               for v in (step * n for n in range(round(top / step) + 1))]
+    series = [Series(k, label_for(dimension, k), colors[k],
+                     round(sum(grouped(m, k) for m in months), 3)) for k in keys]
+    return Chart(dimension, DIMENSIONS[dimension][1], months, series, bars, y_ticks, x_labels,
+                 table)

@@ -1,0 +1,66 @@
+"""Serving the admin pages with waitress: loopback by default, a token always.
+
+``make_server`` checks everything before a socket is opened (address, token), so a wrong
+start fails at once with a message saying what to do, never with an open, unguarded port.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Mapping
+from types import FrameType
+from typing import Any
+
+from waitress.server import create_server
+
+from gateway.admin.web.app import create_app
+from gateway.admin.web.auth import guard_from_env
+from gateway.config import Config, is_loopback
+from gateway.errors import FatalError
+
+THREADS = 4  # a handful of admins; a reprocess holds one thread while it runs
+
+
+def make_server(config: Config, host: str | None = None, port: int | None = None,
+                environ: Mapping[str, str] | None = None) -> Any:
+    """A bound, not yet running waitress server; FatalError when it must not start."""
+    web = config.web
+    host = host or web.host
+    port = web.port if port is None else port
+    if not 0 <= port <= 65535:
+        raise FatalError(f"port {port} is not a TCP port (0-65535)")
+    if not is_loopback(host) and not web.allow_remote:
+        raise FatalError(f"refusing to serve the admin page on {host!r}, an address other "
+                         "machines may reach: use 127.0.0.1 (the default), or set "
+                         f"allow_remote = true in [web] of {config.path}")
+    guard = guard_from_env(web.token_env, environ)
+    try:
+        # ident: no version in the Server header; no proxy headers trusted, so the
+        # recorded actor is the real peer address.
+        return create_server(create_app(config, guard), host=host, port=port,
+                             threads=THREADS, ident="aim-gateway",
+                             clear_untrusted_proxy_headers=True)
+    except OSError as err:
+        raise FatalError(f"cannot listen on {host}:{port}: {err.strerror}") from err
+
+
+def server_url(server: Any) -> str:
+    host = server.effective_host
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{server.effective_port}/"
+
+
+def run(server: Any) -> None:
+    """Serve until SIGTERM or SIGINT, then close the socket and return."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt  # leaves waitress's loop; the finally below closes
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.close()

@@ -1,0 +1,2 @@
+"""Intake: the ``Inbox`` interface (base), its local and SFTP kinds, onboarding checks, and
+durable receipt."""

@@ -1,0 +1,71 @@
+"""``aim-gateway partner test ID``: the onboarding self-test of a partner's SFTP connection.
+
+Each step is reported with what it found or exactly what failed, so that a broker setting up
+a feed can fix its side without reading logs.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import time
+
+from gateway.config import PartnerConfig
+from gateway.errors import GatewayError
+from gateway.inbox.sftp import SftpInbox, fingerprint
+
+OK, FAILED = "ok  ", "FAIL"
+
+
+def partner_self_test(partner: PartnerConfig) -> tuple[bool, list[str]]:
+    """Run the steps in order, stopping at the first failure; return (passed, report lines)."""
+    lines = [f"partner {partner.id} ({partner.name}), kind {partner.kind}"]
+    if partner.kind != "sftp":
+        inbox = partner.inbox
+        good = inbox is not None and inbox.is_dir() and os.access(inbox, os.R_OK | os.W_OK)
+        lines.append(f"{OK if good else FAILED} local inbox {inbox} "
+                     f"{'is readable and writable' if good else 'is missing or not writable'}")
+        return good, lines
+    inbox = SftpInbox(partner)
+    step = "connect"
+    try:
+        step = f"connect to {partner.host}:{partner.port} and verify the host key"
+        sftp = inbox.connect()
+        key = inbox.server_key
+        if key is not None:
+            lines.append(f"{OK} host key {key.get_name()} {fingerprint(key)} matches "
+                         f"{partner.known_hosts}")
+        lines.append(f"{OK} authenticated as {partner.user}")
+        step = f"list the inbox {partner.remote_inbox}"
+        names = sftp.listdir(partner.remote_inbox)
+        lines.append(f"{OK} inbox {partner.remote_inbox} lists {len(names)} entr"
+                     f"{'y' if len(names) == 1 else 'ies'}")
+        folder = partner.remote_ack_dir
+        if folder:
+            probe = f"aimgw-probe-{int(time.time())}-{os.getpid()}"
+            tmp = posixpath.join(folder, f".{probe}.tmp")
+            final = posixpath.join(folder, f"{probe}.txt")
+            step = f"write {tmp}"
+            inbox._upload(sftp, io.BytesIO(b"AIM gateway onboarding probe\n"), tmp)
+            step = f"rename it to {final}"
+            inbox._rename(sftp, tmp, final)
+            step = f"remove {final}"
+            sftp.remove(final)
+            lines.append(f"{OK} acknowledgment folder {folder}: wrote a temp file, renamed it, "
+                         "removed it")
+        else:
+            lines.append(f"{OK} no remote acknowledgment folder configured (acks stay in the "
+                         "outbox)")
+        if partner.remote_disposition == "move":
+            step = f"find the processed folder {partner.effective_remote_processed_dir}"
+            sftp.stat(partner.effective_remote_processed_dir)
+            lines.append(f"{OK} processed folder {partner.effective_remote_processed_dir} "
+                         "exists")
+    except (GatewayError, OSError, EOFError) as err:
+        lines.append(f"{FAILED} {step}: {err or type(err).__name__}")
+        return False, lines
+    finally:
+        inbox.close()
+    lines.append("all checks passed")
+    return True, lines

@@ -1,0 +1,546 @@
+"""SFTP intake and delivery (paramiko): the ``SftpInbox`` twin of ``LocalInbox``.
+
+- Host keys are verified against the partner's known_hosts file: an unknown or changed key is
+  refused with the partner's name and the key's SHA-256 fingerprint (never auto-added).
+- Key authentication (passphrase from the environment) or, for partners that need it, a
+  password from the environment. No secret is read from config.toml or written to a log.
+- Timeouts on connect, banner and authentication, a keepalive, and a timeout on every SFTP
+  operation, so that no poll hangs.
+- A file is taken only when complete (stable size and mtime, a done-file, or no temporary
+  suffix), downloaded to a local temp name with its byte count and SHA-256 checked; the
+  remote file is moved or deleted only after the gateway holds it durably (the caller decides
+  when). Acknowledgments are uploaded to a temp name created exclusively (never through a
+  link planted there), size-checked, then renamed.
+- Remote names are data: never a local path; entries that are not regular files (symlinks,
+  folders) are never taken, nor a name swapped for one after the listing (the open handle
+  and the name's lstat are checked against it); only the file that was taken is disposed of.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import io
+import os
+import posixpath
+import stat
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO, TypeVar
+
+import paramiko
+
+from gateway.config import PartnerConfig
+from gateway.errors import FatalError, TransientError
+from gateway.inbox.base import FileChanged, FileRefused, NotTaken, RemoteFile, read_cap, wanted
+from gateway.ledger.store import FileRow, Ledger
+from gateway.textsafe import printable
+
+T = TypeVar("T")
+DONE_SUFFIX = ".done"
+_CHUNK = 256 * 1024  # bench/bench_sftp.py: smaller reads than 1 MiB copy less in paramiko
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """``SHA256:...`` as OpenSSH prints it."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+class _Transport(paramiko.Transport):
+    """AES-GCM first: its MAC is part of the cipher, which spares paramiko's pure-Python HMAC
+    per packet (bench/bench_sftp.py: about a fifth faster downloads). Servers without GCM
+    still negotiate the rest of paramiko's list."""
+
+    _preferred_ciphers = tuple(
+        sorted(paramiko.Transport._preferred_ciphers, key=lambda name: "gcm" not in name))
+
+
+class _Answered(TransientError):
+    """The server answered an operation with an SFTP status (failure, unsupported...): the
+    session is fine; whether the name or its folder is to blame is the caller's to find."""
+
+
+class HostKeyRejected(TransientError):
+    """The server's host key is unknown or changed: nothing was sent to it."""
+
+
+class _RejectUnknown(paramiko.MissingHostKeyPolicy):
+    """Refuse an unknown host key, naming the partner and the key's fingerprint."""
+
+    def __init__(self, partner_id: str) -> None:
+        self.partner_id = partner_id
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
+                         key: paramiko.PKey) -> None:
+        raise HostKeyRejected(
+            f"partner {self.partner_id}: the host key of {hostname} is not in known_hosts "
+            f"({key.get_name()} {fingerprint(key)}); refused. If this is the partner's real "
+            "key, add it to the partner's known_hosts file (check the fingerprint with them).")
+
+
+def _load_key(partner: PartnerConfig) -> paramiko.PKey | None:
+    if partner.key_file is None:
+        return None
+    passphrase = os.environ.get(partner.key_passphrase_env) if partner.key_passphrase_env \
+        else None
+    try:
+        return paramiko.PKey.from_path(partner.key_file, passphrase.encode() if passphrase
+                                       else None)
+    except paramiko.PasswordRequiredException as err:
+        raise FatalError(f"partner {partner.id}: the key file {partner.key_file} needs a "
+                         f"passphrase: set {partner.key_passphrase_env or 'key_passphrase_env'}"
+                         ) from err
+    except (paramiko.SSHException, OSError, ValueError) as err:
+        raise FatalError(f"partner {partner.id}: cannot read the key file {partner.key_file}: "
+                         f"{err}") from err
+
+
+def _known_hosts_problem(partner_id: str, path: Path, err: Exception) -> str:
+    """What is wrong with a known_hosts file paramiko cannot read, and how to fix it."""
+    line = str(err.args[0]) if err.args else str(err)
+    looks_like_key = path.name.endswith(".pub") or line.split(" ", 1)[0] in (
+        "ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521", "ssh-dss")
+    hint = " (it looks like a public key file)" if looks_like_key else ""
+    return (f"partner {partner_id}: known_hosts file {path} is not in known_hosts "
+            f"format{hint}: {printable(line)[:120]}. Each line must be 'HOST KEYTYPE KEY', "
+            "for example '[sftp.example.com]:2222 ssh-ed25519 AAAA...': put the server's "
+            "name (and [name]:port for a port other than 22) in front of the key, or take "
+            "the lines `ssh-keyscan -p PORT HOST` prints, after checking the fingerprint "
+            "with the partner.")
+
+
+class SftpInbox:
+    """A partner's SFTP server as an ``Inbox``. Connects lazily; ``close`` disconnects."""
+
+    def __init__(self, partner: PartnerConfig, ledger: Ledger | None = None) -> None:
+        self.partner = partner
+        self.partner_id = partner.id
+        self.ledger = ledger  # remembers listings, for the "stable" completion rule
+        self._client: paramiko.SSHClient | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+        self.server_key: paramiko.PKey | None = None
+        self._listed: dict[str, paramiko.SFTPAttributes] = {}  # the last listing, by name
+
+    # -- connection --------------------------------------------------------------------------
+
+    def connect(self) -> paramiko.SFTPClient:
+        if self._sftp is not None:
+            return self._sftp
+        p = self.partner
+        client = paramiko.SSHClient()
+        assert p.known_hosts is not None and p.host is not None
+        try:
+            client.load_host_keys(str(p.known_hosts))
+        except OSError as err:
+            raise FatalError(f"partner {p.id}: cannot read known_hosts {p.known_hosts}: "
+                             f"{err}") from err
+        except (paramiko.hostkeys.InvalidHostKey, paramiko.SSHException, ValueError) as err:
+            raise FatalError(_known_hosts_problem(p.id, p.known_hosts, err)) from err
+        client.set_missing_host_key_policy(_RejectUnknown(p.id))
+        password = os.environ.get(p.password_env) if p.password_env else None
+        try:
+            client.connect(
+                p.host, port=p.port, username=p.user, pkey=_load_key(p), password=password,
+                timeout=p.connect_timeout, banner_timeout=p.auth_timeout,
+                auth_timeout=p.auth_timeout, channel_timeout=p.operation_timeout,
+                look_for_keys=False, allow_agent=False, transport_factory=_Transport)
+        except paramiko.BadHostKeyException as err:
+            client.close()
+            raise HostKeyRejected(
+                f"partner {p.id}: the host key of {p.host}:{p.port} CHANGED: the server "
+                f"offered {err.key.get_name()} {fingerprint(err.key)}, known_hosts has "
+                f"{fingerprint(err.expected_key)}. Refused (possible man in the middle); "
+                "confirm the new key with the partner before updating known_hosts.") from err
+        except HostKeyRejected:
+            client.close()
+            raise
+        except paramiko.AuthenticationException as err:
+            client.close()
+            raise TransientError(f"partner {p.id}: authentication as {p.user} failed "
+                                 f"({err})") from err
+        except (paramiko.SSHException, OSError, EOFError) as err:
+            client.close()
+            raise TransientError(f"partner {p.id}: cannot connect to {p.host}:{p.port}: "
+                                 f"{err or type(err).__name__}") from err
+        transport = client.get_transport()
+        assert transport is not None
+        transport.set_keepalive(p.keepalive_seconds)
+        self.server_key = transport.get_remote_server_key()
+        try:
+            sftp = client.open_sftp()
+        except (paramiko.SSHException, OSError, EOFError) as err:
+            client.close()
+            raise TransientError(f"partner {p.id}: {p.host}:{p.port} accepted the login but "
+                                 f"not the SFTP session: {self._why(err)}") from err
+        sftp.get_channel().settimeout(p.operation_timeout)  # type: ignore[union-attr]
+        self._client, self._sftp = client, sftp
+        return sftp
+
+    def close(self) -> None:
+        # Closing a connection that just died can raise (EOFError, a socket error): that must
+        # never hide the error that made us close it, nor fail a poll that went well.
+        with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+            if self._sftp is not None:
+                self._sftp.close()
+        with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+            if self._client is not None:
+                self._client.close()
+        self._client = self._sftp = None
+
+    def _why(self, err: BaseException) -> str:
+        """Why an operation failed, in words (some paramiko errors have an empty message)."""
+        if isinstance(err, TimeoutError):
+            return (f"no answer within {self.partner.operation_timeout:g} s "
+                    "(operation_timeout): the server or the network hangs")
+        text = str(err).strip() or type(err).__name__
+        if isinstance(err, EOFError) or text == "Socket is closed":
+            return f"the connection was lost ({text})"
+        return text
+
+    def _call(self, what: str, fn: Callable[..., T], *args: object) -> T:
+        """Run an SFTP operation; network trouble becomes a TransientError (retry later)."""
+        try:
+            return fn(*args)
+        except UnicodeError as err:
+            # paramiko decodes remote names as UTF-8: one that is not fails the whole listing.
+            # The partner's poll fails (back-off, alert); no other partner is affected.
+            raise TransientError(f"partner {self.partner_id}: {what} failed: a file name is "
+                                 f"not valid UTF-8 ({err}); rename or remove it") from err
+        except (OSError, EOFError, paramiko.SSHException) as err:
+            if isinstance(err, FileNotFoundError | PermissionError):
+                raise
+            if self._answered(err):
+                raise _Answered(f"partner {self.partner_id}: {what} failed: "
+                                f"{self._why(err)}") from err
+            self.close()
+            raise TransientError(f"partner {self.partner_id}: {what} failed: "
+                                 f"{self._why(err)}") from err
+
+    def _answered(self, err: BaseException) -> bool:
+        """Whether ``err`` is the server's SFTP status for the request (paramiko raises those
+        as OSError, with ENOENT or EACCES for two of them), the session still up; not a lost
+        connection (EOFError, SSHException, a closed channel) or a timeout."""
+        if type(err) not in (OSError, FileNotFoundError, PermissionError):
+            return False
+        channel = self._sftp.get_channel() if self._sftp is not None else None
+        transport = self._client.get_transport() if self._client is not None else None
+        return bool(channel is not None and not channel.closed and transport is not None
+                    and transport.is_active())
+
+    def _on_name(self, folders: tuple[str, ...], what: str, fn: Callable[..., T],
+                 *args: object, gone_ok: bool = False) -> T:
+        """``_call`` for an operation on one file's name in ``folders`` (its ack uploaded
+        and renamed into place, its move or delete). A refusal the server answers while
+        those folders take a new file is about this name: FileRefused, the file's failure.
+        Else the folder (missing, read-only, full) or the connection is to blame: raised as
+        before, the partner's poll. ``gone_ok``: "no such file" is the caller's (disposed)."""
+        try:
+            return self._call(what, fn, *args)
+        except (_Answered, FileNotFoundError, PermissionError) as err:
+            if (gone_ok and isinstance(err, FileNotFoundError)) or not (
+                    isinstance(err, _Answered) or self._answered(err)) or \
+                    not all(self._takes_files(folder) for folder in folders):
+                raise
+            raise FileRefused(f"partner {self.partner_id}: {what} failed: "
+                              f"{self._why(err.__cause__ or err)} (the folder takes other "
+                              "files: something in the way of this one name)") from err
+
+    def _takes_files(self, folder: str) -> bool:
+        """Whether ``folder`` takes a new file: a dot-named probe (never listed, never
+        written through a link) is written, then removed."""
+        assert self._sftp is not None
+        probe = posixpath.join(folder, f".aim-gateway-probe.{os.getpid()}.tmp")
+        try:
+            self._upload(self._sftp, io.BytesIO(b"probe\n"), probe)
+            self._sftp.remove(probe)
+        except (OSError, EOFError, paramiko.SSHException):
+            return False
+        return True
+
+    # -- Inbox -------------------------------------------------------------------------------
+
+    def list(self) -> list[RemoteFile]:
+        sftp = self.connect()
+        p = self.partner
+        try:
+            entries = self._call("listing " + p.remote_inbox, sftp.listdir_attr,
+                                 p.remote_inbox)
+        except FileNotFoundError as err:
+            raise TransientError(f"partner {p.id}: the remote inbox {p.remote_inbox} does not "
+                                 "exist (or is not a folder)") from err
+        except PermissionError as err:
+            raise TransientError(f"partner {p.id}: cannot list the remote inbox "
+                                 f"{p.remote_inbox}: permission denied") from err
+        names = {e.filename for e in entries}
+        now = time.time()
+        found: list[RemoteFile] = []
+        seen: set[str] = set()
+        for entry in entries:
+            name = entry.filename
+            mode = entry.st_mode or 0
+            if not stat.S_ISREG(mode):  # symlinks and folders are never followed or taken
+                continue
+            if name.endswith(DONE_SUFFIX) or not wanted(name, p.patterns):
+                continue
+            remote = RemoteFile(name, entry.st_size or 0, float(entry.st_mtime or 0))
+            self._listed[name] = entry  # its owner, for fetch's identity checks
+            if p.completion == "done_file" and name + DONE_SUFFIX not in names:
+                continue
+            if p.completion == "stable" and self.ledger is not None:
+                seen.add(name)
+                since = self.ledger.stable_since(p.id, name, remote.size, remote.mtime, now)
+                if now - since < p.effective_min_age:
+                    continue  # still being written, or not yet seen long enough
+            found.append(remote)
+        if self.ledger is not None and p.completion == "stable":
+            gone = self.ledger.remote_seen_names(p.id) - seen
+            if gone:
+                self.ledger.forget_remote(p.id, gone)
+        found.sort(key=lambda f: (f.mtime, f.name))
+        return found
+
+    def _path(self, folder: str, name: str) -> str:
+        if "/" in name or name in (".", ".."):
+            raise TransientError(f"partner {self.partner_id}: refusing remote name {name!r}")
+        return posixpath.join(folder, name)
+
+    def fetch(self, remote: RemoteFile, dest: Path, limit: int | None = None,
+              ) -> tuple[int, str]:
+        """Download to ``dest`` (fsynced); check the byte count and that the file did not
+        change meanwhile; return (bytes, SHA-256). At most ``inbox.base.read_cap`` bytes are
+        read: one more than listed, and one more than ``limit`` (then F003)."""
+        sftp = self.connect()
+        path = self._path(self.partner.remote_inbox, remote.name)
+        digest = hashlib.sha256()
+        total = 0
+        cap = read_cap(remote.size, limit)
+        assert cap is not None
+        try:
+            with sftp.open(path, "rb") as src, _LocalFile(dest) as out:
+                self._same_file(sftp, path, remote, src)
+                if self.partner.prefetch:
+                    src.prefetch(min(remote.size, cap))  # never past what is read
+                while total < cap and (chunk := src.read(min(_CHUNK, cap - total))):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    total += len(chunk)
+                out.sync()
+                self._same_file(sftp, path, remote, src)
+            after = sftp.stat(path)
+        except NotTaken:
+            dest.unlink(missing_ok=True)
+            raise
+        except _LocalDiskError as local:
+            dest.unlink(missing_ok=True)
+            raise TransientError(
+                f"partner {self.partner_id}: cannot store {remote.name} on the local disk "
+                f"({dest.parent}) after {total} of {remote.size} bytes: {local.err}; the file "
+                "stays on the server and is taken at a later poll") from local.err
+        except FileNotFoundError as err:
+            dest.unlink(missing_ok=True)
+            raise TransientError(f"partner {self.partner_id}: {remote.name} disappeared "
+                                 "from the server before it was downloaded whole; nothing "
+                                 "was taken") from err
+        except (TimeoutError, OSError, EOFError, paramiko.SSHException) as err:
+            dest.unlink(missing_ok=True)
+            self.close()
+            raise TransientError(f"partner {self.partner_id}: download of {remote.name} "
+                                 f"failed after {total} of {remote.size} bytes: "
+                                 f"{self._why(err)}; it is taken again at a later poll"
+                                 ) from err
+        if limit is not None and total > limit:
+            return total, digest.hexdigest()  # F003: the rest is never downloaded
+        if total != remote.size or after.st_size != remote.size or \
+                float(after.st_mtime or 0) != remote.mtime:
+            dest.unlink(missing_ok=True)
+            raise FileChanged(
+                f"partner {self.partner_id}: {remote.name} changed while it was downloaded "
+                f"({remote.size} bytes listed, {total} read, {after.st_size} now); it will be "
+                "taken at a later poll")
+        return total, digest.hexdigest()
+
+    def _same_file(self, sftp: paramiko.SFTPClient, path: str, remote: RemoteFile,
+                   handle: paramiko.SFTPFile) -> None:
+        """NotTaken unless the open handle and the name (its lstat) are one regular file,
+        owned as the listing showed: the server opens by name and follows a link swapped in
+        after the listing, maybe to another partner's file of the same size and mtime. The
+        size and mtime against the listing are the download's own check (a changed file)."""
+        opened, named = handle.stat(), sftp.lstat(path)
+        listed = self._listed.get(remote.name, named)
+        if not stat.S_ISREG(named.st_mode or 0):
+            reason = "its name is now a symbolic link or not a regular file"
+        elif not stat.S_ISREG(opened.st_mode or 0):
+            reason = "what the server opened is not a regular file"
+        elif not _same_owner(opened, listed) or not _same_owner(named, listed):
+            reason = (f"what the server opened belongs to another owner ({_owner(opened)}, "
+                      f"listed {_owner(listed)})")
+        elif (opened.st_size, opened.st_mtime) != (named.st_size, named.st_mtime):
+            reason = "what the server opened is not the file its name shows now"
+        else:
+            return
+        raise NotTaken(f"partner {self.partner_id}: {remote.name} not taken at this poll: "
+                       f"{reason} (a link swapped in after the listing?)")
+
+    def dispose(self, taken: FileRow) -> str | None:
+        """Move the taken file to the processed folder (or delete it), and its done-file;
+        only when the name still holds that file (see ``Inbox.dispose``)."""
+        sftp = self.connect()
+        p = self.partner
+        remote_name = taken.remote_name
+        path = self._path(p.remote_inbox, remote_name)
+        done = path + DONE_SUFFIX
+        target_dir = p.effective_remote_processed_dir
+        try:
+            now = self._call(f"{p.remote_disposition} {remote_name}", sftp.lstat, path)
+            if not stat.S_ISREG(now.st_mode or 0) or now.st_size != taken.size or \
+                    float(now.st_mtime or 0) != taken.mtime:
+                # Another file under the same name (renamed over it while it was processed):
+                # it is the next poll's new file, never moved away unread.
+                return (f"{remote_name} on the server is not the file that was taken (now "
+                        f"{now.st_size} bytes, taken {taken.size}); it stays for the next poll")
+            if p.remote_disposition == "delete":
+                self._on_name((p.remote_inbox,), "delete " + remote_name, sftp.remove, path,
+                              gone_ok=True)
+            else:
+                target = posixpath.join(target_dir, remote_name)
+                if self._call("move " + remote_name, self._exists, sftp, target):
+                    target = f"{target}.{taken.file_id}"  # an earlier file of that name
+                self._on_name((p.remote_inbox, target_dir), "move " + remote_name,
+                              self._rename, sftp, path, target, gone_ok=True)
+        except FileNotFoundError as err:
+            # Either the file is gone (already disposed of: a rerun after a crash), or it is
+            # still there and the processed folder is what is missing: never silent then.
+            if p.remote_disposition == "move" and self._call(
+                    "move " + remote_name, self._exists, sftp, path):
+                raise TransientError(
+                    f"partner {p.id}: cannot move {remote_name} to {target_dir}: that folder "
+                    f"does not exist (or is not a folder); the file stays in {p.remote_inbox} "
+                    "until it can be moved") from err
+        except PermissionError as err:
+            raise TransientError(f"partner {p.id}: cannot {p.remote_disposition} "
+                                 f"{remote_name}: permission denied ({err})") from err
+        if p.completion == "done_file":
+            with contextlib.suppress(FileNotFoundError, PermissionError):
+                self._call("remove " + remote_name + DONE_SUFFIX, sftp.remove, done)
+        return None
+
+    def deliver(self, local: Path, name: str) -> None:
+        """Upload an acknowledgment: temp name, size check, rename (replacing an older one)."""
+        folder = self.partner.remote_ack_dir
+        if not folder:
+            return
+        sftp = self.connect()
+        target = self._path(folder, name)
+        # One temp name per acknowledgment, the same in every process (a partner is polled
+        # by one worker at a time): a later delivery removes, then recreates and renames,
+        # whatever an upload cut in the middle left behind.
+        tmp = self._path(folder, f".{name}.tmp")
+        size = local.stat().st_size
+        try:
+            with open(local, "rb") as src:
+                attrs = self._on_name((folder,), "upload " + name, self._upload, sftp, src,
+                                      tmp)
+            if attrs.st_size != size:
+                with contextlib.suppress(OSError):
+                    sftp.remove(tmp)
+                raise TransientError(f"partner {self.partner_id}: upload of {name} is "
+                                     f"{attrs.st_size} bytes, not {size}")
+            self._on_name((folder,), "rename " + name, self._rename, sftp, tmp, target)
+        except FileNotFoundError as err:
+            raise TransientError(f"partner {self.partner_id}: cannot write {name} to "
+                                 f"{folder}: that folder does not exist (or is not a folder)"
+                                 ) from err
+        except PermissionError as err:
+            raise TransientError(f"partner {self.partner_id}: cannot write {name} to "
+                                 f"{folder}: permission denied") from err
+
+    @staticmethod
+    def _upload(sftp: paramiko.SFTPClient, src: BinaryIO, remote: str) -> paramiko.SFTPAttributes:
+        """Write ``src`` to ``remote`` as a new file; its attributes, from the open handle.
+
+        Never through a link (OPERATIONS): ``put`` would open the predictable temp name with
+        truncate and follow a link the partner planted there (overwriting, say, another
+        partner's ack). Remove never follows a link; the exclusive create then fails on a
+        link planted again in between, instead of writing through it.
+        """
+        with contextlib.suppress(FileNotFoundError):
+            sftp.remove(remote)
+        with sftp.open(remote, "wx") as out:
+            out.set_pipelined(True)
+            while chunk := src.read(_CHUNK):
+                out.write(chunk)
+            out.flush()
+            return out.stat()
+
+    @staticmethod
+    def _rename(sftp: paramiko.SFTPClient, source: str, target: str) -> None:
+        """Atomic replace where the server has posix-rename (OpenSSH), else remove + rename.
+        Both replace a link at ``target`` itself, never the file it points to."""
+        try:
+            sftp.posix_rename(source, target)
+        except OSError as err:
+            if isinstance(err, FileNotFoundError | PermissionError) or "posix" not in str(err):
+                raise
+            with contextlib.suppress(FileNotFoundError):
+                sftp.remove(target)
+            sftp.rename(source, target)
+
+    @staticmethod
+    def _exists(sftp: paramiko.SFTPClient, path: str) -> bool:
+        try:
+            sftp.stat(path)
+        except FileNotFoundError:
+            return False
+        return True
+
+
+def _owner(attrs: paramiko.SFTPAttributes) -> str:
+    return f"{attrs.st_uid}:{attrs.st_gid}"
+
+
+def _same_owner(a: paramiko.SFTPAttributes, b: paramiko.SFTPAttributes) -> bool:
+    return (a.st_uid, a.st_gid) == (b.st_uid, b.st_gid)
+
+
+class _LocalDiskError(Exception):
+    """Writing the local copy failed (disk full, file size limit, I/O error)."""
+
+    def __init__(self, err: OSError) -> None:
+        super().__init__(str(err))
+        self.err = err
+
+
+class _LocalFile:
+    """The local temp file of a download, unbuffered: every local failure (a full disk, a
+    file size limit) is raised as ``_LocalDiskError``, never mistaken for a network one."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        except OSError as err:
+            raise _LocalDiskError(err) from err
+
+    def __enter__(self) -> _LocalFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self.fd, view):]
+        except OSError as err:
+            raise _LocalDiskError(err) from err
+
+    def sync(self) -> None:
+        try:
+            os.fsync(self.fd)
+        except OSError as err:
+            raise _LocalDiskError(err) from err

@@ -1,0 +1,1 @@
+"""The ledger: SQLite or PostgreSQL, its migrations, and the event log."""

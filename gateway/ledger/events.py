@@ -1,0 +1,50 @@
+"""The processing log: one JSON object a line, rotating, and the same event in the ledger."""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gateway.ledger.store import Ledger
+
+log = logging.getLogger("gateway")
+
+
+class EventLog:
+    """Writes events to ``events.jsonl`` (rotated by size) and to the ledger's events table."""
+
+    def __init__(self, path: Path | None, max_bytes: int = 10 * 1024 * 1024,
+                 backups: int = 5) -> None:
+        self._handler: logging.Handler | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._handler = logging.handlers.RotatingFileHandler(
+                path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+            self._handler.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, ledger: Ledger | None, kind: str, *, partner: str | None = None,
+             file_id: str | None = None, **data: Any) -> dict[str, Any]:
+        """Record one event; call inside the ledger transaction that made it true.
+
+        Returns the event as written to the JSON lines (alerts pass it on to a webhook).
+        """
+        at = datetime.now(UTC).isoformat(timespec="milliseconds")
+        record = {"at": at, "event": kind, "partner": partner, "file_id": file_id, **data}
+        if ledger is not None and not ledger.readonly:
+            ledger.add_event(at, kind, partner, file_id, data)
+        if self._handler is not None:
+            line = json.dumps(record, sort_keys=False, default=str)
+            # handle(), not emit(): it takes the handler's lock, so that two serve threads
+            # never interleave their lines or rotate the file under each other.
+            self._handler.handle(logging.makeLogRecord({"msg": line, "args": None}))
+        log.info("%s %s %s %s", kind, partner or "-", file_id or "-",
+                 " ".join(f"{k}={v}" for k, v in data.items()))
+        return record
+
+    def close(self) -> None:
+        if self._handler is not None:
+            self._handler.close()

@@ -1,0 +1,247 @@
+"""The ledger's schema, as migrations: SQLite DDL, translated for PostgreSQL by
+``gateway.ledger.db.translate_ddl``. Append only: a released migration never changes."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+from gateway.errors import FatalError
+from gateway.ledger.db import Database
+
+# The times the ledger stores, by table and key. Older gateways wrote received_at and
+# processed_at with the machine's local offset; the web page's "today" compares them with UTC
+# text (issue 10, "Store every ledger time in UTC").
+_TIME_COLUMNS = (
+    ("files", "file_id", ("received_at", "processed_at", "details_purged_at",
+                          "archive_purged_at")),
+    ("partner_state", "partner", ("last_poll_at", "last_success_at", "watched_since")),
+)
+_CHUNK = 5000
+
+
+def times_to_utc(db: Database) -> None:
+    """Rewrite every stored time that has another offset than UTC's as UTC (the same instant).
+
+    In Python, for both databases: neither parses an ISO offset the same way in SQL. Chunks
+    by key, so that a large ledger is never held in memory whole.
+    """
+    for table, key, columns in _TIME_COLUMNS:
+        last = ""
+        while rows := db.execute(
+                f"SELECT {key}, {', '.join(columns)} FROM {table} WHERE {key} > ? "
+                f"ORDER BY {key} LIMIT {_CHUNK}", (last,)).fetchall():
+            last = rows[-1][0]
+            for n, column in enumerate(columns, start=1):
+                db.executemany(f"UPDATE {table} SET {column} = ? WHERE {key} = ?",
+                               [(utc, row[0]) for row in rows
+                                if (utc := _as_utc(row[n])) != row[n]])
+
+
+def _as_utc(text: str | None) -> str | None:
+    """``text`` as UTC ISO 8601; unchanged when it is not an ISO time with an offset."""
+    try:
+        moment = datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return text
+    if moment is None or moment.tzinfo is None:
+        return text
+    return moment.astimezone(UTC).isoformat()
+
+
+MIGRATIONS: tuple[str | Callable[[Database], None], ...] = (
+    """
+    CREATE TABLE files (
+        file_id       TEXT PRIMARY KEY,
+        partner       TEXT NOT NULL,
+        remote_name   TEXT NOT NULL,
+        size          INTEGER NOT NULL,
+        mtime         REAL NOT NULL,
+        sha256        TEXT NOT NULL,
+        local_name    TEXT NOT NULL,
+        received_at   TEXT NOT NULL,
+        state         TEXT NOT NULL,      -- RECEIVED, PROCESSED, ARCHIVED, DONE
+        status        TEXT,               -- ACCEPTED, PARTIAL, REJECTED, DUPLICATE
+        format        TEXT,
+        submission_id TEXT,
+        processed_at  TEXT,
+        rule_set_date TEXT,
+        applications  INTEGER NOT NULL DEFAULT 0,
+        licensed      INTEGER NOT NULL DEFAULT 0,
+        not_required  INTEGER NOT NULL DEFAULT 0,
+        rejected      INTEGER NOT NULL DEFAULT 0,
+        new_licenses  INTEGER NOT NULL DEFAULT 0,
+        ack_name      TEXT,
+        ace_names     TEXT,
+        archive_path  TEXT,
+        error         TEXT,
+        duplicate_of  TEXT,
+        reprocess_of  TEXT,
+        duration_ms   INTEGER
+    );
+    CREATE INDEX files_partner_sha ON files (partner, sha256);
+    CREATE INDEX files_partner_remote ON files (partner, remote_name, size, mtime);
+    CREATE INDEX files_partner_submission ON files (partner, submission_id);
+    CREATE INDEX files_state ON files (state);
+    CREATE TABLE file_counter (day TEXT PRIMARY KEY, last INTEGER NOT NULL);
+    CREATE TABLE license_counter (year INTEGER PRIMARY KEY, last INTEGER NOT NULL);
+    CREATE TABLE licenses (
+        license_number TEXT PRIMARY KEY,
+        partner        TEXT NOT NULL,
+        ref            TEXT NOT NULL,
+        digest         TEXT NOT NULL,
+        file_id        TEXT NOT NULL REFERENCES files (file_id),
+        issue_date     TEXT NOT NULL,
+        valid_from     TEXT NOT NULL,
+        valid_through  TEXT NOT NULL,
+        entry_type     TEXT NOT NULL,
+        port_of_entry  TEXT NOT NULL,
+        importer       TEXT NOT NULL,
+        exporter       TEXT NOT NULL,
+        manufacturer   TEXT NOT NULL,
+        country_of_origin TEXT NOT NULL,
+        lines          INTEGER NOT NULL,
+        quantity_kg    TEXT NOT NULL,
+        value_usd      TEXT NOT NULL,
+        -- what AIM monitors, per (HTS, smelt countries, cast country): a JSON array of
+        -- [hts, product_group, smelt_country_largest, smelt_country_second, cast_country,
+        -- lines, quantity_kg, value_usd] (licensing.PRODUCT_FIELDS). One column, not a row
+        -- per line, so that a million-line file does not cost a million inserts; SQLite's
+        -- json_each reads it
+        products       TEXT NOT NULL,
+        UNIQUE (partner, ref)
+    );
+    CREATE TABLE applications (
+        file_id        TEXT NOT NULL REFERENCES files (file_id),
+        seq            INTEGER NOT NULL,
+        ref            TEXT,
+        status         TEXT NOT NULL,
+        license_number TEXT,
+        reused         INTEGER NOT NULL DEFAULT 0,
+        lines          INTEGER NOT NULL,
+        digest         TEXT,
+        PRIMARY KEY (file_id, seq)
+    );
+    CREATE INDEX applications_ref ON applications (ref);
+    CREATE TABLE findings (
+        file_id     TEXT NOT NULL REFERENCES files (file_id),
+        ref         TEXT,
+        line        INTEGER,
+        code        TEXT NOT NULL,
+        severity    TEXT NOT NULL,
+        field       TEXT,
+        value       TEXT,
+        message     TEXT NOT NULL,
+        source_line INTEGER
+    );
+    CREATE INDEX findings_file ON findings (file_id);
+    CREATE TABLE events (
+        id       INTEGER PRIMARY KEY AUTOINCREMENT,
+        at       TEXT NOT NULL,
+        kind     TEXT NOT NULL,
+        partner  TEXT,
+        file_id  TEXT,
+        data     TEXT NOT NULL
+    );
+    CREATE INDEX events_file ON events (file_id);
+    """,
+    """
+    -- What each poll saw of a partner's remote files: a file is complete ("stable") when a
+    -- later listing shows the same size and mtime at least min_age seconds after this one.
+    CREATE TABLE remote_seen (
+        partner     TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        size        INTEGER NOT NULL,
+        mtime       REAL NOT NULL,
+        first_seen  REAL NOT NULL,
+        PRIMARY KEY (partner, name)
+    );
+    -- Health of each partner: consecutive failures, back-off, one alert per failing spell.
+    CREATE TABLE partner_state (
+        partner          TEXT PRIMARY KEY,
+        failures         INTEGER NOT NULL DEFAULT 0,
+        last_error       TEXT,
+        last_poll_at     TEXT,
+        last_success_at  TEXT,
+        next_attempt_at  REAL NOT NULL DEFAULT 0,
+        alerting         INTEGER NOT NULL DEFAULT 0
+    );
+    """,
+    """
+    -- A worker polls a partner only while it holds the partner's lease (several workers on
+    -- one ledger): taken when free or expired, renewed while working, released after.
+    CREATE TABLE partner_lease (
+        partner     TEXT PRIMARY KEY,
+        owner       TEXT NOT NULL,
+        expires_at  REAL NOT NULL
+    );
+    """,
+    """
+    -- A partner silent for longer than its expected cadence: one alert per silent spell, kept
+    -- here so that a restart neither repeats nor forgets it. watched_since starts the silence
+    -- of a partner that never sent a file.
+    ALTER TABLE partner_state ADD COLUMN silent INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE partner_state ADD COLUMN watched_since TEXT;
+    -- Retention (admin.purge): a file's row stays (it is the memory of what was taken, and
+    -- licenses refer to it); its findings, applications and events, and its archived original,
+    -- go, and these say when.
+    ALTER TABLE files ADD COLUMN details_purged_at TEXT;
+    ALTER TABLE files ADD COLUMN archive_purged_at TEXT;
+    CREATE INDEX files_partner_received ON files (partner, received_at);
+    CREATE INDEX files_reprocess_of ON files (reprocess_of);
+    CREATE INDEX events_at ON events (at);
+    CREATE INDEX events_partner_kind ON events (partner, kind);
+    CREATE INDEX licenses_file ON licenses (file_id);
+    CREATE INDEX licenses_issue_date ON licenses (issue_date);
+    """,
+    """
+    -- Issue 10 item 5, license numbers as a shared resource (guide 5.1a): alerts that fire
+    -- once only (a partner's daily quota reached, per day; a year's numbers past 80 percent),
+    -- recorded in the transaction that emits them, so that neither a restart nor a second
+    -- worker repeats one.
+    CREATE TABLE alerts_sent (
+        alert  TEXT PRIMARY KEY,
+        at     TEXT NOT NULL
+    );
+    -- The daily quota counts one partner's licenses of one issue date.
+    CREATE INDEX licenses_partner_issue ON licenses (partner, issue_date);
+    """,
+    """
+    -- Issue 10 item 9: a later file under a name that already has its ack gets an ack of its
+    -- own; finding whether an ack name is taken is one index look-up.
+    CREATE INDEX files_partner_ack ON files (partner, ack_name);
+    """,
+    """
+    -- Issue 10 item 1 (poison files): consecutive failures of one received file (any error
+    -- while processing, acknowledging or disposing of it). A row goes when the file is done;
+    -- at 3 the file is quarantined (quarantined_at) and no poll takes it again until an
+    -- admin releases it (``aim-gateway release``).
+    CREATE TABLE file_failures (
+        file_id         TEXT PRIMARY KEY REFERENCES files (file_id),
+        partner         TEXT NOT NULL,
+        failures        INTEGER NOT NULL DEFAULT 0,
+        last_error      TEXT,
+        last_failed_at  TEXT,
+        quarantined_at  TEXT
+    );
+    CREATE INDEX file_failures_partner ON file_failures (partner, quarantined_at);
+    """,
+    # Issue 10, "Store every ledger time in UTC": older local-offset times rewritten as UTC.
+    times_to_utc,
+)
+
+
+def split_statements(script: str) -> Iterator[str]:
+    """The statements of an SQL script, split where SQLite says one is complete.
+
+    (executescript would COMMIT the migration's transaction half-way.)
+    """
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending
+            pending = ""
+    if pending.strip():
+        raise FatalError(f"incomplete SQL statement in a migration: {pending.strip()[:80]}")

@@ -1,0 +1,458 @@
+"""The ledger: what was received, what each application got, every license, finding and event.
+
+SQLite in WAL mode is the embedded default. License numbers come from a counter row per year
+inside the same transaction that records the licenses, and (partner, ref) is unique among
+licenses, so a number can neither repeat nor be issued twice for one request.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from gateway import crash
+from gateway.config import Config
+from gateway.errors import FatalError
+from gateway.ledger.db import Database, connect, translate_ddl
+from gateway.ledger.migrations import MIGRATIONS, split_statements
+
+_MIGRATION_LOCK = 72_351_001  # PostgreSQL advisory lock key: "AIM gateway migrations"
+
+FILE_COLUMNS = (
+    "file_id", "partner", "remote_name", "size", "mtime", "sha256", "local_name", "received_at",
+    "state", "status", "format", "submission_id", "processed_at", "rule_set_date",
+    "applications", "licensed", "not_required", "rejected", "new_licenses", "ack_name",
+    "ace_names", "archive_path", "error", "duplicate_of", "reprocess_of", "duration_ms",
+    "details_purged_at", "archive_purged_at",
+)
+
+# A quarantined file is never taken again by a poll or a start (gateway.service.quarantine).
+QUARANTINED_IDS = "SELECT file_id FROM file_failures WHERE quarantined_at IS NOT NULL"
+NOT_QUARANTINED = f"file_id NOT IN ({QUARANTINED_IDS})"
+
+
+def utc_now() -> datetime:
+    """Now, in UTC: the clock of every time the ledger stores (a test may fix it)."""
+    return datetime.now(UTC)
+
+
+def utc_stamp(moment: datetime | None = None) -> str:
+    """A time as the ledger stores every time: ISO 8601 in UTC (``+00:00``), to the second,
+    so that times sort and compare as text whatever the machine's zone."""
+    return (moment or utc_now()).astimezone(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True, slots=True)
+class FileRow:
+    file_id: str
+    partner: str
+    remote_name: str
+    size: int
+    mtime: float
+    sha256: str
+    local_name: str
+    received_at: str
+    state: str
+    status: str | None
+    format: str | None
+    submission_id: str | None
+    processed_at: str | None
+    rule_set_date: str | None
+    applications: int
+    licensed: int
+    not_required: int
+    rejected: int
+    new_licenses: int
+    ack_name: str | None
+    ace_names: str | None
+    archive_path: str | None
+    error: str | None
+    duplicate_of: str | None
+    reprocess_of: str | None
+    duration_ms: int | None
+    details_purged_at: str | None
+    archive_purged_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PriorLicense:
+    license_number: str
+    digest: str
+    valid_from: str
+    valid_through: str
+
+
+class Ledger:
+    """The ledger on SQLite (a file path) or PostgreSQL (a ``postgresql://`` DSN).
+
+    One instance per thread. Migrations run when a writable ledger opens (and with
+    ``aim-gateway db upgrade``).
+    """
+
+    def __init__(self, target: Path | str, *, readonly: bool = False,
+                 migrate: bool = True) -> None:
+        self.path = target
+        self.readonly = readonly
+        self.db: Database = connect(target, readonly)
+        self.concurrent = self.db.dialect == "postgresql"  # several workers may share it
+        if not readonly and migrate:
+            self.upgrade()
+        elif readonly and self.db.dialect == "sqlite" and self.schema_version() < len(
+                MIGRATIONS) and isinstance(target, Path) and target.exists():
+            # A ledger written by an older gateway: readers select the newer columns, so
+            # upgrade it once (schema only, no data), then read that.
+            self.db.close()
+            Ledger(target).close()
+            self.db = connect(target, readonly)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def schema_version(self) -> int:
+        if self.db.dialect == "sqlite":
+            return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+        if self.db.execute("SELECT to_regclass('schema_version')").fetchone()[0] is None:
+            return 0
+        row = self.db.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        return int(row[0] or 0)
+
+    def upgrade(self) -> list[int]:
+        """Apply the migrations this ledger lacks, each in its own transaction.
+
+        Processes starting together on a new ledger take turns: each migration is applied
+        under the write lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory lock too, as
+        DDL does not lock a table that does not exist yet), and the schema version is read
+        again inside it, so that a migration another process applied meanwhile is skipped.
+        """
+        postgres = self.db.dialect == "postgresql"
+        if postgres:
+            self.db.execute("SELECT pg_advisory_lock(?)", (_MIGRATION_LOCK,))
+        try:
+            if postgres:
+                self.db.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+            applied: list[int] = []
+            # The usual case, a current schema, is seen without the write lock (which a
+            # long file may hold for minutes).
+            if self.schema_version() == len(MIGRATIONS):
+                return applied
+            crash.pause("before_migrate")  # tests/test_first_run.py widens the race here
+            while (number := self._apply_next_migration()) is not None:
+                applied.append(number)
+            return applied
+        finally:
+            if postgres:
+                self.db.execute("SELECT pg_advisory_unlock(?)", (_MIGRATION_LOCK,))
+
+    def _apply_next_migration(self) -> int | None:
+        """Apply the first migration the ledger lacks, inside the write lock; return its
+        number, or None when the schema is current."""
+        with self.transaction():
+            version = self.schema_version()
+            if version > len(MIGRATIONS):
+                raise FatalError(f"The ledger {self.path} is schema {version}; this gateway "
+                                 f"knows {len(MIGRATIONS)}. Upgrade the gateway.")
+            if version == len(MIGRATIONS):
+                return None
+            step = MIGRATIONS[version]
+            if callable(step):  # a data migration, written in Python for both databases
+                step(self.db)
+            else:
+                for statement in split_statements(step):
+                    self.db.execute(translate_ddl(statement, self.db.dialect))
+            if self.db.dialect == "postgresql":
+                self.db.execute("INSERT INTO schema_version (version) VALUES (?)",
+                                (version + 1,))
+            else:
+                self.db.execute(f"PRAGMA user_version = {version + 1}")
+        return version + 1
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN … COMMIT (SQLite: IMMEDIATE, one writer); rolled back on any exception."""
+        self.db.begin()
+        try:
+            yield
+        except BaseException:
+            self.db.rollback()
+            raise
+        self.db.commit()
+
+    @contextmanager
+    def receipts_paused(self) -> Iterator[None]:
+        """A transaction during which no receipt is in flight: it waits (briefly) for those
+        under way to end and holds new ones back until it ends. A receipt draws its file id
+        from file_counter; SQLite's write lock, or PostgreSQL's table lock on file_counter,
+        excludes that. TransientError when the lock is not had within a few seconds."""
+        with self.transaction():
+            if self.db.dialect == "postgresql":
+                self.db.execute("SET LOCAL lock_timeout = '5s'")
+                self.db.execute("LOCK TABLE file_counter IN SHARE ROW EXCLUSIVE MODE")
+            yield
+
+    # -- files -------------------------------------------------------------------------------
+
+    def new_file_id(self, day: date) -> str:
+        """``YYYYMMDD-NNNNNN``: sortable, readable, fits the A record's user data (21 chars)."""
+        key = day.strftime("%Y%m%d")
+        row = self.db.execute(
+            "INSERT INTO file_counter (day, last) VALUES (?, 1) "
+            "ON CONFLICT (day) DO UPDATE SET last = file_counter.last + 1 RETURNING last",
+            (key,),
+        ).fetchone()
+        return f"{key}-{row[0]:06d}"
+
+    def add_file(self, row: dict[str, object]) -> None:
+        cols = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        self.db.execute(f"INSERT INTO files ({cols}) VALUES ({marks})", tuple(row.values()))
+
+    def update_file(self, file_id: str, **values: object) -> None:
+        sets = ", ".join(f"{k} = ?" for k in values)
+        self.db.execute(f"UPDATE files SET {sets} WHERE file_id = ?", (*values.values(), file_id))
+
+    def file(self, file_id: str) -> FileRow | None:
+        row = self.db.execute(
+            f"SELECT {', '.join(FILE_COLUMNS)} FROM files WHERE file_id = ?", (file_id,)
+        ).fetchone()
+        return FileRow(*row) if row else None
+
+    def files(self, where: str = "1", params: tuple[object, ...] = (), limit: int = 1000,
+              ) -> list[FileRow]:
+        rows = self.db.execute(
+            f"SELECT {', '.join(FILE_COLUMNS)} FROM files WHERE {where} "
+            "ORDER BY received_at DESC, file_id DESC LIMIT ?", (*params, limit)
+        ).fetchall()
+        return [FileRow(*r) for r in rows]
+
+    def already_taken(self, partner: str, remote_name: str, size: int, mtime: float) -> bool:
+        return self.db.execute(
+            "SELECT 1 FROM files WHERE partner = ? AND remote_name = ? AND size = ? AND mtime = ?"
+            " AND reprocess_of IS NULL LIMIT 1", (partner, remote_name, size, mtime)
+        ).fetchone() is not None
+
+    def ack_name_taken(self, partner: str, ack_name: str, file_id: str) -> bool:
+        """Another file of this partner already has an acknowledgment of this name."""
+        return self.db.execute(
+            "SELECT 1 FROM files WHERE partner = ? AND ack_name = ? AND file_id != ? LIMIT 1",
+            (partner, ack_name, file_id)).fetchone() is not None
+
+    def original_of(self, partner: str, sha256: str, file_id: str) -> FileRow | None:
+        """The first completed, non-duplicate file with these bytes for this partner."""
+        rows = self.files(
+            "partner = ? AND sha256 = ? AND file_id < ? AND state != 'RECEIVED' "
+            "AND status IS NOT NULL AND status != 'DUPLICATE' AND reprocess_of IS NULL",
+            (partner, sha256, file_id), limit=1,
+        )
+        return rows[0] if rows else None
+
+    def submission_id_conflict(self, partner: str, submission_id: str, sha256: str,
+                               file_id: str) -> FileRow | None:
+        """An earlier file of this partner with this SubmissionId and other bytes (F007)."""
+        rows = self.files(
+            "partner = ? AND submission_id = ? AND sha256 != ? AND file_id != ? "
+            "AND state != 'RECEIVED' AND status IS NOT NULL AND status != 'DUPLICATE' "
+            "AND error IS NULL", (partner, submission_id, sha256, file_id), limit=1,
+        )
+        return rows[0] if rows else None
+
+    def unfinished_files(self) -> list[FileRow]:
+        """Files received but not yet through every step: finished first at start."""
+        rows = self.db.execute(
+            f"SELECT {', '.join(FILE_COLUMNS)} FROM files WHERE state != 'DONE' "
+            f"AND {NOT_QUARANTINED} ORDER BY file_id"
+        ).fetchall()
+        return [FileRow(*r) for r in rows]
+
+    # -- licenses ----------------------------------------------------------------------------
+
+    def has_licenses(self, partner: str) -> bool:
+        return self.db.execute("SELECT 1 FROM licenses WHERE partner = ? LIMIT 1",
+                               (partner,)).fetchone() is not None
+
+    def prior_license(self, partner: str, ref: str) -> PriorLicense | None:
+        row = self.db.execute(
+            "SELECT license_number, digest, valid_from, valid_through FROM licenses "
+            "WHERE partner = ? AND ref = ?", (partner, ref)
+        ).fetchone()
+        return PriorLicense(*row) if row else None
+
+    def licenses_issued(self, partner: str, day: date) -> int:
+        """New licenses issued to the partner on ``day`` (its daily quota, guide 5.1a)."""
+        row = self.db.execute("SELECT COUNT(*) FROM licenses WHERE partner = ? AND "
+                              "issue_date = ?", (partner, day.isoformat())).fetchone()
+        return int(row[0])
+
+    def last_license_sequence(self, year: int) -> int:
+        row = self.db.execute("SELECT last FROM license_counter WHERE year = ?",
+                              (year,)).fetchone()
+        return row[0] if row else 0
+
+    def set_license_sequence(self, year: int, last: int) -> None:
+        self.db.execute(
+            "INSERT INTO license_counter (year, last) VALUES (?, ?) "
+            "ON CONFLICT (year) DO UPDATE SET last = excluded.last", (year, last)
+        )
+
+    def add_licenses(self, rows: Iterable[tuple[object, ...]]) -> None:
+        self.db.executemany(
+            "INSERT INTO licenses (license_number, partner, ref, digest, file_id, issue_date, "
+            "valid_from, valid_through, entry_type, port_of_entry, importer, exporter, "
+            "manufacturer, country_of_origin, lines, quantity_kg, value_usd, products) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def add_applications(self, rows: Iterable[tuple[object, ...]]) -> None:
+        self.db.executemany(
+            "INSERT INTO applications (file_id, seq, ref, status, license_number, reused, lines,"
+            " digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def add_findings(self, rows: Iterable[tuple[object, ...]]) -> None:
+        self.db.executemany(
+            "INSERT INTO findings (file_id, ref, line, code, severity, field, value, message, "
+            "source_line) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def delete_file_results(self, file_id: str) -> None:
+        """Drop what a file produced (for reprocessing a file that issued no license)."""
+        for table in ("findings", "applications"):
+            self.db.execute(f"DELETE FROM {table} WHERE file_id = ?", (file_id,))
+
+    # -- events ------------------------------------------------------------------------------
+
+    def add_event(self, at: str, kind: str, partner: str | None, file_id: str | None,
+                  data: dict[str, object]) -> None:
+        self.db.execute(
+            "INSERT INTO events (at, kind, partner, file_id, data) VALUES (?, ?, ?, ?, ?)",
+            (at, kind, partner, file_id, json.dumps(data, sort_keys=True, default=str)),
+        )
+
+    def alert_once(self, alert: str, at: str) -> bool:
+        """Record that ``alert`` fires now; False when it fired before. Called in the
+        transaction that emits it, so that a rollback forgets both."""
+        return self.db.execute(
+            "INSERT INTO alerts_sent (alert, at) VALUES (?, ?) ON CONFLICT (alert) DO NOTHING "
+            "RETURNING alert", (alert, at)).fetchone() is not None
+
+    # -- remote listings and partner health ------------------------------------------------
+
+    def stable_since(self, partner: str, name: str, size: int, mtime: float,
+                     now: float) -> float:
+        """When this (size, mtime) of a remote file was first seen; records it if new."""
+        row = self.db.execute(
+            "SELECT size, mtime, first_seen FROM remote_seen WHERE partner = ? AND name = ?",
+            (partner, name)).fetchone()
+        if row is not None and row[0] == size and row[1] == mtime:
+            return float(row[2])
+        self.db.execute(
+            "INSERT INTO remote_seen (partner, name, size, mtime, first_seen) VALUES "
+            "(?, ?, ?, ?, ?) ON CONFLICT (partner, name) DO UPDATE SET size = excluded.size, "
+            "mtime = excluded.mtime, first_seen = excluded.first_seen",
+            (partner, name, size, mtime, now))
+        return now
+
+    def forget_remote(self, partner: str, names: Iterable[str]) -> None:
+        self.db.executemany("DELETE FROM remote_seen WHERE partner = ? AND name = ?",
+                            [(partner, n) for n in names])
+
+    def remote_seen_names(self, partner: str) -> set[str]:
+        return {r[0] for r in self.db.execute(
+            "SELECT name FROM remote_seen WHERE partner = ?", (partner,))}
+
+    def partner_state(self, partner: str) -> dict[str, object]:
+        row = self.db.execute(
+            "SELECT failures, last_error, last_poll_at, last_success_at, next_attempt_at, "
+            "alerting, silent, watched_since FROM partner_state WHERE partner = ?",
+            (partner,)).fetchone()
+        keys = ("failures", "last_error", "last_poll_at", "last_success_at", "next_attempt_at",
+                "alerting", "silent", "watched_since")
+        if row is None:
+            return dict(zip(keys, (0, None, None, None, 0.0, 0, 0, None), strict=True))
+        return dict(zip(keys, row, strict=True))
+
+    def set_partner_state(self, partner: str, **values: object) -> None:
+        self.db.execute("INSERT INTO partner_state (partner) VALUES (?) "
+                        "ON CONFLICT (partner) DO NOTHING", (partner,))
+        sets = ", ".join(f"{k} = ?" for k in values)
+        self.db.execute(f"UPDATE partner_state SET {sets} WHERE partner = ?",
+                        (*values.values(), partner))
+
+    def unfinished_for(self, partner: str) -> list[FileRow]:
+        rows = self.db.execute(
+            f"SELECT {', '.join(FILE_COLUMNS)} FROM files WHERE state != 'DONE' AND partner = ? "
+            f"AND {NOT_QUARANTINED} ORDER BY file_id", (partner,)).fetchall()
+        return [FileRow(*r) for r in rows]
+
+    # -- leases and shared counters (several workers) ---------------------------------------
+
+    def now(self) -> float:
+        """Seconds since the epoch by the database's clock: leases of workers on several
+        machines are compared on one clock, not on each machine's."""
+        if self.db.dialect == "postgresql":
+            return float(self.db.execute(
+                "SELECT EXTRACT(EPOCH FROM clock_timestamp())").fetchone()[0])
+        return time.time()
+
+    def acquire_lease(self, partner: str, owner: str, seconds: float, now: float) -> bool:
+        """Take (or renew) the partner's lease if it is free, expired or ours."""
+        row = self.db.execute(
+            "INSERT INTO partner_lease (partner, owner, expires_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (partner) DO UPDATE SET owner = excluded.owner, "
+            "expires_at = excluded.expires_at "
+            "WHERE partner_lease.expires_at < ? OR partner_lease.owner = excluded.owner "
+            "RETURNING owner", (partner, owner, now + seconds, now)).fetchone()
+        return row is not None and row[0] == owner
+
+    def renew_lease(self, partner: str, owner: str, seconds: float, now: float) -> bool:
+        """Extend a lease we hold; False when it was lost (expired and taken by another)."""
+        cursor = self.db.execute(
+            "UPDATE partner_lease SET expires_at = ? WHERE partner = ? AND owner = ?",
+            (now + seconds, partner, owner))
+        return cursor.rowcount == 1
+
+    def lease_owner(self, partner: str) -> str | None:
+        row = self.db.execute("SELECT owner FROM partner_lease WHERE partner = ?",
+                              (partner,)).fetchone()
+        return row[0] if row else None
+
+    def take_over_lease(self, partner: str, dead_owner: str, owner: str, seconds: float,
+                        now: float) -> bool:
+        """Replace a lease whose owner is known to be dead (compare-and-swap on the owner)."""
+        cursor = self.db.execute(
+            "UPDATE partner_lease SET owner = ?, expires_at = ? WHERE partner = ? AND owner = ?",
+            (owner, now + seconds, partner, dead_owner))
+        return cursor.rowcount == 1
+
+    def release_lease(self, partner: str, owner: str) -> None:
+        self.db.execute("DELETE FROM partner_lease WHERE partner = ? AND owner = ?",
+                        (partner, owner))
+
+    def next_license_sequence(self, year: int) -> int:
+        """Draw one number from the year's counter row in its own committed transaction
+        (PostgreSQL, several workers): unique across workers, never waits for a file."""
+        conn = self.db.counter_connection()  # type: ignore[attr-defined]
+        row = conn.execute(
+            "INSERT INTO license_counter (year, last) VALUES (%s, 1) ON CONFLICT (year) DO "
+            "UPDATE SET last = license_counter.last + 1 RETURNING last", (year,)).fetchone()
+        return int(row[0])
+
+    def integrity_problems(self) -> list[str]:
+        """SQLite's own check plus the ledger's invariants; empty when all is well."""
+        problems = []
+        if self.db.dialect == "sqlite":
+            problems += [r[0] for r in self.db.execute("PRAGMA integrity_check")
+                         if r[0] != "ok"]
+        dup = self.db.execute(
+            "SELECT license_number FROM applications WHERE reused = 0 AND license_number IS "
+            "NOT NULL GROUP BY license_number HAVING COUNT(*) > 1").fetchall()
+        problems += [f"license {n} issued to two applications" for (n,) in dup]
+        return problems
+
+
+def open_ledger(config: Config, *, readonly: bool = False, migrate: bool = True) -> Ledger:
+    """The configured ledger: PostgreSQL when ``gateway.ledger`` is a DSN, else SQLite."""
+    target = config.gateway.ledger or config.gateway.data_dir / "ledger.sqlite"
+    return Ledger(target, readonly=readonly, migrate=migrate)

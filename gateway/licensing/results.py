@@ -1,0 +1,79 @@
+"""What processing decided, per application and per file: the input of every report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from gateway.findings import FileBound, Finding
+from gateway.model import AppStatus, FileStatus
+from gateway.validate.rules import LineResult
+
+PENDING = "PENDING"  # the license number shown by `check`, which issues nothing
+
+
+@dataclass(slots=True)
+class AppOutcome:
+    """One application's final status, its license when licensed, and all its findings."""
+
+    seq: int
+    ref: str | None
+    status: AppStatus
+    findings: list[Finding]
+    lines: list[LineResult]
+    license_number: str | None = None
+    valid_from: date | None = None
+    valid_through: date | None = None
+    reused: bool = False  # I201: the license was issued before
+
+
+@dataclass(slots=True)
+class FileSummary:
+    """The file-level part of an acknowledgment."""
+
+    file_id: str
+    partner: str
+    file_name: str
+    sha256: str
+    received_at: datetime
+    processed_at: datetime
+    rule_set_date: date
+    status: FileStatus
+    submission_id: str | None = None
+    applications: int = 0
+    licensed: int = 0
+    not_required: int = 0
+    rejected: int = 0
+    new_licenses: int = 0
+    findings: list[Finding] = field(default_factory=list)
+    # Not an argument: a copy made with ``dataclasses.replace`` (check's second pass) starts
+    # its own count.
+    bound: FileBound = field(default_factory=FileBound, init=False, repr=False)
+
+    def count(self, outcome: AppOutcome) -> None:
+        """Count ``outcome``, and cut its findings to what the file's bound lets the ack and
+        the ledger list (``findings.MAX_FILE_FINDINGS``): every writer of an outcome counts
+        it first."""
+        outcome.findings = self.bound.limit(outcome.findings)
+        self.applications += 1
+        if outcome.status is AppStatus.LICENSED:
+            self.licensed += 1
+            self.new_licenses += 0 if outcome.reused else 1
+        elif outcome.status is AppStatus.NOT_REQUIRED:
+            self.not_required += 1
+        else:
+            self.rejected += 1
+
+    def settle_status(self) -> FileStatus:
+        """ACCEPTED, PARTIAL or REJECTED from the counts (guide section 5); the file-level
+        finding that counts the findings not listed, if any."""
+        unlisted = self.bound.finding()
+        if unlisted is not None and unlisted not in self.findings:
+            self.findings = [*self.findings, unlisted]
+        if self.rejected == 0:
+            self.status = FileStatus.ACCEPTED
+        elif self.rejected == self.applications:
+            self.status = FileStatus.REJECTED
+        else:
+            self.status = FileStatus.PARTIAL
+        return self.status

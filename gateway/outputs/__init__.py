@@ -1,0 +1,1 @@
+"""Outputs: the ACE file for CBP, acknowledgments (XML, CSV), partner status files."""

@@ -1,0 +1,488 @@
+"""ACE-style transmission files: CATAIR 80-column records for the filer's ABI channel.
+
+The contract is ``spec/ACE-RECORDS.md``; the record layouts are transcribed in ``LAYOUTS`` below
+and documented in ``docs/ace-records.md``. Two kinds of file share one envelope (A, then one
+B…Y block per port of entry and filer code, then Z):
+
+- ``AE`` entry summaries: per licensed application a 10 record, then per covered product line
+  40, 50, 52 (license type 28) and 54 (type 07, aluminum smelt and cast country detail);
+- ``FT`` FTZ admissions: per licensed ``FZ`` application one e214 FT60 "Line Reference" record
+  carrying the license with reference qualifier ``ALU``.
+
+The 54-record type 07 sub-layout (positions 5–10) is the gateway's own: CBP's layout was not
+available. It lives in ``LAYOUTS["54"]`` so that the real one is a one-line change.
+
+``AceFileWriter`` streams: each block's records are spooled to a dot-named temp file beside the
+output, and ``finish()`` concatenates them into the final file, so memory does not grow with the
+number of product lines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import unicodedata
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
+from functools import cache, lru_cache
+from pathlib import Path
+from typing import BinaryIO
+
+from gateway.model import Application, ProductLine
+from gateway.storage import atomic_write, open_new, publish, temp_name
+from gateway.validate.amounts import split_plain
+
+RECORD_LENGTH = 80
+
+# Every layout in one place: (field, first position, last position), 1-based and inclusive as in
+# the CATAIR. Positions not listed are filler and written as spaces. A field given an int is
+# numeric (right-justified, zero-filled); anything else is alphanumeric (left-justified, cut).
+Layout = tuple[tuple[str, int, int], ...]
+# fmt: off
+LAYOUTS: dict[str, Layout] = {
+    # ABI Batch & Block Control V23 (research/ace-formats.md 1.4). A 9-14 is the communication
+    # password: left blank because the transmitter adds it and it must never sit in a file.
+    "A": (("control", 1, 1), ("site_code", 2, 5), ("sender_id", 6, 8),
+          ("processing_date", 15, 20), ("application_id", 26, 27), ("user_data", 60, 80)),
+    "B": (("control", 1, 1), ("port", 4, 7), ("filer_code", 8, 10),
+          ("application_id", 11, 12), ("user_data", 60, 80)),
+    "Y": (("control", 1, 1), ("port", 4, 7), ("filer_code", 8, 10),
+          ("application_id", 11, 12)),
+    "Z": (("control", 1, 1), ("site_code", 2, 5), ("sender_id", 6, 8),
+          ("processing_date", 15, 20)),
+    # Entry Summary Create/Update (research/ace-formats.md 2.2-2.5).
+    "10": (("control", 1, 2), ("action", 3, 3), ("filer_code", 4, 6), ("entry_number", 9, 16),
+           ("port_of_entry", 18, 21), ("broker_reference", 22, 30), ("entry_type", 34, 35)),
+    "40": (("control", 1, 2), ("line_number", 5, 7), ("country_of_origin", 9, 10),
+           ("country_of_export", 11, 12), ("export_date", 13, 18)),
+    "50": (("control", 1, 2), ("hts", 3, 12), ("value_usd", 25, 34), ("quantity", 36, 47),
+           ("unit", 48, 50)),
+    "52": (("control", 1, 2), ("license_type", 3, 4), ("license_number", 5, 14)),
+    # Type 07 positions 5-10 are the gateway's own layout (CBP's was not available).
+    "54": (("control", 1, 2), ("declaration_type", 3, 4), ("smelt_country_largest", 5, 6),
+           ("smelt_country_second", 7, 8), ("cast_country", 9, 10)),
+    # FTZ Admission (e214) v3.1.3 FT60 Line Reference, as transcribed in Vgroup2023/CATAIR-FTZ
+    # ftz/catair.py: the control identifier is "60" (CBP's own example starts "60BULK LOT").
+    "FT60": (("control", 1, 2), ("description", 3, 47), ("reference_qualifier", 48, 50),
+             ("reference_id", 51, 72)),
+}
+# fmt: on
+
+ENTRY_SUMMARY = "AE"
+FTZ_ADMISSION = "FT"
+LICENSE_TYPE_ALUMINUM = "28"  # CBP CSMS #48923327: LPC 28 = aluminum import license
+SMELT_CAST_DECLARATION = "07"  # 54-record type 07, aluminum smelt and cast country detail
+FTZ_LICENSE_QUALIFIER = "ALU"
+QUANTITY_UNIT = "KG"
+MANIFEST_SUFFIX = ".manifest.json"
+
+_DISALLOWED = re.compile(r"[^A-Z0-9 \-./&,]")
+_FTZ_TEXT_PUNCTUATION = str.maketrans("-./&,", "     ")  # FT60 description is class AN
+_SMELT_CODES = {"UNKNOWN": "UN", "NOT_APPLICABLE": "NA"}
+_COPY_CHUNK = 1 << 20
+# Enough open spools for a normal submission; past this the least recently used one is closed
+# and reopened in append mode when needed, so hundreds of ports do not exhaust file handles.
+_MAX_OPEN_SPOOLS = 200
+
+
+def clean_text(value: str) -> str:
+    """Upper case ASCII; anything outside A-Z 0-9 space ``- . / & ,`` becomes a space."""
+    if not value.isascii():
+        # Decompose first so that accented letters keep their base letter (Ü -> U).
+        decomposed = unicodedata.normalize("NFKD", value)
+        value = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return _DISALLOWED.sub(" ", value.upper())
+
+
+def alpha(value: str | None, length: int) -> str:
+    """Alphanumeric field: cleaned, left-justified, space-filled, cut to ``length``."""
+    if value is None:
+        return " " * length
+    return clean_text(value)[:length].ljust(length)
+
+
+def numeric(value: int, length: int) -> str:
+    """Numeric field: right-justified, zero-filled; a value that does not fit is an error."""
+    digits = str(value)
+    if value < 0 or len(digits) > length:
+        raise ValueError(f"{value} does not fit a {length}-digit numeric field")
+    return digits.zfill(length)
+
+
+def smelt_code(value: str) -> str:
+    """The two-letter country code for a smelt field: UNKNOWN -> UN, NOT_APPLICABLE -> NA."""
+    code = _SMELT_CODES.get(value.strip().upper(), value.strip().upper())
+    # Cutting "USA" to "US" would report a wrong country: refuse instead.
+    if not re.fullmatch(r"[A-Z]{2}", code):
+        raise ValueError(f"smelt country {value!r} is not a two-letter code")
+    return code
+
+
+# Most field values repeat from line to line (codes, dates, the application's license), and a
+# million-line submission formats a few million fields: remember the recent ones.
+_cached_alpha = lru_cache(maxsize=8192)(alpha)
+
+
+@cache
+def _slots(kind: str) -> tuple[tuple[int, str, int], ...]:
+    """(filler before, field name, width) of each field of record ``kind``, from LAYOUTS."""
+    slots = []
+    position = 1
+    for name, start, end in LAYOUTS[kind]:
+        slots.append((start - position, name, end - start + 1))
+        position = end + 1
+    return tuple(slots)
+
+
+def _record(kind: str, **values: str | int | None) -> str:
+    """Build one record of type ``kind`` from ``LAYOUTS``; unknown field names are an error."""
+    # The control identifier is the record type; FTZ records drop the prefix (FT60 is "60").
+    values.setdefault("control", kind.removeprefix("FT"))
+    parts: list[str] = []
+    for gap, name, width in _slots(kind):
+        if gap:
+            parts.append(" " * gap)
+        value = values.pop(name, None)
+        parts.append(numeric(value, width) if isinstance(value, int)
+                     else _cached_alpha(value, width))
+    if values:
+        raise KeyError(f"record {kind} has no field(s) {sorted(values)}")
+    record = "".join(parts).ljust(RECORD_LENGTH)
+    # A short, non-ASCII or lower-case record is rejected by CBP (X42, X40): never write one.
+    if len(record) != RECORD_LENGTH or not record.isascii() or record != record.upper():
+        raise AssertionError(f"malformed {kind} record: {record!r}")
+    return record
+
+
+@lru_cache(maxsize=1024)
+def _mmddyy(iso_date: str | None) -> str | None:
+    return None if iso_date is None else date.fromisoformat(iso_date).strftime("%m%d%y")
+
+
+def _scaled(amount: str | None, decimals: int) -> int | None:
+    """A decimal string as an integer with ``decimals`` implied decimals, rounded half up."""
+    if amount is None:
+        return None
+    if not amount.isascii():  # never another script's digits (the rules rejected them)
+        raise ValueError(f"{amount!r} is not a decimal number in ASCII digits")
+    whole, dot, fraction = amount.partition(".")
+    if not (whole.isdigit() and whole.isascii() and (
+            not dot or (fraction.isdigit() and fraction.isascii()))):
+        plain = split_plain(amount)  # "+5", " 5", ".5": still plain, slower
+        if plain is not None:
+            whole, fraction = plain[0] or "0", plain[1]
+    if whole.isdigit() and whole.isascii() and (not fraction or fraction.isdigit()):
+        # Hot path (two calls per product line): plain text, no Decimal arithmetic.
+        fraction = fraction.ljust(decimals + 1, "0")
+        return int(whole + fraction[:decimals]) + (1 if fraction[decimals] >= "5" else 0)
+    try:
+        scaled_decimal = Decimal(amount.strip()).scaleb(decimals)
+        return int(scaled_decimal.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    except (ArithmeticError, ValueError) as exc:  # decimal.Overflow is no OverflowError
+        raise ValueError(f"{amount!r} is not a finite decimal number") from exc
+
+
+def _line_number(line: ProductLine) -> int:
+    if line.number is None:
+        raise ValueError(f"product line number {line.line_no!r} is not an integer")
+    return line.number
+
+
+# Fields written from an int: right-justified, zero-filled (the rest are alphanumeric).
+_NUMERIC_FIELDS = frozenset({"line_number", "value_usd", "quantity"})
+
+
+@lru_cache(maxsize=1024)
+def _smelt(value: str) -> str:
+    return smelt_code(value)
+
+
+# The fixed fields of the per-line records, written into the compiled line formatter.
+_LINE_CONSTANTS = {
+    "40": {"control": "40"},
+    "50": {"control": "50", "unit": QUANTITY_UNIT},
+    "54": {"control": "54", "declaration_type": SMELT_CAST_DECLARATION},
+}
+_LINE_BLOCK_LENGTH = 4 * (RECORD_LENGTH + 1)
+_LINE_FIELDS = ("line_number", "country_of_origin", "country_of_export", "export_date", "hts",
+                "value_usd", "quantity", "smelt_country_largest", "smelt_country_second",
+                "cast_country")
+
+
+@cache
+def _line_block() -> Callable[..., str]:
+    """One product line's 40, 50, 52 and 54 records as one compiled f-string from ``LAYOUTS``.
+
+    Arguments are positional: the whole 52 record (the same for every line of an
+    application), then the variable fields in layout order (``_LINE_FIELDS``). A value that does
+    not fit makes the block longer than four records, which ``entry_summary_text`` catches and
+    ``_record`` then names.
+    """
+    params: list[str] = []
+    pieces: list[str] = []
+    for kind in ("40", "50", "52", "54"):
+        if kind == "52":
+            pieces.append("{r52}\n")
+            continue
+        position = 1
+        for name, start, end in LAYOUTS[kind]:
+            width = end - start + 1
+            pieces.append(" " * (start - position))
+            constant = _LINE_CONSTANTS[kind].get(name)
+            if constant is not None:
+                pieces.append(constant.ljust(width)[:width].replace("{", "{{"))
+            else:
+                spec = f"0{width}d" if name in _NUMERIC_FIELDS else f"<{width}.{width}"
+                pieces.append("{" + name + ":" + spec + "}")
+                params.append(name)
+            position = end + 1
+        pieces.append(" " * (RECORD_LENGTH + 1 - position) + "\n")
+    if tuple(params) != _LINE_FIELDS:
+        raise AssertionError(f"LAYOUTS changed: the line fields are now {params}")
+    source = f"lambda r52, {', '.join(params)}: f{''.join(pieces)!r}"
+    return eval(source, {})  # built from the constant LAYOUTS above: no outside input
+
+
+def entry_summary_text(
+    app: Application, lines: Sequence[ProductLine], license_number: str, filer_code: str
+) -> tuple[str, int]:
+    """The records of one licensed application as text (each 80 chars + newline), and their
+    count: record 10, then 40, 50, 52, 54 for each covered line."""
+    # 9-16 is the entry number without its 3-character filer code.
+    r10 = _record("10", action="A", filer_code=filer_code, port_of_entry=app.port_of_entry,
+                  entry_number=app.entry_number[3:] if app.entry_number else None,
+                  broker_reference=app.ref, entry_type=app.entry_type)
+    parts = [r10 + "\n"]
+    block = _line_block()
+    origin = _cached_alpha(app.country_of_origin, 2)
+    export = _cached_alpha(app.country_of_export, 2)
+    export_date = _cached_alpha(_mmddyy(app.expected_export_date), 6)
+    r52 = _record("52", license_type=LICENSE_TYPE_ALUMINUM, license_number=license_number)
+    for line in lines:
+        hts = _cached_alpha(line.hts.replace(".", "") if line.hts else None, 10)
+        number = _line_number(line)
+        value_usd = _scaled(line.value_usd, 0)
+        quantity = _scaled(line.quantity_kg, 2)
+        if value_usd is None or quantity is None:
+            raise ValueError(f"line {line.line_no} has no value or no quantity")
+        text = block(r52, number, origin, export, export_date, hts, value_usd,
+                     quantity, _smelt(line.smelt_country_largest or ""),
+                     _smelt(line.smelt_country_second or ""),
+                     _cached_alpha(line.cast_country, 2))
+        # A negative number keeps its width ("-01"): caught here like one that is too long.
+        if len(text) != _LINE_BLOCK_LENGTH or min(number, value_usd, quantity) < 0:
+            # Let the layout-driven builder name the field that does not fit.
+            _record("40", line_number=number)
+            _record("50", hts=hts, value_usd=value_usd, quantity=quantity)
+            raise ValueError(f"a value of line {line.line_no} does not fit its record")
+        parts.append(text)
+    return "".join(parts), 1 + 4 * len(lines)
+
+
+def entry_summary_records(
+    app: Application, lines: Sequence[ProductLine], license_number: str, filer_code: str
+) -> list[str]:
+    """Record 10, then 40, 50, 52, 54 for each covered line of one licensed application."""
+    text, _ = entry_summary_text(app, lines, license_number, filer_code)
+    return text.splitlines()
+
+
+def ftz_record(
+    app: Application, lines: Sequence[ProductLine], license_number: str, filer_code: str
+) -> str:
+    """The FT60 Line Reference record carrying the license of one licensed FZ application.
+
+    The description (CBP: mandatory, class AN) is that of the first covered line that has one,
+    spaces when none does. ``app`` and ``filer_code`` are not used: the FT60 has no field for
+    them (the B record carries the filer); they keep the shape of ``entry_summary_records``.
+    """
+    del app, filer_code
+    description = next((line.description for line in lines if line.description), None)
+    if description is not None:
+        description = clean_text(description).translate(_FTZ_TEXT_PUNCTUATION)
+    return _record("FT60", description=description, reference_qualifier=FTZ_LICENSE_QUALIFIER,
+                   reference_id=license_number)
+
+
+def batch_header(
+    site_code: str, sender_id: str, processing_date: date, file_id: str, app_id: str
+) -> str:
+    """The A record; the password (9-14) stays blank for the transmitter to fill."""
+    return _record("A", site_code=site_code, sender_id=sender_id,
+                   processing_date=processing_date.strftime("%m%d%y"),
+                   application_id=app_id, user_data=file_id)
+
+
+def batch_trailer(site_code: str, sender_id: str, processing_date: date) -> str:
+    """The Z record, matching the A record (else CBP condition X14)."""
+    return _record("Z", site_code=site_code, sender_id=sender_id,
+                   processing_date=processing_date.strftime("%m%d%y"))
+
+
+def block_header(port: str, filer_code: str, app_id: str, submission_id: str) -> str:
+    """The B record of one (port of entry, filer code) block."""
+    return _record("B", port=port, filer_code=filer_code, application_id=app_id,
+                   user_data=submission_id)
+
+
+def block_trailer(port: str, filer_code: str, app_id: str) -> str:
+    """The Y record, matching its B record (else CBP condition X32)."""
+    return _record("Y", port=port, filer_code=filer_code, application_id=app_id)
+
+
+@dataclass(frozen=True)
+class AceManifest:
+    """What the transmitter and an auditor check a finished file against."""
+
+    file_name: str
+    sha256: str
+    record_count: int  # every line of the file, envelope records included
+    licenses: tuple[str, ...]  # in file order
+    application_id: str
+    source: dict[str, str]
+
+    def to_json(self) -> bytes:
+        keys = ("file_name", "sha256", "record_count", "application_id", "licenses", "source")
+        document = {key: getattr(self, key) for key in keys}  # json writes the tuple as a list
+        return (json.dumps(document, indent=2) + "\n").encode("utf-8")
+
+
+@dataclass
+class _Block:
+    port: str
+    filer_code: str
+    spool: Path
+    records: int = 0
+    licenses: list[str] = field(default_factory=list)
+
+
+class AceFileWriter:
+    """Stream licensed applications into one ACE-style file; ``finish()`` publishes it."""
+
+    def __init__(
+        self, path: Path, *, app_id: str, site_code: str, sender_id: str, processing_date: date,
+        file_id: str, submission_id: str, source: dict[str, str],
+    ) -> None:
+        if app_id not in (ENTRY_SUMMARY, FTZ_ADMISSION):
+            raise ValueError(f"application identifier must be AE or FT, not {app_id!r}")
+        self.path = path
+        self.app_id = app_id
+        self.site_code = site_code
+        self.sender_id = sender_id
+        self.processing_date = processing_date
+        self.file_id = file_id
+        self.submission_id = submission_id
+        self.source = dict(source)
+        self._blocks: dict[tuple[str, str], _Block] = {}  # insertion order = file order
+        self._open: OrderedDict[Path, BinaryIO] = OrderedDict()  # LRU: most recent last
+        self._closed = False
+
+    def add(
+        self, app: Application, lines: Sequence[ProductLine], license_number: str, filer_code: str
+    ) -> None:
+        """Spool the records of one licensed application into its port and filer block."""
+        if self._closed:
+            raise RuntimeError("AceFileWriter is finished or discarded")
+        if self.app_id == ENTRY_SUMMARY:
+            text, count = entry_summary_text(app, lines, license_number, filer_code)
+        else:
+            text, count = ftz_record(app, lines, license_number, filer_code) + "\n", 1
+        # Keyed by the values as written, so two spellings that print alike share one block.
+        key = (_cached_alpha(app.port_of_entry, 4), _cached_alpha(filer_code, 3))
+        block = self._blocks.get(key)
+        if block is None:
+            block = self._blocks[key] = _Block(*key, spool=self._spool_name(len(self._blocks)))
+        self._spool(block.spool).write(text.encode("ascii"))
+        block.records += count
+        block.licenses.append(license_number)
+
+    def finish(self) -> AceManifest | None:
+        """Write A, the blocks and Z durably, then the manifest; None when nothing was added."""
+        if self._closed:
+            raise RuntimeError("AceFileWriter is finished or discarded")
+        self._closed = True
+        if not self._blocks:
+            return None
+        self._close_spools()
+        tmp = temp_name(self.path)
+        digest = hashlib.sha256()
+        written = 0
+        record_count = 2 + sum(block.records + 2 for block in self._blocks.values())
+        try:
+            with open_new(tmp) as out:
+                for chunk in self._chunks():
+                    out.write(chunk)
+                    digest.update(chunk)
+                    written += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            # A spool that lost or gained bytes would otherwise go out unnoticed.
+            if written != record_count * (RECORD_LENGTH + 1):
+                raise AssertionError(f"{tmp}: {written} bytes for {record_count} records")
+            publish(tmp, self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        finally:
+            self._remove_spools()  # the writer is closed either way: nothing will read them
+        blocks = self._blocks.values()
+        manifest = AceManifest(
+            file_name=self.path.name, sha256=digest.hexdigest(), record_count=record_count,
+            licenses=tuple(lic for block in blocks for lic in block.licenses),
+            application_id=self.app_id, source=self.source,
+        )
+        # After the data file: a manifest always describes a file that is already in place.
+        atomic_write(self.path.with_name(self.path.name + MANIFEST_SUFFIX), manifest.to_json())
+        return manifest
+
+    def discard(self) -> None:
+        """Remove spool and temp files; the writer cannot be used afterwards."""
+        self._closed = True
+        self._close_spools()
+        self._remove_spools()
+        temp_name(self.path).unlink(missing_ok=True)
+
+    def _chunks(self) -> Iterator[bytes]:
+        """The whole file: A, then each block's B, spooled records and Y, then Z."""
+        yield _line(batch_header(self.site_code, self.sender_id, self.processing_date,
+                                 self.file_id, self.app_id))
+        for block in self._blocks.values():
+            yield _line(block_header(block.port, block.filer_code, self.app_id,
+                                     self.submission_id))
+            with open(block.spool, "rb") as spool:
+                while chunk := spool.read(_COPY_CHUNK):
+                    yield chunk
+            yield _line(block_trailer(block.port, block.filer_code, self.app_id))
+        yield _line(batch_trailer(self.site_code, self.sender_id, self.processing_date))
+
+    def _spool_name(self, index: int) -> Path:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Dot-prefixed and pid-tagged like storage.temp_name: never taken for an output.
+        return self.path.with_name(f".{self.path.name}.{os.getpid()}.block{index:05d}.spool")
+
+    def _spool(self, spool: Path) -> BinaryIO:
+        handle = self._open.get(spool)
+        if handle is not None:
+            self._open.move_to_end(spool)
+            return handle
+        if len(self._open) >= _MAX_OPEN_SPOOLS:
+            self._open.popitem(last=False)[1].close()
+        handle = self._open[spool] = open(spool, "ab")  # noqa: SIM115 (kept open across add())
+        return handle
+
+    def _close_spools(self) -> None:
+        while self._open:
+            self._open.popitem()[1].close()
+
+    def _remove_spools(self) -> None:
+        for block in self._blocks.values():
+            block.spool.unlink(missing_ok=True)
+
+
+def _line(record: str) -> bytes:
+    return record.encode("ascii") + b"\n"

@@ -1,0 +1,172 @@
+"""CSV acknowledgments (guide section 7): one row per input row, plus file-level rows.
+
+Columns: row, application_ref, line_no, status, license_number, valid_from, valid_through,
+codes, messages. The first data row is the file's own (row empty): its status is the file
+status, its codes the file-level findings, and its last message names the file it answers
+(``file <name>``). Cells that a spreadsheet would run as a formula
+are neutralised with a leading apostrophe.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from gateway.findings import Finding
+from gateway.licensing.results import AppOutcome, FileSummary
+from gateway.storage import SpooledOutput
+from gateway.textsafe import printable
+
+COLUMNS = ("row", "application_ref", "line_no", "status", "license_number", "valid_from",
+           "valid_through", "codes", "messages")
+FILE_PART = "file "
+# OWASP CSV injection: these leading characters make a spreadsheet evaluate the cell.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value: object) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def _message(f: Finding) -> str:
+    where = f" (line {f.line})" if f.line is not None and f.source_line is None else ""
+    value = f" [value: {f.value}]" if f.value is not None and f.code[0] == "A" else ""
+    return f"{f.code} {f.message}{where}{value}"
+
+
+def _file_part(file_name: str) -> str:
+    """The file row's last message: the file this ack answers (its own name may carry a hash
+    or a file id), its control characters escaped (``textsafe.printable``). A ``|`` in the
+    name is written ``\\x7c``, so the part never splits."""
+    return FILE_PART + printable(file_name).replace("|", "\\x7c")
+
+
+def file_row(summary: FileSummary) -> list[str]:
+    codes = " ".join(f.code for f in summary.findings)
+    messages = " | ".join(_message(f) for f in summary.findings) or (
+        f"{summary.applications} application(s): {summary.licensed} licensed, "
+        f"{summary.not_required} not required, {summary.rejected} rejected")
+    messages = f"{messages} | {_file_part(summary.file_name)}"
+    return [neutralise(v) for v in ("", "", "", summary.status.value, "", "", "", codes,
+                                    messages)]
+
+
+def application_rows(o: AppOutcome) -> list[list[str]]:
+    """One row per product line (= input row); app-level findings go on the first row."""
+    by_row: dict[int | None, list[Finding]] = {}
+    rows = [r.line.source_line for r in o.lines]
+    first = rows[0] if rows else None
+    for f in o.findings:
+        key = f.source_line if f.source_line in rows else first
+        by_row.setdefault(key, []).append(f)
+    out = []
+    number = o.license_number or ""
+    valid_from = o.valid_from.isoformat() if o.valid_from else ""
+    valid_through = o.valid_through.isoformat() if o.valid_through else ""
+    for r in o.lines:
+        found = by_row.get(r.line.source_line, [])
+        out.append([neutralise(v) for v in (
+            r.line.source_line, o.ref or "", r.line.line_no or "", o.status.value, number,
+            valid_from, valid_through, " ".join(f.code for f in found),
+            " | ".join(_message(f) for f in found))])
+    return out
+
+
+def render_csv_ack(summary: FileSummary, outcomes: Iterable[AppOutcome]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(COLUMNS)
+    writer.writerow(file_row(summary))
+    for o in outcomes:
+        writer.writerows(application_rows(o))
+    return buffer.getvalue().encode("utf-8")
+
+
+class AckCsvWriter:
+    """Stream rows to a spool; ``finish`` writes header, file row and spool atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._out = SpooledOutput(path, newline="")
+        self._writer = csv.writer(self._out.body, lineterminator="\r\n")
+
+    def add(self, outcome: AppOutcome) -> None:
+        self._writer.writerows(application_rows(outcome))
+
+    def finish(self, summary: FileSummary) -> None:
+        head = io.StringIO()
+        writer = csv.writer(head, lineterminator="\r\n")
+        writer.writerow(COLUMNS)
+        writer.writerow(file_row(summary))
+        self._out.publish(head.getvalue())
+
+    def discard(self) -> None:
+        self._out.discard()
+
+
+_COPY_CHUNK = 1 << 20
+_HEAD_LIMIT = 1 << 20  # the column row and the file row: names, codes and messages
+_HEAD_CHUNK = 64 * 1024
+
+
+def duplicate_csv_ack(original: Path, file_name: str, received_at: str,
+                      processed_at: datetime, notice: Finding) -> bytes:
+    """``duplicate_csv_ack_chunks`` in one piece (``check``: the ack goes to stdout)."""
+    return b"".join(duplicate_csv_ack_chunks(original, file_name, received_at, processed_at,
+                                             notice))
+
+
+def duplicate_csv_ack_chunks(original: Path, file_name: str, received_at: str,
+                             processed_at: datetime, notice: Finding) -> Iterator[bytes]:
+    """The original CSV acknowledgment again, its file row marked DUPLICATE with F006.
+
+    Only the file row (the second) changes: it is rewritten and the rest copied in chunks,
+    so that an ack of any size costs a chunk of memory (issue 10, item 3).
+    """
+    del received_at, processed_at  # the CSV form has no columns for them
+    with open(original, "rb") as fh:  # our own output, never partner input
+        head, rows = _first_rows(fh, original)
+        stored = _csv_bytes(rows)
+        if not head.startswith(stored):
+            raise ValueError(f"{original}: its first rows are not as this gateway writes them")
+        file_level = rows[1]
+        file_level[3] = "DUPLICATE"
+        file_level[7] = " ".join(filter(None, [notice.code, file_level[7]]))
+        before, _, last = file_level[8].rpartition(" | ")
+        kept = before if before and last.startswith(FILE_PART) else file_level[8]
+        file_level[8] = " | ".join(filter(None, [_message(notice), kept,
+                                                 _file_part(file_name)]))
+        yield _csv_bytes(rows)
+        yield head[len(stored):]
+        while chunk := fh.read(_COPY_CHUNK):
+            yield chunk
+
+
+def _first_rows(fh: BinaryIO, original: Path) -> tuple[bytes, list[list[str]]]:
+    """The first bytes of the ack, read until they hold the column row and the file row."""
+    head = b""
+    while len(head) < _HEAD_LIMIT:
+        more = fh.read(_HEAD_CHUNK)
+        head += more
+        try:
+            rows = list(itertools.islice(csv.reader(io.StringIO(
+                head.decode("utf-8", errors="replace"), newline="")), 3))
+        except csv.Error:  # cut inside a quoted cell: read on
+            rows = []
+        if len(rows) == 3 or (not more and len(rows) == 2):  # a third row: the second is whole
+            return head, rows[:2]
+        if not more:
+            break
+    raise ValueError(f"{original}: no file row in the first {len(head)} bytes")
+
+
+def _csv_bytes(rows: list[list[str]]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerows(rows)
+    return buffer.getvalue().encode("utf-8")

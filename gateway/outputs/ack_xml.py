@@ -1,0 +1,192 @@
+"""XML acknowledgments (guide section 7): rendered purely, written atomically.
+
+The counts and the file status come first in the document but are known only at the end, so
+``AckXmlWriter`` spools the application entries to a temp file and writes the head last.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+
+from lxml import etree
+
+from gateway.findings import Finding
+from gateway.licensing.results import AppOutcome, FileSummary
+from gateway.storage import SpooledOutput
+from gateway.textsafe import printable
+
+ACK_NS = "urn:aimgw:license-ack:1"
+ACK_SCHEMA_VERSION = "1.0"
+
+_XML_UNSAFE = re.compile(r"[&<>\"\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_XML_INVALID = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def esc(value: object) -> str:
+    """Escape text for element content and double-quoted attributes; drop non-XML chars."""
+    text = str(value)
+    if not _XML_UNSAFE.search(text):
+        return text
+    text = _XML_INVALID.sub("", text)
+    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace('"', "&quot;"))
+
+
+@lru_cache(maxsize=64)
+def _group_attr(product_group: str) -> str:
+    return f' productGroup="{esc(product_group)}"'
+
+
+def render_finding(f: Finding, indent: str) -> str:
+    attrs = f'code="{f.code}" severity="{f.severity.value}"'
+    if f.line is not None:
+        attrs += f' line="{f.line}"'
+    if f.field:
+        attrs += f' field="{esc(f.field)}"'
+    if f.value is not None:
+        attrs += f' value="{esc(f.value)}"'
+    if f.source_line:
+        attrs += f' sourceLine="{f.source_line}"'
+    return f"{indent}<Finding {attrs}>{esc(f.message)}</Finding>\n"
+
+
+def render_application(o: AppOutcome) -> str:
+    """One ``Application`` entry: status, license, derived product data, findings."""
+    parts = [f'  <Application ref="{esc(o.ref or "")}" status="{o.status.value}">\n']
+    if o.license_number:
+        parts.append(f"    <LicenseNumber>{o.license_number}</LicenseNumber>\n")
+        if o.valid_from and o.valid_through:
+            parts.append(f"    <ValidFrom>{o.valid_from.isoformat()}</ValidFrom>\n"
+                         f"    <ValidThrough>{o.valid_through.isoformat()}</ValidThrough>\n")
+    for r in o.lines:
+        line = r.line
+        line_no, hts = line.line_no or "", line.hts or ""
+        # Digits need no escaping (the usual case): skip the regex for them.
+        attrs = (f'line="{line_no if line_no.isdigit() else esc(line_no)}" '
+                 f'hts="{hts if hts.isdigit() else esc(hts)}"')
+        if r.covered is not None:
+            attrs += _group_attr(r.covered.product_group)
+        if r.unit_value is not None:
+            attrs += f' unitValueUsdPerMt="{r.unit_value}"'
+        attrs += ' covered="true"' if r.covered is not None else ' covered="false"'
+        parts.append(f"    <Product {attrs}/>\n")
+    parts.extend(render_finding(f, "    ") for f in o.findings)
+    parts.append("  </Application>\n")
+    return "".join(parts)
+
+
+def render_head(s: FileSummary) -> str:
+    """Everything before the first ``Application``."""
+    parts = [
+        '<?xml version="1.0" encoding="UTF-8"?>\n',
+        f'<LicenseAck xmlns="{ACK_NS}" schemaVersion="{ACK_SCHEMA_VERSION}">\n',
+    ]
+    if s.submission_id:
+        parts.append(f"  <SubmissionId>{esc(s.submission_id)}</SubmissionId>\n")
+    parts += [
+        f"  <FileName>{esc(printable(s.file_name))}</FileName>\n",
+        f"  <FileSha256>{s.sha256}</FileSha256>\n",
+        f"  <ReceivedAt>{s.received_at.isoformat(timespec='seconds')}</ReceivedAt>\n",
+        f"  <ProcessedAt>{s.processed_at.isoformat(timespec='seconds')}</ProcessedAt>\n",
+        f"  <RuleSetDate>{s.rule_set_date.isoformat()}</RuleSetDate>\n",
+        f"  <Status>{s.status.value}</Status>\n",
+        "  <Counts>\n",
+        f"    <Applications>{s.applications}</Applications>\n",
+        f"    <Licensed>{s.licensed}</Licensed>\n",
+        f"    <NotRequired>{s.not_required}</NotRequired>\n",
+        f"    <Rejected>{s.rejected}</Rejected>\n",
+        "  </Counts>\n",
+    ]
+    parts.extend(render_finding(f, "  ") for f in s.findings)
+    return "".join(parts)
+
+
+TAIL = "</LicenseAck>\n"
+
+
+def render_ack(summary: FileSummary, outcomes: Iterable[AppOutcome]) -> bytes:
+    """A whole acknowledgment in memory (small files, tests, `check` of a rejected file)."""
+    body = "".join(render_application(o) for o in outcomes)
+    return (render_head(summary) + body + TAIL).encode("utf-8")
+
+
+class AckXmlWriter:
+    """Stream application entries to a spool; ``finish`` writes the whole ack atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._out = SpooledOutput(path)
+
+    def add(self, outcome: AppOutcome) -> None:
+        self._out.body.write(render_application(outcome))
+
+    def finish(self, summary: FileSummary) -> None:
+        self._out.publish(render_head(summary), TAIL)
+
+    def discard(self) -> None:
+        self._out.discard()
+
+
+_COPY_CHUNK = 1 << 20
+_HEAD_LIMIT = 1 << 20  # the head of an ack (names, ids, counts) is far smaller
+_COUNTS_END = b"</Counts>"
+
+
+def duplicate_ack(original: Path, file_name: str, received_at: str, processed_at: datetime,
+                  notice: Finding) -> bytes:
+    """``duplicate_ack_chunks`` in one piece (``check``: the ack goes to stdout)."""
+    return b"".join(duplicate_ack_chunks(original, file_name, received_at, processed_at,
+                                         notice))
+
+
+def duplicate_ack_chunks(original: Path, file_name: str, received_at: str,
+                         processed_at: datetime, notice: Finding) -> Iterator[bytes]:
+    """The original acknowledgment again, for a re-sent file: DUPLICATE status plus F006.
+
+    The applications, licenses and counts stay those of the original, so the partner gets its
+    licenses again; only the file's own facts change, and they are all in the head (up to
+    ``</Counts>``). So only the head is parsed and rewritten; the rest is copied in chunks, as
+    stored: an ack of any size costs a chunk of memory (issue 10, item 3).
+    """
+    with open(original, "rb") as fh:  # our own output, never partner input
+        head = fh.read(_HEAD_LIMIT)
+        cut = head.find(_COUNTS_END)
+        if cut < 0:
+            raise ValueError(f"{original}: no </Counts> in the first {_HEAD_LIMIT} bytes")
+        cut += len(_COUNTS_END)
+        rest = head[cut:]
+        space = len(rest) - len(rest.lstrip())  # Counts' tail: the F006 finding goes after it
+        yield _duplicate_head(head[:cut], file_name, received_at, processed_at)
+        yield rest[:space] + _lxml_finding(notice) + b"\n  "
+        yield rest[space:]
+        while chunk := fh.read(_COPY_CHUNK):
+            yield chunk
+
+
+def _duplicate_head(head: bytes, file_name: str, received_at: str,
+                    processed_at: datetime) -> bytes:
+    """The head up to ``</Counts>`` with the re-sent file's facts, serialised by lxml (as the
+    whole ack was before it was streamed: the same bytes)."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    root = etree.fromstring(head + b"</LicenseAck>", parser)
+    q = "{" + ACK_NS + "}"
+    # lxml refuses what XML cannot hold: the name is escaped (textsafe.printable).
+    for tag, text in (("FileName", printable(file_name)), ("ReceivedAt", received_at),
+                      ("ProcessedAt", processed_at.isoformat(timespec="seconds")),
+                      ("Status", "DUPLICATE")):
+        el = root.find(q + tag)
+        if el is not None:
+            el.text = text
+    out = etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8")
+    return out[:-len(b"</LicenseAck>")]
+
+
+def _lxml_finding(f: Finding) -> bytes:
+    """``render_finding`` as lxml serialises it (its escaping, no indent)."""
+    el = etree.fromstring(render_finding(f, "").encode("utf-8"))
+    el.tail = None
+    return etree.tostring(el, encoding="UTF-8", xml_declaration=False)

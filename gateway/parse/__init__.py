@@ -1,0 +1,1 @@
+"""Parsing: format detection, the streaming XML parser, canonical CSV, partner mappings."""

@@ -1,0 +1,376 @@
+"""CSV submissions (guide section 4): one row per product line, grouped by application_ref.
+
+Rows are read as a stream. Consecutive rows with the same ref form one application; a ref that
+comes back after other refs is joined to its earlier rows by ``validate`` (rare, so the
+common case stays one pass). Every application and line carries its row number (the header is
+row 1, as a spreadsheet shows it).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from gateway.errors import RejectedSubmission
+from gateway.findings import Finding, finding
+from gateway.model import (
+    APPLICATION_FIELDS,
+    LINE_FIELDS,
+    Application,
+    ProductLine,
+    line_number,
+)
+
+APP_COLUMNS = tuple(attr for attr, _ in APPLICATION_FIELDS)
+LINE_COLUMNS = tuple(attr for attr, _ in LINE_FIELDS)
+ALL_COLUMNS = ("submission_id", "application_ref", *APP_COLUMNS, "line_no", *LINE_COLUMNS)
+OPTIONAL_COLUMNS = frozenset({"entry_number", "description"})
+REQUIRED_COLUMNS = tuple(c for c in ALL_COLUMNS if c not in OPTIONAL_COLUMNS)
+
+# Formats of guide section 2 that the XSD checks for XML (A101 there too): CSV cells get the same.
+REF_FORMAT = re.compile(r"[A-Za-z0-9._/-]{1,35}")
+TEXT_LIMITS = {"importer": 100, "exporter": 100, "manufacturer": 100}
+DESCRIPTION_LIMIT = 200
+SUBMISSION_ID_LIMIT = 35
+
+FIELD_SIZE_LIMIT = 64 * 1024  # bytes in one cell: a longer cell is a broken or hostile file
+MAX_COLUMNS = 200
+MAX_LINES = 999  # product lines in one application (guide section 2; more is A190)
+
+
+@dataclass(frozen=True)
+class CsvDialect:
+    """How a partner's CSV is written (the canonical one, or one set by a mapping)."""
+
+    delimiter: str = ","
+    encoding: str = "utf-8"  # "utf-8" accepts a BOM too
+
+
+@dataclass(slots=True)
+class CsvApplication:
+    """One application as read from consecutive rows, with what only CSV can get wrong."""
+
+    app: Application
+    rows: list[int]  # row number of each line, in order
+    findings: list[Finding] = field(default_factory=list)  # A103 (rows disagree)
+    header_values: tuple[str | None, ...] = ()  # the application fields of its first row
+    extra_lines: int = 0  # rows past MAX_LINES + 1: counted, not kept (see ``closed``)
+
+
+def _clean(value: str) -> str | None:
+    value = value.strip()
+    return value or None
+
+
+def _rows(path: Path, dialect: CsvDialect) -> Iterator[tuple[int, list[str]]]:
+    """(row number, cells) of every non-blank row; F001/F009 on unreadable input."""
+    encoding = "utf-8-sig" if dialect.encoding.lower().replace("_", "-") in (
+        "utf-8", "utf8", "utf-8-sig") else dialect.encoding
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise RejectedSubmission(finding("F009", f"Unknown encoding {encoding!r}.")) from None
+    raw = open(path, "rb")  # noqa: SIM115 (closed below; text wrapper owns it)
+    text = io.TextIOWrapper(raw, encoding=encoding, errors="strict", newline="")
+    reader = csv.reader(text, delimiter=dialect.delimiter, strict=True)
+    number = 0
+    previous_limit = csv.field_size_limit(FIELD_SIZE_LIMIT)
+    try:
+        while True:
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except UnicodeError:  # UnicodeDecodeError, or e.g. UTF-16 without its BOM
+                # The text wrapper decodes ahead of the reader: find the row itself.
+                row, reason = _undecodable_row(path, encoding, dialect.delimiter)
+                raise RejectedSubmission(finding(
+                    "F009", f"Row {row} is not valid {dialect.encoding}: {reason}. Save the "
+                    f"file as {dialect.encoding}.", source_line=row)) from None
+            except csv.Error as err:
+                raise RejectedSubmission(finding(
+                    "F001", f"The CSV cannot be read at row {number + 1}: {err}.",
+                    source_line=number + 1)) from None
+            number += 1
+            if any("\x00" in c for c in cells):
+                raise RejectedSubmission(finding(
+                    "F001", f"Row {number} holds a NUL byte: this is not a text CSV file.",
+                    source_line=number))
+            if len(cells) > MAX_COLUMNS:
+                raise RejectedSubmission(finding(
+                    "F001", f"Row {number} has {len(cells)} cells; at most {MAX_COLUMNS} are "
+                    "read.", source_line=number))
+            if not any(c.strip() for c in cells):
+                continue
+            yield number, cells
+    finally:
+        csv.field_size_limit(previous_limit)
+        text.close()
+
+
+def _undecodable_row(path: Path, encoding: str, delimiter: str) -> tuple[int, str]:
+    """The row (header = 1) holding the first byte sequence not valid in ``encoding``.
+
+    Decodes line by line (slow, but only on this error path) so that the failure falls in the
+    row being read. The encodings a CSV can be read in are ASCII-compatible, so no character
+    spans a line feed byte.
+    """
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+
+    def lines() -> Iterator[str]:
+        with open(path, "rb") as fh:
+            # The last line is decoded as final: a sequence cut short at the end of the file
+            # belongs to that row, not to one after it.
+            raw = fh.readline()
+            while raw:
+                following = fh.readline()
+                yield decoder.decode(raw, final=not following)
+                raw = following
+
+    number = 0
+    try:
+        for _ in csv.reader(lines(), delimiter=delimiter):
+            number += 1
+    except UnicodeError as err:
+        return number + 1, str(getattr(err, "reason", err))
+    except csv.Error:
+        pass
+    return number + 1, "invalid byte sequence"
+
+
+class RowMapping(Protocol):
+    """What a partner's CSV mapping provides (``gateway.parse.mapping.CsvMapping``)."""
+
+    columns: dict[str, str]
+    constants: dict[str, str]
+
+    @property
+    def dialect(self) -> CsvDialect: ...
+
+    def apply_application(self, app: Application) -> None: ...
+
+    def apply_line(self, line: ProductLine) -> None: ...
+
+
+class CsvSubmission:
+    """A CSV submission, canonical or through a mapping. ``submission_id`` is known after the
+    first row. ``file_name`` fills a ``{file_name}`` constant (an ERP export without an id)."""
+
+    def __init__(self, path: Path, mapping: RowMapping | None = None,
+                 file_name: str | None = None) -> None:
+        self.path = path
+        self.mapping = mapping
+        self.dialect = mapping.dialect if mapping else CsvDialect()
+        # partner column name -> canonical column (a mapping's renames); identity by default
+        self.columns = mapping.columns if mapping else {}
+        self.constants = {k: v.replace("{file_name}", file_name or path.name)
+                          for k, v in (mapping.constants if mapping else {}).items()}
+        self.submission_id: str | None = None
+        self.application_count = 0
+        self._misshapen_refs: set[str] = set()  # refs whose application fields were reported
+
+    def header(self, cells: list[str]) -> dict[str, int]:
+        """Canonical column -> index; F005 for unknown, repeated or missing columns."""
+        index: dict[str, int] = {}
+        unknown = []
+        for i, name in enumerate(cells):
+            key = name.strip().lstrip("\ufeff")
+            key = self.columns.get(key, key).lower()
+            if key not in ALL_COLUMNS:
+                unknown.append(name.strip())
+            elif key in index:
+                raise RejectedSubmission(finding("F005", f"Column {key!r} appears twice in "
+                                                 "the header row.", source_line=1, value=key))
+            else:
+                index[key] = i
+        missing = [c for c in REQUIRED_COLUMNS if c not in index and c not in self.constants]
+        problems = []
+        if missing:
+            problems.append("missing column(s): " + ", ".join(missing))
+        if unknown:
+            problems.append("unknown column(s): " + ", ".join(unknown[:20]))
+        if problems:
+            raise RejectedSubmission(finding(
+                "F005", "The header row does not match the CSV format: " + "; ".join(problems)
+                + ". The columns are: " + ", ".join(ALL_COLUMNS) + ".", source_line=1,
+                field="header"))
+        return index
+
+    def applications(self, close: bool = True) -> Iterator[CsvApplication]:
+        """Runs of consecutive rows with one ref, in file order; ``close`` False leaves the
+        line bound to the caller (``closed``), which joins the runs of a ref first."""
+        done = closed if close else _as_is
+        rows = _rows(self.path, self.dialect)
+        first = next(rows, None)
+        if first is None:
+            raise RejectedSubmission(finding("F005", "The CSV has no header row."))
+        index = self.header(first[1])
+        width = len(first[1])
+        app_idx = tuple(index.get(c) for c in APP_COLUMNS)
+        line_idx = tuple(index.get(c) for c in LINE_COLUMNS)
+        constants = self.constants
+        if constants:
+            # A constant fills a column the file does not have, or a blank cell of one it has.
+            # It goes in an extra cell past the partner's own, so rows stay plain lists.
+            extra = {c: width + n for n, c in enumerate(constants)}
+            app_idx = tuple(i if i is not None or c not in extra else extra[c]
+                            for c, i in zip(APP_COLUMNS, app_idx, strict=True))
+            line_idx = tuple(i if i is not None or c not in extra else extra[c]
+                             for c, i in zip(LINE_COLUMNS, line_idx, strict=True))
+            index = {**extra, **index}
+        fill = list(constants.values())
+        ref_idx = index["application_ref"]
+        sub_idx = index["submission_id"]
+        line_no_idx = index["line_no"]
+        mapping = self.mapping
+        current: CsvApplication | None = None
+        for number, cells in rows:
+            if len(cells) != width:
+                raise RejectedSubmission(finding(
+                    "F001", f"Row {number} has {len(cells)} cells; the header has {width}.",
+                    source_line=number))
+            if fill:
+                cells = cells + fill
+                for column, i in index.items():
+                    if column in constants and not cells[i].strip():
+                        cells[i] = constants[column]
+            submission_id = _clean(cells[sub_idx])
+            if self.submission_id is None:
+                if submission_id is None:
+                    raise RejectedSubmission(finding(
+                        "F005", "submission_id is blank: give the same id on every row.",
+                        source_line=number, field="submission_id"))
+                if len(submission_id) > SUBMISSION_ID_LIMIT:
+                    raise RejectedSubmission(finding(
+                        "F005", f"submission_id has {len(submission_id)} characters; at most "
+                        f"{SUBMISSION_ID_LIMIT} are allowed.", source_line=number,
+                        field="submission_id", value=submission_id))
+                self.submission_id = submission_id
+            elif submission_id != self.submission_id:
+                raise RejectedSubmission(finding(
+                    "F005", f"Row {number} has submission_id {submission_id!r}, not "
+                    f"{self.submission_id!r}: one file is one submission.",
+                    source_line=number, field="submission_id", value=submission_id))
+            ref = _clean(cells[ref_idx])
+            header_values = tuple(_clean(cells[i]) if i is not None else None for i in app_idx)
+            line = ProductLine(_clean(cells[line_no_idx]), source_line=number)
+            for attr, i in zip(LINE_COLUMNS, line_idx, strict=True):
+                if i is not None:
+                    setattr(line, attr, _clean(cells[i]))
+            if mapping is not None:
+                mapping.apply_line(line)
+            line_findings = _line_format(ref, line, number)
+            if current is not None and ref is not None and ref == current.app.ref:
+                if len(current.app.lines) > MAX_LINES:
+                    current.extra_lines += 1  # an application of a million rows: bounded memory
+                    continue
+                current.app.lines.append(line)
+                current.rows.append(number)
+                compare(current, header_values, number)
+                current.findings.extend(line_findings)
+                continue
+            if current is not None:
+                self.application_count += 1
+                yield done(current)
+            app = Application(ref=ref, source_line=number, lines=[line])
+            for attr, value in zip(APP_COLUMNS, header_values, strict=True):
+                setattr(app, attr, value)
+            if mapping is not None:
+                mapping.apply_application(app)
+            current = CsvApplication(app, [number], self._application_format(app, number),
+                                     header_values)
+            current.findings.extend(line_findings)
+        if current is not None:
+            self.application_count += 1
+            yield done(current)
+        if self.application_count == 0:
+            raise RejectedSubmission(finding("F008", "The CSV has a header but no data row: "
+                                             "nothing to license."))
+
+    def _application_format(self, app: Application, row: int) -> list[Finding]:
+        """A101 for a ref or text field that breaks its format (guide 2.1), once per ref: the
+        rows of a ref that comes back later are compared (A103), not checked again."""
+        if app.ref in self._misshapen_refs:
+            return []
+        out = []
+        if app.ref is not None and not REF_FORMAT.fullmatch(app.ref):
+            out.append(finding(
+                "A101", "application_ref must be 1 to 35 characters, each a letter, a digit or "
+                "one of . _ / -.", ref=app.ref, field="ref", value=app.ref, source_line=row))
+        for name, limit in TEXT_LIMITS.items():
+            value = getattr(app, name)
+            if value is not None and len(value) > limit:
+                out.append(finding(
+                    "A101", f"{name} has {len(value)} characters; at most {limit} are allowed.",
+                    ref=app.ref, field=name, value=value, source_line=row))
+        if out and app.ref is not None:
+            self._misshapen_refs.add(app.ref)
+        return out
+
+
+def _as_is(current: CsvApplication) -> CsvApplication:
+    return current
+
+
+def join(first: CsvApplication, later: CsvApplication) -> None:
+    """Add the rows of ``later``, a run of the same ref after other refs, to ``first``: kept
+    and compared like consecutive rows up to MAX_LINES + 1 lines, counted after that (with
+    ``closed``: one A190 with the true count). Findings come with the rows kept only, so a
+    ref that comes back a million times costs no more memory than one of 1,000 rows."""
+    kept: set[int] = set()
+    for line in later.app.lines:
+        if len(first.app.lines) > MAX_LINES:
+            first.extra_lines += 1
+            continue
+        row = line.source_line or 0
+        first.app.lines.append(line)
+        first.rows.append(row)
+        kept.add(row)
+        compare(first, later.header_values, row)
+    first.extra_lines += later.extra_lines
+    first.findings.extend(f for f in later.findings
+                          if f.source_line is None or f.source_line in kept)
+
+
+def closed(current: CsvApplication) -> CsvApplication:
+    """An application whose rows went past MAX_LINES + 1 keeps its first MAX_LINES lines and
+    gets one A190 with the true count (the rules then report no second one)."""
+    if current.extra_lines:
+        total = len(current.app.lines) + current.extra_lines
+        del current.app.lines[MAX_LINES:]
+        del current.rows[MAX_LINES:]
+        current.findings.insert(0, finding(
+            "A190", f"An application holds at most {MAX_LINES} product lines; this one has "
+            f"{total:,}: split it. Only the first {MAX_LINES} were read.",
+            ref=current.app.ref, field="line_no", value=str(total),
+            source_line=current.rows[0] if current.rows else None))
+    return current
+
+
+def _line_format(ref: str | None, line: ProductLine, row: int) -> list[Finding]:
+    """A101 for a description longer than the guide's 200 characters."""
+    text = line.description
+    if text is None or len(text) <= DESCRIPTION_LIMIT:
+        return []
+    no = line.line_no
+    return [finding("A101", f"description has {len(text)} characters; at most "
+                    f"{DESCRIPTION_LIMIT} are allowed.", ref=ref,
+                    line=line_number(no),
+                    field="description", value=text, source_line=row)]
+
+
+def compare(current: CsvApplication, values: tuple[str | None, ...], row: int) -> None:
+    """A103 for each application field of ``row`` that differs from the application's."""
+    for attr, mine, theirs in zip(APP_COLUMNS, current.header_values, values, strict=True):
+        if mine != theirs:
+            current.findings.append(finding(
+                "A103", f"Row {row} has {attr} {theirs!r} but the application's first row has "
+                f"{mine!r}: all rows of one application must agree (or use another "
+                "application_ref).", ref=current.app.ref, field=attr, value=theirs,
+                source_line=row))

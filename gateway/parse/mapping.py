@@ -1,0 +1,396 @@
+"""Partner mappings: turn a partner's CSV dialect, or its XML shape, into ours without code.
+
+A mapping lives in ``mappings/`` and is named by the partner's ``mapping`` key:
+
+- ``*.toml`` — a CSV mapping: delimiter, encoding, column names, constants, date and number
+  formats, units, country names, and the partner's words for UNKNOWN / NOT_APPLICABLE.
+- ``*.xsl`` — an XSLT 1.0 stylesheet that turns the partner's XML into a
+  ``urn:aimgw:license-submission:1`` document before validation; it runs with every file
+  and network access denied.
+
+Mappings are loaded and checked when the configuration loads (``load_mapping``): an error in
+one is reported then, never in the middle of a run. Values a mapping cannot convert are left
+as the partner wrote them, so that the rules report them with the partner's own value.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
+from functools import lru_cache
+from pathlib import Path
+
+import pycountry
+from lxml import etree
+
+from gateway.countries import ISO_COUNTRIES, NOT_APPLICABLE, UNKNOWN
+from gateway.errors import GatewayError, RejectedSubmission
+from gateway.findings import finding
+from gateway.model import Application, ProductLine
+from gateway.parse.csv_file import ALL_COLUMNS, CsvDialect
+from gateway.parse.xml_guard import AttributeGuard
+
+# kg per unit of the partner's quantity column.
+UNITS = {"kg": Decimal(1), "t": Decimal(1000), "lb": Decimal("0.45359237")}
+# [0-9], never \d: int() would turn another script's digits into an ASCII date.
+DATE_TOKENS = {"YYYY": r"(?P<y>[0-9]{4})", "YY": r"(?P<yy>[0-9]{2})",
+               "MM": r"(?P<m>[0-9]{1,2})", "DD": r"(?P<d>[0-9]{1,2})"}
+COUNTRY_APP_FIELDS = ("country_of_origin", "country_of_export")
+COUNTRY_LINE_FIELDS = ("smelt_country_largest", "smelt_country_second", "cast_country")
+_SECTIONS = {"description", "csv", "columns", "constants", "units", "countries", "values"}
+_CSV_KEYS = {"delimiter", "encoding", "date_format", "decimal_separator", "thousands_separator"}
+_MILLIGRAM = Decimal("0.001")
+_CHUNK = 64 * 1024
+
+
+class MappingError(GatewayError):
+    """A mapping file is wrong; ``problems`` lists every problem in it."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__(f"{path}: " + "; ".join(problems))
+
+
+def _suggest(word: str, choices: set[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, sorted(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _date_pattern(fmt: str) -> re.Pattern[str]:
+    pattern = re.escape(fmt)
+    for token in ("YYYY", "YY", "MM", "DD"):  # longest first: YYYY before YY
+        pattern = pattern.replace(token, DATE_TOKENS[token], 1)
+    return re.compile(pattern)
+
+
+@dataclass(frozen=True, eq=False)  # compared (and cached) by identity
+class CsvMapping:
+    """How one partner's CSV rows become canonical rows."""
+
+    path: Path
+    description: str = ""
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    date_format: str = "YYYY-MM-DD"
+    decimal_separator: str = "."
+    thousands_separator: str = ""
+    columns: dict[str, str] = field(default_factory=dict)  # partner name -> canonical
+    constants: dict[str, str] = field(default_factory=dict)  # canonical -> value
+    quantity_unit: str = "kg"
+    countries: dict[str, str] = field(default_factory=dict)  # casefolded word -> alpha-2
+    unknown_words: frozenset[str] = frozenset()
+    not_applicable_words: frozenset[str] = frozenset()
+
+    @property
+    def dialect(self) -> CsvDialect:
+        return CsvDialect(self.delimiter, self.encoding)
+
+    @property
+    def headers(self) -> frozenset[str]:
+        """Lower-case names that mark a header row of this partner (format detection)."""
+        return frozenset(n.lower() for n in self.columns) | frozenset(ALL_COLUMNS)
+
+    # -- values ------------------------------------------------------------------------------
+
+    def to_date(self, text: str | None) -> str | None:
+        if text is None or self.date_format == "YYYY-MM-DD":
+            return text
+        match = _date_pattern(self.date_format).fullmatch(text)
+        if not match:
+            return text
+        parts = match.groupdict()
+        year = int(parts["y"]) if parts.get("y") else 2000 + int(parts["yy"])
+        try:
+            return date(year, int(parts["m"]), int(parts["d"])).isoformat()
+        except ValueError:
+            return text
+
+    def to_number(self, text: str | None) -> str | None:
+        if text is None:
+            return None
+        plain = text.replace(" ", "")
+        if self.thousands_separator:
+            plain = plain.replace(self.thousands_separator, "")
+        if self.decimal_separator != ".":
+            plain = plain.replace(self.decimal_separator, ".")
+        if not plain.isascii():  # Decimal reads other scripts' digits: left as written (A101)
+            return text
+        try:
+            Decimal(plain)
+        except InvalidOperation:
+            return text
+        return plain
+
+    def to_kg(self, text: str | None) -> str | None:
+        number = self.to_number(text)
+        if number is None or self.quantity_unit == "kg":
+            return number
+        try:
+            quantity = Decimal(number)
+        except InvalidOperation:
+            return number
+        if not quantity.is_finite() or quantity.adjusted() > 30:
+            return number  # not a weight (no shipment weighs 10^30): left as written
+        # Exact: the default 28 digits would round a long product before the grams (or fail).
+        with localcontext(prec=len(quantity.as_tuple().digits) + 45):
+            kg = quantity * UNITS[self.quantity_unit]
+            # A140 allows 3 decimals: convert to whole grams, rounded half up.
+            return format(kg.quantize(_MILLIGRAM, rounding=ROUND_HALF_UP).normalize(), "f")
+
+    def to_country(self, text: str | None, special: bool) -> str | None:
+        """ISO alpha-2 for a code, alpha-3, name or alias; UNKNOWN/NOT_APPLICABLE words."""
+        if text is None:
+            return None
+        return _country(self, text, special)
+
+    def special_word(self, text: str | None) -> str | None:
+        if text is None:
+            return None
+        word = text.strip().casefold()
+        if word in self.unknown_words:
+            return UNKNOWN
+        if word in self.not_applicable_words:
+            return NOT_APPLICABLE
+        return text
+
+    # -- rows --------------------------------------------------------------------------------
+
+    def apply_application(self, app: Application) -> None:
+        app.expected_export_date = self.to_date(app.expected_export_date)
+        app.expected_import_date = self.to_date(app.expected_import_date)
+        for name in COUNTRY_APP_FIELDS:
+            setattr(app, name, self.to_country(getattr(app, name), special=False))
+        if app.manufacturer is not None and self.special_word(app.manufacturer) == UNKNOWN:
+            app.manufacturer = UNKNOWN
+
+    def apply_line(self, line: ProductLine) -> None:
+        line.quantity_kg = self.to_kg(line.quantity_kg)
+        line.value_usd = self.to_number(line.value_usd)
+        for name in COUNTRY_LINE_FIELDS:
+            setattr(line, name, self.to_country(getattr(line, name), special=True))
+
+
+@lru_cache(maxsize=4096)
+def _country(mapping: CsvMapping, text: str, special: bool) -> str:
+    value = text.strip()
+    if special:
+        word = mapping.special_word(value)
+        if word in (UNKNOWN, NOT_APPLICABLE):
+            return word  # type: ignore[return-value]
+    upper = value.upper()
+    if upper in ISO_COUNTRIES or (special and upper in (UNKNOWN, NOT_APPLICABLE)):
+        return upper
+    alias = mapping.countries.get(value.casefold())
+    if alias:
+        return alias
+    if len(upper) == 3 and upper.isalpha():
+        country = pycountry.countries.get(alpha_3=upper)
+        if country is not None:
+            return country.alpha_2
+    try:
+        return pycountry.countries.lookup(value).alpha_2
+    except LookupError:
+        return text
+
+
+@dataclass(frozen=True)
+class XsltMapping:
+    """An XSLT 1.0 stylesheet applied to a partner's XML before validation."""
+
+    path: Path
+    transform: etree.XSLT = field(compare=False)
+
+    def apply(self, source: Path, target: Path) -> None:
+        """Transform ``source`` into ``target`` (the caller has checked it for F004)."""
+        parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
+                                 huge_tree=False, remove_pis=True)
+        guard = AttributeGuard()  # an attribute flood is cut before libxml2 builds it
+        with open(source, "rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                parser.feed(guard.feed(chunk))
+        parser.feed(guard.close())
+        document = parser.close().getroottree()
+        result = self.transform(document)
+        result.write_output(str(target))
+
+
+Mapping = CsvMapping | XsltMapping
+
+# XSLT with every outside access denied: no document(), no xsl:result-document, no network.
+_ACCESS = etree.XSLTAccessControl.DENY_ALL
+
+
+def load_mapping(path: Path) -> Mapping:
+    """Load and check a mapping; ``MappingError`` lists every problem."""
+    if not path.is_file():
+        raise MappingError(path, ["file not found"])
+    if path.suffix in (".xsl", ".xslt"):
+        return _load_xslt(path)
+    if path.suffix != ".toml":
+        raise MappingError(path, ["a mapping is a .toml (CSV) or .xsl (XML) file"])
+    return _load_csv_mapping(path)
+
+
+def _load_xslt(path: Path) -> XsltMapping:
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    try:
+        stylesheet = etree.parse(str(path), parser)
+        return XsltMapping(path, etree.XSLT(stylesheet, access_control=_ACCESS))
+    except (etree.XMLSyntaxError, etree.XSLTParseError) as err:
+        raise MappingError(path, [f"not a valid XSLT stylesheet: {err}"]) from err
+
+
+def _load_csv_mapping(path: Path) -> CsvMapping:
+    try:
+        data = tomllib.loads(path.read_text("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise MappingError(path, [f"not valid TOML: {err}"]) from err
+    problems: list[str] = []
+    for key in data:
+        if key not in _SECTIONS:
+            problems.append(f"{key}: unknown section{_suggest(key, _SECTIONS)}")
+    csv_part = data.get("csv", {})
+    for key in csv_part:
+        if key not in _CSV_KEYS:
+            problems.append(f"csv.{key}: unknown key{_suggest(key, _CSV_KEYS)}")
+    delimiter = csv_part.get("delimiter", ",")
+    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\"\r\n":
+        problems.append("csv.delimiter: one character, not a quote or line break")
+    encoding = csv_part.get("encoding", "utf-8")
+    try:
+        "".encode(str(encoding))  # LookupError also for a codec that is not text (hex, zlib)
+    except LookupError:
+        problems.append(f"csv.encoding: unknown encoding {encoding!r}")
+    date_format = csv_part.get("date_format", "YYYY-MM-DD")
+    if not isinstance(date_format, str) or not all(
+            t in date_format for t in ("MM", "DD")) or "YY" not in date_format:
+        problems.append("csv.date_format: use the tokens DD, MM and YYYY (or YY), e.g. "
+                        "'DD.MM.YYYY' or 'MM/DD/YYYY'")
+    decimal_separator = csv_part.get("decimal_separator", ".")
+    thousands_separator = csv_part.get("thousands_separator", "")
+    if decimal_separator not in (".", ","):
+        problems.append("csv.decimal_separator: '.' or ','")
+    if thousands_separator not in ("", ".", ",", " ", "'"):
+        problems.append("csv.thousands_separator: '', '.', ',', ' ' or \"'\"")
+    if decimal_separator == thousands_separator:
+        problems.append("csv.thousands_separator: must differ from the decimal separator")
+    if decimal_separator == delimiter:
+        problems.append("csv.decimal_separator: must differ from the delimiter")
+
+    columns: dict[str, str] = {}
+    for partner_name, canonical in data.get("columns", {}).items():
+        if canonical not in ALL_COLUMNS:
+            problems.append(f"columns.{partner_name}: {canonical!r} is not a column of the CSV "
+                            f"format{_suggest(str(canonical), ALL_COLUMNS)}")
+        elif canonical in columns.values():
+            problems.append(f"columns.{partner_name}: {canonical!r} is mapped twice")
+        else:
+            columns[partner_name] = canonical
+    constants: dict[str, str] = {}
+    for canonical, value in data.get("constants", {}).items():
+        if canonical not in ALL_COLUMNS:
+            problems.append(f"constants.{canonical}: not a column of the CSV format"
+                            f"{_suggest(canonical, ALL_COLUMNS)}")
+        elif not isinstance(value, str):
+            problems.append(f"constants.{canonical}: a string")
+        else:
+            constants[canonical] = value
+
+    units = data.get("units", {})
+    quantity_unit = units.get("quantity", "kg")
+    for key in units:
+        if key != "quantity":
+            problems.append(f"units.{key}: unknown key; only 'quantity'")
+    if quantity_unit not in UNITS:
+        problems.append(f"units.quantity: one of {', '.join(UNITS)} (kg, metric tons, pounds)")
+
+    countries: dict[str, str] = {}
+    for word, code in data.get("countries", {}).items():
+        if not isinstance(code, str) or code.upper() not in ISO_COUNTRIES:
+            problems.append(f"countries.{word}: {code!r} is not an ISO 3166-1 alpha-2 code")
+        else:
+            countries[word.casefold()] = code.upper()
+    values = data.get("values", {})
+    for key in values:
+        if key not in ("unknown", "not_applicable"):
+            problems.append(f"values.{key}: unknown key; 'unknown' or 'not_applicable'")
+    words = {}
+    for key in ("unknown", "not_applicable"):
+        listed = values.get(key, [])
+        if not isinstance(listed, list) or not all(isinstance(w, str) for w in listed):
+            problems.append(f"values.{key}: a list of words")
+            listed = []
+        words[key] = frozenset(w.strip().casefold() for w in listed)
+    if problems:
+        raise MappingError(path, problems)
+    return CsvMapping(
+        path=path, description=str(data.get("description", "")), delimiter=delimiter,
+        encoding=str(encoding), date_format=date_format, decimal_separator=decimal_separator,
+        thousands_separator=thousands_separator, columns=columns, constants=constants,
+        quantity_unit=quantity_unit, countries=countries, unknown_words=words["unknown"],
+        not_applicable_words=words["not_applicable"])
+
+
+@lru_cache(maxsize=64)
+def _cached(path: Path, mtime_ns: int) -> Mapping:
+    return load_mapping(path)
+
+
+def mapping_for(path: Path | None) -> Mapping | None:
+    """The partner's mapping, loaded once per version of the file."""
+    if path is None:
+        return None
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError:
+        mtime = 0
+    return _cached(path, mtime)
+
+
+def preview(mapping: Mapping, source: Path, rows: int = 20) -> str:
+    """What ``mapping`` makes of ``source``: the first ``rows`` canonical CSV rows (for a CSV
+    mapping) or the transformed XML document (for an XSLT mapping). For brokers debugging a
+    mapping before going live; raises ``RejectedSubmission`` as processing would."""
+    import csv
+    import io
+    import tempfile
+
+    from gateway.parse.csv_file import APP_COLUMNS, LINE_COLUMNS, CsvSubmission
+    from gateway.parse.detect import detect_format
+    from gateway.parse.xml_file import prescan, syntax_error
+
+    if isinstance(mapping, XsltMapping):
+        prescan(source)
+        with tempfile.TemporaryDirectory(prefix="aimgw-map-") as tmp:
+            target = Path(tmp) / "mapped.xml"
+            # The same findings as processing (validate.prepare) for what the transform hits.
+            try:
+                mapping.apply(source, target)
+            except etree.XMLSyntaxError as err:
+                raise syntax_error(err) from None
+            except etree.XSLTError as err:
+                raise RejectedSubmission(finding(
+                    "F005", f"The partner mapping {mapping.path.name} could not turn this "
+                    f"document into a submission: {err}.")) from None
+            return target.read_text("utf-8")
+    detect_format(source, mapping.headers, mapping.delimiter)  # F002 as processing finds it
+    submission = CsvSubmission(source, mapping, source.name)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["row", *ALL_COLUMNS])
+    written = 0
+    for chunk in submission.applications():
+        app = chunk.app
+        for line in app.lines:
+            if written >= rows:
+                return buffer.getvalue()
+            writer.writerow([line.source_line, submission.submission_id, app.ref,
+                             *(getattr(app, c) for c in APP_COLUMNS), line.line_no,
+                             *(getattr(line, c) for c in LINE_COLUMNS)])
+            written += 1
+    return buffer.getvalue()

@@ -1,0 +1,533 @@
+"""Safe, streaming parsing of XML submissions (guide section 3).
+
+Nothing is ever expanded or fetched: a DOCTYPE, an entity declaration or an XInclude is F004,
+found in the raw bytes before the parser sees them and checked again on the parsed prolog. The
+file is read with a pull parser fed in chunks: each ``Application`` is validated against the XSD
+on its own (one bad application never rejects the others), handed on, and freed, so memory does
+not grow with the file. Nor does it grow with one application: past its fields and 999 product
+lines (and one more, so that "more than 999" is seen) the completed children of the element
+being read are counted and dropped between chunks, so an application of a million product lines
+(A190) or of a million stray elements (A101) costs no more memory than one of 1,000 lines.
+Nor with attributes: the bytes pass ``parse.xml_guard.AttributeGuard`` (one tag keeps 128), and the
+attributes an application may not have are cut and counted past the first 101
+(``_cut_attributes``), so that only 100 findings and one that counts the rest are kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lxml import etree
+
+from gateway.errors import RejectedSubmission
+from gateway.findings import MAX_FINDINGS, Finding, finding
+from gateway.model import (
+    APPLICATION_FIELDS,
+    LINE_FIELDS,
+    Application,
+    Filer,
+    ProductLine,
+    SubmissionHeader,
+    line_number,
+)
+from gateway.parse.detect import bom_encoding
+from gateway.parse.xml_guard import MARK, AttributeGuard
+from gateway.schemas import submission_schema
+
+NS = "urn:aimgw:license-submission:1"
+SCHEMA_VERSION = "1.0"
+XINCLUDE_NS = "http://www.w3.org/2001/XInclude"
+_XINCLUDE_ANY = "{" + XINCLUDE_NS + "}*"
+_Q = "{" + NS + "}"
+ROOT_TAG = _Q + "LicenseSubmission"
+HEADER_TAG = _Q + "Header"
+APPLICATION_TAG = _Q + "Application"
+PRODUCT_TAG = _Q + "Product"
+
+# XML element name -> model attribute, for applications and product lines.
+APP_TAGS = {_Q + xml: attr for attr, xml in APPLICATION_FIELDS}
+LINE_TAGS = {_Q + xml: attr for attr, xml in LINE_FIELDS}
+XML_NAME_TO_FIELD = {xml: attr for attr, xml in APPLICATION_FIELDS + LINE_FIELDS}
+XML_NAME_TO_FIELD.update({"ref": "ref", "line": "line_no"})
+
+_PROLOG_BYTES = 256 * 1024
+_CHUNK = 64 * 1024
+MAX_LINES = 999
+# Children kept of the Header or Application being read: an application's fields, 999 lines and
+# one more. Completed children past these are counted and dropped (see the module docstring).
+_KEEP = len(APPLICATION_FIELDS) + MAX_LINES + 1
+# Unexpected attributes held in the application being read before they are cut and counted.
+_CUT_WHILE_READING = 20_000
+# libxml2's messages for its size and depth limits (huge_tree=False), which are not syntax errors.
+_LIMIT_MESSAGES = ("XML_PARSE_HUGE", "limit exceeded", "Excessive depth", "huge text node",
+                   "too long", "Huge input lookup")
+_FORBIDDEN = (b"<!DOCTYPE", b"<!ENTITY", b"<!doctype", b"<!entity")
+_ELEMENT_IN_MESSAGE = re.compile(r"Element '(?:\{[^}]*\})?([\w.-]+)'(?:, attribute '([\w.-]+)')?")
+_EXPECTED_IN_MESSAGE = re.compile(r"Expected is (?:one of )?\( ([^)]*) \)")
+_MISSING_ATTRIBUTE_IN_MESSAGE = re.compile(r"The attribute '([\w.-]+)' is required but missing")
+
+
+@dataclass(slots=True)
+class ParsedApplication:
+    """An application as read, with the XSD findings that no value rule can name better."""
+
+    app: Application
+    xsd_errors: list[tuple[int | None, str]]  # (line in file, validator message)
+    element_fields: dict[int, tuple[str | None, str]] | None  # sourceline -> (line_no, field)
+    findings: list[Finding] = field(default_factory=list)  # the parser's own (A190, A101)
+    unlisted: int = 0  # attributes not allowed there that were cut unread (A101 each)
+
+
+def _f004(detail: str) -> RejectedSubmission:
+    return RejectedSubmission(
+        finding("F004", f"{detail}: DOCTYPE, entity declarations, external references and "
+                "XInclude are not accepted. Send plain XML without them.")
+    )
+
+
+def prescan(path: Path) -> bytes:
+    """F004 from the raw bytes of the prolog, before any parser runs; returns those bytes."""
+    with open(path, "rb") as fh:
+        head = fh.read(_PROLOG_BYTES)
+    encoding, skip = bom_encoding(head)
+    if encoding and encoding != "utf-8":
+        head = head[skip:].decode(encoding, errors="ignore").encode("utf-8")
+    for marker in _FORBIDDEN:
+        if marker in head:
+            kind = "DOCTYPE" if b"DOCTYPE" in marker.upper() else "entity declaration"
+            raise _f004(f"The file has a {kind}")
+    if XINCLUDE_NS.encode() in head:
+        raise _f004("The file uses XInclude")
+    _check_prolog(path)
+    return head
+
+
+def _check_prolog(path: Path) -> None:
+    """F004 for a DOCTYPE in an encoding the byte search cannot see (UTF-16 without a BOM,
+    UTF-7, ...) or past the first bytes: parse up to the root element's start tag only, with
+    nothing loaded, expanded or fetched. Other errors are left to the full parse."""
+    parser = etree.XMLPullParser(events=("start",), resolve_entities=False, no_network=True,
+                                 load_dtd=False, huge_tree=False, remove_comments=True,
+                                 remove_pis=True)
+    guard = AttributeGuard()  # a root tag of a million attributes is not built whole
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            try:
+                parser.feed(guard.feed(chunk))
+            except etree.XMLSyntaxError:
+                return
+            for _, el in parser.read_events():
+                if el.getroottree().docinfo.doctype:
+                    raise _f004("The file has a DOCTYPE")
+                return
+
+
+def _root_of(head: bytes) -> tuple[str, str | None, int | None] | None:
+    """The root element's tag and schemaVersion, read from the first bytes only.
+
+    So that a file with the wrong root is F005 at once, instead of being parsed whole.
+    Errors are left to the full parse, which reports them with their line.
+    """
+    parser = etree.XMLPullParser(events=("start",), resolve_entities=False, no_network=True,
+                                 load_dtd=False, huge_tree=False)
+    with contextlib.suppress(etree.XMLSyntaxError):
+        parser.feed(head)
+    try:
+        for _, el in parser.read_events():
+            return el.tag, el.get("schemaVersion"), el.sourceline
+    except etree.XMLSyntaxError:
+        return None
+    return None
+
+
+def _check_child(el: etree._Element) -> None:
+    """Only Header and Application elements belong directly under the root (else F005)."""
+    if el.tag not in (HEADER_TAG, APPLICATION_TAG):
+        raise RejectedSubmission(finding(
+            "F005", f"Unexpected element {el.tag!s} under LicenseSubmission: only one Header "
+            "and Application elements belong there.", source_line=el.sourceline))
+
+
+def _text(el: etree._Element) -> str | None:
+    text = el.text
+    if text is None:
+        return None
+    text = text.strip()
+    return text or None
+
+
+def syntax_error(err: etree.XMLSyntaxError) -> RejectedSubmission:
+    message = str(err)
+    line = err.lineno if err.lineno else None
+    if "UTF-8" in message or "encoding" in message.lower() or "Document labelled" in message:
+        return RejectedSubmission(finding("F009", f"The text is not valid in its encoding: "
+                                          f"{message}. Save the file as UTF-8.",
+                                          source_line=line))
+    if "Detected an entity reference loop" in message or "entity" in message.lower():
+        return _f004(f"The file uses entities ({message})")
+    if any(limit in message for limit in _LIMIT_MESSAGES):
+        detail = re.sub(r",? *(try|use) XML_PARSE_HUGE( option)?", "", message).strip()
+        return RejectedSubmission(finding(
+            "F001", f"The XML exceeds the gateway's parser limits: {detail}. At most 256 levels "
+            "of nesting and 10 MB in one text or attribute value are read.", source_line=line))
+    return RejectedSubmission(finding("F001", f"The XML is not well formed: {message}. Fix the "
+                                      "file so that it parses.", source_line=line))
+
+
+class XmlSubmission:
+    """One XML submission, read once, front to back.
+
+    ``header`` is available after the first application is yielded (or after iteration for an
+    empty file). Raises ``RejectedSubmission`` (F001, F004, F005, F008, F009) while iterating.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.header: SubmissionHeader | None = None
+        self.application_count = 0
+
+    def applications(self) -> Iterator[ParsedApplication]:
+        head = prescan(self.path)
+        root_tag = _root_of(head)
+        if root_tag is not None:
+            self._check_root(*root_tag)
+        schema = submission_schema()
+        # Only Header and Application events reach Python: a product line costs no Python
+        # work until its application is complete.
+        parser = etree.XMLPullParser(
+            events=("start", "end"),
+            tag=(HEADER_TAG, APPLICATION_TAG),
+            resolve_entities=False,
+            load_dtd=False,
+            no_network=True,
+            huge_tree=False,
+            remove_comments=True,
+            remove_pis=True,
+            collect_ids=False,
+        )
+        root: etree._Element | None = None
+        reading: etree._Element | None = None  # the Header or Application still open
+        dropped = _Dropped()
+        guard = AttributeGuard()
+        try:
+            with open(self.path, "rb") as fh:
+                while True:
+                    chunk = fh.read(_CHUNK)
+                    if chunk:
+                        parser.feed(guard.feed(chunk))
+                    else:
+                        parser.feed(guard.close())
+                        closed = parser.close()
+                        if root is None:
+                            root = closed
+                    for event, el in parser.read_events():
+                        parent = el.getparent()
+                        if root is None:
+                            root = parent
+                        if parent is not root or root is None:
+                            continue  # nested: the enclosing application's XSD check reports it
+                        if event == "start":
+                            reading, dropped = el, _Dropped()
+                            continue
+                        reading = None
+                        for before in el.itersiblings(preceding=True):
+                            _check_child(before)
+                        if el.tag == APPLICATION_TAG:
+                            if self.header is None:
+                                raise RejectedSubmission(finding(
+                                    "F005", "The Header must come first, before any Application.",
+                                    source_line=el.sourceline))
+                            if next(el.iter(_XINCLUDE_ANY), None) is not None:
+                                raise _f004("The file uses XInclude")
+                            self.application_count += 1
+                            yield self._application(el, schema, dropped)
+                        elif self.header is None:
+                            if dropped.elements:
+                                raise RejectedSubmission(finding(
+                                    "F005", f"The Header is not valid: it holds more than "
+                                    f"{_KEEP + dropped.elements:,} elements.", field="Header",
+                                    source_line=el.sourceline))
+                            self.header = self._header(el, schema)
+                        else:
+                            raise RejectedSubmission(finding(
+                                "F005", "A second Header: a file holds one submission.",
+                                source_line=el.sourceline))
+                        el.clear()
+                        while el.getprevious() is not None:
+                            del root[0]
+                    if not chunk:
+                        break
+                    if root is not None:
+                        # Completed children of the root that are neither Header nor
+                        # Application: F005 now, before a flood of them fills memory.
+                        for child in root[:-1]:
+                            _check_child(child)
+                    if reading is not None:
+                        dropped.add(_trim(reading))
+                        # Attributes spread over many elements (each under the byte guard's
+                        # cut): removed and counted as they come, not held to the end.
+                        dropped.attributes += _cut_attributes(reading, _CUT_WHILE_READING)
+        except etree.XMLSyntaxError as err:
+            raise syntax_error(err) from None
+        if root is not None:
+            if root.getroottree().docinfo.doctype:
+                raise _f004("The file has a DOCTYPE")
+            self._check_root(root.tag, root.get("schemaVersion"), root.sourceline)
+            for child in root:
+                _check_child(child)
+        if self.header is None:
+            raise RejectedSubmission(finding("F005", "The submission has no Header: add "
+                                             "<Header><SubmissionId>…</SubmissionId></Header>."))
+        if self.application_count == 0:
+            raise RejectedSubmission(finding("F008", "The file holds no Application: nothing "
+                                             "to license."))
+
+    @staticmethod
+    def _check_root(tag: object, version: str | None, line: int | None = None) -> None:
+        if tag != ROOT_TAG:
+            raise RejectedSubmission(finding(
+                "F005", f"The root element is {tag!s}; it must be LicenseSubmission in "
+                f"namespace {NS}.", field="root", value=str(tag), source_line=line))
+        if version != SCHEMA_VERSION:
+            raise RejectedSubmission(finding(
+                "F005", f'schemaVersion must be "{SCHEMA_VERSION}".', field="schemaVersion",
+                value=version, source_line=line))
+
+    @staticmethod
+    def _header(el: etree._Element, schema: etree.XMLSchema) -> SubmissionHeader:
+        if not schema.validate(el):
+            err = schema.error_log.last_error
+            raise RejectedSubmission(finding(
+                "F005", f"The Header is not valid: {err.message if err else 'invalid'}.",
+                field="Header", source_line=err.line if err else el.sourceline))
+        submission_id = _text(el.find(_Q + "SubmissionId"))  # type: ignore[arg-type]
+        created = el.find(_Q + "Created")
+        filer_el = el.find(_Q + "Filer")
+        filer = None
+        if filer_el is not None:
+            values = {
+                "name": "Name", "street": "Street", "city": "City", "state": "State",
+                "postal_code": "PostalCode", "contact_name": "ContactName",
+                "phone": "Phone", "email": "Email",
+            }
+            filer = Filer(**{k: (filer_el.findtext(_Q + v) or "").strip()
+                             for k, v in values.items()})
+        return SubmissionHeader(
+            submission_id, _text(created) if created is not None else None, filer
+        )
+
+    @staticmethod
+    def _application(el: etree._Element, schema: etree.XMLSchema,
+                     dropped: _Dropped | None = None) -> ParsedApplication:
+        parsed = XmlSubmission._read_application(
+            el, schema, dropped.attributes if dropped is not None else 0)
+        if dropped is not None and dropped.elements:
+            parsed.findings.extend(dropped.findings(parsed.app, el.sourceline))
+        return parsed
+
+    @staticmethod
+    def _read_application(el: etree._Element, schema: etree.XMLSchema,
+                          cut_before: int = 0) -> ParsedApplication:
+        unlisted = _cut_attributes(el) + cut_before
+        if not unlisted and schema.validate(el):
+            return ParsedApplication(_valid_application(el), [], None)
+        if unlisted:
+            schema.validate(el)
+        app = _any_application(el)
+        errors = [(e.line, e.message) for e in schema.error_log]
+        # Slow path, only for invalid applications: map file lines to (line_no, field).
+        fields: dict[int, tuple[str | None, str]] = {}
+        for child in el.iter():
+            if not isinstance(child.tag, str):
+                continue
+            local = etree.QName(child).localname
+            parent = child.getparent()
+            line_no = None
+            if child.tag == PRODUCT_TAG:
+                line_no = child.get("line")
+            elif parent is not None and parent.tag == PRODUCT_TAG:
+                line_no = parent.get("line")
+            if child.sourceline is not None:
+                fields.setdefault(child.sourceline, (line_no, XML_NAME_TO_FIELD.get(local, local)))
+        return ParsedApplication(app, errors, fields, unlisted=unlisted)
+
+
+class _Dropped:
+    """What was dropped, unread, from the Header or Application being read (see ``_trim``)."""
+
+    __slots__ = ("attributes", "elements", "lines")
+
+    def __init__(self) -> None:
+        self.elements = 0  # completed children dropped, at any depth
+        self.lines = 0  # of which Product lines of the application itself
+        self.attributes = 0  # attributes not allowed there, removed (``_cut_attributes``)
+
+    def add(self, counts: tuple[int, int]) -> None:
+        self.elements += counts[0]
+        self.lines += counts[1]
+
+    def findings(self, app: Application, source_line: int | None) -> list[Finding]:
+        """A190 for more than 999 lines (with their true number), A101 for stray elements.
+
+        Only for an application that lost elements: the lines kept past the 999th are cut too,
+        so that the rules check 999 lines and report no second A190 with a wrong count.
+        """
+        out = []
+        total = len(app.lines) + self.lines
+        if total > MAX_LINES:
+            del app.lines[MAX_LINES:]
+            out.append(finding(
+                "A190", f"An application holds at most {MAX_LINES} product lines; this one has "
+                f"{total:,}: split it. Only the first {MAX_LINES} were read.", ref=app.ref,
+                field="line_no", value=str(total), source_line=source_line))
+        others = self.elements - self.lines
+        if others:
+            out.append(finding(
+                "A101", f"This application holds {others:,} more elements than its fields and "
+                f"{MAX_LINES} product lines can: they were not read. Send only the elements of "
+                "the schema.", ref=app.ref, source_line=source_line))
+        return out
+
+
+def _trim(el: etree._Element) -> tuple[int, int]:
+    """Drop the completed children of ``el`` past the first ``_KEEP``, and so on down the
+    branch still open; return (elements dropped, Product children of ``el`` among them).
+
+    Only completed elements go: the last child at each level may still be open in the parser,
+    so it stays (as in the usual iterparse idiom of deleting preceding siblings).
+    """
+    elements = lines = 0
+    node: etree._Element | None = el
+    while node is not None:
+        count = len(node)
+        if count > _KEEP + 1:
+            elements += count - 1 - _KEEP
+            if node is el:
+                lines += sum(1 for v in node[_KEEP:count - 1] if v.tag == PRODUCT_TAG)
+            del node[_KEEP:count - 1]
+        node = node[-1] if count else None
+    return elements, lines
+
+
+_ATTRIBUTES = etree.XPath("count(descendant-or-self::*/@*) - count(@ref) - "
+                          "count(p:Product/@line)", namespaces={"p": NS})
+_ALLOWED_ATTRIBUTES = {APPLICATION_TAG: "ref", PRODUCT_TAG: "line"}
+_XSI = "{http://www.w3.org/2001/XMLSchema-instance}"
+
+
+def _cut_attributes(el: etree._Element, threshold: int = MAX_FINDINGS) -> int:
+    """Attributes the schema does not allow, past the first ``MAX_FINDINGS`` + 1 of the
+    application, are removed before the XSD check, and counted (with those the byte guard
+    cut: its marker's number): so that a flood of them costs neither memory nor an XSD error
+    nor a finding each. Nothing is done while there are at most ``threshold`` of them (one
+    XPath count: the usual case). Returns the count removed."""
+    if _ATTRIBUTES(el) <= threshold:
+        return 0
+    budget = MAX_FINDINGS + 1  # enough for the XSD to name the first ones
+    cut = 0
+    for node in el.iter():
+        if not isinstance(node.tag, str) or not len(node.attrib):
+            continue
+        allowed = _ALLOWED_ATTRIBUTES.get(node.tag)
+        kept: list[tuple[str, str]] = []
+        here = 0
+        for name, value in node.attrib.items():
+            if name == allowed or name.startswith(_XSI):
+                kept.append((name, value))
+            elif name == MARK:
+                here += max(int(value), 1) if value.isdigit() else 1
+            elif budget > 0:
+                budget -= 1
+                kept.append((name, value))
+            else:
+                here += 1
+        if here:
+            node.attrib.clear()  # one pass, not a search per attribute removed
+            node.attrib.update(kept)
+            cut += here
+    return cut
+
+
+def _strip(text: str | None) -> str | None:
+    return (text.strip() or None) if text else None
+
+
+def _valid_application(el: etree._Element) -> Application:
+    """Read an application the XSD accepted: element order is known (the hot path)."""
+    app = Application(ref=_strip(el.get("ref")), source_line=el.sourceline)
+    lines = app.lines
+    app_tags = APP_TAGS
+    for child in el:
+        if child.tag == PRODUCT_TAG:
+            texts = [(text.strip() or None) if (text := leaf.text) else None for leaf in child]
+            if len(texts) == 6:  # no Description
+                texts.insert(1, None)
+            hts, description, largest, second, cast, quantity, value = texts
+            lines.append(ProductLine(child.get("line"), hts, description, largest, second,
+                                     cast, quantity, value, child.sourceline))
+        else:
+            setattr(app, app_tags[child.tag], _strip(child.text))
+    return app
+
+
+def _any_application(el: etree._Element) -> Application:
+    """Read an application the XSD rejected: take what can be recognised, by name."""
+    app = Application(ref=el.get("ref"), source_line=el.sourceline)
+    for child in el:
+        if child.tag == PRODUCT_TAG:
+            line = ProductLine(child.get("line"), source_line=child.sourceline)
+            for leaf in child:
+                name = LINE_TAGS.get(leaf.tag)
+                if name is not None:
+                    setattr(line, name, _strip(leaf.text))
+            app.lines.append(line)
+        else:
+            name = APP_TAGS.get(child.tag)
+            if name is not None:
+                setattr(app, name, _strip(child.text))
+    return app
+
+
+def xsd_findings(parsed: ParsedApplication, reported: list[Finding]) -> list[Finding]:
+    """A101 for each XSD error that no finding in ``reported`` already names.
+
+    A missing element is A102 and a value with its own rule code carries that code; the XSD's
+    message about the same element (or about the element that followed a missing one) is then
+    dropped, so that every problem is reported once, with its most precise code.
+    """
+    if not parsed.xsd_errors:
+        return []
+    app = parsed.app
+    named = {(f.line, f.field) for f in reported}
+    named_fields = {f.field for f in reported}
+    missing = {f.field for f in reported if f.code == "A102"}
+    out: list[Finding] = []
+    for line, message in parsed.xsd_errors:
+        match = _ELEMENT_IN_MESSAGE.search(message)
+        element = attribute = None
+        if match:
+            element, attribute = match.group(1), match.group(2)
+        missing_attribute = _MISSING_ATTRIBUTE_IN_MESSAGE.search(message)
+        if missing_attribute:  # a missing ref or line attribute: A102 names it
+            attribute = missing_attribute.group(1)
+        name = attribute or element or ""
+        fld = XML_NAME_TO_FIELD.get(name, name)
+        line_no, _ = (parsed.element_fields or {}).get(line or -1, (None, fld))
+        number = line_number(line_no)
+        if (number, fld) in named or (number is None and fld in named_fields):
+            continue
+        expected = _EXPECTED_IN_MESSAGE.search(message)
+        if expected:
+            names = {XML_NAME_TO_FIELD.get(n.split("}")[-1].strip(), n)
+                     for n in expected.group(1).split(",")}
+            if names & missing:
+                continue
+        if attribute is None and fld in missing and "Missing child" not in message:
+            continue
+        out.append(finding("A101", f"XSD: {message.rstrip('.')} (line {line}).", ref=app.ref,
+                           line=number, field=fld or None, source_line=line))
+    return out

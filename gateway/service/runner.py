@@ -1,0 +1,458 @@
+"""One whole cycle: finish half-done work, then poll every partner once (``run_once``).
+
+``serve`` (scheduling) and the tests call exactly this; nothing else drives the pipeline.
+Each partner is isolated: a partner whose server is down, slow or refusing us fails its own
+poll only, backs off exponentially, and raises one alert when it starts failing and one when
+it recovers.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from gateway import crash
+from gateway.config import Config, PartnerConfig
+from gateway.errors import FatalError, GatewayError, LedgerUnavailable, TransientError
+from gateway.inbox.base import FileRefused, Inbox, NotTaken
+from gateway.inbox.kinds import open_inbox
+from gateway.inbox.liveness import process_ended
+from gateway.inbox.receipt import (
+    DISK_FULL,
+    clean_leftovers,
+    clean_work,
+    disk_full,
+    failure_reason,
+    receive,
+)
+from gateway.ledger.events import EventLog
+from gateway.ledger.store import FileRow, open_ledger
+from gateway.outputs.status_files import write_status_files
+from gateway.service.alerts import Alerts, check_silence
+from gateway.service.process import FileProcessor, processing_date, stored_ack
+from gateway.service.quarantine import (
+    QUARANTINE_AFTER,
+    clear_failures,
+    quarantine,
+    reason_of,
+    record_failure,
+)
+from gateway.storage import Layout
+from gateway.textsafe import printable
+
+log = logging.getLogger("gateway.runner")
+_ERROR_LIMIT = 2000  # characters of a poll's error kept in the ledger
+
+
+@dataclass
+class PollReport:
+    partner: str
+    taken: list[str] = field(default_factory=list)  # file ids
+    skipped: int = 0
+    error: str | None = None
+    backing_off: bool = False
+    leased_elsewhere: bool = False  # another worker is polling this partner
+    file_failed: bool = False  # the error is one file's (counted per file), not the partner's
+
+
+class InboxUnavailable(TransientError):
+    """The partner's server failed while a file was delivered or disposed of: the partner's
+    poll fails (back-off), the file in hand is not counted as a poison file."""
+
+
+def event_log(config: Config) -> EventLog:
+    return EventLog(config.log.events_file, config.log.max_bytes, config.log.backups)
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def worker_name() -> str:
+    """This worker's name in leases: host, process, and a nonce (a pid can be reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+_PROCESS_LOCKS: dict[str, int] = {}
+
+
+def sole_process(data_dir: Path) -> bool:
+    """True when this process holds (or now takes) the data folder's process lock.
+
+    The lock is held for the life of the process, so at most one gateway process at a time
+    may clean a SQLite data folder's work files; others skip the clean-up.
+    """
+    key = str(data_dir.resolve())
+    if key in _PROCESS_LOCKS:
+        return True
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / "gateway.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    _PROCESS_LOCKS[key] = fd  # kept open: the lock ends with the process
+    return True
+
+
+def _dead_local_worker(owner: str) -> bool:
+    """True when ``owner`` (host:pid:nonce) is a process of this machine that has ended."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    return pid_text.isdigit() and process_ended(host, int(pid_text))
+
+
+def _trace_poll(partner: str, worker: str, started: float, ended: float) -> None:
+    """Test hook (``AIMGW_POLL_TRACE=<file>``, unset in production): one line per poll held
+    under a lease, so that a test can prove no two workers ever polled one partner at once."""
+    path = os.environ.get("AIMGW_POLL_TRACE")
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(f"{partner}\t{worker}\t{started:.6f}\t{ended:.6f}\n")
+
+
+class LeaseKeeper:
+    """Renews a partner's lease from its own thread and connection while the work goes on,
+    so that a long file never lets the lease lapse; ``lost`` says another worker took it."""
+
+    def __init__(self, config: Config, partner_id: str, owner: str) -> None:
+        self.config = config
+        self.partner_id = partner_id
+        self.owner = owner
+        self.lost = threading.Event()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"lease-{partner_id}")
+        self._thread.start()
+
+    def _run(self) -> None:
+        seconds = self.config.gateway.lease_seconds
+        ledger = open_ledger(self.config, migrate=False)
+        try:
+            while not self._done.wait(max(0.5, seconds / 3)):
+                if not ledger.renew_lease(self.partner_id, self.owner, seconds, ledger.now()):
+                    self.lost.set()
+                    return
+        except GatewayError:
+            self.lost.set()
+        finally:
+            ledger.close()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+class Runner:
+    """Holds a ledger connection and the event log; ``run_once`` is one full cycle.
+
+    One Runner per thread (the SQLite connection is not shared). ``stop`` is checked between
+    files: when it is set no new file is taken, and the file in hand is finished.
+    """
+
+    def __init__(self, config: Config, as_of: date | None = None,
+                 stop: threading.Event | None = None, events: EventLog | None = None) -> None:
+        self.config = config
+        self.as_of = as_of
+        self.stop = stop or threading.Event()
+        self.ledger = open_ledger(config)
+        self._own_events = events is None
+        self.events = events or event_log(config)
+        self.layout = Layout.of(config)
+        self.processor = FileProcessor(config, self.ledger, self.events, as_of)
+        self.alerts = Alerts(config.alerts, self.events)
+        self.worker = worker_name()
+        self._recovered = False
+
+    def close(self) -> None:
+        self.ledger.close()
+        if self._own_events:
+            self.events.close()
+
+    def recover(self) -> None:
+        """Finish every file a crash left half-done, before any new file is taken.
+
+        Each partner's files are finished under its lease, so that with several workers a
+        file another worker is processing right now is never touched.
+        """
+        try:
+            removed = self._clean_work()
+        except OSError as err:  # a leftover that cannot go never stops the start
+            log.warning("cleaning the work folders at start: %s", err)
+            removed = []
+        if removed:
+            self.events.emit(None, "recovery.cleaned", files=removed)
+        known = {p.id for p in self.config.partners}
+        for partner_id in sorted({row.partner for row in self.ledger.unfinished_files()}):
+            if partner_id not in known:
+                log.warning("files of unknown partner %s left as they are", partner_id)
+                continue
+            partner = self.config.partner(partner_id)
+            if not self._lease(partner_id):
+                continue  # another worker holds it and finishes them
+            try:
+                inbox = open_inbox(partner, self.ledger)
+                try:
+                    self._finish_unfinished(inbox, partner, PollReport(partner_id))
+                finally:
+                    inbox.close()
+            except Exception as err:
+                # The partner's server is down, or its setup broken: its files wait for its
+                # next poll, which reports it. A file that fails was counted by _attempt.
+                self.events.emit(self.ledger, "recovery.deferred", partner=partner_id,
+                                 error=reason_of(err))
+            finally:
+                self.ledger.release_lease(partner_id, self.worker)
+        self.alerts.flush(self.ledger)
+        self._recovered = True
+
+    def _clean_work(self) -> list[str]:
+        if self.ledger.concurrent:
+            # Workers on other machines may be mid-step: only old leftovers are a crash's.
+            return clean_work(self.ledger, self.layout, 2 * self.config.gateway.lease_seconds)
+        if sole_process(self.config.gateway.data_dir):
+            # No other gateway process uses this data folder: every leftover is a crash's.
+            return clean_work(self.ledger, self.layout)
+        # Another process (a running serve, an overlapping run --once) is at work here: its
+        # temp files are not leftovers. It cleaned at its own start.
+        return []
+
+    def _clean_leftovers(self) -> None:
+        """What a worker killed mid-receipt left in work/: removed while the service runs
+        (``clean_work`` at a start waits for 2 x lease_seconds with several workers)."""
+        try:
+            removed = clean_leftovers(self.ledger, self.layout)
+        except (GatewayError, OSError) as err:  # never fails the poll: the next one retries
+            log.warning("cleaning work/: %s", err)
+            return
+        if removed:
+            self.events.emit(None, "recovery.cleaned", files=removed)
+
+    def _lease(self, partner_id: str) -> bool:
+        seconds, now = self.config.gateway.lease_seconds, self.ledger.now()
+        if self.ledger.acquire_lease(partner_id, self.worker, seconds, now):
+            return True
+        # A worker of this machine that died (kill -9, a crash) need not be waited for.
+        owner = self.ledger.lease_owner(partner_id)
+        if owner is not None and _dead_local_worker(owner):
+            self.events.emit(self.ledger, "lease.taken_over", partner=partner_id,
+                             dead_worker=owner)
+            return self.ledger.take_over_lease(partner_id, owner, self.worker, seconds, now)
+        return False
+
+    def lease(self, partner_id: str) -> bool:
+        """Take the partner's lease for work outside a poll (``admin.reprocess``)."""
+        return self._lease(partner_id)
+
+    def run_once(self) -> list[PollReport]:
+        if not self._recovered:
+            self.recover()
+        return [self.poll(p) for p in self.config.partners if p.enabled and
+                not self.stop.is_set()]
+
+    def poll(self, partner: PartnerConfig) -> PollReport:
+        """Take what one partner has waiting, within its per-poll caps and back-off, while
+        holding the partner's lease (no two workers ever poll one partner at once)."""
+        report = PollReport(partner.id)
+        state = self.ledger.partner_state(partner.id)
+        if float(state["next_attempt_at"] or 0) > time.time():  # type: ignore[arg-type]
+            report.backing_off = True
+            return report
+        if not self._lease(partner.id):
+            report.leased_elsewhere = True
+            return report
+        self._clean_leftovers()
+        keeper = LeaseKeeper(self.config, partner.id, self.worker)
+        inbox = open_inbox(partner, self.ledger)
+        started = time.time()
+        try:
+            try:
+                if self._finish_unfinished(inbox, partner, report, keeper):
+                    self._take_new(inbox, partner, report, keeper)
+            except (TransientError, FatalError, OSError) as err:
+                # FatalError here is the partner's own (a key file that cannot be read),
+                # OSError a local disk that is full or gone: it fails this poll (the file in
+                # hand is rolled back, to be taken again), never the gateway or the others.
+                report.error = failure_reason(err)  # "data disk full: ..." for ENOSPC
+            except Exception as err:
+                # A gateway bug in this partner's listing or intake: this poll fails, logged
+                # with its traceback; the other partners are polled all the same.
+                log.exception("poll of %s failed", partner.id)
+                report.error = reason_of(err)
+            if report.error is not None:
+                # A hostile server's text can hold anything (a NUL, which PostgreSQL refuses in
+                # a text column; escape sequences): stored and shown escaped, and bounded.
+                report.error = printable(report.error)[:_ERROR_LIMIT]
+            try:
+                self._record_health(partner, report, state)
+                self._after_poll(partner, report, inbox)  # the inbox still open: status upload
+            except Exception:  # the ledger failing here fails this poll's bookkeeping only
+                log.exception("recording the poll of %s", partner.id)
+        finally:
+            inbox.close()
+            keeper.stop()
+            _trace_poll(partner.id, self.worker, started, time.time())
+            self.ledger.release_lease(partner.id, self.worker)
+        return report
+
+    def _after_poll(self, partner: PartnerConfig, report: PollReport, inbox: Inbox) -> None:
+        """Silence alerts, the webhook, the partner's status files: none of them fails a poll."""
+        try:
+            check_silence(self.ledger, self.alerts, partner)
+        except GatewayError as err:  # the ledger busy: the next poll checks again
+            log.warning("silence check of %s: %s", partner.id, err)
+        self.alerts.flush(self.ledger)
+        if partner.status_files:
+            # Not uploaded when the poll failed: the server is likely down, and a second
+            # connection attempt would only double the wait.
+            write_status_files(self.ledger, self.layout, partner,
+                               inbox if report.error is None else None, self.events)
+
+    def _take_new(self, inbox: Inbox, partner: PartnerConfig, report: PollReport,
+                  keeper: LeaseKeeper) -> None:
+        budget_files, budget_bytes = partner.max_files, partner.max_bytes
+        for remote in inbox.list():
+            if self.stop.is_set() or keeper.lost.is_set():
+                break
+            if self.ledger.already_taken(partner.id, remote.name, remote.size, remote.mtime):
+                report.skipped += 1
+                continue
+            if budget_files <= 0 or (remote.size > budget_bytes and report.taken):
+                break  # the rest waits for the next poll: no partner starves the others
+            budget_files -= 1
+            budget_bytes -= remote.size
+            today = processing_date(self.config, self.as_of)
+            try:
+                file_id = receive(inbox, remote, self.ledger, self.layout, self.events, today,
+                                  self.config.gateway.max_file_bytes)
+            except NotTaken as why:  # that file's trouble, not the poll's: the rest go on
+                self.events.emit(self.ledger, "file.not_taken", partner=partner.id,
+                                 name=remote.name, reason=str(why))
+                continue
+            report.taken.append(file_id)
+            row = self.ledger.file(file_id)
+            assert row is not None
+            if not self._attempt(inbox, row, report):
+                return
+
+    def _finish_unfinished(self, inbox: Inbox, partner: PartnerConfig, report: PollReport,
+                           keeper: LeaseKeeper | None = None) -> bool:
+        """Finish what a crash or an earlier failure left; False when a file failed (the
+        poll ends there: the file is tried first again until it is quarantined)."""
+        for row in self.ledger.unfinished_for(partner.id):
+            if self.stop.is_set() or (keeper is not None and keeper.lost.is_set()):
+                return False
+            if not self._attempt(inbox, row, report):
+                return False
+        return True
+
+    def _attempt(self, inbox: Inbox, row: FileRow, report: PollReport) -> bool:
+        """``_complete`` one file; whatever it raises (content, name, disk, database, memory,
+        a gateway bug, the server refusing this file) fails this file only: counted, and
+        quarantined at the third failure in a row. False when it failed and is to be tried
+        first again; True when it is done or now set aside (the poll goes on with the
+        partner's other files). The partner's server being down is the poll's."""
+        try:
+            self._complete(inbox, row)
+            return True
+        except (InboxUnavailable, LedgerUnavailable):
+            raise  # the server or the ledger, not the file: the poll fails, nothing counted
+        except Exception as err:
+            if disk_full(err):
+                # The gateway's own disk, not the file: the poll fails ("data disk full",
+                # alert at once) and the file, rolled back, is not counted towards quarantine.
+                raise
+            if isinstance(err, GatewayError):  # a known condition, its message says it all
+                log.error("file %s of %s failed: %s", row.file_id, row.partner, err)
+            else:  # a gateway bug: the traceback is for the operators
+                log.exception("file %s of %s failed", row.file_id, row.partner)
+            reason = reason_of(err)
+            report.file_failed = True
+            report.error = (f"file {row.file_id} ({printable(row.remote_name)}) failed: "
+                            f"{reason}")
+            try:
+                failures = record_failure(self.ledger, self.events, row, reason)
+                if failures >= QUARANTINE_AFTER:
+                    quarantine(self.processor, self.alerts, inbox, row, reason, failures)
+                    report.error += f"; quarantined after {failures} failures in a row"
+                    return True
+            except Exception:  # the ledger itself failing: the file is tried again
+                log.exception("could not record the failure of file %s", row.file_id)
+            return False
+
+    def attempt(self, inbox: Inbox, row: FileRow, report: PollReport) -> bool:
+        """``_attempt`` for work outside a poll (``admin.reprocess``): the file is taken to
+        DONE, or its failure is counted as a poll's would be."""
+        return self._attempt(inbox, row, report)
+
+    def _complete(self, inbox: Inbox, row: FileRow) -> None:
+        row = self.processor.finish(row)
+        if row.state == "ARCHIVED":
+            left = None
+            try:
+                inbox.deliver(stored_ack(self.layout, row), row.ack_name or row.file_id)
+                if row.reprocess_of is None:
+                    left = inbox.dispose(row)
+            except FileRefused:
+                raise  # this file's failure, counted by _attempt
+            except TransientError as err:  # the server, not the file
+                raise InboxUnavailable(str(err)) from err
+            with self.ledger.transaction():
+                if left is not None:
+                    self.events.emit(self.ledger, "file.not_disposed", partner=row.partner,
+                                     file_id=row.file_id, reason=left)
+                self.ledger.update_file(row.file_id, state="DONE")
+                clear_failures(self.ledger, row.file_id)
+                self.events.emit(self.ledger, "file.done", partner=row.partner,
+                                 file_id=row.file_id, ack_delivered=row.ack_name)
+            crash.point("after_disposition")
+
+    def _record_health(self, partner: PartnerConfig, report: PollReport,
+                       state: dict[str, object]) -> None:
+        """Failures back off exponentially; one alert per failing spell, one on recovery."""
+        now = time.time()
+        failures = int(state["failures"] or 0)  # type: ignore[call-overload]
+        alerting = bool(state["alerting"])
+        with self.ledger.transaction():
+            if report.error is None or report.file_failed:
+                # A failing file is counted (and alerted) per file, not as the partner's
+                # server failing: no back-off, so that it reaches quarantine in 3 polls.
+                self.ledger.set_partner_state(
+                    partner.id, failures=0, last_error=report.error, last_poll_at=_now_iso(),
+                    last_success_at=_now_iso(), next_attempt_at=0, alerting=0)
+                if alerting:
+                    self.alerts.emit(self.ledger, "partner.recovered", partner=partner.id,
+                                     after_failures=failures)
+                return
+            failures += 1
+            # A full data disk stops every partner: alerted at once, not after N failures.
+            alert = failures >= partner.failure_alert_after or report.error.startswith(DISK_FULL)
+            interval = partner.interval_seconds or self.config.gateway.poll_interval_seconds
+            delay = min(partner.max_backoff_seconds, interval * 2 ** (failures - 1))
+            self.ledger.set_partner_state(
+                partner.id, failures=failures, last_error=report.error, last_poll_at=_now_iso(),
+                next_attempt_at=now + delay if failures > 1 else 0,
+                alerting=int(alerting or alert))
+            self.events.emit(self.ledger, "partner.error", partner=partner.id,
+                             error=report.error, failures=failures, retry_in_s=delay)
+            if not alerting and alert:
+                self.alerts.emit(self.ledger, "partner.failing", partner=partner.id,
+                                 failures=failures, error=report.error)
+
+
+def run_once(config: Config, as_of: date | None = None) -> list[PollReport]:
+    """One whole cycle with a fresh Runner, closed afterwards: what `run --once` does."""
+    runner = Runner(config, as_of=as_of)
+    try:
+        return runner.run_once()
+    finally:
+        runner.close()

@@ -1,0 +1,2 @@
+"""Validation: phase 1 (staging: XSD and the AIM rules, every application checked and
+spooled)."""

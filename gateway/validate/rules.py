@@ -1,0 +1,366 @@
+"""The AIM value rules of guide section 6 (A1xx), effective-dated by the processing date.
+
+``check_application`` returns every finding of one application and what the licensing step
+needs (covered lines, derived product group and unit value). It never raises on bad data and
+never reads the ledger: A104/A105/I201 are decided later, with the whole file and the ledger.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Literal
+
+from gateway.countries import ISO_COUNTRIES, NOT_APPLICABLE, UNKNOWN
+from gateway.findings import Finding, finding
+from gateway.model import (
+    REQUIRED_APPLICATION_FIELDS,
+    REQUIRED_LINE_FIELDS,
+    Application,
+    ProductLine,
+    line_number,
+)
+from gateway.validate.amounts import decimal_places
+from gateway.validate.hts import PROGRAM_START, CoveredHts, CoveredList
+
+# Sorted so that findings come out in the same order in every process (frozenset order is not).
+_REQUIRED_APP = tuple(sorted(REQUIRED_APPLICATION_FIELDS))
+_REQUIRED_LINE = tuple(sorted(REQUIRED_LINE_FIELDS))
+
+ENTRY_TYPES = frozenset(
+    {"01", "03", "06", "11", "21", "22", "23", "31", "32", "34", "38", "61", "62", "63", "FZ"}
+)
+LICENSED_ENTRY_TYPES = frozenset({"01", "03", "31", "32", "34", "38", "FZ"})
+EXEMPT_ENTRY_TYPES = {
+    "11": "informal entry",
+    "21": "warehouse entry",
+    "22": "re-warehouse entry",
+    "23": "temporary importation under bond",
+    "61": "immediate transportation",
+    "62": "transportation and exportation",
+    "63": "immediate exportation",
+}
+SPECIAL_SMELT = (UNKNOWN, NOT_APPLICABLE)
+
+# [0-9], never \d: \d (like str.isdigit, int and Decimal) takes the digits of every script,
+# and a port of Arabic-Indic digits would pass, then leave blanks in the ACE records.
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_PORT = re.compile(r"[0-9]{4}")
+_ENTRY_NUMBER = re.compile(r"[A-Z0-9]{3}[0-9]{8}")
+
+# add(code, message, field, value, line=None, source_line=...): records one finding.
+AddFinding = Callable[..., None]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """When a rule applies: between two processing dates, both inclusive (None = open)."""
+
+    code: str
+    valid_from: date | None = None
+    valid_through: date | None = None
+
+    def applies(self, on: date) -> bool:
+        return (self.valid_from is None or on >= self.valid_from) and (
+            self.valid_through is None or on <= self.valid_through
+        )
+
+
+# Rules whose force depends on the processing date. Every other rule applies on every date.
+# 86 FR 27513: "unknown" smelt countries were accepted through 2022-06-28.
+DATED_RULES = (Rule("A121", valid_from=date(2022, 6, 29)),)
+
+
+def active_dated_rules(on: date) -> frozenset[str]:
+    """The dated rule codes in force on the processing date ``on``."""
+    return frozenset(rule.code for rule in DATED_RULES if rule.applies(on))
+
+
+@dataclass(frozen=True)
+class RuleContext:
+    """Everything the rules depend on besides the application itself."""
+
+    processing_date: date
+    covered: CoveredList
+    unit_value_min: Decimal = Decimal(500)
+    unit_value_max: Decimal = Decimal(60000)
+    low_value_usd: Decimal = Decimal(5000)
+    max_days_before_import: int = 60
+    max_days_after_import: int = 15
+    # CSV has no XSD: type errors (a date that is not a date) are the rules' A101 there.
+    source_format: Literal["xml", "csv"] = "xml"
+    dated: frozenset[str] = field(default=frozenset())
+
+    def __post_init__(self) -> None:
+        if not self.dated:
+            object.__setattr__(self, "dated", active_dated_rules(self.processing_date))
+
+
+@dataclass(slots=True)
+class LineResult:
+    line: ProductLine
+    hts10: str | None
+    covered: CoveredHts | None
+    unit_value: Decimal | None  # USD per metric ton
+    quantity: Decimal | None = None  # kg, when valid (A140 passed)
+    value: Decimal | None = None  # USD, when valid (A141 passed)
+
+
+@dataclass(slots=True)
+class ApplicationCheck:
+    """The outcome of the value rules for one application."""
+
+    findings: list[Finding]
+    lines: list[LineResult]
+    exempt: bool  # A170 or A153: NOT_REQUIRED whatever the lines are
+
+    @property
+    def rejected(self) -> bool:
+        return any(f.is_error for f in self.findings)
+
+    @property
+    def covered_lines(self) -> list[ProductLine]:
+        return [r.line for r in self.lines if r.covered is not None]
+
+
+def _decimal(text: str) -> Decimal | None:
+    if not text.isascii():  # Decimal("٢٤٠٠٠") is 24000: digits are ASCII only
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        return None
+    return value if value.is_finite() else None
+
+
+def _date(text: str) -> date | None:
+    if not _DATE.fullmatch(text):
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def check_application(app: Application, ctx: RuleContext) -> ApplicationCheck:
+    """Run every value rule on ``app``; collect all findings, never stop at the first."""
+    out: list[Finding] = []
+    ref = app.ref
+    src = app.source_line
+    csv_types = ctx.source_format == "csv"
+
+    def add(code: str, message: str, fld: str | None, value: str | None,
+            line: int | None = None, source_line: int | None = src) -> None:
+        out.append(finding(code, message, ref=ref, line=line, field=fld, value=value,
+                           source_line=source_line))
+
+    if not ref:
+        add("A102", "The application ref is required: give your own reference (PO, shipment).",
+            "ref", None)
+    for name in _REQUIRED_APP:
+        if not getattr(app, name):
+            add("A102", f"{name} is required: give a value.", name, None)
+
+    exempt = False
+    entry_type = app.entry_type
+    if entry_type:
+        if entry_type not in ENTRY_TYPES:
+            add("A110", f"Entry type {entry_type!r} is not a CBP entry type this gateway knows; "
+                "use one of " + ", ".join(sorted(ENTRY_TYPES)) + ".", "entry_type", entry_type)
+        elif entry_type == "06":
+            add("A111", "CBP rejects license code 28 on entry type 06 (FTZ consumption entry): "
+                "apply for the license on the FTZ admission instead (entry type FZ).",
+                "entry_type", entry_type)
+        elif entry_type in EXEMPT_ENTRY_TYPES:
+            exempt = True
+            add("A170", f"Entry type {entry_type} ({EXEMPT_ENTRY_TYPES[entry_type]}) needs no AIM "
+                "license; nothing was issued.", "entry_type", entry_type)
+
+    number = app.entry_number
+    if number and not _ENTRY_NUMBER.fullmatch(number):
+        add("A191", "Entry number must be 11 characters: the 3-character filer code, 7 digits "
+            "and the check digit (e.g. ABC12345678); leave it out if not yet known.",
+            "entry_number", number)
+
+    for name in ("country_of_origin", "country_of_export"):
+        value = getattr(app, name)
+        if value and value not in ISO_COUNTRIES:
+            add("A120", f"{name} must be an ISO 3166-1 alpha-2 country code (e.g. CA).",
+                name, value)
+
+    export_date = import_date = None
+    for name in ("expected_export_date", "expected_import_date"):
+        value = getattr(app, name)
+        if value:
+            parsed = _date(value)
+            if parsed is None and csv_types:
+                add("A101", f"{name} must be a date YYYY-MM-DD.", name, value)
+            if name == "expected_export_date":
+                export_date = parsed
+            else:
+                import_date = parsed
+    if export_date and import_date and export_date > import_date:
+        add("A150", "The expected export date is after the expected import date: correct "
+            "one of them.", "expected_export_date", app.expected_export_date)
+    if import_date:
+        today = ctx.processing_date
+        if import_date < PROGRAM_START:
+            exempt = True
+            add("A153", "The expected import date is before 2021-06-28, when AIM licensing "
+                "started: no license is needed.", "expected_import_date", app.expected_import_date)
+        if import_date > today + timedelta(days=ctx.max_days_before_import):
+            add("A151", f"A license can be applied for no earlier than "
+                f"{ctx.max_days_before_import} days before import: send this application on or "
+                f"after {import_date - timedelta(days=ctx.max_days_before_import)}.",
+                "expected_import_date", app.expected_import_date)
+        elif import_date < today - timedelta(days=ctx.max_days_after_import):
+            add("A152", f"The expected import date is more than {ctx.max_days_after_import} days "
+                "in the past: check the date.", "expected_import_date", app.expected_import_date)
+
+    port = app.port_of_entry
+    if port and not _PORT.fullmatch(port):
+        add("A160", "Port of entry must be a 4-digit CBP Schedule D code (e.g. 3004).",
+            "port_of_entry", port)
+
+    lines = _check_lines(app, ctx, add)
+    if len(app.lines) > 999:
+        add("A190", f"An application holds at most 999 product lines; this one has "
+            f"{len(app.lines)}: split it.", "line_no", str(len(app.lines)))
+
+    # The total is known only when every covered line has a valid value (else A102/A101/A141).
+    covered_values = [r.value for r in lines if r.covered]
+    known = all(v is not None for v in covered_values)
+    covered_value = sum((v for v in covered_values if v is not None), Decimal(0))
+    if covered_values and known and not exempt and covered_value < ctx.low_value_usd:
+        add("A171", f"The covered lines total ${covered_value:,.2f}, under "
+            f"${ctx.low_value_usd:,.0f}: a reusable low-value license could be used instead; "
+            "this gateway issues a regular license when the application is otherwise valid.",
+            "value_usd", str(covered_value))
+    return ApplicationCheck(out, lines, exempt)
+
+
+def _check_lines(app: Application, ctx: RuleContext, add: AddFinding) -> list[LineResult]:
+    """Line rules (hot path: one call per product line of the file)."""
+    results: list[LineResult] = []
+    seen: set[str] = set()
+    on = ctx.processing_date
+    covered_list = ctx.covered
+    unknown_banned = "A121" in ctx.dated
+    csv_types = ctx.source_format == "csv"
+    covered_items = covered_list.items if on >= covered_list.effective_from else {}
+    for line in app.lines:
+        src = line.source_line
+        line_no = line.line_no
+        no = line_number(line_no)
+        if line_no is None:
+            add("A102", "Every product line needs its line number.", "line_no", None, no, src)
+        else:
+            key = line_no if no is None else str(no)  # "01" is line 1 (as in the digest)
+            if key in seen:
+                add("A190", f"Line number {line_no} is used twice in this application: "
+                    "number the lines 1, 2, 3...", "line_no", line_no, no, src)
+            seen.add(key)
+            if csv_types and (no is None or not 1 <= no <= 999):
+                add("A101", "line_no must be a whole number from 1 to 999.", "line_no",
+                    line_no, no, src)
+        hts = line.hts
+        largest = line.smelt_country_largest
+        second = line.smelt_country_second
+        cast = line.cast_country
+        if not (hts and largest and second and cast and line.quantity_kg and line.value_usd):
+            for name in _REQUIRED_LINE:
+                if not getattr(line, name):
+                    add("A102", f"{name} is required: give a value.", name, None, no, src)
+                    if name == "cast_country":
+                        # A124 names this case too; both are reported so either reading
+                        # finds it.
+                        add("A124", "The country of most recent cast is required.", name, None,
+                            no, src)
+
+        hts10 = None
+        entry = None
+        if hts:
+            digits = hts.replace(".", "") if csv_types else hts
+            if len(digits) == 10 and digits.isascii() and digits.isdigit():
+                hts10 = digits
+                entry = covered_items.get(digits)
+                if entry is None:
+                    add("A131", f"HTS {hts} is not covered by AIM on {on}: this line needs no "
+                        "license and is left out of it.", "hts", hts, no, src)
+                    if covered_list.in_aim_heading(digits) and digits not in covered_list.items:
+                        add("A132", f"HTS {hts} is under an AIM heading but not on the covered "
+                            "list: check the HTS edition.", "hts", hts, no, src)
+            else:
+                add("A130", "HTS must be the 10-digit HTSUS statistical number (e.g. "
+                    "7606123045).", "hts", hts, no, src)
+
+        for name, value in (("smelt_country_largest", largest), ("smelt_country_second", second)):
+            if value in ISO_COUNTRIES:
+                continue
+            if value and value not in SPECIAL_SMELT:
+                add("A120", f"{name} must be an ISO alpha-2 country, UNKNOWN or "
+                    "NOT_APPLICABLE.", name, value, no, src)
+            if value == UNKNOWN and unknown_banned:
+                add("A121", f"{name} UNKNOWN is not accepted after 2022-06-28: give the country "
+                    "where the primary aluminum was smelted.", name, value, no, src)
+        if largest and second:
+            if largest == NOT_APPLICABLE and second != NOT_APPLICABLE:
+                add("A122", "Largest smelt is NOT_APPLICABLE (secondary aluminum only), so the "
+                    "second-largest must be NOT_APPLICABLE too.", "smelt_country_second",
+                    second, no, src)
+            elif largest == UNKNOWN and second not in SPECIAL_SMELT:
+                add("A125", "Largest smelt is UNKNOWN but a second-largest country is given: "
+                    "state the largest smelt country.", "smelt_country_second", second, no, src)
+            elif largest == second and largest not in SPECIAL_SMELT:
+                add("A123", "The second-largest smelt country equals the largest: with a single "
+                    "source of primary aluminum state the second as NOT_APPLICABLE.",
+                    "smelt_country_second", second, no, src)
+
+        if cast and cast not in ISO_COUNTRIES:
+            if cast in SPECIAL_SMELT:
+                add("A124", "The country of most recent cast is required and cannot be UNKNOWN "
+                    "or NOT_APPLICABLE.", "cast_country", cast, no, src)
+            else:
+                add("A120", "cast_country must be an ISO alpha-2 country code.",
+                    "cast_country", cast, no, src)
+
+        quantity = _amount(line.quantity_kg, "quantity_kg", 3, "A140", no, src, csv_types, add)
+        value = _amount(line.value_usd, "value_usd", 2, "A141", no, src, csv_types, add)
+        unit_value = None
+        if quantity and value:
+            unit_value = (value * 1000 / quantity).quantize(Decimal("0.01"))
+            if entry is not None and not ctx.unit_value_min <= unit_value <= ctx.unit_value_max:
+                add("A180", f"Unit value {unit_value} USD per metric ton is outside the plausible "
+                    f"range {ctx.unit_value_min}–{ctx.unit_value_max}: check quantity and value.",
+                    "value_usd", line.value_usd, no, src)
+        results.append(LineResult(line, hts10, entry, unit_value, quantity, value))
+    return results
+
+
+AMOUNT_MAX = Decimal(9_999_999_999)
+
+
+def _amount(text: str | None, name: str, places: int, code: str, no: int | None,
+            src: int | None, csv_types: bool, add: AddFinding) -> Decimal | None:
+    """Parse a positive amount with at most ``places`` decimals; report it when it is not."""
+    if not text:
+        return None
+    value = _decimal(text)
+    if value is None:
+        if csv_types:
+            add("A101", f"{name} must be a decimal number.", name, text, no, src)
+        return None
+    if value > AMOUNT_MAX:
+        # The ACE 50 record holds at most 10 whole digits (value in dollars, quantity in kg);
+        # a larger amount cannot be sent to CBP (and a huge exponent would overflow below).
+        add(code, f"{name} must be at most {AMOUNT_MAX:,}: check the amount and its unit.",
+            name, text, no, src)
+        return None
+    if value <= 0 or decimal_places(text) > places:
+        add(code, f"{name} must be greater than 0 with at most {places} decimals.",
+            name, text, no, src)
+        return None
+    return value
