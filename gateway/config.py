@@ -31,6 +31,7 @@ from typing import Any, Final, Literal
 
 from gateway.errors import ConfigError, FatalError
 from gateway.model import Filer
+from gateway.validate import rules
 
 DEFAULT_CONFIG_NAME = "config.toml"
 CONFIG_ENV_VAR = "AIMGW_CONFIG"
@@ -123,11 +124,16 @@ class GatewaySettings:
 class RuleSettings:
     """Limits of the AIM rules (guide section 6)."""
 
-    unit_value_min_usd_per_mt: float = setting(500.0, "A180: lowest plausible unit value", POSITIVE)
-    unit_value_max_usd_per_mt: float = setting(60000.0, "A180: highest plausible", POSITIVE)
-    low_value_usd: float = setting(5000.0, "A171: covered value below this is low", NON_NEGATIVE)
-    max_days_before_import: int = setting(60, "A151: import at most this far ahead", NON_NEGATIVE)
-    max_days_after_import: int = setting(15, "A152: import at most this long ago", NON_NEGATIVE)
+    unit_value_min_usd_per_mt: float = setting(
+        float(rules.DEFAULT_UNIT_VALUE_MIN), "A180: lowest plausible unit value", POSITIVE)
+    unit_value_max_usd_per_mt: float = setting(
+        float(rules.DEFAULT_UNIT_VALUE_MAX), "A180: highest plausible", POSITIVE)
+    low_value_usd: float = setting(
+        float(rules.DEFAULT_LOW_VALUE_USD), "A171: covered value below this is low", NON_NEGATIVE)
+    max_days_before_import: int = setting(
+        rules.DEFAULT_MAX_DAYS_BEFORE_IMPORT, "A151: import at most this far ahead", NON_NEGATIVE)
+    max_days_after_import: int = setting(
+        rules.DEFAULT_MAX_DAYS_AFTER_IMPORT, "A152: import at most this long ago", NON_NEGATIVE)
 
     def cross_checks(self) -> Iterator[tuple[str, str]]:
         if self.unit_value_min_usd_per_mt >= self.unit_value_max_usd_per_mt:

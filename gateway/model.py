@@ -33,6 +33,9 @@ LINE_FIELDS: tuple[tuple[str, str], ...] = (
     ("value_usd", "ValueUSD"),
 )
 
+# Product lines in one application (guide section 2: 1..999; more is A190), for every format.
+MAX_LINES = 999
+
 REQUIRED_APPLICATION_FIELDS = frozenset(
     {
         "entry_type",

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from gateway.admin.queries import files, ledger_exists, licenses
+from gateway.admin.queries import ledger_exists
 from gateway.config import Config
 from gateway.errors import FatalError, GatewayError, TransientError
 from gateway.inbox.base import Inbox, copy_with_digest
@@ -27,8 +27,6 @@ from gateway.service.process import processing_date
 from gateway.service.quarantine import QUARANTINE_AFTER, failure
 from gateway.service.runner import InboxUnavailable, LeaseKeeper, PollReport, Runner, event_log
 from gateway.storage import Layout
-
-__all__ = ["PurgeReport", "ReprocessFailed", "files", "licenses", "purge", "reprocess"]
 
 Watch = Callable[[Path], AbstractContextManager[object]]
 

@@ -19,8 +19,6 @@ from gateway.ledger.store import QUARANTINED_IDS, FileRow, Ledger, open_ledger
 from gateway.service.alerts import ALERT_EVENTS, last_file_at, silence
 from gateway.service.quarantine import failure, mark_quarantined, quarantined_count
 
-FILE_STATUSES = ("ACCEPTED", "PARTIAL", "REJECTED", "DUPLICATE", "FAILED", "IN PROGRESS",
-                 "QUARANTINED")
 LICENSE_COLUMNS = ("license_number", "partner", "ref", "importer", "exporter", "manufacturer",
                    "country_of_origin", "entry_type", "port_of_entry", "issue_date",
                    "valid_from", "valid_through", "file_id", "lines", "quantity_kg",

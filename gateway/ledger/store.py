@@ -316,11 +316,6 @@ class Ledger:
             "INSERT INTO findings (file_id, ref, line, code, severity, field, value, message, "
             "source_line) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
-    def delete_file_results(self, file_id: str) -> None:
-        """Drop what a file produced (for reprocessing a file that issued no license)."""
-        for table in ("findings", "applications"):
-            self.db.execute(f"DELETE FROM {table} WHERE file_id = ?", (file_id,))
-
     # -- events ------------------------------------------------------------------------------
 
     def add_event(self, at: str, kind: str, partner: str | None, file_id: str | None,

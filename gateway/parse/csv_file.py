@@ -22,6 +22,7 @@ from gateway.findings import Finding, finding
 from gateway.model import (
     APPLICATION_FIELDS,
     LINE_FIELDS,
+    MAX_LINES,
     Application,
     ProductLine,
     line_number,
@@ -41,7 +42,6 @@ SUBMISSION_ID_LIMIT = 35
 
 FIELD_SIZE_LIMIT = 64 * 1024  # bytes in one cell: a longer cell is a broken or hostile file
 MAX_COLUMNS = 200
-MAX_LINES = 999  # product lines in one application (guide section 2; more is A190)
 
 
 @dataclass(frozen=True)

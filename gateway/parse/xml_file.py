@@ -28,6 +28,7 @@ from gateway.findings import MAX_FINDINGS, Finding, finding
 from gateway.model import (
     APPLICATION_FIELDS,
     LINE_FIELDS,
+    MAX_LINES,
     Application,
     Filer,
     ProductLine,
@@ -56,7 +57,6 @@ XML_NAME_TO_FIELD.update({"ref": "ref", "line": "line_no"})
 
 _PROLOG_BYTES = 256 * 1024
 _CHUNK = 64 * 1024
-MAX_LINES = 999
 # Children kept of the Header or Application being read: an application's fields, 999 lines and
 # one more. Completed children past these are counted and dropped (see the module docstring).
 _KEEP = len(APPLICATION_FIELDS) + MAX_LINES + 1

@@ -40,10 +40,6 @@ class CoveredList:
     def in_aim_heading(hts10: str) -> bool:
         return hts10.startswith(AIM_HEADING_PREFIXES)
 
-    @property
-    def product_groups(self) -> list[str]:
-        return sorted({item.product_group for item in self.items.values()})
-
 
 @cache
 def covered_list() -> CoveredList:

@@ -30,10 +30,17 @@ from gateway.validate.hts import PROGRAM_START, CoveredHts, CoveredList
 _REQUIRED_APP = tuple(sorted(REQUIRED_APPLICATION_FIELDS))
 _REQUIRED_LINE = tuple(sorted(REQUIRED_LINE_FIELDS))
 
+# The rules' limits by default (guide section 6: A180 unit value in USD per metric ton, A171
+# low value, A151/A152 days around the import date); config.toml may change them ([rules]).
+DEFAULT_UNIT_VALUE_MIN = Decimal(500)
+DEFAULT_UNIT_VALUE_MAX = Decimal(60000)
+DEFAULT_LOW_VALUE_USD = Decimal(5000)
+DEFAULT_MAX_DAYS_BEFORE_IMPORT = 60
+DEFAULT_MAX_DAYS_AFTER_IMPORT = 15
+
 ENTRY_TYPES = frozenset(
     {"01", "03", "06", "11", "21", "22", "23", "31", "32", "34", "38", "61", "62", "63", "FZ"}
 )
-LICENSED_ENTRY_TYPES = frozenset({"01", "03", "31", "32", "34", "38", "FZ"})
 EXEMPT_ENTRY_TYPES = {
     "11": "informal entry",
     "21": "warehouse entry",
@@ -81,15 +88,16 @@ def active_dated_rules(on: date) -> frozenset[str]:
 
 @dataclass(frozen=True)
 class RuleContext:
-    """Everything the rules depend on besides the application itself."""
+    """Everything the rules depend on besides the application itself. The defaults are the
+    configuration's (``config.RuleSettings`` takes them from here: one place)."""
 
     processing_date: date
     covered: CoveredList
-    unit_value_min: Decimal = Decimal(500)
-    unit_value_max: Decimal = Decimal(60000)
-    low_value_usd: Decimal = Decimal(5000)
-    max_days_before_import: int = 60
-    max_days_after_import: int = 15
+    unit_value_min: Decimal = DEFAULT_UNIT_VALUE_MIN
+    unit_value_max: Decimal = DEFAULT_UNIT_VALUE_MAX
+    low_value_usd: Decimal = DEFAULT_LOW_VALUE_USD
+    max_days_before_import: int = DEFAULT_MAX_DAYS_BEFORE_IMPORT
+    max_days_after_import: int = DEFAULT_MAX_DAYS_AFTER_IMPORT
     # CSV has no XSD: type errors (a date that is not a date) are the rules' A101 there.
     source_format: Literal["xml", "csv"] = "xml"
     dated: frozenset[str] = field(default=frozenset())

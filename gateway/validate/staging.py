@@ -151,7 +151,7 @@ class Reader:
                                     application_digest(parsed.app))
 
     def raw_csv(self) -> Iterator[CsvApplication]:
-        """The runs of rows, their line bound not yet applied (``parse_csv.closed``)."""
+        """The runs of rows, their line bound not yet applied (``parse.csv_file.closed``)."""
         assert self._csv is not None
         return self._csv.applications(close=False)
 
@@ -192,7 +192,7 @@ def _joined_csv(reader: Reader, spool: Path) -> Iterator[StagedApplication]:
     The runs go to a scratch SQLite file on disk, and a ref that comes back is joined from
     there where its first run stands: memory holds one application at a time, however many
     refs come back how often (red-team finding 7 of issue 10), and each keeps at most
-    MAX_LINES + 1 lines, like consecutive rows (``parse_csv.join``).
+    MAX_LINES + 1 lines, like consecutive rows (``parse.csv_file.join``).
     """
     store = spool.with_name(spool.name + ".runs")
     store.unlink(missing_ok=True)
