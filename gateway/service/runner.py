@@ -111,15 +111,6 @@ def _dead_local_worker(owner: str) -> bool:
     return pid_text.isdigit() and process_ended(host, int(pid_text))
 
 
-def _trace_poll(partner: str, worker: str, started: float, ended: float) -> None:
-    """Test hook (``AIMGW_POLL_TRACE=<file>``, unset in production): one line per poll held
-    under a lease, so that a test can prove no two workers ever polled one partner at once."""
-    path = os.environ.get("AIMGW_POLL_TRACE")
-    if path:
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(f"{partner}\t{worker}\t{started:.6f}\t{ended:.6f}\n")
-
-
 class LeaseKeeper:
     """Renews a partner's lease from its own thread and connection while the work goes on,
     so that a long file never lets the lease lapse; ``lost`` says another worker took it."""
@@ -300,7 +291,7 @@ class Runner:
         finally:
             inbox.close()
             keeper.stop()
-            _trace_poll(partner.id, self.worker, started, time.time())
+            crash.trace_poll(partner.id, self.worker, started, time.time())
             self.ledger.release_lease(partner.id, self.worker)
         return report
 
