@@ -8,6 +8,7 @@ that ``translate_ddl`` turns into PostgreSQL's. A DSN starting with ``postgresql
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 import sqlite3
@@ -121,7 +122,42 @@ def _enable_wal(conn: sqlite3.Connection, patience: float = 60.0) -> None:
             time.sleep(random.uniform(0.005, 0.05))  # apart, so as not to race again
 
 
-_PLACEHOLDER = re.compile(r"\?")
+@functools.lru_cache(maxsize=512)
+def format_params(sql: str) -> str:
+    """The gateway's ``?`` placeholders written as psycopg's ``%s``.
+
+    Only a ``?`` outside quotes and comments is a placeholder; every ``%`` is doubled (psycopg
+    reads ``%`` as the start of a placeholder anywhere in the text), so that a literal ``?``
+    or ``%`` in a query (``LIKE '%x'``, ``'why?'``) reaches PostgreSQL as written.
+    """
+    out: list[str] = []
+    quote = ""  # the quote we are inside of: ', " or -- (a comment, to the end of the line)
+    i = 0
+    while i < len(sql):
+        c = sql[i]
+        if c == "%":
+            out.append("%%")
+        elif quote == "--":
+            out.append(c)
+            if c == "\n":
+                quote = ""
+        elif quote:
+            out.append(c)
+            if c == quote:
+                quote = ""  # a doubled quote ('') closes and opens again: same result
+        elif c in "'\"":
+            out.append(c)
+            quote = c
+        elif sql.startswith("--", i):
+            out.append("--")
+            quote = "--"
+            i += 1
+        elif c == "?":
+            out.append("%s")
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
 
 
 class PostgresDb:
@@ -144,7 +180,7 @@ class PostgresDb:
 
     @staticmethod
     def _sql(sql: str) -> str:
-        return _PLACEHOLDER.sub("%s", sql)
+        return format_params(sql)
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
         try:
