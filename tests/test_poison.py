@@ -194,7 +194,7 @@ POISONS = {
     "ledger error while recording": Poison("poison.xml", inject_ledger_error, "QUARANTINED"),
     "exception from the ack writer": Poison("poison.xml", inject_ack_writer_error,
                                             "QUARANTINED"),
-    "MemoryError in parsing": Poison("poison.xml", inject_memory_error, "REJECTED"),
+    "MemoryError in parsing": Poison("poison.xml", inject_memory_error, "QUARANTINED"),
     "disk error while disposing": Poison("poison.xml", inject_dispose_error, "QUARANTINED"),
 }
 

@@ -27,9 +27,8 @@ from gateway.outputs.ack_xml import AckXmlWriter, duplicate_ack, render_ack
 from gateway.parse.detect import check_size
 from gateway.parse.mapping import mapping_for
 from gateway.service.process import (
-    CONTENT_FAILURES,
     ack_kind,
-    crash_finding,
+    internal_error_finding,
     processing_date,
     rule_context,
     stored_ack,
@@ -129,8 +128,10 @@ def _check(config: Config, path: Path, partner_id: str | None, ledger: Ledger | 
                              tmp, kind)
     except RejectedSubmission as rejected:
         return _rejected(base, rejected.finding, kind)
-    except CONTENT_FAILURES as err:  # the F001 a run would give this file, not a traceback
-        return _rejected(base, crash_finding(err), kind)
+    except GatewayError:
+        raise  # the ledger or the configuration: exit 2, said by the CLI
+    except Exception as err:  # a bug of the gateway: said as such, never a traceback
+        return _rejected(base, internal_error_finding(err), kind)
 
 
 def _rejected(base: FileSummary, problem: Finding, kind: str) -> CheckResult:

@@ -8,6 +8,7 @@ transaction that records them, so a rerun writes the same bytes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections import Counter
@@ -15,8 +16,6 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
-
-from lxml import etree
 
 from gateway import crash
 from gateway.config import Config, PartnerConfig
@@ -49,12 +48,6 @@ from gateway.validate.staging import (
 log = logging.getLogger("gateway.process")
 
 _BATCH = 2000  # ledger rows buffered before an executemany
-# What a file's content can make the pipeline raise when it hits a case no check foresaw (a
-# gateway bug): the file is rejected (F001, ``crash_finding``) and set aside, the gateway goes
-# on; `check` answers the same. Database, disk and other failures are not among them: they
-# fail the file's attempt, counted towards quarantine (gateway.service.quarantine).
-CONTENT_FAILURES = (ValueError, ArithmeticError, LookupError, TypeError, AttributeError,
-                     RecursionError, MemoryError, AssertionError, etree.Error)
 
 
 def processing_date(config: Config, as_of: date | None) -> date:
@@ -75,12 +68,14 @@ def rule_context(config: Config, on: date) -> RuleContext:
     )
 
 
-def crash_finding(err: BaseException) -> Finding:
-    """The F001 of a file that crashed the pipeline (``CONTENT_FAILURES``)."""
+def internal_error_finding(err: BaseException) -> Finding:
+    """What ``check`` answers for a file that met a bug of the gateway: the fault is put where
+    it is (a run counts such a file and quarantines it after 3 failures, with the same words
+    in its acknowledgment; ``gateway.service.quarantine``)."""
     detail = ascii(f"{type(err).__name__}: {err}")[1:-1][:300]
-    return finding("F001", f"The gateway could not process this file ({detail}). It was set "
-                   "aside for the gateway's operators, who will contact you; nothing was "
-                   "issued.")
+    return finding("F001", f"The gateway could not process this file: an internal error of the "
+                   f"gateway stopped it ({detail}). It is not a fault found in your file; the "
+                   "gateway's operators will look into it. Nothing was issued.")
 
 
 def ack_kind(fmt: str | None) -> str:
@@ -170,12 +165,10 @@ class FileProcessor:
                     staged.discard()
         except RejectedSubmission as rejected:
             self._reject(row, new_summary(), rejected.finding, fmt, started)
-        except CONTENT_FAILURES as err:
-            # A file no check foresaw crashed the pipeline (everything it did was rolled back):
-            # it goes to failed/ like an F-code, so that it neither stops this run nor comes
-            # back at every start (OPERATIONS: "or crashes the parser, goes to failed/").
-            log.exception("file %s (%s) crashed the pipeline", row.file_id, row.partner)
-            self._reject(row, new_summary(), crash_finding(err), fmt, started)
+        # Anything else is a bug of the gateway, never blamed on the sender with an F-code:
+        # it rolls back and fails this attempt (Runner._attempt), which counts it; at the
+        # third failure in a row the file is quarantined with an "internal error" ack and
+        # one alert (gateway.service.quarantine).
         finally:
             if prepared is not None:
                 prepared.cleanup()
@@ -417,6 +410,11 @@ class FileProcessor:
 def _link_into_place(stored: Path, target: Path) -> None:
     """Publish ``stored`` at ``target`` as a hard link (a copy where links fail), atomically."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        if os.path.samefile(stored, target):
+            # Already in place. (Renaming a hard link over another link of the same file
+            # does nothing at all, POSIX says: the temp name would stay behind.)
+            return
     tmp = temp_name(target)
     tmp.unlink(missing_ok=True)
     try:

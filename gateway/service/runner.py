@@ -61,6 +61,7 @@ class PollReport:
     backing_off: bool = False
     leased_elsewhere: bool = False  # another worker is polling this partner
     file_failed: bool = False  # the error is one file's (counted per file), not the partner's
+    failed_file: str | None = None  # that file's id
 
 
 class InboxUnavailable(TransientError):
@@ -163,6 +164,10 @@ class Runner:
         self.alerts = Alerts(config.alerts, self.events)
         self.worker = worker_name()
         self._recovered = False
+        # Files the start-up recovery just tried and that failed: the first poll of their
+        # partner does not try them again at once, so that one `run --once` counts one failure
+        # per file (three runs to quarantine, as documented), not two.
+        self._failed_in_recovery: dict[str, str] = {}  # file id -> the failure in words
 
     def close(self) -> None:
         self.ledger.close()
@@ -193,7 +198,10 @@ class Runner:
             try:
                 inbox = open_inbox(partner, self.ledger)
                 try:
-                    self._finish_unfinished(inbox, partner, PollReport(partner_id))
+                    report = PollReport(partner_id)
+                    if not self._finish_unfinished(inbox, partner, report) and \
+                            report.failed_file is not None:
+                        self._failed_in_recovery[report.failed_file] = report.error or ""
                 finally:
                     inbox.close()
             except Exception as err:
@@ -342,6 +350,11 @@ class Runner:
         for row in self.ledger.unfinished_for(partner.id):
             if self.stop.is_set() or (keeper is not None and keeper.lost.is_set()):
                 return False
+            if row.file_id in self._failed_in_recovery:
+                # It failed moments ago, in this process's recovery: reported, not tried again.
+                report.file_failed, report.failed_file = True, row.file_id
+                report.error = self._failed_in_recovery.pop(row.file_id)
+                return False
             if not self._attempt(inbox, row, report):
                 return False
         return True
@@ -368,6 +381,7 @@ class Runner:
                 log.exception("file %s of %s failed", row.file_id, row.partner)
             reason = reason_of(err)
             report.file_failed = True
+            report.failed_file = row.file_id
             report.error = (f"file {row.file_id} ({printable(row.remote_name)}) failed: "
                             f"{reason}")
             try:
