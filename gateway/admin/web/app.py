@@ -14,7 +14,9 @@ from urllib.parse import urlencode
 
 from flask import Flask, Response, abort, g, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse
 
+from gateway.admin.queries import day_start_utc
 from gateway.admin.web import charts, queries
 from gateway.admin.web.auth import COOKIE, Guard, bearer
 from gateway.config import Config
@@ -58,7 +60,7 @@ def create_app(config: Config, guard: Guard) -> Flask:
             led.close()
 
     @app.before_request
-    def _authenticate() -> Response | None:
+    def _authenticate() -> BaseResponse | None:
         offered = request.args.get("token")
         if offered is not None:
             if not guard.token_ok(offered):
@@ -115,7 +117,7 @@ def create_app(config: Config, guard: Guard) -> Flask:
     def dashboard() -> str:
         now = queries.now_utc()
         today = queries.local_today(config, now)
-        start = queries.day_start_utc(config, today)
+        start = day_start_utc(config, today)
         conn = db()
         files = queries.list_files(config, conn, queries.FileFilter(since=today))
         failed = [(row, queries.failure_reason(conn, row)) for row in queries.list_files(
