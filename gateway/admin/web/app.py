@@ -48,7 +48,8 @@ def create_app(config: Config, guard: Guard) -> Flask:
                 abort(503, "There is no ledger yet: nothing has been received. Run the "
                            "gateway (`aim-gateway run --once` or `serve`) first.")
             g.ledger = open_ledger(config, readonly=True)
-        return g.ledger  # type: ignore[no-any-return]
+        ledger: Ledger = g.ledger  # flask's g holds Any
+        return ledger
 
     def db() -> Database:
         return ledger().db
