@@ -29,8 +29,10 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# ruff, then the types: mypy --strict over the package (settings in pyproject.toml).
 lint: $(STAMP)
 	$(BIN)/ruff check gateway tests bench
+	$(BIN)/mypy --strict gateway
 
 test: $(STAMP) system-deps lint
 	$(BIN)/pytest

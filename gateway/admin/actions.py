@@ -241,9 +241,11 @@ def purge(config: Config, now: datetime | None = None, dry_run: bool = False,
     r = config.retention
     events_cut, files_cut = _cutoff(now, r.events_days), _cutoff(now, r.files_days)
     archive_cut = _cutoff(now, r.archive_days)
-    report = PurgeReport(now.isoformat(timespec="seconds"), dry_run,
-                         *(c.isoformat(timespec="seconds") if c else None
-                           for c in (events_cut, files_cut, archive_cut)))
+    events_before, files_before, archive_before = (
+        c.isoformat(timespec="seconds") if c else None
+        for c in (events_cut, files_cut, archive_cut))
+    report = PurgeReport(now.isoformat(timespec="seconds"), dry_run, events_before,
+                         files_before, archive_before)
     if not ledger_exists(config):
         return report
     ledger = open_ledger(config, readonly=dry_run)

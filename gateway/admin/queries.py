@@ -193,13 +193,13 @@ def partner_status(ledger: Ledger, partner: PartnerConfig, now: datetime) -> Par
     db = ledger.db
     state = ledger.partner_state(partner.id)
     out = PartnerStatus(partner.id, partner.name, partner.kind, partner.enabled, "ok",
-                        last_poll=state["last_poll_at"],  # type: ignore[arg-type]
-                        last_success=state["last_success_at"],  # type: ignore[arg-type]
-                        failures=int(state["failures"] or 0),  # type: ignore[call-overload]
-                        last_error=state["last_error"],  # type: ignore[arg-type]
+                        last_poll=state["last_poll_at"],
+                        last_success=state["last_success_at"],
+                        failures=int(state["failures"] or 0),
+                        last_error=state["last_error"],
                         failing=bool(state["alerting"]),
                         expected_cadence_hours=partner.expected_cadence_hours)
-    retry = float(state["next_attempt_at"] or 0)  # type: ignore[arg-type]
+    retry = float(state["next_attempt_at"] or 0)
     if retry > now.timestamp():
         out.retry_at = datetime.fromtimestamp(retry, UTC).isoformat(timespec="seconds")
     last = db.execute("SELECT file_id, remote_name, status, received_at FROM files "
@@ -219,7 +219,7 @@ def partner_status(ledger: Ledger, partner: PartnerConfig, now: datetime) -> Par
     out.backlog = _backlog(ledger, partner)
     # Computed now, so that the screen is right even before the alert is recorded.
     quiet = silence(partner, last_file_at(ledger, partner.id),
-                    state["watched_since"], now)  # type: ignore[arg-type]
+                    state["watched_since"], now)
     if quiet is not None:
         out.silent = True
         out.silent_hours = round(quiet.total_seconds() / 3600, 1)

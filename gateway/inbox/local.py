@@ -28,7 +28,9 @@ class LocalInbox:
     def __init__(self, partner: PartnerConfig) -> None:
         self.partner = partner
         self.partner_id = partner.id
-        self.root = partner.inbox
+        if partner.inbox is None:  # the configuration check refuses this; say so if it slips
+            raise FatalError(f"partner {partner.id!r}: kind = 'local' needs an inbox")
+        self.root: Path = partner.inbox
         self._on_disk: dict[str, str] = {}  # text name -> name on disk, where they differ
         self._fetched: dict[str, tuple[int, int]] = {}  # name -> (device, inode) at fetch
 

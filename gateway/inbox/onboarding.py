@@ -22,9 +22,9 @@ def partner_self_test(partner: PartnerConfig) -> tuple[bool, list[str]]:
     """Run the steps in order, stopping at the first failure; return (passed, report lines)."""
     lines = [f"partner {partner.id} ({partner.name}), kind {partner.kind}"]
     if partner.kind != "sftp":
-        inbox = partner.inbox
-        good = inbox is not None and inbox.is_dir() and os.access(inbox, os.R_OK | os.W_OK)
-        lines.append(f"{OK if good else FAILED} local inbox {inbox} "
+        local = partner.inbox
+        good = local is not None and local.is_dir() and os.access(local, os.R_OK | os.W_OK)
+        lines.append(f"{OK if good else FAILED} local inbox {local} "
                      f"{'is readable and writable' if good else 'is missing or not writable'}")
         return good, lines
     inbox = SftpInbox(partner)

@@ -27,7 +27,8 @@ def is_postgres(target: str | Path) -> bool:
 
 
 class Cursor(Protocol):
-    rowcount: int
+    @property
+    def rowcount(self) -> int: ...  # read-only, as the drivers' cursors have it
 
     def fetchone(self) -> Any: ...
 
@@ -81,7 +82,7 @@ class SqliteDb:
             raise FatalError(f"Cannot open the ledger {path}: {err}") from err
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
-        return self.conn.execute(sql, params)  # type: ignore[return-value]
+        return self.conn.execute(sql, params)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
         self.conn.executemany(sql, rows)
@@ -184,7 +185,7 @@ class PostgresDb:
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
         try:
-            return self.conn.execute(self._sql(sql), params)  # type: ignore[return-value]
+            return self.conn.execute(self._sql(sql), params)
         except self._psycopg.OperationalError as err:
             if isinstance(err, self._psycopg.errors.DiskFull):
                 raise TransientError(f"The ledger database failed: {err}") from err

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TypedDict
 
 from gateway import crash
 from gateway.config import Config
@@ -85,6 +86,19 @@ class PriorLicense:
     digest: str
     valid_from: str
     valid_through: str
+
+
+class PartnerState(TypedDict):
+    """A partner's health (the partner_state row), or its defaults before the first poll."""
+
+    failures: int  # consecutive failed polls
+    last_error: str | None
+    last_poll_at: str | None  # UTC ISO text, as every ledger time
+    last_success_at: str | None
+    next_attempt_at: float  # epoch seconds of the back-off's end; 0 = no back-off
+    alerting: int  # 1 while a failure alert is out
+    silent: int  # 1 while a silence alert is out
+    watched_since: str | None
 
 
 class Ledger:
@@ -357,16 +371,18 @@ class Ledger:
         return {r[0] for r in self.db.execute(
             "SELECT name FROM remote_seen WHERE partner = ?", (partner,))}
 
-    def partner_state(self, partner: str) -> dict[str, object]:
+    def partner_state(self, partner: str) -> PartnerState:
         row = self.db.execute(
             "SELECT failures, last_error, last_poll_at, last_success_at, next_attempt_at, "
             "alerting, silent, watched_since FROM partner_state WHERE partner = ?",
             (partner,)).fetchone()
-        keys = ("failures", "last_error", "last_poll_at", "last_success_at", "next_attempt_at",
-                "alerting", "silent", "watched_since")
         if row is None:
-            return dict(zip(keys, (0, None, None, None, 0.0, 0, 0, None), strict=True))
-        return dict(zip(keys, row, strict=True))
+            row = (0, None, None, None, 0.0, 0, 0, None)
+        failures, last_error, last_poll, last_success, next_attempt, alerting, silent, \
+            watched_since = row
+        return PartnerState(failures=failures, last_error=last_error, last_poll_at=last_poll,
+                            last_success_at=last_success, next_attempt_at=next_attempt,
+                            alerting=alerting, silent=silent, watched_since=watched_since)
 
     def set_partner_state(self, partner: str, **values: object) -> None:
         self.db.execute("INSERT INTO partner_state (partner) VALUES (?) "

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import Any
 
 from gateway.errors import FatalError
 from gateway.findings import finding
@@ -209,7 +210,8 @@ def license_row(item: StagedApplication, outcome: AppOutcome, partner_id: str,
     into a JSON array of ``PRODUCT_FIELDS`` arrays.
     """
     app = item.app
-    groups: dict[tuple[str | None, ...], list] = {}
+    # key -> [product group, line count, quantity, value], summed in place
+    groups: dict[tuple[str | None, ...], list[Any]] = {}
     for r in item.lines:
         if r.covered is None:
             continue

@@ -245,7 +245,8 @@ def _line_block() -> Callable[..., str]:
     if tuple(params) != _LINE_FIELDS:
         raise AssertionError(f"LAYOUTS changed: the line fields are now {params}")
     source = f"lambda r52, {', '.join(params)}: f{''.join(pieces)!r}"
-    return eval(source, {})  # built from the constant LAYOUTS above: no outside input
+    line: Callable[..., str] = eval(source, {})  # built from the constant LAYOUTS: no outside input
+    return line
 
 
 def entry_summary_text(

@@ -147,8 +147,12 @@ def _undecodable_row(path: Path, encoding: str, delimiter: str) -> tuple[int, st
 class RowMapping(Protocol):
     """What a partner's CSV mapping provides (``gateway.parse.mapping.CsvMapping``)."""
 
-    columns: dict[str, str]
-    constants: dict[str, str]
+    # Read-only (properties), as a frozen dataclass provides them.
+    @property
+    def columns(self) -> dict[str, str]: ...
+
+    @property
+    def constants(self) -> dict[str, str]: ...
 
     @property
     def dialect(self) -> CsvDialect: ...
@@ -260,9 +264,9 @@ class CsvSubmission:
             ref = _clean(cells[ref_idx])
             header_values = tuple(_clean(cells[i]) if i is not None else None for i in app_idx)
             line = ProductLine(_clean(cells[line_no_idx]), source_line=number)
-            for attr, i in zip(LINE_COLUMNS, line_idx, strict=True):
-                if i is not None:
-                    setattr(line, attr, _clean(cells[i]))
+            for attr, col in zip(LINE_COLUMNS, line_idx, strict=True):
+                if col is not None:
+                    setattr(line, attr, _clean(cells[col]))
             if mapping is not None:
                 mapping.apply_line(line)
             line_findings = _line_format(ref, line, number)

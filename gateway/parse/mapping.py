@@ -181,7 +181,7 @@ def _country(mapping: CsvMapping, text: str, special: bool) -> str:
     if special:
         word = mapping.special_word(value)
         if word in (UNKNOWN, NOT_APPLICABLE):
-            return word  # type: ignore[return-value]
+            return word
     upper = value.upper()
     if upper in ISO_COUNTRIES or (special and upper in (UNKNOWN, NOT_APPLICABLE)):
         return upper

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,9 +49,10 @@ HEADER_TAG = _Q + "Header"
 APPLICATION_TAG = _Q + "Application"
 PRODUCT_TAG = _Q + "Product"
 
-# XML element name -> model attribute, for applications and product lines.
-APP_TAGS = {_Q + xml: attr for attr, xml in APPLICATION_FIELDS}
-LINE_TAGS = {_Q + xml: attr for attr, xml in LINE_FIELDS}
+# XML element name -> model attribute, for applications and product lines. Keyed by object:
+# lxml types a tag as str, bytes or QName (a comment's is a function), and any is looked up.
+APP_TAGS: Mapping[object, str] = {_Q + xml: attr for attr, xml in APPLICATION_FIELDS}
+LINE_TAGS: Mapping[object, str] = {_Q + xml: attr for attr, xml in LINE_FIELDS}
 XML_NAME_TO_FIELD = {xml: attr for attr, xml in APPLICATION_FIELDS + LINE_FIELDS}
 XML_NAME_TO_FIELD.update({"ref": "ref", "line": "line_no"})
 
@@ -138,7 +139,7 @@ def _root_of(head: bytes) -> tuple[str, str | None, int | None] | None:
         parser.feed(head)
     try:
         for _, el in parser.read_events():
-            return el.tag, el.get("schemaVersion"), el.sourceline
+            return str(el.tag), el.get("schemaVersion"), el.sourceline
     except etree.XMLSyntaxError:
         return None
     return None
@@ -338,7 +339,7 @@ class XmlSubmission:
         if unlisted:
             schema.validate(el)
         app = _any_application(el)
-        errors = [(e.line, e.message) for e in schema.error_log]
+        errors: list[tuple[int | None, str]] = [(e.line, e.message) for e in schema.error_log]
         # Slow path, only for invalid applications: map file lines to (line_no, field).
         fields: dict[int, tuple[str | None, str]] = {}
         for child in el.iter():

@@ -198,10 +198,6 @@ class FileProcessor:
         filer_code = partner.effective_filer_code(self.config.ace)
         source_info = {"file_id": row.file_id, "file_name": row.remote_name,
                        "partner": row.partner, "submission_id": ""}
-        ace_args = dict(site_code=self.config.ace.site_code,
-                        sender_id=self.config.ace.sender_id,
-                        processing_date=summary.rule_set_date, file_id=row.file_id,
-                        source=source_info)
         writers: dict[str, AceFileWriter] = {}
 
         def ace_writer(app_id: str) -> AceFileWriter:
@@ -210,7 +206,10 @@ class FileProcessor:
                 source_info["submission_id"] = summary.submission_id or ""
                 writers[app_id] = AceFileWriter(
                     layout.ace_outbox / f"{app_id}-{row.file_id}.txt", app_id=app_id,
-                    submission_id=summary.submission_id or "", **ace_args)
+                    submission_id=summary.submission_id or "",
+                    site_code=self.config.ace.site_code, sender_id=self.config.ace.sender_id,
+                    processing_date=summary.rule_set_date, file_id=row.file_id,
+                    source=source_info)
             return writers[app_id]
 
         def items() -> Iterator[StagedApplication]:
@@ -430,7 +429,8 @@ def _chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
             yield chunk
 
 
-def _flush(ledger: Ledger, apps: list, found: list, licenses: list) -> None:
+def _flush(ledger: Ledger, apps: list[tuple[object, ...]], found: list[tuple[object, ...]],
+           licenses: list[tuple[object, ...]]) -> None:
     if licenses:
         ledger.add_licenses(licenses)
     if apps:

@@ -34,7 +34,7 @@ from gateway.inbox.receipt import (
     receive,
 )
 from gateway.ledger.events import EventLog
-from gateway.ledger.store import FileRow, open_ledger
+from gateway.ledger.store import FileRow, PartnerState, open_ledger
 from gateway.outputs.status_files import write_status_files
 from gateway.service.alerts import Alerts, check_silence
 from gateway.service.process import FileProcessor, processing_date, stored_ack
@@ -263,7 +263,7 @@ class Runner:
         holding the partner's lease (no two workers ever poll one partner at once)."""
         report = PollReport(partner.id)
         state = self.ledger.partner_state(partner.id)
-        if float(state["next_attempt_at"] or 0) > time.time():  # type: ignore[arg-type]
+        if float(state["next_attempt_at"] or 0) > time.time():
             report.backing_off = True
             return report
         if not self._lease(partner.id):
@@ -422,10 +422,10 @@ class Runner:
             crash.point("after_disposition")
 
     def _record_health(self, partner: PartnerConfig, report: PollReport,
-                       state: dict[str, object]) -> None:
+                       state: PartnerState) -> None:
         """Failures back off exponentially; one alert per failing spell, one on recovery."""
         now = time.time()
-        failures = int(state["failures"] or 0)  # type: ignore[call-overload]
+        failures = int(state["failures"] or 0)
         alerting = bool(state["alerting"])
         with self.ledger.transaction():
             if report.error is None or report.file_failed:

@@ -52,11 +52,12 @@ def serve(config: Config, stop: threading.Event | None = None) -> None:
     runners_lock = threading.Lock()
 
     def runner() -> Runner:
-        if not hasattr(local, "runner"):
-            local.runner = Runner(config, stop=stop, events=events)
+        mine: Runner | None = getattr(local, "runner", None)
+        if mine is None:
+            mine = local.runner = Runner(config, stop=stop, events=events)
             with runners_lock:
-                runners.append(local.runner)
-        return local.runner
+                runners.append(mine)
+        return mine
 
     def job(partner_id: str) -> None:
         if stop.is_set():

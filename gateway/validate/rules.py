@@ -305,15 +305,15 @@ def _check_lines(app: Application, ctx: RuleContext, add: AddFinding) -> list[Li
                 add("A130", "HTS must be the 10-digit HTSUS statistical number (e.g. "
                     "7606123045).", "hts", hts, no, src)
 
-        for name, value in (("smelt_country_largest", largest), ("smelt_country_second", second)):
-            if value in ISO_COUNTRIES:
+        for name, country in (("smelt_country_largest", largest), ("smelt_country_second", second)):
+            if country in ISO_COUNTRIES:
                 continue
-            if value and value not in SPECIAL_SMELT:
+            if country and country not in SPECIAL_SMELT:
                 add("A120", f"{name} must be an ISO alpha-2 country, UNKNOWN or "
-                    "NOT_APPLICABLE.", name, value, no, src)
-            if value == UNKNOWN and unknown_banned:
+                    "NOT_APPLICABLE.", name, country, no, src)
+            if country == UNKNOWN and unknown_banned:
                 add("A121", f"{name} UNKNOWN is not accepted after 2022-06-28: give the country "
-                    "where the primary aluminum was smelted.", name, value, no, src)
+                    "where the primary aluminum was smelted.", name, country, no, src)
         if largest and second:
             if largest == NOT_APPLICABLE and second != NOT_APPLICABLE:
                 add("A122", "Largest smelt is NOT_APPLICABLE (secondary aluminum only), so the "

@@ -14,7 +14,9 @@ from urllib.parse import urlencode
 
 from flask import Flask, Response, abort, g, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse
 
+from gateway.admin.queries import day_start_utc
 from gateway.admin.web import charts, queries
 from gateway.admin.web.auth import COOKIE, Guard, bearer
 from gateway.config import Config
@@ -46,7 +48,8 @@ def create_app(config: Config, guard: Guard) -> Flask:
                 abort(503, "There is no ledger yet: nothing has been received. Run the "
                            "gateway (`aim-gateway run --once` or `serve`) first.")
             g.ledger = open_ledger(config, readonly=True)
-        return g.ledger  # type: ignore[no-any-return]
+        ledger: Ledger = g.ledger  # flask's g holds Any
+        return ledger
 
     def db() -> Database:
         return ledger().db
@@ -58,7 +61,7 @@ def create_app(config: Config, guard: Guard) -> Flask:
             led.close()
 
     @app.before_request
-    def _authenticate() -> Response | None:
+    def _authenticate() -> BaseResponse | None:
         offered = request.args.get("token")
         if offered is not None:
             if not guard.token_ok(offered):
@@ -115,7 +118,7 @@ def create_app(config: Config, guard: Guard) -> Flask:
     def dashboard() -> str:
         now = queries.now_utc()
         today = queries.local_today(config, now)
-        start = queries.day_start_utc(config, today)
+        start = day_start_utc(config, today)
         conn = db()
         files = queries.list_files(config, conn, queries.FileFilter(since=today))
         failed = [(row, queries.failure_reason(conn, row)) for row in queries.list_files(

@@ -147,7 +147,7 @@ def nice_step(top: float, ticks: int = 5) -> float:
     if top <= 0:
         return 1.0
     raw = top / ticks
-    power = 10 ** math.floor(math.log10(raw))
+    power: float = 10 ** math.floor(math.log10(raw))  # int ** int is typed Any
     return next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
 
 

@@ -108,7 +108,7 @@ def expected_poll(config: Config, partner: PartnerConfig, last_poll: datetime) -
 
         zone = partner.schedule_timezone or config.gateway.timezone
         trigger = CronTrigger.from_crontab(partner.schedule, timezone=zone)
-        following = trigger.get_next_fire_time(None, last_poll)
+        following: datetime | None = trigger.get_next_fire_time(None, last_poll)
         if following is not None:
             return following.astimezone(UTC)
     interval = partner.interval_seconds or config.gateway.poll_interval_seconds
