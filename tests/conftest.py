@@ -67,3 +67,14 @@ def write_project_config(base: Path, partners: str, *, ace: bool = False) -> Pat
     cfg = base / "config.toml"
     cfg.write_text(GATEWAY_BLOCK + (ACE_BLOCK if ace else "") + "\n" + partners)
     return cfg
+
+
+def acme_project(base: Path, disposition: str, *, ace: bool = False, extra: str = "") -> Path:
+    """One local partner ``acme`` reading ``base/inbox`` (created), filer code SMP."""
+    (base / "inbox").mkdir(parents=True, exist_ok=True)
+    return write_project_config(base, f"""[partners.acme]
+name = "Acme"
+inbox = "inbox"
+disposition = "{disposition}"
+filer_code = "SMP"
+{extra}""", ace=ace)

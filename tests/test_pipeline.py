@@ -12,7 +12,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from conftest import write_project_config
+from conftest import acme_project
 from lxml import etree
 
 from gateway.config import load_config
@@ -30,13 +30,7 @@ REGEN = os.environ.get("AIMGW_REGEN_GOLDEN") == "1"
 
 
 def write_config(base: Path, disposition: str = "keep") -> Path:
-    (base / "inbox").mkdir(parents=True, exist_ok=True)
-    return write_project_config(base, f"""[partners.acme]
-name = "Acme"
-inbox = "inbox"
-disposition = "{disposition}"
-filer_code = "SMP"
-""", ace=True)
+    return acme_project(base, disposition, ace=True)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from conftest import write_project_config
+from conftest import acme_project
 from lxml import etree
 
 from gateway import crash
@@ -40,14 +40,7 @@ VICTIM = b"another partner's acknowledgment\n"
 
 
 def write_config(base: Path, disposition: str = "move", extra: str = "") -> Path:
-    (base / "inbox").mkdir(parents=True, exist_ok=True)
-    return write_project_config(base, f"""[partners.acme]
-name = "Acme"
-inbox = "inbox"
-disposition = "{disposition}"
-filer_code = "SMP"
-{extra}
-""")
+    return acme_project(base, disposition, extra=extra + "\n")
 
 
 def variant(n: int, data: bytes = GOOD) -> bytes:
