@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import filer_block
 
 from gateway.admin import actions, queries
 from gateway.admin.progress import ReadProgress, render
@@ -33,7 +34,9 @@ from gateway.service.alerts import Alerts, check_silence
 from gateway.service.runner import Runner, run_once
 
 ROOT = Path(__file__).resolve().parent.parent
-INBOX = ROOT / "inbox"
+# Sample files are copied into tests/cases so the suite never reads the working tree's inbox/.
+CASES_INBOX = Path(__file__).resolve().parent / "cases" / "inbox"
+INBOX = CASES_INBOX
 AS_OF = date(2026, 12, 1)
 HANSE_CSV = INBOX / "hanse" / "ZAIM_EXPORT_20261201.csv"
 TOKEN = "s3cret-T0KEN-in-the-url"
@@ -44,17 +47,7 @@ name = "Sample"
 inbox = "in/sample"
 disposition = "keep"
 filer_code = "SMP"
-
-[partners.sample.filer]
-name = "ACME ALUMINUM IMPORTS LLC"
-street = "100 HARBOR WAY"
-city = "NEWARK"
-state = "NJ"
-postal_code = "07114"
-contact_name = "JANE DOE"
-phone = "+1 973 555 0100"
-email = "licensing@acme-aluminum.example"
-
+{filer_block('sample')}
 [partners.hanse]
 name = "Hanse"
 inbox = "in/hanse"
@@ -407,7 +400,7 @@ def test_silent_partner_one_alert_per_spell_shown_in_status_and_sent(
     assert path == f"/hook/{TOKEN}" and content_type == "application/json"
     assert body["last_file_at"] and body["at"]
 
-    shutil.copy(ROOT / "inbox" / "sample" / "acme-20261201-good.xml",
+    shutil.copy(CASES_INBOX / "sample" / "acme-20261201-good.xml",
                 project.base / "in" / "plain" / "new.xml")
     project.run()
     assert [e["partner"] for e in project.events("partner.active")] == ["plain"]

@@ -25,8 +25,10 @@ from gateway.service.process import rule_context
 from gateway.validate.staging import stage_file
 
 ROOT = Path(__file__).resolve().parent.parent
+# Sample files are copied into tests/cases so the suite never reads the working tree's inbox/.
+CASES_INBOX = Path(__file__).resolve().parent / "cases" / "inbox"
 GOLDEN = Path(__file__).parent / "golden"
-GOOD = (ROOT / "inbox" / "sample" / "acme-20261201-good.xml").read_bytes()
+GOOD = (CASES_INBOX / "sample" / "acme-20261201-good.xml").read_bytes()
 ACK = "{" + ACK_NS + "}"
 NOTICE = finding("F006", "These bytes were processed before as a.xml (file 20261201-000001, "
                  "received 2026-12-01T10:00:00+00:00): the original acknowledgment is sent "
@@ -130,7 +132,7 @@ def _guarded(data: bytes, size: int) -> bytes:
 
 @pytest.mark.parametrize("size", [1, 3, 7, 64, 1000, 65536])
 def test_the_guard_passes_ordinary_xml_unchanged(size: int) -> None:
-    for path in (ROOT / "inbox" / "sample").glob("*.xml"):
+    for path in (CASES_INBOX / "sample").glob("*.xml"):
         data = path.read_bytes()
         assert _guarded(data, size) == data, path
 

@@ -23,11 +23,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import filer_block
+from test_crash_suite import SETTINGS
 
 from gateway.crash import STEPS
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT / "inbox" / "sample"
+# Sample files are copied into tests/cases so the suite never reads the working tree's inbox/.
+CASES_INBOX = Path(__file__).resolve().parent / "cases" / "inbox"
+SAMPLES = CASES_INBOX / "sample"
 AS_OF = "2026-12-01"
 PARTNER = "acme"
 CRASH_EXIT = 86
@@ -42,28 +46,7 @@ ORDERS = {
                       "acme-20261201-partial.xml"),
 }
 
-CONFIG = """\
-[gateway]
-data_dir = "data"
-outbox_dir = "outbox"
-timezone = "America/New_York"
-license_validity_days = 75
-max_file_bytes = 209715200
-poll_interval_seconds = 60
-
-[rules]
-unit_value_min_usd_per_mt = 500.0
-unit_value_max_usd_per_mt = 60000.0
-low_value_usd = 5000.0
-
-[ace]
-site_code = "AIMG"
-sender_id = "AGW"
-filer_code = "ZZZ"
-
-[log]
-events_file = "data/events.jsonl"
-
+CONFIG = SETTINGS + """\
 [partners.acme]
 name = "Acme crash-test partner"
 kind = "local"
@@ -72,17 +55,7 @@ patterns = ["*.xml", "*.csv"]
 disposition = "move"
 processed_dir = "processed"
 filer_code = "SMP"
-
-[partners.acme.filer]
-name = "ACME ALUMINUM IMPORTS LLC"
-street = "100 HARBOR WAY"
-city = "NEWARK"
-state = "NJ"
-postal_code = "07114"
-contact_name = "JANE DOE"
-phone = "+1 973 555 0100"
-email = "licensing@acme-aluminum.example"
-"""
+""" + filer_block("acme")
 
 ACK_TIMES = re.compile(rb"<(ReceivedAt|ProcessedAt)>[^<]*</\1>")
 ERROR_TXT_RECEIVED = re.compile(rb"^received at: .*$", re.MULTILINE)

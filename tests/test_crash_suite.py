@@ -56,15 +56,18 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from conftest import filer_block
 
 from gateway.inbox.receipt import clean_work
 from gateway.ledger.store import Ledger
 from gateway.storage import Layout, safe_name
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_INBOX = ROOT / "inbox" / "sample"
-HANSE_SAMPLE = ROOT / "inbox" / "hanse" / "ZAIM_EXPORT_20261201.csv"
-NORDIC_SAMPLE = ROOT / "inbox" / "nordic" / "nordic-orders-NA-2026-77.xml"
+# Sample files are copied into tests/cases so the suite never reads the working tree's inbox/.
+CASES_INBOX = Path(__file__).resolve().parent / "cases" / "inbox"
+SAMPLE_INBOX = CASES_INBOX / "sample"
+HANSE_SAMPLE = CASES_INBOX / "hanse" / "ZAIM_EXPORT_20261201.csv"
+NORDIC_SAMPLE = CASES_INBOX / "nordic" / "nordic-orders-NA-2026-77.xml"
 MAPPINGS = ROOT / "mappings"
 AS_OF = "2026-12-01"
 DEFAULT_SEED = 20261201
@@ -83,7 +86,8 @@ KILLS_PER_SCALE = 10  # the long run's batch: 33 files for every 10 kills (495 f
 # crashed: move (to processed/), keep, delete. ``max_files`` holds a whole batch: each partner's
 # files are taken in one poll, so the order of the files (and with it every file id and license
 # number) is the same however often the gateway is killed and restarted.
-CONFIG = """\
+# The gateway settings both crash test files run with (test_crash.py imports them).
+SETTINGS = """\
 [gateway]
 data_dir = "data"
 outbox_dir = "outbox"
@@ -105,6 +109,8 @@ filer_code = "ZZZ"
 [log]
 events_file = "data/events.jsonl"
 
+"""
+CONFIG = SETTINGS + f"""\
 [partners.sample]
 name = "Sample Aluminum Importer (crash suite)"
 kind = "local"
@@ -114,17 +120,7 @@ disposition = "move"
 processed_dir = "processed/sample"
 max_files = 5000
 filer_code = "SMP"
-
-[partners.sample.filer]
-name = "ACME ALUMINUM IMPORTS LLC"
-street = "100 HARBOR WAY"
-city = "NEWARK"
-state = "NJ"
-postal_code = "07114"
-contact_name = "JANE DOE"
-phone = "+1 973 555 0100"
-email = "licensing@acme-aluminum.example"
-
+{filer_block('sample')}
 [partners.hanse]
 name = "Hanse Metall Handel GmbH (crash suite)"
 kind = "local"

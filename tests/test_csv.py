@@ -28,8 +28,10 @@ from gateway.schemas import ack_schema
 from gateway.service.runner import run_once
 
 ROOT = Path(__file__).resolve().parent.parent
+# Sample files are copied into tests/cases so the suite never reads the working tree's inbox/.
+CASES_INBOX = Path(__file__).resolve().parent / "cases" / "inbox"
 GOLDEN = Path(__file__).parent / "golden"
-SAMPLE_CSV = ROOT / "inbox" / "sample" / "acme-20261202-erp.csv"
+SAMPLE_CSV = CASES_INBOX / "sample" / "acme-20261202-erp.csv"
 REGEN = os.environ.get("AIMGW_REGEN_GOLDEN") == "1"
 AS_OF = date(2026, 12, 1)
 ACK = "{urn:aimgw:license-ack:1}"

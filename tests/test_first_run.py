@@ -27,7 +27,9 @@ import pytest
 from gateway.ledger.migrations import MIGRATIONS
 
 ROOT = Path(__file__).resolve().parent.parent
-GOOD = ROOT / "inbox" / "sample" / "acme-20261201-good.xml"
+# Sample files are copied into tests/cases so the suite never reads the working tree's inbox/.
+CASES_INBOX = Path(__file__).resolve().parent / "cases" / "inbox"
+GOOD = CASES_INBOX / "sample" / "acme-20261201-good.xml"
 PROCESSES = 6
 
 # Imports first, then the barrier, then the CLI: the processes start their run together.

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import paramiko
 import pytest
+from conftest import write_project_config
 from lxml import etree
 from sftp_server import SshServer
 
@@ -45,9 +46,11 @@ from gateway.schemas import ack_schema
 from gateway.service.runner import run_once as run_cycle
 
 ROOT = Path(__file__).resolve().parent.parent
+# Sample files are copied into tests/cases so the suite never reads the working tree's inbox/.
+CASES_INBOX = Path(__file__).resolve().parent / "cases" / "inbox"
 HOSTILE = Path(__file__).parent / "hostile"
-GOOD = (ROOT / "inbox" / "sample" / "acme-20261201-good.xml").read_bytes()
-NORDIC = (ROOT / "inbox" / "nordic" / "nordic-orders-NA-2026-77.xml").read_bytes()
+GOOD = (CASES_INBOX / "sample" / "acme-20261201-good.xml").read_bytes()
+NORDIC = (CASES_INBOX / "nordic" / "nordic-orders-NA-2026-77.xml").read_bytes()
 XSL = ROOT / "mappings" / "nordic-orders.xsl"
 ACK = "{urn:aimgw:license-ack:1}"
 MAX_RSS_MB = 300
@@ -139,17 +142,7 @@ def canary() -> Iterator[Canary]:
 def make_project(base: Path, *, extra: str = "") -> Path:
     for sub in ("inbox/acme", "inbox/nordic"):
         (base / sub).mkdir(parents=True, exist_ok=True)
-    cfg = base / "config.toml"
-    cfg.write_text(f"""
-[gateway]
-data_dir = "data"
-outbox_dir = "outbox"
-
-[ace]
-site_code = "AIMG"
-sender_id = "AGW"
-
-[partners.acme]
+    return write_project_config(base, f"""[partners.acme]
 name = "Acme"
 inbox = "inbox/acme"
 disposition = "keep"
@@ -165,8 +158,7 @@ disposition = "keep"
 filer_code = "NAT"
 mapping = "{XSL}"
 max_files = 1000
-{extra}""")
-    return cfg
+{extra}""", ace=True)
 
 
 @dataclass

@@ -13,13 +13,13 @@ import os
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
 import psycopg
 import pytest
+from conftest import wait_until
 
 from gateway.config import load_config
 from gateway.inbox.liveness import this_host
@@ -27,7 +27,9 @@ from gateway.ledger.db import connect
 from gateway.service.runner import Runner
 
 ROOT = Path(__file__).resolve().parent.parent
-GOOD = (ROOT / "inbox" / "sample" / "acme-20261201-good.xml").read_bytes()
+# Sample files are copied into tests/cases so the suite never reads the working tree's inbox/.
+CASES_INBOX = Path(__file__).resolve().parent / "cases" / "inbox"
+GOOD = (CASES_INBOX / "sample" / "acme-20261201-good.xml").read_bytes()
 
 
 def ended_pid() -> int:
@@ -36,14 +38,6 @@ def ended_pid() -> int:
     proc.wait()
     return proc.pid
 
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 30) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

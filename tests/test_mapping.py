@@ -21,6 +21,7 @@ from lxml import etree
 from test_csv import (
     ACK,
     AS_OF,
+    CASES_INBOX,
     COLUMNS,
     GOLDEN,
     REGEN,
@@ -40,10 +41,10 @@ from gateway.parse.mapping import CsvMapping, MappingError, XsltMapping, load_ma
 from gateway.service.runner import run_once as run_cycle
 
 HANSE_MAPPING = ROOT / "mappings" / "hanse-metall.toml"
-HANSE_CSV = ROOT / "inbox" / "hanse" / "ZAIM_EXPORT_20261201.csv"
+HANSE_CSV = CASES_INBOX / "hanse" / "ZAIM_EXPORT_20261201.csv"
 NORDIC_XSL = ROOT / "mappings" / "nordic-orders.xsl"
-NORDIC_XML = ROOT / "inbox" / "nordic" / "nordic-orders-NA-2026-77.xml"
-SAMPLE_CSV = ROOT / "inbox" / "sample" / "acme-20261202-erp.csv"
+NORDIC_XML = CASES_INBOX / "nordic" / "nordic-orders-NA-2026-77.xml"
+SAMPLE_CSV = CASES_INBOX / "sample" / "acme-20261202-erp.csv"
 
 
 def write_mapping(tmp_path: Path, text: str, name: str = "m.toml") -> Path:

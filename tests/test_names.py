@@ -22,8 +22,10 @@ from gateway.service.runner import run_once
 from gateway.textsafe import printable
 
 ROOT = Path(__file__).resolve().parents[1]
-GOOD_XML = (ROOT / "inbox" / "sample" / "acme-20261201-good.xml").read_bytes()
-GOOD_CSV = (ROOT / "inbox" / "sample" / "acme-20261202-erp.csv").read_bytes()
+# Sample files are copied into tests/cases so the suite never reads the working tree's inbox/.
+CASES_INBOX = Path(__file__).resolve().parent / "cases" / "inbox"
+GOOD_XML = (CASES_INBOX / "sample" / "acme-20261201-good.xml").read_bytes()
+GOOD_CSV = (CASES_INBOX / "sample" / "acme-20261202-erp.csv").read_bytes()
 
 HOSTILE = {
     "SOH": "\x01",

@@ -12,6 +12,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from conftest import acme_project
 from lxml import etree
 
 from gateway.config import load_config
@@ -19,7 +20,9 @@ from gateway.schemas import ack_schema
 from gateway.service.runner import run_once
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT / "inbox" / "sample"
+# Sample files are copied into tests/cases so the suite never reads the working tree's inbox/.
+CASES_INBOX = Path(__file__).resolve().parent / "cases" / "inbox"
+SAMPLES = CASES_INBOX / "sample"
 GOLDEN = Path(__file__).parent / "golden"
 ACK = "{urn:aimgw:license-ack:1}"
 AS_OF = date(2026, 12, 1)
@@ -27,24 +30,7 @@ REGEN = os.environ.get("AIMGW_REGEN_GOLDEN") == "1"
 
 
 def write_config(base: Path, disposition: str = "keep") -> Path:
-    (base / "inbox").mkdir(parents=True, exist_ok=True)
-    cfg = base / "config.toml"
-    cfg.write_text(f"""
-[gateway]
-data_dir = "data"
-outbox_dir = "outbox"
-
-[ace]
-site_code = "AIMG"
-sender_id = "AGW"
-
-[partners.acme]
-name = "Acme"
-inbox = "inbox"
-disposition = "{disposition}"
-filer_code = "SMP"
-""")
-    return cfg
+    return acme_project(base, disposition, ace=True)
 
 
 @pytest.fixture

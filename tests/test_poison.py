@@ -18,6 +18,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from conftest import filer_block
 
 from gateway import storage
 from gateway.cli import main
@@ -29,26 +30,17 @@ from gateway.service import process
 from gateway.service.runner import Runner, run_once
 
 ROOT = Path(__file__).resolve().parents[1]
-GOOD = ROOT / "inbox" / "sample" / "acme-20261201-good.xml"
+# Sample files are copied into tests/cases so the suite never reads the working tree's inbox/.
+CASES_INBOX = Path(__file__).resolve().parent / "cases" / "inbox"
+GOOD = CASES_INBOX / "sample" / "acme-20261201-good.xml"
 AS_OF = "2026-12-01"
 QUARANTINE_AFTER = 3
 
-FILER = """
-[partners.{pid}.filer]
-name = "ACME ALUMINUM IMPORTS LLC"
-street = "100 HARBOR WAY"
-city = "NEWARK"
-state = "NJ"
-postal_code = "07114"
-contact_name = "JANE DOE"
-phone = "+1 973 555 0100"
-email = "licensing@acme-aluminum.example"
-"""
 
 
 def local_partner(pid: str, filer: str) -> str:
     return (f'\n[partners.{pid}]\nname = "Partner {pid}"\ninbox = "in/{pid}"\n'
-            f'disposition = "move"\nfiler_code = "{filer}"\n' + FILER.format(pid=pid))
+            f'disposition = "move"\nfiler_code = "{filer}"\n' + filer_block(pid))
 
 
 class Project:

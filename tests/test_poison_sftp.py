@@ -22,7 +22,9 @@ from gateway.service.runner import run_once
 from gateway.service.scheduler import serve
 
 ROOT = Path(__file__).resolve().parents[1]
-GOOD = (ROOT / "inbox" / "sample" / "acme-20261201-good.xml").read_bytes()
+# Sample files are copied into tests/cases so the suite never reads the working tree's inbox/.
+CASES_INBOX = Path(__file__).resolve().parent / "cases" / "inbox"
+GOOD = (CASES_INBOX / "sample" / "acme-20261201-good.xml").read_bytes()
 LOCAL = """
 [partners.local]
 name = "Local"

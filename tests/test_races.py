@@ -20,6 +20,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from conftest import acme_project
 from lxml import etree
 
 from gateway import crash
@@ -28,7 +29,9 @@ from gateway.service.runner import run_once
 from gateway.storage import SpooledOutput, atomic_write, temp_name
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT / "inbox" / "sample"
+# Sample files are copied into tests/cases so the suite never reads the working tree's inbox/.
+CASES_INBOX = Path(__file__).resolve().parent / "cases" / "inbox"
+SAMPLES = CASES_INBOX / "sample"
 GOOD = (SAMPLES / "acme-20261201-good.xml").read_bytes()
 PARTIAL = (SAMPLES / "acme-20261201-partial.xml").read_bytes()
 CSV = (SAMPLES / "acme-20261202-erp.csv").read_bytes()
@@ -37,21 +40,7 @@ VICTIM = b"another partner's acknowledgment\n"
 
 
 def write_config(base: Path, disposition: str = "move", extra: str = "") -> Path:
-    (base / "inbox").mkdir(parents=True, exist_ok=True)
-    cfg = base / "config.toml"
-    cfg.write_text(f"""
-[gateway]
-data_dir = "data"
-outbox_dir = "outbox"
-
-[partners.acme]
-name = "Acme"
-inbox = "inbox"
-disposition = "{disposition}"
-filer_code = "SMP"
-{extra}
-""")
-    return cfg
+    return acme_project(base, disposition, extra=extra + "\n")
 
 
 def variant(n: int, data: bytes = GOOD) -> bytes:

@@ -23,7 +23,7 @@ from gateway.service.runner import run_once
 
 AS_OF = date(2026, 12, 1)
 PARTNER = "acme"
-SAMPLE_HOSTILE = Path(__file__).parents[1] / "inbox" / "sample" / "acme-20261201-hostile.xml"
+SAMPLE_HOSTILE = Path(__file__).parent / "cases" / "inbox" / "sample" / "acme-20261201-hostile.xml"
 NS = "urn:aimgw:license-submission:1"
 ACK = "{urn:aimgw:license-ack:1}"
 

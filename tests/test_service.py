@@ -8,12 +8,14 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
+from conftest import wait_until as wait_for
+
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT / "inbox" / "sample"
+# Sample files are copied into tests/cases so the suite never reads the working tree's inbox/.
+CASES_INBOX = Path(__file__).resolve().parent / "cases" / "inbox"
+SAMPLES = CASES_INBOX / "sample"
 
 
 def make_config(base: Path) -> Path:
@@ -32,14 +34,6 @@ disposition = "move"
 """)
     return cfg
 
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def gateway(*args: str) -> list[str]:

@@ -9,10 +9,10 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import wait_until as wait_for
 from sftp_server import SftpAccount, SshServer, TcpCutProxy
 
 from gateway.config import Config, load_config
@@ -21,7 +21,9 @@ from gateway.service.runner import PollReport
 from gateway.service.runner import run_once as run_cycle
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT / "inbox" / "sample"
+# Sample files are copied into tests/cases so the suite never reads the working tree's inbox/.
+CASES_INBOX = Path(__file__).resolve().parent / "cases" / "inbox"
+SAMPLES = CASES_INBOX / "sample"
 GOOD = (SAMPLES / "acme-20261201-good.xml").read_bytes()
 
 
@@ -266,14 +268,6 @@ def test_partner_self_test_reports_each_step(tmp_path: Path, sshd: SshServer) ->
                           "--config", str(bad)], capture_output=True, text=True, check=False)
     assert cli.returncode == 1 and "SHA256:" in cli.stdout
 
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_serve_with_two_sftp_partners(tmp_path: Path, sshd: SshServer) -> None:

@@ -235,7 +235,7 @@ def test_a_resend_under_the_same_name_never_replaces_an_earlier_ack(
         tmp_path: Path, sshd: SshServer) -> None:
     acme = sshd.account("acme")
     cfg = make_config(tmp_path, partner_block("acme", acme, sshd))
-    partial = (Path(__file__).parent.parent / "inbox" / "sample" /
+    partial = (Path(__file__).parent / "cases" / "inbox" / "sample" /
                "acme-20261201-partial.xml").read_bytes()
     corrected = partial.replace(b"</LicenseSubmission>",
                                 b"<!-- corrected --></LicenseSubmission>")

@@ -21,7 +21,9 @@ from gateway.ledger.store import Ledger, open_ledger
 from gateway.service.runner import run_once
 
 ROOT = Path(__file__).resolve().parent.parent
-GOOD = (ROOT / "inbox" / "sample" / "acme-20261201-good.xml").read_bytes()
+# Sample files are copied into tests/cases so the suite never reads the working tree's inbox/.
+CASES_INBOX = Path(__file__).resolve().parent / "cases" / "inbox"
+GOOD = (CASES_INBOX / "sample" / "acme-20261201-good.xml").read_bytes()
 NEW_YORK = ZoneInfo("America/New_York")
 
 

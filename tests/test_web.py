@@ -35,6 +35,8 @@ from gateway.errors import ConfigError, FatalError
 from gateway.service.runner import run_once
 
 ROOT = Path(__file__).resolve().parent.parent
+# Sample files are copied into tests/cases so the suite never reads the working tree's inbox/.
+CASES_INBOX = Path(__file__).resolve().parent / "cases" / "inbox"
 TOKEN = "web-test-" + secrets.token_urlsafe(24)
 TOKEN_ENV = "AIMGW_WEB_TOKEN"
 CHROMIUM = "/usr/bin/chromium"
@@ -114,18 +116,18 @@ def fill_ledger(base: Path, ledger: str = "") -> Path:
     """November: the good file under other refs; December: every sample file, the hostile
     one (F004) included, and the hostile one again under a name full of markup."""
     cfg = write_config(base, ledger)
-    good = (ROOT / "inbox" / "sample" / "acme-20261201-good.xml").read_text()
+    good = (CASES_INBOX / "sample" / "acme-20261201-good.xml").read_text()
     november = good.replace("ACME-20261201-001", "ACME-20261120-001").replace('ref="PO-44',
                                                                              'ref="PO-34')
     (base / "inbox" / "sample" / "acme-20261120-good.xml").write_text(november)
     run(cfg, date(2026, 11, 20))
     for partner in ("sample", "hanse", "nordic"):
-        for source in (ROOT / "inbox" / partner).iterdir():
+        for source in (CASES_INBOX / partner).iterdir():
             if source.is_file():
                 shutil.copy(source, base / "inbox" / partner / source.name)
     run(cfg, date(2026, 12, 1))
     # Taken after the original, so that it is the DUPLICATE and the original the failure.
-    shutil.copy(ROOT / "inbox" / "sample" / "acme-20261201-hostile.xml",
+    shutil.copy(CASES_INBOX / "sample" / "acme-20261201-hostile.xml",
                 base / "inbox" / "sample" / HOSTILE_NAME)
     run(cfg, date(2026, 12, 1))
     return cfg

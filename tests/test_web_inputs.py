@@ -25,7 +25,9 @@ from gateway.errors import FatalError
 from gateway.service.runner import run_once
 
 ROOT = Path(__file__).resolve().parent.parent
-GOOD = (ROOT / "inbox" / "sample" / "acme-20261201-good.xml").read_text()
+# Sample files are copied into tests/cases so the suite never reads the working tree's inbox/.
+CASES_INBOX = Path(__file__).resolve().parent / "cases" / "inbox"
+GOOD = (CASES_INBOX / "sample" / "acme-20261201-good.xml").read_text()
 ODD_IMPORTER = "METAL_WORKS 100% \\ LTD"  # the first application's; the others: ACME ALUMINUM
 TOKEN = secrets.token_urlsafe(32)
 

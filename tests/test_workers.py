@@ -14,18 +14,19 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 import pytest
+from conftest import wait_until
 from sftp_server import SshServer
 
 from gateway.ledger.migrations import MIGRATIONS
 
 ROOT = Path(__file__).resolve().parent.parent
-GOOD = (ROOT / "inbox" / "sample" / "acme-20261201-good.xml").read_bytes()
+# Sample files are copied into tests/cases so the suite never reads the working tree's inbox/.
+CASES_INBOX = Path(__file__).resolve().parent / "cases" / "inbox"
+GOOD = (CASES_INBOX / "sample" / "acme-20261201-good.xml").read_bytes()
 LOCAL_PARTNERS = ("alpha", "bravo", "charlie", "delta")
 FILES_PER_PARTNER = 6
 LICENSES_PER_FILE = 3  # the good sample licenses PO-4411, PO-4412 (FTZ) and PO-4413
@@ -82,14 +83,6 @@ def done_count(dsn: str) -> int:
         except psycopg.errors.UndefinedTable:
             return 0
 
-
-def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def work_is_empty(work: Path) -> bool:

@@ -1,0 +1,36 @@
+"""The suite reads its sample files from tests/cases, never from the working tree's inbox/.
+
+A user may drop files into ``inbox/sample/`` to try the gateway; the suite must not see them
+(it copied the whole folder once, so a dropped file made it slow and failing).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+# The project root followed by the inbox folder, however the root is spelled.
+READS_ROOT_INBOX = re.compile(
+    r'(\bROOT|parent\.parent|parents\[1\])\s*/\s*["\']inbox["\']')
+
+
+# This file is left out: its own examples below spell the pattern on purpose.
+SOURCES = sorted(p for p in TESTS.glob("*.py") if p.name != Path(__file__).name)
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.name)
+def test_no_test_reads_the_working_tree_inbox(source: Path) -> None:
+    hits = [f"{source.name}:{number}: {line.strip()}"
+            for number, line in enumerate(source.read_text("utf-8").splitlines(), 1)
+            if READS_ROOT_INBOX.search(line)]
+    assert hits == []
+
+
+def test_the_pattern_catches_each_spelling() -> None:
+    for line in ('ROOT / "inbox" / "sample"', "Path(__file__).parent.parent / 'inbox'",
+                 'Path(__file__).parents[1] / "inbox"'):
+        assert READS_ROOT_INBOX.search(line), line
+    assert not READS_ROOT_INBOX.search('CASES_INBOX / "sample"')
