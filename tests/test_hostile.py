@@ -179,7 +179,7 @@ def run_bounded(args: list[str], cwd: Path, timeout: float = MAX_SECONDS) -> Run
 
     started = time.monotonic()
     with open(out, "wb") as fo, open(err, "wb") as fe:
-        proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", *args], cwd=ROOT,
+        proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", *args], cwd=cwd,
                                 stdin=subprocess.DEVNULL, stdout=fo, stderr=fe,
                                 preexec_fn=limits, start_new_session=True)
     while True:
