@@ -291,8 +291,7 @@ def _actor() -> str:
 
 def _check_alerts(config: Config) -> None:
     """`status` raises a due silence alert itself: a partner nobody polls still gets one."""
-    from gateway.admin.queries import ledger_exists
-    from gateway.ledger.store import open_ledger
+    from gateway.ledger.store import ledger_exists, open_ledger
     from gateway.service.alerts import check_partners
     from gateway.service.runner import event_log
 

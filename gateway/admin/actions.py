@@ -15,13 +15,12 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from gateway.admin.queries import ledger_exists
 from gateway.config import Config
 from gateway.errors import FatalError, GatewayError, TransientError
 from gateway.inbox.base import Inbox, copy_with_digest
 from gateway.inbox.kinds import open_inbox
 from gateway.inbox.receipt import failure_reason, record_receipt, work_temp
-from gateway.ledger.store import FileRow, Ledger, open_ledger
+from gateway.ledger.store import FileRow, Ledger, ledger_exists, open_ledger
 from gateway.outputs.status_files import write_status_files
 from gateway.service.process import processing_date
 from gateway.service.quarantine import QUARANTINE_AFTER, failure

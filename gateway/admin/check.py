@@ -92,8 +92,8 @@ def _history(config: Config) -> Ledger | None:
     """The configured ledger (SQLite or PostgreSQL), read-only, for the history checks (I201,
     A104, F006, F007); None before the first run. FatalError (exit 2) when it is configured
     but cannot be read: a check without the history would answer ACCEPTED wrongly."""
-    from gateway.admin.queries import ledger_exists  # here: the run's modules, not check's start
-    from gateway.ledger.store import open_ledger
+    # imported here: the run's modules, not check's start
+    from gateway.ledger.store import ledger_exists, open_ledger
 
     if not ledger_exists(config):
         return None

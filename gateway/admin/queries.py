@@ -14,8 +14,8 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 
 from gateway.config import Config, PartnerConfig
-from gateway.ledger.db import is_postgres, like
-from gateway.ledger.store import QUARANTINED_IDS, FileRow, Ledger, open_ledger
+from gateway.ledger.db import like
+from gateway.ledger.store import QUARANTINED_IDS, FileRow, Ledger, ledger_exists, open_ledger
 from gateway.service.alerts import ALERT_EVENTS, last_file_at, silence
 from gateway.service.quarantine import failure, mark_quarantined, quarantined_count
 
@@ -23,11 +23,6 @@ LICENSE_COLUMNS = ("license_number", "partner", "ref", "importer", "exporter", "
                    "country_of_origin", "entry_type", "port_of_entry", "issue_date",
                    "valid_from", "valid_through", "file_id", "lines", "quantity_kg",
                    "value_usd")
-
-
-def ledger_exists(config: Config) -> bool:
-    return bool(config.gateway.ledger and is_postgres(config.gateway.ledger)) or (
-        config.gateway.data_dir / "ledger.sqlite").exists()
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from typing import TypedDict
 from gateway import crash
 from gateway.config import Config
 from gateway.errors import FatalError
-from gateway.ledger.db import Database, connect, translate_ddl
+from gateway.ledger.db import Database, connect, is_postgres, translate_ddl
 from gateway.ledger.migrations import MIGRATIONS, split_statements
 
 _MIGRATION_LOCK = 72_351_001  # PostgreSQL advisory lock key: "AIM gateway migrations"
@@ -463,7 +463,19 @@ class Ledger:
         return problems
 
 
+def ledger_location(config: Config) -> Path | str:
+    """Where the configured ledger lives: the ``gateway.ledger`` DSN (PostgreSQL), else the
+    SQLite file in the data folder. The one place that knows; every reader asks here."""
+    return config.gateway.ledger or config.gateway.data_dir / "ledger.sqlite"
+
+
+def ledger_exists(config: Config) -> bool:
+    """False before the first run on SQLite (no file yet: nothing to show, nothing to
+    check against); a PostgreSQL ledger is taken to exist (opening it says otherwise)."""
+    target = ledger_location(config)
+    return is_postgres(target) or Path(target).exists()
+
+
 def open_ledger(config: Config, *, readonly: bool = False, migrate: bool = True) -> Ledger:
     """The configured ledger: PostgreSQL when ``gateway.ledger`` is a DSN, else SQLite."""
-    target = config.gateway.ledger or config.gateway.data_dir / "ledger.sqlite"
-    return Ledger(target, readonly=readonly, migrate=migrate)
+    return Ledger(ledger_location(config), readonly=readonly, migrate=migrate)

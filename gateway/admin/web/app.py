@@ -23,7 +23,7 @@ from gateway.config import Config
 from gateway.errors import GatewayError
 from gateway.findings import CODES
 from gateway.ledger.db import Database
-from gateway.ledger.store import Ledger, open_ledger
+from gateway.ledger.store import Ledger, ledger_exists, open_ledger
 
 MAX_REASON = 500
 # No script, no inline style, nothing from elsewhere: an injected tag could do nothing.
@@ -39,12 +39,11 @@ def create_app(config: Config, guard: Guard) -> Flask:
     app.jinja_env.filters["show"] = _show
     app.jinja_env.globals.update(status_of=queries.display_status, is_failed=queries.is_failed,
                                  rule_text=lambda code: CODES.get(code, ("", ""))[1])
-    sqlite_path = None if config.gateway.ledger else config.gateway.data_dir / "ledger.sqlite"
 
     def ledger() -> Ledger:
         """This request's read-only connection (SQLite file or PostgreSQL), opened once."""
         if "ledger" not in g:
-            if sqlite_path is not None and not sqlite_path.exists():
+            if not ledger_exists(config):
                 abort(503, "There is no ledger yet: nothing has been received. Run the "
                            "gateway (`aim-gateway run --once` or `serve`) first.")
             g.ledger = open_ledger(config, readonly=True)
