@@ -23,7 +23,7 @@ from conftest import wait_until
 
 from gateway.config import load_config
 from gateway.inbox.liveness import this_host
-from gateway.ledger.db import connect
+from gateway.ledger.store import connect
 from gateway.service.runner import Runner
 
 ROOT = Path(__file__).resolve().parent.parent
