@@ -79,6 +79,18 @@ class FileRow:
 
 
 @dataclass(frozen=True, slots=True)
+class Receipt:
+    """What the gateway knows of a file as it takes it in: its files row is made of this."""
+
+    partner: str
+    remote_name: str
+    size: int
+    mtime: float
+    sha256: str
+    reprocess_of: str | None = None  # the file an admin's reprocess takes in again
+
+
+@dataclass(frozen=True, slots=True)
 class PriorLicense:
     license_number: str
     digest: str
@@ -198,10 +210,13 @@ class Ledger:
         ).fetchone()
         return f"{key}-{row[0]:06d}"
 
-    def add_file(self, row: dict[str, object]) -> None:
-        cols = ", ".join(row)
-        marks = ", ".join("?" for _ in row)
-        self.db.execute(f"INSERT INTO files ({cols}) VALUES ({marks})", tuple(row.values()))
+    def add_file(self, file_id: str, receipt: Receipt, *, local_name: str, received_at: str,
+                 state: str = "RECEIVED") -> None:
+        self.db.execute(
+            "INSERT INTO files (file_id, partner, remote_name, size, mtime, sha256, "
+            "reprocess_of, local_name, received_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (file_id, receipt.partner, receipt.remote_name, receipt.size, receipt.mtime,
+             receipt.sha256, receipt.reprocess_of, local_name, received_at, state))
 
     def update_file(self, file_id: str, **values: object) -> None:
         sets = ", ".join(f"{k} = ?" for k in values)
@@ -212,6 +227,13 @@ class Ledger:
             f"SELECT {', '.join(FILE_COLUMNS)} FROM files WHERE file_id = ?", (file_id,)
         ).fetchone()
         return FileRow(*row) if row else None
+
+    def known_file(self, file_id: str) -> FileRow:
+        """The row of a file the caller knows is recorded (it has just written it)."""
+        row = self.file(file_id)
+        if row is None:
+            raise LookupError(f"file {file_id} is not in the ledger {self.path}")
+        return row
 
     def files(self, where: str = "1", params: tuple[object, ...] = (), limit: int = 1000,
               ) -> list[FileRow]:
