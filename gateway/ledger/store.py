@@ -8,7 +8,7 @@ licenses, so a number can neither repeat nor be issued twice for one request.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -88,6 +88,17 @@ class Receipt:
     mtime: float
     sha256: str
     reprocess_of: str | None = None  # the file an admin's reprocess takes in again
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One row of the events table; ``data`` is stored as JSON (anything else as its text)."""
+
+    at: str
+    kind: str
+    partner: str | None
+    file_id: str | None
+    data: Mapping[str, object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,11 +342,11 @@ class Ledger:
 
     # -- events ------------------------------------------------------------------------------
 
-    def add_event(self, at: str, kind: str, partner: str | None, file_id: str | None,
-                  data: dict[str, object]) -> None:
+    def add_event(self, event: Event) -> None:
         self.db.execute(
             "INSERT INTO events (at, kind, partner, file_id, data) VALUES (?, ?, ?, ?, ?)",
-            (at, kind, partner, file_id, json.dumps(data, sort_keys=True, default=str)),
+            (event.at, event.kind, event.partner, event.file_id,
+             json.dumps(event.data, sort_keys=True, default=str)),
         )
 
     def alert_once(self, alert: str, at: str) -> bool:
