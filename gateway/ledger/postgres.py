@@ -183,19 +183,16 @@ class PostgresDb:
         """The server checks its own storage: nothing to ask here."""
         return []
 
+    def json_elements(self, column: str, alias: str) -> str:
+        return f"jsonb_array_elements({column}::jsonb) {alias}"
+
     def insertion_order(self, fallback: str) -> str:
         """No row keeps its insertion order here: ``fallback``."""
         return fallback
 
-    def json_elements(self, column: str, alias: str) -> str:
-        """A FROM item with one row per element of the JSON array in ``column``; each row's
-        element is ``<alias>.value``."""
-        return f"jsonb_array_elements({column}::jsonb) {alias}"
-
     def json_text(self, element: str, index: int) -> str:
-        """The ``index``-th item of a JSON array ``element``, as SQL text."""
+        """``->>``: the item as text (the column is text: cast to jsonb where unnested)."""
         return f"{element}->>{int(index)}"
 
     def json_real(self, element: str, index: int) -> str:
-        """The ``index``-th item of a JSON array ``element``, as an SQL float."""
         return f"CAST({element}->>{int(index)} AS DOUBLE PRECISION)"

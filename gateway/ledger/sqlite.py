@@ -141,20 +141,17 @@ class SqliteDb:
     def integrity_problems(self) -> list[str]:
         return [r[0] for r in self.execute("PRAGMA integrity_check") if r[0] != "ok"]
 
+    def json_elements(self, column: str, alias: str) -> str:
+        """json_each: a row per element, the element in its ``value`` column."""
+        return f"json_each({column}) {alias}"
+
     def insertion_order(self, fallback: str) -> str:
         return "rowid"
 
-    def json_elements(self, column: str, alias: str) -> str:
-        """A FROM item with one row per element of the JSON array in ``column``; each row's
-        element is ``<alias>.value``."""
-        return f"json_each({column}) {alias}"
-
     def json_text(self, element: str, index: int) -> str:
-        """The ``index``-th item of a JSON array ``element``, as SQL text."""
         return f"json_extract({element}, '$[{int(index)}]')"
 
     def json_real(self, element: str, index: int) -> str:
-        """The ``index``-th item of a JSON array ``element``, as an SQL float."""
         return f"CAST(json_extract({element}, '$[{int(index)}]') AS REAL)"
 
 
