@@ -243,7 +243,7 @@ class Ledger:
         """The row of a file the caller knows is recorded (it has just written it)."""
         row = self.file(file_id)
         if row is None:
-            raise LookupError(f"file {file_id} is not in the ledger {self.path}")
+            raise LookupError(f"file {file_id} is not in the ledger")
         return row
 
     def files(self, where: str = "1", params: tuple[object, ...] = (), limit: int = 1000,
