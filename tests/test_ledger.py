@@ -4,7 +4,10 @@ and on PostgreSQL (a fresh database of the test cluster), through ``Ledger`` and
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import secrets
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -13,13 +16,16 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import wait_until
+from conftest import acme_project, wait_until
 
+from gateway.admin.web.app import create_app
+from gateway.admin.web.auth import Guard
 from gateway.admin.web.charts import monthly_tons
+from gateway.config import load_config
 from gateway.errors import FatalError, GatewayError, LedgerUnavailable
 from gateway.ledger.db import Database
 from gateway.ledger.migrations import MIGRATIONS
-from gateway.ledger.store import Ledger, Receipt, connect
+from gateway.ledger.store import Ledger, Receipt, connect, ledger_location, open_ledger
 
 BACKENDS = ["sqlite", "postgresql"]
 DAY = date(2026, 12, 1)
@@ -253,6 +259,33 @@ def test_a_busy_or_unreachable_ledger_is_ledger_unavailable(
 def test_a_ledger_server_out_of_reach_is_ledger_unavailable() -> None:
     with pytest.raises(LedgerUnavailable, match="Cannot reach the ledger database"):
         Ledger("postgresql://postgres@127.0.0.1:1/none")
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_the_admin_page_answers_503_while_the_ledger_is_unavailable(
+        tmp_path: Path, kind: str) -> None:
+    """SQLite: another process holds the file in exclusive mode (the page's reader waits
+    SQLite's 5 s, then is refused); PostgreSQL: no server where the DSN points."""
+    config = load_config(acme_project(tmp_path, "delete"))
+    holder = None
+    if kind == "sqlite":
+        open_ledger(config).close()
+        holder = sqlite3.connect(ledger_location(config), isolation_level=None)
+        holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+        holder.execute("BEGIN EXCLUSIVE")
+        holder.execute("DELETE FROM file_counter")
+    else:
+        config = dataclasses.replace(config, gateway=dataclasses.replace(
+            config.gateway, ledger="postgresql://postgres@127.0.0.1:1/none"))
+    token = secrets.token_urlsafe(32)
+    try:
+        response = create_app(config, Guard(token)).test_client().get(
+            "/", headers={"Authorization": f"Bearer {token}"})
+    finally:
+        if holder is not None:
+            holder.close()
+    assert (response.status_code, "Ledger unavailable" in response.get_data(as_text=True)) \
+        == (503, True)
 
 
 def test_a_gateway_bug_in_sql_keeps_the_driver_error(ledger: Ledger) -> None:
