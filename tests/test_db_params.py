@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.ledger.db import PostgresDb, format_params
+from gateway.ledger.postgres import PostgresDb, format_params
 
 
 @pytest.mark.parametrize(("sql", "expected"), [

@@ -98,7 +98,7 @@ def test_concurrent_first_runs_migrate_once(tmp_path: Path, round_: int) -> None
 _OPENER = """
 import sys, time
 from pathlib import Path
-from gateway.ledger.db import SqliteDb
+from gateway.ledger.sqlite import SqliteDb
 from gateway.errors import FatalError
 base, me, rounds = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 for n in range(rounds):
@@ -116,7 +116,7 @@ OPENERS, OPEN_ROUNDS = 12, 150
 def test_processes_opening_a_new_ledger_together_all_open_it(tmp_path: Path) -> None:
     """Turning a new SQLite file into WAL makes SQLite answer "database is locked" at once,
     without waiting, to a process that loses the race (it avoids a deadlock); the gateway
-    tries again (``ledger.db._enable_wal``)."""
+    tries again (``ledger.sqlite._enable_wal``)."""
     procs = [subprocess.Popen([sys.executable, "-c", _OPENER, str(tmp_path), str(n),
                                str(OPEN_ROUNDS)], stdout=subprocess.PIPE, text=True)
              for n in range(OPENERS)]

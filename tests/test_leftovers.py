@@ -23,7 +23,7 @@ from conftest import wait_until
 
 from gateway.config import load_config
 from gateway.inbox.liveness import this_host
-from gateway.ledger.db import connect
+from gateway.ledger.store import Receipt, connect
 from gateway.service.runner import Runner
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,10 +102,9 @@ def test_a_poll_removes_a_received_file_without_a_ledger_row(runner: Runner) -> 
 def test_a_poll_keeps_a_received_file_that_has_its_row(runner: Runner) -> None:
     with runner.ledger.transaction():
         file_id = runner.ledger.new_file_id(date(2026, 12, 1))
-        runner.ledger.add_file({
-            "file_id": file_id, "partner": "other", "remote_name": "a.xml", "size": 1,
-            "mtime": 0.0, "sha256": "0" * 64, "local_name": f"{file_id}__a.xml",
-            "received_at": "2026-12-01T00:00:00+00:00", "state": "RECEIVED"})
+        runner.ledger.add_file(file_id, Receipt("other", "a.xml", 1, 0.0, "0" * 64),
+                               local_name=f"{file_id}__a.xml",
+                               received_at="2026-12-01T00:00:00+00:00")
     kept = runner.layout.received / f"{file_id}__a.xml"
     kept.write_bytes(GOOD)
     # The same id under another name: a rolled-back receipt whose id was drawn again.
@@ -152,7 +151,7 @@ def test_a_receipt_in_flight_is_never_removed(runner: Runner, outcome: str) -> N
 def waiting_for_lock(polling: threading.Thread, target: object) -> bool:
     """True once the poll is blocked on the receipt's lock: PostgreSQL shows the waiting
     lock on file_counter; SQLite has one write lock, on which the poll's thread waits inside
-    a ledger call (gateway/ledger/db.py) from its first write on."""
+    a ledger call (gateway/ledger/sqlite.py) from its first write on."""
     if isinstance(target, str):
         with psycopg.connect(target) as conn:
             return bool(conn.execute(
@@ -161,4 +160,4 @@ def waiting_for_lock(polling: threading.Thread, target: object) -> bool:
                 "(SELECT oid FROM pg_database WHERE datname = current_database())"
                 ).fetchone()[0])
     frame = sys._current_frames().get(polling.ident or 0)
-    return frame is not None and frame.f_code.co_filename.endswith("gateway/ledger/db.py")
+    return frame is not None and frame.f_code.co_filename.endswith("gateway/ledger/sqlite.py")

@@ -28,7 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import FatalError
-from gateway.ledger.store import Ledger
+from gateway.ledger.store import Ledger, Receipt
 from gateway.licensing.decide import MAX_SEQUENCE, LicenseIssuer, format_license
 
 PURE = settings(max_examples=200, derandomize=True, database=None, deadline=None)
@@ -103,11 +103,10 @@ def issue(path: str, worker: str, batches: int, per_batch: int, barrier: str,
             day = ISSUE_DATES[batch % len(ISSUE_DATES)]
             with ledger.transaction():
                 file_id = ledger.new_file_id(day)
-                ledger.add_file({
-                    "file_id": file_id, "partner": worker, "remote_name": f"{batch}.csv",
-                    "size": 1, "mtime": 0.0, "sha256": f"{worker}-{batch}",
-                    "local_name": f"{file_id}.csv", "received_at": f"{day}T00:00:00+00:00",
-                    "state": "RECEIVED"})
+                ledger.add_file(file_id, Receipt(worker, f"{batch}.csv", 1, 0.0,
+                                                 f"{worker}-{batch}"),
+                                local_name=f"{file_id}.csv",
+                                received_at=f"{day}T00:00:00+00:00")
                 issuer = LicenseIssuer(ledger, day, 75)
                 drawn = [issuer.next_number() for _ in range(per_batch)]
                 ledger.add_licenses([

@@ -17,7 +17,7 @@ from gateway.admin.web import queries as web_queries
 from gateway.config import load_config
 from gateway.ledger import store as ledger_module
 from gateway.ledger.migrations import MIGRATIONS, times_to_utc
-from gateway.ledger.store import Ledger, open_ledger
+from gateway.ledger.store import Ledger, Receipt, open_ledger
 from gateway.service.runner import run_once
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,10 +141,10 @@ def test_the_migration_rewrites_local_times_as_utc(
         upgrade_to(ledger, BEFORE_UTC)
         with ledger.transaction():
             for n, old in enumerate(OLD_TIMES):
-                ledger.add_file({
-                    "file_id": f"20261202-{n:06d}", "partner": "acme", "remote_name": "a.xml",
-                    "size": 1, "mtime": 0.0, "sha256": "0" * 64, "local_name": "x",
-                    "received_at": old, "processed_at": old, "state": "DONE"})
+                file_id = f"20261202-{n:06d}"
+                ledger.add_file(file_id, Receipt("acme", "a.xml", 1, 0.0, "0" * 64),
+                                local_name="x", received_at=old, state="DONE")
+                ledger.update_file(file_id, processed_at=old)
             ledger.set_partner_state("acme", last_poll_at="2026-12-02T00:30:00-05:00",
                                      last_success_at="2026-12-02T00:30:00-05:00",
                                      watched_since=None)
@@ -178,9 +178,8 @@ def test_sqlite_ledger_of_an_older_gateway_reads_in_utc(tmp_path: Path) -> None:
     ledger = Ledger(path, migrate=False)
     upgrade_to(ledger, BEFORE_UTC)
     with ledger.transaction():
-        ledger.add_file({"file_id": "20261202-000001", "partner": "acme", "remote_name": "a",
-                         "size": 1, "mtime": 0.0, "sha256": "0" * 64, "local_name": "x",
-                         "received_at": "2026-12-02T00:30:00-05:00", "state": "DONE"})
+        ledger.add_file("20261202-000001", Receipt("acme", "a", 1, 0.0, "0" * 64),
+                        local_name="x", received_at="2026-12-02T00:30:00-05:00", state="DONE")
     ledger.close()
     Ledger(path).close()
     with sqlite3.connect(path) as conn:

@@ -20,7 +20,7 @@ from gateway.errors import FatalError, GatewayError, TransientError
 from gateway.inbox.base import Inbox, copy_with_digest
 from gateway.inbox.kinds import open_inbox
 from gateway.inbox.receipt import failure_reason, record_receipt, work_temp
-from gateway.ledger.store import FileRow, Ledger, ledger_exists, open_ledger
+from gateway.ledger.store import FileRow, Ledger, Receipt, ledger_exists, open_ledger
 from gateway.outputs.status_files import write_status_files
 from gateway.service.process import processing_date
 from gateway.service.quarantine import QUARANTINE_AFTER, failure
@@ -173,10 +173,9 @@ def _receive_again(runner: Runner, original: FileRow, source: Path, reason: str,
                            file_id=file_id, actor=actor, reason=reason,
                            original=original.file_id, name=original.remote_name)
 
-    return record_receipt(ledger, layout, tmp, today, {
-        "partner": original.partner, "remote_name": original.remote_name, "size": size,
-        "mtime": original.mtime, "sha256": sha256, "reprocess_of": original.file_id},
-        announce)
+    return record_receipt(ledger, layout, tmp, today, Receipt(
+        partner=original.partner, remote_name=original.remote_name, size=size,
+        mtime=original.mtime, sha256=sha256, reprocess_of=original.file_id), announce)
 
 
 # -- purge --------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from gateway.errors import TransientError
 from gateway.inbox.base import Inbox, RemoteFile
 from gateway.inbox.liveness import process_ended, this_host
 from gateway.ledger.events import EventLog
-from gateway.ledger.store import Ledger, utc_stamp
+from gateway.ledger.store import Ledger, Receipt, utc_stamp
 from gateway.storage import Layout, durable_move, safe_name
 
 log = logging.getLogger("gateway.intake")
@@ -79,15 +79,15 @@ def receive(inbox: Inbox, remote: RemoteFile, ledger: Ledger, layout: Layout,
         events.emit(ledger, "file.received", partner=inbox.partner_id, file_id=file_id,
                     name=remote.name, size=size, sha256=sha256)
 
-    file_id = record_receipt(ledger, layout, tmp, today, {
-        "partner": inbox.partner_id, "remote_name": remote.name, "size": size,
-        "mtime": remote.mtime, "sha256": sha256}, announce)
+    file_id = record_receipt(ledger, layout, tmp, today, Receipt(
+        partner=inbox.partner_id, remote_name=remote.name, size=size, mtime=remote.mtime,
+        sha256=sha256), announce)
     crash.point("after_receipt")
     return file_id
 
 
 def record_receipt(ledger: Ledger, layout: Layout, tmp: Path, today: date,
-                   row: dict[str, object], announce: Callable[[str], None]) -> str:
+                   receipt: Receipt, announce: Callable[[str], None]) -> str:
     """Move a fetched, fsynced temp file into work/received and record it, in one ledger
     transaction (file id drawn there); ``announce(file_id)`` records the event inside it.
 
@@ -98,14 +98,10 @@ def record_receipt(ledger: Ledger, layout: Layout, tmp: Path, today: date,
     try:
         with ledger.transaction():
             file_id = ledger.new_file_id(today)
-            local_name = f"{file_id}__{safe_name(str(row['remote_name']))}"
+            local_name = f"{file_id}__{safe_name(receipt.remote_name)}"
             received = layout.received / local_name
             durable_move(tmp, received)
-            ledger.add_file({
-                "file_id": file_id, **row, "local_name": local_name,
-                "received_at": utc_stamp(),
-                "state": "RECEIVED",
-            })
+            ledger.add_file(file_id, receipt, local_name=local_name, received_at=utc_stamp())
             announce(file_id)
     except BaseException:
         tmp.unlink(missing_ok=True)

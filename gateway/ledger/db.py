@@ -1,23 +1,21 @@
-"""The two databases behind the ledger: SQLite (embedded default) and PostgreSQL (psycopg 3).
+"""The interface of the two databases behind the ledger: SQLite (``gateway.ledger.sqlite``,
+the embedded default) and PostgreSQL (``gateway.ledger.postgres``, psycopg 3).
 
-Both are used through one small interface (``execute``, ``executemany``, ``begin``, ``commit``,
-``rollback``), with the ledger's SQL written once with ``?`` placeholders and SQLite-style DDL
-that ``translate_ddl`` turns into PostgreSQL's. A DSN starting with ``postgresql://`` or
-``postgres://`` selects PostgreSQL; anything else is a SQLite file path.
+The ledger's SQL is written once, with ``?`` placeholders and SQLite-style DDL; whatever
+differs between the two lives in the backend, behind ``Database``: the DDL's types, the clock,
+the license counter, the migration lock and schema version, the integrity check, JSON
+unnesting and the translation of the driver's errors into the gateway's own
+(``LedgerUnavailable``, ``TransientError``). No module outside the backends asks which
+database it has. A DSN starting with ``postgresql://`` or ``postgres://`` selects PostgreSQL;
+anything else is a SQLite file path (``gateway.ledger.store.connect``).
 """
 
 from __future__ import annotations
 
-import functools
-import random
-import re
-import sqlite3
-import time
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
-
-from gateway.errors import FatalError, LedgerUnavailable, TransientError
 
 POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 
@@ -38,7 +36,15 @@ class Cursor(Protocol):
 
 
 class Database(Protocol):
+    """One connection to the ledger's database. Statements that fail because of the
+    database (busy, out of reach, full) raise ``LedgerUnavailable`` or ``TransientError``;
+    a statement's own error (a gateway bug) keeps the driver's type."""
+
+    # "sqlite" or "postgresql". Kept for gateway.admin.queries, which orders findings by it
+    # until the read model asks ``insertion_order``; new code asks the methods below.
     dialect: str
+    concurrent: bool  # several workers may share it (license numbers drawn apart)
+    upgrade_on_read: bool  # a read-only open upgrades an older schema first
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor: ...
 
@@ -52,171 +58,53 @@ class Database(Protocol):
 
     def close(self) -> None: ...
 
+    def now(self) -> float:
+        """Seconds since the epoch by the clock that every worker of this ledger shares."""
+        ...
 
-class SqliteDb:
-    """SQLite in WAL mode; ``begin`` takes the write lock at once (BEGIN IMMEDIATE)."""
+    def next_license_sequence(self, year: int) -> int:
+        """The year's next license number from its counter row, unique among workers."""
+        ...
 
-    dialect = "sqlite"
+    def migration_lock(self) -> AbstractContextManager[None]:
+        """Held while migrations are applied, so that processes starting together take
+        turns (each migration also runs in its own write transaction)."""
+        ...
 
-    def __init__(self, path: Path, readonly: bool) -> None:
-        try:
-            if readonly:
-                # With no -wal file no writer is active: open immutable, so that a dry run
-                # does not even create the -shm file. With a writer active, a normal
-                # read-only connection sees its committed data.
-                wal = path.with_name(path.name + "-wal")
-                mode = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
-                self.conn = sqlite3.connect(f"file:{path}?{mode}", uri=True,
-                                            isolation_level=None, check_same_thread=False)
-            else:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                # Long waits: with serve, partners poll in parallel and one large file holds
-                # the write lock for as long as it takes to process. One thread uses a
-                # connection at a time; closing may happen on another thread.
-                self.conn = sqlite3.connect(str(path), isolation_level=None, timeout=300,
-                                            check_same_thread=False)
-                _enable_wal(self.conn)
-                self.conn.execute("PRAGMA synchronous=FULL")
-                self.conn.execute("PRAGMA foreign_keys=ON")
-        except sqlite3.OperationalError as err:
-            raise FatalError(f"Cannot open the ledger {path}: {err}") from err
+    def schema_version(self) -> int: ...
 
-    def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
-        return self.conn.execute(sql, params)
+    def set_schema_version(self, version: int) -> None:
+        """Record ``version`` inside the transaction that applied its migration."""
+        ...
 
-    def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
-        self.conn.executemany(sql, rows)
+    def ddl(self, statement: str) -> str:
+        """A DDL statement of ``gateway.ledger.migrations`` in this database's words."""
+        ...
 
-    def begin(self) -> None:
-        try:
-            self.conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as err:
-            if "locked" in str(err) or "busy" in str(err):
-                raise LedgerUnavailable(f"The ledger is busy: {err}") from err
-            raise TransientError(f"The ledger failed: {err}") from err
+    def lock_receipts(self) -> None:
+        """Inside a transaction: hold new receipts (file ids) back until it ends."""
+        ...
 
-    def commit(self) -> None:
-        self.conn.execute("COMMIT")
+    def integrity_problems(self) -> list[str]:
+        """The database's own storage check; empty when all is well."""
+        ...
 
-    def rollback(self) -> None:
-        self.conn.execute("ROLLBACK")
+    def insertion_order(self, fallback: str) -> str:
+        """An ORDER BY list giving rows in the order they were written, where the database
+        keeps one (SQLite's rowid); else ``fallback``."""
+        ...
 
-    def close(self) -> None:
-        self.conn.close()
+    def json_elements(self, column: str, alias: str) -> str:
+        """A FROM item with one row per element of the JSON array in ``column``."""
+        ...
 
+    def json_text(self, element: str, index: int) -> str:
+        """The SQL expression for item ``index`` of the JSON array ``element``, as text."""
+        ...
 
-def _enable_wal(conn: sqlite3.Connection, patience: float = 60.0) -> None:
-    """Put the ledger in WAL mode (a no-op once it is).
-
-    When several processes open a new ledger at once, turning it into WAL can answer
-    "database is locked" at once, without the busy timeout: SQLite refuses to wait where
-    waiting could deadlock. That is a lost race, not a failure: try again for a while.
-    """
-    deadline = time.monotonic() + patience
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as err:
-            if "locked" not in str(err) or time.monotonic() > deadline:
-                raise
-            time.sleep(random.uniform(0.005, 0.05))  # apart, so as not to race again
-
-
-@functools.lru_cache(maxsize=512)
-def format_params(sql: str) -> str:
-    """The gateway's ``?`` placeholders written as psycopg's ``%s``.
-
-    Only a ``?`` outside quotes and comments is a placeholder; every ``%`` is doubled (psycopg
-    reads ``%`` as the start of a placeholder anywhere in the text), so that a literal ``?``
-    or ``%`` in a query (``LIKE '%x'``, ``'why?'``) reaches PostgreSQL as written.
-    """
-    out: list[str] = []
-    quote = ""  # the quote we are inside of: ', " or -- (a comment, to the end of the line)
-    i = 0
-    while i < len(sql):
-        c = sql[i]
-        if c == "%":
-            out.append("%%")
-        elif quote == "--":
-            out.append(c)
-            if c == "\n":
-                quote = ""
-        elif quote:
-            out.append(c)
-            if c == quote:
-                quote = ""  # a doubled quote ('') closes and opens again: same result
-        elif c in "'\"":
-            out.append(c)
-            quote = c
-        elif sql.startswith("--", i):
-            out.append("--")
-            quote = "--"
-            i += 1
-        elif c == "?":
-            out.append("%s")
-        else:
-            out.append(c)
-        i += 1
-    return "".join(out)
-
-
-class PostgresDb:
-    """PostgreSQL through psycopg 3, in autocommit mode with explicit transactions."""
-
-    dialect = "postgresql"
-
-    def __init__(self, dsn: str, readonly: bool) -> None:
-        import psycopg
-
-        self._psycopg = psycopg
-        try:
-            self.conn = psycopg.connect(dsn, autocommit=True, connect_timeout=15)
-        except psycopg.OperationalError as err:
-            raise LedgerUnavailable(f"Cannot reach the ledger database: {err}") from err
-        if readonly:
-            self.conn.execute("SET default_transaction_read_only = on")
-        self._dsn = dsn
-        self._counter: Any = None
-
-    @staticmethod
-    def _sql(sql: str) -> str:
-        return format_params(sql)
-
-    def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
-        try:
-            return self.conn.execute(self._sql(sql), params)
-        except self._psycopg.OperationalError as err:
-            if isinstance(err, self._psycopg.errors.DiskFull):
-                raise TransientError(f"The ledger database failed: {err}") from err
-            # The connection or the server, not the file in hand.
-            raise LedgerUnavailable(f"The ledger database failed: {err}") from err
-
-    def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
-        with self.conn.cursor() as cursor:
-            cursor.executemany(self._sql(sql), list(rows))
-
-    def begin(self) -> None:
-        self.conn.execute("BEGIN")
-
-    def commit(self) -> None:
-        self.conn.execute("COMMIT")
-
-    def rollback(self) -> None:
-        self.conn.execute("ROLLBACK")
-
-    def counter_connection(self) -> Any:
-        """A second, autocommit connection: counters drawn there commit at once, so that
-        workers never wait on each other's file transactions to get a license number."""
-        if self._counter is None:
-            self._counter = self._psycopg.connect(self._dsn, autocommit=True,
-                                                  connect_timeout=15)
-        return self._counter
-
-    def close(self) -> None:
-        if self._counter is not None:
-            self._counter.close()
-        self.conn.close()
+    def json_real(self, element: str, index: int) -> str:
+        """The SQL expression for item ``index`` of the JSON array ``element``, a float."""
+        ...
 
 
 def like(text: str) -> str:
@@ -227,25 +115,3 @@ def like(text: str) -> str:
     """
     escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
-
-
-def connect(target: str | Path, readonly: bool = False) -> Database:
-    if is_postgres(target):
-        return PostgresDb(str(target), readonly)
-    return SqliteDb(Path(target), readonly)
-
-
-_DDL_RULES = (
-    (re.compile(r"\bINTEGER PRIMARY KEY AUTOINCREMENT\b"), "BIGSERIAL PRIMARY KEY"),
-    (re.compile(r"\bINTEGER\b"), "BIGINT"),
-    (re.compile(r"\bREAL\b"), "DOUBLE PRECISION"),
-)
-
-
-def translate_ddl(sql: str, dialect: str) -> str:
-    """The ledger's DDL is written for SQLite; PostgreSQL gets wider integers and floats."""
-    if dialect != "postgresql":
-        return sql
-    for pattern, replacement in _DDL_RULES:
-        sql = pattern.sub(replacement, sql)
-    return sql

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.ledger.store import Ledger
+from gateway.ledger.store import Event, Ledger
 
 log = logging.getLogger("gateway")
 
@@ -35,7 +35,7 @@ class EventLog:
         at = datetime.now(UTC).isoformat(timespec="milliseconds")
         record = {"at": at, "event": kind, "partner": partner, "file_id": file_id, **data}
         if ledger is not None and not ledger.readonly:
-            ledger.add_event(at, kind, partner, file_id, data)
+            ledger.add_event(Event(at, kind, partner, file_id, data))
         if self._handler is not None:
             line = json.dumps(record, sort_keys=False, default=str)
             # handle(), not emit(): it takes the handler's lock, so that two serve threads

@@ -1,5 +1,5 @@
 """The ledger's schema, as migrations: SQLite DDL, translated for PostgreSQL by
-``gateway.ledger.db.translate_ddl``. Append only: a released migration never changes."""
+``gateway.ledger.postgres.PostgresDb.ddl``. Append only: a released migration never changes."""
 
 from __future__ import annotations
 

@@ -8,8 +8,7 @@ licenses, so a number can neither repeat nor be issued twice for one request.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -19,10 +18,9 @@ from typing import TypedDict
 from gateway import crash
 from gateway.config import Config
 from gateway.errors import FatalError
-from gateway.ledger.db import Database, connect, is_postgres, translate_ddl
+from gateway.ledger.db import Database, is_postgres
 from gateway.ledger.migrations import MIGRATIONS, split_statements
-
-_MIGRATION_LOCK = 72_351_001  # PostgreSQL advisory lock key: "AIM gateway migrations"
+from gateway.ledger.sqlite import SqliteDb
 
 FILE_COLUMNS = (
     "file_id", "partner", "remote_name", "size", "mtime", "sha256", "local_name", "received_at",
@@ -81,6 +79,29 @@ class FileRow:
 
 
 @dataclass(frozen=True, slots=True)
+class Receipt:
+    """What the gateway knows of a file as it takes it in: its files row is made of this."""
+
+    partner: str
+    remote_name: str
+    size: int
+    mtime: float
+    sha256: str
+    reprocess_of: str | None = None  # the file an admin's reprocess takes in again
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One row of the events table; ``data`` is stored as JSON (anything else as its text)."""
+
+    at: str
+    kind: str
+    partner: str | None
+    file_id: str | None
+    data: Mapping[str, object]
+
+
+@dataclass(frozen=True, slots=True)
 class PriorLicense:
     license_number: str
     digest: str
@@ -113,11 +134,10 @@ class Ledger:
         self.path = target
         self.readonly = readonly
         self.db: Database = connect(target, readonly)
-        self.concurrent = self.db.dialect == "postgresql"  # several workers may share it
+        self.concurrent = self.db.concurrent  # several workers may share it
         if not readonly and migrate:
             self.upgrade()
-        elif readonly and self.db.dialect == "sqlite" and self.schema_version() < len(
-                MIGRATIONS) and isinstance(target, Path) and target.exists():
+        elif readonly and self.db.upgrade_on_read and self.schema_version() < len(MIGRATIONS):
             # A ledger written by an older gateway: readers select the newer columns, so
             # upgrade it once (schema only, no data), then read that.
             self.db.close()
@@ -128,12 +148,7 @@ class Ledger:
         self.db.close()
 
     def schema_version(self) -> int:
-        if self.db.dialect == "sqlite":
-            return int(self.db.execute("PRAGMA user_version").fetchone()[0])
-        if self.db.execute("SELECT to_regclass('schema_version')").fetchone()[0] is None:
-            return 0
-        row = self.db.execute("SELECT MAX(version) FROM schema_version").fetchone()
-        return int(row[0] or 0)
+        return self.db.schema_version()
 
     def upgrade(self) -> list[int]:
         """Apply the migrations this ledger lacks, each in its own transaction.
@@ -143,13 +158,7 @@ class Ledger:
         DDL does not lock a table that does not exist yet), and the schema version is read
         again inside it, so that a migration another process applied meanwhile is skipped.
         """
-        postgres = self.db.dialect == "postgresql"
-        if postgres:
-            self.db.execute("SELECT pg_advisory_lock(?)", (_MIGRATION_LOCK,))
-        try:
-            if postgres:
-                self.db.execute(
-                    "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+        with self.db.migration_lock():
             applied: list[int] = []
             # The usual case, a current schema, is seen without the write lock (which a
             # long file may hold for minutes).
@@ -159,9 +168,6 @@ class Ledger:
             while (number := self._apply_next_migration()) is not None:
                 applied.append(number)
             return applied
-        finally:
-            if postgres:
-                self.db.execute("SELECT pg_advisory_unlock(?)", (_MIGRATION_LOCK,))
 
     def _apply_next_migration(self) -> int | None:
         """Apply the first migration the ledger lacks, inside the write lock; return its
@@ -178,12 +184,8 @@ class Ledger:
                 step(self.db)
             else:
                 for statement in split_statements(step):
-                    self.db.execute(translate_ddl(statement, self.db.dialect))
-            if self.db.dialect == "postgresql":
-                self.db.execute("INSERT INTO schema_version (version) VALUES (?)",
-                                (version + 1,))
-            else:
-                self.db.execute(f"PRAGMA user_version = {version + 1}")
+                    self.db.execute(self.db.ddl(statement))
+            self.db.set_schema_version(version + 1)
         return version + 1
 
     @contextmanager
@@ -204,9 +206,7 @@ class Ledger:
         from file_counter; SQLite's write lock, or PostgreSQL's table lock on file_counter,
         excludes that. TransientError when the lock is not had within a few seconds."""
         with self.transaction():
-            if self.db.dialect == "postgresql":
-                self.db.execute("SET LOCAL lock_timeout = '5s'")
-                self.db.execute("LOCK TABLE file_counter IN SHARE ROW EXCLUSIVE MODE")
+            self.db.lock_receipts()
             yield
 
     # -- files -------------------------------------------------------------------------------
@@ -221,10 +221,13 @@ class Ledger:
         ).fetchone()
         return f"{key}-{row[0]:06d}"
 
-    def add_file(self, row: dict[str, object]) -> None:
-        cols = ", ".join(row)
-        marks = ", ".join("?" for _ in row)
-        self.db.execute(f"INSERT INTO files ({cols}) VALUES ({marks})", tuple(row.values()))
+    def add_file(self, file_id: str, receipt: Receipt, *, local_name: str, received_at: str,
+                 state: str = "RECEIVED") -> None:
+        self.db.execute(
+            "INSERT INTO files (file_id, partner, remote_name, size, mtime, sha256, "
+            "reprocess_of, local_name, received_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (file_id, receipt.partner, receipt.remote_name, receipt.size, receipt.mtime,
+             receipt.sha256, receipt.reprocess_of, local_name, received_at, state))
 
     def update_file(self, file_id: str, **values: object) -> None:
         sets = ", ".join(f"{k} = ?" for k in values)
@@ -235,6 +238,13 @@ class Ledger:
             f"SELECT {', '.join(FILE_COLUMNS)} FROM files WHERE file_id = ?", (file_id,)
         ).fetchone()
         return FileRow(*row) if row else None
+
+    def known_file(self, file_id: str) -> FileRow:
+        """The row of a file the caller knows is recorded (it has just written it)."""
+        row = self.file(file_id)
+        if row is None:
+            raise LookupError(f"file {file_id} is not in the ledger")
+        return row
 
     def files(self, where: str = "1", params: tuple[object, ...] = (), limit: int = 1000,
               ) -> list[FileRow]:
@@ -332,11 +342,11 @@ class Ledger:
 
     # -- events ------------------------------------------------------------------------------
 
-    def add_event(self, at: str, kind: str, partner: str | None, file_id: str | None,
-                  data: dict[str, object]) -> None:
+    def add_event(self, event: Event) -> None:
         self.db.execute(
             "INSERT INTO events (at, kind, partner, file_id, data) VALUES (?, ?, ?, ?, ?)",
-            (at, kind, partner, file_id, json.dumps(data, sort_keys=True, default=str)),
+            (event.at, event.kind, event.partner, event.file_id,
+             json.dumps(event.data, sort_keys=True, default=str)),
         )
 
     def alert_once(self, alert: str, at: str) -> bool:
@@ -402,10 +412,7 @@ class Ledger:
     def now(self) -> float:
         """Seconds since the epoch by the database's clock: leases of workers on several
         machines are compared on one clock, not on each machine's."""
-        if self.db.dialect == "postgresql":
-            return float(self.db.execute(
-                "SELECT EXTRACT(EPOCH FROM clock_timestamp())").fetchone()[0])
-        return time.time()
+        return self.db.now()
 
     def acquire_lease(self, partner: str, owner: str, seconds: float, now: float) -> bool:
         """Take (or renew) the partner's lease if it is free, expired or ours."""
@@ -442,25 +449,28 @@ class Ledger:
                         (partner, owner))
 
     def next_license_sequence(self, year: int) -> int:
-        """Draw one number from the year's counter row in its own committed transaction
-        (PostgreSQL, several workers): unique across workers, never waits for a file."""
-        conn = self.db.counter_connection()  # type: ignore[attr-defined]
-        row = conn.execute(
-            "INSERT INTO license_counter (year, last) VALUES (%s, 1) ON CONFLICT (year) DO "
-            "UPDATE SET last = license_counter.last + 1 RETURNING last", (year,)).fetchone()
-        return int(row[0])
+        """Draw one number from the year's counter row (several workers: in its own
+        committed transaction, unique across workers, never waiting for a file)."""
+        return self.db.next_license_sequence(year)
 
     def integrity_problems(self) -> list[str]:
-        """SQLite's own check plus the ledger's invariants; empty when all is well."""
-        problems = []
-        if self.db.dialect == "sqlite":
-            problems += [r[0] for r in self.db.execute("PRAGMA integrity_check")
-                         if r[0] != "ok"]
+        """The database's own check plus the ledger's invariants; empty when all is well."""
+        problems = self.db.integrity_problems()
         dup = self.db.execute(
             "SELECT license_number FROM applications WHERE reused = 0 AND license_number IS "
             "NOT NULL GROUP BY license_number HAVING COUNT(*) > 1").fetchall()
         problems += [f"license {n} issued to two applications" for (n,) in dup]
         return problems
+
+
+def connect(target: str | Path, readonly: bool = False) -> Database:
+    """The database at ``target``: PostgreSQL for a ``postgresql://`` DSN, else a SQLite file.
+    psycopg is loaded only for PostgreSQL."""
+    if is_postgres(target):
+        from gateway.ledger.postgres import PostgresDb
+
+        return PostgresDb(str(target), readonly)
+    return SqliteDb(Path(target), readonly)
 
 
 def ledger_location(config: Config) -> Path | str:

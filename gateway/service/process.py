@@ -116,11 +116,11 @@ class FileProcessor:
         """Take ``row`` from wherever it stopped to ARCHIVED (idempotent)."""
         if row.state == "RECEIVED":
             self._process(row)
-            row = self.ledger.file(row.file_id)  # type: ignore[assignment]
+            row = self.ledger.known_file(row.file_id)
             crash.point("after_commit")
         if row.state == "PROCESSED":
             self._archive(row)
-            row = self.ledger.file(row.file_id)  # type: ignore[assignment]
+            row = self.ledger.known_file(row.file_id)
             crash.point("after_archive")
         return row
 

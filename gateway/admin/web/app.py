@@ -7,7 +7,6 @@ connection opened for that request; the one write, reprocess, goes through
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import date
 from typing import Any
 from urllib.parse import urlencode
@@ -102,8 +101,9 @@ def create_app(config: Config, guard: Guard) -> Flask:
         return render_template("error.html", code=err.code, title=err.name,
                                message=err.description), err.code or 500
 
-    @app.errorhandler(sqlite3.OperationalError)
-    @app.errorhandler(GatewayError)  # TransientError: PostgreSQL unreachable, a busy ledger
+    # TransientError: the ledger busy or out of reach (each backend translates its driver's
+    # errors into the gateway's own, gateway.ledger.db).
+    @app.errorhandler(GatewayError)
     def _busy(err: Exception) -> tuple[str, int]:
         return render_template("error.html", code=503, title="Ledger unavailable",
                                message=f"The ledger could not be read ({err}); reload."), 503

@@ -125,13 +125,10 @@ def monthly_tons(db: Database, dimension: str, first: str, last: str,
                  partner: str = "") -> dict[tuple[str, str], float]:
     """(month, category) → licensed metric tons, for licenses issued in [first, last]."""
     index = DIMENSIONS[dimension][0]  # a constant from the table above, never user text
-    if db.dialect == "postgresql":
-        source = "jsonb_array_elements(l.products::jsonb) p"
-        key, kg = f"p.value->>{index}", "CAST(p.value->>6 AS DOUBLE PRECISION)"
-    else:
-        source = "json_each(l.products) p"
-        key = f"json_extract(p.value, '$[{index}]')"
-        kg = "CAST(json_extract(p.value, '$[6]') AS REAL)"
+    # One row per entry of each license's products (JSON arrays of PRODUCT_FIELDS, where
+    # quantity_kg is item 6).
+    source = db.json_elements("l.products", "p")
+    key, kg = db.json_text("p.value", index), db.json_real("p.value", 6)
     sql = (f"SELECT substr(l.issue_date, 1, 7), {key}, SUM({kg}) / 1000.0 "
            f"FROM licenses l, {source} WHERE substr(l.issue_date, 1, 7) BETWEEN ? AND ?")
     params: list[object] = [first, last]
