@@ -13,6 +13,10 @@ from gateway.ledger.store import Ledger
 
 log = logging.getLogger("gateway")
 
+# The alerts (gateway.service.alerts raises them; a partner's health shows the last one).
+ALERT_EVENTS = ("partner.failing", "partner.recovered", "partner.silent", "partner.active",
+                "partner.quota_reached", "licenses.running_low", "file.quarantined")
+
 
 class EventLog:
     """Writes events to ``events.jsonl`` (rotated by size) and to the ledger's events table."""
