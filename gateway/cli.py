@@ -19,6 +19,7 @@ from pathlib import Path
 
 from gateway.config import Config, find_config, load_config
 from gateway.errors import ConfigError, FatalError, GatewayError
+from gateway.ledger.reads.files import FILE_STATUSES
 
 EXIT_OK = 0
 EXIT_NOT_ACCEPTED = 1
@@ -112,9 +113,7 @@ def _admin_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> N
 
     p = command("files", "Files received, newest first.")
     p.add_argument("--partner", help="only this partner's files")
-    p.add_argument("--status", type=str.upper, metavar="STATUS",
-                   choices=("ACCEPTED", "PARTIAL", "REJECTED", "DUPLICATE", "FAILED",
-                            "IN PROGRESS", "QUARANTINED"),
+    p.add_argument("--status", type=str.upper, metavar="STATUS", choices=FILE_STATUSES,
                    help="ACCEPTED, PARTIAL, REJECTED, DUPLICATE, FAILED (an F-code), "
                    "'IN PROGRESS' or QUARANTINED (failed 3 times in a row, set aside)")
     p.add_argument("--since", type=_as_of, help="received on or after YYYY-MM-DD")
