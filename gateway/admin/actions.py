@@ -1,8 +1,8 @@
 """What admins do: reprocess a file, purge by the retention policy. Each is recorded as an
 ``admin.*`` event (ledger and JSON lines) with who did it and why.
 
-The command line and the web page call these; the reads they show are in ``gateway.admin.queries``
-(``files`` and ``licenses`` are re-exported here for callers that want one module).
+The command line and the web page call these; the reads they show are in
+``gateway.ledger.reads``.
 """
 
 from __future__ import annotations

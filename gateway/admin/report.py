@@ -71,7 +71,7 @@ def _alert_text(p: PartnerHealth) -> str:
     if now:
         return ", ".join(now)
     if p.last_alert:
-        return f"last: {p.last_alert.event} {_short_time(p.last_alert.at)}"
+        return f"last: {p.last_alert.kind} {_short_time(p.last_alert.at)}"
     return "-"
 
 
@@ -105,7 +105,7 @@ def _health_dict(p: PartnerHealth) -> dict[str, Any]:
             "licenses": p.licenses, "backlog": p.backlog, "failing": p.failing,
             "silent": p.silent, "silent_hours": p.silent_hours,
             "expected_cadence_hours": partner.expected_cadence_hours,
-            "last_alert": ({"at": p.last_alert.at, "event": p.last_alert.event,
+            "last_alert": ({"at": p.last_alert.at, "event": p.last_alert.kind,
                             **p.last_alert.data} if p.last_alert else None)}
 
 
@@ -179,11 +179,11 @@ def story_dict(story: FileStory) -> dict[str, Any]:
 def show_text(story: FileStory) -> str:
     f = story.file
     delivered = "delivered" if story.ack_delivered else "not yet delivered"
+    took = "-" if f.duration_ms is None else f.duration_ms
     out = [f"file {f.file_id}  {printable(f.remote_name)}  partner {f.partner}",
            f"  received {f.received_at}  size {f.size}  sha256 {f.sha256}",
-           f"  status {f.status or 'IN PROGRESS'}  state {f.state}  processed "
-           f"{f.processed_at or '-'}  rule set {f.rule_set_date or '-'}  "
-           f"took {f.duration_ms if f.duration_ms is not None else '-'} ms",
+           f"  status {display_status(f)}  state {f.state}  processed "
+           f"{f.processed_at or '-'}  rule set {f.rule_set_date or '-'}  took {took} ms",
            f"  applications {f.applications}: licensed {f.licensed} "
            f"(new {f.new_licenses}), not required {f.not_required}, "
            f"rejected {f.rejected}",

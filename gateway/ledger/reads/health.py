@@ -10,10 +10,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from gateway.config import Config, PartnerConfig
-from gateway.ledger.events import ALERT_EVENTS
+from gateway.ledger.events import ALERT_EVENTS, EventRow
 from gateway.ledger.reads.files import FAILED_SQL, IN_PROGRESS, day_start_utc, quarantined_count
 from gateway.ledger.store import FileRow, Ledger
 
@@ -73,13 +72,6 @@ def parse_time(text: object) -> datetime | None:
 
 
 @dataclass(frozen=True, slots=True)
-class LastAlert:
-    at: str
-    event: str
-    data: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
 class PartnerHealth:
     """One partner at a glance. ``files`` is None before the ledger exists."""
 
@@ -102,7 +94,7 @@ class PartnerHealth:
     files_today: int = 0  # received since midnight in the gateway's zone
     failed_today: int = 0
     backlog: int | None = None  # files waiting in a local inbox; None = not known
-    last_alert: LastAlert | None = None
+    last_alert: EventRow | None = None
 
     @property
     def silent(self) -> bool:
@@ -127,12 +119,12 @@ def _count(ledger: Ledger, sql: str, *params: object) -> int:
     return int(ledger.db.execute(sql, params).fetchone()[0])
 
 
-def _last_alert(ledger: Ledger, partner_id: str) -> LastAlert | None:
+def _last_alert(ledger: Ledger, partner_id: str) -> EventRow | None:
     marks = ", ".join("?" for _ in ALERT_EVENTS)
     row = ledger.db.execute(f"SELECT at, kind, data FROM events WHERE partner = ? AND kind IN "
                             f"({marks}) ORDER BY id DESC LIMIT 1",
                             (partner_id, *ALERT_EVENTS)).fetchone()
-    return LastAlert(row[0], row[1], json.loads(row[2])) if row else None
+    return EventRow(row[0], row[1], json.loads(row[2])) if row else None
 
 
 def partner_health(ledger: Ledger, config: Config, partner: PartnerConfig, now: datetime,

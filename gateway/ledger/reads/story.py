@@ -11,11 +11,11 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
 
 from gateway.config import Config
 from gateway.findings import CODES
 from gateway.ledger.db import Database
+from gateway.ledger.events import EventRow
 from gateway.ledger.reads.files import FailureRow, failure, mark
 from gateway.ledger.store import FileRow, Ledger
 
@@ -57,13 +57,6 @@ class IssuedLicense:
     issue_date: str
     valid_from: str
     valid_through: str
-
-
-@dataclass(frozen=True, slots=True)
-class EventRow:
-    at: str
-    kind: str
-    data: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
