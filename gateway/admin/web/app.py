@@ -12,7 +12,7 @@ import sqlite3
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Flask, Response, redirect, render_template, request
+from flask import Flask, Response, current_app, redirect, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -27,74 +27,88 @@ from gateway.ledger.reads.health import parse_time
 # No script, no inline style, nothing from elsewhere: an injected tag could do nothing.
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
+GUARD = "AIMGW_GUARD"  # where create_app keeps the token guard in app.config
 
 
 def create_app(config: Config, guard: Guard) -> Flask:
+    """The admin app: the pages behind the token check, the security headers and the error
+    pages; ``config`` and ``guard`` are kept in the app's config for them."""
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=64 * 1024, TEMPLATES_AUTO_RELOAD=False)
-    app.config[CONFIG] = config
+    app.config[CONFIG], app.config[GUARD] = config, guard
     app.jinja_env.autoescape = True  # every template, whatever its name ends with
     app.jinja_env.filters.update(local=lambda text: _local(config, text), tons=_tons)
     app.jinja_env.filters["show"] = _show
     app.jinja_env.globals.update(status_of=display_status, is_failed=is_failed,
                                  rule_text=lambda code: CODES.get(code, ("", ""))[1])
-
-    @app.before_request
-    def _authenticate() -> BaseResponse | None:
-        offered = request.args.get("token")
-        if offered is not None:
-            if not guard.token_ok(offered):
-                return _refuse(401)
-            # The token leaves the URL at once: out of history, logs and Referer headers.
-            rest = [(k, v) for k, v in request.args.items(multi=True) if k != "token"]
-            # One leading slash: "//host/…" would send the browser to another site.
-            target = "/" + request.path.lstrip("/") + ("?" + urlencode(rest) if rest else "")
-            response = redirect(target, 303)
-            response.set_cookie(COOKIE, guard.session_value, httponly=True, samesite="Strict",
-                                secure=request.is_secure, path="/")
-            return response
-        header = request.headers.get("Authorization")
-        if header is not None:
-            if not guard.token_ok(bearer(header)):
-                return _refuse(401)
-        elif not guard.session_ok(request.cookies.get(COOKIE)):
-            return _refuse(401)
-        if request.method == "POST":  # the one write: it must come from our own form
-            origin = request.headers.get("Origin")
-            if origin is not None and origin.rstrip("/") != request.host_url.rstrip("/"):
-                return _refuse(403)
-            if not guard.csrf_ok(request.form.get("csrf")):
-                return _refuse(403)
-        return None
-
-    @app.after_request
-    def _headers(response: Response) -> Response:
-        response.headers.update({
-            "Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
-            # same-origin, not no-referrer: with no-referrer Chromium sends "Origin: null" on
-            # our own form, and the Origin check above could not tell it from a foreign one.
-            "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
-            "Cache-Control": "no-store"})
-        return response
-
-    @app.errorhandler(HTTPException)
-    def _error(err: HTTPException) -> tuple[str, int]:
-        return render_template("error.html", code=err.code, title=err.name,
-                               message=err.description), err.code or 500
-
-    @app.errorhandler(sqlite3.OperationalError)
-    @app.errorhandler(GatewayError)  # TransientError: PostgreSQL unreachable, a busy ledger
-    def _busy(err: Exception) -> tuple[str, int]:
-        return render_template("error.html", code=503, title="Ledger unavailable",
-                               message=f"The ledger could not be read ({err}); reload."), 503
-
-    @app.context_processor
-    def _common() -> dict[str, Any]:
-        return {"csrf_token": guard.csrf_token, "partners": config.partners,
-                "zone": config.gateway.timezone}
-
+    app.before_request(_authenticate)
+    app.after_request(_headers)
+    app.register_error_handler(HTTPException, _error)
+    app.register_error_handler(sqlite3.OperationalError, _busy)
+    app.register_error_handler(GatewayError, _busy)  # PostgreSQL unreachable, a busy ledger
+    app.context_processor(_common)
     app.register_blueprint(pages)
     return app
+
+
+def _guard() -> Guard:
+    guard: Guard = current_app.config[GUARD]
+    return guard
+
+
+def _authenticate() -> BaseResponse | None:
+    guard = _guard()
+    offered = request.args.get("token")
+    if offered is not None:
+        if not guard.token_ok(offered):
+            return _refuse(401)
+        # The token leaves the URL at once: out of history, logs and Referer headers.
+        rest = [(k, v) for k, v in request.args.items(multi=True) if k != "token"]
+        # One leading slash: "//host/…" would send the browser to another site.
+        target = "/" + request.path.lstrip("/") + ("?" + urlencode(rest) if rest else "")
+        response = redirect(target, 303)
+        response.set_cookie(COOKIE, guard.session_value, httponly=True, samesite="Strict",
+                            secure=request.is_secure, path="/")
+        return response
+    header = request.headers.get("Authorization")
+    if header is not None:
+        if not guard.token_ok(bearer(header)):
+            return _refuse(401)
+    elif not guard.session_ok(request.cookies.get(COOKIE)):
+        return _refuse(401)
+    if request.method == "POST":  # the one write: it must come from our own form
+        origin = request.headers.get("Origin")
+        if origin is not None and origin.rstrip("/") != request.host_url.rstrip("/"):
+            return _refuse(403)
+        if not guard.csrf_ok(request.form.get("csrf")):
+            return _refuse(403)
+    return None
+
+
+def _headers(response: Response) -> Response:
+    response.headers.update({
+        "Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+        # same-origin, not no-referrer: with no-referrer Chromium sends "Origin: null" on
+        # our own form, and the Origin check above could not tell it from a foreign one.
+        "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
+        "Cache-Control": "no-store"})
+    return response
+
+
+def _error(err: HTTPException) -> tuple[str, int]:
+    return render_template("error.html", code=err.code, title=err.name,
+                           message=err.description), err.code or 500
+
+
+def _busy(err: Exception) -> tuple[str, int]:
+    return render_template("error.html", code=503, title="Ledger unavailable",
+                           message=f"The ledger could not be read ({err}); reload."), 503
+
+
+def _common() -> dict[str, Any]:
+    config: Config = current_app.config[CONFIG]
+    return {"csrf_token": _guard().csrf_token, "partners": config.partners,
+            "zone": config.gateway.timezone}
 
 
 def _refuse(code: int) -> Response:
