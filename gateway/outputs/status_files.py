@@ -48,7 +48,7 @@ def partner_status(ledger: Ledger, config: Config, partner: PartnerConfig,
     it (gateway.ledger.reads), its files as recorded (a quarantine's internal reason is the
     gateway's own and stays with the admins), the F-codes not since reprocessed."""
     now = now or datetime.now(UTC)
-    health = partner_health(ledger, config, partner, now)
+    health = partner_health(ledger, config, partner, now, counts=False)
     zone = config.gateway.zone
     unresolved = FileQuery(partner=partner.id, status="FAILED", unresolved=True,
                            limit=FILES_SHOWN)

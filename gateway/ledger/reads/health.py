@@ -8,7 +8,7 @@ recorded); ``gateway.service.alerts`` raises the alerts from the same ``silence`
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from gateway.config import Config, PartnerConfig
@@ -73,7 +73,8 @@ def parse_time(text: object) -> datetime | None:
 
 @dataclass(frozen=True, slots=True)
 class PartnerHealth:
-    """One partner at a glance. ``files`` is None before the ledger exists."""
+    """One partner at a glance. ``files`` is None before the ledger exists, and when read
+    without its counts (``partner_health``)."""
 
     partner: PartnerConfig
     state: str  # one of STATES
@@ -128,8 +129,12 @@ def _last_alert(ledger: Ledger, partner_id: str) -> EventRow | None:
 
 
 def partner_health(ledger: Ledger, config: Config, partner: PartnerConfig, now: datetime,
-                   backlog: int | None = None) -> PartnerHealth:
-    """The health of ``partner`` at ``now``; ``backlog`` as the caller counted it."""
+                   backlog: int | None = None, *, counts: bool = True) -> PartnerHealth:
+    """The health of ``partner`` at ``now``; ``backlog`` as the caller counted it.
+
+    ``counts=False`` reads the state and what it rests on only (the status files, written
+    after every poll, show no counts): its files, licenses and alerts are left out.
+    """
     pid = partner.id
     state = ledger.partner_state(pid)
     retry = float(state["next_attempt_at"] or 0)
@@ -138,8 +143,6 @@ def partner_health(ledger: Ledger, config: Config, partner: PartnerConfig, now: 
     last_poll = parse_time(state["last_poll_at"])
     due = expected_poll(config, partner, last_poll) if last_poll is not None else None
     quiet = silence(partner, last_file_at(ledger, pid), state["watched_since"], now)
-    last = ledger.files("partner = ?", (pid,), limit=1)
-    today = day_start_utc(config.gateway.zone, now.astimezone(config.gateway.zone).date())
     quarantined = quarantined_count(ledger.db, pid)
     failures = int(state["failures"] or 0)
     holds = {
@@ -149,20 +152,30 @@ def partner_health(ledger: Ledger, config: Config, partner: PartnerConfig, now: 
         "not polled": (last_poll is not None and due is not None
                        and now > due + (MISSED_POLLS - 1) * (due - last_poll)),
         "quarantined": quarantined > 0}
-    return PartnerHealth(
+    health = PartnerHealth(
         partner, state_of(holds), state["last_poll_at"], state["last_success_at"], failures,
         state["last_error"], retry_at, due, bool(state["alerting"]), bool(state["silent"]),
         round(quiet.total_seconds() / 3600, 1) if quiet is not None else None,
-        last[0] if last else None,
-        dict(ledger.db.execute(
+        quarantined=quarantined, backlog=backlog)
+    return _with_counts(ledger, config, health, now) if counts else health
+
+
+def _with_counts(ledger: Ledger, config: Config, health: PartnerHealth,
+                 now: datetime) -> PartnerHealth:
+    """``health`` with the partner's files, licenses and last alert counted in."""
+    pid = health.partner.id
+    last = ledger.files("partner = ?", (pid,), limit=1)
+    today = day_start_utc(config.gateway.zone, now.astimezone(config.gateway.zone).date())
+    return replace(
+        health, last_file=last[0] if last else None,
+        files=dict(ledger.db.execute(
             f"SELECT COALESCE(status, '{IN_PROGRESS}'), COUNT(*) FROM files WHERE partner = ? "
             f"GROUP BY COALESCE(status, '{IN_PROGRESS}')", (pid,)).fetchall()),
-        _count(ledger, "SELECT COUNT(*) FROM files WHERE partner = ? AND state != 'DONE'",
-               pid),
-        quarantined,
-        _count(ledger, "SELECT COUNT(*) FROM licenses WHERE partner = ?", pid),
-        _count(ledger, "SELECT COUNT(*) FROM files WHERE partner = ? AND received_at >= ?",
-               pid, today),
-        _count(ledger, f"SELECT COUNT(*) FROM files WHERE partner = ? AND received_at >= ? "
-               f"AND {FAILED_SQL}", pid, today),
-        backlog, _last_alert(ledger, pid))
+        unfinished=_count(ledger, "SELECT COUNT(*) FROM files WHERE partner = ? AND "
+                          "state != 'DONE'", pid),
+        licenses=_count(ledger, "SELECT COUNT(*) FROM licenses WHERE partner = ?", pid),
+        files_today=_count(ledger, "SELECT COUNT(*) FROM files WHERE partner = ? AND "
+                           "received_at >= ?", pid, today),
+        failed_today=_count(ledger, "SELECT COUNT(*) FROM files WHERE partner = ? AND "
+                            f"received_at >= ? AND {FAILED_SQL}", pid, today),
+        last_alert=_last_alert(ledger, pid))
