@@ -19,6 +19,7 @@ from pathlib import Path
 
 from gateway.config import Config, find_config, load_config
 from gateway.errors import ConfigError, FatalError, GatewayError
+from gateway.ledger.reads.files import FILE_STATUSES
 
 EXIT_OK = 0
 EXIT_NOT_ACCEPTED = 1
@@ -112,9 +113,7 @@ def _admin_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> N
 
     p = command("files", "Files received, newest first.")
     p.add_argument("--partner", help="only this partner's files")
-    p.add_argument("--status", type=str.upper, metavar="STATUS",
-                   choices=("ACCEPTED", "PARTIAL", "REJECTED", "DUPLICATE", "FAILED",
-                            "IN PROGRESS", "QUARANTINED"),
+    p.add_argument("--status", type=str.upper, metavar="STATUS", choices=FILE_STATUSES,
                    help="ACCEPTED, PARTIAL, REJECTED, DUPLICATE, FAILED (an F-code), "
                    "'IN PROGRESS' or QUARANTINED (failed 3 times in a row, set aside)")
     p.add_argument("--since", type=_as_of, help="received on or after YYYY-MM-DD")
@@ -241,6 +240,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _admin(args: argparse.Namespace, config: Config) -> int:
     from gateway.admin import queries, report
+    from gateway.ledger.reads.files import FileQuery
+    from gateway.ledger.reads.licenses import LicenseQuery
 
     if args.command == "status":
         _check_alerts(config)
@@ -248,14 +249,16 @@ def _admin(args: argparse.Namespace, config: Config) -> int:
         print(report.status_json(partners) if args.json else report.status_text(partners))
         return EXIT_OK
     if args.command == "files":
-        rows = queries.files(config, partner=args.partner, status=args.status,
-                             since=args.since, limit=args.limit)
+        rows = queries.files(config, FileQuery(partner=args.partner or "",
+                                               status=args.status or "", since=args.since,
+                                               limit=args.limit))
         print(report.files_json(rows) if args.json else report.files_text(rows))
         return EXIT_OK
     if args.command == "licenses":
-        found = queries.licenses(config, number=args.number, ref=args.ref,
-                                 importer=args.importer, partner=args.partner,
-                                 since=args.since, until=args.until, limit=args.limit)
+        found = queries.licenses(config, LicenseQuery(
+            number=args.number or "", ref=args.ref or "", importer=args.importer or "",
+            partner=args.partner or "", issued_from=args.since, issued_to=args.until,
+            limit=args.limit))
         print(report.licenses_json(found) if args.json else report.licenses_text(found))
         return EXIT_OK
     if args.command == "show":
@@ -324,13 +327,8 @@ def _reprocess(args: argparse.Namespace, config: Config) -> int:
         return EXIT_NOT_ACCEPTED
     story = queries.story(config, new_id)
     assert story is not None
-    f = story["file"]
-    if args.json:
-        print(report.as_json(f))
-        return EXIT_OK
-    print(f"{f['file_id']}: {f['status']} ({f['applications']} application(s): "
-          f"{f['licensed']} licensed, {f['new_licenses']} new, {f['rejected']} rejected)"
-          f"{'  ' + f['error'] if f['error'] else ''}  reprocess of {args.file_id}")
+    print(report.reprocessed_json(story.file) if args.json
+          else report.reprocessed_text(story.file, args.file_id))
     return EXIT_OK
 
 

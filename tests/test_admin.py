@@ -28,6 +28,7 @@ from gateway.cli import main
 from gateway.config import Config, load_config
 from gateway.errors import FatalError, TransientError
 from gateway.ledger.events import EventLog
+from gateway.ledger.reads.files import FileQuery
 from gateway.ledger.store import MIGRATIONS, Ledger
 from gateway.outputs.status_files import CSV_COLUMNS
 from gateway.service.alerts import Alerts, check_silence
@@ -580,6 +581,6 @@ def test_an_older_ledger_is_upgraded_for_readers(tmp_path: Path) -> None:
     con.close()
     (tmp_path / "config.toml").write_text('[gateway]\ndata_dir = "data"\n'
                                           '[partners.a]\nname = "A"\ninbox = "in"\n')
-    assert queries.files(load_config(tmp_path / "config.toml")) == []
+    assert queries.files(load_config(tmp_path / "config.toml"), FileQuery()) == []
     con = sqlite3.connect(tmp_path / "data" / "ledger.sqlite")
     assert con.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)

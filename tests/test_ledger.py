@@ -317,16 +317,3 @@ def test_json_arrays_unnest_alike(ledger: Ledger) -> None:
     assert [tuple(r) for r in rows] == [("extrusions", "MX", 1000.0), ("primary", "CA", 2500.5)]
     assert monthly_tons(db, "cast_country", "2026-12", "2026-12") == {
         ("2026-12", "CA"): 2.5005, ("2026-12", "MX"): 1.0}
-
-
-def test_findings_come_back_in_the_order_the_database_keeps(ledger: Ledger) -> None:
-    file_id = received(ledger)
-    with ledger.transaction():
-        ledger.add_findings([(file_id, "PO-1", 2, "A201", "error", None, None, "m", 9),
-                             (file_id, "PO-1", 1, "A101", "error", None, None, "m", 3)])
-    order = ledger.db.insertion_order("source_line, line, code")
-    codes = [r[0] for r in ledger.db.execute(
-        f"SELECT code FROM findings WHERE file_id = ? ORDER BY {order}", (file_id,))]
-    # SQLite keeps the order they were written in; PostgreSQL has none: file order.
-    assert codes == {"sqlite": ["A201", "A101"], "postgresql": ["A101", "A201"]}[
-        backend(ledger.path)]

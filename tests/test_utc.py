@@ -13,10 +13,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.admin.web import queries as web_queries
+from gateway.admin import queries
+from gateway.admin.web.pages import local_today
 from gateway.config import load_config
 from gateway.ledger import store as ledger_module
 from gateway.ledger.migrations import MIGRATIONS, times_to_utc
+from gateway.ledger.reads.files import FileQuery, list_files
 from gateway.ledger.store import Ledger, Receipt, open_ledger
 from gateway.service.runner import run_once
 
@@ -92,12 +94,11 @@ def test_a_file_received_at_0030_new_york_counts_as_today(
         assert {d for (d,) in ledger.db.execute("SELECT issue_date FROM licenses")} == {
             "2026-12-02"}
         noon = datetime(2026, 12, 2, 12, 0, tzinfo=NEW_YORK)
-        today = web_queries.local_today(config, noon)
+        today = local_today(config, noon)
         assert today == date(2026, 12, 2)
-        start = web_queries.day_start_utc(config, today)
-        health = web_queries.partner_health(config, ledger, start, noon)
+        health = queries.health(ledger, config, noon)
         assert [h.files_today for h in health] == [1]
-        listed = web_queries.list_files(config, ledger.db, web_queries.FileFilter(since=today))
+        listed = list_files(ledger, FileQuery(since=today), config.gateway.zone)
         assert [r.file_id for r in listed] == [row.file_id]
     finally:
         ledger.close()
@@ -107,15 +108,13 @@ def test_cli_files_since_is_the_new_york_day(
         tmp_path: Path, new_york_machine: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """`files --since`: from New York midnight, not UTC midnight (22:00 in New York is
     already the next day in UTC)."""
-    from gateway.admin import queries
-
     monkeypatch.setattr(ledger_module, "utc_now",
                         lambda: datetime(2026, 12, 2, 22, 0, tzinfo=NEW_YORK).astimezone(UTC))
     cfg = project(tmp_path)
     config = load_config(cfg)
     run_once(config, date(2026, 12, 2))
-    assert len(queries.files(config, since=date(2026, 12, 2))) == 1
-    assert queries.files(config, since=date(2026, 12, 3)) == []
+    assert len(queries.files(config, FileQuery(since=date(2026, 12, 2)))) == 1
+    assert queries.files(config, FileQuery(since=date(2026, 12, 3))) == []
 
 
 # -- the migration ----------------------------------------------------------------------------

@@ -3,6 +3,7 @@ plain HTTP, against a ledger filled by real runs of the sample partners' files."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -26,12 +27,14 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from gateway.admin.queries import PartnerStatus
 from gateway.admin.web import charts
-from gateway.admin.web.queries import compress, describe
+from gateway.admin.web.pages import describe
 from gateway.admin.web.server import make_server, server_url
-from gateway.config import load_config
+from gateway.config import PartnerConfig, load_config
 from gateway.errors import ConfigError, FatalError
+from gateway.ledger.reads.health import partner_health
+from gateway.ledger.reads.story import compress
+from gateway.ledger.store import Ledger
 from gateway.service.runner import run_once
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -368,25 +371,29 @@ def test_partner_verdicts_say_what_is_wrong(tmp_path: Path) -> None:
     config = load_config(write_config(tmp_path))
     sample = config.partner("sample")
     now = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
+    ledger = Ledger(tmp_path / "verdicts.sqlite")
 
-    def status(state: str, **values: object) -> PartnerStatus:
-        return PartnerStatus("sample", "Sample", "local", True, state, **values)  # type: ignore[arg-type]
+    def said(partner: PartnerConfig = sample, **state: object) -> tuple[str, str]:
+        ledger.set_partner_state(partner.id, **state)
+        health = partner_health(ledger, config, partner, now)
+        return health.state, describe(health, now)
 
     fresh = (now - timedelta(seconds=30)).isoformat()
-    assert describe(config, sample, status("ok", last_poll=fresh), now) == (
-        "ok", "last poll 30 s ago")
-    stale = (now - timedelta(hours=3)).isoformat()
-    verdict, why = describe(config, sample, status("ok", last_poll=stale), now)
-    assert verdict == "not polled"
-    assert "no poll for 3 h (expected every 60 s)" in why and "serve" in why
-    verdict, why = describe(config, sample, status(
-        "backing off", failures=4, last_error="cannot connect", last_poll=fresh,
-        retry_at=(now + timedelta(minutes=8)).isoformat()), now)
-    assert verdict == "backing off" and why == ("4 failed poll(s) in a row: cannot connect; "
-                                                "next try in 8 min")
-    assert describe(config, sample, status("silent", silent_hours=30.5,
-                                           expected_cadence_hours=24.0), now) == (
-        "silent", "no file for 30.5 h; one is expected every 24 h")
+    try:
+        assert said(last_poll_at=fresh) == ("ok", "last poll 30 s ago")
+        stale = (now - timedelta(hours=3)).isoformat()
+        verdict, why = said(last_poll_at=stale)
+        assert verdict == "not polled"
+        assert "no poll for 3 h (expected every 60 s)" in why and "serve" in why
+        assert said(failures=4, last_error="cannot connect", last_poll_at=fresh,
+                    next_attempt_at=(now + timedelta(minutes=8)).timestamp()) == (
+            "backing off", "4 failed poll(s) in a row: cannot connect; next try in 8 min")
+        watched = dataclasses.replace(sample, expected_cadence_hours=24.0)
+        assert said(watched, failures=0, next_attempt_at=0, watched_since=(
+            now - timedelta(hours=30.5)).isoformat()) == (
+            "silent", "no file for 30.5 h; one is expected every 24 h")
+    finally:
+        ledger.close()
 
 
 def test_pages_read_a_postgresql_ledger(tmp_path: Path, pg_dsn: str) -> None:

@@ -1,8 +1,8 @@
 """What admins do: reprocess a file, purge by the retention policy. Each is recorded as an
 ``admin.*`` event (ledger and JSON lines) with who did it and why.
 
-The command line and the web page call these; the reads they show are in ``gateway.admin.queries``
-(``files`` and ``licenses`` are re-exported here for callers that want one module).
+The command line and the web page call these; the reads they show are in
+``gateway.ledger.reads``.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from gateway.errors import FatalError, GatewayError, TransientError
 from gateway.inbox.base import Inbox, copy_with_digest
 from gateway.inbox.kinds import open_inbox
 from gateway.inbox.receipt import failure_reason, record_receipt, work_temp
+from gateway.ledger.reads.files import failure
 from gateway.ledger.store import FileRow, Ledger, Receipt, ledger_exists, open_ledger
 from gateway.outputs.status_files import write_status_files
 from gateway.service.process import processing_date
-from gateway.service.quarantine import QUARANTINE_AFTER, failure
+from gateway.service.quarantine import QUARANTINE_AFTER
 from gateway.service.runner import InboxUnavailable, LeaseKeeper, PollReport, Runner, event_log
 from gateway.storage import Layout
 
@@ -81,7 +82,7 @@ def reprocess(config: Config, file_id: str, reason: str, actor: str = "cli", *,
                         nullcontext():
                     _complete(runner, inbox, row)
                 if partner.status_files:  # the partner sees the corrected file at once
-                    write_status_files(runner.ledger, runner.layout, partner, inbox,
+                    write_status_files(runner.ledger, runner.config, partner, inbox,
                                        runner.events)
             except InboxUnavailable as err:
                 # Processed and archived; the next poll delivers the acknowledgment.

@@ -1,4 +1,4 @@
-"""Rendering what admins read (``gateway.admin.queries``) for a terminal, or as JSON.
+"""Rendering what admins read (``gateway.ledger.reads``) for a terminal, or as JSON.
 
 Pure functions from data to text; the CLI prints them. Tables are plain aligned text with
 long cells cut, so that a listing stays one line per row in a terminal.
@@ -12,11 +12,15 @@ from dataclasses import asdict
 from typing import Any
 
 from gateway.admin.actions import PurgeReport
-from gateway.admin.queries import LicenseRow, PartnerStatus
+from gateway.ledger.reads.files import display_status
+from gateway.ledger.reads.health import PartnerHealth
+from gateway.ledger.reads.licenses import LicenseRow
+from gateway.ledger.reads.story import FileStory
 from gateway.ledger.store import FileRow
 from gateway.textsafe import printable
 
 MAX_CELL = 40  # characters a table cell shows; the last column is never cut
+SHOWN_APPS, SHOWN_FINDINGS = 200, 500  # rows ``show`` prints; ``show --json`` has them all
 
 
 def _cell(value: object) -> str:
@@ -57,38 +61,56 @@ def _short_time(text: str | None) -> str | None:
 # -- status -------------------------------------------------------------------------------------
 
 
-def _alert_text(p: PartnerStatus) -> str:
+def _alert_text(p: PartnerHealth) -> str:
     now = []
     if p.failing:
         now.append(f"FAILING ({p.failures} polls)")
-    if p.silent:
-        hours = f" {p.silent_hours:g} h" if p.silent_hours is not None else ""
-        now.append(f"SILENT{hours} (expected every {p.expected_cadence_hours:g} h)")
+    if p.silent_hours is not None:
+        now.append(f"SILENT {p.silent_hours:g} h (expected every "
+                   f"{p.partner.expected_cadence_hours:g} h)")
     if now:
         return ", ".join(now)
     if p.last_alert:
-        return f"last: {p.last_alert['event']} {_short_time(p.last_alert['at'])}"
+        return f"last: {p.last_alert.kind} {_short_time(p.last_alert.at)}"
     return "-"
 
 
-def status_text(partners: list[PartnerStatus]) -> str:
-    rows = [[p.partner, p.kind, p.state, _short_time(p.last_poll),
-             f"{p.last_name} ({p.last_status})" if p.last_name else None,
-             _short_time(p.last_received),
+def status_text(partners: list[PartnerHealth]) -> str:
+    rows = [[p.partner.id, p.partner.kind, p.state, _short_time(p.last_poll),
+             f"{last.remote_name} ({display_status(last)})" if last else None,
+             _short_time(last.received_at if last else None),
              p.failures, "-" if p.backlog is None else p.backlog, p.unfinished, p.quarantined,
              ", ".join(f"{k} {v}" for k, v in sorted((p.files or {}).items())) or "0",
-             p.licenses, _alert_text(p)] for p in partners]
+             p.licenses, _alert_text(p)] for p in partners for last in [p.last_file]]
     out = [table(["partner", "kind", "state", "last poll", "last file", "received",
                   "failures", "backlog", "unfinished", "quarantined", "files", "licenses",
                   "alert"], rows)]
-    errors = [f"  {p.partner}: {printable(p.last_error)}" for p in partners if p.last_error]
+    errors = [f"  {p.partner.id}: {printable(p.last_error)}" for p in partners if p.last_error]
     if errors:
         out += ["", "last errors:", *errors]
     return "\n".join(out)
 
 
-def status_json(partners: list[PartnerStatus]) -> str:
-    return as_json([p.to_dict() for p in partners])
+def _health_dict(p: PartnerHealth) -> dict[str, Any]:
+    last, partner = p.last_file, p.partner
+    return {"partner": partner.id, "name": partner.name, "kind": partner.kind,
+            "enabled": partner.enabled, "state": p.state, "last_poll": p.last_poll,
+            "last_success": p.last_success, "failures": p.failures,
+            "last_error": p.last_error, "retry_at": p.retry_at,
+            "last_file": last.file_id if last else None,
+            "last_name": last.remote_name if last else None,
+            "last_status": display_status(last) if last else None,
+            "last_received": last.received_at if last else None, "files": p.files,
+            "unfinished": p.unfinished, "quarantined": p.quarantined,
+            "licenses": p.licenses, "backlog": p.backlog, "failing": p.failing,
+            "silent": p.silent, "silent_hours": p.silent_hours,
+            "expected_cadence_hours": partner.expected_cadence_hours,
+            "last_alert": ({"at": p.last_alert.at, "event": p.last_alert.kind,
+                            **p.last_alert.data} if p.last_alert else None)}
+
+
+def status_json(partners: list[PartnerHealth]) -> str:
+    return as_json([_health_dict(p) for p in partners])
 
 
 # -- files and licenses -------------------------------------------------------------------------
@@ -126,64 +148,97 @@ def licenses_json(rows: list[LicenseRow]) -> str:
 # -- one file -----------------------------------------------------------------------------------
 
 
-def show_text(story: dict[str, Any]) -> str:
-    f = story["file"]
-    ack = story["ack"]
-    delivered = "delivered" if ack["delivered"] else "not yet delivered"
-    out = [f"file {f['file_id']}  {printable(f['remote_name'])}  partner {f['partner']}",
-           f"  received {f['received_at']}  size {f['size']}  sha256 {f['sha256']}",
-           f"  status {f['status'] or 'IN PROGRESS'}  state {f['state']}  processed "
-           f"{f['processed_at'] or '-'}  rule set {f['rule_set_date'] or '-'}  "
-           f"took {f['duration_ms'] if f['duration_ms'] is not None else '-'} ms",
-           f"  applications {f['applications']}: licensed {f['licensed']} "
-           f"(new {f['new_licenses']}), not required {f['not_required']}, "
-           f"rejected {f['rejected']}",
-           f"  ack {printable(ack['name'] or '-')} ({delivered}, {ack['to']})",
-           f"  ACE files {', '.join(story['ace_files']) or '-'}",
-           f"  original at {printable(f['archive_path'] or '-')}"
-           + (f" (purged {f['archive_purged_at']})" if f["archive_purged_at"] else "")]
-    if f["error"]:
-        out.append(f"  error {printable(f['error'])}")
-    failed = story.get("failures")
-    if failed and failed["quarantined_at"]:
-        out.append(f"  QUARANTINED {failed['quarantined_at']} after {failed['failures']} "
-                   f"failures in a row: {printable(failed['last_error'])} (after the fix: "
-                   f"aim-gateway release {f['file_id']} --reason ...)")
+def story_dict(story: FileStory) -> dict[str, Any]:
+    """The story as ``show --json`` prints it."""
+    f = story.file
+    return {
+        "file": asdict(f),
+        "ack": {"name": f.ack_name, "delivered": story.ack_delivered, "to": story.ack_to},
+        "ace_files": story.ace_files,
+        "licenses_issued": [
+            {"license": x.license_number, "ref": x.ref, "importer": x.importer,
+             "issue_date": x.issue_date, "valid_from": x.valid_from,
+             "valid_through": x.valid_through} for x in story.licenses_issued],
+        "applications": [
+            {"seq": a.seq, "ref": a.ref, "status": a.status, "license": a.license_number,
+             "reused": a.reused, "lines": a.lines, "valid_from": a.valid_from,
+             "valid_through": a.valid_through} for a in story.applications],
+        "findings": [
+            {"code": x.code, "severity": x.severity, "ref": x.ref, "line": x.line,
+             "field": x.field, "value": x.value, "message": x.message}
+            for x in story.findings],
+        "reprocessed_as": [
+            {"file_id": r.file_id, "status": r.status, "received_at": r.received_at,
+             **({"at": r.at, "actor": r.actor, "reason": r.reason} if r.at else {})}
+            for r in story.reprocessed_as],
+        "failures": asdict(story.failures) if story.failures is not None else None,
+        "events": [{"at": e.at, "event": e.kind, **e.data} for e in story.events],
+    }
+
+
+def show_text(story: FileStory) -> str:
+    f = story.file
+    delivered = "delivered" if story.ack_delivered else "not yet delivered"
+    took = "-" if f.duration_ms is None else f.duration_ms
+    out = [f"file {f.file_id}  {printable(f.remote_name)}  partner {f.partner}",
+           f"  received {f.received_at}  size {f.size}  sha256 {f.sha256}",
+           f"  status {display_status(f)}  state {f.state}  processed "
+           f"{f.processed_at or '-'}  rule set {f.rule_set_date or '-'}  took {took} ms",
+           f"  applications {f.applications}: licensed {f.licensed} "
+           f"(new {f.new_licenses}), not required {f.not_required}, "
+           f"rejected {f.rejected}",
+           f"  ack {printable(f.ack_name or '-')} ({delivered}, {story.ack_to})",
+           f"  ACE files {', '.join(story.ace_files) or '-'}",
+           f"  original at {printable(f.archive_path or '-')}"
+           + (f" (purged {f.archive_purged_at})" if f.archive_purged_at else "")]
+    if f.error:
+        out.append(f"  error {printable(f.error)}")
+    failed = story.failures
+    if failed and failed.quarantined_at:
+        out.append(f"  QUARANTINED {failed.quarantined_at} after {failed.failures} "
+                   f"failures in a row: {printable(failed.last_error)} (after the fix: "
+                   f"aim-gateway release {f.file_id} --reason ...)")
     elif failed:
-        out.append(f"  failed {failed['failures']} time(s) in a row, last "
-                   f"{failed['last_failed_at']}: {printable(failed['last_error'])}")
-    if f["duplicate_of"]:
-        out.append(f"  duplicate of {f['duplicate_of']}")
-    if f["reprocess_of"]:
-        out.append(f"  reprocess of {f['reprocess_of']}")
-    for later in story["reprocessed_as"]:
-        out.append(f"  reprocessed as {later['file_id']} ({later['status'] or 'IN PROGRESS'})"
-                   f" by {printable(later.get('actor') or '?')}: "
-                   f"{printable(later.get('reason') or '-')}")
-    if f["details_purged_at"]:
-        out.append(f"  findings, applications and events purged {f['details_purged_at']}")
-    if story["licenses_issued"]:
+        out.append(f"  failed {failed.failures} time(s) in a row, last "
+                   f"{failed.last_failed_at}: {printable(failed.last_error)}")
+    if f.duplicate_of:
+        out.append(f"  duplicate of {f.duplicate_of}")
+    if f.reprocess_of:
+        out.append(f"  reprocess of {f.reprocess_of}")
+    for later in story.reprocessed_as:
+        out.append(f"  reprocessed as {later.file_id} ({later.status or 'IN PROGRESS'})"
+                   f" by {printable(later.actor or '?')}: {printable(later.reason or '-')}")
+    if f.details_purged_at:
+        out.append(f"  findings, applications and events purged {f.details_purged_at}")
+    if story.licenses_issued:
         out += ["", "licenses issued:", table(
             ["license", "ref", "issued", "valid from", "valid through", "importer"],
-            [[x["license"], x["ref"], x["issue_date"], x["valid_from"], x["valid_through"],
-              x["importer"]] for x in story["licenses_issued"]])]
-    if story["applications"]:
-        out += ["", "applications:", table(
-            ["#", "ref", "status", "license", "I201", "valid through", "lines"],
-            [[a["seq"], a["ref"], a["status"], a["license"], "yes" if a["reused"] else "",
-              a["valid_through"], a["lines"]] for a in story["applications"][:200]])]
-        if len(story["applications"]) > 200:
-            out.append(f"  … {len(story['applications']) - 200} more (--json shows all)")
-    if story["findings"]:
-        out += ["", "findings:", table(
-            ["code", "severity", "ref", "line", "field", "value", "message"],
-            [[x["code"], x["severity"], x["ref"], x["line"], x["field"], x["value"],
-              x["message"]] for x in story["findings"][:500]])]
-        if len(story["findings"]) > 500:
-            out.append(f"  … {len(story['findings']) - 500} more (--json shows all)")
-    out += ["", "events:"] + [f"  {e['at']} {e['event']}" + _event_detail(e)
-                              for e in story["events"]]
+            [[x.license_number, x.ref, x.issue_date, x.valid_from, x.valid_through,
+              x.importer] for x in story.licenses_issued])]
+    out += _rows_cut("applications", ["#", "ref", "status", "license", "I201", "valid through",
+                                      "lines"],
+                     [[a.seq, a.ref, a.status, a.license_number, "yes" if a.reused else "",
+                       a.valid_through, a.lines] for a in story.applications[:SHOWN_APPS]],
+                     len(story.applications) - SHOWN_APPS)
+    out += _rows_cut("findings", ["code", "severity", "ref", "line", "field", "value",
+                                  "message"],
+                     [[x.code, x.severity, x.ref, x.line, x.field, x.value, x.message]
+                      for x in story.findings[:SHOWN_FINDINGS]],
+                     len(story.findings) - SHOWN_FINDINGS)
+    out += ["", "events:"] + [f"  {e.at} {e.kind}" + _event_detail(e.data)
+                              for e in story.events]
     return "\n".join(out)
+
+
+def _rows_cut(title: str, headers: list[str], rows: list[list[object]],
+              more: int) -> list[str]:
+    """A titled table of the rows shown, and how many more ``--json`` shows."""
+    if not rows:
+        return []
+    out = ["", f"{title}:", table(headers, rows)]
+    if more > 0:
+        out.append(f"  … {more} more (--json shows all)")
+    return out
 
 
 def _event_detail(event: dict[str, Any]) -> str:
@@ -192,8 +247,19 @@ def _event_detail(event: dict[str, Any]) -> str:
     return ("  " + " ".join(shown)) if shown else ""
 
 
-def show_json(story: dict[str, Any]) -> str:
-    return as_json(story)
+def show_json(story: FileStory) -> str:
+    return as_json(story_dict(story))
+
+
+def reprocessed_text(row: FileRow, original: str) -> str:
+    """One line on the new file a reprocess made."""
+    return (f"{row.file_id}: {row.status} ({row.applications} application(s): "
+            f"{row.licensed} licensed, {row.new_licenses} new, {row.rejected} rejected)"
+            f"{'  ' + row.error if row.error else ''}  reprocess of {original}")
+
+
+def reprocessed_json(row: FileRow) -> str:
+    return as_json(asdict(row))
 
 
 # -- purge --------------------------------------------------------------------------------------

@@ -40,9 +40,6 @@ class Database(Protocol):
     database (busy, out of reach, full) raise ``LedgerUnavailable`` or ``TransientError``;
     a statement's own error (a gateway bug) keeps the driver's type."""
 
-    # "sqlite" or "postgresql". Kept for gateway.admin.queries, which orders findings by it
-    # until the read model asks ``insertion_order``; new code asks the methods below.
-    dialect: str
     concurrent: bool  # several workers may share it (license numbers drawn apart)
     upgrade_on_read: bool  # a read-only open upgrades an older schema first
 
@@ -89,10 +86,6 @@ class Database(Protocol):
         """The database's own storage check; empty when all is well."""
         ...
 
-    def insertion_order(self, fallback: str) -> str:
-        """An ORDER BY list giving rows in the order they were written, where the database
-        keeps one (SQLite's rowid); else ``fallback``."""
-        ...
 
     def json_elements(self, column: str, alias: str) -> str:
         """A FROM item with one row per element of the JSON array in ``column``."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.handlers
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,19 @@ from typing import Any
 from gateway.ledger.store import Event, Ledger
 
 log = logging.getLogger("gateway")
+
+# The alerts (gateway.service.alerts raises them; a partner's health shows the last one).
+ALERT_EVENTS = ("partner.failing", "partner.recovered", "partner.silent", "partner.active",
+                "partner.quota_reached", "licenses.running_low", "file.quarantined")
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """One event as the ledger keeps it (its partner and file aside)."""
+
+    at: str
+    kind: str
+    data: dict[str, Any]
 
 
 class EventLog:

@@ -84,7 +84,6 @@ def _connect(dsn: str) -> psycopg.Connection[TupleRow]:
 class PostgresDb:
     """PostgreSQL through psycopg 3, in autocommit mode with explicit transactions."""
 
-    dialect = "postgresql"
     # Several workers may share it: license numbers come from a counter committed at once.
     concurrent = True
     # A shared server's schema is upgraded by a writer or ``db upgrade``, never by a reader.
@@ -185,10 +184,6 @@ class PostgresDb:
 
     def json_elements(self, column: str, alias: str) -> str:
         return f"jsonb_array_elements({column}::jsonb) {alias}"
-
-    def insertion_order(self, fallback: str) -> str:
-        """No row keeps its insertion order here: ``fallback``."""
-        return fallback
 
     def json_text(self, element: str, index: int) -> str:
         """``->>``: the item as text (the column is text: cast to jsonb where unnested)."""

@@ -44,7 +44,6 @@ def _raise_translated(err: sqlite3.OperationalError) -> None:
 class SqliteDb:
     """SQLite in WAL mode; ``begin`` takes the write lock at once (BEGIN IMMEDIATE)."""
 
-    dialect = "sqlite"
     # One writer at a time: license numbers are counted in the file's own transaction.
     concurrent = False
     # A reader of a ledger file written by an older gateway selects the newer columns: the
@@ -144,9 +143,6 @@ class SqliteDb:
     def json_elements(self, column: str, alias: str) -> str:
         """json_each: a row per element, the element in its ``value`` column."""
         return f"json_each({column}) {alias}"
-
-    def insertion_order(self, fallback: str) -> str:
-        return "rowid"
 
     def json_text(self, element: str, index: int) -> str:
         return f"json_extract({element}, '$[{int(index)}]')"

@@ -15,10 +15,12 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.config import PartnerConfig
+from gateway.config import Config, PartnerConfig
 from gateway.errors import GatewayError
 from gateway.inbox.base import Inbox
 from gateway.ledger.events import EventLog
+from gateway.ledger.reads.files import FileQuery, display_status, select_files
+from gateway.ledger.reads.health import partner_health
 from gateway.ledger.store import FileRow, Ledger
 from gateway.outputs.ack_csv import neutralise
 from gateway.storage import Layout, atomic_write
@@ -32,44 +34,39 @@ CSV_COLUMNS = ("file_id", "file_name", "received_at", "state", "status", "applic
                "licensed", "not_required", "rejected", "ack_name", "error")
 
 
-def open_errors(ledger: Ledger, partner_id: str, limit: int = FILES_SHOWN) -> list[FileRow]:
-    """Files rejected with an F-code and not since reprocessed (a failed reprocess is the open
-    one then: the chain's last file says where it stands)."""
-    return ledger.files(
-        "partner = ? AND error IS NOT NULL AND NOT EXISTS (SELECT 1 FROM files AS later "
-        "WHERE later.reprocess_of = files.file_id)", (partner_id,), limit=limit)
-
-
 def _file_entry(row: FileRow) -> dict[str, Any]:
     return {"file_id": row.file_id, "file_name": row.remote_name,
             "received_at": row.received_at, "state": row.state,
-            "status": row.status or "IN PROGRESS", "applications": row.applications,
+            "status": display_status(row), "applications": row.applications,
             "licensed": row.licensed, "not_required": row.not_required,
             "rejected": row.rejected, "ack_name": row.ack_name, "error": row.error}
 
 
-def partner_status(ledger: Ledger, partner: PartnerConfig,
+def partner_status(ledger: Ledger, config: Config, partner: PartnerConfig,
                    now: datetime | None = None) -> dict[str, Any]:
-    """What the partner's status files say, as one JSON-ready dict."""
+    """What the partner's status files say, as one JSON-ready dict: its health as admins see
+    it (gateway.ledger.reads), its files as recorded (a quarantine's internal reason is the
+    gateway's own and stays with the admins), the F-codes not since reprocessed."""
     now = now or datetime.now(UTC)
-    state = ledger.partner_state(partner.id)
-    failing, silent = bool(state["alerting"]), bool(state["silent"])
+    health = partner_health(ledger, config, partner, now, counts=False)
+    zone = config.gateway.zone
+    unresolved = FileQuery(partner=partner.id, status="FAILED", unresolved=True,
+                           limit=FILES_SHOWN)
     return {
         "partner": partner.id,
         "name": partner.name,
         "generated_at": now.astimezone(UTC).isoformat(timespec="seconds"),
-        "last_poll": state["last_poll_at"],
-        "last_success": state["last_success_at"],
-        "failures": state["failures"],
-        "last_error": state["last_error"],
-        "state": "failing" if failing else "silent" if silent else
-                 "error" if state["failures"] else "ok",
-        "alerts": {"failing": failing, "silent": silent},
-        "files": [_file_entry(r) for r in ledger.files("partner = ?", (partner.id,),
-                                                       limit=FILES_SHOWN)],
+        "last_poll": health.last_poll,
+        "last_success": health.last_success,
+        "failures": health.failures,
+        "last_error": health.last_error,
+        "state": health.state,
+        "alerts": {"failing": health.failing, "silent": health.silent_alert},
+        "files": [_file_entry(r) for r in select_files(
+            ledger, FileQuery(partner=partner.id, limit=FILES_SHOWN), zone)],
         "open_errors": [{"file_id": r.file_id, "file_name": r.remote_name,
                          "received_at": r.received_at, "error": r.error}
-                        for r in open_errors(ledger, partner.id)],
+                        for r in select_files(ledger, unresolved, zone)],
     }
 
 
@@ -88,14 +85,14 @@ def render_status_csv(status: dict[str, Any]) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
-def write_status_files(ledger: Ledger, layout: Layout, partner: PartnerConfig,
+def write_status_files(ledger: Ledger, config: Config, partner: PartnerConfig,
                        inbox: Inbox | None, events: EventLog,
                        now: datetime | None = None) -> bool:
     """Write both files to ``outbox/<partner>/`` and, given an inbox, deliver them to the
     partner (SFTP: its remote_ack_dir). True when all went well; failures are logged only."""
     try:
-        status = partner_status(ledger, partner, now)
-        folder = layout.partner_outbox(partner.id)
+        status = partner_status(ledger, config, partner, now)
+        folder = Layout.of(config).partner_outbox(partner.id)
         written = []
         for name, data in ((STATUS_JSON, render_status_json(status)),
                            (STATUS_CSV, render_status_csv(status))):

@@ -23,19 +23,16 @@ import json
 import logging
 import os
 import urllib.parse
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway.config import AlertSettings, Config, PartnerConfig
-from gateway.ledger.events import EventLog
+from gateway.ledger.events import ALERT_EVENTS, EventLog
+from gateway.ledger.reads.health import last_file_at, silence
 from gateway.ledger.store import Ledger
 from gateway.licensing.decide import MAX_SEQUENCE, LicenseIssuer
 
 log = logging.getLogger("gateway.alerts")
-
-ALERT_EVENTS = ("partner.failing", "partner.recovered", "partner.silent", "partner.active",
-                "partner.quota_reached", "licenses.running_low", "file.quarantined")
-
 
 def webhook_url(settings: AlertSettings) -> str | None:
     if settings.webhook_url_env:
@@ -123,24 +120,6 @@ def license_alerts(ledger: Ledger, alerts: Alerts, issuer: LicenseIssuer, partne
         # Every partner's concern, not the one whose file happened to cross the line.
         alerts.emit(ledger, "licenses.running_low", partner=None, file_id=file_id,
                     year=issuer.year, last=issuer.last, capacity=MAX_SEQUENCE)
-
-
-def last_file_at(ledger: Ledger, partner_id: str) -> datetime | None:
-    """When the partner's latest file arrived (reprocessing is not the partner sending)."""
-    row = ledger.db.execute(
-        "SELECT received_at FROM files WHERE partner = ? AND reprocess_of IS NULL "
-        "ORDER BY received_at DESC LIMIT 1", (partner_id,)).fetchone()
-    return datetime.fromisoformat(row[0]) if row else None
-
-
-def silence(partner: PartnerConfig, last_file: datetime | None, watched_since: str | None,
-            now: datetime) -> timedelta | None:
-    """How long the partner has been quiet, when longer than its cadence; else None."""
-    if partner.expected_cadence_hours is None or not partner.enabled:
-        return None
-    since = last_file or (datetime.fromisoformat(watched_since) if watched_since else now)
-    quiet = now - since
-    return quiet if quiet > timedelta(hours=partner.expected_cadence_hours) else None
 
 
 def check_silence(ledger: Ledger, alerts: Alerts, partner: PartnerConfig,

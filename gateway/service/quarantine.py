@@ -12,15 +12,15 @@ releases it (``aim-gateway release``) after a fix: it is then finished at the ne
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 
 from gateway.config import Config
 from gateway.errors import FatalError
 from gateway.findings import finding
 from gateway.inbox.base import Inbox
-from gateway.ledger.db import Database
 from gateway.ledger.events import EventLog
+from gateway.ledger.reads.files import failure
 from gateway.ledger.store import FileRow, Ledger, utc_now, utc_stamp
 from gateway.licensing.results import FileSummary
 from gateway.model import FileStatus
@@ -43,16 +43,6 @@ QUARANTINE_AFTER = 3  # OPERATIONS.md "Partner isolation and quarantine"
 _REASON_LIMIT = 500
 
 
-@dataclass(frozen=True, slots=True)
-class FailureRow:
-    file_id: str
-    partner: str
-    failures: int
-    last_error: str | None
-    last_failed_at: str | None
-    quarantined_at: str | None
-
-
 def _now() -> str:
     return utc_stamp()
 
@@ -60,42 +50,6 @@ def _now() -> str:
 def reason_of(err: BaseException) -> str:
     """One line that says what went wrong, safe to store, log and show."""
     return printable(f"{type(err).__name__}: {err}")[:_REASON_LIMIT]
-
-
-def failure(ledger: Ledger, file_id: str) -> FailureRow | None:
-    row = ledger.db.execute(
-        "SELECT file_id, partner, failures, last_error, last_failed_at, quarantined_at "
-        "FROM file_failures WHERE file_id = ?", (file_id,)).fetchone()
-    return FailureRow(*row) if row else None
-
-
-def quarantined_count(ledger: Ledger, partner: str) -> int:
-    return int(ledger.db.execute(
-        "SELECT COUNT(*) FROM file_failures WHERE partner = ? AND quarantined_at IS NOT NULL",
-        (partner,)).fetchone()[0])
-
-
-def quarantined_ids(db: Database, file_ids: list[str]) -> dict[str, FailureRow]:
-    """The quarantined files among ``file_ids`` (a listing marks them)."""
-    found: dict[str, FailureRow] = {}
-    for start in range(0, len(file_ids), 500):
-        chunk = file_ids[start:start + 500]
-        marks = ", ".join("?" for _ in chunk)
-        for r in db.execute(
-                "SELECT file_id, partner, failures, last_error, last_failed_at, quarantined_at "
-                f"FROM file_failures WHERE quarantined_at IS NOT NULL AND file_id IN ({marks})",
-                tuple(chunk)):
-            found[r[0]] = FailureRow(*r)
-    return found
-
-
-def mark_quarantined(db: Database, rows: list[FileRow]) -> list[FileRow]:
-    """For listings (CLI and web): quarantined files read QUARANTINED, their note the
-    failure that set them aside."""
-    held = quarantined_ids(db, [r.file_id for r in rows])
-    return [replace(r, status="QUARANTINED", error=f"quarantined after {held[r.file_id].failures}"
-                    f" failures: {held[r.file_id].last_error}") if r.file_id in held else r
-            for r in rows]
 
 
 def record_failure(ledger: Ledger, events: EventLog, row: FileRow, reason: str) -> int:

@@ -313,7 +313,7 @@ class Runner:
         if partner.status_files:
             # Not uploaded when the poll failed: the server is likely down, and a second
             # connection attempt would only double the wait.
-            write_status_files(self.ledger, self.layout, partner,
+            write_status_files(self.ledger, self.config, partner,
                                inbox if report.error is None else None, self.events)
 
     def _take_new(self, inbox: Inbox, partner: PartnerConfig, report: PollReport,
