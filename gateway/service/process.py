@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -273,22 +274,23 @@ class RunSinks:
         return None
 
 
+@dataclass
 class RunPass:
     """One pass of a run: the acknowledgment, the ACE files and the ledger rows, written as
     the decisions come, inside the ledger transaction ``RunSinks.decisions`` holds."""
 
-    def __init__(self, processor: FileProcessor, row: FileRow, summary: FileSummary,
-                 fmt: str, started: datetime) -> None:
-        self.p = processor
-        self.row = row
-        self.summary = summary
-        self.fmt = fmt
-        self.started = started
-        self.kind = ack_kind(fmt)
-        self.ack_path = stored_ack(processor.layout, row, self.kind)
+    p: FileProcessor
+    row: FileRow
+    summary: FileSummary
+    fmt: str
+    started: datetime
+
+    def __post_init__(self) -> None:
+        row, config = self.row, self.p.config
+        self.kind = ack_kind(self.fmt)
+        self.ack_path = stored_ack(self.p.layout, row, self.kind)
         self.ack = ack_writer(self.kind, self.ack_path)
-        self.filer_code = processor.config.partner(row.partner).effective_filer_code(
-            processor.config.ace)
+        self.filer_code = config.partner(row.partner).effective_filer_code(config.ace)
         self.source_info = {"file_id": row.file_id, "file_name": row.remote_name,
                             "partner": row.partner, "submission_id": ""}
         self.writers: dict[str, AceFileWriter] = {}
