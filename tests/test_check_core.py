@@ -15,6 +15,7 @@ import io
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,12 @@ from lxml import etree
 
 from gateway.cli import main
 from gateway.config import load_config
+from gateway.errors import RejectedSubmission
 from gateway.ledger.store import open_ledger
+from gateway.licensing.pipeline import rule_context
 from gateway.outputs.ack_xml import ACK_NS
+from gateway.parse.mapping import load_mapping, preview
+from gateway.validate.staging import prepare
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -184,3 +189,40 @@ def test_check_answers_what_the_run_does_with_history(
         assert_same(checked, ran)
         shown = {code for row in ran.outline() for part in row[2:] for code in part.split()}
         assert codes <= shown, (name, ran.outline())
+
+
+# -- the XSLT mapping's failures: one place for processing and `mapping test` -----------------
+
+NORDIC = (CASES / "nordic" / "nordic-orders-NA-2026-77.xml").read_bytes()
+STOPS = """<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+<xsl:template match="/"><xsl:message terminate="yes">stopped</xsl:message></xsl:template>
+</xsl:stylesheet>"""
+XSLT_FAILURES = {
+    "F004": (None, NORDIC.replace(b"<Orders ", b'<!DOCTYPE Orders [<!ENTITY x SYSTEM '
+                                  b'"file:///etc/passwd">]>\n<Orders ', 1)),
+    "F001": (None, NORDIC[:len(NORDIC) // 2]),  # cut in the middle: the parser stops
+    "F005": (STOPS, NORDIC),  # the stylesheet cannot make a submission of it
+}
+
+
+@pytest.mark.parametrize("code", list(XSLT_FAILURES))
+def test_an_xslt_failure_reads_the_same_in_processing_and_mapping_test(
+        code: str, tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    stylesheet_text, data = XSLT_FAILURES[code]
+    stylesheet = ROOT / "mappings" / "nordic-orders.xsl"
+    if stylesheet_text is not None:
+        stylesheet = tmp_path / "stops.xsl"
+        stylesheet.write_text(stylesheet_text)
+    mapping = load_mapping(stylesheet)
+    source = tmp_path / "orders.xml"
+    source.write_bytes(data)
+    config = load_config(Project(tmp_path, capsysbinary).cfg)
+    work = tmp_path / "work"
+    with pytest.raises(RejectedSubmission) as processing:
+        prepare(source, rule_context(config, date.fromisoformat(AS_OF)), mapping, work,
+                source.name)
+    with pytest.raises(RejectedSubmission) as mapping_test:
+        preview(mapping, source)
+    assert processing.value.finding.code == code
+    assert processing.value.finding == mapping_test.value.finding
+    assert list(work.glob("*")) == []  # the half-mapped document is not left behind
