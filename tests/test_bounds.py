@@ -17,11 +17,11 @@ from gateway import findings as findings_module
 from gateway.admin.check import check_file
 from gateway.config import load_config
 from gateway.findings import MAX_FINDINGS, FileBound, Finding, Severity, bounded, finding
+from gateway.licensing.pipeline import rule_context
 from gateway.outputs.ack_csv import _message, duplicate_csv_ack, duplicate_csv_ack_chunks
 from gateway.outputs.ack_xml import ACK_NS, duplicate_ack, duplicate_ack_chunks, render_finding
 from gateway.parse.xml_guard import KEEP, MARK, AttributeGuard
 from gateway.schemas import ack_schema
-from gateway.service.process import rule_context
 from gateway.validate.staging import stage_file
 
 ROOT = Path(__file__).resolve().parent.parent

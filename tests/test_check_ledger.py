@@ -13,11 +13,10 @@ import pytest
 from lxml import etree
 from test_poison import Project, good_file
 
-from gateway.admin import check
 from gateway.cli import main
 from gateway.config import load_config
+from gateway.licensing import pipeline
 from gateway.outputs.ack_xml import ACK_NS
-from gateway.service import process
 from gateway.service.runner import run_once
 
 
@@ -87,8 +86,8 @@ def test_a_bug_is_the_gateways_own_in_check_and_in_a_run(
     def crash(*args: object, **kwargs: object) -> None:
         raise failure
 
-    monkeypatch.setattr(check, "prepare", crash)
-    monkeypatch.setattr(process, "prepare", crash)
+    # One place: `check` and a run decide with the same core.
+    monkeypatch.setattr(pipeline, "prepare", crash)
     p = Project(tmp_path)
     sample = tmp_path / "crash.xml"
     sample.write_bytes(good_file(1))

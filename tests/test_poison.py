@@ -25,6 +25,7 @@ from gateway.cli import main
 from gateway.config import load_config
 from gateway.errors import TransientError
 from gateway.inbox import local
+from gateway.licensing import pipeline
 from gateway.outputs.ack_xml import AckXmlWriter
 from gateway.service import process
 from gateway.service.runner import Runner, run_once
@@ -152,13 +153,13 @@ def inject_ack_writer_error(mp: pytest.MonkeyPatch) -> None:
 
 def inject_memory_error(mp: pytest.MonkeyPatch) -> None:
     """Parsing runs out of memory."""
-    real = process.prepare
+    real = pipeline.prepare
 
     def prepare(path, *args, **kwargs):  # type: ignore[no-untyped-def]
         if _only_a(path):
             raise MemoryError()
         return real(path, *args, **kwargs)
-    mp.setattr(process, "prepare", prepare)
+    mp.setattr(pipeline, "prepare", prepare)
 
 
 def inject_dispose_error(mp: pytest.MonkeyPatch) -> None:

@@ -45,13 +45,13 @@ def reject_then_refuse_record(mp: pytest.MonkeyPatch) -> None:
     """The reprocess is rejected (an F-code ack, published under the original's name), then
     the ledger refuses to record it."""
     refuse_record(mp)
-    real = process.FileProcessor._license
+    real = process.RunSinks.decisions
 
-    def license_(self: process.FileProcessor, row: FileRow, *args: object) -> None:
-        if row.reprocess_of is not None:
+    def decisions(self: process.RunSinks, *args: object) -> object:
+        if self.row.reprocess_of is not None:
             raise RejectedSubmission(finding("F002", "injected: not a valid submission"))
-        real(self, row, *args)  # type: ignore[arg-type]
-    mp.setattr(process.FileProcessor, "_license", license_)
+        return real(self, *args)  # type: ignore[arg-type]
+    mp.setattr(process.RunSinks, "decisions", decisions)
 
 
 FAILURES: dict[str, Callable[[pytest.MonkeyPatch], None]] = {

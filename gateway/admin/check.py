@@ -7,35 +7,34 @@ read ``PENDING``. A ledger that is configured but cannot be read fails the check
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import tempfile
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 from gateway.config import Config
-from gateway.errors import FatalError, GatewayError, RejectedSubmission
-from gateway.findings import Finding, finding
-from gateway.ledger.store import Ledger, utc_now
-from gateway.licensing.decide import LicenseIssuer, RepeatedRef, decide
-from gateway.licensing.results import FileSummary
-from gateway.model import FileStatus, SubmissionHeader
-from gateway.outputs.ack_csv import AckCsvWriter, duplicate_csv_ack, render_csv_ack
-from gateway.outputs.ack_xml import AckXmlWriter, duplicate_ack, render_ack
-from gateway.parse.detect import check_size
-from gateway.parse.mapping import mapping_for
+from gateway.errors import FatalError, GatewayError
+from gateway.findings import Finding
+from gateway.ledger.store import FileRow, Ledger, utc_now
+from gateway.licensing.decide import LicenseIssuer
+from gateway.licensing.pipeline import DecisionCore, Submission
+from gateway.licensing.results import AppOutcome, FileSummary
+from gateway.model import FileStatus
+from gateway.outputs.ack_csv import duplicate_csv_ack
+from gateway.outputs.ack_xml import duplicate_ack
 from gateway.service.process import (
     ack_kind,
+    ack_writer,
     internal_error_finding,
     processing_date,
-    rule_context,
+    render_whole_ack,
     stored_ack,
 )
 from gateway.storage import Layout
-from gateway.textsafe import printable
-from gateway.validate.staging import Reader, Staged, StagedApplication, prepare
+from gateway.validate.staging import StagedApplication
 
 
 @dataclass(frozen=True)
@@ -56,33 +55,21 @@ def check_file(config: Config, path: Path, partner_id: str | None,
                as_of: date | None = None, ack_format: str | None = None) -> CheckResult:
     """Validate ``path`` as ``partner_id`` would send it; return the would-be acknowledgment.
 
-    ``ack_format`` None: the form the file would get (CSV for CSV input, else XML).
+    ``ack_format`` None: the form the file would get (CSV for CSV input, else XML). The
+    decisions are the run's own (``licensing.pipeline``), from a read-only ledger.
     """
-    on = processing_date(config, as_of)
     now = utc_now()
+    sub = Submission(file_id="CHECK", partner=partner_id, name=path.name, path=path,
+                     sha256=_sha256(path), size=path.stat().st_size, received_at=now,
+                     history_before="~")
     ledger = _history(config)
-    sha256 = _sha256(path)
-    summary = FileSummary(file_id="CHECK", partner=partner_id or "", file_name=path.name,
-                          sha256=sha256, received_at=now, processed_at=now, rule_set_date=on,
-                          status=FileStatus.REJECTED)
     try:
-        if ledger is not None and partner_id:
-            original = ledger.original_of(partner_id, sha256, "~")
-            if original is not None:
-                notice = finding("F006", "These bytes were processed before as "
-                                 f"{printable(original.remote_name)} (file "
-                                 f"{original.file_id}): the original acknowledgment would "
-                                 "be sent again.",
-                                 value=original.file_id)
-                stored = stored_ack(Layout.of(config), original)
-                kind = stored.name.rsplit(".", 1)[-1]
-                if stored.exists() and ack_format in (None, kind):
-                    rewrite = duplicate_csv_ack if kind == "csv" else duplicate_ack
-                    ack = rewrite(stored, path.name, now.isoformat(timespec="seconds"), now,
-                                  notice)
-                    return CheckResult(FileStatus.DUPLICATE, ack)
         with tempfile.TemporaryDirectory(prefix="aimgw-check-") as tmp:
-            return _check(config, path, partner_id, ledger, summary, Path(tmp), ack_format)
+            sinks = CheckSinks(Layout.of(config), ack_format, Path(tmp))
+            core = DecisionCore(config, ledger, processing_date(config, as_of), Path(tmp))
+            core.decide_file(sub, sinks, now)
+            assert sinks.result is not None, "the core gives every file an acknowledgment"
+            return sinks.result
     finally:
         if ledger is not None:
             ledger.close()
@@ -108,74 +95,59 @@ def _history(config: Config) -> Ledger | None:
     return ledger
 
 
-def _check(config: Config, path: Path, partner_id: str | None, ledger: Ledger | None,
-           summary: FileSummary, tmp: Path, ack_format: str | None) -> CheckResult:
-    base = replace(summary)
-    kind = ack_format or "xml"
-    try:
-        check_size(path, config.gateway.max_file_bytes)
-        mapping = mapping_for(config.partner(partner_id).mapping) if partner_id else None
-        prepared = prepare(path, rule_context(config, summary.rule_set_date), mapping, tmp,
-                           path.name)
-        kind = ack_format or ack_kind(prepared.fmt)
+class CheckSinks:
+    """``check``'s sinks of the decision core: nothing is committed, the acknowledgment is
+    rendered (in a temp folder, as a run streams it) and kept in ``result``."""
+
+    def __init__(self, layout: Layout, ack_format: str | None, tmp: Path) -> None:
+        self.layout = layout
+        self.ack_format = ack_format
+        self.tmp = tmp
+        self.result: CheckResult | None = None
+
+    def kind(self, fmt: str | None) -> str:
+        return self.ack_format or ack_kind(fmt)
+
+    def duplicate(self, summary: FileSummary, original: FileRow, notice: Finding) -> bool:
+        stored = stored_ack(self.layout, original)
+        kind = stored.name.rsplit(".", 1)[-1]
+        if not stored.exists() or self.ack_format not in (None, kind):
+            return False  # the original's ack cannot be shown in this form: decide the file
+        rewrite = duplicate_csv_ack if kind == "csv" else duplicate_ack
+        ack = rewrite(stored, summary.file_name,
+                      summary.received_at.isoformat(timespec="seconds"), utc_now(), notice)
+        self.result = CheckResult(FileStatus.DUPLICATE, ack)
+        return True
+
+    @contextlib.contextmanager
+    def decisions(self, summary: FileSummary, fmt: str) -> Iterator[CheckPass]:
+        out = CheckPass(self, self.kind(fmt))
         try:
-            return _one_pass(config, prepared.reader(), None, partner_id, ledger, summary,
-                             tmp, kind)
-        except RepeatedRef:
-            summary = replace(base)
-            staged = prepared.stage(tmp / "staged")
-            return _one_pass(config, staged, staged.ref_counts, partner_id, ledger, summary,
-                             tmp, kind)
-    except RejectedSubmission as rejected:
-        return _rejected(base, rejected.finding, kind)
-    except GatewayError:
-        raise  # the ledger or the configuration: exit 2, said by the CLI
-    except Exception as err:  # a bug of the gateway: said as such, never a traceback
-        return _rejected(base, internal_error_finding(err), kind)
+            yield out
+        except BaseException:
+            out.ack.discard()
+            raise
+
+    def rejected(self, summary: FileSummary, fmt: str | None) -> None:
+        self.result = CheckResult(FileStatus.REJECTED,
+                                  render_whole_ack(self.kind(fmt), summary))
+
+    @staticmethod
+    def internal_error(err: Exception) -> Finding | None:
+        return internal_error_finding(err)  # said as such, never a traceback
 
 
-def _rejected(base: FileSummary, problem: Finding, kind: str) -> CheckResult:
-    summary = replace(base, findings=[problem])
-    render = render_csv_ack if kind == "csv" else render_ack
-    return CheckResult(FileStatus.REJECTED, render(summary, []))
+class CheckPass:
+    """One pass of a check: only the acknowledgment, which ``finish`` reads back."""
 
+    def __init__(self, sinks: CheckSinks, kind: str) -> None:
+        self.sinks = sinks
+        self.path = sinks.tmp / "ack"
+        self.ack = ack_writer(kind, self.path)
 
-def _one_pass(config: Config, source: Reader | Staged, ref_counts: Counter[str] | None,
-              partner_id: str | None, ledger: Ledger | None, summary: FileSummary,
-              tmp: Path, kind: str) -> CheckResult:
-    writer = (AckCsvWriter if kind == "csv" else AckXmlWriter)(tmp / "ack")
-    # A read-only ledger: prior licenses are read (I201, A104), new numbers are PENDING.
-    quota = config.partner(partner_id).max_licenses_per_day if partner_id else None
-    issuer = LicenseIssuer(ledger, summary.rule_set_date, config.gateway.license_validity_days,
-                           quota)
+    def add(self, item: StagedApplication, outcome: AppOutcome) -> None:
+        self.ack.add(outcome)
 
-    def items() -> Iterator[StagedApplication]:
-        for n, item in enumerate(source.applications()):
-            if n == 0:
-                _check_submission_id(ledger, partner_id, summary, source.header)
-            yield item
-
-    try:
-        for _, outcome in decide(items(), ref_counts, partner_id, issuer):
-            summary.count(outcome)
-            writer.add(outcome)
-    except BaseException:
-        writer.discard()
-        raise
-    summary.settle_status()
-    writer.finish(summary)
-    return CheckResult(summary.status, (tmp / "ack").read_bytes())
-
-
-def _check_submission_id(ledger: Ledger | None, partner_id: str | None, summary: FileSummary,
-                         header: SubmissionHeader | None) -> None:
-    summary.submission_id = header.submission_id if header else None
-    if ledger is None or not partner_id or not summary.submission_id:
-        return
-    clash = ledger.submission_id_conflict(partner_id, summary.submission_id, summary.sha256,
-                                          "~")
-    if clash is not None:
-        raise RejectedSubmission(finding(
-            "F007", f"SubmissionId {summary.submission_id!r} was used before by file "
-            f"{printable(clash.remote_name)} ({clash.file_id}) with different content.",
-            field="SubmissionId", value=summary.submission_id))
+    def finish(self, summary: FileSummary, issuer: LicenseIssuer) -> None:
+        self.ack.finish(summary)
+        self.sinks.result = CheckResult(summary.status, self.path.read_bytes())

@@ -218,6 +218,29 @@ class XsltMapping:
         result = self.transform(document)
         result.write_output(str(target))
 
+    def to_submission(self, source: Path, target: Path) -> None:
+        """``apply`` as processing runs it: ``source`` checked for F004 on the partner's own
+        bytes first, then transformed into ``target`` (removed again when it fails).
+
+        Raises ``RejectedSubmission``: F004, F001/F009 for what the parser meets, F005 when
+        the stylesheet cannot turn the document into a submission. The one place for it:
+        processing (``validate.prepare``) and ``mapping test`` (``preview``) say the same.
+        """
+        # Imported here: the configuration loads this module, and needs no XML reader.
+        from gateway.parse.xml_file import prescan, syntax_error
+
+        prescan(source)
+        try:
+            self.apply(source, target)
+        except etree.XMLSyntaxError as err:
+            target.unlink(missing_ok=True)
+            raise syntax_error(err) from None
+        except etree.XSLTError as err:
+            target.unlink(missing_ok=True)
+            raise RejectedSubmission(finding(
+                "F005", f"The partner mapping {self.path.name} could not turn this document "
+                f"into a submission: {err}.")) from None
+
 
 Mapping = CsvMapping | XsltMapping
 
@@ -362,21 +385,11 @@ def preview(mapping: Mapping, source: Path, rows: int = 20) -> str:
 
     from gateway.parse.csv_file import APP_COLUMNS, LINE_COLUMNS, CsvSubmission
     from gateway.parse.detect import detect_format
-    from gateway.parse.xml_file import prescan, syntax_error
 
     if isinstance(mapping, XsltMapping):
-        prescan(source)
         with tempfile.TemporaryDirectory(prefix="aimgw-map-") as tmp:
             target = Path(tmp) / "mapped.xml"
-            # The same findings as processing (validate.prepare) for what the transform hits.
-            try:
-                mapping.apply(source, target)
-            except etree.XMLSyntaxError as err:
-                raise syntax_error(err) from None
-            except etree.XSLTError as err:
-                raise RejectedSubmission(finding(
-                    "F005", f"The partner mapping {mapping.path.name} could not turn this "
-                    f"document into a submission: {err}.")) from None
+            mapping.to_submission(source, target)
             return target.read_text("utf-8")
     detect_format(source, mapping.headers, mapping.delimiter)  # F002 as processing finds it
     submission = CsvSubmission(source, mapping, source.name)

@@ -11,39 +11,28 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from gateway import crash
-from gateway.config import Config, PartnerConfig
-from gateway.errors import RejectedSubmission
+from gateway.config import Config
 from gateway.findings import Finding, finding
 from gateway.ledger.events import EventLog
 from gateway.ledger.store import FileRow, Ledger, utc_now
-from gateway.licensing.decide import LicenseIssuer, RepeatedRef, decide, license_row
-from gateway.licensing.results import FileSummary
-from gateway.model import AppStatus, FileStatus, SubmissionHeader
+from gateway.licensing.decide import LicenseIssuer, license_row
+from gateway.licensing.pipeline import DecisionCore, Submission
+from gateway.licensing.results import AppOutcome, FileSummary
+from gateway.model import AppStatus, FileStatus
 from gateway.outputs.ace import MANIFEST_SUFFIX, AceFileWriter
 from gateway.outputs.ack_csv import AckCsvWriter, duplicate_csv_ack_chunks, render_csv_ack
 from gateway.outputs.ack_xml import AckXmlWriter, duplicate_ack_chunks, render_ack
-from gateway.parse.detect import check_size
-from gateway.parse.mapping import mapping_for
 from gateway.service.alerts import Alerts, license_alerts
 from gateway.storage import Layout, atomic_write, durable_move, publish, safe_name, temp_name
 from gateway.textsafe import printable
-from gateway.validate.hts import covered_list
-from gateway.validate.rules import RuleContext
-from gateway.validate.staging import (
-    Prepared,
-    Reader,
-    Staged,
-    StagedApplication,
-    prepare,
-    spool_path,
-)
+from gateway.validate.staging import StagedApplication
 
 log = logging.getLogger("gateway.process")
 
@@ -52,20 +41,6 @@ _BATCH = 2000  # ledger rows buffered before an executemany
 
 def processing_date(config: Config, as_of: date | None) -> date:
     return as_of or datetime.now(ZoneInfo(config.gateway.timezone)).date()
-
-
-def rule_context(config: Config, on: date) -> RuleContext:
-    r = config.rules
-    from decimal import Decimal
-
-    return RuleContext(
-        processing_date=on, covered=covered_list(),
-        unit_value_min=Decimal(str(r.unit_value_min_usd_per_mt)),
-        unit_value_max=Decimal(str(r.unit_value_max_usd_per_mt)),
-        low_value_usd=Decimal(str(r.low_value_usd)),
-        max_days_before_import=r.max_days_before_import,
-        max_days_after_import=r.max_days_after_import,
-    )
 
 
 def internal_error_finding(err: BaseException) -> Finding:
@@ -81,6 +56,16 @@ def internal_error_finding(err: BaseException) -> Finding:
 def ack_kind(fmt: str | None) -> str:
     """The acknowledgment's format: CSV for CSV input, XML for everything else (guide 7)."""
     return "csv" if fmt == "csv" else "xml"
+
+
+def ack_writer(kind: str, path: Path) -> AckXmlWriter | AckCsvWriter:
+    """The acknowledgment of ``kind``, streamed to ``path`` as the applications are decided."""
+    return (AckCsvWriter if kind == "csv" else AckXmlWriter)(path)
+
+
+def render_whole_ack(kind: str, summary: FileSummary) -> bytes:
+    """The acknowledgment of a file without applications (rejected with an F-code)."""
+    return (render_csv_ack if kind == "csv" else render_ack)(summary, [])
 
 
 def ack_name(row: FileRow, kind: str, later: bool = False) -> str:
@@ -125,205 +110,16 @@ class FileProcessor:
         return row
 
     def _process(self, row: FileRow) -> None:
+        """Decide ``row`` with the one core (``licensing.pipeline``); the run's sinks commit."""
         started = utc_now()
-        on = processing_date(self.config, self.as_of)
-        partner = self.config.partner(row.partner)
-        path = self.layout.received / row.local_name
-
-        def new_summary() -> FileSummary:
-            return FileSummary(
-                file_id=row.file_id, partner=row.partner, file_name=row.remote_name,
-                sha256=row.sha256, received_at=datetime.fromisoformat(row.received_at),
-                processed_at=started, rule_set_date=on, status=FileStatus.REJECTED)
-
-        summary = new_summary()
-        original = self.ledger.original_of(row.partner, row.sha256, row.file_id)
-        # A file over the size limit was read only to the limit + 1 byte: its digest is not
-        # the whole file's, so it is F003 every time, never a DUPLICATE of another such file.
-        if original is not None and row.reprocess_of is None and \
-                row.size <= self.config.gateway.max_file_bytes:
-            self._duplicate(row, original, summary)
-            return
-        fmt = None
-        prepared: Prepared | None = None
-        try:
-            check_size(path, self.config.gateway.max_file_bytes, row.size)
-            prepared = prepare(path, rule_context(self.config, on), mapping_for(partner.mapping),
-                               self.layout.work_tmp, row.remote_name)
-            fmt = prepared.fmt
-            try:
-                # One pass: read, decide and write as the file streams by.
-                self._license(row, partner, prepared.reader(), None, summary, fmt, started)
-            except RepeatedRef:
-                # A ref came twice: everything was rolled back; decide with the counts.
-                summary = new_summary()
-                staged = prepared.stage(spool_path(self.layout.work_tmp, row.file_id))
-                try:
-                    self._license(row, partner, staged, staged.ref_counts, summary, fmt,
-                                  started)
-                finally:
-                    staged.discard()
-        except RejectedSubmission as rejected:
-            self._reject(row, new_summary(), rejected.finding, fmt, started)
-        # Anything else is a bug of the gateway, never blamed on the sender with an F-code:
-        # it rolls back and fails this attempt (Runner._attempt), which counts it; at the
-        # third failure in a row the file is quarantined with an "internal error" ack and
-        # one alert (gateway.service.quarantine).
-        finally:
-            if prepared is not None:
-                prepared.cleanup()
-
-    def _check_submission_id(self, row: FileRow, summary: FileSummary,
-                             header: SubmissionHeader | None) -> None:
-        summary.submission_id = header.submission_id if header else None
-        if not summary.submission_id:
-            return
-        clash = self.ledger.submission_id_conflict(
-            row.partner, summary.submission_id, row.sha256, row.file_id)
-        if clash is not None:
-            raise RejectedSubmission(finding(
-                "F007", f"SubmissionId {summary.submission_id!r} was used before by file "
-                f"{printable(clash.remote_name)} ({clash.file_id}) with different content: "
-                "give every new file its own SubmissionId.", field="SubmissionId",
-                value=summary.submission_id))
-
-    def _license(self, row: FileRow, partner: PartnerConfig, source: Reader | Staged,
-                 ref_counts: Counter[str] | None, summary: FileSummary, fmt: str,
-                 started: datetime) -> None:
-        layout = self.layout
-        kind = ack_kind(fmt)
-        ack_path = stored_ack(layout, row, kind)
-        ack: AckXmlWriter | AckCsvWriter = (AckCsvWriter if kind == "csv" else AckXmlWriter)(
-            ack_path)
-        filer_code = partner.effective_filer_code(self.config.ace)
-        source_info = {"file_id": row.file_id, "file_name": row.remote_name,
-                       "partner": row.partner, "submission_id": ""}
-        writers: dict[str, AceFileWriter] = {}
-
-        def ace_writer(app_id: str) -> AceFileWriter:
-            # Made on first use: the submission id is known by then.
-            if app_id not in writers:
-                source_info["submission_id"] = summary.submission_id or ""
-                writers[app_id] = AceFileWriter(
-                    layout.ace_outbox / f"{app_id}-{row.file_id}.txt", app_id=app_id,
-                    submission_id=summary.submission_id or "",
-                    site_code=self.config.ace.site_code, sender_id=self.config.ace.sender_id,
-                    processing_date=summary.rule_set_date, file_id=row.file_id,
-                    source=source_info)
-            return writers[app_id]
-
-        def items() -> Iterator[StagedApplication]:
-            for n, item in enumerate(source.applications()):
-                if n == 0:
-                    self._check_submission_id(row, summary, source.header)
-                yield item
-
-        ledger = self.ledger
-        published: list[Path] = []
-        ack_target: tuple[Path, Path | None] | None = None  # (outbox name, what it held)
-        try:
-            with ledger.transaction():
-                issuer = LicenseIssuer(ledger, summary.rule_set_date,
-                                       self.config.gateway.license_validity_days,
-                                       partner.max_licenses_per_day)
-                apps: list[tuple[object, ...]] = []
-                found: list[tuple[object, ...]] = []
-                licenses: list[tuple[object, ...]] = []
-                for item, outcome in decide(items(), ref_counts, row.partner, issuer):
-                    summary.count(outcome)
-                    ack.add(outcome)
-                    apps.append((row.file_id, outcome.seq, outcome.ref, outcome.status.value,
-                                 outcome.license_number, int(outcome.reused),
-                                 len(item.app.lines), item.digest))
-                    found.extend(_finding_row(row.file_id, f) for f in outcome.findings)
-                    if outcome.status is AppStatus.LICENSED and not outcome.reused:
-                        covered = [r.line for r in outcome.lines if r.covered is not None]
-                        writer = ace_writer("FT" if item.app.entry_type == "FZ" else "AE")
-                        writer.add(item.app, covered, outcome.license_number or "", filer_code)
-                        licenses.append(license_row(item, outcome, row.partner, row.file_id))
-                    if len(apps) >= _BATCH or len(found) >= _BATCH * 10:
-                        _flush(ledger, apps, found, licenses)
-                _flush(ledger, apps, found, licenses)
-                issuer.save()
-                license_alerts(ledger, self.alerts, issuer, row.partner, row.file_id)
-                summary.settle_status()
-                if summary.findings:  # the count of findings not listed (FileBound)
-                    ledger.add_findings([_finding_row(row.file_id, f) for f in summary.findings])
-                summary.processed_at = utc_now()
-                ack.finish(summary)
-                for w in writers.values():
-                    published += [w.path, w.path.with_name(w.path.name + MANIFEST_SUFFIX)]
-                manifests = [writers[k].finish() for k in ("AE", "FT") if k in writers]
-                ace_names = [m.file_name for m in manifests if m is not None]
-                ack_target = self.ack_target(row, kind)
-                self.publish_ack(row, ack_path, kind)
-                crash.point("after_outputs")
-                self._record(row, summary, fmt, ace_names, started, error=None, kind=kind)
-        except BaseException:
-            self.alerts.discard()
-            ack.discard()
-            for writer in writers.values():
-                writer.discard()
-            # The transaction rolled back (a failure, not a crash: a crash's rerun rewrites
-            # the same bytes): license numbers in outputs already published are not issued
-            # and may be drawn by the next file, so none of them may stay for the
-            # transmitter or the partner.
-            for path in published:
-                path.unlink(missing_ok=True)
-            if ack_target is not None:
-                self.withdraw_ack(*ack_target)
-            raise
-        self.alerts.flush(ledger)  # the webhook, after the commit
-
-    def _reject(self, row: FileRow, summary: FileSummary, problem: Finding, fmt: str | None,
-                started: datetime) -> None:
-        summary.status = FileStatus.REJECTED
-        summary.findings = [problem]
-        summary.applications = summary.licensed = summary.not_required = summary.rejected = 0
-        summary.new_licenses = 0
-        summary.processed_at = utc_now()
-        kind = ack_kind(fmt)
-        ack_path = stored_ack(self.layout, row, kind)
-        render = render_csv_ack if kind == "csv" else render_ack
-        atomic_write(ack_path, render(summary, []))
-        ack_target = self.ack_target(row, kind)
-        self.publish_ack(row, ack_path, kind)
-        crash.point("after_outputs")
-        try:
-            with self.ledger.transaction():
-                self.ledger.add_findings([_finding_row(row.file_id, problem)])
-                self._record(row, summary, fmt, [], started, error=f"{problem.code}: "
-                             f"{problem.message}", kind=kind)
-        except BaseException:
-            self.withdraw_ack(*ack_target)
-            raise
-
-    def _duplicate(self, row: FileRow, original: FileRow, summary: FileSummary) -> None:
-        """Send the original acknowledgment again, marked DUPLICATE with F006; nothing else."""
-        notice = finding("F006", "These bytes were processed before as "
-                         f"{printable(original.remote_name)} "
-                         f"(file {original.file_id}, received {original.received_at}): the "
-                         "original acknowledgment is sent again; nothing was issued.",
-                         value=original.file_id)
-        source = stored_ack(self.layout, original)
-        kind = (original.ack_name or "x.xml").rsplit(".", 1)[-1]
-        summary.processed_at = utc_now()
-        ack_path = stored_ack(self.layout, row, kind)
-        rewrite = duplicate_csv_ack_chunks if kind == "csv" else duplicate_ack_chunks
-        atomic_write(ack_path, rewrite(source, row.remote_name, row.received_at,
-                                       summary.processed_at, notice))
-        self.publish_ack(row, ack_path, kind)
-        crash.point("after_outputs")
-        summary.status = FileStatus.DUPLICATE
-        summary.submission_id = original.submission_id
-        summary.applications = original.applications
-        summary.licensed = original.licensed
-        summary.not_required = original.not_required
-        summary.rejected = original.rejected
-        with self.ledger.transaction():
-            self.ledger.add_findings([_finding_row(row.file_id, notice)])
-            self._record(row, summary, original.format, [], summary.processed_at, error=None,
-                         duplicate_of=original.file_id, kind=kind)
+        core = DecisionCore(self.config, self.ledger, processing_date(self.config, self.as_of),
+                            self.layout.work_tmp)
+        sub = Submission(
+            file_id=row.file_id, partner=row.partner, name=row.remote_name,
+            path=self.layout.received / row.local_name, sha256=row.sha256, size=row.size,
+            received_at=datetime.fromisoformat(row.received_at), history_before=row.file_id,
+            reprocess_of=row.reprocess_of)
+        core.decide_file(sub, RunSinks(self, row, started), started)
 
     # -- shared steps ------------------------------------------------------------------------
 
@@ -404,6 +200,164 @@ class FileProcessor:
             self.events.emit(self.ledger, "file.failed" if row.error else "file.archived",
                              partner=row.partner, file_id=row.file_id, path=str(dest),
                              error=row.error)
+
+
+class RunSinks:
+    """The run's sinks of the decision core: every decision is committed. Outputs are written
+    to temp names and published, then the ledger commits (OPERATIONS.md); a pass that fails
+    takes back all it published, so that no license number of a rolled-back pass stays."""
+
+    def __init__(self, processor: FileProcessor, row: FileRow, started: datetime) -> None:
+        self.processor = processor
+        self.row = row
+        self.started = started
+
+    def duplicate(self, summary: FileSummary, original: FileRow, notice: Finding) -> bool:
+        """Send the original acknowledgment again, marked DUPLICATE with F006; nothing else."""
+        p, row = self.processor, self.row
+        source = stored_ack(p.layout, original)
+        kind = (original.ack_name or "x.xml").rsplit(".", 1)[-1]
+        summary.processed_at = utc_now()
+        ack_path = stored_ack(p.layout, row, kind)
+        rewrite = duplicate_csv_ack_chunks if kind == "csv" else duplicate_ack_chunks
+        atomic_write(ack_path, rewrite(source, row.remote_name, row.received_at,
+                                       summary.processed_at, notice))
+        p.publish_ack(row, ack_path, kind)
+        crash.point("after_outputs")
+        summary.status = FileStatus.DUPLICATE
+        summary.submission_id = original.submission_id
+        summary.applications = original.applications
+        summary.licensed = original.licensed
+        summary.not_required = original.not_required
+        summary.rejected = original.rejected
+        with p.ledger.transaction():
+            p.ledger.add_findings([_finding_row(row.file_id, notice)])
+            p._record(row, summary, original.format, [], summary.processed_at, error=None,
+                      duplicate_of=original.file_id, kind=kind)
+        return True
+
+    @contextlib.contextmanager
+    def decisions(self, summary: FileSummary, fmt: str) -> Iterator[RunPass]:
+        p = self.processor
+        out = RunPass(p, self.row, summary, fmt, self.started)
+        try:
+            with p.ledger.transaction():
+                yield out
+        except BaseException:
+            out.undo()
+            raise
+        p.alerts.flush(p.ledger)  # the webhook, after the commit
+
+    def rejected(self, summary: FileSummary, fmt: str | None) -> None:
+        p, row = self.processor, self.row
+        problem = summary.findings[0]
+        kind = ack_kind(fmt)
+        ack_path = stored_ack(p.layout, row, kind)
+        atomic_write(ack_path, render_whole_ack(kind, summary))
+        ack_target = p.ack_target(row, kind)
+        p.publish_ack(row, ack_path, kind)
+        crash.point("after_outputs")
+        try:
+            with p.ledger.transaction():
+                p.ledger.add_findings([_finding_row(row.file_id, problem)])
+                p._record(row, summary, fmt, [], self.started, error=f"{problem.code}: "
+                          f"{problem.message}", kind=kind)
+        except BaseException:
+            p.withdraw_ack(*ack_target)
+            raise
+
+    @staticmethod
+    def internal_error(err: Exception) -> Finding | None:
+        # A bug rolls back and fails this attempt (Runner._attempt), which counts it; at the
+        # third failure in a row the file is quarantined with an "internal error" ack and
+        # one alert (gateway.service.quarantine).
+        return None
+
+
+@dataclass
+class RunPass:
+    """One pass of a run: the acknowledgment, the ACE files and the ledger rows, written as
+    the decisions come, inside the ledger transaction ``RunSinks.decisions`` holds."""
+
+    p: FileProcessor
+    row: FileRow
+    summary: FileSummary
+    fmt: str
+    started: datetime
+
+    def __post_init__(self) -> None:
+        row, config = self.row, self.p.config
+        self.kind = ack_kind(self.fmt)
+        self.ack_path = stored_ack(self.p.layout, row, self.kind)
+        self.ack = ack_writer(self.kind, self.ack_path)
+        self.filer_code = config.partner(row.partner).effective_filer_code(config.ace)
+        self.source_info = {"file_id": row.file_id, "file_name": row.remote_name,
+                            "partner": row.partner, "submission_id": ""}
+        self.writers: dict[str, AceFileWriter] = {}
+        self.apps: list[tuple[object, ...]] = []
+        self.found: list[tuple[object, ...]] = []
+        self.licenses: list[tuple[object, ...]] = []
+        self.published: list[Path] = []
+        self.ack_target: tuple[Path, Path | None] | None = None  # (outbox name, what it held)
+
+    def ace_writer(self, app_id: str) -> AceFileWriter:
+        # Made on first use: the submission id is known by then.
+        if app_id not in self.writers:
+            config, summary, file_id = self.p.config, self.summary, self.row.file_id
+            self.source_info["submission_id"] = summary.submission_id or ""
+            self.writers[app_id] = AceFileWriter(
+                self.p.layout.ace_outbox / f"{app_id}-{file_id}.txt", app_id=app_id,
+                submission_id=summary.submission_id or "", site_code=config.ace.site_code,
+                sender_id=config.ace.sender_id, processing_date=summary.rule_set_date,
+                file_id=file_id, source=self.source_info)
+        return self.writers[app_id]
+
+    def add(self, item: StagedApplication, outcome: AppOutcome) -> None:
+        file_id = self.row.file_id
+        self.ack.add(outcome)
+        self.apps.append((file_id, outcome.seq, outcome.ref, outcome.status.value,
+                          outcome.license_number, int(outcome.reused), len(item.app.lines),
+                          item.digest))
+        self.found.extend(_finding_row(file_id, f) for f in outcome.findings)
+        if outcome.status is AppStatus.LICENSED and not outcome.reused:
+            covered = [r.line for r in outcome.lines if r.covered is not None]
+            writer = self.ace_writer("FT" if item.app.entry_type == "FZ" else "AE")
+            writer.add(item.app, covered, outcome.license_number or "", self.filer_code)
+            self.licenses.append(license_row(item, outcome, self.row.partner, file_id))
+        if len(self.apps) >= _BATCH or len(self.found) >= _BATCH * 10:
+            _flush(self.p.ledger, self.apps, self.found, self.licenses)
+
+    def finish(self, summary: FileSummary, issuer: LicenseIssuer) -> None:
+        p, row, ledger = self.p, self.row, self.p.ledger
+        _flush(ledger, self.apps, self.found, self.licenses)
+        issuer.save()
+        license_alerts(ledger, p.alerts, issuer, row.partner, row.file_id)
+        if summary.findings:  # the count of findings not listed (FileBound)
+            ledger.add_findings([_finding_row(row.file_id, f) for f in summary.findings])
+        summary.processed_at = utc_now()
+        self.ack.finish(summary)
+        for w in self.writers.values():
+            self.published += [w.path, w.path.with_name(w.path.name + MANIFEST_SUFFIX)]
+        manifests = [self.writers[k].finish() for k in ("AE", "FT") if k in self.writers]
+        ace_names = [m.file_name for m in manifests if m is not None]
+        self.ack_target = p.ack_target(row, self.kind)
+        p.publish_ack(row, self.ack_path, self.kind)
+        crash.point("after_outputs")
+        p._record(row, summary, self.fmt, ace_names, self.started, error=None, kind=self.kind)
+
+    def undo(self) -> None:
+        """The transaction rolled back (a failure, not a crash: a crash's rerun rewrites the
+        same bytes): license numbers in outputs already published are not issued and may be
+        drawn by the next file, so none of them may stay for the transmitter or the
+        partner."""
+        self.p.alerts.discard()
+        self.ack.discard()
+        for writer in self.writers.values():
+            writer.discard()
+        for path in self.published:
+            path.unlink(missing_ok=True)
+        if self.ack_target is not None:
+            self.p.withdraw_ack(*self.ack_target)
 
 
 def _link_into_place(stored: Path, target: Path) -> None:

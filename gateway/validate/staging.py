@@ -16,10 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from lxml import etree
-
-from gateway.errors import RejectedSubmission
-from gateway.findings import Finding, bounded, finding
+from gateway.findings import Finding, bounded
 from gateway.model import (
     APPLICATION_FIELDS,
     Application,
@@ -30,7 +27,7 @@ from gateway.model import (
 from gateway.parse.csv_file import CsvApplication, CsvSubmission, RowMapping, closed, join
 from gateway.parse.detect import Format, detect_format
 from gateway.parse.mapping import CsvMapping, Mapping, XsltMapping
-from gateway.parse.xml_file import XmlSubmission, prescan, syntax_error, xsd_findings
+from gateway.parse.xml_file import XmlSubmission, xsd_findings
 from gateway.validate.amounts import canonical_amount
 from gateway.validate.rules import LineResult, RuleContext, check_application
 
@@ -272,17 +269,7 @@ def prepare(path: Path, ctx: RuleContext, mapping: Mapping | None, work_dir: Pat
         fmt = detect_format(path)
     if fmt != "xml" or not isinstance(mapping, XsltMapping):
         return Prepared(path, fmt, ctx, csv_mapping, file_name)
-    prescan(path)
     work_dir.mkdir(parents=True, exist_ok=True)
     target = work_dir / f".{path.name}.{os.getpid()}.mapped.xml"
-    try:
-        mapping.apply(path, target)
-    except etree.XMLSyntaxError as err:
-        target.unlink(missing_ok=True)
-        raise syntax_error(err) from None
-    except etree.XSLTError as err:
-        target.unlink(missing_ok=True)
-        raise RejectedSubmission(finding(
-            "F005", f"The partner mapping {mapping.path.name} could not turn this document "
-            f"into a submission: {err}.")) from None
+    mapping.to_submission(path, target)
     return Prepared(target, fmt, ctx, None, file_name, temporary=target)
