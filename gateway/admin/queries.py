@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
 
-from gateway.config import Config, PartnerConfig
+from gateway.config import Config, PartnerConfig, SftpSource
 from gateway.ledger.db import like
 from gateway.ledger.store import QUARANTINED_IDS, FileRow, Ledger, ledger_exists, open_ledger
 from gateway.service.alerts import ALERT_EVENTS, last_file_at, silence
@@ -295,8 +295,8 @@ def story(config: Config, file_id: str) -> dict[str, Any] | None:
     return {
         "file": asdict(row),
         "ack": {"name": row.ack_name, "delivered": row.state == "DONE",
-                "to": ("remote_ack_dir" if partner is not None and partner.kind == "sftp"
-                       and partner.remote_ack_dir else "outbox")},
+                "to": ("remote_ack_dir" if partner is not None and isinstance(
+                    partner.source, SftpSource) and partner.source.remote_ack_dir else "outbox")},
         "ace_files": (row.ace_names or "").split(",") if row.ace_names else [],
         "licenses_issued": issued,
         "applications": apps,
