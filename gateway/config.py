@@ -341,6 +341,11 @@ class PartnerConfig:
     def effective_filer_code(self, ace: AceSettings) -> str:
         return self.filer_code or ace.filer_code
 
+    def applicant(self, header: Filer | None) -> Filer:
+        """The filer of a file's licenses (guide 2.3): its header's ``Filer``, which replaces
+        the profile as a whole, else the ``[partners.<id>.filer]`` profile."""
+        return header if header is not None else self.filer.to_filer()
+
     @property
     def effective_min_age(self) -> int:
         if self.min_age_seconds is not None:

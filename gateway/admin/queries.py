@@ -260,6 +260,7 @@ def story(config: Config, file_id: str) -> dict[str, Any] | None:
         if row is None:
             return None
         failed = failure(ledger, file_id)
+        filer = ledger.filer(file_id)
         apps = _rows(ledger,
                      "SELECT a.seq, a.ref, a.status, a.license_number, a.reused, a.lines, "
                      "l.valid_from, l.valid_through FROM applications a LEFT JOIN licenses l "
@@ -298,6 +299,7 @@ def story(config: Config, file_id: str) -> dict[str, Any] | None:
                 "to": ("remote_ack_dir" if partner is not None and isinstance(
                     partner.source, SftpSource) and partner.source.remote_ack_dir else "outbox")},
         "ace_files": (row.ace_names or "").split(",") if row.ace_names else [],
+        "filer": asdict(filer) if filer is not None else None,
         "licenses_issued": issued,
         "applications": apps,
         "findings": findings,

@@ -140,6 +140,7 @@ def show_text(story: dict[str, Any]) -> str:
            f"rejected {f['rejected']}",
            f"  ack {printable(ack['name'] or '-')} ({delivered}, {ack['to']})",
            f"  ACE files {', '.join(story['ace_files']) or '-'}",
+           f"  filer {_filer_text(story['filer'])}",
            f"  original at {printable(f['archive_path'] or '-')}"
            + (f" (purged {f['archive_purged_at']})" if f["archive_purged_at"] else "")]
     if f["error"]:
@@ -190,6 +191,15 @@ def _event_detail(event: dict[str, Any]) -> str:
     keys = ("status", "actor", "reason", "original", "error", "path")
     shown = [f"{k}={printable(event[k])}" for k in keys if event.get(k)]
     return ("  " + " ".join(shown)) if shown else ""
+
+
+def _filer_text(filer: dict[str, str] | None) -> str:
+    """The applicant recorded with the file (guide 2.3), on one line; "-" when none was."""
+    if filer is None:
+        return "-"
+    return printable(f"{filer['name']}, {filer['street']}, {filer['city']}, {filer['state']} "
+                     f"{filer['postal_code']}; contact {filer['contact_name']}, "
+                     f"{filer['phone']}, {filer['email']}")
 
 
 def show_json(story: dict[str, Any]) -> str:

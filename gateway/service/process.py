@@ -25,7 +25,7 @@ from gateway.ledger.events import EventLog
 from gateway.ledger.store import FileRow, Ledger, utc_now
 from gateway.licensing.decide import LicenseIssuer, RepeatedRef, decide, license_row
 from gateway.licensing.results import FileSummary
-from gateway.model import AppStatus, FileStatus, SubmissionHeader
+from gateway.model import AppStatus, Filer, FileStatus, SubmissionHeader
 from gateway.outputs.ace import MANIFEST_SUFFIX, AceFileWriter
 from gateway.outputs.ack_csv import AckCsvWriter, duplicate_csv_ack_chunks, render_csv_ack
 from gateway.outputs.ack_xml import AckXmlWriter, duplicate_ack_chunks, render_ack
@@ -258,7 +258,9 @@ class FileProcessor:
                 ack_target = self.ack_target(row, kind)
                 self.publish_ack(row, ack_path, kind)
                 crash.point("after_outputs")
-                self._record(row, summary, fmt, ace_names, started, error=None, kind=kind)
+                header = source.header.filer if source.header is not None else None
+                self._record(row, summary, fmt, ace_names, started, error=None, kind=kind,
+                             filer=partner.applicant(header))
         except BaseException:
             self.alerts.discard()
             ack.discard()
@@ -368,7 +370,7 @@ class FileProcessor:
 
     def _record(self, row: FileRow, summary: FileSummary, fmt: str | None, ace_names: list[str],
                 started: datetime, *, error: str | None, kind: str,
-                duplicate_of: str | None = None) -> None:
+                duplicate_of: str | None = None, filer: Filer | None = None) -> None:
         duration = int((utc_now() - started).total_seconds() * 1000)
         ack = self.ack_name_of(row, kind)
         self.ledger.update_file(
@@ -380,7 +382,7 @@ class FileProcessor:
             not_required=summary.not_required, rejected=summary.rejected,
             new_licenses=summary.new_licenses, ack_name=ack,
             ace_names=",".join(ace_names) or None, error=error, duplicate_of=duplicate_of,
-            duration_ms=duration)
+            duration_ms=duration, filer=filer.to_json() if filer is not None else None)
         self.events.emit(
             self.ledger, "file.processed", partner=row.partner, file_id=row.file_id,
             name=row.remote_name, size=row.size, sha256=row.sha256, status=summary.status.value,
