@@ -201,7 +201,8 @@ class RetentionSettings:
 
 @dataclass(frozen=True)
 class FilerSettings:
-    """The applicant, 19 CFR 361.103(c)(1)(i)-(ii); an XML header may override it."""
+    """The applicant, 19 CFR 361.103(c)(1)(i)-(ii): an XML header's Filer replaces it; the one
+    in force is recorded with each file (`aim-gateway show`)."""
 
     name: str = setting("", "company name")
     street: str = setting("", "U.S. street address")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import json
 import math
 import os
@@ -341,7 +342,7 @@ def describe_table(cls: Any, header: str, out: list[str]) -> None:
     if rows:
         out += ["| key | type | default | meaning |", "|---|---|---|---|", *rows, ""]
     for title, sub_header, sub_cls in nested:
-        out += [f"## {title}", "", (sub_cls.__doc__ or "").strip(), ""]
+        out += [f"## {title}", "", inspect.cleandoc(sub_cls.__doc__ or ""), ""]
         describe_table(sub_cls, sub_header, out)
 
 
