@@ -414,7 +414,7 @@ class TimedSftpInbox(SftpInbox):
         return self._timed("dispose", super().dispose, remote_name)
 
     def deliver(self, local: Path, name: str) -> None:
-        if self.partner.remote_ack_dir:
+        if self.source.remote_ack_dir:
             self.connect()
         return self._timed("deliver", super().deliver, local, name)
 

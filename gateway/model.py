@@ -6,7 +6,8 @@ can name the offending value exactly; the rules module does all typing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
 # The fields of an application, in XML element order, with their CSV names.
@@ -136,6 +137,14 @@ class Filer:
     contact_name: str = ""
     phone: str = ""
     email: str = ""
+
+    def to_json(self) -> str:
+        """As the ledger keeps it (files.filer)."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Filer:
+        return cls(**json.loads(text))
 
 
 @dataclass(frozen=True, slots=True)

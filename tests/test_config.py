@@ -16,9 +16,11 @@ from gateway.config import (
     Config,
     FilerSettings,
     GatewaySettings,
+    LocalSource,
     LogSettings,
     PartnerConfig,
     RuleSettings,
+    SftpSource,
     describe,
     find_config,
     load_config,
@@ -73,11 +75,12 @@ def test_partner_defaults_and_derived_values(write_config: WriteConfig) -> None:
     assert partner.id == "acme"
     assert partner.name == "Acme Aluminum"
     assert partner.kind == "local"
-    assert partner.inbox == inbox
+    assert isinstance(partner.source, LocalSource)
+    assert partner.source.inbox == inbox
     assert partner.patterns == ("*.xml", "*.csv")
-    assert partner.disposition == "move"
-    assert partner.processed_dir is None
-    assert partner.effective_processed_dir == inbox / "processed"
+    assert partner.source.disposition == "move"
+    assert partner.source.processed_dir is None
+    assert partner.source.effective_processed_dir == inbox / "processed"
     assert (partner.effective_min_age, partner.max_files, partner.max_bytes) == (0, 100, 1 << 30)
     assert partner.min_age_seconds is None  # unset: 0 for a local partner, 10 for sftp
     assert partner.mapping is None
@@ -121,9 +124,10 @@ email = "ops@b.example"
     assert config.log.level == "DEBUG"
     partner = config.partners[0]
     assert partner.id == "b-2_x"
-    assert partner.inbox == Path("/srv/in/b")
+    assert isinstance(partner.source, LocalSource)
+    assert partner.source.inbox == Path("/srv/in/b")
     assert partner.patterns == ("*.XML",)
-    assert partner.effective_processed_dir == path.parent / "done"
+    assert partner.source.effective_processed_dir == path.parent / "done"
     assert partner.effective_filer_code(config.ace) == "AB1"
     assert partner.mapping == path.parent / "mappings/b.toml"
     assert partner.enabled is False
@@ -162,7 +166,7 @@ def test_the_shipped_config_toml_loads() -> None:
         ("", lambda c: c.log.events_file, "data/events.jsonl"),
         ('[gateway]\ndata_dir = "../var/gw"', lambda c: c.gateway.data_dir, "../var/gw"),
         ('[log]\nevents_file = "logs/e.jsonl"', lambda c: c.log.events_file, "logs/e.jsonl"),
-        (ACME, lambda c: c.partners[0].inbox, "inbox/acme"),
+        (ACME, lambda c: c.partners[0].source.inbox, "inbox/acme"),
         (ACME + 'mapping = "m/acme.toml"', lambda c: c.partners[0].mapping, "m/acme.toml"),
     ],
 )
@@ -469,8 +473,9 @@ def test_schedule_is_a_cron_expression(write_config: WriteConfig, schedule: str,
 
 
 def test_processed_dir_may_equal_inbox_when_files_are_kept(write_config: WriteConfig) -> None:
-    config = load_config(write_config(ACME + "disposition = 'keep'\nprocessed_dir = 'inbox/acme'"))
-    assert config.partner("acme").disposition == "keep"
+    path = write_config(ACME + "disposition = 'keep'\nprocessed_dir = 'inbox/acme'")
+    inbox = path.parent / "inbox/acme"
+    assert load_config(path).partner("acme").source == LocalSource(inbox, "keep", inbox)
 
 
 @pytest.mark.parametrize(
@@ -532,8 +537,9 @@ def test_unknown_partner_id(write_config: WriteConfig, asked: str, hint: str) ->
 
 def test_effective_processed_dir_needs_an_inbox() -> None:
     partner = PartnerConfig(id="x", name="X")
+    assert isinstance(partner.source, LocalSource)
     with pytest.raises(FatalError, match="no inbox"):
-        _ = partner.effective_processed_dir
+        _ = partner.source.effective_processed_dir
 
 
 # --- find_config --------------------------------------------------------------------------
@@ -575,6 +581,8 @@ def test_find_config_without_a_file(
         (AceSettings, "## [ace]"),
         (LogSettings, "## [log]"),
         (PartnerConfig, "## [partners.<id>]"),
+        (LocalSource, '## [partners.<id>] with kind = "local"'),
+        (SftpSource, '## [partners.<id>] with kind = "sftp"'),
         (FilerSettings, "## [partners.<id>.filer]"),
     ],
 )
@@ -586,6 +594,8 @@ def test_describe_lists_every_key(cls: Any, header: str) -> None:
     for f in dataclasses.fields(cls):
         if f.name == "id":
             assert "`<id>`" in part
+        elif f.name == "source":  # its choices' keys have sections of their own
+            assert "| `kind` | one of 'local', 'sftp' |" in part
         elif not dataclasses.is_dataclass(hints[f.name]):
             assert f"| `{f.name}` |" in part, f.name
             assert f.metadata["doc"] in part
@@ -626,3 +636,66 @@ def test_near_misses_of_the_gateway_folders_are_good_partner_ids(
     # With the default folders (outbox/ and data/ side by side) only ace and changes are taken.
     text = f"[partners.{partner_id}]\nname = 'P'\ninbox = 'in'\n"
     assert load_config(write_config(text)).partners[0].id == partner_id
+
+
+# --- A partner's keys, whichever kind reads them (issue 11 item 7) ----------------------------
+
+# Every key a partner table took before its source keys moved into LocalSource | SftpSource:
+# partners' config.toml files must keep loading unchanged.
+EVERY_PARTNER_KEY = {
+    "name": "'Acme'", "inbox": "'in/acme'", "patterns": "['*.xml']", "disposition": "'keep'",
+    "processed_dir": "'done'", "filer_code": "'AB1'", "min_age_seconds": "5", "max_files": "9",
+    "max_bytes": "99", "max_licenses_per_day": "7", "mapping": "'m.toml'", "enabled": "false",
+    "interval_seconds": "30", "schedule": "'*/5 * * * *'", "schedule_timezone": "'UTC'",
+    "failure_alert_after": "2", "max_backoff_seconds": "60", "expected_cadence_hours": "2.5",
+    "status_files": "false", "host": "'sftp.example'", "port": "2222", "user": "'acme'",
+    "key_file": "'id_ed25519'", "key_passphrase_env": "'ACME_PASS'", "password_env": "'ACME_PW'",
+    "known_hosts": "'known_hosts'", "remote_inbox": "'/in'", "remote_ack_dir": "'/acks'",
+    "remote_disposition": "'delete'", "remote_processed_dir": "'/done'",
+    "completion": "'done_file'", "connect_timeout": "3.5", "auth_timeout": "4",
+    "operation_timeout": "30", "keepalive_seconds": "20", "prefetch": "false",
+}
+
+
+@pytest.mark.parametrize("kind", ["local", "sftp"])
+def test_every_partner_key_is_still_read_whichever_the_kind(
+        write_config: WriteConfig, kind: str) -> None:
+    keys = "".join(f"{key} = {value}\n" for key, value in EVERY_PARTNER_KEY.items())
+    path = write_config(f"[partners.acme]\nkind = '{kind}'\n{keys}[partners.acme.filer]\n"
+                        "name = 'Acme Inc.'\n")
+    for name in ("m.toml", "id_ed25519", "known_hosts"):
+        (path.parent / name).write_text("")
+    partner = load_config(path).partner("acme")
+    assert (partner.kind, partner.max_files, partner.filer.name) == (kind, 9, "Acme Inc.")
+    assert len(EVERY_PARTNER_KEY) + 2 == 38  # with kind and the filer table
+
+
+@pytest.mark.parametrize(("kind", "key", "value", "message"), [
+    # The other kind's keys are checked as before (a wrong value is an error), then unused.
+    ("local", "port", "'22'", "expected an integer, got '22'"),
+    ("local", "host", "5", 'expected a string or "", got 5'),
+    ("local", "completion", "'now'", "expected one of 'stable', 'done_file', 'rename', "
+                                     "got 'now'"),
+    ("local", "connect_timeout", "0", "must be greater than 0, got 0"),
+    ("sftp", "disposition", "'archive'", "expected one of 'keep', 'move', 'delete', "
+                                         "got 'archive'"),
+    ("sftp", "processed_dir", "3", 'expected a path or "", got 3'),
+])
+def test_a_key_of_the_other_kind_is_checked_as_before(
+        write_config: WriteConfig, kind: str, key: str, value: str, message: str) -> None:
+    sftp = "host = 'h'\nuser = 'u'\nknown_hosts = 'kh'\npassword_env = 'PW'\n"
+    path = write_config(f"{ACME}kind = '{kind}'\n{sftp if kind == 'sftp' else ''}{key} = {value}\n")
+    (path.parent / "kh").write_text("")
+    assert problems_of(path) == [f"partners.acme.{key}: {message}"]
+
+
+@pytest.mark.parametrize(("kind", "key", "value"), [
+    ("local", "host", "'sftp.example'"), ("local", "remote_inbox", "'relative'"),
+    ("sftp", "disposition", "'keep'"), ("sftp", "processed_dir", "'inbox/acme'"),
+])
+def test_a_valid_key_of_the_other_kind_is_left_unused_as_before(
+        write_config: WriteConfig, kind: str, key: str, value: str) -> None:
+    sftp = "host = 'h'\nuser = 'u'\nknown_hosts = 'kh'\npassword_env = 'PW'\n"
+    path = write_config(f"{ACME}kind = '{kind}'\n{sftp if kind == 'sftp' else ''}{key} = {value}\n")
+    (path.parent / "kh").write_text("")
+    assert load_config(path).partner("acme").kind == kind

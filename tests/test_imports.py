@@ -24,8 +24,8 @@ STAGES: list[tuple[str, ...]] = [
     ("gateway.parse",),
     ("gateway.validate",),
     # config checks each partner's mapping when it loads (parse); storage's Layout is built
-    # from the config.
-    ("gateway.config", "gateway.storage"),
+    # from the config; settings is the reader config's sections are declared with.
+    ("gateway.settings", "gateway.config", "gateway.storage"),
     ("gateway.ledger",),
     ("gateway.inbox",),
     ("gateway.licensing",),

@@ -17,6 +17,7 @@ from gateway.ledger.reads.health import PartnerHealth
 from gateway.ledger.reads.licenses import LicenseRow
 from gateway.ledger.reads.story import FileStory
 from gateway.ledger.store import FileRow
+from gateway.model import Filer
 from gateway.textsafe import printable
 
 MAX_CELL = 40  # characters a table cell shows; the last column is never cut
@@ -155,6 +156,7 @@ def story_dict(story: FileStory) -> dict[str, Any]:
         "file": asdict(f),
         "ack": {"name": f.ack_name, "delivered": story.ack_delivered, "to": story.ack_to},
         "ace_files": story.ace_files,
+        "filer": asdict(story.filer) if story.filer is not None else None,
         "licenses_issued": [
             {"license": x.license_number, "ref": x.ref, "importer": x.importer,
              "issue_date": x.issue_date, "valid_from": x.valid_from,
@@ -189,6 +191,7 @@ def show_text(story: FileStory) -> str:
            f"rejected {f.rejected}",
            f"  ack {printable(f.ack_name or '-')} ({delivered}, {story.ack_to})",
            f"  ACE files {', '.join(story.ace_files) or '-'}",
+           f"  filer {_filer_text(story.filer)}",
            f"  original at {printable(f.archive_path or '-')}"
            + (f" (purged {f.archive_purged_at})" if f.archive_purged_at else "")]
     if f.error:
@@ -245,6 +248,15 @@ def _event_detail(event: dict[str, Any]) -> str:
     keys = ("status", "actor", "reason", "original", "error", "path")
     shown = [f"{k}={printable(event[k])}" for k in keys if event.get(k)]
     return ("  " + " ".join(shown)) if shown else ""
+
+
+def _filer_text(filer: Filer | None) -> str:
+    """The applicant recorded with the file (guide 2.3), on one line; "-" when none was."""
+    if filer is None:
+        return "-"
+    return printable(f"{filer.name}, {filer.street}, {filer.city}, {filer.state} "
+                     f"{filer.postal_code}; contact {filer.contact_name}, "
+                     f"{filer.phone}, {filer.email}")
 
 
 def show_json(story: FileStory) -> str:

@@ -8,7 +8,7 @@ import stat
 import time
 from pathlib import Path
 
-from gateway.config import PartnerConfig
+from gateway.config import LocalSource, PartnerConfig
 from gateway.errors import FatalError
 from gateway.inbox.base import (
     FileChanged,
@@ -26,11 +26,14 @@ class LocalInbox:
     """A folder on this machine (the sample partner, or a share mounted by a broker)."""
 
     def __init__(self, partner: PartnerConfig) -> None:
-        self.partner = partner
-        self.partner_id = partner.id
-        if partner.inbox is None:  # the configuration check refuses this; say so if it slips
+        source = partner.source
+        # The configuration check refuses a local partner without an inbox; say so if it slips.
+        if not isinstance(source, LocalSource) or source.inbox is None:
             raise FatalError(f"partner {partner.id!r}: kind = 'local' needs an inbox")
-        self.root: Path = partner.inbox
+        self.partner = partner
+        self.source = source
+        self.partner_id = partner.id
+        self.root: Path = source.inbox
         self._on_disk: dict[str, str] = {}  # text name -> name on disk, where they differ
         self._fetched: dict[str, tuple[int, int]] = {}  # name -> (device, inode) at fetch
 
@@ -88,7 +91,7 @@ class LocalInbox:
     def dispose(self, taken: FileRow) -> str | None:
         remote_name = self._disk_name(taken.remote_name)
         src = self.root / remote_name
-        if self.partner.disposition == "keep":
+        if self.source.disposition == "keep":
             return None
         try:
             now = src.lstat()
@@ -101,7 +104,7 @@ class LocalInbox:
                 taken.size, taken.mtime) or (now.st_dev, now.st_ino) != inode:
             return (f"{taken.remote_name} in the inbox is not the file that was taken (another "
                     "file renamed over it); it stays for the next poll")
-        if self.partner.disposition == "delete":
+        if self.source.disposition == "delete":
             src.unlink()
             fsync_dir(self.root)
             return None
@@ -116,7 +119,7 @@ class LocalInbox:
         A name already in the processed folder: this copy gets its file id."""
         root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            folder_fd = _real_folder(root_fd, self.root, self.partner.effective_processed_dir,
+            folder_fd = _real_folder(root_fd, self.root, self.source.effective_processed_dir,
                                      self.partner_id)
             try:
                 target = name

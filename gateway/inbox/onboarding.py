@@ -11,9 +11,10 @@ import os
 import posixpath
 import time
 
-from gateway.config import PartnerConfig
+from gateway.config import PartnerConfig, SftpSource
 from gateway.errors import GatewayError
-from gateway.inbox.sftp import SftpInbox, fingerprint
+from gateway.inbox.sftp import SftpInbox
+from gateway.inbox.sftp_session import fingerprint
 
 OK, FAILED = "ok  ", "FAIL"
 
@@ -21,8 +22,9 @@ OK, FAILED = "ok  ", "FAIL"
 def partner_self_test(partner: PartnerConfig) -> tuple[bool, list[str]]:
     """Run the steps in order, stopping at the first failure; return (passed, report lines)."""
     lines = [f"partner {partner.id} ({partner.name}), kind {partner.kind}"]
-    if partner.kind != "sftp":
-        local = partner.inbox
+    source = partner.source
+    if not isinstance(source, SftpSource):
+        local = source.inbox
         good = local is not None and local.is_dir() and os.access(local, os.R_OK | os.W_OK)
         lines.append(f"{OK if good else FAILED} local inbox {local} "
                      f"{'is readable and writable' if good else 'is missing or not writable'}")
@@ -30,18 +32,18 @@ def partner_self_test(partner: PartnerConfig) -> tuple[bool, list[str]]:
     inbox = SftpInbox(partner)
     step = "connect"
     try:
-        step = f"connect to {partner.host}:{partner.port} and verify the host key"
+        step = f"connect to {source.host}:{source.port} and verify the host key"
         sftp = inbox.connect()
         key = inbox.server_key
         if key is not None:
             lines.append(f"{OK} host key {key.get_name()} {fingerprint(key)} matches "
-                         f"{partner.known_hosts}")
-        lines.append(f"{OK} authenticated as {partner.user}")
-        step = f"list the inbox {partner.remote_inbox}"
-        names = sftp.listdir(partner.remote_inbox)
-        lines.append(f"{OK} inbox {partner.remote_inbox} lists {len(names)} entr"
+                         f"{source.known_hosts}")
+        lines.append(f"{OK} authenticated as {source.user}")
+        step = f"list the inbox {source.remote_inbox}"
+        names = sftp.listdir(source.remote_inbox)
+        lines.append(f"{OK} inbox {source.remote_inbox} lists {len(names)} entr"
                      f"{'y' if len(names) == 1 else 'ies'}")
-        folder = partner.remote_ack_dir
+        folder = source.remote_ack_dir
         if folder:
             probe = f"aimgw-probe-{int(time.time())}-{os.getpid()}"
             tmp = posixpath.join(folder, f".{probe}.tmp")
@@ -57,10 +59,10 @@ def partner_self_test(partner: PartnerConfig) -> tuple[bool, list[str]]:
         else:
             lines.append(f"{OK} no remote acknowledgment folder configured (acks stay in the "
                          "outbox)")
-        if partner.remote_disposition == "move":
-            step = f"find the processed folder {partner.effective_remote_processed_dir}"
-            sftp.stat(partner.effective_remote_processed_dir)
-            lines.append(f"{OK} processed folder {partner.effective_remote_processed_dir} "
+        if source.remote_disposition == "move":
+            step = f"find the processed folder {source.effective_remote_processed_dir}"
+            sftp.stat(source.effective_remote_processed_dir)
+            lines.append(f"{OK} processed folder {source.effective_remote_processed_dir} "
                          "exists")
     except (GatewayError, OSError, EOFError) as err:
         lines.append(f"{FAILED} {step}: {err or type(err).__name__}")

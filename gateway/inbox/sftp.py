@@ -1,11 +1,7 @@
 """SFTP intake and delivery (paramiko): the ``SftpInbox`` twin of ``LocalInbox``.
 
-- Host keys are verified against the partner's known_hosts file: an unknown or changed key is
-  refused with the partner's name and the key's SHA-256 fingerprint (never auto-added).
-- Key authentication (passphrase from the environment) or, for partners that need it, a
-  password from the environment. No secret is read from config.toml or written to a log.
-- Timeouts on connect, banner and authentication, a keepalive, and a timeout on every SFTP
-  operation, so that no poll hangs.
+- The session (host key verified, authentication, timeouts) is opened by
+  ``gateway.inbox.sftp_session``, lazily, at the first operation.
 - A file is taken only when complete (stable size and mtime, a done-file, or no temporary
   suffix), downloaded to a local temp name with its byte count and SHA-256 checked; the
   remote file is moved or deleted only after the gateway holds it durably (the caller decides
@@ -18,7 +14,6 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import io
@@ -32,33 +27,15 @@ from typing import BinaryIO, TypeVar
 
 import paramiko
 
-from gateway.config import PartnerConfig
+from gateway.config import PartnerConfig, SftpSource
 from gateway.errors import FatalError, TransientError
 from gateway.inbox.base import FileChanged, FileRefused, NotTaken, RemoteFile, read_cap, wanted
+from gateway.inbox.sftp_session import failure_text, open_session
 from gateway.ledger.store import FileRow, Ledger
-from gateway.textsafe import printable
 
 T = TypeVar("T")
 DONE_SUFFIX = ".done"
 _CHUNK = 256 * 1024  # bench/bench_sftp.py: smaller reads than 1 MiB copy less in paramiko
-
-
-def fingerprint(key: paramiko.PKey) -> str:
-    """``SHA256:...`` as OpenSSH prints it."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
-class _Transport(paramiko.Transport):
-    """AES-GCM first: its MAC is part of the cipher, which spares paramiko's pure-Python HMAC
-    per packet (bench/bench_sftp.py: about a fifth faster downloads). Servers without GCM
-    still negotiate the rest of paramiko's list."""
-
-    # A private attribute (the stubs list only the public property): the documented way to
-    # reorder ciphers is a subclass overriding it.
-    _preferred_ciphers = tuple(sorted(
-        paramiko.Transport._preferred_ciphers,  # type: ignore[attr-defined]
-        key=lambda name: "gcm" not in name))
 
 
 class _Answered(TransientError):
@@ -66,62 +43,15 @@ class _Answered(TransientError):
     session is fine; whether the name or its folder is to blame is the caller's to find."""
 
 
-class HostKeyRejected(TransientError):
-    """The server's host key is unknown or changed: nothing was sent to it."""
-
-
-class _RejectUnknown(paramiko.MissingHostKeyPolicy):
-    """Refuse an unknown host key, naming the partner and the key's fingerprint."""
-
-    def __init__(self, partner_id: str) -> None:
-        self.partner_id = partner_id
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
-                         key: paramiko.PKey) -> None:
-        raise HostKeyRejected(
-            f"partner {self.partner_id}: the host key of {hostname} is not in known_hosts "
-            f"({key.get_name()} {fingerprint(key)}); refused. If this is the partner's real "
-            "key, add it to the partner's known_hosts file (check the fingerprint with them).")
-
-
-def _load_key(partner: PartnerConfig) -> paramiko.PKey | None:
-    if partner.key_file is None:
-        return None
-    passphrase = os.environ.get(partner.key_passphrase_env) if partner.key_passphrase_env \
-        else None
-    try:
-        # Bytes, as cryptography's loaders require: paramiko annotates it as str.
-        return paramiko.PKey.from_path(partner.key_file, passphrase.encode()  # type: ignore[arg-type]
-                                       if passphrase else None)
-    except paramiko.PasswordRequiredException as err:
-        raise FatalError(f"partner {partner.id}: the key file {partner.key_file} needs a "
-                         f"passphrase: set {partner.key_passphrase_env or 'key_passphrase_env'}"
-                         ) from err
-    except (paramiko.SSHException, OSError, ValueError) as err:
-        raise FatalError(f"partner {partner.id}: cannot read the key file {partner.key_file}: "
-                         f"{err}") from err
-
-
-def _known_hosts_problem(partner_id: str, path: Path, err: Exception) -> str:
-    """What is wrong with a known_hosts file paramiko cannot read, and how to fix it."""
-    line = str(err.args[0]) if err.args else str(err)
-    looks_like_key = path.name.endswith(".pub") or line.split(" ", 1)[0] in (
-        "ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
-        "ecdsa-sha2-nistp521", "ssh-dss")
-    hint = " (it looks like a public key file)" if looks_like_key else ""
-    return (f"partner {partner_id}: known_hosts file {path} is not in known_hosts "
-            f"format{hint}: {printable(line)[:120]}. Each line must be 'HOST KEYTYPE KEY', "
-            "for example '[sftp.example.com]:2222 ssh-ed25519 AAAA...': put the server's "
-            "name (and [name]:port for a port other than 22) in front of the key, or take "
-            "the lines `ssh-keyscan -p PORT HOST` prints, after checking the fingerprint "
-            "with the partner.")
-
-
 class SftpInbox:
     """A partner's SFTP server as an ``Inbox``. Connects lazily; ``close`` disconnects."""
 
     def __init__(self, partner: PartnerConfig, ledger: Ledger | None = None) -> None:
+        if not isinstance(partner.source, SftpSource):
+            raise FatalError(f"partner {partner.id!r}: not an SFTP partner (kind = "
+                             f"{partner.kind!r})")
         self.partner = partner
+        self.source: SftpSource = partner.source
         self.partner_id = partner.id
         self.ledger = ledger  # remembers listings, for the "stable" completion rule
         self._client: paramiko.SSHClient | None = None
@@ -132,59 +62,11 @@ class SftpInbox:
     # -- connection --------------------------------------------------------------------------
 
     def connect(self) -> paramiko.SFTPClient:
-        if self._sftp is not None:
-            return self._sftp
-        p = self.partner
-        client = paramiko.SSHClient()
-        assert p.known_hosts is not None and p.host is not None
-        try:
-            client.load_host_keys(str(p.known_hosts))
-        except OSError as err:
-            raise FatalError(f"partner {p.id}: cannot read known_hosts {p.known_hosts}: "
-                             f"{err}") from err
-        except (paramiko.hostkeys.InvalidHostKey, paramiko.SSHException, ValueError) as err:
-            raise FatalError(_known_hosts_problem(p.id, p.known_hosts, err)) from err
-        client.set_missing_host_key_policy(_RejectUnknown(p.id))
-        password = os.environ.get(p.password_env) if p.password_env else None
-        try:
-            client.connect(
-                p.host, port=p.port, username=p.user, pkey=_load_key(p), password=password,
-                timeout=p.connect_timeout, banner_timeout=p.auth_timeout,
-                auth_timeout=p.auth_timeout, channel_timeout=p.operation_timeout,
-                look_for_keys=False, allow_agent=False,
-                # The stubs' factory protocol wants gss_kex, which paramiko no longer passes.
-                transport_factory=_Transport)  # type: ignore[arg-type]
-        except paramiko.BadHostKeyException as err:
-            client.close()
-            raise HostKeyRejected(
-                f"partner {p.id}: the host key of {p.host}:{p.port} CHANGED: the server "
-                f"offered {err.key.get_name()} {fingerprint(err.key)}, known_hosts has "
-                f"{fingerprint(err.expected_key)}. Refused (possible man in the middle); "
-                "confirm the new key with the partner before updating known_hosts.") from err
-        except HostKeyRejected:
-            client.close()
-            raise
-        except paramiko.AuthenticationException as err:
-            client.close()
-            raise TransientError(f"partner {p.id}: authentication as {p.user} failed "
-                                 f"({err})") from err
-        except (paramiko.SSHException, OSError, EOFError) as err:
-            client.close()
-            raise TransientError(f"partner {p.id}: cannot connect to {p.host}:{p.port}: "
-                                 f"{err or type(err).__name__}") from err
-        transport = client.get_transport()
-        assert transport is not None
-        transport.set_keepalive(p.keepalive_seconds)
-        self.server_key = transport.get_remote_server_key()
-        try:
-            sftp = client.open_sftp()
-        except (paramiko.SSHException, OSError, EOFError) as err:
-            client.close()
-            raise TransientError(f"partner {p.id}: {p.host}:{p.port} accepted the login but "
-                                 f"not the SFTP session: {self._why(err)}") from err
-        sftp.get_channel().settimeout(p.operation_timeout)  # type: ignore[union-attr]
-        self._client, self._sftp = client, sftp
-        return sftp
+        if self._sftp is None:
+            session = open_session(self.partner_id, self.source)
+            self._client, self._sftp = session.client, session.sftp
+            self.server_key = session.server_key
+        return self._sftp
 
     def close(self) -> None:
         # Closing a connection that just died can raise (EOFError, a socket error): that must
@@ -198,14 +80,7 @@ class SftpInbox:
         self._client = self._sftp = None
 
     def _why(self, err: BaseException) -> str:
-        """Why an operation failed, in words (some paramiko errors have an empty message)."""
-        if isinstance(err, TimeoutError):
-            return (f"no answer within {self.partner.operation_timeout:g} s "
-                    "(operation_timeout): the server or the network hangs")
-        text = str(err).strip() or type(err).__name__
-        if isinstance(err, EOFError) or text == "Socket is closed":
-            return f"the connection was lost ({text})"
-        return text
+        return failure_text(err, self.source.operation_timeout)
 
     def _call(self, what: str, fn: Callable[..., T], *args: object) -> T:
         """Run an SFTP operation; network trouble becomes a TransientError (retry later)."""
@@ -271,16 +146,16 @@ class SftpInbox:
 
     def list(self) -> list[RemoteFile]:
         sftp = self.connect()
-        p = self.partner
+        p, src = self.partner, self.source
         try:
-            entries = self._call("listing " + p.remote_inbox, sftp.listdir_attr,
-                                 p.remote_inbox)
+            entries = self._call("listing " + src.remote_inbox, sftp.listdir_attr,
+                                 src.remote_inbox)
         except FileNotFoundError as err:
-            raise TransientError(f"partner {p.id}: the remote inbox {p.remote_inbox} does not "
+            raise TransientError(f"partner {p.id}: the remote inbox {src.remote_inbox} does not "
                                  "exist (or is not a folder)") from err
         except PermissionError as err:
             raise TransientError(f"partner {p.id}: cannot list the remote inbox "
-                                 f"{p.remote_inbox}: permission denied") from err
+                                 f"{src.remote_inbox}: permission denied") from err
         names = {e.filename for e in entries}
         now = time.time()
         found: list[RemoteFile] = []
@@ -294,15 +169,15 @@ class SftpInbox:
                 continue
             remote = RemoteFile(name, entry.st_size or 0, float(entry.st_mtime or 0))
             self._listed[name] = entry  # its owner, for fetch's identity checks
-            if p.completion == "done_file" and name + DONE_SUFFIX not in names:
+            if src.completion == "done_file" and name + DONE_SUFFIX not in names:
                 continue
-            if p.completion == "stable" and self.ledger is not None:
+            if src.completion == "stable" and self.ledger is not None:
                 seen.add(name)
                 since = self.ledger.stable_since(p.id, name, remote.size, remote.mtime, now)
                 if now - since < p.effective_min_age:
                     continue  # still being written, or not yet seen long enough
             found.append(remote)
-        if self.ledger is not None and p.completion == "stable":
+        if self.ledger is not None and src.completion == "stable":
             gone = self.ledger.remote_seen_names(p.id) - seen
             if gone:
                 self.ledger.forget_remote(p.id, gone)
@@ -320,7 +195,7 @@ class SftpInbox:
         change meanwhile; return (bytes, SHA-256). At most ``inbox.base.read_cap`` bytes are
         read: one more than listed, and one more than ``limit`` (then F003)."""
         sftp = self.connect()
-        path = self._path(self.partner.remote_inbox, remote.name)
+        path = self._path(self.source.remote_inbox, remote.name)
         digest = hashlib.sha256()
         total = 0
         cap = read_cap(remote.size, limit)
@@ -328,7 +203,7 @@ class SftpInbox:
         try:
             with sftp.open(path, "rb") as src, _LocalFile(dest) as out:
                 self._same_file(sftp, path, remote, src)
-                if self.partner.prefetch:
+                if self.source.prefetch:
                     src.prefetch(min(remote.size, cap))  # never past what is read
                 while total < cap and (chunk := src.read(min(_CHUNK, cap - total))):
                     digest.update(chunk)
@@ -395,48 +270,48 @@ class SftpInbox:
         """Move the taken file to the processed folder (or delete it), and its done-file;
         only when the name still holds that file (see ``Inbox.dispose``)."""
         sftp = self.connect()
-        p = self.partner
+        p, src = self.partner, self.source
         remote_name = taken.remote_name
-        path = self._path(p.remote_inbox, remote_name)
+        path = self._path(src.remote_inbox, remote_name)
         done = path + DONE_SUFFIX
-        target_dir = p.effective_remote_processed_dir
+        target_dir = src.effective_remote_processed_dir
         try:
-            now = self._call(f"{p.remote_disposition} {remote_name}", sftp.lstat, path)
+            now = self._call(f"{src.remote_disposition} {remote_name}", sftp.lstat, path)
             if not stat.S_ISREG(now.st_mode or 0) or now.st_size != taken.size or \
                     float(now.st_mtime or 0) != taken.mtime:
                 # Another file under the same name (renamed over it while it was processed):
                 # it is the next poll's new file, never moved away unread.
                 return (f"{remote_name} on the server is not the file that was taken (now "
                         f"{now.st_size} bytes, taken {taken.size}); it stays for the next poll")
-            if p.remote_disposition == "delete":
-                self._on_name((p.remote_inbox,), "delete " + remote_name, sftp.remove, path,
+            if src.remote_disposition == "delete":
+                self._on_name((src.remote_inbox,), "delete " + remote_name, sftp.remove, path,
                               gone_ok=True)
             else:
                 target = posixpath.join(target_dir, remote_name)
                 if self._call("move " + remote_name, self._exists, sftp, target):
                     target = f"{target}.{taken.file_id}"  # an earlier file of that name
-                self._on_name((p.remote_inbox, target_dir), "move " + remote_name,
+                self._on_name((src.remote_inbox, target_dir), "move " + remote_name,
                               self._rename, sftp, path, target, gone_ok=True)
         except FileNotFoundError as err:
             # Either the file is gone (already disposed of: a rerun after a crash), or it is
             # still there and the processed folder is what is missing: never silent then.
-            if p.remote_disposition == "move" and self._call(
+            if src.remote_disposition == "move" and self._call(
                     "move " + remote_name, self._exists, sftp, path):
                 raise TransientError(
                     f"partner {p.id}: cannot move {remote_name} to {target_dir}: that folder "
-                    f"does not exist (or is not a folder); the file stays in {p.remote_inbox} "
+                    f"does not exist (or is not a folder); the file stays in {src.remote_inbox} "
                     "until it can be moved") from err
         except PermissionError as err:
-            raise TransientError(f"partner {p.id}: cannot {p.remote_disposition} "
+            raise TransientError(f"partner {p.id}: cannot {src.remote_disposition} "
                                  f"{remote_name}: permission denied ({err})") from err
-        if p.completion == "done_file":
+        if src.completion == "done_file":
             with contextlib.suppress(FileNotFoundError, PermissionError):
                 self._call("remove " + remote_name + DONE_SUFFIX, sftp.remove, done)
         return None
 
     def deliver(self, local: Path, name: str) -> None:
         """Upload an acknowledgment: temp name, size check, rename (replacing an older one)."""
-        folder = self.partner.remote_ack_dir
+        folder = self.source.remote_ack_dir
         if not folder:
             return
         sftp = self.connect()

@@ -229,6 +229,12 @@ MIGRATIONS: tuple[str | Callable[[Database], None], ...] = (
     """,
     # Issue 10, "Store every ledger time in UTC": older local-offset times rewritten as UTC.
     times_to_utc,
+    """
+    -- Issue 11 item 7: the applicant of a file's licenses (guide 2.3, 19 CFR
+    -- 361.103(c)(1)(i)-(ii)): the XML header's Filer, else the partner's profile, as a JSON
+    -- object (model.Filer's fields); NULL for a file none of whose applications was decided.
+    ALTER TABLE files ADD COLUMN filer TEXT;
+    """,
 )
 
 

@@ -21,6 +21,7 @@ from gateway.errors import FatalError
 from gateway.ledger.db import Database, is_postgres
 from gateway.ledger.migrations import MIGRATIONS, split_statements
 from gateway.ledger.sqlite import SqliteDb
+from gateway.model import Filer
 
 FILE_COLUMNS = (
     "file_id", "partner", "remote_name", "size", "mtime", "sha256", "local_name", "received_at",
@@ -253,6 +254,11 @@ class Ledger:
             "ORDER BY received_at DESC, file_id DESC LIMIT ?", (*params, limit)
         ).fetchall()
         return [FileRow(*r) for r in rows]
+
+    def filer(self, file_id: str) -> Filer | None:
+        """The applicant recorded with a file (``files.filer``), None if none was."""
+        row = self.db.execute("SELECT filer FROM files WHERE file_id = ?", (file_id,)).fetchone()
+        return Filer.from_json(row[0]) if row and row[0] else None
 
     def already_taken(self, partner: str, remote_name: str, size: int, mtime: float) -> bool:
         return self.db.execute(

@@ -200,6 +200,7 @@ class DecisionCore:
                 if n == 0:  # the header is read with the first application
                     summary.submission_id = source.header.submission_id \
                         if source.header else None
+                    summary.header_filer = source.header.filer if source.header else None
                     clash = submission_id_clash(self.ledger, sub, summary.submission_id)
                     if clash is not None:
                         raise RejectedSubmission(clash)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from gateway.findings import FileBound, Finding
-from gateway.model import AppStatus, FileStatus
+from gateway.model import AppStatus, Filer, FileStatus
 from gateway.validate.rules import LineResult
 
 PENDING = "PENDING"  # the license number shown by `check`, which issues nothing
@@ -40,6 +40,7 @@ class FileSummary:
     rule_set_date: date
     status: FileStatus
     submission_id: str | None = None
+    header_filer: Filer | None = None  # the XML header's Filer, when the file sent one
     applications: int = 0
     licensed: int = 0
     not_required: int = 0

@@ -11,51 +11,38 @@ being read are counted and dropped between chunks, so an application of a millio
 Nor with attributes: the bytes pass ``parse.xml_guard.AttributeGuard`` (one tag keeps 128), and the
 attributes an application may not have are cut and counted past the first 101
 (``_cut_attributes``), so that only 100 findings and one that counts the rest are kept.
+Each element read is handed to ``gateway.parse.xml_model``, which maps it to the model.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 
 from lxml import etree
 
 from gateway.errors import RejectedSubmission
 from gateway.findings import MAX_FINDINGS, Finding, finding
-from gateway.model import (
-    APPLICATION_FIELDS,
-    LINE_FIELDS,
-    MAX_LINES,
-    Application,
-    Filer,
-    ProductLine,
-    SubmissionHeader,
-    line_number,
-)
+from gateway.model import APPLICATION_FIELDS, MAX_LINES, Application, SubmissionHeader
 from gateway.parse.detect import bom_encoding
 from gateway.parse.xml_guard import MARK, AttributeGuard
+from gateway.parse.xml_model import (
+    APPLICATION_TAG,
+    HEADER_TAG,
+    NS,
+    PRODUCT_TAG,
+    ROOT_TAG,
+    SCHEMA_VERSION,
+    ParsedApplication,
+    read_application,
+    read_header,
+)
 from gateway.schemas import submission_schema
 
-NS = "urn:aimgw:license-submission:1"
-SCHEMA_VERSION = "1.0"
 XINCLUDE_NS = "http://www.w3.org/2001/XInclude"
 _XINCLUDE_ANY = "{" + XINCLUDE_NS + "}*"
-_Q = "{" + NS + "}"
-ROOT_TAG = _Q + "LicenseSubmission"
-HEADER_TAG = _Q + "Header"
-APPLICATION_TAG = _Q + "Application"
-PRODUCT_TAG = _Q + "Product"
-
-# XML element name -> model attribute, for applications and product lines. Keyed by object:
-# lxml types a tag as str, bytes or QName (a comment's is a function), and any is looked up.
-APP_TAGS: Mapping[object, str] = {_Q + xml: attr for attr, xml in APPLICATION_FIELDS}
-LINE_TAGS: Mapping[object, str] = {_Q + xml: attr for attr, xml in LINE_FIELDS}
-XML_NAME_TO_FIELD = {xml: attr for attr, xml in APPLICATION_FIELDS + LINE_FIELDS}
-XML_NAME_TO_FIELD.update({"ref": "ref", "line": "line_no"})
-
 _PROLOG_BYTES = 256 * 1024
 _CHUNK = 64 * 1024
 # Children kept of the Header or Application being read: an application's fields, 999 lines and
@@ -67,20 +54,6 @@ _CUT_WHILE_READING = 20_000
 _LIMIT_MESSAGES = ("XML_PARSE_HUGE", "limit exceeded", "Excessive depth", "huge text node",
                    "too long", "Huge input lookup")
 _FORBIDDEN = (b"<!DOCTYPE", b"<!ENTITY", b"<!doctype", b"<!entity")
-_ELEMENT_IN_MESSAGE = re.compile(r"Element '(?:\{[^}]*\})?([\w.-]+)'(?:, attribute '([\w.-]+)')?")
-_EXPECTED_IN_MESSAGE = re.compile(r"Expected is (?:one of )?\( ([^)]*) \)")
-_MISSING_ATTRIBUTE_IN_MESSAGE = re.compile(r"The attribute '([\w.-]+)' is required but missing")
-
-
-@dataclass(slots=True)
-class ParsedApplication:
-    """An application as read, with the XSD findings that no value rule can name better."""
-
-    app: Application
-    xsd_errors: list[tuple[int | None, str]]  # (line in file, validator message)
-    element_fields: dict[int, tuple[str | None, str]] | None  # sourceline -> (line_no, field)
-    findings: list[Finding] = field(default_factory=list)  # the parser's own (A190, A101)
-    unlisted: int = 0  # attributes not allowed there that were cut unread (A101 each)
 
 
 def _f004(detail: str) -> RejectedSubmission:
@@ -151,14 +124,6 @@ def _check_child(el: etree._Element) -> None:
         raise RejectedSubmission(finding(
             "F005", f"Unexpected element {el.tag!s} under LicenseSubmission: only one Header "
             "and Application elements belong there.", source_line=el.sourceline))
-
-
-def _text(el: etree._Element) -> str | None:
-    text = el.text
-    if text is None:
-        return None
-    text = text.strip()
-    return text or None
 
 
 def syntax_error(err: etree.XMLSyntaxError) -> RejectedSubmission:
@@ -252,7 +217,7 @@ class XmlSubmission:
                                     "F005", f"The Header is not valid: it holds more than "
                                     f"{_KEEP + dropped.elements:,} elements.", field="Header",
                                     source_line=el.sourceline))
-                            self.header = self._header(el, schema)
+                            self.header = read_header(el, schema)
                         else:
                             raise RejectedSubmission(finding(
                                 "F005", "A second Header: a file holds one submission.",
@@ -299,63 +264,13 @@ class XmlSubmission:
                 value=version, source_line=line))
 
     @staticmethod
-    def _header(el: etree._Element, schema: etree.XMLSchema) -> SubmissionHeader:
-        if not schema.validate(el):
-            err = schema.error_log.last_error
-            raise RejectedSubmission(finding(
-                "F005", f"The Header is not valid: {err.message if err else 'invalid'}.",
-                field="Header", source_line=err.line if err else el.sourceline))
-        submission_id = _text(el.find(_Q + "SubmissionId"))  # type: ignore[arg-type]
-        created = el.find(_Q + "Created")
-        filer_el = el.find(_Q + "Filer")
-        filer = None
-        if filer_el is not None:
-            values = {
-                "name": "Name", "street": "Street", "city": "City", "state": "State",
-                "postal_code": "PostalCode", "contact_name": "ContactName",
-                "phone": "Phone", "email": "Email",
-            }
-            filer = Filer(**{k: (filer_el.findtext(_Q + v) or "").strip()
-                             for k, v in values.items()})
-        return SubmissionHeader(
-            submission_id, _text(created) if created is not None else None, filer
-        )
-
-    @staticmethod
     def _application(el: etree._Element, schema: etree.XMLSchema,
                      dropped: _Dropped | None = None) -> ParsedApplication:
-        parsed = XmlSubmission._read_application(
-            el, schema, dropped.attributes if dropped is not None else 0)
+        unlisted = _cut_attributes(el) + (dropped.attributes if dropped is not None else 0)
+        parsed = read_application(el, schema, unlisted)
         if dropped is not None and dropped.elements:
             parsed.findings.extend(dropped.findings(parsed.app, el.sourceline))
         return parsed
-
-    @staticmethod
-    def _read_application(el: etree._Element, schema: etree.XMLSchema,
-                          cut_before: int = 0) -> ParsedApplication:
-        unlisted = _cut_attributes(el) + cut_before
-        if not unlisted and schema.validate(el):
-            return ParsedApplication(_valid_application(el), [], None)
-        if unlisted:
-            schema.validate(el)
-        app = _any_application(el)
-        errors: list[tuple[int | None, str]] = [(e.line, e.message) for e in schema.error_log]
-        # Slow path, only for invalid applications: map file lines to (line_no, field).
-        fields: dict[int, tuple[str | None, str]] = {}
-        for child in el.iter():
-            if not isinstance(child.tag, str):
-                continue
-            local = etree.QName(child).localname
-            parent = child.getparent()
-            line_no = None
-            if child.tag == PRODUCT_TAG:
-                line_no = child.get("line")
-            elif parent is not None and parent.tag == PRODUCT_TAG:
-                line_no = parent.get("line")
-            if child.sourceline is not None:
-                fields.setdefault(child.sourceline, (line_no, XML_NAME_TO_FIELD.get(local, local)))
-        return ParsedApplication(app, errors, fields, unlisted=unlisted)
-
 
 class _Dropped:
     """What was dropped, unread, from the Header or Application being read (see ``_trim``)."""
@@ -453,82 +368,3 @@ def _cut_attributes(el: etree._Element, threshold: int = MAX_FINDINGS) -> int:
     return cut
 
 
-def _strip(text: str | None) -> str | None:
-    return (text.strip() or None) if text else None
-
-
-def _valid_application(el: etree._Element) -> Application:
-    """Read an application the XSD accepted: element order is known (the hot path)."""
-    app = Application(ref=_strip(el.get("ref")), source_line=el.sourceline)
-    lines = app.lines
-    app_tags = APP_TAGS
-    for child in el:
-        if child.tag == PRODUCT_TAG:
-            texts = [(text.strip() or None) if (text := leaf.text) else None for leaf in child]
-            if len(texts) == 6:  # no Description
-                texts.insert(1, None)
-            hts, description, largest, second, cast, quantity, value = texts
-            lines.append(ProductLine(child.get("line"), hts, description, largest, second,
-                                     cast, quantity, value, child.sourceline))
-        else:
-            setattr(app, app_tags[child.tag], _strip(child.text))
-    return app
-
-
-def _any_application(el: etree._Element) -> Application:
-    """Read an application the XSD rejected: take what can be recognised, by name."""
-    app = Application(ref=el.get("ref"), source_line=el.sourceline)
-    for child in el:
-        if child.tag == PRODUCT_TAG:
-            line = ProductLine(child.get("line"), source_line=child.sourceline)
-            for leaf in child:
-                name = LINE_TAGS.get(leaf.tag)
-                if name is not None:
-                    setattr(line, name, _strip(leaf.text))
-            app.lines.append(line)
-        else:
-            name = APP_TAGS.get(child.tag)
-            if name is not None:
-                setattr(app, name, _strip(child.text))
-    return app
-
-
-def xsd_findings(parsed: ParsedApplication, reported: list[Finding]) -> list[Finding]:
-    """A101 for each XSD error that no finding in ``reported`` already names.
-
-    A missing element is A102 and a value with its own rule code carries that code; the XSD's
-    message about the same element (or about the element that followed a missing one) is then
-    dropped, so that every problem is reported once, with its most precise code.
-    """
-    if not parsed.xsd_errors:
-        return []
-    app = parsed.app
-    named = {(f.line, f.field) for f in reported}
-    named_fields = {f.field for f in reported}
-    missing = {f.field for f in reported if f.code == "A102"}
-    out: list[Finding] = []
-    for line, message in parsed.xsd_errors:
-        match = _ELEMENT_IN_MESSAGE.search(message)
-        element = attribute = None
-        if match:
-            element, attribute = match.group(1), match.group(2)
-        missing_attribute = _MISSING_ATTRIBUTE_IN_MESSAGE.search(message)
-        if missing_attribute:  # a missing ref or line attribute: A102 names it
-            attribute = missing_attribute.group(1)
-        name = attribute or element or ""
-        fld = XML_NAME_TO_FIELD.get(name, name)
-        line_no, _ = (parsed.element_fields or {}).get(line or -1, (None, fld))
-        number = line_number(line_no)
-        if (number, fld) in named or (number is None and fld in named_fields):
-            continue
-        expected = _EXPECTED_IN_MESSAGE.search(message)
-        if expected:
-            names = {XML_NAME_TO_FIELD.get(n.split("}")[-1].strip(), n)
-                     for n in expected.group(1).split(",")}
-            if names & missing:
-                continue
-        if attribute is None and fld in missing and "Missing child" not in message:
-            continue
-        out.append(finding("A101", f"XSD: {message.rstrip('.')} (line {line}).", ref=app.ref,
-                           line=number, field=fld or None, source_line=line))
-    return out

@@ -25,7 +25,7 @@ from gateway.ledger.store import FileRow, Ledger, utc_now
 from gateway.licensing.decide import LicenseIssuer, license_row
 from gateway.licensing.pipeline import DecisionCore, Submission
 from gateway.licensing.results import AppOutcome, FileSummary
-from gateway.model import AppStatus, FileStatus
+from gateway.model import AppStatus, Filer, FileStatus
 from gateway.outputs.ace import MANIFEST_SUFFIX, AceFileWriter
 from gateway.outputs.ack_csv import AckCsvWriter, duplicate_csv_ack_chunks, render_csv_ack
 from gateway.outputs.ack_xml import AckXmlWriter, duplicate_ack_chunks, render_ack
@@ -164,7 +164,7 @@ class FileProcessor:
 
     def _record(self, row: FileRow, summary: FileSummary, fmt: str | None, ace_names: list[str],
                 started: datetime, *, error: str | None, kind: str,
-                duplicate_of: str | None = None) -> None:
+                duplicate_of: str | None = None, filer: Filer | None = None) -> None:
         duration = int((utc_now() - started).total_seconds() * 1000)
         ack = self.ack_name_of(row, kind)
         self.ledger.update_file(
@@ -176,7 +176,7 @@ class FileProcessor:
             not_required=summary.not_required, rejected=summary.rejected,
             new_licenses=summary.new_licenses, ack_name=ack,
             ace_names=",".join(ace_names) or None, error=error, duplicate_of=duplicate_of,
-            duration_ms=duration)
+            duration_ms=duration, filer=filer.to_json() if filer is not None else None)
         self.events.emit(
             self.ledger, "file.processed", partner=row.partner, file_id=row.file_id,
             name=row.remote_name, size=row.size, sha256=row.sha256, status=summary.status.value,
@@ -343,7 +343,9 @@ class RunPass:
         self.ack_target = p.ack_target(row, self.kind)
         p.publish_ack(row, self.ack_path, self.kind)
         crash.point("after_outputs")
-        p._record(row, summary, self.fmt, ace_names, self.started, error=None, kind=self.kind)
+        filer = p.config.partner(row.partner).applicant(summary.header_filer)
+        p._record(row, summary, self.fmt, ace_names, self.started, error=None, kind=self.kind,
+                  filer=filer)
 
     def undo(self) -> None:
         """The transaction rolled back (a failure, not a crash: a crash's rerun rewrites the

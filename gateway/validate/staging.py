@@ -27,7 +27,8 @@ from gateway.model import (
 from gateway.parse.csv_file import CsvApplication, CsvSubmission, RowMapping, closed, join
 from gateway.parse.detect import Format, detect_format
 from gateway.parse.mapping import CsvMapping, Mapping, XsltMapping
-from gateway.parse.xml_file import XmlSubmission, xsd_findings
+from gateway.parse.xml_file import XmlSubmission
+from gateway.parse.xml_model import xsd_findings
 from gateway.validate.amounts import canonical_amount
 from gateway.validate.rules import LineResult, RuleContext, check_application
 

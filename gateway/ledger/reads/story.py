@@ -12,12 +12,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 
-from gateway.config import Config
+from gateway.config import Config, SftpSource
 from gateway.findings import CODES
 from gateway.ledger.db import Database
 from gateway.ledger.events import EventRow
 from gateway.ledger.reads.files import FailureRow, failure, mark
 from gateway.ledger.store import FileRow, Ledger
+from gateway.model import Filer
 
 MAX_RANGES = 12  # line ranges kept per finding code before "…"
 # Findings in the order of the file: the file's own first (no line), then by line. Real
@@ -75,6 +76,7 @@ class Reprocessed:
 class FileStory:
     file: FileRow  # as recorded
     ack_to: str  # where the acknowledgment goes: "remote_ack_dir" or "outbox"
+    filer: Filer | None  # the applicant recorded with the file's licenses (guide 2.3)
     failures: FailureRow | None  # failed in a row (quarantined when quarantined_at is set)
     licenses_issued: list[IssuedLicense]
     applications: list[ApplicationRow]  # the first ``limit``
@@ -139,10 +141,11 @@ def file_story(ledger: Ledger, config: Config, file_id: str,
     events = [EventRow(at, kind, json.loads(data)) for at, kind, data in db.execute(
         "SELECT at, kind, data FROM events WHERE file_id = ? ORDER BY id", (file_id,))]
     partner = next((p for p in config.partners if p.id == row.partner), None)
-    ack_to = ("remote_ack_dir" if partner is not None and partner.kind == "sftp"
-              and partner.remote_ack_dir else "outbox")
+    ack_to = ("remote_ack_dir" if partner is not None and isinstance(partner.source, SftpSource)
+              and partner.source.remote_ack_dir else "outbox")
     return FileStory(
-        row, ack_to, failure(ledger, file_id), [IssuedLicense(*r) for r in issued],
+        row, ack_to, ledger.filer(file_id), failure(ledger, file_id),
+        [IssuedLicense(*r) for r in issued],
         [ApplicationRow(*a) for a in apps], _count(db, "applications", file_id),
         [FindingRow(*f) for f in findings], _count(db, "findings", file_id),
         _reprocessed_as(db, file_id), events)

@@ -1,0 +1,186 @@
+"""XML submission elements to the model (guide section 3): the namespace's names, the
+Header with its optional Filer, an Application checked against the XSD and read into
+``model.Application``, and the XSD's messages turned into findings. The streaming reader that
+hands elements here is ``gateway.parse.xml_file``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from lxml import etree
+
+from gateway.errors import RejectedSubmission
+from gateway.findings import Finding, finding
+from gateway.model import (
+    APPLICATION_FIELDS,
+    LINE_FIELDS,
+    Application,
+    Filer,
+    ProductLine,
+    SubmissionHeader,
+    line_number,
+)
+
+NS = "urn:aimgw:license-submission:1"
+SCHEMA_VERSION = "1.0"
+_Q = "{" + NS + "}"
+ROOT_TAG = _Q + "LicenseSubmission"
+HEADER_TAG = _Q + "Header"
+APPLICATION_TAG = _Q + "Application"
+PRODUCT_TAG = _Q + "Product"
+
+# XML element name -> model attribute, for applications and product lines. Keyed by object:
+# lxml types a tag as str, bytes or QName (a comment's is a function), and any is looked up.
+APP_TAGS: Mapping[object, str] = {_Q + xml: attr for attr, xml in APPLICATION_FIELDS}
+LINE_TAGS: Mapping[object, str] = {_Q + xml: attr for attr, xml in LINE_FIELDS}
+XML_NAME_TO_FIELD = {xml: attr for attr, xml in APPLICATION_FIELDS + LINE_FIELDS}
+XML_NAME_TO_FIELD.update({"ref": "ref", "line": "line_no"})
+
+_ELEMENT_IN_MESSAGE = re.compile(r"Element '(?:\{[^}]*\})?([\w.-]+)'(?:, attribute '([\w.-]+)')?")
+_EXPECTED_IN_MESSAGE = re.compile(r"Expected is (?:one of )?\( ([^)]*) \)")
+_MISSING_ATTRIBUTE_IN_MESSAGE = re.compile(r"The attribute '([\w.-]+)' is required but missing")
+
+
+@dataclass(slots=True)
+class ParsedApplication:
+    """An application as read, with the XSD findings that no value rule can name better."""
+
+    app: Application
+    xsd_errors: list[tuple[int | None, str]]  # (line in file, validator message)
+    element_fields: dict[int, tuple[str | None, str]] | None  # sourceline -> (line_no, field)
+    findings: list[Finding] = field(default_factory=list)  # the parser's own (A190, A101)
+    unlisted: int = 0  # attributes not allowed there that were cut unread (A101 each)
+
+
+def read_header(el: etree._Element, schema: etree.XMLSchema) -> SubmissionHeader:
+    """The Header (F005 when the XSD rejects it); a ``Filer`` in it replaces the partner's
+    profile as a whole (guide 2.3), so every child is required by the schema."""
+    if not schema.validate(el):
+        err = schema.error_log.last_error
+        raise RejectedSubmission(finding(
+            "F005", f"The Header is not valid: {err.message if err else 'invalid'}.",
+            field="Header", source_line=err.line if err else el.sourceline))
+    submission_id = _strip(el.findtext(_Q + "SubmissionId"))
+    created = _strip(el.findtext(_Q + "Created"))
+    filer_el = el.find(_Q + "Filer")
+    filer = None
+    if filer_el is not None:
+        values = {
+            "name": "Name", "street": "Street", "city": "City", "state": "State",
+            "postal_code": "PostalCode", "contact_name": "ContactName",
+            "phone": "Phone", "email": "Email",
+        }
+        filer = Filer(**{k: (filer_el.findtext(_Q + v) or "").strip()
+                         for k, v in values.items()})
+    return SubmissionHeader(submission_id, created, filer)
+
+
+def read_application(el: etree._Element, schema: etree.XMLSchema,
+                     unlisted: int = 0) -> ParsedApplication:
+    """An Application element as the model, checked against the XSD; ``unlisted``: the
+    attributes not allowed there that the reader cut unread (the XSD is run again then)."""
+    if not unlisted and schema.validate(el):
+        return ParsedApplication(_valid_application(el), [], None)
+    if unlisted:
+        schema.validate(el)
+    app = _any_application(el)
+    errors: list[tuple[int | None, str]] = [(e.line, e.message) for e in schema.error_log]
+    # Slow path, only for invalid applications: map file lines to (line_no, field).
+    fields: dict[int, tuple[str | None, str]] = {}
+    for child in el.iter():
+        if not isinstance(child.tag, str):
+            continue
+        local = etree.QName(child).localname
+        parent = child.getparent()
+        line_no = None
+        if child.tag == PRODUCT_TAG:
+            line_no = child.get("line")
+        elif parent is not None and parent.tag == PRODUCT_TAG:
+            line_no = parent.get("line")
+        if child.sourceline is not None:
+            fields.setdefault(child.sourceline, (line_no, XML_NAME_TO_FIELD.get(local, local)))
+    return ParsedApplication(app, errors, fields, unlisted=unlisted)
+
+
+def _strip(text: str | None) -> str | None:
+    return (text.strip() or None) if text else None
+
+
+def _valid_application(el: etree._Element) -> Application:
+    """Read an application the XSD accepted: element order is known (the hot path)."""
+    app = Application(ref=_strip(el.get("ref")), source_line=el.sourceline)
+    lines = app.lines
+    app_tags = APP_TAGS
+    for child in el:
+        if child.tag == PRODUCT_TAG:
+            texts = [(text.strip() or None) if (text := leaf.text) else None for leaf in child]
+            if len(texts) == 6:  # no Description
+                texts.insert(1, None)
+            hts, description, largest, second, cast, quantity, value = texts
+            lines.append(ProductLine(child.get("line"), hts, description, largest, second,
+                                     cast, quantity, value, child.sourceline))
+        else:
+            setattr(app, app_tags[child.tag], _strip(child.text))
+    return app
+
+
+def _any_application(el: etree._Element) -> Application:
+    """Read an application the XSD rejected: take what can be recognised, by name."""
+    app = Application(ref=el.get("ref"), source_line=el.sourceline)
+    for child in el:
+        if child.tag == PRODUCT_TAG:
+            line = ProductLine(child.get("line"), source_line=child.sourceline)
+            for leaf in child:
+                name = LINE_TAGS.get(leaf.tag)
+                if name is not None:
+                    setattr(line, name, _strip(leaf.text))
+            app.lines.append(line)
+        else:
+            name = APP_TAGS.get(child.tag)
+            if name is not None:
+                setattr(app, name, _strip(child.text))
+    return app
+
+
+def xsd_findings(parsed: ParsedApplication, reported: list[Finding]) -> list[Finding]:
+    """A101 for each XSD error that no finding in ``reported`` already names.
+
+    A missing element is A102 and a value with its own rule code carries that code; the XSD's
+    message about the same element (or about the element that followed a missing one) is then
+    dropped, so that every problem is reported once, with its most precise code.
+    """
+    if not parsed.xsd_errors:
+        return []
+    app = parsed.app
+    named = {(f.line, f.field) for f in reported}
+    named_fields = {f.field for f in reported}
+    missing = {f.field for f in reported if f.code == "A102"}
+    out: list[Finding] = []
+    for line, message in parsed.xsd_errors:
+        match = _ELEMENT_IN_MESSAGE.search(message)
+        element = attribute = None
+        if match:
+            element, attribute = match.group(1), match.group(2)
+        missing_attribute = _MISSING_ATTRIBUTE_IN_MESSAGE.search(message)
+        if missing_attribute:  # a missing ref or line attribute: A102 names it
+            attribute = missing_attribute.group(1)
+        name = attribute or element or ""
+        fld = XML_NAME_TO_FIELD.get(name, name)
+        line_no, _ = (parsed.element_fields or {}).get(line or -1, (None, fld))
+        number = line_number(line_no)
+        if (number, fld) in named or (number is None and fld in named_fields):
+            continue
+        expected = _EXPECTED_IN_MESSAGE.search(message)
+        if expected:
+            names = {XML_NAME_TO_FIELD.get(n.split("}")[-1].strip(), n)
+                     for n in expected.group(1).split(",")}
+            if names & missing:
+                continue
+        if attribute is None and fld in missing and "Missing child" not in message:
+            continue
+        out.append(finding("A101", f"XSD: {message.rstrip('.')} (line {line}).", ref=app.ref,
+                           line=number, field=fld or None, source_line=line))
+    return out
