@@ -23,7 +23,7 @@ from gateway.admin.web.auth import Guard
 from gateway.admin.web.charts import monthly_tons
 from gateway.config import load_config
 from gateway.errors import FatalError, GatewayError, LedgerUnavailable
-from gateway.ledger.db import Database
+from gateway.ledger.db import Database, shown
 from gateway.ledger.migrations import MIGRATIONS
 from gateway.ledger.store import Ledger, Receipt, connect, ledger_location, open_ledger
 
@@ -189,6 +189,34 @@ def test_a_ledger_of_a_newer_gateway_is_refused(ledger: Ledger) -> None:
         ledger.db.set_schema_version(len(MIGRATIONS) + 1)
     with pytest.raises(FatalError, match="Upgrade the gateway"):
         ledger.upgrade()
+
+
+def test_the_refusal_never_shows_the_ledger_password(ledger: Ledger) -> None:
+    """The message reaches logs and alerts: a DSN's password must not (found in review)."""
+    ledger.path = "postgresql://aim:s3cret-pw@db.example:5432/aim"
+    with ledger.transaction():
+        ledger.db.set_schema_version(len(MIGRATIONS) + 1)
+    with pytest.raises(FatalError) as refused:
+        ledger.upgrade()
+    assert "s3cret" not in str(refused.value)
+    assert "postgresql://aim:***@db.example:5432/aim" in str(refused.value)
+
+
+@pytest.mark.parametrize(("target", "expected"), [
+    ("postgresql://aim:pw@h:5432/db?sslmode=require", "postgresql://aim:***@h:5432/db?sslmode=require"),
+    ("postgres://:pw@h/db", "postgres://:***@h/db"),
+    ("postgresql://aim@h/db", "postgresql://aim@h/db"),
+    ("postgresql:///db", "postgresql:///db"),
+    (Path("data/ledger.sqlite"), "data/ledger.sqlite"),
+])
+def test_a_location_is_shown_without_its_password(target: Path | str, expected: str) -> None:
+    assert shown(target) == expected
+
+
+def test_every_file_is_listed_by_default(ledger: Ledger) -> None:
+    """``files()`` without a condition: PostgreSQL refused the old ``WHERE 1``."""
+    file_id = received(ledger)
+    assert [r.file_id for r in ledger.files()] == [file_id]
 
 
 def test_a_reader_upgrades_an_older_sqlite_ledger_only(

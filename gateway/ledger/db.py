@@ -16,12 +16,26 @@ from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 
 
 def is_postgres(target: str | Path) -> bool:
     return isinstance(target, str) and target.startswith(POSTGRES_PREFIXES)
+
+
+def shown(target: str | Path) -> str:
+    """The ledger's location as a message may show it: a DSN without its password (messages
+    reach logs, alerts and terminals; the password must not)."""
+    if not is_postgres(target):
+        return str(target)
+    parts = urlsplit(str(target))
+    if parts.password is None:
+        return str(target)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + host))
 
 
 class Cursor(Protocol):

@@ -18,7 +18,7 @@ from typing import TypedDict
 from gateway import crash
 from gateway.config import Config
 from gateway.errors import FatalError
-from gateway.ledger.db import Database, is_postgres
+from gateway.ledger.db import Database, is_postgres, shown
 from gateway.ledger.migrations import MIGRATIONS, split_statements
 from gateway.ledger.sqlite import SqliteDb
 from gateway.model import Filer
@@ -176,7 +176,7 @@ class Ledger:
         with self.transaction():
             version = self.schema_version()
             if version > len(MIGRATIONS):
-                raise FatalError(f"The ledger {self.path} is schema {version}; this gateway "
+                raise FatalError(f"The ledger {shown(self.path)} is schema {version}; this gateway "
                                  f"knows {len(MIGRATIONS)}. Upgrade the gateway.")
             if version == len(MIGRATIONS):
                 return None
@@ -247,7 +247,7 @@ class Ledger:
             raise LookupError(f"file {file_id} is not in the ledger")
         return row
 
-    def files(self, where: str = "1", params: tuple[object, ...] = (), limit: int = 1000,
+    def files(self, where: str = "1 = 1", params: tuple[object, ...] = (), limit: int = 1000,
               ) -> list[FileRow]:
         rows = self.db.execute(
             f"SELECT {', '.join(FILE_COLUMNS)} FROM files WHERE {where} "
