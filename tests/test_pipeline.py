@@ -30,7 +30,7 @@ REGEN = os.environ.get("AIMGW_REGEN_GOLDEN") == "1"
 
 
 def write_config(base: Path, disposition: str = "keep") -> Path:
-    return acme_project(base, disposition, ace=True)
+    return acme_project(base, disposition)
 
 
 @pytest.fixture

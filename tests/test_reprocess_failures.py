@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sftp_server import SshServer
 from test_poison import AS_OF, QUARANTINE_AFTER, Project, good_file
-from test_poison_sftp import GOOD, project
+from test_poison_sftp import GOOD, project_with
 
 from gateway.admin import actions as admin
 from gateway.admin.web.app import create_app
@@ -154,7 +154,7 @@ def test_the_web_page_says_the_reprocess_failed(
 def test_a_quarantined_reprocess_over_sftp_sends_nothing_over_the_original_ack(
         tmp_path: Path, sshd: SshServer, monkeypatch: pytest.MonkeyPatch) -> None:
     account = sshd.account("rp")
-    config = load_config(project(tmp_path, sshd.partner_toml("rp", account)))
+    config = load_config(project_with(tmp_path, lambda p: p.sftp_partner("rp", sshd, account)))
     Path(account.inbox, "orders.xml").write_bytes(GOOD)
     run_once(config, date.fromisoformat(AS_OF))
     remote_ack = Path(account.acks, ACK)
