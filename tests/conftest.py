@@ -7,8 +7,10 @@ import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import settings
 from pg_server import pg_cluster as pg_cluster
 from pg_server import pg_dsn as pg_dsn
 from project_config import ProjectConfig
@@ -79,6 +81,15 @@ class OnePartner:
         result = check_file(self.config, path, PARTNER, as_of, ack_format)
         return result.status.value, result.ack
 
+    def checked(self, read: Callable[[bytes], Any], data: bytes, name: str, as_of: date,
+                ack_format: str | None = None) -> Any:
+        """The acknowledgment ``check`` gives, as ``read`` reads it; its status is the one
+        ``check`` reports."""
+        status, raw = self.check_raw(data, name, as_of, ack_format)
+        ack = read(raw)
+        assert ack.status == status
+        return ack
+
     def run_raw(self, name: str, data: bytes, as_of: date) -> Path:
         """Drop the file in the inbox, run one real cycle: the partner's outbox folder."""
         inbox = self.base / "inbox" / PARTNER
@@ -94,3 +105,9 @@ def acme_project(base: Path, disposition: str, **settings: object) -> Path:
                                          filer_code="SMP", **settings)
     config.inbox("acme")
     return config.write()
+
+
+def examples(count: int, **more: Any) -> settings:
+    """Hypothesis settings of a property test: ``count`` examples, the same ones every run (no
+    random seed, no example database) and no deadline (the machine may be busy)."""
+    return settings(max_examples=count, derandomize=True, database=None, deadline=None, **more)

@@ -204,15 +204,11 @@ class Gateway(OnePartner):
         super().__init__(base, mapping=mapping)
 
     def check(self, data: bytes, name: str = "sub.csv", as_of: date = AS_OF) -> CsvAck:
-        status, raw = self.check_raw(data, name, as_of)
-        ack = parse_csv_ack(raw)
-        assert ack.status == status
+        ack: CsvAck = self.checked(parse_csv_ack, data, name, as_of)
         return ack
 
     def check_xml(self, data: bytes, name: str = "sub.csv", as_of: date = AS_OF) -> XmlAck:
-        status, raw = self.check_raw(data, name, as_of, "xml")
-        ack = parse_xml_ack(raw)
-        assert ack.status == status
+        ack: XmlAck = self.checked(parse_xml_ack, data, name, as_of, "xml")
         return ack
 
     def run(self, name: str, data: bytes, as_of: date = AS_OF) -> CsvAck:

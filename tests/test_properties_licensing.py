@@ -24,15 +24,15 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from conftest import ProjectConfig
-from hypothesis import given, settings
+from conftest import ProjectConfig, examples
+from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.errors import FatalError
 from gateway.ledger.store import Ledger
 from gateway.licensing.decide import MAX_SEQUENCE, LicenseIssuer, format_license
 
-PURE = settings(max_examples=200, derandomize=True, database=None, deadline=None)
+PURE = examples(200)
 LICENSE = re.compile(r"A(\d{2})(\d{6})")
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,7 +20,8 @@ from math import floor
 from pathlib import Path
 
 import pycountry
-from hypothesis import HealthCheck, assume, event, given, settings
+from conftest import examples
+from hypothesis import HealthCheck, assume, event, given
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
@@ -35,9 +36,9 @@ from gateway.parse.csv_file import (
 )
 from gateway.parse.mapping import UNITS, CsvMapping, MappingError, load_mapping, preview
 
-PURE = settings(max_examples=200, derandomize=True, database=None, deadline=None)
-FILES = settings(max_examples=120, derandomize=True, database=None, deadline=None,
-                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+PURE = examples(200)
+FILES = examples(120, suppress_health_check=[HealthCheck.too_slow,
+                                             HealthCheck.data_too_large])
 
 DEFAULT_ROW = {
     "submission_id": "SUB-1", "application_ref": "PO-1", "entry_type": "01", "entry_number": "",

@@ -171,9 +171,7 @@ class Gateway(OnePartner):
         super().__init__(base, gateway=gateway, filer=True)
 
     def check(self, data: bytes, as_of: date = AS_OF, name: str = "sub.xml") -> Ack:
-        status, raw = self.check_raw(data, name, as_of)
-        ack = parse_ack(raw)
-        assert ack.status == status
+        ack: Ack = self.checked(parse_ack, data, name, as_of)
         return ack
 
     def run(self, name: str, data: bytes, as_of: date = AS_OF) -> Ack:
