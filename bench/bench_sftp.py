@@ -61,6 +61,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 import paramiko  # noqa: E402
 from sftp_server import SftpAccount, SshServer, SshServerError, _children_of  # noqa: E402
 
+sys.path.insert(0, str(BENCH))
+from project import ProjectConfig  # noqa: E402
+
 import gateway.inbox.sftp as gateway_sftp  # noqa: E402
 import gateway.service.runner as gateway_runner  # noqa: E402
 from gateway.config import load_config  # noqa: E402
@@ -158,36 +161,17 @@ def sha256_file(path: Path) -> str:
 # --- the configuration ------------------------------------------------------------------------
 
 
-def partner_block(pid: str, server: SshServer, account: SftpAccount, extra: str) -> str:
-    return f"""
-[partners.{pid}]
-name = "{pid}"
-kind = "sftp"
-host = "{server.host}"
-port = {server.port}
-user = "{server.user}"
-key_file = "{server.key_file}"
-known_hosts = "{server.known_hosts}"
-remote_inbox = "{account.inbox}"
-remote_ack_dir = "{account.acks}"
-remote_processed_dir = "{account.processed}"
-min_age_seconds = 0
-{extra}"""
-
-
 def write_config(work: Path, server: SshServer, big: SftpAccount, poll: SftpAccount,
                  files: int) -> Path:
-    cfg = work / "config.toml"
-    cfg.write_text(
-        '[gateway]\ndata_dir = "data"\noutbox_dir = "outbox"\n'
-        '[log]\nevents_file = "data/events.jsonl"\n'
-        + partner_block("large", server, big, 'patterns = ["*.bin"]\n')
-        + partner_block("large-noprefetch", server, big,
-                        'patterns = ["*.bin"]\nprefetch = false\n')
-        + partner_block("poll", server, poll,
-                        f'patterns = ["*.xml"]\nmax_files = {files}\nfiler_code = "BNC"\n'),
-        encoding="utf-8")
-    return cfg
+    """The large file read with and without prefetch, and a poll of many small files (the
+    timeouts are the defaults: a large download must not trip a test's short ones)."""
+    config = ProjectConfig(work)
+    config.sftp_partner("large", server, big, timeout=None, patterns=["*.bin"])
+    config.sftp_partner("large-noprefetch", server, big, timeout=None, patterns=["*.bin"],
+                        prefetch=False)
+    config.sftp_partner("poll", server, poll, timeout=None, patterns=["*.xml"],
+                        max_files=files, filer_code="BNC")
+    return config.write()
 
 
 # --- OpenSSH sftp -----------------------------------------------------------------------------

@@ -31,6 +31,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from pg_server import PgServer  # noqa: E402  (the tests' throwaway PostgreSQL)
 
+sys.path.insert(0, str(ROOT / "bench"))
+from project import ProjectConfig  # noqa: E402
+
 PYTHON = sys.executable
 
 
@@ -53,18 +56,14 @@ def make_batch(folder: Path, partners: int, files: int, lines: int) -> tuple[lis
 
 
 def write_config(run: Path, inputs: Path, names: list[str], ledger: str | None) -> Path:
-    blocks = []
+    config = ProjectConfig(run).set("gateway", poll_interval_seconds=1, lease_seconds=30,
+                                    max_file_bytes=2_000_000_000)
+    if ledger:
+        config.ledger(ledger)
     for partner in names:
-        inbox = run / "in" / partner
-        shutil.copytree(inputs / partner, inbox)
-        blocks.append(f'[partners.{partner}]\nname = "{partner}"\ninbox = "{inbox}"\n'
-                      f'disposition = "delete"\n')
-    ledger_line = f'ledger = "{ledger}"\n' if ledger else ""
-    cfg = run / "config.toml"
-    cfg.write_text(f'[gateway]\ndata_dir = "{run / "data"}"\noutbox_dir = "{run / "outbox"}"\n'
-                   f'poll_interval_seconds = 1\nlease_seconds = 30\n'
-                   f'max_file_bytes = 2000000000\n{ledger_line}' + "\n".join(blocks))
-    return cfg
+        shutil.copytree(inputs / partner, run / "in" / partner)
+        config.partner(partner, name=partner, inbox=run / "in" / partner, disposition="delete")
+    return config.write()
 
 
 def done(run: Path, ledger: str | None) -> tuple[int, int, int]:

@@ -69,6 +69,7 @@ DEFAULT_MAX_FILE_BYTES = 209_715_200  # the gateway's default F003 limit (config
 
 sys.path.insert(0, str(BENCH))
 from generate import generator_fingerprint  # noqa: E402
+from project import ProjectConfig  # noqa: E402
 
 # Columns of the CSV acknowledgment as guide section 7 names them (the spec, not the code).
 CSV_ACK_COLUMNS = ["row", "application_ref", "line_no", "status", "license_number",
@@ -134,36 +135,9 @@ def write_config(run_dir: Path, file_bytes: int) -> Path:
     # The shipped limit (200 MB) rejects a realistic 1,000,000-line file with F003; the
     # benchmark measures processing, so its own config raises the limit when the file needs it.
     max_bytes = max(DEFAULT_MAX_FILE_BYTES, 2 * file_bytes)
-    config = run_dir / "config.toml"
-    config.write_text(f"""\
-# Written by bench/run_bench.py for one measured run.
-[gateway]
-data_dir = "data"
-outbox_dir = "outbox"
-max_file_bytes = {max_bytes}
-
-[log]
-events_file = "data/events.jsonl"
-
-[partners.{PARTNER}]
-name = "Benchmark partner"
-kind = "local"
-inbox = "inbox"
-patterns = ["*.xml", "*.csv"]
-disposition = "keep"
-filer_code = "{FILER_CODE}"
-
-[partners.{PARTNER}.filer]
-name = "ACME ALUMINUM IMPORTS LLC"
-street = "100 HARBOR WAY"
-city = "NEWARK"
-state = "NJ"
-postal_code = "07114"
-contact_name = "JANE DOE"
-phone = "+1 973 555 0100"
-email = "licensing@acme-aluminum.example"
-""", encoding="utf-8")
-    return config
+    return (ProjectConfig(run_dir).set("gateway", max_file_bytes=max_bytes)
+            .partner(PARTNER, name="Benchmark partner", inbox="inbox", disposition="keep",
+                     filer_code=FILER_CODE, filer=True).write())
 
 
 def gateway_cmd(gateway: str, config: Path, as_of: str) -> list[str]:

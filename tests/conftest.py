@@ -1,15 +1,25 @@
 """Shared pytest fixtures."""
 
+from __future__ import annotations
+
 import os
 import time
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import settings
 from pg_server import pg_cluster as pg_cluster
 from pg_server import pg_dsn as pg_dsn
+from project_config import ProjectConfig
 from sftp_server import cut_proxy as cut_proxy
 from sftp_server import sshd as sshd
+
+from gateway.admin.check import check_file
+from gateway.config import Config, load_config
+from gateway.service.runner import run_once
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -37,44 +47,67 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
     return False
 
 
-# The filer details every test partner files under (OPERATIONS.md, [partners.<id>.filer]);
-# defined once so a change to the block reaches every test that writes one.
-FILER_BLOCK = """
-[partners.{pid}.filer]
-name = "ACME ALUMINUM IMPORTS LLC"
-street = "100 HARBOR WAY"
-city = "NEWARK"
-state = "NJ"
-postal_code = "07114"
-contact_name = "JANE DOE"
-phone = "+1 973 555 0100"
-email = "licensing@acme-aluminum.example"
-"""
+@pytest.fixture
+def project(tmp_path: Path) -> ProjectConfig:
+    """The config of a project in tmp_path, to fill in and ``write()``."""
+    return ProjectConfig(tmp_path)
 
 
-def filer_block(pid: str) -> str:
-    """The ``[partners.<pid>.filer]`` block, starting and ending with a newline."""
-    return FILER_BLOCK.format(pid=pid)
+# -- one partner, checked or run -----------------------------------------------------------------
+
+PARTNER = "acme"
 
 
-GATEWAY_BLOCK = '\n[gateway]\ndata_dir = "data"\noutbox_dir = "outbox"\n'
-ACE_BLOCK = '\n[ace]\nsite_code = "AIMG"\nsender_id = "AGW"\n'
+class OnePartner:
+    """Partner ``acme`` (filer code ACM) in ``base``: a file checked (``check_raw``, the
+    ``check`` command's path) or dropped in its inbox and run through one real cycle
+    (``run_raw``). Each test file reads the acknowledgment in its own format."""
+
+    def __init__(self, base: Path, *, gateway: dict[str, object] | None = None,
+                 **partner: object) -> None:
+        self.base = base
+        toml = ProjectConfig(base).set("gateway", **(gateway or {}))
+        self.config_path = toml.partner(PARTNER, filer_code="ACM", **partner).write()
+        self.config: Config = load_config(self.config_path)
+        self.n = 0
+
+    def check_raw(self, data: bytes, name: str, as_of: date,
+                  ack_format: str | None = None) -> tuple[str, bytes]:
+        """The file's status and acknowledgment, as ``check`` gives them."""
+        self.n += 1
+        path = self.base / "check" / str(self.n) / name
+        path.parent.mkdir(parents=True)
+        path.write_bytes(data)
+        result = check_file(self.config, path, PARTNER, as_of, ack_format)
+        return result.status.value, result.ack
+
+    def checked(self, read: Callable[[bytes], Any], data: bytes, name: str, as_of: date,
+                ack_format: str | None = None) -> Any:
+        """The acknowledgment ``check`` gives, as ``read`` reads it; its status is the one
+        ``check`` reports."""
+        status, raw = self.check_raw(data, name, as_of, ack_format)
+        ack = read(raw)
+        assert ack.status == status
+        return ack
+
+    def run_raw(self, name: str, data: bytes, as_of: date) -> Path:
+        """Drop the file in the inbox, run one real cycle: the partner's outbox folder."""
+        inbox = self.base / "inbox" / PARTNER
+        inbox.mkdir(parents=True, exist_ok=True)
+        (inbox / name).write_bytes(data)
+        run_once(self.config, as_of)
+        return self.base / "outbox" / PARTNER
 
 
-def write_project_config(base: Path, partners: str, *, ace: bool = False) -> Path:
-    """Write ``base/config.toml``: data/ and outbox/ relative to ``base``, every other gateway
-    setting left at its default (so a changed default is tested), then the ``partners`` text."""
-    cfg = base / "config.toml"
-    cfg.write_text(GATEWAY_BLOCK + (ACE_BLOCK if ace else "") + "\n" + partners)
-    return cfg
-
-
-def acme_project(base: Path, disposition: str, *, ace: bool = False, extra: str = "") -> Path:
+def acme_project(base: Path, disposition: str, **settings: object) -> Path:
     """One local partner ``acme`` reading ``base/inbox`` (created), filer code SMP."""
-    (base / "inbox").mkdir(parents=True, exist_ok=True)
-    return write_project_config(base, f"""[partners.acme]
-name = "Acme"
-inbox = "inbox"
-disposition = "{disposition}"
-filer_code = "SMP"
-{extra}""", ace=ace)
+    config = ProjectConfig(base).partner("acme", inbox="inbox", disposition=disposition,
+                                         filer_code="SMP", **settings)
+    config.inbox("acme")
+    return config.write()
+
+
+def examples(count: int, **more: Any) -> settings:
+    """Hypothesis settings of a property test: ``count`` examples, the same ones every run (no
+    random seed, no example database) and no deadline (the machine may be busy)."""
+    return settings(max_examples=count, derandomize=True, database=None, deadline=None, **more)

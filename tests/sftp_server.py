@@ -408,29 +408,21 @@ class SshServer:
 
     # -- client side -----------------------------------------------------------------------------
 
-    def partner_toml(self, pid: str, account: SftpAccount, *, port: int | None = None,
-                     known_hosts: Path | None = None, timeout: float = 3.0,
-                     extra: str = "") -> str:
-        """A config.toml `[partners.<pid>]` block for an SFTP partner on this server (the
-        one shape every SFTP test uses; ``extra`` lines are added at its end)."""
-        return f"""
-[partners.{pid}]
-name = "{pid}"
-kind = "sftp"
-host = "{self.host}"
-port = {port or self.port}
-user = "{self.user}"
-key_file = "{self.key_file}"
-known_hosts = "{known_hosts or self.known_hosts}"
-remote_inbox = "{account.inbox}"
-remote_ack_dir = "{account.acks}"
-remote_processed_dir = "{account.processed}"
-min_age_seconds = 0
-connect_timeout = {timeout}
-auth_timeout = {timeout}
-operation_timeout = {timeout * 2}
-{extra}
-"""
+    def partner_settings(self, account: SftpAccount,
+                         timeout: float | None = 3.0) -> dict[str, object]:
+        """The config keys of an SFTP partner on this server (the one shape every SFTP test
+        uses; ProjectConfig.sftp_partner writes them): no min age, and short timeouts unless
+        ``timeout`` is None."""
+        settings: dict[str, object] = {
+            "kind": "sftp", "host": self.host, "port": self.port, "user": self.user,
+            "key_file": self.key_file, "known_hosts": self.known_hosts,
+            "remote_inbox": account.inbox, "remote_ack_dir": account.acks,
+            "remote_processed_dir": account.processed, "min_age_seconds": 0,
+        }
+        if timeout is not None:
+            settings.update(connect_timeout=timeout, auth_timeout=timeout,
+                            operation_timeout=timeout * 2)
+        return settings
 
     def connect(
         self,
@@ -563,11 +555,11 @@ class TcpCutProxy:
         server.settimeout(None)
         with self._lock:
             self._sockets.update((client, server))
-        up = threading.Thread(target=self._pump_up, args=(client, server, record),
+        up = threading.Thread(target=self._pump, args=(client, server, record, False),
                               name="cut-proxy-up", daemon=True)
         up.start()
         try:
-            self._pump_down(server, client, record)
+            self._pump(server, client, record, True)
             up.join(2.0)  # the client normally closes once the server did
         finally:
             self._close_both(client, server)
@@ -585,36 +577,31 @@ class TcpCutProxy:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
-    def _pump_up(self, client: socket.socket, server: socket.socket,
-                 record: ProxyConnection) -> None:
-        try:
-            while data := client.recv(65536):
-                server.sendall(data)
-                record.bytes_to_server += len(data)
-            with contextlib.suppress(OSError):
-                server.shutdown(socket.SHUT_WR)
-        except OSError:
-            self._close_both(client, server)
-
-    def _pump_down(self, server: socket.socket, client: socket.socket,
-                   record: ProxyConnection) -> None:
-        limit = record.cut_after
+    def _pump(self, source: socket.socket, target: socket.socket, record: ProxyConnection,
+              to_client: bool) -> None:
+        """Copy ``source`` to ``target`` until its end; toward the client at most
+        ``record.cut_after`` bytes, then both sockets are cut."""
+        limit = record.cut_after if to_client else None
         try:
             while True:
-                want = 65536 if limit is None else min(65536, limit - record.bytes_to_client)
+                sent = record.bytes_to_client if to_client else record.bytes_to_server
+                want = 65536 if limit is None else min(65536, limit - sent)
                 if want <= 0:
                     record.cut = True
-                    self._close_both(client, server)
+                    self._close_both(source, target)
                     return
-                data = server.recv(want)
+                data = source.recv(want)
                 if not data:
                     break
-                client.sendall(data)
-                record.bytes_to_client += len(data)
+                target.sendall(data)
+                if to_client:
+                    record.bytes_to_client += len(data)
+                else:
+                    record.bytes_to_server += len(data)
             with contextlib.suppress(OSError):
-                client.shutdown(socket.SHUT_WR)
+                target.shutdown(socket.SHUT_WR)
         except OSError:
-            self._close_both(client, server)
+            self._close_both(source, target)
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()

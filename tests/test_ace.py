@@ -155,24 +155,23 @@ def test_layout_tables_are_ordered_and_inside_80_columns() -> None:
             position = end + 1
 
 
-@pytest.mark.parametrize(
-    ("value_usd", "expected"),
-    [("61200.50", "0000061201"), ("61200.49", "0000061200"), ("24000", "0000024000"),
-     ("0.5", "0000000001"), ("1234.567", "0000001235")],
-)
-def test_value_is_whole_dollars_rounded_half_up(value_usd: str, expected: str) -> None:
-    app = make_app([make_line(value_usd=value_usd)])
-    assert entry_summary_records(app, app.lines, "L1", "XYZ")[2][24:34] == expected
+# The value is whole dollars (positions 25-34), the quantity has two implied decimals
+# (positions 36-47): both rounded half up.
+AMOUNTS = [
+    *(("value_usd", written, slice(24, 34), field) for written, field in (
+        ("61200.50", "0000061201"), ("61200.49", "0000061200"), ("24000", "0000024000"),
+        ("0.5", "0000000001"), ("1234.567", "0000001235"))),
+    *(("quantity_kg", written, slice(35, 47), field) for written, field in (
+        ("1234.565", "000000123457"), ("1234.564", "000000123456"), ("24000", "000002400000"),
+        ("0.005", "000000000001"), ("61200.00", "000006120000"))),
+]
 
 
-@pytest.mark.parametrize(
-    ("quantity_kg", "expected"),
-    [("1234.565", "000000123457"), ("1234.564", "000000123456"), ("24000", "000002400000"),
-     ("0.005", "000000000001"), ("61200.00", "000006120000")],
-)
-def test_quantity_has_two_implied_decimals_rounded_half_up(quantity_kg: str, expected: str) -> None:
-    app = make_app([make_line(quantity_kg=quantity_kg)])
-    assert entry_summary_records(app, app.lines, "L1", "XYZ")[2][35:47] == expected
+@pytest.mark.parametrize(("amount", "written", "place", "expected"), AMOUNTS)
+def test_amounts_are_rounded_half_up_into_their_field(amount: str, written: str, place: slice,
+                                                      expected: str) -> None:
+    app = make_app([make_line(**{amount: written})])
+    assert entry_summary_records(app, app.lines, "L1", "XYZ")[2][place] == expected
 
 
 def test_quantity_too_large_for_its_field_is_an_error() -> None:

@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import filer_block
+from conftest import ProjectConfig
 
 from gateway.admin import actions, queries
 from gateway.admin.progress import ReadProgress, render
@@ -42,52 +42,25 @@ AS_OF = date(2026, 12, 1)
 HANSE_CSV = INBOX / "hanse" / "ZAIM_EXPORT_20261201.csv"
 TOKEN = "s3cret-T0KEN-in-the-url"
 
-PARTNERS = f"""
-[partners.sample]
-name = "Sample"
-inbox = "in/sample"
-disposition = "keep"
-filer_code = "SMP"
-{filer_block('sample')}
-[partners.hanse]
-name = "Hanse"
-inbox = "in/hanse"
-disposition = "keep"
-filer_code = "HMH"
-mapping = "{ROOT / 'mappings' / 'hanse-metall.toml'}"
-
-[partners.nordic]
-name = "Nordic"
-inbox = "in/nordic"
-disposition = "keep"
-filer_code = "NAT"
-mapping = "{ROOT / 'mappings' / 'nordic-orders.xsl'}"
-
-[partners.plain]
-name = "Plain (no mapping yet)"
-inbox = "in/plain"
-disposition = "move"
-filer_code = "PLN"
-"""
-
-
 class Project:
     """A gateway on tmp_path with the repository's sample partners, run for real."""
 
     def __init__(self, base: Path) -> None:
         self.base = base
-        self.cfg = base / "config.toml"
-        self.extra = ""
-        self.plain_extra = ""
+        self.toml = ProjectConfig(base)  # the repository's sample partners, kept
+        self.toml.partner("sample", inbox="in/sample", disposition="keep", filer_code="SMP",
+                          filer=True)
+        for pid, filer_code, mapping in (("hanse", "HMH", "hanse-metall.toml"),
+                                         ("nordic", "NAT", "nordic-orders.xsl")):
+            self.toml.partner(pid, inbox=f"in/{pid}", disposition="keep",
+                              filer_code=filer_code, mapping=ROOT / "mappings" / mapping)
+        self.toml.partner("plain", name="Plain (no mapping yet)", inbox="in/plain",
+                          filer_code="PLN")
         for partner in ("sample", "hanse", "nordic"):
             shutil.copytree(INBOX / partner, base / "in" / partner)
         (base / "in" / "plain").mkdir()
         shutil.copy(HANSE_CSV, base / "in" / "plain" / HANSE_CSV.name)
-        self.write()
-
-    def write(self) -> None:
-        self.cfg.write_text(f'[gateway]\ndata_dir = "data"\noutbox_dir = "outbox"\n{self.extra}'
-                            f'{PARTNERS}{self.plain_extra}')
+        self.cfg = self.toml.write()
 
     @property
     def config(self) -> Config:  # loaded afresh: tests rewrite the file
@@ -217,8 +190,7 @@ def test_reprocess_after_a_mapping_fix_then_again_issues_nothing_twice(project: 
     status = json.loads((project.base / "outbox" / "plain" / "status.json").read_text())
     assert [e["file_id"] for e in status["open_errors"]] == [failed]
     licenses_before = project.one("SELECT COUNT(*) FROM licenses")
-    project.plain_extra = f'mapping = "{ROOT / "mappings" / "hanse-metall.toml"}"\n'
-    project.write()
+    project.toml.update("plain", mapping=ROOT / "mappings" / "hanse-metall.toml").write()
     code, out = project.cli(capsys, "reprocess", failed, "--reason", "hanse mapping added",
                             "--as-of", AS_OF.isoformat())
     assert code == 0, out
@@ -380,9 +352,8 @@ def backdate(project: Project, partner: str, days: int) -> None:
 def test_silent_partner_one_alert_per_spell_shown_in_status_and_sent(
         tmp_path: Path, hook: Hook, capsys) -> None:
     project = Project(tmp_path)
-    project.extra = f'[alerts]\nwebhook_url = "{hook.url}"\n'
-    project.plain_extra = "expected_cadence_hours = 24\n"
-    project.write()
+    project.toml.set("alerts", webhook_url=hook.url)
+    project.toml.update("plain", expected_cadence_hours=24).write()
     project.run()
     assert project.events("partner.silent") == []
     backdate(project, "plain", days=3)
@@ -439,13 +410,10 @@ def test_failing_and_recovered_alerts_reach_the_webhook_and_status(
     keys.mkdir()
     (keys / "known_hosts").write_text("")
     (keys / "id").write_text("not a key")
-    sftp = (f'\n[partners.flaky]\nname = "Flaky"\nkind = "sftp"\nhost = "127.0.0.1"\n'
-            f'port = 1\nuser = "u"\nkey_file = "{keys / "id"}"\n'
-            f'known_hosts = "{keys / "known_hosts"}"\nfailure_alert_after = 1\n'
-            f'connect_timeout = 2\n')
-    project.extra = f'[alerts]\nwebhook_url = "{hook.url}"\nwebhook_timeout_seconds = 3\n'
-    project.plain_extra = sftp
-    project.write()
+    project.toml.set("alerts", webhook_url=hook.url, webhook_timeout_seconds=3)
+    project.toml.partner("flaky", inbox=None, kind="sftp", host="127.0.0.1", port=1, user="u",
+                         key_file=keys / "id", known_hosts=keys / "known_hosts",
+                         failure_alert_after=1, connect_timeout=2).write()
     project.run()
     assert [e["partner"] for e in project.events("partner.failing")] == ["flaky"]
     assert hook.events() == ["partner.failing flaky"]
@@ -456,8 +424,7 @@ def test_failing_and_recovered_alerts_reach_the_webhook_and_status(
     assert status["state"] == "failing" and status["alerts"]["failing"] is True
     # The partner moves to a local folder: its next poll succeeds, one recovery alert.
     (tmp_path / "in" / "flaky").mkdir()
-    project.plain_extra = '\n[partners.flaky]\nname = "Flaky"\ninbox = "in/flaky"\n'
-    project.write()
+    project.toml.partner("flaky", inbox="in/flaky").write()
     with project.db() as con:
         con.execute("UPDATE partner_state SET next_attempt_at = 0")
     project.run()
@@ -472,9 +439,8 @@ def test_a_webhook_that_fails_never_fails_the_poll_nor_leaks_its_url(
     closed = HTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
     port = closed.server_port
     closed.server_close()  # nothing listens there now
-    project.extra = f'[alerts]\nwebhook_url = "http://127.0.0.1:{port}/x/{TOKEN}?k={TOKEN}"\n'
-    project.plain_extra = "expected_cadence_hours = 1\n"
-    project.write()
+    project.toml.set("alerts", webhook_url=f"http://127.0.0.1:{port}/x/{TOKEN}?k={TOKEN}")
+    project.toml.update("plain", expected_cadence_hours=1).write()
     project.run()
     backdate(project, "plain", days=1)
     project.run()
@@ -579,8 +545,7 @@ def test_an_older_ledger_is_upgraded_for_readers(tmp_path: Path) -> None:
             con.executescript(script)
     con.execute(f"PRAGMA user_version = {len(MIGRATIONS) - 1}")
     con.close()
-    (tmp_path / "config.toml").write_text('[gateway]\ndata_dir = "data"\n'
-                                          '[partners.a]\nname = "A"\ninbox = "in"\n')
-    assert queries.files(load_config(tmp_path / "config.toml"), FileQuery()) == []
+    config = ProjectConfig(tmp_path).partner("a", inbox="in").write()
+    assert queries.files(load_config(config), FileQuery()) == []
     con = sqlite3.connect(tmp_path / "data" / "ledger.sqlite")
     assert con.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)

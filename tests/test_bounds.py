@@ -11,11 +11,11 @@ from datetime import date, datetime
 from pathlib import Path
 
 import pytest
+from conftest import OnePartner
 from lxml import etree
 
 from gateway import findings as findings_module
 from gateway.admin.check import check_file
-from gateway.config import load_config
 from gateway.findings import MAX_FINDINGS, FileBound, Finding, Severity, bounded, finding
 from gateway.licensing.pipeline import rule_context
 from gateway.outputs.ack_csv import _message, duplicate_csv_ack, duplicate_csv_ack_chunks
@@ -68,13 +68,6 @@ def test_100_findings_or_fewer_are_kept_as_they_are() -> None:
     assert bounded(found) is found
 
 
-def _config(base: Path) -> Path:
-    path = base / "config.toml"
-    path.write_text('[gateway]\ndata_dir = "data"\noutbox_dir = "outbox"\n'
-                    '[partners.acme]\nname = "Acme"\ninbox = "inbox/acme"\nfiler_code = "ACM"\n')
-    return path
-
-
 _APP = GOOD.index(b'  <Application ref="PO-4411">')
 _PRODUCT = GOOD.index(b"    <Product", _APP)
 _PRODUCT_END = GOOD.index(b"</Product>", _PRODUCT) + len(b"</Product>\n")
@@ -106,7 +99,7 @@ def test_findings_of_one_application_are_bounded_in_xml_and_csv(
         tmp_path: Path, name: str, data: bytes) -> None:
     path = tmp_path / name
     path.write_bytes(data)
-    result = check_file(load_config(_config(tmp_path)), path, "acme")
+    result = check_file(OnePartner(tmp_path).config, path, "acme")
     if name.endswith(".csv"):
         rows = list(csv.reader(io.StringIO(result.ack.decode(), newline="")))
         codes = [c for row in rows[2:] for c in row[7].split()]
@@ -272,7 +265,7 @@ def test_the_file_bound_in_xml_and_csv_acks(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setattr(findings_module, "MAX_FILE_FINDINGS", 10)
     path = tmp_path / name
     path.write_bytes(_xml_with_bad_lines(20) if name.endswith(".xml") else _bad_refs_csv(3, 20))
-    result = check_file(load_config(_config(tmp_path)), path, "acme")
+    result = check_file(OnePartner(tmp_path).config, path, "acme")
     if name.endswith(".xml"):
         ack = etree.fromstring(result.ack)
         assert ack_schema().validate(ack), ack_schema().error_log
@@ -316,7 +309,7 @@ def test_a_ref_that_comes_back_is_capped_like_consecutive_rows(tmp_path: Path,
                                                                order: str) -> None:
     path = tmp_path / f"{order}.csv"
     path.write_bytes(_two_refs(order))
-    result = check_file(load_config(_config(tmp_path)), path, "acme")
+    result = check_file(OnePartner(tmp_path).config, path, "acme")
     rows = list(csv.reader(io.StringIO(result.ack.decode(), newline="")))
     for ref in ("R-1", "R-2"):
         mine = [r for r in rows[2:] if r[1] == ref]
@@ -329,7 +322,7 @@ def test_a_ref_that_comes_back_is_capped_like_consecutive_rows(tmp_path: Path,
 def test_refs_that_come_back_keep_memory_flat(tmp_path: Path) -> None:
     """500 refs, one row each, 40 times over (20,000 rows): joined from disk one application
     at a time, never all held (they took 20 MB before)."""
-    ctx = rule_context(load_config(_config(tmp_path)), date(2026, 12, 1))
+    ctx = rule_context(OnePartner(tmp_path).config, date(2026, 12, 1))
     path = tmp_path / "back.csv"
     rows = [f"S-1,B-{n},01,,ACME,NORTH,NORTH,CA,CA,2026-12-08,2026-12-14,3004,{r},"
             "7606.12.3091,Plate,CA,US,CA,12000.5,38401.60\r\n"

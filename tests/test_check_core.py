@@ -19,8 +19,8 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from conftest import filer_block, write_project_config
 from lxml import etree
+from project_config import ProjectConfig
 
 from gateway.cli import main
 from gateway.config import load_config
@@ -40,20 +40,12 @@ GOOD = (CASES / "sample" / "acme-20261201-good.xml").read_bytes()
 ERP = (CASES / "sample" / "acme-20261202-erp.csv").read_bytes()
 
 # The sample partners of config.toml, with the shipped mappings, and one with a daily quota.
-PARTNERS = "".join(f"""
-[partners.{pid}]
-name = "{pid}"
-inbox = "inbox/{pid}"
-patterns = ["*"]
-disposition = "keep"
-filer_code = "SMP"
-{extra}
-{filer_block(pid)}""" for pid, extra in (
-    ("sample", ""),
-    ("hanse", f'mapping = "{ROOT / "mappings" / "hanse-metall.toml"}"'),
-    ("nordic", f'mapping = "{ROOT / "mappings" / "nordic-orders.xsl"}"'),
-    ("quota", "max_licenses_per_day = 2"),
-))
+PARTNERS: dict[str, dict[str, object]] = {
+    "sample": {},
+    "hanse": {"mapping": ROOT / "mappings" / "hanse-metall.toml"},
+    "nordic": {"mapping": ROOT / "mappings" / "nordic-orders.xsl"},
+    "quota": {"max_licenses_per_day": 2},
+}
 # What a check cannot know: when the run received and processed the file.
 TIMES = re.compile(rb"\s*<(ReceivedAt|ProcessedAt)>[^<]*</\1>")
 
@@ -89,9 +81,11 @@ class Project:
     def __init__(self, base: Path, capsys: pytest.CaptureFixture[bytes]) -> None:
         self.base = base
         self.capsys = capsys
-        self.cfg = write_project_config(base, PARTNERS, ace=True)
-        for pid in ("sample", "hanse", "nordic", "quota"):
-            (base / "inbox" / pid).mkdir(parents=True)
+        config = ProjectConfig(base)
+        for pid, extra in PARTNERS.items():
+            config.partner(pid, name=pid, patterns=["*"], disposition="keep",
+                           filer_code="SMP", filer=True, **extra).inbox(pid)
+        self.cfg = config.write()
 
     def cli(self, *args: str) -> tuple[int, bytes]:
         code = main(["--config", str(self.cfg), *args])

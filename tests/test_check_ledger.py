@@ -26,11 +26,6 @@ def closed_port() -> int:
         return int(s.getsockname()[1])  # closed again when the block ends: nobody listens
 
 
-def with_ledger(p: Project, dsn: str) -> None:
-    p.cfg.write_text(p.cfg.read_text().replace(
-        '[gateway]\n', f'[gateway]\nledger = "{dsn}"\n', 1))
-
-
 def cli(p: Project, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     code = main(["--config", str(p.cfg), *args])
     out, err = capsys.readouterr()
@@ -40,7 +35,7 @@ def cli(p: Project, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int
 def test_check_with_an_unreachable_ledger_fails_with_exit_2(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     p = Project(tmp_path)
-    with_ledger(p, f"postgresql://aimgw@127.0.0.1:{closed_port()}/aimgw")
+    p.toml.ledger(f"postgresql://aimgw@127.0.0.1:{closed_port()}/aimgw").write()
     sample = tmp_path / "good.xml"
     sample.write_bytes(good_file(1))
     code, out, err = cli(p, capsys, "check", str(sample), "--partner", "a")
@@ -52,7 +47,7 @@ def test_check_with_an_unreachable_ledger_fails_with_exit_2(
 def test_check_reads_the_postgresql_ledger(tmp_path: Path, pg_dsn: str,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     p = Project(tmp_path)
-    with_ledger(p, pg_dsn)
+    p.toml.ledger(pg_dsn).write()
     sample = tmp_path / "good.xml"
     sample.write_bytes(good_file(1))
     code, out, _ = cli(p, capsys, "check", str(sample), "--partner", "a")  # empty database

@@ -290,37 +290,30 @@ def test_unknown_section_is_rejected(write_config: WriteConfig, text: str, probl
     assert reported.startswith(problem)
 
 
-@pytest.mark.parametrize(
-    ("key", "value", "message"),
-    [
-        ("gateway.max_file_bytes", "true", "expected an integer, got true"),
-        ("gateway.max_file_bytes", "'200MB'", "expected an integer, got '200MB'"),
-        ("gateway.max_file_bytes", "2.5", "expected an integer, got 2.5"),
-        ("gateway.max_file_bytes", "{mb = 3}", "expected an integer, got a table"),
-        ("gateway.data_dir", "5", "expected a path, got 5"),
-        ("gateway.data_dir", "''", "expected a path, got ''"),
-        ("gateway.timezone", "1", "expected a string, got 1"),
-        ("gateway.ledger", "false", 'expected a string or "", got false'),
-        ("rules.low_value_usd", "'cheap'", "expected a number, got 'cheap'"),
-        ("rules.low_value_usd", "nan", "expected a number, got nan"),
-        ("rules.low_value_usd", "-inf", "expected a number, got -inf"),
-        ("rules.low_value_usd", "1" + "0" * 400, f"expected a number, got 1{'0' * 400}"),
-        (
-            "partners.acme.max_bytes",
-            "9223372036854775808",
-            "expected an integer, got 9223372036854775808",
-        ),
-        ("partners.acme.enabled", "'yes'", "expected true or false, got 'yes'"),
-        ("partners.acme.patterns", "'*.xml'", "expected an array of strings, got '*.xml'"),
-        ("partners.acme.mapping", "7", 'expected a path or "", got 7'),
-        ("partners.acme.filer", "'Acme'", "expected a table, got 'Acme'"),
-        ("partners.acme.filer.name", "['A']", "expected a string, got ['A']"),
-    ],
-)
-def test_wrong_types_are_named(
-    write_config: WriteConfig, key: str, value: str, message: str
-) -> None:
-    assert problems_of(write_config(one_key(key, value))) == [f"{key}: {message}"]
+WRONG_TYPES = [
+    ("gateway.max_file_bytes", "true", "expected an integer, got true"),
+    ("gateway.max_file_bytes", "'200MB'", "expected an integer, got '200MB'"),
+    ("gateway.max_file_bytes", "2.5", "expected an integer, got 2.5"),
+    ("gateway.max_file_bytes", "{mb = 3}", "expected an integer, got a table"),
+    ("gateway.data_dir", "5", "expected a path, got 5"),
+    ("gateway.data_dir", "''", "expected a path, got ''"),
+    ("gateway.timezone", "1", "expected a string, got 1"),
+    ("gateway.ledger", "false", 'expected a string or "", got false'),
+    ("rules.low_value_usd", "'cheap'", "expected a number, got 'cheap'"),
+    ("rules.low_value_usd", "nan", "expected a number, got nan"),
+    ("rules.low_value_usd", "-inf", "expected a number, got -inf"),
+    ("rules.low_value_usd", "1" + "0" * 400, f"expected a number, got 1{'0' * 400}"),
+    (
+        "partners.acme.max_bytes",
+        "9223372036854775808",
+        "expected an integer, got 9223372036854775808",
+    ),
+    ("partners.acme.enabled", "'yes'", "expected true or false, got 'yes'"),
+    ("partners.acme.patterns", "'*.xml'", "expected an array of strings, got '*.xml'"),
+    ("partners.acme.mapping", "7", 'expected a path or "", got 7'),
+    ("partners.acme.filer", "'Acme'", "expected a table, got 'Acme'"),
+    ("partners.acme.filer.name", "['A']", "expected a string, got ['A']"),
+]
 
 
 @pytest.mark.parametrize(
@@ -336,22 +329,17 @@ def test_wrong_shapes_are_named(write_config: WriteConfig, text: str, problem: s
     assert problems_of(write_config(text)) == [problem]
 
 
-@pytest.mark.parametrize(
-    ("key", "value", "message"),
-    [
-        ("log.level", "'VERBOSE'", f"expected {LEVELS}, got 'VERBOSE'"),
-        ("log.level", "'info'", f"expected {LEVELS}, got 'info'; did you mean 'INFO'?"),
-        ("log.level", "3", f"expected {LEVELS}, got 3"),
-        (
-            "partners.acme.disposition",
-            "'archive'",
-            "expected one of 'keep', 'move', 'delete', got 'archive'",
-        ),
-        ("partners.acme.kind", "'ftp'", "expected one of 'local', 'sftp', got 'ftp'"),
-    ],
-)
-def test_invalid_choices(write_config: WriteConfig, key: str, value: str, message: str) -> None:
-    assert problems_of(write_config(one_key(key, value))) == [f"{key}: {message}"]
+INVALID_CHOICES = [
+    ("log.level", "'VERBOSE'", f"expected {LEVELS}, got 'VERBOSE'"),
+    ("log.level", "'info'", f"expected {LEVELS}, got 'info'; did you mean 'INFO'?"),
+    ("log.level", "3", f"expected {LEVELS}, got 3"),
+    (
+        "partners.acme.disposition",
+        "'archive'",
+        "expected one of 'keep', 'move', 'delete', got 'archive'",
+    ),
+    ("partners.acme.kind", "'ftp'", "expected one of 'local', 'sftp', got 'ftp'"),
+]
 
 
 @pytest.mark.parametrize(
@@ -405,21 +393,21 @@ def test_good_partner_id(write_config: WriteConfig, partner_id: str) -> None:
     assert load_config(write_config(text)).partners[0].id == partner_id
 
 
-@pytest.mark.parametrize(
-    ("key", "value", "message"),
-    [
-        ("gateway.license_validity_days", "0", "must be greater than 0, got 0"),
-        ("gateway.poll_interval_seconds", "-5", "must be greater than 0, got -5"),
-        ("log.backups", "-1", "must be 0 or more, got -1"),
-        ("rules.unit_value_min_usd_per_mt", "0", "must be greater than 0, got 0"),
-        ("partners.acme.max_files", "0", "must be greater than 0, got 0"),
-        ("partners.acme.min_age_seconds", "-1", "must be 0 or more, got -1"),
-        ("partners.acme.patterns", "[]", "must be non-empty, got []"),
-    ],
-)
-def test_numbers_are_range_checked(
-    write_config: WriteConfig, key: str, value: str, message: str
-) -> None:
+OUT_OF_RANGE = [
+    ("gateway.license_validity_days", "0", "must be greater than 0, got 0"),
+    ("gateway.poll_interval_seconds", "-5", "must be greater than 0, got -5"),
+    ("log.backups", "-1", "must be 0 or more, got -1"),
+    ("rules.unit_value_min_usd_per_mt", "0", "must be greater than 0, got 0"),
+    ("partners.acme.max_files", "0", "must be greater than 0, got 0"),
+    ("partners.acme.min_age_seconds", "-1", "must be 0 or more, got -1"),
+    ("partners.acme.patterns", "[]", "must be non-empty, got []"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "message"),
+                         [*WRONG_TYPES, *INVALID_CHOICES, *OUT_OF_RANGE])
+def test_a_wrong_value_is_named_with_its_key(write_config: WriteConfig, key: str, value: str,
+                                             message: str) -> None:
     assert problems_of(write_config(one_key(key, value))) == [f"{key}: {message}"]
 
 

@@ -23,8 +23,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import filer_block
-from test_crash_suite import SETTINGS
+from conftest import ProjectConfig
 
 from gateway.crash import STEPS
 
@@ -46,17 +45,6 @@ ORDERS = {
                       "acme-20261201-partial.xml"),
 }
 
-CONFIG = SETTINGS + """\
-[partners.acme]
-name = "Acme crash-test partner"
-kind = "local"
-inbox = "inbox"
-patterns = ["*.xml", "*.csv"]
-disposition = "move"
-processed_dir = "processed"
-filer_code = "SMP"
-""" + filer_block("acme")
-
 ACK_TIMES = re.compile(rb"<(ReceivedAt|ProcessedAt)>[^<]*</\1>")
 ERROR_TXT_RECEIVED = re.compile(rb"^received at: .*$", re.MULTILINE)
 
@@ -76,8 +64,9 @@ def extra_submission() -> bytes:
 def make_project(base: Path, order: str) -> Path:
     """A gateway project in ``base``: config.toml and an inbox holding the four files."""
     base.mkdir(parents=True, exist_ok=True)
-    config = base / "config.toml"
-    config.write_text(CONFIG, encoding="utf-8")
+    config = ProjectConfig(base).partner(
+        PARTNER, name="Acme crash-test partner", inbox="inbox", processed_dir="processed",
+        filer_code="SMP", filer=True).write()
     inbox = base / "inbox"
     inbox.mkdir()
     for index, name in enumerate(ORDERS[order]):

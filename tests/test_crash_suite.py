@@ -51,12 +51,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import filer_block
+from conftest import ProjectConfig
 
 from gateway.inbox.receipt import clean_work
 from gateway.ledger.store import Ledger
@@ -86,61 +87,23 @@ KILLS_PER_SCALE = 10  # the long run's batch: 33 files for every 10 kills (495 f
 # crashed: move (to processed/), keep, delete. ``max_files`` holds a whole batch: each partner's
 # files are taken in one poll, so the order of the files (and with it every file id and license
 # number) is the same however often the gateway is killed and restarted.
-# The gateway settings both crash test files run with (test_crash.py imports them).
-SETTINGS = """\
-[gateway]
-data_dir = "data"
-outbox_dir = "outbox"
-timezone = "America/New_York"
-license_validity_days = 75
-max_file_bytes = 209715200
-poll_interval_seconds = 60
+# Every gateway setting is left at its default.
 
-[rules]
-unit_value_min_usd_per_mt = 500.0
-unit_value_max_usd_per_mt = 60000.0
-low_value_usd = 5000.0
 
-[ace]
-site_code = "AIMG"
-sender_id = "AGW"
-filer_code = "ZZZ"
+def crash_config(base: Path) -> ProjectConfig:
+    config = ProjectConfig(base)
+    config.partner("sample", name="Sample Aluminum Importer (crash suite)",
+                   processed_dir="processed/sample", max_files=5000, filer_code="SMP",
+                   filer=True)
+    config.partner("hanse", name="Hanse Metall Handel GmbH (crash suite)", patterns=["*.csv"],
+                   disposition="keep", max_files=5000, filer_code="HMH",
+                   mapping="mappings/hanse-metall.toml")
+    config.partner("nordic", name="Nordic Aluminium Trading AS (crash suite)",
+                   patterns=["*.xml"], disposition="delete", max_files=5000, filer_code="NAT",
+                   mapping="mappings/nordic-orders.xsl")
+    return config
 
-[log]
-events_file = "data/events.jsonl"
 
-"""
-CONFIG = SETTINGS + f"""\
-[partners.sample]
-name = "Sample Aluminum Importer (crash suite)"
-kind = "local"
-inbox = "inbox/sample"
-patterns = ["*.xml", "*.csv"]
-disposition = "move"
-processed_dir = "processed/sample"
-max_files = 5000
-filer_code = "SMP"
-{filer_block('sample')}
-[partners.hanse]
-name = "Hanse Metall Handel GmbH (crash suite)"
-kind = "local"
-inbox = "inbox/hanse"
-patterns = ["*.csv"]
-disposition = "keep"
-max_files = 5000
-filer_code = "HMH"
-mapping = "mappings/hanse-metall.toml"
-
-[partners.nordic]
-name = "Nordic Aluminium Trading AS (crash suite)"
-kind = "local"
-inbox = "inbox/nordic"
-patterns = ["*.xml"]
-disposition = "delete"
-max_files = 5000
-filer_code = "NAT"
-mapping = "mappings/nordic-orders.xsl"
-"""
 PARTNERS = ("sample", "hanse", "nordic")
 DISPOSITION = {"sample": "move", "hanse": "keep", "nordic": "delete"}
 
@@ -191,21 +154,25 @@ def hostile_xml(n: int) -> bytes:
     ).encode()
 
 
+def _elements_copied(text: str, tag: str, copies: int,
+                     edit: Callable[[str, int], str]) -> tuple[str, str, str]:
+    """(head, the ``tag`` elements ``copies`` times over, each edited by ``edit(body, copy)``
+    and ended by a newline, tail) of an XML ``text``."""
+    head, rest = text.split(f"  <{tag} ", 1)
+    body, tail = rest.rsplit(f"</{tag}>", 1)
+    body = f"  <{tag} {body}</{tag}>"
+    return head, "".join(edit(body, copy) + "\n" for copy in range(copies)), tail
+
+
 def big_xml(n: int, copies: int, *, truncate: bool = False) -> bytes:
     """The good sample's applications ``copies`` times over (4 applications, 5 lines each
     time), each copy with its own refs; ``truncate`` cuts the document near its end (F001
     after most applications were already licensed in the open transaction)."""
-    text = _sample("acme-20261201-good.xml")
-    head, rest = text.split("  <Application ", 1)
-    body, tail = rest.rsplit("</Application>", 1)
-    body = "  <Application " + body + "</Application>"
-    head = _sub(head, [("ACME-20261201-001", f"ACME-CS-B{n:03d}")])
-    parts = [head]
-    for copy in range(copies):
-        parts.append(_sub(body, [('ref="PO-44', f'ref="B{n:03d}{copy:03d}-44'),
-                                 ('ref="WH-0077"', f'ref="B{n:03d}{copy:03d}-W77"')]))
-        parts.append("\n")
-    document = "".join(parts) + tail
+    head, bodies, tail = _elements_copied(
+        _sample("acme-20261201-good.xml"), "Application", copies,
+        lambda body, copy: _sub(body, [('ref="PO-44', f'ref="B{n:03d}{copy:03d}-44'),
+                                       ('ref="WH-0077"', f'ref="B{n:03d}{copy:03d}-W77"')]))
+    document = _sub(head, [("ACME-20261201-001", f"ACME-CS-B{n:03d}")]) + bodies + tail
     if truncate:
         document = document[: len(document) - 700]
     return document.encode()
@@ -216,46 +183,45 @@ def erp_csv(n: int) -> bytes:
         ("ACME-20261202-CSV", f"ACME-CS-C{n:03d}"), (",PO-700", f",C{n:03d}-700")]).encode()
 
 
+def _rows_copied(text: str, copies: int, edit: Callable[[str, int], str],
+                 last: tuple[str, str] | None) -> str:
+    """The header, then the rows ``copies`` times over, each edited by ``edit(row, copy)``;
+    ``last`` (old, new) edits the last row (another submission id: F005 at the end)."""
+    lines = text.splitlines(keepends=True)
+    out = [lines[0], *(edit(row, copy) for copy in range(copies) for row in lines[1:])]
+    if last is not None:
+        out[-1] = out[-1].replace(*last)
+    return "".join(out)
+
+
 def big_csv(n: int, copies: int, *, bad_last_row: bool = False) -> bytes:
     """The ERP sample's rows ``copies`` times over with their own refs; ``bad_last_row`` gives
     the last row another submission_id (F005 at the end of the file)."""
-    lines = _sample("acme-20261202-erp.csv").splitlines(keepends=True)
-    header, rows = lines[0], lines[1:]
-    out = [header]
-    for copy in range(copies):
-        for row in rows:
-            out.append(row.replace("ACME-20261202-CSV", f"ACME-CS-D{n:03d}")
-                       .replace(",PO-700", f",D{n:03d}{copy:03d}-700"))
-    if bad_last_row:
-        out[-1] = out[-1].replace(f"ACME-CS-D{n:03d}", f"ACME-CS-X{n:03d}")
-    return "".join(out).encode()
+    sid = f"ACME-CS-D{n:03d}"
+    return _rows_copied(
+        _sample("acme-20261202-erp.csv"), copies,
+        lambda row, copy: row.replace("ACME-20261202-CSV", sid).replace(
+            ",PO-700", f",D{n:03d}{copy:03d}-700"),
+        (sid, f"ACME-CS-X{n:03d}") if bad_last_row else None).encode()
 
 
 def hanse_csv(n: int, copies: int = 1, *, bad_last_row: bool = False) -> bytes:
     """The Hanse export (Windows-1252, semicolons) with its own Belegnr and order numbers."""
-    lines = HANSE_SAMPLE.read_bytes().decode("cp1252").splitlines(keepends=True)
-    header, rows = lines[0], lines[1:]
-    out = [header]
-    for copy in range(copies):
-        for row in rows:
-            out.append(row.replace("HMH-2026-1201", f"HMH-CS-{n:04d}")
-                       .replace(";45000123", f";7{n:03d}{copy:03d}"))
-    if bad_last_row:
-        out[-1] = out[-1].replace(f"HMH-CS-{n:04d}", f"HMH-CX-{n:04d}")
-    return "".join(out).encode("cp1252")
+    sid = f"HMH-CS-{n:04d}"
+    return _rows_copied(
+        HANSE_SAMPLE.read_bytes().decode("cp1252"), copies,
+        lambda row, copy: row.replace("HMH-2026-1201", sid).replace(
+            ";45000123", f";7{n:03d}{copy:03d}"),
+        (sid, f"HMH-CX-{n:04d}") if bad_last_row else None).encode("cp1252")
 
 
 def nordic_xml(n: int, copies: int = 1, *, broken: bool = False) -> bytes:
     """The Nordic order export with its own batch id and order numbers."""
-    text = NORDIC_SAMPLE.read_text(encoding="utf-8")
-    head, rest = text.split("  <Order ", 1)
-    body, tail = rest.rsplit("</Order>", 1)
-    body = "  <Order " + body + "</Order>\n"
-    head = _sub(head, [('id="NA-2026-77"', f'id="NA-CS-{n:04d}"')])
-    parts = [head]
-    for copy in range(copies):
-        parts.append(body.replace('no="SO-8812', f'no="N{n:03d}{copy:03d}-'))
-    document = "".join(parts) + tail.lstrip("\n")
+    head, bodies, tail = _elements_copied(
+        NORDIC_SAMPLE.read_text(encoding="utf-8"), "Order", copies,
+        lambda body, copy: body.replace('no="SO-8812', f'no="N{n:03d}{copy:03d}-'))
+    document = (_sub(head, [('id="NA-2026-77"', f'id="NA-CS-{n:04d}"')]) + bodies
+                + tail.lstrip("\n"))
     if broken:
         document = document.replace("</Importer>", "</Imp>", 1)
     return document.encode()
@@ -315,8 +281,7 @@ def build_batch(scale: int) -> list[Input]:
 def make_project(base: Path, batch: list[Input]) -> Path:
     """A project in ``base``: config, mappings, and the batch in the inboxes (fixed mtimes)."""
     base.mkdir(parents=True, exist_ok=True)
-    config = base / "config.toml"
-    config.write_text(CONFIG, encoding="utf-8")
+    config = crash_config(base).write()
     (base / "mappings").mkdir()
     for name in ("hanse-metall.toml", "nordic-orders.xsl"):
         shutil.copyfile(MAPPINGS / name, base / "mappings" / name)

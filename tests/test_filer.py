@@ -10,7 +10,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from conftest import acme_project, filer_block
+from project_config import ProjectConfig
 
 from gateway.cli import main
 from gateway.config import load_config
@@ -59,11 +59,10 @@ def test_the_effective_filer_is_recorded_with_the_file_and_shown(
         tmp_path: Path, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str],
         backend: str, document: bytes, status: str, expected: Filer | None,
         shown: str) -> None:
-    cfg = acme_project(tmp_path, "keep", extra=filer_block("acme"))
-    if backend == "postgresql":
-        dsn = request.getfixturevalue("pg_dsn")
-        cfg.write_text(cfg.read_text().replace("[gateway]\n", f'[gateway]\nledger = "{dsn}"\n'))
-    (tmp_path / "inbox" / "a.xml").write_bytes(document)
+    project = ProjectConfig(tmp_path).backend(request, backend).partner(
+        "acme", inbox="inbox", disposition="keep", filer_code="SMP", filer=True)
+    (project.inbox("acme") / "a.xml").write_bytes(document)
+    cfg = project.write()
     config = load_config(cfg)
     run_once(config, date(2026, 12, 1))
     ledger = open_ledger(config, readonly=True)

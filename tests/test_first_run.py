@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import ProjectConfig
 
 from gateway.ledger.migrations import MIGRATIONS
 
@@ -44,25 +45,14 @@ sys.exit(gateway.cli.main(sys.argv[2:]))
 """
 
 
-def project(base: Path) -> Path:
+def first_run_project(base: Path) -> Path:
     inbox = base / "inbox"
     inbox.mkdir(parents=True)
     for n in range(3):
         (inbox / f"acme-{n}.xml").write_bytes(GOOD.read_bytes().replace(
             b"ACME-20261201-001", f"ACME-FIRST-{n}".encode()).replace(
             b'ref="PO-44', f'ref="F{n}-'.encode()).replace(b'ref="WH-', f'ref="F{n}W-'.encode()))
-    cfg = base / "config.toml"
-    cfg.write_text(f"""
-[gateway]
-data_dir = "{base / 'data'}"
-outbox_dir = "{base / 'outbox'}"
-
-[partners.acme]
-name = "Acme"
-inbox = "{inbox}"
-disposition = "keep"
-""")
-    return cfg
+    return ProjectConfig(base).partner("acme", inbox="inbox", disposition="keep").write()
 
 
 def run_together(cfg: Path, barrier: Path) -> list[tuple[int, str]]:
@@ -78,7 +68,7 @@ def run_together(cfg: Path, barrier: Path) -> list[tuple[int, str]]:
 
 @pytest.mark.parametrize("round_", range(3))
 def test_concurrent_first_runs_migrate_once(tmp_path: Path, round_: int) -> None:
-    cfg = project(tmp_path)
+    cfg = first_run_project(tmp_path)
     results = run_together(cfg, tmp_path / "go")
     assert [code for code, _ in results] == [0] * PROCESSES, [err for _, err in results]
 

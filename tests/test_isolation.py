@@ -12,12 +12,11 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 import pytest
-from test_check_ledger import with_ledger
 from test_hostile import GENERATORS, HOSTILE
 from test_poison import AS_OF, Project, good_file
 
@@ -39,8 +38,8 @@ class Poison:
     send: Callable[[Project, Path], str | None]  # drops the file(s); the name to look up
     status: str | None  # the file's status (None: no file of ``a`` may be taken at all)
     code: str | None = None  # a finding the file must carry
-    partner_a: str = ""  # extra keys of partner a's profile
-    gateway: str = ""  # extra keys of [gateway]
+    partner_a: dict[str, object] = field(default_factory=dict)  # keys of partner a's profile
+    gateway: dict[str, object] = field(default_factory=dict)  # keys of [gateway]
 
 
 def _named(name: str, data: bytes) -> Callable[[Project, Path], str]:
@@ -114,15 +113,15 @@ POISONS = {
         _generated("gen-many-findings.xml"), "PARTIAL", "A120"),
     "a 1 GB sparse file": Poison(
         _generated("gen-1gb-sparse.xml"), "REJECTED", "F003",
-        gateway="max_file_bytes = 5000000\n"),
+        gateway={"max_file_bytes": 5_000_000}),
     "billion laughs": Poison(
         _named("laughs.xml", (HOSTILE / "billion-laughs.xml").read_bytes()), "REJECTED", "F004"),
     "binary junk": Poison(_named("junk.xml", bytes(range(256)) * 64), "REJECTED", "F002"),
     "digits of another script": Poison(_foreign_digits, "PARTIAL", "A160"),
     "more licenses than its daily quota": Poison(
         _named("many.xml", good_file(70)), "PARTIAL", "A109",
-        partner_a="max_licenses_per_day = 1\n"),
-    "a backlog of files": Poison(_volume, "ACCEPTED", partner_a="max_files = 2\n"),
+        partner_a={"max_licenses_per_day": 1}),
+    "a backlog of files": Poison(_volume, "ACCEPTED", partner_a={"max_files": 2}),
     "a link to a file outside its inbox": Poison(_link_to_b, None),
     "a folder named like a temp file in its outbox": Poison(_folder_in_its_outbox, None),
     "its processed folder a link to another partner's inbox": Poison(
@@ -134,10 +133,7 @@ POISONS = {
 def test_partner_b_is_licensed_in_the_run_that_partner_a_poisons(
         tmp_path: Path, poison: Poison) -> None:
     p = Project(tmp_path)
-    text = p.cfg.read_text()
-    text = text.replace("[gateway]\n", "[gateway]\n" + poison.gateway, 1)
-    text = text.replace("[partners.a]\n", "[partners.a]\n" + poison.partner_a, 1)
-    p.cfg.write_text(text)
+    p.toml.set("gateway", **poison.gateway).update("a", **poison.partner_a).write()
     name = poison.send(p, tmp_path)
     p.drop("b", GOOD_B, good_file(1))
 
@@ -211,7 +207,7 @@ def test_a_nul_in_a_partners_poll_error_never_stops_the_run_on_postgresql(
     """A hostile SFTP server's status text (passed on in the poll's error) can hold a NUL,
     which PostgreSQL refuses in a text column: stored escaped, the next partner polled."""
     p = Project(tmp_path)
-    with_ledger(p, pg_dsn)
+    p.toml.ledger(pg_dsn).write()
     real = local.LocalInbox.list
 
     def listing(self: local.LocalInbox) -> list[RemoteFile]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import wait_until
+from conftest import ProjectConfig, wait_until
 
 from gateway.config import load_config
 from gateway.inbox.liveness import this_host
@@ -42,15 +42,10 @@ def ended_pid() -> int:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def runner(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runner]:
-    ledger = ""
-    if request.param == "postgresql":
-        ledger = f'ledger = "{request.getfixturevalue("pg_dsn")}"\n'
-    (tmp_path / "in").mkdir()
-    cfg = tmp_path / "config.toml"
-    cfg.write_text(f'[gateway]\ndata_dir = "{tmp_path / "data"}"\n'
-                   f'outbox_dir = "{tmp_path / "outbox"}"\n{ledger}'
-                   f'[log]\nevents_file = "{tmp_path / "events.jsonl"}"\n'
-                   f'[partners.acme]\nname = "Acme"\ninbox = "{tmp_path / "in"}"\n')
+    config = ProjectConfig(tmp_path).backend(request, request.param)
+    config.set("log", events_file=tmp_path / "events.jsonl").partner("acme", inbox="in")
+    config.inbox("acme")
+    cfg = config.write()
     runner = Runner(load_config(cfg))
     runner.recover()  # the start-up clean-up is done: what follows is the running service
     runner.layout.work_tmp.mkdir(parents=True, exist_ok=True)

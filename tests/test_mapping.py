@@ -17,6 +17,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from conftest import ProjectConfig
 from lxml import etree
 from test_csv import (
     ACK,
@@ -349,9 +350,7 @@ def test_a_broken_mapping_lists_every_problem(tmp_path: Path) -> None:
 
 def test_a_config_naming_a_broken_mapping_does_not_load(tmp_path: Path) -> None:
     mapping = write_mapping(tmp_path, ALL_PROBLEMS)
-    cfg = tmp_path / "config.toml"
-    cfg.write_text(f'[gateway]\ndata_dir = "data"\noutbox_dir = "outbox"\n[partners.p]\n'
-                   f'name = "P"\ninbox = "inbox"\nmapping = "{mapping.name}"\n', "utf-8")
+    cfg = ProjectConfig(tmp_path).partner("p", inbox="inbox", mapping=mapping.name).write()
     (tmp_path / "inbox").mkdir()
     (tmp_path / "inbox" / "a.csv").write_bytes(csv_file({}))
     with pytest.raises(ConfigError) as err:
@@ -368,16 +367,10 @@ def test_a_config_naming_a_broken_mapping_does_not_load(tmp_path: Path) -> None:
 
 def xslt_config(base: Path, stylesheet: Path) -> Path:
     """Two partners: one whose XML goes through ``stylesheet``, one canonical."""
-    base.mkdir(parents=True, exist_ok=True)
-    cfg = base / "config.toml"
-    cfg.write_text(
-        '[gateway]\ndata_dir = "data"\noutbox_dir = "outbox"\n'
-        f'[partners.nordic]\nname = "Nordic"\ninbox = "inbox/nordic"\n'
-        f'mapping = "{stylesheet.as_posix()}"\n'
-        '[partners.acme]\nname = "Acme"\ninbox = "inbox/acme"\n', "utf-8")
+    config = ProjectConfig(base).partner("nordic", mapping=stylesheet).partner("acme")
     for partner in ("nordic", "acme"):
-        (base / "inbox" / partner).mkdir(parents=True, exist_ok=True)
-    return cfg
+        config.inbox(partner)
+    return config.write()
 
 
 def run_once(cfg: Path, as_of: date = AS_OF) -> None:

@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -30,7 +31,7 @@ REGEN = os.environ.get("AIMGW_REGEN_GOLDEN") == "1"
 
 
 def write_config(base: Path, disposition: str = "keep") -> Path:
-    return acme_project(base, disposition, ace=True)
+    return acme_project(base, disposition)
 
 
 @pytest.fixture
@@ -143,13 +144,20 @@ def test_partial_sample_golden_ack(project) -> None:
     assert actual == path.read_bytes()
 
 
-def test_same_request_again_returns_the_same_license(project) -> None:
+def good_then(project, first: str, second: str, edit: Callable[[bytes], bytes]) -> None:
+    """The good sample as ``first``, one run; then the sample as ``edit`` makes it, as
+    ``second``, another run."""
     good = sample("acme-20261201-good.xml")
-    project.drop("first.xml", good)
+    project.drop(first, good)
     project.run()
+    project.drop(second, edit(good))
+    project.run()
+
+
+def test_same_request_again_returns_the_same_license(project) -> None:
     # Same applications, new SubmissionId: a new file whose requests were all licensed before.
-    project.drop("second.xml", good.replace(b"ACME-20261201-001", b"ACME-20261201-009"))
-    project.run()
+    good_then(project, "first.xml", "second.xml", lambda good: good.replace(
+        b"ACME-20261201-001", b"ACME-20261201-009"))
     first, second = app_results(project.ack("first.xml")), app_results(project.ack("second.xml"))
     for ref in ("PO-4411", "PO-4412", "PO-4413"):
         assert second[ref][0] == "LICENSED"
@@ -164,11 +172,7 @@ def test_same_request_again_returns_the_same_license(project) -> None:
 
 
 def test_same_bytes_again_is_a_duplicate(project) -> None:
-    good = sample("acme-20261201-good.xml")
-    project.drop("a.xml", good)
-    project.run()
-    project.drop("b.xml", good)
-    project.run()
+    good_then(project, "a.xml", "b.xml", lambda good: good)
     dup = project.ack("b.xml")
     assert dup.findtext(ACK + "Status") == "DUPLICATE"
     assert dup.findtext(ACK + "FileName") == "b.xml"
@@ -185,11 +189,7 @@ def test_same_bytes_again_is_a_duplicate(project) -> None:
 
 
 def test_submission_id_reused_with_other_content_is_f007(project) -> None:
-    good = sample("acme-20261201-good.xml")
-    project.drop("a.xml", good)
-    project.run()
-    project.drop("b.xml", good.replace(b"PO-4411", b"PO-9999"))
-    project.run()
+    good_then(project, "a.xml", "b.xml", lambda good: good.replace(b"PO-4411", b"PO-9999"))
     ack = project.ack("b.xml")
     assert ack.findtext(ACK + "Status") == "REJECTED"
     assert [f.get("code") for f in ack.findall(ACK + "Finding")] == ["F007"]

@@ -18,7 +18,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from conftest import filer_block
+from conftest import ProjectConfig
 
 from gateway import storage
 from gateway.cli import main
@@ -39,22 +39,17 @@ QUARANTINE_AFTER = 3
 
 
 
-def local_partner(pid: str, filer: str) -> str:
-    return (f'\n[partners.{pid}]\nname = "Partner {pid}"\ninbox = "in/{pid}"\n'
-            f'disposition = "move"\nfiler_code = "{filer}"\n' + filer_block(pid))
-
-
 class Project:
-    """Two local partners on tmp_path: ``a`` (the poison's sender) and ``b`` (good files)."""
+    """Two local partners on tmp_path: ``a`` (the poison's sender) and ``b`` (good files).
+    ``toml`` is its config: a test changes it and writes it again."""
 
-    def __init__(self, base: Path, extra_partners: str = "") -> None:
+    def __init__(self, base: Path) -> None:
         self.base = base
-        self.cfg = base / "config.toml"
-        for pid in ("a", "b"):
-            (base / "in" / pid).mkdir(parents=True)
-        self.cfg.write_text('[gateway]\ndata_dir = "data"\noutbox_dir = "outbox"\n'
-                            'poll_interval_seconds = 60\n' + local_partner("a", "SMP")
-                            + local_partner("b", "SMB") + extra_partners)
+        self.toml = ProjectConfig(base)
+        for pid, filer in (("a", "SMP"), ("b", "SMB")):
+            self.toml.partner(pid, inbox=f"in/{pid}", filer_code=filer, filer=True)
+            self.toml.inbox(pid)
+        self.cfg = self.toml.write()
         self._mtime = 1_790_000_000
 
     def drop(self, partner: str, name: str, data: bytes) -> Path:

@@ -11,9 +11,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import ProjectConfig
 from sftp_server import SshServer
 
 from gateway.config import load_config
@@ -25,21 +27,14 @@ ROOT = Path(__file__).resolve().parents[1]
 # Sample files are copied into tests/cases so the suite never reads the working tree's inbox/.
 CASES_INBOX = Path(__file__).resolve().parent / "cases" / "inbox"
 GOOD = (CASES_INBOX / "sample" / "acme-20261201-good.xml").read_bytes()
-LOCAL = """
-[partners.local]
-name = "Local"
-inbox = "in/local"
-disposition = "move"
-filer_code = "SMP"
-"""
 
 
-def project(base: Path, sftp_block: str) -> Path:
+def project_with(base: Path, add_sftp: Callable[[ProjectConfig], ProjectConfig]) -> Path:
+    """A local partner beside the SFTP partner that ``add_sftp`` adds."""
     (base / "in" / "local").mkdir(parents=True)
-    cfg = base / "config.toml"
-    cfg.write_text('[gateway]\ndata_dir = "data"\noutbox_dir = "outbox"\n'
-                   f'poll_interval_seconds = 60\n{sftp_block}{LOCAL}')
-    return cfg
+    config = ProjectConfig(base).set("gateway", poll_interval_seconds=60)
+    add_sftp(config).partner("local", inbox="in/local", disposition="move", filer_code="SMP")
+    return config.write()
 
 
 def cli_run(cfg: Path) -> subprocess.CompletedProcess[str]:
@@ -56,7 +51,7 @@ def statuses(base: Path) -> dict[tuple[str, str], str]:
 
 def test_escape_in_a_resent_name_over_sftp(tmp_path: Path, sshd: SshServer) -> None:
     account = sshd.account("esc")
-    cfg = project(tmp_path, sshd.partner_toml("esc", account))
+    cfg = project_with(tmp_path, lambda p: p.sftp_partner("esc", sshd, account))
     Path(account.inbox, "a.xml").write_bytes(b"")
     assert cli_run(cfg).returncode == 0
     Path(account.inbox, "b\x1b[31m.xml").write_bytes(b"")  # the same bytes: DUPLICATE
@@ -77,8 +72,8 @@ def test_known_hosts_that_is_a_public_key_file_is_that_partners_failure(
         tmp_path: Path, sshd: SshServer) -> None:
     pub = sshd.host_key.with_name(sshd.host_key.name + ".pub")
     account = sshd.account("pub")
-    cfg = project(tmp_path, sshd.partner_toml("pub", account, known_hosts=pub,
-                                              extra="failure_alert_after = 1"))
+    cfg = project_with(tmp_path, lambda p: p.sftp_partner(
+        "pub", sshd, account, known_hosts=pub, failure_alert_after=1))
     Path(account.inbox, "x.xml").write_bytes(GOOD)
     (tmp_path / "in" / "local" / "good.xml").write_bytes(GOOD)
     expected = (f"known_hosts file {pub} is not in known_hosts format (it looks like a "
@@ -123,7 +118,7 @@ def test_a_poison_file_over_sftp_is_quarantined_and_acknowledged_there(
     from test_poison import QUARANTINE_AFTER, inject_ack_writer_error
 
     account = sshd.account("poisoned")
-    cfg = project(tmp_path, sshd.partner_toml("poisoned", account))
+    cfg = project_with(tmp_path, lambda p: p.sftp_partner("poisoned", sshd, account))
     inject_ack_writer_error(monkeypatch)
     Path(account.inbox, "poison.xml").write_bytes(GOOD)
     for n in range(QUARANTINE_AFTER):

@@ -19,7 +19,8 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from pathlib import Path
 
-from hypothesis import given, settings
+from conftest import examples
+from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.countries import ISO_COUNTRIES
@@ -41,8 +42,8 @@ from gateway.outputs.ace import (
 from gateway.validate.hts import covered_list
 from gateway.validate.rules import RuleContext, check_application
 
-PURE = settings(max_examples=200, derandomize=True, database=None, deadline=None)
-FILES = settings(max_examples=40, derandomize=True, database=None, deadline=None)
+PURE = examples(200)
+FILES = examples(40)
 
 # --- an independent reading of the layout rules ----------------------------------------------
 

@@ -24,14 +24,15 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from conftest import ProjectConfig, examples
+from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.errors import FatalError
 from gateway.ledger.store import Ledger, Receipt
 from gateway.licensing.decide import MAX_SEQUENCE, LicenseIssuer, format_license
 
-PURE = settings(max_examples=200, derandomize=True, database=None, deadline=None)
+PURE = examples(200)
 LICENSE = re.compile(r"A(\d{2})(\d{6})")
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -214,13 +215,9 @@ def test_concurrent_runs_share_one_counter(tmp_path: Path) -> None:
         inbox = tmp_path / "inbox" / partner
         inbox.mkdir(parents=True)
         (inbox / f"{partner}.csv").write_bytes(partner_csv(partner, applications))
-        config = tmp_path / partner / "config.toml"
-        config.parent.mkdir()
-        config.write_text(f'[gateway]\ndata_dir = "{data.as_posix()}"\n'
-                          f'outbox_dir = "{outbox.as_posix()}"\n[partners.{partner}]\n'
-                          f'name = "Partner {partner}"\ninbox = "{inbox.as_posix()}"\n'
-                          'filer_code = "ACM"\n', "utf-8")
-        configs.append(config)
+        configs.append(ProjectConfig(tmp_path / partner)
+                       .set("gateway", data_dir=data, outbox_dir=outbox)
+                       .partner(partner, inbox=inbox, filer_code="ACM").write())
     Ledger(data / "ledger.sqlite").close()  # migrated once, before the race
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     runs = [subprocess.Popen([sys.executable, "-m", "gateway.cli", "--config", str(c), "run",

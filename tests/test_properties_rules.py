@@ -20,7 +20,8 @@ from datetime import date, timedelta
 from decimal import Decimal, localcontext
 from pathlib import Path
 
-from hypothesis import given, settings
+from conftest import examples
+from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.countries import ISO_COUNTRIES, NOT_APPLICABLE, UNKNOWN
@@ -40,8 +41,8 @@ from gateway.validate.rules import (
     check_application,
 )
 
-PURE = settings(max_examples=200, derandomize=True, database=None, deadline=None)
-PROCESSES = settings(max_examples=4, derandomize=True, database=None, deadline=None)
+PURE = examples(200)
+PROCESSES = examples(4)
 
 COVERED = covered_list()
 A121_FROM = date(2022, 6, 29)

@@ -12,6 +12,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from conftest import ProjectConfig
 from test_csv import csv_file, parse_csv_ack
 from test_rules import AS_OF, Ack, application, parse_ack, submission
 
@@ -31,13 +32,11 @@ class Gateway:
 
     def __init__(self, base: Path, ledger: str = "", quota: int = 3) -> None:
         self.base = base
-        base.mkdir(parents=True, exist_ok=True)
-        path = base / "config.toml"
-        path.write_text(
-            f'[gateway]\ndata_dir = "data"\noutbox_dir = "outbox"\nledger = "{ledger}"\n'
-            f'[partners.{PARTNER}]\nname = "Acme"\ninbox = "inbox"\nfiler_code = "ACM"\n'
-            f"max_licenses_per_day = {quota}\n"
-            '[partners.other]\nname = "Other"\ninbox = "inbox-other"\n', encoding="utf-8")
+        toml = ProjectConfig(base)
+        if ledger:
+            toml.ledger(ledger)
+        toml.partner(PARTNER, inbox="inbox", filer_code="ACM", max_licenses_per_day=quota)
+        path = toml.partner("other", inbox="inbox-other").write()
         self.config: Config = load_config(path)
         self.n = 0
 

@@ -17,8 +17,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import write_project_config
 from pg_server import PgServer
+from project_config import ProjectConfig
 
 from gateway.admin import queries, report
 from gateway.admin.web.pages import describe
@@ -52,10 +52,9 @@ class Ran:
 
 def _run(base: Path, ledger: str = "") -> Config:
     shutil.copytree(CASES_INBOX / "sample", base / "in")
-    cfg = write_project_config(base, '[partners.sample]\nname = "Sample"\ninbox = "in"\n'
-                                     'disposition = "keep"\nfiler_code = "SMP"\n')
-    if ledger:
-        cfg.write_text(cfg.read_text().replace("[gateway]\n", f'[gateway]\nledger = "{ledger}"\n'))
+    project = ProjectConfig(base).partner("sample", inbox="in", disposition="keep",
+                                          filer_code="SMP")
+    cfg = (project.ledger(ledger) if ledger else project).write()
     config = load_config(cfg)
     run_once(config, AS_OF)
     return config
@@ -293,9 +292,8 @@ def test_the_partner_never_sees_the_gateway_s_internal_error(polled: tuple[Confi
 
 
 def test_partners_before_the_first_run(tmp_path: Path) -> None:
-    cfg = write_project_config(tmp_path, '[partners.on]\nname = "On"\ninbox = "in"\n'
-                                         '[partners.off]\nname = "Off"\ninbox = "off"\n'
-                                         'enabled = false\n')
+    cfg = ProjectConfig(tmp_path).partner("on", inbox="in").partner(
+        "off", inbox="off", enabled=False).write()
     health = queries.partners(load_config(cfg))
     assert [(h.partner.id, h.state, h.files) for h in health] == [
         ("on", "never polled", None), ("off", "disabled", None)]

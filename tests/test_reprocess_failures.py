@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import pytest
 from sftp_server import SshServer
 from test_poison import AS_OF, QUARANTINE_AFTER, Project, good_file
-from test_poison_sftp import GOOD, project
+from test_poison_sftp import GOOD, project_with
 
 from gateway.admin import actions as admin
 from gateway.admin.web.app import create_app
@@ -74,6 +75,24 @@ def licensed_original(p: Project, config: Config) -> tuple[str, bytes]:
     return file_id, ack
 
 
+@dataclass
+class Refused:
+    """A licensed original whose reprocess the ledger will refuse to record."""
+
+    p: Project
+    config: Config
+    original: str
+
+
+@pytest.fixture
+def refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Refused:
+    p = Project(tmp_path)
+    config = load_config(p.cfg)
+    original, _ = licensed_original(p, config)
+    refuse_record(monkeypatch)
+    return Refused(p, config, original)
+
+
 @pytest.mark.parametrize("failure", FAILURES)
 def test_a_failed_reprocess_keeps_the_original_ack_and_is_counted_then_quarantined(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str) -> None:
@@ -104,12 +123,8 @@ def test_a_failed_reprocess_keeps_the_original_ack_and_is_counted_then_quarantin
     assert p.rows("SELECT file_id FROM files WHERE ack_name = ?", ACK) == [(original,)]
 
 
-def test_a_reprocess_in_progress_is_not_started_twice(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    p = Project(tmp_path)
-    config = load_config(p.cfg)
-    original, _ = licensed_original(p, config)
-    refuse_record(monkeypatch)
+def test_a_reprocess_in_progress_is_not_started_twice(refused: Refused) -> None:
+    p, config, original = refused.p, refused.config, refused.original
     with pytest.raises(admin.ReprocessFailed) as failed:
         admin.reprocess(config, original, "first try", as_of=date.fromisoformat(AS_OF))
     with pytest.raises(FatalError, match=f"reprocess in progress.*{failed.value.file_id}"):
@@ -118,12 +133,8 @@ def test_a_reprocess_in_progress_is_not_started_twice(
 
 
 def test_the_command_line_says_the_reprocess_failed_and_what_comes_next(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    p = Project(tmp_path)
-    config = load_config(p.cfg)
-    original, _ = licensed_original(p, config)
-    refuse_record(monkeypatch)
+        refused: Refused, capsys: pytest.CaptureFixture[str]) -> None:
+    p, original = refused.p, refused.original
     code = main(["--config", str(p.cfg), "reprocess", original, "--reason", "x",
                  "--as-of", AS_OF])
     err = capsys.readouterr().err
@@ -133,12 +144,8 @@ def test_the_command_line_says_the_reprocess_failed_and_what_comes_next(
     assert new_id in err and "next poll" in err
 
 
-def test_the_web_page_says_the_reprocess_failed(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    p = Project(tmp_path)
-    config = load_config(p.cfg)
-    original, _ = licensed_original(p, config)
-    refuse_record(monkeypatch)
+def test_the_web_page_says_the_reprocess_failed(refused: Refused) -> None:
+    p, config, original = refused.p, refused.config, refused.original
     token = "k2P9xQ7vL4mZ8rT1wY6cB3nH5jD0fG2s"
     guard = Guard(token)
     client = create_app(config, guard).test_client()
@@ -154,7 +161,7 @@ def test_the_web_page_says_the_reprocess_failed(
 def test_a_quarantined_reprocess_over_sftp_sends_nothing_over_the_original_ack(
         tmp_path: Path, sshd: SshServer, monkeypatch: pytest.MonkeyPatch) -> None:
     account = sshd.account("rp")
-    config = load_config(project(tmp_path, sshd.partner_toml("rp", account)))
+    config = load_config(project_with(tmp_path, lambda p: p.sftp_partner("rp", sshd, account)))
     Path(account.inbox, "orders.xml").write_bytes(GOOD)
     run_once(config, date.fromisoformat(AS_OF))
     remote_ack = Path(account.acks, ACK)

@@ -15,14 +15,12 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from conftest import PARTNER, OnePartner
 from lxml import etree
 
 from gateway.admin.check import check_file
-from gateway.config import Config, load_config
-from gateway.service.runner import run_once
 
 AS_OF = date(2026, 12, 1)
-PARTNER = "acme"
 SAMPLE_HOSTILE = Path(__file__).parent / "cases" / "inbox" / "sample" / "acme-20261201-hostile.xml"
 NS = "urn:aimgw:license-submission:1"
 ACK = "{urn:aimgw:license-ack:1}"
@@ -166,43 +164,19 @@ def parse_ack(data: bytes) -> Ack:
 # --- running the gateway ----------------------------------------------------------------------
 
 
-def write_config(base: Path, max_file_bytes: int = 209_715_200) -> Path:
-    """The shape of the project's config.toml, with every folder inside ``base``."""
-    path = base / "config.toml"
-    path.write_text(
-        f'[gateway]\ndata_dir = "data"\noutbox_dir = "outbox"\nmax_file_bytes = {max_file_bytes}\n'
-        f'[partners.{PARTNER}]\nname = "Acme Aluminum"\ninbox = "inbox/{PARTNER}"\n'
-        f'filer_code = "ACM"\n[partners.{PARTNER}.filer]\nname = "ACME ALUMINUM IMPORTS LLC"\n'
-        'street = "100 HARBOR WAY"\ncity = "NEWARK"\nstate = "NJ"\npostal_code = "07114"\n'
-        'contact_name = "JANE DOE"\nphone = "+1 973 555 0100"\nemail = "jd@acme.example"\n',
-        encoding="utf-8")
-    return path
+class Gateway(OnePartner):
+    """Partner ``acme`` with its filer block; ``gateway`` settings as given."""
 
-
-class Gateway:
-    def __init__(self, base: Path, **settings: int) -> None:
-        self.base = base
-        self.config_path = write_config(base, **settings)
-        self.config: Config = load_config(self.config_path)
-        self.n = 0
+    def __init__(self, base: Path, **gateway: object) -> None:
+        super().__init__(base, gateway=gateway, filer=True)
 
     def check(self, data: bytes, as_of: date = AS_OF, name: str = "sub.xml") -> Ack:
-        self.n += 1
-        path = self.base / "check" / str(self.n) / name
-        path.parent.mkdir(parents=True)
-        path.write_bytes(data)
-        result = check_file(self.config, path, PARTNER, as_of)
-        ack = parse_ack(result.ack)
-        assert ack.status == result.status.value
+        ack: Ack = self.checked(parse_ack, data, name, as_of)
         return ack
 
     def run(self, name: str, data: bytes, as_of: date = AS_OF) -> Ack:
         """Drop one file in the partner's inbox, run one real cycle, read its ack."""
-        inbox = self.base / "inbox" / PARTNER
-        inbox.mkdir(parents=True, exist_ok=True)
-        (inbox / name).write_bytes(data)
-        run_once(self.config, as_of)
-        return parse_ack((self.base / "outbox" / PARTNER / f"{name}.ack.xml").read_bytes())
+        return parse_ack((self.run_raw(name, data, as_of) / f"{name}.ack.xml").read_bytes())
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import xmlschema
+from _pytest.mark import ParameterSet
 from lxml import etree
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,6 +57,11 @@ def verdicts(lxml_schemas, xmlschema_schemas, xsd: Path, element: etree._Element
 def mutate(document: str, old: str, new: str) -> str:
     assert document.count(old) == 1, f"mutation target {old!r} must occur exactly once"
     return document.replace(old, new)
+
+
+def invalid(document: str, old: str, new: str, name: str) -> ParameterSet:
+    """A case: ``document`` with ``old`` made ``new``, which the schema must refuse."""
+    return pytest.param(mutate(document, old, new), False, id=name)
 
 
 # ------------------------------------------------------------------------------ loading
@@ -145,27 +151,14 @@ STANDALONE_APPLICATION = f"""\
     ("fragment", "expected"),
     [
         pytest.param(HEADER_WITH_FILER, True, id="header-with-filer"),
-        pytest.param(
-            mutate(HEADER_WITH_FILER, "<State>NY</State>", "<State>New York</State>"),
-            False,
-            id="header-filer-state-not-2-letters",
-        ),
-        pytest.param(
-            mutate(HEADER_WITH_FILER, "    <Phone>+1 716 555 0100</Phone>\n", ""),
-            False,
-            id="header-partial-filer",
-        ),
-        pytest.param(
-            mutate(HEADER_WITH_FILER, "ACME/2021.07_01-001", "X" * 36),
-            False,
-            id="header-submission-id-36-chars",
-        ),
+        invalid(HEADER_WITH_FILER, "<State>NY</State>", "<State>New York</State>",
+                "header-filer-state-not-2-letters"),
+        invalid(HEADER_WITH_FILER, "    <Phone>+1 716 555 0100</Phone>\n", "",
+                "header-partial-filer"),
+        invalid(HEADER_WITH_FILER, "ACME/2021.07_01-001", "X" * 36,
+                "header-submission-id-36-chars"),
         pytest.param(STANDALONE_APPLICATION, True, id="application"),
-        pytest.param(
-            mutate(STANDALONE_APPLICATION, 'line="999"', 'line="1000"'),
-            False,
-            id="application-line-1000",
-        ),
+        invalid(STANDALONE_APPLICATION, 'line="999"', 'line="1000"', "application-line-1000"),
     ],
 )
 def test_header_and_application_validate_standalone(
@@ -197,38 +190,25 @@ LENIENT = [
     pytest.param(
         "<EntryType>01</EntryType>", "<EntryType></EntryType>", id="entry-type-blank-A102"
     ),
-    pytest.param(
-        "<CastCountry>CA</CastCountry>",
-        "<CastCountry>UNKNOWN</CastCountry>",
-        id="cast-country-unknown-A124",
-    ),
-    pytest.param(
-        "<CountryOfOrigin>CA</CountryOfOrigin>",
-        "<CountryOfOrigin>Canada</CountryOfOrigin>",
-        id="country-name-A120",
-    ),
-    pytest.param(
-        "<SmeltCountrySecond>US</SmeltCountrySecond>",
-        "<SmeltCountrySecond>NOT_APPLICABLE</SmeltCountrySecond>",
-        id="smelt-second-not-applicable",
-    ),
+    pytest.param("<CastCountry>CA</CastCountry>", "<CastCountry>UNKNOWN</CastCountry>",
+                 id="cast-country-unknown-A124"),
+    pytest.param("<CountryOfOrigin>CA</CountryOfOrigin>",
+                 "<CountryOfOrigin>Canada</CountryOfOrigin>", id="country-name-A120"),
+    pytest.param("<SmeltCountrySecond>US</SmeltCountrySecond>",
+                 "<SmeltCountrySecond>NOT_APPLICABLE</SmeltCountrySecond>",
+                 id="smelt-second-not-applicable"),
     pytest.param(
         "<QuantityKg>24000</QuantityKg>", "<QuantityKg>-5</QuantityKg>", id="quantity-negative-A140"
     ),
-    pytest.param(
-        "<QuantityKg>24000</QuantityKg>",
-        "<QuantityKg>24000.12345</QuantityKg>",
-        id="quantity-5-decimals-A140",
-    ),
+    pytest.param("<QuantityKg>24000</QuantityKg>", "<QuantityKg>24000.12345</QuantityKg>",
+                 id="quantity-5-decimals-A140"),
     pytest.param("<ValueUSD>61200.00</ValueUSD>", "<ValueUSD>0</ValueUSD>", id="value-zero-A141"),
     pytest.param(
         "<PortOfEntry>3004</PortOfEntry>", "<PortOfEntry>300</PortOfEntry>", id="port-3-digits-A160"
     ),
-    pytest.param(
-        "<EntryType>01</EntryType>",
-        "<EntryType>01</EntryType><EntryNumber>ABC12</EntryNumber>",
-        id="entry-number-5-chars-A191",
-    ),
+    pytest.param("<EntryType>01</EntryType>",
+                 "<EntryType>01</EntryType><EntryNumber>ABC12</EntryNumber>",
+                 id="entry-number-5-chars-A191"),
     pytest.param(
         "<HTS>7606123045</HTS>", "<HTS>7606123045</HTS><Description/>", id="description-empty"
     ),
@@ -251,42 +231,26 @@ STRICT = [
     pytest.param(
         "<ValueUSD>61200.00</ValueUSD>", "<ValueUSD>6.12e4</ValueUSD>", id="value-exponent"
     ),
-    pytest.param(
-        "<ExpectedImportDate>2021-07-15</ExpectedImportDate>",
-        "<ExpectedImportDate>2021-02-30</ExpectedImportDate>",
-        id="import-date-feb-30",
-    ),
-    pytest.param(
-        "<ExpectedImportDate>2021-07-15</ExpectedImportDate>",
-        "<ExpectedImportDate>07/15/2021</ExpectedImportDate>",
-        id="import-date-us-form",
-    ),
-    pytest.param(
-        "<ExpectedExportDate>2021-07-10</ExpectedExportDate>",
-        "<ExpectedExportDate>2021-07-10Z</ExpectedExportDate>",
-        id="export-date-with-zone",
-    ),
-    pytest.param(
-        "<PortOfEntry>3004</PortOfEntry>",
-        "<PortOfEntry>3004</PortOfEntry><Color>red</Color>",
-        id="unknown-element",
-    ),
-    pytest.param(
-        "<EntryType>01</EntryType>\n    <Importer>ACME ALUMINUM IMPORTS LLC</Importer>",
-        "<Importer>ACME ALUMINUM IMPORTS LLC</Importer>\n    <EntryType>01</EntryType>",
-        id="wrong-order",
-    ),
+    pytest.param("<ExpectedImportDate>2021-07-15</ExpectedImportDate>",
+                 "<ExpectedImportDate>2021-02-30</ExpectedImportDate>", id="import-date-feb-30"),
+    pytest.param("<ExpectedImportDate>2021-07-15</ExpectedImportDate>",
+                 "<ExpectedImportDate>07/15/2021</ExpectedImportDate>", id="import-date-us-form"),
+    pytest.param("<ExpectedExportDate>2021-07-10</ExpectedExportDate>",
+                 "<ExpectedExportDate>2021-07-10Z</ExpectedExportDate>",
+                 id="export-date-with-zone"),
+    pytest.param("<PortOfEntry>3004</PortOfEntry>",
+                 "<PortOfEntry>3004</PortOfEntry><Color>red</Color>", id="unknown-element"),
+    pytest.param("<EntryType>01</EntryType>\n    <Importer>ACME ALUMINUM IMPORTS LLC</Importer>",
+                 "<Importer>ACME ALUMINUM IMPORTS LLC</Importer>\n    <EntryType>01</EntryType>",
+                 id="wrong-order"),
     pytest.param('<Product line="1">', '<Product line="0">', id="line-0"),
     pytest.param('<Product line="1">', '<Product line="1a">', id="line-not-integer"),
     pytest.param('<Application ref="PO-4411">', '<Application ref="PO 4411">', id="ref-with-space"),
     pytest.param(
         '<Application ref="PO-4411">', '<Application ref="PO#4411">', id="ref-bad-character"
     ),
-    pytest.param(
-        "<Importer>ACME ALUMINUM IMPORTS LLC</Importer>",
-        f"<Importer>{'A' * 101}</Importer>",
-        id="importer-101-chars",
-    ),
+    pytest.param("<Importer>ACME ALUMINUM IMPORTS LLC</Importer>",
+                 f"<Importer>{'A' * 101}</Importer>", id="importer-101-chars"),
     pytest.param(
         GUIDE_EXAMPLE[GUIDE_EXAMPLE.index("    <Product") : GUIDE_EXAMPLE.index("  </Application")],
         "",
@@ -339,31 +303,12 @@ def declarations(xsd: Path) -> list[tuple[str, etree._Element]]:
 @pytest.mark.parametrize(
     ("xsd", "must_include"),
     [
-        pytest.param(
-            SUBMISSION_XSD,
-            {
-                "LicenseSubmission/@schemaVersion",
-                "LicenseSubmission/Header",
-                "Header",
-                "Application/@ref",
-                "Filer/Email",
-                "Product/HTS",
-                "Product/@line",
-            },
-            id="submission",
-        ),
-        pytest.param(
-            ACK_XSD,
-            {
-                "LicenseAck/@schemaVersion",
-                "LicenseAck/Counts",
-                "Counts/Rejected",
-                "Application/LicenseNumber",
-                "Product/@covered",
-                "Finding/@sourceLine",
-            },
-            id="ack",
-        ),
+        pytest.param(SUBMISSION_XSD, { "LicenseSubmission/@schemaVersion",
+                     "LicenseSubmission/Header", "Header", "Application/@ref", "Filer/Email",
+                     "Product/HTS", "Product/@line", }, id="submission"),
+        pytest.param(ACK_XSD, { "LicenseAck/@schemaVersion", "LicenseAck/Counts",
+                     "Counts/Rejected", "Application/LicenseNumber", "Product/@covered",
+                     "Finding/@sourceLine", }, id="ack"),
     ],
 )
 def test_every_declaration_is_documented(xsd: Path, must_include: set[str]) -> None:
@@ -403,37 +348,16 @@ REJECTED_FILE_ACK = f"""\
         pytest.param(ACK_EXAMPLE, True, id="sample"),
         pytest.param(REJECTED_FILE_ACK, True, id="file-rejected-before-header"),
         pytest.param(mutate(ACK_EXAMPLE, "A21000001", "PENDING"), True, id="dry-run-pending"),
-        pytest.param(mutate(ACK_EXAMPLE, "A21000001", "B123"), False, id="license-number-B123"),
-        pytest.param(
-            mutate(ACK_EXAMPLE, "<Status>DUPLICATE", "<Status>OK"), False, id="unknown-file-status"
-        ),
-        pytest.param(
-            mutate(ACK_EXAMPLE, 'status="REJECTED"', 'status="PARTIAL"'),
-            False,
-            id="file-status-on-application",
-        ),
-        pytest.param(mutate(ACK_EXAMPLE, "9f86d081", "9F86D081"), False, id="sha256-uppercase"),
-        pytest.param(
-            mutate(ACK_EXAMPLE, 'code="A130"', 'code="X130"'), False, id="unknown-code-letter"
-        ),
-        pytest.param(
-            mutate(ACK_EXAMPLE, 'severity="INFO"', 'severity="NOTICE"'),
-            False,
-            id="unknown-severity",
-        ),
-        pytest.param(
-            mutate(ACK_EXAMPLE, 'sourceLine="37"', 'sourceLine="0"'), False, id="source-line-0"
-        ),
-        pytest.param(
-            mutate(ACK_EXAMPLE, 'covered="true"/>\n    <Finding', "/>\n    <Finding"),
-            False,
-            id="product-without-covered",
-        ),
-        pytest.param(
-            mutate(ACK_EXAMPLE, "<Rejected>1</Rejected>", "<Rejected>-1</Rejected>"),
-            False,
-            id="negative-count",
-        ),
+        invalid(ACK_EXAMPLE, "A21000001", "B123", "license-number-B123"),
+        invalid(ACK_EXAMPLE, "<Status>DUPLICATE", "<Status>OK", "unknown-file-status"),
+        invalid(ACK_EXAMPLE, 'status="REJECTED"', 'status="PARTIAL"', "file-status-on-application"),
+        invalid(ACK_EXAMPLE, "9f86d081", "9F86D081", "sha256-uppercase"),
+        invalid(ACK_EXAMPLE, 'code="A130"', 'code="X130"', "unknown-code-letter"),
+        invalid(ACK_EXAMPLE, 'severity="INFO"', 'severity="NOTICE"', "unknown-severity"),
+        invalid(ACK_EXAMPLE, 'sourceLine="37"', 'sourceLine="0"', "source-line-0"),
+        invalid(ACK_EXAMPLE, 'covered="true"/>\n    <Finding', "/>\n    <Finding",
+                "product-without-covered"),
+        invalid(ACK_EXAMPLE, "<Rejected>1</Rejected>", "<Rejected>-1</Rejected>", "negative-count"),
     ],
 )
 def test_ack_documents(lxml_schemas, xmlschema_schemas, document: str, expected: bool) -> None:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import ProjectConfig
 from conftest import wait_until as wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,21 +20,10 @@ SAMPLES = CASES_INBOX / "sample"
 
 
 def make_config(base: Path) -> Path:
+    """Partner ``acme`` reading ``inbox/``, polled every second."""
     (base / "inbox").mkdir()
-    cfg = base / "config.toml"
-    cfg.write_text("""
-[gateway]
-data_dir = "data"
-outbox_dir = "outbox"
-poll_interval_seconds = 1
-
-[partners.acme]
-name = "Acme"
-inbox = "inbox"
-disposition = "move"
-""")
-    return cfg
-
+    return (ProjectConfig(base).set("gateway", poll_interval_seconds=1)
+            .partner("acme", inbox="inbox").write())
 
 
 def gateway(*args: str) -> list[str]:

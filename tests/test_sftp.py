@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import ProjectConfig
 from conftest import wait_until as wait_for
 from sftp_server import SftpAccount, SshServer, TcpCutProxy
 
@@ -27,16 +28,9 @@ SAMPLES = CASES_INBOX / "sample"
 GOOD = (SAMPLES / "acme-20261201-good.xml").read_bytes()
 
 
-def partner_block(pid: str, account: SftpAccount, sshd: SshServer, *, port: int | None = None,
-                  known_hosts: Path | None = None, extra: str = "") -> str:
-    return sshd.partner_toml(pid, account, port=port, known_hosts=known_hosts, extra=extra)
-
-
-def make_config(base: Path, blocks: str) -> Path:
-    cfg = base / "config.toml"
-    cfg.write_text(f'[gateway]\ndata_dir = "data"\noutbox_dir = "outbox"\n'
-                   f'poll_interval_seconds = 1\n{blocks}')
-    return cfg
+def sftp_project(base: Path) -> ProjectConfig:
+    """The SFTP tests' project (partners added by each test): the service polls every second."""
+    return ProjectConfig(base).set("gateway", poll_interval_seconds=1)
 
 
 def run_once(cfg: Path) -> list[PollReport]:
@@ -68,8 +62,8 @@ def with_id(data: bytes, submission_id: str, prefix: str) -> bytes:
 def test_two_partners_on_one_poll_get_files_taken_and_acks_delivered(
         tmp_path: Path, sshd: SshServer) -> None:
     acme, bolt = sshd.account("acme"), sshd.account("bolt")
-    cfg = make_config(tmp_path, partner_block("acme", acme, sshd)
-                      + partner_block("bolt", bolt, sshd))
+    cfg = (sftp_project(tmp_path).sftp_partner("acme", sshd, acme)
+           .sftp_partner("bolt", sshd, bolt).write())
     drop(acme, "a.xml")
     drop(bolt, "b.xml", with_id(GOOD, "BOLT-1", "BO"))
     reports = {r.partner: r for r in run_once(cfg)}
@@ -93,8 +87,7 @@ def test_two_partners_on_one_poll_get_files_taken_and_acks_delivered(
 def test_a_file_still_being_written_is_not_taken_until_stable(
         tmp_path: Path, sshd: SshServer) -> None:
     acme = sshd.account("acme")
-    cfg = make_config(tmp_path, partner_block("acme", acme, sshd).replace(
-        "min_age_seconds = 0", "min_age_seconds = 1"))
+    cfg = sftp_project(tmp_path).sftp_partner("acme", sshd, acme, min_age_seconds=1).write()
     half = GOOD[: len(GOOD) // 2]
     drop(acme, "a.xml", half)
     assert run_once(cfg)[0].taken == []  # first sight: not yet known to be stable
@@ -113,8 +106,8 @@ def test_a_file_still_being_written_is_not_taken_until_stable(
 
 def test_done_file_partner(tmp_path: Path, sshd: SshServer) -> None:
     acme = sshd.account("acme")
-    cfg = make_config(tmp_path, partner_block("acme", acme, sshd,
-                                              extra='completion = "done_file"'))
+    cfg = (sftp_project(tmp_path).sftp_partner("acme", sshd, acme, completion="done_file")
+           .write())
     drop(acme, "a.xml")
     drop(acme, "a.xml.part", b"<half")  # an upload in progress is never taken either
     assert run_once(cfg)[0].taken == []
@@ -129,9 +122,9 @@ def test_server_down_fails_only_that_partner_and_backs_off_with_one_alert(
     acme = sshd.account("acme")
     local_inbox = tmp_path / "local-in"
     local_inbox.mkdir()
-    cfg = make_config(tmp_path, partner_block(
-        "acme", acme, sshd, port=1, extra="failure_alert_after = 2\nmax_backoff_seconds = 1")
-        + f'\n[partners.local]\nname = "L"\ninbox = "{local_inbox}"\n')
+    cfg = (sftp_project(tmp_path)
+           .sftp_partner("acme", sshd, acme, port=1, failure_alert_after=2, max_backoff_seconds=1)
+           .partner("local", name="L", inbox=local_inbox).write())
     shutil.copy(SAMPLES / "acme-20261201-good.xml", local_inbox / "l.xml")
     reports = {r.partner: r for r in run_once(cfg)}
     assert reports["acme"].error and "cannot connect" in reports["acme"].error
@@ -150,8 +143,9 @@ def test_server_down_fails_only_that_partner_and_backs_off_with_one_alert(
 def test_recovery_after_the_server_comes_back_clears_the_alert(
         tmp_path: Path, sshd: SshServer) -> None:
     acme = sshd.account("acme")
-    cfg = make_config(tmp_path, partner_block(
-        "acme", acme, sshd, extra="failure_alert_after = 1\nmax_backoff_seconds = 1"))
+    cfg = (sftp_project(tmp_path)
+           .sftp_partner("acme", sshd, acme, failure_alert_after=1, max_backoff_seconds=1)
+           .write())
     drop(acme, "a.xml")
     sshd.stop()
     assert run_once(cfg)[0].error
@@ -171,7 +165,7 @@ def test_wrong_or_unknown_host_key_is_refused_naming_partner_and_fingerprint(
     if which == "unknown":
         known = tmp_path / "empty_known_hosts"
         known.write_text("")
-    cfg = make_config(tmp_path, partner_block("acme", acme, sshd, known_hosts=known))
+    cfg = sftp_project(tmp_path).sftp_partner("acme", sshd, acme, known_hosts=known).write()
     drop(acme, "a.xml")
     report = run_once(cfg)[0]
     assert report.taken == []
@@ -185,7 +179,8 @@ def test_wrong_or_unknown_host_key_is_refused_naming_partner_and_fingerprint(
 def test_connection_cut_mid_download_takes_the_file_whole_later_never_twice(
         tmp_path: Path, sshd: SshServer, cut_proxy: TcpCutProxy) -> None:
     acme = sshd.account("acme")
-    cfg = make_config(tmp_path, partner_block("acme", acme, sshd, port=cut_proxy.port))
+    cfg = (sftp_project(tmp_path).sftp_partner("acme", sshd, acme, port=cut_proxy.port)
+           .write())
     big = with_id(GOOD, "BIG-1", "BG").replace(
         b"<Description>Can body stock, alloy 3104, coils</Description>",
         b"<Description>" + b"x" * 190 + b"</Description>")
@@ -209,7 +204,7 @@ def test_connection_cut_mid_download_takes_the_file_whole_later_never_twice(
 def test_crash_between_download_and_remote_disposition(tmp_path: Path,
                                                       sshd: SshServer) -> None:
     acme = sshd.account("acme")
-    cfg = make_config(tmp_path, partner_block("acme", acme, sshd))
+    cfg = sftp_project(tmp_path).sftp_partner("acme", sshd, acme).write()
     drop(acme, "a.xml")
     command = [sys.executable, "-m", "gateway.cli", "run", "--once", "--config", str(cfg)]
     crashed = subprocess.run(command, env={**os.environ, "AIMGW_CRASH_AT": "after_receipt"},
@@ -229,7 +224,7 @@ def test_crash_between_download_and_remote_disposition(tmp_path: Path,
 def test_symlink_in_the_remote_inbox_is_never_followed(tmp_path: Path,
                                                       sshd: SshServer) -> None:
     acme = sshd.account("acme")
-    cfg = make_config(tmp_path, partner_block("acme", acme, sshd))
+    cfg = sftp_project(tmp_path).sftp_partner("acme", sshd, acme).write()
     secret = tmp_path / "secret.xml"
     secret.write_bytes(GOOD)
     os.symlink(secret, Path(acme.inbox, "link.xml"))
@@ -239,10 +234,9 @@ def test_symlink_in_the_remote_inbox_is_never_followed(tmp_path: Path,
 def test_passphrase_key_from_the_environment(tmp_path: Path, sshd: SshServer,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     acme = sshd.account("acme")
-    block = partner_block("acme", acme, sshd).replace(
-        f'key_file = "{sshd.key_file}"',
-        f'key_file = "{sshd.key_file_with_passphrase}"\nkey_passphrase_env = "ACME_KEY_PASS"')
-    cfg = make_config(tmp_path, block)
+    cfg = sftp_project(tmp_path).sftp_partner(
+        "acme", sshd, acme, key_file=sshd.key_file_with_passphrase,
+        key_passphrase_env="ACME_KEY_PASS").write()
     drop(acme, "a.xml")
     monkeypatch.setenv("ACME_KEY_PASS", sshd.passphrase)
     assert len(run_once(cfg)[0].taken) == 1
@@ -254,14 +248,14 @@ def config_of(cfg: Path) -> Config:
 
 def test_partner_self_test_reports_each_step(tmp_path: Path, sshd: SshServer) -> None:
     acme = sshd.account("acme")
-    good = make_config(tmp_path, partner_block("acme", acme, sshd))
+    good = sftp_project(tmp_path).sftp_partner("acme", sshd, acme).write()
     ok, lines = partner_self_test(config_of(good).partner("acme"))
     assert ok, lines
     text = "\n".join(lines)
     assert "SHA256:" in text and "authenticated" in text and "renamed it" in text
     assert acks(acme) == []  # the probe was removed
-    bad = make_config(tmp_path, partner_block("acme", acme, sshd,
-                                              known_hosts=sshd.wrong_known_hosts))
+    bad = (sftp_project(tmp_path)
+           .sftp_partner("acme", sshd, acme, known_hosts=sshd.wrong_known_hosts).write())
     ok, lines = partner_self_test(config_of(bad).partner("acme"))
     assert not ok and "FAIL" in lines[-1] and "CHANGED" in lines[-1]
     cli = subprocess.run([sys.executable, "-m", "gateway.cli", "partner", "test", "acme",
@@ -272,8 +266,8 @@ def test_partner_self_test_reports_each_step(tmp_path: Path, sshd: SshServer) ->
 
 def test_serve_with_two_sftp_partners(tmp_path: Path, sshd: SshServer) -> None:
     acme, bolt = sshd.account("acme"), sshd.account("bolt")
-    cfg = make_config(tmp_path, partner_block("acme", acme, sshd, extra="interval_seconds = 1")
-                      + partner_block("bolt", bolt, sshd, extra='schedule = "* * * * *"'))
+    cfg = (sftp_project(tmp_path).sftp_partner("acme", sshd, acme, interval_seconds=1)
+           .sftp_partner("bolt", sshd, bolt, schedule="* * * * *").write())
     drop(acme, "a.xml")
     drop(bolt, "b.xml", with_id(GOOD, "BOLT-1", "BO"))
     proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--config",

@@ -31,12 +31,12 @@ from typing import Any, BinaryIO
 import paramiko
 import pytest
 from sftp_server import SftpAccount, SshServer, TcpCutProxy, _children_of
-from test_sftp import GOOD, drop, make_config, partner_block, run_once, with_id
+from test_sftp import GOOD, drop, run_once, sftp_project, with_id
 
 from gateway.inbox.sftp import SftpInbox
 
 ACK = "{}.ack.xml"
-FAST = "max_backoff_seconds = 1\nfailure_alert_after = 2"
+FAST: dict[str, object] = {"max_backoff_seconds": 1, "failure_alert_after": 2}
 STATUS_FILES = {"status.json", "status.csv"}  # rewritten after each poll (outputs/status_files.py)
 
 
@@ -166,14 +166,9 @@ def hook(monkeypatch: pytest.MonkeyPatch, cls: type, method: str,
     return calls
 
 
-def config(base: Path, account: SftpAccount, sshd: SshServer, extra: str = "",
-           **kwargs: Any) -> Path:
-    """The partner ``acme`` (partner_block), with ``extra`` keys replacing its defaults."""
-    block = partner_block("acme", account, sshd, extra=f"{FAST}\n{extra}", **kwargs)
-    lines = block.splitlines()
-    for key in (line.split("=")[0].strip() for line in extra.splitlines() if "=" in line):
-        lines.remove(next(line for line in lines if line.startswith(f"{key} =")))
-    return make_config(base, "\n".join(lines) + "\n")
+def config(base: Path, account: SftpAccount, sshd: SshServer, **settings: Any) -> Path:
+    """The partner ``acme`` failing fast (FAST), with ``settings`` replacing its keys."""
+    return sftp_project(base).sftp_partner("acme", sshd, account, **{**FAST, **settings}).write()
 
 
 # -- server stopped (or frozen) in the middle of a poll ----------------------------------------
@@ -203,7 +198,7 @@ def test_server_stopped_mid_poll(tmp_path: Path, sshd: SshServer,
                                  monkeypatch: pytest.MonkeyPatch, where: str) -> None:
     """a.xml and b.xml are waiting; the server goes away at one step of the poll."""
     acme = sshd.account("acme")
-    cfg = config(tmp_path, acme, sshd, "operation_timeout = 2")
+    cfg = config(tmp_path, acme, sshd, operation_timeout=2)
     names = ("a.xml", "b.xml")
     put_files(acme, *names)
     with frozen(sshd) as freeze:
@@ -324,8 +319,7 @@ def test_processed_folder_not_writable(tmp_path: Path, sshd: SshServer, how: str
         processed = str(blocker / "processed")
     elif how == "missing":
         processed = str(Path(acme.root, "no-such-folder"))
-    cfg = make_config(tmp_path, partner_block("acme", acme, sshd, extra=FAST).replace(
-        f'remote_processed_dir = "{acme.processed}"', f'remote_processed_dir = "{processed}"'))
+    cfg = config(tmp_path, acme, sshd, remote_processed_dir=processed)
     put_files(acme, "a.xml")
     with immutable(acme.processed) if how == "immutable" else contextlib.nullcontext():
         first = poll(tmp_path, cfg)
@@ -404,7 +398,7 @@ def test_remote_file_changed_between_listing_and_download(
     """The stable rule saw a.xml twice, then the partner rewrote it just before the download:
     the old listing is not trusted; the new content is taken once it is stable again."""
     acme = sshd.account("acme")
-    cfg = config(tmp_path, acme, sshd, "min_age_seconds = 1")
+    cfg = config(tmp_path, acme, sshd, min_age_seconds=1)
     put_files(acme, "a.xml")
     new = sub("a2.xml")
     if change == "same-size":
@@ -508,7 +502,7 @@ def test_clock_skew_in_remote_mtimes(tmp_path: Path, sshd: SshServer) -> None:
     'too new' forever, one stamped in 1970 is not 'old enough' at first sight; and a skewed
     file still being written (same stamp, growing) waits until it stops changing."""
     acme = sshd.account("acme")
-    cfg = config(tmp_path, acme, sshd, "min_age_seconds = 1")
+    cfg = config(tmp_path, acme, sshd, min_age_seconds=1)
     future, past = time.time() + 20 * 365 * 86400, 86400.0
     stamps = {"future.xml": future, "past.xml": past, "growing.xml": future}
     for name, stamp in stamps.items():

@@ -20,7 +20,7 @@ from typing import Any
 import paramiko
 import pytest
 from sftp_server import SftpAccount, SshServer
-from test_sftp import GOOD, make_config, partner_block, with_id
+from test_sftp import GOOD, sftp_project, with_id
 
 from gateway.config import load_config
 from gateway.inbox.sftp import SftpInbox
@@ -90,7 +90,7 @@ def test_a_refused_file_is_counted_and_quarantined_and_later_files_flow(
         tmp_path: Path, sshd: SshServer, monkeypatch: pytest.MonkeyPatch, refusal: str) -> None:
     how = REFUSALS[refusal]
     acme = sshd.account("acme")
-    config = load_config(make_config(tmp_path, partner_block("acme", acme, sshd)))
+    config = load_config(sftp_project(tmp_path).sftp_partner("acme", sshd, acme).write())
     old = time.time() - 3600
     for n, name in enumerate(("a.xml", "later.xml")):
         Path(acme.inbox, name).write_bytes(with_id(GOOD, f"REF-{n}", f"R{n}"))

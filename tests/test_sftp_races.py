@@ -18,7 +18,7 @@ from pathlib import Path
 import paramiko
 import pytest
 from sftp_server import SshServer
-from test_sftp import GOOD, make_config, partner_block, run_once
+from test_sftp import GOOD, run_once, sftp_project
 
 from gateway import crash
 
@@ -55,7 +55,7 @@ def test_a_link_planted_in_the_ack_folder_is_never_written_through(
     name = "a.xml.ack.xml"
     link = Path(acme.acks, f".{name}.tmp" if where == "temp" else name)
     link.symlink_to(victim)
-    cfg = make_config(tmp_path, partner_block("acme", acme, sshd))
+    cfg = sftp_project(tmp_path).sftp_partner("acme", sshd, acme).write()
     Path(acme.inbox, "a.xml").write_bytes(GOOD)
     report = run_once(cfg)[0]
     assert report.error is None and len(report.taken) == 1
@@ -85,7 +85,7 @@ def test_a_link_planted_again_after_the_removal_fails_the_upload_not_the_victim(
                 tmp.symlink_to(victim)
 
     monkeypatch.setattr(paramiko.SFTPClient, "remove", remove_then_replant)
-    cfg = make_config(tmp_path, partner_block("acme", acme, sshd))
+    cfg = sftp_project(tmp_path).sftp_partner("acme", sshd, acme).write()
     Path(acme.inbox, "a.xml").write_bytes(GOOD)
     report = run_once(cfg)[0]
     assert report.error is not None and "upload a.xml.ack.xml" in report.error
@@ -146,7 +146,7 @@ def test_a_name_flipped_to_a_link_never_hands_over_another_partners_file(
     source.write_bytes(own)
     names = [f"a{i:02d}.xml" for i in range(24)]
     stop = tmp_path / "stop"
-    cfg = make_config(tmp_path, partner_block("acme", acme, sshd))
+    cfg = sftp_project(tmp_path).sftp_partner("acme", sshd, acme).write()
     flipper = subprocess.Popen([sys.executable, "-c", FLIPPER, acme.inbox, str(target),
                                 str(source), str(mtime), str(stop), "120", *names])
     try:
@@ -178,8 +178,8 @@ def test_a_file_renamed_over_the_one_in_hand_is_left_for_the_next_poll(
         tmp_path: Path, sshd: SshServer, monkeypatch: pytest.MonkeyPatch,
         disposition: str) -> None:
     acme = sshd.account("acme")
-    cfg = make_config(tmp_path, partner_block(
-        "acme", acme, sshd, extra=f'remote_disposition = "{disposition}"'))
+    cfg = (sftp_project(tmp_path)
+           .sftp_partner("acme", sshd, acme, remote_disposition=disposition).write())
     first, second = variant(1), variant(2) + b"\n"
     Path(acme.inbox, "orders.xml").write_bytes(first)
 
@@ -216,7 +216,7 @@ COLLIDING = {"cleaned": ["a b.xml", "a:b.xml", "a_b.xml"], "path": ["x\\evil.xml
 def test_names_that_clean_alike_keep_an_ack_each(tmp_path: Path, sshd: SshServer,
                                                   names: list[str]) -> None:
     acme = sshd.account("acme")
-    cfg = make_config(tmp_path, partner_block("acme", acme, sshd))
+    cfg = sftp_project(tmp_path).sftp_partner("acme", sshd, acme).write()
     for n, name in enumerate(names, start=1):
         Path(acme.inbox, name).write_bytes(variant(n))
     assert len(run_once(cfg)[0].taken) == len(names)
@@ -234,7 +234,7 @@ def test_names_that_clean_alike_keep_an_ack_each(tmp_path: Path, sshd: SshServer
 def test_a_resend_under_the_same_name_never_replaces_an_earlier_ack(
         tmp_path: Path, sshd: SshServer) -> None:
     acme = sshd.account("acme")
-    cfg = make_config(tmp_path, partner_block("acme", acme, sshd))
+    cfg = sftp_project(tmp_path).sftp_partner("acme", sshd, acme).write()
     partial = (Path(__file__).parent / "cases" / "inbox" / "sample" /
                "acme-20261201-partial.xml").read_bytes()
     corrected = partial.replace(b"</LicenseSubmission>",

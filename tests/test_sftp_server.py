@@ -14,31 +14,6 @@ import sftp_server
 from sftp_server import SshServer, SshServerError, TcpCutProxy
 
 
-def connect(
-    sshd: SshServer,
-    *,
-    port: int | None = None,
-    key_file: Path | None = None,
-    passphrase: str | None = None,
-    known_hosts: Path | None = None,
-) -> paramiko.SSHClient:
-    """What the gateway does: known_hosts loaded, unknown keys rejected, key auth only."""
-    client = paramiko.SSHClient()
-    client.load_host_keys(str(known_hosts or sshd.known_hosts))
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    try:
-        client.connect(
-            sshd.host, port=port or sshd.port, username=sshd.user,
-            key_filename=str(key_file or sshd.key_file), passphrase=passphrase,
-            look_for_keys=False, allow_agent=False,
-            timeout=5, banner_timeout=5, auth_timeout=5, channel_timeout=5,
-        )
-    except BaseException:
-        client.close()
-        raise
-    return client
-
-
 def test_layout(sshd: SshServer) -> None:
     assert sshd.host == "127.0.0.1"
     assert sshd.running
@@ -65,7 +40,7 @@ def test_layout(sshd: SshServer) -> None:
 
 def test_sftp_write_list_rename_remove(sshd: SshServer) -> None:
     acme = sshd.account("acme")
-    with connect(sshd) as client, client.open_sftp() as sftp:
+    with sshd.connect() as client, client.open_sftp() as sftp:
         with sftp.open(f"{acme.inbox}/batch.xml.part", "wb") as remote:
             remote.write(b"<licenses/>\n")
         sftp.rename(f"{acme.inbox}/batch.xml.part", f"{acme.inbox}/batch.xml")
@@ -85,30 +60,30 @@ def test_sftp_write_list_rename_remove(sshd: SshServer) -> None:
 
 def test_passphrase_key(sshd: SshServer) -> None:
     acme = sshd.account("acme")
-    with connect(sshd, key_file=sshd.key_file_with_passphrase,
+    with sshd.connect(key_file=sshd.key_file_with_passphrase,
                  passphrase=sshd.passphrase) as client, client.open_sftp() as sftp:
         assert sftp.listdir(acme.inbox) == []
     with pytest.raises(paramiko.SSHException):  # wrong passphrase: the key cannot be read
-        connect(sshd, key_file=sshd.key_file_with_passphrase, passphrase="wrong horse")
+        sshd.connect(key_file=sshd.key_file_with_passphrase, passphrase="wrong horse")
 
 
 def test_changed_host_key_is_refused(sshd: SshServer, tmp_path: Path) -> None:
     with pytest.raises(paramiko.BadHostKeyException):
-        connect(sshd, known_hosts=sshd.wrong_known_hosts)
+        sshd.connect(known_hosts=sshd.wrong_known_hosts)
     empty = tmp_path / "empty_known_hosts"
     empty.write_text("")
     with pytest.raises(paramiko.SSHException, match="not found in known_hosts"):
-        connect(sshd, known_hosts=empty)
+        sshd.connect(known_hosts=empty)
 
 
 def test_stop_then_start_on_same_port(sshd: SshServer) -> None:
     port = sshd.port
-    client = connect(sshd)
+    client = sshd.connect()
     sftp = client.open_sftp()
     sshd.stop()
     assert not sshd.running
     with pytest.raises((paramiko.SSHException, OSError)):
-        connect(sshd)
+        sshd.connect()
     with pytest.raises((paramiko.SSHException, OSError, EOFError)):  # open session dropped
         sftp.listdir(sshd.root.as_posix())
     client.close()
@@ -116,7 +91,7 @@ def test_stop_then_start_on_same_port(sshd: SshServer) -> None:
     sshd.start()
     assert sshd.running
     assert sshd.port == port
-    with sshd.connect() as client2, client2.open_sftp() as sftp2:  # the built-in helper
+    with sshd.connect() as client2, client2.open_sftp() as sftp2:
         sftp2.listdir(sshd.account("acme").inbox)
     assert sshd.log_text().count("Server listening on") == 2
 
@@ -133,7 +108,7 @@ def test_cut_download_then_whole_download(sshd: SshServer, cut_proxy: TcpCutProx
     cut_proxy.cut_after(200_000)
     partial = tmp_path / "partial.bin"
     with pytest.raises((paramiko.SSHException, EOFError, OSError)):  # noqa: SIM117
-        with connect(sshd, port=cut_proxy.port) as client, client.open_sftp() as sftp:
+        with sshd.connect(port=cut_proxy.port) as client, client.open_sftp() as sftp:
             sftp.get(remote, str(partial))
     first = cut_proxy.connections[0]
     assert first.done.wait(5)
@@ -142,7 +117,7 @@ def test_cut_download_then_whole_download(sshd: SshServer, cut_proxy: TcpCutProx
     assert not partial.exists() or partial.stat().st_size < len(payload)
 
     whole = tmp_path / "whole.bin"
-    with connect(sshd, port=cut_proxy.port) as client, client.open_sftp() as sftp:
+    with sshd.connect(port=cut_proxy.port) as client, client.open_sftp() as sftp:
         sftp.get(remote, str(whole))
     assert hashlib.sha256(whole.read_bytes()).digest() == hashlib.sha256(payload).digest()
     assert len(cut_proxy.connections) == 2

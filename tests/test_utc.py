@@ -12,6 +12,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from conftest import ProjectConfig
 
 from gateway.admin import queries
 from gateway.admin.web.pages import local_today
@@ -39,15 +40,12 @@ def new_york_machine(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     time.tzset()
 
 
-def project(base: Path, ledger: str = "") -> Path:
-    (base / "inbox").mkdir()
-    (base / "inbox" / "a.xml").write_bytes(GOOD)
-    cfg = base / "config.toml"
-    cfg.write_text(f'[gateway]\ndata_dir = "{base / "data"}"\noutbox_dir = "{base / "outbox"}"\n'
-                   f'timezone = "America/New_York"\n{ledger}'
-                   f'[partners.acme]\nname = "Acme"\ninbox = "{base / "inbox"}"\n'
-                   'disposition = "keep"\n')
-    return cfg
+def one_file_project(config: ProjectConfig) -> Path:
+    """Partner ``acme`` keeping the good sample in its inbox (the zone is the default's,
+    America/New_York)."""
+    config.partner("acme", inbox="inbox", disposition="keep")
+    config.inbox("acme").joinpath("a.xml").write_bytes(GOOD)
+    return config.write()
 
 
 def stored_times(cfg: Path) -> list[str]:
@@ -67,9 +65,7 @@ def stored_times(cfg: Path) -> list[str]:
 def test_every_stored_time_is_utc_on_a_new_york_machine(
         tmp_path: Path, new_york_machine: None, request: pytest.FixtureRequest,
         backend: str) -> None:
-    ledger = f'ledger = "{request.getfixturevalue("pg_dsn")}"\n' if backend == "postgresql" \
-        else ""
-    cfg = project(tmp_path, ledger)
+    cfg = one_file_project(ProjectConfig(tmp_path).backend(request, backend))
     before = datetime.now(UTC).replace(microsecond=0)
     run_once(load_config(cfg), date(2026, 12, 1))
     times = stored_times(cfg)
@@ -81,7 +77,7 @@ def test_a_file_received_at_0030_new_york_counts_as_today(
         tmp_path: Path, new_york_machine: None, monkeypatch: pytest.MonkeyPatch) -> None:
     received = datetime(2026, 12, 2, 0, 30, tzinfo=NEW_YORK)
     monkeypatch.setattr(ledger_module, "utc_now", lambda: received.astimezone(UTC))
-    cfg = project(tmp_path)
+    cfg = one_file_project(ProjectConfig(tmp_path))
     config = load_config(cfg)
     run_once(config, date(2026, 12, 2))
 
@@ -110,7 +106,7 @@ def test_cli_files_since_is_the_new_york_day(
     already the next day in UTC)."""
     monkeypatch.setattr(ledger_module, "utc_now",
                         lambda: datetime(2026, 12, 2, 22, 0, tzinfo=NEW_YORK).astimezone(UTC))
-    cfg = project(tmp_path)
+    cfg = one_file_project(ProjectConfig(tmp_path))
     config = load_config(cfg)
     run_once(config, date(2026, 12, 2))
     assert len(queries.files(config, FileQuery(since=date(2026, 12, 2)))) == 1

@@ -25,6 +25,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from conftest import ProjectConfig
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from gateway.admin.web import charts
@@ -69,46 +70,21 @@ def write_config(base: Path, ledger: str = "") -> Path:
     (base / "known_hosts").write_text("")
     for partner in ("sample", "hanse", "nordic"):
         (base / "inbox" / partner).mkdir(parents=True)
-    cfg = base / "config.toml"
-    cfg.write_text(f"""
-[gateway]
-data_dir = "data"
-outbox_dir = "outbox"
-ledger = "{ledger}"
-
-[partners.sample]
-name = "Sample Aluminum Importer"
-inbox = "inbox/sample"
-disposition = "keep"
-filer_code = "SMP"
-
-[partners.hanse]
-name = "Hanse Metall Handel GmbH"
-inbox = "inbox/hanse"
-patterns = ["*.csv"]
-disposition = "keep"
-filer_code = "HMH"
-mapping = "{ROOT / 'mappings' / 'hanse-metall.toml'}"
-
-[partners.nordic]
-name = "Nordic Aluminium Trading AS"
-inbox = "inbox/nordic"
-patterns = ["*.xml"]
-disposition = "keep"
-filer_code = "NAT"
-mapping = "{ROOT / 'mappings' / 'nordic-orders.xsl'}"
-
-[partners.downhill]
-name = "Downhill Metals"
-kind = "sftp"
-host = "127.0.0.1"
-port = {free_port()}
-user = "aim"
-key_file = "down.key"
-known_hosts = "known_hosts"
-connect_timeout = 2
-""")
-    return cfg
+    config = ProjectConfig(base)
+    if ledger:
+        config.ledger(ledger)
+    config.partner("sample", name="Sample Aluminum Importer", disposition="keep",
+                   filer_code="SMP")
+    config.partner("hanse", name="Hanse Metall Handel GmbH", patterns=["*.csv"],
+                   disposition="keep", filer_code="HMH",
+                   mapping=ROOT / "mappings" / "hanse-metall.toml")
+    config.partner("nordic", name="Nordic Aluminium Trading AS", patterns=["*.xml"],
+                   disposition="keep", filer_code="NAT",
+                   mapping=ROOT / "mappings" / "nordic-orders.xsl")
+    config.partner("downhill", name="Downhill Metals", inbox=None, kind="sftp",
+                   host="127.0.0.1", port=free_port(), user="aim", key_file="down.key",
+                   known_hosts="known_hosts", connect_timeout=2)
+    return config.write()
 
 
 def run(cfg: Path, as_of: date) -> None:

@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from conftest import ProjectConfig
 from flask.testing import FlaskClient
 
 from gateway.admin.web.app import create_app
@@ -45,16 +46,10 @@ class Served:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
-    ledger = ""
-    if request.param == "postgresql":
-        ledger = f'ledger = "{request.getfixturevalue("pg_dsn")}"\n'
-    (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "a.xml").write_text(
+    config = ProjectConfig(tmp_path).backend(request, request.param)
+    cfg = config.partner("acme", inbox="in").write()
+    config.inbox("acme").joinpath("a.xml").write_text(
         GOOD.replace("ACME ALUMINUM IMPORTS LLC", ODD_IMPORTER, 1))
-    cfg = tmp_path / "config.toml"
-    cfg.write_text(f'[gateway]\ndata_dir = "{tmp_path / "data"}"\n'
-                   f'outbox_dir = "{tmp_path / "outbox"}"\n{ledger}'
-                   f'[partners.acme]\nname = "Acme"\ninbox = "{tmp_path / "in"}"\n')
     config = load_config(cfg)
     run_once(config, date(2026, 12, 1))
     app = create_app(config, Guard(TOKEN))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import wait_until
+from conftest import ProjectConfig, wait_until
 from sftp_server import SshServer
 
 from gateway.ledger.migrations import MIGRATIONS
@@ -40,31 +40,24 @@ def submission(partner: str, n: int) -> bytes:
 
 
 def build(base: Path, dsn: str, sshd: SshServer) -> tuple[Path, dict[str, Path]]:
+    shared = base / "shared"
+    config = (ProjectConfig(base).ledger(dsn)
+              .set("gateway", data_dir=shared / "data", outbox_dir=shared / "outbox",
+                   poll_interval_seconds=1, lease_seconds=3)
+              .set("log", events_file=shared / "events.jsonl"))
     inboxes: dict[str, Path] = {}
-    blocks = []
     for partner in LOCAL_PARTNERS:
-        inbox = base / "in" / partner
-        inbox.mkdir(parents=True)
-        inboxes[partner] = inbox
-        blocks.append(f'[partners.{partner}]\nname = "{partner}"\ninbox = "{inbox}"\n'
-                      f'processed_dir = "{base / "done" / partner}"\n')
+        inboxes[partner] = base / "in" / partner
+        inboxes[partner].mkdir(parents=True)
+        config.partner(partner, name=partner, inbox=inboxes[partner],
+                       processed_dir=base / "done" / partner)
     account = sshd.account("echo")
     inboxes["echo"] = Path(account.inbox)
-    blocks.append(sshd.partner_toml("echo", account, timeout=5.0))
+    config.sftp_partner("echo", sshd, account, timeout=5.0)
     for partner, inbox in inboxes.items():
         for n in range(FILES_PER_PARTNER):
             (inbox / f"{partner}-{n:02d}.xml").write_bytes(submission(partner, n))
-    cfg = base / "config.toml"
-    cfg.write_text(f"""[gateway]
-data_dir = "{base / 'shared' / 'data'}"
-outbox_dir = "{base / 'shared' / 'outbox'}"
-ledger = "{dsn}"
-poll_interval_seconds = 1
-lease_seconds = 3
-[log]
-events_file = "{base / 'shared' / 'events.jsonl'}"
-""" + "\n".join(blocks))
-    return cfg, inboxes
+    return config.write(), inboxes
 
 
 def start_worker(cfg: Path, trace: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -163,14 +156,12 @@ def test_workers_share_partners_and_survive_a_killed_worker(
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_db_upgrade_then_the_admin_commands_read_the_same_ledger(
-        tmp_path: Path, pg_dsn: str, backend: str) -> None:
-    ledger = f'ledger = "{pg_dsn}"\n' if backend == "postgresql" else ""
-    inbox = tmp_path / "in"
-    inbox.mkdir()
-    (inbox / "a.xml").write_bytes(GOOD)
-    cfg = tmp_path / "config.toml"
-    cfg.write_text(f'[gateway]\ndata_dir = "data"\noutbox_dir = "outbox"\n{ledger}'
-                   f'[partners.acme]\nname = "Acme"\ninbox = "{inbox}"\n')
+        project: ProjectConfig, pg_dsn: str, backend: str) -> None:
+    project.partner("acme", inbox="in")
+    if backend == "postgresql":
+        project.ledger(pg_dsn)
+    cfg = project.write()
+    project.inbox("acme").joinpath("a.xml").write_bytes(GOOD)
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "gateway.cli", *args, "--config",
