@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from datetime import date, datetime, time
 from pathlib import Path
+from typing import NoReturn
 
 from gateway.config import Config, find_config, load_config
 from gateway.errors import ConfigError, FatalError, GatewayError
@@ -28,7 +29,7 @@ EXIT_FAILED = 3
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         print(f"aim-gateway: error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)

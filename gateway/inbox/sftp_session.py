@@ -171,5 +171,9 @@ def open_session(partner_id: str, source: SftpSource) -> Session:
         raise TransientError(f"partner {partner_id}: {where} accepted the login but not the "
                              f"SFTP session: {failure_text(err, source.operation_timeout)}"
                              ) from err
-    sftp.get_channel().settimeout(source.operation_timeout)  # type: ignore[union-attr]
+    channel = sftp.get_channel()
+    if channel is None:  # paramiko sets it on every session it opens; the stubs allow None
+        client.close()
+        raise TransientError(f"partner {partner_id}: {where} gave no SFTP channel")
+    channel.settimeout(source.operation_timeout)
     return Session(client, sftp, transport.get_remote_server_key())
