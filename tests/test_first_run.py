@@ -77,9 +77,12 @@ def test_concurrent_first_runs_migrate_once(tmp_path: Path, round_: int) -> None
         assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         numbers = [n for (n,) in conn.execute("SELECT license_number FROM licenses")]
         files = conn.execute("SELECT remote_name, state FROM files").fetchall()
+        events = conn.execute("SELECT at, kind, file_id, data FROM events ORDER BY id").fetchall()
     finally:
         conn.close()
-    assert sorted(files) == [(f"acme-{n}.xml", "DONE") for n in range(3)]
+    # On a failure: what each process said and what the ledger recorded, to tell a race apart.
+    assert sorted(files) == [(f"acme-{n}.xml", "DONE") for n in range(3)], (
+        [err for _, err in results], events)
     assert len(numbers) == 9 == len(set(numbers))
 
 
