@@ -20,8 +20,10 @@ from test_csv import DEFAULT_ROW, csv_file, parse_csv_ack
 from test_rules import AS_OF, Ack, Gateway, application, parse_ack, submission
 
 from gateway.config import load_config
+from gateway.findings import MAX_FINDINGS
 from gateway.outputs.ace import entry_summary_records
 from gateway.service.runner import run_once
+from gateway.validate.smelt_cast import a128_findings
 
 GOLDEN = Path(__file__).parent / "golden"
 NA, UNK = "NOT_APPLICABLE", "UNKNOWN"
@@ -216,3 +218,15 @@ def test_a128_reaches_the_csv_ack(tmp_path: Path) -> None:
     assert [(r.line_no, r.status, r.codes) for r in ack.rows] == [
         ("1", "LICENSED", []), ("2", "LICENSED", ["A128"])]
     assert "A128" in ack.rows[1].messages and "by hand" in ack.rows[1].messages
+
+
+def test_a128_findings_are_bounded_like_every_finding_list() -> None:
+    """999 secondary-only lines: at most 100 findings, the last one counting the rest."""
+    lines = [make_line(str(n), smelt_country_largest=NA) for n in range(1, 1000)]
+    found = a128_findings(make_app(lines), lines, listed=1)
+    assert len(found) == MAX_FINDINGS - 1
+    assert [f.line for f in found[:3]] == [1, 2, 3]
+    assert {f.code for f in found} == {"A128"}
+    last = found[-1]
+    assert (last.line, last.value) == (None, str(999 - (MAX_FINDINGS - 2)))
+    assert last.message.startswith("... and ")
