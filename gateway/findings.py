@@ -41,6 +41,8 @@ CODES: dict[str, tuple[Severity, str]] = {
     "A123": (Severity.ERROR, "second-largest smelt equals largest"),
     "A124": (Severity.ERROR, "cast country missing, UNKNOWN or NOT_APPLICABLE"),
     "A125": (Severity.ERROR, "largest smelt UNKNOWN but second-largest is a country"),
+    "A128": (Severity.WARNING, "smelt/cast detail has no grounded form in the ACE 54 record: "
+             "none written for the line, the filer completes it by hand"),
     "A130": (Severity.ERROR, "HTS number not 10 digits"),
     "A131": (Severity.INFO, "HTS not covered by AIM on the processing date"),
     "A132": (Severity.WARNING, "HTS in an AIM heading but not on the covered list"),

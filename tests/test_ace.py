@@ -29,7 +29,6 @@ from gateway.outputs.ace import (
     entry_summary_records,
     ftz_record,
     numeric,
-    smelt_code,
 )
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -82,8 +81,9 @@ def make_writer(path: Path, app_id: str = "AE") -> AceFileWriter:
 
 
 def sample_records() -> dict[str, str]:
-    """One record of each type, built from the sample application."""
-    app = make_app()
+    """One record of each type, built from the sample application (with a single smelt
+    country: the sample line's UNKNOWN has no 54 record, tests/test_ace54.py)."""
+    app = make_app([make_line(smelt_country_largest="CN")])
     r10, r40, r50, r52, r54 = entry_summary_records(app, app.lines, "AL2503001", "XYZ")
     return {
         "10": r10, "40": r40, "50": r50, "52": r52, "54": r54,
@@ -123,8 +123,10 @@ POSITIONS = [
     ("50", 48, 50, "KG "), ("50", 51, 80, spaces(30)),
     ("52", 1, 2, "52"), ("52", 3, 4, "28"), ("52", 5, 14, "AL2503001 "),
     ("52", 15, 80, spaces(66)),
-    ("54", 1, 2, "54"), ("54", 3, 4, "07"), ("54", 5, 6, "UN"), ("54", 7, 8, "NA"),
-    ("54", 9, 10, "CA"), ("54", 11, 80, spaces(70)),
+    # Contract 1.1: 3-character country fields; NOT_APPLICABLE second-largest smelt is spaces.
+    ("54", 1, 2, "54"), ("54", 3, 4, "07"), ("54", 5, 7, "CN "), ("54", 8, 9, "  "),
+    ("54", 10, 12, "   "), ("54", 13, 14, "  "), ("54", 15, 17, "CA "),
+    ("54", 18, 80, spaces(63)),
     # e214 FT60 Line Reference (docs/ace-records.md): description is class AN, so the comma,
     # hyphen and parentheses of the sample description become spaces.
     ("FT60", 1, 2, "60"), ("FT60", 3, 47, "ALUMINIUM BARS  6061 T6  EXTRUDED ".ljust(45)),
@@ -187,7 +189,7 @@ def test_absent_entry_number_leaves_spaces() -> None:
 
 
 def test_one_group_of_40_50_52_54_per_line_with_zero_filled_line_numbers() -> None:
-    lines = [make_line("1"), make_line("2"), make_line("17")]
+    lines = [make_line(n, smelt_country_largest="CA") for n in ("1", "2", "17")]
     records = entry_summary_records(make_app(lines), lines, "L1", "XYZ")
     assert [r[:2] for r in records] == ["10"] + ["40", "50", "52", "54"] * 3
     assert [r[4:7] for r in records if r.startswith("40")] == ["001", "002", "017"]
@@ -199,7 +201,8 @@ def test_one_group_of_40_50_52_54_per_line_with_zero_filled_line_numbers() -> No
      ("Ünïcode-ref-0001", "UNICODE-R")],
 )
 def test_long_or_odd_text_never_shifts_later_fields(ref: str, broker_reference: str) -> None:
-    app = make_app(ref=ref, port_of_entry="30021", country_of_origin="DEU")
+    app = make_app([make_line(smelt_country_largest="CA")], ref=ref, port_of_entry="30021",
+                   country_of_origin="DEU")
     records = entry_summary_records(app, app.lines, "AL2503001XYZ", "XYZW")
     assert all(len(r) == RECORD_LENGTH for r in records)
     r10, r40, _, r52, _ = records
@@ -226,18 +229,6 @@ def test_alpha_and_numeric() -> None:
         numeric(1234, 3)
     with pytest.raises(ValueError):
         numeric(-1, 3)
-
-
-@pytest.mark.parametrize(
-    ("raw", "code"), [("UNKNOWN", "UN"), ("NOT_APPLICABLE", "NA"), ("CN", "CN"), ("ca", "CA")]
-)
-def test_smelt_code(raw: str, code: str) -> None:
-    assert smelt_code(raw) == code
-
-
-def test_smelt_code_refuses_what_it_would_have_to_cut() -> None:
-    with pytest.raises(ValueError):
-        smelt_code("USA")
 
 
 def test_ftz_record_without_a_description_leaves_it_blank() -> None:
@@ -344,7 +335,8 @@ def test_more_blocks_than_open_spools_reopen_in_append_mode(
     ports = ["1001", "1002", "1003", "1004", "1005"]
     for round_ in range(3):
         for port in ports:
-            writer.add(make_app(port_of_entry=port), [make_line()], f"{port}-{round_}", "XYZ")
+            writer.add(make_app(port_of_entry=port), [make_line(smelt_country_largest="CA")],
+                       f"{port}-{round_}", "XYZ")
     manifest = writer.finish()
 
     assert manifest is not None

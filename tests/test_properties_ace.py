@@ -23,7 +23,7 @@ from conftest import examples
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.countries import ISO_COUNTRIES
+from gateway.countries import ISO_COUNTRIES, NOT_APPLICABLE, UNKNOWN
 from gateway.model import Application, ProductLine
 from gateway.outputs.ace import (
     ENTRY_SUMMARY,
@@ -48,7 +48,8 @@ FILES = examples(40)
 # --- an independent reading of the layout rules ----------------------------------------------
 
 _ALLOWED = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 -./&,")
-_SMELT = {"UNKNOWN": "UN", "NOT_APPLICABLE": "NA"}
+# spec/ACE-RECORDS.md 1.1: the 54 type 07 record only for an import date from 2023-04-10.
+SMELT_CAST_FROM = date(2023, 4, 10)
 
 
 class Refused(Exception):
@@ -73,31 +74,40 @@ def n(value: int, width: int) -> str:
 
 def scaled(text: str | None, decimals: int) -> int:
     """``text`` as an integer with ``decimals`` implied decimals, rounded half up, exactly."""
-    if text is None:
-        raise Refused("no amount")
+    if text is None or not text.isascii():  # Decimal reads other scripts' digits: not ACE's
+        raise Refused(f"amount {text!r}")
     try:
         with localcontext(prec=len(text) + 50):
             amount = Decimal(text.strip())
-            if not amount.is_finite() or abs(amount.adjusted()) > 40:
+            if not amount.is_finite() or amount.adjusted() > 40:  # a tiny one rounds to 0
                 raise Refused(text)
             return int(amount.scaleb(decimals).quantize(Decimal(1), rounding=ROUND_HALF_UP))
     except InvalidOperation:
         raise Refused(text) from None
 
 
-def smelt(value: str | None) -> str:
-    code = (value or "").strip().upper()
-    code = _SMELT.get(code, code)
-    if not re.fullmatch(r"[A-Z]{2}", code):
-        raise Refused(f"smelt {value!r}")
-    return code
+def smelt_cast(line: ProductLine) -> dict[str, str] | None:
+    """The 54 country fields (3 wide), or None: no grounded form, no record (contract 1.1).
+
+    A field holds a country the partner sent for it, or spaces for a second-largest smelt
+    country ``NOT_APPLICABLE``; anything else (UNKNOWN, NOT_APPLICABLE elsewhere, no country)
+    leaves the line without a 54 record."""
+    largest, second, cast = (line.smelt_country_largest, line.smelt_country_second,
+                             line.cast_country)
+    if largest not in ISO_COUNTRIES or cast not in ISO_COUNTRIES or (
+            second != NOT_APPLICABLE and second not in ISO_COUNTRIES):
+        return None
+    return {"smelt_country_largest": largest.ljust(3),
+            "smelt_country_second": "   " if second == NOT_APPLICABLE else str(second).ljust(3),
+            "cast_country": cast.ljust(3)}
 
 
 def line_number(line: ProductLine) -> int:
-    try:
-        return int(line.line_no)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise Refused(f"line {line.line_no!r}") from None
+    """ASCII digits only, at most 18 (the model's rule): "+7", " 7" or "٧" are refused."""
+    text = line.line_no
+    if not (text and len(text) <= 18 and re.fullmatch(r"[0-9]+", text)):
+        raise Refused(f"line {text!r}")
+    return int(text)
 
 
 def mmddyy(value: str | None) -> str | None:
@@ -117,6 +127,12 @@ def expected_records(app: Application, lines: list[ProductLine], license_number:
                 "port_of_entry": an(app.port_of_entry, 4), "broker_reference": an(app.ref, 9),
                 "entry_type": an(app.entry_type, 2)}]
     export_date = an(mmddyy(app.expected_export_date), 6)
+    if app.expected_import_date is None:
+        raise Refused("no import date: whether a 54 record is due is unknown")
+    try:
+        smelt_cast_due = date.fromisoformat(app.expected_import_date) >= SMELT_CAST_FROM
+    except ValueError:
+        raise Refused(f"date {app.expected_import_date!r}") from None
     for line in lines:
         records.append({"control": "40", "line_number": n(line_number(line), 3),
                         "country_of_origin": an(app.country_of_origin, 2),
@@ -127,10 +143,9 @@ def expected_records(app: Application, lines: list[ProductLine], license_number:
                         "quantity": n(scaled(line.quantity_kg, 2), 12), "unit": "KG "})
         records.append({"control": "52", "license_type": "28",
                         "license_number": an(license_number, 10)})
-        records.append({"control": "54", "declaration_type": "07",
-                        "smelt_country_largest": smelt(line.smelt_country_largest),
-                        "smelt_country_second": smelt(line.smelt_country_second),
-                        "cast_country": an(line.cast_country, 2)})
+        countries = smelt_cast(line)
+        if smelt_cast_due and countries is not None:
+            records.append({"control": "54", "declaration_type": "07", **countries})
     return records
 
 
@@ -176,11 +191,14 @@ amounts = st.one_of(
 line_nos = st.one_of(st.integers(-5, 1200).map(str),
                      st.sampled_from(["007", "+7", " 7", "٧", "1_0", "", "x", "9" * 30]),
                      st.none())
-smelts = st.one_of(st.sampled_from(["UNKNOWN", "NOT_APPLICABLE", " unknown ", "us", "USA"]),
-                   code2)
+smelts = st.one_of(st.sampled_from(["UNKNOWN", "NOT_APPLICABLE", " unknown ", "us", "USA", "UN",
+                                    "N/A"]), code2)
 dates = st.one_of(st.dates(date(1990, 1, 1), date(2099, 12, 31)).map(date.isoformat),
                   st.sampled_from(["20250307", "2025-02-30", "07.03.2025", "2025-03-07T10:00"]),
                   st.none())
+# Around the first day of the 54 record (2023-04-10), and anywhere after the program start.
+import_dates = st.one_of(st.dates(date(2023, 3, 1), date(2023, 5, 31)),
+                         st.dates(date(2021, 6, 28), date(2099, 12, 31))).map(date.isoformat)
 
 
 def mostly(draw: st.DrawFn, valid: st.SearchStrategy, odd: st.SearchStrategy) -> object:
@@ -191,8 +209,8 @@ def mostly(draw: st.DrawFn, valid: st.SearchStrategy, odd: st.SearchStrategy) ->
 VALID_LINE = {
     "line_no": st.integers(1, 999).map(str),
     "hts": st.sampled_from(sorted(covered_list().items)),
-    "smelt_country_largest": st.sampled_from(["UNKNOWN", "NOT_APPLICABLE", "CA"]),
-    "smelt_country_second": st.sampled_from(["NOT_APPLICABLE", "US"]),
+    "smelt_country_largest": st.sampled_from(["UNKNOWN", "NOT_APPLICABLE", "CA", "RU"]),
+    "smelt_country_second": st.sampled_from(["NOT_APPLICABLE", "US", "UNKNOWN"]),
     "cast_country": st.sampled_from(sorted(ISO_COUNTRIES)),
     "quantity_kg": st.decimals(min_value=1, max_value=10**9, places=3).map(str),
     "value_usd": st.decimals(min_value=1, max_value=10**9, places=2).map(str),
@@ -222,7 +240,7 @@ def applications(draw: st.DrawFn, valid: bool = False, port: st.SearchStrategy |
         country_of_origin=draw(code2), country_of_export=draw(code2),
         expected_export_date=mostly(draw, st.dates(date(2000, 1, 1), date(2099, 12, 31)).map(
             date.isoformat), st.none() if valid else dates),
-        expected_import_date=None,
+        expected_import_date=draw(import_dates) if valid else mostly(draw, import_dates, dates),
         port_of_entry=draw(port if port is not None else st.one_of(
             st.sampled_from(["3002", "3004"]), maybe_odd)),
         lines=draw(st.lists(product_lines(valid), min_size=0 if not valid else 1, max_size=4)))
@@ -248,7 +266,7 @@ def check_entry_summary(app: Application, lines: list[ProductLine], license_numb
         return None
     assert expected is not None, "wrote a line that cannot be written"
     records = split_records(text)
-    assert count == len(records) == 1 + 4 * len(lines)
+    assert count == len(records)
     for record, fields in zip(records, expected, strict=True):
         assert parse(record, fields["control"]) == fields
     return records
@@ -387,3 +405,47 @@ def test_ace_file_envelopes_and_manifest(app_id: str, adds: list, site: str,
         # Nothing else is left beside the file: no spool, no temp file.
         assert sorted(p.name for p in folder.iterdir()) == sorted(
             [path.name, path.name + MANIFEST_SUFFIX])
+
+
+# --- issue 12 done-when: no 54 record holds NA or UN for something that is not a country -------
+
+# Namibia (NA) is the one country whose code the old NOT_APPLICABLE form used: left out here, so
+# that any NA in a record can only be a non-country written as a country.
+countries_but_namibia = st.sampled_from(sorted(ISO_COUNTRIES - {"NA"}))
+smelt_values = st.one_of(st.sampled_from([UNKNOWN, NOT_APPLICABLE]), countries_but_namibia,
+                         st.sampled_from(["UN", "un", "unknown", "N/A", "na", " CA", "USA", ""]))
+
+
+@FILES
+@given(lines=st.lists(st.tuples(smelt_values, smelt_values, smelt_values), min_size=1,
+                      max_size=8),
+       import_date=import_dates)
+def test_no_ace_file_has_na_or_un_in_a_54_record(lines: list[tuple[str, str, str]],
+                                                 import_date: str) -> None:
+    product_lines = [
+        ProductLine(str(n), hts="7606123045", smelt_country_largest=largest,
+                    smelt_country_second=second, cast_country=cast, quantity_kg="24000",
+                    value_usd="61200.00")
+        for n, (largest, second, cast) in enumerate(lines, start=1)]
+    app = Application(
+        ref="PO-1", entry_type="01", importer="I", exporter="E", manufacturer="M",
+        country_of_origin="CA", country_of_export="CA", expected_export_date="2021-06-28",
+        expected_import_date=import_date, port_of_entry="3004", lines=product_lines)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "AE-20261201-000001.txt"
+        writer = AceFileWriter(path, app_id=ENTRY_SUMMARY, site_code="S123", sender_id="T45",
+                               processing_date=date(2026, 12, 1), file_id="20261201-000001",
+                               submission_id="SUB-1", source={})
+        writer.add(app, product_lines, "A26000001", "XYZ")
+        assert writer.finish() is not None
+        records = split_records(path.read_text("ascii"))
+    r54 = [parse(r, "54") for r in records if r.startswith("54")]
+    for fields in r54:
+        countries = [fields[k] for k in ("smelt_country_largest", "smelt_country_second",
+                                         "cast_country")]
+        assert {"NA", "UN"}.isdisjoint(c.strip() for c in countries), fields
+    # One 54 per line with a grounded form, each holding what the partner sent, from the date.
+    due = date.fromisoformat(import_date) >= SMELT_CAST_FROM
+    expected = [smelt_cast(line) for line in product_lines] if due else []
+    assert [{k: v for k, v in f.items() if k not in ("control", "declaration_type")}
+            for f in r54] == [e for e in expected if e is not None]

@@ -31,7 +31,7 @@ SEVERITY = {
     **dict.fromkeys(["A101", "A102", "A104", "A105", "A109", "A110", "A111", "A120", "A121",
                      "A122", "A123", "A124", "A125", "A130", "A140", "A141", "A150", "A151",
                      "A160", "A190", "A191"], "ERROR"),
-    **dict.fromkeys(["A132", "A152", "A180"], "WARNING"),
+    **dict.fromkeys(["A128", "A132", "A152", "A180"], "WARNING"),
     **dict.fromkeys(["F006", "A131", "A153", "A170", "A171", "I201"], "INFO"),
 }
 
@@ -252,7 +252,8 @@ APPLICATION_CASES = [
     # A122 / A123 / A125: smelt pairs.
     case("A122", {"A122"}, REJ,
          lines=[{"SmeltCountryLargest": "NOT_APPLICABLE", "SmeltCountrySecond": "CA"}]),
-    case("A122-near-miss", set(), OK,
+    # Licensed; no grounded ACE 54 form for secondary aluminum only: A128 (contract 1.1).
+    case("A122-near-miss", {"A128"}, OK,
          lines=[{"SmeltCountryLargest": "NOT_APPLICABLE", "SmeltCountrySecond": "NOT_APPLICABLE"}]),
     case("A123", {"A123"}, REJ, lines=[{"SmeltCountrySecond": "CA"}]),
     case("A123-near-miss-single-source", set(), OK,

@@ -20,6 +20,7 @@ from gateway.findings import finding
 from gateway.ledger.store import Ledger, PriorLicense
 from gateway.licensing.results import PENDING, AppOutcome
 from gateway.model import AppStatus
+from gateway.validate.smelt_cast import a128_findings
 from gateway.validate.staging import StagedApplication, legacy_application_digest
 
 MAX_SEQUENCE = 999_999
@@ -171,6 +172,11 @@ def decide_one(item: StagedApplication, ref_count: int, partner_id: str | None,
         outcome.license_number = issuer.next_number()
         outcome.valid_from = issuer.issue_date
         outcome.valid_through = issuer.valid_through
+    if outcome.status is AppStatus.LICENSED:
+        # Here, where "licensed" is known: only a licensed application's lines reach the ACE
+        # file, so only they can miss a 54 record (contract 1.1, A128).
+        findings.extend(a128_findings(app, (r.line for r in item.lines if r.covered),
+                                      len(findings)))
     return outcome
 
 

@@ -5,12 +5,15 @@ and documented in ``docs/ace-records.md``. Two kinds of file share one envelope 
 B…Y block per port of entry and filer code, then Z):
 
 - ``AE`` entry summaries: per licensed application a 10 record, then per covered product line
-  40, 50, 52 (license type 28) and 54 (type 07, aluminum smelt and cast country detail);
+  40, 50, 52 (license type 28) and, for an expected import date from 2023-04-10, 54 (type 07,
+  aluminum smelt and cast country detail) when the line's values have a grounded form
+  (``gateway.validate.smelt_cast``: no country code for a non-country, A128 instead);
 - ``FT`` FTZ admissions: per licensed ``FZ`` application one e214 FT60 "Line Reference" record
   carrying the license with reference qualifier ``ALU``.
 
-The 54-record type 07 sub-layout (positions 5–10) is the gateway's own: CBP's layout was not
-available. It lives in ``LAYOUTS["54"]`` so that the real one is a one-line change.
+The 54-record type 07 positions are contract 1.1's (``spec/ACE-RECORDS.md``), which follow a
+third-party transcription; CBP's own CATAIR page differs (``docs/ace-records.md``, "What stays
+uncertain"). They live in ``LAYOUTS["54"]`` only.
 
 ``AceFileWriter`` streams: each block's records are spooled to a dot-named temp file beside the
 output, and ``finish()`` concatenates them into the final file, so memory does not grow with the
@@ -36,6 +39,7 @@ from typing import BinaryIO
 from gateway.model import Application, ProductLine
 from gateway.storage import atomic_write, open_new, publish, temp_name
 from gateway.validate.amounts import split_plain
+from gateway.validate.smelt_cast import record_due, smelt_cast_fields
 
 RECORD_LENGTH = 80
 
@@ -63,9 +67,12 @@ LAYOUTS: dict[str, Layout] = {
     "50": (("control", 1, 2), ("hts", 3, 12), ("value_usd", 25, 34), ("quantity", 36, 47),
            ("unit", 48, 50)),
     "52": (("control", 1, 2), ("license_type", 3, 4), ("license_number", 5, 14)),
-    # Type 07 positions 5-10 are the gateway's own layout (CBP's was not available).
-    "54": (("control", 1, 2), ("declaration_type", 3, 4), ("smelt_country_largest", 5, 6),
-           ("smelt_country_second", 7, 8), ("cast_country", 9, 10)),
+    # Type 07, contract 1.1 (spec/ACE-RECORDS.md, "a public transcription of CATAIR ESF-111-112"):
+    # 3-character country fields, ISO alpha-2 left-justified. CBP's July 2026 page has Y/N
+    # applicability codes in 5 and 10 and the countries in 8-9, 13-14, 15-16 instead: see
+    # docs/ace-records.md, "What stays uncertain". Values: gateway/validate/smelt_cast.py.
+    "54": (("control", 1, 2), ("declaration_type", 3, 4), ("smelt_country_largest", 5, 7),
+           ("smelt_country_second", 10, 12), ("cast_country", 15, 17)),
     # FTZ Admission (e214) v3.1.3 FT60 Line Reference, as transcribed in Vgroup2023/CATAIR-FTZ
     # ftz/catair.py: the control identifier is "60" (CBP's own example starts "60BULK LOT").
     "FT60": (("control", 1, 2), ("description", 3, 47), ("reference_qualifier", 48, 50),
@@ -75,7 +82,8 @@ LAYOUTS: dict[str, Layout] = {
 
 ENTRY_SUMMARY = "AE"
 FTZ_ADMISSION = "FT"
-LICENSE_TYPE_ALUMINUM = "28"  # CBP CSMS #48923327: LPC 28 = aluminum import license
+# CATAIR Entry Summary 52 record, "28 = Aluminum Import License" (revision 69, 2020-12-23).
+LICENSE_TYPE_ALUMINUM = "28"
 SMELT_CAST_DECLARATION = "07"  # 54-record type 07, aluminum smelt and cast country detail
 FTZ_LICENSE_QUALIFIER = "ALU"
 QUANTITY_UNIT = "KG"
@@ -83,7 +91,6 @@ MANIFEST_SUFFIX = ".manifest.json"
 
 _DISALLOWED = re.compile(r"[^A-Z0-9 \-./&,]")
 _FTZ_TEXT_PUNCTUATION = str.maketrans("-./&,", "     ")  # FT60 description is class AN
-_SMELT_CODES = {"UNKNOWN": "UN", "NOT_APPLICABLE": "NA"}
 _COPY_CHUNK = 1 << 20
 # Enough open spools for a normal submission; past this the least recently used one is closed
 # and reopened in append mode when needed, so hundreds of ports do not exhaust file handles.
@@ -112,15 +119,6 @@ def numeric(value: int, length: int) -> str:
     if value < 0 or len(digits) > length:
         raise ValueError(f"{value} does not fit a {length}-digit numeric field")
     return digits.zfill(length)
-
-
-def smelt_code(value: str) -> str:
-    """The two-letter country code for a smelt field: UNKNOWN -> UN, NOT_APPLICABLE -> NA."""
-    code = _SMELT_CODES.get(value.strip().upper(), value.strip().upper())
-    # Cutting "USA" to "US" would report a wrong country: refuse instead.
-    if not re.fullmatch(r"[A-Z]{2}", code):
-        raise ValueError(f"smelt country {value!r} is not a two-letter code")
-    return code
 
 
 # Most field values repeat from line to line (codes, dates, the application's license), and a
@@ -198,34 +196,38 @@ _NUMERIC_FIELDS = frozenset({"line_number", "value_usd", "quantity"})
 
 
 @lru_cache(maxsize=1024)
-def _smelt(value: str) -> str:
-    return smelt_code(value)
+def _smelt_cast_record(largest: str | None, second: str | None, cast: str | None) -> str:
+    """The 54 type 07 record of a line and its newline, or "" when its values have no grounded
+    form (the line then carries A128 in the acknowledgment)."""
+    fields = smelt_cast_fields(largest, second, cast)
+    if fields is None:
+        return ""
+    return _record("54", declaration_type=SMELT_CAST_DECLARATION, smelt_country_largest=fields[0],
+                   smelt_country_second=fields[1], cast_country=fields[2]) + "\n"
 
 
 # The fixed fields of the per-line records, written into the compiled line formatter.
 _LINE_CONSTANTS = {
     "40": {"control": "40"},
     "50": {"control": "50", "unit": QUANTITY_UNIT},
-    "54": {"control": "54", "declaration_type": SMELT_CAST_DECLARATION},
 }
-_LINE_BLOCK_LENGTH = 4 * (RECORD_LENGTH + 1)
+_LINE_BLOCK_LENGTH = 3 * (RECORD_LENGTH + 1)
 _LINE_FIELDS = ("line_number", "country_of_origin", "country_of_export", "export_date", "hts",
-                "value_usd", "quantity", "smelt_country_largest", "smelt_country_second",
-                "cast_country")
+                "value_usd", "quantity")
 
 
 @cache
 def _line_block() -> Callable[..., str]:
-    """One product line's 40, 50, 52 and 54 records as one compiled f-string from ``LAYOUTS``.
+    """One product line's 40, 50 and 52 records as one compiled f-string from ``LAYOUTS``.
 
     Arguments are positional: the whole 52 record (the same for every line of an
     application), then the variable fields in layout order (``_LINE_FIELDS``). A value that does
-    not fit makes the block longer than four records, which ``entry_summary_text`` catches and
+    not fit makes the block longer than three records, which ``entry_summary_text`` catches and
     ``_record`` then names.
     """
     params: list[str] = []
     pieces: list[str] = []
-    for kind in ("40", "50", "52", "54"):
+    for kind in ("40", "50", "52"):
         if kind == "52":
             pieces.append("{r52}\n")
             continue
@@ -253,7 +255,7 @@ def entry_summary_text(
     app: Application, lines: Sequence[ProductLine], license_number: str, filer_code: str
 ) -> tuple[str, int]:
     """The records of one licensed application as text (each 80 chars + newline), and their
-    count: record 10, then 40, 50, 52, 54 for each covered line."""
+    count: record 10, then 40, 50, 52 and (when due and grounded) 54 for each covered line."""
     # 9-16 is the entry number without its 3-character filer code.
     r10 = _record("10", action="A", filer_code=filer_code, port_of_entry=app.port_of_entry,
                   entry_number=app.entry_number[3:] if app.entry_number else None,
@@ -264,6 +266,8 @@ def entry_summary_text(
     export = _cached_alpha(app.country_of_export, 2)
     export_date = _cached_alpha(_mmddyy(app.expected_export_date), 6)
     r52 = _record("52", license_type=LICENSE_TYPE_ALUMINUM, license_number=license_number)
+    smelt_cast_due = record_due(app.expected_import_date)
+    count = 1
     for line in lines:
         hts = _cached_alpha(line.hts.replace(".", "") if line.hts else None, 10)
         number = _line_number(line)
@@ -271,10 +275,7 @@ def entry_summary_text(
         quantity = _scaled(line.quantity_kg, 2)
         if value_usd is None or quantity is None:
             raise ValueError(f"line {line.line_no} has no value or no quantity")
-        text = block(r52, number, origin, export, export_date, hts, value_usd,
-                     quantity, _smelt(line.smelt_country_largest or ""),
-                     _smelt(line.smelt_country_second or ""),
-                     _cached_alpha(line.cast_country, 2))
+        text = block(r52, number, origin, export, export_date, hts, value_usd, quantity)
         # A negative number keeps its width ("-01"): caught here like one that is too long.
         if len(text) != _LINE_BLOCK_LENGTH or min(number, value_usd, quantity) < 0:
             # Let the layout-driven builder name the field that does not fit.
@@ -282,13 +283,19 @@ def entry_summary_text(
             _record("50", hts=hts, value_usd=value_usd, quantity=quantity)
             raise ValueError(f"a value of line {line.line_no} does not fit its record")
         parts.append(text)
-    return "".join(parts), 1 + 4 * len(lines)
+        count += 3
+        if smelt_cast_due:
+            r54 = _smelt_cast_record(line.smelt_country_largest, line.smelt_country_second,
+                                     line.cast_country)
+            parts.append(r54)
+            count += bool(r54)
+    return "".join(parts), count
 
 
 def entry_summary_records(
     app: Application, lines: Sequence[ProductLine], license_number: str, filer_code: str
 ) -> list[str]:
-    """Record 10, then 40, 50, 52, 54 for each covered line of one licensed application."""
+    """Record 10, then 40, 50, 52 (and 54 when due) for each covered line of one application."""
     text, _ = entry_summary_text(app, lines, license_number, filer_code)
     return text.splitlines()
 
