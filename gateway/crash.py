@@ -2,8 +2,9 @@
 
 - ``AIMGW_CRASH_AT=<step>``: ``point(step)`` exits hard at that step (the crash tests).
   ``os._exit`` skips every ``finally`` and flush, like ``kill -9`` at that instant.
-- ``AIMGW_PAUSE_AT=<step>:<seconds>``: ``pause(step)`` sleeps there, so that a test makes a race
-  certain rather than lucky.
+- ``AIMGW_PAUSE_AT=<step>:<seconds>``: ``pause(step)`` and ``point(step)`` sleep there, so that a
+  test makes a race certain rather than lucky; ``<step>:@<file>`` waits there until ``<file>``
+  exists (the test says when to go on: a condition, not a guessed time).
 - ``AIMGW_POLL_TRACE=<file>``: ``trace_poll`` writes one line per poll held under a lease, so that
   a test can prove no two workers ever polled one partner at once.
 
@@ -32,25 +33,34 @@ class _Hooks:
     crash_at: str
     pause_at: str
     pause_seconds: float
+    go_on_file: str  # pause until this file exists ("" = sleep pause_seconds)
     poll_trace: str
 
 
 @cache
 def _hooks() -> _Hooks:
-    step, _, seconds = os.environ.get("AIMGW_PAUSE_AT", "").partition(":")
+    step, _, until = os.environ.get("AIMGW_PAUSE_AT", "").partition(":")
+    go_on_file = until[1:] if until.startswith("@") else ""
     return _Hooks(crash_at=os.environ.get("AIMGW_CRASH_AT", ""), pause_at=step,
-                  pause_seconds=float(seconds or 0), poll_trace=os.environ.get(
-                      "AIMGW_POLL_TRACE", ""))
+                  pause_seconds=0.0 if go_on_file else float(until or 0),
+                  go_on_file=go_on_file, poll_trace=os.environ.get("AIMGW_POLL_TRACE", ""))
 
 
 def point(step: str) -> None:
-    if _hooks().crash_at == step:
+    hooks = _hooks()
+    if hooks.crash_at == step:
         os._exit(86)
+    pause(step)
 
 
 def pause(step: str) -> None:
     hooks = _hooks()
-    if hooks.pause_at == step:
+    if hooks.pause_at != step:
+        return
+    if hooks.go_on_file:
+        while not os.path.exists(hooks.go_on_file):
+            time.sleep(0.01)
+    else:
         time.sleep(hooks.pause_seconds)
 
 

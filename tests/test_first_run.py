@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ProjectConfig
+from conftest import ProjectConfig, wait_until
 
 from gateway.ledger.migrations import MIGRATIONS
 
@@ -123,3 +123,59 @@ def test_processes_opening_a_new_ledger_together_all_open_it(tmp_path: Path) -> 
     finally:
         outputs = [proc.communicate(timeout=60)[0] for proc in procs]
     assert "".join(outputs) == ""
+
+
+def _paused_run(cfg: Path, go_on: Path) -> subprocess.Popen[str]:
+    """``run --once`` that stops after fetching its first file (a temp file in work/, not yet
+    recorded) until ``go_on`` exists."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "--config", str(cfg), "run", "--once",
+         "--as-of", "2026-12-01"], env={**os.environ, "AIMGW_PAUSE_AT": f"after_fetch:@{go_on}"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_late_start_never_cleans_the_work_of_a_run_that_started_beside_another(
+        tmp_path: Path) -> None:
+    """Found in a full-suite run under load (six first runs at once left one file RECEIVED,
+    every process exit 0): the data folder's lock went only to the first process; one that
+    started beside it worked without it, and a third process starting after the first had
+    ended took the lock, believed itself alone and removed the second one's work files as a
+    crash's leftovers. Now every gateway process holds the folder's lock, shared, for its life;
+    one that finds no other holder (exclusive at once) alone cleans up."""
+    cfg = first_run_project(tmp_path)
+    # The first process works for another partner in the same data folder.
+    other = ProjectConfig(tmp_path).partner("other", inbox="inbox-other")
+    (other.inbox("other") / "o.xml").write_bytes(GOOD.read_bytes())
+    other_cfg = other.write(tmp_path / "other.toml")
+    data, work = tmp_path / "data", tmp_path / "data" / "work" / "tmp"
+    leave, go_on = tmp_path / "leave", tmp_path / "go-on"
+    first = _paused_run(other_cfg, leave)
+    try:
+        assert wait_until(lambda: work.is_dir() and any(work.iterdir()), 60)
+        # The second starts beside the first and stops with acme's first file fetched.
+        second = _paused_run(cfg, go_on)
+        assert wait_until(lambda: any("@acme-" in p.name for p in work.iterdir()), 60)
+        fetched = sorted(p.name for p in work.iterdir() if "@acme-" in p.name)
+        leave.touch()  # the first ends: the second is now the only one at work
+        assert first.wait(timeout=120) == 0
+        # The third starts now, finds acme leased by the second, and ends.
+        third = subprocess.run([sys.executable, "-m", "gateway.cli", "--config", str(cfg),
+                                "run", "--once", "--as-of", "2026-12-01"],
+                               capture_output=True, text=True, timeout=120)
+        assert third.returncode == 0, third.stderr
+        assert sorted(p.name for p in work.iterdir()) == fetched  # its work left alone
+        go_on.touch()
+        out, err = second.communicate(timeout=120)
+        assert second.returncode == 0, err
+    finally:
+        leave.touch()
+        go_on.touch()
+        first.wait(timeout=120)
+    assert "ERROR" not in out, out
+    conn = sqlite3.connect(data / "ledger.sqlite")
+    try:
+        files = conn.execute("SELECT remote_name, state FROM files WHERE partner = 'acme'"
+                             ).fetchall()
+    finally:
+        conn.close()
+    assert sorted(files) == [(f"acme-{n}.xml", "DONE") for n in range(3)]

@@ -15,6 +15,8 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -85,24 +87,33 @@ def worker_name() -> str:
 _PROCESS_LOCKS: dict[str, int] = {}
 
 
-def sole_process(data_dir: Path) -> bool:
-    """True when this process holds (or now takes) the data folder's process lock.
-
-    The lock is held for the life of the process, so at most one gateway process at a time
-    may clean a SQLite data folder's work files; others skip the clean-up.
-    """
+@contextmanager
+def sole_process(data_dir: Path) -> Iterator[bool]:
+    """True inside the block when no other gateway process uses the data folder, which this
+    process then holds alone for the block (its start-up clean-up: every leftover is a
+    crash's). Inside or out, from its first call on, the process holds the folder's lock
+    SHARED for the rest of its life, so that a process starting later never believes itself
+    alone while this one works (a lock held by the first process only was taken over by a
+    late one, which removed a live worker's files)."""
     key = str(data_dir.resolve())
-    if key in _PROCESS_LOCKS:
-        return True
-    data_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(data_dir / "gateway.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fd = _PROCESS_LOCKS.get(key)
+    if fd is None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = _PROCESS_LOCKS[key] = os.open(data_dir / "gateway.lock",
+                                           os.O_RDWR | os.O_CREAT, 0o600)  # kept open
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        os.close(fd)
-        return False
-    _PROCESS_LOCKS[key] = fd  # kept open: the lock ends with the process
-    return True
+        # Another process is here. Shared at once, before any work (a failed conversion may
+        # have dropped a shared lock held before): it waits only for a starting process's
+        # clean-up, never for a running one.
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_SH)
 
 
 def _dead_local_worker(owner: str) -> bool:
@@ -218,9 +229,10 @@ class Runner:
         if self.ledger.concurrent:
             # Workers on other machines may be mid-step: only old leftovers are a crash's.
             return clean_work(self.ledger, self.layout, 2 * self.config.gateway.lease_seconds)
-        if sole_process(self.config.gateway.data_dir):
-            # No other gateway process uses this data folder: every leftover is a crash's.
-            return clean_work(self.ledger, self.layout)
+        with sole_process(self.config.gateway.data_dir) as alone:
+            if alone:
+                # No other gateway process uses this data folder: every leftover is a crash's.
+                return clean_work(self.ledger, self.layout)
         # Another process (a running serve, an overlapping run --once) is at work here: its
         # temp files are not leftovers. It cleaned at its own start.
         return []
