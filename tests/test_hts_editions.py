@@ -202,3 +202,19 @@ def test_ack_schema_takes_reference_edition_after_rule_set_date_only() -> None:
     assert not schema.validate(etree.fromstring(moved))
     empty = golden.replace(b">AIM-HTS-2025<", b"><")
     assert not schema.validate(etree.fromstring(empty))
+
+
+def test_a133_entry_keeps_the_line_number_and_takes_the_group_below() -> None:
+    current = edition_on(AS_OF)
+    entry, by_subheading = current.coverage(NEW_SUFFIX, AS_OF)
+    assert by_subheading and entry is not None
+    assert (entry.hts10, entry.product_group, entry.source) == (
+        NEW_SUFFIX, "Unwrought Aluminum – non-alloy", "subheading of 7601106090")
+    # 7608.10.00: .0030 seamless, .0090 other. Made-up suffixes around them (no HTS has
+    # them) take the group of the listed number below, else the first.
+    assert current.covered("7608100050", AS_OF).product_group == "Seamless Pipe & Tube"
+    assert current.covered("7608100010", AS_OF).product_group == "Seamless Pipe & Tube"
+    assert current.covered("7608100095", AS_OF).product_group == "Non-Seamless Pipe & Tube"
+    # Not in force yet, or a partly covered subheading: nothing.
+    assert current.coverage(NEW_SUFFIX, CURRENT_FROM - DAY) == (None, False)
+    assert current.coverage("7616995190", AS_OF) == (None, False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 from bisect import bisect_right
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from functools import cache
 from importlib import resources
@@ -80,7 +80,10 @@ class CoveredList:
         listed = self.subheadings.get(hts10[:8])
         if not listed:
             return NOT_COVERED
-        return Coverage(_nearest(listed, hts10), by_subheading=True)
+        stand_in = _nearest(listed, hts10)
+        # The line keeps its own number (written to the ack and the ACE file as sent).
+        return Coverage(replace(stand_in, hts10=hts10, source=f"subheading of {stand_in.hts10}"),
+                        by_subheading=True)
 
     def covered(self, hts10: str, on: date) -> CoveredHts | None:
         """The entry for ``hts10`` if it needs a license on ``on``, else None."""
@@ -94,7 +97,7 @@ class CoveredList:
 def _nearest(listed: tuple[CoveredHts, ...], hts10: str) -> CoveredHts:
     """The listed entry an unlisted suffix stands in for: the nearest number below it (a split
     or an insertion usually renumbers upward from the suffix it came from), else the first.
-    It gives the line its product group; the number written everywhere stays the one sent."""
+    It gives the line its product group and description."""
     below = [e for e in listed if e.hts10 < hts10]
     return below[-1] if below else listed[0]
 
