@@ -46,6 +46,8 @@ CODES: dict[str, tuple[Severity, str]] = {
     "A130": (Severity.ERROR, "HTS number not 10 digits"),
     "A131": (Severity.INFO, "HTS not covered by AIM on the processing date"),
     "A132": (Severity.WARNING, "HTS in an AIM heading but not on the covered list"),
+    "A133": (Severity.WARNING, "HTS not on the covered list in force, but its 8-digit "
+             "subheading is: covered and licensed (contract 1.1)"),
     "A140": (Severity.ERROR, "quantity not > 0, or more than 3 decimals"),
     "A141": (Severity.ERROR, "value not > 0, or more than 2 decimals"),
     "A150": (Severity.ERROR, "expected export date after expected import date"),

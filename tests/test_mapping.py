@@ -388,7 +388,8 @@ def test_the_nordic_stylesheet_makes_a_licensed_submission(tmp_path: Path) -> No
     ack = xml_ack(tmp_path, "nordic", NORDIC_XML.name)
     assert ack.status == "ACCEPTED"
     assert [(a.ref, a.status, a.license, a.lines, a.codes) for a in ack.apps] == [
-        ("SO-88121", "LICENSED", "A26000001", ["1", "2"], set()),
+        # 7601.10.60.30 was split (contract 1.1, docs/hts-editions.md): A133, still licensed.
+        ("SO-88121", "LICENSED", "A26000001", ["1", "2"], {"A133"}),
         ("SO-88122", "NOT_REQUIRED", None, ["1"], {"A170"})]
     assert (tmp_path / "outbox" / "ace" / "AE-20261201-000001.txt").is_file()
     mapped = preview(load_mapping(NORDIC_XSL), NORDIC_XML)

@@ -30,7 +30,7 @@ from gateway.model import FileStatus
 from gateway.parse.detect import check_size
 from gateway.parse.mapping import mapping_for
 from gateway.textsafe import printable
-from gateway.validate.hts import covered_list
+from gateway.validate.hts import edition_on
 from gateway.validate.rules import RuleContext
 from gateway.validate.staging import (
     Reader,
@@ -42,9 +42,11 @@ from gateway.validate.staging import (
 
 
 def rule_context(config: Config, on: date) -> RuleContext:
+    """The rules of processing date ``on``: its dated rules and its covered-list edition
+    (``check``, ``run`` and ``replay --as-of`` all build theirs here)."""
     r = config.rules
     return RuleContext(
-        processing_date=on, covered=covered_list(),
+        processing_date=on, covered=edition_on(on),
         unit_value_min=Decimal(str(r.unit_value_min_usd_per_mt)),
         unit_value_max=Decimal(str(r.unit_value_max_usd_per_mt)),
         low_value_usd=Decimal(str(r.low_value_usd)),
@@ -134,11 +136,14 @@ class DecisionCore:
     work_dir: Path  # the mapped XML and the two-pass spool
 
     def decide_file(self, sub: Submission, sinks: Sinks, started: datetime) -> None:
+        rules = rule_context(self.config, self.on)
+
         def new_summary() -> FileSummary:
             return FileSummary(
                 file_id=sub.file_id, partner=sub.partner or "", file_name=sub.name,
                 sha256=sub.sha256, received_at=sub.received_at, processed_at=started,
-                rule_set_date=self.on, status=FileStatus.REJECTED)
+                rule_set_date=self.on, status=FileStatus.REJECTED,
+                reference_edition=rules.covered)
 
         fmt = None
         prepared = None
@@ -149,7 +154,7 @@ class DecisionCore:
                 return
             check_size(sub.path, self.config.gateway.max_file_bytes, sub.size)
             partner = self.config.partner(sub.partner) if sub.partner else None
-            prepared = prepare(sub.path, rule_context(self.config, self.on),
+            prepared = prepare(sub.path, rules,
                                mapping_for(partner.mapping) if partner else None,
                                self.work_dir, sub.name)
             fmt = prepared.fmt

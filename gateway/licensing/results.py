@@ -7,6 +7,7 @@ from datetime import date, datetime
 
 from gateway.findings import FileBound, Finding
 from gateway.model import AppStatus, Filer, FileStatus
+from gateway.validate.hts import CoveredList
 from gateway.validate.rules import LineResult
 
 PENDING = "PENDING"  # the license number shown by `check`, which issues nothing
@@ -39,6 +40,8 @@ class FileSummary:
     processed_at: datetime
     rule_set_date: date
     status: FileStatus
+    # The covered-list edition the rules used (the XML ack's ReferenceEdition, contract 1.1).
+    reference_edition: CoveredList | None = None
     submission_id: str | None = None
     header_filer: Filer | None = None  # the XML header's Filer, when the file sent one
     applications: int = 0

@@ -93,6 +93,7 @@ def render_head(s: FileSummary) -> str:
         f"  <ReceivedAt>{s.received_at.isoformat(timespec='seconds')}</ReceivedAt>\n",
         f"  <ProcessedAt>{s.processed_at.isoformat(timespec='seconds')}</ProcessedAt>\n",
         f"  <RuleSetDate>{s.rule_set_date.isoformat()}</RuleSetDate>\n",
+        *_reference_edition(s),
         f"  <Status>{s.status.value}</Status>\n",
         "  <Counts>\n",
         f"    <Applications>{s.applications}</Applications>\n",
@@ -103,6 +104,15 @@ def render_head(s: FileSummary) -> str:
     ]
     parts.extend(render_finding(f, "  ") for f in s.findings)
     return "".join(parts)
+
+
+def _reference_edition(s: FileSummary) -> list[str]:
+    """The covered-list edition the rules used (guide 2.4; absent in a 1.0 ack)."""
+    e = s.reference_edition
+    if e is None:
+        return []
+    return [f'  <ReferenceEdition effectiveFrom="{e.effective_from.isoformat()}">'
+            f"{esc(e.edition)}</ReferenceEdition>\n"]
 
 
 TAIL = "</LicenseAck>\n"

@@ -92,6 +92,7 @@ class RuleContext:
     configuration's (``config.RuleSettings`` takes them from here: one place)."""
 
     processing_date: date
+    # The covered-list edition in force on processing_date (hts.edition_on): the ack names it.
     covered: CoveredList
     unit_value_min: Decimal = DEFAULT_UNIT_VALUE_MIN
     unit_value_max: Decimal = DEFAULT_UNIT_VALUE_MAX
@@ -258,7 +259,6 @@ def _check_lines(app: Application, ctx: RuleContext, add: AddFinding) -> list[Li
     covered_list = ctx.covered
     unknown_banned = "A121" in ctx.dated
     csv_types = ctx.source_format == "csv"
-    covered_items = covered_list.items if on >= covered_list.effective_from else {}
     for line in app.lines:
         src = line.source_line
         line_no = line.line_no
@@ -294,13 +294,20 @@ def _check_lines(app: Application, ctx: RuleContext, add: AddFinding) -> list[Li
             digits = hts.replace(".", "") if csv_types else hts
             if len(digits) == 10 and digits.isascii() and digits.isdigit():
                 hts10 = digits
-                entry = covered_items.get(digits)
+                entry, by_subheading = covered_list.coverage(digits, on)
                 if entry is None:
                     add("A131", f"HTS {hts} is not covered by AIM on {on}: this line needs no "
                         "license and is left out of it.", "hts", hts, no, src)
                     if covered_list.in_aim_heading(digits) and digits not in covered_list.items:
                         add("A132", f"HTS {hts} is under an AIM heading but not on the covered "
                             "list: check the HTS edition.", "hts", hts, no, src)
+                elif by_subheading:
+                    add("A133", f"HTS {hts} is not on the covered list in force "
+                        f"({covered_list.edition}, from {covered_list.effective_from}), but its "
+                        f"subheading {digits[:4]}.{digits[4:6]}.{digits[6:8]} is: a statistical "
+                        "suffix added or renumbered in another HTS edition. The line is treated "
+                        "as covered and needs the license; check that the number is valid in "
+                        "the HTS on your entry date.", "hts", hts, no, src)
             else:
                 add("A130", "HTS must be the 10-digit HTSUS statistical number (e.g. "
                     "7606123045).", "hts", hts, no, src)
