@@ -213,3 +213,15 @@ def test_a_warned_application_is_licensed_in_a_real_run(tmp_path: Path) -> None:
     got = ack.app()
     assert (ack.status, got.status, got.codes) == ("ACCEPTED", OK, {"A126"})
     assert got.license and got.license.startswith("A26")
+
+
+def test_types_02_07_52_reach_the_ace_file_with_their_type(tmp_path: Path) -> None:
+    """A licensed consumption entry of a new type is written like 01: its 10 record carries
+    the entry type in positions 34-35 (ACE-RECORDS.md); type 06 writes nothing."""
+    gw = test_rules.Gateway(tmp_path)
+    types = ("02", "07", "52", "06")
+    ack = gw.run("types.xml", submission(*(application(f"PO-{t}", EntryType=t) for t in types)))
+    assert [a.status for a in ack.apps] == [OK, OK, OK, NO]
+    (ace,) = (tmp_path / "outbox" / "ace").glob("AE-*.txt")
+    records = [r for r in ace.read_text("ascii").splitlines() if r.startswith("10")]
+    assert [r[33:35] for r in records] == ["02", "07", "52"]
