@@ -34,13 +34,18 @@ CODES: dict[str, tuple[Severity, str]] = {
     "A109": (Severity.ERROR, "the partner's daily license quota is reached: send the "
              "application again the next day"),
     "A110": (Severity.ERROR, "unknown entry type"),
-    "A111": (Severity.ERROR, "entry type 06 (FTZ consumption entry): license the FTZ admission"),
+    "A111": (Severity.INFO, "entry type 06 (FTZ consumption entry): no license here, CBP "
+             "rejects code 28 on type 06 (CSMS #48923327); license the FTZ admission (FZ)"),
     "A120": (Severity.ERROR, "not an ISO 3166-1 alpha-2 country"),
     "A121": (Severity.ERROR, "smelt country UNKNOWN on an application processed after 2022-06-28"),
     "A122": (Severity.ERROR, "largest smelt NOT_APPLICABLE but second-largest is not"),
     "A123": (Severity.ERROR, "second-largest smelt equals largest"),
     "A124": (Severity.ERROR, "cast country missing, UNKNOWN or NOT_APPLICABLE"),
     "A125": (Severity.ERROR, "largest smelt UNKNOWN but second-largest is a country"),
+    "A126": (Severity.WARNING, "a smelt or cast country is RU (from 2023-03-10: 200% Section "
+             "232 duty, Proclamation 10522)"),
+    "A127": (Severity.WARNING, "country of origin MX and a smelt or cast country in CN, RU, BY, "
+             "IR (from 2024-07-10: Section 232 duty, Proclamation 10782)"),
     "A128": (Severity.WARNING, "smelt/cast detail has no grounded form in the ACE 54 record: "
              "none written for the line, the filer completes it by hand"),
     "A130": (Severity.ERROR, "HTS number not 10 digits"),

@@ -28,11 +28,11 @@ ACK = "{urn:aimgw:license-ack:1}"
 # Severities as the guide's table fixes them (typed from the guide, not imported).
 SEVERITY = {
     **dict.fromkeys(["F001", "F002", "F003", "F004", "F005", "F007", "F008", "F009"], "ERROR"),
-    **dict.fromkeys(["A101", "A102", "A104", "A105", "A109", "A110", "A111", "A120", "A121",
+    **dict.fromkeys(["A101", "A102", "A104", "A105", "A109", "A110", "A120", "A121",
                      "A122", "A123", "A124", "A125", "A130", "A140", "A141", "A150", "A151",
                      "A160", "A190", "A191"], "ERROR"),
-    **dict.fromkeys(["A128", "A132", "A152", "A180"], "WARNING"),
-    **dict.fromkeys(["F006", "A131", "A153", "A170", "A171", "I201"], "INFO"),
+    **dict.fromkeys(["A126", "A127", "A128", "A132", "A133", "A152", "A180"], "WARNING"),
+    **dict.fromkeys(["F006", "A111", "A131", "A153", "A170", "A171", "I201"], "INFO"),
 }
 
 # --- building submissions ---------------------------------------------------------------------
@@ -233,11 +233,11 @@ APPLICATION_CASES = [
     # A110 / A111 / A170: entry types.
     case("A110-type-99", {"A110"}, REJ, EntryType="99"),
     case("A110-type-1-not-01", {"A110"}, REJ, EntryType="1"),
-    case("A111-type-06", {"A111"}, REJ, EntryType="06"),
+    case("A111-type-06", {"A111"}, NO, EntryType="06"),
     *[case(f"A170-type-{t}", {"A170"}, NO, EntryType=t)
       for t in ("11", "21", "22", "23", "61", "62", "63")],
     *[case(f"near-miss-type-{t}-needs-license", set(), OK, EntryType=t)
-      for t in ("01", "03", "31", "32", "34", "38", "FZ")],
+      for t in ("01", "02", "03", "07", "31", "32", "34", "38", "52", "FZ")],
     # A120: ISO alpha-2 countries.
     case("A120-origin", {"A120"}, REJ, CountryOfOrigin="ZZ"),
     case("A120-export-alpha3", {"A120"}, REJ, CountryOfExport="CAN"),

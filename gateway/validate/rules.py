@@ -24,6 +24,8 @@ from gateway.model import (
     line_number,
 )
 from gateway.validate.amounts import decimal_places
+from gateway.validate.duty import DUTY_RISKS, duty_risks_for
+from gateway.validate.entry_types import entry_type_finding
 from gateway.validate.hts import PROGRAM_START, CoveredHts, CoveredList
 
 # Sorted so that findings come out in the same order in every process (frozenset order is not).
@@ -38,18 +40,6 @@ DEFAULT_LOW_VALUE_USD = Decimal(5000)
 DEFAULT_MAX_DAYS_BEFORE_IMPORT = 60
 DEFAULT_MAX_DAYS_AFTER_IMPORT = 15
 
-ENTRY_TYPES = frozenset(
-    {"01", "03", "06", "11", "21", "22", "23", "31", "32", "34", "38", "61", "62", "63", "FZ"}
-)
-EXEMPT_ENTRY_TYPES = {
-    "11": "informal entry",
-    "21": "warehouse entry",
-    "22": "re-warehouse entry",
-    "23": "temporary importation under bond",
-    "61": "immediate transportation",
-    "62": "transportation and exportation",
-    "63": "immediate exportation",
-}
 SPECIAL_SMELT = (UNKNOWN, NOT_APPLICABLE)
 
 # [0-9], never \d: \d (like str.isdigit, int and Decimal) takes the digits of every script,
@@ -77,8 +67,12 @@ class Rule:
 
 
 # Rules whose force depends on the processing date. Every other rule applies on every date.
-# 86 FR 27513: "unknown" smelt countries were accepted through 2022-06-28.
-DATED_RULES = (Rule("A121", valid_from=date(2022, 6, 29)),)
+# 86 FR 27513: "unknown" smelt countries were accepted through 2022-06-28. The duty-risk
+# warnings (A126, A127) are dated by their proclamations (gateway/validate/duty.py).
+DATED_RULES = (
+    Rule("A121", valid_from=date(2022, 6, 29)),
+    *(Rule(risk.code, valid_from=risk.valid_from) for risk in DUTY_RISKS),
+)
 
 
 def active_dated_rules(on: date) -> frozenset[str]:
@@ -175,18 +169,11 @@ def check_application(app: Application, ctx: RuleContext) -> ApplicationCheck:
 
     exempt = False
     entry_type = app.entry_type
-    if entry_type:
-        if entry_type not in ENTRY_TYPES:
-            add("A110", f"Entry type {entry_type!r} is not a CBP entry type this gateway knows; "
-                "use one of " + ", ".join(sorted(ENTRY_TYPES)) + ".", "entry_type", entry_type)
-        elif entry_type == "06":
-            add("A111", "CBP rejects license code 28 on entry type 06 (FTZ consumption entry): "
-                "apply for the license on the FTZ admission instead (entry type FZ).",
-                "entry_type", entry_type)
-        elif entry_type in EXEMPT_ENTRY_TYPES:
-            exempt = True
-            add("A170", f"Entry type {entry_type} ({EXEMPT_ENTRY_TYPES[entry_type]}) needs no AIM "
-                "license; nothing was issued.", "entry_type", entry_type)
+    decided = entry_type_finding(entry_type) if entry_type else None
+    if decided is not None:
+        code, message = decided
+        add(code, message, "entry_type", entry_type)
+        exempt = code != "A110"  # A111 and A170: NOT_REQUIRED
 
     number = app.entry_number
     if number and not _ENTRY_NUMBER.fullmatch(number):
@@ -259,6 +246,7 @@ def _check_lines(app: Application, ctx: RuleContext, add: AddFinding) -> list[Li
     covered_list = ctx.covered
     unknown_banned = "A121" in ctx.dated
     csv_types = ctx.source_format == "csv"
+    duty_risks = duty_risks_for(app.country_of_origin, ctx.dated)
     for line in app.lines:
         src = line.source_line
         line_no = line.line_no
@@ -341,6 +329,10 @@ def _check_lines(app: Application, ctx: RuleContext, add: AddFinding) -> list[Li
             else:
                 add("A120", "cast_country must be an ISO alpha-2 country code.",
                     "cast_country", cast, no, src)
+
+        for risk in duty_risks:  # A126, A127: warnings, on every line (the duty is not AIM's)
+            if (hit := risk.check(line)) is not None:
+                add(risk.code, hit[2], hit[0], hit[1], no, src)
 
         quantity = _amount(line.quantity_kg, "quantity_kg", 3, "A140", no, src, csv_types, add)
         value = _amount(line.value_usd, "value_usd", 2, "A141", no, src, csv_types, add)
