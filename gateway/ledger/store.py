@@ -285,7 +285,7 @@ class Ledger:
                                file_id: str) -> FileRow | None:
         """An earlier file of this partner with this SubmissionId and other bytes (F007)."""
         rows = self.files(
-            "partner = ? AND submission_id = ? AND sha256 != ? AND file_id != ? "
+            "partner = ? AND submission_id = ? AND sha256 != ? AND file_id < ? "
             "AND state != 'RECEIVED' AND status IS NOT NULL AND status != 'DUPLICATE' "
             "AND error IS NULL", (partner, submission_id, sha256, file_id), limit=1,
         )
@@ -301,21 +301,25 @@ class Ledger:
 
     # -- licenses ----------------------------------------------------------------------------
 
-    def has_licenses(self, partner: str) -> bool:
-        return self.db.execute("SELECT 1 FROM licenses WHERE partner = ? LIMIT 1",
-                               (partner,)).fetchone() is not None
+    # ``before``: only the licenses of files before this file id count (``replay`` decides a
+    # file against the ledger as it was then); "~" sorts after every file id: all count.
 
-    def prior_license(self, partner: str, ref: str) -> PriorLicense | None:
+    def has_licenses(self, partner: str, before: str = "~") -> bool:
+        return self.db.execute("SELECT 1 FROM licenses WHERE partner = ? AND file_id < ? "
+                               "LIMIT 1", (partner, before)).fetchone() is not None
+
+    def prior_license(self, partner: str, ref: str, before: str = "~") -> PriorLicense | None:
         row = self.db.execute(
             "SELECT license_number, digest, valid_from, valid_through FROM licenses "
-            "WHERE partner = ? AND ref = ?", (partner, ref)
+            "WHERE partner = ? AND ref = ? AND file_id < ?", (partner, ref, before)
         ).fetchone()
         return PriorLicense(*row) if row else None
 
-    def licenses_issued(self, partner: str, day: date) -> int:
+    def licenses_issued(self, partner: str, day: date, before: str = "~") -> int:
         """New licenses issued to the partner on ``day`` (its daily quota, guide 5.1a)."""
         row = self.db.execute("SELECT COUNT(*) FROM licenses WHERE partner = ? AND "
-                              "issue_date = ?", (partner, day.isoformat())).fetchone()
+                              "issue_date = ? AND file_id < ?",
+                              (partner, day.isoformat(), before)).fetchone()
         return int(row[0])
 
     def last_license_sequence(self, year: int) -> int:
