@@ -158,6 +158,10 @@ HISTORY = [
     ("sample", "twice.xml", _edit(GOOD, _sid(3), (b'ref="PO-44', b'ref="PO-55'),
                                   (b'"PO-5512"', b'"PO-5511"'))),  # A105, two passes
     ("sample", "again.csv", ERP),  # the CSV again: DUPLICATE
+    # Cut after its first application (F001), then sent whole under its SubmissionId: the
+    # later file is no F007 for the first (a run never saw it).
+    ("sample", "cut.xml", _edit(GOOD, _sid(5))[:GOOD.index(b"<Application", 300)]),
+    ("sample", "whole.xml", _edit(GOOD, _sid(5), (b'ref="PO-44', b'ref="PO-77'))),
     ("quota", "many.xml", GOOD),  # 2 licenses a day for this partner: A109
     ("quota", "more.xml", _edit(GOOD, _sid(4), (b'ref="PO-44', b'ref="PO-66'))),  # A109 all
 ]
