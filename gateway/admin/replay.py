@@ -424,7 +424,7 @@ def file_text(result: FileReplay) -> str:
 def _counts(before: tuple[int, ...], after: tuple[int, ...]) -> str:
     """``licensed 1 -> 2, rejected 1 -> 0``: the counts that differ."""
     names = ("applications", "licensed", "not required", "rejected")
-    return ", ".join(f"{name} {b} -> {a}" for name, b, a in zip(names, before, after,
+    return ", ".join(f"{name} {b:,} -> {a:,}" for name, b, a in zip(names, before, after,
                                                                  strict=True) if b != a)
 
 
