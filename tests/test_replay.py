@@ -27,6 +27,11 @@ from typing import Any
 import pytest
 from project_config import ProjectConfig
 
+# The sample cases, the hostile files and the sample partners as the check core's proof takes
+# them (every case through check and run).
+from test_check_core import AS_OF, ERP, GOOD, PARTNERS, SINGLE
+from test_check_core import _partner_of as partner_of
+
 from gateway.admin.progress import ReadProgress
 from gateway.cli import main
 from gateway.config import Config, load_config
@@ -35,21 +40,6 @@ from gateway.licensing import pipeline
 from gateway.validate.hts import CoveredHts
 from gateway.validate.rules import RuleContext
 
-TESTS = Path(__file__).resolve().parent
-ROOT = TESTS.parent
-CASES = TESTS / "cases" / "inbox"
-HOSTILE = TESTS / "hostile"
-AS_OF = "2026-12-01"
-GOOD = (CASES / "sample" / "acme-20261201-good.xml").read_bytes()
-ERP = (CASES / "sample" / "acme-20261202-erp.csv").read_bytes()
-
-# The sample partners of config.toml with the shipped mappings, and one with a daily quota.
-PARTNERS: dict[str, dict[str, object]] = {
-    "sample": {},
-    "hanse": {"mapping": ROOT / "mappings" / "hanse-metall.toml"},
-    "nordic": {"mapping": ROOT / "mappings" / "nordic-orders.xsl"},
-    "quota": {"max_licenses_per_day": 2},
-}
 TABLES = ("files", "file_counter", "license_counter", "licenses", "applications", "findings",
           "events", "remote_seen", "partner_state", "partner_lease", "alerts_sent",
           "file_failures")
@@ -141,13 +131,6 @@ def _sid(n: int) -> tuple[bytes, bytes]:
     return b"ACME-20261201-001", f"ACME-20261201-9{n:02d}".encode()
 
 
-def _partner_of(path: Path) -> str:
-    if path.parent.parent == CASES:
-        return path.parent.name
-    return "nordic" if path.name.startswith("xslt-") else "sample"  # as tests/test_hostile.py
-
-
-SINGLE = sorted([*CASES.glob("*/*"), *(p for p in HOSTILE.iterdir() if p.suffix != ".md")])
 # One file after the other, each in its own run: what the ledger makes of a file.
 HISTORY = [
     ("sample", "first.xml", GOOD),  # the good case came before: DUPLICATE (F006)
@@ -175,7 +158,7 @@ def test_an_unchanged_archive_replays_without_a_change_and_writes_nothing(
         backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         request: pytest.FixtureRequest) -> None:
     archive = Archive(tmp_path, capsys, request, backend)
-    archive.run(AS_OF, *((_partner_of(p), p.name, p.read_bytes()) for p in SINGLE))
+    archive.run(AS_OF, *((partner_of(p), p.name, p.read_bytes()) for p in SINGLE))
     for file in HISTORY:
         archive.run(AS_OF, file)
     [(resend_id,)] = archive.sql("SELECT file_id FROM files WHERE remote_name = 'resend.xml'")
