@@ -369,7 +369,8 @@ def _release(args: argparse.Namespace, config: Config) -> int:
 
 def _replay(args: argparse.Namespace, config: Config) -> int:
     from gateway.admin.progress import ReadProgress
-    from gateway.admin.replay import Replay, ReplayQuery, report
+    from gateway.admin.replay import Replay, ReplayQuery
+    from gateway.admin.report import replay_report
 
     if args.since and args.until and args.since > args.until:
         print(f"aim-gateway: --since {args.since} is after --until {args.until}",
@@ -379,7 +380,7 @@ def _replay(args: argparse.Namespace, config: Config) -> int:
         config.partner(args.partner)  # unknown id: FatalError with a suggestion → exit 2
     replay = Replay(config, args.as_of, ReplayQuery(args.partner or "", args.since, args.until))
     with ReadProgress(None, "replay") as progress:  # drawn on a terminal only
-        for chunk in report(replay, args.json, progress.follow):
+        for chunk in replay_report(replay, args.json, progress.follow):
             progress.say(chunk, sys.stdout)
     return EXIT_NOT_ACCEPTED if replay.summary.changed else EXIT_OK
 
