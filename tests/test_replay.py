@@ -385,10 +385,11 @@ def test_an_unreadable_ledger_is_a_configuration_error(
         port = s.getsockname()[1]
     cfg = ProjectConfig(tmp_path).ledger(f"postgresql://aimgw@127.0.0.1:{port}/aimgw") \
         .partner("sample").write()
-    code = main(["--config", str(cfg), "replay", "--as-of", AS_OF])
-    out, err = capsys.readouterr()
-    assert code == 2 and out == ""
-    assert "replay cannot read the ledger" in err and "Traceback" not in err
+    for form in ([], ["--json"]):
+        code = main(["--config", str(cfg), "replay", "--as-of", AS_OF, *form])
+        out, err = capsys.readouterr()
+        assert code == 2 and out == ""
+        assert "replay cannot read the ledger" in err and "Traceback" not in err
 
 
 def test_a_long_replay_draws_a_progress_line_on_a_terminal(

@@ -375,19 +375,18 @@ def replay_report(replay: Replay, as_json: bool, watch: Watch | None = None,
                   ) -> Iterator[str]:
     """The replay as text (or one JSON object), a chunk at a time as the files are replayed:
     each file that would change, was compared in part or was not replayed, then the summary.
-    Nothing is held but the file at hand."""
-    if as_json:
-        yield f'{{"as_of": "{replay.as_of}", "files": ['
-    shown = 0
+    Nothing is held but the file at hand, and nothing is said before the ledger is read (a
+    ledger that cannot be read leaves no half of a JSON object behind)."""
+    head = f'{{"as_of": "{replay.as_of}", "files": [' if as_json else ""
     for result in replay.files(watch):
         if not (result.changed or result.note):
             continue
         if as_json:
-            yield ("," if shown else "") + "\n  " + json.dumps(file_json(result))
+            yield head + ("\n  " if head else ",\n  ") + json.dumps(file_json(result))
         else:
             yield file_text(result) + "\n"
-        shown += 1
+        head = ""
     if as_json:
-        yield f'\n], "summary": {json.dumps(summary_json(replay.summary))}}}\n'
+        yield f'{head}\n], "summary": {json.dumps(summary_json(replay.summary))}}}\n'
     else:
         yield summary_text(replay.summary) + "\n"
