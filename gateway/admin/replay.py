@@ -63,25 +63,24 @@ class LedgerBefore(Ledger):
 
     def __init__(self, target: Path | str) -> None:
         super().__init__(target, readonly=True)
-        self.before: str | None = None  # the file being replayed; None: every file
+        self.before = ""  # the file being replayed ("": every file counts)
         self.day: date | None = None
 
     def at(self, row: FileRow) -> None:
         self.before = row.file_id
         self.day = date.fromisoformat(row.rule_set_date) if row.rule_set_date else None
 
-    def has_licenses(self, partner: str, before: str | None = None) -> bool:
+    def has_licenses(self, partner: str, before: str = "") -> bool:
         return super().has_licenses(partner, self.before)
 
-    def prior_license(self, partner: str, ref: str,
-                      before: str | None = None) -> PriorLicense | None:
+    def prior_license(self, partner: str, ref: str, before: str = "") -> PriorLicense | None:
         return super().prior_license(partner, ref, self.before)
 
-    def licenses_issued(self, partner: str, day: date, before: str | None = None) -> int:
+    def licenses_issued(self, partner: str, day: date, before: str = "") -> int:
         return super().licenses_issued(partner, self.day or day, self.before)
 
     def submission_id_conflict(self, partner: str, submission_id: str, sha256: str,
-                               file_id: str, before: str | None = None) -> FileRow | None:
+                               file_id: str, before: str = "") -> FileRow | None:
         # A run sees no later file; a replay must not either (a file resent fixed under its
         # SubmissionId would make the broken first one F007).
         return super().submission_id_conflict(partner, submission_id, sha256, file_id,

@@ -34,6 +34,8 @@ FILE_COLUMNS = (
 # A quarantined file is never taken again by a poll or a start (gateway.service.quarantine).
 QUARANTINED_IDS = "SELECT file_id FROM file_failures WHERE quarantined_at IS NOT NULL"
 NOT_QUARANTINED = f"file_id NOT IN ({QUARANTINED_IDS})"
+# Only rows of files before the file id bound to it ("": all): the ledger as ``replay`` reads it.
+BEFORE = " AND (? = '' OR file_id < ?)"
 
 
 def utc_now() -> datetime:
@@ -282,13 +284,12 @@ class Ledger:
         return rows[0] if rows else None
 
     def submission_id_conflict(self, partner: str, submission_id: str, sha256: str,
-                               file_id: str, before: str | None = None) -> FileRow | None:
+                               file_id: str, before: str = "") -> FileRow | None:
         """An earlier file of this partner with this SubmissionId and other bytes (F007)."""
-        clause, params = _before(before)
         rows = self.files(
             "partner = ? AND submission_id = ? AND sha256 != ? AND file_id != ? "
             "AND state != 'RECEIVED' AND status IS NOT NULL AND status != 'DUPLICATE' "
-            f"AND error IS NULL{clause}", (partner, submission_id, sha256, file_id, *params),
+            f"AND error IS NULL{BEFORE}", (partner, submission_id, sha256, file_id, before, before),
             limit=1,
         )
         return rows[0] if rows else None
@@ -303,29 +304,21 @@ class Ledger:
 
     # -- licenses ----------------------------------------------------------------------------
 
-    # ``before`` (``replay``, which decides a file against the ledger as it was then): only
-    # the rows of files before this file id count; None: all do.
+    def has_licenses(self, partner: str, before: str = "") -> bool:
+        return self.db.execute(f"SELECT 1 FROM licenses WHERE partner = ?{BEFORE} LIMIT 1",
+                               (partner, before, before)).fetchone() is not None
 
-    def has_licenses(self, partner: str, before: str | None = None) -> bool:
-        clause, params = _before(before)
-        return self.db.execute(f"SELECT 1 FROM licenses WHERE partner = ?{clause} LIMIT 1",
-                               (partner, *params)).fetchone() is not None
-
-    def prior_license(self, partner: str, ref: str,
-                      before: str | None = None) -> PriorLicense | None:
-        clause, params = _before(before)
+    def prior_license(self, partner: str, ref: str, before: str = "") -> PriorLicense | None:
         row = self.db.execute(
             "SELECT license_number, digest, valid_from, valid_through FROM licenses "
-            f"WHERE partner = ? AND ref = ?{clause}", (partner, ref, *params)
+            f"WHERE partner = ? AND ref = ?{BEFORE}", (partner, ref, before, before)
         ).fetchone()
         return PriorLicense(*row) if row else None
 
-    def licenses_issued(self, partner: str, day: date, before: str | None = None) -> int:
+    def licenses_issued(self, partner: str, day: date, before: str = "") -> int:
         """New licenses issued to the partner on ``day`` (its daily quota, guide 5.1a)."""
-        clause, params = _before(before)
-        row = self.db.execute("SELECT COUNT(*) FROM licenses WHERE partner = ? AND "
-                              f"issue_date = ?{clause}",
-                              (partner, day.isoformat(), *params)).fetchone()
+        row = self.db.execute("SELECT COUNT(*) FROM licenses WHERE partner = ? AND issue_date "
+                              f"= ?{BEFORE}", (partner, day.isoformat(), before, before)).fetchone()
         return int(row[0])
 
     def last_license_sequence(self, year: int) -> int:
@@ -477,12 +470,6 @@ class Ledger:
             "NOT NULL GROUP BY license_number HAVING COUNT(*) > 1").fetchall()
         problems += [f"license {n} issued to two applications" for (n,) in dup]
         return problems
-
-
-def _before(before: str | None) -> tuple[str, tuple[str, ...]]:
-    """The condition that keeps the rows of files before the file id ``before``; none for
-    None (the file ids sort by text alike in SQLite and in PostgreSQL: digits and a dash)."""
-    return ("", ()) if before is None else (" AND file_id < ?", (before,))
 
 
 def connect(target: str | Path, readonly: bool = False) -> Database:
