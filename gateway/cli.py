@@ -3,7 +3,8 @@
 Exit codes (guide section 8): ``check`` 0 ACCEPTED, 1 PARTIAL/REJECTED, 2 usage or configuration
 error; ``run --once`` 0 when the run completed, 3 when the gateway itself could not run;
 ``show`` 1 for an unknown file; ``reprocess`` and ``release`` 0 done, 1 refused or failed (the
-reason on stderr).
+reason on stderr); ``replay`` 0 when nothing would change, 1 when something would, 2 on a usage
+or configuration error.
 """
 
 from __future__ import annotations
@@ -155,6 +156,17 @@ def _admin_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> N
     p.add_argument("--as-of", type=_as_of, help="purge as on this date (default now)")
     p.add_argument("--json", action="store_true", help="JSON instead of text")
 
+    p = command("replay", "Decide the archived files again, in memory, by the rules and HTS "
+                "edition in force on the as-of date; show per file the applications whose "
+                "status or codes would change. Writes nothing. Exit 0: nothing would change, "
+                "1: something would.")
+    p.add_argument("--partner", help="only this partner's files")
+    p.add_argument("--since", type=_as_of, help="received on or after YYYY-MM-DD")
+    p.add_argument("--until", type=_as_of, help="received on or before YYYY-MM-DD")
+    p.add_argument("--as-of", type=_as_of, required=True,
+                   help="the date whose rules and HTS edition apply, YYYY-MM-DD")
+    p.add_argument("--json", action="store_true", help="JSON instead of text")
+
 
 def _load(args: argparse.Namespace) -> Config:
     return load_config(find_config(getattr(args, "config", None)))
@@ -182,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except FatalError as err:
         print(f"aim-gateway: {err}", file=sys.stderr)
-        return EXIT_USAGE if args.command == "check" else EXIT_FAILED
+        return EXIT_USAGE if args.command in ("check", "replay") else EXIT_FAILED
     except GatewayError as err:
         print(f"aim-gateway: {err}", file=sys.stderr)
         return EXIT_FAILED
@@ -273,6 +285,8 @@ def _admin(args: argparse.Namespace, config: Config) -> int:
         return _reprocess(args, config)
     if args.command == "release":
         return _release(args, config)
+    if args.command == "replay":
+        return _replay(args, config)
     if args.command == "purge":
         from gateway.admin.actions import purge
 
@@ -351,6 +365,24 @@ def _release(args: argparse.Namespace, config: Config) -> int:
         ledger.close()
     print(f"{row.file_id}: released; the next poll of {row.partner} processes it")
     return EXIT_OK
+
+
+def _replay(args: argparse.Namespace, config: Config) -> int:
+    from gateway.admin.progress import ReadProgress
+    from gateway.admin.replay import Replay, ReplayQuery
+    from gateway.admin.report import replay_report
+
+    if args.since and args.until and args.since > args.until:
+        print(f"aim-gateway: --since {args.since} is after --until {args.until}",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if args.partner:
+        config.partner(args.partner)  # unknown id: FatalError with a suggestion → exit 2
+    replay = Replay(config, args.as_of, ReplayQuery(args.partner or "", args.since, args.until))
+    with ReadProgress(None, "replay") as progress:  # drawn on a terminal only
+        for chunk in replay_report(replay, args.json, progress.follow):
+            progress.say(chunk, sys.stdout)
+    return EXIT_NOT_ACCEPTED if replay.summary.changed else EXIT_OK
 
 
 def _mapping_test(args: argparse.Namespace) -> int:

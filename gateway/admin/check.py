@@ -3,6 +3,9 @@
 The configured ledger (SQLite or PostgreSQL) is opened read-only (when it exists) so that
 I201, A104, F006 and F007 come out as they would in a real run; licenses that would be issued
 read ``PENDING``. A ledger that is configured but cannot be read fails the check (exit 2).
+
+``DrySinks`` is what every sink of the decision core that commits nothing shares (``check``
+here, ``replay`` in ``gateway.admin.replay``); ``history`` opens their read-only ledger.
 """
 
 from __future__ import annotations
@@ -10,17 +13,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from gateway.config import Config
 from gateway.errors import FatalError, GatewayError
 from gateway.findings import Finding
-from gateway.ledger.store import FileRow, Ledger, utc_now
+from gateway.ledger.store import FileRow, Ledger, ledger_exists, ledger_location, utc_now
 from gateway.licensing.decide import LicenseIssuer
-from gateway.licensing.pipeline import DecisionCore, Submission
+from gateway.licensing.pipeline import DecisionCore, PassSink, Submission
 from gateway.licensing.results import AppOutcome, FileSummary
 from gateway.model import FileStatus
 from gateway.outputs.ack_csv import duplicate_csv_ack
@@ -43,7 +47,7 @@ class CheckResult:
     ack: bytes
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(1024 * 1024):
@@ -60,9 +64,9 @@ def check_file(config: Config, path: Path, partner_id: str | None,
     """
     now = utc_now()
     sub = Submission(file_id="CHECK", partner=partner_id, name=path.name, path=path,
-                     sha256=_sha256(path), size=path.stat().st_size, received_at=now,
+                     sha256=file_sha256(path), size=path.stat().st_size, received_at=now,
                      history_before="~")
-    ledger = _history(config)
+    ledger = history(config, "check", _read_only)
     try:
         with tempfile.TemporaryDirectory(prefix="aimgw-check-") as tmp:
             sinks = CheckSinks(Layout.of(config), ack_format, Path(tmp))
@@ -75,27 +79,57 @@ def check_file(config: Config, path: Path, partner_id: str | None,
             ledger.close()
 
 
-def _history(config: Config) -> Ledger | None:
-    """The configured ledger (SQLite or PostgreSQL), read-only, for the history checks (I201,
-    A104, F006, F007); None before the first run. FatalError (exit 2) when it is configured
-    but cannot be read: a check without the history would answer ACCEPTED wrongly."""
-    # imported here: the run's modules, not check's start
-    from gateway.ledger.store import ledger_exists, open_ledger
+L = TypeVar("L", bound=Ledger)
 
+
+def _read_only(target: Path | str) -> Ledger:
+    return Ledger(target, readonly=True)
+
+
+def history(config: Config, command: str, opener: Callable[[Path | str], L]) -> L | None:
+    """The configured ledger (SQLite or PostgreSQL), opened read-only by ``opener``, for the
+    history checks (I201, A104, F006, F007); None before the first run. FatalError (exit 2)
+    when it is configured but cannot be read: a dry run without the history would answer
+    wrongly (a check ACCEPTED, a replay "no change")."""
     if not ledger_exists(config):
         return None
     try:
-        ledger = open_ledger(config, readonly=True)
+        ledger = opener(ledger_location(config))
     except GatewayError as err:
-        raise FatalError(f"check cannot read the ledger for the history checks (I201, A104, "
-                         f"F006, F007): {err}") from err
+        raise FatalError(f"{command} cannot read the ledger for the history checks (I201, "
+                         f"A104, F006, F007): {err}") from err
     if ledger.schema_version() == 0:  # an empty database: no history yet
         ledger.close()
         return None
     return ledger
 
 
-class CheckSinks:
+class DryPass(PassSink, Protocol):
+    def discard(self) -> None:
+        """The pass failed (a repeated ref: the core decides again): forget it."""
+
+
+class DrySinks:
+    """What the sinks of a dry run share: a pass that fails is forgotten, and a bug of the
+    gateway is said as such (an F001 that names it, never a traceback) rather than raised."""
+
+    def open_pass(self, summary: FileSummary, fmt: str) -> DryPass:
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def decisions(self, summary: FileSummary, fmt: str) -> Iterator[DryPass]:
+        out = self.open_pass(summary, fmt)
+        try:
+            yield out
+        except BaseException:
+            out.discard()
+            raise
+
+    def internal_error(self, err: Exception) -> Finding | None:
+        return internal_error_finding(err)
+
+
+class CheckSinks(DrySinks):
     """``check``'s sinks of the decision core: nothing is committed, the acknowledgment is
     rendered (in a temp folder, as a run streams it) and kept in ``result``."""
 
@@ -119,22 +153,12 @@ class CheckSinks:
         self.result = CheckResult(FileStatus.DUPLICATE, ack)
         return True
 
-    @contextlib.contextmanager
-    def decisions(self, summary: FileSummary, fmt: str) -> Iterator[CheckPass]:
-        out = CheckPass(self, self.kind(fmt))
-        try:
-            yield out
-        except BaseException:
-            out.ack.discard()
-            raise
+    def open_pass(self, summary: FileSummary, fmt: str) -> CheckPass:
+        return CheckPass(self, self.kind(fmt))
 
     def rejected(self, summary: FileSummary, fmt: str | None) -> None:
         self.result = CheckResult(FileStatus.REJECTED,
                                   render_whole_ack(self.kind(fmt), summary))
-
-    @staticmethod
-    def internal_error(err: Exception) -> Finding | None:
-        return internal_error_finding(err)  # said as such, never a traceback
 
 
 class CheckPass:
@@ -151,3 +175,6 @@ class CheckPass:
     def finish(self, summary: FileSummary, issuer: LicenseIssuer) -> None:
         self.ack.finish(summary)
         self.sinks.result = CheckResult(summary.status, self.path.read_bytes())
+
+    def discard(self) -> None:
+        self.ack.discard()

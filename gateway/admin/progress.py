@@ -1,4 +1,4 @@
-"""A progress line on the terminal for long runs of ``check`` and ``reprocess``.
+"""A progress line on the terminal for long runs of ``check``, ``reprocess`` and ``replay``.
 
 The parsers stream the file themselves; rather than thread a callback through every reader
 (and pay for it on the hot path), a background thread looks at how far this process has read
@@ -56,17 +56,22 @@ def render(label: str, done: int | None, total: int, elapsed: float, passes: int
 
 
 class ReadProgress:
-    """``with ReadProgress(path, "check"):`` shows how far the file has been read."""
+    """``with ReadProgress(path, "check"):`` shows how far the file has been read; a command
+    that reads one file after another (``replay``) moves the line on with ``follow``."""
 
-    def __init__(self, path: Path, label: str, stream: TextIO | None = None,
+    def __init__(self, path: Path | None, label: str, stream: TextIO | None = None,
                  interval: float = 0.2) -> None:
-        self.path = path
-        self.label = label
         self.stream = stream or sys.stderr
         self.interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._width = 0
+        self._lock = threading.Lock()  # one writer of the terminal at a time
+        # (label, (st_dev, st_ino), size) of the file read now; swapped whole, read whole
+        # by the drawing thread
+        self._target: tuple[str, tuple[int, int] | None, int] = (label, None, 0)
+        if path is not None:
+            self.follow(path, label)
 
     @property
     def enabled(self) -> bool:
@@ -75,11 +80,30 @@ class ReadProgress:
         except (AttributeError, ValueError):
             return False
 
+    def follow(self, path: Path, label: str) -> None:
+        """Show ``path`` (read from now on) under ``label``; the time runs on."""
+        if not self.enabled:
+            return
+        try:
+            st = path.stat()
+        except OSError:  # gone: the label and the time only
+            self._target = (label, None, 0)
+            return
+        self._target = (label, (st.st_dev, st.st_ino), st.st_size)
+
+    def say(self, text: str, out: TextIO) -> None:
+        """Write ``text`` to ``out`` (a command's output, on the same terminal maybe) with the
+        line cleared first, so the two never mix; the next tick draws it again."""
+        with self._lock:
+            if self._thread is not None and self._width:
+                self.stream.write("\r" + " " * self._width + "\r")
+                self.stream.flush()
+            out.write(text)
+            out.flush()
+
     def __enter__(self) -> ReadProgress:
         if self.enabled:
-            st = self.path.stat()
-            self._thread = threading.Thread(target=self._run, args=(
-                (st.st_dev, st.st_ino), st.st_size), daemon=True, name="progress")
+            self._thread = threading.Thread(target=self._run, daemon=True, name="progress")
             self._thread.start()
         return self
 
@@ -94,17 +118,22 @@ class ReadProgress:
         self.stream.flush()
 
     def _draw(self, text: str) -> None:
-        self.stream.write("\r" + text.ljust(self._width))
-        self.stream.flush()
-        self._width = max(self._width, len(text))
+        with self._lock:
+            self.stream.write("\r" + text.ljust(self._width))
+            self.stream.flush()
+            self._width = max(self._width, len(text))
 
-    def _run(self, dev_ino: tuple[int, int], total: int) -> None:
-        started, last, passes = time.monotonic(), -1, 1
+    def _run(self) -> None:
+        started, shown, last, passes = time.monotonic(), None, -1, 1
         while not self._stop.wait(self.interval):
-            done = read_offset(dev_ino)
+            target = self._target
+            label, dev_ino, total = target
+            if target is not shown:  # another file: its own offsets and passes
+                shown, last, passes = target, -1, 1
+            done = read_offset(dev_ino) if dev_ino is not None else None
             if done is not None and done < last:
                 passes += 1
             if done is not None:
                 last = done
-            self._draw(render(self.label, done if done is not None else (last if last >= 0
+            self._draw(render(label, done if done is not None else (last if last >= 0
                               else None), total, time.monotonic() - started, passes))

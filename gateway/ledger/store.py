@@ -34,6 +34,8 @@ FILE_COLUMNS = (
 # A quarantined file is never taken again by a poll or a start (gateway.service.quarantine).
 QUARANTINED_IDS = "SELECT file_id FROM file_failures WHERE quarantined_at IS NOT NULL"
 NOT_QUARANTINED = f"file_id NOT IN ({QUARANTINED_IDS})"
+# Only rows of files before the file id bound to it ("": all): the ledger as ``replay`` reads it.
+BEFORE = " AND (? = '' OR file_id < ?)"
 
 
 def utc_now() -> datetime:
@@ -282,12 +284,13 @@ class Ledger:
         return rows[0] if rows else None
 
     def submission_id_conflict(self, partner: str, submission_id: str, sha256: str,
-                               file_id: str) -> FileRow | None:
+                               file_id: str, before: str = "") -> FileRow | None:
         """An earlier file of this partner with this SubmissionId and other bytes (F007)."""
         rows = self.files(
             "partner = ? AND submission_id = ? AND sha256 != ? AND file_id != ? "
             "AND state != 'RECEIVED' AND status IS NOT NULL AND status != 'DUPLICATE' "
-            "AND error IS NULL", (partner, submission_id, sha256, file_id), limit=1,
+            f"AND error IS NULL{BEFORE}", (partner, submission_id, sha256, file_id, before, before),
+            limit=1,
         )
         return rows[0] if rows else None
 
@@ -301,21 +304,21 @@ class Ledger:
 
     # -- licenses ----------------------------------------------------------------------------
 
-    def has_licenses(self, partner: str) -> bool:
-        return self.db.execute("SELECT 1 FROM licenses WHERE partner = ? LIMIT 1",
-                               (partner,)).fetchone() is not None
+    def has_licenses(self, partner: str, before: str = "") -> bool:
+        return self.db.execute(f"SELECT 1 FROM licenses WHERE partner = ?{BEFORE} LIMIT 1",
+                               (partner, before, before)).fetchone() is not None
 
-    def prior_license(self, partner: str, ref: str) -> PriorLicense | None:
+    def prior_license(self, partner: str, ref: str, before: str = "") -> PriorLicense | None:
         row = self.db.execute(
             "SELECT license_number, digest, valid_from, valid_through FROM licenses "
-            "WHERE partner = ? AND ref = ?", (partner, ref)
+            f"WHERE partner = ? AND ref = ?{BEFORE}", (partner, ref, before, before)
         ).fetchone()
         return PriorLicense(*row) if row else None
 
-    def licenses_issued(self, partner: str, day: date) -> int:
+    def licenses_issued(self, partner: str, day: date, before: str = "") -> int:
         """New licenses issued to the partner on ``day`` (its daily quota, guide 5.1a)."""
-        row = self.db.execute("SELECT COUNT(*) FROM licenses WHERE partner = ? AND "
-                              "issue_date = ?", (partner, day.isoformat())).fetchone()
+        row = self.db.execute("SELECT COUNT(*) FROM licenses WHERE partner = ? AND issue_date "
+                              f"= ?{BEFORE}", (partner, day.isoformat(), before, before)).fetchone()
         return int(row[0])
 
     def last_license_sequence(self, year: int) -> int:
