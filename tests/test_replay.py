@@ -29,7 +29,7 @@ from project_config import ProjectConfig
 
 # The sample cases, the hostile files and the sample partners as the check core's proof takes
 # them (every case through check and run).
-from test_check_core import AS_OF, ERP, GOOD, PARTNERS, SINGLE
+from test_check_core import AS_OF, CASES, ERP, GOOD, PARTNERS, SINGLE
 from test_check_core import _partner_of as partner_of
 
 from gateway.admin.progress import ReadProgress
@@ -414,3 +414,50 @@ def test_a_long_replay_draws_a_progress_line_on_a_terminal(
     assert "replay  0 s" in drawn  # before the first file: the label and the time
     assert "replay 2/3 20261201-000002 [" in drawn and "/4.0 MB" in drawn
     assert out.getvalue() == "a result\n"
+
+
+# The bundled samples (tests/cases/inbox: the same files as the shipped inbox/), decided on
+# 2026-12-01, then replayed the day before each effective date of contract 1.1: each replay
+# names exactly what that 1.1 change moved on the samples, and nothing else (issue 12's
+# done-when). Codes compare as the replay reports them ("A133:1" = A133 on line 1).
+CHANGES_OF_1_1 = {
+    # AIM-HTS-2025 (7601.10.60.30 split, 2025-12-09): the old number is A133 today.
+    "2025-12-08": {("acme-20261201-partial.xml", "PO-5012"): ({"A122:1", "A133:1"}, {"A122:1"}),
+                   ("nordic-orders-NA-2026-77.xml", "SO-88121"): ({"A133:1"}, set())},
+    # A127 (2024-07-10): no sample has Mexican origin, so nothing more than the edition.
+    "2024-07-09": "same as 2025-12-08",
+    # A126 (2023-03-10): the partial file's applications with Russian second smelt lose it.
+    "2023-03-09": {
+        ("acme-20261201-partial.xml", "PO-5001"): ({"A126:1"}, set()),
+        ("acme-20261201-partial.xml", "PO-5002"): ({"A120", "A126:1"}, {"A120"}),
+        ("acme-20261201-partial.xml", "PO-5004"): ({"A111", "A126:1"}, {"A111"}),
+        ("acme-20261201-partial.xml", "PO-5008"): ({"A126:1", "A160"}, {"A160"}),
+        ("acme-20261201-partial.xml", "PO-5009"): ({"A126:1", "A150"}, {"A150"}),
+        ("acme-20261201-partial.xml", "PO-5010"): ({"A105", "A126:1"}, {"A105"}),
+        ("acme-20261201-partial.xml", "PO-5012"): ({"A122:1", "A133:1"}, {"A122:1"}),
+        ("nordic-orders-NA-2026-77.xml", "SO-88121"): ({"A133:1"}, set())},
+}
+
+
+def _changes(report: dict[str, Any]) -> dict[tuple[str, str], tuple[set[str], set[str]]]:
+    out: dict[tuple[str, str], tuple[set[str], set[str]]] = {}
+    for entry in report["files"]:
+        for app in entry["applications"]:
+            assert app["before"]["status"] == app["after"]["status"], app  # warnings only
+            out[(entry["name"], app["ref"])] = (set(app["before"]["codes"]),
+                                                set(app["after"]["codes"]))
+    return out
+
+
+def test_replay_over_the_bundled_samples_reports_the_changes_of_1_1_and_nothing_else(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    archive = Archive(tmp_path, capsys)
+    archive.run(AS_OF, *((partner, path.name, path.read_bytes())
+                         for partner in ("sample", "hanse", "nordic")
+                         for path in sorted((CASES / partner).iterdir())))
+    code, report = archive.replay(AS_OF)
+    assert (code, _changes(report)) == (0, {})
+    for as_of, expected in CHANGES_OF_1_1.items():
+        wanted = CHANGES_OF_1_1["2025-12-08"] if isinstance(expected, str) else expected
+        code, report = archive.replay(as_of)
+        assert (code, _changes(report)) == (1, wanted), as_of
