@@ -4,6 +4,7 @@ gets the same F001 acknowledgment from `check` as from a run (exit 1), never a t
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from datetime import date
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from lxml import etree
+from pg_server import PgServer
 from test_poison import Project, good_file
 
 from gateway.cli import main
@@ -44,10 +46,25 @@ def test_check_with_an_unreachable_ledger_fails_with_exit_2(
     assert "Traceback" not in err
 
 
-def test_check_reads_the_postgresql_ledger(tmp_path: Path, pg_dsn: str,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+_collation_counter = iter(range(1_000_000))
+
+
+@pytest.mark.parametrize("collation", [
+    "",  # the cluster's own (C: byte order)
+    # A language-aware order sorts "~" before digits: check's old "~" sentinel for "every
+    # file" then found no earlier file, and a resent file was not F006 (found in review).
+    "LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C' TEMPLATE template0",
+], ids=["byte-order", "icu-en-US"])
+def test_check_reads_the_postgresql_ledger(tmp_path: Path, pg_cluster: PgServer,
+                                          capsys: pytest.CaptureFixture[str],
+                                          collation: str) -> None:
+    import psycopg
+
+    database = f"aimgw_check_{os.getpid()}_{next(_collation_counter)}"
+    with psycopg.connect(pg_cluster.dsn("postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{database}" {collation}')
     p = Project(tmp_path)
-    p.toml.ledger(pg_dsn).write()
+    p.toml.ledger(pg_cluster.dsn(database)).write()
     sample = tmp_path / "good.xml"
     sample.write_bytes(good_file(1))
     code, out, _ = cli(p, capsys, "check", str(sample), "--partner", "a")  # empty database

@@ -65,7 +65,7 @@ def check_file(config: Config, path: Path, partner_id: str | None,
     now = utc_now()
     sub = Submission(file_id="CHECK", partner=partner_id, name=path.name, path=path,
                      sha256=file_sha256(path), size=path.stat().st_size, received_at=now,
-                     history_before="~")
+                     history_before="")
     ledger = history(config, "check", _read_only)
     try:
         with tempfile.TemporaryDirectory(prefix="aimgw-check-") as tmp:

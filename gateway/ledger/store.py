@@ -274,13 +274,13 @@ class Ledger:
             "SELECT 1 FROM files WHERE partner = ? AND ack_name = ? AND file_id != ? LIMIT 1",
             (partner, ack_name, file_id)).fetchone() is not None
 
-    def original_of(self, partner: str, sha256: str, file_id: str) -> FileRow | None:
-        """The first completed, non-duplicate file with these bytes for this partner."""
+    def original_of(self, partner: str, sha256: str, before: str) -> FileRow | None:
+        """The first completed, non-duplicate file with these bytes for this partner, of the
+        files before id ``before`` ("" = every file: no sentinel that a collation may sort)."""
         rows = self.files(
-            "partner = ? AND sha256 = ? AND file_id < ? AND state != 'RECEIVED' "
-            "AND status IS NOT NULL AND status != 'DUPLICATE' AND reprocess_of IS NULL",
-            (partner, sha256, file_id), limit=1,
-        )
+            "partner = ? AND sha256 = ? AND state != 'RECEIVED' AND status IS NOT NULL "
+            f"AND status != 'DUPLICATE' AND reprocess_of IS NULL{BEFORE}",
+            (partner, sha256, before, before), limit=1)
         return rows[0] if rows else None
 
     def submission_id_conflict(self, partner: str, submission_id: str, sha256: str,

@@ -67,7 +67,7 @@ class Submission:
     size: int  # as the partner's inbox listed it (F003 names the larger)
     received_at: datetime
     # The history is what the ledger holds before this id: a run's own id (files received
-    # earlier count), "~" for a check (it sorts after every file id: every file counts).
+    # earlier count), "" for a check (every file counts).
     history_before: str
     reprocess_of: str | None = None  # a reprocess is never a DUPLICATE of its original
 
