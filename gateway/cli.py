@@ -161,8 +161,8 @@ def _admin_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> N
                 "status or codes would change. Writes nothing. Exit 0: nothing would change, "
                 "1: something would.")
     p.add_argument("--partner", help="only this partner's files")
-    p.add_argument("--since", type=_as_of, help="received on or after YYYY-MM-DD")
-    p.add_argument("--until", type=_as_of, help="received on or before YYYY-MM-DD")
+    p.add_argument("--since", type=_as_of, help="processed on or after YYYY-MM-DD")
+    p.add_argument("--until", type=_as_of, help="processed on or before YYYY-MM-DD")
     p.add_argument("--as-of", type=_as_of, required=True,
                    help="the date whose rules and HTS edition apply, YYYY-MM-DD")
     p.add_argument("--json", action="store_true", help="JSON instead of text")

@@ -265,7 +265,11 @@ def test_a_dated_rule_shows_exactly_the_applications_it_moves(
     assert code == 1
     assert changed_apps(answer) == {
         ("JULY-1.xml", "PO-5"): ("REJECTED " + unknown.format(n=1), "LICENSED")}
-    assert archive.replay("2022-06-28", "--until", "2000-01-01")[0] == 0  # received today
+    # --since/--until select by the day each file was processed (the day its id carries,
+    # here the --as-of it was run with), not by the clock time it arrived (found in review).
+    assert archive.replay("2022-06-28", "--until", "2022-07-05")[0] == 1
+    assert archive.replay("2022-06-28", "--until", "2022-07-04")[0] == 0
+    assert archive.replay("2022-06-28", "--since", "2022-07-06")[0] == 0
 
     code, out, _ = archive.cli("replay", "--as-of", "2022-06-28")
     assert code == 1

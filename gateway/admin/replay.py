@@ -29,7 +29,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 
 from gateway.admin.check import DrySinks, file_sha256, history
@@ -37,7 +37,7 @@ from gateway.config import Config
 from gateway.errors import FatalError
 from gateway.findings import MAX_FILE_FINDINGS, Finding
 from gateway.ledger.db import Database
-from gateway.ledger.reads.files import FileQuery, day_start_utc
+from gateway.ledger.reads.files import FileQuery
 from gateway.ledger.store import FILE_COLUMNS, FileRow, Ledger, PriorLicense, utc_now
 from gateway.licensing.decide import LicenseIssuer
 from gateway.licensing.pipeline import DecisionCore, Submission
@@ -270,21 +270,24 @@ class ReplayPass:
 
 @dataclass(frozen=True)
 class ReplayQuery:
-    """Which archived files: a partner's, received from ``since`` through ``until`` (days in
-    the gateway's zone, both inclusive)."""
+    """Which archived files: a partner's, processed from ``since`` through ``until`` (both
+    inclusive). The processing date is the day the report names and the file id carries: it
+    is the receipt's day in the gateway's zone, or the ``--as-of`` the file was run with."""
 
     partner: str = ""
     since: date | None = None
     until: date | None = None
 
     def where(self, config: Config) -> tuple[str, tuple[object, ...]]:
-        zone = config.gateway.zone
-        where, params = FileQuery(partner=self.partner, since=self.since).where(zone)
+        where, params = FileQuery(partner=self.partner).where(config.gateway.zone)
         # Finished files only: one in progress or quarantined was never decided.
         where += " AND state IN ('ARCHIVED', 'DONE') AND status IS NOT NULL"
+        if self.since is not None:
+            where += " AND rule_set_date >= ?"
+            params += (self.since.isoformat(),)
         if self.until is not None:
-            where += " AND received_at < ?"
-            params += (day_start_utc(zone, self.until + timedelta(days=1)),)
+            where += " AND rule_set_date <= ?"
+            params += (self.until.isoformat(),)
         return where, params
 
 
