@@ -32,9 +32,11 @@ def test_no_test_reads_the_working_tree_inbox(source: Path) -> None:
 
 
 def test_the_pattern_catches_each_spelling() -> None:
-    for line in ('ROOT / "inbox" / "sample"', "Path(__file__).parent.parent / 'inbox'",
-                 'Path(__file__).parents[1] / "inbox"', "Popen(args, cwd=ROOT,",
-                 "run(args, cwd=str(ROOT))"):
+    # Spelled from parts: this file's own text never reads like such a read.
+    box = "in" + "box"
+    for line in (f'ROOT / "{box}" / "sample"', f"Path(__file__).parent.parent / '{box}'",
+                 f'Path(__file__).parents[1] / "{box}"', "Popen(args, cwd=" + "ROOT,",
+                 "run(args, cwd=str(" + "ROOT))"):
         assert READS_ROOT_INBOX.search(line), line
     assert not READS_ROOT_INBOX.search('CASES_INBOX / "sample"')
     assert not READS_ROOT_INBOX.search("Popen(args, cwd=base)")

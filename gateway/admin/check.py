@@ -10,6 +10,7 @@ here, ``replay`` in ``gateway.admin.replay``); ``history`` opens their read-only
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import hashlib
 import tempfile
@@ -109,12 +110,14 @@ class DryPass(PassSink, Protocol):
         """The pass failed (a repeated ref: the core decides again): forget it."""
 
 
-class DrySinks:
+class DrySinks(abc.ABC):
     """What the sinks of a dry run share: a pass that fails is forgotten, and a bug of the
-    gateway is said as such (an F001 that names it, never a traceback) rather than raised."""
+    gateway is said as such (an F001 that names it, never a traceback) rather than raised.
+    Each dry run (check, replay) says where its pass goes."""
 
+    @abc.abstractmethod
     def open_pass(self, summary: FileSummary, fmt: str) -> DryPass:
-        raise NotImplementedError
+        """A new pass over the file, holding its decisions in memory."""
 
     @contextlib.contextmanager
     def decisions(self, summary: FileSummary, fmt: str) -> Iterator[DryPass]:
