@@ -51,6 +51,8 @@ PartnerKind = Literal["local", "sftp"]
 Disposition = Literal["keep", "move", "delete"]
 RemoteDisposition = Literal["move", "delete"]
 Completion = Literal["stable", "done_file", "rename"]
+# Who issues a partner's license numbers (guide 5.1a; model.LicenseSource names the values).
+LicenseSourceName = Literal["gateway", "commerce"]
 
 
 # --- Checks ----------------------------------------------------------------------------------
@@ -316,6 +318,9 @@ class PartnerConfig:
     max_bytes: int = setting(1_073_741_824, "most bytes taken in one poll", POSITIVE)
     max_licenses_per_day: int = setting(
         20_000, "new licenses issued to it per processing date; past it A109", POSITIVE)
+    license_source: LicenseSourceName = setting(
+        "gateway", '"gateway" mints license numbers; "commerce": the partner sends the numbers '
+        "Commerce's AIM system issued (LicenseNumber, I204) and none is ever minted")
     mapping: Path | None = setting(None, 'CSV/XSLT mapping file; "" = none')
     enabled: bool = setting(True, "false = never polled")
     filer: FilerSettings = section(FilerSettings, doc="the applicant block")
@@ -338,6 +343,11 @@ class PartnerConfig:
     @property
     def kind(self) -> PartnerKind:
         return "sftp" if isinstance(self.source, SftpSource) else "local"
+
+    @property
+    def registered(self) -> bool:
+        """Its licenses come from Commerce's AIM system (guide 5.1a): sent, never minted."""
+        return self.license_source == "commerce"
 
     def effective_filer_code(self, ace: AceSettings) -> str:
         return self.filer_code or ace.filer_code

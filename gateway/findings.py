@@ -31,6 +31,13 @@ CODES: dict[str, tuple[Severity, str]] = {
     "A103": (Severity.ERROR, "CSV rows of one application disagree on an application field"),
     "A104": (Severity.ERROR, "ref already licensed for this partner with different content"),
     "A105": (Severity.ERROR, "the same ref on two or more applications of one file"),
+    "A106": (Severity.ERROR, "a correction or cancellation names a license that does not exist, "
+             "is another partner's or another ref's; or a registered license number is held "
+             "by another application"),
+    "A107": (Severity.ERROR, "a correction or cancellation names a license that is SUPERSEDED "
+             "or EXPIRED (or a correction names a CANCELLED one)"),
+    "A108": (Severity.ERROR, "low-value license asked for, but the covered value is $5,000 or "
+             "more"),
     "A109": (Severity.ERROR, "the partner's daily license quota is reached: send the "
              "application again the next day"),
     "A110": (Severity.ERROR, "unknown entry type"),
@@ -66,6 +73,11 @@ CODES: dict[str, tuple[Severity, str]] = {
     "A190": (Severity.ERROR, "line number repeated, or more than 999 lines"),
     "A191": (Severity.ERROR, "entry number not 11 characters of the right shape"),
     "I201": (Severity.INFO, "identical request licensed before: the existing license is returned"),
+    "I202": (Severity.INFO, "correction: a new license replaces the named one, which is now "
+             "SUPERSEDED"),
+    "I203": (Severity.INFO, "the named license is CANCELLED"),
+    "I204": (Severity.INFO, "registered license: the number was issued by Commerce's AIM system "
+             "and is recorded as sent"),
 }
 
 

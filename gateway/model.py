@@ -66,6 +66,35 @@ class AppStatus(StrEnum):
     LICENSED = "LICENSED"
     NOT_REQUIRED = "NOT_REQUIRED"
     REJECTED = "REJECTED"
+    CANCELLED = "CANCELLED"  # a cancellation request that cancelled its license (guide 5.1b)
+
+
+class LicenseKind(StrEnum):
+    """What an application asks for (guide 5.1a): XML ``kind``, CSV ``license_kind``."""
+
+    REGULAR = "REGULAR"  # absent or empty in the file
+    LOW_VALUE = "LOW_VALUE"  # an ``L`` number from its own sequence, under $5,000 only (A108)
+
+
+class LicenseState(StrEnum):
+    """A license's state in the ledger (guide 5.1b). ``EXPIRED`` is never stored: an
+    ``ACTIVE`` license is expired once its valid-through date is past (on the date asked)."""
+
+    ACTIVE = "ACTIVE"
+    EXPIRED = "EXPIRED"
+    SUPERSEDED = "SUPERSEDED"  # replaced by a correction (``corrects``)
+    CANCELLED = "CANCELLED"  # cancelled by a ``Cancellation`` (CSV ``action = CANCEL``)
+
+
+class LicenseSource(StrEnum):
+    """Who issues a partner's license numbers (its profile's ``license_source``, 5.1a)."""
+
+    GATEWAY = "gateway"  # the gateway mints them
+    COMMERCE = "commerce"  # Commerce's AIM system did: the partner sends them (I204)
+
+
+# CSV ``action`` (guide 5.1b): empty = an application; ``CANCEL`` = a cancellation request.
+ACTION_CANCEL = "CANCEL"
 
 
 class FileStatus(StrEnum):
@@ -123,6 +152,18 @@ class Application:
     port_of_entry: str | None = None
     lines: list[ProductLine] = field(default_factory=list)
     source_line: int | None = None  # provenance: XML line or first CSV row
+    # Contract 1.1 (guide 5.1a/5.1b), kept as sent like every field:
+    kind: str | None = None  # XML ``kind`` / CSV ``license_kind``; None = regular
+    corrects: str | None = None  # the license this application corrects
+    license_number: str | None = None  # a registered license's number; a cancellation's target
+    # ``Cancellation`` element / CSV ``action = CANCEL``: a request to cancel
+    # ``license_number`` (no fields, no lines), with its ``reason`` (XML only).
+    cancel: bool = False
+    reason: str | None = None
+
+    @property
+    def low_value(self) -> bool:
+        return self.kind == LicenseKind.LOW_VALUE
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,8 +37,9 @@ from gateway.config import Config
 from gateway.errors import FatalError
 from gateway.findings import MAX_FILE_FINDINGS, Finding
 from gateway.ledger.db import Database
+from gateway.ledger.licenses import PriorLicense
 from gateway.ledger.reads.files import FileQuery
-from gateway.ledger.store import FILE_COLUMNS, FileRow, Ledger, PriorLicense, utc_now
+from gateway.ledger.store import FILE_COLUMNS, FileRow, Ledger, utc_now
 from gateway.licensing.decide import LicenseIssuer
 from gateway.licensing.pipeline import DecisionCore, Submission
 from gateway.licensing.results import AppOutcome, FileSummary

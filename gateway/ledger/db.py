@@ -73,8 +73,9 @@ class Database(Protocol):
         """Seconds since the epoch by the clock that every worker of this ledger shares."""
         ...
 
-    def next_license_sequence(self, year: int) -> int:
-        """The year's next license number from its counter row, unique among workers."""
+    def next_license_sequence(self, year: int, series: str = "A") -> int:
+        """The next number of a series (``A`` regular, ``L`` low-value) in a year, from its
+        counter row, unique among workers."""
         ...
 
     def migration_lock(self) -> AbstractContextManager[None]:

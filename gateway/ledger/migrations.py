@@ -235,6 +235,83 @@ MIGRATIONS: tuple[str | Callable[[Database], None], ...] = (
     -- object (model.Filer's fields); NULL for a file none of whose applications was decided.
     ALTER TABLE files ADD COLUMN filer TEXT;
     """,
+    """
+    -- Issue 13, the license lifecycle (guide 5.1a, 5.1b). A ref may now hold several
+    -- licenses (a correction issues a new one and supersedes the old), so UNIQUE (partner,
+    -- ref) gives way to: one license per (partner, ref) that is not SUPERSEDED. SQLite cannot
+    -- drop a constraint: the table is made anew and its rows copied (both databases).
+    --   kind:     REGULAR or LOW_VALUE (an L number, its own sequence)
+    --   source:   gateway (minted here) or commerce (a registered license, sent by the partner)
+    --   state:    ACTIVE, SUPERSEDED or CANCELLED; EXPIRED is never stored (an ACTIVE license
+    --             past its valid_through on the date asked)
+    --   replaces: the license this one corrects (I202)
+    CREATE TABLE licenses_v2 (
+        license_number TEXT PRIMARY KEY,
+        partner        TEXT NOT NULL,
+        ref            TEXT NOT NULL,
+        digest         TEXT NOT NULL,
+        file_id        TEXT NOT NULL REFERENCES files (file_id),
+        issue_date     TEXT NOT NULL,
+        valid_from     TEXT NOT NULL,
+        valid_through  TEXT NOT NULL,
+        entry_type     TEXT NOT NULL,
+        port_of_entry  TEXT NOT NULL,
+        importer       TEXT NOT NULL,
+        exporter       TEXT NOT NULL,
+        manufacturer   TEXT NOT NULL,
+        country_of_origin TEXT NOT NULL,
+        lines          INTEGER NOT NULL,
+        quantity_kg    TEXT NOT NULL,
+        value_usd      TEXT NOT NULL,
+        products       TEXT NOT NULL,
+        kind           TEXT NOT NULL DEFAULT 'REGULAR',
+        source         TEXT NOT NULL DEFAULT 'gateway',
+        state          TEXT NOT NULL DEFAULT 'ACTIVE',
+        replaces       TEXT
+    );
+    INSERT INTO licenses_v2 (license_number, partner, ref, digest, file_id, issue_date,
+        valid_from, valid_through, entry_type, port_of_entry, importer, exporter, manufacturer,
+        country_of_origin, lines, quantity_kg, value_usd, products)
+        SELECT license_number, partner, ref, digest, file_id, issue_date, valid_from,
+        valid_through, entry_type, port_of_entry, importer, exporter, manufacturer,
+        country_of_origin, lines, quantity_kg, value_usd, products FROM licenses;
+    DROP TABLE licenses;
+    ALTER TABLE licenses_v2 RENAME TO licenses;
+    CREATE UNIQUE INDEX licenses_current ON licenses (partner, ref) WHERE state != 'SUPERSEDED';
+    CREATE INDEX licenses_file ON licenses (file_id);
+    CREATE INDEX licenses_issue_date ON licenses (issue_date);
+    CREATE INDEX licenses_partner_issue ON licenses (partner, issue_date);
+    CREATE INDEX licenses_state ON licenses (state, valid_through);
+    -- Every supersession and cancellation, once: a license changes state at most once
+    -- (both are final), so the license number is the key, and two workers racing to change
+    -- one license cannot both record it. file_id: the file whose correction or cancellation
+    -- made the change; its changes report (outbox/changes/CHG-<file id>.csv) lists it.
+    CREATE TABLE license_changes (
+        license_number TEXT PRIMARY KEY REFERENCES licenses (license_number),
+        partner        TEXT NOT NULL,
+        ref            TEXT NOT NULL,
+        change         TEXT NOT NULL,   -- SUPERSEDED or CANCELLED
+        replaced_by    TEXT,            -- the correction's new license (SUPERSEDED)
+        change_date    TEXT NOT NULL,   -- the processing date of the change (YYYY-MM-DD)
+        at             TEXT NOT NULL,   -- when it was recorded (UTC, as every ledger time)
+        file_id        TEXT NOT NULL REFERENCES files (file_id),
+        reason         TEXT
+    );
+    CREATE INDEX license_changes_file ON license_changes (file_id);
+    -- One counter per series and year: A (regular) and L (low-value) numbers (guide 5.1a).
+    CREATE TABLE license_counter_v2 (
+        series  TEXT NOT NULL,
+        year    INTEGER NOT NULL,
+        last    INTEGER NOT NULL,
+        PRIMARY KEY (series, year)
+    );
+    INSERT INTO license_counter_v2 (series, year, last) SELECT 'A', year, last
+        FROM license_counter;
+    DROP TABLE license_counter;
+    ALTER TABLE license_counter_v2 RENAME TO license_counter;
+    -- The changes report of a file (guide 5.1b), beside its ace_names.
+    ALTER TABLE files ADD COLUMN changes_name TEXT;
+    """,
 )
 
 

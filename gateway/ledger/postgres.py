@@ -131,7 +131,7 @@ class PostgresDb:
         row = self.execute("SELECT EXTRACT(EPOCH FROM clock_timestamp())").fetchone()
         return float(row[0])
 
-    def next_license_sequence(self, year: int) -> int:
+    def next_license_sequence(self, year: int, series: str = "A") -> int:
         """Draw one number from the year's counter row on a second, autocommit connection:
         it commits at once, so workers never wait on each other's file transactions, and a
         rollback of the file leaves a gap, never a repeat."""
@@ -139,8 +139,9 @@ class PostgresDb:
             self._counter = _connect(self._dsn)
         try:
             cursor: Cursor = self._counter.execute(
-                "INSERT INTO license_counter (year, last) VALUES (%s, 1) ON CONFLICT (year) DO "
-                "UPDATE SET last = license_counter.last + 1 RETURNING last", (year,))
+                "INSERT INTO license_counter (series, year, last) VALUES (%s, %s, 1) ON CONFLICT "
+                "(series, year) DO UPDATE SET last = license_counter.last + 1 RETURNING last",
+                (series, year))
         except psycopg.OperationalError as err:
             _raise_translated(err)
         return int(cursor.fetchone()[0])

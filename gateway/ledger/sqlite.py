@@ -110,13 +110,14 @@ class SqliteDb:
         """The machine's clock: an SQLite ledger has one machine's workers only."""
         return time.time()
 
-    def next_license_sequence(self, year: int) -> int:
+    def next_license_sequence(self, year: int, series: str = "A") -> int:
         """Draw the year's next license number from its counter row. The one writer holds
         the write lock for the whole transaction: the number is unique, and a rollback
         takes it back."""
         row = self.execute(
-            "INSERT INTO license_counter (year, last) VALUES (?, 1) ON CONFLICT (year) DO "
-            "UPDATE SET last = license_counter.last + 1 RETURNING last", (year,)).fetchone()
+            "INSERT INTO license_counter (series, year, last) VALUES (?, ?, 1) ON CONFLICT "
+            "(series, year) DO UPDATE SET last = license_counter.last + 1 RETURNING last",
+            (series, year)).fetchone()
         return int(row[0])
 
     @contextmanager

@@ -1,8 +1,10 @@
 """The ledger: what was received, what each application got, every license, finding and event.
 
 SQLite in WAL mode is the embedded default. License numbers come from a counter row per year
-inside the same transaction that records the licenses, and (partner, ref) is unique among
-licenses, so a number can neither repeat nor be issued twice for one request.
+inside the same transaction that records the licenses, and (partner, ref) holds at most one
+license that is not SUPERSEDED, so a number can neither repeat nor be issued twice for one
+request. A license changes state at most once (SUPERSEDED or CANCELLED, guide 5.1b), recorded
+in ``license_changes`` keyed by its number.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from gateway import crash
 from gateway.config import Config
 from gateway.errors import FatalError
 from gateway.ledger.db import Database, is_postgres, shown
+from gateway.ledger.licenses import BEFORE, LicenseRecords
 from gateway.ledger.migrations import MIGRATIONS, split_statements
 from gateway.ledger.sqlite import SqliteDb
 from gateway.model import Filer
@@ -34,8 +37,6 @@ FILE_COLUMNS = (
 # A quarantined file is never taken again by a poll or a start (gateway.service.quarantine).
 QUARANTINED_IDS = "SELECT file_id FROM file_failures WHERE quarantined_at IS NOT NULL"
 NOT_QUARANTINED = f"file_id NOT IN ({QUARANTINED_IDS})"
-# Only rows of files before the file id bound to it ("": all): the ledger as ``replay`` reads it.
-BEFORE = " AND (? = '' OR file_id < ?)"
 
 
 def utc_now() -> datetime:
@@ -104,14 +105,6 @@ class Event:
     data: Mapping[str, object]
 
 
-@dataclass(frozen=True, slots=True)
-class PriorLicense:
-    license_number: str
-    digest: str
-    valid_from: str
-    valid_through: str
-
-
 class PartnerState(TypedDict):
     """A partner's health (the partner_state row), or its defaults before the first poll."""
 
@@ -125,7 +118,7 @@ class PartnerState(TypedDict):
     watched_since: str | None
 
 
-class Ledger:
+class Ledger(LicenseRecords):
     """The ledger on SQLite (a file path) or PostgreSQL (a ``postgresql://`` DSN).
 
     One instance per thread. Migrations run when a writable ledger opens (and with
@@ -302,43 +295,6 @@ class Ledger:
         ).fetchall()
         return [FileRow(*r) for r in rows]
 
-    # -- licenses ----------------------------------------------------------------------------
-
-    def has_licenses(self, partner: str, before: str = "") -> bool:
-        return self.db.execute(f"SELECT 1 FROM licenses WHERE partner = ?{BEFORE} LIMIT 1",
-                               (partner, before, before)).fetchone() is not None
-
-    def prior_license(self, partner: str, ref: str, before: str = "") -> PriorLicense | None:
-        row = self.db.execute(
-            "SELECT license_number, digest, valid_from, valid_through FROM licenses "
-            f"WHERE partner = ? AND ref = ?{BEFORE}", (partner, ref, before, before)
-        ).fetchone()
-        return PriorLicense(*row) if row else None
-
-    def licenses_issued(self, partner: str, day: date, before: str = "") -> int:
-        """New licenses issued to the partner on ``day`` (its daily quota, guide 5.1a)."""
-        row = self.db.execute("SELECT COUNT(*) FROM licenses WHERE partner = ? AND issue_date "
-                              f"= ?{BEFORE}", (partner, day.isoformat(), before, before)).fetchone()
-        return int(row[0])
-
-    def last_license_sequence(self, year: int) -> int:
-        row = self.db.execute("SELECT last FROM license_counter WHERE year = ?",
-                              (year,)).fetchone()
-        return row[0] if row else 0
-
-    def set_license_sequence(self, year: int, last: int) -> None:
-        self.db.execute(
-            "INSERT INTO license_counter (year, last) VALUES (?, ?) "
-            "ON CONFLICT (year) DO UPDATE SET last = excluded.last", (year, last)
-        )
-
-    def add_licenses(self, rows: Iterable[tuple[object, ...]]) -> None:
-        self.db.executemany(
-            "INSERT INTO licenses (license_number, partner, ref, digest, file_id, issue_date, "
-            "valid_from, valid_through, entry_type, port_of_entry, importer, exporter, "
-            "manufacturer, country_of_origin, lines, quantity_kg, value_usd, products) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-
     def add_applications(self, rows: Iterable[tuple[object, ...]]) -> None:
         self.db.executemany(
             "INSERT INTO applications (file_id, seq, ref, status, license_number, reused, lines,"
@@ -457,17 +413,13 @@ class Ledger:
         self.db.execute("DELETE FROM partner_lease WHERE partner = ? AND owner = ?",
                         (partner, owner))
 
-    def next_license_sequence(self, year: int) -> int:
-        """Draw one number from the year's counter row (several workers: in its own
-        committed transaction, unique across workers, never waiting for a file)."""
-        return self.db.next_license_sequence(year)
-
     def integrity_problems(self) -> list[str]:
         """The database's own check plus the ledger's invariants; empty when all is well."""
         problems = self.db.integrity_problems()
         dup = self.db.execute(
-            "SELECT license_number FROM applications WHERE reused = 0 AND license_number IS "
-            "NOT NULL GROUP BY license_number HAVING COUNT(*) > 1").fetchall()
+            "SELECT license_number FROM applications WHERE reused = 0 AND status = 'LICENSED' "
+            "AND license_number IS NOT NULL GROUP BY license_number HAVING COUNT(*) > 1"
+        ).fetchall()
         problems += [f"license {n} issued to two applications" for (n,) in dup]
         return problems
 

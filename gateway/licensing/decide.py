@@ -17,7 +17,8 @@ from typing import Any
 
 from gateway.errors import FatalError
 from gateway.findings import finding
-from gateway.ledger.store import Ledger, PriorLicense
+from gateway.ledger.licenses import PriorLicense
+from gateway.ledger.store import Ledger
 from gateway.licensing.results import PENDING, AppOutcome
 from gateway.model import AppStatus
 from gateway.validate.smelt_cast import a128_findings

@@ -26,6 +26,9 @@ class AppOutcome:
     valid_from: date | None = None
     valid_through: date | None = None
     reused: bool = False  # I201: the license was issued before
+    # Contract 1.1 (guide 5.1b): the license a correction superseded (I202); for a
+    # cancellation (status CANCELLED) ``license_number`` is the license it cancelled.
+    replaces: str | None = None
 
 
 @dataclass(slots=True)
@@ -48,6 +51,7 @@ class FileSummary:
     licensed: int = 0
     not_required: int = 0
     rejected: int = 0
+    cancelled: int = 0  # cancellation requests with status CANCELLED (the ack's Cancelled)
     new_licenses: int = 0
     findings: list[Finding] = field(default_factory=list)
     # Not an argument: a copy made with ``dataclasses.replace`` (check's second pass) starts
@@ -65,6 +69,8 @@ class FileSummary:
             self.new_licenses += 0 if outcome.reused else 1
         elif outcome.status is AppStatus.NOT_REQUIRED:
             self.not_required += 1
+        elif outcome.status is AppStatus.CANCELLED:
+            self.cancelled += 1
         else:
             self.rejected += 1
 

@@ -76,6 +76,11 @@ def application_digest(app: Application) -> str:
     Version 2 (issue 10); ledgers keep version-1 digests, see ``legacy_application_digest``.
     """
     head = [_DIGEST_V2, app.ref or "", *(getattr(app, a) or "" for a in _APP_ATTRS)]
+    # Contract 1.1: what the license is (a low-value one, a registered number) is content;
+    # appended only when given, so that every digest of a 1.0 request stays as it was.
+    # ``corrects`` is not content: the same correction sent again is the same request (I201).
+    if app.kind or app.license_number:
+        head += ["\x1d", app.kind or "", app.license_number or ""]
     lines = sorted("\x1f".join(_line_parts(line)) for line in app.lines)
     return hashlib.sha256("\x1e".join(["\x1f".join(head), *lines]).encode("utf-8")).hexdigest()
 
