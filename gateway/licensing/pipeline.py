@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -154,6 +154,8 @@ class DecisionCore:
                 return
             check_size(sub.path, self.config.gateway.max_file_bytes, sub.size)
             partner = self.config.partner(sub.partner) if sub.partner else None
+            if partner is not None and partner.registered:
+                rules = replace(rules, registered=True)
             prepared = prepare(sub.path, rules,
                                mapping_for(partner.mapping) if partner else None,
                                self.work_dir, sub.name)

@@ -95,6 +95,9 @@ class RuleContext:
     max_days_after_import: int = DEFAULT_MAX_DAYS_AFTER_IMPORT
     # CSV has no XSD: type errors (a date that is not a date) are the rules' A101 there.
     source_format: Literal["xml", "csv"] = "xml"
+    # The partner's licenses come from Commerce (guide 5.1a): each application carries its
+    # LicenseNumber (A102 without it); for other partners one is A101.
+    registered: bool = False
     dated: frozenset[str] = field(default=frozenset())
 
     def __post_init__(self) -> None:
