@@ -16,11 +16,15 @@ from lxml import etree
 
 from gateway.findings import Finding
 from gateway.licensing.results import AppOutcome, FileSummary
+from gateway.model import AppStatus
 from gateway.storage import SpooledOutput
 from gateway.textsafe import printable
 
 ACK_NS = "urn:aimgw:license-ack:1"
 ACK_SCHEMA_VERSION = "1.0"
+# Contract 1.1: the version of an ack that holds CANCELLED applications and the Cancelled
+# count; every other ack stays "1.0", as a partner that cancels nothing got it before.
+ACK_SCHEMA_VERSION_CANCELLED = "1.1"
 
 _XML_UNSAFE = re.compile(r"[&<>\"\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _XML_INVALID = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -59,7 +63,8 @@ def render_application(o: AppOutcome) -> str:
     parts = [f'  <Application ref="{esc(o.ref or "")}" status="{o.status.value}">\n']
     if o.license_number:
         parts.append(f"    <LicenseNumber>{o.license_number}</LicenseNumber>\n")
-        if o.valid_from and o.valid_through:
+        # A cancellation names the license it cancelled, which is valid no more: no dates.
+        if o.valid_from and o.valid_through and o.status is AppStatus.LICENSED:
             parts.append(f"    <ValidFrom>{o.valid_from.isoformat()}</ValidFrom>\n"
                          f"    <ValidThrough>{o.valid_through.isoformat()}</ValidThrough>\n")
     for r in o.lines:
@@ -81,9 +86,10 @@ def render_application(o: AppOutcome) -> str:
 
 def render_head(s: FileSummary) -> str:
     """Everything before the first ``Application``."""
+    version = ACK_SCHEMA_VERSION_CANCELLED if s.cancelled else ACK_SCHEMA_VERSION
     parts = [
         '<?xml version="1.0" encoding="UTF-8"?>\n',
-        f'<LicenseAck xmlns="{ACK_NS}" schemaVersion="{ACK_SCHEMA_VERSION}">\n',
+        f'<LicenseAck xmlns="{ACK_NS}" schemaVersion="{version}">\n',
     ]
     if s.submission_id:
         parts.append(f"  <SubmissionId>{esc(s.submission_id)}</SubmissionId>\n")
@@ -100,6 +106,7 @@ def render_head(s: FileSummary) -> str:
         f"    <Licensed>{s.licensed}</Licensed>\n",
         f"    <NotRequired>{s.not_required}</NotRequired>\n",
         f"    <Rejected>{s.rejected}</Rejected>\n",
+        *([f"    <Cancelled>{s.cancelled}</Cancelled>\n"] if s.cancelled else []),
         "  </Counts>\n",
     ]
     parts.extend(render_finding(f, "  ") for f in s.findings)
@@ -131,7 +138,9 @@ class AckXmlWriter:
         self.path = path
         self._out = SpooledOutput(path)
 
-    def add(self, outcome: AppOutcome) -> None:
+    def add(self, outcome: AppOutcome, source_line: int | None = None) -> None:
+        """``source_line`` (the application's own line) is the CSV form's: unused here."""
+        del source_line
         self._out.body.write(render_application(outcome))
 
     def finish(self, summary: FileSummary) -> None:
