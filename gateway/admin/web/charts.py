@@ -7,8 +7,8 @@ out (nothing is imported under it); ``left_out`` says how many were, for the pag
 
 The sums come from the licenses table (issue date and the products JSON, unnested by the
 database, SQLite's json_each or PostgreSQL's jsonb_array_elements, so no row per product line
-is ever loaded); the bars are laid out here as plain numbers and drawn by the template as inline SVG, so the page needs no
-script and no build step.
+is ever loaded); the bars are laid out here as plain numbers and drawn by the template as
+inline SVG, so the page needs no script and no build step.
 """
 
 from __future__ import annotations
