@@ -11,6 +11,7 @@ cancelling the correction A26000009 (2026-12-03), recorded as ``decide`` records
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -238,8 +239,21 @@ def test_the_cli_and_the_web_page_find_the_same_licenses(
 def test_the_web_page_refuses_nothing_but_says_what_it_ignored(led: Ledgered) -> None:
     client = create_app(led.config, Guard(TOKEN)).test_client()
     head = {"Authorization": f"Bearer {TOKEN}"}
-    body = client.get("/licenses?state=VOID&expiring=-3", headers=head).get_data(as_text=True)
-    assert "not a license state" in body and "not a number of days" in body
+    for query in ("state=VOID&expiring=-3", "state=%00&expiring=%EF%BC%91",
+                  "state=active%27--&expiring=9999999999999999999999"):
+        page = client.get(f"/licenses?{query}", headers=head)
+        body = page.get_data(as_text=True)
+        assert page.status_code == 200
+        assert "not a license state" in body and "not a number of days" in body
+
+
+def test_a_day_count_past_the_calendar_lists_every_active_license(
+        led: Ledgered, capsys: pytest.CaptureFixture[str]) -> None:
+    """No date past 9999-12-31: the search stops at the last day there is, never fails."""
+    code, out, _ = cli(led, capsys, "licenses", "--expiring-within", "9" * 30, "--as-of",
+                       "2026-12-03", "--json")
+    assert code == 0 and led.names(r["license_number"] for r in json.loads(out)) == (
+        SAMPLE_ACTIVE | {"A8", LOW, REGISTERED})
 
 
 # -- a license's history ----------------------------------------------------------------------
@@ -356,6 +370,11 @@ def test_the_status_file_tells_license_states_and_recent_changes(led: Ledgered) 
     later = partner_status(led.ledger, led.config, led.config.partner("sample"),
                            datetime(2027, 2, 15, 12, tzinfo=UTC))
     assert later["licenses"]["EXPIRED"] == 4 and later["licenses"]["ACTIVE"] == 3
+    # Another partner sees none of them.
+    other = dataclasses.replace(led.config.partner("sample"), id="other")
+    theirs = partner_status(led.ledger, led.config, other, noon)
+    assert theirs["license_changes"] == [] and set(theirs["licenses"].values()) == {
+        "2026-12-03", 0}
     # status.csv stays one row per recent file: its readers' columns do not move.
     assert render_status_csv(status).decode().splitlines()[0].startswith("file_id,file_name")
 
