@@ -2,9 +2,9 @@
 
 Exit codes (guide section 8): ``check`` 0 ACCEPTED, 1 PARTIAL/REJECTED, 2 usage or configuration
 error; ``run --once`` 0 when the run completed, 3 when the gateway itself could not run;
-``show`` 1 for an unknown file; ``reprocess`` and ``release`` 0 done, 1 refused or failed (the
-reason on stderr); ``replay`` 0 when nothing would change, 1 when something would, 2 on a usage
-or configuration error.
+``show`` 1 for an unknown file or license; ``reprocess`` and ``release`` 0 done, 1 refused or
+failed (the reason on stderr); ``replay`` 0 when nothing would change, 1 when something would,
+2 on a usage or configuration error.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import NoReturn
 from gateway.config import Config, find_config, load_config
 from gateway.errors import ConfigError, FatalError, GatewayError
 from gateway.ledger.reads.files import FILE_STATUSES
+from gateway.ledger.reads.licenses import LICENSE_STATES
 
 EXIT_OK = 0
 EXIT_NOT_ACCEPTED = 1
@@ -39,6 +40,12 @@ class _Parser(argparse.ArgumentParser):
 def _positive(text: str) -> int:
     if not (text.isascii() and text.isdigit()) or int(text) == 0:
         raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
+    return int(text)
+
+
+def _days(text: str) -> int:
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"not a number of days (0 or more): {text!r}")
     return int(text)
 
 
@@ -122,18 +129,30 @@ def _admin_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> N
     p.add_argument("--limit", type=_positive, default=50, help="most rows shown (default 50)")
     p.add_argument("--json", action="store_true", help="JSON instead of a table")
 
-    p = command("show", "The whole story of one file: receipt, findings, licenses, ACE "
-                "files, acknowledgment and its delivery, events.")
-    p.add_argument("file_id")
+    p = command("show", "The whole story of one file: receipt, findings, licenses, license "
+                "changes, ACE files, acknowledgment and its delivery, events; or of one "
+                "license: its state and its history along its corrections.")
+    p.add_argument("file_id", metavar="ID", help="a file id (YYYYMMDD-NNNNNN) or a license "
+                   "number")
+    p.add_argument("--as-of", type=_as_of, help="the day whose license states are shown "
+                   "(default today)")
     p.add_argument("--json", action="store_true", help="JSON instead of text")
 
-    p = command("licenses", "Licenses issued, newest first.")
+    p = command("licenses", "Licenses issued, newest first, with their state.")
     p.add_argument("--number", help="one license number")
     p.add_argument("--ref", help="the applications' ref")
     p.add_argument("--importer", help="part of the importer's name (any case)")
     p.add_argument("--partner", help="only this partner's licenses")
     p.add_argument("--since", type=_as_of, help="issued on or after YYYY-MM-DD")
     p.add_argument("--until", type=_as_of, help="issued on or before YYYY-MM-DD")
+    p.add_argument("--state", type=str.upper, metavar="STATE", choices=LICENSE_STATES,
+                   help="ACTIVE, EXPIRED (active, valid-through date past), SUPERSEDED "
+                   "(replaced by a correction) or CANCELLED, on the as-of date")
+    p.add_argument("--expiring-within", type=_days, metavar="DAYS",
+                   help="only ACTIVE licenses valid through the as-of date + DAYS at the "
+                   "latest (0: their last day is today)")
+    p.add_argument("--as-of", type=_as_of, help="the day whose states are shown (default "
+                   "today)")
     p.add_argument("--limit", type=_positive, default=100, help="most rows (default 100)")
     p.add_argument("--json", action="store_true", help="JSON instead of a table")
 
@@ -271,16 +290,12 @@ def _admin(args: argparse.Namespace, config: Config) -> int:
         found = queries.licenses(config, LicenseQuery(
             number=args.number or "", ref=args.ref or "", importer=args.importer or "",
             partner=args.partner or "", issued_from=args.since, issued_to=args.until,
-            limit=args.limit))
+            state=args.state or "", expiring_within=args.expiring_within,
+            on=_today(config, args.as_of), limit=args.limit))
         print(report.licenses_json(found) if args.json else report.licenses_text(found))
         return EXIT_OK
     if args.command == "show":
-        story = queries.story(config, args.file_id)
-        if story is None:
-            print(f"aim-gateway: no file {args.file_id!r} in the ledger", file=sys.stderr)
-            return EXIT_NOT_ACCEPTED
-        print(report.show_json(story) if args.json else report.show_text(story))
-        return EXIT_OK
+        return _show(args, config)
     if args.command == "reprocess":
         return _reprocess(args, config)
     if args.command == "release":
@@ -297,6 +312,32 @@ def _admin(args: argparse.Namespace, config: Config) -> int:
         print(report.purge_json(result) if args.json else report.purge_text(result))
         return EXIT_OK
     raise AssertionError(args.command)
+
+
+def _today(config: Config, as_of: date | None) -> date:
+    """The day license states are read on: the gateway's processing date (EXPIRED after the
+    valid-through date, as the run that decides corrections sees it)."""
+    from gateway.service.process import processing_date
+
+    return processing_date(config, as_of)
+
+
+def _show(args: argparse.Namespace, config: Config) -> int:
+    """A file's story, or a license's when the id is no file's."""
+    from gateway.admin import queries, report
+
+    today = _today(config, args.as_of)
+    story = queries.story(config, args.file_id, today)
+    if story is not None:
+        print(report.show_json(story) if args.json else report.show_text(story))
+        return EXIT_OK
+    found = queries.license_of(config, args.file_id, today)
+    if found is None:
+        print(f"aim-gateway: no file or license {args.file_id!r} in the ledger",
+              file=sys.stderr)
+        return EXIT_NOT_ACCEPTED
+    print(report.license_json(found) if args.json else report.license_text(found))
+    return EXIT_OK
 
 
 def _actor() -> str:

@@ -336,7 +336,8 @@ def test_json_arrays_unnest_alike(ledger: Ledger) -> None:
     with ledger.transaction():
         ledger.add_licenses([("AL2600001", "acme", "PO-1", "d", file_id, "2026-12-01",
                               "2026-12-01", "2027-03-01", "01", "3004", "I", "E", "M", "CA",
-                              3, "3500.5", "150", json.dumps(products))])
+                              3, "3500.5", "150", json.dumps(products), "REGULAR", "gateway",
+                              None)])
     db = ledger.db
     rows = db.execute(
         f"SELECT {db.json_text('p.value', 1)}, {db.json_text('p.value', 4)}, "

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from gateway.errors import FatalError
 from gateway.ledger.store import Ledger, Receipt
-from gateway.licensing.decide import MAX_SEQUENCE, LicenseIssuer, format_license
+from gateway.licensing.issuer import MAX_SEQUENCE, LicenseIssuer, format_license
 
 PURE = examples(200)
 LICENSE = re.compile(r"A(\d{2})(\d{6})")
@@ -113,7 +113,7 @@ def issue(path: str, worker: str, batches: int, per_batch: int, barrier: str,
                 ledger.add_licenses([
                     (number, worker, f"PO-{batch}-{i}", "digest", file_id, day.isoformat(),
                      day.isoformat(), issuer.valid_through.isoformat(), "01", "3004", "I", "E",
-                     "M", "CA", 1, "24000", "61200", "[]")
+                     "M", "CA", 1, "24000", "61200", "[]", "REGULAR", "gateway", None)
                     for i, number in enumerate(drawn)])
                 ledger.add_applications([
                     (file_id, i + 1, f"PO-{batch}-{i}", "LICENSED", number, 0, 1, "digest")

@@ -24,7 +24,7 @@ from gateway.config import Config
 from gateway.errors import FatalError, GatewayError
 from gateway.findings import Finding
 from gateway.ledger.store import FileRow, Ledger, ledger_exists, ledger_location, utc_now
-from gateway.licensing.decide import LicenseIssuer
+from gateway.licensing.issuer import LicenseIssuer
 from gateway.licensing.pipeline import DecisionCore, PassSink, Submission
 from gateway.licensing.results import AppOutcome, FileSummary
 from gateway.model import FileStatus

@@ -7,14 +7,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TypeVar
 
 from gateway.config import Config, PartnerConfig
 from gateway.inbox.local import LocalInbox
 from gateway.ledger.reads.files import FileQuery, list_files
 from gateway.ledger.reads.health import PartnerHealth, partner_health, unseen
-from gateway.ledger.reads.licenses import LicenseQuery, LicenseRow, list_licenses
+from gateway.ledger.reads.licenses import (
+    LicenseQuery,
+    LicenseRow,
+    LicenseStory,
+    license_story,
+    list_licenses,
+)
 from gateway.ledger.reads.story import FileStory, file_story
 from gateway.ledger.store import FileRow, Ledger, ledger_exists, open_ledger
 
@@ -71,5 +77,10 @@ def licenses(config: Config, query: LicenseQuery) -> list[LicenseRow]:
     return _read(config, [], lambda ledger: list_licenses(ledger, query))
 
 
-def story(config: Config, file_id: str) -> FileStory | None:
-    return _read(config, None, lambda ledger: file_story(ledger, config, file_id))
+def story(config: Config, file_id: str, today: date | None = None) -> FileStory | None:
+    return _read(config, None, lambda ledger: file_story(ledger, config, file_id,
+                                                         today=today))
+
+
+def license_of(config: Config, number: str, today: date) -> LicenseStory | None:
+    return _read(config, None, lambda ledger: license_story(ledger, number, today))

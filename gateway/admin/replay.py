@@ -40,7 +40,7 @@ from gateway.ledger.db import Database
 from gateway.ledger.licenses import PriorLicense
 from gateway.ledger.reads.files import FileQuery
 from gateway.ledger.store import FILE_COLUMNS, FileRow, Ledger, utc_now
-from gateway.licensing.decide import LicenseIssuer
+from gateway.licensing.issuer import LicenseIssuer
 from gateway.licensing.pipeline import DecisionCore, Submission
 from gateway.licensing.results import AppOutcome, FileSummary
 from gateway.model import FileStatus
@@ -76,6 +76,9 @@ class LedgerBefore(Ledger):
 
     def prior_license(self, partner: str, ref: str, before: str = "") -> PriorLicense | None:
         return super().prior_license(partner, ref, self.before)
+
+    def license_by_number(self, number: str, before: str = "") -> PriorLicense | None:
+        return super().license_by_number(number, self.before)
 
     def licenses_issued(self, partner: str, day: date, before: str = "") -> int:
         return super().licenses_issued(partner, self.day or day, self.before)

@@ -16,7 +16,7 @@ from gateway.admin.actions import PurgeReport
 from gateway.admin.replay import FileReplay, Replay, State, Summary, Watch
 from gateway.ledger.reads.files import display_status
 from gateway.ledger.reads.health import PartnerHealth
-from gateway.ledger.reads.licenses import LicenseRow
+from gateway.ledger.reads.licenses import LicenseRow, LicenseStory
 from gateway.ledger.reads.story import FileStory
 from gateway.ledger.store import FileRow
 from gateway.model import Filer
@@ -138,14 +138,46 @@ def files_json(rows: list[FileRow]) -> str:
 def licenses_text(rows: list[LicenseRow]) -> str:
     if not rows:
         return "no licenses"
-    return table(["license", "partner", "ref", "issued", "valid through", "lines", "kg",
-                  "USD", "file id", "importer"],
-                 [[r.license_number, r.partner, r.ref, r.issue_date, r.valid_through, r.lines,
-                   r.quantity_kg, r.value_usd, r.file_id, r.importer] for r in rows])
+    return table(["license", "state", "kind", "source", "partner", "ref", "issued",
+                  "valid through", "lines", "kg", "USD", "replaces", "replaced by", "file id",
+                  "importer"],
+                 [[r.license_number, r.state, r.kind, r.source, r.partner, r.ref, r.issue_date,
+                   r.valid_through, r.lines, r.quantity_kg, r.value_usd, r.replaces,
+                   r.replaced_by, r.file_id, r.importer] for r in rows])
 
 
 def licenses_json(rows: list[LicenseRow]) -> str:
     return as_json([asdict(r) for r in rows])
+
+
+# -- one license --------------------------------------------------------------------------------
+
+
+def license_text(story: LicenseStory) -> str:
+    """A license, its products and its history (``show LICENSE``)."""
+    x = story.license
+    out = [f"license {x.license_number}  {x.state}  {x.kind}  {x.source}  partner {x.partner}"
+           f"  ref {printable(x.ref)}",
+           f"  issued {x.issue_date} by file {x.file_id}  valid {x.valid_from} to "
+           f"{x.valid_through}",
+           f"  importer {printable(x.importer)}  exporter {printable(x.exporter)}  "
+           f"manufacturer {printable(x.manufacturer)}  origin {x.country_of_origin}",
+           f"  entry type {x.entry_type}  port {x.port_of_entry}  lines {x.lines}  "
+           f"{x.quantity_kg} kg  {x.value_usd} USD"]
+    if x.replaces:
+        out.append(f"  replaces {x.replaces}")
+    if x.replaced_by:
+        out.append(f"  replaced by {x.replaced_by}")
+    out += ["", "products:", table(
+        ["hts", "product group", "smelt (largest)", "smelt (second)", "cast", "lines", "kg",
+         "USD"], [list(p) for p in story.products])]
+    out += ["", "history:"] + [f"  {printable(e.summary)}" for e in story.history]
+    return "\n".join(out)
+
+
+def license_json(story: LicenseStory) -> str:
+    return as_json({"license": asdict(story.license), "products": story.products,
+                    "history": [asdict(e) | {"summary": e.summary} for e in story.history]})
 
 
 # -- one file -----------------------------------------------------------------------------------
@@ -159,10 +191,16 @@ def story_dict(story: FileStory) -> dict[str, Any]:
         "ack": {"name": f.ack_name, "delivered": story.ack_delivered, "to": story.ack_to},
         "ace_files": story.ace_files,
         "filer": asdict(story.filer) if story.filer is not None else None,
+        "changes_report": story.changes_name,
         "licenses_issued": [
             {"license": x.license_number, "ref": x.ref, "importer": x.importer,
              "issue_date": x.issue_date, "valid_from": x.valid_from,
-             "valid_through": x.valid_through} for x in story.licenses_issued],
+             "valid_through": x.valid_through, "state": x.state, "kind": x.kind,
+             "source": x.source, "replaces": x.replaces} for x in story.licenses_issued],
+        "license_changes": [
+            {"license": c.license_number, "ref": c.ref, "change": c.change,
+             "replaced_by": c.replaced_by, "when": c.change_date, "reason": c.reason}
+            for c in story.changes],
         "applications": [
             {"seq": a.seq, "ref": a.ref, "status": a.status, "license": a.license_number,
              "reused": a.reused, "lines": a.lines, "valid_from": a.valid_from,
@@ -193,6 +231,7 @@ def show_text(story: FileStory) -> str:
            f"rejected {f.rejected}",
            f"  ack {printable(f.ack_name or '-')} ({delivered}, {story.ack_to})",
            f"  ACE files {', '.join(story.ace_files) or '-'}",
+           f"  changes report {story.changes_name or '-'}",
            f"  filer {_filer_text(story.filer)}",
            f"  original at {printable(f.archive_path or '-')}"
            + (f" (purged {f.archive_purged_at})" if f.archive_purged_at else "")]
@@ -217,9 +256,15 @@ def show_text(story: FileStory) -> str:
         out.append(f"  findings, applications and events purged {f.details_purged_at}")
     if story.licenses_issued:
         out += ["", "licenses issued:", table(
-            ["license", "ref", "issued", "valid from", "valid through", "importer"],
-            [[x.license_number, x.ref, x.issue_date, x.valid_from, x.valid_through,
-              x.importer] for x in story.licenses_issued])]
+            ["license", "state", "kind", "ref", "issued", "valid from", "valid through",
+             "replaces", "importer"],
+            [[x.license_number, x.state, x.kind, x.ref, x.issue_date, x.valid_from,
+              x.valid_through, x.replaces, x.importer] for x in story.licenses_issued])]
+    if story.changes:
+        out += ["", "license changes:", table(
+            ["license", "ref", "change", "replaced by", "when", "reason"],
+            [[c.license_number, c.ref, c.change, c.replaced_by, c.change_date, c.reason]
+             for c in story.changes])]
     out += _rows_cut("applications", ["#", "ref", "status", "license", "I201", "valid through",
                                       "lines"],
                      [[a.seq, a.ref, a.status, a.license_number, "yes" if a.reused else "",

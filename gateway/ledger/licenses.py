@@ -172,8 +172,9 @@ class LicenseRecords:
         self.db.executemany(
             "INSERT INTO licenses (license_number, partner, ref, digest, file_id, issue_date, "
             "valid_from, valid_through, entry_type, port_of_entry, importer, exporter, "
-            "manufacturer, country_of_origin, lines, quantity_kg, value_usd, products) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            "manufacturer, country_of_origin, lines, quantity_kg, value_usd, products, kind, "
+            "source, replaces) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            "?, ?)", rows)
 
     def next_license_sequence(self, year: int, series: str = "A") -> int:
         """Draw one number from the series' counter row of the year (several workers: in its

@@ -421,6 +421,13 @@ class Ledger(LicenseRecords):
             "AND license_number IS NOT NULL GROUP BY license_number HAVING COUNT(*) > 1"
         ).fetchall()
         problems += [f"license {n} issued to two applications" for (n,) in dup]
+        # A license's state and its one change row agree (guide 5.1b: each change once).
+        unrecorded = self.db.execute(
+            "SELECT l.license_number FROM licenses l LEFT JOIN license_changes c ON "
+            "c.license_number = l.license_number WHERE l.state != COALESCE(c.change, 'ACTIVE') "
+            "ORDER BY l.license_number").fetchall()
+        problems += [f"license {n}: its state and its recorded change disagree"
+                     for (n,) in unrecorded]
         return problems
 
 

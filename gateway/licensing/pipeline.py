@@ -24,7 +24,8 @@ from gateway.config import Config
 from gateway.errors import GatewayError, RejectedSubmission
 from gateway.findings import Finding, finding
 from gateway.ledger.store import FileRow, Ledger, utc_now
-from gateway.licensing.decide import LicenseIssuer, RepeatedRef, decide
+from gateway.licensing.decide import RepeatedRef, decide
+from gateway.licensing.issuer import LicenseIssuer
 from gateway.licensing.results import AppOutcome, FileSummary
 from gateway.model import FileStatus
 from gateway.parse.detect import check_size
@@ -213,12 +214,13 @@ class DecisionCore:
                         raise RejectedSubmission(clash)
                 yield item
 
-        quota = self.config.partner(sub.partner).max_licenses_per_day if sub.partner \
-            else None
+        partner = self.config.partner(sub.partner) if sub.partner else None
         with sinks.decisions(summary, fmt) as out:
             # Inside the sink's transaction: the counter is read where numbers are recorded.
-            issuer = LicenseIssuer(self.ledger, self.on,
-                                   self.config.gateway.license_validity_days, quota)
+            issuer = LicenseIssuer(
+                self.ledger, self.on, self.config.gateway.license_validity_days,
+                partner.max_licenses_per_day if partner else None, file_id=sub.file_id,
+                registered=partner is not None and partner.registered)
             for item, outcome in decide(items(), ref_counts, sub.partner, issuer):
                 summary.count(outcome)
                 out.add(item, outcome)

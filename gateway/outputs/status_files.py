@@ -1,6 +1,7 @@
 """The partner's own status files: ``status.json`` and ``status.csv`` in its outbox (and its
 remote acknowledgment folder), rewritten after each poll, so that a broker sees its health
-(last files, their states, open errors) without a portal.
+(last files, their states, open errors) without a portal; ``status.json`` also counts its
+licenses by state and lists their latest supersessions and cancellations (guide 5.1b).
 
 Rendered purely, written atomically (readers see the old file or the whole new one); writing
 or uploading them never fails a poll.
@@ -21,6 +22,7 @@ from gateway.inbox.base import Inbox
 from gateway.ledger.events import EventLog
 from gateway.ledger.reads.files import FileQuery, display_status, select_files
 from gateway.ledger.reads.health import partner_health
+from gateway.ledger.reads.licenses import recent_changes, state_counts
 from gateway.ledger.store import FileRow, Ledger
 from gateway.outputs.ack_csv import neutralise
 from gateway.storage import Layout, atomic_write
@@ -28,6 +30,7 @@ from gateway.storage import Layout, atomic_write
 log = logging.getLogger("gateway.statusfile")
 
 FILES_SHOWN = 20
+CHANGES_SHOWN = 20  # latest license changes in status.json (each is in a changes report too)
 STATUS_JSON = "status.json"
 STATUS_CSV = "status.csv"
 CSV_COLUMNS = ("file_id", "file_name", "received_at", "state", "status", "applications",
@@ -52,6 +55,7 @@ def partner_status(ledger: Ledger, config: Config, partner: PartnerConfig,
     zone = config.gateway.zone
     unresolved = FileQuery(partner=partner.id, status="FAILED", unresolved=True,
                            limit=FILES_SHOWN)
+    today = now.astimezone(zone).date()  # the gateway's processing date: states on it
     return {
         "partner": partner.id,
         "name": partner.name,
@@ -67,6 +71,11 @@ def partner_status(ledger: Ledger, config: Config, partner: PartnerConfig,
         "open_errors": [{"file_id": r.file_id, "file_name": r.remote_name,
                          "received_at": r.received_at, "error": r.error}
                         for r in select_files(ledger, unresolved, zone)],
+        "licenses": {"as_of": today.isoformat(), **state_counts(ledger, partner.id, today)},
+        "license_changes": [
+            {"license_number": c.license_number, "ref": c.ref, "change": c.change,
+             "replaced_by": c.replaced_by, "when": c.change_date, "file_id": c.file_id,
+             "reason": c.reason} for c in recent_changes(ledger, partner.id, CHANGES_SHOWN)],
     }
 
 

@@ -30,7 +30,7 @@ from gateway.config import AlertSettings, Config, PartnerConfig
 from gateway.ledger.events import ALERT_EVENTS, EventLog
 from gateway.ledger.reads.health import last_file_at, silence
 from gateway.ledger.store import Ledger
-from gateway.licensing.decide import MAX_SEQUENCE, LicenseIssuer
+from gateway.licensing.issuer import MAX_SEQUENCE, LicenseIssuer
 
 log = logging.getLogger("gateway.alerts")
 

@@ -22,7 +22,8 @@ from gateway.config import Config
 from gateway.findings import Finding, finding
 from gateway.ledger.events import EventLog
 from gateway.ledger.store import FileRow, Ledger, utc_now
-from gateway.licensing.decide import LicenseIssuer, license_row
+from gateway.licensing.decide import license_row
+from gateway.licensing.issuer import LicenseIssuer
 from gateway.licensing.pipeline import DecisionCore, Submission
 from gateway.licensing.results import AppOutcome, FileSummary
 from gateway.model import AppStatus, Filer, FileStatus
@@ -328,7 +329,8 @@ class RunPass:
             covered = [r.line for r in outcome.lines if r.covered is not None]
             writer = self.ace_writer("FT" if item.app.entry_type == "FZ" else "AE")
             writer.add(item.app, covered, outcome.license_number or "", self.filer_code)
-            self.licenses.append(license_row(item, outcome, self.row.partner, file_id))
+            self.licenses.append(license_row(item, outcome, self.row.partner, file_id,
+                                             self.p.config.partner(self.row.partner).registered))
         if len(self.apps) >= _BATCH or len(self.found) >= _BATCH * 10:
             _flush(self.p.ledger, self.apps, self.found, self.licenses)
 

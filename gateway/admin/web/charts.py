@@ -1,10 +1,14 @@
 """Licensed quantity per month by product group, country of smelt and country of cast.
 
-What AIM exists to monitor. The sums come from the licenses table (issue date and the products
-JSON, unnested by the database, SQLite's json_each or PostgreSQL's jsonb_array_elements, so
-no row per product line is ever loaded); the bars are
-laid out here as plain numbers and drawn by the template as inline SVG, so the page needs no
-script and no build step.
+What AIM exists to monitor. Only licenses in force or run their course count (stored state
+ACTIVE, EXPIRED included): a corrected license counts once, as its correction in the
+correction's issue month (the SUPERSEDED original is left out), and a CANCELLED license is left
+out (nothing is imported under it); ``left_out`` says how many were, for the page to state.
+
+The sums come from the licenses table (issue date and the products JSON, unnested by the
+database, SQLite's json_each or PostgreSQL's jsonb_array_elements, so no row per product line
+is ever loaded); the bars are laid out here as plain numbers and drawn by the template as
+inline SVG, so the page needs no script and no build step.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from datetime import date
 import pycountry
 
 from gateway.ledger.db import Database
+from gateway.model import LicenseState
 
 # dimension -> (index in a licenses.products entry (licensing.PRODUCT_FIELDS), title)
 DIMENSIONS: dict[str, tuple[int, str]] = {
@@ -33,6 +38,8 @@ PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F
 OTHER_COLOR = "#999999"
 WIDTH, HEIGHT = 760, 300
 LEFT, RIGHT, TOP_MARGIN, BOTTOM = 64, 12, 16, 40
+# The licenses a chart counts (EXPIRED is stored ACTIVE): one per ref and request, the current.
+COUNTED = f"l.state = '{LicenseState.ACTIVE}'"
 
 
 @dataclass(frozen=True)
@@ -130,13 +137,28 @@ def monthly_tons(db: Database, dimension: str, first: str, last: str,
     source = db.json_elements("l.products", "p")
     key, kg = db.json_text("p.value", index), db.json_real("p.value", 6)
     sql = (f"SELECT substr(l.issue_date, 1, 7), {key}, SUM({kg}) / 1000.0 "
-           f"FROM licenses l, {source} WHERE substr(l.issue_date, 1, 7) BETWEEN ? AND ?")
+           f"FROM licenses l, {source} WHERE {COUNTED} AND "
+           "substr(l.issue_date, 1, 7) BETWEEN ? AND ?")
     params: list[object] = [first, last]
     if partner:
         sql += " AND l.partner = ?"
         params.append(partner)
     sql += " GROUP BY 1, 2"
     return {(month, k or "UNKNOWN"): float(tons) for month, k, tons in db.execute(sql, params)}
+
+
+def left_out(db: Database, first: str, last: str, partner: str = "") -> dict[str, int]:
+    """The licenses issued in [first, last] that the charts do not count, by state:
+    SUPERSEDED (their correction counts) and CANCELLED."""
+    sql = ("SELECT l.state, COUNT(*) FROM licenses l WHERE NOT " + COUNTED +
+           " AND substr(l.issue_date, 1, 7) BETWEEN ? AND ?")
+    params: list[object] = [first, last]
+    if partner:
+        sql += " AND l.partner = ?"
+        params.append(partner)
+    found = dict(db.execute(sql + " GROUP BY l.state", params).fetchall())
+    return {state: int(found.get(state, 0))
+            for state in (LicenseState.SUPERSEDED, LicenseState.CANCELLED)}
 
 
 def nice_step(top: float, ticks: int = 5) -> float:

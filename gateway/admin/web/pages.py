@@ -27,9 +27,10 @@ from gateway.ledger.reads.files import (
 )
 from gateway.ledger.reads.health import PartnerHealth, parse_time
 from gateway.ledger.reads.licenses import (
+    LICENSE_STATES,
     LicenseQuery,
     applications_for_ref,
-    license_detail,
+    license_story,
     list_licenses,
 )
 from gateway.ledger.reads.story import file_story, finding_groups
@@ -106,7 +107,8 @@ def files() -> str:
 
 def render_file(file_id: str, error: str | None = None, reason: str = "",
                 code: int = 200) -> tuple[str, int]:
-    story = file_story(ledger(), _config(), file_id, limit=MAX_ROWS)
+    story = file_story(ledger(), _config(), file_id, limit=MAX_ROWS,
+                       today=local_today(_config()))
     if story is None:
         abort(404, f"No file {file_id!r} in the ledger.")
     return render_template("file.html", s=story, f=story.shown,
@@ -143,26 +145,34 @@ def reprocess(file_id: str) -> Any:
 @pages.get("/licenses")
 def licenses() -> str:
     problems: list[str] = []
+    state = request.args.get("state", "").strip().upper()
+    if state and state not in LICENSE_STATES:
+        problems.append(f"'state' is not a license state ({', '.join(LICENSE_STATES)}); "
+                        "ignored.")
+        state = ""
     search = LicenseQuery(
         text=request.args.get("q", "").strip(),
         importer=request.args.get("importer", "").strip(),
         partner=request.args.get("partner", ""),
         issued_from=_date_arg("from", problems), issued_to=_date_arg("to", problems),
-        limit=MAX_ROWS + 1)
+        state=state, expiring_within=_days_arg("expiring", problems),
+        on=_date_arg("as_of", problems) or local_today(_config()), limit=MAX_ROWS + 1)
     rows = [] if search.empty else list_licenses(ledger(), search)
     apps = applications_for_ref(ledger(), search.text, MAX_ROWS + 1) if search.text else []
     return render_template("licenses.html", search=search, rows=rows[:MAX_ROWS],
                            more=len(rows) > MAX_ROWS, apps=apps[:MAX_ROWS],
-                           problems=problems)
+                           problems=problems, states=LICENSE_STATES)
 
 
 @pages.get("/licenses/<number>")
 def license_page(number: str) -> str:
-    found = license_detail(ledger(), number)
-    if found is None:
+    problems: list[str] = []
+    today = _date_arg("as_of", problems) or local_today(_config())
+    story = license_story(ledger(), number, today)
+    if story is None:
         abort(404, f"No license {number!r} in the ledger.")
-    lic, products = found
-    return render_template("license.html", lic=lic, products=products)
+    return render_template("license.html", lic=story.license, products=story.products,
+                           history=story.history, today=today, problems=problems)
 
 
 @pages.get("/charts")
@@ -181,7 +191,8 @@ def charts_page() -> str:
                                 charts.monthly_tons(conn, dim, first, months[-1], partner))
              for dim in charts.DIMENSIONS]
     return render_template("charts.html", charts=built, first=first, last=months[-1],
-                           partner=partner, problems=problems)
+                           partner=partner, problems=problems,
+                           left_out=charts.left_out(conn, first, months[-1], partner))
 
 
 def _date_arg(name: str, problems: list[str]) -> date | None:
@@ -193,6 +204,17 @@ def _date_arg(name: str, problems: list[str]) -> date | None:
     except ValueError:
         problems.append(f"'{name}' is not a date YYYY-MM-DD; ignored.")
         return None
+
+
+def _days_arg(name: str, problems: list[str]) -> int | None:
+    """A number of days (0 or more) of the query; None when not given or not one."""
+    text = request.args.get(name, "").strip()
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit()) or len(text) > 6:
+        problems.append(f"'{name}' is not a number of days (0 or more); ignored.")
+        return None
+    return int(text)
 
 
 def _month_arg(name: str) -> str | None:

@@ -1,6 +1,7 @@
 """The whole story of one file, as ``aim-gateway show`` (text and JSON) and the web page's
-file page tell it: receipt, applications and their licenses, findings (also grouped by code
-with line ranges), reprocessing links, failures in a row, and every event.
+file page tell it: receipt, applications and their licenses (in their state on the day asked),
+the supersessions and cancellations it made, findings (also grouped by code with line ranges),
+reprocessing links, failures in a row, and every event.
 
 Pure reads in the SQL that SQLite and PostgreSQL share; the callers only render.
 """
@@ -10,13 +11,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import date
 from itertools import islice
 
 from gateway.config import Config, SftpSource
 from gateway.findings import CODES
 from gateway.ledger.db import Database
 from gateway.ledger.events import EventRow
+from gateway.ledger.licenses import LicenseChange
 from gateway.ledger.reads.files import FailureRow, failure, mark
+from gateway.ledger.reads.licenses import STATE_ON
 from gateway.ledger.store import FileRow, Ledger
 from gateway.model import Filer
 
@@ -58,6 +62,10 @@ class IssuedLicense:
     issue_date: str
     valid_from: str
     valid_through: str
+    state: str  # on the day asked (reads.licenses.STATE_ON)
+    kind: str
+    source: str
+    replaces: str | None  # the license this one corrected
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +93,8 @@ class FileStory:
     findings_total: int
     reprocessed_as: list[Reprocessed]
     events: list[EventRow]
+    changes: list[LicenseChange]  # the licenses this file superseded or cancelled
+    changes_name: str | None  # its changes report (outbox/changes/), when it made a change
 
     @property
     def shown(self) -> FileRow:
@@ -118,10 +128,11 @@ def _reprocessed_as(db: Database, file_id: str) -> list[Reprocessed]:
     return out
 
 
-def file_story(ledger: Ledger, config: Config, file_id: str,
-               limit: int | None = None) -> FileStory | None:
+def file_story(ledger: Ledger, config: Config, file_id: str, limit: int | None = None, *,
+               today: date | None = None) -> FileStory | None:
     """The story of ``file_id`` (None if unknown), its applications and findings cut at
-    ``limit`` (None: all of them)."""
+    ``limit`` (None: all of them), its licenses in their state on ``today`` (None: as
+    stored)."""
     row = ledger.file(file_id)
     if row is None:
         return None
@@ -136,8 +147,12 @@ def file_story(ledger: Ledger, config: Config, file_id: str,
         "SELECT code, severity, ref, line, source_line, field, value, message FROM findings "
         f"WHERE file_id = ? ORDER BY {FINDING_ORDER}" + tail, (file_id, *cap)).fetchall()
     issued = db.execute(
-        "SELECT license_number, ref, importer, issue_date, valid_from, valid_through "
-        "FROM licenses WHERE file_id = ? ORDER BY license_number", (file_id,)).fetchall()
+        "SELECT l.license_number, l.ref, l.importer, l.issue_date, l.valid_from, "
+        f"l.valid_through, {STATE_ON}, l.kind, l.source, l.replaces FROM licenses l "
+        "WHERE l.file_id = ? ORDER BY l.license_number",
+        (today.isoformat() if today else "", file_id)).fetchall()
+    changes_name = db.execute("SELECT changes_name FROM files WHERE file_id = ?",
+                              (file_id,)).fetchone()[0]
     events = [EventRow(at, kind, json.loads(data)) for at, kind, data in db.execute(
         "SELECT at, kind, data FROM events WHERE file_id = ? ORDER BY id", (file_id,))]
     partner = next((p for p in config.partners if p.id == row.partner), None)
@@ -148,7 +163,7 @@ def file_story(ledger: Ledger, config: Config, file_id: str,
         [IssuedLicense(*r) for r in issued],
         [ApplicationRow(*a) for a in apps], _count(db, "applications", file_id),
         [FindingRow(*f) for f in findings], _count(db, "findings", file_id),
-        _reprocessed_as(db, file_id), events)
+        _reprocessed_as(db, file_id), events, ledger.changes_of(file_id), changes_name)
 
 
 # -- findings by code ------------------------------------------------------------------------

@@ -1,0 +1,164 @@
+"""License numbers for one file (guide 5.1, 5.1a): drawn from the ledger's counters per
+series and year, within the partner's daily quota; registered numbers recorded as sent; the
+supersessions and cancellations of the file made in its transaction (5.1b).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from gateway.errors import FatalError, TransientError
+from gateway.ledger.licenses import LicenseChange, PriorLicense
+from gateway.ledger.store import Ledger
+from gateway.licensing.results import PENDING
+
+MAX_SEQUENCE = 999_999
+# 80 % of a year's numbers (rounded down): the first number past it raises one alarm (5.1a).
+ALARM_SEQUENCE = MAX_SEQUENCE * 8 // 10
+
+
+REGULAR_SERIES = "A"
+LOW_VALUE_SERIES = "L"  # low-value licenses: a sequence of their own (guide 5.1a)
+
+
+def format_license(year: int, sequence: int, series: str = REGULAR_SERIES) -> str:
+    """The series letter (``A``, or ``L`` for a low-value license) + two-digit year of issue +
+    six-digit sequence within that year and series: ``A21000001``, ``L21000001``."""
+    return f"{series}{year % 100:02d}{sequence:06d}"
+
+
+@dataclass
+class LicenseIssuer:
+    """Draws license numbers from the ledger's counter for the issue year, within the
+    partner's daily quota (guide 5.1a)."""
+
+    ledger: Ledger | None  # None: dry run (check), numbers are PENDING
+    issue_date: date
+    validity_days: int
+    quota: int | None = None  # the partner's max_licenses_per_day; None: no quota
+    file_id: str = ""  # the file deciding: the changes it makes are its own (changes report)
+    registered: bool = False  # the partner sends Commerce's numbers (guide 5.1a): none minted
+
+    def __post_init__(self) -> None:
+        self.year = self.issue_date.year
+        # The last sequence drawn per series this year (read when first drawn, but "A" at once:
+        # the 80 % alarm and its alert speak of it).
+        self.lasts: dict[str, int] = {
+            REGULAR_SERIES: self.ledger.last_license_sequence(self.year) if self.ledger else 0}
+        self.issued = 0  # new licenses of this file (PENDING ones of a dry run too)
+        # Registered numbers recorded by this file: a second application with one is A106
+        # (the first is not in the ledger's licenses before the batch is flushed).
+        self.recorded: dict[str, str | None] = {}
+        self.drawn: set[str] = set()  # the series this file drew from (saved at the end)
+        self.refused = 0  # applications of this file refused for the quota (A109)
+        self._issued_today: int | None = None
+        self._history: dict[str, bool] = {}
+
+    def within_quota(self, partner_id: str | None) -> bool:
+        """Whether one more new license fits the partner's quota for the issue date.
+
+        The licenses issued earlier that day are counted once per file, then this file's are
+        added here: a partner's files are processed one at a time (the worker holding the
+        partner's lease, on SQLite and PostgreSQL alike), so no other file of this partner
+        issues a license meanwhile. Licenses returned again (I201) are no new ones: they
+        spend nothing.
+        """
+        if self.quota is None:
+            return True
+        if self._issued_today is None:
+            self._issued_today = self.ledger.licenses_issued(partner_id, self.issue_date) \
+                if self.ledger is not None and partner_id else 0
+        return self._issued_today + self.issued < self.quota
+
+    @property
+    def last(self) -> int:
+        """The last regular (``A``) sequence of the year: the one the 80 % alarm watches."""
+        return self.lasts[REGULAR_SERIES]
+
+    @property
+    def running_low(self) -> bool:
+        """This file drew a number past 80 % of the year's (the alarm of guide 5.1a)."""
+        return self.issued > 0 and self.last > ALARM_SEQUENCE
+
+    @property
+    def dry(self) -> bool:
+        """Nothing is recorded: ``check`` (or a replay) shows what a run would do."""
+        return self.ledger is None or self.ledger.readonly
+
+    def prior_license(self, partner_id: str | None, ref: str | None) -> PriorLicense | None:
+        """The license this partner's ref got before, if any (I201 / A104).
+
+        A partner with no license at all (a new partner) needs no lookup per application:
+        asked once per file. Licenses issued earlier in the same file are not "before"
+        (a ref twice in one file is A105)."""
+        if self.ledger is None or not partner_id or not ref:
+            return None
+        if partner_id not in self._history:
+            self._history[partner_id] = self.ledger.has_licenses(partner_id)
+        if not self._history[partner_id]:
+            return None
+        return self.ledger.prior_license(partner_id, ref)
+
+    def sees_history(self, partner_id: str | None) -> bool:
+        """Whether the ledger can answer for the partner's licenses (not for a ``check``
+        without a partner or without a ledger: the named licenses are taken as valid)."""
+        return self.ledger is not None and bool(partner_id)
+
+    def license(self, number: str | None) -> PriorLicense | None:
+        """The license of this number, whoever holds it (A106, A107)."""
+        if self.ledger is None or not number:
+            return None
+        return self.ledger.license_by_number(number)
+
+    def held(self, number: str) -> bool:
+        """A registered number some license holds already, or one this file recorded."""
+        return number in self.recorded or self.license(number) is not None
+
+    @property
+    def valid_through(self) -> date:
+        return self.issue_date + timedelta(days=self.validity_days)
+
+    def next_number(self, series: str = REGULAR_SERIES) -> str:
+        self.issued += 1
+        if self.ledger is None or self.ledger.readonly:
+            return PENDING
+        if series not in self.lasts:
+            self.lasts[series] = self.ledger.last_license_sequence(self.year, series)
+        if self.ledger.concurrent:
+            # Several workers: the shared counter row, committed at once (a rollback leaves
+            # a gap, never a repeat).
+            sequence = self.ledger.next_license_sequence(self.year, series)
+        else:
+            # One writer: counted here and saved with the licenses in one transaction, so a
+            # crash and a rerun draw the same numbers.
+            sequence = self.lasts[series] + 1
+        if sequence > MAX_SEQUENCE:
+            raise FatalError(f"License numbers {series} for {self.year} are exhausted "
+                             f"({MAX_SEQUENCE:,} issued).")
+        self.lasts[series] = sequence
+        self.drawn.add(series)
+        return format_license(self.year, sequence, series)
+
+    def record(self, number: str, ref: str | None) -> None:
+        """A registered number (guide 5.1a) recorded by this file, for ``ref``."""
+        self.issued += 1
+        self.recorded[number] = ref
+
+    def change(self, change: LicenseChange) -> None:
+        """Supersede or cancel a license inside the file's transaction (nothing in a dry
+        run). Another worker that changed it first wins: this file's pass is undone and the
+        file decided again at the next poll, when the license's new state answers (A107 or
+        I201), never a second change of one license."""
+        if self.dry:
+            return
+        assert self.ledger is not None
+        if not self.ledger.change_license(change):
+            raise TransientError(
+                f"license {change.license_number} was changed by another worker while this "
+                "file was decided: the file is decided again at the next poll")
+
+    def save(self) -> None:
+        if self.ledger is not None and not self.ledger.readonly and not self.ledger.concurrent:
+            for series in sorted(self.drawn):
+                self.ledger.set_license_sequence(self.year, self.lasts[series], series)

@@ -1,0 +1,158 @@
+"""The ledger's license records (gateway/ledger/licenses.py) on SQLite and PostgreSQL: a license
+changes state once, the ref's current license, the state as ``replay`` reads it (changes of
+later files not made yet), a license's history along its corrections, and the integrity check
+that holds state and changes together."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from gateway.ledger.licenses import LicenseChange
+from gateway.ledger.store import Ledger, Receipt
+from gateway.model import LicenseState
+
+DAY = date(2026, 12, 1)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
+    target: Path | str = tmp_path / "ledger.sqlite"
+    if request.param == "postgresql":
+        target = str(request.getfixturevalue("pg_dsn"))
+    opened = Ledger(target)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def a_file(ledger: Ledger, n: int) -> str:
+    with ledger.transaction():
+        file_id = ledger.new_file_id(DAY)
+        ledger.add_file(file_id, Receipt("acme", f"f{n}.xml", 1, 0.0, f"{n:064d}"),
+                        local_name=f"{file_id}__f{n}.xml",
+                        received_at="2026-12-01T08:00:00+00:00")
+    return file_id
+
+
+def licensed(ledger: Ledger, file_id: str, number: str, ref: str,
+             replaces: str | None = None, partner: str = "acme") -> None:
+    with ledger.transaction():
+        ledger.add_licenses([(number, partner, ref, f"digest-{number}", file_id, "2026-12-01",
+                              "2026-12-01", "2027-02-14", "01", "3004", "I", "E", "M", "CA", 1,
+                              "24000", "61200", "[]", "REGULAR", "gateway", replaces)])
+
+
+def change(number: str, kind: LicenseState, file_id: str, replaced_by: str | None = None,
+           reason: str | None = None, ref: str = "PO-1") -> LicenseChange:
+    return LicenseChange(number, "acme", ref, kind, replaced_by, "2026-12-01",
+                         "2026-12-01T09:00:00+00:00", file_id, reason)
+
+
+@pytest.fixture
+def corrected(ledger: Ledger) -> tuple[str, str, str]:
+    """A21000001 issued by file 1, corrected by file 2 (A21000002), cancelled by file 3."""
+    f1, f2, f3 = (a_file(ledger, n) for n in (1, 2, 3))
+    licensed(ledger, f1, "A21000001", "PO-1")
+    with ledger.transaction():
+        assert ledger.change_license(change("A21000001", LicenseState.SUPERSEDED, f2,
+                                            replaced_by="A21000002"))
+    licensed(ledger, f2, "A21000002", "PO-1", replaces="A21000001")
+    with ledger.transaction():
+        assert ledger.change_license(change("A21000002", LicenseState.CANCELLED, f3,
+                                            reason="order cancelled"))
+    return f1, f2, f3
+
+
+def test_a_license_changes_state_once(ledger: Ledger, corrected: tuple[str, str, str]) -> None:
+    f3 = corrected[2]
+    for number in ("A21000001", "A21000002"):
+        with ledger.transaction():
+            assert not ledger.change_license(change(number, LicenseState.CANCELLED, f3))
+    rows = ledger.db.execute("SELECT license_number, change FROM license_changes ORDER BY "
+                             "license_number").fetchall()
+    assert [tuple(r) for r in rows] == [("A21000001", "SUPERSEDED"), ("A21000002", "CANCELLED")]
+    assert ledger.integrity_problems() == []
+
+
+def test_the_current_license_of_a_ref_is_the_one_not_superseded(
+        ledger: Ledger, corrected: tuple[str, str, str]) -> None:
+    current = ledger.prior_license("acme", "PO-1")
+    assert current is not None
+    assert (current.license_number, current.state, current.replaces) == (
+        "A21000002", "CANCELLED", "A21000001")
+    assert ledger.prior_license("other", "PO-1") is None
+
+
+@pytest.mark.parametrize(("before", "current", "state"), [
+    ("second", "A21000001", "ACTIVE"),  # file 2's correction not made yet
+    ("third", "A21000002", "ACTIVE"),  # corrected, not yet cancelled
+    ("", "A21000002", "CANCELLED"),  # every file
+])
+def test_replay_reads_the_states_as_they_were_before_a_file(
+        ledger: Ledger, corrected: tuple[str, str, str], before: str, current: str,
+        state: str) -> None:
+    bound = {"second": corrected[1], "third": corrected[2], "": ""}[before]
+    prior = ledger.prior_license("acme", "PO-1", bound)
+    assert prior is not None and (prior.license_number, prior.state) == (current, state)
+    named = ledger.license_by_number(current, bound)
+    assert named is not None and named.state == state
+
+
+def test_a_license_not_yet_issued_before_a_file_is_unknown(
+        ledger: Ledger, corrected: tuple[str, str, str]) -> None:
+    assert ledger.license_by_number("A21000002", corrected[1]) is None
+    assert ledger.license_by_number("A21000002") is not None
+    assert ledger.license_by_number("A29999999") is None
+
+
+def test_expired_is_an_active_license_past_its_valid_through(ledger: Ledger) -> None:
+    licensed(ledger, a_file(ledger, 1), "A21000001", "PO-1")
+    license = ledger.license_by_number("A21000001")
+    assert license is not None
+    assert license.state_on(date(2027, 2, 14)) is LicenseState.ACTIVE  # the last valid day
+    assert license.state_on(date(2027, 2, 15)) is LicenseState.EXPIRED
+
+
+@pytest.mark.parametrize("asked", ["A21000001", "A21000002"])
+def test_a_license_history_runs_along_its_corrections(
+        ledger: Ledger, corrected: tuple[str, str, str], asked: str) -> None:
+    history = ledger.license_history(asked)
+    assert [(c.license_number, c.change, c.replaced_by, c.reason) for c in history] == [
+        ("A21000001", "SUPERSEDED", "A21000002", None),
+        ("A21000002", "CANCELLED", None, "order cancelled")]
+
+
+def test_changes_of_a_file_are_its_own(ledger: Ledger, corrected: tuple[str, str, str]) -> None:
+    f1, f2, f3 = corrected
+    assert ledger.changes_of(f1) == []
+    assert [c.license_number for c in ledger.changes_of(f2)] == ["A21000001"]
+    assert [(c.license_number, c.reason) for c in ledger.changes_of(f3)] == [
+        ("A21000002", "order cancelled")]
+
+
+def test_a_ref_holds_one_license_that_is_not_superseded(ledger: Ledger) -> None:
+    f1 = a_file(ledger, 1)
+    licensed(ledger, f1, "A21000001", "PO-1")
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+        licensed(ledger, f1, "A21000002", "PO-1")
+    licensed(ledger, f1, "A21000003", "PO-1", partner="other")  # another partner's ref
+
+
+@pytest.mark.parametrize("tamper", [
+    "UPDATE licenses SET state = 'CANCELLED' WHERE license_number = 'A21000003'",
+    "UPDATE licenses SET state = 'ACTIVE' WHERE license_number = 'A21000002'",
+    "UPDATE license_changes SET change = 'CANCELLED' WHERE license_number = 'A21000001'",
+])
+def test_the_integrity_check_finds_a_state_without_its_change(
+        ledger: Ledger, corrected: tuple[str, str, str], tamper: str) -> None:
+    licensed(ledger, corrected[0], "A21000003", "PO-2")
+    assert ledger.integrity_problems() == []
+    with ledger.transaction():
+        ledger.db.execute(tamper)
+    assert any("state and its recorded change disagree" in p
+               for p in ledger.integrity_problems())
