@@ -20,6 +20,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
@@ -225,16 +226,27 @@ def first_file_state(base: Path) -> tuple[int, str | None]:
 # -- the reference, once per inbox order -------------------------------------------------------
 
 
+def build_references(factory: pytest.TempPathFactory, prefix: str, keys: Iterable[str],
+                     make: Callable[[Path, str], Path]) -> dict[str, Path]:
+    """A project per key, made by ``make`` and run once without a crash."""
+    built = {}
+    for key in keys:
+        base = factory.mktemp(f"{prefix}-{key}")
+        result = run_gateway(make(base, key))
+        assert result.returncode == 0, result.stderr
+        built[key] = base
+    return built
+
+
 @pytest.fixture(scope="module")
 def references(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    built = {}
-    for order in ORDERS:
-        base = tmp_path_factory.mktemp(f"reference-{order}")
-        config = make_project(base, order)
-        result = run_gateway(config)
-        assert result.returncode == 0, result.stderr
-        built[order] = base
-    return built
+    return build_references(tmp_path_factory, "reference", ORDERS, make_project)
+
+
+@pytest.fixture(scope="module")
+def lifecycle_references(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    # A project per stage of a license's lifecycle (defined below, with its tests).
+    return build_references(tmp_path_factory, "lifecycle", STAGES, make_lifecycle_project)
 
 
 def test_reference_runs_are_meaningful(references: dict[str, Path]) -> None:
@@ -445,17 +457,6 @@ def make_lifecycle_project(base: Path, stage: str) -> Path:
             result = run_gateway(config)
             assert result.returncode == 0, result.stderr
     return config
-
-
-@pytest.fixture(scope="module")
-def lifecycle_references(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    built = {}
-    for stage in STAGES:
-        base = tmp_path_factory.mktemp(f"lifecycle-{stage}")
-        config = make_lifecycle_project(base, stage)
-        assert run_gateway(config).returncode == 0
-        built[stage] = base
-    return built
 
 
 def test_lifecycle_references_are_meaningful(lifecycle_references: dict[str, Path]) -> None:

@@ -37,40 +37,30 @@ ACK = "{urn:aimgw:license-ack:1}"
 TIMES = re.compile(rb"<(ReceivedAt|ProcessedAt)>[^<]*<")
 
 
+# The good sample's first application with its first product line only and no entry number.
+GOOD = (Path(__file__).parent / "cases" / "inbox" / "sample" / "acme-20261201-good.xml"
+        ).read_text(encoding="utf-8")
+HEAD = GOOD[:GOOD.index("  <Application ")]
+ONE_LINE = re.sub(r'    <Product line="2">.*?</Product>\n', "", GOOD[
+    GOOD.index('  <Application ref="PO-4411">'):GOOD.index('  <Application ref="PO-4412">')],
+    flags=re.DOTALL).replace("    <EntryNumber>SMP12345675</EntryNumber>\n", "")
+
+
 def application(ref: str, description: str = "Can body stock, alloy 3104, coils", *,
                 quantity: str = "24000", value: str = "61200.00") -> str:
-    return f"""  <Application ref="{ref}">
-    <EntryType>01</EntryType>
-    <Importer>ACME ALUMINUM IMPORTS LLC</Importer>
-    <Exporter>NORTHERN ROLLING MILLS INC</Exporter>
-    <Manufacturer>NORTHERN ROLLING MILLS INC</Manufacturer>
-    <CountryOfOrigin>CA</CountryOfOrigin>
-    <CountryOfExport>CA</CountryOfExport>
-    <ExpectedExportDate>2026-12-10</ExpectedExportDate>
-    <ExpectedImportDate>2026-12-15</ExpectedImportDate>
-    <PortOfEntry>3004</PortOfEntry>
-    <Product line="1">
-      <HTS>7606123045</HTS>
-      <Description>{description}</Description>
-      <SmeltCountryLargest>CA</SmeltCountryLargest>
-      <SmeltCountrySecond>US</SmeltCountrySecond>
-      <CastCountry>CA</CastCountry>
-      <QuantityKg>{quantity}</QuantityKg>
-      <ValueUSD>{value}</ValueUSD>
-    </Product>
-  </Application>
-"""
+    edits = (('ref="PO-4411"', f'ref="{ref}"'),
+             (">Can body stock, alloy 3104, coils<", f">{description}<"),
+             (">24000<", f">{quantity}<"), (">61200.00<", f">{value}<"))
+    text = ONE_LINE
+    for old, new in edits:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    return text
 
 
 def submission(sid: str, *applications: str) -> bytes:
-    return (f"""<?xml version="1.0" encoding="UTF-8"?>
-<LicenseSubmission xmlns="urn:aimgw:license-submission:1" schemaVersion="1.0">
-  <Header>
-    <SubmissionId>{sid}</SubmissionId>
-    <Created>2026-12-01T09:30:00-05:00</Created>
-  </Header>
-{"".join(applications)}</LicenseSubmission>
-""").encode()
+    return (HEAD.replace("ACME-20261201-001", sid) + "".join(applications)
+            + "</LicenseSubmission>\n").encode()
 
 
 CSV_HEAD = ("submission_id,application_ref,entry_type,entry_number,importer,exporter,"
