@@ -20,7 +20,7 @@ from lxml import etree
 from gateway.findings import finding
 from gateway.ledger.licenses import LicenseChange
 from gateway.licensing.results import AppOutcome, FileSummary
-from gateway.model import AppStatus, FileStatus, ProductLine
+from gateway.model import Application, AppStatus, FileStatus, ProductLine
 from gateway.outputs import changes
 from gateway.outputs.ack_csv import AckCsvWriter, render_csv_ack
 from gateway.outputs.ack_xml import AckXmlWriter, render_ack
@@ -67,6 +67,14 @@ def cancellation(*, with_dates: bool = True) -> AppOutcome:
         valid_through=date(2027, 2, 14) if with_dates else None)
 
 
+def cancel_request(ref: str, number: str, row: int) -> Application:
+    return Application(ref=ref, source_line=row, cancel=True, license_number=number)
+
+
+def request(row: int) -> Application:
+    return Application(ref="PO-1", source_line=row)
+
+
 def parsed(data: bytes) -> etree._Element:
     root = etree.fromstring(data)
     assert ack_schema().validate(root), ack_schema().error_log
@@ -78,7 +86,8 @@ def parsed(data: bytes) -> etree._Element:
 
 def test_xml_ack_of_a_correction_and_a_cancellation() -> None:
     root = parsed(render_ack(summary(applications=2, licensed=1, cancelled=1),
-                             [correction(), cancellation()]))
+                             [(correction(), request(2)),
+                              (cancellation(), cancel_request("PO-2", "A26000003", 3))]))
     assert root.get("schemaVersion") == "1.1"
     counts = root.find(ACK + "Counts")
     assert [(c.tag.removeprefix(ACK), c.text) for c in counts] == [
@@ -98,7 +107,7 @@ def test_xml_ack_of_a_correction_and_a_cancellation() -> None:
 
 
 def test_xml_ack_without_a_cancellation_stays_1_0() -> None:
-    data = render_ack(summary(applications=1, licensed=1), [correction()])
+    data = render_ack(summary(applications=1, licensed=1), [(correction(), None)])
     root = parsed(data)
     assert root.get("schemaVersion") == "1.0"
     assert b"Cancelled" not in data
@@ -107,17 +116,34 @@ def test_xml_ack_without_a_cancellation_stays_1_0() -> None:
 def test_streamed_xml_ack_is_the_rendered_one(tmp_path: Path) -> None:
     s = summary(applications=2, licensed=1, cancelled=1)
     writer = AckXmlWriter(tmp_path / "a.ack.xml")
-    for o in (correction(), cancellation()):
-        writer.add(o, 2)
+    decided = [(correction(), request(2)), (cancellation(), cancel_request("PO-2", "A", 3))]
+    for o, app in decided:
+        writer.add(o, app)
     writer.finish(s)
-    assert (tmp_path / "a.ack.xml").read_bytes() == render_ack(s, [correction(), cancellation()])
+    assert (tmp_path / "a.ack.xml").read_bytes() == render_ack(s, decided)
+
+
+def rejected_cancellation() -> AppOutcome:
+    return AppOutcome(1, "PO-9", AppStatus.REJECTED, [finding(
+        "A106", "No license A26999999 of yours for ref PO-9.", ref="PO-9",
+        field="license_number", value="A26999999")], [])
+
+
+def test_xml_ack_of_a_file_with_a_rejected_cancellation_is_1_1(tmp_path: Path) -> None:
+    """A 1.1 request gets a 1.1 answer: the Cancelled count, 0 here."""
+    writer = AckXmlWriter(tmp_path / "a.ack.xml")
+    writer.add(rejected_cancellation(), cancel_request("PO-9", "A26999999", 7))
+    writer.finish(summary(applications=1, rejected=1))
+    root = parsed((tmp_path / "a.ack.xml").read_bytes())
+    assert root.get("schemaVersion") == "1.1"
+    assert root.findtext(f"{ACK}Counts/{ACK}Cancelled") == "0"
 
 
 @pytest.mark.parametrize("number", ["L26000001", "CAIM12345", "X1"])
 def test_xml_ack_carries_low_value_and_registered_numbers(number: str) -> None:
     o = correction()
     o.license_number = number
-    root = parsed(render_ack(summary(applications=1, licensed=1), [o]))
+    root = parsed(render_ack(summary(applications=1, licensed=1), [(o, None)]))
     assert root.find(ACK + "Application").findtext(ACK + "LicenseNumber") == number
 
 
@@ -130,7 +156,8 @@ def csv_rows(data: bytes) -> list[dict[str, str]]:
 
 def test_csv_ack_row_of_a_cancellation() -> None:
     s = summary(applications=2, licensed=1, cancelled=1)
-    rows = csv_rows(render_csv_ack(s, [(correction(), 2), (cancellation(), 3)]))
+    rows = csv_rows(render_csv_ack(s, [(correction(), request(2)),
+                                       (cancellation(), cancel_request("PO-2", "A", 3))]))
     file_row, fixed, cancelled = rows
     assert "1 cancelled" in file_row["messages"]
     assert (fixed["row"], fixed["status"], fixed["license_number"], fixed["codes"]) == (
@@ -143,22 +170,28 @@ def test_csv_ack_row_of_a_cancellation() -> None:
 
 
 def test_csv_ack_of_a_rejected_cancellation_has_its_row() -> None:
-    rejected = AppOutcome(1, "PO-9", AppStatus.REJECTED, [finding(
-        "A106", "No license A26999999 of yours for ref PO-9.", ref="PO-9",
-        field="license_number", value="A26999999")], [])
-    rows = csv_rows(render_csv_ack(summary(applications=1, rejected=1), [(rejected, 7)]))
+    rows = csv_rows(render_csv_ack(summary(applications=1, rejected=1), [
+        (rejected_cancellation(), cancel_request("PO-9", "A26999999", 7))]))
     assert [(r["row"], r["status"], r["codes"]) for r in rows[1:]] == [("7", "REJECTED", "A106")]
-    assert "0 cancelled" not in rows[0]["messages"]  # a 1.0 file row reads as before
+    assert rows[0]["messages"].startswith("1 application(s): 0 licensed, 0 not required, "
+                                          "1 rejected, 0 cancelled | ")
+
+
+def test_csv_ack_of_a_file_without_cancellations_reads_as_before() -> None:
+    rows = csv_rows(render_csv_ack(summary(applications=1, licensed=1),
+                                   [(correction(), request(2))]))
+    assert rows[0]["messages"] == ("1 application(s): 1 licensed, 0 not required, "
+                                   "0 rejected | file life.xml")
 
 
 def test_streamed_csv_ack_is_the_rendered_one(tmp_path: Path) -> None:
     s = summary(applications=2, licensed=1, cancelled=1)
     writer = AckCsvWriter(tmp_path / "a.ack.csv")
-    writer.add(correction(), 2)
-    writer.add(cancellation(), 3)
+    decided = [(correction(), request(2)), (cancellation(), cancel_request("PO-2", "A", 3))]
+    for o, app in decided:
+        writer.add(o, app)
     writer.finish(s)
-    assert (tmp_path / "a.ack.csv").read_bytes() == render_csv_ack(
-        s, [(correction(), 2), (cancellation(), 3)])
+    assert (tmp_path / "a.ack.csv").read_bytes() == render_csv_ack(s, decided)
 
 
 # -- the changes report ------------------------------------------------------------------------

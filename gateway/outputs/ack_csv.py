@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 from gateway.findings import Finding
 from gateway.licensing.results import AppOutcome, FileSummary
-from gateway.model import AppStatus
+from gateway.model import Application, AppStatus
 from gateway.storage import SpooledOutput
 from gateway.textsafe import printable
 
@@ -48,10 +48,12 @@ def _file_part(file_name: str) -> str:
     return FILE_PART + printable(file_name).replace("|", "\\x7c")
 
 
-def file_row(summary: FileSummary) -> list[str]:
+def file_row(summary: FileSummary, cancellations: bool = False) -> list[str]:
+    """The file's own row; ``cancellations``: the file held a cancellation request."""
     codes = " ".join(f.code for f in summary.findings)
-    # A file without cancellations reads as under contract 1.0.
-    cancelled = f", {summary.cancelled} cancelled" if summary.cancelled else ""
+    # A file without cancellation requests reads as under contract 1.0.
+    cancelled = f", {summary.cancelled} cancelled" if cancellations or summary.cancelled \
+        else ""
     messages = " | ".join(_message(f) for f in summary.findings) or (
         f"{summary.applications} application(s): {summary.licensed} licensed, "
         f"{summary.not_required} not required, {summary.rejected} rejected{cancelled}")
@@ -87,14 +89,16 @@ def application_rows(o: AppOutcome, source_line: int | None = None) -> list[list
 
 
 def render_csv_ack(summary: FileSummary,
-                   outcomes: Iterable[tuple[AppOutcome, int | None]]) -> bytes:
-    """The whole ack in memory: each outcome with its application's source row."""
+                   outcomes: Iterable[tuple[AppOutcome, Application | None]]) -> bytes:
+    """The whole ack in memory (a file rejected whole, tests): each outcome with its
+    application."""
+    decided = list(outcomes)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(COLUMNS)
-    writer.writerow(file_row(summary))
-    for o, source_line in outcomes:
-        writer.writerows(application_rows(o, source_line))
+    writer.writerow(file_row(summary, any(a is not None and a.cancel for _, a in decided)))
+    for o, app in decided:
+        writer.writerows(application_rows(o, app.source_line if app is not None else None))
     return buffer.getvalue().encode("utf-8")
 
 
@@ -105,16 +109,19 @@ class AckCsvWriter:
         self.path = path
         self._out = SpooledOutput(path, newline="")
         self._writer = csv.writer(self._out.body, lineterminator="\r\n")
+        self._cancellations = False  # a cancellation request was added (contract 1.1)
 
-    def add(self, outcome: AppOutcome, source_line: int | None = None) -> None:
-        """``source_line``: the application's row, the row of one without lines."""
-        self._writer.writerows(application_rows(outcome, source_line))
+    def add(self, outcome: AppOutcome, app: Application | None = None) -> None:
+        """``outcome`` of ``app``, whose row is that of an application without lines."""
+        self._cancellations = self._cancellations or (app is not None and app.cancel)
+        self._writer.writerows(application_rows(
+            outcome, app.source_line if app is not None else None))
 
     def finish(self, summary: FileSummary) -> None:
         head = io.StringIO()
         writer = csv.writer(head, lineterminator="\r\n")
         writer.writerow(COLUMNS)
-        writer.writerow(file_row(summary))
+        writer.writerow(file_row(summary, self._cancellations))
         self._out.publish(head.getvalue())
 
     def discard(self) -> None:

@@ -16,14 +16,14 @@ from lxml import etree
 
 from gateway.findings import Finding
 from gateway.licensing.results import AppOutcome, FileSummary
-from gateway.model import AppStatus
+from gateway.model import Application, AppStatus
 from gateway.storage import SpooledOutput
 from gateway.textsafe import printable
 
 ACK_NS = "urn:aimgw:license-ack:1"
 ACK_SCHEMA_VERSION = "1.0"
-# Contract 1.1: the version of an ack that holds CANCELLED applications and the Cancelled
-# count; every other ack stays "1.0", as a partner that cancels nothing got it before.
+# Contract 1.1: the version of the ack of a file that held a cancellation request (it has the
+# Cancelled count); every other ack stays "1.0", as a partner that cancels nothing got it.
 ACK_SCHEMA_VERSION_CANCELLED = "1.1"
 
 _XML_UNSAFE = re.compile(r"[&<>\"\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -84,9 +84,11 @@ def render_application(o: AppOutcome) -> str:
     return "".join(parts)
 
 
-def render_head(s: FileSummary) -> str:
-    """Everything before the first ``Application``."""
-    version = ACK_SCHEMA_VERSION_CANCELLED if s.cancelled else ACK_SCHEMA_VERSION
+def render_head(s: FileSummary, cancellations: bool = False) -> str:
+    """Everything before the first ``Application``; ``cancellations``: the file held a
+    cancellation request, whatever became of it (contract 1.1)."""
+    cancellations = cancellations or s.cancelled > 0
+    version = ACK_SCHEMA_VERSION_CANCELLED if cancellations else ACK_SCHEMA_VERSION
     parts = [
         '<?xml version="1.0" encoding="UTF-8"?>\n',
         f'<LicenseAck xmlns="{ACK_NS}" schemaVersion="{version}">\n',
@@ -106,7 +108,7 @@ def render_head(s: FileSummary) -> str:
         f"    <Licensed>{s.licensed}</Licensed>\n",
         f"    <NotRequired>{s.not_required}</NotRequired>\n",
         f"    <Rejected>{s.rejected}</Rejected>\n",
-        *([f"    <Cancelled>{s.cancelled}</Cancelled>\n"] if s.cancelled else []),
+        *([f"    <Cancelled>{s.cancelled}</Cancelled>\n"] if cancellations else []),
         "  </Counts>\n",
     ]
     parts.extend(render_finding(f, "  ") for f in s.findings)
@@ -125,10 +127,14 @@ def _reference_edition(s: FileSummary) -> list[str]:
 TAIL = "</LicenseAck>\n"
 
 
-def render_ack(summary: FileSummary, outcomes: Iterable[AppOutcome]) -> bytes:
-    """A whole acknowledgment in memory (small files, tests, `check` of a rejected file)."""
-    body = "".join(render_application(o) for o in outcomes)
-    return (render_head(summary) + body + TAIL).encode("utf-8")
+def render_ack(summary: FileSummary,
+               outcomes: Iterable[tuple[AppOutcome, Application | None]]) -> bytes:
+    """A whole acknowledgment in memory (a file rejected whole, tests): each outcome with its
+    application."""
+    decided = list(outcomes)
+    body = "".join(render_application(o) for o, _ in decided)
+    head = render_head(summary, any(app is not None and app.cancel for _, app in decided))
+    return (head + body + TAIL).encode("utf-8")
 
 
 class AckXmlWriter:
@@ -137,14 +143,15 @@ class AckXmlWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._out = SpooledOutput(path)
+        self._cancellations = False  # a cancellation request was added (contract 1.1)
 
-    def add(self, outcome: AppOutcome, source_line: int | None = None) -> None:
-        """``source_line`` (the application's own line) is the CSV form's: unused here."""
-        del source_line
+    def add(self, outcome: AppOutcome, app: Application | None = None) -> None:
+        """``outcome`` of ``app`` (None: not known, a plain application)."""
+        self._cancellations = self._cancellations or (app is not None and app.cancel)
         self._out.body.write(render_application(outcome))
 
     def finish(self, summary: FileSummary) -> None:
-        self._out.publish(render_head(summary), TAIL)
+        self._out.publish(render_head(summary, self._cancellations), TAIL)
 
     def discard(self) -> None:
         self._out.discard()

@@ -320,7 +320,7 @@ class RunPass:
 
     def add(self, item: StagedApplication, outcome: AppOutcome) -> None:
         file_id = self.row.file_id
-        self.ack.add(outcome, item.app.source_line)
+        self.ack.add(outcome, item.app)
         self.apps.append((file_id, outcome.seq, outcome.ref, outcome.status.value,
                           outcome.license_number, int(outcome.reused), len(item.app.lines),
                           item.digest))
