@@ -298,3 +298,27 @@ def test_golden_csv_ack_of_a_correction_and_a_cancellation(project: Project) -> 
         ["2", "PO-1", "1", "LICENSED", "A26000003", "I202"],
         ["3", "PO-2", "", "CANCELLED", "A26000002", "I203"]]
     golden(data, "lifecycle.ack.csv")
+
+
+def test_a_failed_pass_takes_back_the_report_a_crashed_attempt_left(
+        project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crash after the report was published, then an attempt that fails before its outputs
+    (here: while deciding): the report names changes that were never made, so it goes."""
+    from gateway.licensing import decide
+
+    project.send("life-1.xml", submission("LIFE-1", application("PO-1")))
+    left = project.base / "outbox" / "changes" / "CHG-20261201-000002.csv"
+    left.parent.mkdir(parents=True)
+    left.write_text("license_number,partner,ref,change,replaced_by,when,reason\r\n")
+    left.with_name(left.name + ".manifest.json").write_text("{}\n")
+
+    def failing(*args: object) -> None:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(decide, "decide_cancellation", failing)
+    (project.base / "inbox" / "acme" / "c.xml").write_bytes(submission(
+        "C", application("PO-1", "CANCEL A26000001 not needed")))
+    run_once(load_config(project.cfg), AS_OF)
+    assert project.query("SELECT file_id, state FROM files WHERE remote_name = 'c.xml'") == [
+        ("20261201-000002", "RECEIVED")]
+    assert project.outbox("changes") == {}

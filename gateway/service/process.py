@@ -303,7 +303,6 @@ class RunPass:
         self.found: list[tuple[object, ...]] = []
         self.licenses: list[tuple[object, ...]] = []
         self.published: list[Path] = []
-        self.changes_written = False  # the changes report (guide 5.1b) may be published
         self.ack_target: tuple[Path, Path | None] | None = None  # (outbox name, what it held)
 
     def ace_writer(self, app_id: str) -> AceFileWriter:
@@ -359,7 +358,6 @@ class RunPass:
         """The changes report of the supersessions and cancellations this file made (guide
         5.1b), read back from the open transaction, published beside the ACE files; its name,
         or None when the file changed no license."""
-        self.changes_written = True
         self.source_info["submission_id"] = self.summary.submission_id or ""
         manifest = write_changes(self.p.layout.changes_outbox, self.row.file_id,
                                  self.p.ledger.changes_of(self.row.file_id), self.source_info)
@@ -377,8 +375,9 @@ class RunPass:
             writer.discard()
         for path in self.published:
             path.unlink(missing_ok=True)
-        if self.changes_written:
-            withdraw_changes(self.p.layout.changes_outbox, self.row.file_id)
+        # The report's name is this file's own and the file is not committed: whatever stands
+        # there (this pass's, or a crashed attempt's) names changes that were not made.
+        withdraw_changes(self.p.layout.changes_outbox, self.row.file_id)
         if self.ack_target is not None:
             self.p.withdraw_ack(*self.ack_target)
 
