@@ -414,3 +414,14 @@ def test_check_without_a_partner_takes_the_named_licenses_as_valid(target: Path 
         reader.close()
     assert [(d.status, d.number, d.codes) for d in decisions] == [
         ("LICENSED", "PENDING", ["I202"]), ("CANCELLED", "A26999998", ["I203"])]
+
+
+@pytest.mark.parametrize("number", ["A26000001", "L26000001"])
+def test_the_gateway_never_mints_a_number_a_registered_partner_holds(ledger: Ledger,
+                                                                     number: str) -> None:
+    # Commerce's production number format is unknown (docs/research): a registered number
+    # may look like one of the gateway's own, which is then skipped, never issued twice.
+    registered(ledger, "PO-1", number, partner="broker")
+    [d] = run_file(ledger, [low("PO-1") if number.startswith("L") else application("PO-1")])
+    assert d.status == "LICENSED" and d.number == number[0] + "26000002"
+    assert license_states(ledger) == {number: "ACTIVE", d.number: "ACTIVE"}
