@@ -29,6 +29,7 @@ from lifecycle_harness import (
     staged,
 )
 
+from gateway.admin.replay import LedgerBefore
 from gateway.ledger.store import Ledger
 from gateway.licensing.decide import RepeatedRef
 from gateway.model import Application
@@ -425,3 +426,36 @@ def test_the_gateway_never_mints_a_number_a_registered_partner_holds(ledger: Led
     [d] = run_file(ledger, [low("PO-1") if number.startswith("L") else application("PO-1")])
     assert d.status == "LICENSED" and d.number == number[0] + "26000002"
     assert license_states(ledger) == {number: "ACTIVE", d.number: "ACTIVE"}
+
+
+# -- replay: the ledger as each file's run saw it ----------------------------------------------
+
+
+def test_a_replay_sees_each_license_in_its_state_before_the_file(target: Path | str) -> None:
+    # ``LedgerBefore`` (admin/replay.py) reads licenses as of the files before the one
+    # replayed: a superseded or cancelled license was still ACTIVE for the file that changed it.
+    writer = Ledger(target)
+    story = [[application("PO-1")], [application("PO-1", qty="25000", corrects="A26000001")],
+             [cancellation("PO-1", "A26000002")], [cancellation("PO-1", "A26000002")],
+             [application("PO-1", qty="25000", corrects="A26000001")]]
+    try:
+        run = [run_file(writer, apps)[0] for apps in story]
+        files = [r[0] for r in writer.db.execute(
+            "SELECT file_id FROM files ORDER BY file_id").fetchall()]
+    finally:
+        writer.close()
+    assert [(d.status, d.codes) for d in run] == [
+        ("LICENSED", []), ("LICENSED", ["I202"]), ("CANCELLED", ["I203"]),
+        ("CANCELLED", ["I203"]), ("REJECTED", ["A107"])]
+    replay = LedgerBefore(target)
+    try:
+        for file_id, apps, was in zip(files, story, run, strict=True):
+            row = replay.file(file_id)
+            assert row is not None
+            replay.at(row)
+            [d] = check_file(replay, apps)
+            assert (d.status, d.codes) == (was.status, was.codes), file_id
+            assert d.number == (was.number if was.status == "CANCELLED" else
+                                "PENDING" if was.number else None)
+    finally:
+        replay.close()
