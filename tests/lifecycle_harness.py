@@ -94,12 +94,12 @@ def received(ledger: Ledger, on: date = ON, partner: str = PARTNER) -> str:
 
 def decide_file(ledger: Ledger, file_id: str, items: Sequence[StagedApplication],
                 on: date = ON, partner: str | None = PARTNER, registered: bool = False,
-                ref_counts: bool = False) -> list[Decision]:
+                ref_counts: bool = False, quota: int | None = None) -> list[Decision]:
     """Decide and record one file's applications (the caller holds the transaction).
     ``ref_counts``: the two-pass path (every ref counted first), else the one-pass path,
     which raises ``RepeatedRef`` at a repeated ref."""
     counts = Counter(i.app.ref for i in items if i.app.ref) if ref_counts else None
-    issuer = LicenseIssuer(ledger, on, VALIDITY_DAYS, None, file_id=file_id,
+    issuer = LicenseIssuer(ledger, on, VALIDITY_DAYS, quota, file_id=file_id,
                            registered=registered)
     out = []
     licenses, apps = [], []
@@ -122,12 +122,12 @@ def decide_file(ledger: Ledger, file_id: str, items: Sequence[StagedApplication]
 
 def run_file(ledger: Ledger, apps: Sequence[Application], on: date = ON, *,
              partner: str = PARTNER, registered: bool = False,
-             ref_counts: bool = False) -> list[Decision]:
+             ref_counts: bool = False, quota: int | None = None) -> list[Decision]:
     """One file received and decided in its own transaction, as ``run`` does."""
     file_id = received(ledger, on, partner)
     with ledger.transaction():
         return decide_file(ledger, file_id, staged(apps, on, registered), on, partner,
-                           registered, ref_counts)
+                           registered, ref_counts, quota)
 
 
 def check_file(ledger: Ledger, apps: Sequence[Application], on: date = ON, *,

@@ -177,6 +177,17 @@ def test_a_correction_that_needs_no_license_leaves_the_license_active(ledger: Le
     assert change_rows(ledger) == []
 
 
+def test_a_correction_past_the_daily_quota_is_a109_and_the_license_stays_active(
+        ledger: Ledger) -> None:
+    old = licensed(ledger)
+    [d] = run_file(ledger, [application("PO-1", qty="25000", corrects=old)], quota=1)
+    assert (d.status, d.codes) == ("REJECTED", ["A109"])
+    assert license_states(ledger) == {old: "ACTIVE"} and change_rows(ledger) == []
+    # Near miss: the quota has room for it.
+    [d] = run_file(ledger, [application("PO-1", qty="25000", corrects=old)], quota=2)
+    assert d.codes == ["I202"]
+
+
 # -- A104 after a correction or a cancellation ---------------------------------------------------
 
 
@@ -373,9 +384,12 @@ def test_a_registered_correction_carries_its_new_number(ledger: Ledger) -> None:
         "LICENSED", "AIM2", "AIM1", ["I202", "I204"])
     assert license_states(ledger) == {"AIM1": "SUPERSEDED", "AIM2": "ACTIVE"}
     assert counters(ledger) == {}
-    # Near miss: the correction keeping the old number holds a number already held.
+    [again] = registered(ledger, "PO-1", "AIM2", qty="25000", corrects="AIM1")
+    assert (again.status, again.number, again.codes) == ("LICENSED", "AIM2", ["I201"])
+    # A correction keeping the number of the license it corrects: that number is held.
     [same] = registered(ledger, "PO-1", "AIM2", qty="26000", corrects="AIM2")
     assert same.codes == ["A106"]
+    assert counters(ledger) == {}
 
 
 # -- check: the dry run -----------------------------------------------------------------------
