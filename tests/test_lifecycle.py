@@ -9,7 +9,6 @@ Cancellations are staged directly (no findings, no lines), independent of the va
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -28,6 +27,8 @@ from lifecycle_harness import (
     run_file,
     staged,
 )
+from test_ledger import ledger as ledger  # SQLite and PostgreSQL
+from test_ledger import target as target
 
 from gateway.admin.replay import LedgerBefore
 from gateway.ledger.store import Ledger
@@ -35,22 +36,6 @@ from gateway.licensing.decide import RepeatedRef
 from gateway.model import Application
 
 VALIDITY = timedelta(days=75)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
-    if request.param == "postgresql":
-        return str(request.getfixturevalue("pg_dsn"))
-    return tmp_path / "ledger.sqlite"
-
-
-@pytest.fixture
-def ledger(target: Path | str) -> Iterator[Ledger]:
-    opened = Ledger(target)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def licensed(ledger: Ledger, ref: str = "PO-1", on: date = ON, **fields: object) -> str:
@@ -146,14 +131,20 @@ def _unusable(ledger: Ledger, state: str) -> str:
     return first
 
 
-@pytest.mark.parametrize("state", ["SUPERSEDED", "EXPIRED", "CANCELLED"])
-def test_a_correction_of_a_license_no_longer_active_is_a107(ledger: Ledger, state: str) -> None:
+@pytest.mark.parametrize(("request_", "state"), [
+    ("correction", "SUPERSEDED"), ("correction", "EXPIRED"), ("correction", "CANCELLED"),
+    ("cancellation", "SUPERSEDED"), ("cancellation", "EXPIRED")])
+def test_a_request_naming_a_license_no_longer_active_is_a107(ledger: Ledger, request_: str,
+                                                              state: str) -> None:
+    # (Cancelling a CANCELLED license again is I203: test_a_cancellation_cancels_the_license_once.)
     named = _unusable(ledger, state)
-    before = change_rows(ledger)
-    [d] = run_file(ledger, [application("PO-1", qty="26000", corrects=named)])
+    before = change_rows(ledger), license_states(ledger)
+    app = application("PO-1", qty="26000", corrects=named) if request_ == "correction" else \
+        cancellation("PO-1", named)
+    [d] = run_file(ledger, [app])
     assert (d.status, d.codes) == ("REJECTED", ["A107"])
     assert state in d.message("A107")
-    assert change_rows(ledger) == before
+    assert (change_rows(ledger), license_states(ledger)) == before
 
 
 @pytest.mark.parametrize(("age", "code"), [(VALIDITY, "I202"),
@@ -246,16 +237,6 @@ def test_a_cancellation_naming_a_license_not_its_own_is_a106(ledger: Ledger, who
     assert (d.status, d.codes, d.number) == ("REJECTED", ["A106"], None)
     assert set(license_states(ledger).values()) == {"ACTIVE"}
     assert change_rows(ledger) == []
-
-
-@pytest.mark.parametrize("state", ["SUPERSEDED", "EXPIRED"])
-def test_a_cancellation_of_a_license_no_longer_active_is_a107(ledger: Ledger, state: str) -> None:
-    named = _unusable(ledger, state)
-    before = change_rows(ledger)
-    [d] = run_file(ledger, [cancellation("PO-1", named)])
-    assert (d.status, d.codes) == ("REJECTED", ["A107"])
-    assert state in d.message("A107")
-    assert change_rows(ledger) == before
 
 
 @pytest.mark.parametrize(("age", "status"), [(VALIDITY, "CANCELLED"),
