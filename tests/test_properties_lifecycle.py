@@ -1,6 +1,7 @@
 """Property (hypothesis) of the license lifecycle (issue 13, guide 5.1b): any sequence of
 files of applications, corrections (naming a license that exists or a made-up number) and
-cancellations, of two partners, on processing dates that let licenses expire, decided on a
+cancellations, of two partners and a registered one (its own numbers, some shaped like the
+gateway's), on processing dates that let licenses expire, decided on a
 SQLite ledger as a run decides them (one pass, and again with the ref counts at a repeated
 ref), leaves the ledger consistent:
 
@@ -19,7 +20,7 @@ from datetime import date, timedelta
 
 import pytest
 from conftest import examples
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from lifecycle_harness import ON, application, cancellation, decide_file, received, staged
 
@@ -33,24 +34,31 @@ MADE_UP = "A26999999"
 VARIANTS = [("24000", "61200.00", None), ("25000", "63750.00", None),
             ("1000", "2600.00", "LOW_VALUE")]
 
-# A request: (what, ref index, variant, target). The target of a correction or cancellation:
-# 0 the ref's own current license (most often), 1.. any license (by index, modulo the
-# licenses there are), -1 a made-up number.
+# The registered partner's numbers (guide 5.1a): two of its own shape, two that look like the
+# gateway's (which the gateway's counters must then skip).
+BROKER = "broker"
+REGISTERED = ["EXAMPLE1", "A26000001", "A26000002", "L26000001"]
+
+# A request: (what, ref index, variant, target, registered number index). The target of a
+# correction or cancellation: 0 the ref's own current license (most often), 1.. any license
+# (by index, modulo the licenses there are), -1 a made-up number.
 requests = st.tuples(st.sampled_from(["apply", "correct", "cancel"]),
                      st.integers(0, len(REFS) - 1), st.integers(0, len(VARIANTS) - 1),
-                     st.sampled_from([0, 0, 0, 0, -1, 1, 2, 3]))
+                     st.sampled_from([0, 0, 0, 0, -1, 1, 2, 3]),
+                     st.integers(0, len(REGISTERED) - 1))
 # A file: (partner, days after the previous file, requests of distinct refs, and whether a
 # request repeats the first one's ref: A105)
-files = st.lists(st.tuples(st.sampled_from(["acme", "other"]), st.sampled_from([0, 0, 1, 40, 80]),
+files = st.lists(st.tuples(st.sampled_from(["acme", "other", BROKER]),
+                           st.sampled_from([0, 0, 1, 40, 80]),
                            st.lists(requests, min_size=1, max_size=3,
                                     unique_by=lambda r: r[1]),
                            st.integers(0, 3).map(lambda n: n == 0)),
                  min_size=1, max_size=6)
-Request = tuple[str, int, int, int]
+Request = tuple[str, int, int, int, int]
 
 
 def build(ledger: Ledger, partner: str, request: Request, on: date) -> Application:
-    what, ref_index, variant, target = request
+    what, ref_index, variant, target, number = request
     ref = REFS[ref_index]
     if target == 0:
         own = ledger.prior_license(partner, ref)
@@ -65,20 +73,21 @@ def build(ledger: Ledger, partner: str, request: Request, on: date) -> Applicati
     # Dates of ON whatever the processing date: the same variant is the same content
     # (I201) on any day (past its import date, A152 warns only).
     return application(ref, ON, qty=qty, value=value, kind=kind,
-                       corrects=named if what == "correct" else None)
+                       corrects=named if what == "correct" else None,
+                       license_number=REGISTERED[number] if partner == BROKER else None)
 
 
 def decide_as_a_run(ledger: Ledger, partner: str, on: date,
                     apps: list[Application]) -> None:
     """One pass; at a repeated ref the pass is rolled back and decided with the counts."""
     file_id = received(ledger, on, partner)
-    items = staged(apps, on)
+    registered = partner == BROKER
     try:
         with ledger.transaction():
-            decide_file(ledger, file_id, items, on, partner)
+            decide_file(ledger, file_id, staged(apps, on, registered), on, partner, registered)
     except RepeatedRef:
         with ledger.transaction():
-            decide_file(ledger, file_id, staged(apps, on), on, partner,
+            decide_file(ledger, file_id, staged(apps, on, registered), on, partner, registered,
                         ref_counts=True)
 
 
@@ -114,6 +123,9 @@ def problems(ledger: Ledger) -> list[str]:
 
 @examples(150)
 @given(plan=files)
+# The registered partner holds A26000001 before the gateway draws its first number.
+@example(plan=[(BROKER, 0, [("apply", 0, 0, 0, 1)], False),
+               ("acme", 0, [("apply", 0, 0, 0, 0)], False)])
 def test_any_sequence_of_requests_leaves_the_lifecycle_consistent(
         tmp_path_factory: pytest.TempPathFactory,
         plan: list[tuple[str, int, list[Request], bool]]) -> None:
@@ -123,7 +135,7 @@ def test_any_sequence_of_requests_leaves_the_lifecycle_consistent(
         for partner, gap, asked, repeat in plan:
             on += timedelta(days=gap)
             if repeat:
-                asked = [*asked, ("cancel", asked[0][1], 0, 0)]
+                asked = [*asked, ("cancel", asked[0][1], 0, 0, 0)]
             decide_as_a_run(ledger, partner, on, [build(ledger, partner, r, on) for r in asked])
             assert problems(ledger) == []
     finally:
