@@ -34,6 +34,7 @@ from gateway.admin.replay import LedgerBefore
 from gateway.ledger.store import Ledger
 from gateway.licensing.decide import RepeatedRef
 from gateway.model import Application
+from gateway.validate.staging import StagedApplication, application_digest
 
 VALIDITY = timedelta(days=75)
 
@@ -335,6 +336,19 @@ def test_a_registered_number_is_recorded_as_sent_and_never_minted(ledger: Ledger
     assert tuple(source) == ("commerce", "ACTIVE")
     [again] = registered(ledger, "PO-1", "AIM12345")
     assert (again.status, again.number, again.codes) == ("LICENSED", "AIM12345", ["I201"])
+    assert counters(ledger) == {}
+
+
+def test_a_registered_application_without_its_number_is_never_minted_one(
+        ledger: Ledger) -> None:
+    """Even past the rules (whose A102 comes first), decide never mints a number for a
+    partner whose licenses come from Commerce."""
+    app = application("PO-1")
+    item = StagedApplication(1, app, [], staged([app])[0].lines, False, application_digest(app))
+    file_id = received(ledger)
+    with ledger.transaction():
+        [d] = decide_file(ledger, file_id, [item], registered=True)
+    assert (d.status, d.number, d.codes) == ("REJECTED", None, ["A102"])
     assert counters(ledger) == {}
 
 
