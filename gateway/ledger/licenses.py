@@ -100,6 +100,11 @@ class LicenseRecords:
             (before, before, number, before, before)).fetchone()
         return PriorLicense(*row) if row else None
 
+    def license_held(self, number: str) -> bool:
+        """Whether a license of this number exists (one index lookup)."""
+        return self.db.execute("SELECT 1 FROM licenses WHERE license_number = ?",
+                               (number,)).fetchone() is not None
+
     def change_license(self, change: LicenseChange) -> bool:
         """Record a supersession or cancellation: the license must be ACTIVE, and it changes
         once. False (nothing written) when it is not ACTIVE any more: another worker changed

@@ -68,7 +68,13 @@ def decide_one(item: StagedApplication, ref_count: int, partner_id: str | None,
             source_line=app.source_line))
     elif item.exempt or not any(r.covered for r in item.lines):
         outcome.status = AppStatus.NOT_REQUIRED
-    elif app.license_number is not None and issuer.registered:
+    elif issuer.registered and app.license_number is None:
+        # The rules say A102 first; whatever they say, a registered partner's number is never
+        # minted here.
+        findings.append(finding(
+            "A102", "LicenseNumber is required: send the number Commerce's AIM system issued.",
+            ref=ref, field="license_number", source_line=app.source_line))
+    elif issuer.registered and app.license_number is not None:
         issue(outcome, app.license_number, item, partner_id, issuer, corrected)
         issuer.record(app.license_number, ref)
         findings.append(finding(

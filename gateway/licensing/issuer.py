@@ -125,20 +125,25 @@ class LicenseIssuer:
             return PENDING
         if series not in self.lasts:
             self.lasts[series] = self.ledger.last_license_sequence(self.year, series)
-        if self.ledger.concurrent:
-            # Several workers: the shared counter row, committed at once (a rollback leaves
-            # a gap, never a repeat).
-            sequence = self.ledger.next_license_sequence(self.year, series)
-        else:
-            # One writer: counted here and saved with the licenses in one transaction, so a
-            # crash and a rerun draw the same numbers.
-            sequence = self.lasts[series] + 1
-        if sequence > MAX_SEQUENCE:
-            raise FatalError(f"License numbers {series} for {self.year} are exhausted "
-                             f"({MAX_SEQUENCE:,} issued).")
-        self.lasts[series] = sequence
-        self.drawn.add(series)
-        return format_license(self.year, sequence, series)
+        while True:
+            if self.ledger.concurrent:
+                # Several workers: the shared counter row, committed at once (a rollback
+                # leaves a gap, never a repeat).
+                sequence = self.ledger.next_license_sequence(self.year, series)
+            else:
+                # One writer: counted here and saved with the licenses in one transaction,
+                # so a crash and a rerun draw the same numbers.
+                sequence = self.lasts[series] + 1
+            if sequence > MAX_SEQUENCE:
+                raise FatalError(f"License numbers {series} for {self.year} are exhausted "
+                                 f"({MAX_SEQUENCE:,} issued).")
+            self.lasts[series] = sequence
+            self.drawn.add(series)
+            number = format_license(self.year, sequence, series)
+            # A registered partner's number (guide 5.1a) may look like one of ours (Commerce's
+            # format is not known): skipped, so that no number is issued twice.
+            if not self.ledger.license_held(number):
+                return number
 
     def record(self, number: str, ref: str | None) -> None:
         """A registered number (guide 5.1a) recorded by this file, for ``ref``."""

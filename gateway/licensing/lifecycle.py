@@ -72,7 +72,8 @@ def lifecycle_findings(item: StagedApplication, prior: PriorLicense | None,
 
 def _a104(item: StagedApplication, prior: PriorLicense) -> Finding:
     app = item.app
-    if prior.state == LicenseState.CANCELLED and same_content(prior, item):
+    # A cancelled license cannot be corrected (A107): whatever the content, a new ref it is.
+    if prior.state == LicenseState.CANCELLED:
         message = (f"The ref {app.ref!r} was licensed before ({prior.license_number}) and that "
                    "license was cancelled: use a new ref for a new request.")
     else:
