@@ -21,6 +21,7 @@ from functools import cache
 STEPS = (
     "after_fetch",          # input copied to a temp name, nothing recorded
     "after_receipt",        # receipt committed, remote/inbox file untouched
+    "after_changes",        # ACE files and the changes report published, ack not yet
     "after_outputs",        # ack and ACE files published, ledger not committed
     "after_commit",         # ledger committed, input still in work/received
     "after_archive",        # input archived (or in failed/), disposition not done

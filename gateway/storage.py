@@ -164,6 +164,11 @@ class Layout:
     def ace_outbox(self) -> Path:
         return self.outbox_dir / "ace"
 
+    @property
+    def changes_outbox(self) -> Path:
+        """The changes reports (guide 5.1b): CHG-<file id>.csv and their manifests."""
+        return self.outbox_dir / "changes"
+
     @classmethod
     def of(cls, config: Config) -> Layout:
         return cls(config.gateway.data_dir, config.gateway.outbox_dir)

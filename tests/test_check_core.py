@@ -19,13 +19,16 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from lifecycle_shim import wrap
 from lxml import etree
 from project_config import ProjectConfig
+from test_lifecycle_run import application, csv_submission, submission
 
 from gateway.cli import main
 from gateway.config import load_config
 from gateway.errors import RejectedSubmission
 from gateway.ledger.store import open_ledger
+from gateway.licensing import pipeline
 from gateway.licensing.pipeline import rule_context
 from gateway.outputs.ack_xml import ACK_NS
 from gateway.parse.mapping import load_mapping, preview
@@ -183,6 +186,62 @@ def test_check_answers_what_the_run_does_with_history(
         assert_same(checked, ran)
         shown = {code for row in ran.outline() for part in row[2:] for code in part.split()}
         assert codes <= shown, (name, ran.outline())
+
+
+# A license's lifecycle (contract 1.1, guide 5.1b): a check shows a would-be correction as
+# LICENSED PENDING with I202, a cancellation as CANCELLED with I203, and records no change.
+LIFECYCLE: list[tuple[str, bytes, set[str]]] = [
+    ("life-1.xml", submission("LIFE-1", application("PO-1"), application("PO-2")), set()),
+    ("life-2.xml", submission("LIFE-2", application("PO-1", "CORRECTS A26000001",
+                                                    quantity="25000"),
+                              application("PO-2", "CANCEL A26000002 order cancelled")),
+     {"I202", "I203"}),
+    ("life-3.xml", submission("LIFE-3", application("PO-1", "CANCEL A26000003 not needed")),
+     {"I203"}),
+    ("life-4.xml", submission("LIFE-4", application("PO-1", "CANCEL A26000003 not needed")),
+     {"I203"}),  # cancelled before: I203 again, no change
+    ("life-5.xml", submission("LIFE-5", application("PO-2", "CORRECTS A26000002")),
+     {"A107"}),  # a cancelled license cannot be corrected
+    ("life-6.xml", submission("LIFE-6", application("PO-9", "CANCEL A26000001 x")),
+     {"A106"}),  # another ref's license
+    ("life-7.csv", csv_submission("LIFE-7", ("PO-7", "coils", "24000"),
+                                  ("PO-1", "CORRECTS A26000001", "1")), {"A107"}),
+]
+
+
+def test_check_answers_what_the_run_does_over_a_lifecycle(
+        tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline, "decide", wrap(pipeline.decide))
+    project = Project(tmp_path, capsysbinary)
+    for name, data, codes in LIFECYCLE:
+        changes = _changes(project)
+        (tmp_path / name).write_bytes(data)
+        assert project.cli("check", str(tmp_path / name), "--partner", "sample", "--as-of",
+                           AS_OF)[0] in (0, 1)
+        assert _changes(project) == changes  # a check records no change
+        checked, ran = project.both("sample", name, data)
+        assert_same(checked, ran)
+        shown = {code for row in ran.outline() for part in row[2:] for code in part.split()}
+        assert codes <= shown, (name, ran.outline())
+        if name == "life-2.xml":  # what check printed, before the run
+            assert checked.outline()[1:] == [("PO-1", "LICENSED", "I202"),
+                                             ("PO-2", "CANCELLED", "I203")]
+            assert b"<LicenseNumber>PENDING</LicenseNumber>" in checked.ack
+            assert b"<LicenseNumber>A26000002</LicenseNumber>" in checked.ack
+            assert b"<Cancelled>1</Cancelled>" in checked.ack
+    assert changes == 3  # before the last file: A26000001, A26000002 and A26000003 changed
+    assert _changes(project) == 3
+
+
+def _changes(project: Project) -> int:
+    if not (project.base / "data" / "ledger.sqlite").exists():
+        return 0
+    ledger = open_ledger(load_config(project.cfg), readonly=True)
+    try:
+        return int(ledger.db.execute("SELECT COUNT(*) FROM license_changes").fetchone()[0])
+    finally:
+        ledger.close()
 
 
 # -- the XSLT mapping's failures: one place for processing and `mapping test` -----------------

@@ -20,14 +20,17 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
 from conftest import ProjectConfig
+from test_lifecycle_run import application, submission
 
 from gateway.crash import STEPS
 
 ROOT = Path(__file__).resolve().parents[1]
+SHIM = Path(__file__).resolve().parent / "lifecycle_shim.py"
 # Sample files are copied into tests/cases so the suite never reads the working tree's inbox/.
 CASES_INBOX = Path(__file__).resolve().parent / "cases" / "inbox"
 SAMPLES = CASES_INBOX / "sample"
@@ -81,8 +84,10 @@ def run_gateway(config: Path, crash_at: str | None = None) -> subprocess.Complet
     env = {k: v for k, v in os.environ.items() if k != "AIMGW_CRASH_AT"}
     if crash_at is not None:
         env["AIMGW_CRASH_AT"] = crash_at
+    # The gateway with the lifecycle seam (tests/lifecycle_shim.py): files that mark no
+    # correction or cancellation are decided exactly as by `python -m gateway.cli`.
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "run", "--once", "--as-of", AS_OF,
+        [sys.executable, str(SHIM), "run", "--once", "--as-of", AS_OF,
          "--config", str(config)],
         cwd=config.parent, env=env, capture_output=True, text=True, timeout=60, check=False)
 
@@ -104,10 +109,10 @@ def rerun_until_done(config: Path) -> None:
     pytest.fail(f"no clean rerun in {MAX_RERUNS} tries:\n" + "\n---\n".join(outputs))
 
 
-def query(base: Path, sql: str) -> list[tuple]:
+def query(base: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple]:
     db = sqlite3.connect(base / "data" / "ledger.sqlite")
     try:
-        return db.execute(sql).fetchall()
+        return db.execute(sql, params).fetchall()
     finally:
         db.close()
 
@@ -115,8 +120,12 @@ def query(base: Path, sql: str) -> list[tuple]:
 def ledger_snapshot(base: Path) -> dict[str, list[tuple]]:
     tables = {
         "licenses": "SELECT license_number, partner, ref, digest, file_id, issue_date, "
-                    "valid_from, valid_through, lines, quantity_kg, value_usd, products "
-                    "FROM licenses ORDER BY license_number",
+                    "valid_from, valid_through, lines, quantity_kg, value_usd, products, "
+                    "kind, source, state, replaces FROM licenses ORDER BY license_number",
+        # Each supersession and cancellation, once (``at`` is a clock time).
+        "license_changes": "SELECT license_number, partner, ref, change, replaced_by, "
+                           "change_date, file_id, reason FROM license_changes "
+                           "ORDER BY license_number",
         "applications": "SELECT file_id, seq, ref, status, license_number, reused, lines, "
                         "digest FROM applications ORDER BY file_id, seq",
         "findings": "SELECT file_id, ref, line, code, severity, field, value, message, "
@@ -124,9 +133,10 @@ def ledger_snapshot(base: Path) -> dict[str, list[tuple]]:
         "files": "SELECT file_id, partner, remote_name, size, sha256, local_name, state, "
                  "status, format, submission_id, rule_set_date, applications, licensed, "
                  "not_required, rejected, new_licenses, ack_name, ace_names, error, "
-                 "duplicate_of, reprocess_of FROM files ORDER BY file_id",
+                 "duplicate_of, reprocess_of, changes_name FROM files ORDER BY file_id",
         "file_counter": "SELECT day, last FROM file_counter ORDER BY day",
-        "license_counter": "SELECT year, last FROM license_counter ORDER BY year",
+        "license_counter": "SELECT series, year, last FROM license_counter "
+                           "ORDER BY series, year",
     }
     snap = {name: query(base, sql) for name, sql in tables.items()}
     # Absolute paths differ between the two projects: compare them relative to the project.
@@ -170,13 +180,14 @@ def folders_snapshot(base: Path) -> dict[str, dict[str, bytes]]:
     return snap
 
 
-def assert_ledger_sound(base: Path) -> None:
+def assert_ledger_sound(base: Path, files: int = 4) -> None:
     assert query(base, "PRAGMA integrity_check") == [("ok",)]
     states = query(base, "SELECT remote_name, state FROM files ORDER BY file_id")
-    assert len(states) == 4, states
+    assert len(states) == files, states
     assert all(state == "DONE" for _, state in states), states
-    issued = query(base, "SELECT license_number FROM applications "
-                         "WHERE license_number IS NOT NULL AND reused = 0")
+    # (A cancellation's application names the license it cancelled: not issued by it.)
+    issued = query(base, "SELECT license_number FROM applications WHERE license_number IS "
+                         "NOT NULL AND reused = 0 AND status = 'LICENSED'")
     numbers = [n for (n,) in issued]
     assert len(numbers) == len(set(numbers)), f"license number issued twice: {numbers}"
     licenses = [n for (n,) in query(base, "SELECT license_number FROM licenses")]
@@ -193,8 +204,8 @@ def assert_no_leftovers(base: Path) -> None:
         assert hidden == [], f"temp files left: {hidden}"
 
 
-def assert_matches_reference(base: Path, reference: Path) -> None:
-    assert_ledger_sound(base)
+def assert_matches_reference(base: Path, reference: Path, files: int = 4) -> None:
+    assert_ledger_sound(base, files)
     assert_no_leftovers(base)
     got_ledger, want_ledger = ledger_snapshot(base), ledger_snapshot(reference)
     for table, rows in want_ledger.items():
@@ -215,16 +226,27 @@ def first_file_state(base: Path) -> tuple[int, str | None]:
 # -- the reference, once per inbox order -------------------------------------------------------
 
 
+def build_references(factory: pytest.TempPathFactory, prefix: str, keys: Iterable[str],
+                     make: Callable[[Path, str], Path]) -> dict[str, Path]:
+    """A project per key, made by ``make`` and run once without a crash."""
+    built = {}
+    for key in keys:
+        base = factory.mktemp(f"{prefix}-{key}")
+        result = run_gateway(make(base, key))
+        assert result.returncode == 0, result.stderr
+        built[key] = base
+    return built
+
+
 @pytest.fixture(scope="module")
 def references(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    built = {}
-    for order in ORDERS:
-        base = tmp_path_factory.mktemp(f"reference-{order}")
-        config = make_project(base, order)
-        result = run_gateway(config)
-        assert result.returncode == 0, result.stderr
-        built[order] = base
-    return built
+    return build_references(tmp_path_factory, "reference", ORDERS, make_project)
+
+
+@pytest.fixture(scope="module")
+def lifecycle_references(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    # A project per stage of a license's lifecycle (defined below, with its tests).
+    return build_references(tmp_path_factory, "lifecycle", STAGES, make_lifecycle_project)
 
 
 def test_reference_runs_are_meaningful(references: dict[str, Path]) -> None:
@@ -338,11 +360,17 @@ def test_comparison_catches_each_kind_of_difference(
 AFTER_CRASH = {
     "after_fetch": (0, None, True),
     "after_receipt": (1, "RECEIVED", True),
+    "after_changes": (1, "RECEIVED", True),
     "after_outputs": (1, "RECEIVED", True),
     "after_commit": (1, "PROCESSED", True),
     "after_archive": (1, "ARCHIVED", True),
     "after_disposition": (1, "DONE", False),
 }
+
+
+# A file rejected whole (the hostile one) writes no changes report: a crash there hits the
+# next file, after the first one was done.
+AFTER_CRASH_OF_ORDER = {("after_changes", "hostile_first"): (2, "DONE", False)}
 
 
 def test_every_step_has_an_expected_crash_state() -> None:
@@ -355,7 +383,7 @@ def test_crash_then_rerun_matches_reference(tmp_path: Path, references: dict[str
                                             step: str, order: str) -> None:
     config = make_project(tmp_path, order)
     crash_gateway(config, step)
-    rows, state, in_inbox = AFTER_CRASH[step]
+    rows, state, in_inbox = AFTER_CRASH_OF_ORDER.get((step, order), AFTER_CRASH[step])
     assert first_file_state(tmp_path) == (rows, state)
     assert (tmp_path / "inbox" / ORDERS[order][0]).exists() is in_inbox
     rerun_until_done(config)
@@ -392,3 +420,81 @@ def test_crash_during_recovery_then_rerun_matches_reference(
     assert first_file_state(tmp_path) == (1, "PROCESSED")
     rerun_until_done(config)
     assert_matches_reference(tmp_path, references[order])
+
+
+# -- a license's lifecycle: a crash at each step of its correction, and of its cancellation --
+# A first run licenses PO-1 and PO-2 (A26000001, A26000002); the crash run takes one more file:
+# "correction" corrects PO-1 (A26000003 supersedes A26000001) and cancels A26000002 in one
+# file; "cancellation" (after that file) cancels the correction A26000003. Each crash hits the
+# file that changes licenses, and a rerun must end as the run without the crash: the ledger
+# (licenses, their states, the changes), the acks, ACE files and the changes reports.
+
+LIFECYCLE = {
+    "life-1.xml": submission("LIFE-1", application("PO-1"), application("PO-2")),
+    "life-2.xml": submission("LIFE-2", application("PO-1", "CORRECTS A26000001",
+                                                   quantity="25000"),
+                             application("PO-2", "CANCEL A26000002 order cancelled")),
+    "life-3.xml": submission("LIFE-3", application("PO-1", "CANCEL A26000003 not needed")),
+}
+# stage -> (the files run before, the file the crash run takes)
+STAGES = {"correction": (("life-1.xml",), "life-2.xml"),
+          "cancellation": (("life-1.xml", "life-2.xml"), "life-3.xml")}
+
+
+def make_lifecycle_project(base: Path, stage: str) -> Path:
+    """A project whose earlier files of ``stage`` are done and whose inbox holds its file."""
+    base.mkdir(parents=True, exist_ok=True)
+    config = ProjectConfig(base).partner(
+        PARTNER, name="Acme lifecycle crash test", inbox="inbox", processed_dir="processed",
+        filer_code="SMP", filer=True).write()
+    (base / "inbox").mkdir()
+    before, last = STAGES[stage]
+    for index, name in enumerate((*before, last)):
+        (base / "inbox" / name).write_bytes(LIFECYCLE[name])
+        mtime = 1_790_000_000 + 60 * index
+        os.utime(base / "inbox" / name, (mtime, mtime))
+        if name != last:
+            result = run_gateway(config)
+            assert result.returncode == 0, result.stderr
+    return config
+
+
+def test_lifecycle_references_are_meaningful(lifecycle_references: dict[str, Path]) -> None:
+    for stage, base in lifecycle_references.items():
+        files = len(STAGES[stage][0]) + 1
+        assert_ledger_sound(base, files)
+        assert_no_leftovers(base)
+        reports = sorted(n for n in tree(base / "outbox" / "changes"))
+        assert len(reports) == 2 * (files - 1), reports  # a report and its manifest each
+        changes = query(base, "SELECT change FROM license_changes ORDER BY license_number")
+        assert changes == [("SUPERSEDED",), ("CANCELLED",), ("CANCELLED",)][:files], stage
+        ace = [n for n in tree(base / "outbox" / "ace") if n.endswith(".txt")]
+        assert len(ace) == 2, ace  # life-1's and the correction's, none for a cancellation
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+@pytest.mark.parametrize("step", STEPS)
+def test_lifecycle_crash_then_rerun_matches_reference(
+        tmp_path: Path, lifecycle_references: dict[str, Path], step: str, stage: str) -> None:
+    config = make_lifecycle_project(tmp_path, stage)
+    crash_gateway(config, step)
+    rerun_until_done(config)
+    assert_matches_reference(tmp_path, lifecycle_references[stage],
+                             files=len(STAGES[stage][0]) + 1)
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_lifecycle_crash_after_changes_is_before_the_commit(
+        tmp_path: Path, lifecycle_references: dict[str, Path], stage: str) -> None:
+    config = make_lifecycle_project(tmp_path, stage)
+    changed_before = query(tmp_path, "SELECT COUNT(*) FROM license_changes")
+    crash_gateway(config, "after_changes")
+    [(file_id, state)] = query(tmp_path, "SELECT file_id, state FROM files WHERE "
+                                         "remote_name = ?", (STAGES[stage][1],))
+    assert state == "RECEIVED"
+    report = tmp_path / "outbox" / "changes" / f"CHG-{file_id}.csv"
+    assert report.is_file() and report.with_name(report.name + ".manifest.json").is_file()
+    assert query(tmp_path, "SELECT COUNT(*) FROM license_changes") == changed_before
+    rerun_until_done(config)
+    assert_matches_reference(tmp_path, lifecycle_references[stage],
+                             files=len(STAGES[stage][0]) + 1)

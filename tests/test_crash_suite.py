@@ -17,6 +17,10 @@ nothing left to do. The result must be exactly that of a reference run that was 
 - each license number appears in exactly one application of exactly one ACE file (52 records,
   positions 5-14; FT60 records, positions 51-72), ACE files are byte-identical to the
   reference's, and each manifest matches its file (sha256, record count, licenses);
+- a license's lifecycle (partner ``life``: an application, its correction with a cancellation,
+  the correction cancelled, that cancellation again): each supersession and cancellation is
+  recorded once and written to exactly one changes report, its own file's
+  (``outbox/changes/CHG-<file id>.csv``), whose manifest matches it;
 - nothing is left in ``data/work/tmp`` or ``data/work/received``, no dot-prefixed temp file
   under ``data/``, ``outbox/`` or ``processed/``;
 - ``Ledger.integrity_problems()`` is empty and ``PRAGMA integrity_check`` says ok;
@@ -38,7 +42,9 @@ figures and writes them to ``/tmp/aimgw-crash-suite.json`` (or ``AIMGW_CRASH_FIG
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
+import io
 import json
 import os
 import random
@@ -58,6 +64,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ProjectConfig
+from test_lifecycle_run import application, submission
 
 from gateway.inbox.receipt import clean_work
 from gateway.ledger.store import Ledger
@@ -92,6 +99,10 @@ KILLS_PER_SCALE = 10  # the long run's batch: 33 files for every 10 kills (495 f
 
 def crash_config(base: Path) -> ProjectConfig:
     config = ProjectConfig(base)
+    # First: its files are decided before any other partner's, so the licenses it corrects
+    # and cancels have the numbers its files name (A26000001 ...), however often killed.
+    config.partner("life", name="Lifecycle partner (crash suite)", patterns=["*.xml"],
+                   processed_dir="processed/life", max_files=5000, filer_code="LFC")
     config.partner("sample", name="Sample Aluminum Importer (crash suite)",
                    processed_dir="processed/sample", max_files=5000, filer_code="SMP",
                    filer=True)
@@ -104,8 +115,20 @@ def crash_config(base: Path) -> ProjectConfig:
     return config
 
 
-PARTNERS = ("sample", "hanse", "nordic")
-DISPOSITION = {"sample": "move", "hanse": "keep", "nordic": "delete"}
+PARTNERS = ("life", "sample", "hanse", "nordic")
+DISPOSITION = {"life": "move", "sample": "move", "hanse": "keep", "nordic": "delete"}
+# The gateway with the lifecycle seam (tests/lifecycle_shim.py): it turns the life partner's
+# marked applications into corrections and cancellations; every other file is decided
+# exactly as by `python -m gateway.cli`.
+SHIM = Path(__file__).resolve().parent / "lifecycle_shim.py"
+LIFECYCLE = (
+    ("life-1.xml", submission("LIFE-1", application("PO-1"), application("PO-2"))),
+    ("life-2.xml", submission("LIFE-2", application("PO-1", "CORRECTS A26000001",
+                                                    quantity="25000"),
+                              application("PO-2", "CANCEL A26000002 order cancelled"))),
+    ("life-3.xml", submission("LIFE-3", application("PO-1", "CANCEL A26000003 not needed"))),
+    ("life-4.xml", submission("LIFE-4", application("PO-1", "CANCEL A26000003 not needed"))),
+)
 
 # Clock times that legitimately differ between two runs (ReceivedAt/ProcessedAt, the receipt
 # time quoted by F006 and by .error.txt).
@@ -234,6 +257,9 @@ def build_batch(scale: int) -> list[Input]:
     def add(partner: str, name: str, data: bytes, kind: str) -> None:
         batch.append(Input(partner, name, data, kind))
 
+    for name, data in LIFECYCLE:
+        add("life", name, data, "xml lifecycle")
+
     big = 100  # copies: 400 applications (XML), 600 rows (CSV), 200 orders (XSLT), 500 rows
     #            (mapped CSV): each takes a good part of a run, so kills land inside them
     for s in range(scale):
@@ -298,7 +324,7 @@ def make_project(base: Path, batch: list[Input]) -> Path:
 
 
 def gateway_command(config: Path) -> list[str]:
-    return [sys.executable, "-m", "gateway.cli", "run", "--once", "--as-of", AS_OF,
+    return [sys.executable, str(SHIM), "run", "--once", "--as-of", AS_OF,
             "--config", str(config)]
 
 
@@ -606,17 +632,21 @@ def ledger_snapshot(base: Path) -> dict[str, list[tuple]]:
         "files": "SELECT file_id, partner, remote_name, size, mtime, sha256, local_name, state,"
                  " status, format, submission_id, rule_set_date, applications, licensed, "
                  "not_required, rejected, new_licenses, ack_name, ace_names, error, "
-                 "duplicate_of, reprocess_of FROM files ORDER BY file_id",
+                 "duplicate_of, reprocess_of, changes_name FROM files ORDER BY file_id",
         "licenses": "SELECT license_number, partner, ref, digest, file_id, issue_date, "
                     "valid_from, valid_through, entry_type, port_of_entry, importer, exporter,"
                     " manufacturer, country_of_origin, lines, quantity_kg, value_usd, products"
-                    " FROM licenses ORDER BY license_number",
+                    ", kind, source, state, replaces FROM licenses ORDER BY license_number",
+        "license_changes": "SELECT license_number, partner, ref, change, replaced_by, "
+                           "change_date, file_id, reason FROM license_changes "
+                           "ORDER BY license_number",
         "applications": "SELECT file_id, seq, ref, status, license_number, reused, lines, "
                         "digest FROM applications ORDER BY file_id, seq",
         "findings": "SELECT file_id, ref, line, code, severity, field, value, message, "
                     "source_line FROM findings ORDER BY file_id, rowid",
         "file_counter": "SELECT day, last FROM file_counter ORDER BY day",
-        "license_counter": "SELECT year, last FROM license_counter ORDER BY year",
+        "license_counter": "SELECT series, year, last FROM license_counter "
+                           "ORDER BY series, year",
     }
     snap = {}
     for name, sql in tables.items():
@@ -677,6 +707,30 @@ def ace_licenses(outbox: Path) -> tuple[list[tuple[str, str]], list[str]]:
     return found, problems
 
 
+def check_changes_reports(base: Path) -> None:
+    """Each change recorded once, in exactly one report (its file's), as its manifest says."""
+    recorded = query(base, "SELECT license_number, change, file_id FROM license_changes")
+    named = dict(query(base, "SELECT file_id, changes_name FROM files WHERE changes_name IS "
+                             "NOT NULL"))
+    folder = base / "outbox" / "changes"
+    reports = sorted(folder.glob("CHG-*.csv")) if folder.is_dir() else []
+    assert sorted(p.name for p in reports) == sorted(named.values()), (
+        f"changes reports {[p.name for p in reports]}, recorded {sorted(named.values())}")
+    written: list[tuple[str, str, str]] = []
+    for path in reports:
+        data = path.read_bytes()
+        rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"), newline="")))
+        file_id = path.name.removeprefix("CHG-").removesuffix(".csv")
+        written += [(r["license_number"], r["change"], file_id) for r in rows]
+        manifest = json.loads(path.with_name(path.name + ".manifest.json").read_bytes())
+        assert manifest["file_name"] == path.name
+        assert manifest["sha256"] == hashlib.sha256(data).hexdigest(), path.name
+        assert manifest["record_count"] == len(rows), path.name
+        assert manifest["licenses"] == [r["license_number"] for r in rows], path.name
+    assert sorted(written) == sorted(recorded), (
+        f"changes reports {sorted(written)} differ from the ledger's {sorted(recorded)}")
+
+
 def check_invariants(base: Path, batch: list[Input]) -> None:
     """The invariants of a finished batch, on their own (without the reference)."""
     by_input = {(i.partner, i.name): i for i in batch}
@@ -731,8 +785,10 @@ def check_invariants(base: Path, batch: list[Input]) -> None:
             assert tree(base / "processed" / partner) == mine, f"processed/{partner} differs"
 
     # licenses: no number twice, the two tables agree, every ACE license exactly once
-    issued = [n for (n,) in query(base, "SELECT license_number FROM applications "
-                                        "WHERE license_number IS NOT NULL AND reused = 0")]
+    # (A cancellation's application names the license it cancelled: not issued by it.)
+    issued = [n for (n,) in query(base, "SELECT license_number FROM applications WHERE "
+                                        "license_number IS NOT NULL AND reused = 0 AND "
+                                        "status = 'LICENSED'")]
     twice = sorted(n for n, c in Counter(issued).items() if c > 1)
     assert not twice, f"license numbers issued twice: {twice}"
     licenses = [n for (n,) in query(base, "SELECT license_number FROM licenses")]
@@ -749,6 +805,7 @@ def check_invariants(base: Path, batch: list[Input]) -> None:
     assert not stray, f"licenses of no licensed application: {stray}"
     in_ace, problems = ace_licenses(base / "outbox")
     assert not problems, problems
+    check_changes_reports(base)
     numbers = Counter(n for _, n in in_ace)
     assert not [n for n, c in numbers.items() if c > 1], (
         f"licenses in more than one ACE application: {[n for n, c in numbers.items() if c > 1]}")
@@ -840,7 +897,11 @@ def assert_reference_meaningful(ref: Reference) -> None:
     statuses = Counter(s for (s,) in query(base, "SELECT status FROM files"))
     assert set(statuses) == FINAL_STATUSES, statuses
     codes = {c for (c,) in query(base, "SELECT DISTINCT code FROM findings")}
-    assert {"F001", "F004", "F005", "F006", "F007", "I201", "A105"} <= codes, codes
+    assert {"F001", "F004", "F005", "F006", "F007", "I201", "A105", "I202", "I203"} <= codes, \
+        codes
+    assert query(base, "SELECT license_number, change FROM license_changes ORDER BY 1") == [
+        ("A26000001", "SUPERSEDED"), ("A26000002", "CANCELLED"), ("A26000003", "CANCELLED")]
+    assert len(list((base / "outbox" / "changes").glob("CHG-*.csv"))) == 2
     assert query(base, "SELECT COUNT(*) FROM applications WHERE reused = 1")[0][0] > 0
     formats = {f for (f,) in query(base, "SELECT DISTINCT format FROM files")}
     assert {"xml", "csv"} <= formats, formats
@@ -948,6 +1009,10 @@ MUTATIONS = {
     "archived_twice": lambda b: shutil.copyfile(
         next((b / "data" / "archive").rglob("*.xml")),
         b / "data" / "failed" / "sample" / next((b / "data" / "archive").rglob("*.xml")).name),
+    "changes_report_missing": lambda b: sorted((b / "outbox" / "changes").glob("CHG-*.csv")
+                                               )[0].unlink(),
+    "changes_report_bytes": lambda b: (lambda p: p.write_bytes(p.read_bytes().replace(
+        b"SUPERSEDED", b"CANCELLED")))(sorted((b / "outbox" / "changes").glob("CHG-*.csv"))[0]),
     "license_in_ace_only": lambda b: _sql(
         b, "DELETE FROM licenses WHERE license_number = (SELECT MAX(license_number) FROM "
            "licenses)"),

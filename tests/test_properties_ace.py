@@ -29,7 +29,6 @@ from gateway.outputs.ace import (
     ENTRY_SUMMARY,
     FTZ_ADMISSION,
     LAYOUTS,
-    MANIFEST_SUFFIX,
     RECORD_LENGTH,
     AceFileWriter,
     batch_header,
@@ -39,6 +38,7 @@ from gateway.outputs.ace import (
     entry_summary_text,
     ftz_record,
 )
+from gateway.outputs.manifest import MANIFEST_SUFFIX
 from gateway.validate.hts import covered_list
 from gateway.validate.rules import RuleContext, check_application
 

@@ -27,6 +27,7 @@ XS = "{http://www.w3.org/2001/XMLSchema}"
 
 GUIDE_EXAMPLE = (CASES / "guide-example.xml").read_text(encoding="utf-8")
 ACK_EXAMPLE = (CASES / "ack-example.xml").read_text(encoding="utf-8")
+ACK_EXAMPLE_11 = (CASES / "ack-example-1.1.xml").read_text(encoding="utf-8")
 
 # Untrusted-input settings, as the gateway parses: no entities, no network.
 PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
@@ -348,7 +349,24 @@ REJECTED_FILE_ACK = f"""\
         pytest.param(ACK_EXAMPLE, True, id="sample"),
         pytest.param(REJECTED_FILE_ACK, True, id="file-rejected-before-header"),
         pytest.param(mutate(ACK_EXAMPLE, "A21000001", "PENDING"), True, id="dry-run-pending"),
-        invalid(ACK_EXAMPLE, "A21000001", "B123", "license-number-B123"),
+        # Contract 1.1 widened the number to what the 52 record holds (guide 5.1a).
+        pytest.param(mutate(ACK_EXAMPLE, "A21000001", "B123"), True, id="registered-B123"),
+        invalid(ACK_EXAMPLE, "A21000001", "b123", "license-number-lower-case"),
+        invalid(ACK_EXAMPLE, "A21000001", "A2100000123", "license-number-11-chars"),
+        invalid(ACK_EXAMPLE, "A21000001", "A21-00001", "license-number-hyphen"),
+        # Contract 1.1 (guide 5.1b): a correction and a cancellation, the Cancelled count.
+        pytest.param(ACK_EXAMPLE_11, True, id="lifecycle-1.1"),
+        pytest.param(mutate(ACK_EXAMPLE_11, 'schemaVersion="1.1"', 'schemaVersion="1.0"'),
+                     True, id="lifecycle-says-1.0"),
+        pytest.param(mutate(ACK_EXAMPLE_11, "    <Cancelled>1</Cancelled>\n", ""), True,
+                     id="cancelled-count-optional"),
+        invalid(ACK_EXAMPLE_11, 'schemaVersion="1.1"', 'schemaVersion="1.2"', "version-1.2"),
+        invalid(ACK_EXAMPLE_11, 'status="CANCELLED"', 'status="CANCELED"', "cancelled-spelling"),
+        invalid(ACK_EXAMPLE_11, "<Cancelled>1</Cancelled>", "<Cancelled>-1</Cancelled>",
+                "negative-cancelled"),
+        invalid(ACK_EXAMPLE_11, "    <Rejected>0</Rejected>\n    <Cancelled>1</Cancelled>",
+                "    <Cancelled>1</Cancelled>\n    <Rejected>0</Rejected>",
+                "cancelled-before-rejected"),
         invalid(ACK_EXAMPLE, "<Status>DUPLICATE", "<Status>OK", "unknown-file-status"),
         invalid(ACK_EXAMPLE, 'status="REJECTED"', 'status="PARTIAL"', "file-status-on-application"),
         invalid(ACK_EXAMPLE, "9f86d081", "9F86D081", "sha256-uppercase"),

@@ -173,7 +173,7 @@ class CheckPass:
         self.ack = ack_writer(kind, self.path)
 
     def add(self, item: StagedApplication, outcome: AppOutcome) -> None:
-        self.ack.add(outcome)
+        self.ack.add(outcome, item.app)
 
     def finish(self, summary: FileSummary, issuer: LicenseIssuer) -> None:
         self.ack.finish(summary)

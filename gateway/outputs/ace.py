@@ -23,7 +23,6 @@ number of product lines.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import unicodedata
@@ -37,7 +36,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from gateway.model import Application, ProductLine
-from gateway.storage import atomic_write, open_new, publish, temp_name
+from gateway.outputs.manifest import Manifest
+from gateway.storage import open_new, publish, temp_name
 from gateway.validate.amounts import split_plain
 from gateway.validate.smelt_cast import record_due, smelt_cast_fields
 
@@ -87,7 +87,6 @@ LICENSE_TYPE_ALUMINUM = "28"
 SMELT_CAST_DECLARATION = "07"  # 54-record type 07, aluminum smelt and cast country detail
 FTZ_LICENSE_QUALIFIER = "ALU"
 QUANTITY_UNIT = "KG"
-MANIFEST_SUFFIX = ".manifest.json"
 
 _DISALLOWED = re.compile(r"[^A-Z0-9 \-./&,]")
 _FTZ_TEXT_PUNCTUATION = str.maketrans("-./&,", "     ")  # FT60 description is class AN
@@ -343,23 +342,6 @@ def block_trailer(port: str, filer_code: str, app_id: str) -> str:
     return _record("Y", port=port, filer_code=filer_code, application_id=app_id)
 
 
-@dataclass(frozen=True)
-class AceManifest:
-    """What the transmitter and an auditor check a finished file against."""
-
-    file_name: str
-    sha256: str
-    record_count: int  # every line of the file, envelope records included
-    licenses: tuple[str, ...]  # in file order
-    application_id: str
-    source: dict[str, str]
-
-    def to_json(self) -> bytes:
-        keys = ("file_name", "sha256", "record_count", "application_id", "licenses", "source")
-        document = {key: getattr(self, key) for key in keys}  # json writes the tuple as a list
-        return (json.dumps(document, indent=2) + "\n").encode("utf-8")
-
-
 @dataclass
 class _Block:
     port: str
@@ -409,7 +391,7 @@ class AceFileWriter:
         block.records += count
         block.licenses.append(license_number)
 
-    def finish(self) -> AceManifest | None:
+    def finish(self) -> Manifest | None:
         """Write A, the blocks and Z durably, then the manifest; None when nothing was added."""
         if self._closed:
             raise RuntimeError("AceFileWriter is finished or discarded")
@@ -439,13 +421,12 @@ class AceFileWriter:
         finally:
             self._remove_spools()  # the writer is closed either way: nothing will read them
         blocks = self._blocks.values()
-        manifest = AceManifest(
+        manifest = Manifest(
             file_name=self.path.name, sha256=digest.hexdigest(), record_count=record_count,
             licenses=tuple(lic for block in blocks for lic in block.licenses),
             application_id=self.app_id, source=self.source,
         )
-        # After the data file: a manifest always describes a file that is already in place.
-        atomic_write(self.path.with_name(self.path.name + MANIFEST_SUFFIX), manifest.to_json())
+        manifest.write_beside(self.path)
         return manifest
 
     def discard(self) -> None:

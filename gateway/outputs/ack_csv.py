@@ -19,6 +19,7 @@ from typing import BinaryIO
 
 from gateway.findings import Finding
 from gateway.licensing.results import AppOutcome, FileSummary
+from gateway.model import Application, AppStatus
 from gateway.storage import SpooledOutput
 from gateway.textsafe import printable
 
@@ -47,44 +48,57 @@ def _file_part(file_name: str) -> str:
     return FILE_PART + printable(file_name).replace("|", "\\x7c")
 
 
-def file_row(summary: FileSummary) -> list[str]:
+def file_row(summary: FileSummary, cancellations: bool = False) -> list[str]:
+    """The file's own row; ``cancellations``: the file held a cancellation request."""
     codes = " ".join(f.code for f in summary.findings)
+    # A file without cancellation requests reads as under contract 1.0.
+    cancelled = f", {summary.cancelled} cancelled" if cancellations or summary.cancelled \
+        else ""
     messages = " | ".join(_message(f) for f in summary.findings) or (
         f"{summary.applications} application(s): {summary.licensed} licensed, "
-        f"{summary.not_required} not required, {summary.rejected} rejected")
+        f"{summary.not_required} not required, {summary.rejected} rejected{cancelled}")
     messages = f"{messages} | {_file_part(summary.file_name)}"
     return [neutralise(v) for v in ("", "", "", summary.status.value, "", "", "", codes,
                                     messages)]
 
 
-def application_rows(o: AppOutcome) -> list[list[str]]:
-    """One row per product line (= input row); app-level findings go on the first row."""
+def application_rows(o: AppOutcome, source_line: int | None = None) -> list[list[str]]:
+    """One row per product line (= input row); app-level findings go on the first row. An
+    application without lines (a cancellation, contract 1.1) gets the one row it was sent
+    in, ``source_line``, with line_no empty."""
     by_row: dict[int | None, list[Finding]] = {}
-    rows = [r.line.source_line for r in o.lines]
-    first = rows[0] if rows else None
+    lines = [(r.line.source_line, r.line.line_no or "") for r in o.lines] or \
+        [(source_line, "")]
+    rows = [row for row, _ in lines]
     for f in o.findings:
-        key = f.source_line if f.source_line in rows else first
+        key = f.source_line if f.source_line in rows else rows[0]
         by_row.setdefault(key, []).append(f)
     out = []
     number = o.license_number or ""
-    valid_from = o.valid_from.isoformat() if o.valid_from else ""
-    valid_through = o.valid_through.isoformat() if o.valid_through else ""
-    for r in o.lines:
-        found = by_row.get(r.line.source_line, [])
+    # A cancellation names the license it cancelled, which is valid no more: no dates.
+    dated = o.status is AppStatus.LICENSED
+    valid_from = o.valid_from.isoformat() if o.valid_from and dated else ""
+    valid_through = o.valid_through.isoformat() if o.valid_through and dated else ""
+    for row, line_no in lines:
+        found = by_row.get(row, [])
         out.append([neutralise(v) for v in (
-            r.line.source_line, o.ref or "", r.line.line_no or "", o.status.value, number,
+            "" if row is None else row, o.ref or "", line_no, o.status.value, number,
             valid_from, valid_through, " ".join(f.code for f in found),
             " | ".join(_message(f) for f in found))])
     return out
 
 
-def render_csv_ack(summary: FileSummary, outcomes: Iterable[AppOutcome]) -> bytes:
+def render_csv_ack(summary: FileSummary,
+                   outcomes: Iterable[tuple[AppOutcome, Application | None]]) -> bytes:
+    """The whole ack in memory (a file rejected whole, tests): each outcome with its
+    application."""
+    decided = list(outcomes)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(COLUMNS)
-    writer.writerow(file_row(summary))
-    for o in outcomes:
-        writer.writerows(application_rows(o))
+    writer.writerow(file_row(summary, any(a is not None and a.cancel for _, a in decided)))
+    for o, app in decided:
+        writer.writerows(application_rows(o, app.source_line if app is not None else None))
     return buffer.getvalue().encode("utf-8")
 
 
@@ -95,15 +109,19 @@ class AckCsvWriter:
         self.path = path
         self._out = SpooledOutput(path, newline="")
         self._writer = csv.writer(self._out.body, lineterminator="\r\n")
+        self._cancellations = False  # a cancellation request was added (contract 1.1)
 
-    def add(self, outcome: AppOutcome) -> None:
-        self._writer.writerows(application_rows(outcome))
+    def add(self, outcome: AppOutcome, app: Application | None = None) -> None:
+        """``outcome`` of ``app``, whose row is that of an application without lines."""
+        self._cancellations = self._cancellations or (app is not None and app.cancel)
+        self._writer.writerows(application_rows(
+            outcome, app.source_line if app is not None else None))
 
     def finish(self, summary: FileSummary) -> None:
         head = io.StringIO()
         writer = csv.writer(head, lineterminator="\r\n")
         writer.writerow(COLUMNS)
-        writer.writerow(file_row(summary))
+        writer.writerow(file_row(summary, self._cancellations))
         self._out.publish(head.getvalue())
 
     def discard(self) -> None:

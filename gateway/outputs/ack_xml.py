@@ -16,11 +16,15 @@ from lxml import etree
 
 from gateway.findings import Finding
 from gateway.licensing.results import AppOutcome, FileSummary
+from gateway.model import Application, AppStatus
 from gateway.storage import SpooledOutput
 from gateway.textsafe import printable
 
 ACK_NS = "urn:aimgw:license-ack:1"
 ACK_SCHEMA_VERSION = "1.0"
+# Contract 1.1: the version of the ack of a file that held a cancellation request (it has the
+# Cancelled count); every other ack stays "1.0", as a partner that cancels nothing got it.
+ACK_SCHEMA_VERSION_CANCELLED = "1.1"
 
 _XML_UNSAFE = re.compile(r"[&<>\"\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _XML_INVALID = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -59,7 +63,8 @@ def render_application(o: AppOutcome) -> str:
     parts = [f'  <Application ref="{esc(o.ref or "")}" status="{o.status.value}">\n']
     if o.license_number:
         parts.append(f"    <LicenseNumber>{o.license_number}</LicenseNumber>\n")
-        if o.valid_from and o.valid_through:
+        # A cancellation names the license it cancelled, which is valid no more: no dates.
+        if o.valid_from and o.valid_through and o.status is AppStatus.LICENSED:
             parts.append(f"    <ValidFrom>{o.valid_from.isoformat()}</ValidFrom>\n"
                          f"    <ValidThrough>{o.valid_through.isoformat()}</ValidThrough>\n")
     for r in o.lines:
@@ -79,11 +84,14 @@ def render_application(o: AppOutcome) -> str:
     return "".join(parts)
 
 
-def render_head(s: FileSummary) -> str:
-    """Everything before the first ``Application``."""
+def render_head(s: FileSummary, cancellations: bool = False) -> str:
+    """Everything before the first ``Application``; ``cancellations``: the file held a
+    cancellation request, whatever became of it (contract 1.1)."""
+    cancellations = cancellations or s.cancelled > 0
+    version = ACK_SCHEMA_VERSION_CANCELLED if cancellations else ACK_SCHEMA_VERSION
     parts = [
         '<?xml version="1.0" encoding="UTF-8"?>\n',
-        f'<LicenseAck xmlns="{ACK_NS}" schemaVersion="{ACK_SCHEMA_VERSION}">\n',
+        f'<LicenseAck xmlns="{ACK_NS}" schemaVersion="{version}">\n',
     ]
     if s.submission_id:
         parts.append(f"  <SubmissionId>{esc(s.submission_id)}</SubmissionId>\n")
@@ -100,6 +108,7 @@ def render_head(s: FileSummary) -> str:
         f"    <Licensed>{s.licensed}</Licensed>\n",
         f"    <NotRequired>{s.not_required}</NotRequired>\n",
         f"    <Rejected>{s.rejected}</Rejected>\n",
+        *([f"    <Cancelled>{s.cancelled}</Cancelled>\n"] if cancellations else []),
         "  </Counts>\n",
     ]
     parts.extend(render_finding(f, "  ") for f in s.findings)
@@ -118,10 +127,14 @@ def _reference_edition(s: FileSummary) -> list[str]:
 TAIL = "</LicenseAck>\n"
 
 
-def render_ack(summary: FileSummary, outcomes: Iterable[AppOutcome]) -> bytes:
-    """A whole acknowledgment in memory (small files, tests, `check` of a rejected file)."""
-    body = "".join(render_application(o) for o in outcomes)
-    return (render_head(summary) + body + TAIL).encode("utf-8")
+def render_ack(summary: FileSummary,
+               outcomes: Iterable[tuple[AppOutcome, Application | None]]) -> bytes:
+    """A whole acknowledgment in memory (a file rejected whole, tests): each outcome with its
+    application."""
+    decided = list(outcomes)
+    body = "".join(render_application(o) for o, _ in decided)
+    head = render_head(summary, any(app is not None and app.cancel for _, app in decided))
+    return (head + body + TAIL).encode("utf-8")
 
 
 class AckXmlWriter:
@@ -130,12 +143,15 @@ class AckXmlWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._out = SpooledOutput(path)
+        self._cancellations = False  # a cancellation request was added (contract 1.1)
 
-    def add(self, outcome: AppOutcome) -> None:
+    def add(self, outcome: AppOutcome, app: Application | None = None) -> None:
+        """``outcome`` of ``app`` (None: not known, a plain application)."""
+        self._cancellations = self._cancellations or (app is not None and app.cancel)
         self._out.body.write(render_application(outcome))
 
     def finish(self, summary: FileSummary) -> None:
-        self._out.publish(render_head(summary), TAIL)
+        self._out.publish(render_head(summary, self._cancellations), TAIL)
 
     def discard(self) -> None:
         self._out.discard()

@@ -27,9 +27,11 @@ from gateway.licensing.issuer import LicenseIssuer
 from gateway.licensing.pipeline import DecisionCore, Submission
 from gateway.licensing.results import AppOutcome, FileSummary
 from gateway.model import AppStatus, Filer, FileStatus
-from gateway.outputs.ace import MANIFEST_SUFFIX, AceFileWriter
+from gateway.outputs.ace import AceFileWriter
 from gateway.outputs.ack_csv import AckCsvWriter, duplicate_csv_ack_chunks, render_csv_ack
 from gateway.outputs.ack_xml import AckXmlWriter, duplicate_ack_chunks, render_ack
+from gateway.outputs.changes import withdraw_changes, write_changes
+from gateway.outputs.manifest import manifest_path
 from gateway.service.alerts import Alerts, license_alerts
 from gateway.storage import Layout, atomic_write, durable_move, publish, safe_name, temp_name
 from gateway.textsafe import printable
@@ -165,7 +167,8 @@ class FileProcessor:
 
     def _record(self, row: FileRow, summary: FileSummary, fmt: str | None, ace_names: list[str],
                 started: datetime, *, error: str | None, kind: str,
-                duplicate_of: str | None = None, filer: Filer | None = None) -> None:
+                duplicate_of: str | None = None, filer: Filer | None = None,
+                changes_name: str | None = None) -> None:
         duration = int((utc_now() - started).total_seconds() * 1000)
         ack = self.ack_name_of(row, kind)
         self.ledger.update_file(
@@ -177,14 +180,15 @@ class FileProcessor:
             not_required=summary.not_required, rejected=summary.rejected,
             new_licenses=summary.new_licenses, ack_name=ack,
             ace_names=",".join(ace_names) or None, error=error, duplicate_of=duplicate_of,
-            duration_ms=duration, filer=filer.to_json() if filer is not None else None)
+            duration_ms=duration, filer=filer.to_json() if filer is not None else None,
+            changes_name=changes_name)
         self.events.emit(
             self.ledger, "file.processed", partner=row.partner, file_id=row.file_id,
             name=row.remote_name, size=row.size, sha256=row.sha256, status=summary.status.value,
             applications=summary.applications, licensed=summary.licensed,
             new_licenses=summary.new_licenses, not_required=summary.not_required,
             rejected=summary.rejected, ack=ack, ace=ace_names, error=error,
-            duration_ms=duration)
+            duration_ms=duration, **({"changes": changes_name} if changes_name else {}))
 
     def _archive(self, row: FileRow) -> None:
         """Move the input to archive/ (or failed/ with its .error.txt) and record it."""
@@ -315,7 +319,7 @@ class RunPass:
 
     def add(self, item: StagedApplication, outcome: AppOutcome) -> None:
         file_id = self.row.file_id
-        self.ack.add(outcome)
+        self.ack.add(outcome, item.app)
         self.apps.append((file_id, outcome.seq, outcome.ref, outcome.status.value,
                           outcome.license_number, int(outcome.reused), len(item.app.lines),
                           item.digest))
@@ -339,15 +343,26 @@ class RunPass:
         summary.processed_at = utc_now()
         self.ack.finish(summary)
         for w in self.writers.values():
-            self.published += [w.path, w.path.with_name(w.path.name + MANIFEST_SUFFIX)]
+            self.published += [w.path, manifest_path(w.path)]
         manifests = [self.writers[k].finish() for k in ("AE", "FT") if k in self.writers]
         ace_names = [m.file_name for m in manifests if m is not None]
+        changes = self.write_changes()
         self.ack_target = p.ack_target(row, self.kind)
         p.publish_ack(row, self.ack_path, self.kind)
         crash.point("after_outputs")
         filer = p.config.partner(row.partner).applicant(summary.header_filer)
         p._record(row, summary, self.fmt, ace_names, self.started, error=None, kind=self.kind,
-                  filer=filer)
+                  filer=filer, changes_name=changes)
+
+    def write_changes(self) -> str | None:
+        """The changes report of the supersessions and cancellations this file made (guide
+        5.1b), read back from the open transaction, published beside the ACE files; its name,
+        or None when the file changed no license."""
+        self.source_info["submission_id"] = self.summary.submission_id or ""
+        manifest = write_changes(self.p.layout.changes_outbox, self.row.file_id,
+                                 self.p.ledger.changes_of(self.row.file_id), self.source_info)
+        crash.point("after_changes")
+        return manifest.file_name if manifest is not None else None
 
     def undo(self) -> None:
         """The transaction rolled back (a failure, not a crash: a crash's rerun rewrites the
@@ -360,6 +375,9 @@ class RunPass:
             writer.discard()
         for path in self.published:
             path.unlink(missing_ok=True)
+        # The report's name is this file's own and the file is not committed: whatever stands
+        # there (this pass's, or a crashed attempt's) names changes that were not made.
+        withdraw_changes(self.p.layout.changes_outbox, self.row.file_id)
         if self.ack_target is not None:
             self.p.withdraw_ack(*self.ack_target)
 
