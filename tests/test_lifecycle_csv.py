@@ -12,7 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import OnePartner
+from conftest import OnePartner, examples
+from hypothesis import given
+from hypothesis import strategies as st
 from test_csv import COLUMNS, DEFAULT_ROW, CsvAck, Gateway, to_csv
 from test_mapping import run_once as run_cycle
 from test_mapping import write_mapping, xml_ack, xslt_config
@@ -294,3 +296,21 @@ def test_the_nordic_stylesheet_emits_corrections_and_kinds(tmp_path: Path) -> No
     mapped = preview(load_mapping(root / "mappings" / "nordic-orders.xsl"), source)
     assert '<Application ref="SO-88121" corrects="A26000001">' in mapped
     assert '<Application ref="SO-88122" kind="LOW_VALUE">' in mapped
+
+
+@examples(60)
+@given(st.lists(st.tuples(st.booleans(), st.sampled_from(["PO-1", "PO-2"])), min_size=1,
+                max_size=12))
+def test_any_mix_of_rows_keeps_cancellations_apart(tmp_path_factory: pytest.TempPathFactory,
+                                                   units: list[tuple[bool, str]]) -> None:
+    data = rows(*(cancel_row(ref) if cancel else {"application_ref": ref}
+                  for cancel, ref in units))
+    apps = read(tmp_path_factory.mktemp("mix"), data)
+    # Each cancellation row is a unit; consecutive application rows of one ref are one.
+    expected: list[tuple[bool, str, int]] = []
+    for cancel, ref in units:
+        if not cancel and expected and expected[-1][:2] == (False, ref):
+            expected[-1] = (False, ref, expected[-1][2] + 1)
+        else:
+            expected.append((cancel, ref, 0 if cancel else 1))
+    assert [(a.cancel, a.ref, len(a.lines)) for a in apps] == expected

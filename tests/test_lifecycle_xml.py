@@ -16,7 +16,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import OnePartner
+from conftest import OnePartner, examples
+from hypothesis import given
+from hypothesis import strategies as st
 from test_rules import NS, Ack, Gateway, application, submission
 
 from gateway.errors import RejectedSubmission
@@ -322,3 +324,20 @@ def test_rejected_xml_keeps_the_f_code(tmp_path: Path) -> None:
     assert err.value.finding.code == "F008"
     assert "Cancellation" in err.value.finding.message
 
+
+
+# --- property: any mix of applications and cancellations comes out in file order ---------------
+
+
+@examples(60)
+@given(st.lists(st.tuples(st.booleans(), st.sampled_from(["PO-1", "PO-2", "PO-3"])),
+                min_size=1, max_size=12))
+def test_any_mix_is_read_in_file_order(tmp_path_factory: pytest.TempPathFactory,
+                                       units: list[tuple[bool, str]]) -> None:
+    parts = [cancellation(ref, f"A2600000{i % 10}") if cancel else application(ref)
+             for i, (cancel, ref) in enumerate(units)]
+    path = tmp_path_factory.mktemp("mix") / "mix.xml"
+    path.write_bytes(submission(*parts, root=V11))
+    apps = [parsed.app for parsed in _read(path)]
+    assert [(a.cancel, a.ref) for a in apps] == units
+    assert all(bool(a.lines) != a.cancel for a in apps)
