@@ -137,6 +137,12 @@ def test_cancellation_rows(gw: Gateway, row: dict[str, str], expected: set[str],
         assert app.status == REJ
 
 
+def test_each_cancel_row_is_checked_on_its_own(gw: Gateway) -> None:
+    # A misshapen ref is reported on every cancellation row and application that has it.
+    ack = gw.check_xml(rows(cancel_row("PO 9"), cancel_row("PO 9"), {"application_ref": "PO 9"}))
+    assert ["A101" in a.codes for a in ack.apps] == [True, True, True]
+
+
 def test_a_cancel_row_is_never_joined_with_its_refs_application_rows(gw: Gateway) -> None:
     # (The XML form of the ack: it lists every unit, the cancellation's too.)
     data = rows({"application_ref": "PO-1"}, cancel_row("PO-1"), {"application_ref": "PO-1"})

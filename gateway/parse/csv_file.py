@@ -360,8 +360,9 @@ class CsvSubmission:
 
     def _application_format(self, app: Application, row: int) -> list[Finding]:
         """A101 for a ref or text field that breaks its format (guide 2.1), once per ref: the
-        rows of a ref that comes back later are compared (A103), not checked again."""
-        if app.ref in self._misshapen_refs:
+        rows of a ref that comes back later are compared (A103), not checked again. A
+        cancellation, a unit of its own that is compared with nothing, is always checked."""
+        if app.ref in self._misshapen_refs and not app.cancel:
             return []
         out = []
         if app.ref is not None and not REF_FORMAT.fullmatch(app.ref):
@@ -374,7 +375,7 @@ class CsvSubmission:
                 out.append(finding(
                     "A101", f"{name} has {len(value)} characters; at most {limit} are allowed.",
                     ref=app.ref, field=name, value=value, source_line=row))
-        if out and app.ref is not None:
+        if out and app.ref is not None and not app.cancel:
             self._misshapen_refs.add(app.ref)
         return out
 
