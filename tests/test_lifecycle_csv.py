@@ -180,6 +180,8 @@ def test_rows_of_one_application_must_agree_on_the_new_columns(tmp_path: Path,
     ack = registered.check(rows({**base, column: first}, {**base, column: second}))
     assert "A103" in ack.row(3).codes
     assert "A103" not in ack.row(2).codes
+    near_miss = registered.check(rows({**base, column: first}, {**base, column: first}))
+    assert not any("A103" in r.codes for r in near_miss.rows)
 
 
 @pytest.mark.parametrize(("cells", "expected"), [
