@@ -8,7 +8,9 @@ from pathlib import Path
 from lxml import etree
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
-SUBMISSION_XSD = SCHEMA_DIR / "license-submission-1.0.xsd"
+# Files of schemaVersion 1.0 and 1.1 are both validated with 1.1, a compatible extension of 1.0
+# (guide section 3); license-submission-1.0.xsd stays published as it was.
+SUBMISSION_XSD = SCHEMA_DIR / "license-submission-1.1.xsd"
 ACK_XSD = SCHEMA_DIR / "license-ack-1.0.xsd"
 
 

@@ -1,7 +1,9 @@
 <?xml version="1.0" encoding="UTF-8"?>
 <!--
   Nordic Aluminium Trading AS: their order export (urn:nordic-alu:orders:2) turned into a
-  urn:aimgw:license-submission:1 document. Runs before XSD validation, with every file and
+  urn:aimgw:license-submission:1 document. Contract 1.1: an Order's "replaces" becomes
+  corrects, its "kind" kind, its AimLicense the LicenseNumber; a Cancel element becomes a
+  Cancellation, in document order among the applications. Runs before XSD validation, with every file and
   network access denied (no document(), no includes at run time). See docs/mappings.md.
 -->
 <xsl:stylesheet version="1.0"
@@ -20,12 +22,18 @@
           <Created><xsl:value-of select="n:Batch/@created"/></Created>
         </xsl:if>
       </Header>
-      <xsl:apply-templates select="n:Order"/>
+      <xsl:apply-templates select="n:Order | n:Cancel"/>
     </LicenseSubmission>
   </xsl:template>
 
   <xsl:template match="n:Order">
     <Application ref="{@no}">
+      <xsl:if test="@replaces">
+        <xsl:attribute name="corrects"><xsl:value-of select="@replaces"/></xsl:attribute>
+      </xsl:if>
+      <xsl:if test="@kind">
+        <xsl:attribute name="kind"><xsl:value-of select="@kind"/></xsl:attribute>
+      </xsl:if>
       <EntryType><xsl:value-of select="@entry"/></EntryType>
       <xsl:if test="n:EntryNo">
         <EntryNumber><xsl:value-of select="n:EntryNo"/></EntryNumber>
@@ -44,8 +52,19 @@
       <ExpectedExportDate><xsl:value-of select="n:Ships"/></ExpectedExportDate>
       <ExpectedImportDate><xsl:value-of select="n:Arrives"/></ExpectedImportDate>
       <PortOfEntry><xsl:value-of select="@port"/></PortOfEntry>
+      <xsl:if test="n:AimLicense">
+        <LicenseNumber><xsl:value-of select="n:AimLicense"/></LicenseNumber>
+      </xsl:if>
       <xsl:apply-templates select="n:Item"/>
     </Application>
+  </xsl:template>
+
+  <xsl:template match="n:Cancel">
+    <Cancellation ref="{@no}" licenseNumber="{@license}">
+      <xsl:if test="normalize-space(.)">
+        <Reason><xsl:value-of select="substring(normalize-space(.), 1, 200)"/></Reason>
+      </xsl:if>
+    </Cancellation>
   </xsl:template>
 
   <xsl:template match="n:Item">

@@ -28,6 +28,8 @@ ACK = "{urn:aimgw:license-ack:1}"
 # Severities as the guide's table fixes them (typed from the guide, not imported).
 SEVERITY = {
     **dict.fromkeys(["F001", "F002", "F003", "F004", "F005", "F007", "F008", "F009"], "ERROR"),
+    **dict.fromkeys(["A106", "A107", "A108"], "ERROR"),  # contract 1.1
+    **dict.fromkeys(["I202", "I203", "I204"], "INFO"),
     **dict.fromkeys(["A101", "A102", "A104", "A105", "A109", "A110", "A120", "A121",
                      "A122", "A123", "A124", "A125", "A130", "A140", "A141", "A150", "A151",
                      "A160", "A190", "A191"], "ERROR"),

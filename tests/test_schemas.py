@@ -19,11 +19,16 @@ ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "schemas"
 CASES = Path(__file__).resolve().parent / "cases" / "schemas"
 
-SUBMISSION_XSD = SCHEMAS / "license-submission-1.0.xsd"
+# The gateway validates with 1.1 (gateway/schemas.py); 1.0 stays published as it was.
+SUBMISSION_XSD = SCHEMAS / "license-submission-1.1.xsd"
+SUBMISSION_XSD_10 = SCHEMAS / "license-submission-1.0.xsd"
 ACK_XSD = SCHEMAS / "license-ack-1.0.xsd"
 SUB_NS = "urn:aimgw:license-submission:1"
 ACK_NS = "urn:aimgw:license-ack:1"
 XS = "{http://www.w3.org/2001/XMLSchema}"
+
+# The 1.0 file as published (before contract 1.1): never edited again.
+PUBLISHED_1_0_SHA256 = "2ab578c429d6219b8e44c302652bee6be58278526abc1bc11f22d2c32ab93491"
 
 GUIDE_EXAMPLE = (CASES / "guide-example.xml").read_text(encoding="utf-8")
 ACK_EXAMPLE = (CASES / "ack-example.xml").read_text(encoding="utf-8")
@@ -39,12 +44,14 @@ def parse(text: str) -> etree._Element:
 
 @pytest.fixture(scope="module")
 def lxml_schemas() -> dict[Path, etree.XMLSchema]:
-    return {xsd: etree.XMLSchema(etree.parse(str(xsd))) for xsd in (SUBMISSION_XSD, ACK_XSD)}
+    return {xsd: etree.XMLSchema(etree.parse(str(xsd)))
+            for xsd in (SUBMISSION_XSD, SUBMISSION_XSD_10, ACK_XSD)}
 
 
 @pytest.fixture(scope="module")
 def xmlschema_schemas() -> dict[Path, xmlschema.XMLSchema10]:
-    return {xsd: xmlschema.XMLSchema10(str(xsd)) for xsd in (SUBMISSION_XSD, ACK_XSD)}
+    return {xsd: xmlschema.XMLSchema10(str(xsd))
+            for xsd in (SUBMISSION_XSD, SUBMISSION_XSD_10, ACK_XSD)}
 
 
 def verdicts(lxml_schemas, xmlschema_schemas, xsd: Path, element: etree._Element):
@@ -68,14 +75,16 @@ def invalid(document: str, old: str, new: str, name: str) -> ParameterSet:
 # ------------------------------------------------------------------------------ loading
 
 
-@pytest.mark.parametrize("xsd", [SUBMISSION_XSD, ACK_XSD], ids=lambda p: p.name)
+@pytest.mark.parametrize("xsd", [SUBMISSION_XSD, SUBMISSION_XSD_10, ACK_XSD],
+                         ids=lambda p: p.name)
 def test_xsd_loads_in_lxml(xsd: Path) -> None:
     schema = etree.XMLSchema(etree.parse(str(xsd)))
     assert schema.error_log.last_error is None
 
 
 @pytest.mark.parametrize(
-    ("xsd", "namespace"), [(SUBMISSION_XSD, SUB_NS), (ACK_XSD, ACK_NS)], ids=["submission", "ack"]
+    ("xsd", "namespace"), [(SUBMISSION_XSD, SUB_NS), (SUBMISSION_XSD_10, SUB_NS),
+                           (ACK_XSD, ACK_NS)], ids=["submission", "submission-1.0", "ack"]
 )
 def test_xsd_loads_in_xmlschema_as_xsd_1_0(xsd: Path, namespace: str) -> None:
     schema = xmlschema.XMLSchema10(str(xsd))
@@ -84,10 +93,13 @@ def test_xsd_loads_in_xmlschema_as_xsd_1_0(xsd: Path, namespace: str) -> None:
 
 
 def test_submission_global_elements_are_the_streaming_units(xmlschema_schemas) -> None:
-    # The gateway validates Header and each Application on their own, so they (and the root)
-    # must be global; Product and the leaves must not be, or they could pass as documents.
+    # The gateway validates Header and each Application (and Cancellation) on their own, so
+    # they (and the root) must be global; Product and the leaves must not be, or they could
+    # pass as documents.
     names = {name.split("}")[-1] for name in xmlschema_schemas[SUBMISSION_XSD].elements}
-    assert names == {"LicenseSubmission", "Header", "Application"}
+    assert names == {"LicenseSubmission", "Header", "Application", "Cancellation"}
+    names_10 = {name.split("}")[-1] for name in xmlschema_schemas[SUBMISSION_XSD_10].elements}
+    assert names_10 == {"LicenseSubmission", "Header", "Application"}
 
 
 # ------------------------------------------------------------------------------ submissions
@@ -257,31 +269,122 @@ STRICT = [
         "",
         id="no-product",
     ),
-    pytest.param('schemaVersion="1.0"', 'schemaVersion="1.1"', id="schema-version-1.1"),
+    pytest.param('schemaVersion="1.0"', 'schemaVersion="1.2"', id="schema-version-1.2"),
+    pytest.param('schemaVersion="1.0"', 'schemaVersion="2.0"', id="schema-version-2.0"),
     pytest.param(
         f'xmlns="{SUB_NS}"', 'xmlns="urn:aimgw:license-submission:2"', id="wrong-namespace"
     ),
 ]
 
 
+BOTH_VERSIONS = pytest.mark.parametrize("xsd", [SUBMISSION_XSD, SUBMISSION_XSD_10],
+                                        ids=["xsd-1.1", "xsd-1.0"])
+
+
+@BOTH_VERSIONS
 @pytest.mark.parametrize(("old", "new"), LENIENT)
 def test_values_with_their_own_rule_code_pass_the_xsd(
-    lxml_schemas, xmlschema_schemas, old: str, new: str
+    lxml_schemas, xmlschema_schemas, old: str, new: str, xsd: Path
 ) -> None:
+    # Every 1.0 document the 1.0 schema accepts, the 1.1 schema accepts too (compatibility).
     document = parse(mutate(GUIDE_EXAMPLE, old, new))
-    ok_lxml, ok_xs, messages = verdicts(lxml_schemas, xmlschema_schemas, SUBMISSION_XSD, document)
+    ok_lxml, ok_xs, messages = verdicts(lxml_schemas, xmlschema_schemas, xsd, document)
     assert ok_lxml, messages
     assert ok_xs
 
 
+@BOTH_VERSIONS
 @pytest.mark.parametrize(("old", "new"), STRICT)
 def test_structure_and_basic_types_fail_the_xsd(
-    lxml_schemas, xmlschema_schemas, old: str, new: str
+    lxml_schemas, xmlschema_schemas, old: str, new: str, xsd: Path
 ) -> None:
     document = parse(mutate(GUIDE_EXAMPLE, old, new))
-    ok_lxml, ok_xs, _ = verdicts(lxml_schemas, xmlschema_schemas, SUBMISSION_XSD, document)
+    ok_lxml, ok_xs, _ = verdicts(lxml_schemas, xmlschema_schemas, xsd, document)
     assert not ok_lxml
     assert not ok_xs
+
+
+# Contract 1.1 (guide 3, 5.1a, 5.1b): what the 1.1 schema adds. (old, new, valid under 1.1);
+# none of the additions is valid under the published 1.0 schema, except where noted.
+CANCELLATION = ('  <Cancellation ref="PO-4411" licenseNumber="A21000001">'
+                "<Reason>order cancelled</Reason></Cancellation>\n")
+_APP_OPEN = '<Application ref="PO-4411">'
+_APP_END = "  </Application>\n"
+_PORT = "<PortOfEntry>3004</PortOfEntry>"
+_V11 = 'schemaVersion="1.1"'
+CONTRACT_11 = [
+    pytest.param('schemaVersion="1.0"', _V11, True, id="schema-version-1.1"),
+    pytest.param(_APP_OPEN, '<Application ref="PO-4411" kind="LOW_VALUE">', True,
+                 id="kind-low-value"),
+    # kind's values are the rule's (A101 with its message), corrects' are decide's (A106).
+    pytest.param(_APP_OPEN, '<Application ref="PO-4411" kind="SMALL">', True,
+                 id="kind-other-passes-for-the-rule"),
+    pytest.param(_APP_OPEN, '<Application ref="PO-4411" corrects="A21000001">', True,
+                 id="corrects"),
+    pytest.param(_APP_OPEN, '<Application ref="PO-4411" corrects="not a number">', True,
+                 id="corrects-malformed-passes-for-A106"),
+    pytest.param(_APP_OPEN, f'<Application ref="PO-4411" corrects="{"A" * 36}">', False,
+                 id="corrects-36-chars"),
+    pytest.param(_PORT, _PORT + "<LicenseNumber>C123456789</LicenseNumber>", True,
+                 id="license-number"),
+    pytest.param(_PORT, _PORT + "<LicenseNumber/>", True, id="license-number-blank-A102"),
+    pytest.param(_PORT, _PORT + "<LicenseNumber>c1234</LicenseNumber>", False,
+                 id="license-number-lowercase"),
+    pytest.param(_PORT, _PORT + "<LicenseNumber>C1234567890</LicenseNumber>", False,
+                 id="license-number-11-chars"),
+    pytest.param(_PORT, _PORT + "<LicenseNumber>C-12</LicenseNumber>", False,
+                 id="license-number-dash"),
+    pytest.param("<EntryType>01</EntryType>", "<EntryType>01</EntryType>"
+                 "<LicenseNumber>C1</LicenseNumber>", False, id="license-number-misplaced"),
+    pytest.param(_APP_END, _APP_END + CANCELLATION, True, id="cancellation-after"),
+    pytest.param("  " + _APP_OPEN, CANCELLATION + "  " + _APP_OPEN, True,
+                 id="cancellation-before"),
+    pytest.param(_APP_END, _APP_END + CANCELLATION.replace("<Reason>order cancelled</Reason>",
+                                                          ""), True, id="cancellation-no-reason"),
+    pytest.param(_APP_END, _APP_END + CANCELLATION.replace('licenseNumber="A21000001"',
+                                                          'licenseNumber=""'), True,
+                 id="cancellation-blank-number-A102"),
+    pytest.param(_APP_END, _APP_END + CANCELLATION.replace(' licenseNumber="A21000001"', ""),
+                 False, id="cancellation-no-number"),
+    pytest.param(_APP_END, _APP_END + CANCELLATION.replace('ref="PO-4411" ', ""), False,
+                 id="cancellation-no-ref"),
+    pytest.param(_APP_END, _APP_END + CANCELLATION.replace("order cancelled", "x" * 201), False,
+                 id="cancellation-reason-201-chars"),
+    pytest.param(_APP_END, _APP_END + CANCELLATION.replace("<Reason>", "<Note/><Reason>"), False,
+                 id="cancellation-unknown-child"),
+    pytest.param(_APP_END, _APP_END + CANCELLATION.replace('ref="PO-4411"',
+                                                          'ref="PO-4411" kind="LOW_VALUE"'),
+                 False, id="cancellation-unknown-attribute"),
+    pytest.param("  <Header>", CANCELLATION + "  <Header>", False, id="cancellation-before-header"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "valid"), CONTRACT_11)
+def test_the_1_1_additions(lxml_schemas, xmlschema_schemas, old: str, new: str,
+                           valid: bool) -> None:
+    document = parse(mutate(GUIDE_EXAMPLE, old, new))
+    ok_lxml, ok_xs, messages = verdicts(lxml_schemas, xmlschema_schemas, SUBMISSION_XSD, document)
+    assert ok_lxml is valid, messages
+    assert ok_xs is valid
+    # The published 1.0 schema knows none of them: it stays as it was.
+    ok_10, ok_10_xs, _ = verdicts(lxml_schemas, xmlschema_schemas, SUBMISSION_XSD_10, document)
+    assert not ok_10 and not ok_10_xs
+
+
+def test_a_cancellation_validates_standalone(lxml_schemas, xmlschema_schemas) -> None:
+    fragment = parse(CANCELLATION.strip().replace("<Cancellation ",
+                                                  f'<Cancellation xmlns="{SUB_NS}" '))
+    ok_lxml, ok_xs, messages = verdicts(lxml_schemas, xmlschema_schemas, SUBMISSION_XSD, fragment)
+    assert ok_lxml, messages
+    assert ok_xs
+
+
+def test_the_published_1_0_schema_is_unchanged() -> None:
+    # A partner who validates against the 1.0 file keeps the file it downloaded.
+    import hashlib
+
+    digest = hashlib.sha256(SUBMISSION_XSD_10.read_bytes()).hexdigest()
+    assert digest == PUBLISHED_1_0_SHA256
 
 
 # ------------------------------------------------------------------------------ documentation
@@ -306,7 +409,11 @@ def declarations(xsd: Path) -> list[tuple[str, etree._Element]]:
     [
         pytest.param(SUBMISSION_XSD, { "LicenseSubmission/@schemaVersion",
                      "LicenseSubmission/Header", "Header", "Application/@ref", "Filer/Email",
-                     "Product/HTS", "Product/@line", }, id="submission"),
+                     "Product/HTS", "Product/@line", "Application/@kind", "Application/@corrects",
+                     "Application/LicenseNumber", "Cancellation/@licenseNumber",
+                     "Cancellation/Reason", "LicenseSubmission/Cancellation"}, id="submission"),
+        pytest.param(SUBMISSION_XSD_10, { "LicenseSubmission/@schemaVersion",
+                     "Application/@ref", "Product/@line"}, id="submission-1.0"),
         pytest.param(ACK_XSD, { "LicenseAck/@schemaVersion", "LicenseAck/Counts",
                      "Counts/Rejected", "Application/LicenseNumber", "Product/@covered",
                      "Finding/@sourceLine", }, id="ack"),

@@ -4,6 +4,11 @@ Rows are read as a stream. Consecutive rows with the same ref form one applicati
 comes back after other refs is joined to its earlier rows by ``validate`` (rare, so the
 common case stays one pass). Every application and line carries its row number (the header is
 row 1, as a spreadsheet shows it).
+
+Contract 1.1 adds the optional columns ``action``, ``license_number``, ``corrects`` and
+``license_kind`` (guide 3, 5.1a, 5.1b). A row whose ``action`` is ``CANCEL`` (in any case) is a
+cancellation: its own unit, an ``Application`` with ``cancel`` set and no lines, never joined
+with other rows (so its ref counts once more: A105 with an application of that ref).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Protocol
 from gateway.errors import RejectedSubmission
 from gateway.findings import Finding, finding
 from gateway.model import (
+    ACTION_CANCEL,
     APPLICATION_FIELDS,
     LINE_FIELDS,
     MAX_LINES,
@@ -30,13 +36,24 @@ from gateway.model import (
 
 APP_COLUMNS = tuple(attr for attr, _ in APPLICATION_FIELDS)
 LINE_COLUMNS = tuple(attr for attr, _ in LINE_FIELDS)
+# The columns of contract 1.0, in the guide's order.
 ALL_COLUMNS = ("submission_id", "application_ref", *APP_COLUMNS, "line_no", *LINE_COLUMNS)
-OPTIONAL_COLUMNS = frozenset({"entry_number", "description"})
+# Contract 1.1: optional, a file without them is read as before.
+LIFECYCLE_COLUMNS = ("action", "license_number", "corrects", "license_kind")
+KNOWN_COLUMNS = (*ALL_COLUMNS, *LIFECYCLE_COLUMNS)
+OPTIONAL_COLUMNS = frozenset({"entry_number", "description", *LIFECYCLE_COLUMNS})
 REQUIRED_COLUMNS = tuple(c for c in ALL_COLUMNS if c not in OPTIONAL_COLUMNS)
+# The application fields of a row (column, model attribute): every row of one application
+# must agree on them (A103).
+ROW_FIELDS = (*((c, c) for c in APP_COLUMNS), ("license_kind", "kind"),
+              ("corrects", "corrects"), ("license_number", "license_number"))
+# The cells a cancellation row may fill (guide 5.1b); any other filled is A101.
+CANCEL_COLUMNS = frozenset({"submission_id", "application_ref", "license_number", "action"})
 
 # Formats of guide section 2 that the XSD checks for XML (A101 there too): CSV cells get the same.
 REF_FORMAT = re.compile(r"[A-Za-z0-9._/-]{1,35}")
-TEXT_LIMITS = {"importer": 100, "exporter": 100, "manufacturer": 100}
+TEXT_LIMITS = {"importer": 100, "exporter": 100, "manufacturer": 100, "corrects": 35}
+LICENSE_REFERENCE_LIMIT = 35  # a license named by a cancellation (the XSD's LicenseReference)
 DESCRIPTION_LIMIT = 200
 SUBMISSION_ID_LIMIT = 35
 
@@ -59,7 +76,7 @@ class CsvApplication:
     app: Application
     rows: list[int]  # row number of each line, in order
     findings: list[Finding] = field(default_factory=list)  # A103 (rows disagree)
-    header_values: tuple[str | None, ...] = ()  # the application fields of its first row
+    header_values: tuple[str | None, ...] = ()  # the ROW_FIELDS of its first row
     extra_lines: int = 0  # rows past MAX_LINES + 1: counted, not kept (see ``closed``)
 
 
@@ -178,6 +195,7 @@ class CsvSubmission:
         self.submission_id: str | None = None
         self.application_count = 0
         self._misshapen_refs: set[str] = set()  # refs whose application fields were reported
+        self.lifecycle = False  # the header (or a constant) has a contract 1.1 column
 
     def header(self, cells: list[str]) -> dict[str, int]:
         """Canonical column -> index; F005 for unknown, repeated or missing columns."""
@@ -186,7 +204,7 @@ class CsvSubmission:
         for i, name in enumerate(cells):
             key = name.strip().lstrip("\ufeff")
             key = self.columns.get(key, key).lower()
-            if key not in ALL_COLUMNS:
+            if key not in KNOWN_COLUMNS:
                 unknown.append(name.strip())
             elif key in index:
                 raise RejectedSubmission(finding("F005", f"Column {key!r} appears twice in "
@@ -194,6 +212,7 @@ class CsvSubmission:
             else:
                 index[key] = i
         missing = [c for c in REQUIRED_COLUMNS if c not in index and c not in self.constants]
+        self.lifecycle = any(c in index or c in self.constants for c in LIFECYCLE_COLUMNS)
         problems = []
         if missing:
             problems.append("missing column(s): " + ", ".join(missing))
@@ -202,7 +221,8 @@ class CsvSubmission:
         if problems:
             raise RejectedSubmission(finding(
                 "F005", "The header row does not match the CSV format: " + "; ".join(problems)
-                + ". The columns are: " + ", ".join(ALL_COLUMNS) + ".", source_line=1,
+                + ". The columns are: " + ", ".join(ALL_COLUMNS) + "; optional (contract "
+                "1.1): " + ", ".join(LIFECYCLE_COLUMNS) + ".", source_line=1,
                 field="header"))
         return index
 
@@ -216,15 +236,17 @@ class CsvSubmission:
             raise RejectedSubmission(finding("F005", "The CSV has no header row."))
         index = self.header(first[1])
         width = len(first[1])
-        app_idx = tuple(index.get(c) for c in APP_COLUMNS)
+        app_idx = tuple(index.get(c) for c, _ in ROW_FIELDS)
         line_idx = tuple(index.get(c) for c in LINE_COLUMNS)
+        # The partner's own cells a cancellation row may not fill (before any constant).
+        not_cancel = tuple((c, i) for c, i in index.items() if c not in CANCEL_COLUMNS)
         constants = self.constants
         if constants:
             # A constant fills a column the file does not have, or a blank cell of one it has.
             # It goes in an extra cell past the partner's own, so rows stay plain lists.
             extra = {c: width + n for n, c in enumerate(constants)}
             app_idx = tuple(i if i is not None or c not in extra else extra[c]
-                            for c, i in zip(APP_COLUMNS, app_idx, strict=True))
+                            for (c, _), i in zip(ROW_FIELDS, app_idx, strict=True))
             line_idx = tuple(i if i is not None or c not in extra else extra[c]
                              for c, i in zip(LINE_COLUMNS, line_idx, strict=True))
             index = {**extra, **index}
@@ -232,6 +254,8 @@ class CsvSubmission:
         ref_idx = index["application_ref"]
         sub_idx = index["submission_id"]
         line_no_idx = index["line_no"]
+        action_idx = index.get("action")
+        number_idx = index.get("license_number")
         mapping = self.mapping
         current: CsvApplication | None = None
         for number, cells in rows:
@@ -239,6 +263,7 @@ class CsvSubmission:
                 raise RejectedSubmission(finding(
                     "F001", f"Row {number} has {len(cells)} cells; the header has {width}.",
                     source_line=number))
+            own = cells
             if fill:
                 cells = cells + fill
                 for column, i in index.items():
@@ -262,6 +287,16 @@ class CsvSubmission:
                     f"{self.submission_id!r}: one file is one submission.",
                     source_line=number, field="submission_id", value=submission_id))
             ref = _clean(cells[ref_idx])
+            action = _clean(cells[action_idx]) if action_idx is not None else None
+            if action is not None and action.upper() == ACTION_CANCEL:
+                if current is not None:
+                    self.application_count += 1
+                    yield done(current)
+                    current = None
+                self.application_count += 1
+                number_cell = _clean(cells[number_idx]) if number_idx is not None else None
+                yield self._cancellation(ref, number_cell, own, number, not_cancel)
+                continue
             header_values = tuple(_clean(cells[i]) if i is not None else None for i in app_idx)
             line = ProductLine(_clean(cells[line_no_idx]), source_line=number)
             for attr, col in zip(LINE_COLUMNS, line_idx, strict=True):
@@ -270,6 +305,11 @@ class CsvSubmission:
             if mapping is not None:
                 mapping.apply_line(line)
             line_findings = _line_format(ref, line, number)
+            if action is not None:
+                line_findings.append(finding(
+                    "A101", f"action must be empty (an application) or {ACTION_CANCEL} (a "
+                    "cancellation).", ref=ref, line=line_number(line.line_no), field="action",
+                    value=action, source_line=number))
             if current is not None and ref is not None and ref == current.app.ref:
                 if len(current.app.lines) > MAX_LINES:
                     current.extra_lines += 1  # an application of a million rows: bounded memory
@@ -283,7 +323,7 @@ class CsvSubmission:
                 self.application_count += 1
                 yield done(current)
             app = Application(ref=ref, source_line=number, lines=[line])
-            for attr, value in zip(APP_COLUMNS, header_values, strict=True):
+            for (_, attr), value in zip(ROW_FIELDS, header_values, strict=True):
                 setattr(app, attr, value)
             if mapping is not None:
                 mapping.apply_application(app)
@@ -297,10 +337,32 @@ class CsvSubmission:
             raise RejectedSubmission(finding("F008", "The CSV has a header but no data row: "
                                              "nothing to license."))
 
+    def _cancellation(self, ref: str | None, number: str | None, own: list[str], row: int,
+                      not_cancel: tuple[tuple[str, int], ...]) -> CsvApplication:
+        """A cancellation row (guide 5.1b) as its own unit: A101 for each of the partner's
+        cells it fills besides its ref and license number (a mapping's constants are not
+        the partner's: they fill application rows only)."""
+        app = Application(ref=ref, source_line=row, cancel=True, license_number=number)
+        found = self._application_format(app, row)
+        if number is not None and len(number) > LICENSE_REFERENCE_LIMIT:
+            found.append(finding(
+                "A101", f"license_number has {len(number)} characters; a license number "
+                f"named by a cancellation has at most {LICENSE_REFERENCE_LIMIT}.", ref=ref,
+                field="license_number", value=number, source_line=row))
+        for column, i in not_cancel:
+            if i < len(own) and own[i].strip():
+                found.append(finding(
+                    "A101", f"A cancellation row ({ACTION_CANCEL}) holds application_ref and "
+                    f"license_number only: leave {column} empty, or send the application on "
+                    "a row of its own.", ref=ref, field=column, value=own[i].strip(),
+                    source_line=row))
+        return CsvApplication(app, [row], found)
+
     def _application_format(self, app: Application, row: int) -> list[Finding]:
         """A101 for a ref or text field that breaks its format (guide 2.1), once per ref: the
-        rows of a ref that comes back later are compared (A103), not checked again."""
-        if app.ref in self._misshapen_refs:
+        rows of a ref that comes back later are compared (A103), not checked again. A
+        cancellation, a unit of its own that is compared with nothing, is always checked."""
+        if app.ref in self._misshapen_refs and not app.cancel:
             return []
         out = []
         if app.ref is not None and not REF_FORMAT.fullmatch(app.ref):
@@ -313,7 +375,7 @@ class CsvSubmission:
                 out.append(finding(
                     "A101", f"{name} has {len(value)} characters; at most {limit} are allowed.",
                     ref=app.ref, field=name, value=value, source_line=row))
-        if out and app.ref is not None:
+        if out and app.ref is not None and not app.cancel:
             self._misshapen_refs.add(app.ref)
         return out
 
@@ -371,10 +433,11 @@ def _line_format(ref: str | None, line: ProductLine, row: int) -> list[Finding]:
 
 def compare(current: CsvApplication, values: tuple[str | None, ...], row: int) -> None:
     """A103 for each application field of ``row`` that differs from the application's."""
-    for attr, mine, theirs in zip(APP_COLUMNS, current.header_values, values, strict=True):
+    for (column, _), mine, theirs in zip(ROW_FIELDS, current.header_values, values,
+                                         strict=True):
         if mine != theirs:
             current.findings.append(finding(
-                "A103", f"Row {row} has {attr} {theirs!r} but the application's first row has "
-                f"{mine!r}: all rows of one application must agree (or use another "
-                "application_ref).", ref=current.app.ref, field=attr, value=theirs,
+                "A103", f"Row {row} has {column} {theirs!r} but the application's first row "
+                f"has {mine!r}: all rows of one application must agree (or use another "
+                "application_ref).", ref=current.app.ref, field=column, value=theirs,
                 source_line=row))

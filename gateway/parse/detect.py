@@ -11,7 +11,7 @@ from typing import Literal
 
 from gateway.errors import RejectedSubmission
 from gateway.findings import finding
-from gateway.parse.csv_file import ALL_COLUMNS
+from gateway.parse.csv_file import KNOWN_COLUMNS
 
 Format = Literal["xml", "csv"]
 
@@ -53,7 +53,7 @@ def check_size(path: Path, limit: int, listed: int | None = None) -> int:
     return size
 
 
-CANONICAL_HEADERS = frozenset(ALL_COLUMNS)
+CANONICAL_HEADERS = frozenset(KNOWN_COLUMNS)
 
 
 def detect_format(path: Path, csv_headers: frozenset[str] = CANONICAL_HEADERS,

@@ -31,7 +31,7 @@ from gateway.countries import ISO_COUNTRIES, NOT_APPLICABLE, UNKNOWN
 from gateway.errors import GatewayError, RejectedSubmission
 from gateway.findings import finding
 from gateway.model import Application, ProductLine
-from gateway.parse.csv_file import ALL_COLUMNS, CsvDialect
+from gateway.parse.csv_file import ALL_COLUMNS, KNOWN_COLUMNS, CsvDialect
 from gateway.parse.xml_guard import AttributeGuard
 
 # kg per unit of the partner's quantity column.
@@ -93,7 +93,7 @@ class CsvMapping:
     @property
     def headers(self) -> frozenset[str]:
         """Lower-case names that mark a header row of this partner (format detection)."""
-        return frozenset(n.lower() for n in self.columns) | frozenset(ALL_COLUMNS)
+        return frozenset(n.lower() for n in self.columns) | frozenset(KNOWN_COLUMNS)
 
     # -- values ------------------------------------------------------------------------------
 
@@ -307,18 +307,18 @@ def _load_csv_mapping(path: Path) -> CsvMapping:
 
     columns: dict[str, str] = {}
     for partner_name, canonical in data.get("columns", {}).items():
-        if canonical not in ALL_COLUMNS:
+        if canonical not in KNOWN_COLUMNS:
             problems.append(f"columns.{partner_name}: {canonical!r} is not a column of the CSV "
-                            f"format{_suggest(str(canonical), ALL_COLUMNS)}")
+                            f"format{_suggest(str(canonical), KNOWN_COLUMNS)}")
         elif canonical in columns.values():
             problems.append(f"columns.{partner_name}: {canonical!r} is mapped twice")
         else:
             columns[partner_name] = canonical
     constants: dict[str, str] = {}
     for canonical, value in data.get("constants", {}).items():
-        if canonical not in ALL_COLUMNS:
+        if canonical not in KNOWN_COLUMNS:
             problems.append(f"constants.{canonical}: not a column of the CSV format"
-                            f"{_suggest(canonical, ALL_COLUMNS)}")
+                            f"{_suggest(canonical, KNOWN_COLUMNS)}")
         elif not isinstance(value, str):
             problems.append(f"constants.{canonical}: a string")
         else:
@@ -383,7 +383,13 @@ def preview(mapping: Mapping, source: Path, rows: int = 20) -> str:
     import io
     import tempfile
 
-    from gateway.parse.csv_file import APP_COLUMNS, LINE_COLUMNS, CsvSubmission
+    from gateway.model import ACTION_CANCEL
+    from gateway.parse.csv_file import (
+        APP_COLUMNS,
+        LIFECYCLE_COLUMNS,
+        LINE_COLUMNS,
+        CsvSubmission,
+    )
     from gateway.parse.detect import detect_format
 
     if isinstance(mapping, XsltMapping):
@@ -395,15 +401,26 @@ def preview(mapping: Mapping, source: Path, rows: int = 20) -> str:
     submission = CsvSubmission(source, mapping, source.name)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["row", *ALL_COLUMNS])
     written = 0
     for chunk in submission.applications():
         app = chunk.app
+        # The contract 1.1 columns are shown when the partner's file or mapping has them.
+        lifecycle = submission.lifecycle
+        if written == 0:
+            writer.writerow(["row", *ALL_COLUMNS, *(LIFECYCLE_COLUMNS if lifecycle else ())])
+        if app.cancel:
+            if written >= rows:
+                return buffer.getvalue()
+            writer.writerow([app.source_line, submission.submission_id, app.ref,
+                             *([""] * (len(ALL_COLUMNS) - 2)), ACTION_CANCEL,
+                             app.license_number, "", ""])
+            written += 1
         for line in app.lines:
             if written >= rows:
                 return buffer.getvalue()
+            more = ("", app.license_number, app.corrects, app.kind) if lifecycle else ()
             writer.writerow([line.source_line, submission.submission_id, app.ref,
                              *(getattr(app, c) for c in APP_COLUMNS), line.line_no,
-                             *(getattr(line, c) for c in LINE_COLUMNS)])
+                             *(getattr(line, c) for c in LINE_COLUMNS), *more])
             written += 1
     return buffer.getvalue()

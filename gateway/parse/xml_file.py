@@ -2,7 +2,8 @@
 
 Nothing is ever expanded or fetched: a DOCTYPE, an entity declaration or an XInclude is F004,
 found in the raw bytes before the parser sees them and checked again on the parsed prolog. The
-file is read with a pull parser fed in chunks: each ``Application`` is validated against the XSD
+file is read with a pull parser fed in chunks: each ``Application`` (and each ``Cancellation``,
+contract 1.1, which becomes an ``Application`` with ``cancel`` set) is validated against the XSD
 on its own (one bad application never rejects the others), handed on, and freed, so memory does
 not grow with the file. Nor does it grow with one application: past its fields and 999 product
 lines (and one more, so that "more than 999" is seen) the completed children of the element
@@ -30,11 +31,12 @@ from gateway.parse.detect import bom_encoding
 from gateway.parse.xml_guard import MARK, AttributeGuard
 from gateway.parse.xml_model import (
     APPLICATION_TAG,
+    CANCELLATION_TAG,
     HEADER_TAG,
     NS,
     PRODUCT_TAG,
     ROOT_TAG,
-    SCHEMA_VERSION,
+    SCHEMA_VERSIONS,
     ParsedApplication,
     read_application,
     read_header,
@@ -45,9 +47,12 @@ XINCLUDE_NS = "http://www.w3.org/2001/XInclude"
 _XINCLUDE_ANY = "{" + XINCLUDE_NS + "}*"
 _PROLOG_BYTES = 256 * 1024
 _CHUNK = 64 * 1024
-# Children kept of the Header or Application being read: an application's fields, 999 lines and
-# one more. Completed children past these are counted and dropped (see the module docstring).
-_KEEP = len(APPLICATION_FIELDS) + MAX_LINES + 1
+# Children kept of the Header or Application being read: an application's fields (and its
+# LicenseNumber, contract 1.1), 999 lines and one more. Completed children past these are
+# counted and dropped (see the module docstring).
+_KEEP = len(APPLICATION_FIELDS) + 1 + MAX_LINES + 1
+# The elements read one by one under the root: the requests of the file (guide 3, 5.1b).
+_REQUESTS = (APPLICATION_TAG, CANCELLATION_TAG)
 # Unexpected attributes held in the application being read before they are cut and counted.
 _CUT_WHILE_READING = 20_000
 # libxml2's messages for its size and depth limits (huge_tree=False), which are not syntax errors.
@@ -119,11 +124,13 @@ def _root_of(head: bytes) -> tuple[str, str | None, int | None] | None:
 
 
 def _check_child(el: etree._Element) -> None:
-    """Only Header and Application elements belong directly under the root (else F005)."""
-    if el.tag not in (HEADER_TAG, APPLICATION_TAG):
+    """Only Header, Application and Cancellation elements belong directly under the root
+    (else F005)."""
+    if el.tag not in (HEADER_TAG, *_REQUESTS):
         raise RejectedSubmission(finding(
             "F005", f"Unexpected element {el.tag!s} under LicenseSubmission: only one Header "
-            "and Application elements belong there.", source_line=el.sourceline))
+            "and Application and Cancellation elements belong there.",
+            source_line=el.sourceline))
 
 
 def syntax_error(err: etree.XMLSyntaxError) -> RejectedSubmission:
@@ -149,6 +156,8 @@ class XmlSubmission:
 
     ``header`` is available after the first application is yielded (or after iteration for an
     empty file). Raises ``RejectedSubmission`` (F001, F004, F005, F008, F009) while iterating.
+    A Cancellation is yielded as an application (``cancel`` set), in file order, and counts as
+    one (``application_count``, F008).
     """
 
     def __init__(self, path: Path) -> None:
@@ -162,11 +171,11 @@ class XmlSubmission:
         if root_tag is not None:
             self._check_root(*root_tag)
         schema = submission_schema()
-        # Only Header and Application events reach Python: a product line costs no Python
-        # work until its application is complete.
+        # Only Header, Application and Cancellation events reach Python: a product line costs
+        # no Python work until its application is complete.
         parser = etree.XMLPullParser(
             events=("start", "end"),
-            tag=(HEADER_TAG, APPLICATION_TAG),
+            tag=(HEADER_TAG, *_REQUESTS),
             resolve_entities=False,
             load_dtd=False,
             no_network=True,
@@ -202,11 +211,11 @@ class XmlSubmission:
                         reading = None
                         for before in el.itersiblings(preceding=True):
                             _check_child(before)
-                        if el.tag == APPLICATION_TAG:
+                        if el.tag in _REQUESTS:
                             if self.header is None:
                                 raise RejectedSubmission(finding(
-                                    "F005", "The Header must come first, before any Application.",
-                                    source_line=el.sourceline))
+                                    "F005", "The Header must come first, before any "
+                                    "Application or Cancellation.", source_line=el.sourceline))
                             if next(el.iter(_XINCLUDE_ANY), None) is not None:
                                 raise _f004("The file uses XInclude")
                             self.application_count += 1
@@ -249,8 +258,8 @@ class XmlSubmission:
             raise RejectedSubmission(finding("F005", "The submission has no Header: add "
                                              "<Header><SubmissionId>…</SubmissionId></Header>."))
         if self.application_count == 0:
-            raise RejectedSubmission(finding("F008", "The file holds no Application: nothing "
-                                             "to license."))
+            raise RejectedSubmission(finding("F008", "The file holds no Application (and no "
+                                             "Cancellation): nothing to license."))
 
     @staticmethod
     def _check_root(tag: object, version: str | None, line: int | None = None) -> None:
@@ -258,9 +267,10 @@ class XmlSubmission:
             raise RejectedSubmission(finding(
                 "F005", f"The root element is {tag!s}; it must be LicenseSubmission in "
                 f"namespace {NS}.", field="root", value=str(tag), source_line=line))
-        if version != SCHEMA_VERSION:
+        if version not in SCHEMA_VERSIONS:
             raise RejectedSubmission(finding(
-                "F005", f'schemaVersion must be "{SCHEMA_VERSION}".', field="schemaVersion",
+                "F005", "schemaVersion must be " + " or ".join(f'"{v}"' for v in SCHEMA_VERSIONS)
+                + ".", field="schemaVersion",
                 value=version, source_line=line))
 
     @staticmethod
@@ -294,13 +304,15 @@ class _Dropped:
         """
         out = []
         total = len(app.lines) + self.lines
+        if app.cancel:  # no lines at all: whatever was dropped is stray (A101)
+            total = 0
         if total > MAX_LINES:
             del app.lines[MAX_LINES:]
             out.append(finding(
                 "A190", f"An application holds at most {MAX_LINES} product lines; this one has "
                 f"{total:,}: split it. Only the first {MAX_LINES} were read.", ref=app.ref,
                 field="line_no", value=str(total), source_line=source_line))
-        others = self.elements - self.lines
+        others = self.elements - (0 if app.cancel else self.lines)
         if others:
             out.append(finding(
                 "A101", f"This application holds {others:,} more elements than its fields and "
@@ -329,9 +341,13 @@ def _trim(el: etree._Element) -> tuple[int, int]:
     return elements, lines
 
 
-_ATTRIBUTES = etree.XPath("count(descendant-or-self::*/@*) - count(@ref) - "
-                          "count(p:Product/@line)", namespaces={"p": NS})
-_ALLOWED_ATTRIBUTES = {APPLICATION_TAG: "ref", PRODUCT_TAG: "line"}
+# The attributes of the request element itself that its schema may allow (an Application's
+# ref, kind, corrects; a Cancellation's ref, licenseNumber) are not counted: one count fits both.
+_ATTRIBUTES = etree.XPath("count(descendant-or-self::*/@*) - count(@ref) - count(@kind) - "
+                          "count(@corrects) - count(@licenseNumber) - count(p:Product/@line)",
+                          namespaces={"p": NS})
+_ALLOWED_ATTRIBUTES = {APPLICATION_TAG: ("ref", "kind", "corrects"),
+                       CANCELLATION_TAG: ("ref", "licenseNumber"), PRODUCT_TAG: ("line",)}
 _XSI = "{http://www.w3.org/2001/XMLSchema-instance}"
 
 
@@ -348,11 +364,11 @@ def _cut_attributes(el: etree._Element, threshold: int = MAX_FINDINGS) -> int:
     for node in el.iter():
         if not isinstance(node.tag, str) or not len(node.attrib):
             continue
-        allowed = _ALLOWED_ATTRIBUTES.get(node.tag)
+        allowed = _ALLOWED_ATTRIBUTES.get(node.tag, ())
         kept: list[tuple[str, str]] = []
         here = 0
         for name, value in node.attrib.items():
-            if name == allowed or name.startswith(_XSI):
+            if name in allowed or name.startswith(_XSI):
                 kept.append((name, value))
             elif name == MARK:
                 here += max(int(value), 1) if value.isdigit() else 1

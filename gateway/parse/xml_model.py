@@ -1,6 +1,7 @@
 """XML submission elements to the model (guide section 3): the namespace's names, the
-Header with its optional Filer, an Application checked against the XSD and read into
-``model.Application``, and the XSD's messages turned into findings. The streaming reader that
+Header with its optional Filer, an Application or a Cancellation (contract 1.1, guide 5.1b)
+checked against the XSD and read into ``model.Application``, and the XSD's messages turned
+into findings. The streaming reader that
 hands elements here is ``gateway.parse.xml_file``.
 """
 
@@ -25,19 +26,30 @@ from gateway.model import (
 )
 
 NS = "urn:aimgw:license-submission:1"
-SCHEMA_VERSION = "1.0"
+# Both are read with the 1.1 schema, a compatible extension of 1.0 (guide section 3).
+SCHEMA_VERSIONS = ("1.0", "1.1")
 _Q = "{" + NS + "}"
 ROOT_TAG = _Q + "LicenseSubmission"
 HEADER_TAG = _Q + "Header"
 APPLICATION_TAG = _Q + "Application"
 PRODUCT_TAG = _Q + "Product"
+CANCELLATION_TAG = _Q + "Cancellation"  # contract 1.1: a sibling of Application
+REASON_TAG = _Q + "Reason"
+# A Cancellation's Reason (XSD: at most 200 characters). An invalid one is kept only this long:
+# it is A101 anyway, and a 10 MB reason must not travel on through staging.
+REASON_LIMIT = 200
 
 # XML element name -> model attribute, for applications and product lines. Keyed by object:
 # lxml types a tag as str, bytes or QName (a comment's is a function), and any is looked up.
-APP_TAGS: Mapping[object, str] = {_Q + xml: attr for attr, xml in APPLICATION_FIELDS}
+APP_TAGS: Mapping[object, str] = {
+    **{_Q + xml: attr for attr, xml in APPLICATION_FIELDS},
+    _Q + "LicenseNumber": "license_number",  # contract 1.1, after PortOfEntry
+}
 LINE_TAGS: Mapping[object, str] = {_Q + xml: attr for attr, xml in LINE_FIELDS}
 XML_NAME_TO_FIELD = {xml: attr for attr, xml in APPLICATION_FIELDS + LINE_FIELDS}
-XML_NAME_TO_FIELD.update({"ref": "ref", "line": "line_no"})
+XML_NAME_TO_FIELD.update({"ref": "ref", "line": "line_no", "kind": "kind",
+                          "corrects": "corrects", "LicenseNumber": "license_number",
+                          "licenseNumber": "license_number", "Reason": "reason"})
 
 _ELEMENT_IN_MESSAGE = re.compile(r"Element '(?:\{[^}]*\})?([\w.-]+)'(?:, attribute '([\w.-]+)')?")
 _EXPECTED_IN_MESSAGE = re.compile(r"Expected is (?:one of )?\( ([^)]*) \)")
@@ -80,13 +92,16 @@ def read_header(el: etree._Element, schema: etree.XMLSchema) -> SubmissionHeader
 
 def read_application(el: etree._Element, schema: etree.XMLSchema,
                      unlisted: int = 0) -> ParsedApplication:
-    """An Application element as the model, checked against the XSD; ``unlisted``: the
-    attributes not allowed there that the reader cut unread (the XSD is run again then)."""
+    """An Application or Cancellation element as the model, checked against the XSD;
+    ``unlisted``: the attributes not allowed there that the reader cut unread (the XSD is run
+    again then)."""
+    cancel = el.tag == CANCELLATION_TAG
     if not unlisted and schema.validate(el):
-        return ParsedApplication(_valid_application(el), [], None)
+        return ParsedApplication(_cancellation(el) if cancel else _valid_application(el), [],
+                                 None)
     if unlisted:
         schema.validate(el)
-    app = _any_application(el)
+    app = _cancellation(el) if cancel else _any_application(el)
     errors: list[tuple[int | None, str]] = [(e.line, e.message) for e in schema.error_log]
     # Slow path, only for invalid applications: map file lines to (line_no, field).
     fields: dict[int, tuple[str | None, str]] = {}
@@ -109,9 +124,28 @@ def _strip(text: str | None) -> str | None:
     return (text.strip() or None) if text else None
 
 
+def _cancellation(el: etree._Element) -> Application:
+    """A Cancellation (valid or not): a request to cancel ``license_number``, no lines."""
+    reason = None
+    for child in el:
+        if child.tag == REASON_TAG and reason is None:
+            reason = _strip(child.text)
+    if reason is not None and len(reason) > REASON_LIMIT:
+        reason = reason[:REASON_LIMIT]
+    return Application(ref=_strip(el.get("ref")), source_line=el.sourceline, cancel=True,
+                       license_number=_strip(el.get("licenseNumber")), reason=reason)
+
+
+def _attributes(el: etree._Element, app: Application) -> Application:
+    """The contract 1.1 attributes of an Application (guide 5.1a, 5.1b), as sent."""
+    app.kind = _strip(el.get("kind"))
+    app.corrects = _strip(el.get("corrects"))
+    return app
+
+
 def _valid_application(el: etree._Element) -> Application:
     """Read an application the XSD accepted: element order is known (the hot path)."""
-    app = Application(ref=_strip(el.get("ref")), source_line=el.sourceline)
+    app = _attributes(el, Application(ref=_strip(el.get("ref")), source_line=el.sourceline))
     lines = app.lines
     app_tags = APP_TAGS
     for child in el:
@@ -129,7 +163,7 @@ def _valid_application(el: etree._Element) -> Application:
 
 def _any_application(el: etree._Element) -> Application:
     """Read an application the XSD rejected: take what can be recognised, by name."""
-    app = Application(ref=el.get("ref"), source_line=el.sourceline)
+    app = _attributes(el, Application(ref=el.get("ref"), source_line=el.sourceline))
     for child in el:
         if child.tag == PRODUCT_TAG:
             line = ProductLine(child.get("line"), source_line=child.sourceline)

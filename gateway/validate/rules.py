@@ -20,6 +20,7 @@ from gateway.model import (
     REQUIRED_APPLICATION_FIELDS,
     REQUIRED_LINE_FIELDS,
     Application,
+    LicenseKind,
     ProductLine,
     line_number,
 )
@@ -47,6 +48,8 @@ SPECIAL_SMELT = (UNKNOWN, NOT_APPLICABLE)
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _PORT = re.compile(r"[0-9]{4}")
 _ENTRY_NUMBER = re.compile(r"[A-Z0-9]{3}[0-9]{8}")
+# A registered license number (guide 5.1a): the XSD's pattern, applied to CSV cells here.
+_REGISTERED_NUMBER = re.compile(r"[A-Z0-9]{1,10}")
 
 # add(code, message, field, value, line=None, source_line=...): records one finding.
 AddFinding = Callable[..., None]
@@ -163,6 +166,9 @@ def check_application(app: Application, ctx: RuleContext) -> ApplicationCheck:
         out.append(finding(code, message, ref=ref, line=line, field=fld, value=value,
                            source_line=source_line))
 
+    if app.cancel:
+        _check_cancellation(app, add)
+        return ApplicationCheck(out, [], False)
     if not ref:
         add("A102", "The application ref is required: give your own reference (PO, shipment).",
             "ref", None)
@@ -223,6 +229,7 @@ def check_application(app: Application, ctx: RuleContext) -> ApplicationCheck:
     if port and not _PORT.fullmatch(port):
         add("A160", "Port of entry must be a 4-digit CBP Schedule D code (e.g. 3004).",
             "port_of_entry", port)
+    _check_license_fields(app, ctx, add)
 
     lines = _check_lines(app, ctx, add)
     if len(app.lines) > 999:
@@ -233,12 +240,52 @@ def check_application(app: Application, ctx: RuleContext) -> ApplicationCheck:
     covered_values = [r.value for r in lines if r.covered]
     known = all(v is not None for v in covered_values)
     covered_value = sum((v for v in covered_values if v is not None), Decimal(0))
-    if covered_values and known and not exempt and covered_value < ctx.low_value_usd:
+    if covered_values and known and not exempt and app.low_value:
+        if covered_value >= ctx.low_value_usd:
+            add("A108", f"A low-value license is for covered values under "
+                f"${ctx.low_value_usd:,.0f}; the covered lines total ${covered_value:,.2f}: "
+                "leave kind out to ask for a regular license, or split the shipment.",
+                "value_usd", str(covered_value))
+    elif covered_values and known and not exempt and covered_value < ctx.low_value_usd:
         add("A171", f"The covered lines total ${covered_value:,.2f}, under "
             f"${ctx.low_value_usd:,.0f}: a reusable low-value license could be used instead; "
             "this gateway issues a regular license when the application is otherwise valid.",
             "value_usd", str(covered_value))
     return ApplicationCheck(out, lines, exempt)
+
+
+def _check_cancellation(app: Application, add: AddFinding) -> None:
+    """A cancellation (guide 5.1b) names its ref and the license to cancel (A102), nothing
+    else: no application or line rule applies. Whether the license exists, is this partner's
+    and this ref's, and can be cancelled (A106, A107, I203) is decided with the ledger."""
+    if not app.ref:
+        add("A102", "The cancellation's ref is required: give the ref the license was issued "
+            "for.", "ref", None)
+    if not app.license_number:
+        add("A102", "The cancellation's license number is required: give the number of the "
+            "license to cancel.", "license_number", None)
+
+
+def _check_license_fields(app: Application, ctx: RuleContext, add: AddFinding) -> None:
+    """``kind`` and ``LicenseNumber`` of an application (guide 5.1a). A correction's
+    ``corrects`` is decide's (A106, A107): any token reaches it."""
+    kind = app.kind
+    if kind and kind != LicenseKind.LOW_VALUE:
+        add("A101", f"kind must be {LicenseKind.LOW_VALUE} (a low-value license) or left out "
+            "(a regular license).", "kind", kind)
+    number = app.license_number
+    if ctx.registered:
+        if not number:
+            add("A102", "LicenseNumber is required: your licenses come from Commerce's AIM "
+                "system; give the number it issued for this application.", "license_number",
+                None)
+        elif ctx.source_format == "csv" and not _REGISTERED_NUMBER.fullmatch(number):
+            # XML: the XSD's pattern reports it (A101).
+            add("A101", "license_number must be 1 to 10 characters A-Z 0-9, as Commerce's AIM "
+                "system issued it.", "license_number", number)
+    elif number:
+        add("A101", "LicenseNumber is only for partners whose licenses come from Commerce's AIM "
+            "system; the gateway issues yours: leave it out.", "license_number", number)
 
 
 def _check_lines(app: Application, ctx: RuleContext, add: AddFinding) -> list[LineResult]:

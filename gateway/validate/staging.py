@@ -208,9 +208,12 @@ def _joined_csv(reader: Reader, spool: Path) -> Iterator[StagedApplication]:
 
         def rows() -> Iterator[tuple[int, str | None, bytes]]:
             for n, chunk in enumerate(reader.raw_csv()):
-                if chunk.app.ref:
-                    runs[chunk.app.ref] += 1
-                yield n, chunk.app.ref, pickle.dumps(chunk, protocol=pickle.HIGHEST_PROTOCOL)
+                # A cancellation row is its own unit (guide 5.1b): stored without its ref, it
+                # is never joined with the ref's application rows (its ref still counts, A105).
+                ref = None if chunk.app.cancel else chunk.app.ref
+                if ref:
+                    runs[ref] += 1
+                yield n, ref, pickle.dumps(chunk, protocol=pickle.HIGHEST_PROTOCOL)
 
         db.executemany("INSERT INTO runs VALUES (?, ?, ?)", rows())
         db.execute("CREATE INDEX runs_ref ON runs (ref, n)")
