@@ -7,6 +7,7 @@ can name the offending value exactly; the rules module does all typing.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
@@ -92,6 +93,10 @@ class LicenseSource(StrEnum):
     GATEWAY = "gateway"  # the gateway mints them
     COMMERCE = "commerce"  # Commerce's AIM system did: the partner sends them (I204)
 
+
+# Any license number (guide 5.1, 5.1a): the gateway's (``A``/``L`` + 8 digits) and Commerce's
+# alike fit the 10-character license field of the entry summary 52 record. [0-9], never \d.
+LICENSE_NUMBER = re.compile(r"[A-Z0-9]{1,10}")
 
 # CSV ``action`` (guide 5.1b): empty = an application; ``CANCEL`` = a cancellation request.
 ACTION_CANCEL = "CANCEL"

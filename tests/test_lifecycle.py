@@ -426,6 +426,20 @@ def test_check_without_a_partner_takes_the_named_licenses_as_valid(target: Path 
         ("LICENSED", "PENDING", ["I202"]), ("CANCELLED", "A26999998", ["I203"])]
 
 
+def test_check_without_a_partner_never_takes_a_text_no_license_can_be(
+        target: Path | str) -> None:
+    """Only a license-shaped number (1-10 A-Z 0-9) is taken as valid without the ledger."""
+    Ledger(target).close()
+    reader = Ledger(target, readonly=True)
+    try:
+        decisions = check_file(reader, [application("PO-1", corrects="A2600000100"),
+                                        cancellation("PO-2", "a26999998")], partner=None)
+    finally:
+        reader.close()
+    assert [(d.status, d.number, d.codes) for d in decisions] == [
+        ("REJECTED", None, ["A106"]), ("REJECTED", None, ["A106"])]
+
+
 @pytest.mark.parametrize("number", ["A26000001", "L26000001"])
 def test_the_gateway_never_mints_a_number_a_registered_partner_holds(ledger: Ledger,
                                                                      number: str) -> None:

