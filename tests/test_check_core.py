@@ -19,8 +19,6 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from lxml import etree
-from project_config import ProjectConfig
 from lifecycle_files import (
     application,
     cancellation,
@@ -28,6 +26,8 @@ from lifecycle_files import (
     csv_submission,
     submission,
 )
+from lxml import etree
+from project_config import ProjectConfig
 
 from gateway.cli import main
 from gateway.config import load_config
@@ -208,8 +208,8 @@ LIFECYCLE: list[tuple[str, bytes, set[str]]] = [
      {"A107"}),  # a cancelled license cannot be corrected
     ("life-6.xml", submission("LIFE-6", cancellation("PO-9", "A26000001", "x")),
      {"A106"}),  # another ref's license
-    ("life-7.csv", csv_submission("LIFE-7", csv_application("PO-7"),
-                                  csv_application("PO-1", corrects="A26000001", quantity="1")), {"A107"}),
+    ("life-7.csv", csv_submission("LIFE-7", csv_application("PO-7"), csv_application(
+        "PO-1", corrects="A26000001", quantity="1")), {"A107"}),
 ]
 
 

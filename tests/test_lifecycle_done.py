@@ -22,23 +22,16 @@ import csv
 import io
 import json
 import re
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import lifecycle_files as lf
 import pytest
-from lifecycle_files import (
-    application,
-    cancellation,
-    csv_application,
-    csv_cancellation,
-    csv_submission,
-    submission,
-)
 from lxml import etree
 from project_config import ProjectConfig
 from sftp_server import SshServer
+from test_crash import query
 
 from gateway.cli import main
 from gateway.schemas import ack_schema
@@ -105,16 +98,17 @@ Story = tuple[bytes, bytes, bytes]
 
 
 def xml_story() -> Story:
-    return (submission("DONE-1", application("PO-1")),
-            submission("DONE-2", application("PO-1", corrects="A26000001", quantity="25000")),
-            submission("DONE-3", cancellation("PO-1", "A26000002", REASON)))
+    return (lf.submission("DONE-1", lf.application("PO-1")),
+            lf.submission("DONE-2", lf.application("PO-1", corrects="A26000001",
+                                                   quantity="25000")),
+            lf.submission("DONE-3", lf.cancellation("PO-1", "A26000002", REASON)))
 
 
 def csv_story() -> Story:
-    return (csv_submission("DONE-1", csv_application("PO-1")),
-            csv_submission("DONE-2", csv_application("PO-1", corrects="A26000001",
-                                                     quantity="25000")),
-            csv_submission("DONE-3", csv_cancellation("PO-1", "A26000002")))
+    return (lf.csv_submission("DONE-1", lf.csv_application("PO-1")),
+            lf.csv_submission("DONE-2", lf.csv_application("PO-1", corrects="A26000001",
+                                                           quantity="25000")),
+            lf.csv_submission("DONE-3", lf.csv_cancellation("PO-1", "A26000002")))
 
 
 # The Hanse export (semicolons, Windows-1252, German numbers, tons) with four more columns,
@@ -249,11 +243,7 @@ class Project:
         return read_ack((self.acks / str(name)).read_bytes())
 
     def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-        db = sqlite3.connect(self.base / "data" / "ledger.sqlite")
-        try:
-            return db.execute(sql, params).fetchall()
-        finally:
-            db.close()
+        return query(self.base, sql, params)
 
     def licenses(self, *args: str) -> list[dict[str, object]]:
         code, out = self.cli("licenses", "--json", *args)
@@ -356,10 +346,11 @@ def test_application_correction_and_its_cancellation_over_sftp(
 
 
 REGISTERED = {
-    "xml": lambda: submission("REG-1", application("PO-1", license_number="CAIM12345"),
-                              application("PO-2", license_number="AL20260042")),
-    "csv": lambda: csv_submission("REG-1", csv_application("PO-1", license_number="CAIM12345"),
-                                  csv_application("PO-2", license_number="AL20260042")),
+    "xml": lambda: lf.submission("REG-1", lf.application("PO-1", license_number="CAIM12345"),
+                                 lf.application("PO-2", license_number="AL20260042")),
+    "csv": lambda: lf.csv_submission(
+        "REG-1", lf.csv_application("PO-1", license_number="CAIM12345"),
+        lf.csv_application("PO-2", license_number="AL20260042")),
 }
 
 
@@ -382,10 +373,10 @@ def test_a_registered_partners_file_yields_ace_records_with_its_own_numbers(
 
 
 LOW_VALUE = {
-    "xml": lambda: submission("LOW-1", application("PO-7", kind="LOW_VALUE", quantity="1000",
-                                                   value="2550.00")),
-    "csv": lambda: csv_submission("LOW-1", csv_application("PO-7", kind="LOW_VALUE",
-                                                           quantity="1000", value="2550.00")),
+    "xml": lambda: lf.submission("LOW-1", lf.application(
+        "PO-7", kind="LOW_VALUE", quantity="1000", value="2550.00")),
+    "csv": lambda: lf.csv_submission("LOW-1", lf.csv_application(
+        "PO-7", kind="LOW_VALUE", quantity="1000", value="2550.00")),
 }
 
 
