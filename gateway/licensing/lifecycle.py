@@ -16,6 +16,7 @@ from gateway.ledger.store import utc_stamp
 from gateway.licensing.issuer import LicenseIssuer
 from gateway.licensing.results import AppOutcome
 from gateway.model import AppStatus, LicenseState
+from gateway.validate.rules import LICENSE_NUMBER_SHAPE
 from gateway.validate.staging import StagedApplication, legacy_application_digest
 
 
@@ -84,6 +85,14 @@ def _a104(item: StagedApplication, prior: PriorLicense) -> Finding:
                    source_line=app.source_line)
 
 
+def _taken_as_valid(issuer: LicenseIssuer, partner_id: str | None, number: str) -> bool:
+    """Whether the license a cancellation names is taken as valid unseen: a check without the
+    history (no ledger, or no partner) cannot look it up. A number no license can have is not:
+    A106, as a run says, rather than the ack's LicenseNumber (whose XSD refuses it)."""
+    return not issuer.sees_history(partner_id) and \
+        LICENSE_NUMBER_SHAPE.fullmatch(number) is not None
+
+
 def _target_problem(target: PriorLicense | None, partner_id: str | None, ref: str | None,
                     on: date, *, correction: bool) -> tuple[str, str] | None:
     """A106 or A107 for the license a correction or cancellation names, or None."""
@@ -133,8 +142,9 @@ def decide_cancellation(item: StagedApplication, partner_id: str | None,
     number = app.license_number
     if any(f.is_error for f in findings) or number is None:
         return outcome
-    target = issuer.license(number) if issuer.sees_history(partner_id) else None
-    if issuer.sees_history(partner_id):
+    unseen = _taken_as_valid(issuer, partner_id, number)
+    target = None if unseen else issuer.license(number)
+    if not unseen:
         problem = _target_problem(target, partner_id, app.ref, issuer.issue_date,
                                   correction=False)
         if problem is not None:

@@ -48,8 +48,9 @@ SPECIAL_SMELT = (UNKNOWN, NOT_APPLICABLE)
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _PORT = re.compile(r"[0-9]{4}")
 _ENTRY_NUMBER = re.compile(r"[A-Z0-9]{3}[0-9]{8}")
-# A registered license number (guide 5.1a): the XSD's pattern, applied to CSV cells here.
-_REGISTERED_NUMBER = re.compile(r"[A-Z0-9]{1,10}")
+# A registered license number (guide 5.1a): the XSD's pattern, applied to CSV cells here. Every
+# license number has this shape (the gateway's A and L numbers too: the ack XSD's pattern).
+LICENSE_NUMBER_SHAPE = re.compile(r"[A-Z0-9]{1,10}")
 
 # add(code, message, field, value, line=None, source_line=...): records one finding.
 AddFinding = Callable[..., None]
@@ -279,7 +280,7 @@ def _check_license_fields(app: Application, ctx: RuleContext, add: AddFinding) -
             add("A102", "LicenseNumber is required: your licenses come from Commerce's AIM "
                 "system; give the number it issued for this application.", "license_number",
                 None)
-        elif ctx.source_format == "csv" and not _REGISTERED_NUMBER.fullmatch(number):
+        elif ctx.source_format == "csv" and not LICENSE_NUMBER_SHAPE.fullmatch(number):
             # XML: the XSD's pattern reports it (A101).
             add("A101", "license_number must be 1 to 10 characters A-Z 0-9, as Commerce's AIM "
                 "system issued it.", "license_number", number)
