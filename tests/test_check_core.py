@@ -19,16 +19,20 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from lifecycle_shim import wrap
+from lifecycle_files import (
+    application,
+    cancellation,
+    csv_application,
+    csv_submission,
+    submission,
+)
 from lxml import etree
 from project_config import ProjectConfig
-from test_lifecycle_run import application, csv_submission, submission
 
 from gateway.cli import main
 from gateway.config import load_config
 from gateway.errors import RejectedSubmission
 from gateway.ledger.store import open_ledger
-from gateway.licensing import pipeline
 from gateway.licensing.pipeline import rule_context
 from gateway.outputs.ack_xml import ACK_NS
 from gateway.parse.mapping import load_mapping, preview
@@ -192,27 +196,25 @@ def test_check_answers_what_the_run_does_with_history(
 # LICENSED PENDING with I202, a cancellation as CANCELLED with I203, and records no change.
 LIFECYCLE: list[tuple[str, bytes, set[str]]] = [
     ("life-1.xml", submission("LIFE-1", application("PO-1"), application("PO-2")), set()),
-    ("life-2.xml", submission("LIFE-2", application("PO-1", "CORRECTS A26000001",
+    ("life-2.xml", submission("LIFE-2", application("PO-1", corrects="A26000001",
                                                     quantity="25000"),
-                              application("PO-2", "CANCEL A26000002 order cancelled")),
+                              cancellation("PO-2", "A26000002", "order cancelled")),
      {"I202", "I203"}),
-    ("life-3.xml", submission("LIFE-3", application("PO-1", "CANCEL A26000003 not needed")),
+    ("life-3.xml", submission("LIFE-3", cancellation("PO-1", "A26000003", "not needed")),
      {"I203"}),
-    ("life-4.xml", submission("LIFE-4", application("PO-1", "CANCEL A26000003 not needed")),
+    ("life-4.xml", submission("LIFE-4", cancellation("PO-1", "A26000003", "not needed")),
      {"I203"}),  # cancelled before: I203 again, no change
-    ("life-5.xml", submission("LIFE-5", application("PO-2", "CORRECTS A26000002")),
+    ("life-5.xml", submission("LIFE-5", application("PO-2", corrects="A26000002")),
      {"A107"}),  # a cancelled license cannot be corrected
-    ("life-6.xml", submission("LIFE-6", application("PO-9", "CANCEL A26000001 x")),
+    ("life-6.xml", submission("LIFE-6", cancellation("PO-9", "A26000001", "x")),
      {"A106"}),  # another ref's license
-    ("life-7.csv", csv_submission("LIFE-7", ("PO-7", "coils", "24000"),
-                                  ("PO-1", "CORRECTS A26000001", "1")), {"A107"}),
+    ("life-7.csv", csv_submission("LIFE-7", csv_application("PO-7"), csv_application(
+        "PO-1", corrects="A26000001", quantity="1")), {"A107"}),
 ]
 
 
 def test_check_answers_what_the_run_does_over_a_lifecycle(
-        tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pipeline, "decide", wrap(pipeline.decide))
+        tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
     project = Project(tmp_path, capsysbinary)
     for name, data, codes in LIFECYCLE:
         changes = _changes(project)

@@ -25,12 +25,11 @@ from pathlib import Path
 
 import pytest
 from conftest import ProjectConfig
-from test_lifecycle_run import application, submission
+from lifecycle_files import application, cancellation, submission
 
 from gateway.crash import STEPS
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIM = Path(__file__).resolve().parent / "lifecycle_shim.py"
 # Sample files are copied into tests/cases so the suite never reads the working tree's inbox/.
 CASES_INBOX = Path(__file__).resolve().parent / "cases" / "inbox"
 SAMPLES = CASES_INBOX / "sample"
@@ -84,10 +83,8 @@ def run_gateway(config: Path, crash_at: str | None = None) -> subprocess.Complet
     env = {k: v for k, v in os.environ.items() if k != "AIMGW_CRASH_AT"}
     if crash_at is not None:
         env["AIMGW_CRASH_AT"] = crash_at
-    # The gateway with the lifecycle seam (tests/lifecycle_shim.py): files that mark no
-    # correction or cancellation are decided exactly as by `python -m gateway.cli`.
     return subprocess.run(
-        [sys.executable, str(SHIM), "run", "--once", "--as-of", AS_OF,
+        [sys.executable, "-m", "gateway.cli", "run", "--once", "--as-of", AS_OF,
          "--config", str(config)],
         cwd=config.parent, env=env, capture_output=True, text=True, timeout=60, check=False)
 
@@ -431,10 +428,10 @@ def test_crash_during_recovery_then_rerun_matches_reference(
 
 LIFECYCLE = {
     "life-1.xml": submission("LIFE-1", application("PO-1"), application("PO-2")),
-    "life-2.xml": submission("LIFE-2", application("PO-1", "CORRECTS A26000001",
+    "life-2.xml": submission("LIFE-2", application("PO-1", corrects="A26000001",
                                                    quantity="25000"),
-                             application("PO-2", "CANCEL A26000002 order cancelled")),
-    "life-3.xml": submission("LIFE-3", application("PO-1", "CANCEL A26000003 not needed")),
+                             cancellation("PO-2", "A26000002", "order cancelled")),
+    "life-3.xml": submission("LIFE-3", cancellation("PO-1", "A26000003", "not needed")),
 }
 # stage -> (the files run before, the file the crash run takes)
 STAGES = {"correction": (("life-1.xml",), "life-2.xml"),

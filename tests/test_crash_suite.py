@@ -64,7 +64,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ProjectConfig
-from test_lifecycle_run import application, submission
+from lifecycle_files import application, cancellation, submission
 
 from gateway.inbox.receipt import clean_work
 from gateway.ledger.store import Ledger
@@ -117,17 +117,13 @@ def crash_config(base: Path) -> ProjectConfig:
 
 PARTNERS = ("life", "sample", "hanse", "nordic")
 DISPOSITION = {"life": "move", "sample": "move", "hanse": "keep", "nordic": "delete"}
-# The gateway with the lifecycle seam (tests/lifecycle_shim.py): it turns the life partner's
-# marked applications into corrections and cancellations; every other file is decided
-# exactly as by `python -m gateway.cli`.
-SHIM = Path(__file__).resolve().parent / "lifecycle_shim.py"
 LIFECYCLE = (
     ("life-1.xml", submission("LIFE-1", application("PO-1"), application("PO-2"))),
-    ("life-2.xml", submission("LIFE-2", application("PO-1", "CORRECTS A26000001",
+    ("life-2.xml", submission("LIFE-2", application("PO-1", corrects="A26000001",
                                                     quantity="25000"),
-                              application("PO-2", "CANCEL A26000002 order cancelled"))),
-    ("life-3.xml", submission("LIFE-3", application("PO-1", "CANCEL A26000003 not needed"))),
-    ("life-4.xml", submission("LIFE-4", application("PO-1", "CANCEL A26000003 not needed"))),
+                              cancellation("PO-2", "A26000002", "order cancelled"))),
+    ("life-3.xml", submission("LIFE-3", cancellation("PO-1", "A26000003", "not needed"))),
+    ("life-4.xml", submission("LIFE-4", cancellation("PO-1", "A26000003", "not needed"))),
 )
 
 # Clock times that legitimately differ between two runs (ReceivedAt/ProcessedAt, the receipt
@@ -324,7 +320,7 @@ def make_project(base: Path, batch: list[Input]) -> Path:
 
 
 def gateway_command(config: Path) -> list[str]:
-    return [sys.executable, str(SHIM), "run", "--once", "--as-of", AS_OF,
+    return [sys.executable, "-m", "gateway.cli", "run", "--once", "--as-of", AS_OF,
             "--config", str(config)]
 
 

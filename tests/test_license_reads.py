@@ -3,10 +3,11 @@ license search by state and expiry (CLI, web page), a license's history (``show`
 page, the partner's status file), the charts counting a corrected license once, and a ledger
 made before the lifecycle's migration read after its upgrade; on SQLite and on PostgreSQL.
 
-The ledger: a real run of the sample partner (A26000001..A26000007 on 2026-12-01), then a file
-correcting PO-4411 (A26000001 -> A26000008) and PO-4413 (A26000003 -> A26000009), cancelling
-PO-4412 (A26000002) and issuing a low-value and a registered license (2026-12-02), then a file
-cancelling the correction A26000009 (2026-12-03), recorded as ``decide`` records them.
+The ledger: real runs on contract-1.1 files. The sample partner's files (A26000001..A26000007
+on 2026-12-01), then its file correcting PO-4411 (A26000001 -> A26000008) and PO-4413
+(A26000003 -> A26000009), cancelling PO-4412 (A26000002) and asking for a low-value license,
+and a registered license from partner ``broker`` (``license_source = "commerce"``), both on
+2026-12-02; then the sample's file cancelling the correction A26000009 (2026-12-03).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from lifecycle import Lifecycle
+from lifecycle_files import application, cancellation, submission
 from pg_server import PgServer
 from project_config import ProjectConfig
 
@@ -70,29 +71,72 @@ class Ledgered:
         return {by_number[x] for x in numbers}  # type: ignore[attr-defined]
 
 
+def element(name: str, ref: str, *edits: tuple[str, str]) -> str:
+    """The sample file ``name``'s ``<Application ref=ref>``, each (old, new) of ``edits``
+    replaced once."""
+    text = (CASES_INBOX / "sample" / name).read_text(encoding="utf-8")
+    start = text.index(f'  <Application ref="{ref}">')
+    text = text[start:text.index("</Application>\n", start) + len("</Application>\n")]
+    for old, new in edits:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    return text
+
+
+def po_4411_corrected(number: str) -> str:
+    """PO-4411 corrected to 1,000 kg (750 + 250, at its unit values): license ``number``'s
+    correction."""
+    return element("acme-20261201-good.xml", "PO-4411",
+                   ('ref="PO-4411"', f'ref="PO-4411" corrects="{number}"'),
+                   (">24000<", ">750<"), (">61200.00<", ">1912.50<"), (">8150.5<", ">250<"),
+                   (">22007.35<", ">675.00<"))
+
+
+def send(config: Config, folder: Path, name: str, data: bytes, day: date) -> None:
+    (folder / name).write_bytes(data)
+    run_once(config, day)
+
+
 def fill(base: Path, dsn: str = "") -> tuple[Config, dict[str, str]]:
     shutil.copytree(CASES_INBOX / "sample", base / "in")
     project = ProjectConfig(base).partner("sample", inbox="in", disposition="keep",
                                           filer_code="SMP")
+    project.partner("broker", filer_code="BRK", license_source="commerce").inbox("broker")
     config = load_config((project.ledger(dsn) if dsn else project).write())
     run_once(config, DAY1)
-    ledger = open_ledger(config)
+    ledger = open_ledger(config, readonly=True)
     try:
         n = {name: ledger.db.execute("SELECT license_number FROM licenses WHERE ref = ?",
                                      (ref,)).fetchone()[0] for name, ref in RUN_REFS.items()}
-        changes = Lifecycle(ledger, "sample", DAY2, "acme-20261202-changes.xml")
-        n["A8"] = changes.correct(n["A1"], "1000")
-        n["A9"] = changes.correct(n["A3"], "2000")
-        changes.cancel(n["A2"], "order cancelled")
-        n[LOW] = changes.issue(n["A4"], "PO-9001", "10", low_value=True)
-        n[REGISTERED] = changes.issue(n["A4"], "PO-9002", "500", registered=REG_NUMBER)
-        changes.close()
-        withdrawal = Lifecycle(ledger, "sample", DAY3, "acme-20261203-withdraw.xml")
-        withdrawal.cancel(n["A9"], "order withdrawn")
-        withdrawal.close()
     finally:
         ledger.close()
+    # 2026-12-02: PO-4411 and PO-4413 corrected, PO-4412 cancelled, a low-value application;
+    # the broker's registered license. 2026-12-03: the correction of PO-4413 cancelled.
+    send(config, base / "in", "acme-20261202-changes.xml", submission(
+        "ACME-20261202-CHG",
+        po_4411_corrected(n["A1"]),
+        element("acme-20261201-good.xml", "PO-4413",
+                ('ref="PO-4413"', f'ref="PO-4413" corrects="{n["A3"]}"'),
+                (">12000.000<", ">1800<"), (">51600.00<", ">7740.00<"), (">900<", ">200<"),
+                (">7200.00<", ">1600.00<")),
+        cancellation("PO-4412", n["A2"], "order cancelled"),
+        application("PO-9001", kind="LOW_VALUE", quantity="10", value="25.50")), DAY2)
+    send(config, base / "inbox" / "broker", "broker-20261202.xml", submission(
+        "BRK-20261202-001", application("PO-9002", license_number=REG_NUMBER, quantity="500",
+                                        value="1275.00")), DAY2)
+    ledger = open_ledger(config, readonly=True)
+    try:
+        for name, ref in (("A8", "PO-4411"), ("A9", "PO-4413"), (LOW, "PO-9001"),
+                          (REGISTERED, "PO-9002")):
+            [(n[name],)] = ledger.db.execute(
+                "SELECT license_number FROM licenses WHERE ref = ? AND file_id LIKE "
+                "'20261202-%'", (ref,)).fetchall()
+    finally:
+        ledger.close()
+    send(config, base / "in", "acme-20261203-withdraw.xml", submission(
+        "ACME-20261203-WDR", cancellation("PO-4413", n["A9"], "order withdrawn")), DAY3)
     assert n[LOW].startswith("L26") and n["A8"].startswith("A26")
+    assert n[REGISTERED] == REG_NUMBER
     return config, n
 
 
@@ -357,19 +401,24 @@ def test_the_status_file_tells_license_states_and_recent_changes(led: Ledgered) 
     nr = led.n
     noon = datetime(2026, 12, 3, 12, tzinfo=UTC)
     status = partner_status(led.ledger, led.config, led.config.partner("sample"), noon)
-    assert status["licenses"] == {"as_of": "2026-12-03", "ACTIVE": 7, "EXPIRED": 0,
+    # The registered license is the broker's (a partner with license_source = "commerce").
+    assert status["licenses"] == {"as_of": "2026-12-03", "ACTIVE": 6, "EXPIRED": 0,
                                   "SUPERSEDED": 2, "CANCELLED": 2}
-    assert [(c["license_number"], c["change"], c["replaced_by"], c["reason"])
-            for c in status["license_changes"]] == [
-        (nr['A9'], "CANCELLED", None, "order withdrawn"), (nr['A2'], "CANCELLED", None,
-                                                       "order cancelled"),
-        (nr['A1'], "SUPERSEDED", nr['A8'], None), (nr['A3'], "SUPERSEDED", nr['A9'], None)]
+    changes = [(c["license_number"], c["change"], c["replaced_by"], c["reason"])
+               for c in status["license_changes"]]
+    # Newest first; the changes of one file are made within a second or two of each other,
+    # so their order among themselves is the clock's.
+    assert changes[0] == (nr['A9'], "CANCELLED", None, "order withdrawn")
+    assert sorted(changes[1:]) == [
+        (nr['A1'], "SUPERSEDED", nr['A8'], None), (nr['A2'], "CANCELLED", None,
+                                                   "order cancelled"),
+        (nr['A3'], "SUPERSEDED", nr['A9'], None)]
     assert status["license_changes"][0] == {
         "license_number": nr['A9'], "ref": "PO-4413", "change": "CANCELLED", "replaced_by": None,
         "when": "2026-12-03", "file_id": led.withdrawal, "reason": "order withdrawn"}
     later = partner_status(led.ledger, led.config, led.config.partner("sample"),
                            datetime(2027, 2, 15, 12, tzinfo=UTC))
-    assert later["licenses"]["EXPIRED"] == 4 and later["licenses"]["ACTIVE"] == 3
+    assert later["licenses"]["EXPIRED"] == 4 and later["licenses"]["ACTIVE"] == 2
     # Another partner sees none of them.
     other = dataclasses.replace(led.config.partner("sample"), id="other")
     theirs = partner_status(led.ledger, led.config, other, noon)
@@ -412,9 +461,12 @@ def test_an_original_and_its_correction_count_as_the_correction(tmp_path: Path) 
 
         before = total()
         [original] = list_licenses(ledger, LicenseQuery(ref="PO-4411"))
-        fix = Lifecycle(ledger, "sample", DAY2, "fix.xml")
-        fix.correct(original.license_number, "1000")
-        fix.close()
+    finally:
+        ledger.close()
+    send(config, tmp_path / "in", "fix.xml", submission(
+        "ACME-20261202-FIX", po_4411_corrected(original.license_number)), DAY2)
+    ledger = open_ledger(config)
+    try:
         after = total()
         left = charts.left_out(ledger.db, "2026-12", "2026-12", "sample")
     finally:

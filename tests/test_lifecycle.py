@@ -120,6 +120,25 @@ def test_a_correction_naming_a_license_not_its_own_is_a106(ledger: Ledger, whose
     assert mine != named
 
 
+@pytest.mark.parametrize("request_", ["correction", "cancellation"])
+def test_another_partners_license_reads_as_one_that_does_not_exist(
+        ledger: Ledger, request_: str) -> None:
+    """A106 tells no partner whether a number was issued to someone else, even for the
+    same ref: the message is the nonexistent license's, word for word."""
+    [theirs] = run_file(ledger, [application("PO-1")], partner="other")
+    answers = []
+    for named in (theirs.number, "A26999999"):
+        assert named is not None
+        request = application("PO-1", qty="25000", corrects=named) \
+            if request_ == "correction" else cancellation("PO-1", named)
+        [d] = run_file(ledger, [request])
+        assert (d.status, d.codes) == ("REJECTED", ["A106"])
+        answers.append(d.message("A106"))
+    assert answers[0] == answers[1]
+    assert set(license_states(ledger).values()) == {"ACTIVE"}
+    assert change_rows(ledger) == []
+
+
 def _unusable(ledger: Ledger, state: str) -> str:
     """A license of ``PO-1`` that is ``state`` on ON."""
     if state == "EXPIRED":
@@ -362,6 +381,13 @@ def test_a_registered_number_held_by_another_application_is_a106(ledger: Ledger,
     [d] = registered(ledger, "PO-1", "AIM12345")
     assert (d.status, d.codes) == ("REJECTED", ["A106"])
     assert d.findings[0].field == "license_number"
+
+
+def test_a_changed_resend_of_a_registered_license_is_a104_alone(ledger: Ledger) -> None:
+    """Its number is held by the ref's own license, no other application's: no A106."""
+    registered(ledger, "PO-1", "AIM12345")
+    [d] = registered(ledger, "PO-1", "AIM12345", qty="25000")
+    assert (d.status, d.codes) == ("REJECTED", ["A104"])
 
 
 def test_one_registered_number_twice_in_one_file_is_a106_for_the_second(ledger: Ledger) -> None:

@@ -191,7 +191,7 @@ def test_rows_of_one_application_must_agree_on_the_new_columns(tmp_path: Path,
     pytest.param({"license_kind": "small"}, {"A101"}, id="A101-kind"),
     pytest.param({"license_number": "C1"}, {"A101"}, id="A101-number-from-a-gateway-partner"),
     pytest.param({"corrects": "A" * 36}, {"A101"}, id="A101-corrects-36"),
-    # Checked without a ledger the named license is taken as valid: decide's I202, no error.
+    # A check without history takes the named license as valid: I202 (guide 5.1b).
     pytest.param({"corrects": "A26000001"}, {"I202"}, id="near-miss-corrects"),
 ])
 def test_application_cells(gw: Gateway, cells: dict[str, str], expected: set[str]) -> None:
@@ -200,7 +200,7 @@ def test_application_cells(gw: Gateway, cells: dict[str, str], expected: set[str
 
 
 @pytest.mark.parametrize(("number", "expected"), [
-    pytest.param("C123456789", {"I204"}, id="near-miss"),  # recorded as sent
+    pytest.param("C123456789", {"I204"}, id="near-miss"),  # LICENSED with it (guide 5.1a)
     pytest.param("", {"A102"}, id="A102"),
     pytest.param("c1", {"A101"}, id="A101-lowercase"),
     pytest.param("C1234567890", {"A101"}, id="A101-11-chars"),

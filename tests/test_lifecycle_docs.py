@@ -1,8 +1,8 @@
 """The partner guide's lifecycle examples (docs/partner-guide.md, "The license lifecycle") say
-what the gateway does: the three XML documents are well-formed 1.1 submissions (valid against
-the submission XSD once it knows ``Cancellation``), and decided on the days the guide gives,
-at the level of ``licensing.decide``, they give the licenses, states, validity and changes
-the guide's table shows. The CSV example has the canonical columns and the four of 1.1.
+what the gateway does: the three XML documents are 1.1 submissions, valid against the
+submission XSD; read by the gateway's parser and decided on the days the guide gives, at
+the level of ``licensing.decide``, they give the licenses, states, validity and changes the
+guide's table shows. The CSV example has the canonical columns and the four of 1.1.
 """
 
 from __future__ import annotations
@@ -12,25 +12,17 @@ import re
 from datetime import date
 from pathlib import Path
 
-import pytest
 from lifecycle_harness import change_rows, license_states, run_file
 from lxml import etree
 
 from gateway.ledger.store import Ledger
-from gateway.model import Application, ProductLine
-from gateway.schemas import SUBMISSION_XSD, submission_schema
+from gateway.model import Application
+from gateway.parse.xml_file import XmlSubmission
+from gateway.schemas import submission_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 NS = "{urn:aimgw:license-submission:1}"
 DAYS = [date(2026, 12, 4), date(2026, 12, 7), date(2026, 12, 9)]
-FIELDS = {"EntryType": "entry_type", "Importer": "importer", "Exporter": "exporter",
-          "Manufacturer": "manufacturer", "CountryOfOrigin": "country_of_origin",
-          "CountryOfExport": "country_of_export", "ExpectedExportDate": "expected_export_date",
-          "ExpectedImportDate": "expected_import_date", "PortOfEntry": "port_of_entry",
-          "LicenseNumber": "license_number"}
-LINE_FIELDS = {"HTS": "hts", "SmeltCountryLargest": "smelt_country_largest",
-               "SmeltCountrySecond": "smelt_country_second", "CastCountry": "cast_country",
-               "QuantityKg": "quantity_kg", "ValueUSD": "value_usd"}
 
 
 def section() -> str:
@@ -47,21 +39,16 @@ def documents() -> list[etree._Element]:
     return [etree.fromstring(b.encode()) for b in blocks("xml")]
 
 
-def applications(root: etree._Element) -> list[Application]:
-    """What the XML says, as the parser would hand it over (for these plain examples)."""
+def applications(block: str, folder: Path) -> list[Application]:
+    """What the gateway's parser reads in the guide's XML ``block``: no XSD error, no finding
+    of its own."""
+    path = folder / f"example-{len(list(folder.glob('example-*')))}.xml"
+    path.write_text(block, encoding="utf-8")
     out = []
-    for el in root:
-        if el.tag == f"{NS}Cancellation":
-            out.append(Application(el.get("ref"), cancel=True,
-                                   license_number=el.get("licenseNumber"),
-                                   reason=el.findtext(f"{NS}Reason")))
-        elif el.tag == f"{NS}Application":
-            fields = {FIELDS[c.tag[len(NS):]]: c.text for c in el if c.tag[len(NS):] in FIELDS}
-            lines = [ProductLine(p.get("line"), **{LINE_FIELDS[c.tag[len(NS):]]: c.text
-                                                   for c in p})
-                     for p in el.iter(f"{NS}Product")]
-            out.append(Application(el.get("ref"), lines=lines, kind=el.get("kind"),
-                                   corrects=el.get("corrects"), **fields))  # type: ignore[arg-type]
+    for parsed in XmlSubmission(path).applications():
+        assert not parsed.xsd_errors and not parsed.findings, (parsed.xsd_errors,
+                                                               parsed.findings)
+        out.append(parsed.app)
     return out
 
 
@@ -70,8 +57,6 @@ def test_the_xml_examples_are_1_1_submissions() -> None:
     assert len(docs) == 3
     assert all(d.get("schemaVersion") == "1.1" and d.tag == f"{NS}LicenseSubmission"
                for d in docs)
-    if b"Cancellation" not in SUBMISSION_XSD.read_bytes():
-        pytest.skip("the submission XSD does not know contract 1.1's Cancellation yet")
     schema = submission_schema()
     for d in docs:
         assert schema.validate(d), schema.error_log
@@ -80,8 +65,8 @@ def test_the_xml_examples_are_1_1_submissions() -> None:
 def test_the_guides_story_is_what_the_gateway_decides(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "ledger.sqlite")
     try:
-        got = [run_file(ledger, applications(d), day)[0] for d, day in zip(documents(), DAYS,
-                                                                        strict=True)]
+        got = [run_file(ledger, applications(block, tmp_path), day)[0]
+               for block, day in zip(blocks("xml"), DAYS, strict=True)]
         assert [(d.status, d.number, d.codes) for d in got] == [
             ("LICENSED", "A26000001", []), ("LICENSED", "A26000002", ["I202"]),
             ("CANCELLED", "A26000002", ["I203"])]

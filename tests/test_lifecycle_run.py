@@ -4,8 +4,8 @@ cancellation of the correction; goldens of an ack (XML and CSV) with a correctio
 cancellation and of a changes report; ACE records of low-value and registered numbers; the
 changes report taken back when its file's commit fails.
 
-Corrections and cancellations are marked in plain files (``tests/lifecycle_shim.py``), so
-that what is tested here is the decisions and the outputs, however a file spells them.
+The files are contract 1.1's own (``tests/lifecycle_files.py``): ``corrects``,
+``<Cancellation>``, ``kind``, ``<LicenseNumber>``, and the CSV columns of 1.1.
 """
 
 from __future__ import annotations
@@ -20,12 +20,18 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from lifecycle_shim import wrap
+from lifecycle_files import (
+    application,
+    cancellation,
+    csv_application,
+    csv_cancellation,
+    csv_submission,
+    submission,
+)
 from lxml import etree
 from project_config import ProjectConfig
 
 from gateway.config import load_config
-from gateway.licensing import pipeline
 from gateway.schemas import ack_schema
 from gateway.service import process
 from gateway.service.runner import run_once
@@ -35,50 +41,6 @@ GOLDEN = Path(__file__).parent / "golden"
 REGEN = os.environ.get("AIMGW_REGEN_GOLDEN") == "1"
 ACK = "{urn:aimgw:license-ack:1}"
 TIMES = re.compile(rb"<(ReceivedAt|ProcessedAt)>[^<]*<")
-
-
-# The good sample's first application with its first product line only and no entry number.
-GOOD = (Path(__file__).parent / "cases" / "inbox" / "sample" / "acme-20261201-good.xml"
-        ).read_text(encoding="utf-8")
-HEAD = GOOD[:GOOD.index("  <Application ")]
-ONE_LINE = re.sub(r'    <Product line="2">.*?</Product>\n', "", GOOD[
-    GOOD.index('  <Application ref="PO-4411">'):GOOD.index('  <Application ref="PO-4412">')],
-    flags=re.DOTALL).replace("    <EntryNumber>SMP12345675</EntryNumber>\n", "")
-
-
-def application(ref: str, description: str = "Can body stock, alloy 3104, coils", *,
-                quantity: str = "24000", value: str = "61200.00") -> str:
-    edits = (('ref="PO-4411"', f'ref="{ref}"'),
-             (">Can body stock, alloy 3104, coils<", f">{description}<"),
-             (">24000<", f">{quantity}<"), (">61200.00<", f">{value}<"))
-    text = ONE_LINE
-    for old, new in edits:
-        assert text.count(old) == 1, old
-        text = text.replace(old, new)
-    return text
-
-
-def submission(sid: str, *applications: str) -> bytes:
-    return (HEAD.replace("ACME-20261201-001", sid) + "".join(applications)
-            + "</LicenseSubmission>\n").encode()
-
-
-CSV_HEAD = ("submission_id,application_ref,entry_type,entry_number,importer,exporter,"
-            "manufacturer,country_of_origin,country_of_export,expected_export_date,"
-            "expected_import_date,port_of_entry,line_no,hts,description,"
-            "smelt_country_largest,smelt_country_second,cast_country,quantity_kg,value_usd\r\n")
-
-
-def csv_submission(sid: str, *rows: tuple[str, str, str]) -> bytes:
-    """Canonical CSV, one line per application: (ref, description, quantity)."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    for ref, description, quantity in rows:
-        writer.writerow([sid, ref, "01", "", "ACME ALUMINUM IMPORTS LLC",
-                         "NORTHERN ROLLING MILLS INC", "NORTHERN ROLLING MILLS INC", "CA", "CA",
-                         "2026-12-10", "2026-12-15", "3004", "1", "7606123045", description,
-                         "CA", "US", "CA", quantity, "61200.00"])
-    return (CSV_HEAD + out.getvalue()).encode()
 
 
 class Project:
@@ -118,8 +80,7 @@ class Project:
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
-    monkeypatch.setattr(pipeline, "decide", wrap(pipeline.decide))
+def project(tmp_path: Path) -> Project:
     return Project(tmp_path)
 
 
@@ -144,9 +105,9 @@ def changes_rows(data: bytes) -> list[dict[str, str]]:
 def test_application_correction_cancellation(project: Project) -> None:
     first = project.send("life-1.xml", submission("LIFE-1", application("PO-1")))
     second = project.send("life-2.xml", submission(
-        "LIFE-2", application("PO-1", "CORRECTS A26000001", quantity="25000")))
+        "LIFE-2", application("PO-1", corrects="A26000001", quantity="25000")))
     third = project.send("life-3.xml", submission(
-        "LIFE-3", application("PO-1", "CANCEL A26000002 order cancelled by the buyer")))
+        "LIFE-3", cancellation("PO-1", "A26000002", "order cancelled by the buyer")))
 
     # Three acks.
     assert entries(project.ack("life-1.xml")) == [("PO-1", "LICENSED", "A26000001", [])]
@@ -195,9 +156,9 @@ def test_a_cancellation_sent_again_changes_nothing_and_writes_no_report(
         project: Project) -> None:
     project.send("life-1.xml", submission("LIFE-1", application("PO-1")))
     once = project.send("c-1.xml", submission(
-        "C-1", application("PO-1", "CANCEL A26000001 duplicate order")))
+        "C-1", cancellation("PO-1", "A26000001", "duplicate order")))
     again = project.send("c-2.xml", submission(
-        "C-2", application("PO-1", "CANCEL A26000001 duplicate order")))
+        "C-2", cancellation("PO-1", "A26000001", "duplicate order")))
     assert entries(project.ack("c-2.xml")) == [("PO-1", "CANCELLED", "A26000001", ["I203"])]
     assert sorted(project.outbox("changes")) == [f"CHG-{once}.csv",
                                                  f"CHG-{once}.csv.manifest.json"]
@@ -209,7 +170,7 @@ def test_a_cancellation_sent_again_changes_nothing_and_writes_no_report(
 def test_a_rejected_correction_writes_no_report_and_no_ace(project: Project) -> None:
     first = project.send("life-1.xml", submission("LIFE-1", application("PO-1")))
     project.send("bad.xml", submission(
-        "BAD", application("PO-1", "CORRECTS A26999999", quantity="25000")))
+        "BAD", application("PO-1", corrects="A26999999", quantity="25000")))
     assert entries(project.ack("bad.xml")) == [("PO-1", "REJECTED", None, ["A106"])]
     assert project.outbox("changes") == {}
     assert sorted(project.outbox("ace")) == [f"AE-{first}.txt",
@@ -228,7 +189,7 @@ def test_a_failed_commit_takes_the_changes_report_back(
 
     monkeypatch.setattr(process.FileProcessor, "_record", failing)
     (project.base / "inbox" / "acme" / "c.xml").write_bytes(submission(
-        "C", application("PO-1", "CANCEL A26000001 not needed")))
+        "C", cancellation("PO-1", "A26000001", "not needed")))
     run_once(load_config(project.cfg), AS_OF)
     assert len(seen[0]) == 2, seen
     assert project.outbox("changes") == {}  # taken back with the rolled-back change
@@ -246,12 +207,10 @@ def test_a_failed_commit_takes_the_changes_report_back(
 
 def test_ace_carries_low_value_and_registered_numbers(project: Project) -> None:
     low = project.send("low.xml", submission("LOW-1", application(
-        "PO-7", "LOW VALUE", quantity="1000", value="2550.00")))
+        "PO-7", kind="LOW_VALUE", quantity="1000", value="2550.00")))
     registered = project.send("reg.xml", submission("REG-1", application(
-        "PO-8", "REGISTERED CAIM12345")), partner="broker")
-    # (Its findings are the rules' business: A171 is not said once the parser reads kind.)
-    assert [e[:3] for e in entries(project.ack("low.xml"))] == [
-        ("PO-7", "LICENSED", "L26000001")]
+        "PO-8", license_number="CAIM12345")), partner="broker")
+    assert entries(project.ack("low.xml")) == [("PO-7", "LICENSED", "L26000001", [])]
     assert entries(project.ack("reg.xml", "broker")) == [
         ("PO-8", "LICENSED", "CAIM12345", ["I204"])]
     ace = project.outbox("ace")
@@ -276,8 +235,8 @@ def golden(actual: bytes, name: str) -> None:
 def test_golden_outputs_of_a_correction_and_a_cancellation(project: Project) -> None:
     project.send("life-1.xml", submission("LIFE-1", application("PO-1"), application("PO-2")))
     second = project.send("life-2.xml", submission(
-        "LIFE-2", application("PO-1", "CORRECTS A26000001", quantity="25000"),
-        application("PO-2", "CANCEL A26000002 =order cancelled, see PO-2")))
+        "LIFE-2", application("PO-1", corrects="A26000001", quantity="25000"),
+        cancellation("PO-2", "A26000002", "=order cancelled, see PO-2")))
     golden(TIMES.sub(rb"<\1>TIME<", (project.base / "outbox" / "acme" /
                                      "life-2.xml.ack.xml").read_bytes()),
            "lifecycle.ack.xml")
@@ -287,11 +246,11 @@ def test_golden_outputs_of_a_correction_and_a_cancellation(project: Project) -> 
 
 
 def test_golden_csv_ack_of_a_correction_and_a_cancellation(project: Project) -> None:
-    project.send("life-1.csv", csv_submission("LIFE-1", ("PO-1", "coils", "24000"),
-                                              ("PO-2", "coils", "24000")))
+    project.send("life-1.csv", csv_submission("LIFE-1", csv_application("PO-1"),
+                                              csv_application("PO-2")))
     project.send("life-2.csv", csv_submission(
-        "LIFE-2", ("PO-1", "CORRECTS A26000001", "25000"),
-        ("PO-2", "CANCEL A26000002 @order cancelled", "24000")))
+        "LIFE-2", csv_application("PO-1", corrects="A26000001", quantity="25000"),
+        csv_cancellation("PO-2", "A26000002")))
     data = (project.base / "outbox" / "acme" / "life-2.csv.ack.csv").read_bytes()
     rows = list(csv.reader(io.StringIO(data.decode(), newline="")))
     assert [[*r[:5], r[7]] for r in rows[2:]] == [
@@ -317,7 +276,7 @@ def test_a_failed_pass_takes_back_the_report_a_crashed_attempt_left(
 
     monkeypatch.setattr(decide, "decide_cancellation", failing)
     (project.base / "inbox" / "acme" / "c.xml").write_bytes(submission(
-        "C", application("PO-1", "CANCEL A26000001 not needed")))
+        "C", cancellation("PO-1", "A26000001", "not needed")))
     run_once(load_config(project.cfg), AS_OF)
     assert project.query("SELECT file_id, state FROM files WHERE remote_name = 'c.xml'") == [
         ("20261201-000002", "RECEIVED")]

@@ -19,11 +19,13 @@ import pytest
 from conftest import OnePartner, examples
 from hypothesis import given
 from hypothesis import strategies as st
-from test_rules import NS, Ack, Gateway, application, submission
+from lxml import etree
+from test_rules import AS_OF, NS, Ack, Gateway, application, parse_ack, submission
 
 from gateway.errors import RejectedSubmission
 from gateway.findings import MAX_FINDINGS
 from gateway.parse.xml_file import XmlSubmission
+from gateway.schemas import ack_schema
 
 V11 = f'<LicenseSubmission xmlns="{NS}" schemaVersion="1.1">'
 OK, NO, REJ = "LICENSED", "NOT_REQUIRED", "REJECTED"
@@ -133,7 +135,8 @@ def test_a108_names_the_covered_total(gw: Gateway) -> None:
 
 
 @pytest.mark.parametrize(("number", "expected"), [
-    pytest.param("C123456789", {"I204"}, id="near-miss-10-chars"),  # recorded as sent
+    # A passing one is LICENSED with its own number and I204 (guide 5.1a).
+    pytest.param("C123456789", {"I204"}, id="near-miss-10-chars"),
     pytest.param("7", {"I204"}, id="near-miss-1-char"),
     pytest.param(None, {"A102"}, id="A102-absent"),
     pytest.param("", {"A102"}, id="A102-empty"),
@@ -150,8 +153,8 @@ def test_registered_license_number(registered: Registered, number: str | None,
     assert codes(ack) == expected
     for found in ack.app().findings:
         assert found.field == "license_number"
-    if not expected:
-        assert ack.app().status != REJ
+    if expected == {"I204"}:
+        assert ack.app().status == OK
 
 
 @pytest.mark.parametrize("number", ["C123456789", ""])
@@ -217,6 +220,20 @@ def test_cancellation_rules(gw: Gateway, cancel: str, expected: set[str]) -> Non
     assert app.codes & {"A101", "A102"} == expected
     # No application rule reaches a cancellation: no A102 for its missing fields, no A171.
     assert not app.codes - {"A101", "A102", "A106", "A107", "I203"}
+
+
+@pytest.mark.parametrize("number", ["A" * 35, "a26000001", "A-26000001"])
+def test_a_check_without_history_refuses_to_cancel_a_number_no_license_can_have(
+        gw: Gateway, number: str) -> None:
+    """Without a ledger a check takes a named license as valid, but a token no license can
+    have (a license is 1-10 characters A-Z 0-9) is A106, as a run says: it never becomes the
+    ack's LicenseNumber of a CANCELLED request (the ack XSD refused it)."""
+    _, raw = gw.check_raw(submission(cancellation("PO-9", number), root=V11), "sub.xml", AS_OF)
+    assert ack_schema().validate(etree.fromstring(raw)), ack_schema().error_log
+    assert [(a.status, a.codes, a.license) for a in parse_ack(raw).apps] == [
+        (REJ, {"A106"}, None)]
+    ok = gw.check(submission(cancellation("PO-9", "C1"), root=V11))  # near miss
+    assert [(a.status, a.codes, a.license) for a in ok.apps] == [("CANCELLED", {"I203"}, "C1")]
 
 
 def test_cancellations_are_yielded_in_file_order_with_the_applications(tmp_path: Path) -> None:

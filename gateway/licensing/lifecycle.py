@@ -48,7 +48,11 @@ def lifecycle_findings(item: StagedApplication, prior: PriorLicense | None,
     findings = item.findings
     ref = app.ref
     again = resent(prior, item)
-    if app.license_number is not None and issuer.registered and not again and \
+    # A changed resend (no correction) of the number the ref's own current license holds is
+    # A104 alone: no other application holds it. A correction needs a number of its own.
+    own = app.corrects is None and prior is not None and \
+        prior.license_number == app.license_number
+    if app.license_number is not None and issuer.registered and not again and not own and \
             issuer.held(app.license_number):
         findings.append(finding(
             "A106", f"License number {app.license_number} is held by another application: "
@@ -61,8 +65,8 @@ def lifecycle_findings(item: StagedApplication, prior: PriorLicense | None,
     named = app.corrects
     if any(f.field == "corrects" for f in findings):
         return named  # its shape is an error already (A101): nothing to look up
-    if not issuer.sees_history(partner_id) and LICENSE_NUMBER.fullmatch(named):
-        return named  # check without a partner: a named license is taken as valid
+    if _taken_as_valid(issuer, partner_id, named):
+        return named
     target = issuer.license(named)
     problem = _target_problem(target, partner_id, ref, issuer.issue_date, correction=True)
     if problem is not None:
@@ -86,13 +90,24 @@ def _a104(item: StagedApplication, prior: PriorLicense) -> Finding:
                    source_line=app.source_line)
 
 
+def _taken_as_valid(issuer: LicenseIssuer, partner_id: str | None, number: str) -> bool:
+    """Whether the license a correction or cancellation names is taken as valid unseen: a
+    check without the history (no ledger, or no partner) cannot look it up. A number no
+    license can have is not: A106, as a run says, rather than the ack's LicenseNumber (whose
+    XSD refuses it)."""
+    return not issuer.sees_history(partner_id) and \
+        LICENSE_NUMBER.fullmatch(number) is not None
+
+
 def _target_problem(target: PriorLicense | None, partner_id: str | None, ref: str | None,
                     on: date, *, correction: bool) -> tuple[str, str] | None:
     """A106 or A107 for the license a correction or cancellation names, or None."""
-    if target is None:
-        return "A106", "No license of this number exists: name a license issued to you."
-    if target.partner != partner_id or target.ref != ref:
-        # Whose it is stays unsaid: another partner's licenses are none of this one's business.
+    if target is None or target.partner != partner_id:
+        # Another partner's license reads exactly as one that does not exist: whether a
+        # number was issued to someone else is none of this partner's business.
+        return "A106", "No license of this number was issued to you: name a license issued " \
+            "to you for this application's ref."
+    if target.ref != ref:
         return "A106", (f"License {target.license_number} was not issued for this ref: name "
                         "the license issued for this application's ref.")
     state = target.state_on(on)
@@ -135,10 +150,9 @@ def decide_cancellation(item: StagedApplication, partner_id: str | None,
     number = app.license_number
     if any(f.is_error for f in findings) or number is None:
         return outcome
-    target = issuer.license(number) if issuer.sees_history(partner_id) else None
-    # Without the ledger (check without a partner) a named license is taken as valid, but
-    # never a text that no license number can be.
-    if issuer.sees_history(partner_id) or not LICENSE_NUMBER.fullmatch(number):
+    unseen = _taken_as_valid(issuer, partner_id, number)
+    target = None if unseen else issuer.license(number)
+    if not unseen:
         problem = _target_problem(target, partner_id, app.ref, issuer.issue_date,
                                   correction=False)
         if problem is not None:

@@ -268,11 +268,12 @@ def state_counts(ledger: Ledger, partner: str, on: date) -> dict[str, int]:
 
 
 def recent_changes(ledger: Ledger, partner: str, limit: int) -> list[LicenseChange]:
-    """The partner's latest supersessions and cancellations, newest first."""
+    """The partner's latest supersessions and cancellations, newest first: by the day shown
+    (``change_date``, the processing date, which an as-of run sets), then by clock time."""
     return [LicenseChange(*r) for r in ledger.db.execute(
         "SELECT license_number, partner, ref, change, replaced_by, change_date, at, file_id, "
-        "reason FROM license_changes WHERE partner = ? ORDER BY at DESC, license_number "
-        "LIMIT ?", (partner, limit)).fetchall()]
+        "reason FROM license_changes WHERE partner = ? ORDER BY change_date DESC, at DESC, "
+        "license_number LIMIT ?", (partner, limit)).fetchall()]
 
 
 @dataclass(frozen=True, slots=True)
