@@ -98,6 +98,9 @@ class LicenseSource(StrEnum):
 # alike fit the 10-character license field of the entry summary 52 record. [0-9], never \d.
 LICENSE_NUMBER = re.compile(r"[A-Z0-9]{1,10}")
 
+# The license number shown by ``check``, which issues nothing (guide 8); never a registered one.
+PENDING = "PENDING"
+
 # CSV ``action`` (guide 5.1b): empty = an application; ``CANCEL`` = a cancellation request.
 ACTION_CANCEL = "CANCEL"
 
@@ -170,6 +173,11 @@ class Application:
     def low_value(self) -> bool:
         return self.kind == LicenseKind.LOW_VALUE
 
+    @property
+    def contract_1_1(self) -> bool:
+        """It uses what contract 1.1 added (guide 3): its acknowledgment is a 1.1 one."""
+        return self.cancel or bool(self.corrects or self.kind or self.license_number)
+
 
 @dataclass(frozen=True, slots=True)
 class Filer:
@@ -198,3 +206,4 @@ class SubmissionHeader:
     submission_id: str | None
     created: str | None = None
     filer: Filer | None = None
+    schema_version: str | None = None  # the XML root's schemaVersion ("1.0", "1.1")

@@ -180,6 +180,9 @@ def test_rows_of_one_application_must_agree_on_the_new_columns(tmp_path: Path,
     ack = registered.check(rows({**base, column: first}, {**base, column: second}))
     assert "A103" in ack.row(3).codes
     assert "A103" not in ack.row(2).codes
+    if column == "license_kind":  # an empty cell is named so, never Python's None
+        assert "has license_kind empty but the application's first row has 'LOW_VALUE'" in \
+            ack.row(3).messages
     near_miss = registered.check(rows({**base, column: first}, {**base, column: first}))
     assert not any("A103" in r.codes for r in near_miss.rows)
 
@@ -205,6 +208,8 @@ def test_application_cells(gw: Gateway, cells: dict[str, str], expected: set[str
     pytest.param("c1", {"A101"}, id="A101-lowercase"),
     pytest.param("C1234567890", {"A101"}, id="A101-11-chars"),
     pytest.param("=1+1", {"A101"}, id="A101-formula"),
+    pytest.param("PENDING", {"A101"}, id="A101-check-placeholder"),
+    pytest.param("PENDINGS", {"I204"}, id="near-miss-placeholder"),
 ])
 def test_registered_license_number_cells(tmp_path: Path, number: str, expected: set[str]) -> None:
     ack = Registered(tmp_path).check(rows({"license_number": number}))

@@ -114,6 +114,27 @@ def test_xml_ack_without_a_cancellation_stays_1_0() -> None:
     assert b"Cancelled" not in data
 
 
+@pytest.mark.parametrize("why", ["declared 1.1", "a correction", "a low-value kind",
+                                 "a registered number"])
+def test_the_ack_of_a_submission_using_1_1_is_1_1_and_counts_cancellations(why: str) -> None:
+    """Contract 1.1's Cancelled count is in every ack of a submission that says 1.1 or uses
+    what 1.1 added, cancellation or not (a partner reading Counts/Cancelled finds 0)."""
+    s = summary(applications=1, licensed=1)
+    app = request(1)
+    if why == "declared 1.1":
+        s.schema_version = "1.1"
+    elif why == "a correction":
+        app.corrects = "A26000001"
+    elif why == "a low-value kind":
+        app.kind = "LOW_VALUE"
+    else:
+        app.license_number = "CAIM1"
+    root = parsed(render_ack(s, [(correction(), app)]))
+    assert root.get("schemaVersion") == "1.1"
+    assert root.findtext(f"{ACK}Counts/{ACK}Cancelled") == "0"
+    assert ack_schema().validate(root.getroottree())
+
+
 @pytest.mark.parametrize(("writer_of", "render"), [(AckXmlWriter, render_ack),
                                                    (AckCsvWriter, render_csv_ack)])
 def test_a_streamed_ack_is_the_rendered_one(tmp_path: Path, writer_of: Any,

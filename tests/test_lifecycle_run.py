@@ -113,7 +113,9 @@ def test_application_correction_cancellation(project: Project) -> None:
     assert entries(project.ack("life-1.xml")) == [("PO-1", "LICENSED", "A26000001", [])]
     fixed = project.ack("life-2.xml")
     assert entries(fixed) == [("PO-1", "LICENSED", "A26000002", ["I202"])]
-    assert fixed.get("schemaVersion") == "1.0"
+    # A 1.1 submission's ack is a 1.1 one: it counts cancellations, none here.
+    assert fixed.get("schemaVersion") == "1.1"
+    assert fixed.findtext(f"{ACK}Counts/{ACK}Cancelled") == "0"
     cancelled = project.ack("life-3.xml")
     assert entries(cancelled) == [("PO-1", "CANCELLED", "A26000002", ["I203"])]
     assert cancelled.get("schemaVersion") == "1.1"

@@ -138,6 +138,7 @@ def test_a108_names_the_covered_total(gw: Gateway) -> None:
     # A passing one is LICENSED with its own number and I204 (guide 5.1a).
     pytest.param("C123456789", {"I204"}, id="near-miss-10-chars"),
     pytest.param("7", {"I204"}, id="near-miss-1-char"),
+    pytest.param("PENDING", {"A101"}, id="A101-check-placeholder"),
     pytest.param(None, {"A102"}, id="A102-absent"),
     pytest.param("", {"A102"}, id="A102-empty"),
     pytest.param("  ", {"A102"}, id="A102-blank"),

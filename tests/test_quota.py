@@ -11,6 +11,7 @@ import json
 from datetime import date, timedelta
 from pathlib import Path
 
+import lifecycle_files
 import pytest
 from conftest import ProjectConfig
 from test_csv import csv_file, parse_csv_ack
@@ -177,8 +178,27 @@ def test_one_alarm_when_the_years_numbers_pass_80_percent(gw: Gateway) -> None:
     assert gw.alerts("licenses.running_low") == []
     ack = gw.run("b.xml", apps("P2", "P3", sid="S2"))
     assert [a.license for a in ack.apps] == ["A26800000", "A26800001"]
-    expected = [(None, {"year": AS_OF.year, "last": 800_001, "capacity": 999_999})]
+    expected = [(None, {"year": AS_OF.year, "series": "A", "last": 800_001,
+                        "capacity": 999_999})]
     assert gw.alerts("licenses.running_low") == expected
     # Once, not per file: later numbers of the year (any partner's) raise no second alarm.
     gw.run("c.xml", apps("P1", sid="S1"), partner="other")
+    assert gw.alerts("licenses.running_low") == expected
+
+
+def test_the_low_value_series_has_an_alarm_of_its_own(gw: Gateway) -> None:
+    """L numbers are a sequence of their own (guide 5.1a): past 80 % it alarms once, apart
+    from the A series'."""
+    ledger = gw.ledger()
+    with ledger.transaction():
+        ledger.set_license_sequence(AS_OF.year, 799_999, "L")
+    ledger.close()
+    low = lifecycle_files.application("LV-1", kind="LOW_VALUE", quantity="1000",
+                                      value="2500.00")
+    ack = gw.run("lv.xml", lifecycle_files.submission("LV-S1", low))
+    assert ack.app("LV-1").license == "L26800000"
+    expected = [(None, {"year": AS_OF.year, "series": "L", "last": 800_000,
+                        "capacity": 999_999})]
+    assert gw.alerts("licenses.running_low") == expected
+    gw.run("a.xml", apps("P1", sid="S1"))  # the A series is far from its 80 %
     assert gw.alerts("licenses.running_low") == expected

@@ -11,7 +11,7 @@ from datetime import date, timedelta
 from gateway.errors import FatalError, TransientError
 from gateway.ledger.licenses import LicenseChange, PriorLicense
 from gateway.ledger.store import Ledger
-from gateway.licensing.results import PENDING
+from gateway.model import PENDING
 
 MAX_SEQUENCE = 999_999
 # 80 % of a year's numbers (rounded down): the first number past it raises one alarm (5.1a).
@@ -73,13 +73,15 @@ class LicenseIssuer:
 
     @property
     def last(self) -> int:
-        """The last regular (``A``) sequence of the year: the one the 80 % alarm watches."""
+        """The last regular (``A``) sequence of the year."""
         return self.lasts[REGULAR_SERIES]
 
     @property
-    def running_low(self) -> bool:
-        """This file drew a number past 80 % of the year's (the alarm of guide 5.1a)."""
-        return self.issued > 0 and self.last > ALARM_SEQUENCE
+    def running_low(self) -> list[tuple[str, int]]:
+        """The series (``A``, ``L``: each a sequence of its own) this file drew a number from
+        past 80 % of the year's, with their last sequence (the alarm of guide 5.1a)."""
+        return [(series, self.lasts[series]) for series in sorted(self.drawn)
+                if self.lasts[series] > ALARM_SEQUENCE]
 
     @property
     def dry(self) -> bool:

@@ -209,6 +209,8 @@ class DecisionCore:
                     summary.submission_id = source.header.submission_id \
                         if source.header else None
                     summary.header_filer = source.header.filer if source.header else None
+                    summary.schema_version = source.header.schema_version \
+                        if source.header else None
                     clash = submission_id_clash(self.ledger, sub, summary.submission_id)
                     if clash is not None:
                         raise RejectedSubmission(clash)

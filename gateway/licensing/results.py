@@ -10,8 +10,6 @@ from gateway.model import AppStatus, Filer, FileStatus
 from gateway.validate.hts import CoveredList
 from gateway.validate.rules import LineResult
 
-PENDING = "PENDING"  # the license number shown by `check`, which issues nothing
-
 
 @dataclass(slots=True)
 class AppOutcome:
@@ -46,6 +44,7 @@ class FileSummary:
     # The covered-list edition the rules used (the XML ack's ReferenceEdition, contract 1.1).
     reference_edition: CoveredList | None = None
     submission_id: str | None = None
+    schema_version: str | None = None  # the XML submission's schemaVersion (its ack's, 1.1)
     header_filer: Filer | None = None  # the XML header's Filer, when the file sent one
     applications: int = 0
     licensed: int = 0

@@ -48,12 +48,12 @@ def _file_part(file_name: str) -> str:
     return FILE_PART + printable(file_name).replace("|", "\\x7c")
 
 
-def file_row(summary: FileSummary, cancellations: bool = False) -> list[str]:
-    """The file's own row; ``cancellations``: the file held a cancellation request."""
+def file_row(summary: FileSummary, v1_1: bool = False) -> list[str]:
+    """The file's own row; ``v1_1``: an application used what contract 1.1 added (a
+    cancellation, a correction, a license kind or number)."""
     codes = " ".join(f.code for f in summary.findings)
-    # A file without cancellation requests reads as under contract 1.0.
-    cancelled = f", {summary.cancelled} cancelled" if cancellations or summary.cancelled \
-        else ""
+    # A file that uses none of contract 1.1 reads as under contract 1.0.
+    cancelled = f", {summary.cancelled} cancelled" if v1_1 or summary.cancelled else ""
     messages = " | ".join(_message(f) for f in summary.findings) or (
         f"{summary.applications} application(s): {summary.licensed} licensed, "
         f"{summary.not_required} not required, {summary.rejected} rejected{cancelled}")
@@ -96,7 +96,7 @@ def render_csv_ack(summary: FileSummary,
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(COLUMNS)
-    writer.writerow(file_row(summary, any(a is not None and a.cancel for _, a in decided)))
+    writer.writerow(file_row(summary, any(a is not None and a.contract_1_1 for _, a in decided)))
     for o, app in decided:
         writer.writerows(application_rows(o, app.source_line if app is not None else None))
     return buffer.getvalue().encode("utf-8")
@@ -109,11 +109,11 @@ class AckCsvWriter:
         self.path = path
         self._out = SpooledOutput(path, newline="")
         self._writer = csv.writer(self._out.body, lineterminator="\r\n")
-        self._cancellations = False  # a cancellation request was added (contract 1.1)
+        self._v1_1 = False  # an application using what contract 1.1 added was added
 
     def add(self, outcome: AppOutcome, app: Application | None = None) -> None:
         """``outcome`` of ``app``, whose row is that of an application without lines."""
-        self._cancellations = self._cancellations or (app is not None and app.cancel)
+        self._v1_1 = self._v1_1 or (app is not None and app.contract_1_1)
         self._writer.writerows(application_rows(
             outcome, app.source_line if app is not None else None))
 
@@ -121,7 +121,7 @@ class AckCsvWriter:
         head = io.StringIO()
         writer = csv.writer(head, lineterminator="\r\n")
         writer.writerow(COLUMNS)
-        writer.writerow(file_row(summary, self._cancellations))
+        writer.writerow(file_row(summary, self._v1_1))
         self._out.publish(head.getvalue())
 
     def discard(self) -> None:

@@ -22,9 +22,10 @@ from gateway.textsafe import printable
 
 ACK_NS = "urn:aimgw:license-ack:1"
 ACK_SCHEMA_VERSION = "1.0"
-# Contract 1.1: the version of the ack of a file that held a cancellation request (it has the
-# Cancelled count); every other ack stays "1.0", as a partner that cancels nothing got it.
-ACK_SCHEMA_VERSION_CANCELLED = "1.1"
+# Contract 1.1: the version of the ack of a submission that says schemaVersion="1.1" or uses
+# what 1.1 added (a cancellation, a correction, a license kind or number): it has the
+# Cancelled count. Every other ack stays "1.0", as a partner that uses none of it got it.
+ACK_SCHEMA_VERSION_1_1 = "1.1"
 
 _XML_UNSAFE = re.compile(r"[&<>\"\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _XML_INVALID = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -84,11 +85,11 @@ def render_application(o: AppOutcome) -> str:
     return "".join(parts)
 
 
-def render_head(s: FileSummary, cancellations: bool = False) -> str:
-    """Everything before the first ``Application``; ``cancellations``: the file held a
-    cancellation request, whatever became of it (contract 1.1)."""
-    cancellations = cancellations or s.cancelled > 0
-    version = ACK_SCHEMA_VERSION_CANCELLED if cancellations else ACK_SCHEMA_VERSION
+def render_head(s: FileSummary, v1_1: bool = False) -> str:
+    """Everything before the first ``Application``; ``v1_1``: an application of the file
+    used what contract 1.1 added, whatever became of it."""
+    v1_1 = v1_1 or s.cancelled > 0 or s.schema_version == ACK_SCHEMA_VERSION_1_1
+    version = ACK_SCHEMA_VERSION_1_1 if v1_1 else ACK_SCHEMA_VERSION
     parts = [
         '<?xml version="1.0" encoding="UTF-8"?>\n',
         f'<LicenseAck xmlns="{ACK_NS}" schemaVersion="{version}">\n',
@@ -108,7 +109,7 @@ def render_head(s: FileSummary, cancellations: bool = False) -> str:
         f"    <Licensed>{s.licensed}</Licensed>\n",
         f"    <NotRequired>{s.not_required}</NotRequired>\n",
         f"    <Rejected>{s.rejected}</Rejected>\n",
-        *([f"    <Cancelled>{s.cancelled}</Cancelled>\n"] if cancellations else []),
+        *([f"    <Cancelled>{s.cancelled}</Cancelled>\n"] if v1_1 else []),
         "  </Counts>\n",
     ]
     parts.extend(render_finding(f, "  ") for f in s.findings)
@@ -133,7 +134,7 @@ def render_ack(summary: FileSummary,
     application."""
     decided = list(outcomes)
     body = "".join(render_application(o) for o, _ in decided)
-    head = render_head(summary, any(app is not None and app.cancel for _, app in decided))
+    head = render_head(summary, any(app is not None and app.contract_1_1 for _, app in decided))
     return (head + body + TAIL).encode("utf-8")
 
 
@@ -143,15 +144,15 @@ class AckXmlWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._out = SpooledOutput(path)
-        self._cancellations = False  # a cancellation request was added (contract 1.1)
+        self._v1_1 = False  # an application using what contract 1.1 added was added
 
     def add(self, outcome: AppOutcome, app: Application | None = None) -> None:
         """``outcome`` of ``app`` (None: not known, a plain application)."""
-        self._cancellations = self._cancellations or (app is not None and app.cancel)
+        self._v1_1 = self._v1_1 or (app is not None and app.contract_1_1)
         self._out.body.write(render_application(outcome))
 
     def finish(self, summary: FileSummary) -> None:
-        self._out.publish(render_head(summary, self._cancellations), TAIL)
+        self._out.publish(render_head(summary, self._v1_1), TAIL)
 
     def discard(self) -> None:
         self._out.discard()

@@ -437,7 +437,12 @@ def compare(current: CsvApplication, values: tuple[str | None, ...], row: int) -
                                          strict=True):
         if mine != theirs:
             current.findings.append(finding(
-                "A103", f"Row {row} has {column} {theirs!r} but the application's first row "
-                f"has {mine!r}: all rows of one application must agree (or use another "
+                "A103", f"Row {row} has {column} {_shown(theirs)} but the application's first "
+                f"row has {_shown(mine)}: all rows of one application must agree (or use another "
                 "application_ref).", ref=current.app.ref, field=column, value=theirs,
                 source_line=row))
+
+
+def _shown(cell: str | None) -> str:
+    """A cell in a message: quoted, or ``empty`` (never Python's ``None``)."""
+    return "empty" if cell is None else repr(cell)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from lxml import etree
@@ -226,7 +227,8 @@ class XmlSubmission:
                                     "F005", f"The Header is not valid: it holds more than "
                                     f"{_KEEP + dropped.elements:,} elements.", field="Header",
                                     source_line=el.sourceline))
-                            self.header = read_header(el, schema)
+                            self.header = replace(read_header(el, schema),
+                                                  schema_version=root.get("schemaVersion"))
                         else:
                             raise RejectedSubmission(finding(
                                 "F005", "A second Header: a file holds one submission.",

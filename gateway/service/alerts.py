@@ -30,7 +30,7 @@ from gateway.config import AlertSettings, Config, PartnerConfig
 from gateway.ledger.events import ALERT_EVENTS, EventLog
 from gateway.ledger.reads.health import last_file_at, silence
 from gateway.ledger.store import Ledger
-from gateway.licensing.issuer import MAX_SEQUENCE, LicenseIssuer
+from gateway.licensing.issuer import MAX_SEQUENCE, REGULAR_SERIES, LicenseIssuer
 
 log = logging.getLogger("gateway.alerts")
 
@@ -116,10 +116,14 @@ def license_alerts(ledger: Ledger, alerts: Alerts, issuer: LicenseIssuer, partne
     if issuer.refused and ledger.alert_once(f"quota_reached {partner_id} {day}", at):
         alerts.emit(ledger, "partner.quota_reached", partner=partner_id, file_id=file_id,
                     day=day, quota=issuer.quota, refused=issuer.refused)
-    if issuer.running_low and ledger.alert_once(f"running_low {issuer.year}", at):
-        # Every partner's concern, not the one whose file happened to cross the line.
-        alerts.emit(ledger, "licenses.running_low", partner=None, file_id=file_id,
-                    year=issuer.year, last=issuer.last, capacity=MAX_SEQUENCE)
+    for series, last in issuer.running_low:
+        # The regular series keeps the key it always had; the low-value one has its own.
+        key = f"running_low {issuer.year}" if series == REGULAR_SERIES else \
+            f"running_low {series} {issuer.year}"
+        if ledger.alert_once(key, at):
+            # Every partner's concern, not the one whose file happened to cross the line.
+            alerts.emit(ledger, "licenses.running_low", partner=None, file_id=file_id,
+                        year=issuer.year, series=series, last=last, capacity=MAX_SEQUENCE)
 
 
 def check_silence(ledger: Ledger, alerts: Alerts, partner: PartnerConfig,

@@ -18,6 +18,7 @@ from gateway.countries import ISO_COUNTRIES, NOT_APPLICABLE, UNKNOWN
 from gateway.findings import Finding, finding
 from gateway.model import (
     LICENSE_NUMBER,
+    PENDING,
     REQUIRED_APPLICATION_FIELDS,
     REQUIRED_LINE_FIELDS,
     Application,
@@ -282,6 +283,11 @@ def _check_license_fields(app: Application, ctx: RuleContext, add: AddFinding) -
             # XML: the XSD's pattern reports it (A101).
             add("A101", "license_number must be 1 to 10 characters A-Z 0-9, as Commerce's AIM "
                 "system issued it.", "license_number", number)
+        elif number == PENDING:
+            # It has the shape, but an acknowledgment could not tell it from check's
+            # placeholder, nor an entry summary filer from a license still to come.
+            add("A101", f"{PENDING} is the placeholder of a license not yet issued: give the "
+                "number Commerce's AIM system issued.", "license_number", number)
     elif number:
         add("A101", "LicenseNumber is only for partners whose licenses come from Commerce's AIM "
             "system; the gateway issues yours: leave it out.", "license_number", number)
