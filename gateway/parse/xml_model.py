@@ -54,6 +54,9 @@ XML_NAME_TO_FIELD.update({"ref": "ref", "line": "line_no", "kind": "kind",
 _ELEMENT_IN_MESSAGE = re.compile(r"Element '(?:\{[^}]*\})?([\w.-]+)'(?:, attribute '([\w.-]+)')?")
 _EXPECTED_IN_MESSAGE = re.compile(r"Expected is (?:one of )?\( ([^)]*) \)")
 _MISSING_ATTRIBUTE_IN_MESSAGE = re.compile(r"The attribute '([\w.-]+)' is required but missing")
+# The offending value, where libxml2's message quotes it (guide 6: a finding carries it):
+# "[facet 'pattern'] The value 'ab12' is not accepted ...", "'x' is not a valid value of ...".
+_VALUE_IN_MESSAGE = re.compile(r"\] The value '([^']*)'|: '([^']*)' is not a valid value")
 
 
 @dataclass(slots=True)
@@ -215,6 +218,8 @@ def xsd_findings(parsed: ParsedApplication, reported: list[Finding]) -> list[Fin
                 continue
         if attribute is None and fld in missing and "Missing child" not in message:
             continue
+        quoted = _VALUE_IN_MESSAGE.search(message)
+        value = next((v for v in quoted.groups() if v is not None), None) if quoted else None
         out.append(finding("A101", f"XSD: {message.rstrip('.')} (line {line}).", ref=app.ref,
-                           line=number, field=fld or None, source_line=line))
+                           line=number, field=fld or None, value=value, source_line=line))
     return out
