@@ -154,7 +154,8 @@ def test_registered_license_number(registered: Registered, number: str | None,
     assert codes(ack) == expected
     for found in ack.app().findings:
         assert found.field == "license_number"
-        if found.code == "A101" and number and number.strip():  # the XSD's finding names the value too
+        # The XSD's finding names the offending value too.
+        if found.code == "A101" and number and number.strip():
             assert found.value == number
     if expected == {"I204"}:
         assert ack.app().status == OK
