@@ -92,7 +92,9 @@ def test_workers_share_partners_and_survive_a_killed_worker(
     procs = [start_worker(cfg, trace, log) for log in logs]
     try:
         # Kill one worker as soon as work is under way (some files done, most not).
-        assert wait_until(lambda: done_count(pg_dsn) >= 3, 60)
+        assert wait_until(lambda: done_count(pg_dsn) >= 3, 60), (
+            f"{done_count(pg_dsn)} files done; "
+            + " | ".join(log.read_text(errors="replace")[-2000:] for log in logs))
         procs[0].send_signal(signal.SIGKILL)
         procs[0].wait(timeout=10)
         assert wait_until(lambda: done_count(pg_dsn) == total_files, 120), (
@@ -104,6 +106,9 @@ def test_workers_share_partners_and_survive_a_killed_worker(
         assert wait_until(lambda: work_is_empty(work), 60), sorted(
             p.name for p in work.rglob("*"))
     finally:
+        if procs[0].poll() is None:  # the test failed before its kill: no worker outlives it
+            procs[0].kill()
+            procs[0].wait(timeout=10)
         for proc in procs[1:]:
             proc.send_signal(signal.SIGTERM)
         codes = [proc.wait(timeout=30) for proc in procs[1:]]
