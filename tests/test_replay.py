@@ -258,7 +258,7 @@ def test_a_dated_rule_shows_exactly_the_applications_it_moves(
     assert (june["before"], june["after"]) == ({"status": "ACCEPTED", "codes": []},
                                                {"status": "PARTIAL", "codes": []})
     assert june["counts"]["after"] == {"applications": 3, "licensed": 1, "not_required": 0,
-                                       "rejected": 2}
+                                       "rejected": 2, "cancelled": 0}
     assert answer["summary"]["transitions"] == {"LICENSED -> REJECTED": 2}
 
     code, answer = archive.replay("2022-06-28")  # the last day UNKNOWN was accepted

@@ -135,7 +135,8 @@ class Decisions:
     (None: the file's own, and those of an application without a ref)."""
 
     status: str
-    counts: tuple[int, int, int, int] = (0, 0, 0, 0)  # applications, licensed, not req., rej.
+    # applications, licensed, not required, rejected, cancelled
+    counts: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
     apps: dict[int, tuple[str | None, str]] = field(default_factory=dict)
     codes: dict[str | None, list[str]] = field(default_factory=dict)
     listed: int = 0  # findings: at the acknowledgment's bound, codes are not compared
@@ -154,7 +155,8 @@ class Decisions:
 def recorded(db: Database, row: FileRow) -> Decisions:
     """What the ledger recorded for ``row`` (its own findings and applications)."""
     out = Decisions(row.status or NOT_DECIDED,
-                    (row.applications, row.licensed, row.not_required, row.rejected))
+                    (row.applications, row.licensed, row.not_required, row.rejected,
+                     row.cancelled))
     for seq, ref, status in db.execute("SELECT seq, ref, status FROM applications WHERE "
                                        "file_id = ?", (row.file_id,)):
         out.apps[int(seq)] = (ref, status)
@@ -228,7 +230,8 @@ class ReplaySinks(DrySinks):
     def duplicate(self, summary: FileSummary, original: FileRow, notice: Finding) -> bool:
         # As a run records it: the original's counts, the notice, no application.
         self.result = Decisions(FileStatus.DUPLICATE.value, (
-            original.applications, original.licensed, original.not_required, original.rejected))
+            original.applications, original.licensed, original.not_required, original.rejected,
+            original.cancelled))
         self.result.finding(notice)
         return True
 
@@ -262,7 +265,7 @@ class ReplayPass:
             self.decisions.finding(f)
         self.decisions.status = summary.status.value
         self.decisions.counts = (summary.applications, summary.licensed,
-                                 summary.not_required, summary.rejected)
+                                 summary.not_required, summary.rejected, summary.cancelled)
         self.sinks.result = self.decisions
 
     def discard(self) -> None:

@@ -123,9 +123,10 @@ def files_text(rows: list[FileRow]) -> str:
     if not rows:
         return "no files"
     return table(["file id", "partner", "file", "received", "status", "apps", "licensed",
-                  "rejected", "note"],
+                  "rejected", "cancelled", "note"],
                  [[r.file_id, r.partner, r.remote_name, _short_time(r.received_at),
                    r.status or f"({r.state})", r.applications, r.licensed, r.rejected,
+                   r.cancelled,
                    r.error or (f"reprocess of {r.reprocess_of}" if r.reprocess_of else
                                f"duplicate of {r.duplicate_of}" if r.duplicate_of else "")]
                   for r in rows])
@@ -228,7 +229,7 @@ def show_text(story: FileStory) -> str:
            f"{f.processed_at or '-'}  rule set {f.rule_set_date or '-'}  took {took} ms",
            f"  applications {f.applications}: licensed {f.licensed} "
            f"(new {f.new_licenses}), not required {f.not_required}, "
-           f"rejected {f.rejected}",
+           f"rejected {f.rejected}, cancelled {f.cancelled}",
            f"  ack {printable(f.ack_name or '-')} ({delivered}, {story.ack_to})",
            f"  ACE files {', '.join(story.ace_files) or '-'}",
            f"  changes report {story.changes_name or '-'}",
@@ -313,7 +314,8 @@ def show_json(story: FileStory) -> str:
 def reprocessed_text(row: FileRow, original: str) -> str:
     """One line on the new file a reprocess made."""
     return (f"{row.file_id}: {row.status} ({row.applications} application(s): "
-            f"{row.licensed} licensed, {row.new_licenses} new, {row.rejected} rejected)"
+            f"{row.licensed} licensed, {row.new_licenses} new, {row.rejected} rejected, "
+            f"{row.cancelled} cancelled)"
             f"{'  ' + row.error if row.error else ''}  reprocess of {original}")
 
 
@@ -364,7 +366,7 @@ def file_text(result: FileReplay) -> str:
 
 def _counts(before: tuple[int, ...], after: tuple[int, ...]) -> str:
     """``licensed 1 -> 2, rejected 1 -> 0``: the counts that differ."""
-    names = ("applications", "licensed", "not required", "rejected")
+    names = ("applications", "licensed", "not required", "rejected", "cancelled")
     return ", ".join(f"{name} {b:,} -> {a:,}" for name, b, a in zip(names, before, after,
                                                                  strict=True) if b != a)
 
@@ -394,7 +396,7 @@ def _state(state: State | None) -> dict[str, Any] | None:
 
 def file_json(result: FileReplay) -> dict[str, Any]:
     row = result.row
-    keys = ("applications", "licensed", "not_required", "rejected")
+    keys = ("applications", "licensed", "not_required", "rejected", "cancelled")
     return {
         "file_id": row.file_id, "partner": row.partner, "name": row.remote_name,
         "received_at": row.received_at, "processed_on": row.rule_set_date,

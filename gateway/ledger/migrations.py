@@ -312,6 +312,11 @@ MIGRATIONS: tuple[str | Callable[[Database], None], ...] = (
     -- The changes report of a file (guide 5.1b), beside its ace_names.
     ALTER TABLE files ADD COLUMN changes_name TEXT;
     """,
+    """
+    -- Issue 13: a cancellation counts as an application of the file (guide 5.1b): the
+    -- Cancelled count of its acknowledgment, kept with the others for every reader.
+    ALTER TABLE files ADD COLUMN cancelled INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 

@@ -31,7 +31,7 @@ FILE_COLUMNS = (
     "state", "status", "format", "submission_id", "processed_at", "rule_set_date",
     "applications", "licensed", "not_required", "rejected", "new_licenses", "ack_name",
     "ace_names", "archive_path", "error", "duplicate_of", "reprocess_of", "duration_ms",
-    "details_purged_at", "archive_purged_at",
+    "details_purged_at", "archive_purged_at", "cancelled",
 )
 
 # A quarantined file is never taken again by a poll or a start (gateway.service.quarantine).
@@ -80,6 +80,7 @@ class FileRow:
     duration_ms: int | None
     details_purged_at: str | None
     archive_purged_at: str | None
+    cancelled: int  # cancellation requests CANCELLED (guide 5.1b)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,8 +33,10 @@ FILES_SHOWN = 20
 CHANGES_SHOWN = 20  # latest license changes in status.json (each is in a changes report too)
 STATUS_JSON = "status.json"
 STATUS_CSV = "status.csv"
+# ``cancelled`` (contract 1.1) comes last, so that a partner's reader of the earlier columns
+# by position reads them where they always were.
 CSV_COLUMNS = ("file_id", "file_name", "received_at", "state", "status", "applications",
-               "licensed", "not_required", "rejected", "ack_name", "error")
+               "licensed", "not_required", "rejected", "ack_name", "error", "cancelled")
 
 
 def _file_entry(row: FileRow) -> dict[str, Any]:
@@ -42,7 +44,8 @@ def _file_entry(row: FileRow) -> dict[str, Any]:
             "received_at": row.received_at, "state": row.state,
             "status": display_status(row), "applications": row.applications,
             "licensed": row.licensed, "not_required": row.not_required,
-            "rejected": row.rejected, "ack_name": row.ack_name, "error": row.error}
+            "rejected": row.rejected, "ack_name": row.ack_name, "error": row.error,
+            "cancelled": row.cancelled}
 
 
 def partner_status(ledger: Ledger, config: Config, partner: PartnerConfig,

@@ -178,7 +178,7 @@ class FileProcessor:
             rule_set_date=summary.rule_set_date.isoformat(),
             applications=summary.applications, licensed=summary.licensed,
             not_required=summary.not_required, rejected=summary.rejected,
-            new_licenses=summary.new_licenses, ack_name=ack,
+            cancelled=summary.cancelled, new_licenses=summary.new_licenses, ack_name=ack,
             ace_names=",".join(ace_names) or None, error=error, duplicate_of=duplicate_of,
             duration_ms=duration, filer=filer.to_json() if filer is not None else None,
             changes_name=changes_name)
@@ -188,7 +188,9 @@ class FileProcessor:
             applications=summary.applications, licensed=summary.licensed,
             new_licenses=summary.new_licenses, not_required=summary.not_required,
             rejected=summary.rejected, ack=ack, ace=ace_names, error=error,
-            duration_ms=duration, **({"changes": changes_name} if changes_name else {}))
+            duration_ms=duration, **({"changes": changes_name} if changes_name else {}),
+            # Contract 1.1's count, in the events of the files that have one.
+            **({"cancelled": summary.cancelled} if summary.cancelled else {}))
 
     def _archive(self, row: FileRow) -> None:
         """Move the input to archive/ (or failed/ with its .error.txt) and record it."""
@@ -235,6 +237,7 @@ class RunSinks:
         summary.licensed = original.licensed
         summary.not_required = original.not_required
         summary.rejected = original.rejected
+        summary.cancelled = original.cancelled
         with p.ledger.transaction():
             p.ledger.add_findings([_finding_row(row.file_id, notice)])
             p._record(row, summary, original.format, [], summary.processed_at, error=None,
