@@ -42,6 +42,11 @@ def test_serve_polls_then_exits_zero_on_sigterm(tmp_path: Path) -> None:
         # A second file dropped while serving is taken by a later scheduled poll.
         shutil.copy(SAMPLES / "acme-20261201-partial.xml", tmp_path / "inbox" / "b.xml")
         assert wait_for((tmp_path / "outbox" / "acme" / "b.xml.ack.xml").exists)
+        # SIGUSR1 prints every thread's stack (what a stuck service waits for) and serves on.
+        proc.send_signal(signal.SIGUSR1)
+        assert wait_for(lambda: "most recent call first" in (
+            tmp_path / "serve.log").read_text(errors="replace"))
+        assert proc.poll() is None
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=30)

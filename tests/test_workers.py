@@ -68,6 +68,20 @@ def start_worker(cfg: Path, trace: Path, log: Path) -> subprocess.Popen[bytes]:
                                  str(cfg)], env=env, stdout=subprocess.DEVNULL, stderr=err)
 
 
+def stopped(proc: subprocess.Popen[bytes], log: Path) -> int:
+    """The worker's exit code once it has stopped after SIGTERM. One that does not stop within
+    60 s prints its threads' stacks (SIGUSR1), is killed, and fails the test with them."""
+    try:
+        return proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)
+        wait_until(lambda: "most recent call first" in log.read_text(errors="replace"), 10)
+        proc.kill()
+        proc.wait(timeout=10)
+        pytest.fail(f"a worker did not stop within 60 s of SIGTERM; its log and stacks:\n"
+                    f"{log.read_text(errors='replace')[-8000:]}")
+
+
 def done_count(dsn: str) -> int:
     with psycopg.connect(dsn) as conn:
         try:
@@ -111,7 +125,7 @@ def test_workers_share_partners_and_survive_a_killed_worker(
             procs[0].wait(timeout=10)
         for proc in procs[1:]:
             proc.send_signal(signal.SIGTERM)
-        codes = [proc.wait(timeout=30) for proc in procs[1:]]
+        codes = [stopped(proc, log) for proc, log in zip(procs[1:], logs[1:], strict=True)]
     assert codes == [0] * (workers - 1), [log.read_text(errors="replace") for log in logs]
 
     with psycopg.connect(pg_dsn) as conn:

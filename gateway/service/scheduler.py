@@ -13,8 +13,10 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
+import sys
 import threading
 from datetime import datetime
 from types import FrameType
@@ -75,6 +77,9 @@ def serve(config: Config, stop: threading.Event | None = None) -> None:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        # `kill -USR1 <pid>` prints every thread's stack to stderr: what a service that does
+        # not stop, or seems stuck, is waiting for (docs/operations.md).
+        faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
 
     # Finish what a crash left half-done before the first poll (guide: OPERATIONS.md).
     recovery = Runner(config, stop=stop, events=events)
@@ -109,7 +114,11 @@ def serve(config: Config, stop: threading.Event | None = None) -> None:
     events.emit(None, "service.start", partners=[p.id for p in partners])
     scheduler.start()
     try:
-        stop.wait()
+        # Timed waits, never one endless wait: a signal the kernel hands to another thread
+        # does not interrupt the main thread's lock wait, and Python runs its handler only
+        # when the main thread wakes (a SIGTERM was once ignored for good that way).
+        while not stop.wait(0.5):
+            pass
     finally:
         scheduler.shutdown(wait=True)  # running jobs finish their file; no new run starts
         for r in runners:
