@@ -30,6 +30,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from gateway.config import Config, PartnerConfig
+from gateway.service.metrics import POLL_SECONDS
 from gateway.service.runner import Runner, event_log
 
 log = logging.getLogger("gateway.service")
@@ -64,7 +65,8 @@ def serve(config: Config, stop: threading.Event | None = None) -> None:
     def job(partner_id: str) -> None:
         if stop.is_set():
             return
-        report = runner().poll(config.partner(partner_id))
+        with POLL_SECONDS.labels(partner_id).time():
+            report = runner().poll(config.partner(partner_id))
         if report.taken or report.error:
             log.info("poll %s: %d taken, error=%s", partner_id, len(report.taken), report.error)
 
