@@ -11,7 +11,7 @@ import socket
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import paramiko
@@ -55,10 +55,8 @@ def listener(behaviour: str) -> Iterator[int]:
         for _ in range(3):
             filler = socket.socket()
             filler.setblocking(False)
-            try:
+            with suppress(BlockingIOError):
                 filler.connect((LOOPBACK, port))
-            except BlockingIOError:
-                pass
             held.append(filler)
     else:
         threading.Thread(target=serve, daemon=True).start()

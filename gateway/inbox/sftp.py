@@ -152,8 +152,8 @@ class SftpInbox:
                                  src.remote_inbox)
         except FileNotFoundError as err:
             raise TransientError(f"partner {p.id}: the remote inbox {src.remote_inbox} does not "
-                                 f"exist (or is not a folder): {missing_folder_fix(p, 'remote_inbox')}"
-                                 ) from err
+                                 "exist (or is not a folder): "
+                                 f"{missing_folder_fix(p, 'remote_inbox')}") from err
         except PermissionError as err:
             raise TransientError(f"partner {p.id}: cannot list the remote inbox "
                                  f"{src.remote_inbox}: permission denied") from err
