@@ -66,8 +66,9 @@ def partner_self_test(partner: PartnerConfig) -> tuple[bool, list[str]]:
             lines.append(f"{OK} processed folder {source.effective_remote_processed_dir} "
                          "exists")
     except FileNotFoundError as err:
-        lines.append(f"{FAILED} {step}: it does not exist: {missing_folder_fix(partner, folder_key)}"
-                     if folder_key else f"{FAILED} {step}: {in_words(err, source)}")
+        fix = (f"it does not exist: {missing_folder_fix(partner, folder_key)}" if folder_key
+               else in_words(err, source))
+        lines.append(f"{FAILED} {step}: {fix}")
         return False, lines
     except (GatewayError, OSError, EOFError) as err:
         words = str(err) if isinstance(err, GatewayError) else in_words(err, source)
