@@ -29,11 +29,11 @@ from conftest import ProjectConfig
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from gateway.admin.web import charts
-from gateway.admin.web.pages import describe
 from gateway.admin.web.server import make_server, server_url
 from gateway.config import PartnerConfig, load_config
 from gateway.errors import ConfigError, FatalError
 from gateway.ledger.reads.health import partner_health
+from gateway.ledger.reads.health_words import describe
 from gateway.ledger.reads.story import compress
 from gateway.ledger.store import Ledger
 from gateway.service.runner import run_once
@@ -220,6 +220,14 @@ def test_dashboard_shows_what_failed_today_and_why_and_each_partner(site: Site,
     # Three runs: two failed polls, and the third skipped while the partner backs off.
     assert partners["downhill"].locator(".badge").first.inner_text() == "backing off"
     assert "connection refused by 127.0.0.1" in partners["downhill"].inner_text()
+    # A partner whose polls fail is an alarm: its whole row red, not an amber badge.
+    downhill = partners["downhill"]
+    assert "alarm" in (downhill.get_attribute("class") or "").split()
+    assert downhill.locator("td").first.evaluate(
+        "td => getComputedStyle(td).backgroundColor") == "rgb(253, 226, 223)"
+    assert downhill.locator(".badge").first.evaluate(
+        "b => getComputedStyle(b).backgroundColor") == "rgb(192, 57, 43)"
+    assert "alarm" not in (partners["sample"].get_attribute("class") or "").split()
     # The name full of markup is shown as text, never as markup.
     assert HOSTILE_NAME in page.inner_text("#files-today")
     assert page.locator("main img, main b").count() == 0
@@ -360,7 +368,7 @@ def test_partner_verdicts_say_what_is_wrong(tmp_path: Path) -> None:
         stale = (now - timedelta(hours=3)).isoformat()
         verdict, why = said(last_poll_at=stale)
         assert verdict == "not polled"
-        assert "no poll for 3 h (expected every 60 s)" in why and "serve" in why
+        assert "not polled for 3 h (expected every 60 s)" in why and "serve" in why
         assert said(failures=4, last_error="cannot connect", last_poll_at=fresh,
                     next_attempt_at=(now + timedelta(minutes=8)).timestamp()) == (
             "backing off", "4 failed poll(s) in a row: cannot connect; next try in 8 min")
