@@ -380,6 +380,29 @@ def test_partner_verdicts_say_what_is_wrong(tmp_path: Path) -> None:
         ledger.close()
 
 
+def test_the_dashboard_says_the_running_service_needs_a_reload(tmp_path: Path) -> None:
+    """A running serve that loaded an older config.toml and polls only `sample`: the page
+    says so above the tables, and the partners it does not poll are red, not "ok"."""
+    from gateway.ledger.services import record_load
+
+    with serving(fill_ledger(tmp_path)) as site:
+        ledger = Ledger(site.ledger)
+        try:
+            record_load(ledger, "host:4242:abc", "0" * 16, ["sample"], datetime.now(UTC),
+                        start=True)
+        finally:
+            ledger.close()
+        status, _, body = request(site.url, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert status == 200
+    note = re.search(r'<p class="alarm-note" id="service-note">([^<]*)</p>', body)
+    assert note is not None and "the running service has an older configuration" in note[1]
+    assert "kill -HUP 4242" in note[1]
+    rows = {partner: classes for classes, partner in re.findall(
+        r'<tr class="partner ([^"]*)" data-partner="([^"]*)"', body)}
+    assert "alarm" in rows["hanse"].split() and 'data-state="not yet served"' in body
+    assert "not yet served: the running service does not poll this partner" in body
+
+
 def test_pages_read_a_postgresql_ledger(tmp_path: Path, pg_dsn: str) -> None:
     import psycopg
 
