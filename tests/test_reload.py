@@ -161,3 +161,22 @@ def test_a_bad_configuration_is_refused_and_the_old_one_kept(tmp_path: Path,
         code = serve.stop()
     assert code == 0, serve.output()
     assert serve.events("service.reload") == []
+
+
+def test_a_changed_schedule_is_rebuilt_and_an_unchanged_one_kept(tmp_path: Path) -> None:
+    project(tmp_path, "acme", "bolt").write()
+    serve = Serve(tmp_path)
+    try:
+        assert wait_for(lambda: len(serve.events("service.start")) == 1), serve.output()
+        toml = project(tmp_path, "acme", "bolt")
+        toml.update("acme", schedule="*/5 * * * *").write()
+        reload = serve.hup_and_wait("service.reload")
+        assert (reload["added"], reload["removed"], reload["rescheduled"]) == ([], [], ["acme"])
+        reload = serve.hup_and_wait("service.reload")  # nothing changed: no job rebuilt
+        assert (reload["added"], reload["removed"], reload["rescheduled"]) == ([], [], [])
+        # bolt's job was kept and goes on polling every second.
+        shutil.copy(GOOD, tmp_path / "bolt" / "b.xml")
+        assert wait_for(ack(tmp_path, "bolt", "b.xml").exists), serve.output()
+    finally:
+        code = serve.stop()
+    assert code == 0, serve.output()
