@@ -87,7 +87,10 @@ def states(base: Path) -> list[tuple[str, str]]:
     if not ledger.exists():  # serve is starting
         return []
     with sqlite3.connect(ledger) as db:
-        return db.execute("SELECT remote_name, state FROM files ORDER BY file_id").fetchall()
+        try:
+            return db.execute("SELECT remote_name, state FROM files ORDER BY file_id").fetchall()
+        except sqlite3.OperationalError:  # created, not yet migrated: serve is starting
+            return []
 
 
 @pytest.fixture
