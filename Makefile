@@ -18,8 +18,9 @@ run: $(STAMP)
 	$(BIN)/aim-gateway status --config config.toml
 
 # System packages the tests use, installed when missing and running as root: a real OpenSSH
-# server (SFTP tests), PostgreSQL (multi-worker tests), Chromium (web page tests).
-SYSTEM_PACKAGES = openssh-server:/usr/sbin/sshd postgresql:/usr/lib/postgresql chromium:/usr/bin/chromium
+# server (SFTP tests), PostgreSQL (multi-worker tests), Chromium (web page tests), systemd
+# (systemd-analyze verifies deploy/aim-gateway.service).
+SYSTEM_PACKAGES = openssh-server:/usr/sbin/sshd postgresql:/usr/lib/postgresql chromium:/usr/bin/chromium systemd:/usr/bin/systemd-analyze
 system-deps:
 	@missing=""; for entry in $(SYSTEM_PACKAGES); do \
 		pkg=$${entry%%:*}; path=$${entry#*:}; [ -e "$$path" ] || missing="$$missing $$pkg"; \

@@ -283,8 +283,7 @@ def _admin(args: argparse.Namespace, config: Config) -> int:
 
     if args.command == "status":
         _check_alerts(config)
-        partners = queries.partners(config)
-        print(report.status_json(partners) if args.json else report.status_text(partners))
+        print(report.status(config, args.json, sys.stdout))
         return EXIT_OK
     if args.command == "files":
         rows = queries.files(config, FileQuery(partner=args.partner or "",

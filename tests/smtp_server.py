@@ -6,13 +6,11 @@ from __future__ import annotations
 import email
 import email.policy
 import ssl
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-import pytest
 import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -79,12 +77,3 @@ def start(tmp: Path, *, tls: bool = True) -> tuple[SmtpServer, Controller]:
                             **options)
     controller.start()
     return server, controller
-
-
-@pytest.fixture
-def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
-    server, controller = start(tmp_path)
-    try:
-        yield server
-    finally:
-        controller.stop()

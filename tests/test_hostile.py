@@ -301,7 +301,10 @@ def check_case(base: Path, case: Case, results: dict[str, Outcome], good: str | 
         assert (got.licensed > 0) == (case.status == "PARTIAL"), got
         assert any(case.expected in codes for codes in got.app_codes.values()), got.app_codes
         assert not failed.exists()
-    assert got.duration_ms is not None and got.duration_ms < 10_000
+    # Not a speed figure (bench/ measures those): a guard against the quadratic blow-up these
+    # inputs are built to provoke, which takes hours. Its margin is wide because a loaded
+    # machine once took 11 s for a file that takes 2 s idle.
+    assert got.duration_ms is not None and got.duration_ms < 120_000
     if good is not None:
         after = results[good]
         assert (after.status, after.error) == ("ACCEPTED", None), after

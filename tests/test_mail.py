@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from conftest import ProjectConfig
-from smtp_server import PASSWORD, USER, SmtpServer, smtp, start  # noqa: F401 (fixture)
 from sftp_server import free_port
+from smtp_server import PASSWORD, USER, SmtpServer, start
 
 from gateway.cli import main
 from gateway.errors import ConfigError
@@ -29,6 +29,15 @@ def fresh_backoff() -> Iterator[None]:
     mail._BACKOFF.succeeded()
     yield
     mail._BACKOFF.succeeded()
+
+
+@pytest.fixture
+def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
+    server, controller = start(tmp_path)
+    try:
+        yield server
+    finally:
+        controller.stop()
 
 
 @pytest.fixture

@@ -21,11 +21,11 @@ from pg_server import PgServer
 from project_config import ProjectConfig
 
 from gateway.admin import queries, report
-from gateway.admin.web.pages import describe
 from gateway.cli import main
 from gateway.config import Config, PartnerConfig, load_config
 from gateway.ledger.reads.files import FILE_STATUSES, FileQuery, list_files, select_files
 from gateway.ledger.reads.health import STATES, partner_health
+from gateway.ledger.reads.health_words import describe
 from gateway.ledger.reads.licenses import LICENSE_COLUMNS, LicenseQuery, LicenseRow, list_licenses
 from gateway.ledger.reads.story import FINDING_ORDER, FileStory, file_story
 from gateway.ledger.store import Ledger, open_ledger

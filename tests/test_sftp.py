@@ -127,7 +127,7 @@ def test_server_down_fails_only_that_partner_and_backs_off_with_one_alert(
            .partner("local", name="L", inbox=local_inbox).write())
     shutil.copy(SAMPLES / "acme-20261201-good.xml", local_inbox / "l.xml")
     reports = {r.partner: r for r in run_once(cfg)}
-    assert reports["acme"].error and "cannot connect" in reports["acme"].error
+    assert reports["acme"].error and "connection refused by 127.0.0.1:1" in reports["acme"].error
     assert len(reports["local"].taken) == 1  # the other partner was not held up
     run_once(cfg)
     time.sleep(1.1)

@@ -29,11 +29,11 @@ from conftest import ProjectConfig
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from gateway.admin.web import charts
-from gateway.admin.web.pages import describe
 from gateway.admin.web.server import make_server, server_url
 from gateway.config import PartnerConfig, load_config
 from gateway.errors import ConfigError, FatalError
 from gateway.ledger.reads.health import partner_health
+from gateway.ledger.reads.health_words import describe
 from gateway.ledger.reads.story import compress
 from gateway.ledger.store import Ledger
 from gateway.service.runner import run_once
@@ -219,7 +219,15 @@ def test_dashboard_shows_what_failed_today_and_why_and_each_partner(site: Site,
         assert partners[ok].locator(".badge").first.inner_text() == "ok"
     # Three runs: two failed polls, and the third skipped while the partner backs off.
     assert partners["downhill"].locator(".badge").first.inner_text() == "backing off"
-    assert "cannot connect to 127.0.0.1" in partners["downhill"].inner_text()
+    assert "connection refused by 127.0.0.1" in partners["downhill"].inner_text()
+    # A partner whose polls fail is an alarm: its whole row red, not an amber badge.
+    downhill = partners["downhill"]
+    assert "alarm" in (downhill.get_attribute("class") or "").split()
+    assert downhill.locator("td").first.evaluate(
+        "td => getComputedStyle(td).backgroundColor") == "rgb(253, 226, 223)"
+    assert downhill.locator(".badge").first.evaluate(
+        "b => getComputedStyle(b).backgroundColor") == "rgb(192, 57, 43)"
+    assert "alarm" not in (partners["sample"].get_attribute("class") or "").split()
     # The name full of markup is shown as text, never as markup.
     assert HOSTILE_NAME in page.inner_text("#files-today")
     assert page.locator("main img, main b").count() == 0
@@ -360,7 +368,7 @@ def test_partner_verdicts_say_what_is_wrong(tmp_path: Path) -> None:
         stale = (now - timedelta(hours=3)).isoformat()
         verdict, why = said(last_poll_at=stale)
         assert verdict == "not polled"
-        assert "no poll for 3 h (expected every 60 s)" in why and "serve" in why
+        assert "not polled for 3 h (expected every 60 s)" in why and "serve" in why
         assert said(failures=4, last_error="cannot connect", last_poll_at=fresh,
                     next_attempt_at=(now + timedelta(minutes=8)).timestamp()) == (
             "backing off", "4 failed poll(s) in a row: cannot connect; next try in 8 min")
@@ -370,6 +378,29 @@ def test_partner_verdicts_say_what_is_wrong(tmp_path: Path) -> None:
             "silent", "no file for 30.5 h; one is expected every 24 h")
     finally:
         ledger.close()
+
+
+def test_the_dashboard_says_the_running_service_needs_a_reload(tmp_path: Path) -> None:
+    """A running serve that loaded an older config.toml and polls only `sample`: the page
+    says so above the tables, and the partners it does not poll are red, not "ok"."""
+    from gateway.ledger.services import record_load
+
+    with serving(fill_ledger(tmp_path)) as site:
+        ledger = Ledger(site.ledger)
+        try:
+            record_load(ledger, "host:4242:abc", "0" * 16, ["sample"], datetime.now(UTC),
+                        start=True)
+        finally:
+            ledger.close()
+        status, _, body = request(site.url, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert status == 200
+    note = re.search(r'<p class="alarm-note" id="service-note">([^<]*)</p>', body)
+    assert note is not None and "the running service has an older configuration" in note[1]
+    assert "kill -HUP 4242" in note[1]
+    rows = {partner: classes for classes, partner in re.findall(
+        r'<tr class="partner ([^"]*)" data-partner="([^"]*)"', body)}
+    assert "alarm" in rows["hanse"].split() and 'data-state="not yet served"' in body
+    assert "not yet served: the running service does not poll this partner" in body
 
 
 def test_pages_read_a_postgresql_ledger(tmp_path: Path, pg_dsn: str) -> None:

@@ -13,7 +13,7 @@ from typing import TypeVar
 from gateway.config import Config, PartnerConfig
 from gateway.inbox.local import LocalInbox
 from gateway.ledger.reads.files import FileQuery, list_files
-from gateway.ledger.reads.health import PartnerHealth, partner_health, unseen
+from gateway.ledger.reads.health import PartnerHealth, partner_health, service_view, unseen
 from gateway.ledger.reads.licenses import (
     LicenseQuery,
     LicenseRow,
@@ -58,7 +58,14 @@ def backlog(ledger: Ledger, partner: PartnerConfig) -> int | None:
 
 def health(ledger: Ledger, config: Config, now: datetime) -> list[PartnerHealth]:
     """Every partner's health (CLI and web page), with its backlog."""
-    return [partner_health(ledger, config, p, now, backlog(ledger, p)) for p in config.partners]
+    service = service_view(ledger, config, now)
+    return [partner_health(ledger, config, p, now, backlog(ledger, p), service=service)
+            for p in config.partners]
+
+
+def service_note(ledger: Ledger, config: Config, now: datetime) -> str | None:
+    """What the views say above the partners when the running service needs a reload."""
+    return service_view(ledger, config, now).note()
 
 
 def partners(config: Config, now: datetime | None = None) -> list[PartnerHealth]:
@@ -67,6 +74,12 @@ def partners(config: Config, now: datetime | None = None) -> list[PartnerHealth]
         if ledger is None:
             return [unseen(p) for p in config.partners]
         return health(ledger, config, moment)
+
+
+def running_note(config: Config, now: datetime | None = None) -> str | None:
+    """``service_note`` on a ledger opened for it (None before the first run)."""
+    return _read(config, None, lambda ledger: service_note(ledger, config,
+                                                           now or datetime.now(UTC)))
 
 
 def files(config: Config, query: FileQuery) -> list[FileRow]:

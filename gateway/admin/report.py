@@ -8,14 +8,19 @@ long cells cut, so that a listing stays one line per row in a terminal.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TextIO
 
+from gateway.admin import queries
 from gateway.admin.actions import PurgeReport
 from gateway.admin.replay import FileReplay, Replay, State, Summary, Watch
+from gateway.config import Config
 from gateway.ledger.reads.files import display_status
 from gateway.ledger.reads.health import PartnerHealth
+from gateway.ledger.reads.health_words import describe, label
 from gateway.ledger.reads.licenses import LicenseRow, LicenseStory
 from gateway.ledger.reads.story import FileStory
 from gateway.ledger.store import FileRow
@@ -78,23 +83,49 @@ def _alert_text(p: PartnerHealth) -> str:
     return "-"
 
 
-def status_text(partners: list[PartnerHealth]) -> str:
-    rows = [[p.partner.id, p.partner.kind, p.state, _short_time(p.last_poll),
+RED, RESET = "\x1b[1;31m", "\x1b[0m"
+
+
+def status(config: Config, json_out: bool, stream: TextIO) -> str:
+    """``aim-gateway status``: every partner's health and the note on the running service,
+    in red on a terminal (unless $NO_COLOR is set, https://no-color.org)."""
+    now = datetime.now(UTC)
+    partners, note = queries.partners(config, now), queries.running_note(config, now)
+    if json_out:
+        return status_json(partners, now, note)
+    color = not os.environ.get("NO_COLOR") and hasattr(stream, "isatty") and stream.isatty()
+    return status_text(partners, now, note, color=color)
+
+
+def status_text(partners: list[PartnerHealth], now: datetime | None = None,
+                note: str | None = None, color: bool = False) -> str:
+    """The partners' table; a partner in alarm has its state in capitals (``FAILING (3
+    polls)``), its row in red when ``color`` (a terminal), and a line saying why below."""
+    now = now or datetime.now(UTC)
+    rows = [[p.partner.id, p.partner.kind, label(p, now), _short_time(p.last_poll),
              f"{last.remote_name} ({display_status(last)})" if last else None,
              _short_time(last.received_at if last else None),
              p.failures, "-" if p.backlog is None else p.backlog, p.unfinished, p.quarantined,
              ", ".join(f"{k} {v}" for k, v in sorted((p.files or {}).items())) or "0",
              p.licenses, _alert_text(p)] for p in partners for last in [p.last_file]]
-    out = [table(["partner", "kind", "state", "last poll", "last file", "received",
-                  "failures", "backlog", "unfinished", "quarantined", "files", "licenses",
-                  "alert"], rows)]
-    errors = [f"  {p.partner.id}: {printable(p.last_error)}" for p in partners if p.last_error]
+    lines = table(["partner", "kind", "state", "last poll", "last file", "received",
+                   "failures", "backlog", "unfinished", "quarantined", "files", "licenses",
+                   "alert"], rows).splitlines()
+    if color:  # after the padding: escape codes have no width
+        lines[2:] = [f"{RED}{line}{RESET}" if p.alarm else line
+                     for line, p in zip(lines[2:], partners, strict=True)]
+    out = ([f"NOTE: {note}", ""] if note else []) + lines
+    alarms = [f"  {p.partner.id}: {printable(describe(p, now))}" for p in partners if p.alarm]
+    if alarms:
+        out += ["", "attention:", *alarms]
+    errors = [f"  {p.partner.id}: {printable(p.last_error)}" for p in partners
+              if p.last_error and not p.alarm]
     if errors:
         out += ["", "last errors:", *errors]
     return "\n".join(out)
 
 
-def _health_dict(p: PartnerHealth) -> dict[str, Any]:
+def _health_dict(p: PartnerHealth, now: datetime) -> dict[str, Any]:
     last, partner = p.last_file, p.partner
     return {"partner": partner.id, "name": partner.name, "kind": partner.kind,
             "enabled": partner.enabled, "state": p.state, "last_poll": p.last_poll,
@@ -106,14 +137,19 @@ def _health_dict(p: PartnerHealth) -> dict[str, Any]:
             "last_received": last.received_at if last else None, "files": p.files,
             "unfinished": p.unfinished, "quarantined": p.quarantined,
             "licenses": p.licenses, "backlog": p.backlog, "failing": p.failing,
+            "alarm": p.alarm, "why": describe(p, now),
             "silent": p.silent, "silent_hours": p.silent_hours,
             "expected_cadence_hours": partner.expected_cadence_hours,
             "last_alert": ({"at": p.last_alert.at, "event": p.last_alert.kind,
                             **p.last_alert.data} if p.last_alert else None)}
 
 
-def status_json(partners: list[PartnerHealth]) -> str:
-    return as_json([_health_dict(p) for p in partners])
+def status_json(partners: list[PartnerHealth], now: datetime | None = None,
+                note: str | None = None) -> str:
+    """One object per partner; ``service_note`` (the running service needs a reload, or
+    null) is repeated in each, so that the list stays a list."""
+    now = now or datetime.now(UTC)
+    return as_json([_health_dict(p, now) | {"service_note": note} for p in partners])
 
 
 # -- files and licenses -------------------------------------------------------------------------

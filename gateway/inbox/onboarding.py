@@ -13,8 +13,8 @@ import time
 
 from gateway.config import PartnerConfig, SftpSource
 from gateway.errors import GatewayError
-from gateway.inbox.sftp import SftpInbox
-from gateway.inbox.sftp_session import fingerprint
+from gateway.inbox.sftp import SftpInbox, missing_folder_fix
+from gateway.inbox.sftp_session import fingerprint, in_words
 
 OK, FAILED = "ok  ", "FAIL"
 
@@ -30,7 +30,7 @@ def partner_self_test(partner: PartnerConfig) -> tuple[bool, list[str]]:
                      f"{'is readable and writable' if good else 'is missing or not writable'}")
         return good, lines
     inbox = SftpInbox(partner)
-    step = "connect"
+    step, folder_key = "connect", ""  # the step, and the key naming its folder
     try:
         step = f"connect to {source.host}:{source.port} and verify the host key"
         sftp = inbox.connect()
@@ -39,7 +39,7 @@ def partner_self_test(partner: PartnerConfig) -> tuple[bool, list[str]]:
             lines.append(f"{OK} host key {key.get_name()} {fingerprint(key)} matches "
                          f"{source.known_hosts}")
         lines.append(f"{OK} authenticated as {source.user}")
-        step = f"list the inbox {source.remote_inbox}"
+        step, folder_key = f"list the inbox {source.remote_inbox}", "remote_inbox"
         names = sftp.listdir(source.remote_inbox)
         lines.append(f"{OK} inbox {source.remote_inbox} lists {len(names)} entr"
                      f"{'y' if len(names) == 1 else 'ies'}")
@@ -48,9 +48,9 @@ def partner_self_test(partner: PartnerConfig) -> tuple[bool, list[str]]:
             probe = f"aimgw-probe-{int(time.time())}-{os.getpid()}"
             tmp = posixpath.join(folder, f".{probe}.tmp")
             final = posixpath.join(folder, f"{probe}.txt")
-            step = f"write {tmp}"
+            step, folder_key = f"write {tmp}", "remote_ack_dir"
             inbox._upload(sftp, io.BytesIO(b"AIM gateway onboarding probe\n"), tmp)
-            step = f"rename it to {final}"
+            step, folder_key = f"rename it to {final}", ""
             inbox._rename(sftp, tmp, final)
             step = f"remove {final}"
             sftp.remove(final)
@@ -61,11 +61,18 @@ def partner_self_test(partner: PartnerConfig) -> tuple[bool, list[str]]:
                          "outbox)")
         if source.remote_disposition == "move":
             step = f"find the processed folder {source.effective_remote_processed_dir}"
+            folder_key = "remote_processed_dir"
             sftp.stat(source.effective_remote_processed_dir)
             lines.append(f"{OK} processed folder {source.effective_remote_processed_dir} "
                          "exists")
+    except FileNotFoundError as err:
+        fix = (f"it does not exist: {missing_folder_fix(partner, folder_key)}" if folder_key
+               else in_words(err, source))
+        lines.append(f"{FAILED} {step}: {fix}")
+        return False, lines
     except (GatewayError, OSError, EOFError) as err:
-        lines.append(f"{FAILED} {step}: {err or type(err).__name__}")
+        words = str(err) if isinstance(err, GatewayError) else in_words(err, source)
+        lines.append(f"{FAILED} {step}: {words}")
         return False, lines
     finally:
         inbox.close()

@@ -30,7 +30,7 @@ import paramiko
 from gateway.config import PartnerConfig, SftpSource
 from gateway.errors import FatalError, TransientError
 from gateway.inbox.base import FileChanged, FileRefused, NotTaken, RemoteFile, read_cap, wanted
-from gateway.inbox.sftp_session import failure_text, open_session
+from gateway.inbox.sftp_session import in_words, open_session
 from gateway.ledger.store import FileRow, Ledger
 
 T = TypeVar("T")
@@ -80,7 +80,7 @@ class SftpInbox:
         self._client = self._sftp = None
 
     def _why(self, err: BaseException) -> str:
-        return failure_text(err, self.source.operation_timeout)
+        return in_words(err, self.source)
 
     def _call(self, what: str, fn: Callable[..., T], *args: object) -> T:
         """Run an SFTP operation; network trouble becomes a TransientError (retry later)."""
@@ -152,7 +152,8 @@ class SftpInbox:
                                  src.remote_inbox)
         except FileNotFoundError as err:
             raise TransientError(f"partner {p.id}: the remote inbox {src.remote_inbox} does not "
-                                 "exist (or is not a folder)") from err
+                                 "exist (or is not a folder): "
+                                 f"{missing_folder_fix(p, 'remote_inbox')}") from err
         except PermissionError as err:
             raise TransientError(f"partner {p.id}: cannot list the remote inbox "
                                  f"{src.remote_inbox}: permission denied") from err
@@ -299,8 +300,9 @@ class SftpInbox:
                     "move " + remote_name, self._exists, sftp, path):
                 raise TransientError(
                     f"partner {p.id}: cannot move {remote_name} to {target_dir}: that folder "
-                    f"does not exist (or is not a folder); the file stays in {src.remote_inbox} "
-                    "until it can be moved") from err
+                    f"does not exist (or is not a folder): "
+                    f"{missing_folder_fix(p, 'remote_processed_dir')}; the file stays in "
+                    f"{src.remote_inbox} until it can be moved") from err
         except PermissionError as err:
             raise TransientError(f"partner {p.id}: cannot {src.remote_disposition} "
                                  f"{remote_name}: permission denied ({err})") from err
@@ -333,7 +335,8 @@ class SftpInbox:
             self._on_name((folder,), "rename " + name, self._rename, sftp, tmp, target)
         except FileNotFoundError as err:
             raise TransientError(f"partner {self.partner_id}: cannot write {name} to "
-                                 f"{folder}: that folder does not exist (or is not a folder)"
+                                 f"{folder}: that folder does not exist (or is not a folder): "
+                                 f"{missing_folder_fix(self.partner, 'remote_ack_dir')}"
                                  ) from err
         except PermissionError as err:
             raise TransientError(f"partner {self.partner_id}: cannot write {name} to "
@@ -377,6 +380,18 @@ class SftpInbox:
         except FileNotFoundError:
             return False
         return True
+
+
+def missing_folder_fix(partner: PartnerConfig, key: str) -> str:
+    """How to fix a remote folder that is missing: create it, or point the key elsewhere."""
+    assert isinstance(partner.source, SftpSource)
+    folder = (partner.source.effective_remote_processed_dir if key == "remote_processed_dir"
+              else getattr(partner.source, key))
+    fix = (f"create {folder} on the server, or set partners.{partner.id}.{key} to an "
+           "existing folder")
+    if key == "remote_processed_dir":
+        fix += ' (or remote_disposition = "delete")'
+    return fix
 
 
 def _owner(attrs: paramiko.SFTPAttributes) -> str:

@@ -11,8 +11,10 @@
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,9 +55,10 @@ class _RejectUnknown(paramiko.MissingHostKeyPolicy):
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
                          key: paramiko.PKey) -> None:
+        where = hostname.removeprefix("[").replace("]:", ":")  # [host]:port, as known_hosts
         raise HostKeyRejected(
-            f"partner {self.partner_id}: the host key of {hostname} is not in known_hosts "
-            f"({key.get_name()} {fingerprint(key)}); refused. If this is the partner's real "
+            f"partner {self.partner_id}: unknown host key for {where}: {key.get_name()} "
+            f"{fingerprint(key)} is not in known_hosts; refused. If this is the partner's real "
             "key, add it to the partner's known_hosts file (check the fingerprint with them).")
 
 
@@ -73,8 +76,26 @@ def _load_key(partner_id: str, source: SftpSource) -> paramiko.PKey | None:
                          f"passphrase: set {source.key_passphrase_env or 'key_passphrase_env'}"
                          ) from err
     except (paramiko.SSHException, OSError, ValueError) as err:
-        raise FatalError(f"partner {partner_id}: cannot read the key file {source.key_file}: "
+        raise FatalError(_key_file_problem(partner_id, source.key_file) or
+                         f"partner {partner_id}: cannot read the key file {source.key_file}: "
                          f"{err}") from err
+
+
+def _key_file_problem(partner_id: str, path: Path) -> str | None:
+    """What is wrong with a key file that is a public key (``id_ed25519.pub``), and which file
+    to give instead; None when it is not one."""
+    try:
+        first = path.read_text(errors="replace").split(maxsplit=1)
+    except OSError:
+        return None
+    if not first or not (first[0].startswith(("ssh-", "ecdsa-sha2-", "sk-"))):
+        return None
+    private = path.with_suffix("") if path.suffix == ".pub" else None
+    fix = (f"set key_file to the private key {private}" if private and private.is_file() else
+           "set key_file to the private key (the file without .pub, beginning with "
+           "'-----BEGIN OPENSSH PRIVATE KEY-----')")
+    return (f"partner {partner_id}: key_file {path} is a public key ({first[0]}): it goes "
+            f"to the partner's authorized_keys; {fix}")
 
 
 def _known_hosts_problem(partner_id: str, path: Path, err: Exception) -> str:
@@ -92,15 +113,55 @@ def _known_hosts_problem(partner_id: str, path: Path, err: Exception) -> str:
             "with the partner.")
 
 
-def failure_text(err: BaseException, operation_timeout: float) -> str:
-    """Why an operation failed, in words (some paramiko errors have an empty message)."""
+def in_words(err: BaseException, source: SftpSource, *, connecting: bool = False) -> str:
+    """Why talking to the partner's server failed, in plain words naming where: the one
+    translation of socket and paramiko errors (``[Errno None] Unable to connect to port 22``,
+    ``Error reading SSH protocol banner``...) for every message an admin reads."""
+    where = f"{source.host}:{source.port}"
+    if isinstance(err, paramiko.ssh_exception.NoValidConnectionsError) and err.errors:
+        # One error per address tried (IPv6 and IPv4 of one name): the first says it.
+        (host, port, *_), first = next(iter(err.errors.items()))
+        where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+        err = first
+    if isinstance(err, paramiko.BadHostKeyException):
+        return (f"host key mismatch for {where}: the server offered {err.key.get_name()} "
+                f"{fingerprint(err.key)}, known_hosts has {fingerprint(err.expected_key)}: its "
+                "key CHANGED")
+    if isinstance(err, paramiko.AuthenticationException):
+        return f"authentication failed for user {source.user} at {where} ({err})"
+    if isinstance(err, socket.gaierror):
+        return f"cannot resolve the host name {source.host} ({err.strerror})"
     if isinstance(err, TimeoutError):
-        return (f"no answer within {operation_timeout:g} s "
+        if connecting:
+            return f"timed out after {source.connect_timeout:g} s connecting to {where}"
+        return (f"no answer within {source.operation_timeout:g} s "
                 "(operation_timeout): the server or the network hangs")
+    if isinstance(err, OSError) and err.errno in _KERNEL_WORDS:
+        return _KERNEL_WORDS[err.errno].format(where=where)
     text = str(err).strip() or type(err).__name__
+    if isinstance(err, paramiko.SSHException) and text.startswith(_NO_BANNER):
+        # paramiko reads the greeting in its own thread; what ended it is the context.
+        if isinstance(err.__context__, TimeoutError):
+            return (f"timed out after {source.auth_timeout:g} s waiting for the SSH greeting "
+                    f"of {where} (is it an SSH server?)")
+        return (f"{where} closed the connection before the SSH greeting (not an SSH server, "
+                "or it refuses connections from this address)")
+    if connecting and text == "No existing session":
+        # The handshake outlasted connect_timeout, which paramiko gives the whole negotiation.
+        return (f"timed out after {source.connect_timeout:g} s waiting for the SSH handshake "
+                f"of {where} (is it an SSH server?)")
     if isinstance(err, EOFError) or text == "Socket is closed":
-        return f"the connection was lost ({text})"
+        return f"the connection to {where} was lost ({text})"
     return text
+
+
+_NO_BANNER = "Error reading SSH protocol banner"
+_KERNEL_WORDS = {
+    errno.ECONNREFUSED: "connection refused by {where} (no SSH server listens on that port)",
+    errno.EHOSTUNREACH: "no route to host {where}",
+    errno.ENETUNREACH: "no route to host {where} (network unreachable)",
+    errno.ECONNRESET: "connection reset by {where}",
+}
 
 
 @dataclass(frozen=True)
@@ -143,24 +204,17 @@ def open_session(partner_id: str, source: SftpSource) -> Session:
             look_for_keys=False, allow_agent=False,
             # The stubs' factory protocol wants gss_kex, which paramiko no longer passes.
             transport_factory=_Transport)  # type: ignore[arg-type]
-    except paramiko.BadHostKeyException as err:
-        client.close()
-        raise HostKeyRejected(
-            f"partner {partner_id}: the host key of {where} CHANGED: the server "
-            f"offered {err.key.get_name()} {fingerprint(err.key)}, known_hosts has "
-            f"{fingerprint(err.expected_key)}. Refused (possible man in the middle); "
-            "confirm the new key with the partner before updating known_hosts.") from err
     except HostKeyRejected:
         client.close()
         raise
-    except paramiko.AuthenticationException as err:
-        client.close()
-        raise TransientError(f"partner {partner_id}: authentication as {source.user} failed "
-                             f"({err})") from err
     except (paramiko.SSHException, OSError, EOFError) as err:
         client.close()
-        raise TransientError(f"partner {partner_id}: cannot connect to {where}: "
-                             f"{err or type(err).__name__}") from err
+        words = in_words(err, source, connecting=True)
+        if isinstance(err, paramiko.BadHostKeyException):
+            raise HostKeyRejected(
+                f"partner {partner_id}: {words}. Refused (possible man in the middle); "
+                "confirm the new key with the partner before updating known_hosts.") from err
+        raise TransientError(f"partner {partner_id}: {words}") from err
     transport = client.get_transport()
     assert transport is not None
     transport.set_keepalive(source.keepalive_seconds)
@@ -169,7 +223,7 @@ def open_session(partner_id: str, source: SftpSource) -> Session:
     except (paramiko.SSHException, OSError, EOFError) as err:
         client.close()
         raise TransientError(f"partner {partner_id}: {where} accepted the login but not the "
-                             f"SFTP session: {failure_text(err, source.operation_timeout)}"
+                             f"SFTP session: {in_words(err, source)}"
                              ) from err
     channel = sftp.get_channel()
     if channel is None:  # paramiko sets it on every session it opens; the stubs allow None

@@ -318,6 +318,19 @@ MIGRATIONS: tuple[str | Callable[[Database], None], ...] = (
     ALTER TABLE files ADD COLUMN cancelled INTEGER NOT NULL DEFAULT 0;
     """,
     """
+    -- Issue 14 item 9a: each running `serve` with the configuration it runs with (its
+    -- file's fingerprint and the partners it polls), so that every view can tell a partner
+    -- the service does not know yet, or a configuration it has not reloaded.
+    CREATE TABLE services (
+        worker       TEXT PRIMARY KEY,   -- host:pid:nonce
+        started_at   TEXT NOT NULL,
+        loaded_at    TEXT NOT NULL,      -- its start or its last reload (SIGHUP)
+        seen_at      TEXT NOT NULL,      -- its last heartbeat
+        fingerprint  TEXT NOT NULL,
+        partners     TEXT NOT NULL       -- JSON list of the partner ids it polls
+    );
+    """,
+    """
     -- Issue 14 item 9: e-mails queued in the transaction that decided them (an alert, a
     -- file's rejection) and sent after its commit (gateway.service.mail): one a crash or a
     -- down server kept back is sent at the next flush.

@@ -9,6 +9,13 @@
 - Errors and missed runs are events in the processing log, never silent.
 - At start, work left half-done by a crash is finished before any poll.
 - On SIGTERM/SIGINT no new run starts, the file in hand finishes, and ``serve`` returns.
+- On SIGHUP ``config.toml`` is read again: the jobs are rebuilt (partners added, removed, or
+  with a new schedule) while the files in hand finish with the configuration they started
+  with; a configuration that does not load is refused (an event and a log line) and the
+  running one kept.
+- The configuration it runs with (fingerprint, partners) is in the ledger
+  (``gateway.ledger.services``), beaten every few seconds, so that every view can tell a
+  partner it does not poll yet, or a configuration it has not reloaded.
 """
 
 from __future__ import annotations
@@ -18,7 +25,11 @@ import logging
 import signal
 import sys
 import threading
-from datetime import datetime
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 from zoneinfo import ZoneInfo
 
@@ -29,12 +40,18 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from gateway.config import Config, PartnerConfig
+from gateway.config import Config, PartnerConfig, load_config
+from gateway.errors import GatewayError
+from gateway.ledger import services
+from gateway.ledger.events import EventLog
+from gateway.ledger.store import Ledger, open_ledger
 from gateway.service.metrics import POLL_SECONDS
-from gateway.service.runner import Runner, event_log
+from gateway.service.runner import Runner, event_log, worker_name
 
 log = logging.getLogger("gateway.service")
 MAX_WORKERS = 8
+Job = Callable[[str], None]  # a poll job, called with the partner id
+TICK = 0.2  # seconds between the main loop's looks at signals, the heartbeat and stop
 
 
 def trigger_for(partner: PartnerConfig, config: Config) -> tuple[BaseTrigger, int]:
@@ -46,39 +63,93 @@ def trigger_for(partner: PartnerConfig, config: Config) -> tuple[BaseTrigger, in
     return IntervalTrigger(seconds=seconds, timezone=zone), seconds
 
 
+def _schedule_of(partner: PartnerConfig, config: Config) -> tuple[object, ...]:
+    """What the partner's job is built from: a job is rebuilt only when this changes."""
+    return (partner.schedule, partner.schedule_timezone, config.gateway.timezone,
+            partner.interval_seconds or config.gateway.poll_interval_seconds)
+
+
+# Settings a running service cannot take over (its ledger, its folders, its log are open):
+# a reload that changes one is refused, with the restart it needs.
+RESTART_ONLY = (("gateway", "data_dir"), ("gateway", "ledger"), ("log", "events_file"))
+
+
+def restart_needed(old: Config, new: Config) -> list[str]:
+    return [f"[{section}] {key}" for section, key in RESTART_ONLY
+            if getattr(getattr(old, section), key) != getattr(getattr(new, section), key)]
+
+
+def load_fingerprinted(file: Path) -> tuple[Config, str]:
+    """The configuration and the fingerprint of the very bytes it was loaded from (read
+    again when the file changed while it was loaded)."""
+    for _ in range(3):
+        before = services.config_fingerprint(file)
+        config = load_config(file)
+        if services.config_fingerprint(file) == before:
+            return config, before
+    raise GatewayError(f"{file} kept changing while it was read; try again")
+
+
+@dataclass
+class _State:
+    """What the jobs read: swapped whole on a reload (a reference swap is atomic)."""
+
+    config: Config
+    fingerprint: str
+    runners: list[Runner] = field(default_factory=list)
+
+
 def serve(config: Config, stop: threading.Event | None = None) -> None:
     """Recover half-done work, then poll each partner on its schedule until ``stop``."""
     stop = stop or threading.Event()
     events = event_log(config)
     local = threading.local()
-    runners: list[Runner] = []
     runners_lock = threading.Lock()
+    config, fingerprint = load_fingerprinted(config.path)
+    state = _State(config, fingerprint)
+    hups: list[int] = []  # one entry per SIGHUP: the handler takes no lock (see on_signal)
 
     def runner() -> Runner:
+        """This thread's Runner for the configuration now in force (a reload makes the
+        next run of each thread build a new one; the one in hand finishes its file)."""
         mine: Runner | None = getattr(local, "runner", None)
-        if mine is None:
-            mine = local.runner = Runner(config, stop=stop, events=events)
+        if mine is not None and mine.config is not state.config:
             with runners_lock:
-                runners.append(mine)
+                state.runners.remove(mine)
+            mine.close()
+            mine = None
+        if mine is None:
+            mine = local.runner = Runner(state.config, stop=stop, events=events)
+            with runners_lock:
+                state.runners.append(mine)
         return mine
 
     def job(partner_id: str) -> None:
         if stop.is_set():
             return
+        partner = next((p for p in state.config.partners if p.id == partner_id), None)
+        if partner is None:  # removed by a reload after this run was due
+            return
         with POLL_SECONDS.labels(partner_id).time():
-            report = runner().poll(config.partner(partner_id))
+            report = runner().poll(partner)
         if report.taken or report.error:
             log.info("poll %s: %d taken, error=%s", partner_id, len(report.taken), report.error)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
+        # Runs in the main thread between two bytecodes: it must take no lock the main
+        # thread may hold. stop.set() takes stop's lock, which the main thread never holds
+        # (its loop reads stop.is_set(), which takes none).
+        if signum == signal.SIGHUP:
+            hups.append(signum)
+            return
         log.info("signal %d: finishing the file in hand, then exiting", signum)
         stop.set()
 
     # Installed before the recovery: a signal during it ends serve cleanly after the file in
     # hand (recovery checks ``stop`` between files), never with Python's KeyboardInterrupt.
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, on_signal)
         # `kill -USR1 <pid>` prints every thread's stack to stderr: what a service that does
         # not stop, or seems stuck, is waiting for (docs/operations.md).
         faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
@@ -90,10 +161,8 @@ def serve(config: Config, stop: threading.Event | None = None) -> None:
     finally:
         recovery.close()
 
-    partners = [p for p in config.partners if p.enabled]
     scheduler = BackgroundScheduler(
-        executors={"default": ThreadPoolExecutor(max_workers=max(1, min(MAX_WORKERS,
-                                                                        len(partners))))},
+        executors={"default": ThreadPoolExecutor(max_workers=MAX_WORKERS)},
         job_defaults={"coalesce": True, "max_instances": 1},
         timezone=config.gateway.timezone,
     )
@@ -106,24 +175,97 @@ def serve(config: Config, stop: threading.Event | None = None) -> None:
             events.emit(None, "job.error", job=event.job_id, error=repr(event.exception))
 
     scheduler.add_listener(on_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED)
-    now = datetime.now(ZoneInfo(config.gateway.timezone))
-    for partner in partners:
-        trigger, grace = trigger_for(partner, config)
-        scheduler.add_job(job, trigger, args=[partner.id], id=f"poll:{partner.id}",
-                          name=f"poll {partner.id}", misfire_grace_time=grace,
-                          next_run_time=now)
-
-    events.emit(None, "service.start", partners=[p.id for p in partners])
+    _build_jobs(scheduler, job, None, config)
+    ledger = open_ledger(config)
+    worker = worker_name()
+    partners = _enabled(config)
+    _record(lambda: services.record_load(ledger, worker, fingerprint, partners,
+                                         datetime.now(UTC), start=True))
+    events.emit(None, "service.start", partners=partners, config=str(config.path),
+                fingerprint=fingerprint)
     scheduler.start()
     try:
-        # Timed waits, never one endless wait: a signal the kernel hands to another thread
+        # Short sleeps, never one endless wait: a signal the kernel hands to another thread
         # does not interrupt the main thread's lock wait, and Python runs its handler only
         # when the main thread wakes (a SIGTERM was once ignored for good that way).
-        while not stop.wait(0.5):
-            pass
+        beaten = time.monotonic()
+        while not stop.is_set():
+            time.sleep(TICK)
+            if hups:
+                hups.clear()  # list.clear takes no lock: a SIGHUP meanwhile is one reload
+                _reload(scheduler, job, state, ledger, worker, events)
+            if time.monotonic() - beaten >= services.HEARTBEAT_SECONDS:
+                beaten = time.monotonic()
+                _record(lambda: services.beat(ledger, worker, datetime.now(UTC)))
     finally:
         scheduler.shutdown(wait=True)  # running jobs finish their file; no new run starts
-        for r in runners:
+        for r in state.runners:
             r.close()
+        _record(lambda: services.record_stop(ledger, worker))
+        ledger.close()
         events.emit(None, "service.stop")
         events.close()
+
+
+def _enabled(config: Config) -> list[str]:
+    return [p.id for p in config.partners if p.enabled]
+
+
+def _record(write: Callable[[], None]) -> None:
+    """A write of the service's own row: a busy or unreachable ledger delays it (the next
+    heartbeat writes again), it never stops the service."""
+    try:
+        write()
+    except GatewayError as err:
+        log.warning("recording the service in the ledger: %s", err)
+
+
+def _build_jobs(scheduler: BackgroundScheduler, job: Job, old: Config | None,
+                new: Config) -> dict[str, list[str]]:
+    """Make the scheduler's jobs those of ``new``: added, removed, rescheduled; a partner
+    whose schedule did not change keeps its job (and its next run time)."""
+    before = {p.id: p for p in old.partners if p.enabled} if old else {}
+    after = {p.id: p for p in new.partners if p.enabled}
+    now = datetime.now(ZoneInfo(new.gateway.timezone))
+    changes: dict[str, list[str]] = {"added": [], "removed": [], "rescheduled": []}
+    for pid in before.keys() - after.keys():
+        scheduler.remove_job(f"poll:{pid}")  # a run under way finishes its file
+        changes["removed"].append(pid)
+    for pid, partner in after.items():
+        if old is not None and pid in before:
+            if _schedule_of(before[pid], old) == _schedule_of(partner, new):
+                continue
+            scheduler.remove_job(f"poll:{pid}")
+            changes["rescheduled"].append(pid)
+        else:
+            changes["added"].append(pid)
+        trigger, grace = trigger_for(partner, new)
+        scheduler.add_job(job, trigger, args=[pid], id=f"poll:{pid}", name=f"poll {pid}",
+                          misfire_grace_time=grace, next_run_time=now)
+    return {k: sorted(v) for k, v in changes.items()}
+
+
+def _reload(scheduler: BackgroundScheduler, job: Job, state: _State, ledger: Ledger,
+            worker: str, events: EventLog) -> None:
+    """SIGHUP: take the configuration file as it is now, or refuse it and keep the old."""
+    old = state.config
+    try:
+        new, fingerprint = load_fingerprinted(old.path)
+        blocked = restart_needed(old, new)
+        if blocked:
+            raise GatewayError(f"{', '.join(blocked)} changed: a running service cannot take "
+                               "that over; restart it (systemctl restart aim-gateway)")
+    except (GatewayError, OSError) as err:
+        log.error("reload refused, still running with the configuration loaded before: %s",
+                  err)
+        events.emit(None, "service.reload_refused", config=str(old.path), error=str(err))
+        return
+    changes = _build_jobs(scheduler, job, old, new)
+    state.config, state.fingerprint = new, fingerprint
+    _record(lambda: services.record_load(ledger, worker, fingerprint, _enabled(new),
+                                         datetime.now(UTC)))
+    log.info("reloaded %s: %s", new.path, ", ".join(
+        f"{k} {' '.join(v)}" for k, v in changes.items() if v) or "no job changed")
+    events.emit(None, "service.reload", config=str(new.path), fingerprint=fingerprint,
+                added=changes["added"], removed=changes["removed"],
+                rescheduled=changes["rescheduled"])

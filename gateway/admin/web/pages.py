@@ -8,7 +8,7 @@ like the command line does, with the reason the admin typed.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
@@ -25,7 +25,7 @@ from gateway.ledger.reads.files import (
     quarantined_count,
     unfinished_count,
 )
-from gateway.ledger.reads.health import PartnerHealth, parse_time
+from gateway.ledger.reads.health_words import describe
 from gateway.ledger.reads.licenses import (
     LICENSE_STATES,
     LicenseQuery,
@@ -87,6 +87,7 @@ def dashboard() -> str:
     health = queries.health(led, config, now)
     return render_template(
         "dashboard.html", today=today, health=health,
+        service_note=queries.service_note(led, config, now),
         details={h.partner.id: describe(h, now) for h in health}, files=files[:MAX_ROWS],
         more=len(files) > MAX_ROWS, failed=failed, unfinished=unfinished_count(led.db),
         quarantined=quarantined_count(led.db), latest=latest)
@@ -226,57 +227,3 @@ def _month_arg(name: str) -> str | None:
         abort(400, f"'{name}' must be a month YYYY-MM from {charts.FIRST_MONTH} to "
                    f"{charts.LAST_MONTH}, not {text[:40]!r}.")
     return text
-
-
-# --- a partner's state in words ---------------------------------------------------------------
-
-
-def _age(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min"
-    if seconds < 172800:
-        return f"{seconds // 3600} h"
-    return f"{seconds // 86400} days"
-
-
-def _state_words(h: PartnerHealth, now: datetime) -> str:
-    failed = f"{h.failures} failed poll(s) in a row: {h.last_error}"
-    retry = parse_time(h.retry_at)
-    next_try = f"; next try in {_age(retry - now)}" if retry is not None else ""
-    if h.state == "failing":
-        return f"{failed} (alert raised){next_try}"
-    if h.state == "backing off":
-        return f"{failed}{next_try}"
-    if h.state == "error":
-        return failed
-    if h.state == "silent":
-        return (f"no file for {h.silent_hours:g} h; one is expected every "
-                f"{h.partner.expected_cadence_hours:g} h")
-    if h.state == "disabled":
-        return "enabled = false in the configuration"
-    if h.state == "never polled":
-        return "no poll recorded yet (is `aim-gateway serve` running?)"
-    waiting = f"; {h.backlog} file(s) waiting in the inbox" if h.backlog else ""
-    last_poll = parse_time(h.last_poll)
-    if last_poll is None:
-        return waiting.lstrip("; ")
-    if h.state == "not polled" and h.poll_due is not None:
-        # Polls that stopped are no partner's fault and raise no alert: the page is where
-        # an admin sees them.
-        return (f"no poll for {_age(now - last_poll)} (expected every "
-                f"{_age(h.poll_due - last_poll)}): is `aim-gateway serve` running?{waiting}")
-    return f"last poll {_age(now - last_poll)} ago{waiting}"
-
-
-def describe(h: PartnerHealth, now: datetime) -> str:
-    """One sentence saying why the partner is in its state, for an admin who has not read
-    the code."""
-    words = _state_words(h, now)
-    if not h.quarantined:
-        return words
-    return (f"{words}; " if words else "") + (
-        f"{h.quarantined} file(s) quarantined after failing 3 times in a row "
-        "(aim-gateway release FILE_ID after the fix)")

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from gateway.config import Config, PartnerConfig
 from gateway.ledger.events import ALERT_EVENTS, EventRow
 from gateway.ledger.reads.files import FAILED_SQL, IN_PROGRESS, day_start_utc, quarantined_count
+from gateway.ledger.services import ServiceRow, config_fingerprint, running
 from gateway.ledger.store import FileRow, Ledger
 
 # A partner's state: the first of these that holds, most urgent first. "failing" (an alert is
@@ -21,11 +23,18 @@ from gateway.ledger.store import FileRow, Ledger
 # too); a poll error before silence (a partner we cannot poll sends us nothing); "not polled"
 # (polls stopped: no `serve`, a stuck job) and "quarantined" (a file set aside waits for an
 # admin) only when nothing of the partner's own is wrong.
-STATES = ("disabled", "failing", "backing off", "error", "silent", "never polled",
-          "not polled", "quarantined", "ok")
-# A partner not polled for this many poll intervals (or past its next cron time by as much)
-# is "not polled".
-MISSED_POLLS = 3
+# "not yet served" (a running `serve` that does not poll it: added to the configuration
+# since the service loaded it) comes before the partner's own states, which are history then.
+STATES = ("disabled", "not yet served", "failing", "backing off", "error", "silent",
+          "never polled", "not polled", "quarantined", "ok")
+# The states shown as alarms (red) in every view: something is wrong now.
+ALARMS = frozenset({"not yet served", "failing", "backing off", "error", "silent",
+                    "not polled"})
+# A partner whose last poll is older than two of its scheduled periods (past a back-off's
+# end) and this grace is "not polled": `serve` is down, or its job stuck. The grace covers a
+# poll that starts late on a busy machine; a poll under way holds the partner's lease and
+# is never "not polled".
+STALE_GRACE = timedelta(seconds=30)
 
 
 def last_file_at(ledger: Ledger, partner_id: str) -> datetime | None:
@@ -53,11 +62,65 @@ def expected_poll(config: Config, partner: PartnerConfig, last_poll: datetime) -
 
         zone = partner.schedule_timezone or config.gateway.timezone
         trigger = CronTrigger.from_crontab(partner.schedule, timezone=zone)
-        following: datetime | None = trigger.get_next_fire_time(None, last_poll)
+        # Strictly after: a poll recorded on its tick (times kept to the second) is that
+        # tick's, not the next one's.
+        following: datetime | None = trigger.get_next_fire_time(
+            None, last_poll + timedelta(microseconds=1))
         if following is not None:
             return following.astimezone(UTC)
     interval = partner.interval_seconds or config.gateway.poll_interval_seconds
     return last_poll + timedelta(seconds=interval)
+
+
+def overdue_at(config: Config, partner: PartnerConfig, last_poll: datetime,
+               retry_at: datetime | None) -> datetime:
+    """When the partner's polls count as stopped: two scheduled polls missed after its last
+    one (the first no earlier than a back-off's end), plus the grace."""
+    first = expected_poll(config, partner, last_poll)
+    first = max(first, retry_at or first)
+    return expected_poll(config, partner, first) + STALE_GRACE
+
+
+def polling_now(ledger: Ledger, partner_id: str, now: datetime) -> bool:
+    """Whether a worker holds the partner's lease now: a poll (maybe a long file) under way."""
+    row = ledger.db.execute("SELECT expires_at FROM partner_lease WHERE partner = ?",
+                            (partner_id,)).fetchone()
+    return row is not None and float(row[0]) > now.timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceView:
+    """The running services (``serve``) as they recorded themselves, against the
+    configuration file the view read (its fingerprint; None when it cannot be read)."""
+
+    services: tuple[ServiceRow, ...]
+    fingerprint: str | None
+    path: Path
+
+    def serves(self, partner_id: str) -> bool:
+        """True when no service runs (nothing to compare) or one polls the partner."""
+        return not self.services or any(partner_id in s.partners for s in self.services)
+
+    @property
+    def older(self) -> tuple[ServiceRow, ...]:
+        return tuple(s for s in self.services if s.fingerprint != self.fingerprint)
+
+    def note(self) -> str | None:
+        """What every view says above its partners when a service needs a reload."""
+        if not self.older:
+            return None
+        pids = ", ".join(s.pid for s in self.older)
+        return (f"the running service has an older configuration than {self.path} (loaded "
+                f"{min(s.loaded_at for s in self.older)}): reload it with SIGHUP (kill -HUP "
+                f"{pids}, or systemctl reload aim-gateway)")
+
+
+def service_view(ledger: Ledger, config: Config, now: datetime) -> ServiceView:
+    try:
+        fingerprint: str | None = config_fingerprint(config.path)
+    except OSError:
+        fingerprint = None
+    return ServiceView(tuple(running(ledger, now)), fingerprint, config.path)
 
 
 def parse_time(text: object) -> datetime | None:
@@ -84,6 +147,7 @@ class PartnerHealth:
     last_error: str | None = None
     retry_at: str | None = None  # the back-off's end, while it lasts
     poll_due: datetime | None = None  # the next poll the schedule expected after last_poll
+    overdue: datetime | None = None  # when its polls count as stopped ("not polled")
     failing: bool = False  # a failure alert is out
     silent_alert: bool = False  # a silence alert is out
     silent_hours: float | None = None  # quiet longer than its cadence, now
@@ -104,6 +168,11 @@ class PartnerHealth:
     @property
     def healthy(self) -> bool:
         return self.state in ("ok", "disabled")
+
+    @property
+    def alarm(self) -> bool:
+        """Something is wrong now: shown in red (the dashboard's row, the CLI's line)."""
+        return self.state in ALARMS
 
 
 def unseen(partner: PartnerConfig) -> PartnerHealth:
@@ -129,32 +198,40 @@ def _last_alert(ledger: Ledger, partner_id: str) -> EventRow | None:
 
 
 def partner_health(ledger: Ledger, config: Config, partner: PartnerConfig, now: datetime,
-                   backlog: int | None = None, *, counts: bool = True) -> PartnerHealth:
-    """The health of ``partner`` at ``now``; ``backlog`` as the caller counted it.
+                   backlog: int | None = None, *, counts: bool = True,
+                   service: ServiceView | None = None) -> PartnerHealth:
+    """The health of ``partner`` at ``now``; ``backlog`` as the caller counted it. Every view
+    (status, status --json, the web page, the partner's status files) reads it here.
 
     ``counts=False`` reads the state and what it rests on only (the status files, written
     after every poll, show no counts): its files, licenses and alerts are left out.
+    ``service``: the running services, read once for several partners (else read here).
     """
     pid = partner.id
     state = ledger.partner_state(pid)
+    service = service or service_view(ledger, config, now)
     retry = float(state["next_attempt_at"] or 0)
     retry_at = (datetime.fromtimestamp(retry, UTC).isoformat(timespec="seconds")
                 if retry > now.timestamp() else None)
     last_poll = parse_time(state["last_poll_at"])
     due = expected_poll(config, partner, last_poll) if last_poll is not None else None
+    overdue = (overdue_at(config, partner, last_poll, parse_time(retry_at))
+               if last_poll is not None else None)
     quiet = silence(partner, last_file_at(ledger, pid), state["watched_since"], now)
     quarantined = quarantined_count(ledger.db, pid)
     failures = int(state["failures"] or 0)
     holds = {
-        "disabled": not partner.enabled, "failing": bool(state["alerting"]),
+        "disabled": not partner.enabled, "not yet served": not service.serves(pid),
+        "failing": bool(state["alerting"]),
         "backing off": retry_at is not None, "error": failures > 0,
         "silent": quiet is not None, "never polled": last_poll is None,
-        "not polled": (last_poll is not None and due is not None
-                       and now > due + (MISSED_POLLS - 1) * (due - last_poll)),
+        "not polled": (overdue is not None and now > overdue
+                       and not polling_now(ledger, pid, now)),
         "quarantined": quarantined > 0}
     health = PartnerHealth(
         partner, state_of(holds), state["last_poll_at"], state["last_success_at"], failures,
-        state["last_error"], retry_at, due, bool(state["alerting"]), bool(state["silent"]),
+        state["last_error"], retry_at, due, overdue, bool(state["alerting"]),
+        bool(state["silent"]),
         round(quiet.total_seconds() / 3600, 1) if quiet is not None else None,
         quarantined=quarantined, backlog=backlog)
     return _with_counts(ledger, config, health, now) if counts else health
