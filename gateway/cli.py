@@ -261,9 +261,15 @@ def _dispatch(args: argparse.Namespace) -> int:
                                                       else " (up to date)"))
         return EXIT_OK
     if args.command == "serve":
+        from gateway.admin.monitor import background_servers
         from gateway.service.scheduler import serve
 
-        serve(config)
+        # Metrics and the admin page, when configured, are bound before any work: a port in
+        # use or a missing token stops serve at once.
+        with background_servers(config) as addresses:
+            for address in addresses:
+                print(f"aim-gateway serve: {address}", file=sys.stderr, flush=True)
+            serve(config)
         return EXIT_OK
     if args.command == "web":
         return _web(args, config)

@@ -164,10 +164,63 @@ class WebSettings:
     token_env: str = setting("AIMGW_WEB_TOKEN", "environment variable holding the access token",
                              ENV_NAME)
     allow_remote: bool = setting(False, "true = may serve on an address other machines reach")
+    in_serve: bool = setting(
+        False, "true = `serve` serves the admin page too (one process to deploy)")
 
     def cross_checks(self) -> Iterator[tuple[str, str]]:
         if not self.allow_remote and not is_loopback(self.host):
             yield "host", "not a loopback address; set allow_remote = true to serve other machines"
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """`serve`'s monitoring endpoints: /metrics (Prometheus text), /healthz and /readyz."""
+
+    port: int | None = setting(
+        None, 'serve answers /metrics, /healthz and /readyz on host:port; "" = off', PORT)
+    host: str = setting("127.0.0.1", "address served on: loopback only (no token)", NON_EMPTY)
+
+    def cross_checks(self) -> Iterator[tuple[str, str]]:
+        # The endpoints answer without a token: only this machine (a local Prometheus or
+        # node agent, a systemd watchdog) may reach them.
+        if not is_loopback(self.host):
+            yield "host", "not a loopback address; the endpoints have no token"
+
+
+MailSecurity = Literal["starttls", "tls", "none"]
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    """E-mail over SMTP: alerts to admins, a notice to a partner's contact per rejected file."""
+
+    host: str | None = setting(None, 'SMTP server; "" = no e-mail')
+    port: int = setting(587, "SMTP port (587: submission with STARTTLS; 465: tls)", PORT)
+    security: MailSecurity = setting(
+        "starttls", '"starttls", "tls" (implicit, port 465) or "none" (loopback only)')
+    ca_file: Path | None = setting(
+        None, "CA certificates that sign the server's certificate; \"\" = the system's")
+    user_env: str | None = setting(
+        None, 'environment variable holding the SMTP user; "" = no login', ENV_NAME)
+    password_env: str | None = setting(
+        None, "environment variable holding the SMTP password (never in this file)", ENV_NAME)
+    sender: str = setting("", "From: address of every message", EMAIL)
+    admins: tuple[str, ...] = setting((), "addresses that receive every alert")
+    timeout_seconds: float = setting(10.0, "seconds one SMTP conversation may take", POSITIVE)
+
+    def cross_checks(self) -> Iterator[tuple[str, str]]:
+        if self.host is None:
+            return
+        if not self.sender:
+            yield "sender", "required when host is set"
+        bad = [a for a in self.admins if not a or not EMAIL.test(a)]
+        if bad:
+            yield "admins", f"not e-mail addresses: {', '.join(bad)}"
+        if self.security == "none" and not is_loopback(self.host):
+            # Credentials and partners' findings in clear text over a network: refused.
+            yield "security", '"none" only for a server on this machine (127.0.0.1)'
+        if (self.user_env is None) != (self.password_env is None):
+            yield "password_env", "set user_env and password_env together"
 
 
 @dataclass(frozen=True)
@@ -337,6 +390,9 @@ class PartnerConfig:
     expected_cadence_hours: float | None = setting(
         None, 'one partner.silent alert when no file came for this long; "" = not watched',
         POSITIVE)
+    contact: str | None = setting(
+        None, 'e-mail of its contact: a notice for each rejected or partly rejected file; '
+        '"" = none', EMAIL)
     status_files: bool = setting(
         True, "write status.json and status.csv to its outbox (and remote_ack_dir) each poll")
 
@@ -394,6 +450,8 @@ class Config:
     log: LogSettings = section(LogSettings, doc="processing log")
     web: WebSettings = section(WebSettings, doc="admin web page")
     alerts: AlertSettings = section(AlertSettings, doc="alert webhook")
+    mail: MailSettings = section(MailSettings, doc="e-mail notifications")
+    metrics: MetricsSettings = section(MetricsSettings, doc="serve's metrics and health")
     retention: RetentionSettings = section(RetentionSettings, doc="purge periods")
     partners: tuple[PartnerConfig, ...] = setting((), "one table per partner, by id")
 

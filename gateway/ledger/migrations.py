@@ -330,6 +330,26 @@ MIGRATIONS: tuple[str | Callable[[Database], None], ...] = (
         partners     TEXT NOT NULL       -- JSON list of the partner ids it polls
     );
     """,
+    """
+    -- Issue 14 item 9: e-mails queued in the transaction that decided them (an alert, a
+    -- file's rejection) and sent after its commit (gateway.service.mail): one a crash or a
+    -- down server kept back is sent at the next flush.
+    CREATE TABLE mail_outbox (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        queued_at   TEXT NOT NULL,
+        kind        TEXT NOT NULL,      -- alert, notice
+        partner     TEXT,
+        file_id     TEXT,
+        recipients  TEXT NOT NULL,      -- comma-separated addresses
+        subject     TEXT NOT NULL,
+        body        TEXT NOT NULL,
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        claimed_at  REAL NOT NULL DEFAULT 0,  -- a worker sending it since (epoch seconds)
+        sent_at     TEXT,
+        last_error  TEXT
+    );
+    CREATE INDEX mail_outbox_unsent ON mail_outbox (sent_at);
+    """,
 )
 
 

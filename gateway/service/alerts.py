@@ -26,11 +26,12 @@ import urllib.parse
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.config import AlertSettings, Config, PartnerConfig
+from gateway.config import AlertSettings, Config, MailSettings, PartnerConfig
 from gateway.ledger.events import ALERT_EVENTS, EventLog
 from gateway.ledger.reads.health import last_file_at, silence
 from gateway.ledger.store import Ledger
 from gateway.licensing.issuer import MAX_SEQUENCE, REGULAR_SERIES, LicenseIssuer
+from gateway.service.mail import Mailer, queue_alert
 
 log = logging.getLogger("gateway.alerts")
 
@@ -66,21 +67,31 @@ def post_json(url: str, payload: dict[str, Any], timeout: float) -> int:
 class Alerts:
     """Emits alert events inside the caller's transaction; ``flush`` sends them on after it."""
 
-    def __init__(self, settings: AlertSettings, events: EventLog) -> None:
+    def __init__(self, settings: AlertSettings, events: EventLog,
+                 mail: MailSettings | None = None) -> None:
         self.settings = settings
         self.events = events
+        self.mail = mail or MailSettings()
+        self.mailer = Mailer(self.mail, events)
         self._pending: list[dict[str, Any]] = []
 
     def emit(self, ledger: Ledger, kind: str, *, partner: str | None, **data: Any) -> None:
         assert kind in ALERT_EVENTS, kind
-        self._pending.append(self.events.emit(ledger, kind, partner=partner, **data))
+        record = self.events.emit(ledger, kind, partner=partner, **data)
+        queue_alert(ledger, self.mail, record)  # the admins' e-mail, in the same transaction
+        self._pending.append(record)
 
     def discard(self) -> None:
         """Forget the alerts emitted since the last flush (their transaction rolled back)."""
         self._pending.clear()
 
     def flush(self, ledger: Ledger | None) -> int:
-        """POST the alerts emitted since the last flush; the number delivered. Never raises."""
+        """POST the alerts emitted since the last flush, and send the e-mails queued (alerts,
+        partners' notices); the number of alerts POSTed. Never raises."""
+        self.mailer.flush(ledger)
+        return self._post(ledger)
+
+    def _post(self, ledger: Ledger | None) -> int:
         pending, self._pending = self._pending, []
         url = webhook_url(self.settings)
         if url is None or not pending:
@@ -157,7 +168,7 @@ def check_partners(config: Config, ledger: Ledger, events: EventLog,
                    now: datetime | None = None) -> None:
     """The silence check for every watched partner (``status`` runs it too, so that a
     partner nobody polls still raises its alert), then the webhook."""
-    alerts = Alerts(config.alerts, events)
+    alerts = Alerts(config.alerts, events, config.mail)
     for partner in config.partners:
         check_silence(ledger, alerts, partner, now)
     alerts.flush(ledger)

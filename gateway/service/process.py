@@ -33,6 +33,7 @@ from gateway.outputs.ack_xml import AckXmlWriter, duplicate_ack_chunks, render_a
 from gateway.outputs.changes import withdraw_changes, write_changes
 from gateway.outputs.manifest import manifest_path
 from gateway.service.alerts import Alerts, license_alerts
+from gateway.service.mail import queue_notice
 from gateway.storage import Layout, atomic_write, durable_move, publish, safe_name, temp_name
 from gateway.textsafe import printable
 from gateway.validate.staging import StagedApplication
@@ -96,7 +97,7 @@ class FileProcessor:
         self.events = events
         self.as_of = as_of
         self.layout = Layout.of(config)
-        self.alerts = Alerts(config.alerts, events)
+        self.alerts = Alerts(config.alerts, events, config.mail)
 
     # -- the whole story of one file ---------------------------------------------------------
 
@@ -191,6 +192,12 @@ class FileProcessor:
             duration_ms=duration, **({"changes": changes_name} if changes_name else {}),
             # Contract 1.1's count, in the events of the files that have one.
             **({"cancelled": summary.cancelled} if summary.cancelled else {}))
+        partner = next((p for p in self.config.partners if p.id == row.partner), None)
+        if partner is not None and summary.status in (FileStatus.REJECTED, FileStatus.PARTIAL):
+            queue_notice(self.ledger, self.config, partner, row.file_id, row.remote_name,
+                         summary.status.value, {
+                             "licensed": summary.licensed, "not required": summary.not_required,
+                             "rejected": summary.rejected, "cancelled": summary.cancelled})
 
     def _archive(self, row: FileRow) -> None:
         """Move the input to archive/ (or failed/ with its .error.txt) and record it."""

@@ -172,7 +172,7 @@ class Runner:
         self.events = events or event_log(config)
         self.layout = Layout.of(config)
         self.processor = FileProcessor(config, self.ledger, self.events, as_of)
-        self.alerts = Alerts(config.alerts, self.events)
+        self.alerts = Alerts(config.alerts, self.events, config.mail)
         self.worker = worker_name()
         self._recovered = False
         # Files the start-up recovery just tried and that failed: the first poll of their

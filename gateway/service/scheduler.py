@@ -45,6 +45,7 @@ from gateway.errors import GatewayError
 from gateway.ledger import services
 from gateway.ledger.events import EventLog
 from gateway.ledger.store import Ledger, open_ledger
+from gateway.service.metrics import POLL_SECONDS
 from gateway.service.runner import Runner, event_log, worker_name
 
 log = logging.getLogger("gateway.service")
@@ -129,7 +130,8 @@ def serve(config: Config, stop: threading.Event | None = None) -> None:
         partner = next((p for p in state.config.partners if p.id == partner_id), None)
         if partner is None:  # removed by a reload after this run was due
             return
-        report = runner().poll(partner)
+        with POLL_SECONDS.labels(partner_id).time():
+            report = runner().poll(partner)
         if report.taken or report.error:
             log.info("poll %s: %d taken, error=%s", partner_id, len(report.taken), report.error)
 

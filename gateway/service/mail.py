@@ -1,0 +1,268 @@
+"""E-mail: every alert to the admins (``[mail] admins``), and to a partner's ``contact`` a short
+notice for each file of theirs that was rejected or partly rejected.
+
+A message is queued in the ledger (``mail_outbox``) inside the transaction that decided it (the
+alert, the file's status), and sent over SMTP after the commit (``Mailer.flush``). So a
+rolled-back pass sends nothing, and a crash or an SMTP server that is down delays a message,
+never loses it: it is sent at the next flush (up to ``MAX_ATTEMPTS`` tries). It is sent at least
+once: a crash between the server's acceptance and the ledger's "sent" sends it again.
+
+- STARTTLS (or implicit TLS) with the server's certificate and name verified; "none" only to a
+  server on this machine (config check). The user and password come from environment
+  variables named in the config, never from the file, and are never logged.
+- A worker claims the messages it sends (``claimed_at``), so two workers of one ledger do not
+  send one message twice.
+- A failure never fails a poll: it is logged, recorded as a ``mail.failed`` event, and the
+  server is left alone for a while (``_BACKOFF``), so an SMTP server that hangs costs at most
+  one timeout per back-off, not one per file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import smtplib
+import ssl
+import threading
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Any
+
+from gateway.config import Config, MailSettings, PartnerConfig
+from gateway.ledger.events import EventLog
+from gateway.ledger.store import Ledger
+from gateway.textsafe import printable
+
+log = logging.getLogger("gateway.mail")
+
+MAX_ATTEMPTS = 10
+CLAIM_SECONDS = 300.0  # a claim older than this was a worker that died while sending
+BATCH = 50  # messages sent in one SMTP session
+NOTICE_REASONS = 5  # first error findings told in a partner's notice
+_BACKOFF_FIRST, _BACKOFF_MAX = 30.0, 900.0
+
+
+class _Backoff:
+    """When this process may try the SMTP server again, shared by its threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._until = 0.0
+        self._wait = 0.0
+
+    def ready(self) -> bool:
+        with self._lock:
+            return time.monotonic() >= self._until
+
+    def failed(self) -> None:
+        with self._lock:
+            self._wait = min(_BACKOFF_MAX, self._wait * 2 or _BACKOFF_FIRST)
+            self._until = time.monotonic() + self._wait
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self._wait, self._until = 0.0, 0.0
+
+
+_BACKOFF = _Backoff()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def mail_on(settings: MailSettings) -> bool:
+    return settings.host is not None
+
+
+def _queue(ledger: Ledger, kind: str, recipients: tuple[str, ...], subject: str, body: str,
+           partner: str | None, file_id: str | None) -> None:
+    ledger.db.execute(
+        "INSERT INTO mail_outbox (queued_at, kind, partner, file_id, recipients, subject, body) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (_now(), kind, partner, file_id,
+         ",".join(recipients), subject, body))
+
+
+def queue_alert(ledger: Ledger, settings: MailSettings, record: Mapping[str, Any]) -> None:
+    """An alert event for the admins, in the transaction that recorded the alert."""
+    if not mail_on(settings) or not settings.admins:
+        return
+    event, partner = str(record.get("event")), record.get("partner")
+    subject = f"[aim-gateway] {event}" + (f": partner {partner}" if partner else "")
+    lines = [f"The AIM gateway raised the alert {event}.", ""]
+    lines += [f"{key}: {printable(json.dumps(value, default=str))}"
+              for key, value in record.items()]
+    _queue(ledger, "alert", settings.admins, subject, "\n".join(lines) + "\n",
+           str(partner) if partner else None, record.get("file_id"))
+
+
+def queue_notice(ledger: Ledger, config: Config, partner: PartnerConfig, file_id: str,
+                 name: str, status: str, counts: Mapping[str, int]) -> None:
+    """A rejected or partly rejected file's notice to the partner's contact, in the file's
+    own transaction (its findings are already recorded)."""
+    if not mail_on(config.mail) or partner.contact is None or not partner.contact:
+        return
+    reasons = ledger.db.execute(
+        "SELECT ref, code, message FROM findings WHERE file_id = ? AND severity = 'ERROR' "
+        "ORDER BY line, code LIMIT ?", (file_id, NOTICE_REASONS + 1)).fetchall()
+    words = "was rejected" if status == "REJECTED" else "was partly rejected"
+    lines = [f"Your file {printable(name)} {words} by the AIM license gateway.", "",
+             f"File id: {file_id}",
+             "Applications: " + ", ".join(f"{n} {what}" for what, n in counts.items()), "",
+             "First reasons:" if reasons else "See the acknowledgment for the reasons."]
+    lines += [f"- {printable(ref or '(file)')}: {code} {printable(message)}"
+              for ref, code, message in reasons[:NOTICE_REASONS]]
+    if len(reasons) > NOTICE_REASONS:
+        lines.append("- ... and more: the acknowledgment lists every one.")
+    lines += ["", "The acknowledgment in your ack folder has every application's result."]
+    _queue(ledger, "notice", (partner.contact,),
+           f"[aim-gateway] {printable(name)}: {status.lower()}", "\n".join(lines) + "\n",
+           partner.id, file_id)
+
+
+def unsent_count(ledger: Ledger) -> int:
+    row = ledger.db.execute("SELECT COUNT(*) FROM mail_outbox WHERE sent_at IS NULL AND "
+                            "attempts < ?", (MAX_ATTEMPTS,)).fetchone()
+    return int(row[0])
+
+
+def connect(settings: MailSettings, environ: Mapping[str, str]) -> smtplib.SMTP:
+    """An SMTP session, encrypted as configured and logged in; raises on any failure."""
+    assert settings.host is not None
+    context = ssl.create_default_context(
+        cafile=str(settings.ca_file) if settings.ca_file is not None else None)
+    smtp: smtplib.SMTP
+    if settings.security == "tls":
+        smtp = smtplib.SMTP_SSL(settings.host, settings.port, timeout=settings.timeout_seconds,
+                                context=context)
+    else:
+        smtp = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout_seconds)
+    try:
+        if settings.security == "starttls":
+            smtp.starttls(context=context)  # no STARTTLS offered: an error, never clear text
+        if settings.user_env is not None and settings.password_env is not None:
+            user, password = environ.get(settings.user_env), environ.get(settings.password_env)
+            if not user or not password:
+                raise smtplib.SMTPException(
+                    f"the environment variables {settings.user_env} and "
+                    f"{settings.password_env} must hold the SMTP user and password")
+            smtp.login(user, password)
+    except BaseException:
+        smtp.close()
+        raise
+    return smtp
+
+
+def _message(settings: MailSettings, row: tuple[Any, ...]) -> EmailMessage:
+    _, recipients, subject, body = row
+    message = EmailMessage()
+    message["From"] = settings.sender
+    message["To"] = ", ".join(str(recipients).split(","))
+    message["Subject"] = subject
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = make_msgid(domain=settings.sender.rpartition("@")[2] or None)
+    message.set_content(body)
+    return message
+
+
+def _error_text(err: BaseException) -> str:
+    return printable(f"{type(err).__name__}: {err}")[:300]
+
+
+class Mailer:
+    """Sends what the outbox holds; ``flush`` never raises."""
+
+    def __init__(self, settings: MailSettings, events: EventLog,
+                 environ: Mapping[str, str] | None = None) -> None:
+        self.settings = settings
+        self.events = events
+        self.environ = os.environ if environ is None else environ
+
+    def flush(self, ledger: Ledger | None) -> int:
+        """Send the queued messages (after the commit that queued them); the number sent."""
+        if ledger is None or not mail_on(self.settings) or not _BACKOFF.ready():
+            return 0
+        try:
+            rows = self._claim(ledger)
+        except Exception:  # the ledger busy: the next flush sends them
+            log.exception("claiming e-mails to send")
+            return 0
+        if not rows:
+            return 0
+        try:
+            smtp = connect(self.settings, self.environ)
+        except Exception as err:
+            self._failed(ledger, [r[0] for r in rows], err)
+            return 0
+        sent = 0
+        try:
+            for row in rows:
+                try:
+                    smtp.send_message(_message(self.settings, row))
+                except smtplib.SMTPRecipientsRefused as err:  # this message's, not the server's
+                    self._failed(ledger, [row[0]], err, backoff=False)
+                    continue
+                except Exception as err:
+                    self._failed(ledger, [r[0] for r in rows[rows.index(row):]], err)
+                    break
+                self._sent(ledger, row[0])
+                sent += 1
+        finally:
+            try:
+                smtp.quit()
+            except Exception:  # the session is over either way
+                smtp.close()
+        if sent:
+            _BACKOFF.succeeded()
+        return sent
+
+    def _claim(self, ledger: Ledger) -> list[tuple[Any, ...]]:
+        now = time.time()
+        with ledger.transaction():
+            rows = ledger.db.execute(
+                "SELECT id, recipients, subject, body FROM mail_outbox WHERE sent_at IS NULL "
+                "AND attempts < ? AND claimed_at < ? ORDER BY id LIMIT ?",
+                (MAX_ATTEMPTS, now - CLAIM_SECONDS, BATCH)).fetchall()
+            claimed = []
+            for row in rows:
+                # Claimed only if no other worker claimed it since the read.
+                cursor = ledger.db.execute(
+                    "UPDATE mail_outbox SET claimed_at = ? WHERE id = ? AND claimed_at < ?",
+                    (now, row[0], now - CLAIM_SECONDS))
+                if cursor.rowcount == 1:
+                    claimed.append(tuple(row))
+        return claimed
+
+    def _sent(self, ledger: Ledger, mail_id: int) -> None:
+        try:
+            with ledger.transaction():
+                ledger.db.execute("UPDATE mail_outbox SET sent_at = ?, attempts = attempts + 1, "
+                                  "last_error = NULL WHERE id = ?",
+                                  (_now(), mail_id))
+        except Exception:  # its claim runs out and it is sent again: at least once
+            log.exception("recording e-mail %s as sent", mail_id)
+
+    def _failed(self, ledger: Ledger, ids: list[int], err: BaseException,
+                backoff: bool = True) -> None:
+        error = _error_text(err)
+        log.warning("e-mail to %s:%s failed (%d message(s) wait): %s", self.settings.host,
+                    self.settings.port, len(ids), error)
+        if backoff:
+            _BACKOFF.failed()
+        try:
+            with ledger.transaction():
+                for mail_id in ids:
+                    # The claim is dropped: the next flush after the back-off tries again.
+                    ledger.db.execute("UPDATE mail_outbox SET attempts = attempts + 1, "
+                                      "claimed_at = 0, last_error = ? WHERE id = ?",
+                                      (error, mail_id))
+                self.events.emit(ledger, "mail.failed", partner=None, messages=len(ids),
+                                 server=f"{self.settings.host}:{self.settings.port}",
+                                 error=error)
+        except Exception:  # the ledger busy: the log line above stays
+            log.exception("recording the e-mail failure")

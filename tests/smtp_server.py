@@ -1,0 +1,79 @@
+"""A real SMTP server on loopback for the e-mail tests: aiosmtpd with STARTTLS (a certificate
+from a throwaway CA, trustme) and AUTH, keeping every message it accepts."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import ssl
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import trustme
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from sftp_server import free_port
+
+USER, PASSWORD = "gateway", "smtp-test-password-1"
+
+
+@dataclass
+class Received:
+    """One accepted message, and how its session was held."""
+
+    recipients: list[str]
+    message: EmailMessage
+    encrypted: bool
+    authenticated: bool
+
+
+@dataclass
+class SmtpServer:
+    host: str
+    port: int
+    ca_file: Path
+    received: list[Received] = field(default_factory=list)
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [r.message for r in self.received if address in r.recipients]
+
+
+class _Handler:
+    def __init__(self, server: SmtpServer) -> None:
+        self.server = server
+
+    async def handle_DATA(self, _server: Any, session: Any, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        self.server.received.append(Received(
+            list(envelope.rcpt_tos), message, session.ssl is not None,
+            bool(session.authenticated)))
+        return "250 OK"
+
+
+def _authenticate(_server: Any, _session: Any, _envelope: Any, _mechanism: str,
+                  data: Any) -> AuthResult:
+    ok = (isinstance(data, LoginPassword) and data.login == USER.encode()
+          and data.password == PASSWORD.encode())
+    return AuthResult(success=ok, handled=False)  # a failure answered 535 by aiosmtpd
+
+
+def start(tmp: Path, *, tls: bool = True) -> tuple[SmtpServer, Controller]:
+    """A server that requires STARTTLS, then AUTH (``tls=False``: plain, no AUTH offered)."""
+    ca = trustme.CA()
+    ca_file = tmp / "smtp-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    server = SmtpServer("127.0.0.1", free_port(), ca_file)
+    options: dict[str, Any] = {}
+    if tls:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+        options = {"tls_context": context, "require_starttls": True,
+                   "authenticator": _authenticate, "auth_required": True,
+                   "auth_require_tls": True}
+    controller = Controller(_Handler(server), hostname=server.host, port=server.port,
+                            **options)
+    controller.start()
+    return server, controller
