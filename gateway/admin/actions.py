@@ -69,7 +69,7 @@ def reprocess(config: Config, file_id: str, reason: str, actor: str = "cli", *,
         if original is None:
             raise FatalError(f"no file {file_id!r} in the ledger")
         partner = config.partner(original.partner)
-        _take_lease(runner, partner.id, wait_seconds)
+        take_lease(runner, partner.id, wait_seconds)
         keeper = LeaseKeeper(config, partner.id, runner.worker)
         try:
             _no_reprocess_in_progress(runner.ledger, original)
@@ -130,7 +130,7 @@ def _no_reprocess_in_progress(ledger: Ledger, original: FileRow) -> None:
                              f"`aim-gateway show {row.file_id}`")
 
 
-def _take_lease(runner: Runner, partner_id: str, wait_seconds: float) -> None:
+def take_lease(runner: Runner, partner_id: str, wait_seconds: float) -> None:
     deadline = time.monotonic() + wait_seconds
     while not runner.lease(partner_id):
         if time.monotonic() >= deadline:

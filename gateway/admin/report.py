@@ -91,6 +91,9 @@ def status_text(partners: list[PartnerHealth]) -> str:
     errors = [f"  {p.partner.id}: {printable(p.last_error)}" for p in partners if p.last_error]
     if errors:
         out += ["", "last errors:", *errors]
+    paused = [f"  {p.partner.id}: {printable(p.paused.words)}" for p in partners if p.paused]
+    if paused:
+        out += ["", "paused (not polled until `aim-gateway resume`):", *paused]
     return "\n".join(out)
 
 
@@ -107,6 +110,8 @@ def _health_dict(p: PartnerHealth) -> dict[str, Any]:
             "unfinished": p.unfinished, "quarantined": p.quarantined,
             "licenses": p.licenses, "backlog": p.backlog, "failing": p.failing,
             "silent": p.silent, "silent_hours": p.silent_hours,
+            "paused": ({"by": p.paused.paused_by, "at": p.paused.paused_at,
+                        "reason": p.paused.reason} if p.paused else None),
             "expected_cadence_hours": partner.expected_cadence_hours,
             "last_alert": ({"at": p.last_alert.at, "event": p.last_alert.kind,
                             **p.last_alert.data} if p.last_alert else None)}

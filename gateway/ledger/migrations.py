@@ -317,6 +317,16 @@ MIGRATIONS: tuple[str | Callable[[Database], None], ...] = (
     -- Cancelled count of its acknowledgment, kept with the others for every reader.
     ALTER TABLE files ADD COLUMN cancelled INTEGER NOT NULL DEFAULT 0;
     """,
+    """
+    -- Issue 14 item 11: a partner an admin paused is not polled (service/runner skips it)
+    -- until resumed; one row while it is paused, removed by the resume.
+    CREATE TABLE partner_pause (
+        partner    TEXT PRIMARY KEY,
+        paused_at  TEXT NOT NULL,
+        paused_by  TEXT NOT NULL,
+        reason     TEXT NOT NULL
+    );
+    """,
 )
 
 

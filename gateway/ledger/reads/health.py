@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from gateway.config import Config, PartnerConfig
 from gateway.ledger.events import ALERT_EVENTS, EventRow
+from gateway.ledger.pauses import Pause, pause_of
 from gateway.ledger.reads.files import FAILED_SQL, IN_PROGRESS, day_start_utc, quarantined_count
 from gateway.ledger.store import FileRow, Ledger
 
@@ -20,8 +21,9 @@ from gateway.ledger.store import FileRow, Ledger
 # out) before "backing off" (waiting after failed polls, which a failing partner usually is
 # too); a poll error before silence (a partner we cannot poll sends us nothing); "not polled"
 # (polls stopped: no `serve`, a stuck job) and "quarantined" (a file set aside waits for an
-# admin) only when nothing of the partner's own is wrong.
-STATES = ("disabled", "failing", "backing off", "error", "silent", "never polled",
+# admin) only when nothing of the partner's own is wrong. "paused" (an admin stopped its polls
+# on purpose: item 11 of issue 14) right after "disabled": its polls are meant to stop.
+STATES = ("disabled", "paused", "failing", "backing off", "error", "silent", "never polled",
           "not polled", "quarantined", "ok")
 # A partner not polled for this many poll intervals (or past its next cron time by as much)
 # is "not polled".
@@ -96,6 +98,7 @@ class PartnerHealth:
     failed_today: int = 0
     backlog: int | None = None  # files waiting in a local inbox; None = not known
     last_alert: EventRow | None = None
+    paused: Pause | None = None  # an admin paused it: not polled until resumed
 
     @property
     def silent(self) -> bool:
@@ -145,8 +148,9 @@ def partner_health(ledger: Ledger, config: Config, partner: PartnerConfig, now: 
     quiet = silence(partner, last_file_at(ledger, pid), state["watched_since"], now)
     quarantined = quarantined_count(ledger.db, pid)
     failures = int(state["failures"] or 0)
+    paused = pause_of(ledger.db, pid)
     holds = {
-        "disabled": not partner.enabled, "failing": bool(state["alerting"]),
+        "disabled": not partner.enabled, "paused": paused is not None, "failing": bool(state["alerting"]),
         "backing off": retry_at is not None, "error": failures > 0,
         "silent": quiet is not None, "never polled": last_poll is None,
         "not polled": (last_poll is not None and due is not None
@@ -156,7 +160,7 @@ def partner_health(ledger: Ledger, config: Config, partner: PartnerConfig, now: 
         partner, state_of(holds), state["last_poll_at"], state["last_success_at"], failures,
         state["last_error"], retry_at, due, bool(state["alerting"]), bool(state["silent"]),
         round(quiet.total_seconds() / 3600, 1) if quiet is not None else None,
-        quarantined=quarantined, backlog=backlog)
+        quarantined=quarantined, backlog=backlog, paused=paused)
     return _with_counts(ledger, config, health, now) if counts else health
 
 
