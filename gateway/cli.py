@@ -3,8 +3,8 @@
 Exit codes (guide section 8): ``check`` 0 ACCEPTED, 1 PARTIAL/REJECTED, 2 usage or configuration
 error; ``run --once`` 0 when the run completed, 3 when the gateway itself could not run;
 ``show`` 1 for an unknown file or license; ``reprocess``, ``release``, ``pause``, ``resume``
-and ``resend`` 0 done, 1 refused or failed (the reason on stderr); ``replay`` 0 when nothing would change, 1 when something would,
-2 on a usage or configuration error.
+and ``resend`` 0 done, 1 refused or failed (the reason on stderr); ``replay`` 0 when nothing
+would change, 1 when something would, 2 on a usage or configuration error.
 """
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ def test_pause_and_resume_refuse_what_makes_no_sense(
         operations.resume(config, "acme", "why", "test")
     with pytest.raises(FatalError, match="reason is required"):
         operations.pause(config, "acme", "  \n ", "test")
-    with pytest.raises(FatalError, match="no partner 'acmee'.*acme"):
+    with pytest.raises(FatalError, match=r"no partner 'acmee'.*acme"):
         operations.pause(config, "acmee", "x", "test")
     operations.pause(config, "acme", "first", "test")
     assert main(["--config", str(cfg), "pause", "acme", "--reason", "second"]) == 1

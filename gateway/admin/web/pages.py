@@ -89,7 +89,8 @@ def dashboard() -> str:
         "dashboard.html", today=today, health=health,
         details={h.partner.id: describe(h, now) for h in health}, files=files[:MAX_ROWS],
         more=len(files) > MAX_ROWS, failed=failed, unfinished=unfinished_count(led.db),
-        quarantined=quarantined_count(led.db), latest=latest)
+        quarantined=quarantined_count(led.db), latest=latest,
+        refresh=config.web.refresh_seconds)
 
 
 @pages.get("/files")
@@ -105,20 +106,29 @@ def files() -> str:
                            filt=query, statuses=FILE_STATUSES, problems=problems)
 
 
+def web_actor() -> str:
+    """Who did an action on the page, for its ``admin.*`` event: the one place it is named."""
+    return f"web:{request.remote_addr}"
+
+
 def render_file(file_id: str, error: str | None = None, reason: str = "",
-                code: int = 200) -> tuple[str, int]:
+                code: int = 200, *, action: str = "reprocess",
+                done: str | None = None) -> tuple[str, int]:
+    """The file page; ``error`` (with the ``reason`` typed) shown in ``action``'s section,
+    ``done`` the name of the action that just went through (``operations.DONE``)."""
     story = file_story(ledger(), _config(), file_id, limit=MAX_ROWS,
                        today=local_today(_config()))
     if story is None:
         abort(404, f"No file {file_id!r} in the ledger.")
     return render_template("file.html", s=story, f=story.shown,
                            groups=finding_groups(ledger(), file_id), error=error,
-                           reason=reason, max_rows=MAX_ROWS), code
+                           reason=reason, max_rows=MAX_ROWS, action=action,
+                           done=done), code
 
 
 @pages.get("/files/<file_id>")
 def file_page(file_id: str) -> tuple[str, int]:
-    return render_file(file_id)
+    return render_file(file_id, done=request.args.get("done"))
 
 
 @pages.post("/files/<file_id>/reprocess")
@@ -134,7 +144,7 @@ def reprocess(file_id: str) -> Any:
 
     try:
         new_id = actions.reprocess(_config(), file_id, reason,
-                                   actor=f"web:{request.remote_addr}")
+                                   actor=web_actor())
     except actions.ReprocessFailed as err:  # received as a new file, which failed
         return render_file(file_id, f"Reprocess failed: {err}", reason, 500)
     except GatewayError as err:
@@ -257,6 +267,8 @@ def _state_words(h: PartnerHealth, now: datetime) -> str:
                 f"{h.partner.expected_cadence_hours:g} h")
     if h.state == "disabled":
         return "enabled = false in the configuration"
+    if h.paused is not None:
+        return f"{h.paused.words} (not polled until resumed)"
     if h.state == "never polled":
         return "no poll recorded yet (is `aim-gateway serve` running?)"
     waiting = f"; {h.backlog} file(s) waiting in the inbox" if h.backlog else ""

@@ -150,7 +150,8 @@ def partner_health(ledger: Ledger, config: Config, partner: PartnerConfig, now: 
     failures = int(state["failures"] or 0)
     paused = pause_of(ledger.db, pid)
     holds = {
-        "disabled": not partner.enabled, "paused": paused is not None, "failing": bool(state["alerting"]),
+        "disabled": not partner.enabled, "paused": paused is not None,
+        "failing": bool(state["alerting"]),
         "backing off": retry_at is not None, "error": failures > 0,
         "silent": quiet is not None, "never polled": last_poll is None,
         "not polled": (last_poll is not None and due is not None
