@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,9 @@ from gateway.admin import operations
 from gateway.cli import main
 from gateway.config import Config, load_config
 from gateway.errors import FatalError
+from gateway.ledger.events import EventLog
 from gateway.ledger.store import FileRow, open_ledger
+from gateway.service.alerts import Alerts, check_silence
 from gateway.service.runner import run_once
 
 CASES_INBOX = Path(__file__).resolve().parent / "cases" / "inbox"
@@ -215,3 +217,27 @@ def test_artifacts_are_the_ledger_s_files_and_never_a_requested_path(
             operations.artifact(config, ledger, row.file_id, "original")
     finally:
         ledger.close()
+
+
+def test_a_paused_partner_raises_no_silence_alert(project: ProjectConfig) -> None:
+    """Its quiet is the pause's doing, not the partner's: no partner.silent while paused."""
+    cfg = project.partner("acme", expected_cadence_hours=1).write()
+    project.inbox("acme")
+    config = load_config(cfg)
+    run_once(config, DAY)  # starts watching it
+    operations.pause(config, "acme", "maintenance", "test")
+    ledger = open_ledger(config)
+    events = EventLog(None)
+    try:
+        later = datetime.now(UTC) + timedelta(hours=5)
+        assert check_silence(ledger, Alerts(config.alerts, events), config.partner("acme"),
+                             later) is False
+    finally:
+        ledger.close()
+    assert admin_events(project.base, "pause") and _kinds(project.base, "partner.silent") == 0
+
+
+def _kinds(base: Path, kind: str) -> int:
+    with sqlite3.connect(base / "data" / "ledger.sqlite") as db:
+        return int(db.execute("SELECT COUNT(*) FROM events WHERE kind = ?",
+                              (kind,)).fetchone()[0])
