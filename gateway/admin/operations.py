@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.admin.actions import reprocess, take_lease
+from gateway.admin.actions import leased, reprocess
 from gateway.config import Config
 from gateway.errors import FatalError, GatewayError
 from gateway.inbox.kinds import open_inbox
@@ -23,7 +23,7 @@ from gateway.ledger.pauses import Pause, clear_pause, pause_of, set_pause
 from gateway.ledger.store import FileRow, Ledger, open_ledger, utc_stamp
 from gateway.service.process import stored_ack
 from gateway.service.quarantine import release
-from gateway.service.runner import LeaseKeeper, Runner, event_log
+from gateway.service.runner import Runner, event_log
 from gateway.storage import Layout, safe_name
 
 MAX_REASON = 500  # characters of a reason kept (the web form says so too)
@@ -112,9 +112,7 @@ def resend(config: Config, file_id: str, reason: str, actor: str,
             raise FatalError(f"no file {file_id!r} in the ledger")
         partner = config.partner(row.partner)
         stored = _resendable(runner, row)
-        take_lease(runner, partner.id, wait_seconds)
-        keeper = LeaseKeeper(config, partner.id, runner.worker)
-        try:
+        with leased(runner, partner.id, wait_seconds):
             inbox = open_inbox(partner, runner.ledger)
             try:
                 runner.processor.publish_ack(row, stored, stored.name.rsplit(".", 1)[-1])
@@ -125,9 +123,6 @@ def resend(config: Config, file_id: str, reason: str, actor: str,
                 runner.events.emit(runner.ledger, "admin.resend", partner=row.partner,
                                    file_id=row.file_id, actor=actor, reason=text,
                                    ack=row.ack_name, bytes=stored.stat().st_size)
-        finally:
-            keeper.stop()
-            runner.ledger.release_lease(partner.id, runner.worker)
     finally:
         runner.close()
     return row
