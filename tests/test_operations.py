@@ -241,3 +241,26 @@ def _kinds(base: Path, kind: str) -> int:
     with sqlite3.connect(base / "data" / "ledger.sqlite") as db:
         return int(db.execute("SELECT COUNT(*) FROM events WHERE kind = ?",
                               (kind,)).fetchone()[0])
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_pause_is_kept_in_either_ledger(request: pytest.FixtureRequest, project: ProjectConfig,
+                                        backend: str) -> None:
+    """The pause is the ledger's (migration at the end of MIGRATIONS): every worker of a
+    PostgreSQL ledger honours it."""
+    cfg = two_partners(project.backend(request, backend))
+    config = load_config(cfg)
+    operations.pause(config, "acme", "hold", "test")
+    shutil.copy(GOOD, project.inbox("acme") / "a.xml")
+    (report, _) = run_once(config, DAY)
+    assert report.paused == "paused by test: hold" and report.taken == []
+    operations.resume(config, "acme", "go", "test")
+    (report, _) = run_once(config, DAY)
+    assert report.paused is None and len(report.taken) == 1
+    ledger = open_ledger(config, readonly=True)
+    try:
+        kinds = [kind for (kind,) in ledger.db.execute(
+            "SELECT kind FROM events WHERE kind LIKE 'admin.%' ORDER BY id")]
+    finally:
+        ledger.close()
+    assert kinds == ["admin.pause", "admin.resume"]

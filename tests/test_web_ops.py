@@ -122,6 +122,23 @@ def test_hostile_ids_and_traversal_get_404(site: Site, path: str) -> None:
     assert b"[gateway]" not in response.data and b"root:" not in response.data
 
 
+def test_a_hostile_name_downloads_under_a_safe_one(site: Site) -> None:
+    """Quotes, semicolons, slashes and CR/LF of a partner's file name never reach the
+    Content-Disposition header: the download is named by ``safe_name``."""
+    hostile = 'x"; filename=evil.sh;\r\n<b>.xml'
+    shutil.copy(CASES_INBOX / "sample" / "acme-20261201-good.xml",
+                site.base / "inbox" / "acme" / hostile)
+    run_once(site.config, date(2026, 12, 1))
+    file_id = site.file_id(hostile)
+    response = site.get(f"/files/{file_id}/original")
+    assert response.status_code == 200
+    disposition = response.headers["Content-Disposition"]
+    assert re.fullmatch(r"attachment; filename=x_+filename_evil\.sh_+b_\.xml~[0-9a-f]{8}",
+                        disposition), disposition
+    response = site.get(f"/files/{file_id}/ack")
+    assert '"' not in response.headers["Content-Disposition"].split("filename=", 1)[1]
+
+
 def test_downloads_need_the_token(site: Site) -> None:
     file_id = site.file_id("acme-20261201-good.xml")
     assert site.client.get(f"/files/{file_id}/original").status_code == 401
@@ -162,6 +179,8 @@ def test_resend_from_the_page_sends_the_same_bytes_and_records_who_and_why(site:
     page = site.get(f"/files/{file_id}?done=resend").get_data(as_text=True)
     assert 'id="done"' in page and "sent again" in page
     assert site.post("/files/20261201-999999/resend", reason="x").status_code == 404
+    assert site.post("/files/..%2F..%2Fetc%2Fpasswd/resend", reason="x").status_code == 404
+    assert site.post("/files/20261201-999999/release", reason="x").status_code == 404
 
 
 def test_release_from_the_page_reuses_the_cli_s_release(site: Site) -> None:
