@@ -22,6 +22,7 @@ from conftest import ProjectConfig
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from gateway.admin.web import charts
 from gateway.admin.web.app import create_app
 from gateway.admin.web.auth import Guard
 from gateway.config import Config, load_config
@@ -276,3 +277,9 @@ def test_the_dashboard_refreshes_itself_by_our_own_script(site: Site) -> None:
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
     assert site.get("/static/refresh.js").status_code == 200
     assert "aimgw-refresh" not in site.get("/files").get_data(as_text=True)
+
+
+def test_count_charts_tick_whole_files() -> None:
+    chart = charts.build_chart("partner", ["2026-12-01"], {("2026-12-01", "acme"): 1.0},
+                               "Files rejected", least_step=1)
+    assert [label for _, label in chart.y_ticks] == ["0", "1"]  # not 0.2, 0.4, ...: files

@@ -177,7 +177,7 @@ def _tons_label(value: float) -> str:
 
 
 def build_chart(dimension: str, months: list[str], data: dict[tuple[str, str], float],
-                title: str = "") -> Chart:
+                title: str = "", least_step: float = 0.0) -> Chart:
     """Stacked bars, one per month, the TOP categories by total and the rest as Other. (The
     daily charts pass days as ``months``, partners as categories and counts as ``tons``.)"""
     totals: dict[str, float] = {}
@@ -199,7 +199,7 @@ def build_chart(dimension: str, months: list[str], data: dict[tuple[str, str], f
         values = [grouped(month, k) for k in keys]
         table.append((month, values, sum(values)))
     highest = max((row[2] for row in table), default=0.0)
-    step = nice_step(highest)
+    step = max(nice_step(highest), least_step)  # counts: no tick at 0.2 of a file
     top = step * max(1, math.ceil(highest / step)) if highest else step * 5
     plot_h = HEIGHT - TOP_MARGIN - BOTTOM
     slot = (WIDTH - LEFT - RIGHT) / max(1, len(months))
@@ -295,8 +295,8 @@ def daily_charts(db: Database, zone: tzinfo, first: date, last: date) -> DailyCh
         if seconds is not None:
             waits.setdefault((day, partner), []).append(max(0.0, seconds))
     return DailyCharts(
-        build_chart("partner", days, files, "Files received"),
-        build_chart("partner", days, rejected, "Files rejected"),
+        build_chart("partner", days, files, "Files received", least_step=1),
+        build_chart("partner", days, rejected, "Files rejected", least_step=1),
         latency_chart(days, {k: statistics.median(v) for k, v in waits.items()}))
 
 
