@@ -2,9 +2,9 @@
 
 Exit codes (guide section 8): ``check`` 0 ACCEPTED, 1 PARTIAL/REJECTED, 2 usage or configuration
 error; ``run --once`` 0 when the run completed, 3 when the gateway itself could not run;
-``show`` 1 for an unknown file or license; ``reprocess`` and ``release`` 0 done, 1 refused or
-failed (the reason on stderr); ``replay`` 0 when nothing would change, 1 when something would,
-2 on a usage or configuration error.
+``show`` 1 for an unknown file or license; ``reprocess``, ``release``, ``pause``, ``resume``
+and ``resend`` 0 done, 1 refused or failed (the reason on stderr); ``replay`` 0 when nothing
+would change, 1 when something would, 2 on a usage or configuration error.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import NoReturn
 
+from gateway import cli_ops
 from gateway.config import Config, find_config, load_config
 from gateway.errors import ConfigError, FatalError, GatewayError
 from gateway.ledger.reads.files import FILE_STATUSES
@@ -164,10 +165,7 @@ def _admin_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> N
     p.add_argument("--as-of", type=_as_of, help="processing date YYYY-MM-DD (default today)")
     p.add_argument("--json", action="store_true", help="the new file as JSON")
 
-    p = command("release", "Put a quarantined file (one that failed 3 times in a row) back, "
-                "to be processed at the next poll, after its cause is fixed.")
-    p.add_argument("file_id")
-    p.add_argument("--reason", default="", help="why (recorded with your user name)")
+    cli_ops.add_commands(command)  # release, pause, resume, resend
 
     p = command("purge", "Remove what the [retention] periods have passed: old events, the "
                 "details of old files, old originals on disk. Licenses are never purged.")
@@ -239,6 +237,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         reports = run_once(config, args.as_of)
         for report in reports:
             line = f"{report.partner}: {len(report.taken)} file(s) taken"
+            if report.paused:  # not polled at all
+                line = f"{report.partner}: not polled, {report.paused}"
             if report.skipped:
                 line += f", {report.skipped} already seen"
             if report.backing_off:
@@ -303,8 +303,8 @@ def _admin(args: argparse.Namespace, config: Config) -> int:
         return _show(args, config)
     if args.command == "reprocess":
         return _reprocess(args, config)
-    if args.command == "release":
-        return _release(args, config)
+    if args.command in cli_ops.COMMANDS:
+        return cli_ops.run(args, config, _actor())
     if args.command == "replay":
         return _replay(args, config)
     if args.command == "purge":
@@ -390,26 +390,6 @@ def _reprocess(args: argparse.Namespace, config: Config) -> int:
     assert story is not None
     print(report.reprocessed_json(story.file) if args.json
           else report.reprocessed_text(story.file, args.file_id))
-    return EXIT_OK
-
-
-def _release(args: argparse.Namespace, config: Config) -> int:
-    from gateway.ledger.store import open_ledger
-    from gateway.service.quarantine import release
-    from gateway.service.runner import event_log
-
-    reason = " ".join(args.reason.split())
-    ledger = open_ledger(config)
-    events = event_log(config)
-    try:
-        row = release(config, ledger, events, args.file_id, reason, _actor())
-    except FatalError as err:
-        print(f"aim-gateway: not released: {err}", file=sys.stderr)
-        return EXIT_NOT_ACCEPTED
-    finally:
-        events.close()
-        ledger.close()
-    print(f"{row.file_id}: released; the next poll of {row.partner} processes it")
     return EXIT_OK
 
 

@@ -157,7 +157,7 @@ ENV_NAME = matches(r"[A-Za-z_][A-Za-z0-9_]*", "an environment variable name")
 
 @dataclass(frozen=True)
 class WebSettings:
-    """The admin web page (`aim-gateway web`): read-only but for reprocess, token required."""
+    """The admin web page (`aim-gateway web`): reads, and the admin actions; token required."""
 
     host: str = setting("127.0.0.1", "address served on; others need allow_remote", NON_EMPTY)
     port: int = setting(8765, "TCP port served on", PORT)
@@ -166,6 +166,8 @@ class WebSettings:
     allow_remote: bool = setting(False, "true = may serve on an address other machines reach")
     in_serve: bool = setting(
         False, "true = `serve` serves the admin page too (one process to deploy)")
+    refresh_seconds: int = setting(30, "the dashboard reloads itself this often, unless a form "
+                                   "on it is being filled (0 = never)", NON_NEGATIVE)
 
     def cross_checks(self) -> Iterator[tuple[str, str]]:
         if not self.allow_remote and not is_loopback(self.host):

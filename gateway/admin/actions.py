@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -69,9 +69,7 @@ def reprocess(config: Config, file_id: str, reason: str, actor: str = "cli", *,
         if original is None:
             raise FatalError(f"no file {file_id!r} in the ledger")
         partner = config.partner(original.partner)
-        _take_lease(runner, partner.id, wait_seconds)
-        keeper = LeaseKeeper(config, partner.id, runner.worker)
-        try:
+        with leased(runner, partner.id, wait_seconds):
             _no_reprocess_in_progress(runner.ledger, original)
             new_id = _receive_again(runner, original, _reprocessable(original), reason, actor)
             row = runner.ledger.file(new_id)
@@ -90,9 +88,6 @@ def reprocess(config: Config, file_id: str, reason: str, actor: str = "cli", *,
                                    partner=partner.id, file_id=new_id, error=str(err))
             finally:
                 inbox.close()
-        finally:
-            keeper.stop()
-            runner.ledger.release_lease(partner.id, runner.worker)
     finally:
         runner.close()
     return new_id
@@ -128,6 +123,19 @@ def _no_reprocess_in_progress(ledger: Ledger, original: FileRow) -> None:
             raise FatalError(f"file {original.file_id} has a reprocess in progress (file "
                              f"{row.file_id}), which the next poll finishes; see "
                              f"`aim-gateway show {row.file_id}`")
+
+
+@contextmanager
+def leased(runner: Runner, partner_id: str, wait_seconds: float) -> Iterator[None]:
+    """The block runs under the partner's lease, kept renewed (a poll never races it);
+    TransientError when the partner stays busy for ``wait_seconds``."""
+    _take_lease(runner, partner_id, wait_seconds)
+    keeper = LeaseKeeper(runner.config, partner_id, runner.worker)
+    try:
+        yield
+    finally:
+        keeper.stop()
+        runner.ledger.release_lease(partner_id, runner.worker)
 
 
 def _take_lease(runner: Runner, partner_id: str, wait_seconds: float) -> None:

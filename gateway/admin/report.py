@@ -122,6 +122,9 @@ def status_text(partners: list[PartnerHealth], now: datetime | None = None,
               if p.last_error and not p.alarm]
     if errors:
         out += ["", "last errors:", *errors]
+    paused = [f"  {p.partner.id}: {printable(p.paused.words)}" for p in partners if p.paused]
+    if paused:
+        out += ["", "paused (not polled until `aim-gateway resume`):", *paused]
     return "\n".join(out)
 
 
@@ -139,6 +142,8 @@ def _health_dict(p: PartnerHealth, now: datetime) -> dict[str, Any]:
             "licenses": p.licenses, "backlog": p.backlog, "failing": p.failing,
             "alarm": p.alarm, "why": describe(p, now),
             "silent": p.silent, "silent_hours": p.silent_hours,
+            "paused": ({"by": p.paused.paused_by, "at": p.paused.paused_at,
+                        "reason": p.paused.reason} if p.paused else None),
             "expected_cadence_hours": partner.expected_cadence_hours,
             "last_alert": ({"at": p.last_alert.at, "event": p.last_alert.kind,
                             **p.last_alert.data} if p.last_alert else None)}

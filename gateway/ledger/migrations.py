@@ -350,6 +350,16 @@ MIGRATIONS: tuple[str | Callable[[Database], None], ...] = (
     );
     CREATE INDEX mail_outbox_unsent ON mail_outbox (sent_at);
     """,
+    """
+    -- Issue 14 item 11: a partner an admin paused is not polled (service/runner skips it)
+    -- until resumed; one row while it is paused, removed by the resume.
+    CREATE TABLE partner_pause (
+        partner    TEXT PRIMARY KEY,
+        paused_at  TEXT NOT NULL,
+        paused_by  TEXT NOT NULL,
+        reason     TEXT NOT NULL
+    );
+    """,
 )
 
 

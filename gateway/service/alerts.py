@@ -28,6 +28,7 @@ from typing import Any
 
 from gateway.config import AlertSettings, Config, MailSettings, PartnerConfig
 from gateway.ledger.events import ALERT_EVENTS, EventLog
+from gateway.ledger.pauses import pause_of
 from gateway.ledger.reads.health import last_file_at, silence
 from gateway.ledger.store import Ledger
 from gateway.licensing.issuer import MAX_SEQUENCE, REGULAR_SERIES, LicenseIssuer
@@ -142,6 +143,8 @@ def check_silence(ledger: Ledger, alerts: Alerts, partner: PartnerConfig,
     """Open or close the partner's silent spell (one event each); True while it is silent."""
     if partner.expected_cadence_hours is None or not partner.enabled:
         return False
+    if pause_of(ledger.db, partner.id) is not None:
+        return False  # its quiet is the pause's doing (an admin's), not the partner's
     now = now or datetime.now(UTC)
     last = last_file_at(ledger, partner.id)
     with ledger.transaction():

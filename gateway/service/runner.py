@@ -36,6 +36,7 @@ from gateway.inbox.receipt import (
     receive,
 )
 from gateway.ledger.events import EventLog
+from gateway.ledger.pauses import pause_of
 from gateway.ledger.store import FileRow, PartnerState, open_ledger
 from gateway.outputs.status_files import write_status_files
 from gateway.service.alerts import Alerts, check_silence
@@ -64,6 +65,7 @@ class PollReport:
     leased_elsewhere: bool = False  # another worker is polling this partner
     file_failed: bool = False  # the error is one file's (counted per file), not the partner's
     failed_file: str | None = None  # that file's id
+    paused: str | None = None  # "paused by <actor>: <reason>": an admin paused the partner
 
 
 class InboxUnavailable(TransientError):
@@ -204,6 +206,8 @@ class Runner:
                 log.warning("files of unknown partner %s left as they are", partner_id)
                 continue
             partner = self.config.partner(partner_id)
+            if pause_of(self.ledger.db, partner_id) is not None:
+                continue  # paused by an admin: its files wait for the resume, as its polls do
             if not self._lease(partner_id):
                 continue  # another worker holds it and finishes them
             try:
@@ -274,6 +278,11 @@ class Runner:
         """Take what one partner has waiting, within its per-poll caps and back-off, while
         holding the partner's lease (no two workers ever poll one partner at once)."""
         report = PollReport(partner.id)
+        if (paused := pause_of(self.ledger.db, partner.id)) is not None:
+            # Nothing is taken, finished or uploaded, and no poll is recorded: the health
+            # says "paused" (who, why) until an admin resumes it (gateway.admin.operations).
+            report.paused = paused.words
+            return report
         state = self.ledger.partner_state(partner.id)
         if float(state["next_attempt_at"] or 0) > time.time():
             report.backing_off = True

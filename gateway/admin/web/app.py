@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from gateway.admin.web.auth import COOKIE, Guard, bearer
+from gateway.admin.web.operations import ops
 from gateway.admin.web.pages import CONFIG, pages
 from gateway.config import Config
 from gateway.errors import GatewayError
@@ -23,8 +24,10 @@ from gateway.findings import CODES
 from gateway.ledger.reads.files import display_status, is_failed
 from gateway.ledger.reads.health import parse_time
 
-# No script, no inline style, nothing from elsewhere: an injected tag could do nothing.
-CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+# No inline script or style, nothing from elsewhere: an injected tag could do nothing. The one
+# script is our own file (static/refresh.js: the dashboard reloading itself).
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+       "form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
 GUARD = "AIMGW_GUARD"  # where create_app keeps the token guard in app.config
 
@@ -46,6 +49,7 @@ def create_app(config: Config, guard: Guard) -> Flask:
     app.register_error_handler(GatewayError, _busy)  # a busy or unreachable ledger
     app.context_processor(_common)
     app.register_blueprint(pages)
+    app.register_blueprint(ops)  # downloads and actions (issue 14 item 11)
     return app
 
 

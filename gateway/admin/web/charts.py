@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 import pycountry
 
@@ -118,8 +120,8 @@ def default_months(db: Database, today: date) -> tuple[str, str]:
 
 
 def label_for(dimension: str, key: str) -> str:
-    if dimension == "product_group" or key == OTHER:
-        return key
+    if dimension not in ("smelt_country_largest", "cast_country") or key == OTHER:
+        return key  # a product group, a partner id
     if key == "NOT_APPLICABLE":
         return "not applicable (secondary only)"
     if key == "UNKNOWN":
@@ -174,9 +176,10 @@ def _tons_label(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 or value == int(value) else f"{value:,.1f}"
 
 
-def build_chart(dimension: str, months: list[str],
-                data: dict[tuple[str, str], float]) -> Chart:
-    """Stacked bars, one per month, the TOP categories by total and the rest as Other."""
+def build_chart(dimension: str, months: list[str], data: dict[tuple[str, str], float],
+                title: str = "", least_step: float = 0.0) -> Chart:
+    """Stacked bars, one per month, the TOP categories by total and the rest as Other. (The
+    daily charts pass days as ``months``, partners as categories and counts as ``tons``.)"""
     totals: dict[str, float] = {}
     for (_, key), tons in data.items():
         totals[key] = totals.get(key, 0.0) + tons
@@ -196,7 +199,7 @@ def build_chart(dimension: str, months: list[str],
         values = [grouped(month, k) for k in keys]
         table.append((month, values, sum(values)))
     highest = max((row[2] for row in table), default=0.0)
-    step = nice_step(highest)
+    step = max(nice_step(highest), least_step)  # counts: no tick at 0.2 of a file
     top = step * max(1, math.ceil(highest / step)) if highest else step * 5
     plot_h = HEIGHT - TOP_MARGIN - BOTTOM
     slot = (WIDTH - LEFT - RIGHT) / max(1, len(months))
@@ -219,5 +222,101 @@ def build_chart(dimension: str, months: list[str],
                for v in (step * n for n in range(round(top / step) + 1))]
     series = [Series(k, label_for(dimension, k), colors[k],
                      round(sum(grouped(m, k) for m in months), 3)) for k in keys]
-    return Chart(dimension, DIMENSIONS[dimension][1], months, series, bars, y_ticks, x_labels,
-                 table)
+    return Chart(dimension, title or DIMENSIONS[dimension][1], months, series, bars, y_ticks,
+                 x_labels, table)
+
+
+# -- files, rejections and latency per partner per day (issue 14 item 11) ----------------------
+
+DEFAULT_DAYS, MAX_DAYS = 30, 92
+
+
+@dataclass(frozen=True)
+class Line:
+    """One partner's median latency per day: points where it had files, None where not."""
+
+    key: str
+    color: str
+    values: list[float | None]  # seconds, one per day
+    points: list[tuple[float, float, str, float]]  # x, y, day, seconds
+
+    @property
+    def path(self) -> str:
+        """The SVG polyline through the points (days without a file are skipped over)."""
+        return " ".join(f"{x},{y}" for x, y, _, _ in self.points)
+
+
+@dataclass(frozen=True)
+class LatencyChart:
+    days: list[str]
+    lines: list[Line]
+    y_ticks: list[tuple[float, str]]
+    x_labels: list[tuple[float, str]]
+    width: int = WIDTH
+    height: int = HEIGHT
+    left: int = LEFT
+    bottom_y: int = HEIGHT - BOTTOM
+
+
+@dataclass(frozen=True)
+class DailyCharts:
+    files: Chart
+    rejected: Chart
+    latency: LatencyChart
+
+
+def _day_rows(db: Database, zone: tzinfo, first: date, last: date) -> Iterator[
+        tuple[str, str, str | None, float | None]]:
+    """(local day, partner, status, seconds from receipt to the ack written) of each file a
+    partner sent in [first, last] (reprocesses are an admin's, not the partner's)."""
+    start = datetime.combine(first, time(0), tzinfo=zone).astimezone(UTC)
+    end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
+    for partner, received, processed, status in db.execute(
+            "SELECT partner, received_at, processed_at, status FROM files WHERE "
+            "reprocess_of IS NULL AND received_at >= ? AND received_at < ?",
+            (start.isoformat(timespec="seconds"), end.isoformat(timespec="seconds"))):
+        got = datetime.fromisoformat(received)
+        done = datetime.fromisoformat(processed) if processed else None
+        seconds = (done - got).total_seconds() if done is not None else None
+        yield got.astimezone(zone).date().isoformat(), partner, status, seconds
+
+
+def daily_charts(db: Database, zone: tzinfo, first: date, last: date) -> DailyCharts:
+    """Files and rejected files (stacked by partner) and the median latency (one line per
+    partner) for each day from ``first`` to ``last`` in the gateway's zone."""
+    days = [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+    files: dict[tuple[str, str], float] = {}
+    rejected: dict[tuple[str, str], float] = {}
+    waits: dict[tuple[str, str], list[float]] = {}
+    for day, partner, status, seconds in _day_rows(db, zone, first, last):
+        files[day, partner] = files.get((day, partner), 0) + 1
+        if status == "REJECTED":
+            rejected[day, partner] = rejected.get((day, partner), 0) + 1
+        if seconds is not None:
+            waits.setdefault((day, partner), []).append(max(0.0, seconds))
+    return DailyCharts(
+        build_chart("partner", days, files, "Files received", least_step=1),
+        build_chart("partner", days, rejected, "Files rejected", least_step=1),
+        latency_chart(days, {k: statistics.median(v) for k, v in waits.items()}))
+
+
+def latency_chart(days: list[str], medians: dict[tuple[str, str], float]) -> LatencyChart:
+    partners = sorted({partner for _, partner in medians})
+    highest = max(medians.values(), default=0.0)
+    step = nice_step(highest)
+    top = step * max(1, math.ceil(highest / step)) if highest else step * 5
+    plot_h = HEIGHT - TOP_MARGIN - BOTTOM
+    slot = (WIDTH - LEFT - RIGHT) / max(1, len(days))
+    xs = [round(LEFT + i * slot + slot / 2, 2) for i in range(len(days))]
+    lines = []
+    for n, partner in enumerate(partners):
+        values = [medians.get((day, partner)) for day in days]
+        points = [(x, round(HEIGHT - BOTTOM - v / top * plot_h, 2), day, round(v, 1))
+                  for x, day, v in zip(xs, days, values, strict=True) if v is not None]
+        lines.append(Line(partner, PALETTE[n % len(PALETTE)], values, points))
+    every = max(1, math.ceil(len(days) / 12))
+    return LatencyChart(
+        days, lines,
+        [(round(HEIGHT - BOTTOM - v / top * plot_h, 2), _tons_label(v))
+         for v in (step * n for n in range(round(top / step) + 1))],
+        [(x, day) for i, (x, day) in enumerate(zip(xs, days, strict=True)) if i % every == 0])

@@ -90,7 +90,8 @@ def dashboard() -> str:
         service_note=queries.service_note(led, config, now),
         details={h.partner.id: describe(h, now) for h in health}, files=files[:MAX_ROWS],
         more=len(files) > MAX_ROWS, failed=failed, unfinished=unfinished_count(led.db),
-        quarantined=quarantined_count(led.db), latest=latest)
+        quarantined=quarantined_count(led.db), latest=latest,
+        refresh=config.web.refresh_seconds)
 
 
 @pages.get("/files")
@@ -106,20 +107,29 @@ def files() -> str:
                            filt=query, statuses=FILE_STATUSES, problems=problems)
 
 
+def web_actor() -> str:
+    """Who did an action on the page, for its ``admin.*`` event: the one place it is named."""
+    return f"web:{request.remote_addr}"
+
+
 def render_file(file_id: str, error: str | None = None, reason: str = "",
-                code: int = 200) -> tuple[str, int]:
+                code: int = 200, *, action: str = "reprocess",
+                done: str | None = None) -> tuple[str, int]:
+    """The file page; ``error`` (with the ``reason`` typed) shown in ``action``'s section,
+    ``done`` the name of the action that just went through (``operations.DONE``)."""
     story = file_story(ledger(), _config(), file_id, limit=MAX_ROWS,
                        today=local_today(_config()))
     if story is None:
         abort(404, f"No file {file_id!r} in the ledger.")
     return render_template("file.html", s=story, f=story.shown,
                            groups=finding_groups(ledger(), file_id), error=error,
-                           reason=reason, max_rows=MAX_ROWS), code
+                           reason=reason, max_rows=MAX_ROWS, action=action,
+                           done=done), code
 
 
 @pages.get("/files/<file_id>")
 def file_page(file_id: str) -> tuple[str, int]:
-    return render_file(file_id)
+    return render_file(file_id, done=request.args.get("done"))
 
 
 @pages.post("/files/<file_id>/reprocess")
@@ -135,7 +145,7 @@ def reprocess(file_id: str) -> Any:
 
     try:
         new_id = actions.reprocess(_config(), file_id, reason,
-                                   actor=f"web:{request.remote_addr}")
+                                   actor=web_actor())
     except actions.ReprocessFailed as err:  # received as a new file, which failed
         return render_file(file_id, f"Reprocess failed: {err}", reason, 500)
     except GatewayError as err:

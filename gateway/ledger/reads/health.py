@@ -14,6 +14,7 @@ from pathlib import Path
 
 from gateway.config import Config, PartnerConfig
 from gateway.ledger.events import ALERT_EVENTS, EventRow
+from gateway.ledger.pauses import Pause, pause_of
 from gateway.ledger.reads.files import FAILED_SQL, IN_PROGRESS, day_start_utc, quarantined_count
 from gateway.ledger.services import ServiceRow, config_fingerprint, running
 from gateway.ledger.store import FileRow, Ledger
@@ -25,7 +26,9 @@ from gateway.ledger.store import FileRow, Ledger
 # admin) only when nothing of the partner's own is wrong.
 # "not yet served" (a running `serve` that does not poll it: added to the configuration
 # since the service loaded it) comes before the partner's own states, which are history then.
-STATES = ("disabled", "not yet served", "failing", "backing off", "error", "silent",
+# "paused" (an admin stopped its polls on purpose: item 11 of issue 14) right after
+# "disabled": its polls are meant to stop, and it is no alarm.
+STATES = ("disabled", "paused", "not yet served", "failing", "backing off", "error", "silent",
           "never polled", "not polled", "quarantined", "ok")
 # The states shown as alarms (red) in every view: something is wrong now.
 ALARMS = frozenset({"not yet served", "failing", "backing off", "error", "silent",
@@ -160,6 +163,7 @@ class PartnerHealth:
     failed_today: int = 0
     backlog: int | None = None  # files waiting in a local inbox; None = not known
     last_alert: EventRow | None = None
+    paused: Pause | None = None  # an admin paused it: not polled until resumed
 
     @property
     def silent(self) -> bool:
@@ -220,8 +224,10 @@ def partner_health(ledger: Ledger, config: Config, partner: PartnerConfig, now: 
     quiet = silence(partner, last_file_at(ledger, pid), state["watched_since"], now)
     quarantined = quarantined_count(ledger.db, pid)
     failures = int(state["failures"] or 0)
+    paused = pause_of(ledger.db, pid)
     holds = {
-        "disabled": not partner.enabled, "not yet served": not service.serves(pid),
+        "disabled": not partner.enabled, "paused": paused is not None,
+        "not yet served": not service.serves(pid),
         "failing": bool(state["alerting"]),
         "backing off": retry_at is not None, "error": failures > 0,
         "silent": quiet is not None, "never polled": last_poll is None,
@@ -233,7 +239,7 @@ def partner_health(ledger: Ledger, config: Config, partner: PartnerConfig, now: 
         state["last_error"], retry_at, due, overdue, bool(state["alerting"]),
         bool(state["silent"]),
         round(quiet.total_seconds() / 3600, 1) if quiet is not None else None,
-        quarantined=quarantined, backlog=backlog)
+        quarantined=quarantined, backlog=backlog, paused=paused)
     return _with_counts(ledger, config, health, now) if counts else health
 
 

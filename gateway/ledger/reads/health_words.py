@@ -72,6 +72,8 @@ def _state_words(h: PartnerHealth, now: datetime) -> str:
                 f"{h.partner.expected_cadence_hours:g} h")
     if h.state == "disabled":
         return "enabled = false in the configuration"
+    if h.paused is not None:
+        return f"{h.paused.words} (not polled until resumed)"
     if h.state == "never polled":
         return "no poll recorded yet (is `aim-gateway serve` running?)"
     waiting = f"; {h.backlog} file(s) waiting in the inbox" if h.backlog else ""

@@ -1,0 +1,66 @@
+"""The ``aim-gateway`` commands that act on a partner or a file besides reprocess and purge:
+``pause``, ``resume``, ``resend``, ``release`` (``gateway.admin.operations`` does the work,
+the same as the web page's buttons). Kept beside ``cli`` so that each stays short.
+
+Exit codes: 0 done, 1 refused or failed (the reason on stderr), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from gateway.config import Config
+from gateway.errors import GatewayError
+
+COMMANDS = ("pause", "resume", "resend", "release")
+EXIT_OK, EXIT_REFUSED = 0, 1
+
+
+def add_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    p = command("release", "Put a quarantined file (one that failed 3 times in a row) back, "
+                "to be processed at the next poll, after its cause is fixed.")
+    p.add_argument("file_id")
+    p.add_argument("--reason", default="", help="why (recorded with your user name)")
+
+    p = command("pause", "Stop polling a partner (serve and run --once skip it; a poll under "
+                "way finishes) until `resume`; every view says who paused it and why.")
+    p.add_argument("partner_id", metavar="PARTNER")
+    p.add_argument("--reason", required=True, help="why (recorded with your user name)")
+
+    p = command("resume", "Poll a paused partner again from its next scheduled poll.")
+    p.add_argument("partner_id", metavar="PARTNER")
+    p.add_argument("--reason", required=True, help="why (recorded with your user name)")
+
+    p = command("resend", "Put a file's acknowledgment where its partner reads it again (the "
+                "outbox, and the partner's SFTP ack folder): the same bytes as sent before.")
+    p.add_argument("file_id")
+    p.add_argument("--reason", required=True, help="why (recorded with your user name)")
+
+
+def run(args: argparse.Namespace, config: Config, actor: str) -> int:
+    """One of COMMANDS; what it did on stdout, or why not on stderr."""
+    from gateway.admin import operations
+
+    try:
+        if args.command == "pause":
+            operations.pause(config, args.partner_id, args.reason, actor)
+            print(f"{args.partner_id}: paused; serve and run --once skip it until "
+                  f"`aim-gateway resume {args.partner_id} --reason ...`")
+        elif args.command == "resume":
+            ended = operations.resume(config, args.partner_id, args.reason, actor)
+            print(f"{args.partner_id}: resumed (was {ended.words}); polled at its next "
+                  "scheduled poll")
+        elif args.command == "resend":
+            row = operations.resend(config, args.file_id, args.reason, actor)
+            print(f"{row.file_id}: acknowledgment {row.ack_name} sent again to {row.partner}")
+        else:
+            row = operations.release_file(config, args.file_id, args.reason, actor)
+            print(f"{row.file_id}: released; the next poll of {row.partner} processes it")
+    except GatewayError as err:
+        verb = {"pause": "paused", "resume": "resumed", "resend": "sent again",
+                "release": "released"}[args.command]
+        print(f"aim-gateway: not {verb}: {err}", file=sys.stderr)
+        return EXIT_REFUSED
+    return EXIT_OK
