@@ -10,11 +10,11 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,7 @@ from conftest import ProjectConfig, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 from sftp_server import free_port
 
-from gateway.admin.monitor import make_monitor_server, url_of
+from gateway.admin.monitor import background_servers
 from gateway.cli import main
 from gateway.config import load_config
 from gateway.errors import ConfigError
@@ -57,15 +57,10 @@ def value(found: Samples, name: str, **labels: str) -> float | None:
 
 @contextmanager
 def monitor(cfg: Path) -> Iterator[str]:
-    server = make_monitor_server(load_config(cfg), port=0)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        yield url_of(server)
-    finally:
-        server.close()
-        server.task_dispatcher.shutdown(timeout=5)
-        thread.join(timeout=5)
+    """The monitor server of ``cfg`` on a free port, as ``serve`` runs it."""
+    config = load_config(cfg)
+    with background_servers(replace(config, metrics=replace(config.metrics, port=0))) as urls:
+        yield urls[0].removeprefix("metrics on ")
 
 
 def failing_partner(config: ProjectConfig, base: Path) -> ProjectConfig:

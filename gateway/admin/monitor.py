@@ -24,6 +24,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from waitress import wasyncore
 from waitress.server import create_server
 
 from gateway.admin.queries import backlog, reading
@@ -229,8 +230,9 @@ def background_servers(config: Config) -> Iterator[list[str]]:
         for _, server in servers:
             server.close()
         raise
-    threads = [threading.Thread(target=server.run, name=f"http-{what}", daemon=True)
-               for what, server in servers]
+    stopping = threading.Event()
+    threads = [threading.Thread(target=_run_until, args=(server, stopping), daemon=True,
+                                name=f"http-{what}") for what, server in servers]
     for thread in threads:
         thread.start()
     addresses = [f"{what} on {url_of(server)}" for what, server in servers]
@@ -239,8 +241,18 @@ def background_servers(config: Config) -> Iterator[list[str]]:
     try:
         yield addresses
     finally:
-        for _, server in servers:
-            server.close()
-            server.task_dispatcher.shutdown(timeout=5)
+        stopping.set()
         for thread in threads:
             thread.join(timeout=5)
+
+
+def _run_until(server: Any, stopping: threading.Event) -> None:
+    """Serve until ``stopping``, then close, all in this thread: a socket closed by another
+    thread while this one waits in select() would fail that wait (EBADF)."""
+    sockets = getattr(server, "_map", None)
+    try:
+        while not stopping.is_set():
+            wasyncore.loop(timeout=0.2, map=sockets, count=1)
+    finally:
+        server.close()
+        server.task_dispatcher.shutdown(timeout=5)
