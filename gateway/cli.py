@@ -165,7 +165,7 @@ def _admin_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> N
     p.add_argument("--as-of", type=_as_of, help="processing date YYYY-MM-DD (default today)")
     p.add_argument("--json", action="store_true", help="the new file as JSON")
 
-    cli_ops.add_commands(command)  # release, pause, resume, resend
+    cli_ops.add_commands(command)  # release, pause, resume, resend, mail-test
 
     p = command("purge", "Remove what the [retention] periods have passed: old events, the "
                 "details of old files, old originals on disk. Licenses are never purged.")

@@ -1,6 +1,7 @@
 """The ``aim-gateway`` commands that act on a partner or a file besides reprocess and purge:
 ``pause``, ``resume``, ``resend``, ``release`` (``gateway.admin.operations`` does the work,
-the same as the web page's buttons). Kept beside ``cli`` so that each stays short.
+the same as the web page's buttons), and ``mail-test``. Kept beside ``cli`` so that each
+stays short.
 
 Exit codes: 0 done, 1 refused or failed (the reason on stderr), 2 usage.
 """
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from gateway.config import Config
 from gateway.errors import GatewayError
 
-COMMANDS = ("pause", "resume", "resend", "release")
+COMMANDS = ("pause", "resume", "resend", "release", "mail-test")
 EXIT_OK, EXIT_REFUSED = 0, 1
 
 
@@ -39,9 +40,35 @@ def add_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> None
     p.add_argument("--reason", required=True, help="why (recorded with your user name)")
 
 
+    p = command("mail-test", "Send one e-mail now to [mail] admins (or --to) to check the "
+                "SMTP settings: the server, its certificate, the login.")
+    p.add_argument("--to", action="append", default=[], metavar="ADDRESS",
+                   help="send to this address instead (repeatable)")
+
+
+def _mail_test(args: argparse.Namespace, config: Config) -> int:
+    import smtplib
+
+    from gateway.service.mail import send_test
+
+    recipients = tuple(args.to) or config.mail.admins
+    try:
+        send_test(config.mail, recipients)
+    except (OSError, smtplib.SMTPException) as err:  # the error names no secret
+        print(f"aim-gateway: no e-mail sent via {config.mail.host}:{config.mail.port}: "
+              f"{type(err).__name__}: {err}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"sent a test message to {', '.join(recipients)} via "
+          f"{config.mail.host}:{config.mail.port}")
+    return EXIT_OK
+
+
 def run(args: argparse.Namespace, config: Config, actor: str) -> int:
     """One of COMMANDS; what it did on stdout, or why not on stderr."""
     from gateway.admin import operations
+
+    if args.command == "mail-test":
+        return _mail_test(args, config)
 
     try:
         if args.command == "pause":

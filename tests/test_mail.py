@@ -185,3 +185,18 @@ def test_mail_settings_that_would_leak_or_bounce_are_refused(
     path = ProjectConfig(tmp_path).set("mail", **base).write()
     with pytest.raises(ConfigError, match=key):
         load_config(path)
+
+
+def test_mail_test_sends_one_message_now_or_says_why_not(
+        tmp_path: Path, smtp: SmtpServer, credentials: None,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    config = project(tmp_path, smtp.host, smtp.port, smtp.ca_file)
+    cfg = str(config.write())
+    assert main(["--config", cfg, "mail-test"]) == 0
+    assert [m["Subject"] for m in smtp.to(ADMIN)] == ["[aim-gateway] test message"]
+    assert main(["--config", cfg, "mail-test", "--to", "someone@partner.example"]) == 0
+    assert len(smtp.to("someone@partner.example")) == 1
+    assert "sent a test message to someone@partner.example" in capsys.readouterr().out
+    config.set("mail", port=free_port())  # nobody listens there
+    assert main(["--config", str(config.write()), "mail-test"]) == 1
+    assert "no e-mail sent via 127.0.0.1" in capsys.readouterr().err

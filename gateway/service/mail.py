@@ -158,6 +158,23 @@ def connect(settings: MailSettings, environ: Mapping[str, str]) -> smtplib.SMTP:
     return smtp
 
 
+def send_test(settings: MailSettings, recipients: tuple[str, ...],
+              environ: Mapping[str, str] | None = None) -> None:
+    """Send one message now, not queued (``aim-gateway mail-test``); raises what failed."""
+    if not mail_on(settings):
+        raise smtplib.SMTPException("no [mail] host in the configuration")
+    if not recipients:
+        raise smtplib.SMTPException("no recipient: set [mail] admins or give --to")
+    body = ("This is a test message from the AIM license gateway: its e-mail settings work.\n"
+            "Alerts go to the admins; partners' contacts get a notice per rejected file.\n")
+    smtp = connect(settings, os.environ if environ is None else environ)
+    try:
+        smtp.send_message(_message(settings, (0, ",".join(recipients),
+                                              "[aim-gateway] test message", body)))
+    finally:
+        smtp.quit()
+
+
 def _message(settings: MailSettings, row: tuple[Any, ...]) -> EmailMessage:
     _, recipients, subject, body = row
     message = EmailMessage()
