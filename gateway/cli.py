@@ -19,6 +19,7 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import NoReturn
 
+from gateway import cli_access
 from gateway.config import Config, find_config, load_config
 from gateway.errors import ConfigError, FatalError, GatewayError
 from gateway.ledger.reads.files import FILE_STATUSES
@@ -111,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _admin_commands(command)
     _web_command(command)
+    cli_access.add_commands(command, _Parser)
     return parser
 
 
@@ -267,6 +269,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.command == "web":
         return _web(args, config)
+    if args.command in ("user", "audit"):
+        return cli_access.run(args, config, _actor())
     return _admin(args, config)
 
 
