@@ -3,7 +3,8 @@
 renders a template. The one write, reprocess, goes through ``gateway.admin.actions.reprocess``
 like the command line does, with the reason the admin typed.
 
-``app.create_app`` registers the Blueprint behind the token check and the error pages.
+``app.create_app`` registers the Blueprint behind the sign-in (any user reads, an operator
+acts: ``app._authenticate``) and the error pages.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from flask import Blueprint, abort, current_app, g, redirect, render_template, r
 
 from gateway.admin import queries
 from gateway.admin.web import charts
+from gateway.admin.web.auth import web_actor
 from gateway.config import Config
 from gateway.errors import GatewayError
 from gateway.ledger.reads.files import (
@@ -134,7 +136,7 @@ def reprocess(file_id: str) -> Any:
 
     try:
         new_id = actions.reprocess(_config(), file_id, reason,
-                                   actor=f"web:{request.remote_addr}")
+                                   actor=web_actor())
     except actions.ReprocessFailed as err:  # received as a new file, which failed
         return render_file(file_id, f"Reprocess failed: {err}", reason, 500)
     except GatewayError as err:
