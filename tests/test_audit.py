@@ -10,13 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from project_config import ProjectConfig
 
 from gateway.cli import main
 from gateway.config import load_config
 from gateway.ledger import audit
 from gateway.ledger.events import EventLog
 from gateway.ledger.store import Ledger, open_ledger
-from project_config import ProjectConfig
 
 BACKENDS = ["sqlite", "postgresql"]
 PASSWORD = "correct horse battery staple"
@@ -170,7 +170,7 @@ def test_an_admin_event_without_a_writable_ledger_is_refused(tmp_path: Path) -> 
 def test_an_append_outside_a_transaction_is_refused(cfg: Path) -> None:
     ledger = open_ledger(load_config(cfg))
     try:
-        with pytest.raises(Exception, match="(?i)transaction"):
+        with pytest.raises(Exception, match=r"(?i)transaction"):
             EventLog(None).emit(ledger, "admin.pause", actor="x")
     finally:
         ledger.close()

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ProjectConfig
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Page
 
 from gateway.admin.web import charts
 from gateway.admin.web.pages import describe
@@ -43,10 +43,6 @@ ROOT = Path(__file__).resolve().parent.parent
 CASES_INBOX = Path(__file__).resolve().parent / "cases" / "inbox"
 TOKEN = "web-test-" + secrets.token_urlsafe(24)
 TOKEN_ENV = "AIMGW_WEB_TOKEN"
-CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu",
-               "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run"]
 # A file name that would run script if the page did not escape it.
 HOSTILE_NAME = 'x"><img src=x onerror=alert(1)><b>bold.xml'
 SCREENSHOT = Path("/tmp/aimgw-web-dashboard.png")
@@ -144,28 +140,6 @@ def serving(cfg: Path) -> Iterator[Site]:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     with serving(fill_ledger(tmp_path_factory.mktemp("web"))) as served:
         yield served
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's Chromium with `apt-get update && "
-                    "apt-get install -y chromium` (`make test` does it)", pytrace=False)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    opened = context.new_page()
-    dialogs: list[str] = []
-    opened.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-    yield opened
-    context.close()
-    assert dialogs == [], f"a script ran on the page: {dialogs}"
 
 
 def login(page: Page, site: Site, path: str = "/") -> None:
