@@ -10,7 +10,6 @@ failed (the reason on stderr); ``replay`` 0 when nothing would change, 1 when so
 from __future__ import annotations
 
 import argparse
-import getpass
 import logging
 import os
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from gateway import cli_access
+from gateway.cli_access import actor as _actor
 from gateway.config import Config, find_config, load_config
 from gateway.errors import ConfigError, FatalError, GatewayError
 from gateway.ledger.reads.files import FILE_STATUSES
@@ -270,7 +270,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "web":
         return _web(args, config)
     if args.command in ("user", "audit"):
-        return cli_access.run(args, config, _actor())
+        return cli_access.run(args, config)
     return _admin(args, config)
 
 
@@ -342,14 +342,6 @@ def _show(args: argparse.Namespace, config: Config) -> int:
         return EXIT_NOT_ACCEPTED
     print(report.license_json(found) if args.json else report.license_text(found))
     return EXIT_OK
-
-
-def _actor() -> str:
-    """Who did it, for the audit trail: the login name behind the command line."""
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no name for this uid (a container)
-        return f"cli:uid {os.getuid()}"
 
 
 def _check_alerts(config: Config) -> None:

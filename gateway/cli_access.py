@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 from collections.abc import Callable
 
@@ -58,26 +59,34 @@ def add_commands(command: Callable[[str, str], argparse.ArgumentParser],
                    "chain (detects a cut or rewritten end)")
 
 
-def run(args: argparse.Namespace, config: Config, actor: str) -> int:
+def actor() -> str:
+    """Who did it, for the audit trail: the login name behind the command line."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no name for this uid (a container)
+        return f"cli:uid {os.getuid()}"
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
     if args.command == "audit":
         return _audit(args, config)
     from gateway.admin import access
 
-    verb, reason = args.user_command, getattr(args, "reason", None)
+    verb, reason, who = args.user_command, getattr(args, "reason", None), actor()
     try:
         if verb == "list":
             return _list_users(config, args.json)
         if verb == "add":
-            access.add_user(config, args.name, args.role, _password(), actor, reason)
+            access.add_user(config, args.name, args.role, _password(), who, reason)
             print(f"user {args.name} added ({args.role})")
         elif verb == "remove":
-            access.remove_user(config, args.name, actor, reason)
+            access.remove_user(config, args.name, who, reason)
             print(f"user {args.name} removed")
         elif verb == "passwd":
-            access.set_password(config, args.name, _password(), actor, reason)
+            access.set_password(config, args.name, _password(), who, reason)
             print(f"password of {args.name} changed; its sessions have ended")
         else:
-            was = access.set_role(config, args.name, args.role, actor, reason)
+            was = access.set_role(config, args.name, args.role, who, reason)
             print(f"user {args.name}: {was} -> {args.role}")
     except FatalError as err:
         print(f"aim-gateway: user {verb} refused: {err}", file=sys.stderr)
