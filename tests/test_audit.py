@@ -175,3 +175,25 @@ def test_an_append_outside_a_transaction_is_refused(cfg: Path) -> None:
     finally:
         ledger.close()
     assert main(["--config", str(cfg), "audit", "verify"]) == 0
+
+
+def test_admin_events_from_before_the_audit_log_are_chained_in_order(cfg: Path) -> None:
+    """The migration's backfill: admin events recorded by an older gateway (events table
+    only) become the first entries, in the order they were recorded, their time kept."""
+    ledger = open_ledger(load_config(cfg))
+    try:
+        with ledger.transaction():
+            for at, kind in (("2026-01-02T00:00:00.000+00:00", "admin.reprocess"),
+                             ("2026-01-01T00:00:00.000+00:00", "admin.purge")):
+                ledger.db.execute("INSERT INTO events (at, kind, partner, file_id, data) "
+                                  "VALUES (?, ?, NULL, NULL, ?)",
+                                  (at, kind, '{"actor": "cli:old", "reason": "then"}'))
+            ledger.db.execute("INSERT INTO events (at, kind, partner, file_id, data) VALUES "
+                              "('2026-01-03', 'file.received', NULL, NULL, '{}')")
+            audit.backfill(ledger.db)
+        found = audit.entries(ledger.db)
+    finally:
+        ledger.close()
+    assert [(e.seq, e.action, e.actor, e.at[:10]) for e in reversed(found)] == [
+        (1, "reprocess", "cli:old", "2026-01-02"), (2, "purge", "cli:old", "2026-01-01")]
+    assert verify(cfg)[0] == 0

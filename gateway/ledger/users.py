@@ -8,6 +8,7 @@ ends the sessions of the old one.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -25,8 +26,6 @@ MAX_PASSWORD = 1024  # argon2 takes any length; a megabyte "password" is a denia
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # argon2-cffi's defaults (RFC 9106's second recommendation: argon2id, 64 MiB, t=3, p=4).
 _HASHER = PasswordHasher()
-# Checked when the name is unknown, so that a wrong name costs the time a wrong password does.
-_DUMMY = _HASHER.hash("not a password of anyone")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,14 +74,22 @@ def hash_password(password: str) -> str:
     return _HASHER.hash(password)
 
 
+@functools.cache
+def _dummy() -> str:
+    """Checked when the name is unknown, so that a wrong name costs what a wrong password
+    does (made once, when first needed: a hash costs 64 MiB and tens of milliseconds)."""
+    return _HASHER.hash("not a password of anyone")
+
+
 def password_ok(user: User | None, password: str) -> bool:
     """Whether ``password`` is ``user``'s; as slow for an unknown user as for a known one."""
     if len(password) > MAX_PASSWORD:
         return False
     try:
-        return _HASHER.verify(user.password_hash if user else _DUMMY, password) and user is not None
+        matched = _HASHER.verify(user.password_hash if user else _dummy(), password)
     except (VerificationError, InvalidHashError):
         return False
+    return matched and user is not None
 
 
 _COLUMNS = "name, role, password_hash, created_at, changed_at"
