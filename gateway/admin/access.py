@@ -12,11 +12,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from gateway.admin import queries
 from gateway.config import Config
 from gateway.errors import FatalError
 from gateway.ledger import audit, users
 from gateway.ledger.audit import AuditEntry, Verdict
-from gateway.ledger.store import Ledger, ledger_exists, open_ledger, utc_stamp
+from gateway.ledger.store import Ledger, open_ledger, utc_stamp
 from gateway.service.runner import event_log
 
 
@@ -64,25 +65,13 @@ def set_role(config: Config, name: str, role: str, actor: str,
     return old.role
 
 
-@contextmanager
-def _reading(config: Config) -> Iterator[Ledger | None]:
-    if not ledger_exists(config):
-        yield None
-        return
-    ledger = open_ledger(config, readonly=True)
-    try:
-        yield ledger
-    finally:
-        ledger.close()
-
-
 def list_users(config: Config) -> list[users.User]:
-    with _reading(config) as ledger:
+    with queries.reading(config) as ledger:
         return [] if ledger is None else users.all_users(ledger.db)
 
 
 def audit_entries(config: Config, limit: int) -> list[AuditEntry]:
-    with _reading(config) as ledger:
+    with queries.reading(config) as ledger:
         return [] if ledger is None else audit.entries(ledger.db, limit)
 
 
@@ -90,7 +79,7 @@ def verify_audit(config: Config, expect_head: str | None = None) -> Verdict:
     if expect_head is not None and len(expect_head) != 64:
         raise FatalError(f"--expect-head takes a SHA-256 in hex (64 characters): "
                          f"{expect_head!r}")
-    with _reading(config) as ledger:
+    with queries.reading(config) as ledger:
         if ledger is None:
             return audit.Verdict(0, 0, audit.GENESIS) if expect_head is None else audit.Verdict(
                 0, 0, audit.GENESIS, 1, f"the expected head {expect_head} is not in the log: "
