@@ -1,7 +1,8 @@
 """The admin web app: a thin Flask edge (STYLE 2) around the pages of ``pages`` (one
 Blueprint).
 
-Every request needs the token (see ``auth``), every response carries the same security
+Every request needs a signed-in user and every POST an operator (``_authenticate``: the one
+check; ``auth`` and ``login`` say how users sign in), every response carries the same security
 headers, and an error (a wrong URL, a busy ledger) is a page that says what to do. The pages
 read the ledger through a read-only connection opened for that request.
 """
@@ -29,6 +30,7 @@ from gateway.admin.web.login import (
     ANY_USER_POSTS,
     OPEN,
     SESSIONS,
+    local_path,
     login,
     login_page,
     set_session_cookie,
@@ -110,23 +112,15 @@ def _principal() -> Principal | BaseResponse | None:
             return None
         # The token leaves the URL at once: out of history, logs and Referer headers.
         rest = [(k, v) for k, v in request.args.items(multi=True) if k != "token"]
-        # One leading slash: "//host/…" would send the browser to another site.
-        target = "/" + request.path.lstrip("/") + ("?" + urlencode(rest) if rest else "")
+        target = local_path(request.path) + ("?" + urlencode(rest) if rest else "")
         response = redirect(target, 303)
         set_session_cookie(response, guard.session_value)
         return response
-    if header is not None:
-        ok = guard is not None and guard.token_ok(bearer(header))
-        return _token_principal(guard) if ok else None
     cookie = request.cookies.get(COOKIE)
-    if guard is not None and guard.session_ok(cookie):
-        return _token_principal(guard)
-    return user_principal(cookie)
-
-
-def _token_principal(guard: Guard | None) -> Principal:
-    assert guard is not None
-    return Principal(TOKEN_USER, OPERATOR, guard.csrf_token)
+    if guard is not None and (guard.token_ok(bearer(header)) if header is not None
+                              else guard.session_ok(cookie)):
+        return Principal(TOKEN_USER, OPERATOR, guard.csrf_token)
+    return None if header is not None else user_principal(cookie)
 
 
 def user_principal(cookie: str | None) -> Principal | None:

@@ -40,7 +40,7 @@ def _throttle() -> Throttle:
     return throttle
 
 
-def _local(target: str | None) -> str:
+def local_path(target: str | None) -> str:
     """A path on this site: never "//host" or "/\\host", which a browser takes elsewhere."""
     return "/" + (target or "").lstrip("/\\")
 
@@ -49,7 +49,7 @@ def login_page(error: str | None = None, name: str = "") -> str:
     """The sign-in form; after it the browser goes back to the page asked for."""
     target = request.form.get("next") if request.method == "POST" else request.full_path
     return render_template("login.html", login_csrf=_sessions().login_csrf, error=error,
-                           name=name, next=_local(target).rstrip("?"))
+                           name=name, next=local_path(target).rstrip("?"))
 
 
 def set_session_cookie(response: BaseResponse, value: str) -> None:
@@ -83,7 +83,7 @@ def sign_in() -> BaseResponse | tuple[str, int]:
         log.warning("failed sign-in as %s from %s", printable(name[:64]), request.remote_addr)
         return login_page("Wrong name or password.", name), 401
     assert user is not None
-    response = redirect(_local(request.form.get("next")), 303)
+    response = redirect(local_path(request.form.get("next")), 303)
     set_session_cookie(response, _sessions().cookie(user.name, user.fingerprint))
     return response
 
