@@ -1,7 +1,8 @@
 """The ``user`` and ``audit`` commands: the admin page's users and the audit trail.
 
 Exit codes: ``user …`` 0 done, 1 refused (unknown or existing user, weak password; the reason
-on stderr); ``audit verify`` 0 when the chain is intact, 1 naming the first bad entry.
+on stderr); ``audit verify`` 0 when the chain is intact, 1 naming the first bad entry (both
+answers on stdout).
 A password is read from a prompt (twice) or, when stdin is not a terminal, from its first
 line: never from the command line, where ``ps`` and shell history would show it.
 """
@@ -149,6 +150,7 @@ def _audit(args: argparse.Namespace, config: Config) -> int:
         print(f"{verdict.entries} entries, chain intact; head #{verdict.head_seq} "
               f"{verdict.head_hash}")
         return EXIT_OK
+    # The answer of the command, as `check` prints its ack: on stdout, with exit 1.
     print(f"audit log broken at entry #{verdict.bad_seq}: {verdict.problem} "
-          f"({verdict.entries} entries intact before it)", file=sys.stderr)
+          f"({verdict.entries} entries intact before it)")
     return EXIT_REFUSED
