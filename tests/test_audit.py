@@ -4,6 +4,7 @@ ledgers: SQLite and PostgreSQL (tests/pg_server.py)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -197,3 +198,13 @@ def test_admin_events_from_before_the_audit_log_are_chained_in_order(cfg: Path) 
     assert [(e.seq, e.action, e.actor, e.at[:10]) for e in reversed(found)] == [
         (1, "reprocess", "cli:old", "2026-01-02"), (2, "purge", "cli:old", "2026-01-01")]
     assert verify(cfg)[0] == 0
+
+
+def test_a_purge_is_audited_and_never_purges_the_trail(three: Path) -> None:
+    """Any action that emits admin.<verb> is audited with no code of its own: purge here."""
+    assert cli(three, "purge", "--as-of", "2099-01-01").returncode == 0
+    code, out = verify(three)
+    assert code == 0 and out.startswith("4 entries, chain intact"), out
+    listed = json.loads(cli(three, "audit", "list", "--json").stdout)
+    assert listed[0]["action"] == "purge" and listed[0]["actor"].startswith("cli:")
+    assert [e["seq"] for e in listed] == [4, 3, 2, 1]
