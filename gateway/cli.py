@@ -10,7 +10,6 @@ would change, 1 when something would, 2 on a usage or configuration error.
 from __future__ import annotations
 
 import argparse
-import getpass
 import logging
 import os
 import sys
@@ -19,7 +18,8 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import NoReturn
 
-from gateway import cli_ops
+from gateway import cli_access, cli_ops
+from gateway.cli_access import actor as _actor
 from gateway.config import Config, find_config, load_config
 from gateway.errors import ConfigError, FatalError, GatewayError
 from gateway.ledger.reads.files import FILE_STATUSES
@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _admin_commands(command)
     _web_command(command)
+    cli_access.add_commands(command, _Parser)
     return parser
 
 
@@ -273,6 +274,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.command == "web":
         return _web(args, config)
+    if args.command in ("user", "audit"):
+        return cli_access.run(args, config)
     return _admin(args, config)
 
 
@@ -343,14 +346,6 @@ def _show(args: argparse.Namespace, config: Config) -> int:
         return EXIT_NOT_ACCEPTED
     print(report.license_json(found) if args.json else report.license_text(found))
     return EXIT_OK
-
-
-def _actor() -> str:
-    """Who did it, for the audit trail: the login name behind the command line."""
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no name for this uid (a container)
-        return f"cli:uid {os.getuid()}"
 
 
 def _check_alerts(config: Config) -> None:

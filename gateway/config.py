@@ -157,11 +157,13 @@ ENV_NAME = matches(r"[A-Za-z_][A-Za-z0-9_]*", "an environment variable name")
 
 @dataclass(frozen=True)
 class WebSettings:
-    """The admin web page (`aim-gateway web`): reads, and the admin actions; token required."""
+    """The admin web page (`aim-gateway web`): users sign in (`aim-gateway user add`); a viewer
+    reads, an operator also acts."""
 
     host: str = setting("127.0.0.1", "address served on; others need allow_remote", NON_EMPTY)
     port: int = setting(8765, "TCP port served on", PORT)
-    token_env: str = setting("AIMGW_WEB_TOKEN", "environment variable holding the access token",
+    token_env: str = setting("AIMGW_WEB_TOKEN", "environment variable holding the shared "
+                             "token of earlier versions (optional, transitional: an operator)",
                              ENV_NAME)
     allow_remote: bool = setting(False, "true = may serve on an address other machines reach")
     in_serve: bool = setting(

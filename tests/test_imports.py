@@ -32,7 +32,7 @@ STAGES: list[tuple[str, ...]] = [
     ("gateway.outputs",),
     ("gateway.service",),
     ("gateway.admin",),
-    ("gateway.cli", "gateway.cli_ops"),
+    ("gateway.cli", "gateway.cli_ops", "gateway.cli_access"),
 ]
 
 

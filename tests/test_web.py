@@ -114,10 +114,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 # --- the token -------------------------------------------------------------------------------
 
 
-def test_without_a_token_the_browser_gets_401(site: Site, page: Page) -> None:
+def test_without_a_token_the_browser_gets_401_and_the_sign_in_form(site: Site, page: Page) -> None:
     response = page.goto(site.url)
     assert response is not None and response.status == 401
-    assert "Token required" in page.inner_text("h1")
+    assert "Sign in" in page.inner_text("h1") and page.is_visible("#login #password")
     assert "downhill" not in page.content()  # nothing of the ledger leaks
 
 
@@ -281,7 +281,7 @@ def test_reprocess_from_the_page_records_the_reason(tmp_path: Path, page: Page) 
                               (new,)).fetchone() == (old,)
             recorded = [json.loads(data) for (data,) in db.execute(
                 "SELECT data FROM events WHERE file_id IN (?, ?)", (old, new))]
-        assert any(e.get("reason") == reason and e.get("actor") == "web:127.0.0.1"
+        assert any(e.get("reason") == reason and e.get("actor") == "web:token@127.0.0.1"
                    for e in recorded), recorded
         page.goto(f"{site.url}files/{old}")
         assert new in page.inner_text("#reprocessed-as")

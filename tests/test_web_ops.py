@@ -176,7 +176,7 @@ def test_resend_from_the_page_sends_the_same_bytes_and_records_who_and_why(site:
     assert response.headers["Location"].endswith(f"/files/{file_id}?done=resend")
     assert sent.read_bytes() == before
     (event,) = site.events("admin.resend")
-    assert event["actor"] == "web:127.0.0.1" and event["reason"] == "partner lost it"
+    assert event["actor"] == "web:token@127.0.0.1" and event["reason"] == "partner lost it"
     page = site.get(f"/files/{file_id}?done=resend").get_data(as_text=True)
     assert 'id="done"' in page and "sent again" in page
     assert site.post("/files/20261201-999999/resend", reason="x").status_code == 404
@@ -199,7 +199,7 @@ def test_release_from_the_page_reuses_the_cli_s_release(site: Site) -> None:
     assert response.status_code == 303
     (event,) = site.events("admin.release")
     assert (event["file_id"], event["reason"], event["actor"]) == (
-        file_id, "disk replaced", "web:127.0.0.1")
+        file_id, "disk replaced", "web:token@127.0.0.1")
     with site.db() as db:
         assert db.execute("SELECT COUNT(*) FROM file_failures").fetchone() == (0,)
 
@@ -220,7 +220,7 @@ def test_reprocess_of_several_files_goes_on_after_a_failure(site: Site) -> None:
     events = site.events("admin.reprocess")
     assert len(events) == 2
     assert {e["original"] for e in events} == {good, partial}
-    assert all(e["reason"] == "mapping fixed" and e["actor"] == "web:127.0.0.1" for e in events)
+    assert all(e["reason"] == "mapping fixed" and e["actor"] == "web:token@127.0.0.1" for e in events)
     assert site.post("/files/reprocess-selected", reason="x").status_code == 400
     assert site.post("/files/reprocess-selected", file_id=[good], reason="").status_code == 400
     assert len(site.events("admin.reprocess")) == 2
@@ -235,9 +235,9 @@ def test_pause_and_resume_from_the_partner_page(site: Site) -> None:
     assert response.status_code == 303 and response.headers["Location"].endswith(
         "/partners/acme")
     page = site.get("/partners/acme").get_data(as_text=True)
-    assert "paused by web:127.0.0.1: partner moves servers" in page
+    assert "paused by web:token@127.0.0.1: partner moves servers" in page
     dashboard = site.get("/").get_data(as_text=True)
-    assert "paused by web:127.0.0.1: partner moves servers" in dashboard
+    assert "paused by web:token@127.0.0.1: partner moves servers" in dashboard
     assert "health-paused" in dashboard
     again = site.post("/partners/acme/pause", reason="again")
     assert again.status_code == 409 and "already paused" in again.get_data(as_text=True)

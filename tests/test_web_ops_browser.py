@@ -62,17 +62,17 @@ def test_a_partner_paused_on_the_page_is_skipped_by_run_once_until_resumed(
     page.click("#pause button[type=submit]")
     page.wait_for_load_state()
     assert page.inner_text("#state") == "paused"
-    assert "paused by web:127.0.0.1: partner is moving its server" in page.inner_text("#paused")
+    assert "paused by web:token@127.0.0.1: partner is moving its server" in page.inner_text("#paused")
     page.goto(site.url)
     row = page.locator("tr[data-partner=acme]")
-    assert "paused by web:127.0.0.1: partner is moving its server" in row.inner_text()
+    assert "paused by web:token@127.0.0.1: partner is moving its server" in row.inner_text()
     assert "unhealthy" in (row.get_attribute("class") or "")
 
     inbox = site.cfg.parent / "inbox" / "acme"
     shutil.copy(GOOD, inbox / "second.xml")
     capsys.readouterr()
     assert main(["--config", str(site.cfg), "run", "--once", "--as-of", DAY]) == 0
-    assert "acme: not polled, paused by web:127.0.0.1" in capsys.readouterr().out
+    assert "acme: not polled, paused by web:token@127.0.0.1" in capsys.readouterr().out
     assert _count(site, "second.xml") == 0
 
     page.goto(f"{site.url}partners/acme")

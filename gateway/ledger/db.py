@@ -101,6 +101,11 @@ class Database(Protocol):
         """The database's own storage check; empty when all is well."""
         ...
 
+    def lock_audit(self) -> None:
+        """Inside a transaction: hold other appends to the audit log back until it ends
+        (gateway.ledger.audit); an error outside one."""
+        ...
+
 
     def json_elements(self, column: str, alias: str) -> str:
         """A FROM item with one row per element of the JSON array in ``column``."""

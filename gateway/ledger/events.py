@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gateway.ledger import audit
 from gateway.ledger.store import Event, Ledger
 
 log = logging.getLogger("gateway")
@@ -42,12 +43,19 @@ class EventLog:
 
     def emit(self, ledger: Ledger | None, kind: str, *, partner: str | None = None,
              file_id: str | None = None, **data: Any) -> dict[str, Any]:
-        """Record one event; call inside the ledger transaction that made it true.
+        """Record one event; call inside the ledger transaction that made it true. An
+        ``admin.<verb>`` event is also appended to the audit trail (gateway.ledger.audit).
 
         Returns the event as written to the JSON lines (alerts pass it on to a webhook).
         """
         at = datetime.now(UTC).isoformat(timespec="milliseconds")
         record = {"at": at, "event": kind, "partner": partner, "file_id": file_id, **data}
+        if audit.is_audited(kind):
+            # The audit trail's one hook: an admin action that could not be audited is a bug
+            # of its caller (no ledger, or a read-only one), so it fails before it is done.
+            if ledger is None or ledger.readonly:
+                raise RuntimeError(f"{kind} must be emitted with a writable ledger")
+            audit.append(ledger.db, at, kind, partner, file_id, data)
         if ledger is not None and not ledger.readonly:
             ledger.add_event(Event(at, kind, partner, file_id, data))
         if self._handler is not None:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 from gateway.errors import FatalError
+from gateway.ledger.audit import backfill
 from gateway.ledger.db import Database
 
 # The times the ledger stores, by table and key. Older gateways wrote received_at and
@@ -360,6 +361,35 @@ MIGRATIONS: tuple[str | Callable[[Database], None], ...] = (
         reason     TEXT NOT NULL
     );
     """,
+    """
+    -- Issue 14 item 12: named web users and the hash-chained audit trail.
+    -- users: the admin page's accounts; password_hash is argon2id (gateway.ledger.users),
+    -- never the password. role: viewer (reads) or operator (reads and every action).
+    CREATE TABLE users (
+        name          TEXT PRIMARY KEY,
+        role          TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        created_at    TEXT NOT NULL,
+        changed_at    TEXT NOT NULL
+    );
+    -- audit_log: one entry per admin.<verb> event, append only (gateway.ledger.audit).
+    -- hash = SHA-256(prev_hash + canonical JSON of the other columns); prev_hash UNIQUE: no
+    -- entry can have two successors (no fork, even from a writer that skipped the lock).
+    CREATE TABLE audit_log (
+        seq       INTEGER PRIMARY KEY,
+        at        TEXT NOT NULL,
+        actor     TEXT NOT NULL,
+        action    TEXT NOT NULL,
+        reason    TEXT,
+        partner   TEXT,
+        file_id   TEXT,
+        details   TEXT NOT NULL,
+        prev_hash TEXT NOT NULL UNIQUE,
+        hash      TEXT NOT NULL
+    );
+    """,
+    # Issue 14 item 12: the admin events recorded before the audit log, chained in order.
+    backfill,
 )
 
 

@@ -179,6 +179,12 @@ class PostgresDb:
         self.execute("SET LOCAL lock_timeout = '5s'")
         self.execute("LOCK TABLE file_counter IN SHARE ROW EXCLUSIVE MODE")
 
+    def lock_audit(self) -> None:
+        """A lock that conflicts with itself only: readers go on, a second appender waits.
+        PostgreSQL refuses LOCK TABLE outside a transaction, so an append made outside the
+        change's transaction fails rather than racing."""
+        self.execute("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE")
+
     def integrity_problems(self) -> list[str]:
         """The server checks its own storage: nothing to ask here."""
         return []

@@ -138,6 +138,12 @@ class SqliteDb:
     def lock_receipts(self) -> None:
         """Nothing to take: the transaction's write lock already keeps receipts out."""
 
+    def lock_audit(self) -> None:
+        """BEGIN IMMEDIATE already holds the one write lock; outside a transaction the head
+        read and the insert could interleave with another writer's, so that is refused."""
+        if not self.conn.in_transaction:
+            raise RuntimeError("audit entries are appended inside the change's transaction")
+
     def integrity_problems(self) -> list[str]:
         return [r[0] for r in self.execute("PRAGMA integrity_check") if r[0] != "ok"]
 

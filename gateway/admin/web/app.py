@@ -1,43 +1,68 @@
 """The admin web app: a thin Flask edge (STYLE 2) around the pages of ``pages`` (one
 Blueprint).
 
-Every request needs the token (see ``auth``), every response carries the same security
+Every request needs a signed-in user and every POST an operator (``_authenticate``: the one
+check; ``auth`` and ``login`` say how users sign in), every response carries the same security
 headers, and an error (a wrong URL, a busy ledger) is a page that says what to do. The pages
 read the ledger through a read-only connection opened for that request.
 """
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Flask, Response, current_app, redirect, render_template, request
+from flask import Flask, Response, current_app, g, redirect, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
-from gateway.admin.web.auth import COOKIE, Guard, bearer
+from gateway.admin.web.auth import (
+    COOKIE,
+    OPERATOR,
+    TOKEN_USER,
+    Guard,
+    Principal,
+    Sessions,
+    bearer,
+)
+from gateway.admin.web.login import (
+    ANY_USER_POSTS,
+    OPEN,
+    SESSIONS,
+    local_path,
+    login,
+    login_page,
+    set_session_cookie,
+)
 from gateway.admin.web.operations import ops
-from gateway.admin.web.pages import CONFIG, pages
+from gateway.admin.web.pages import CONFIG, ledger, pages
 from gateway.config import Config
 from gateway.errors import GatewayError
 from gateway.findings import CODES
+from gateway.ledger import users
 from gateway.ledger.reads.files import display_status, is_failed
 from gateway.ledger.reads.health import parse_time
+from gateway.ledger.store import ledger_exists
 
 # No inline script or style, nothing from elsewhere: an injected tag could do nothing. The one
 # script is our own file (static/refresh.js: the dashboard reloading itself).
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
        "form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
-GUARD = "AIMGW_GUARD"  # where create_app keeps the token guard in app.config
+GUARD = "AIMGW_GUARD"  # where create_app keeps the token guard (or None) in app.config
+ROLE_MESSAGE = ("{name} is a {role}: only an operator may change anything. Ask an operator, "
+                "or an administrator to run `aim-gateway user role {name} operator`.")
 
 
-def create_app(config: Config, guard: Guard) -> Flask:
-    """The admin app: the pages behind the token check, the security headers and the error
-    pages; ``config`` and ``guard`` are kept in the app's config for them."""
+def create_app(config: Config, guard: Guard | None = None) -> Flask:
+    """The admin app: the pages behind the sign-in, the security headers and the error
+    pages; ``config`` and ``guard`` (the transitional shared token, if set) are kept in the
+    app's config for them, with this start's session secret."""
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=64 * 1024, TEMPLATES_AUTO_RELOAD=False)
     app.config[CONFIG], app.config[GUARD] = config, guard
+    app.config[SESSIONS] = Sessions()
     app.jinja_env.autoescape = True  # every template, whatever its name ends with
     app.jinja_env.filters.update(local=lambda text: _local(config, text), tons=_tons)
     app.jinja_env.filters["show"] = _show
@@ -50,41 +75,69 @@ def create_app(config: Config, guard: Guard) -> Flask:
     app.context_processor(_common)
     app.register_blueprint(pages)
     app.register_blueprint(ops)  # downloads and actions (issue 14 item 11)
+    app.register_blueprint(login)
     return app
 
 
-def _guard() -> Guard:
-    guard: Guard = current_app.config[GUARD]
+def _guard() -> Guard | None:
+    guard: Guard | None = current_app.config[GUARD]
     return guard
 
 
 def _authenticate() -> BaseResponse | None:
-    guard = _guard()
-    offered = request.args.get("token")
-    if offered is not None:
-        if not guard.token_ok(offered):
-            return _refuse(401)
-        # The token leaves the URL at once: out of history, logs and Referer headers.
-        rest = [(k, v) for k, v in request.args.items(multi=True) if k != "token"]
-        # One leading slash: "//host/…" would send the browser to another site.
-        target = "/" + request.path.lstrip("/") + ("?" + urlencode(rest) if rest else "")
-        response = redirect(target, 303)
-        response.set_cookie(COOKIE, guard.session_value, httponly=True, samesite="Strict",
-                            secure=request.is_secure, path="/")
-        return response
-    header = request.headers.get("Authorization")
-    if header is not None:
-        if not guard.token_ok(bearer(header)):
-            return _refuse(401)
-    elif not guard.session_ok(request.cookies.get(COOKIE)):
+    """Central authorization: a GET needs any signed-in user, every POST the operator role
+    (and a CSRF token from our own form); a new POST route needs nothing of its own."""
+    if request.endpoint in OPEN:
+        return None
+    found = _principal()
+    if isinstance(found, BaseResponse):
+        return found
+    if found is None:
         return _refuse(401)
-    if request.method == "POST":  # the one write: it must come from our own form
+    g.principal = found
+    if request.method == "POST":
         origin = request.headers.get("Origin")
         if origin is not None and origin.rstrip("/") != request.host_url.rstrip("/"):
             return _refuse(403)
-        if not guard.csrf_ok(request.form.get("csrf")):
+        if not hmac.compare_digest(request.form.get("csrf", "").encode(),
+                                   found.csrf.encode()):
             return _refuse(403)
+        if not found.operator and request.endpoint not in ANY_USER_POSTS:
+            return _refuse(403, ROLE_MESSAGE.format(name=found.name, role=found.role))
     return None
+
+
+def _principal() -> Principal | BaseResponse | None:
+    """The user (or token) this request comes from; a redirect when ``?token=`` came."""
+    guard = _guard()
+    header = request.headers.get("Authorization")
+    if guard is not None and (offered := request.args.get("token")) is not None:
+        if not guard.token_ok(offered):
+            return None
+        # The token leaves the URL at once: out of history, logs and Referer headers.
+        rest = [(k, v) for k, v in request.args.items(multi=True) if k != "token"]
+        target = local_path(request.path) + ("?" + urlencode(rest) if rest else "")
+        response = redirect(target, 303)
+        set_session_cookie(response, guard.session_value)
+        return response
+    cookie = request.cookies.get(COOKIE)
+    if guard is not None and (guard.token_ok(bearer(header)) if header is not None
+                              else guard.session_ok(cookie)):
+        return Principal(TOKEN_USER, OPERATOR, guard.csrf_token)
+    return None if header is not None else user_principal(cookie)
+
+
+def user_principal(cookie: str | None) -> Principal | None:
+    """The user of a session cookie, as the ledger has it now (role, password)."""
+    sessions: Sessions = current_app.config[SESSIONS]
+    signed = sessions.parse(cookie)
+    if cookie is None or signed is None or not ledger_exists(current_app.config[CONFIG]):
+        return None
+    name, fingerprint = signed
+    user = users.find(ledger().db, name)
+    if user is None or not hmac.compare_digest(user.fingerprint.encode(), fingerprint.encode()):
+        return None
+    return Principal(user.name, user.role, sessions.csrf(cookie))
 
 
 def _headers(response: Response) -> Response:
@@ -111,23 +164,20 @@ def _busy(err: Exception) -> tuple[str, int]:
 
 def _common() -> dict[str, Any]:
     config: Config = current_app.config[CONFIG]
-    return {"csrf_token": _guard().csrf_token, "partners": config.partners,
-            "zone": config.gateway.timezone}
+    principal: Principal | None = g.get("principal")
+    return {"csrf_token": principal.csrf if principal else "", "user": principal,
+            "partners": config.partners, "zone": config.gateway.timezone}
 
 
-def _refuse(code: int) -> Response:
-    titles = {401: "Token required", 403: "Refused"}
-    messages = {
-        401: "This page needs the access token. Open it once as /?token=<the value of the "
-             "token environment variable the server was started with>, or send "
-             "'Authorization: Bearer <token>'.",
-        403: "The form was not sent from this page (missing or wrong CSRF token). Reload "
-             "the page and try again."}
-    response = Response(render_template("error.html", code=code, title=titles[code],
-                                        message=messages[code]), code)
+def _refuse(code: int, message: str | None = None) -> Response:
+    """401: the sign-in form (the page asked for comes back after it); 403: refused."""
     if code == 401:
+        response = Response(login_page(), 401)
         response.headers["WWW-Authenticate"] = 'Bearer realm="aim-gateway"'
-    return response
+        return response
+    return Response(render_template("error.html", code=code, title="Refused", message=(
+        message or "The form was not sent from this page (missing or wrong CSRF token). "
+        "Reload the page and try again.")), code)
 
 
 def _local(config: Config, text: object) -> str:

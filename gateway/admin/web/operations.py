@@ -5,7 +5,7 @@ reprocess several files; pause and resume a partner (its own page); the daily ch
 Every action is a POST with a reason, behind the app's token, CSRF and role checks
 (``app._authenticate``), and calls the one implementation the command line calls too
 (``gateway.admin.operations`` and ``actions``), which records ONE ``admin.<verb>`` event with
-the actor (``pages.web_actor``) and the reason. A download sends only a file the ledger names.
+the actor (``auth.web_actor``) and the reason. A download sends only a file the ledger names.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from gateway.admin import operations
 from gateway.admin.queries import backlog
 from gateway.admin.web import charts
+from gateway.admin.web.auth import web_actor
 from gateway.admin.web.pages import (
     MAX_ROWS,
     _config,
@@ -26,7 +27,6 @@ from gateway.admin.web.pages import (
     local_today,
     now_utc,
     render_file,
-    web_actor,
 )
 from gateway.errors import FatalError, GatewayError
 from gateway.ledger.reads.files import FileQuery, list_files

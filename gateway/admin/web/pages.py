@@ -3,7 +3,8 @@
 renders a template. The one write, reprocess, goes through ``gateway.admin.actions.reprocess``
 like the command line does, with the reason the admin typed.
 
-``app.create_app`` registers the Blueprint behind the token check and the error pages.
+``app.create_app`` registers the Blueprint behind the sign-in (any user reads, an operator
+acts: ``app._authenticate``) and the error pages.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from flask import Blueprint, abort, current_app, g, redirect, render_template, r
 
 from gateway.admin import queries
 from gateway.admin.web import charts
+from gateway.admin.web.auth import web_actor
 from gateway.config import Config
 from gateway.errors import GatewayError
 from gateway.ledger.reads.files import (
@@ -105,11 +107,6 @@ def files() -> str:
     rows = list_files(ledger(), query, _config().gateway.zone)
     return render_template("files.html", rows=rows[:MAX_ROWS], more=len(rows) > MAX_ROWS,
                            filt=query, statuses=FILE_STATUSES, problems=problems)
-
-
-def web_actor() -> str:
-    """Who did an action on the page, for its ``admin.*`` event: the one place it is named."""
-    return f"web:{request.remote_addr}"
 
 
 def render_file(file_id: str, error: str | None = None, reason: str = "",

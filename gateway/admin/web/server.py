@@ -1,6 +1,6 @@
-"""Serving the admin pages with waitress: loopback by default, a token always.
+"""Serving the admin pages with waitress: loopback by default, never without a way to sign in.
 
-``make_server`` checks everything before a socket is opened (address, token), so a wrong
+``make_server`` checks everything before a socket is opened (address, users or token), so a wrong
 start fails at once with a message saying what to do, never with an open, unguarded port.
 """
 
@@ -14,9 +14,11 @@ from typing import Any
 from waitress.server import create_server
 
 from gateway.admin.web.app import create_app
-from gateway.admin.web.auth import guard_from_env
+from gateway.admin.web.auth import MAKE_TOKEN, guard_from_env
 from gateway.config import Config, is_loopback
 from gateway.errors import FatalError
+from gateway.ledger import users
+from gateway.ledger.store import ledger_exists, open_ledger
 
 THREADS = 4  # a handful of admins; a reprocess holds one thread while it runs
 
@@ -34,6 +36,11 @@ def make_server(config: Config, host: str | None = None, port: int | None = None
                          "machines may reach: use 127.0.0.1 (the default), or set "
                          f"allow_remote = true in [web] of {config.path}")
     guard = guard_from_env(web.token_env, environ)
+    if guard is None and not _has_users(config):
+        raise FatalError("nobody could sign in to the web page: add a user with `aim-gateway "
+                         "user add NAME --role operator` (or, while the shared token is "
+                         f"still accepted, set the environment variable {web.token_env} to "
+                         f"the output of `{MAKE_TOKEN}`) and start it again")
     try:
         # ident: no version in the Server header; no proxy headers trusted, so the
         # recorded actor is the real peer address.
@@ -42,6 +49,16 @@ def make_server(config: Config, host: str | None = None, port: int | None = None
                              clear_untrusted_proxy_headers=True)
     except OSError as err:
         raise FatalError(f"cannot listen on {host}:{port}: {err.strerror}") from err
+
+
+def _has_users(config: Config) -> bool:
+    if not ledger_exists(config):
+        return False
+    ledger = open_ledger(config, readonly=True)
+    try:
+        return users.count(ledger.db) > 0
+    finally:
+        ledger.close()
 
 
 def server_url(server: Any) -> str:
