@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from gateway.config import Config, find_config, load_config
-from gateway.errors import ConfigError, FatalError, GatewayError
+from gateway.errors import ConfigError, FatalError, GatewayError, UsageError
 from gateway.ledger.reads.files import FILE_STATUSES
 from gateway.ledger.reads.licenses import LICENSE_STATES
 
@@ -210,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     except ConfigError as err:
         print(str(err), file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as err:  # no config file, no such partner (guide 8: exit 2)
+        print(f"aim-gateway: {err}", file=sys.stderr)
         return EXIT_USAGE
     except FatalError as err:
         print(f"aim-gateway: {err}", file=sys.stderr)
@@ -433,7 +436,8 @@ def _mapping_test(args: argparse.Namespace) -> int:
     try:
         mapping = load_mapping(args.mapping.resolve())
     except MappingError as err:
-        print(f"aim-gateway: the mapping has {len(err.problems)} problem(s):", file=sys.stderr)
+        print(f"aim-gateway: the mapping {args.mapping.resolve()} has {len(err.problems)} "
+              "problem(s):", file=sys.stderr)
         for problem in err.problems:
             print(f"  - {problem}", file=sys.stderr)
         return EXIT_USAGE
