@@ -179,14 +179,21 @@ class FindingGroup:
     ranges: list[str]
     more_ranges: bool
     refs: int
-    message: str
+    message: str  # a first example (the least, so that the same file always shows the same)
+    ref: str | None  # an application it was found in (likewise)
+
+    @property
+    def where(self) -> str:
+        """The file lines, as ranges: ``3–5, 9, …``; "the file" for a finding on no line."""
+        if not self.lines:
+            return "the file"
+        return ", ".join(self.ranges) + (", …" if self.more_ranges else "")
 
     @property
     def summary(self) -> str:
         if not self.lines:
             return f"{self.code} on the file"
-        shown = ", ".join(self.ranges) + (", …" if self.more_ranges else "")
-        return f"{self.code} on {self.lines} line{'s' if self.lines != 1 else ''}: {shown}"
+        return f"{self.code} on {self.lines} line{'s' if self.lines != 1 else ''}: {self.where}"
 
 
 def compress(numbers: Iterable[int]) -> Iterator[str]:
@@ -213,16 +220,16 @@ def finding_groups(ledger: Ledger, file_id: str) -> list[FindingGroup]:
     """
     db = ledger.db
     groups = []
-    for code, severity, count, lines, refs, message in db.execute(
+    for code, severity, count, lines, refs, message, ref in db.execute(
             "SELECT code, MIN(severity), COUNT(*), COUNT(DISTINCT source_line), "
-            "COUNT(DISTINCT ref), MIN(message) FROM findings WHERE file_id = ? GROUP BY code",
-            (file_id,)).fetchall():
+            "COUNT(DISTINCT ref), MIN(message), MIN(ref) FROM findings WHERE file_id = ? "
+            "GROUP BY code", (file_id,)).fetchall():
         rule = CODES[code][1] if code in CODES else ""
         ordered = (r[0] for r in db.execute(
             "SELECT DISTINCT source_line FROM findings WHERE file_id = ? AND code = ? AND "
             "source_line IS NOT NULL ORDER BY source_line", (file_id, code)))
         ranges = list(islice(compress(ordered), MAX_RANGES + 1))
         groups.append(FindingGroup(code, severity, rule, count, lines, ranges[:MAX_RANGES],
-                                   len(ranges) > MAX_RANGES, refs, message))
+                                   len(ranges) > MAX_RANGES, refs, message, ref))
     order = {"ERROR": 0, "WARNING": 1, "INFO": 2}
     return sorted(groups, key=lambda g: (order.get(g.severity, 3), -g.count, g.code))
