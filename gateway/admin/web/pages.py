@@ -231,7 +231,8 @@ def licenses() -> str:
     total = count_licenses(ledger(), search) if len(rows) == MAX_ROWS else len(rows)
     apps = applications_for_ref(ledger(), search.text, MAX_ROWS + 1) if search.text else []
     return render_template("licenses.html", search=search, rows=rows, total=total,
-                           apps=apps[:MAX_ROWS], problems=problems, states=LICENSE_STATES,
+                           apps=apps[:MAX_ROWS], apps_more=len(apps) > MAX_ROWS,
+                           problems=problems, states=LICENSE_STATES,
                            csv_url=_csv_link("pages.licenses_csv"))
 
 
