@@ -334,9 +334,11 @@ def story_out(story: FileStory, form: str, groups: list[FindingGroup]) -> str:
     return (show_json(story) if form == "json" else show_text(story, groups)) + "\n"
 
 
-def file_line(row: FileRow) -> str:
-    """A processed file in one line: its status and counts (``run --once``, ``reprocess``)."""
-    return (f"{row.file_id}: {display_status(row)} ({row.applications} application(s): "
+def file_line(row: FileRow, named: bool = False) -> str:
+    """A processed file in one line: its status and counts (``run --once`` with its name,
+    ``reprocess``)."""
+    name = f" {printable(row.remote_name)}" if named else ""
+    return (f"{row.file_id}{name}: {display_status(row)} ({row.applications} application(s): "
             f"{row.licensed} licensed, {row.new_licenses} new, {row.rejected} rejected, "
             f"{row.cancelled} cancelled){'  ' + printable(row.error) if row.error else ''}")
 
@@ -355,8 +357,7 @@ def run_text(report: PollReport, files: list[FileRow]) -> str:
         line += ", backing off after repeated failures (see `aim-gateway status`)"
     if report.error:
         line += f", ERROR {printable(report.error)}"
-    return "\n".join([line, *(f"  {file_line(row)}  {printable(row.remote_name)}"
-                              for row in files)])
+    return "\n".join([line, *(f"  {file_line(row, named=True)}" for row in files)])
 
 
 def reprocessed_json(row: FileRow) -> str:
