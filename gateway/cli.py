@@ -21,7 +21,7 @@ from typing import NoReturn
 from gateway import cli_access, cli_ops
 from gateway.cli_access import actor as _actor
 from gateway.config import Config, find_config, load_config
-from gateway.errors import ConfigError, FatalError, GatewayError
+from gateway.errors import ConfigError, FatalError, GatewayError, UsageError
 from gateway.ledger.reads.files import FILE_STATUSES
 from gateway.ledger.reads.licenses import LICENSE_STATES
 
@@ -130,6 +130,7 @@ def _admin_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> N
     p.add_argument("--since", type=_as_of, help="received on or after YYYY-MM-DD")
     p.add_argument("--limit", type=_positive, default=50, help="most rows shown (default 50)")
     p.add_argument("--json", action="store_true", help="JSON instead of a table")
+    p.add_argument("--csv", action="store_true", help="CSV (the web page's columns)")
 
     p = command("show", "The whole story of one file: receipt, findings, licenses, license "
                 "changes, ACE files, acknowledgment and its delivery, events; or of one "
@@ -138,7 +139,10 @@ def _admin_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> N
                    "number")
     p.add_argument("--as-of", type=_as_of, help="the day whose license states are shown "
                    "(default today)")
+    p.add_argument("--limit", type=_positive, default=50, help="most applications and "
+                   "findings listed one by one (default 50; grouped by code: all)")
     p.add_argument("--json", action="store_true", help="JSON instead of text")
+    p.add_argument("--csv", action="store_true", help="a file's findings as CSV")
 
     p = command("licenses", "Licenses issued, newest first, with their state.")
     p.add_argument("--number", help="one license number")
@@ -157,6 +161,7 @@ def _admin_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> N
                    "today)")
     p.add_argument("--limit", type=_positive, default=100, help="most rows (default 100)")
     p.add_argument("--json", action="store_true", help="JSON instead of a table")
+    p.add_argument("--csv", action="store_true", help="CSV (the web page's columns)")
 
     p = command("reprocess", "Take an archived or failed file through the pipeline again "
                 "(e.g. after a mapping fix), as a new file linked to it. Licenses issued "
@@ -207,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         # `aim-gateway files | head`: the reader has had enough; not an error.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
-    except ConfigError as err:
+    except (ConfigError, UsageError) as err:  # UsageError: no config file, no such partner
         print(str(err), file=sys.stderr)
         return EXIT_USAGE
     except FatalError as err:
@@ -232,21 +237,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_OK if ok else EXIT_NOT_ACCEPTED
     config = _load(args)
     if args.command == "run":
+        from gateway.admin import queries, report
         from gateway.service.runner import run_once
-        from gateway.textsafe import printable
 
-        reports = run_once(config, args.as_of)
-        for report in reports:
-            line = f"{report.partner}: {len(report.taken)} file(s) taken"
-            if report.paused:  # not polled at all
-                line = f"{report.partner}: not polled, {report.paused}"
-            if report.skipped:
-                line += f", {report.skipped} already seen"
-            if report.backing_off:
-                line += ", backing off after repeated failures (see `aim-gateway status`)"
-            if report.error:
-                line += f", ERROR {printable(report.error)}"
-            print(line)
+        for polled in run_once(config, args.as_of):  # each file taken: its status and counts
+            print(report.run_text(polled, queries.taken(config, polled.taken)))
         return EXIT_OK
     if args.command == "db":
         from gateway.ledger.store import open_ledger
@@ -288,19 +283,19 @@ def _admin(args: argparse.Namespace, config: Config) -> int:
         _check_alerts(config)
         print(report.status(config, args.json, sys.stdout))
         return EXIT_OK
-    if args.command == "files":
-        rows = queries.files(config, FileQuery(partner=args.partner or "",
-                                               status=args.status or "", since=args.since,
-                                               limit=args.limit))
-        print(report.files_json(rows) if args.json else report.files_text(rows))
-        return EXIT_OK
-    if args.command == "licenses":
-        found = queries.licenses(config, LicenseQuery(
-            number=args.number or "", ref=args.ref or "", importer=args.importer or "",
-            partner=args.partner or "", issued_from=args.since, issued_to=args.until,
-            state=args.state or "", expiring_within=args.expiring_within,
-            on=_today(config, args.as_of), limit=args.limit))
-        print(report.licenses_json(found) if args.json else report.licenses_text(found))
+    if args.command in ("files", "licenses"):  # a table, JSON or CSV; "N of M" if cut
+        rows, total = queries.counted_files(config, FileQuery(
+            partner=args.partner or "", status=args.status or "", since=args.since,
+            limit=args.limit)) if args.command == "files" else queries.counted_licenses(
+            config, LicenseQuery(
+                number=args.number or "", ref=args.ref or "", importer=args.importer or "",
+                partner=args.partner or "", issued_from=args.since, issued_to=args.until,
+                state=args.state or "", expiring_within=args.expiring_within,
+                on=_today(config, args.as_of), limit=args.limit))
+        out, more = report.listing(args.command, rows, total, _form(args))
+        sys.stdout.write(out)
+        if more:  # on stderr: JSON and CSV stay plain data
+            print(f"aim-gateway: {more}", file=sys.stderr)
         return EXIT_OK
     if args.command == "show":
         return _show(args, config)
@@ -322,6 +317,10 @@ def _admin(args: argparse.Namespace, config: Config) -> int:
     raise AssertionError(args.command)
 
 
+def _form(args: argparse.Namespace) -> str:
+    return "json" if args.json else "csv" if getattr(args, "csv", False) else ""
+
+
 def _today(config: Config, as_of: date | None) -> date:
     """The day license states are read on: the gateway's processing date (EXPIRED after the
     valid-through date, as the run that decides corrections sees it)."""
@@ -334,15 +333,15 @@ def _show(args: argparse.Namespace, config: Config) -> int:
     """A file's story, or a license's when the id is no file's."""
     from gateway.admin import queries, report
 
-    today = _today(config, args.as_of)
-    story = queries.story(config, args.file_id, today)
-    if story is not None:
-        print(report.show_json(story) if args.json else report.show_text(story))
+    today, form = _today(config, args.as_of), _form(args)
+    story = queries.story(config, args.file_id, today, None if form else args.limit)
+    if story is not None:  # as data (JSON, CSV): every application and finding
+        sys.stdout.write(report.story_out(story, form, queries.groups(config, args.file_id)))
         return EXIT_OK
     found = queries.license_of(config, args.file_id, today)
     if found is None:
-        print(f"aim-gateway: no file or license {args.file_id!r} in the ledger",
-              file=sys.stderr)
+        print(f"aim-gateway: no file or license {args.file_id!r} in the ledger: "
+              f"{report.ID_FORMAT}", file=sys.stderr)
         return EXIT_NOT_ACCEPTED
     print(report.license_json(found) if args.json else report.license_text(found))
     return EXIT_OK
@@ -413,7 +412,8 @@ def _mapping_test(args: argparse.Namespace) -> int:
     try:
         mapping = load_mapping(args.mapping.resolve())
     except MappingError as err:
-        print(f"aim-gateway: the mapping has {len(err.problems)} problem(s):", file=sys.stderr)
+        print(f"aim-gateway: the mapping {args.mapping.resolve()} has {len(err.problems)} "
+              "problem(s):", file=sys.stderr)
         for problem in err.problems:
             print(f"  - {problem}", file=sys.stderr)
         return EXIT_USAGE

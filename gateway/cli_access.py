@@ -130,7 +130,7 @@ def _on(entry: AuditEntry) -> str:
 
 def _audit(args: argparse.Namespace, config: Config) -> int:
     from gateway.admin import access
-    from gateway.admin.report import table
+    from gateway.admin.listing import table
 
     if args.audit_command == "list":
         entries = access.audit_entries(config, max(args.limit, 1))

@@ -25,7 +25,7 @@ from dataclasses import MISSING, dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from gateway.errors import FatalError
+from gateway.errors import FatalError, UsageError
 from gateway.model import Filer
 from gateway.settings import (
     NON_EMPTY,
@@ -38,9 +38,9 @@ from gateway.settings import (
     read_file,
     section,
     setting,
-    suggest,
     variants,
 )
+from gateway.textsafe import suggest
 from gateway.validate import rules
 
 DEFAULT_CONFIG_NAME = "config.toml"
@@ -135,7 +135,9 @@ class AceSettings:
 class LogSettings:
     """The processing log: JSON lines, rotated by size."""
 
-    events_file: Path = setting(Path("data/events.jsonl"), "one JSON event a line")
+    # None follows data_dir (issue 14): a data_dir moved elsewhere takes its log with it.
+    events_file: Path | None = setting(
+        None, 'one JSON event a line; "" = events.jsonl in gateway.data_dir')
     max_bytes: int = setting(10_485_760, "rotate the events file at this size", POSITIVE)
     backups: int = setting(5, "rotated files kept", NON_NEGATIVE)
     level: LogLevel = setting("INFO", "least severe level written")
@@ -440,7 +442,7 @@ class PartnerConfig:
                 load_mapping(self.mapping)
             except MappingError as err:
                 for problem in err.problems:
-                    yield "mapping", f"{self.mapping.name}: {problem}"
+                    yield "mapping", f"{self.mapping}: {problem}"  # the path it looked at
 
 
 @dataclass(frozen=True)
@@ -460,14 +462,19 @@ class Config:
     partners: tuple[PartnerConfig, ...] = setting((), "one table per partner, by id")
 
     def partner(self, partner_id: str) -> PartnerConfig:
-        """The partner with this id; FatalError (with a suggestion) when there is none."""
+        """The partner with this id; UsageError (with a suggestion) when there is none."""
         for partner in self.partners:
             if partner.id == partner_id:
                 return partner
         ids = [p.id for p in self.partners]
         hint = suggest(partner_id, ids)
         known = ", ".join(ids) or "none"
-        raise FatalError(f"{self.path}: no partner {partner_id!r}{hint} (configured: {known})")
+        raise UsageError(f"{self.path}: no partner {partner_id!r}{hint} (configured: {known})")
+
+    @property
+    def events_path(self) -> Path:
+        """The JSON-lines event log: ``log.events_file``, else ``events.jsonl`` in data_dir."""
+        return self.log.events_file or self.gateway.data_dir / "events.jsonl"
 
     def own_folders(self) -> dict[str, Path]:
         """The names under outbox_dir that the gateway itself writes, each with its folder: a
@@ -477,7 +484,7 @@ class Config:
         own = {name: outbox / name for name in OUTBOX_FOLDERS}
         if data == outbox:
             own.update({name: data / name for name in DATA_FOLDERS})
-        for path in (data, Path(os.path.normpath(self.log.events_file))):
+        for path in (data, Path(os.path.normpath(self.events_path))):
             if path != outbox and path.is_relative_to(outbox):
                 first = path.relative_to(outbox).parts[0]
                 own.setdefault(first, outbox / first)
@@ -527,7 +534,7 @@ def find_config(explicit: str | Path | None = None) -> Path:
     else:
         candidate, source = Path(DEFAULT_CONFIG_NAME), "the default, in the current folder"
     if not candidate.is_file():
-        raise FatalError(f"no configuration file at {candidate} ({source})")
+        raise UsageError(f"no configuration file at {candidate} ({source})")
     return candidate
 
 

@@ -6,7 +6,9 @@
     │                         failure, never counted against the file in hand
     ├── RejectedSubmission    report it, move the file to failed/ (carries the F-code finding)
     └── FatalError            stop: the gateway cannot run as configured
-        └── ConfigError       config.toml is wrong; carries every problem at once
+        ├── ConfigError       config.toml is wrong; carries every problem at once
+        └── UsageError        the command named what is not there: no config file, no
+                              such partner (the command line's exit 2)
 
 Findings (rule codes) are data, not exceptions: see ``gateway.findings``.
 """
@@ -54,3 +56,8 @@ class ConfigError(FatalError):
         lines += [f"  - {p}" for p in problems]
         lines.append("Fix these keys and start the gateway again.")
         super().__init__("\n".join(lines))
+
+
+class UsageError(FatalError):
+    """The command asked for something that is not there (a config file, a partner id): the
+    caller's mistake, a usage error, not a gateway that cannot run."""

@@ -11,7 +11,6 @@ them and raises one ``ConfigError`` with every problem, "did you mean" included;
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import inspect
 import json
 import math
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from gateway.errors import ConfigError
+from gateway.textsafe import closest
 
 # --- Checks ----------------------------------------------------------------------------------
 
@@ -180,8 +180,8 @@ class _Reader:
         for key, value in raw.items():
             if key not in names:
                 kind = "section" if isinstance(value, dict) else "key"
-                close = difflib.get_close_matches(key, names, n=1)
-                hint = f"did you mean {close[0]!r}?" if close else f"expected one of {names}"
+                close = closest(key, names)
+                hint = f"did you mean {close!r}?" if close else f"expected one of {names}"
                 self.problem(_join(where, key), f"unknown {kind}; {hint}")
         values = dict(preset)
         valid = True
@@ -358,8 +358,3 @@ def describe_file(cls: Any, name: str) -> str:
     describe_table(cls, "", out)
     return "\n".join(out).rstrip() + "\n"
 
-
-def suggest(word: str, names: list[str]) -> str:
-    """``"; did you mean 'x'?"`` for the closest of ``names``, else ``""``."""
-    close = difflib.get_close_matches(word, names, n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""

@@ -163,9 +163,10 @@ def test_the_shipped_config_toml_loads() -> None:
     [
         ("", lambda c: c.gateway.data_dir, "data"),
         ("", lambda c: c.gateway.outbox_dir, "outbox"),
-        ("", lambda c: c.log.events_file, "data/events.jsonl"),
+        ("", lambda c: c.events_path, "data/events.jsonl"),
         ('[gateway]\ndata_dir = "../var/gw"', lambda c: c.gateway.data_dir, "../var/gw"),
-        ('[log]\nevents_file = "logs/e.jsonl"', lambda c: c.log.events_file, "logs/e.jsonl"),
+        ('[log]\nevents_file = "logs/e.jsonl"', lambda c: c.events_path, "logs/e.jsonl"),
+        ('[gateway]\ndata_dir = "../var/gw"', lambda c: c.events_path, "../var/gw/events.jsonl"),
         (ACME, lambda c: c.partners[0].source.inbox, "inbox/acme"),
         (ACME + 'mapping = "m/acme.toml"', lambda c: c.partners[0].mapping, "m/acme.toml"),
     ],

@@ -220,7 +220,8 @@ def test_reprocess_of_several_files_goes_on_after_a_failure(site: Site) -> None:
     events = site.events("admin.reprocess")
     assert len(events) == 2
     assert {e["original"] for e in events} == {good, partial}
-    assert all(e["reason"] == "mapping fixed" and e["actor"] == "web:token@127.0.0.1" for e in events)
+    assert all(e["reason"] == "mapping fixed" and e["actor"] == "web:token@127.0.0.1"
+               for e in events)
     assert site.post("/files/reprocess-selected", reason="x").status_code == 400
     assert site.post("/files/reprocess-selected", file_id=[good], reason="").status_code == 400
     assert len(site.events("admin.reprocess")) == 2

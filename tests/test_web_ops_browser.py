@@ -62,7 +62,8 @@ def test_a_partner_paused_on_the_page_is_skipped_by_run_once_until_resumed(
     page.click("#pause button[type=submit]")
     page.wait_for_load_state()
     assert page.inner_text("#state") == "paused"
-    assert "paused by web:token@127.0.0.1: partner is moving its server" in page.inner_text("#paused")
+    paused = page.inner_text("#paused")
+    assert "paused by web:token@127.0.0.1: partner is moving its server" in paused
     page.goto(site.url)
     row = page.locator("tr[data-partner=acme]")
     assert "paused by web:token@127.0.0.1: partner is moving its server" in row.inner_text()

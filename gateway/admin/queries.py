@@ -12,16 +12,17 @@ from typing import TypeVar
 
 from gateway.config import Config, PartnerConfig
 from gateway.inbox.local import LocalInbox
-from gateway.ledger.reads.files import FileQuery, list_files
+from gateway.ledger.reads.files import FileQuery, count_files, list_files, mark_quarantined
 from gateway.ledger.reads.health import PartnerHealth, partner_health, service_view, unseen
 from gateway.ledger.reads.licenses import (
     LicenseQuery,
     LicenseRow,
     LicenseStory,
+    count_licenses,
     license_story,
     list_licenses,
 )
-from gateway.ledger.reads.story import FileStory, file_story
+from gateway.ledger.reads.story import FileStory, FindingGroup, file_story, finding_groups
 from gateway.ledger.store import FileRow, Ledger, ledger_exists, open_ledger
 
 T = TypeVar("T")
@@ -86,13 +87,53 @@ def files(config: Config, query: FileQuery) -> list[FileRow]:
     return _read(config, [], lambda ledger: list_files(ledger, query, config.gateway.zone))
 
 
+def counted_files(config: Config, query: FileQuery) -> tuple[list[FileRow], int]:
+    """The files of ``query`` and how many match, its limit aside (counted when it bites)."""
+    def read(ledger: Ledger) -> tuple[list[FileRow], int]:
+        rows = list_files(ledger, query, config.gateway.zone)
+        return rows, (count_files(ledger, query, config.gateway.zone)
+                      if len(rows) == query.limit else len(rows))
+
+    return _read(config, ([], 0), read)  # type: ignore[arg-type]
+
+
+def taken(config: Config, file_ids: list[str]) -> list[FileRow]:
+    """The files a run took, in the order taken (each line of ``run --once``)."""
+    if not file_ids:
+        return []
+
+    def read(ledger: Ledger) -> list[FileRow]:
+        marks = ", ".join("?" for _ in file_ids)
+        rows = {r.file_id: r for r in mark_quarantined(ledger.db, ledger.files(
+            f"file_id IN ({marks})", tuple(file_ids), limit=len(file_ids)))}
+        return [rows[i] for i in file_ids if i in rows]
+
+    return _read(config, [], read)
+
+
 def licenses(config: Config, query: LicenseQuery) -> list[LicenseRow]:
     return _read(config, [], lambda ledger: list_licenses(ledger, query))
 
 
-def story(config: Config, file_id: str, today: date | None = None) -> FileStory | None:
-    return _read(config, None, lambda ledger: file_story(ledger, config, file_id,
+def counted_licenses(config: Config, query: LicenseQuery) -> tuple[list[LicenseRow], int]:
+    """The licenses of ``query`` and how many match, its limit aside."""
+    def read(ledger: Ledger) -> tuple[list[LicenseRow], int]:
+        rows = list_licenses(ledger, query)
+        return rows, count_licenses(ledger, query) if len(rows) == query.limit else len(rows)
+
+    return _read(config, ([], 0), read)  # type: ignore[arg-type]
+
+
+def story(config: Config, file_id: str, today: date | None = None,
+          limit: int | None = None) -> FileStory | None:
+    """A file's story, its applications and findings cut at ``limit`` (None: all)."""
+    return _read(config, None, lambda ledger: file_story(ledger, config, file_id, limit,
                                                          today=today))
+
+
+def groups(config: Config, file_id: str) -> list[FindingGroup]:
+    """A file's findings by code (``show``, as the web page groups them)."""
+    return _read(config, [], lambda ledger: finding_groups(ledger, file_id))
 
 
 def license_of(config: Config, number: str, today: date) -> LicenseStory | None:

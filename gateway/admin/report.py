@@ -1,60 +1,38 @@
 """Rendering what admins read (``gateway.ledger.reads``) and what a replay found
 (``gateway.admin.replay``) for a terminal, or as JSON.
 
-Pure functions from data to text; the CLI prints them. Tables are plain aligned text with
-long cells cut, so that a listing stays one line per row in a terminal.
+Pure functions from data to text; the CLI prints them. Tables come from ``listing.table``:
+one line per row, cut to the terminal's width.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from gateway.admin import queries
 from gateway.admin.actions import PurgeReport
+from gateway.admin.listing import files_csv, findings_csv, licenses_csv, more_line, table
 from gateway.admin.replay import FileReplay, Replay, State, Summary, Watch
 from gateway.config import Config
 from gateway.ledger.reads.files import display_status
 from gateway.ledger.reads.health import PartnerHealth
 from gateway.ledger.reads.health_words import describe, label
 from gateway.ledger.reads.licenses import LicenseRow, LicenseStory
-from gateway.ledger.reads.story import FileStory
+from gateway.ledger.reads.story import FileStory, FindingGroup
 from gateway.ledger.store import FileRow
 from gateway.model import Filer
+from gateway.service.runner import PollReport
 from gateway.textsafe import printable
 
-MAX_CELL = 40  # characters a table cell shows; the last column is never cut
-SHOWN_APPS, SHOWN_FINDINGS = 200, 500  # rows ``show`` prints; ``show --json`` has them all
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return "-"
-    # A partner's file name is shown escaped: \r, \n or an escape sequence in it must not
-    # hide a row, forge one, or recolour the terminal.
-    return printable(value)
-
-
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]],
-          max_cell: int = MAX_CELL) -> str:
-    """Aligned columns under a header; cells longer than ``max_cell`` are cut with "…"."""
-    last = len(headers) - 1
-    cells = [[_cell(c) if i == last else _cut(_cell(c), max_cell) for i, c in enumerate(row)]
-             for row in rows]
-    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip(),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-              for r in cells]
-    return "\n".join(lines)
+# What ``show`` says to an id that is neither a file's nor a license's.
+ID_FORMAT = ("a file id is YYYYMMDD-NNNNNN, its day and number (e.g. 20261201-000001, see "
+             "`aim-gateway files`); a license number 1-10 letters and digits (e.g. A26000001, "
+             "see `aim-gateway licenses`)")
 
 
 def as_json(value: Any) -> str:
@@ -138,6 +116,7 @@ def _health_dict(p: PartnerHealth, now: datetime) -> dict[str, Any]:
             "last_name": last.remote_name if last else None,
             "last_status": display_status(last) if last else None,
             "last_received": last.received_at if last else None, "files": p.files,
+            "failed_today": p.failed_today,  # FAILED as everywhere: an F-code
             "unfinished": p.unfinished, "quarantined": p.quarantined,
             "licenses": p.licenses, "backlog": p.backlog, "failing": p.failing,
             "alarm": p.alarm, "why": describe(p, now),
@@ -160,36 +139,58 @@ def status_json(partners: list[PartnerHealth], now: datetime | None = None,
 # -- files and licenses -------------------------------------------------------------------------
 
 
-def files_text(rows: list[FileRow]) -> str:
+def files_text(rows: list[FileRow], total: int = 0) -> str:
+    """The files as a table; ``total`` (when more match than are shown) ends it "50 of N"."""
     if not rows:
         return "no files"
-    return table(["file id", "partner", "file", "received", "status", "apps", "licensed",
-                  "rejected", "cancelled", "note"],
+    return _with_more(len(rows), total, "files", table(
+        ["file id", "partner", "file", "received", "status", "apps", "licensed", "rejected",
+         "cancelled", "note"],
                  [[r.file_id, r.partner, r.remote_name, _short_time(r.received_at),
                    r.status or f"({r.state})", r.applications, r.licensed, r.rejected,
                    r.cancelled,
                    r.error or (f"reprocess of {r.reprocess_of}" if r.reprocess_of else
                                f"duplicate of {r.duplicate_of}" if r.duplicate_of else "")]
-                  for r in rows])
+                  for r in rows]))
+
+
+def _with_more(shown: int, total: int, noun: str, text: str) -> str:
+    more = more_line(shown, total, noun)
+    return f"{text}\n{more}" if more else text
 
 
 def files_json(rows: list[FileRow]) -> str:
     return as_json([asdict(r) for r in rows])
 
 
-def licenses_text(rows: list[LicenseRow]) -> str:
+def licenses_text(rows: list[LicenseRow], total: int = 0) -> str:
+    """The licenses as a table; ``total`` (when more match) ends it "100 of N"."""
     if not rows:
         return "no licenses"
-    return table(["license", "state", "kind", "source", "partner", "ref", "issued",
-                  "valid through", "lines", "kg", "USD", "replaces", "replaced by", "file id",
-                  "importer"],
+    return _with_more(len(rows), total, "licenses", table(
+        ["license", "state", "kind", "source", "partner", "ref", "issued", "valid through",
+         "lines", "kg", "USD", "replaces", "replaced by", "file id", "importer"],
                  [[r.license_number, r.state, r.kind, r.source, r.partner, r.ref, r.issue_date,
                    r.valid_through, r.lines, r.quantity_kg, r.value_usd, r.replaces,
-                   r.replaced_by, r.file_id, r.importer] for r in rows])
+                   r.replaced_by, r.file_id, r.importer] for r in rows]))
 
 
 def licenses_json(rows: list[LicenseRow]) -> str:
     return as_json([asdict(r) for r in rows])
+
+
+_LISTINGS: dict[str, dict[str, Callable[..., str]]] = {
+    "files": {"": files_text, "json": files_json, "csv": files_csv},
+    "licenses": {"": licenses_text, "json": licenses_json, "csv": licenses_csv}}
+
+
+def listing(noun: str, rows: list[Any], total: int, form: str = "") -> tuple[str, str]:
+    """The ``noun`` listing as text (``form`` ""), JSON or CSV, and, for data only, the
+    "N of M" line apart (a table ends with it)."""
+    if not form:
+        return _LISTINGS[noun][""](rows, total) + "\n", ""
+    out = _LISTINGS[noun][form](rows)
+    return out if form == "csv" else out + "\n", more_line(len(rows), total, noun)
 
 
 # -- one license --------------------------------------------------------------------------------
@@ -260,7 +261,9 @@ def story_dict(story: FileStory) -> dict[str, Any]:
     }
 
 
-def show_text(story: FileStory) -> str:
+def show_text(story: FileStory, groups: list[FindingGroup]) -> str:
+    """A file's story; its applications and findings as far as ``story`` was cut, the
+    findings also grouped by code (``groups``: every one counted)."""
     f = story.file
     delivered = "delivered" if story.ack_delivered else "not yet delivered"
     took = "-" if f.duration_ms is None else f.duration_ms
@@ -310,27 +313,39 @@ def show_text(story: FileStory) -> str:
     out += _rows_cut("applications", ["#", "ref", "status", "license", "I201", "valid through",
                                       "lines"],
                      [[a.seq, a.ref, a.status, a.license_number, "yes" if a.reused else "",
-                       a.valid_through, a.lines] for a in story.applications[:SHOWN_APPS]],
-                     len(story.applications) - SHOWN_APPS)
+                       a.valid_through, a.lines] for a in story.applications],
+                     story.applications_total)
+    out += _finding_groups(groups)
     out += _rows_cut("findings", ["code", "severity", "ref", "line", "field", "value",
                                   "message"],
                      [[x.code, x.severity, x.ref, x.line, x.field, x.value, x.message]
-                      for x in story.findings[:SHOWN_FINDINGS]],
-                     len(story.findings) - SHOWN_FINDINGS)
+                      for x in story.findings], story.findings_total)
     out += ["", "events:"] + [f"  {e.at} {e.kind}" + _event_detail(e.data)
                               for e in story.events]
     return "\n".join(out)
 
 
 def _rows_cut(title: str, headers: list[str], rows: list[list[object]],
-              more: int) -> list[str]:
-    """A titled table of the rows shown, and how many more ``--json`` shows."""
+              total: int) -> list[str]:
+    """A titled table of the rows shown, and how many more there are."""
     if not rows:
         return []
-    out = ["", f"{title}:", table(headers, rows)]
-    if more > 0:
-        out.append(f"  … {more} more (--json shows all)")
+    out = ["", f"{title}" + (f" (the first {len(rows):,} of {total:,})" if total > len(rows)
+                             else "") + ":", table(headers, rows)]
+    if total > len(rows):
+        out.append(f"  … {total - len(rows):,} more: --limit N shows more, --csv or --json "
+                   "all of them")
     return out
+
+
+def _finding_groups(groups: list[FindingGroup]) -> list[str]:
+    """Findings by code, as the web page groups them: how many, where, a first example."""
+    if not groups:
+        return []
+    return ["", "findings by code:", table(
+        ["code", "severity", "findings", "applications", "file lines", "e.g. ref", "e.g."],
+        [[g.code, g.severity, f"{g.count:,}", f"{g.refs:,}", g.where, g.ref, g.message]
+         for g in groups])]
 
 
 def _event_detail(event: dict[str, Any]) -> str:
@@ -352,12 +367,40 @@ def show_json(story: FileStory) -> str:
     return as_json(story_dict(story))
 
 
+def story_out(story: FileStory, form: str, groups: list[FindingGroup]) -> str:
+    """``show FILE`` as text (``form`` "": its findings grouped too), JSON, or CSV (its
+    findings, the web page's columns)."""
+    if form == "csv":
+        return findings_csv(story.findings)
+    return (show_json(story) if form == "json" else show_text(story, groups)) + "\n"
+
+
+def file_line(row: FileRow, named: bool = False) -> str:
+    """A processed file in one line: its status and counts (``run --once`` with its name,
+    ``reprocess``)."""
+    name = f" {printable(row.remote_name)}" if named else ""
+    return (f"{row.file_id}{name}: {display_status(row)} ({row.applications} application(s): "
+            f"{row.licensed} licensed, {row.new_licenses} new, {row.rejected} rejected, "
+            f"{row.cancelled} cancelled){'  ' + printable(row.error) if row.error else ''}")
+
+
 def reprocessed_text(row: FileRow, original: str) -> str:
     """One line on the new file a reprocess made."""
-    return (f"{row.file_id}: {row.status} ({row.applications} application(s): "
-            f"{row.licensed} licensed, {row.new_licenses} new, {row.rejected} rejected, "
-            f"{row.cancelled} cancelled)"
-            f"{'  ' + row.error if row.error else ''}  reprocess of {original}")
+    return f"{file_line(row)}  reprocess of {original}"
+
+
+def run_text(report: PollReport, files: list[FileRow]) -> str:
+    """A partner's poll in ``run --once``: what was taken, then each file taken."""
+    line = f"{report.partner}: {len(report.taken)} file(s) taken"
+    if report.paused:  # not polled at all
+        line = f"{report.partner}: not polled, {report.paused}"
+    if report.skipped:
+        line += f", {report.skipped} already seen"
+    if report.backing_off:
+        line += ", backing off after repeated failures (see `aim-gateway status`)"
+    if report.error:
+        line += f", ERROR {printable(report.error)}"
+    return "\n".join([line, *(f"  {file_line(row, named=True)}" for row in files)])
 
 
 def reprocessed_json(row: FileRow) -> str:

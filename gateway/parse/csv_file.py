@@ -33,6 +33,7 @@ from gateway.model import (
     ProductLine,
     line_number,
 )
+from gateway.textsafe import closest
 
 APP_COLUMNS = tuple(attr for attr, _ in APPLICATION_FIELDS)
 LINE_COLUMNS = tuple(attr for attr, _ in LINE_FIELDS)
@@ -205,7 +206,8 @@ class CsvSubmission:
             key = name.strip().lstrip("\ufeff")
             key = self.columns.get(key, key).lower()
             if key not in KNOWN_COLUMNS:
-                unknown.append(name.strip())
+                close = closest(key, KNOWN_COLUMNS)
+                unknown.append(name.strip() + (f" (did you mean {close!r}?)" if close else ""))
             elif key in index:
                 raise RejectedSubmission(finding("F005", f"Column {key!r} appears twice in "
                                                  "the header row.", source_line=1, value=key))

@@ -15,7 +15,6 @@ as the partner wrote them, so that the rules report them with the partner's own 
 
 from __future__ import annotations
 
-import difflib
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from gateway.findings import finding
 from gateway.model import Application, ProductLine
 from gateway.parse.csv_file import ALL_COLUMNS, KNOWN_COLUMNS, CsvDialect
 from gateway.parse.xml_guard import AttributeGuard
+from gateway.textsafe import suggest
 
 # kg per unit of the partner's quantity column.
 UNITS = {"kg": Decimal(1), "t": Decimal(1000), "lb": Decimal("0.45359237")}
@@ -57,8 +57,7 @@ class MappingError(GatewayError):
 
 
 def _suggest(word: str, choices: set[str] | tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(word, sorted(choices), n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    return suggest(word, sorted(choices))  # the one "did you mean" (gateway.textsafe)
 
 
 def _date_pattern(fmt: str) -> re.Pattern[str]:

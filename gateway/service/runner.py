@@ -74,7 +74,7 @@ class InboxUnavailable(TransientError):
 
 
 def event_log(config: Config) -> EventLog:
-    return EventLog(config.log.events_file, config.log.max_bytes, config.log.backups)
+    return EventLog(config.events_path, config.log.max_bytes, config.log.backups)
 
 
 def _now_iso() -> str:

@@ -40,6 +40,10 @@ PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F
 OTHER_COLOR = "#999999"
 WIDTH, HEIGHT = 760, 300
 LEFT, RIGHT, TOP_MARGIN, BOTTOM = 64, 12, 16, 40
+# The y axis: its rotated title in a band of its own at the left edge, then the tick labels
+# (11 px text: a digit or comma is at most ~7 px wide), then a gap before the axis, so that
+# the title never runs into a wide label such as "5,000,000".
+TITLE_BAND, CHAR_PX, TICK_GAP = 20, 7, 6
 # The licenses a chart counts (EXPIRED is stored ACTIVE): one per ref and request, the current.
 COUNTED = f"l.state = '{LicenseState.ACTIVE}'"
 
@@ -202,12 +206,15 @@ def build_chart(dimension: str, months: list[str], data: dict[tuple[str, str], f
     step = max(nice_step(highest), least_step)  # counts: no tick at 0.2 of a file
     top = step * max(1, math.ceil(highest / step)) if highest else step * 5
     plot_h = HEIGHT - TOP_MARGIN - BOTTOM
-    slot = (WIDTH - LEFT - RIGHT) / max(1, len(months))
+    y_ticks = [(round(HEIGHT - BOTTOM - v / top * plot_h, 2), _tons_label(v))
+               for v in (step * n for n in range(round(top / step) + 1))]
+    left = max(LEFT, TITLE_BAND + TICK_GAP + CHAR_PX * max(len(t[1]) for t in y_ticks))
+    slot = (WIDTH - left - RIGHT) / max(1, len(months))
     bar_w = max(2.0, slot * 0.7)
     bars, x_labels = [], []
     every = max(1, math.ceil(len(months) / 12))  # at most ~12 month labels fit under the axis
     for i, (month, values, _) in enumerate(table):
-        x = LEFT + i * slot + (slot - bar_w) / 2
+        x = left + i * slot + (slot - bar_w) / 2
         y = float(HEIGHT - BOTTOM)
         for key, tons in zip(keys, values, strict=True):
             if tons <= 0:
@@ -218,12 +225,11 @@ def build_chart(dimension: str, months: list[str], data: dict[tuple[str, str], f
                             round(y, 2), round(bar_w, 2), round(h, 2), colors[key]))
         if i % every == 0:
             x_labels.append((round(x + bar_w / 2, 2), month))
-    y_ticks = [(round(HEIGHT - BOTTOM - v / top * plot_h, 2), _tons_label(v))
-               for v in (step * n for n in range(round(top / step) + 1))]
+
     series = [Series(k, label_for(dimension, k), colors[k],
                      round(sum(grouped(m, k) for m in months), 3)) for k in keys]
     return Chart(dimension, title or DIMENSIONS[dimension][1], months, series, bars, y_ticks,
-                 x_labels, table)
+                 x_labels, table, left=left)
 
 
 # -- files, rejections and latency per partner per day (issue 14 item 11) ----------------------

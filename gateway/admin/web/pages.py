@@ -11,10 +11,21 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from typing import Any
+from urllib.parse import urlencode
 
-from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 
-from gateway.admin import queries
+from gateway.admin import listing, queries
 from gateway.admin.web import charts
 from gateway.admin.web.auth import web_actor
 from gateway.config import Config
@@ -22,6 +33,7 @@ from gateway.errors import GatewayError
 from gateway.ledger.reads.files import (
     FILE_STATUSES,
     FileQuery,
+    count_files,
     failure_reason,
     list_files,
     quarantined_count,
@@ -32,14 +44,16 @@ from gateway.ledger.reads.licenses import (
     LICENSE_STATES,
     LicenseQuery,
     applications_for_ref,
+    count_licenses,
     license_story,
     list_licenses,
 )
-from gateway.ledger.reads.story import file_story, finding_groups
+from gateway.ledger.reads.story import application_page, file_story, finding_groups
 from gateway.ledger.store import Ledger, ledger_exists, open_ledger
 
 MAX_REASON = 500
 MAX_ROWS = 200  # rows on a list page; the page says when there are more
+EXPORT_ROWS = 100_000  # rows a listing's CSV link gives at most
 LATEST = 20  # files shown on a quiet day's dashboard
 CONFIG = "AIMGW_CONFIG"  # where create_app puts the gateway's Config in app.config
 
@@ -96,17 +110,47 @@ def dashboard() -> str:
         refresh=config.web.refresh_seconds)
 
 
+def _file_query(limit: int, problems: list[str]) -> FileQuery:
+    """The files the page's filter asks for (the page and its CSV link alike)."""
+    status = request.args.get("status", "")
+    return FileQuery(partner=request.args.get("partner", ""),
+                     status=status if status in FILE_STATUSES else "",
+                     since=_date_arg("since", problems),
+                     text=request.args.get("q", "").strip(), limit=limit)
+
+
+def _csv_link(endpoint: str) -> str:
+    """The CSV of the listing on screen: the same filter, every matching row."""
+    query = urlencode(list(request.args.items(multi=True)))
+    return url_for(endpoint) + (f"?{query}" if query else "")
+
+
 @pages.get("/files")
 def files() -> str:
     problems: list[str] = []
-    status = request.args.get("status", "")
-    query = FileQuery(partner=request.args.get("partner", ""),
-                      status=status if status in FILE_STATUSES else "",
-                      since=_date_arg("since", problems),
-                      text=request.args.get("q", "").strip(), limit=MAX_ROWS + 1)
+    query = _file_query(MAX_ROWS + 1, problems)
     rows = list_files(ledger(), query, _config().gateway.zone)
-    return render_template("files.html", rows=rows[:MAX_ROWS], more=len(rows) > MAX_ROWS,
-                           filt=query, statuses=FILE_STATUSES, problems=problems)
+    total = count_files(ledger(), query, _config().gateway.zone) if len(rows) > MAX_ROWS \
+        else len(rows)
+    return render_template("files.html", rows=rows[:MAX_ROWS], total=total, filt=query,
+                           statuses=FILE_STATUSES, problems=problems,
+                           csv_url=_csv_link("pages.files_csv"))
+
+
+@pages.get("/files.csv")
+def files_csv() -> Response:
+    rows = list_files(ledger(), _file_query(EXPORT_ROWS, []), _config().gateway.zone)
+    return _csv("files.csv", listing.files_csv(rows))
+
+
+def _csv(name: str, text: str) -> Response:
+    return Response(text, mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def _offset_arg() -> int:
+    text = request.args.get("offset", "")
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 10 else 0
 
 
 def render_file(file_id: str, error: str | None = None, reason: str = "",
@@ -118,10 +162,29 @@ def render_file(file_id: str, error: str | None = None, reason: str = "",
                        today=local_today(_config()))
     if story is None:
         abort(404, f"No file {file_id!r} in the ledger.")
+    rejected = request.args.get("apps") == "rejected"
+    apps = application_page(ledger(), file_id, _offset_arg(), MAX_ROWS, rejected)
     return render_template("file.html", s=story, f=story.shown,
                            groups=finding_groups(ledger(), file_id), error=error,
                            reason=reason, max_rows=MAX_ROWS, action=action,
-                           done=done), code
+                           done=done, apps=apps, rejected_only=rejected), code
+
+
+@pages.get("/files/<file_id>/findings.csv")
+def findings_csv(file_id: str) -> Response:
+    story = file_story(ledger(), _config(), file_id)
+    if story is None:
+        abort(404, f"No file {file_id!r} in the ledger.")
+    return _csv(f"{file_id}-findings.csv", listing.findings_csv(story.findings))
+
+
+@pages.get("/files/<file_id>/applications.csv")
+def applications_csv(file_id: str) -> Response:
+    if ledger().file(file_id) is None:
+        abort(404, f"No file {file_id!r} in the ledger.")
+    apps = application_page(ledger(), file_id, rejected_only=request.args.get("apps") ==
+                            "rejected")
+    return _csv(f"{file_id}-applications.csv", listing.applications_csv(apps.rows))
 
 
 @pages.get("/files/<file_id>")
@@ -150,26 +213,40 @@ def reprocess(file_id: str) -> Any:
     return redirect(url_for("pages.file_page", file_id=new_id), 303)
 
 
-@pages.get("/licenses")
-def licenses() -> str:
-    problems: list[str] = []
+def _license_query(limit: int, problems: list[str]) -> LicenseQuery:
+    """The licenses the page's search asks for (the page and its CSV link alike); no search:
+    the newest, as ``aim-gateway licenses`` lists them."""
     state = request.args.get("state", "").strip().upper()
     if state and state not in LICENSE_STATES:
         problems.append(f"'state' is not a license state ({', '.join(LICENSE_STATES)}); "
                         "ignored.")
         state = ""
-    search = LicenseQuery(
+    return LicenseQuery(
         text=request.args.get("q", "").strip(),
         importer=request.args.get("importer", "").strip(),
         partner=request.args.get("partner", ""),
         issued_from=_date_arg("from", problems), issued_to=_date_arg("to", problems),
         state=state, expiring_within=_days_arg("expiring", problems),
-        on=_date_arg("as_of", problems) or local_today(_config()), limit=MAX_ROWS + 1)
-    rows = [] if search.empty else list_licenses(ledger(), search)
+        on=_date_arg("as_of", problems) or local_today(_config()), limit=limit)
+
+
+@pages.get("/licenses")
+def licenses() -> str:
+    problems: list[str] = []
+    search = _license_query(MAX_ROWS, problems)
+    rows = list_licenses(ledger(), search)
+    total = count_licenses(ledger(), search) if len(rows) == MAX_ROWS else len(rows)
     apps = applications_for_ref(ledger(), search.text, MAX_ROWS + 1) if search.text else []
-    return render_template("licenses.html", search=search, rows=rows[:MAX_ROWS],
-                           more=len(rows) > MAX_ROWS, apps=apps[:MAX_ROWS],
-                           problems=problems, states=LICENSE_STATES)
+    return render_template("licenses.html", search=search, rows=rows, total=total,
+                           apps=apps[:MAX_ROWS], apps_more=len(apps) > MAX_ROWS,
+                           problems=problems, states=LICENSE_STATES,
+                           csv_url=_csv_link("pages.licenses_csv"))
+
+
+@pages.get("/licenses.csv")
+def licenses_csv() -> Response:
+    return _csv("licenses.csv", listing.licenses_csv(
+        list_licenses(ledger(), _license_query(EXPORT_ROWS, []))))
 
 
 @pages.get("/licenses/<number>")

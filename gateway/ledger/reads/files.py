@@ -15,12 +15,14 @@ from gateway.ledger.store import QUARANTINED_IDS, FileRow, Ledger
 
 # What a listing can ask for: a file status, or IN PROGRESS (no status yet), FAILED (rejected
 # with an F-code: the file went to failed/) or QUARANTINED (failed 3 times in a row).
+# FAILED means that one thing everywhere (issue 14): `files --status FAILED`, the web page's
+# filter, its red rows and "failed today", the partner status file's open errors. A file
+# whose every application was rejected is REJECTED (it was read; its ack says why per
+# application), not FAILED.
 FILE_STATUSES = ("ACCEPTED", "PARTIAL", "REJECTED", "DUPLICATE", "IN PROGRESS", "FAILED",
                  "QUARANTINED")
 IN_PROGRESS = "IN PROGRESS"
-# "Failed" on the dashboard: rejected whole, by an F-code or with every application rejected;
-# either way nothing of it was licensed.
-FAILED_SQL = "(status = 'REJECTED' OR error IS NOT NULL)"
+FAILED_SQL = "error IS NOT NULL"  # an F-code: the one test of FAILED (is_failed in Python)
 
 
 def day_start_utc(zone: tzinfo, day: date) -> str:
@@ -49,7 +51,7 @@ class FileQuery:
             params.append(self.partner)
         wanted = self.status.upper()
         if wanted == "FAILED":
-            clauses.append("error IS NOT NULL")
+            clauses.append(FAILED_SQL)
         elif wanted == IN_PROGRESS:
             clauses.append("status IS NULL")
         elif wanted == "QUARANTINED":
@@ -77,6 +79,13 @@ def select_files(ledger: Ledger, query: FileQuery, zone: tzinfo) -> list[FileRow
     return ledger.files(where, params, limit=query.limit)
 
 
+def count_files(ledger: Ledger, query: FileQuery, zone: tzinfo) -> int:
+    """How many files ``query`` matches, its limit aside (a listing says "50 of N")."""
+    where, params = query.where(zone)
+    return int(ledger.db.execute(f"SELECT COUNT(*) FROM files WHERE {where}",
+                                 params).fetchone()[0])
+
+
 def list_files(ledger: Ledger, query: FileQuery, zone: tzinfo) -> list[FileRow]:
     """The files as admins list them: a quarantined one reads QUARANTINED (``mark``)."""
     return mark_quarantined(ledger.db, select_files(ledger, query, zone))
@@ -87,7 +96,8 @@ def display_status(row: FileRow) -> str:
 
 
 def is_failed(row: FileRow) -> bool:
-    return row.status == "REJECTED" or row.error is not None
+    """FAILED: rejected by an F-code (as FAILED_SQL)."""
+    return row.error is not None
 
 
 def failure_reason(db: Database, row: FileRow) -> str:

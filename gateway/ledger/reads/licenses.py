@@ -151,6 +151,13 @@ def list_licenses(ledger: Ledger, query: LicenseQuery) -> list[LicenseRow]:
     return [LicenseRow(*r) for r in rows]
 
 
+def count_licenses(ledger: Ledger, query: LicenseQuery) -> int:
+    """How many licenses ``query`` matches, its limit aside (a listing says "100 of N")."""
+    where, params = query.where()
+    return int(ledger.db.execute(f"SELECT COUNT(*) FROM licenses l WHERE {where}",
+                                 params).fetchone()[0])
+
+
 # One product line of a license: hts, product group, smelt (largest), smelt (second), cast,
 # lines, kg, USD (licensing.PRODUCT_FIELDS).
 Product = list[object]

@@ -179,14 +179,21 @@ class FindingGroup:
     ranges: list[str]
     more_ranges: bool
     refs: int
-    message: str
+    message: str  # a first example (the least, so that the same file always shows the same)
+    ref: str | None  # an application it was found in (likewise)
+
+    @property
+    def where(self) -> str:
+        """The file lines, as ranges: ``3–5, 9, …``; "the file" for a finding on no line."""
+        if not self.lines:
+            return "the file"
+        return ", ".join(self.ranges) + (", …" if self.more_ranges else "")
 
     @property
     def summary(self) -> str:
         if not self.lines:
             return f"{self.code} on the file"
-        shown = ", ".join(self.ranges) + (", …" if self.more_ranges else "")
-        return f"{self.code} on {self.lines} line{'s' if self.lines != 1 else ''}: {shown}"
+        return f"{self.code} on {self.lines} line{'s' if self.lines != 1 else ''}: {self.where}"
 
 
 def compress(numbers: Iterable[int]) -> Iterator[str]:
@@ -213,16 +220,66 @@ def finding_groups(ledger: Ledger, file_id: str) -> list[FindingGroup]:
     """
     db = ledger.db
     groups = []
-    for code, severity, count, lines, refs, message in db.execute(
+    for code, severity, count, lines, refs, message, ref in db.execute(
             "SELECT code, MIN(severity), COUNT(*), COUNT(DISTINCT source_line), "
-            "COUNT(DISTINCT ref), MIN(message) FROM findings WHERE file_id = ? GROUP BY code",
-            (file_id,)).fetchall():
+            "COUNT(DISTINCT ref), MIN(message), MIN(ref) FROM findings WHERE file_id = ? "
+            "GROUP BY code", (file_id,)).fetchall():
         rule = CODES[code][1] if code in CODES else ""
         ordered = (r[0] for r in db.execute(
             "SELECT DISTINCT source_line FROM findings WHERE file_id = ? AND code = ? AND "
             "source_line IS NOT NULL ORDER BY source_line", (file_id, code)))
         ranges = list(islice(compress(ordered), MAX_RANGES + 1))
         groups.append(FindingGroup(code, severity, rule, count, lines, ranges[:MAX_RANGES],
-                                   len(ranges) > MAX_RANGES, refs, message))
+                                   len(ranges) > MAX_RANGES, refs, message, ref))
     order = {"ERROR": 0, "WARNING": 1, "INFO": 2}
     return sorted(groups, key=lambda g: (order.get(g.severity, 3), -g.count, g.code))
+
+
+# -- a file's applications, a page at a time ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ApplicationPage:
+    """One page of a file's applications (all, or the rejected ones), each with the error
+    codes found under its ref, and how many there are in all."""
+
+    rows: list[tuple[ApplicationRow, tuple[str, ...]]]
+    total: int
+    offset: int
+    limit: int
+
+    @property
+    def next_offset(self) -> int | None:
+        return self.offset + self.limit if self.offset + self.limit < self.total else None
+
+    @property
+    def previous_offset(self) -> int | None:
+        return max(0, self.offset - self.limit) if self.offset else None
+
+
+def application_page(ledger: Ledger, file_id: str, offset: int = 0, limit: int | None = None,
+                     rejected_only: bool = False) -> ApplicationPage:
+    """Applications of ``file_id`` in file order from ``offset`` (``limit`` None: all), with
+    their error codes: those found under the application's ref (an application is known by
+    its ref; two applications sharing one share their codes)."""
+    db = ledger.db
+    where = "a.file_id = ?" + (" AND a.status = 'REJECTED'" if rejected_only else "")
+    total = int(db.execute(f"SELECT COUNT(*) FROM applications a WHERE {where}",
+                           (file_id,)).fetchone()[0])
+    tail, cap = (" LIMIT ? OFFSET ?", (limit, offset)) if limit is not None else ("", ())
+    apps = [ApplicationRow(*a) for a in db.execute(
+        "SELECT a.seq, a.ref, a.status, a.license_number, a.reused, a.lines, l.valid_from, "
+        "l.valid_through FROM applications a LEFT JOIN licenses l "
+        f"ON l.license_number = a.license_number WHERE {where} ORDER BY a.seq" + tail,
+        (file_id, *cap)).fetchall()]
+    codes: dict[str, list[str]] = {}
+    refs = sorted({a.ref for a in apps if a.ref is not None})
+    for start in range(0, len(refs), 500):  # the page's refs only, in bounded chunks
+        chunk = refs[start:start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        for ref, code in db.execute(
+                "SELECT DISTINCT ref, code FROM findings WHERE file_id = ? AND severity = "
+                f"'ERROR' AND ref IN ({marks}) ORDER BY code", (file_id, *chunk)):
+            codes.setdefault(ref, []).append(code)
+    return ApplicationPage([(a, tuple(codes.get(a.ref or "", ()))) for a in apps], total,
+                           offset, limit if limit is not None else total)
