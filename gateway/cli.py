@@ -60,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="aim-gateway", description="AIM License Gateway: batch intake, "
                      "validation and licensing of aluminum import license applications.")
     parser.add_argument("--config", help="config.toml (default: $AIMGW_CONFIG or ./config.toml)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log more to stderr: -v each event, -vv also the scheduler's own "
+                        "log (serve logs its start and one line per file without -v)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -200,8 +202,7 @@ UMASK = 0o027
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.umask(UMASK)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.verbose, args.command)
     try:
         return _dispatch(args)
     except BrokenPipeError:
@@ -217,6 +218,18 @@ def main(argv: list[str] | None = None) -> int:
     except GatewayError as err:
         print(f"aim-gateway: {err}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def setup_logging(verbose: int, command: str) -> None:
+    """One place for what goes to stderr. ``serve`` is a service: its start banner and one
+    line per file at INFO without -v; every other command only warnings unless -v. -v adds a
+    level (INFO, then DEBUG: each event); APScheduler's own loggers only with -vv, so that a
+    running service's log is not its scheduler's chatter."""
+    steps = (1 if command == "serve" else 0) + verbose
+    level = (logging.WARNING, logging.INFO)[steps] if steps < 2 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.DEBUG if verbose >= 2 else
+                                              logging.WARNING)
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import browser as browser
+from browser import page as page
 from hypothesis import settings
 from pg_server import pg_cluster as pg_cluster
 from pg_server import pg_dsn as pg_dsn

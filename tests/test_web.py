@@ -10,27 +10,24 @@ import re
 import secrets
 import shutil
 import socket
-import sqlite3
 import subprocess
 import sys
-import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from browser import TOKEN, TOKEN_ENV, Site, login, serving
 from conftest import ProjectConfig
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Page
 
 from gateway.admin.web import charts
 from gateway.admin.web.pages import describe
-from gateway.admin.web.server import make_server, server_url
+from gateway.admin.web.server import make_server
 from gateway.config import PartnerConfig, load_config
 from gateway.errors import ConfigError, FatalError
 from gateway.ledger.reads.health import partner_health
@@ -41,12 +38,6 @@ from gateway.service.runner import run_once
 ROOT = Path(__file__).resolve().parent.parent
 # Sample files are copied into tests/cases so the suite never reads the working tree's inbox/.
 CASES_INBOX = Path(__file__).resolve().parent / "cases" / "inbox"
-TOKEN = "web-test-" + secrets.token_urlsafe(24)
-TOKEN_ENV = "AIMGW_WEB_TOKEN"
-CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu",
-               "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run"]
 # A file name that would run script if the page did not escape it.
 HOSTILE_NAME = 'x"><img src=x onerror=alert(1)><b>bold.xml'
 SCREENSHOT = Path("/tmp/aimgw-web-dashboard.png")
@@ -112,65 +103,10 @@ def fill_ledger(base: Path, ledger: str = "") -> Path:
     return cfg
 
 
-@dataclass
-class Site:
-    url: str
-    cfg: Path
-    ledger: Path
-
-    def db(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.ledger)
-
-    def file_id(self, remote_name: str) -> str:
-        with self.db() as db:
-            return str(db.execute("SELECT file_id FROM files WHERE remote_name = ? AND "
-                                  "reprocess_of IS NULL", (remote_name,)).fetchone()[0])
-
-
-@contextmanager
-def serving(cfg: Path) -> Iterator[Site]:
-    """The page served by waitress in a thread, on a free loopback port."""
-    server = make_server(load_config(cfg), port=0, environ={TOKEN_ENV: TOKEN})
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        yield Site(server_url(server), cfg, cfg.parent / "data" / "ledger.sqlite")
-    finally:
-        server.close()
-        thread.join(10)
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     with serving(fill_ledger(tmp_path_factory.mktemp("web"))) as served:
         yield served
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's Chromium with `apt-get update && "
-                    "apt-get install -y chromium` (`make test` does it)", pytrace=False)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    opened = context.new_page()
-    dialogs: list[str] = []
-    opened.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-    yield opened
-    context.close()
-    assert dialogs == [], f"a script ran on the page: {dialogs}"
-
-
-def login(page: Page, site: Site, path: str = "/") -> None:
-    response = page.goto(f"{site.url.rstrip('/')}{path}?token={TOKEN}")
-    assert response is not None and response.status == 200
 
 
 # --- the token -------------------------------------------------------------------------------

@@ -88,6 +88,10 @@ def status_text(partners: list[PartnerHealth]) -> str:
     out = [table(["partner", "kind", "state", "last poll", "last file", "received",
                   "failures", "backlog", "unfinished", "quarantined", "files", "licenses",
                   "alert"], rows)]
+    working = [f"  {p.partner.id}: {w.file_id} {printable(w.name)} {w.text()}"
+               for p in partners for w in p.in_progress]
+    if working:
+        out += ["", "in progress now:", *working]
     errors = [f"  {p.partner.id}: {printable(p.last_error)}" for p in partners if p.last_error]
     if errors:
         out += ["", "last errors:", *errors]
@@ -105,6 +109,7 @@ def _health_dict(p: PartnerHealth) -> dict[str, Any]:
             "last_status": display_status(last) if last else None,
             "last_received": last.received_at if last else None, "files": p.files,
             "unfinished": p.unfinished, "quarantined": p.quarantined,
+            "in_progress": [w.to_json() for w in p.in_progress],
             "licenses": p.licenses, "backlog": p.backlog, "failing": p.failing,
             "silent": p.silent, "silent_hours": p.silent_hours,
             "expected_cadence_hours": partner.expected_cadence_hours,

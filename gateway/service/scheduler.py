@@ -9,6 +9,8 @@
 - Errors and missed runs are events in the processing log, never silent.
 - At start, work left half-done by a crash is finished before any poll.
 - On SIGTERM/SIGINT no new run starts, the file in hand finishes, and ``serve`` returns.
+- Its log: a start banner (version, config, ledger, each partner's schedule) and one line per
+  file at INFO; APScheduler's own loggers only at -vv (``gateway.cli.setup_logging``).
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Sequence
 from datetime import datetime
 from types import FrameType
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
@@ -27,7 +31,9 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from gateway import __version__
 from gateway.config import Config, PartnerConfig
+from gateway.ledger.store import ledger_location
 from gateway.service.runner import Runner, event_log
 
 log = logging.getLogger("gateway.service")
@@ -41,6 +47,38 @@ def trigger_for(partner: PartnerConfig, config: Config) -> tuple[BaseTrigger, in
         return CronTrigger.from_crontab(partner.schedule, timezone=zone), 60
     seconds = partner.interval_seconds or config.gateway.poll_interval_seconds
     return IntervalTrigger(seconds=seconds, timezone=zone), seconds
+
+
+def schedule_text(partner: PartnerConfig, config: Config) -> str:
+    """``every 300 s`` or ``cron "0 6 * * 1-5" America/New_York``."""
+    if not partner.enabled:
+        return "disabled"
+    zone = partner.schedule_timezone or config.gateway.timezone
+    if partner.schedule:
+        return f'cron "{partner.schedule}" {zone}'
+    return f"every {partner.interval_seconds or config.gateway.poll_interval_seconds} s"
+
+
+def ledger_text(config: Config) -> str:
+    """The ledger, named without its credentials: ``sqlite data/ledger.sqlite`` or
+    ``postgresql db.example:5432/aim``."""
+    target = ledger_location(config)
+    if not isinstance(target, str):
+        return f"sqlite {target}"
+    parts = urlsplit(target)
+    where = f"{parts.hostname or 'localhost'}{f':{parts.port}' if parts.port else ''}" \
+        f"{parts.path}" if parts.scheme.startswith("postgres") else "(connection string)"
+    return f"postgresql {where}"
+
+
+def banner(config: Config, listening: Sequence[str] = ()) -> list[str]:
+    """What ``serve`` says when it starts, so that its log shows what it runs with;
+    ``listening``: the ports it serves (``web http://127.0.0.1:8080/``), if any."""
+    lines = [f"aim-gateway {__version__} serve: config {config.path}, ledger "
+             f"{ledger_text(config)}, time zone {config.gateway.timezone}"]
+    lines += [f"partner {p.id} ({p.kind}): {schedule_text(p, config)}" for p in config.partners]
+    lines += list(listening) or ["no web or metrics port (the web page is `aim-gateway web`)"]
+    return lines
 
 
 def serve(config: Config, stop: threading.Event | None = None) -> None:
@@ -63,8 +101,8 @@ def serve(config: Config, stop: threading.Event | None = None) -> None:
         if stop.is_set():
             return
         report = runner().poll(config.partner(partner_id))
-        if report.taken or report.error:
-            log.info("poll %s: %d taken, error=%s", partner_id, len(report.taken), report.error)
+        if report.error:  # each file taken has its own line (runner)
+            log.warning("poll %s: %s", partner_id, report.error)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: finishing the file in hand, then exiting", signum)
@@ -106,6 +144,8 @@ def serve(config: Config, stop: threading.Event | None = None) -> None:
                           name=f"poll {partner.id}", misfire_grace_time=grace,
                           next_run_time=now)
 
+    for line in banner(config):
+        log.info("%s", line)
     events.emit(None, "service.start", partners=[p.id for p in partners])
     scheduler.start()
     try:

@@ -17,6 +17,7 @@ from gateway.admin import queries
 from gateway.admin.web import charts
 from gateway.config import Config
 from gateway.errors import GatewayError
+from gateway.ledger.progress import in_progress
 from gateway.ledger.reads.files import (
     FILE_STATUSES,
     FileQuery,
@@ -89,6 +90,7 @@ def dashboard() -> str:
         "dashboard.html", today=today, health=health,
         details={h.partner.id: describe(h, now) for h in health}, files=files[:MAX_ROWS],
         more=len(files) > MAX_ROWS, failed=failed, unfinished=unfinished_count(led.db),
+        working=[w for h in health for w in h.in_progress],
         quarantined=quarantined_count(led.db), latest=latest)
 
 
@@ -113,6 +115,7 @@ def render_file(file_id: str, error: str | None = None, reason: str = "",
         abort(404, f"No file {file_id!r} in the ledger.")
     return render_template("file.html", s=story, f=story.shown,
                            groups=finding_groups(ledger(), file_id), error=error,
+                           working=in_progress(_config().gateway.data_dir).get(file_id),
                            reason=reason, max_rows=MAX_ROWS), code
 
 

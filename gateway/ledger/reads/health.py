@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from gateway.config import Config, PartnerConfig
 from gateway.ledger.events import ALERT_EVENTS, EventRow
+from gateway.ledger.progress import Progress, in_progress
 from gateway.ledger.reads.files import FAILED_SQL, IN_PROGRESS, day_start_utc, quarantined_count
 from gateway.ledger.store import FileRow, Ledger
 
@@ -96,6 +97,7 @@ class PartnerHealth:
     failed_today: int = 0
     backlog: int | None = None  # files waiting in a local inbox; None = not known
     last_alert: EventRow | None = None
+    in_progress: tuple[Progress, ...] = ()  # files being processed now, how far read
 
     @property
     def silent(self) -> bool:
@@ -145,18 +147,21 @@ def partner_health(ledger: Ledger, config: Config, partner: PartnerConfig, now: 
     quiet = silence(partner, last_file_at(ledger, pid), state["watched_since"], now)
     quarantined = quarantined_count(ledger.db, pid)
     failures = int(state["failures"] or 0)
+    working = tuple(p for p in in_progress(config.gateway.data_dir, now).values()
+                    if p.partner == pid)
     holds = {
         "disabled": not partner.enabled, "failing": bool(state["alerting"]),
         "backing off": retry_at is not None, "error": failures > 0,
         "silent": quiet is not None, "never polled": last_poll is None,
-        "not polled": (last_poll is not None and due is not None
+        # A poll busy with a long file is not a missed one: its file is seen in progress.
+        "not polled": (not working and last_poll is not None and due is not None
                        and now > due + (MISSED_POLLS - 1) * (due - last_poll)),
         "quarantined": quarantined > 0}
     health = PartnerHealth(
         partner, state_of(holds), state["last_poll_at"], state["last_success_at"], failures,
         state["last_error"], retry_at, due, bool(state["alerting"]), bool(state["silent"]),
         round(quiet.total_seconds() / 3600, 1) if quiet is not None else None,
-        quarantined=quarantined, backlog=backlog)
+        quarantined=quarantined, backlog=backlog, in_progress=working)
     return _with_counts(ledger, config, health, now) if counts else health
 
 
