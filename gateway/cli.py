@@ -291,13 +291,15 @@ def _admin(args: argparse.Namespace, config: Config) -> int:
     if args.command == "status":
         _check_alerts(config)
         partners = queries.partners(config)
-        print(report.status_json(partners) if args.json else report.status_text(partners))
+        print(report.status_json(partners) if args.json
+              else report.status_text(partners, config.gateway.zone))
         return EXIT_OK
     if args.command == "files":
         rows = queries.files(config, FileQuery(partner=args.partner or "",
                                                status=args.status or "", since=args.since,
                                                limit=args.limit))
-        print(report.files_json(rows) if args.json else report.files_text(rows))
+        print(report.files_json(rows) if args.json
+              else report.files_text(rows, config.gateway.zone))
         return EXIT_OK
     if args.command == "licenses":
         found = queries.licenses(config, LicenseQuery(
@@ -322,7 +324,8 @@ def _admin(args: argparse.Namespace, config: Config) -> int:
         if args.as_of:
             now = datetime.combine(args.as_of, time(23, 59, 59), tzinfo=config.gateway.zone)
         result = purge(config, now=now, dry_run=args.dry_run, actor=_actor())
-        print(report.purge_json(result) if args.json else report.purge_text(result))
+        print(report.purge_json(result) if args.json
+              else report.purge_text(result, config.gateway.zone))
         return EXIT_OK
     raise AssertionError(args.command)
 
@@ -342,7 +345,8 @@ def _show(args: argparse.Namespace, config: Config) -> int:
     today = _today(config, args.as_of)
     story = queries.story(config, args.file_id, today)
     if story is not None:
-        print(report.show_json(story) if args.json else report.show_text(story))
+        print(report.show_json(story) if args.json
+              else report.show_text(story, config.gateway.zone))
         return EXIT_OK
     found = queries.license_of(config, args.file_id, today)
     if found is None:

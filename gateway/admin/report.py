@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
+from datetime import UTC, tzinfo
 from typing import Any
 
 from gateway.admin.actions import PurgeReport
 from gateway.admin.replay import FileReplay, Replay, State, Summary, Watch
+from gateway.ledger.reads.clock import person_time
 from gateway.ledger.reads.files import display_status
 from gateway.ledger.reads.health import PartnerHealth
 from gateway.ledger.reads.licenses import LicenseRow, LicenseStory
@@ -56,15 +58,10 @@ def as_json(value: Any) -> str:
     return json.dumps(value, indent=2, default=str, ensure_ascii=False)
 
 
-def _short_time(text: str | None) -> str | None:
-    """``2026-12-01T10:15:00+00:00`` → ``2026-12-01 10:15``: enough for a glance."""
-    return text[:16].replace("T", " ") if text else None
-
-
 # -- status -------------------------------------------------------------------------------------
 
 
-def _alert_text(p: PartnerHealth) -> str:
+def _alert_text(p: PartnerHealth, zone: tzinfo) -> str:
     now = []
     if p.failing:
         now.append(f"FAILING ({p.failures} polls)")
@@ -74,17 +71,17 @@ def _alert_text(p: PartnerHealth) -> str:
     if now:
         return ", ".join(now)
     if p.last_alert:
-        return f"last: {p.last_alert.kind} {_short_time(p.last_alert.at)}"
+        return f"last: {p.last_alert.kind} {person_time(p.last_alert.at, zone)}"
     return "-"
 
 
-def status_text(partners: list[PartnerHealth]) -> str:
-    rows = [[p.partner.id, p.partner.kind, p.state, _short_time(p.last_poll),
+def status_text(partners: list[PartnerHealth], zone: tzinfo = UTC) -> str:
+    rows = [[p.partner.id, p.partner.kind, p.state, person_time(p.last_poll, zone),
              f"{last.remote_name} ({display_status(last)})" if last else None,
-             _short_time(last.received_at if last else None),
+             person_time(last.received_at if last else None, zone),
              p.failures, "-" if p.backlog is None else p.backlog, p.unfinished, p.quarantined,
              ", ".join(f"{k} {v}" for k, v in sorted((p.files or {}).items())) or "0",
-             p.licenses, _alert_text(p)] for p in partners for last in [p.last_file]]
+             p.licenses, _alert_text(p, zone)] for p in partners for last in [p.last_file]]
     out = [table(["partner", "kind", "state", "last poll", "last file", "received",
                   "failures", "backlog", "unfinished", "quarantined", "files", "licenses",
                   "alert"], rows)]
@@ -124,12 +121,12 @@ def status_json(partners: list[PartnerHealth]) -> str:
 # -- files and licenses -------------------------------------------------------------------------
 
 
-def files_text(rows: list[FileRow]) -> str:
+def files_text(rows: list[FileRow], zone: tzinfo = UTC) -> str:
     if not rows:
         return "no files"
     return table(["file id", "partner", "file", "received", "status", "apps", "licensed",
                   "rejected", "cancelled", "note"],
-                 [[r.file_id, r.partner, r.remote_name, _short_time(r.received_at),
+                 [[r.file_id, r.partner, r.remote_name, person_time(r.received_at, zone),
                    r.status or f"({r.state})", r.applications, r.licensed, r.rejected,
                    r.cancelled,
                    r.error or (f"reprocess of {r.reprocess_of}" if r.reprocess_of else
@@ -224,14 +221,17 @@ def story_dict(story: FileStory) -> dict[str, Any]:
     }
 
 
-def show_text(story: FileStory) -> str:
+def show_text(story: FileStory, zone: tzinfo = UTC) -> str:
+    def at(value: str | None) -> str:
+        return person_time(value, zone) or "-"
+
     f = story.file
     delivered = "delivered" if story.ack_delivered else "not yet delivered"
     took = "-" if f.duration_ms is None else f.duration_ms
     out = [f"file {f.file_id}  {printable(f.remote_name)}  partner {f.partner}",
-           f"  received {f.received_at}  size {f.size}  sha256 {f.sha256}",
+           f"  received {at(f.received_at)}  size {f.size}  sha256 {f.sha256}",
            f"  status {display_status(f)}  state {f.state}  processed "
-           f"{f.processed_at or '-'}  rule set {f.rule_set_date or '-'}  took {took} ms",
+           f"{at(f.processed_at)}  rule set {f.rule_set_date or '-'}  took {took} ms",
            f"  applications {f.applications}: licensed {f.licensed} "
            f"(new {f.new_licenses}), not required {f.not_required}, "
            f"rejected {f.rejected}, cancelled {f.cancelled}",
@@ -240,17 +240,17 @@ def show_text(story: FileStory) -> str:
            f"  changes report {story.changes_name or '-'}",
            f"  filer {_filer_text(story.filer)}",
            f"  original at {printable(f.archive_path or '-')}"
-           + (f" (purged {f.archive_purged_at})" if f.archive_purged_at else "")]
+           + (f" (purged {at(f.archive_purged_at)})" if f.archive_purged_at else "")]
     if f.error:
         out.append(f"  error {printable(f.error)}")
     failed = story.failures
     if failed and failed.quarantined_at:
-        out.append(f"  QUARANTINED {failed.quarantined_at} after {failed.failures} "
+        out.append(f"  QUARANTINED {at(failed.quarantined_at)} after {failed.failures} "
                    f"failures in a row: {printable(failed.last_error)} (after the fix: "
                    f"aim-gateway release {f.file_id} --reason ...)")
     elif failed:
         out.append(f"  failed {failed.failures} time(s) in a row, last "
-                   f"{failed.last_failed_at}: {printable(failed.last_error)}")
+                   f"{at(failed.last_failed_at)}: {printable(failed.last_error)}")
     if f.duplicate_of:
         out.append(f"  duplicate of {f.duplicate_of}")
     if f.reprocess_of:
@@ -259,7 +259,7 @@ def show_text(story: FileStory) -> str:
         out.append(f"  reprocessed as {later.file_id} ({later.status or 'IN PROGRESS'})"
                    f" by {printable(later.actor or '?')}: {printable(later.reason or '-')}")
     if f.details_purged_at:
-        out.append(f"  findings, applications and events purged {f.details_purged_at}")
+        out.append(f"  findings, applications and events purged {at(f.details_purged_at)}")
     if story.licenses_issued:
         out += ["", "licenses issued:", table(
             ["license", "state", "kind", "ref", "issued", "valid from", "valid through",
@@ -281,7 +281,7 @@ def show_text(story: FileStory) -> str:
                      [[x.code, x.severity, x.ref, x.line, x.field, x.value, x.message]
                       for x in story.findings[:SHOWN_FINDINGS]],
                      len(story.findings) - SHOWN_FINDINGS)
-    out += ["", "events:"] + [f"  {e.at} {e.kind}" + _event_detail(e.data)
+    out += ["", "events:"] + [f"  {at(e.at)} {e.kind}" + _event_detail(e.data)
                               for e in story.events]
     return "\n".join(out)
 
@@ -331,9 +331,10 @@ def reprocessed_json(row: FileRow) -> str:
 # -- purge --------------------------------------------------------------------------------------
 
 
-def purge_text(report: PurgeReport) -> str:
+def purge_text(report: PurgeReport, zone: tzinfo = UTC) -> str:
     verb = "would remove" if report.dry_run else "removed"
-    out = [f"purge at {report.now}{' (dry run: nothing changed)' if report.dry_run else ''}",
+    dry = " (dry run: nothing changed)" if report.dry_run else ""
+    out = [f"purge at {person_time(report.now, zone)}{dry}",
            f"  events before {report.events_before or 'never'}: {verb} {report.events}",
            f"  file details before {report.files_before or 'never'}: {verb} those of "
            f"{len(report.files)} file(s): {report.findings} finding(s), "

@@ -18,6 +18,7 @@ from gateway.admin.web import charts
 from gateway.config import Config
 from gateway.errors import GatewayError
 from gateway.ledger.progress import in_progress
+from gateway.ledger.reads.clock import parse_time
 from gateway.ledger.reads.files import (
     FILE_STATUSES,
     FileQuery,
@@ -26,7 +27,7 @@ from gateway.ledger.reads.files import (
     quarantined_count,
     unfinished_count,
 )
-from gateway.ledger.reads.health import PartnerHealth, parse_time
+from gateway.ledger.reads.health import PartnerHealth
 from gateway.ledger.reads.licenses import (
     LICENSE_STATES,
     LicenseQuery,
@@ -278,6 +279,9 @@ def describe(h: PartnerHealth, now: datetime) -> str:
     """One sentence saying why the partner is in its state, for an admin who has not read
     the code."""
     words = _state_words(h, now)
+    if h.in_progress:  # working now: that first, not how long ago the last poll ended
+        words = "; ".join([*(f"processing {w.name}: {w.text()}" for w in h.in_progress),
+                           *([words] if words else [])])
     if not h.quarantined:
         return words
     return (f"{words}; " if words else "") + (

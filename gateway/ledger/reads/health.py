@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from gateway.config import Config, PartnerConfig
 from gateway.ledger.events import ALERT_EVENTS, EventRow
 from gateway.ledger.progress import Progress, in_progress
+from gateway.ledger.reads.clock import parse_time
 from gateway.ledger.reads.files import FAILED_SQL, IN_PROGRESS, day_start_utc, quarantined_count
 from gateway.ledger.store import FileRow, Ledger
 
@@ -59,17 +60,6 @@ def expected_poll(config: Config, partner: PartnerConfig, last_poll: datetime) -
             return following.astimezone(UTC)
     interval = partner.interval_seconds or config.gateway.poll_interval_seconds
     return last_poll + timedelta(seconds=interval)
-
-
-def parse_time(text: object) -> datetime | None:
-    """An ISO time from the ledger (always with an offset there; UTC assumed if not)."""
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
