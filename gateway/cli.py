@@ -23,6 +23,7 @@ from gateway.config import Config, find_config, load_config
 from gateway.errors import ConfigError, FatalError, GatewayError
 from gateway.ledger.reads.files import FILE_STATUSES
 from gateway.ledger.reads.licenses import LICENSE_STATES
+from gateway.service.logs import setup_logging
 
 EXIT_OK = 0
 EXIT_NOT_ACCEPTED = 1
@@ -60,9 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="aim-gateway", description="AIM License Gateway: batch intake, "
                      "validation and licensing of aluminum import license applications.")
     parser.add_argument("--config", help="config.toml (default: $AIMGW_CONFIG or ./config.toml)")
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="log more to stderr: -v each event, -vv also the scheduler's own "
-                        "log (serve logs its start and one line per file without -v)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="-v, -vv: log more")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -202,7 +201,7 @@ UMASK = 0o027
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.umask(UMASK)
-    setup_logging(args.verbose, args.command)
+    setup_logging(args.verbose, serving=args.command == "serve")
     try:
         return _dispatch(args)
     except BrokenPipeError:
@@ -218,18 +217,6 @@ def main(argv: list[str] | None = None) -> int:
     except GatewayError as err:
         print(f"aim-gateway: {err}", file=sys.stderr)
         return EXIT_FAILED
-
-
-def setup_logging(verbose: int, command: str) -> None:
-    """One place for what goes to stderr. ``serve`` is a service: its start banner and one
-    line per file at INFO without -v; every other command only warnings unless -v. -v adds a
-    level (INFO, then DEBUG: each event); APScheduler's own loggers only with -vv, so that a
-    running service's log is not its scheduler's chatter."""
-    steps = (1 if command == "serve" else 0) + verbose
-    level = (logging.WARNING, logging.INFO)[steps] if steps < 2 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.DEBUG if verbose >= 2 else
-                                              logging.WARNING)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -288,18 +275,17 @@ def _admin(args: argparse.Namespace, config: Config) -> int:
     from gateway.ledger.reads.files import FileQuery
     from gateway.ledger.reads.licenses import LicenseQuery
 
+    zone = config.gateway.zone  # of the times people read
     if args.command == "status":
         _check_alerts(config)
         partners = queries.partners(config)
-        print(report.status_json(partners) if args.json
-              else report.status_text(partners, config.gateway.zone))
+        print(report.status_json(partners) if args.json else report.status_text(partners, zone))
         return EXIT_OK
     if args.command == "files":
         rows = queries.files(config, FileQuery(partner=args.partner or "",
                                                status=args.status or "", since=args.since,
                                                limit=args.limit))
-        print(report.files_json(rows) if args.json
-              else report.files_text(rows, config.gateway.zone))
+        print(report.files_json(rows) if args.json else report.files_text(rows, zone))
         return EXIT_OK
     if args.command == "licenses":
         found = queries.licenses(config, LicenseQuery(
@@ -324,8 +310,7 @@ def _admin(args: argparse.Namespace, config: Config) -> int:
         if args.as_of:
             now = datetime.combine(args.as_of, time(23, 59, 59), tzinfo=config.gateway.zone)
         result = purge(config, now=now, dry_run=args.dry_run, actor=_actor())
-        print(report.purge_json(result) if args.json
-              else report.purge_text(result, config.gateway.zone))
+        print(report.purge_json(result) if args.json else report.purge_text(result, zone))
         return EXIT_OK
     raise AssertionError(args.command)
 
