@@ -218,6 +218,11 @@ def test_the_dashboard_shows_a_file_being_processed(
         expect(row.locator(".progress-text")).to_contain_text("MB")
         summary = page.locator("#partners").inner_text()
         assert "received but not finished yet" not in summary
+        assert "processing big.xml: " in summary  # the partner is at work, not "last poll"
+        # Today's files: the bar where the counts of a finished file stand, not 0 0 0 0.
+        listed = page.locator(f"#files-today tr:has(a:text-is('{file_id}'))")
+        expect(listed.locator("td.in-progress progress")).to_be_visible()
+        assert listed.locator("td.num").count() == 0
         page.goto(f"{site.url.rstrip('/')}/files/{file_id}?token={TOKEN}")
         expect(page.locator("#file-progress")).to_contain_text("Being processed now")
         expect(page.locator("#file-progress progress")).to_be_visible()

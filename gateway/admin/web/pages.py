@@ -17,7 +17,7 @@ from gateway.admin import queries
 from gateway.admin.web import charts
 from gateway.config import Config
 from gateway.errors import GatewayError
-from gateway.ledger.progress import in_progress
+from gateway.ledger.progress import Progress, in_progress
 from gateway.ledger.reads.clock import parse_time
 from gateway.ledger.reads.files import (
     FILE_STATUSES,
@@ -77,6 +77,15 @@ def local_today(config: Config, now: datetime | None = None) -> date:
     return (now or now_utc()).astimezone(config.gateway.zone).date()
 
 
+@pages.app_template_global()
+def progress_of(file_id: str) -> Progress | None:
+    """How far the file is read, while it is being processed (records read once a page)."""
+    if "progress" not in g:
+        g.progress = in_progress(_config().gateway.data_dir)
+    found: Progress | None = g.progress.get(file_id)
+    return found
+
+
 @pages.get("/")
 def dashboard() -> str:
     config, led, now = _config(), ledger(), now_utc()
@@ -116,7 +125,6 @@ def render_file(file_id: str, error: str | None = None, reason: str = "",
         abort(404, f"No file {file_id!r} in the ledger.")
     return render_template("file.html", s=story, f=story.shown,
                            groups=finding_groups(ledger(), file_id), error=error,
-                           working=in_progress(_config().gateway.data_dir).get(file_id),
                            reason=reason, max_rows=MAX_ROWS), code
 
 
