@@ -24,6 +24,7 @@ from gateway.config import Config, find_config, load_config
 from gateway.errors import ConfigError, FatalError, GatewayError, UsageError
 from gateway.ledger.reads.files import FILE_STATUSES
 from gateway.ledger.reads.licenses import LICENSE_STATES
+from gateway.service.logs import setup_logging
 
 EXIT_OK = 0
 EXIT_NOT_ACCEPTED = 1
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="aim-gateway", description="AIM License Gateway: batch intake, "
                      "validation and licensing of aluminum import license applications.")
     parser.add_argument("--config", help="config.toml (default: $AIMGW_CONFIG or ./config.toml)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="-v, -vv: log more")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -204,8 +205,7 @@ UMASK = 0o027
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.umask(UMASK)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.verbose, serving=args.command == "serve")
     try:
         return _dispatch(args)
     except BrokenPipeError:
@@ -263,9 +263,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         # Metrics and the admin page, when configured, are bound before any work: a port in
         # use or a missing token stops serve at once.
         with background_servers(config) as addresses:
-            for address in addresses:
-                print(f"aim-gateway serve: {address}", file=sys.stderr, flush=True)
-            serve(config)
+            serve(config, listening=addresses)  # the start banner names them
         return EXIT_OK
     if args.command == "web":
         return _web(args, config)
@@ -279,6 +277,7 @@ def _admin(args: argparse.Namespace, config: Config) -> int:
     from gateway.ledger.reads.files import FileQuery
     from gateway.ledger.reads.licenses import LicenseQuery
 
+    zone = config.gateway.zone  # of the times people read
     if args.command == "status":
         _check_alerts(config)
         print(report.status(config, args.json, sys.stdout))
@@ -292,7 +291,7 @@ def _admin(args: argparse.Namespace, config: Config) -> int:
                 partner=args.partner or "", issued_from=args.since, issued_to=args.until,
                 state=args.state or "", expiring_within=args.expiring_within,
                 on=_today(config, args.as_of), limit=args.limit))
-        out, more = report.listing(args.command, rows, total, _form(args))
+        out, more = report.listing(args.command, rows, total, _form(args), zone)
         sys.stdout.write(out)
         if more:  # on stderr: JSON and CSV stay plain data
             print(f"aim-gateway: {more}", file=sys.stderr)
@@ -312,7 +311,7 @@ def _admin(args: argparse.Namespace, config: Config) -> int:
         if args.as_of:
             now = datetime.combine(args.as_of, time(23, 59, 59), tzinfo=config.gateway.zone)
         result = purge(config, now=now, dry_run=args.dry_run, actor=_actor())
-        print(report.purge_json(result) if args.json else report.purge_text(result))
+        print(report.purge_json(result) if args.json else report.purge_text(result, zone))
         return EXIT_OK
     raise AssertionError(args.command)
 
@@ -336,7 +335,8 @@ def _show(args: argparse.Namespace, config: Config) -> int:
     today, form = _today(config, args.as_of), _form(args)
     story = queries.story(config, args.file_id, today, None if form else args.limit)
     if story is not None:  # as data (JSON, CSV): every application and finding
-        sys.stdout.write(report.story_out(story, form, queries.groups(config, args.file_id)))
+        sys.stdout.write(report.story_out(story, form, queries.groups(config, args.file_id),
+                                          config.gateway.zone))
         return EXIT_OK
     found = queries.license_of(config, args.file_id, today)
     if found is None:

@@ -1,8 +1,6 @@
-"""What the browser tests share (tests/test_web.py, tests/test_web_ops_browser.py): the admin
-page served by waitress on a free loopback port (``serving``), Debian's Chromium driven by
-Playwright (the ``browser`` and ``page`` fixtures: import them into a test module), the
-token and ``login``.
-"""
+"""What the browser tests share: the admin page served by waitress on a free loopback port
+(``serving``), Debian's Chromium driven by Playwright (the ``browser`` and ``page`` fixtures,
+which conftest.py offers every test file), the token and ``login``."""
 
 from __future__ import annotations
 
@@ -27,6 +25,7 @@ LAUNCH_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu",
                "--disable-background-networking", "--disable-component-update",
                "--disable-sync", "--no-first-run"]
 
+
 @dataclass
 class Site:
     url: str
@@ -41,6 +40,7 @@ class Site:
             return str(db.execute("SELECT file_id FROM files WHERE remote_name = ? AND "
                                   "reprocess_of IS NULL", (remote_name,)).fetchone()[0])
 
+
 @contextmanager
 def serving(cfg: Path) -> Iterator[Site]:
     """The page served by waitress in a thread, on a free loopback port."""
@@ -53,6 +53,7 @@ def serving(cfg: Path) -> Iterator[Site]:
         server.close()
         thread.join(10)
 
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).is_file():
@@ -62,6 +63,7 @@ def browser() -> Iterator[Browser]:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         yield launched
         launched.close()
+
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
@@ -73,7 +75,7 @@ def page(browser: Browser) -> Iterator[Page]:
     context.close()
     assert dialogs == [], f"a script ran on the page: {dialogs}"
 
+
 def login(page: Page, site: Site, path: str = "/") -> None:
     response = page.goto(f"{site.url.rstrip('/')}{path}?token={TOKEN}")
     assert response is not None and response.status == 200
-

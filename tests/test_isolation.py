@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_hostile import GENERATORS, HOSTILE
@@ -231,10 +232,10 @@ def test_a_busy_ledger_is_the_polls_failure_never_counted_against_the_file(
     p.drop("a", "fine.xml", good_file(95))
     real = process.FileProcessor.finish
 
-    def finish(self: process.FileProcessor, row: FileRow) -> FileRow:
+    def finish(self: process.FileProcessor, row: FileRow, *more: Any) -> FileRow:
         if row.partner == "a":
             raise LedgerUnavailable("The ledger is busy: database is locked")
-        return real(self, row)
+        return real(self, row, *more)
 
     monkeypatch.setattr(process.FileProcessor, "finish", finish)
     for attempt in range(4):

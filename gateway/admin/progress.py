@@ -1,14 +1,13 @@
-"""A progress line on the terminal for long runs of ``check``, ``reprocess`` and ``replay``.
+"""A progress bar on the terminal for long runs of ``check``, ``reprocess`` and ``replay``:
+percent, megabytes and an estimate of the time left.
 
-The parsers stream the file themselves; rather than thread a callback through every reader
-(and pay for it on the hot path), a background thread looks at how far this process has read
-the file: the offset of each descriptor open on it (``/proc/self/fdinfo``, Linux). Where that
-cannot be seen, the line shows the time spent only. Drawn only when the stream is a terminal.
+How far the file has been read is measured as for the views of a running service
+(``gateway.ledger.progress``: one sampler); where that cannot be seen, the line shows the time
+spent only. Drawn only when the stream is a terminal.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -16,34 +15,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import TextIO
 
+from gateway.ledger.progress import OffsetSampler, duration_text
+
 BAR = 24
 
 
-def read_offset(dev_ino: tuple[int, int]) -> int | None:
-    """The furthest offset of this process's descriptors open on the file; None = unknown."""
-    try:
-        fds = os.listdir("/proc/self/fd")
-    except OSError:
-        return None
-    best: int | None = None
-    for fd in fds:
-        try:
-            st = os.stat(f"/proc/self/fd/{fd}")
-            if (st.st_dev, st.st_ino) != dev_ino:
-                continue
-            with open(f"/proc/self/fdinfo/{fd}") as info:
-                for line in info:
-                    if line.startswith("pos:"):
-                        pos = int(line.split()[1])
-                        best = pos if best is None else max(best, pos)
-        except (OSError, ValueError):
-            continue  # closed meanwhile
-    return best
-
-
-def render(label: str, done: int | None, total: int, elapsed: float, passes: int) -> str:
-    """``check big.xml [#######-----]  42%  150.3/358.0 MB  pass 2  12 s``"""
+def render(label: str, done: int | None, total: int, elapsed: float, passes: int,
+           eta: float | None = None) -> str:
+    """``check big.xml [#######-----]  42%  150.3/358.0 MB  pass 2  12 s  ~17 s left``"""
     seconds = f"{elapsed:.0f} s"
+    if eta is not None:
+        seconds += f"  ~{duration_text(eta)} left"
     if done is None or total <= 0:
         return f"{label}  {seconds}"
     share = min(1.0, done / total)
@@ -67,9 +49,9 @@ class ReadProgress:
         self._thread: threading.Thread | None = None
         self._width = 0
         self._lock = threading.Lock()  # one writer of the terminal at a time
-        # (label, (st_dev, st_ino), size) of the file read now; swapped whole, read whole
-        # by the drawing thread
-        self._target: tuple[str, tuple[int, int] | None, int] = (label, None, 0)
+        # (label, sampler) of the file read now; swapped whole, read whole by the drawing
+        # thread
+        self._target: tuple[str, OffsetSampler] = (label, OffsetSampler(None, 0))
         if path is not None:
             self.follow(path, label)
 
@@ -84,12 +66,7 @@ class ReadProgress:
         """Show ``path`` (read from now on) under ``label``; the time runs on."""
         if not self.enabled:
             return
-        try:
-            st = path.stat()
-        except OSError:  # gone: the label and the time only
-            self._target = (label, None, 0)
-            return
-        self._target = (label, (st.st_dev, st.st_ino), st.st_size)
+        self._target = (label, OffsetSampler.of(path))
 
     def say(self, text: str, out: TextIO) -> None:
         """Write ``text`` to ``out`` (a command's output, on the same terminal maybe) with the
@@ -124,16 +101,9 @@ class ReadProgress:
             self._width = max(self._width, len(text))
 
     def _run(self) -> None:
-        started, shown, last, passes = time.monotonic(), None, -1, 1
+        started = time.monotonic()
         while not self._stop.wait(self.interval):
-            target = self._target
-            label, dev_ino, total = target
-            if target is not shown:  # another file: its own offsets and passes
-                shown, last, passes = target, -1, 1
-            done = read_offset(dev_ino) if dev_ino is not None else None
-            if done is not None and done < last:
-                passes += 1
-            if done is not None:
-                last = done
-            self._draw(render(label, done if done is not None else (last if last >= 0
-                              else None), total, time.monotonic() - started, passes))
+            label, sampler = self._target
+            done = sampler.sample()
+            self._draw(render(label, done, sampler.total, time.monotonic() - started,
+                              sampler.passes, sampler.eta))

@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any, TextIO
 
 from gateway.admin import queries
@@ -19,6 +19,7 @@ from gateway.admin.actions import PurgeReport
 from gateway.admin.listing import files_csv, findings_csv, licenses_csv, more_line, table
 from gateway.admin.replay import FileReplay, Replay, State, Summary, Watch
 from gateway.config import Config
+from gateway.ledger.reads.clock import person_time
 from gateway.ledger.reads.files import display_status
 from gateway.ledger.reads.health import PartnerHealth
 from gateway.ledger.reads.health_words import describe, label
@@ -39,15 +40,10 @@ def as_json(value: Any) -> str:
     return json.dumps(value, indent=2, default=str, ensure_ascii=False)
 
 
-def _short_time(text: str | None) -> str | None:
-    """``2026-12-01T10:15:00+00:00`` → ``2026-12-01 10:15``: enough for a glance."""
-    return text[:16].replace("T", " ") if text else None
-
-
 # -- status -------------------------------------------------------------------------------------
 
 
-def _alert_text(p: PartnerHealth) -> str:
+def _alert_text(p: PartnerHealth, zone: tzinfo) -> str:
     now = []
     if p.failing:
         now.append(f"FAILING ({p.failures} polls)")
@@ -57,7 +53,7 @@ def _alert_text(p: PartnerHealth) -> str:
     if now:
         return ", ".join(now)
     if p.last_alert:
-        return f"last: {p.last_alert.kind} {_short_time(p.last_alert.at)}"
+        return f"last: {p.last_alert.kind} {person_time(p.last_alert.at, zone)}"
     return "-"
 
 
@@ -72,20 +68,20 @@ def status(config: Config, json_out: bool, stream: TextIO) -> str:
     if json_out:
         return status_json(partners, now, note)
     color = not os.environ.get("NO_COLOR") and hasattr(stream, "isatty") and stream.isatty()
-    return status_text(partners, now, note, color=color)
+    return status_text(partners, now, note, color=color, zone=config.gateway.zone)
 
 
 def status_text(partners: list[PartnerHealth], now: datetime | None = None,
-                note: str | None = None, color: bool = False) -> str:
+                note: str | None = None, color: bool = False, zone: tzinfo = UTC) -> str:
     """The partners' table; a partner in alarm has its state in capitals (``FAILING (3
     polls)``), its row in red when ``color`` (a terminal), and a line saying why below."""
     now = now or datetime.now(UTC)
-    rows = [[p.partner.id, p.partner.kind, label(p, now), _short_time(p.last_poll),
+    rows = [[p.partner.id, p.partner.kind, label(p, now), person_time(p.last_poll, zone),
              f"{last.remote_name} ({display_status(last)})" if last else None,
-             _short_time(last.received_at if last else None),
+             person_time(last.received_at if last else None, zone),
              p.failures, "-" if p.backlog is None else p.backlog, p.unfinished, p.quarantined,
              ", ".join(f"{k} {v}" for k, v in sorted((p.files or {}).items())) or "0",
-             p.licenses, _alert_text(p)] for p in partners for last in [p.last_file]]
+             p.licenses, _alert_text(p, zone)] for p in partners for last in [p.last_file]]
     lines = table(["partner", "kind", "state", "last poll", "last file", "received",
                    "failures", "backlog", "unfinished", "quarantined", "files", "licenses",
                    "alert"], rows).splitlines()
@@ -93,6 +89,10 @@ def status_text(partners: list[PartnerHealth], now: datetime | None = None,
         lines[2:] = [f"{RED}{line}{RESET}" if p.alarm else line
                      for line, p in zip(lines[2:], partners, strict=True)]
     out = ([f"NOTE: {note}", ""] if note else []) + lines
+    working = [f"  {p.partner.id}: {w.file_id} {printable(w.name)} {w.text()}"
+               for p in partners for w in p.in_progress]
+    if working:
+        out += ["", "in progress now:", *working]
     alarms = [f"  {p.partner.id}: {printable(describe(p, now))}" for p in partners if p.alarm]
     if alarms:
         out += ["", "attention:", *alarms]
@@ -118,6 +118,7 @@ def _health_dict(p: PartnerHealth, now: datetime) -> dict[str, Any]:
             "last_received": last.received_at if last else None, "files": p.files,
             "failed_today": p.failed_today,  # FAILED as everywhere: an F-code
             "unfinished": p.unfinished, "quarantined": p.quarantined,
+            "in_progress": [w.to_json() for w in p.in_progress],
             "licenses": p.licenses, "backlog": p.backlog, "failing": p.failing,
             "alarm": p.alarm, "why": describe(p, now),
             "silent": p.silent, "silent_hours": p.silent_hours,
@@ -139,14 +140,14 @@ def status_json(partners: list[PartnerHealth], now: datetime | None = None,
 # -- files and licenses -------------------------------------------------------------------------
 
 
-def files_text(rows: list[FileRow], total: int = 0) -> str:
+def files_text(rows: list[FileRow], total: int = 0, zone: tzinfo = UTC) -> str:
     """The files as a table; ``total`` (when more match than are shown) ends it "50 of N"."""
     if not rows:
         return "no files"
     return _with_more(len(rows), total, "files", table(
         ["file id", "partner", "file", "received", "status", "apps", "licensed", "rejected",
          "cancelled", "note"],
-                 [[r.file_id, r.partner, r.remote_name, _short_time(r.received_at),
+                 [[r.file_id, r.partner, r.remote_name, person_time(r.received_at, zone),
                    r.status or f"({r.state})", r.applications, r.licensed, r.rejected,
                    r.cancelled,
                    r.error or (f"reprocess of {r.reprocess_of}" if r.reprocess_of else
@@ -184,11 +185,14 @@ _LISTINGS: dict[str, dict[str, Callable[..., str]]] = {
     "licenses": {"": licenses_text, "json": licenses_json, "csv": licenses_csv}}
 
 
-def listing(noun: str, rows: list[Any], total: int, form: str = "") -> tuple[str, str]:
+def listing(noun: str, rows: list[Any], total: int, form: str = "",
+            zone: tzinfo = UTC) -> tuple[str, str]:
     """The ``noun`` listing as text (``form`` ""), JSON or CSV, and, for data only, the
     "N of M" line apart (a table ends with it)."""
     if not form:
-        return _LISTINGS[noun][""](rows, total) + "\n", ""
+        # Licenses show dates only; files their receipt time, in the gateway's zone.
+        text = files_text(rows, total, zone) if noun == "files" else licenses_text(rows, total)
+        return text + "\n", ""
     out = _LISTINGS[noun][form](rows)
     return out if form == "csv" else out + "\n", more_line(len(rows), total, noun)
 
@@ -261,16 +265,20 @@ def story_dict(story: FileStory) -> dict[str, Any]:
     }
 
 
-def show_text(story: FileStory, groups: list[FindingGroup]) -> str:
+def show_text(story: FileStory, groups: list[FindingGroup], zone: tzinfo = UTC) -> str:
     """A file's story; its applications and findings as far as ``story`` was cut, the
     findings also grouped by code (``groups``: every one counted)."""
+
+    def at(value: str | None) -> str:
+        return person_time(value, zone) or "-"
+
     f = story.file
     delivered = "delivered" if story.ack_delivered else "not yet delivered"
     took = "-" if f.duration_ms is None else f.duration_ms
     out = [f"file {f.file_id}  {printable(f.remote_name)}  partner {f.partner}",
-           f"  received {f.received_at}  size {f.size}  sha256 {f.sha256}",
+           f"  received {at(f.received_at)}  size {f.size}  sha256 {f.sha256}",
            f"  status {display_status(f)}  state {f.state}  processed "
-           f"{f.processed_at or '-'}  rule set {f.rule_set_date or '-'}  took {took} ms",
+           f"{at(f.processed_at)}  rule set {f.rule_set_date or '-'}  took {took} ms",
            f"  applications {f.applications}: licensed {f.licensed} "
            f"(new {f.new_licenses}), not required {f.not_required}, "
            f"rejected {f.rejected}, cancelled {f.cancelled}",
@@ -279,17 +287,17 @@ def show_text(story: FileStory, groups: list[FindingGroup]) -> str:
            f"  changes report {story.changes_name or '-'}",
            f"  filer {_filer_text(story.filer)}",
            f"  original at {printable(f.archive_path or '-')}"
-           + (f" (purged {f.archive_purged_at})" if f.archive_purged_at else "")]
+           + (f" (purged {at(f.archive_purged_at)})" if f.archive_purged_at else "")]
     if f.error:
         out.append(f"  error {printable(f.error)}")
     failed = story.failures
     if failed and failed.quarantined_at:
-        out.append(f"  QUARANTINED {failed.quarantined_at} after {failed.failures} "
+        out.append(f"  QUARANTINED {at(failed.quarantined_at)} after {failed.failures} "
                    f"failures in a row: {printable(failed.last_error)} (after the fix: "
                    f"aim-gateway release {f.file_id} --reason ...)")
     elif failed:
         out.append(f"  failed {failed.failures} time(s) in a row, last "
-                   f"{failed.last_failed_at}: {printable(failed.last_error)}")
+                   f"{at(failed.last_failed_at)}: {printable(failed.last_error)}")
     if f.duplicate_of:
         out.append(f"  duplicate of {f.duplicate_of}")
     if f.reprocess_of:
@@ -298,7 +306,7 @@ def show_text(story: FileStory, groups: list[FindingGroup]) -> str:
         out.append(f"  reprocessed as {later.file_id} ({later.status or 'IN PROGRESS'})"
                    f" by {printable(later.actor or '?')}: {printable(later.reason or '-')}")
     if f.details_purged_at:
-        out.append(f"  findings, applications and events purged {f.details_purged_at}")
+        out.append(f"  findings, applications and events purged {at(f.details_purged_at)}")
     if story.licenses_issued:
         out += ["", "licenses issued:", table(
             ["license", "state", "kind", "ref", "issued", "valid from", "valid through",
@@ -320,7 +328,7 @@ def show_text(story: FileStory, groups: list[FindingGroup]) -> str:
                                   "message"],
                      [[x.code, x.severity, x.ref, x.line, x.field, x.value, x.message]
                       for x in story.findings], story.findings_total)
-    out += ["", "events:"] + [f"  {e.at} {e.kind}" + _event_detail(e.data)
+    out += ["", "events:"] + [f"  {at(e.at)} {e.kind}" + _event_detail(e.data)
                               for e in story.events]
     return "\n".join(out)
 
@@ -367,12 +375,13 @@ def show_json(story: FileStory) -> str:
     return as_json(story_dict(story))
 
 
-def story_out(story: FileStory, form: str, groups: list[FindingGroup]) -> str:
+def story_out(story: FileStory, form: str, groups: list[FindingGroup],
+              zone: tzinfo = UTC) -> str:
     """``show FILE`` as text (``form`` "": its findings grouped too), JSON, or CSV (its
     findings, the web page's columns)."""
     if form == "csv":
         return findings_csv(story.findings)
-    return (show_json(story) if form == "json" else show_text(story, groups)) + "\n"
+    return (show_json(story) if form == "json" else show_text(story, groups, zone)) + "\n"
 
 
 def file_line(row: FileRow, named: bool = False) -> str:
@@ -410,9 +419,10 @@ def reprocessed_json(row: FileRow) -> str:
 # -- purge --------------------------------------------------------------------------------------
 
 
-def purge_text(report: PurgeReport) -> str:
+def purge_text(report: PurgeReport, zone: tzinfo = UTC) -> str:
     verb = "would remove" if report.dry_run else "removed"
-    out = [f"purge at {report.now}{' (dry run: nothing changed)' if report.dry_run else ''}",
+    dry = " (dry run: nothing changed)" if report.dry_run else ""
+    out = [f"purge at {person_time(report.now, zone)}{dry}",
            f"  events before {report.events_before or 'never'}: {verb} {report.events}",
            f"  file details before {report.files_before or 'never'}: {verb} those of "
            f"{len(report.files)} file(s): {report.findings} finding(s), "

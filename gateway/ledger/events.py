@@ -63,7 +63,8 @@ class EventLog:
             # handle(), not emit(): it takes the handler's lock, so that two serve threads
             # never interleave their lines or rotate the file under each other.
             self._handler.handle(logging.makeLogRecord({"msg": line, "args": None}))
-        log.info("%s %s %s %s", kind, partner or "-", file_id or "-",
+        # DEBUG (-v on serve): the service's INFO log is one line per file (runner).
+        log.debug("%s %s %s %s", kind, partner or "-", file_id or "-",
                  " ".join(f"{k}={v}" for k, v in data.items()))
         return record
 

@@ -68,6 +68,10 @@ def partner_status(ledger: Ledger, config: Config, partner: PartnerConfig,
         "failures": health.failures,
         "last_error": health.last_error,
         "state": health.state,
+        # The files being processed now: bytes read, percent, an estimate (seconds left).
+        "in_progress": [{("file_name" if k == "name" else k): v
+                         for k, v in p.to_json().items() if k != "partner"}
+                        for p in health.in_progress],
         "alerts": {"failing": health.failing, "silent": health.silent_alert},
         "files": [_file_entry(r) for r in select_files(
             ledger, FileQuery(partner=partner.id, limit=FILES_SHOWN), zone)],

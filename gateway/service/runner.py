@@ -53,6 +53,7 @@ from gateway.textsafe import printable
 
 log = logging.getLogger("gateway.runner")
 _ERROR_LIMIT = 2000  # characters of a poll's error kept in the ledger
+LIVE_STATUS_BYTES = 8 << 20  # a file this large is shown in progress in the status files
 
 
 @dataclass
@@ -71,6 +72,15 @@ class PollReport:
 class InboxUnavailable(TransientError):
     """The partner's server failed while a file was delivered or disposed of: the partner's
     poll fails (back-off), the file in hand is not counted as a poison file."""
+
+
+def file_line(row: FileRow) -> str:
+    """The service log's one line per file: ``acme big.xml 20261201-000001 ACCEPTED:
+    12 applications, 10 licensed, 1 not required, 1 rejected, 0 cancelled``."""
+    return (f"{row.partner} {printable(row.remote_name)} {row.file_id} {row.status}: "
+            f"{row.applications} applications, {row.licensed} licensed, {row.not_required} "
+            f"not required, {row.rejected} rejected, {row.cancelled} cancelled"
+            + (f" ({printable(row.error)})" if row.error else ""))
 
 
 def event_log(config: Config) -> EventLog:
@@ -421,7 +431,7 @@ class Runner:
         return self._attempt(inbox, row, report)
 
     def _complete(self, inbox: Inbox, row: FileRow) -> None:
-        row = self.processor.finish(row)
+        row = self.processor.finish(row, lambda: self._status_at_start(inbox, row))
         if row.state == "ARCHIVED":
             left = None
             try:
@@ -441,6 +451,14 @@ class Runner:
                 self.events.emit(self.ledger, "file.done", partner=row.partner,
                                  file_id=row.file_id, ack_delivered=row.ack_name)
             crash.point("after_disposition")
+            log.info("%s", file_line(row))
+
+    def _status_at_start(self, inbox: Inbox, row: FileRow) -> None:
+        """A large file's partner sees it in progress in its status files from the start (a
+        small one is done before anyone would look: no extra upload for it)."""
+        partner = self.config.partner(row.partner)
+        if partner.status_files and row.size >= LIVE_STATUS_BYTES:
+            write_status_files(self.ledger, self.config, partner, inbox, self.events)
 
     def _record_health(self, partner: PartnerConfig, report: PollReport,
                        state: PartnerState) -> None:

@@ -16,6 +16,8 @@
 - The configuration it runs with (fingerprint, partners) is in the ledger
   (``gateway.ledger.services``), beaten every few seconds, so that every view can tell a
   partner it does not poll yet, or a configuration it has not reloaded.
+- Its log: a start banner (version, config, ledger, each partner's schedule) and one line per
+  file at INFO; APScheduler's own loggers only at -vv (``gateway.cli.setup_logging``).
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
@@ -40,11 +43,12 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from gateway import __version__
 from gateway.config import Config, PartnerConfig, load_config
 from gateway.errors import GatewayError
 from gateway.ledger import services
 from gateway.ledger.events import EventLog
-from gateway.ledger.store import Ledger, open_ledger
+from gateway.ledger.store import Ledger, ledger_location, open_ledger
 from gateway.service.metrics import POLL_SECONDS
 from gateway.service.runner import Runner, event_log, worker_name
 
@@ -99,8 +103,42 @@ class _State:
     runners: list[Runner] = field(default_factory=list)
 
 
-def serve(config: Config, stop: threading.Event | None = None) -> None:
-    """Recover half-done work, then poll each partner on its schedule until ``stop``."""
+def schedule_text(partner: PartnerConfig, config: Config) -> str:
+    """``every 300 s`` or ``cron "0 6 * * 1-5" America/New_York``."""
+    if not partner.enabled:
+        return "disabled"
+    zone = partner.schedule_timezone or config.gateway.timezone
+    if partner.schedule:
+        return f'cron "{partner.schedule}" {zone}'
+    return f"every {partner.interval_seconds or config.gateway.poll_interval_seconds} s"
+
+
+def ledger_text(config: Config) -> str:
+    """The ledger, named without its credentials: ``sqlite data/ledger.sqlite`` or
+    ``postgresql db.example:5432/aim``."""
+    target = ledger_location(config)
+    if not isinstance(target, str):
+        return f"sqlite {target}"
+    parts = urlsplit(target)
+    where = f"{parts.hostname or 'localhost'}{f':{parts.port}' if parts.port else ''}" \
+        f"{parts.path}" if parts.scheme.startswith("postgres") else "(connection string)"
+    return f"postgresql {where}"
+
+
+def banner(config: Config, listening: Sequence[str] = ()) -> list[str]:
+    """What ``serve`` says when it starts, so that its log shows what it runs with;
+    ``listening``: the ports it serves (``web http://127.0.0.1:8080/``), if any."""
+    lines = [f"aim-gateway {__version__} serve: config {config.path}, ledger "
+             f"{ledger_text(config)}, time zone {config.gateway.timezone}"]
+    lines += [f"partner {p.id} ({p.kind}): {schedule_text(p, config)}" for p in config.partners]
+    lines += list(listening) or ["no web or metrics port (the web page is `aim-gateway web`)"]
+    return lines
+
+
+def serve(config: Config, stop: threading.Event | None = None,
+          listening: Sequence[str] = ()) -> None:
+    """Recover half-done work, then poll each partner on its schedule until ``stop``;
+    ``listening``: the HTTP servers beside it (metrics, the admin page), for the banner."""
     stop = stop or threading.Event()
     events = event_log(config)
     local = threading.local()
@@ -132,8 +170,8 @@ def serve(config: Config, stop: threading.Event | None = None) -> None:
             return
         with POLL_SECONDS.labels(partner_id).time():
             report = runner().poll(partner)
-        if report.taken or report.error:
-            log.info("poll %s: %d taken, error=%s", partner_id, len(report.taken), report.error)
+        if report.error:  # each file taken has its own line (runner)
+            log.warning("poll %s: %s", partner_id, report.error)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         # Runs in the main thread between two bytecodes: it must take no lock the main
@@ -181,6 +219,8 @@ def serve(config: Config, stop: threading.Event | None = None) -> None:
     partners = _enabled(config)
     _record(lambda: services.record_load(ledger, worker, fingerprint, partners,
                                          datetime.now(UTC), start=True))
+    for line in banner(config, listening):
+        log.info("%s", line)
     events.emit(None, "service.start", partners=partners, config=str(config.path),
                 fingerprint=fingerprint)
     scheduler.start()

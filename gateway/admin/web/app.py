@@ -10,6 +10,7 @@ read the ledger through a read-only connection opened for that request.
 from __future__ import annotations
 
 import hmac
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -41,8 +42,8 @@ from gateway.config import Config
 from gateway.errors import GatewayError
 from gateway.findings import CODES
 from gateway.ledger import users
+from gateway.ledger.reads.clock import person_time
 from gateway.ledger.reads.files import display_status, is_failed
-from gateway.ledger.reads.health import parse_time
 from gateway.ledger.store import ledger_exists
 
 # No inline script or style, nothing from elsewhere: an injected tag could do nothing. The one
@@ -181,11 +182,10 @@ def _refuse(code: int, message: str | None = None) -> Response:
 
 
 def _local(config: Config, text: object) -> str:
-    """A UTC ISO time from the ledger as the admin's wall clock (gateway time zone)."""
-    moment = parse_time(text)
-    if moment is None:
-        return "–" if not text else str(text)
-    return moment.astimezone(config.gateway.zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+    """A time from the ledger as people read it (``person_time``); a dash for none."""
+    shown = person_time(text if isinstance(text, str | datetime) else None,
+                        config.gateway.zone)
+    return shown or ("–" if not text else str(text))
 
 
 def _show(value: object) -> str:

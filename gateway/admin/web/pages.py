@@ -30,6 +30,7 @@ from gateway.admin.web import charts
 from gateway.admin.web.auth import web_actor
 from gateway.config import Config
 from gateway.errors import GatewayError
+from gateway.ledger.progress import Progress, in_progress
 from gateway.ledger.reads.files import (
     FILE_STATUSES,
     FileQuery,
@@ -91,6 +92,15 @@ def local_today(config: Config, now: datetime | None = None) -> date:
     return (now or now_utc()).astimezone(config.gateway.zone).date()
 
 
+@pages.app_template_global()
+def progress_of(file_id: str) -> Progress | None:
+    """How far the file is read, while it is being processed (records read once a page)."""
+    if "progress" not in g:
+        g.progress = in_progress(_config().gateway.data_dir)
+    found: Progress | None = g.progress.get(file_id)
+    return found
+
+
 @pages.get("/")
 def dashboard() -> str:
     config, led, now = _config(), ledger(), now_utc()
@@ -106,6 +116,7 @@ def dashboard() -> str:
         service_note=queries.service_note(led, config, now),
         details={h.partner.id: describe(h, now) for h in health}, files=files[:MAX_ROWS],
         more=len(files) > MAX_ROWS, failed=failed, unfinished=unfinished_count(led.db),
+        working=[w for h in health for w in h.in_progress],
         quarantined=quarantined_count(led.db), latest=latest,
         refresh=config.web.refresh_seconds)
 

@@ -15,6 +15,8 @@ from pathlib import Path
 from gateway.config import Config, PartnerConfig
 from gateway.ledger.events import ALERT_EVENTS, EventRow
 from gateway.ledger.pauses import Pause, pause_of
+from gateway.ledger.progress import Progress, in_progress
+from gateway.ledger.reads.clock import parse_time
 from gateway.ledger.reads.files import FAILED_SQL, IN_PROGRESS, day_start_utc, quarantined_count
 from gateway.ledger.services import ServiceRow, config_fingerprint, running
 from gateway.ledger.store import FileRow, Ledger
@@ -126,17 +128,6 @@ def service_view(ledger: Ledger, config: Config, now: datetime) -> ServiceView:
     return ServiceView(tuple(running(ledger, now)), fingerprint, config.path)
 
 
-def parse_time(text: object) -> datetime | None:
-    """An ISO time from the ledger (always with an offset there; UTC assumed if not)."""
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 @dataclass(frozen=True, slots=True)
 class PartnerHealth:
     """One partner at a glance. ``files`` is None before the ledger exists, and when read
@@ -164,6 +155,7 @@ class PartnerHealth:
     backlog: int | None = None  # files waiting in a local inbox; None = not known
     last_alert: EventRow | None = None
     paused: Pause | None = None  # an admin paused it: not polled until resumed
+    in_progress: tuple[Progress, ...] = ()  # files being processed now, how far read
 
     @property
     def silent(self) -> bool:
@@ -225,13 +217,16 @@ def partner_health(ledger: Ledger, config: Config, partner: PartnerConfig, now: 
     quarantined = quarantined_count(ledger.db, pid)
     failures = int(state["failures"] or 0)
     paused = pause_of(ledger.db, pid)
+    working = tuple(p for p in in_progress(config.gateway.data_dir, now).values()
+                    if p.partner == pid)
     holds = {
         "disabled": not partner.enabled, "paused": paused is not None,
         "not yet served": not service.serves(pid),
         "failing": bool(state["alerting"]),
         "backing off": retry_at is not None, "error": failures > 0,
         "silent": quiet is not None, "never polled": last_poll is None,
-        "not polled": (overdue is not None and now > overdue
+        # A poll busy with a long file is not a missed one: its file is seen in progress.
+        "not polled": (not working and overdue is not None and now > overdue
                        and not polling_now(ledger, pid, now)),
         "quarantined": quarantined > 0}
     health = PartnerHealth(
@@ -239,7 +234,7 @@ def partner_health(ledger: Ledger, config: Config, partner: PartnerConfig, now: 
         state["last_error"], retry_at, due, overdue, bool(state["alerting"]),
         bool(state["silent"]),
         round(quiet.total_seconds() / 3600, 1) if quiet is not None else None,
-        quarantined=quarantined, backlog=backlog, paused=paused)
+        quarantined=quarantined, backlog=backlog, paused=paused, in_progress=working)
     return _with_counts(ledger, config, health, now) if counts else health
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from gateway.ledger.reads.health import STALE_GRACE, PartnerHealth, parse_time
+from gateway.ledger.reads.clock import parse_time
+from gateway.ledger.reads.health import STALE_GRACE, PartnerHealth
 
 
 def age(delta: timedelta) -> str:
@@ -88,6 +89,9 @@ def _state_words(h: PartnerHealth, now: datetime) -> str:
 def describe(h: PartnerHealth, now: datetime) -> str:
     """One sentence saying why the partner is in its state."""
     words = _state_words(h, now)
+    if h.in_progress:  # working now: that first, not how long ago the last poll ended
+        words = "; ".join([*(f"processing {w.name}: {w.text()}" for w in h.in_progress),
+                           *([words] if words else [])])
     if not h.quarantined:
         return words
     return (f"{words}; " if words else "") + (
