@@ -169,7 +169,8 @@ def test_the_file_page_pages_through_ten_thousand_applications(site: Site,
         following = narrow.locator("#applications a.next")
         if not following.count():
             break
-        following.first.click()
+        with narrow.expect_navigation(wait_until="load"):  # the next page, not this one
+            following.first.click()
     with site.db() as db:
         rejected = db.execute("SELECT COUNT(*) FROM applications WHERE file_id = ? AND "
                               "status = 'REJECTED'", (file_id,)).fetchone()[0]
