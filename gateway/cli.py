@@ -262,8 +262,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         # Metrics and the admin page, when configured, are bound before any work: a port in
         # use or a missing token stops serve at once.
-        with background_servers(config) as addresses:
-            serve(config, listening=addresses)  # the start banner names them
+        with background_servers(config) as running:  # the start banner names them
+            serve(config, listening=running.addresses, on_reload=running.reload)
         return EXIT_OK
     if args.command == "web":
         return _web(args, config)

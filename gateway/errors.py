@@ -58,6 +58,15 @@ class ConfigError(FatalError):
         super().__init__("\n".join(lines))
 
 
+def reload_refusal(err: BaseException) -> str:
+    """Why a reload (SIGHUP) was refused, without a ConfigError's advice to start the gateway
+    again: the running one goes on with the configuration it has."""
+    if isinstance(err, ConfigError):
+        return "\n".join([f"{err.path}: {len(err.problems)} problem(s) in the configuration:",
+                          *(f"  - {p}" for p in err.problems)])
+    return str(err)
+
+
 class UsageError(FatalError):
     """The command asked for something that is not there (a config file, a partner id): the
     caller's mistake, a usage error, not a gateway that cannot run."""

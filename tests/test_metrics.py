@@ -59,8 +59,8 @@ def value(found: Samples, name: str, **labels: str) -> float | None:
 def monitor(cfg: Path) -> Iterator[str]:
     """The monitor server of ``cfg`` on a free port, as ``serve`` runs it."""
     config = load_config(cfg)
-    with background_servers(replace(config, metrics=replace(config.metrics, port=0))) as urls:
-        yield urls[0].removeprefix("metrics on ")
+    with background_servers(replace(config, metrics=replace(config.metrics, port=0))) as up:
+        yield up.addresses[0].removeprefix("metrics on ")
 
 
 def failing_partner(config: ProjectConfig, base: Path) -> ProjectConfig:

@@ -13,6 +13,8 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,9 @@ from typing import Any
 import pytest
 from conftest import ProjectConfig
 from conftest import wait_until as wait_for
+from sftp_server import free_port
+
+from gateway.cli import main
 
 CASES_INBOX = Path(__file__).resolve().parent / "cases" / "inbox"
 GOOD = CASES_INBOX / "sample" / "acme-20261201-good.xml"
@@ -183,3 +188,76 @@ def test_a_changed_schedule_is_rebuilt_and_an_unchanged_one_kept(tmp_path: Path)
     finally:
         code = serve.stop()
     assert code == 0, serve.output()
+
+
+def _get(url: str, token: str | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"}
+                                     if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+    except OSError:  # not listening yet
+        return 0, ""
+
+
+WEB_TOKEN = "reload-test-token-4f8a1c2e9b7d6a5c3e1f"
+
+
+def test_sighup_reaches_the_metrics_and_the_admin_page_inside_serve(tmp_path: Path) -> None:
+    metrics, web = free_port(), free_port()
+
+    def toml(*partners: str) -> ProjectConfig:
+        return (project(tmp_path, *partners).set("metrics", port=metrics)
+                .set("web", port=web, in_serve=True))
+
+    toml("acme").write()
+    serve = Serve(tmp_path, {"AIMGW_WEB_TOKEN": WEB_TOKEN})
+    scrape = f"http://127.0.0.1:{metrics}/metrics"
+    try:
+        assert wait_for(lambda: 'partner="acme"' in _get(scrape)[1]), serve.output()
+        toml("acme", "extra").write()
+        serve.hup_and_wait("service.reload")
+        # The new partner is counted and judged, shown and can be acted on, at once.
+        assert 'aimgw_partner_state{partner="extra"' in _get(scrape)[1]
+        code, page = _get(f"http://127.0.0.1:{web}/", WEB_TOKEN)
+        assert code == 200 and 'data-partner="extra"' in page
+        assert _get(f"http://127.0.0.1:{web}/partners/extra", WEB_TOKEN)[0] == 200
+        # A port of the servers beside serve needs a restart: refused, the old one kept.
+        toml("acme", "extra").set("metrics", port=free_port()).write()
+        refused = serve.hup_and_wait("service.reload_refused")
+        assert "[metrics] port changed" in refused["error"]
+        assert "start the gateway again" not in refused["error"]  # it runs on
+        assert _get(scrape)[0] == 200
+    finally:
+        code = serve.stop()
+    assert code == 0, serve.output()
+
+
+def test_sighup_reloads_the_web_command_and_keeps_it_on_a_bad_file(tmp_path: Path) -> None:
+    port = free_port()
+    cfg = project(tmp_path, "acme").set("web", port=port).write()
+    assert main(["--config", str(cfg), "run", "--once"]) == 0  # a ledger to show
+    log = tmp_path / "web.log"
+    with open(log, "wb") as out:
+        web = subprocess.Popen([sys.executable, "-m", "gateway.cli", "web", "--config",
+                                str(cfg)], stdout=out, stderr=out,
+                               env={**os.environ, "AIMGW_WEB_TOKEN": WEB_TOKEN})
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        assert wait_for(lambda: _get(url, WEB_TOKEN)[0] == 200), log.read_text()
+        project(tmp_path, "acme", "extra").set("web", port=port).write()
+        web.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: 'data-partner="extra"' in _get(url, WEB_TOKEN)[1]), \
+            log.read_text()
+        cfg.write_text(cfg.read_text() + "\n[partners.broken\n")
+        web.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "reload of" in log.read_text()), log.read_text()
+        assert "refused" in log.read_text() and web.poll() is None
+        assert "start the gateway again" not in log.read_text()  # it serves on
+        assert 'data-partner="extra"' in _get(url, WEB_TOKEN)[1]
+    finally:
+        web.send_signal(signal.SIGTERM)
+        code = web.wait(timeout=30)
+    assert code == 0, log.read_text()

@@ -18,6 +18,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +29,7 @@ from waitress import wasyncore
 from waitress.server import create_server
 
 from gateway.admin.queries import backlog, reading
+from gateway.admin.web.server import reload_page
 from gateway.config import Config, is_loopback
 from gateway.errors import FatalError, GatewayError
 from gateway.ledger.reads.files import IN_PROGRESS
@@ -39,18 +41,29 @@ from gateway.service.metrics import REGISTRY
 log = logging.getLogger("gateway.monitor")
 
 StartResponse = Callable[..., Any]
-WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 def _timestamp(text: str | None) -> float | None:
     return datetime.fromisoformat(text).timestamp() if text else None
 
 
-class LedgerCollector(Collector):
-    """The ledger's counts and each partner's health, read at every scrape."""
+class ConfigRef:
+    """The configuration the endpoints read: serve swaps it when a SIGHUP reloads the file,
+    so that a partner added then is counted and judged at once."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
+
+
+class LedgerCollector(Collector):
+    """The ledger's counts and each partner's health, read at every scrape."""
+
+    def __init__(self, ref: ConfigRef) -> None:
+        self.ref = ref
+
+    @property
+    def config(self) -> Config:
+        return self.ref.config
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("aimgw_ledger_up", "1 when the ledger answered this scrape")
@@ -161,29 +174,32 @@ def not_ready(config: Config) -> list[str]:
         return [f"the ledger does not answer: {err}"]
 
 
-def monitor_app(config: Config) -> WsgiApp:
-    """The WSGI application of /metrics, /healthz and /readyz."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(LedgerCollector(config))
-    registry.register(_ProcessMetrics())
-    metrics = make_wsgi_app(registry)
+class MonitorApp:
+    """The WSGI application of /metrics, /healthz and /readyz; ``ref`` holds the
+    configuration it reads (swapped by a reload)."""
 
-    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    def __init__(self, config: Config) -> None:
+        self.ref = ConfigRef(config)
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(LedgerCollector(self.ref))
+        registry.register(_ProcessMetrics())
+        self._metrics = make_wsgi_app(registry)
+
+    def __call__(self, environ: dict[str, Any],
+                 start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/metrics":
-            return metrics(environ, start_response)  # type: ignore[no-any-return]
+            return self._metrics(environ, start_response)  # type: ignore[no-any-return]
         if path == "/healthz":
             return _text(start_response, "200 OK", "ok\n")
         if path == "/readyz":
-            reasons = not_ready(config)
+            reasons = not_ready(self.ref.config)
             if reasons:
                 return _text(start_response, "503 Service Unavailable",
                              "not ready\n" + "".join(f"- {r}\n" for r in reasons))
             return _text(start_response, "200 OK", "ready\n")
         return _text(start_response, "404 Not Found",
                      "not found: /metrics, /healthz and /readyz are served here\n")
-
-    return app
 
 
 def _text(start_response: StartResponse, status: str, body: str) -> list[bytes]:
@@ -202,10 +218,14 @@ def make_monitor_server(config: Config, port: int | None = None) -> Any:
     if not is_loopback(host):  # config checks it too; never open an unguarded port
         raise FatalError(f"refusing to serve metrics on {host!r}: loopback only")
     try:
-        return create_server(monitor_app(config), host=host, port=port, threads=2,
-                             ident="aim-gateway", clear_untrusted_proxy_headers=True)
+        app = MonitorApp(config)
+        server = create_server(app, host=host, port=port, threads=2, ident="aim-gateway",
+                               clear_untrusted_proxy_headers=True)
     except OSError as err:
         raise FatalError(f"cannot listen on {host}:{port}: {err.strerror}") from err
+    # waitress wraps the application (proxy headers): the app itself, for a reload.
+    server.monitor_app = app  # type: ignore[union-attr]
+    return server
 
 
 def url_of(server: Any) -> str:
@@ -213,11 +233,30 @@ def url_of(server: Any) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{server.effective_port}/"
 
 
+@dataclass(frozen=True)
+class Background:
+    """The HTTP servers running beside ``serve``: their addresses, and ``reload`` to hand
+    them the configuration a SIGHUP took over."""
+
+    servers: list[tuple[str, Any]]
+
+    @property
+    def addresses(self) -> list[str]:
+        return [f"{what} on {url_of(server)}" for what, server in self.servers]
+
+    def reload(self, config: Config) -> None:
+        for _, server in self.servers:
+            monitor = getattr(server, "monitor_app", None)
+            if isinstance(monitor, MonitorApp):
+                monitor.ref.config = config
+            else:
+                reload_page(server, config)
+
+
 @contextmanager
-def background_servers(config: Config) -> Iterator[list[str]]:
+def background_servers(config: Config) -> Iterator[Background]:
     """The HTTP servers ``serve`` runs beside its polls (metrics, the admin page), each bound
-    before any work starts (a wrong port fails ``serve`` at once) and closed at the end.
-    Yields their addresses."""
+    before any work starts (a wrong port fails ``serve`` at once) and closed at the end."""
     from gateway.admin.web.server import make_server
 
     servers: list[tuple[str, Any]] = []
@@ -235,11 +274,11 @@ def background_servers(config: Config) -> Iterator[list[str]]:
                                 name=f"http-{what}") for what, server in servers]
     for thread in threads:
         thread.start()
-    addresses = [f"{what} on {url_of(server)}" for what, server in servers]
-    for address in addresses:
+    running = Background(servers)
+    for address in running.addresses:
         log.info("serving %s", address)
     try:
-        yield addresses
+        yield running
     finally:
         stopping.set()
         for thread in threads:

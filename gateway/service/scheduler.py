@@ -45,7 +45,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from gateway import __version__
 from gateway.config import Config, PartnerConfig, load_config
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, reload_refusal
 from gateway.ledger import services
 from gateway.ledger.events import EventLog
 from gateway.ledger.store import Ledger, ledger_location, open_ledger
@@ -76,10 +76,18 @@ def _schedule_of(partner: PartnerConfig, config: Config) -> tuple[object, ...]:
 # Settings a running service cannot take over (its ledger, its folders, its log are open):
 # a reload that changes one is refused, with the restart it needs.
 RESTART_ONLY = (("gateway", "data_dir"), ("gateway", "ledger"), ("log", "events_file"))
+# The HTTP servers beside serve are bound, and the page's token read, at start: while serve
+# runs one (or the new file asks for one), its settings need a restart too.
+WEB_IN_SERVE = (("web", "in_serve"), ("web", "host"), ("web", "port"), ("web", "token_env"),
+                ("web", "allow_remote"))
+METRICS = (("metrics", "host"), ("metrics", "port"))
 
 
 def restart_needed(old: Config, new: Config) -> list[str]:
-    return [f"[{section}] {key}" for section, key in RESTART_ONLY
+    keys = [*RESTART_ONLY,
+            *(WEB_IN_SERVE if old.web.in_serve or new.web.in_serve else ()),
+            *(METRICS if old.metrics.port is not None or new.metrics.port is not None else ())]
+    return [f"[{section}] {key}" for section, key in keys
             if getattr(getattr(old, section), key) != getattr(getattr(new, section), key)]
 
 
@@ -136,9 +144,11 @@ def banner(config: Config, listening: Sequence[str] = ()) -> list[str]:
 
 
 def serve(config: Config, stop: threading.Event | None = None,
-          listening: Sequence[str] = ()) -> None:
+          listening: Sequence[str] = (),
+          on_reload: Callable[[Config], None] | None = None) -> None:
     """Recover half-done work, then poll each partner on its schedule until ``stop``;
-    ``listening``: the HTTP servers beside it (metrics, the admin page), for the banner."""
+    ``listening``: the HTTP servers beside it (metrics, the admin page), for the banner;
+    ``on_reload``: told each configuration a SIGHUP took over."""
     stop = stop or threading.Event()
     events = event_log(config)
     local = threading.local()
@@ -233,7 +243,7 @@ def serve(config: Config, stop: threading.Event | None = None,
             time.sleep(TICK)
             if hups:
                 hups.clear()  # list.clear takes no lock: a SIGHUP meanwhile is one reload
-                _reload(scheduler, job, state, ledger, worker, events)
+                _reload(scheduler, job, state, ledger, worker, events, on_reload)
             if time.monotonic() - beaten >= services.HEARTBEAT_SECONDS:
                 beaten = time.monotonic()
                 _record(lambda: services.beat(ledger, worker, datetime.now(UTC)))
@@ -286,7 +296,8 @@ def _build_jobs(scheduler: BackgroundScheduler, job: Job, old: Config | None,
 
 
 def _reload(scheduler: BackgroundScheduler, job: Job, state: _State, ledger: Ledger,
-            worker: str, events: EventLog) -> None:
+            worker: str, events: EventLog,
+            on_reload: Callable[[Config], None] | None = None) -> None:
     """SIGHUP: take the configuration file as it is now, or refuse it and keep the old."""
     old = state.config
     try:
@@ -296,12 +307,18 @@ def _reload(scheduler: BackgroundScheduler, job: Job, state: _State, ledger: Led
             raise GatewayError(f"{', '.join(blocked)} changed: a running service cannot take "
                                "that over; restart it (systemctl restart aim-gateway)")
     except (GatewayError, OSError) as err:
-        log.error("reload refused, still running with the configuration loaded before: %s",
-                  err)
-        events.emit(None, "service.reload_refused", config=str(old.path), error=str(err))
+        reason = reload_refusal(err)
+        log.error("reload refused, still running with the configuration loaded before "
+                  "(fix the file, then send SIGHUP again): %s", reason)
+        events.emit(None, "service.reload_refused", config=str(old.path), error=reason)
         return
     changes = _build_jobs(scheduler, job, old, new)
     state.config, state.fingerprint = new, fingerprint
+    if on_reload is not None:
+        try:  # the HTTP servers beside serve (metrics, the admin page) read it too
+            on_reload(new)
+        except Exception:  # they keep the configuration before; the polls have the new
+            log.exception("handing the reloaded configuration to the HTTP servers")
     _record(lambda: services.record_load(ledger, worker, fingerprint, _enabled(new),
                                          datetime.now(UTC)))
     log.info("reloaded %s: %s", new.path, ", ".join(

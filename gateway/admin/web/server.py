@@ -6,6 +6,7 @@ start fails at once with a message saying what to do, never with an open, unguar
 
 from __future__ import annotations
 
+import logging
 import signal
 from collections.abc import Mapping
 from types import FrameType
@@ -15,10 +16,13 @@ from waitress.server import create_server
 
 from gateway.admin.web.app import create_app
 from gateway.admin.web.auth import MAKE_TOKEN, guard_from_env
-from gateway.config import Config, is_loopback
-from gateway.errors import FatalError
+from gateway.admin.web.pages import CONFIG
+from gateway.config import Config, is_loopback, load_config
+from gateway.errors import FatalError, GatewayError, reload_refusal
 from gateway.ledger import users
 from gateway.ledger.store import ledger_exists, open_ledger
+
+log = logging.getLogger("gateway.web")
 
 THREADS = 4  # a handful of admins; a reprocess holds one thread while it runs
 
@@ -44,11 +48,19 @@ def make_server(config: Config, host: str | None = None, port: int | None = None
     try:
         # ident: no version in the Server header; no proxy headers trusted, so the
         # recorded actor is the real peer address.
-        return create_server(create_app(config, guard), host=host, port=port,
-                             threads=THREADS, ident="aim-gateway",
-                             clear_untrusted_proxy_headers=True)
+        app = create_app(config, guard)
+        server = create_server(app, host=host, port=port, threads=THREADS,
+                               ident="aim-gateway", clear_untrusted_proxy_headers=True)
     except OSError as err:
         raise FatalError(f"cannot listen on {host}:{port}: {err.strerror}") from err
+    # waitress wraps the application (proxy headers): the Flask app itself, for a reload.
+    server.flask_app = app  # type: ignore[union-attr]
+    return server
+
+
+def reload_page(server: Any, config: Config) -> None:
+    """Hand the page a configuration taken over by a reload: each request reads it."""
+    server.flask_app.config[CONFIG] = config
 
 
 def _has_users(config: Config) -> bool:
@@ -68,16 +80,30 @@ def server_url(server: Any) -> str:
 
 
 def run(server: Any) -> None:
-    """Serve until SIGTERM or SIGINT, then close the socket and return."""
+    """Serve until SIGTERM or SIGINT, then close the socket and return. SIGHUP reads the
+    configuration file again (partners added since show at once), or keeps the one it runs
+    with when the new one does not load."""
 
     def stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt  # leaves waitress's loop; the finally below closes
 
+    def reload(signum: int, frame: FrameType | None) -> None:
+        path = server.flask_app.config[CONFIG].path
+        try:
+            reload_page(server, load_config(path))
+        except GatewayError as err:
+            log.error("reload of %s refused, still serving the configuration loaded before "
+                      "(fix the file, then send SIGHUP again): %s", path, reload_refusal(err))
+            return
+        log.info("reloaded %s", path)
+
     previous = signal.signal(signal.SIGTERM, stop)
+    previous_hup = signal.signal(signal.SIGHUP, reload)
     try:
         server.run()
     except KeyboardInterrupt:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGHUP, previous_hup)
         server.close()
