@@ -5,6 +5,7 @@ ledgers: SQLite and PostgreSQL (tests/pg_server.py)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -29,8 +30,10 @@ def cfg(request: pytest.FixtureRequest, project: ProjectConfig) -> Path:
 
 
 def cli(cfg: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    # pytest sets COLUMNS=80, to which tables are cut: a wide terminal shows whole cells.
     return subprocess.run([sys.executable, "-m", "gateway.cli", "--config", str(cfg), *args],
-                          input=stdin, capture_output=True, text=True, timeout=120)
+                          input=stdin, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "250"})
 
 
 def emit(cfg: Path, kind: str, **data: object) -> None:
