@@ -14,7 +14,7 @@ import shutil
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -284,3 +284,17 @@ def test_count_charts_tick_whole_files() -> None:
     chart = charts.build_chart("partner", ["2026-12-01"], {("2026-12-01", "acme"): 1.0},
                                "Files rejected", least_step=1)
     assert [label for _, label in chart.y_ticks] == ["0", "1"]  # not 0.2, 0.4, ...: files
+
+
+RECEIVED = datetime(2026, 12, 4, 15, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("mtime", "dropped"), [
+    (RECEIVED - timedelta(minutes=7), RECEIVED - timedelta(minutes=7)),  # waited 7 min
+    (RECEIVED, RECEIVED),
+    (RECEIVED + timedelta(minutes=5), RECEIVED),  # the partner's clock is ahead
+    (RECEIVED - timedelta(days=3), RECEIVED),  # kept by its copy tool (scp -p)
+])
+def test_latency_counts_from_the_drop_when_the_file_tells_it(mtime: datetime,
+                                                             dropped: datetime) -> None:
+    assert charts.dropped_at(mtime.timestamp(), RECEIVED) == dropped

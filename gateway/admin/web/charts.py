@@ -271,19 +271,33 @@ class DailyCharts:
     latency: LatencyChart
 
 
+# A file's modification time is taken as its drop when it lies within this much before its
+# receipt: an older one was kept by the partner's copy tool (scp -p, rsync -t), not dropped.
+DROP_WINDOW = timedelta(hours=24)
+
+
+def dropped_at(mtime: float, received: datetime) -> datetime:
+    """When the partner dropped the file, as far as the gateway can tell: its modification
+    time when that is plausible (not after its receipt, not a day before it), else its
+    receipt."""
+    moment = datetime.fromtimestamp(mtime, UTC)
+    return moment if received - DROP_WINDOW <= moment <= received else received
+
+
 def _day_rows(db: Database, zone: tzinfo, first: date, last: date) -> Iterator[
         tuple[str, str, str | None, float | None]]:
-    """(local day, partner, status, seconds from receipt to the ack written) of each file a
+    """(local day, partner, status, seconds from the drop to the ack written) of each file a
     partner sent in [first, last] (reprocesses are an admin's, not the partner's)."""
     start = datetime.combine(first, time(0), tzinfo=zone).astimezone(UTC)
     end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
-    for partner, received, processed, status in db.execute(
-            "SELECT partner, received_at, processed_at, status FROM files WHERE "
+    for partner, received, mtime, processed, status in db.execute(
+            "SELECT partner, received_at, mtime, processed_at, status FROM files WHERE "
             "reprocess_of IS NULL AND received_at >= ? AND received_at < ?",
             (start.isoformat(timespec="seconds"), end.isoformat(timespec="seconds"))):
         got = datetime.fromisoformat(received)
         done = datetime.fromisoformat(processed) if processed else None
-        seconds = (done - got).total_seconds() if done is not None else None
+        seconds = ((done - dropped_at(float(mtime), got)).total_seconds()
+                   if done is not None else None)
         yield got.astimezone(zone).date().isoformat(), partner, status, seconds
 
 
