@@ -33,10 +33,10 @@ from gateway.ledger.progress import (
     OffsetSampler,
     Progress,
     ProgressRecorder,
-    duration_text,
     in_progress,
     progress_dir,
 )
+from gateway.ledger.reads.clock import duration_text
 from gateway.service import runner
 from gateway.service.runner import run_once
 

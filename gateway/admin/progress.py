@@ -15,7 +15,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TextIO
 
-from gateway.ledger.progress import OffsetSampler, duration_text
+from gateway.ledger.progress import OffsetSampler
+from gateway.ledger.reads.clock import duration_text
 
 BAR = 24
 

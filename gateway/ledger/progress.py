@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 
+from gateway.ledger.reads.clock import duration_text
 from gateway.storage import open_new, temp_name
 
 INTERVAL = 1.0  # seconds between two records of one file
@@ -132,16 +133,6 @@ class Progress:
         if self.eta_seconds is not None:
             out += f", about {duration_text(self.eta_seconds)} left"
         return out
-
-
-def duration_text(seconds: float) -> str:
-    """``45 s``, ``3 min 05 s``, ``1 h 02 min``: an estimate, to the second at most."""
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole} s"
-    if whole < 3600:
-        return f"{whole // 60} min {whole % 60:02d} s"
-    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
 
 
 def progress_dir(data_dir: Path) -> Path:

@@ -5,7 +5,7 @@ summaries) is the gateway's own zone (``gateway.timezone``) with its abbreviatio
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 
 
 def parse_time(text: object) -> datetime | None:
@@ -28,3 +28,27 @@ def person_time(value: str | datetime | None, zone: tzinfo) -> str | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+
+
+# -- spans people read: one coarse for "how long ago", one finer for "how long still" --------
+
+
+def age(delta: timedelta) -> str:
+    seconds = max(0, int(delta.total_seconds()))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 172800:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} days"
+
+
+def duration_text(seconds: float) -> str:
+    """``45 s``, ``3 min 05 s``, ``1 h 02 min``: an estimate, to the second at most."""
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"

@@ -7,19 +7,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from gateway.ledger.reads.clock import parse_time
+from gateway.ledger.reads.clock import age, parse_time
 from gateway.ledger.reads.health import STALE_GRACE, PartnerHealth
-
-
-def age(delta: timedelta) -> str:
-    seconds = max(0, int(delta.total_seconds()))
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min"
-    if seconds < 172800:
-        return f"{seconds // 3600} h"
-    return f"{seconds // 86400} days"
 
 
 def _polls(n: int) -> str:
