@@ -16,6 +16,7 @@ repository: they will come from the environment (next issue). No field below hol
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import ipaddress
 import os
 import typing
@@ -202,6 +203,14 @@ class RetentionSettings:
 
 
 @dataclass(frozen=True)
+class MappingRule:
+    """One of a partner's mappings, for the files whose name matches its pattern."""
+
+    pattern: str = setting(MISSING, 'file names it reads (fnmatch, e.g. "*.txt")', NON_EMPTY)
+    file: Path = setting(MISSING, "its CSV (.toml) or XSLT (.xsl) mapping file")
+
+
+@dataclass(frozen=True)
 class FilerSettings:
     """The applicant, 19 CFR 361.103(c)(1)(i)-(ii): an XML header's Filer replaces it; the one
     in force is recorded with each file (`aim-gateway show`)."""
@@ -321,7 +330,10 @@ class PartnerConfig:
     license_source: LicenseSourceName = setting(
         "gateway", '"gateway" mints license numbers; "commerce": the partner sends the numbers '
         "Commerce's AIM system issued (LicenseNumber, I204) and none is ever minted")
-    mapping: Path | None = setting(None, 'CSV/XSLT mapping file; "" = none')
+    mapping: Path | None = setting(
+        None, 'CSV/XSLT mapping file for the names no [[mappings]] pattern matches; "" = none')
+    mappings: tuple[MappingRule, ...] = setting(
+        (), "mappings by file name; the first whose pattern matches is used")
     enabled: bool = setting(True, "false = never polled")
     filer: FilerSettings = section(FilerSettings, doc="the applicant block")
     # -- polling (both kinds) --
@@ -372,15 +384,27 @@ class PartnerConfig:
             except ValueError as err:
                 yield "schedule", f"not a cron expression ({err})"
         yield from self.source.cross_checks()
-        if self.mapping is not None:
-            # Loaded now, so that a broken mapping stops the start, not a run half-way.
-            from gateway.parse.mapping import MappingError, load_mapping
+        # Loaded now, so that a broken mapping stops the start, not a run half-way.
+        from gateway.parse.mapping import MappingError, load_mapping
 
+        named = [(f"mappings[{i}].file", rule.file) for i, rule in enumerate(self.mappings)]
+        for key, path in ([("mapping", self.mapping)] if self.mapping else []) + named:
             try:
-                load_mapping(self.mapping)
+                load_mapping(path)
             except MappingError as err:
                 for problem in err.problems:
-                    yield "mapping", f"{self.mapping.name}: {problem}"
+                    yield key, f"{path.name}: {problem}"
+
+    def mapping_for(self, file_name: str) -> Path | None:
+        """The mapping of a file so named: the first pattern that matches, else ``mapping``."""
+        for rule in self.mappings:
+            if fnmatch.fnmatch(file_name, rule.pattern):
+                return rule.file
+        return self.mapping
+
+    @property
+    def mapped(self) -> bool:
+        return self.mapping is not None or bool(self.mappings)
 
 
 @dataclass(frozen=True)

@@ -158,7 +158,7 @@ class DecisionCore:
             if partner is not None and partner.registered:
                 rules = replace(rules, registered=True)
             prepared = prepare(sub.path, rules,
-                               mapping_for(partner.mapping) if partner else None,
+                               mapping_for(partner.mapping_for(sub.name)) if partner else None,
                                self.work_dir, sub.name)
             fmt = prepared.fmt
             try:

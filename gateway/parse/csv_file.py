@@ -80,6 +80,31 @@ class CsvApplication:
     extra_lines: int = 0  # rows past MAX_LINES + 1: counted, not kept (see ``closed``)
 
 
+# Delimiters a partner's export often uses instead of ours, as the hint names them.
+OTHER_DELIMITERS = {";": "`;`", "\t": "tab", "|": "`|`"}
+
+
+def other_delimiter(names: list[str], delimiter: str) -> str | None:
+    """The delimiter (of ``OTHER_DELIMITERS``) that splits a header row read with
+    ``delimiter`` into known columns, if any: a canonical CSV written with another one."""
+    text = delimiter.join(names)
+    for other in OTHER_DELIMITERS:
+        if other != delimiter and other in text and any(
+                n.strip().strip('"').lower() in KNOWN_COLUMNS for n in text.split(other)):
+            return other
+    return None
+
+
+def delimiter_hint(names: list[str], delimiter: str) -> str:
+    """The start of an F005 message for a header written with another delimiter, else ""."""
+    other = other_delimiter(names, delimiter)
+    if other is None:
+        return ""
+    return (f"The file looks like CSV with {OTHER_DELIMITERS[other]} between the columns, "
+            f"not {delimiter!r}: add a mapping for this partner (mappings/, csv.delimiter) "
+            "or send the columns separated by commas. ")
+
+
 def _clean(value: str) -> str | None:
     value = value.strip()
     return value or None
@@ -219,8 +244,10 @@ class CsvSubmission:
         if unknown:
             problems.append("unknown column(s): " + ", ".join(unknown[:20]))
         if problems:
+            hint = delimiter_hint(cells, self.dialect.delimiter)
             raise RejectedSubmission(finding(
-                "F005", "The header row does not match the CSV format: " + "; ".join(problems)
+                "F005", hint + "The header row does not match the CSV format: "
+                + "; ".join(problems)
                 + ". The columns are: " + ", ".join(ALL_COLUMNS) + "; optional (contract "
                 "1.1): " + ", ".join(LIFECYCLE_COLUMNS) + ".", source_line=1,
                 field="header"))

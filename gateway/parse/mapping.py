@@ -32,6 +32,7 @@ from gateway.errors import GatewayError, RejectedSubmission
 from gateway.findings import finding
 from gateway.model import Application, ProductLine
 from gateway.parse.csv_file import ALL_COLUMNS, KNOWN_COLUMNS, CsvDialect
+from gateway.parse.detect import canonical_content
 from gateway.parse.xml_guard import AttributeGuard
 
 # kg per unit of the partner's quantity column.
@@ -89,6 +90,13 @@ class CsvMapping:
     @property
     def dialect(self) -> CsvDialect:
         return CsvDialect(self.delimiter, self.encoding)
+
+    @property
+    def reads_canonical(self) -> bool:
+        """Whether a canonical CSV header is this partner's own too: the mapping renames no
+        column and keeps the comma, so it only converts the values (its dates, numbers). Any
+        other mapping leaves a canonical file as it is (``applicable``)."""
+        return self.delimiter == "," and all(n.lower() in KNOWN_COLUMNS for n in self.columns)
 
     @property
     def headers(self) -> frozenset[str]:
@@ -243,6 +251,20 @@ class XsltMapping:
 
 
 Mapping = CsvMapping | XsltMapping
+
+
+def applicable(mapping: Mapping | None, path: Path) -> Mapping | None:
+    """The mapping to read ``path`` with: None for canonical content (a document of our
+    namespace, a canonical CSV header), which is read as it is whatever the partner's own
+    exports need (issue 14 item 6), else ``mapping``."""
+    if mapping is None:
+        return None
+    canonical = canonical_content(path)
+    if canonical == "xml" and isinstance(mapping, XsltMapping):
+        return None
+    if canonical == "csv" and isinstance(mapping, CsvMapping) and not mapping.reads_canonical:
+        return None
+    return mapping
 
 # XSLT with every outside access denied: no document(), no xsl:result-document, no network.
 _ACCESS = etree.XSLTAccessControl.DENY_ALL
