@@ -428,7 +428,8 @@ def _replay(args: argparse.Namespace, config: Config) -> int:
 
 def _mapping_test(args: argparse.Namespace) -> int:
     from gateway.errors import RejectedSubmission
-    from gateway.parse.mapping import MappingError, load_mapping, preview
+    from gateway.parse.mapping import CsvMapping, MappingError, load_mapping, preview
+    from gateway.parse.unconverted import unconverted
 
     try:
         mapping = load_mapping(args.mapping.resolve())
@@ -441,7 +442,10 @@ def _mapping_test(args: argparse.Namespace) -> int:
         print(f"aim-gateway: no such file: {args.file}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        print(preview(mapping, args.file, args.rows), end="")
+        text = preview(mapping, args.file, args.rows)
+        print(text, end="")
+        for note in unconverted(mapping, text) if isinstance(mapping, CsvMapping) else ():
+            print(f"not converted: {note}", file=sys.stderr)
     except RejectedSubmission as rejected:
         f = rejected.finding
         print(f"{f.code}: {f.message}", file=sys.stderr)

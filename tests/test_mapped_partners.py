@@ -186,3 +186,12 @@ def test_mapping_test_flags_values_it_could_not_convert() -> None:
     assert "Deutschland" not in err  # converted values are not flagged
     assert proc.stdout.decode().splitlines()[0].startswith("row,")
 
+
+
+def test_f009_of_an_xml_names_the_byte_offset(gw: Gateway) -> None:
+    data = GUIDE_XML.read_bytes().replace(b"ACME ALUMINUM", b"ACME \xe9LUMINUM", 1)
+    offset = data.index(b"\xe9")
+    status, raw = gw.check_raw(data, "sub.xml", AS_OF)
+    assert status == "REJECTED"
+    message = raw.decode()
+    assert "F009" in message and f"byte offset {offset}" in message

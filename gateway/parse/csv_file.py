@@ -33,6 +33,7 @@ from gateway.model import (
     ProductLine,
     line_number,
 )
+from gateway.parse.encoding import find_bad_byte
 
 APP_COLUMNS = tuple(attr for attr, _ in APPLICATION_FIELDS)
 LINE_COLUMNS = tuple(attr for attr, _ in LINE_FIELDS)
@@ -132,9 +133,11 @@ def _rows(path: Path, dialect: CsvDialect) -> Iterator[tuple[int, list[str]]]:
             except UnicodeError:  # UnicodeDecodeError, or e.g. UTF-16 without its BOM
                 # The text wrapper decodes ahead of the reader: find the row itself.
                 row, reason = _undecodable_row(path, encoding, dialect.delimiter)
+                bad = find_bad_byte(path, encoding)
+                where = f" at {bad.where()}" if bad is not None else ""
                 raise RejectedSubmission(finding(
-                    "F009", f"Row {row} is not valid {dialect.encoding}: {reason}. Save the "
-                    f"file as {dialect.encoding}.", source_line=row)) from None
+                    "F009", f"Row {row} is not valid {dialect.encoding}: {reason}{where}. "
+                    f"Save the file as {dialect.encoding}.", source_line=row)) from None
             except csv.Error as err:
                 raise RejectedSubmission(finding(
                     "F001", f"The CSV cannot be read at row {number + 1}: {err}.",

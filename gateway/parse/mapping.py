@@ -43,7 +43,8 @@ DATE_TOKENS = {"YYYY": r"(?P<y>[0-9]{4})", "YY": r"(?P<yy>[0-9]{2})",
 COUNTRY_APP_FIELDS = ("country_of_origin", "country_of_export")
 COUNTRY_LINE_FIELDS = ("smelt_country_largest", "smelt_country_second", "cast_country")
 _SECTIONS = {"description", "csv", "columns", "constants", "units", "countries", "values"}
-_CSV_KEYS = {"delimiter", "encoding", "date_format", "decimal_separator", "thousands_separator"}
+_CSV_KEYS = {"delimiter", "encoding", "date_format", "decimal_separator", "thousands_separator",
+             "ack_delimiter"}
 _MILLIGRAM = Decimal("0.001")
 _CHUNK = 64 * 1024
 
@@ -80,6 +81,7 @@ class CsvMapping:
     date_format: str = "YYYY-MM-DD"
     decimal_separator: str = "."
     thousands_separator: str = ""
+    ack_delimiter: str = ","  # the partner's CSV acks (issue 14, 9b); "," = the guide's
     columns: dict[str, str] = field(default_factory=dict)  # partner name -> canonical
     constants: dict[str, str] = field(default_factory=dict)  # canonical -> value
     quantity_unit: str = "kg"
@@ -242,7 +244,7 @@ class XsltMapping:
             self.apply(source, target)
         except etree.XMLSyntaxError as err:
             target.unlink(missing_ok=True)
-            raise syntax_error(err) from None
+            raise syntax_error(err, source) from None
         except etree.XSLTError as err:
             target.unlink(missing_ok=True)
             raise RejectedSubmission(finding(
@@ -251,6 +253,17 @@ class XsltMapping:
 
 
 Mapping = CsvMapping | XsltMapping
+
+
+def ack_delimiter(mapping: Mapping | None, path: Path) -> str:
+    """The delimiter of ``path``'s CSV ack: its CSV mapping's ``ack_delimiter`` when that
+    mapping reads it (``applicable``), else the guide's comma. An unreadable file (gone,
+    a folder) gets the comma: its F-code is found where it is read."""
+    try:
+        chosen = applicable(mapping, path)
+    except OSError:
+        return ","
+    return chosen.ack_delimiter if isinstance(chosen, CsvMapping) else ","
 
 
 def applicable(mapping: Mapping | None, path: Path) -> Mapping | None:
@@ -311,6 +324,11 @@ def _load_csv_mapping(path: Path) -> CsvMapping:
         "".encode(str(encoding))  # LookupError also for a codec that is not text (hex, zlib)
     except LookupError:
         problems.append(f"csv.encoding: unknown encoding {encoding!r}")
+    ack_delimiter = csv_part.get("ack_delimiter", ",")
+    if not isinstance(ack_delimiter, str) or len(ack_delimiter) != 1 or \
+            ack_delimiter in "\"'\r\n=+-@":
+        problems.append("csv.ack_delimiter: one character, not a quote, line break or formula "
+                        "start")
     date_format = csv_part.get("date_format", "YYYY-MM-DD")
     if not isinstance(date_format, str) or not all(
             t in date_format for t in ("MM", "DD")) or "YY" not in date_format:
@@ -376,9 +394,9 @@ def _load_csv_mapping(path: Path) -> CsvMapping:
     return CsvMapping(
         path=path, description=str(data.get("description", "")), delimiter=delimiter,
         encoding=str(encoding), date_format=date_format, decimal_separator=decimal_separator,
-        thousands_separator=thousands_separator, columns=columns, constants=constants,
-        quantity_unit=quantity_unit, countries=countries, unknown_words=words["unknown"],
-        not_applicable_words=words["not_applicable"])
+        thousands_separator=thousands_separator, ack_delimiter=ack_delimiter, columns=columns,
+        constants=constants, quantity_unit=quantity_unit, countries=countries,
+        unknown_words=words["unknown"], not_applicable_words=words["not_applicable"])
 
 
 @lru_cache(maxsize=64)

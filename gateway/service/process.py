@@ -61,9 +61,10 @@ def ack_kind(fmt: str | None) -> str:
     return "csv" if fmt == "csv" else "xml"
 
 
-def ack_writer(kind: str, path: Path) -> AckXmlWriter | AckCsvWriter:
-    """The acknowledgment of ``kind``, streamed to ``path`` as the applications are decided."""
-    return (AckCsvWriter if kind == "csv" else AckXmlWriter)(path)
+def ack_writer(kind: str, path: Path, delimiter: str = ",") -> AckXmlWriter | AckCsvWriter:
+    """The acknowledgment of ``kind``, streamed to ``path`` as the applications are decided
+    (a CSV one with the partner's ``delimiter``, FileSummary.ack_delimiter)."""
+    return AckCsvWriter(path, delimiter) if kind == "csv" else AckXmlWriter(path)
 
 
 def render_whole_ack(kind: str, summary: FileSummary) -> bytes:
@@ -297,7 +298,7 @@ class RunPass:
         row, config = self.row, self.p.config
         self.kind = ack_kind(self.fmt)
         self.ack_path = stored_ack(self.p.layout, row, self.kind)
-        self.ack = ack_writer(self.kind, self.ack_path)
+        self.ack = ack_writer(self.kind, self.ack_path, self.summary.ack_delimiter)
         self.filer_code = config.partner(row.partner).effective_filer_code(config.ace)
         self.source_info = {"file_id": row.file_id, "file_name": row.remote_name,
                             "partner": row.partner, "submission_id": ""}
