@@ -195,3 +195,29 @@ def test_f009_of_an_xml_names_the_byte_offset(gw: Gateway) -> None:
     assert status == "REJECTED"
     message = raw.decode()
     assert "F009" in message and f"byte offset {offset}" in message
+
+
+# --- item 7: the ack of a reprocess names the ack it replaces ---------------------------------
+
+
+def test_the_xml_ack_names_the_ack_it_replaces_and_stays_valid() -> None:
+    from datetime import UTC, datetime
+
+    from lxml import etree
+
+    from gateway.licensing.results import FileSummary
+    from gateway.model import FileStatus
+    from gateway.outputs.ack_xml import render_ack
+
+    summary = FileSummary(
+        file_id="F", partner="acme", file_name="x.csv", sha256="0" * 64,
+        received_at=datetime(2026, 12, 1, tzinfo=UTC), processed_at=datetime(2026, 12, 1,
+                                                                             tzinfo=UTC),
+        rule_set_date=date(2026, 12, 1), status=FileStatus.REJECTED, replaces="x.ack.csv")
+    schema = etree.XMLSchema(etree.parse(str(Path(__file__).parent.parent / "schemas" /
+                                             "license-ack-1.0.xsd")))
+    root = etree.fromstring(render_ack(summary, []))
+    assert schema.validate(root.getroottree()), schema.error_log
+    assert root.findtext("{urn:aimgw:license-ack:1}Replaces") == "x.ack.csv"
+    summary.replaces = None
+    assert b"Replaces" not in render_ack(summary, [])

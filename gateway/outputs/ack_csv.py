@@ -26,6 +26,8 @@ from gateway.textsafe import printable
 COLUMNS = ("row", "application_ref", "line_no", "status", "license_number", "valid_from",
            "valid_through", "codes", "messages")
 FILE_PART = "file "
+# Before the file part: the earlier ack of another name a reprocess replaces (issue 14, 7).
+REPLACES_PART = "replaces "
 # OWASP CSV injection: these leading characters make a spreadsheet evaluate the cell.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -57,6 +59,8 @@ def file_row(summary: FileSummary, v1_1: bool = False) -> list[str]:
     messages = " | ".join(_message(f) for f in summary.findings) or (
         f"{summary.applications} application(s): {summary.licensed} licensed, "
         f"{summary.not_required} not required, {summary.rejected} rejected{cancelled}")
+    if summary.replaces:
+        messages = f"{messages} | {REPLACES_PART}{printable(summary.replaces)}"
     messages = f"{messages} | {_file_part(summary.file_name)}"
     return [neutralise(v) for v in ("", "", "", summary.status.value, "", "", "", codes,
                                     messages)]

@@ -35,17 +35,27 @@ STATUS_JSON = "status.json"
 STATUS_CSV = "status.csv"
 # ``cancelled`` (contract 1.1) comes last, so that a partner's reader of the earlier columns
 # by position reads them where they always were.
+# ``replaces`` (issue 14, item 7) after it, for the same reason.
 CSV_COLUMNS = ("file_id", "file_name", "received_at", "state", "status", "applications",
-               "licensed", "not_required", "rejected", "ack_name", "error", "cancelled")
+               "licensed", "not_required", "rejected", "ack_name", "error", "cancelled",
+               "replaces")
 
 
-def _file_entry(row: FileRow) -> dict[str, Any]:
+def _file_entry(ledger: Ledger, row: FileRow) -> dict[str, Any]:
     return {"file_id": row.file_id, "file_name": row.remote_name,
             "received_at": row.received_at, "state": row.state,
             "status": display_status(row), "applications": row.applications,
             "licensed": row.licensed, "not_required": row.not_required,
             "rejected": row.rejected, "ack_name": row.ack_name, "error": row.error,
-            "cancelled": row.cancelled}
+            "cancelled": row.cancelled, "replaces": _replaces(ledger, row)}
+
+
+def _replaces(ledger: Ledger, row: FileRow) -> str | None:
+    """The earlier ack a reprocess's ack of another name replaces (its ack says so too)."""
+    original = ledger.file(row.reprocess_of) if row.reprocess_of else None
+    if original is None or not original.ack_name or original.ack_name == row.ack_name:
+        return None
+    return original.ack_name
 
 
 def partner_status(ledger: Ledger, config: Config, partner: PartnerConfig,
@@ -69,7 +79,7 @@ def partner_status(ledger: Ledger, config: Config, partner: PartnerConfig,
         "last_error": health.last_error,
         "state": health.state,
         "alerts": {"failing": health.failing, "silent": health.silent_alert},
-        "files": [_file_entry(r) for r in select_files(
+        "files": [_file_entry(ledger, r) for r in select_files(
             ledger, FileQuery(partner=partner.id, limit=FILES_SHOWN), zone)],
         "open_errors": [{"file_id": r.file_id, "file_name": r.remote_name,
                          "received_at": r.received_at, "error": r.error}
