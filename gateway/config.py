@@ -273,6 +273,8 @@ class SftpSource:
     remote_inbox: str = setting("/inbox", "remote folder the partner's files arrive in")
     remote_ack_dir: str | None = setting(
         None, 'remote folder acknowledgments are put in; "" = none (outbox only)')
+    remote_status_dir: str | None = setting(
+        None, 'remote folder of the status files; "" = <remote_ack_dir>/status (created)')
     remote_disposition: RemoteDisposition = setting(
         "move", "what becomes of a taken remote file, once held durably")
     remote_processed_dir: str | None = setting(
@@ -287,6 +289,12 @@ class SftpSource:
     prefetch: bool = setting(True, "prefetch on download (off for servers that hang on it)")
 
     default_min_age: ClassVar[int] = 10
+
+    @property
+    def effective_remote_status_dir(self) -> str | None:  # not the acks' (`get *.csv`)
+        if self.remote_status_dir or not self.remote_ack_dir:
+            return self.remote_status_dir
+        return self.remote_ack_dir.rstrip("/") + "/status"
 
     @property
     def effective_remote_processed_dir(self) -> str:
@@ -350,7 +358,7 @@ class PartnerConfig:
         None, 'one partner.silent alert when no file came for this long; "" = not watched',
         POSITIVE)
     status_files: bool = setting(
-        True, "write status.json and status.csv to its outbox (and remote_ack_dir) each poll")
+        True, "write status.json and status.csv to its outbox (and remote_status_dir) each poll")
 
     @property
     def kind(self) -> PartnerKind:
@@ -397,14 +405,8 @@ class PartnerConfig:
 
     def mapping_for(self, file_name: str) -> Path | None:
         """The mapping of a file so named: the first pattern that matches, else ``mapping``."""
-        for rule in self.mappings:
-            if fnmatch.fnmatch(file_name, rule.pattern):
-                return rule.file
-        return self.mapping
-
-    @property
-    def mapped(self) -> bool:
-        return self.mapping is not None or bool(self.mappings)
+        rule = next((r for r in self.mappings if fnmatch.fnmatch(file_name, r.pattern)), None)
+        return self.mapping if rule is None else rule.file
 
 
 @dataclass(frozen=True)

@@ -221,3 +221,19 @@ def test_the_xml_ack_names_the_ack_it_replaces_and_stays_valid() -> None:
     assert root.findtext("{urn:aimgw:license-ack:1}Replaces") == "x.ack.csv"
     summary.replaces = None
     assert b"Replaces" not in render_ack(summary, [])
+
+
+# --- 9b: the status files' own remote folder ----------------------------------------------------
+
+
+@pytest.mark.parametrize(("settings", "expected"), [
+    ({"remote_ack_dir": "/acks"}, "/acks/status"),
+    ({"remote_ack_dir": "/acks/", "remote_status_dir": "/health"}, "/health"),
+    ({"remote_status_dir": "/health"}, "/health"),
+    ({}, None),
+])
+def test_status_files_have_their_own_remote_folder(tmp_path: Path, settings: dict[str, str],
+                                                   expected: str | None) -> None:
+    from gateway.config import SftpSource
+
+    assert SftpSource(**settings).effective_remote_status_dir == expected

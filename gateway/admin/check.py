@@ -88,7 +88,7 @@ L = TypeVar("L", bound=Ledger)
 def partner_hint(config: Config, path: Path) -> str:
     """What a file rejected whole is told when checked without ``--partner`` while partners
     have mappings and the file is not canonical: it may be one of theirs (issue 14, 9b)."""
-    mapped = [p.id for p in config.partners if p.mapped]
+    mapped = [p.id for p in config.partners if p.mapping or p.mappings]
     if not mapped or canonical_content(path) is not None:
         return ""
     return ("If this is the file of a partner with a mapping, check it with --partner ID "

@@ -1,7 +1,8 @@
 """The partner's own status files: ``status.json`` and ``status.csv`` in its outbox (and its
-remote acknowledgment folder), rewritten after each poll, so that a broker sees its health
-(last files, their states, open errors) without a portal; ``status.json`` also counts its
-licenses by state and lists their latest supersessions and cancellations (guide 5.1b).
+remote status folder, apart from the acks: ``SftpSource.remote_status_dir``), rewritten after
+each poll, so that a broker sees its health (last files, their states, open errors) without a
+portal; ``status.json`` also counts its licenses by state and lists their latest supersessions
+and cancellations (guide 5.1b); a reprocess's file names the ack it replaces (issue 14, 7).
 
 Rendered purely, written atomically (readers see the old file or the whole new one); writing
 or uploading them never fails a poll.
@@ -111,7 +112,7 @@ def write_status_files(ledger: Ledger, config: Config, partner: PartnerConfig,
                        inbox: Inbox | None, events: EventLog,
                        now: datetime | None = None) -> bool:
     """Write both files to ``outbox/<partner>/`` and, given an inbox, deliver them to the
-    partner (SFTP: its remote_ack_dir). True when all went well; failures are logged only."""
+    partner (SFTP: its remote status folder). True when all went well; failures are logged only."""
     try:
         status = partner_status(ledger, config, partner, now)
         folder = Layout.of(config).partner_outbox(partner.id)
@@ -122,7 +123,7 @@ def write_status_files(ledger: Ledger, config: Config, partner: PartnerConfig,
             written.append((folder / name, name))
         if inbox is not None:
             for path, name in written:
-                inbox.deliver(path, name)
+                inbox.deliver(path, name, status=True)
     except (OSError, GatewayError) as err:
         log.warning("status files of partner %s: %s", partner.id, err)
         # JSON log only: a partner whose server refuses uploads would otherwise add a ledger
