@@ -416,10 +416,11 @@ def test_every_finding_names_its_row(gw: Gateway) -> None:
                    ("PO-4", "A170", 6)}
     ack = gw.check(data)
     assert [(r.row, r.ref, r.codes) for r in sorted(ack.rows, key=lambda r: r.row)] == [
-        # Row 4 has no error of its own: it carries the reason its application was rejected
-        # (row 5's A101, issue 14 9b).
-        (2, "PO-1", []), (3, "PO-2", ["A140"]), (4, "PO-3", ["A131", "A101"]),
-        (5, "PO-3", ["A101"]), (6, "PO-4", ["A170"])]
+        (2, "PO-1", []), (3, "PO-2", ["A140"]), (4, "PO-3", ["A131"]), (5, "PO-3", ["A101"]),
+        (6, "PO-4", ["A170"])]
+    # Row 4 has no error of its own: its messages carry the reason (issue 14, 9b).
+    assert ack.row(4).messages.endswith(" | Rejected with its application on row 5: A101 "
+                                        "value_usd must be a decimal number. [value: abc]")
 
 
 @pytest.mark.parametrize(("options", "name"), [

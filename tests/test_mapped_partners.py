@@ -137,12 +137,15 @@ def test_a_semicolon_or_tab_csv_is_told_to_add_a_mapping(gw: Gateway, delimiter:
 
 
 def test_every_row_of_a_rejected_application_carries_the_reason(gw: Gateway) -> None:
-    ack = gw.check(csv_file(*[{"port_of_entry": "30"}] * 3, {"application_ref": "PO-2"}))
+    ack = gw.check(csv_file({}, {}, {"quantity_kg": "-5"}, {"application_ref": "PO-2"}))
     rows = ack.by_ref("PO-1")
     assert [r.status for r in rows] == ["REJECTED"] * 3
-    assert all("A160" in r.codes for r in rows), [r.codes for r in rows]
-    assert all("A160" in r.messages for r in rows)
-    assert ack.by_ref("PO-2")[0].codes == []
+    # Codes stay each row's own findings (counted and bounded once per application) ...
+    assert [r.codes for r in rows] == [[], [], ["A140"]]
+    # ... and a row without an error of its own says what rejected its application.
+    for r in rows[:2]:
+        assert r.messages.startswith("Rejected with its application on row 4: A140 ")
+    assert ack.by_ref("PO-2")[0].messages == ""
 
 
 def test_a_mapped_partners_messages_use_its_date_pattern(tmp_path: Path) -> None:

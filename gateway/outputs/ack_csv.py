@@ -28,6 +28,8 @@ COLUMNS = ("row", "application_ref", "line_no", "status", "license_number", "val
 FILE_PART = "file "
 # Before the file part: the earlier ack of another name a reprocess replaces (issue 14, 7).
 REPLACES_PART = "replaces "
+# The message of a row of a rejected application that has no error of its own.
+REJECTED_WITH = "Rejected with its application"
 # OWASP CSV injection: these leading characters make a spreadsheet evaluate the cell.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -83,28 +85,31 @@ def application_rows(o: AppOutcome, source_line: int | None = None) -> list[list
     dated = o.status is AppStatus.LICENSED
     valid_from = o.valid_from.isoformat() if o.valid_from and dated else ""
     valid_through = o.valid_through.isoformat() if o.valid_through and dated else ""
-    reasons = _reasons(o, by_row)
+    reason = _reason(o, by_row)
     for row, line_no in lines:
         found = by_row.get(row, [])
         messages = [_message(f) for f in found]
-        if reasons and not any(f.severity is Severity.ERROR for f in found):
+        if reason and not any(f.severity is Severity.ERROR for f in found):
             # A row of a rejected application with no error of its own carries the reason
-            # (issue 14, 9b): a reader filtering rows by code must not take it for accepted.
-            found = found + [f for f, _ in reasons]
-            messages += [f"{_message(f)} (row {at})" for f, at in reasons]
+            # (issue 14, 9b) in its messages only: its codes stay the findings of the row, so
+            # an application's findings are counted (and bounded) once, not once per row.
+            messages.append(reason)
         out.append([neutralise(v) for v in (
             "" if row is None else row, o.ref or "", line_no, o.status.value, number,
             valid_from, valid_through, " ".join(f.code for f in found), " | ".join(messages))])
     return out
 
 
-def _reasons(o: AppOutcome, by_row: dict[int | None, list[Finding]]) -> list[
-        tuple[Finding, int | None]]:
-    """The errors that rejected ``o`` with the row each is on; none unless REJECTED."""
+def _reason(o: AppOutcome, by_row: dict[int | None, list[Finding]]) -> str:
+    """What rejected ``o`` (its first error, on the row it is on); "" unless REJECTED."""
     if o.status is not AppStatus.REJECTED:
-        return []
-    return [(f, row) for row, found in by_row.items() for f in found
-            if f.severity is Severity.ERROR]
+        return ""
+    for row, found in by_row.items():
+        for f in found:
+            if f.severity is Severity.ERROR:
+                at = f" on row {row}" if row is not None else ""
+                return f"{REJECTED_WITH}{at}: {_message(f)}"
+    return ""
 
 
 def render_csv_ack(summary: FileSummary,

@@ -38,8 +38,12 @@ def find_bad_byte(path: Path, encoding: str) -> BadByte | None:
             try:
                 decoder.decode(raw, final=not following)
             except UnicodeDecodeError as err:
-                return BadByte(offset + err.start, line, err.start + 1, raw[err.start],
-                               err.reason)
+                # err.object may start with bytes the decoder held back from the line before.
+                start = max(0, err.start - (len(err.object) - len(raw)))
+                byte = raw[start] if start < len(raw) else 0
+                return BadByte(offset + start, line, start + 1, byte, err.reason)
+            except (UnicodeError, ValueError):  # a codec that names no position (punycode)
+                return None
             offset += len(raw)
             line += 1
             raw = following
