@@ -428,8 +428,7 @@ def _replay(args: argparse.Namespace, config: Config) -> int:
 
 def _mapping_test(args: argparse.Namespace) -> int:
     from gateway.errors import RejectedSubmission
-    from gateway.parse.mapping import CsvMapping, MappingError, load_mapping, preview
-    from gateway.parse.unconverted import unconverted
+    from gateway.parse.mapping import MappingError, load_mapping, preview
 
     try:
         mapping = load_mapping(args.mapping.resolve())
@@ -442,10 +441,9 @@ def _mapping_test(args: argparse.Namespace) -> int:
         print(f"aim-gateway: no such file: {args.file}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        text = preview(mapping, args.file, args.rows)
-        print(text, end="")
-        for note in unconverted(mapping, text) if isinstance(mapping, CsvMapping) else ():
-            print(f"not converted: {note}", file=sys.stderr)
+        notes: list[str] = []  # the values the mapping could not convert
+        print(preview(mapping, args.file, args.rows, notes), end="")
+        sys.stderr.writelines(f"not converted: {note}\n" for note in notes)
     except RejectedSubmission as rejected:
         f = rejected.finding
         print(f"{f.code}: {f.message}", file=sys.stderr)

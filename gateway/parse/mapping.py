@@ -33,6 +33,7 @@ from gateway.findings import finding
 from gateway.model import Application, ProductLine
 from gateway.parse.csv_file import ALL_COLUMNS, KNOWN_COLUMNS, CsvDialect
 from gateway.parse.detect import canonical_content
+from gateway.parse.unconverted import COUNTRY_APP_FIELDS, COUNTRY_LINE_FIELDS, unconverted
 from gateway.parse.xml_guard import AttributeGuard
 
 # kg per unit of the partner's quantity column.
@@ -40,8 +41,6 @@ UNITS = {"kg": Decimal(1), "t": Decimal(1000), "lb": Decimal("0.45359237")}
 # [0-9], never \d: int() would turn another script's digits into an ASCII date.
 DATE_TOKENS = {"YYYY": r"(?P<y>[0-9]{4})", "YY": r"(?P<yy>[0-9]{2})",
                "MM": r"(?P<m>[0-9]{1,2})", "DD": r"(?P<d>[0-9]{1,2})"}
-COUNTRY_APP_FIELDS = ("country_of_origin", "country_of_export")
-COUNTRY_LINE_FIELDS = ("smelt_country_largest", "smelt_country_second", "cast_country")
 _SECTIONS = {"description", "csv", "columns", "constants", "units", "countries", "values"}
 _CSV_KEYS = {"delimiter", "encoding", "date_format", "decimal_separator", "thousands_separator",
              "ack_delimiter"}
@@ -415,10 +414,20 @@ def mapping_for(path: Path | None) -> Mapping | None:
     return _cached(path, mtime)
 
 
-def preview(mapping: Mapping, source: Path, rows: int = 20) -> str:
+def preview(mapping: Mapping, source: Path, rows: int = 20,
+            notes: list[str] | None = None) -> str:
     """What ``mapping`` makes of ``source``: the first ``rows`` canonical CSV rows (for a CSV
     mapping) or the transformed XML document (for an XSLT mapping). For brokers debugging a
-    mapping before going live; raises ``RejectedSubmission`` as processing would."""
+    mapping before going live; raises ``RejectedSubmission`` as processing would. ``notes``
+    gets the values a CSV mapping could not convert (``gateway.parse.unconverted``)."""
+    text = _preview(mapping, source, rows)
+    if notes is not None and isinstance(mapping, CsvMapping):
+        notes += unconverted(text, mapping.date_format, mapping.decimal_separator,
+                             mapping.thousands_separator)
+    return text
+
+
+def _preview(mapping: Mapping, source: Path, rows: int) -> str:
     import csv
     import io
     import tempfile

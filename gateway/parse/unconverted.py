@@ -14,7 +14,10 @@ import re
 from decimal import Decimal, InvalidOperation
 
 from gateway.countries import ISO_COUNTRIES, NOT_APPLICABLE, UNKNOWN
-from gateway.parse.mapping import COUNTRY_APP_FIELDS, COUNTRY_LINE_FIELDS, CsvMapping
+
+# The country columns a mapping converts (``gateway.parse.mapping`` reads them from here).
+COUNTRY_APP_FIELDS = ("country_of_origin", "country_of_export")
+COUNTRY_LINE_FIELDS = ("smelt_country_largest", "smelt_country_second", "cast_country")
 
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 DATE_COLUMNS = ("expected_export_date", "expected_import_date")
@@ -28,9 +31,9 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def unconverted(mapping: CsvMapping, canonical: str) -> list[str]:
+def unconverted(canonical: str, date_format: str, decimal: str, thousands: str) -> list[str]:
     """One line per value of ``canonical`` (``preview``'s rows) left as the partner wrote it:
-    its row, column and value, and what the mapping expected."""
+    its row, column and value, and what the mapping (its formats given) expected."""
     notes = []
     for row in csv.DictReader(io.StringIO(canonical)):
         def note(column: str, expected: str, row: dict[str, str] = row) -> None:
@@ -38,7 +41,7 @@ def unconverted(mapping: CsvMapping, canonical: str) -> list[str]:
 
         for column in DATE_COLUMNS:
             if row.get(column) and not _ISO_DATE.fullmatch(row[column]):
-                note(column, f"a date {mapping.date_format}")
+                note(column, f"a date {date_format}")
         for column in (*COUNTRY_APP_FIELDS, *COUNTRY_LINE_FIELDS):
             special = (UNKNOWN, NOT_APPLICABLE) if column in COUNTRY_LINE_FIELDS else ()
             value = row.get(column)
@@ -46,6 +49,5 @@ def unconverted(mapping: CsvMapping, canonical: str) -> list[str]:
                 note(column, "a country the mapping knows (add it under [countries])")
         for column in NUMBER_COLUMNS:
             if row.get(column) and not _is_number(row[column]):
-                note(column, f"a number (decimal {mapping.decimal_separator!r}, thousands "
-                     f"{mapping.thousands_separator!r})")
+                note(column, f"a number (decimal {decimal!r}, thousands {thousands!r})")
     return notes
