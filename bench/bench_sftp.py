@@ -397,7 +397,7 @@ class TimedSftpInbox(SftpInbox):
         self.connect()
         return self._timed("dispose", super().dispose, remote_name)
 
-    def deliver(self, local: Path, name: str) -> None:
+    def deliver(self, local: Path, name: str, status: bool = False) -> None:
         if self.source.remote_ack_dir:
             self.connect()
         return self._timed("deliver", super().deliver, local, name)

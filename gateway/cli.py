@@ -421,7 +421,9 @@ def _mapping_test(args: argparse.Namespace) -> int:
         print(f"aim-gateway: no such file: {args.file}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        print(preview(mapping, args.file, args.rows), end="")
+        notes: list[str] = []  # the values the mapping could not convert
+        print(preview(mapping, args.file, args.rows, notes), end="")
+        sys.stderr.writelines(f"not converted: {note}\n" for note in notes)
     except RejectedSubmission as rejected:
         f = rejected.finding
         print(f"{f.code}: {f.message}", file=sys.stderr)

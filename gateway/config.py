@@ -16,6 +16,7 @@ repository: they will come from the environment (next issue). No field below hol
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import ipaddress
 import os
 import typing
@@ -261,6 +262,14 @@ class RetentionSettings:
 
 
 @dataclass(frozen=True)
+class MappingRule:
+    """One of a partner's mappings, for the files whose name matches its pattern."""
+
+    pattern: str = setting(MISSING, 'file names it reads (fnmatch, e.g. "*.txt")', NON_EMPTY)
+    file: Path = setting(MISSING, "its CSV (.toml) or XSLT (.xsl) mapping file")
+
+
+@dataclass(frozen=True)
 class FilerSettings:
     """The applicant, 19 CFR 361.103(c)(1)(i)-(ii): an XML header's Filer replaces it; the one
     in force is recorded with each file (`aim-gateway show`)."""
@@ -323,6 +332,8 @@ class SftpSource:
     remote_inbox: str = setting("/inbox", "remote folder the partner's files arrive in")
     remote_ack_dir: str | None = setting(
         None, 'remote folder acknowledgments are put in; "" = none (outbox only)')
+    remote_status_dir: str | None = setting(
+        None, 'remote folder of the status files; "" = <remote_ack_dir>/status (created)')
     remote_disposition: RemoteDisposition = setting(
         "move", "what becomes of a taken remote file, once held durably")
     remote_processed_dir: str | None = setting(
@@ -337,6 +348,12 @@ class SftpSource:
     prefetch: bool = setting(True, "prefetch on download (off for servers that hang on it)")
 
     default_min_age: ClassVar[int] = 10
+
+    @property
+    def effective_remote_status_dir(self) -> str | None:  # not the acks' (`get *.csv`)
+        if self.remote_status_dir or not self.remote_ack_dir:
+            return self.remote_status_dir
+        return self.remote_ack_dir.rstrip("/") + "/status"
 
     @property
     def effective_remote_processed_dir(self) -> str:
@@ -380,7 +397,10 @@ class PartnerConfig:
     license_source: LicenseSourceName = setting(
         "gateway", '"gateway" mints license numbers; "commerce": the partner sends the numbers '
         "Commerce's AIM system issued (LicenseNumber, I204) and none is ever minted")
-    mapping: Path | None = setting(None, 'CSV/XSLT mapping file; "" = none')
+    mapping: Path | None = setting(
+        None, 'CSV/XSLT mapping file for the names no [[mappings]] pattern matches; "" = none')
+    mappings: tuple[MappingRule, ...] = setting(
+        (), "mappings by file name; the first whose pattern matches is used")
     enabled: bool = setting(True, "false = never polled")
     filer: FilerSettings = section(FilerSettings, doc="the applicant block")
     # -- polling (both kinds) --
@@ -400,7 +420,7 @@ class PartnerConfig:
         None, 'e-mail of its contact: a notice for each rejected or partly rejected file; '
         '"" = none', EMAIL)
     status_files: bool = setting(
-        True, "write status.json and status.csv to its outbox (and remote_ack_dir) each poll")
+        True, "write status.json and status.csv to its outbox (and remote_status_dir) each poll")
 
     @property
     def kind(self) -> PartnerKind:
@@ -434,15 +454,21 @@ class PartnerConfig:
             except ValueError as err:
                 yield "schedule", f"not a cron expression ({err})"
         yield from self.source.cross_checks()
-        if self.mapping is not None:
-            # Loaded now, so that a broken mapping stops the start, not a run half-way.
-            from gateway.parse.mapping import MappingError, load_mapping
+        # Loaded now, so that a broken mapping stops the start, not a run half-way.
+        from gateway.parse.mapping import MappingError, load_mapping
 
+        named = [(f"mappings[{i}].file", rule.file) for i, rule in enumerate(self.mappings)]
+        for key, path in ([("mapping", self.mapping)] if self.mapping else []) + named:
             try:
-                load_mapping(self.mapping)
+                load_mapping(path)
             except MappingError as err:
                 for problem in err.problems:
-                    yield "mapping", f"{self.mapping}: {problem}"  # the path it looked at
+                    yield key, f"{path}: {problem}"  # the path it looked at
+
+    def mapping_for(self, file_name: str) -> Path | None:
+        """The mapping of a file so named: the first pattern that matches, else ``mapping``."""
+        rule = next((r for r in self.mappings if fnmatch.fnmatch(file_name, r.pattern)), None)
+        return self.mapping if rule is None else rule.file
 
 
 @dataclass(frozen=True)

@@ -119,6 +119,11 @@ def _item_table(tp: Any) -> Any:
     return item if typing.get_origin(tp) is tuple and dataclasses.is_dataclass(item) else None
 
 
+def _keyed(item_cls: Any) -> bool:
+    """A table of tables by key (``[partners.<id>]``), not an array of tables."""
+    return any(f.metadata.get("source") == "key" for f in dataclasses.fields(item_cls))
+
+
 def _choice_type(f: dataclasses.Field[Any]) -> Any:
     """The type of a ``variants`` field's ``by`` key: one of the choices' names."""
     return Literal.__getitem__(tuple(f.metadata["choices"]))
@@ -130,8 +135,8 @@ def _type_name(tp: Any) -> str:
         return "one of " + ", ".join(repr(arg) for arg in typing.get_args(tp))
     if origin in _UNIONS:
         return f'{_type_name(_optional_inner(tp))} or ""'
-    if _item_table(tp) is not None:
-        return "a table of tables"
+    if (item_cls := _item_table(tp)) is not None:
+        return "a table of tables" if _keyed(item_cls) else "an array of tables"
     if dataclasses.is_dataclass(tp):
         return "a table"
     return _SCALARS[tp][0]
@@ -242,6 +247,13 @@ class _Reader:
         valid = valid and all(item is not _INVALID for item in items)
         return tuple(items) if valid else _INVALID
 
+    def table_array(self, item_cls: Any, raw: Any, where: str) -> Any:
+        """``[[partners.<id>.mappings]]``: an array of tables, each one item, in order."""
+        if not isinstance(raw, list) or not all(isinstance(sub, dict) for sub in raw):
+            return self.wrong_type(where, tuple[item_cls, ...], raw)
+        items = [self.table(item_cls, sub, f"{where}[{i}]", {}) for i, sub in enumerate(raw)]
+        return _INVALID if _INVALID in items else tuple(items)
+
     def value(self, tp: Any, raw: Any, where: str) -> Any:
         origin, args = typing.get_origin(tp), typing.get_args(tp)
         if origin in _UNIONS:
@@ -259,6 +271,8 @@ class _Reader:
             self.problem(where, f"expected {_type_name(tp)}, got {_show(raw)}{hint}")
             return _INVALID
         item_cls = _item_table(tp)
+        if item_cls is not None and not _keyed(item_cls):
+            return self.table_array(item_cls, raw, where)
         if item_cls is not None or dataclasses.is_dataclass(tp):
             if not isinstance(raw, dict):
                 return self.wrong_type(where, tp, raw)
@@ -334,7 +348,11 @@ def describe_table(cls: Any, header: str, out: list[str]) -> None:
                        for name, choice in choices.items()]
         elif dataclasses.is_dataclass(tp):
             nested.append((f"[{_join(header, f.name)}]", _join(header, f.name), tp))
-        elif (item_cls := _item_table(tp)) is not None:
+        elif (item_cls := _item_table(tp)) is not None and not _keyed(item_cls):
+            sub = _join(header, f.name)
+            rows.append(_row(f.name, tp, f.default, f"{doc} (`[[{sub}]]` below)", None))
+            nested.append((f"[[{sub}]]", sub, item_cls))
+        elif item_cls is not None:
             sub = _join(header, f"{f.name}.<id>")
             nested.append((f"[{sub}]", sub, item_cls))
         else:

@@ -49,13 +49,20 @@ def toml_value(value: object) -> str:
     raise TypeError(f"no TOML value for {value!r}")
 
 
+def _is_table_array(value: object) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
 def toml_table(header: str, settings: dict[str, object]) -> str:
     """``[header]`` with its keys, then its sub-tables (the values that are dicts)."""
     lines = [f"[{header}]"]
     lines += [f"{key} = {toml_value(value)}" for key, value in settings.items()
-              if not isinstance(value, dict)]
+              if not isinstance(value, dict) and not _is_table_array(value)]
     tables = [toml_table(f"{header}.{key}", value) for key, value in settings.items()
               if isinstance(value, dict)]
+    # A list of dicts: an array of tables ([[header.key]]), e.g. a partner's mappings.
+    tables += ["[" + toml_table(f"{header}.{key}]", item)
+               for key, value in settings.items() if _is_table_array(value) for item in value]
     return "\n".join(lines) + "\n" + "".join("\n" + table for table in tables)
 
 

@@ -216,6 +216,15 @@ def test_reprocess_after_a_mapping_fix_then_again_issues_nothing_twice(project: 
     assert (project.base / "outbox" / "plain" / f"{HANSE_CSV.name}.ack.csv").is_file()
     status = json.loads((project.base / "outbox" / "plain" / "status.json").read_text())
     assert status["open_errors"] == [] and status["files"][0]["file_id"] == new_id
+    # The CSV ack says which ack it replaces, and so do the status files (issue 14, item 7).
+    replaced = f"{HANSE_CSV.name}.ack.xml"
+    new_ack = (project.base / "outbox" / "plain" / f"{HANSE_CSV.name}.ack.csv").read_text()
+    assert f" | replaces {replaced} | file {HANSE_CSV.name}" in new_ack.splitlines()[1]
+    assert status["files"][0]["replaces"] == replaced
+    assert [e["replaces"] for e in status["files"][1:]] == [None]
+    status_csv = list(csv.DictReader(io.StringIO(
+        (project.base / "outbox" / "plain" / "status.csv").read_text())))
+    assert status_csv[0]["replaces"] == replaced
     story = project.cli_json(capsys, "show", failed)
     assert story["reprocessed_as"][0]["reason"] == "hanse mapping added"  # type: ignore[index]
 

@@ -418,6 +418,9 @@ def test_every_finding_names_its_row(gw: Gateway) -> None:
     assert [(r.row, r.ref, r.codes) for r in sorted(ack.rows, key=lambda r: r.row)] == [
         (2, "PO-1", []), (3, "PO-2", ["A140"]), (4, "PO-3", ["A131"]), (5, "PO-3", ["A101"]),
         (6, "PO-4", ["A170"])]
+    # Row 4 has no error of its own: its messages carry the reason (issue 14, 9b).
+    assert ack.row(4).messages.endswith(" | Rejected with its application on row 5: A101 "
+                                        "value_usd must be a decimal number. [value: abc]")
 
 
 @pytest.mark.parametrize(("options", "name"), [

@@ -825,7 +825,7 @@ class _NamesInbox:
     def dispose(self, taken: FileRow) -> None:
         self.disposed.append(taken.remote_name)
 
-    def deliver(self, local: Path, name: str) -> None:
+    def deliver(self, local: Path, name: str, status: bool = False) -> None:
         assert "/" not in name and not name.startswith(".")
 
     def close(self) -> None:

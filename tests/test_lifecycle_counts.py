@@ -68,7 +68,8 @@ def test_the_status_files_count_the_cancellation(project: tuple[Project, str]) -
     counts = {f["file_id"]: f["cancelled"] for f in status["files"]}
     assert counts[file_id] == 1
     rows = list(csv.DictReader(io.StringIO((p.acks / "status.csv").read_text())))
-    assert list(rows[0])[-1] == "cancelled"  # last: earlier columns stay where they were
+    # after the earlier columns, which stay where they were (then replaces, issue 14 item 7)
+    assert list(rows[0])[-2:] == ["cancelled", "replaces"]
     assert {r["file_id"]: r["cancelled"] for r in rows}[file_id] == "1"
 
 

@@ -41,12 +41,12 @@ def drop(account: SftpAccount, name: str, data: bytes = GOOD) -> None:
     Path(account.inbox, name).write_bytes(data)
 
 
-STATUS_FILES = {"status.json", "status.csv"}  # the partner's health, put beside its acks
+STATUS_FILES = {"status.json", "status.csv"}  # the partner's health, in <acks>/status/
 
 
 def acks(account: SftpAccount) -> list[str]:
     """The acknowledgments in the partner's remote folder (not its status files)."""
-    return sorted(set(os.listdir(account.acks)) - STATUS_FILES)
+    return sorted(set(os.listdir(account.acks)) - STATUS_FILES - {"status"})
 
 
 def db(base: Path) -> sqlite3.Connection:
@@ -73,7 +73,9 @@ def test_two_partners_on_one_poll_get_files_taken_and_acks_delivered(
         assert os.listdir(account.inbox) == []
         assert os.listdir(account.processed) == [name]
         assert acks(account) == [f"{name}.ack.xml"]
-        assert set(os.listdir(account.acks)) >= STATUS_FILES
+        # The status files have their folder: a broker's `get *.csv` of its acks takes none.
+        assert set(os.listdir(Path(account.acks, "status"))) == STATUS_FILES
+        assert not set(os.listdir(account.acks)) & STATUS_FILES
         remote_ack = Path(account.acks, f"{name}.ack.xml").read_bytes()
         local_ack = (tmp_path / "outbox" / account.name / f"{name}.ack.xml").read_bytes()
         assert remote_ack == local_ack and b"<Status>ACCEPTED</Status>" in remote_ack

@@ -100,7 +100,7 @@ def cli_poll(cfg: Path) -> subprocess.CompletedProcess[str]:
 def remote_acks(account: SftpAccount) -> list[str]:
     """The acknowledgments in the partner's remote folder (not its status files); no file
     there may be a temp file."""
-    names = sorted(set(os.listdir(account.acks)) - STATUS_FILES)
+    names = sorted(set(os.listdir(account.acks)) - STATUS_FILES - {"status"})
     assert not [n for n in names if n.startswith(".")], f"temp files left: {names}"
     return names
 

@@ -15,7 +15,7 @@ import contextlib
 import hashlib
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -30,6 +30,7 @@ from gateway.licensing.results import AppOutcome, FileSummary
 from gateway.model import FileStatus
 from gateway.outputs.ack_csv import duplicate_csv_ack
 from gateway.outputs.ack_xml import duplicate_ack
+from gateway.parse.detect import canonical_content
 from gateway.service.process import (
     ack_kind,
     ack_writer,
@@ -70,7 +71,8 @@ def check_file(config: Config, path: Path, partner_id: str | None,
     ledger = history(config, "check", _read_only)
     try:
         with tempfile.TemporaryDirectory(prefix="aimgw-check-") as tmp:
-            sinks = CheckSinks(Layout.of(config), ack_format, Path(tmp))
+            sinks = CheckSinks(Layout.of(config), ack_format, Path(tmp),
+                               partner_hint(config, path) if partner_id is None else "")
             core = DecisionCore(config, ledger, processing_date(config, as_of), Path(tmp))
             core.decide_file(sub, sinks, now)
             assert sinks.result is not None, "the core gives every file an acknowledgment"
@@ -81,6 +83,16 @@ def check_file(config: Config, path: Path, partner_id: str | None,
 
 
 L = TypeVar("L", bound=Ledger)
+
+
+def partner_hint(config: Config, path: Path) -> str:
+    """What a file rejected whole is told when checked without ``--partner`` while partners
+    have mappings and the file is not canonical: it may be one of theirs (issue 14, 9b)."""
+    mapped = [p.id for p in config.partners if p.mapping or p.mappings]
+    if not mapped or canonical_content(path) is not None:
+        return ""
+    return ("If this is the file of a partner with a mapping, check it with --partner ID "
+            f"(partners with a mapping: {', '.join(mapped)}).")
 
 
 def _read_only(target: Path | str) -> Ledger:
@@ -136,10 +148,12 @@ class CheckSinks(DrySinks):
     """``check``'s sinks of the decision core: nothing is committed, the acknowledgment is
     rendered (in a temp folder, as a run streams it) and kept in ``result``."""
 
-    def __init__(self, layout: Layout, ack_format: str | None, tmp: Path) -> None:
+    def __init__(self, layout: Layout, ack_format: str | None, tmp: Path,
+                 hint: str = "") -> None:
         self.layout = layout
         self.ack_format = ack_format
         self.tmp = tmp
+        self.hint = hint  # partner_hint: added to the F-code of a file rejected whole
         self.result: CheckResult | None = None
 
     def kind(self, fmt: str | None) -> str:
@@ -157,9 +171,12 @@ class CheckSinks(DrySinks):
         return True
 
     def open_pass(self, summary: FileSummary, fmt: str) -> CheckPass:
-        return CheckPass(self, self.kind(fmt))
+        return CheckPass(self, self.kind(fmt), summary.ack_delimiter)
 
     def rejected(self, summary: FileSummary, fmt: str | None) -> None:
+        if self.hint:
+            summary.findings = [replace(f, message=f"{f.message} {self.hint}")
+                                for f in summary.findings]
         self.result = CheckResult(FileStatus.REJECTED,
                                   render_whole_ack(self.kind(fmt), summary))
 
@@ -167,10 +184,10 @@ class CheckSinks(DrySinks):
 class CheckPass:
     """One pass of a check: only the acknowledgment, which ``finish`` reads back."""
 
-    def __init__(self, sinks: CheckSinks, kind: str) -> None:
+    def __init__(self, sinks: CheckSinks, kind: str, delimiter: str = ",") -> None:
         self.sinks = sinks
         self.path = sinks.tmp / "ack"
-        self.ack = ack_writer(kind, self.path)
+        self.ack = ack_writer(kind, self.path, delimiter)
 
     def add(self, item: StagedApplication, outcome: AppOutcome) -> None:
         self.ack.add(outcome, item.app)

@@ -57,8 +57,9 @@ class Inbox(Protocol):
         """
         ...
 
-    def deliver(self, local: Path, name: str) -> None:
-        """Put an acknowledgment where the partner reads it."""
+    def deliver(self, local: Path, name: str, status: bool = False) -> None:
+        """Put an acknowledgment where the partner reads it (``status``: a status file, in
+        its own folder)."""
         ...
 
     def close(self) -> None: ...

@@ -137,7 +137,7 @@ class LocalInbox:
             os.close(root_fd)
 
 
-    def deliver(self, local: Path, name: str) -> None:
+    def deliver(self, local: Path, name: str, status: bool = False) -> None:
         # The outbox folder is where a local partner reads its acknowledgments.
         return None
 

@@ -311,12 +311,16 @@ class SftpInbox:
                 self._call("remove " + remote_name + DONE_SUFFIX, sftp.remove, done)
         return None
 
-    def deliver(self, local: Path, name: str) -> None:
-        """Upload an acknowledgment: temp name, size check, rename (replacing an older one)."""
-        folder = self.source.remote_ack_dir
+    def deliver(self, local: Path, name: str, status: bool = False) -> None:
+        """Upload an acknowledgment: temp name, size check, rename (replacing an older one).
+        A status file goes to the status folder, created the first time (issue 14, 9b)."""
+        folder = self.source.effective_remote_status_dir if status else \
+            self.source.remote_ack_dir
         if not folder:
             return
         sftp = self.connect()
+        if status:
+            self._status_folder(sftp, folder)
         target = self._path(folder, name)
         # One temp name per acknowledgment, the same in every process (a partner is polled
         # by one worker at a time): a later delivery removes, then recreates and renames,
@@ -341,6 +345,13 @@ class SftpInbox:
         except PermissionError as err:
             raise TransientError(f"partner {self.partner_id}: cannot write {name} to "
                                  f"{folder}: permission denied") from err
+
+    def _status_folder(self, sftp: paramiko.SFTPClient, folder: str) -> None:
+        try:
+            sftp.stat(folder)
+        except FileNotFoundError:
+            with contextlib.suppress(OSError):  # made meanwhile, or refused: upload says so
+                sftp.mkdir(folder, 0o750)
 
     @staticmethod
     def _upload(sftp: paramiko.SFTPClient, src: BinaryIO, remote: str) -> paramiko.SFTPAttributes:

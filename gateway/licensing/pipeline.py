@@ -29,7 +29,7 @@ from gateway.licensing.issuer import LicenseIssuer
 from gateway.licensing.results import AppOutcome, FileSummary
 from gateway.model import FileStatus
 from gateway.parse.detect import check_size
-from gateway.parse.mapping import mapping_for
+from gateway.parse.mapping import ack_delimiter, mapping_for
 from gateway.textsafe import printable
 from gateway.validate.hts import edition_on
 from gateway.validate.rules import RuleContext
@@ -139,12 +139,16 @@ class DecisionCore:
     def decide_file(self, sub: Submission, sinks: Sinks, started: datetime) -> None:
         rules = rule_context(self.config, self.on)
 
+        partner = self.config.partner(sub.partner) if sub.partner else None
+        mapping = mapping_for(partner.mapping_for(sub.name)) if partner else None
+        delimiter = ack_delimiter(mapping, sub.path)
+
         def new_summary() -> FileSummary:
             return FileSummary(
                 file_id=sub.file_id, partner=sub.partner or "", file_name=sub.name,
                 sha256=sub.sha256, received_at=sub.received_at, processed_at=started,
                 rule_set_date=self.on, status=FileStatus.REJECTED,
-                reference_edition=rules.covered)
+                reference_edition=rules.covered, ack_delimiter=delimiter)
 
         fmt = None
         prepared = None
@@ -154,12 +158,9 @@ class DecisionCore:
                                                         duplicate_notice(original)):
                 return
             check_size(sub.path, self.config.gateway.max_file_bytes, sub.size)
-            partner = self.config.partner(sub.partner) if sub.partner else None
             if partner is not None and partner.registered:
                 rules = replace(rules, registered=True)
-            prepared = prepare(sub.path, rules,
-                               mapping_for(partner.mapping) if partner else None,
-                               self.work_dir, sub.name)
+            prepared = prepare(sub.path, rules, mapping, self.work_dir, sub.name)
             fmt = prepared.fmt
             try:
                 # One pass: read, decide and write as the file streams by.

@@ -53,6 +53,10 @@ class FileSummary:
     cancelled: int = 0  # cancellation requests with status CANCELLED (the ack's Cancelled)
     new_licenses: int = 0
     findings: list[Finding] = field(default_factory=list)
+    # The CSV ack's delimiter: the partner's mapping's ack_delimiter (issue 14, 9b), else ",".
+    ack_delimiter: str = ","
+    # A reprocess whose ack has another name than the original's: that name (issue 14, 7).
+    replaces: str | None = None
     # Not an argument: a copy made with ``dataclasses.replace`` (check's second pass) starts
     # its own count.
     bound: FileBound = field(default_factory=FileBound, init=False, repr=False)

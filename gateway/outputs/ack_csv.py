@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from gateway.findings import Finding
+from gateway.findings import Finding, Severity
 from gateway.licensing.results import AppOutcome, FileSummary
 from gateway.model import Application, AppStatus
 from gateway.storage import SpooledOutput
@@ -26,6 +26,10 @@ from gateway.textsafe import printable
 COLUMNS = ("row", "application_ref", "line_no", "status", "license_number", "valid_from",
            "valid_through", "codes", "messages")
 FILE_PART = "file "
+# Before the file part: the earlier ack of another name a reprocess replaces (issue 14, 7).
+REPLACES_PART = "replaces "
+# The message of a row of a rejected application that has no error of its own.
+REJECTED_WITH = "Rejected with its application"
 # OWASP CSV injection: these leading characters make a spreadsheet evaluate the cell.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -57,6 +61,8 @@ def file_row(summary: FileSummary, v1_1: bool = False) -> list[str]:
     messages = " | ".join(_message(f) for f in summary.findings) or (
         f"{summary.applications} application(s): {summary.licensed} licensed, "
         f"{summary.not_required} not required, {summary.rejected} rejected{cancelled}")
+    if summary.replaces:
+        messages = f"{messages} | {REPLACES_PART}{printable(summary.replaces)}"
     messages = f"{messages} | {_file_part(summary.file_name)}"
     return [neutralise(v) for v in ("", "", "", summary.status.value, "", "", "", codes,
                                     messages)]
@@ -79,13 +85,31 @@ def application_rows(o: AppOutcome, source_line: int | None = None) -> list[list
     dated = o.status is AppStatus.LICENSED
     valid_from = o.valid_from.isoformat() if o.valid_from and dated else ""
     valid_through = o.valid_through.isoformat() if o.valid_through and dated else ""
+    reason = _reason(o, by_row)
     for row, line_no in lines:
         found = by_row.get(row, [])
+        messages = [_message(f) for f in found]
+        if reason and not any(f.severity is Severity.ERROR for f in found):
+            # A row of a rejected application with no error of its own carries the reason
+            # (issue 14, 9b) in its messages only: its codes stay the findings of the row, so
+            # an application's findings are counted (and bounded) once, not once per row.
+            messages.append(reason)
         out.append([neutralise(v) for v in (
             "" if row is None else row, o.ref or "", line_no, o.status.value, number,
-            valid_from, valid_through, " ".join(f.code for f in found),
-            " | ".join(_message(f) for f in found))])
+            valid_from, valid_through, " ".join(f.code for f in found), " | ".join(messages))])
     return out
+
+
+def _reason(o: AppOutcome, by_row: dict[int | None, list[Finding]]) -> str:
+    """What rejected ``o`` (its first error, on the row it is on); "" unless REJECTED."""
+    if o.status is not AppStatus.REJECTED:
+        return ""
+    for row, found in by_row.items():
+        for f in found:
+            if f.severity is Severity.ERROR:
+                at = f" on row {row}" if row is not None else ""
+                return f"{REJECTED_WITH}{at}: {_message(f)}"
+    return ""
 
 
 def render_csv_ack(summary: FileSummary,
@@ -94,7 +118,7 @@ def render_csv_ack(summary: FileSummary,
     application."""
     decided = list(outcomes)
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer = csv.writer(buffer, delimiter=summary.ack_delimiter, lineterminator="\r\n")
     writer.writerow(COLUMNS)
     writer.writerow(file_row(summary, any(a is not None and a.contract_1_1 for _, a in decided)))
     for o, app in decided:
@@ -105,10 +129,11 @@ def render_csv_ack(summary: FileSummary,
 class AckCsvWriter:
     """Stream rows to a spool; ``finish`` writes header, file row and spool atomically."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, delimiter: str = ",") -> None:
         self.path = path
+        self.delimiter = delimiter  # the partner's (FileSummary.ack_delimiter)
         self._out = SpooledOutput(path, newline="")
-        self._writer = csv.writer(self._out.body, lineterminator="\r\n")
+        self._writer = csv.writer(self._out.body, delimiter=delimiter, lineterminator="\r\n")
         self._v1_1 = False  # an application using what contract 1.1 added was added
 
     def add(self, outcome: AppOutcome, app: Application | None = None) -> None:
@@ -119,7 +144,7 @@ class AckCsvWriter:
 
     def finish(self, summary: FileSummary) -> None:
         head = io.StringIO()
-        writer = csv.writer(head, lineterminator="\r\n")
+        writer = csv.writer(head, delimiter=self.delimiter, lineterminator="\r\n")
         writer.writerow(COLUMNS)
         writer.writerow(file_row(summary, self._v1_1))
         self._out.publish(head.getvalue())
@@ -149,8 +174,8 @@ def duplicate_csv_ack_chunks(original: Path, file_name: str, received_at: str,
     """
     del received_at, processed_at  # the CSV form has no columns for them
     with open(original, "rb") as fh:  # our own output, never partner input
-        head, rows = _first_rows(fh, original)
-        stored = _csv_bytes(rows)
+        head, rows, delimiter = _first_rows(fh, original)
+        stored = _csv_bytes(rows, delimiter)
         if not head.startswith(stored):
             raise ValueError(f"{original}: its first rows are not as this gateway writes them")
         file_level = rows[1]
@@ -160,31 +185,33 @@ def duplicate_csv_ack_chunks(original: Path, file_name: str, received_at: str,
         kept = before if before and last.startswith(FILE_PART) else file_level[8]
         file_level[8] = " | ".join(filter(None, [_message(notice), kept,
                                                  _file_part(file_name)]))
-        yield _csv_bytes(rows)
+        yield _csv_bytes(rows, delimiter)
         yield head[len(stored):]
         while chunk := fh.read(_COPY_CHUNK):
             yield chunk
 
 
-def _first_rows(fh: BinaryIO, original: Path) -> tuple[bytes, list[list[str]]]:
-    """The first bytes of the ack, read until they hold the column row and the file row."""
+def _first_rows(fh: BinaryIO, original: Path) -> tuple[bytes, list[list[str]], str]:
+    """The first bytes of the ack, read until they hold the column row and the file row, and
+    its delimiter (the character after ``row``: a partner's ``ack_delimiter`` or ",")."""
     head = b""
     while len(head) < _HEAD_LIMIT:
         more = fh.read(_HEAD_CHUNK)
         head += more
+        delimiter = head[len(COLUMNS[0]):len(COLUMNS[0]) + 1].decode("latin-1") or ","
         try:
             rows = list(itertools.islice(csv.reader(io.StringIO(
-                head.decode("utf-8", errors="replace"), newline="")), 3))
+                head.decode("utf-8", errors="replace"), newline=""), delimiter=delimiter), 3))
         except csv.Error:  # cut inside a quoted cell: read on
             rows = []
         if len(rows) == 3 or (not more and len(rows) == 2):  # a third row: the second is whole
-            return head, rows[:2]
+            return head, rows[:2], delimiter
         if not more:
             break
     raise ValueError(f"{original}: no file row in the first {len(head)} bytes")
 
 
-def _csv_bytes(rows: list[list[str]]) -> bytes:
+def _csv_bytes(rows: list[list[str]], delimiter: str) -> bytes:
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerows(rows)
+    csv.writer(buffer, delimiter=delimiter, lineterminator="\r\n").writerows(rows)
     return buffer.getvalue().encode("utf-8")

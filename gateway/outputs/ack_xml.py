@@ -103,6 +103,7 @@ def render_head(s: FileSummary, v1_1: bool = False) -> str:
         f"  <ProcessedAt>{s.processed_at.isoformat(timespec='seconds')}</ProcessedAt>\n",
         f"  <RuleSetDate>{s.rule_set_date.isoformat()}</RuleSetDate>\n",
         *_reference_edition(s),
+        *([f"  <Replaces>{esc(printable(s.replaces))}</Replaces>\n"] if s.replaces else []),
         f"  <Status>{s.status.value}</Status>\n",
         "  <Counts>\n",
         f"    <Applications>{s.applications}</Applications>\n",

@@ -1,7 +1,8 @@
 """The partner's own status files: ``status.json`` and ``status.csv`` in its outbox (and its
-remote acknowledgment folder), rewritten after each poll, so that a broker sees its health
-(last files, their states, open errors) without a portal; ``status.json`` also counts its
-licenses by state and lists their latest supersessions and cancellations (guide 5.1b).
+remote status folder, apart from the acks: ``SftpSource.remote_status_dir``), rewritten after
+each poll, so that a broker sees its health (last files, their states, open errors) without a
+portal; ``status.json`` also counts its licenses by state and lists their latest supersessions
+and cancellations (guide 5.1b); a reprocess's file names the ack it replaces (issue 14, 7).
 
 Rendered purely, written atomically (readers see the old file or the whole new one); writing
 or uploading them never fails a poll.
@@ -35,17 +36,27 @@ STATUS_JSON = "status.json"
 STATUS_CSV = "status.csv"
 # ``cancelled`` (contract 1.1) comes last, so that a partner's reader of the earlier columns
 # by position reads them where they always were.
+# ``replaces`` (issue 14, item 7) after it, for the same reason.
 CSV_COLUMNS = ("file_id", "file_name", "received_at", "state", "status", "applications",
-               "licensed", "not_required", "rejected", "ack_name", "error", "cancelled")
+               "licensed", "not_required", "rejected", "ack_name", "error", "cancelled",
+               "replaces")
 
 
-def _file_entry(row: FileRow) -> dict[str, Any]:
+def _file_entry(ledger: Ledger, row: FileRow) -> dict[str, Any]:
     return {"file_id": row.file_id, "file_name": row.remote_name,
             "received_at": row.received_at, "state": row.state,
             "status": display_status(row), "applications": row.applications,
             "licensed": row.licensed, "not_required": row.not_required,
             "rejected": row.rejected, "ack_name": row.ack_name, "error": row.error,
-            "cancelled": row.cancelled}
+            "cancelled": row.cancelled, "replaces": _replaces(ledger, row)}
+
+
+def _replaces(ledger: Ledger, row: FileRow) -> str | None:
+    """The earlier ack a reprocess's ack of another name replaces (its ack says so too)."""
+    original = ledger.file(row.reprocess_of) if row.reprocess_of else None
+    if original is None or not original.ack_name or original.ack_name == row.ack_name:
+        return None
+    return original.ack_name
 
 
 def partner_status(ledger: Ledger, config: Config, partner: PartnerConfig,
@@ -73,7 +84,7 @@ def partner_status(ledger: Ledger, config: Config, partner: PartnerConfig,
                          for k, v in p.to_json().items() if k != "partner"}
                         for p in health.in_progress],
         "alerts": {"failing": health.failing, "silent": health.silent_alert},
-        "files": [_file_entry(r) for r in select_files(
+        "files": [_file_entry(ledger, r) for r in select_files(
             ledger, FileQuery(partner=partner.id, limit=FILES_SHOWN), zone)],
         "open_errors": [{"file_id": r.file_id, "file_name": r.remote_name,
                          "received_at": r.received_at, "error": r.error}
@@ -105,7 +116,7 @@ def write_status_files(ledger: Ledger, config: Config, partner: PartnerConfig,
                        inbox: Inbox | None, events: EventLog,
                        now: datetime | None = None) -> bool:
     """Write both files to ``outbox/<partner>/`` and, given an inbox, deliver them to the
-    partner (SFTP: its remote_ack_dir). True when all went well; failures are logged only."""
+    partner (SFTP: its remote status folder). True when all went well; failures are logged only."""
     try:
         status = partner_status(ledger, config, partner, now)
         folder = Layout.of(config).partner_outbox(partner.id)
@@ -116,7 +127,7 @@ def write_status_files(ledger: Ledger, config: Config, partner: PartnerConfig,
             written.append((folder / name, name))
         if inbox is not None:
             for path, name in written:
-                inbox.deliver(path, name)
+                inbox.deliver(path, name, status=True)
     except (OSError, GatewayError) as err:
         log.warning("status files of partner %s: %s", partner.id, err)
         # JSON log only: a partner whose server refuses uploads would otherwise add a ledger

@@ -33,6 +33,7 @@ from gateway.model import (
     ProductLine,
     line_number,
 )
+from gateway.parse.encoding import find_bad_byte
 from gateway.textsafe import closest
 
 APP_COLUMNS = tuple(attr for attr, _ in APPLICATION_FIELDS)
@@ -81,6 +82,31 @@ class CsvApplication:
     extra_lines: int = 0  # rows past MAX_LINES + 1: counted, not kept (see ``closed``)
 
 
+# Delimiters a partner's export often uses instead of ours, as the hint names them.
+OTHER_DELIMITERS = {";": "`;`", "\t": "tab", "|": "`|`"}
+
+
+def other_delimiter(names: list[str], delimiter: str) -> str | None:
+    """The delimiter (of ``OTHER_DELIMITERS``) that splits a header row read with
+    ``delimiter`` into known columns, if any: a canonical CSV written with another one."""
+    text = delimiter.join(names)
+    for other in OTHER_DELIMITERS:
+        if other != delimiter and other in text and any(
+                n.strip().strip('"').lower() in KNOWN_COLUMNS for n in text.split(other)):
+            return other
+    return None
+
+
+def delimiter_hint(names: list[str], delimiter: str) -> str:
+    """The start of an F005 message for a header written with another delimiter, else ""."""
+    other = other_delimiter(names, delimiter)
+    if other is None:
+        return ""
+    return (f"The file looks like CSV with {OTHER_DELIMITERS[other]} between the columns, "
+            f"not {delimiter!r}: add a mapping for this partner (mappings/, csv.delimiter) "
+            "or send the columns separated by commas. ")
+
+
 def _clean(value: str) -> str | None:
     value = value.strip()
     return value or None
@@ -108,9 +134,11 @@ def _rows(path: Path, dialect: CsvDialect) -> Iterator[tuple[int, list[str]]]:
             except UnicodeError:  # UnicodeDecodeError, or e.g. UTF-16 without its BOM
                 # The text wrapper decodes ahead of the reader: find the row itself.
                 row, reason = _undecodable_row(path, encoding, dialect.delimiter)
+                bad = find_bad_byte(path, encoding)
+                where = f" at {bad.where()}" if bad is not None else ""
                 raise RejectedSubmission(finding(
-                    "F009", f"Row {row} is not valid {dialect.encoding}: {reason}. Save the "
-                    f"file as {dialect.encoding}.", source_line=row)) from None
+                    "F009", f"Row {row} is not valid {dialect.encoding}: {reason}{where}. "
+                    f"Save the file as {dialect.encoding}.", source_line=row)) from None
             except csv.Error as err:
                 raise RejectedSubmission(finding(
                     "F001", f"The CSV cannot be read at row {number + 1}: {err}.",
@@ -221,8 +249,10 @@ class CsvSubmission:
         if unknown:
             problems.append("unknown column(s): " + ", ".join(unknown[:20]))
         if problems:
+            hint = delimiter_hint(cells, self.dialect.delimiter)
             raise RejectedSubmission(finding(
-                "F005", "The header row does not match the CSV format: " + "; ".join(problems)
+                "F005", hint + "The header row does not match the CSV format: "
+                + "; ".join(problems)
                 + ". The columns are: " + ", ".join(ALL_COLUMNS) + "; optional (contract "
                 "1.1): " + ", ".join(LIFECYCLE_COLUMNS) + ".", source_line=1,
                 field="header"))

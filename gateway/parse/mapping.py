@@ -31,6 +31,8 @@ from gateway.errors import GatewayError, RejectedSubmission
 from gateway.findings import finding
 from gateway.model import Application, ProductLine
 from gateway.parse.csv_file import ALL_COLUMNS, KNOWN_COLUMNS, CsvDialect
+from gateway.parse.detect import canonical_content
+from gateway.parse.unconverted import COUNTRY_APP_FIELDS, COUNTRY_LINE_FIELDS, unconverted
 from gateway.parse.xml_guard import AttributeGuard
 from gateway.textsafe import suggest
 
@@ -39,10 +41,9 @@ UNITS = {"kg": Decimal(1), "t": Decimal(1000), "lb": Decimal("0.45359237")}
 # [0-9], never \d: int() would turn another script's digits into an ASCII date.
 DATE_TOKENS = {"YYYY": r"(?P<y>[0-9]{4})", "YY": r"(?P<yy>[0-9]{2})",
                "MM": r"(?P<m>[0-9]{1,2})", "DD": r"(?P<d>[0-9]{1,2})"}
-COUNTRY_APP_FIELDS = ("country_of_origin", "country_of_export")
-COUNTRY_LINE_FIELDS = ("smelt_country_largest", "smelt_country_second", "cast_country")
 _SECTIONS = {"description", "csv", "columns", "constants", "units", "countries", "values"}
-_CSV_KEYS = {"delimiter", "encoding", "date_format", "decimal_separator", "thousands_separator"}
+_CSV_KEYS = {"delimiter", "encoding", "date_format", "decimal_separator", "thousands_separator",
+             "ack_delimiter"}
 _MILLIGRAM = Decimal("0.001")
 _CHUNK = 64 * 1024
 
@@ -78,6 +79,7 @@ class CsvMapping:
     date_format: str = "YYYY-MM-DD"
     decimal_separator: str = "."
     thousands_separator: str = ""
+    ack_delimiter: str = ","  # the partner's CSV acks (issue 14, 9b); "," = the guide's
     columns: dict[str, str] = field(default_factory=dict)  # partner name -> canonical
     constants: dict[str, str] = field(default_factory=dict)  # canonical -> value
     quantity_unit: str = "kg"
@@ -88,6 +90,13 @@ class CsvMapping:
     @property
     def dialect(self) -> CsvDialect:
         return CsvDialect(self.delimiter, self.encoding)
+
+    @property
+    def reads_canonical(self) -> bool:
+        """Whether a canonical CSV header is this partner's own too: the mapping renames no
+        column and keeps the comma, so it only converts the values (its dates, numbers). Any
+        other mapping leaves a canonical file as it is (``applicable``)."""
+        return self.delimiter == "," and all(n.lower() in KNOWN_COLUMNS for n in self.columns)
 
     @property
     def headers(self) -> frozenset[str]:
@@ -233,7 +242,7 @@ class XsltMapping:
             self.apply(source, target)
         except etree.XMLSyntaxError as err:
             target.unlink(missing_ok=True)
-            raise syntax_error(err) from None
+            raise syntax_error(err, source) from None
         except etree.XSLTError as err:
             target.unlink(missing_ok=True)
             raise RejectedSubmission(finding(
@@ -242,6 +251,31 @@ class XsltMapping:
 
 
 Mapping = CsvMapping | XsltMapping
+
+
+def ack_delimiter(mapping: Mapping | None, path: Path) -> str:
+    """The delimiter of ``path``'s CSV ack: its CSV mapping's ``ack_delimiter`` when that
+    mapping reads it (``applicable``), else the guide's comma. An unreadable file (gone,
+    a folder) gets the comma: its F-code is found where it is read."""
+    try:
+        chosen = applicable(mapping, path)
+    except OSError:
+        return ","
+    return chosen.ack_delimiter if isinstance(chosen, CsvMapping) else ","
+
+
+def applicable(mapping: Mapping | None, path: Path) -> Mapping | None:
+    """The mapping to read ``path`` with: None for canonical content (a document of our
+    namespace, a canonical CSV header), which is read as it is whatever the partner's own
+    exports need (issue 14 item 6), else ``mapping``."""
+    if mapping is None:
+        return None
+    canonical = canonical_content(path)
+    if canonical == "xml" and isinstance(mapping, XsltMapping):
+        return None
+    if canonical == "csv" and isinstance(mapping, CsvMapping) and not mapping.reads_canonical:
+        return None
+    return mapping
 
 # XSLT with every outside access denied: no document(), no xsl:result-document, no network.
 _ACCESS = etree.XSLTAccessControl.DENY_ALL
@@ -288,6 +322,11 @@ def _load_csv_mapping(path: Path) -> CsvMapping:
         "".encode(str(encoding))  # LookupError also for a codec that is not text (hex, zlib)
     except LookupError:
         problems.append(f"csv.encoding: unknown encoding {encoding!r}")
+    ack_delimiter = csv_part.get("ack_delimiter", ",")
+    if not isinstance(ack_delimiter, str) or len(ack_delimiter) != 1 or \
+            ack_delimiter in "\"'\r\n=+-@":
+        problems.append("csv.ack_delimiter: one character, not a quote, line break or formula "
+                        "start")
     date_format = csv_part.get("date_format", "YYYY-MM-DD")
     if not isinstance(date_format, str) or not all(
             t in date_format for t in ("MM", "DD")) or "YY" not in date_format:
@@ -353,9 +392,9 @@ def _load_csv_mapping(path: Path) -> CsvMapping:
     return CsvMapping(
         path=path, description=str(data.get("description", "")), delimiter=delimiter,
         encoding=str(encoding), date_format=date_format, decimal_separator=decimal_separator,
-        thousands_separator=thousands_separator, columns=columns, constants=constants,
-        quantity_unit=quantity_unit, countries=countries, unknown_words=words["unknown"],
-        not_applicable_words=words["not_applicable"])
+        thousands_separator=thousands_separator, ack_delimiter=ack_delimiter, columns=columns,
+        constants=constants, quantity_unit=quantity_unit, countries=countries,
+        unknown_words=words["unknown"], not_applicable_words=words["not_applicable"])
 
 
 @lru_cache(maxsize=64)
@@ -374,10 +413,20 @@ def mapping_for(path: Path | None) -> Mapping | None:
     return _cached(path, mtime)
 
 
-def preview(mapping: Mapping, source: Path, rows: int = 20) -> str:
+def preview(mapping: Mapping, source: Path, rows: int = 20,
+            notes: list[str] | None = None) -> str:
     """What ``mapping`` makes of ``source``: the first ``rows`` canonical CSV rows (for a CSV
     mapping) or the transformed XML document (for an XSLT mapping). For brokers debugging a
-    mapping before going live; raises ``RejectedSubmission`` as processing would."""
+    mapping before going live; raises ``RejectedSubmission`` as processing would. ``notes``
+    gets the values a CSV mapping could not convert (``gateway.parse.unconverted``)."""
+    text = _preview(mapping, source, rows)
+    if notes is not None and isinstance(mapping, CsvMapping):
+        notes += unconverted(text, mapping.date_format, mapping.decimal_separator,
+                             mapping.thousands_separator)
+    return text
+
+
+def _preview(mapping: Mapping, source: Path, rows: int) -> str:
     import csv
     import io
     import tempfile

@@ -29,6 +29,7 @@ from gateway.errors import RejectedSubmission
 from gateway.findings import MAX_FINDINGS, Finding, finding
 from gateway.model import APPLICATION_FIELDS, MAX_LINES, Application, SubmissionHeader
 from gateway.parse.detect import bom_encoding
+from gateway.parse.encoding import find_bad_byte
 from gateway.parse.xml_guard import MARK, AttributeGuard
 from gateway.parse.xml_model import (
     APPLICATION_TAG,
@@ -134,12 +135,22 @@ def _check_child(el: etree._Element) -> None:
             source_line=el.sourceline))
 
 
-def syntax_error(err: etree.XMLSyntaxError) -> RejectedSubmission:
+def _utf8_or_unmarked(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return bom_encoding(fh.read(4))[0] in (None, "utf-8")
+
+
+def syntax_error(err: etree.XMLSyntaxError, path: Path | None = None) -> RejectedSubmission:
     message = str(err)
     line = err.lineno if err.lineno else None
     if "UTF-8" in message or "encoding" in message.lower() or "Document labelled" in message:
+        # The first byte that is not UTF-8 (the encoding a file without a BOM or declaration
+        # has), named by offset too: libxml2's column counts characters, editors differ.
+        bad = find_bad_byte(path, "utf-8") if path is not None and _utf8_or_unmarked(path) \
+            else None
+        where = f" The first byte that is not UTF-8 is at {bad.where()}." if bad else ""
         return RejectedSubmission(finding("F009", f"The text is not valid in its encoding: "
-                                          f"{message}. Save the file as UTF-8.",
+                                          f"{message}.{where} Save the file as UTF-8.",
                                           source_line=line))
     if "Detected an entity reference loop" in message or "entity" in message.lower():
         return _f004(f"The file uses entities ({message})")
@@ -249,7 +260,7 @@ class XmlSubmission:
                         # cut): removed and counted as they come, not held to the end.
                         dropped.attributes += _cut_attributes(reading, _CUT_WHILE_READING)
         except etree.XMLSyntaxError as err:
-            raise syntax_error(err) from None
+            raise syntax_error(err, self.path) from None
         if root is not None:
             if root.getroottree().docinfo.doctype:
                 raise _f004("The file has a DOCTYPE")

@@ -63,9 +63,10 @@ def ack_kind(fmt: str | None) -> str:
     return "csv" if fmt == "csv" else "xml"
 
 
-def ack_writer(kind: str, path: Path) -> AckXmlWriter | AckCsvWriter:
-    """The acknowledgment of ``kind``, streamed to ``path`` as the applications are decided."""
-    return (AckCsvWriter if kind == "csv" else AckXmlWriter)(path)
+def ack_writer(kind: str, path: Path, delimiter: str = ",") -> AckXmlWriter | AckCsvWriter:
+    """The acknowledgment of ``kind``, streamed to ``path`` as the applications are decided
+    (a CSV one with the partner's ``delimiter``, FileSummary.ack_delimiter)."""
+    return AckCsvWriter(path, delimiter) if kind == "csv" else AckXmlWriter(path)
 
 
 def render_whole_ack(kind: str, summary: FileSummary) -> bytes:
@@ -147,6 +148,15 @@ class FileProcessor:
         if self.ledger.ack_name_taken(row.partner, name, row.file_id):
             return ack_name(row, kind, later=True)
         return name
+
+    def replaced_ack(self, row: FileRow, kind: str) -> str | None:
+        """The original's ack when a reprocess's ack gets another name (x.ack.csv after
+        x.ack.xml): the new ack names it (issue 14, item 7)."""
+        original = self.ledger.file(row.reprocess_of) if row.reprocess_of else None
+        if original is None or not original.ack_name or \
+                original.ack_name == self.ack_name_of(row, kind):
+            return None
+        return original.ack_name
 
     def publish_ack(self, row: FileRow, stored: Path, kind: str) -> None:
         """The partner's copy in outbox/<partner>/: a hard link to the stored ack."""
@@ -275,6 +285,7 @@ class RunSinks:
         problem = summary.findings[0]
         kind = ack_kind(fmt)
         ack_path = stored_ack(p.layout, row, kind)
+        summary.replaces = p.replaced_ack(row, kind)
         atomic_write(ack_path, render_whole_ack(kind, summary))
         ack_target = p.ack_target(row, kind)
         p.publish_ack(row, ack_path, kind)
@@ -311,7 +322,8 @@ class RunPass:
         row, config = self.row, self.p.config
         self.kind = ack_kind(self.fmt)
         self.ack_path = stored_ack(self.p.layout, row, self.kind)
-        self.ack = ack_writer(self.kind, self.ack_path)
+        self.ack = ack_writer(self.kind, self.ack_path, self.summary.ack_delimiter)
+        self.summary.replaces = self.p.replaced_ack(row, self.kind)
         self.filer_code = config.partner(row.partner).effective_filer_code(config.ace)
         self.source_info = {"file_id": row.file_id, "file_name": row.remote_name,
                             "partner": row.partner, "submission_id": ""}

@@ -102,6 +102,8 @@ class RuleContext:
     # LicenseNumber (A102 without it); for other partners one is A101.
     registered: bool = False
     dated: frozenset[str] = field(default=frozenset())
+    # How the partner writes a date (its CSV mapping's pattern): what an A101 asks for.
+    date_format: str = "YYYY-MM-DD"
 
     def __post_init__(self) -> None:
         if not self.dated:
@@ -202,7 +204,7 @@ def check_application(app: Application, ctx: RuleContext) -> ApplicationCheck:
         if value:
             parsed = _date(value)
             if parsed is None and csv_types:
-                add("A101", f"{name} must be a date YYYY-MM-DD.", name, value)
+                add("A101", f"{name} must be a date {ctx.date_format}.", name, value)
             if name == "expected_export_date":
                 export_date = parsed
             else:

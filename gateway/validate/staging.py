@@ -26,7 +26,7 @@ from gateway.model import (
 )
 from gateway.parse.csv_file import CsvApplication, CsvSubmission, RowMapping, closed, join
 from gateway.parse.detect import Format, detect_format
-from gateway.parse.mapping import CsvMapping, Mapping, XsltMapping
+from gateway.parse.mapping import CsvMapping, Mapping, XsltMapping, applicable
 from gateway.parse.xml_file import XmlSubmission
 from gateway.parse.xml_model import xsd_findings
 from gateway.validate.amounts import canonical_amount
@@ -271,9 +271,13 @@ def prepare(path: Path, ctx: RuleContext, mapping: Mapping | None, work_dir: Pat
     bytes, before the stylesheet runs), F001/F009 (not parseable), F005 (the stylesheet
     cannot turn the document into a submission).
     """
+    mapping = applicable(mapping, path)
     csv_mapping = mapping if isinstance(mapping, CsvMapping) else None
     if csv_mapping is not None:
-        fmt = detect_format(path, csv_mapping.headers, csv_mapping.delimiter)
+        fmt = detect_format(path, csv_mapping.headers, csv_mapping.delimiter,
+                            csv_mapping.encoding)
+        # Its messages speak the partner's date pattern (issue 14, 9b).
+        ctx = replace(ctx, date_format=csv_mapping.date_format)
     else:
         fmt = detect_format(path)
     if fmt != "xml" or not isinstance(mapping, XsltMapping):
