@@ -8,7 +8,8 @@
   otherwise (readiness: a load balancer or a systemd watchdog acts on it).
 
 The endpoints carry no token, so they are served on a loopback address only (config
-``[metrics] host``); the admin page, when ``[web] in_serve`` is set, keeps its own rules
+``[metrics] host``) and answer loopback ``Host`` headers only (``hosts``: no DNS rebinding);
+the admin page, when ``[web] in_serve`` is set, keeps its own rules
 (``gateway.admin.web.server``).
 """
 
@@ -27,6 +28,7 @@ from prometheus_client.registry import Collector
 from waitress import wasyncore
 from waitress.server import create_server
 
+from gateway.admin.hosts import MISDIRECTED, host_allowed, server_url
 from gateway.admin.queries import backlog, reading
 from gateway.config import Config, is_loopback
 from gateway.errors import FatalError, GatewayError
@@ -169,6 +171,8 @@ def monitor_app(config: Config) -> WsgiApp:
     metrics = make_wsgi_app(registry)
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if not host_allowed(environ.get("HTTP_HOST"), config.metrics.host):
+            return _text(start_response, "421 Misdirected Request", MISDIRECTED + "\n")
         path = environ.get("PATH_INFO", "")
         if path == "/metrics":
             return metrics(environ, start_response)  # type: ignore[no-any-return]
@@ -208,11 +212,6 @@ def make_monitor_server(config: Config, port: int | None = None) -> Any:
         raise FatalError(f"cannot listen on {host}:{port}: {err.strerror}") from err
 
 
-def url_of(server: Any) -> str:
-    host = server.effective_host
-    return f"http://{f'[{host}]' if ':' in host else host}:{server.effective_port}/"
-
-
 @contextmanager
 def background_servers(config: Config) -> Iterator[list[str]]:
     """The HTTP servers ``serve`` runs beside its polls (metrics, the admin page), each bound
@@ -235,7 +234,7 @@ def background_servers(config: Config) -> Iterator[list[str]]:
                                 name=f"http-{what}") for what, server in servers]
     for thread in threads:
         thread.start()
-    addresses = [f"{what} on {url_of(server)}" for what, server in servers]
+    addresses = [f"{what} on {server_url(server)}" for what, server in servers]
     for address in addresses:
         log.info("serving %s", address)
     try:
