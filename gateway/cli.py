@@ -466,7 +466,8 @@ def _web_command(command: Callable[[str, str], argparse.ArgumentParser]) -> None
 
 
 def _web(args: argparse.Namespace, config: Config) -> int:
-    from gateway.admin.web.server import make_server, run, server_url
+    from gateway.admin.hosts import server_url
+    from gateway.admin.web.server import make_server, run
 
     server = make_server(config, args.host, args.port)  # FatalError: no token, open address
     # The URL without the token: this line may end up in a terminal log.

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from gateway.admin.web.server import make_server, server_url
+from gateway.admin.hosts import server_url
+from gateway.admin.web.server import make_server
 from gateway.config import load_config
 
 TOKEN = "web-test-" + secrets.token_urlsafe(24)

@@ -4,6 +4,7 @@ against the ledger."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import signal
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from conftest import ProjectConfig, wait_until
@@ -197,3 +199,25 @@ def test_metrics_only_on_a_loopback_address(tmp_path: Path, host: str) -> None:
     cfg = ProjectConfig(tmp_path).set("metrics", port=9100, host=host).write()
     with pytest.raises(ConfigError, match="loopback"):
         load_config(cfg)
+
+
+@pytest.mark.parametrize(("host", "code"), [
+    ("evil.com", 421), ("evil.com:9100", 421), ("127.0.0.1.evil.com", 421), ("", 421),
+    ("localhost", 200), ("127.0.0.1:9100", 200), ("[::1]:9100", 200)])
+def test_the_endpoints_answer_loopback_host_headers_only(tmp_path: Path, host: str,
+                                                         code: int) -> None:
+    """A page of evil.com rebound to 127.0.0.1 (DNS rebinding) sends ``Host: evil.com``: it
+    must not read /metrics, /healthz or /readyz through a browser on this machine."""
+    cfg = ProjectConfig(tmp_path).partner("acme").write()
+    with monitor(cfg) as url:
+        parts = urlsplit(url)
+        for path in ("/metrics", "/healthz", "/readyz"):
+            connection = http.client.HTTPConnection(parts.hostname or "", parts.port,
+                                                    timeout=10)
+            connection.request("GET", path, headers={"Host": host})
+            response = connection.getresponse()
+            body = response.read().decode()
+            if code == 421:
+                assert response.status == 421 and "aimgw_" not in body, (path, body)
+            else:  # /readyz may say 503: no ledger yet
+                assert response.status in (200, 503) and "Host" not in body, (path, body)

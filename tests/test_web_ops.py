@@ -22,6 +22,7 @@ from conftest import ProjectConfig
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from gateway.admin import operations
 from gateway.admin.web import charts
 from gateway.admin.web.app import create_app
 from gateway.admin.web.auth import Guard
@@ -298,3 +299,17 @@ RECEIVED = datetime(2026, 12, 4, 15, 0, tzinfo=UTC)
 def test_latency_counts_from_the_drop_when_the_file_tells_it(mtime: datetime,
                                                              dropped: datetime) -> None:
     assert charts.dropped_at(mtime.timestamp(), RECEIVED) == dropped
+
+
+def test_a_refusal_that_quotes_a_reason_is_409_not_400(site: Site) -> None:
+    """400 means the form's reason is missing (a typed error), not "the word reason appears":
+    the refusal of a second pause quotes the first pause's reason."""
+    assert site.post("/partners/acme/pause", reason="no reason given by the partner"
+                     ).status_code == 303
+    again = site.post("/partners/acme/pause", reason="again")
+    assert again.status_code == 409 and "already paused" in again.get_data(as_text=True)
+    assert site.post("/partners/acme/pause", reason=" ").status_code == 400
+    with pytest.raises(operations.ReasonRequired):
+        operations.clean_reason("  ", "pause")
+    with pytest.raises(operations.ReasonRequired):
+        operations.clean_reason("x" * (operations.MAX_REASON + 1), "pause")

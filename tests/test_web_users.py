@@ -21,8 +21,9 @@ from playwright.sync_api import Page
 from project_config import ProjectConfig
 
 from gateway.admin import access
+from gateway.admin.hosts import server_url
 from gateway.admin.web.app import create_app
-from gateway.admin.web.server import make_server, server_url
+from gateway.admin.web.server import make_server
 from gateway.config import Config, load_config
 from gateway.errors import FatalError
 from gateway.ledger import audit
@@ -110,13 +111,35 @@ def test_an_operators_web_reprocess_is_audited_with_its_name(config: Config) -> 
 def test_failed_sign_ins_are_throttled_and_never_logged(
         config: Config, caplog: pytest.LogCaptureFixture) -> None:
     client = create_app(config).test_client()
+    client.environ_base["REMOTE_ADDR"] = "192.0.2.9"  # remote: throttled per address too
     caplog.set_level(logging.INFO)
     for n in range(5):
         assert sign_in(client, "otto", f"guess number {n}") == 401
     assert sign_in(client, "otto", OPERATOR_PW) == 429  # even the right one, for a while
     assert sign_in(client, "nobody", "whatever it is") == 429  # and from this address
-    assert "guess number" not in caplog.text and "failed sign-in as otto" in caplog.text
+    assert "guess number" not in caplog.text
+    assert "failed sign-in as otto from 192.0.2.9" in caplog.text
     assert client.get("/").status_code == 401
+
+
+def test_user_names_are_one_whatever_their_case(config: Config) -> None:
+    """``Otto`` is ``otto``: no second user of the same name in another case (the throttle
+    and the audit trail could not tell them apart), and either signs in."""
+    with pytest.raises(FatalError, match="exists already"):
+        access.add_user(config, "Otto", "viewer", VIEWER_PW, "cli:test")
+    client = create_app(config).test_client()
+    assert sign_in(client, "OTTO", OPERATOR_PW) == 303
+    assert "otto (operator)" in client.get("/").get_data(as_text=True)
+    access.set_role(config, "OTTO", "viewer", "cli:test", "case")
+    assert rows(config, "SELECT name, role FROM users ORDER BY name") == [
+        ("otto", "viewer"), ("vera", "viewer")]
+    ledger = open_ledger(config)
+    try:  # the ledger itself refuses a second case of a name (not only the code above)
+        with pytest.raises(Exception, match=r"(?i)unique"), ledger.transaction():
+            ledger.db.execute("INSERT INTO users (name, role, password_hash, created_at, "
+                              "changed_at) VALUES ('VERA', 'viewer', 'x', 'y', 'y')")
+    finally:
+        ledger.close()
 
 
 def test_a_new_password_a_new_role_or_removal_applies_at_once(config: Config) -> None:
@@ -140,7 +163,7 @@ def test_the_session_cookie_is_strict_and_signed_out_ends_it(config: Config) -> 
     assert csrf is not None
     response = client.post("/login", data={"name": "vera", "password": VIEWER_PW,
                                            "csrf": csrf[1], "next": "//evil.example/x"})
-    assert response.headers["Location"] == "/evil.example/x"  # never to another site
+    assert response.headers["Location"] == "/"  # never to another site: home instead
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "argon2" not in cookie
     assert client.post("/login", data={"name": "vera", "password": VIEWER_PW,

@@ -8,7 +8,8 @@
   otherwise (readiness: a load balancer or a systemd watchdog acts on it).
 
 The endpoints carry no token, so they are served on a loopback address only (config
-``[metrics] host``); the admin page, when ``[web] in_serve`` is set, keeps its own rules
+``[metrics] host``) and answer loopback ``Host`` headers only (``hosts``: no DNS rebinding);
+the admin page, when ``[web] in_serve`` is set, keeps its own rules
 (``gateway.admin.web.server``).
 """
 
@@ -28,6 +29,7 @@ from prometheus_client.registry import Collector
 from waitress import wasyncore
 from waitress.server import create_server
 
+from gateway.admin.hosts import MISDIRECTED, host_allowed, server_url
 from gateway.admin.queries import backlog, reading
 from gateway.admin.web.server import reload_page
 from gateway.config import Config, is_loopback
@@ -187,6 +189,8 @@ class MonitorApp:
 
     def __call__(self, environ: dict[str, Any],
                  start_response: StartResponse) -> Iterable[bytes]:
+        if not host_allowed(environ.get("HTTP_HOST"), self.ref.config.metrics.host):
+            return _text(start_response, "421 Misdirected Request", MISDIRECTED + "\n")
         path = environ.get("PATH_INFO", "")
         if path == "/metrics":
             return self._metrics(environ, start_response)  # type: ignore[no-any-return]
@@ -228,11 +232,6 @@ def make_monitor_server(config: Config, port: int | None = None) -> Any:
     return server
 
 
-def url_of(server: Any) -> str:
-    host = server.effective_host
-    return f"http://{f'[{host}]' if ':' in host else host}:{server.effective_port}/"
-
-
 @dataclass(frozen=True)
 class Background:
     """The HTTP servers running beside ``serve``: their addresses, and ``reload`` to hand
@@ -242,7 +241,7 @@ class Background:
 
     @property
     def addresses(self) -> list[str]:
-        return [f"{what} on {url_of(server)}" for what, server in self.servers]
+        return [f"{what} on {server_url(server)}" for what, server in self.servers]
 
     def reload(self, config: Config) -> None:
         for _, server in self.servers:

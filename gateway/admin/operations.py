@@ -29,13 +29,18 @@ from gateway.storage import Layout, safe_name
 MAX_REASON = 500  # characters of a reason kept (the web form says so too)
 
 
+class ReasonRequired(FatalError):
+    """The action was not tried: its reason is missing or too long (the web page answers
+    400 for this one, 409 for what the file's or partner's state refuses)."""
+
+
 def clean_reason(reason: str, what: str) -> str:
-    """``reason`` on one line; FatalError when there is none or it is too long."""
+    """``reason`` on one line; ReasonRequired when there is none or it is too long."""
     text = " ".join(reason.split())
     if not text:
-        raise FatalError(f"a reason is required: it is recorded with the {what}")
+        raise ReasonRequired(f"a reason is required: it is recorded with the {what}")
     if len(text) > MAX_REASON:
-        raise FatalError(f"keep the reason under {MAX_REASON} characters")
+        raise ReasonRequired(f"keep the reason under {MAX_REASON} characters")
     return text
 
 

@@ -390,6 +390,9 @@ MIGRATIONS: tuple[str | Callable[[Database], None], ...] = (
     """,
     # Issue 14 item 12: the admin events recorded before the audit log, chained in order.
     backfill,
+    # Issue 14 web review item 5: a user name is one whatever its case ("Alice" is "alice",
+    # as the sign-in throttle and users.find read it); the ledger refuses a second case.
+    "CREATE UNIQUE INDEX users_name_nocase ON users (lower(name));",
 )
 
 

@@ -96,7 +96,10 @@ _COLUMNS = "name, role, password_hash, created_at, changed_at"
 
 
 def find(db: Database, name: str) -> User | None:
-    row = db.execute(f"SELECT {_COLUMNS} FROM users WHERE name = ?", (name,)).fetchone()
+    """The user of ``name`` whatever its case: "Alice" is "alice" (one name in the audit
+    trail and the sign-in throttle; the ledger's index users_name_nocase keeps it so)."""
+    row = db.execute(f"SELECT {_COLUMNS} FROM users WHERE lower(name) = lower(?)",
+                     (name,)).fetchone()
     return User(*row) if row else None
 
 
@@ -116,8 +119,8 @@ def count(db: Database) -> int:
 
 
 def add(db: Database, name: str, role: str, password_hash: str, at: str) -> None:
-    if find(db, check_name(name)) is not None:
-        raise FatalError(f"user {name!r} exists already (change it with `user passwd` or "
+    if (same := find(db, check_name(name))) is not None:
+        raise FatalError(f"user {same.name!r} exists already (change it with `user passwd` or "
                          "`user role`)")
     db.execute(f"INSERT INTO users ({_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
                (name, check_role(role), password_hash, at, at))
@@ -125,19 +128,19 @@ def add(db: Database, name: str, role: str, password_hash: str, at: str) -> None
 
 def remove(db: Database, name: str) -> User:
     user = known(db, name)
-    db.execute("DELETE FROM users WHERE name = ?", (name,))
+    db.execute("DELETE FROM users WHERE name = ?", (user.name,))
     return user
 
 
 def set_password(db: Database, name: str, password_hash: str, at: str) -> None:
-    known(db, name)
+    user = known(db, name)
     db.execute("UPDATE users SET password_hash = ?, changed_at = ? WHERE name = ?",
-               (password_hash, at, name))
+               (password_hash, at, user.name))
 
 
 def set_role(db: Database, name: str, role: str, at: str) -> User:
     """The user as it was (its old role is recorded with the change)."""
     user = known(db, name)
     db.execute("UPDATE users SET role = ?, changed_at = ? WHERE name = ?",
-               (check_role(role), at, name))
+               (check_role(role), at, user.name))
     return user

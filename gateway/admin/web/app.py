@@ -14,10 +14,11 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Flask, Response, current_app, g, redirect, render_template, request
+from flask import Flask, Response, abort, current_app, g, redirect, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
+from gateway.admin.hosts import host_allowed
 from gateway.admin.web.auth import (
     COOKIE,
     OPERATOR,
@@ -26,6 +27,7 @@ from gateway.admin.web.auth import (
     Principal,
     Sessions,
     bearer,
+    foreign_origin,
 )
 from gateway.admin.web.login import (
     ANY_USER_POSTS,
@@ -52,23 +54,27 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';
        "form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
 GUARD = "AIMGW_GUARD"  # where create_app keeps the token guard (or None) in app.config
+SERVED_ON = "AIMGW_SERVED_ON"  # the address served on: its Host header is answered too
 ROLE_MESSAGE = ("{name} is a {role}: only an operator may change anything. Ask an operator, "
                 "or an administrator to run `aim-gateway user role {name} operator`.")
 
 
-def create_app(config: Config, guard: Guard | None = None) -> Flask:
+def create_app(config: Config, guard: Guard | None = None, host: str | None = None) -> Flask:
     """The admin app: the pages behind the sign-in, the security headers and the error
-    pages; ``config`` and ``guard`` (the transitional shared token, if set) are kept in the
-    app's config for them, with this start's session secret."""
+    pages; ``config``, ``guard`` (the transitional shared token, if set) and ``host`` (the
+    address served on, default ``[web] host``) are kept in the app's config for them, with
+    this start's session secret."""
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=64 * 1024, TEMPLATES_AUTO_RELOAD=False)
     app.config[CONFIG], app.config[GUARD] = config, guard
+    app.config[SERVED_ON] = host or config.web.host
     app.config[SESSIONS] = Sessions()
     app.jinja_env.autoescape = True  # every template, whatever its name ends with
     app.jinja_env.filters.update(local=lambda text: _local(config, text), tons=_tons)
     app.jinja_env.filters["show"] = _show
     app.jinja_env.globals.update(status_of=display_status, is_failed=is_failed,
                                  rule_text=lambda code: CODES.get(code, ("", ""))[1])
+    app.before_request(_host_check)  # first: a rebound page gets nothing, not even the form
     app.before_request(_authenticate)
     app.after_request(_headers)
     app.register_error_handler(HTTPException, _error)
@@ -85,6 +91,16 @@ def _guard() -> Guard | None:
     return guard
 
 
+def _host_check() -> None:
+    """421 for a Host header that is not this machine's (DNS rebinding: ``hosts``), unless
+    the page serves other machines (``[web] allow_remote``)."""
+    config: Config = current_app.config[CONFIG]
+    if not host_allowed(request.headers.get("Host"), current_app.config[SERVED_ON],
+                        config.web.allow_remote):
+        abort(421, "This page answers to its own address only: open it as "
+                   "http://127.0.0.1:PORT/ or http://localhost:PORT/.")
+
+
 def _authenticate() -> BaseResponse | None:
     """Central authorization: a GET needs any signed-in user, every POST the operator role
     (and a CSRF token from our own form); a new POST route needs nothing of its own."""
@@ -97,11 +113,8 @@ def _authenticate() -> BaseResponse | None:
         return _refuse(401)
     g.principal = found
     if request.method == "POST":
-        origin = request.headers.get("Origin")
-        if origin is not None and origin.rstrip("/") != request.host_url.rstrip("/"):
-            return _refuse(403)
-        if not hmac.compare_digest(request.form.get("csrf", "").encode(),
-                                   found.csrf.encode()):
+        if foreign_origin() or not hmac.compare_digest(request.form.get("csrf", "").encode(),
+                                                       found.csrf.encode()):
             return _refuse(403)
         if not found.operator and request.endpoint not in ANY_USER_POSTS:
             return _refuse(403, ROLE_MESSAGE.format(name=found.name, role=found.role))

@@ -7,7 +7,8 @@ user's password hash, signed with a secret made when the page starts: a restart,
 password or a removed user ends the session, and the role is read from the ledger on every
 request, so a role change applies at once. Every POST carries a CSRF token derived from the
 session cookie (a page of another site can neither read it nor, with SameSite=Strict, send the
-cookie along). Failed sign-ins are throttled per name and per address (``Throttle``).
+cookie along). Failed sign-ins are throttled per name, and per address for a remote peer
+(``Throttle``, ``login.throttle_keys``).
 
 The shared token (``?token=`` once, or ``Authorization: Bearer``), when its environment
 variable is set, still signs in as the operator ``token`` (docs/security.md says until when).
@@ -35,7 +36,7 @@ COOKIE = "aimgw_session"
 TOKEN_USER = "token"  # the name the shared token signs in as (role operator)
 OPERATOR = "operator"
 SESSION_SECONDS = 12 * 3600  # a session ends after a working day, whatever happens
-MAX_FAILURES = 5  # failed sign-ins per name, and per address, within FAILURE_WINDOW …
+MAX_FAILURES = 5  # failed sign-ins per name (and remote address) within FAILURE_WINDOW …
 FAILURE_WINDOW = 15 * 60.0  # … before further attempts are refused until the oldest ages out
 # A token must be long and varied: it is the only thing between the network and the ledger.
 # Typed tokens ("aaaa…", "abab…", "password" repeated, "0123456789abcdef" twice, "abcdef…")
@@ -202,6 +203,13 @@ class Throttle:
                     del self._failures[key]
             for key in keys:
                 self._recent(key, now).append(now)
+
+
+def foreign_origin() -> bool:
+    """Whether the request names an ``Origin`` other than this page's: a form posted by
+    another site (the one check, for the sign-in form and for every other POST)."""
+    origin = request.headers.get("Origin")
+    return origin is not None and origin.rstrip("/") != request.host_url.rstrip("/")
 
 
 def web_actor() -> str:

@@ -1,6 +1,7 @@
 """Signing in and out of the admin page: the login form, checked against the ledger's users
 (``gateway.ledger.users``: argon2id, as slow for an unknown name as for a wrong password),
-with failed attempts throttled per name and per address (``auth.Throttle``).
+with failed attempts throttled per name, and per address for a remote peer
+(``auth.Throttle``, ``throttle_keys``).
 
 ``app._authenticate`` lets the form and the stylesheet through unsigned (``OPEN``) and lets
 any signed-in user sign out (``ANY_USER_POSTS``); every other POST needs an operator.
@@ -11,12 +12,15 @@ from __future__ import annotations
 import hmac
 import logging
 import math
+import re
+from urllib.parse import unquote, urlsplit
 
 from flask import Blueprint, current_app, redirect, render_template, request
 from werkzeug.wrappers import Response as BaseResponse
 
-from gateway.admin.web.auth import COOKIE, Sessions, Throttle
+from gateway.admin.web.auth import COOKIE, Sessions, Throttle, foreign_origin
 from gateway.admin.web.pages import CONFIG, ledger
+from gateway.config import is_loopback
 from gateway.ledger import users
 from gateway.ledger.store import ledger_exists
 from gateway.textsafe import printable
@@ -40,9 +44,35 @@ def _throttle() -> Throttle:
     return throttle
 
 
+ON_THIS_SITE = re.compile(r"/(?!/)")  # "/page"; "//host" is another site
+
+
 def local_path(target: str | None) -> str:
-    """A path on this site: never "//host" or "/\\host", which a browser takes elsewhere."""
-    return "/" + (target or "").lstrip("/\\")
+    """``target`` when it is a path on this site, else "/". Read as a browser reads it: a
+    browser drops tabs and newlines and takes a backslash for "/", so "/<tab>/evil.com" and
+    "/<backslash>evil.com" are "//evil.com", another site; those characters go first, and
+    what is left must be a path with no scheme and no host, percent-decoded too (a target
+    decoded once more on its way, as "/%09/evil.com" in a query is, stays on this site)."""
+    text = _as_browsed(target or "")
+    return text if _on_this_site(text) and _on_this_site(_as_browsed(unquote(text))) else "/"
+
+
+def _as_browsed(text: str) -> str:
+    return "".join(c for c in text if c.isprintable() and not c.isspace()).replace("\\", "/")
+
+
+def _on_this_site(text: str) -> bool:
+    parts = urlsplit(text)
+    return ON_THIS_SITE.match(text) is not None and not (parts.scheme or parts.netloc)
+
+
+def throttle_keys(name: str) -> list[str]:
+    """What a failed sign-in counts against: the name, whatever its case (names are one
+    whatever their case: ``users``), and the address of a remote peer. Not a loopback one:
+    behind an SSH tunnel or ``serve`` every user comes from 127.0.0.1, and a guesser trying
+    names would lock them all out."""
+    address = request.remote_addr or ""
+    return [f"name:{name.lower()}"] + ([] if is_loopback(address) else [f"address:{address}"])
 
 
 def login_page(error: str | None = None, name: str = "") -> str:
@@ -65,13 +95,11 @@ def form() -> str:
 
 @login.post("/login")
 def sign_in() -> BaseResponse | tuple[str, int]:
-    origin = request.headers.get("Origin")
-    if (origin is not None and origin.rstrip("/") != request.host_url.rstrip("/")) or \
-            not hmac.compare_digest(request.form.get("csrf", "").encode(),
-                                    _sessions().login_csrf.encode()):
+    if foreign_origin() or not hmac.compare_digest(request.form.get("csrf", "").encode(),
+                                                   _sessions().login_csrf.encode()):
         return login_page("The form was not sent from this page: sign in again."), 403
     name, password = request.form.get("name", "").strip(), request.form.get("password", "")
-    keys = [f"name:{name.lower()}", f"address:{request.remote_addr}"]
+    keys = throttle_keys(name)
     if wait := _throttle().wait(keys):
         return login_page(f"Too many failed sign-ins: try again in {math.ceil(wait / 60)} "
                           "minute(s).", name), 429

@@ -94,9 +94,13 @@ def _refused(file_id: str, action: str, message: str, err: GatewayError) -> Any:
     """The file page again, the reason kept, the error in the action's own section: 404 for
     an unknown file (render_file), 400 for a missing reason, 409 for what the file's state
     refuses."""
-    code = 400 if "reason" in str(err) else 409
-    return render_file(file_id, message, _reason()[:operations.MAX_REASON], code,
-                       action=action)
+    return render_file(file_id, message, _reason()[:operations.MAX_REASON],
+                       _refusal_code(err), action=action)
+
+
+def _refusal_code(err: GatewayError) -> int:
+    """400 when the form's reason is missing or too long, 409 when the state refuses."""
+    return 400 if isinstance(err, operations.ReasonRequired) else 409
 
 
 @ops.post("/files/reprocess-selected")
@@ -152,9 +156,8 @@ def _pause_or_resume(partner_id: str, action: Any, refused: str) -> Any:
     try:
         action(_config(), partner_id, _reason(), web_actor())
     except GatewayError as err:
-        code = 400 if "reason" in str(err) else 409
         return partner_page(partner_id, f"{refused}: {err}",
-                            _reason()[:operations.MAX_REASON], code)
+                            _reason()[:operations.MAX_REASON], _refusal_code(err))
     return redirect(url_for("ops.partner_page", partner_id=partner_id), 303)
 
 

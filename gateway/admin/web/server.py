@@ -48,7 +48,7 @@ def make_server(config: Config, host: str | None = None, port: int | None = None
     try:
         # ident: no version in the Server header; no proxy headers trusted, so the
         # recorded actor is the real peer address.
-        app = create_app(config, guard)
+        app = create_app(config, guard, host)
         server = create_server(app, host=host, port=port, threads=THREADS,
                                ident="aim-gateway", clear_untrusted_proxy_headers=True)
     except OSError as err:
@@ -71,12 +71,6 @@ def _has_users(config: Config) -> bool:
         return users.count(ledger.db) > 0
     finally:
         ledger.close()
-
-
-def server_url(server: Any) -> str:
-    host = server.effective_host
-    host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{server.effective_port}/"
 
 
 def run(server: Any) -> None:
