@@ -25,7 +25,7 @@ STAGES: list[tuple[str, ...]] = [
     ("gateway.validate",),
     # config checks each partner's mapping when it loads (parse); storage's Layout is built
     # from the config; settings is the reader config's sections are declared with.
-    ("gateway.settings", "gateway.config", "gateway.storage"),
+    ("gateway.settings", "gateway.config_service", "gateway.config", "gateway.storage"),
     ("gateway.ledger",),
     ("gateway.inbox",),
     ("gateway.licensing",),

@@ -32,7 +32,8 @@ from waitress.server import create_server
 from gateway.admin.hosts import MISDIRECTED, host_allowed, server_url
 from gateway.admin.queries import backlog, reading
 from gateway.admin.web.server import reload_page
-from gateway.config import Config, is_loopback
+from gateway.config import Config
+from gateway.config_service import is_loopback
 from gateway.errors import FatalError, GatewayError
 from gateway.ledger.reads.files import IN_PROGRESS
 from gateway.ledger.reads.health import STATES, partner_health

@@ -26,7 +26,8 @@ import urllib.parse
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.config import AlertSettings, Config, MailSettings, PartnerConfig
+from gateway.config import Config, PartnerConfig
+from gateway.config_service import AlertSettings, MailSettings
 from gateway.ledger.events import ALERT_EVENTS, EventLog
 from gateway.ledger.pauses import pause_of
 from gateway.ledger.reads.health import last_file_at, silence

@@ -32,7 +32,8 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
-from gateway.config import Config, MailSettings, PartnerConfig
+from gateway.config import Config, PartnerConfig
+from gateway.config_service import MailSettings
 from gateway.ledger.events import EventLog
 from gateway.ledger.store import Ledger
 from gateway.textsafe import printable

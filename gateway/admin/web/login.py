@@ -20,7 +20,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from gateway.admin.web.auth import COOKIE, Sessions, Throttle, foreign_origin
 from gateway.admin.web.pages import CONFIG, ledger
-from gateway.config import is_loopback
+from gateway.config_service import is_loopback
 from gateway.ledger import users
 from gateway.ledger.store import ledger_exists
 from gateway.textsafe import printable

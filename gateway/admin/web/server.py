@@ -17,7 +17,8 @@ from waitress.server import create_server
 from gateway.admin.web.app import create_app
 from gateway.admin.web.auth import MAKE_TOKEN, guard_from_env
 from gateway.admin.web.pages import CONFIG
-from gateway.config import Config, is_loopback, load_config
+from gateway.config import Config, load_config
+from gateway.config_service import is_loopback
 from gateway.errors import FatalError, GatewayError, reload_refusal
 from gateway.ledger import users
 from gateway.ledger.store import ledger_exists, open_ledger
