@@ -434,7 +434,7 @@ def batch_bytes_left(base: Path, batch: list[Input]) -> int:
 
 
 def is_process_lock(base: Path, path: Path) -> bool:
-    """The data folder's process lock (runner.sole_process): kept on purpose, not a temp."""
+    """The data folder's process lock (leases.sole_process): kept on purpose, not a temp."""
     return path.parent == base / "data" and path.name.endswith(".lock")
 
 

@@ -23,9 +23,10 @@ from gateway.inbox.receipt import failure_reason, record_receipt, work_temp
 from gateway.ledger.reads.files import failure
 from gateway.ledger.store import FileRow, Ledger, Receipt, ledger_exists, open_ledger
 from gateway.outputs.status_files import write_status_files
+from gateway.service.leases import LeaseKeeper
 from gateway.service.process import processing_date
 from gateway.service.quarantine import QUARANTINE_AFTER
-from gateway.service.runner import InboxUnavailable, LeaseKeeper, PollReport, Runner, event_log
+from gateway.service.runner import InboxUnavailable, PollReport, Runner, event_log
 from gateway.storage import Layout
 
 Watch = Callable[[Path], AbstractContextManager[object]]

@@ -8,25 +8,17 @@ it recovers.
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 from gateway import crash
 from gateway.config import Config, PartnerConfig
 from gateway.errors import FatalError, GatewayError, LedgerUnavailable, TransientError
 from gateway.inbox.base import FileRefused, Inbox, NotTaken
 from gateway.inbox.kinds import open_inbox
-from gateway.inbox.liveness import process_ended
 from gateway.inbox.receipt import (
     DISK_FULL,
     clean_leftovers,
@@ -40,6 +32,7 @@ from gateway.ledger.pauses import pause_of
 from gateway.ledger.store import FileRow, PartnerState, open_ledger
 from gateway.outputs.status_files import write_status_files
 from gateway.service.alerts import Alerts, check_silence
+from gateway.service.leases import LeaseKeeper, dead_local_worker, sole_process, worker_name
 from gateway.service.process import FileProcessor, processing_date, stored_ack
 from gateway.service.quarantine import (
     QUARANTINE_AFTER,
@@ -89,82 +82,6 @@ def event_log(config: Config) -> EventLog:
 
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def worker_name() -> str:
-    """This worker's name in leases: host, process, and a nonce (a pid can be reused)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-_PROCESS_LOCKS: dict[str, int] = {}
-
-
-@contextmanager
-def sole_process(data_dir: Path) -> Iterator[bool]:
-    """True inside the block when no other gateway process uses the data folder, which this
-    process then holds alone for the block (its start-up clean-up: every leftover is a
-    crash's). Inside or out, from its first call on, the process holds the folder's lock
-    SHARED for the rest of its life, so that a process starting later never believes itself
-    alone while this one works (a lock held by the first process only was taken over by a
-    late one, which removed a live worker's files)."""
-    key = str(data_dir.resolve())
-    fd = _PROCESS_LOCKS.get(key)
-    if fd is None:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        fd = _PROCESS_LOCKS[key] = os.open(data_dir / "gateway.lock",
-                                           os.O_RDWR | os.O_CREAT, 0o600)  # kept open
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        # Another process is here. Shared at once, before any work (a failed conversion may
-        # have dropped a shared lock held before): it waits only for a starting process's
-        # clean-up, never for a running one.
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        yield False
-        return
-    try:
-        yield True
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_SH)
-
-
-def _dead_local_worker(owner: str) -> bool:
-    """True when ``owner`` (host:pid:nonce) is a process of this machine that has ended."""
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    return pid_text.isdigit() and process_ended(host, int(pid_text))
-
-
-class LeaseKeeper:
-    """Renews a partner's lease from its own thread and connection while the work goes on,
-    so that a long file never lets the lease lapse; ``lost`` says another worker took it."""
-
-    def __init__(self, config: Config, partner_id: str, owner: str) -> None:
-        self.config = config
-        self.partner_id = partner_id
-        self.owner = owner
-        self.lost = threading.Event()
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name=f"lease-{partner_id}")
-        self._thread.start()
-
-    def _run(self) -> None:
-        seconds = self.config.gateway.lease_seconds
-        ledger = open_ledger(self.config, migrate=False)
-        try:
-            while not self._done.wait(max(0.5, seconds / 3)):
-                if not ledger.renew_lease(self.partner_id, self.owner, seconds, ledger.now()):
-                    self.lost.set()
-                    return
-        except GatewayError:
-            self.lost.set()
-        finally:
-            ledger.close()
-
-    def stop(self) -> None:
-        self._done.set()
-        self._thread.join()
 
 
 class Runner:
@@ -268,7 +185,7 @@ class Runner:
             return True
         # A worker of this machine that died (kill -9, a crash) need not be waited for.
         owner = self.ledger.lease_owner(partner_id)
-        if owner is not None and _dead_local_worker(owner):
+        if owner is not None and dead_local_worker(owner):
             self.events.emit(self.ledger, "lease.taken_over", partner=partner_id,
                              dead_worker=owner)
             return self.ledger.take_over_lease(partner_id, owner, self.worker, seconds, now)

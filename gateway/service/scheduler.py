@@ -49,8 +49,9 @@ from gateway.errors import GatewayError, reload_refusal
 from gateway.ledger import services
 from gateway.ledger.events import EventLog
 from gateway.ledger.store import Ledger, ledger_location, open_ledger
+from gateway.service.leases import worker_name
 from gateway.service.metrics import POLL_SECONDS
-from gateway.service.runner import Runner, event_log, worker_name
+from gateway.service.runner import Runner, event_log
 
 log = logging.getLogger("gateway.service")
 MAX_WORKERS = 8
