@@ -390,7 +390,7 @@ def _reprocess(args: argparse.Namespace, config: Config) -> int:
 def _replay(args: argparse.Namespace, config: Config) -> int:
     from gateway.admin.progress import ReadProgress
     from gateway.admin.replay import Replay, ReplayQuery
-    from gateway.admin.report import replay_report
+    from gateway.admin.replay_report import replay_report
 
     if args.since and args.until and args.since > args.until:
         print(f"aim-gateway: --since {args.since} is after --until {args.until}",
