@@ -16,7 +16,7 @@ from typing import Any
 from flask import Blueprint, abort, redirect, render_template, request, send_file, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from gateway.admin import operations
+from gateway.admin import operations, reasons
 from gateway.admin.queries import backlog
 from gateway.admin.web import charts
 from gateway.admin.web.auth import web_actor
@@ -83,7 +83,6 @@ def resend(file_id: str) -> Any:
 @ops.post("/files/<file_id>/release")
 def release(file_id: str) -> Any:
     try:
-        operations.clean_reason(_reason(), "release")
         operations.release_file(_config(), file_id, _reason(), web_actor())
     except GatewayError as err:
         return _refused(file_id, "release", f"Not released: {err}", err)
@@ -95,7 +94,7 @@ def _refused(file_id: str, action: str, message: str, err: GatewayError) -> Any:
     an unknown file (render_file), 400 for a missing reason, 409 for what the file's state
     refuses."""
     code = 400 if "reason" in str(err) else 409
-    return render_file(file_id, message, _reason()[:operations.MAX_REASON], code,
+    return render_file(file_id, message, _reason()[:reasons.MAX_REASON], code,
                        action=action)
 
 
@@ -154,7 +153,7 @@ def _pause_or_resume(partner_id: str, action: Any, refused: str) -> Any:
     except GatewayError as err:
         code = 400 if "reason" in str(err) else 409
         return partner_page(partner_id, f"{refused}: {err}",
-                            _reason()[:operations.MAX_REASON], code)
+                            _reason()[:reasons.MAX_REASON], code)
     return redirect(url_for("ops.partner_page", partner_id=partner_id), 303)
 
 
