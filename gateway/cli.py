@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from gateway import cli_access, cli_ops
+from gateway.admin.reasons import is_text
 from gateway.cli_access import actor as _actor
 from gateway.config import Config, find_config, load_config
 from gateway.errors import ConfigError, FatalError, GatewayError, UsageError
@@ -176,7 +177,10 @@ def _admin_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> N
 
     p = command("purge", "Remove what the [retention] periods have passed: old events, the "
                 "details of old files, old originals on disk. Licenses are never purged.")
-    p.add_argument("--dry-run", action="store_true", help="show what would go; change nothing")
+    p.add_argument("--dry-run", action="store_true", help="show what would go; change nothing "
+                   "(not audited: no --reason needed)")
+    p.add_argument("--reason", help="why (recorded with your user name); required but for "
+                   "--dry-run")
     p.add_argument("--as-of", type=_as_of, help="purge as on this date (default now)")
     p.add_argument("--json", action="store_true", help="JSON instead of text")
 
@@ -204,6 +208,10 @@ UMASK = 0o027
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not is_text(getattr(args, "reason", None)):  # bytes that are not UTF-8 (PEP 383)
+        print(f"aim-gateway {args.command}: error: --reason is not UTF-8 text (check the "
+              "terminal's encoding); nothing recorded", file=sys.stderr)
+        return EXIT_USAGE
     os.umask(UMASK)
     setup_logging(args.verbose, serving=args.command == "serve")
     try:
@@ -310,7 +318,12 @@ def _admin(args: argparse.Namespace, config: Config) -> int:
         now = None
         if args.as_of:
             now = datetime.combine(args.as_of, time(23, 59, 59), tzinfo=config.gateway.zone)
-        result = purge(config, now=now, dry_run=args.dry_run, actor=_actor())
+        if not args.dry_run and args.reason is None:
+            print("aim-gateway purge: error: the following arguments are required: --reason "
+                  "(but for --dry-run, which changes nothing)", file=sys.stderr)
+            return EXIT_USAGE
+        result = purge(config, now=now, dry_run=args.dry_run, actor=_actor(),
+                       reason=args.reason)
         print(report.purge_json(result) if args.json else report.purge_text(result, zone))
         return EXIT_OK
     raise AssertionError(args.command)

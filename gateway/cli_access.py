@@ -33,7 +33,7 @@ def add_commands(command: Callable[[str, str], argparse.ArgumentParser],
         v.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         if name != "list":
             v.add_argument("name")
-            v.add_argument("--reason", help="why, recorded in the audit trail")
+            v.add_argument("--reason", required=True, help="why, recorded in the audit trail")
         return v
 
     verb("add", "Add a user; the password is asked for (or read from stdin)").add_argument(
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         return _audit(args, config)
     from gateway.admin import access
 
-    verb, reason, who = args.user_command, getattr(args, "reason", None), actor()
+    verb, reason, who = args.user_command, str(getattr(args, "reason", "")), actor()
     try:
         if verb == "list":
             return _list_users(config, args.json)
@@ -151,6 +151,10 @@ def _audit(args: argparse.Namespace, config: Config) -> int:
               f"{verdict.head_hash}")
         return EXIT_OK
     # The answer of the command, as `check` prints its ack: on stdout, with exit 1.
-    print(f"audit log broken at entry #{verdict.bad_seq}: {verdict.problem} "
-          f"({verdict.entries} entries intact before it)")
+    if verdict.bad_seq is None:  # the chain holds, but an audited event has no entry
+        print(f"audit log incomplete: {verdict.problem} ({verdict.entries} entries, chain "
+              "intact)")
+    else:
+        print(f"audit log broken at entry #{verdict.bad_seq}: {verdict.problem} "
+              f"({verdict.entries} entries intact before it)")
     return EXIT_REFUSED

@@ -23,7 +23,7 @@ def add_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> None
     p = command("release", "Put a quarantined file (one that failed 3 times in a row) back, "
                 "to be processed at the next poll, after its cause is fixed.")
     p.add_argument("file_id")
-    p.add_argument("--reason", default="", help="why (recorded with your user name)")
+    p.add_argument("--reason", required=True, help="why (recorded with your user name)")
 
     p = command("pause", "Stop polling a partner (serve and run --once skip it; a poll under "
                 "way finishes) until `resume`; every view says who paused it and why.")

@@ -161,7 +161,7 @@ def test_resend_uploads_the_ack_to_the_sftp_ack_folder(project: ProjectConfig,
 def test_release_from_the_cli_still_releases(project: ProjectConfig,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     cfg = two_partners(project)
-    assert main(["--config", str(cfg), "release", "20261201-000001"]) == 1
+    assert main(["--config", str(cfg), "release", "20261201-000001", "--reason", "x"]) == 1
     assert "not released: no file '20261201-000001'" in capsys.readouterr().err
 
 

@@ -257,8 +257,8 @@ def test_poison_fails_only_its_file_and_is_quarantined_after_three(
 
 
 @pytest.mark.parametrize(("args", "why"), [
-    (["release", "20991231-000001"], "no file"),
-    (["release", "FIRST"], "not quarantined"),
+    (["release", "20991231-000001", "--reason", "x"], "no file"),
+    (["release", "FIRST", "--reason", "x"], "not quarantined"),
 ])
 def test_release_refuses_what_is_not_quarantined(
         args: list[str], why: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -338,7 +338,8 @@ def test_purged_missing_or_altered_originals_are_said_and_never_fail_the_run(
             b'ref="PO-44', f'ref="P{n}-44'.encode()), (b'ref="WH-0077"', f'ref="W{n}"'.encode()))))
     today = datetime.now(UTC).date()
     # Details purged (files_days): compared by status and counts, nothing would change.
-    assert archive.cli("purge", "--as-of", str(today + timedelta(days=2)))[0] == 0
+    assert archive.cli("purge", "--as-of", str(today + timedelta(days=2)),
+                       "--reason", "test")[0] == 0
     code, answer = archive.replay(AS_OF)
     assert code == 0
     assert answer["summary"]["compared_by_status"] == 4
@@ -353,7 +354,8 @@ def test_purged_missing_or_altered_originals_are_said_and_never_fail_the_run(
     assert "is not at" in notes["g1.xml"] and "SHA-256 differs" in notes["g2.xml"]
     assert answer["summary"]["not_replayed"] == 2 and answer["summary"]["replayed"] == 2
     # Archives purged (archive_days): said per file.
-    assert archive.cli("purge", "--as-of", str(today + timedelta(days=4)))[0] == 0
+    assert archive.cli("purge", "--as-of", str(today + timedelta(days=4)),
+                       "--reason", "test")[0] == 0
     code, out, _ = archive.cli("replay", "--as-of", AS_OF)
     assert code == 0
     assert out.count("not replayed: the original was purged") == 4

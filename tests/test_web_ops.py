@@ -22,7 +22,7 @@ from conftest import ProjectConfig
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from gateway.admin import operations
+from gateway.admin import reasons
 from gateway.admin.web import charts
 from gateway.admin.web.app import create_app
 from gateway.admin.web.auth import Guard
@@ -309,7 +309,7 @@ def test_a_refusal_that_quotes_a_reason_is_409_not_400(site: Site) -> None:
     again = site.post("/partners/acme/pause", reason="again")
     assert again.status_code == 409 and "already paused" in again.get_data(as_text=True)
     assert site.post("/partners/acme/pause", reason=" ").status_code == 400
-    with pytest.raises(operations.ReasonRequired):
-        operations.clean_reason("  ", "pause")
-    with pytest.raises(operations.ReasonRequired):
-        operations.clean_reason("x" * (operations.MAX_REASON + 1), "pause")
+    with pytest.raises(reasons.ReasonRequired):
+        reasons.clean_reason("  ", "pause")
+    with pytest.raises(reasons.ReasonRequired):
+        reasons.clean_reason("x" * (reasons.MAX_REASON + 1), "pause")

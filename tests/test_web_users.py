@@ -41,8 +41,8 @@ def config(request: pytest.FixtureRequest, project: ProjectConfig) -> Config:
     shutil.copy(CASES / "acme-20261201-good.xml", project.inbox("sample"))
     loaded = load_config(project.write())
     run_once(loaded, date(2026, 12, 1))
-    access.add_user(loaded, "vera", "viewer", VIEWER_PW, "cli:test")
-    access.add_user(loaded, "otto", "operator", OPERATOR_PW, "cli:test")
+    access.add_user(loaded, "vera", "viewer", VIEWER_PW, "cli:test", "test user")
+    access.add_user(loaded, "otto", "operator", OPERATOR_PW, "cli:test", "test user")
     return loaded
 
 
@@ -147,7 +147,7 @@ def test_a_new_password_a_new_role_or_removal_applies_at_once(config: Config) ->
     assert sign_in(client, "vera", VIEWER_PW) == 303
     access.set_role(config, "vera", "operator", "cli:test", "on call")
     assert "vera (operator)" in client.get("/").get_data(as_text=True)
-    access.set_password(config, "vera", "a brand new pass 12", "cli:test")
+    access.set_password(config, "vera", "a brand new pass 12", "cli:test", "forgot")
     assert client.get("/").status_code == 401  # the old password's session ended
     assert sign_in(client, "vera", "a brand new pass 12") == 303
     access.remove_user(config, "vera", "cli:test", "left")
@@ -181,13 +181,16 @@ def test_user_commands_read_the_password_from_stdin_and_store_only_a_hash(
         project: ProjectConfig) -> None:
     cfg = project.set("log", events_file="events.jsonl").write()
     password = "s3cret enough for sure"
-    added = cli(cfg, "user", "add", "ann", "--role", "operator", stdin=password + "\n")
+    added = cli(cfg, "user", "add", "ann", "--role", "operator", "--reason", "new",
+                stdin=password + "\n")
     assert added.returncode == 0, added.stderr
-    weak = cli(cfg, "user", "add", "bob", "--role", "viewer", stdin="short\n")
+    weak = cli(cfg, "user", "add", "bob", "--role", "viewer", "--reason", "new",
+                stdin="short\n")
     assert weak.returncode == 1 and "at least 12" in weak.stderr
-    again = cli(cfg, "user", "add", "ann", "--role", "viewer", stdin=password + "\n")
+    again = cli(cfg, "user", "add", "ann", "--role", "viewer", "--reason", "new",
+                stdin=password + "\n")
     assert again.returncode == 1 and "exists already" in again.stderr
-    assert cli(cfg, "user", "role", "nobody", "viewer").returncode == 1
+    assert cli(cfg, "user", "role", "nobody", "viewer", "--reason", "x").returncode == 1
     listed = json.loads(cli(cfg, "user", "list", "--json").stdout)
     assert [(u["name"], u["role"]) for u in listed] == [("ann", "operator")]
     (stored,) = rows(load_config(cfg), "SELECT password_hash FROM users")
@@ -202,7 +205,7 @@ def test_the_page_starts_with_users_and_no_token(project: ProjectConfig) -> None
     config = load_config(project.write())
     with pytest.raises(FatalError, match="user add"):
         make_server(config, port=0, environ={})
-    access.add_user(config, "ann", "viewer", VIEWER_PW, "cli:test")
+    access.add_user(config, "ann", "viewer", VIEWER_PW, "cli:test", "test user")
     make_server(config, port=0, environ={}).close()
 
 
@@ -212,8 +215,8 @@ def site(project: ProjectConfig) -> Iterator[tuple[str, Config]]:
     shutil.copy(CASES / "acme-20261201-good.xml", project.inbox("sample"))
     config = load_config(project.write())
     run_once(config, date(2026, 12, 1))
-    access.add_user(config, "vera", "viewer", VIEWER_PW, "cli:test")
-    access.add_user(config, "otto", "operator", OPERATOR_PW, "cli:test")
+    access.add_user(config, "vera", "viewer", VIEWER_PW, "cli:test", "test user")
+    access.add_user(config, "otto", "operator", OPERATOR_PW, "cli:test", "test user")
     server = make_server(config, port=0, environ={})
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from gateway.admin import queries
+from gateway.admin.reasons import clean_reason
 from gateway.config import Config
 from gateway.errors import FatalError
 from gateway.ledger import audit, users
@@ -34,33 +35,35 @@ def _change(config: Config) -> Iterator[tuple[Ledger, Callable[..., Any]]]:
 
 
 def add_user(config: Config, name: str, role: str, password: str, actor: str,
-             reason: str | None = None) -> None:
+             reason: str) -> None:
+    why = clean_reason(reason, "user add")
     hashed = users.hash_password(password)  # before the transaction: it takes a while
     with _change(config) as (ledger, emit):
         users.add(ledger.db, name, role, hashed, utc_stamp())
-        emit("admin.user_add", actor=actor, reason=reason, user=name, role=role)
+        emit("admin.user_add", actor=actor, reason=why, user=name, role=role)
 
 
-def remove_user(config: Config, name: str, actor: str, reason: str | None = None) -> None:
+def remove_user(config: Config, name: str, actor: str, reason: str) -> None:
+    why = clean_reason(reason, "user remove")
     with _change(config) as (ledger, emit):
         old = users.remove(ledger.db, name)
-        emit("admin.user_remove", actor=actor, reason=reason, user=name, role=old.role)
+        emit("admin.user_remove", actor=actor, reason=why, user=name, role=old.role)
 
 
-def set_password(config: Config, name: str, password: str, actor: str,
-                 reason: str | None = None) -> None:
+def set_password(config: Config, name: str, password: str, actor: str, reason: str) -> None:
+    why = clean_reason(reason, "password change")
     hashed = users.hash_password(password)
     with _change(config) as (ledger, emit):
         users.set_password(ledger.db, name, hashed, utc_stamp())
-        emit("admin.user_passwd", actor=actor, reason=reason, user=name)
+        emit("admin.user_passwd", actor=actor, reason=why, user=name)
 
 
-def set_role(config: Config, name: str, role: str, actor: str,
-             reason: str | None = None) -> str:
+def set_role(config: Config, name: str, role: str, actor: str, reason: str) -> str:
     """Change a user's role; returns the role it had."""
+    why = clean_reason(reason, "role change")
     with _change(config) as (ledger, emit):
         old = users.set_role(ledger.db, name, role, utc_stamp())
-        emit("admin.user_role", actor=actor, reason=reason, user=name, role=role,
+        emit("admin.user_role", actor=actor, reason=why, user=name, role=role,
              was=old.role)
     return old.role
 

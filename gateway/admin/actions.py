@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from gateway.admin.reasons import clean_reason
 from gateway.config import Config
 from gateway.errors import FatalError, GatewayError, TransientError
 from gateway.inbox.base import Inbox, copy_with_digest
@@ -61,9 +62,7 @@ def reprocess(config: Config, file_id: str, reason: str, actor: str = "cli", *,
     reprocess of it still in progress), TransientError when the partner stays busy for
     ``wait_seconds``, ReprocessFailed when the new file failed (``Runner.attempt``).
     """
-    reason = " ".join(reason.split())
-    if not reason:
-        raise FatalError("a reason is required: it is recorded with the reprocess")
+    reason = clean_reason(reason, "reprocess")
     runner = Runner(config, as_of=as_of)
     try:
         original = runner.ledger.file(file_id)
@@ -240,11 +239,17 @@ def _count(ledger: Ledger, table: str, ids: list[str]) -> int:
 
 
 def purge(config: Config, now: datetime | None = None, dry_run: bool = False,
-          actor: str = "cli") -> PurgeReport:
+          actor: str = "cli", reason: str | None = None) -> PurgeReport:
     """Apply ``[retention]``: old events; findings, applications and events of old files;
     archived originals and failed files on disk. Licenses and file rows are never purged
     (file rows are the memory of what was taken). ``admin.*`` events are the audit trail and
-    are kept as long as file details. A real purge is recorded as ``admin.purge``."""
+    are kept as long as file details.
+
+    A real purge needs a ``reason`` (FatalError) and is recorded as ``admin.purge`` (who,
+    why, cut-offs, the files planned) in a transaction committed BEFORE anything is deleted,
+    so that a purge that dies half-way is audited all the same; what it removed follows as
+    ``purge.done``. A dry run changes nothing and records nothing."""
+    text = None if dry_run else clean_reason(reason, "purge")
     now = (now or datetime.now(UTC)).astimezone(UTC)
     r = config.retention
     events_cut, files_cut = _cutoff(now, r.events_days), _cutoff(now, r.files_days)
@@ -259,28 +264,32 @@ def purge(config: Config, now: datetime | None = None, dry_run: bool = False,
     ledger = open_ledger(config, readonly=dry_run)
     events = None if dry_run else event_log(config)  # a dry run writes nothing, not even a log
     stamp = now.isoformat(timespec="seconds")
+    started = _event_time(datetime.now(UTC))  # events from here on are this purge's own
     try:
         if files_cut is not None:
-            old = [row.file_id for row in _older(ledger, files_cut, "details_purged_at IS NULL")]
-            report.files = old
-            for ids in _chunks(old):
-                report.findings += _count(ledger, "findings", ids)
-                report.applications += _count(ledger, "applications", ids)
-                report.file_events += _count(ledger, "events", ids)
-                if not dry_run:
-                    _purge_details(ledger, ids, stamp)
+            report.files = [row.file_id for row in
+                            _older(ledger, files_cut, "details_purged_at IS NULL")]
+        if events is not None:
+            with ledger.transaction():
+                events.emit(ledger, "admin.purge", actor=actor, reason=text,
+                            files=len(report.files), events_before=events_before,
+                            files_before=files_before, archive_before=archive_before)
+        for ids in _chunks(report.files):
+            report.findings += _count(ledger, "findings", ids)
+            report.applications += _count(ledger, "applications", ids)
+            report.file_events += _count(ledger, "events", ids)
+            if not dry_run:
+                _purge_details(ledger, ids, stamp)
         report.events = _purge_events(ledger, events_cut, files_cut, report.files if dry_run
-                                      else [])
+                                      else [], started)
         if archive_cut is not None:
             _purge_archive(ledger, Layout.of(config), archive_cut, report, stamp)
         if events is not None:
             with ledger.transaction():
-                events.emit(ledger, "admin.purge", actor=actor, events=report.events,
+                events.emit(ledger, "purge.done", actor=actor, events=report.events,
                             files=len(report.files), findings=report.findings,
                             applications=report.applications, file_events=report.file_events,
-                            archived=len(report.archived), events_before=report.events_before,
-                            files_before=report.files_before,
-                            archive_before=report.archive_before)
+                            archived=len(report.archived))
     finally:
         if events is not None:
             events.close()
@@ -298,17 +307,20 @@ def _purge_details(ledger: Ledger, ids: list[str], stamp: str) -> None:
 
 
 def _purge_events(ledger: Ledger, events_cut: datetime | None, files_cut: datetime | None,
-                  counted: list[str]) -> int:
+                  counted: list[str], started: str) -> int:
     """Events older than events_days; admin.* ones (the audit trail) only after files_days.
 
     ``counted``: a dry run's files whose events were counted already (a real purge has
-    deleted them by now), so that the dry run's figures are the real ones."""
+    deleted them by now), so that the dry run's figures are the real ones. ``started``: no
+    event from then on is removed (a purge as of a later date keeps its own admin.purge)."""
     conditions: list[tuple[str, tuple[object, ...]]] = []
     # Events are stamped in UTC with milliseconds, so the cutoff in that form compares as text.
     if events_cut is not None:
-        conditions.append(("at < ? AND kind NOT LIKE 'admin.%'", (_event_time(events_cut),)))
+        conditions.append(("at < ? AND kind NOT LIKE 'admin.%'",
+                           (min(_event_time(events_cut), started),)))
     if files_cut is not None:
-        conditions.append(("at < ? AND kind LIKE 'admin.%'", (_event_time(files_cut),)))
+        conditions.append(("at < ? AND kind LIKE 'admin.%'",
+                           (min(_event_time(files_cut), started),)))
     removed = 0
     for where, params in conditions:
         removed += int(ledger.db.execute(f"SELECT COUNT(*) FROM events WHERE {where}",

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.admin.actions import leased, reprocess
+from gateway.admin.reasons import clean_reason
 from gateway.config import Config
 from gateway.errors import FatalError, GatewayError
 from gateway.inbox.kinds import open_inbox
@@ -25,23 +26,6 @@ from gateway.service.process import stored_ack
 from gateway.service.quarantine import release
 from gateway.service.runner import Runner, event_log
 from gateway.storage import Layout, safe_name
-
-MAX_REASON = 500  # characters of a reason kept (the web form says so too)
-
-
-class ReasonRequired(FatalError):
-    """The action was not tried: its reason is missing or too long (the web page answers
-    400 for this one, 409 for what the file's or partner's state refuses)."""
-
-
-def clean_reason(reason: str, what: str) -> str:
-    """``reason`` on one line; ReasonRequired when there is none or it is too long."""
-    text = " ".join(reason.split())
-    if not text:
-        raise ReasonRequired(f"a reason is required: it is recorded with the {what}")
-    if len(text) > MAX_REASON:
-        raise ReasonRequired(f"keep the reason under {MAX_REASON} characters")
-    return text
 
 
 @contextmanager
@@ -94,7 +78,8 @@ def resume(config: Config, partner_id: str, reason: str, actor: str) -> Pause:
 def release_file(config: Config, file_id: str, reason: str, actor: str) -> FileRow:
     """``quarantine.release`` on a ledger opened for it (command line and web page)."""
     with _writing(config) as (ledger, events):
-        return release(config, ledger, events, file_id, " ".join(reason.split()), actor)
+        return release(config, ledger, events, file_id, clean_reason(reason, "release"),
+                       actor)
 
 
 # -- send an acknowledgment again ---------------------------------------------------------------
@@ -106,6 +91,11 @@ def resend(config: Config, file_id: str, reason: str, actor: str,
     (the gateway's stored copy): the outbox copy, and the partner's remote ack folder for an
     SFTP partner. Runs under the partner's lease, so a poll never races the upload.
 
+    What is sent is decided under the lease (a reprocess that held it may have replaced the
+    ack meanwhile), and ``admin.resend`` is recorded in that same transaction BEFORE the
+    upload: the audit trail never misses an ack that went out. An upload that fails leaves
+    the entry, which says what was attempted; the error is raised to the admin.
+
     FatalError: unknown file, no ack (yet), the stored copy gone, its name now holding a later
     file's ack (a reprocess replaced it: re-send that one), no reason. TransientError: the
     partner stays busy, or its server fails."""
@@ -116,21 +106,31 @@ def resend(config: Config, file_id: str, reason: str, actor: str,
         if row is None:
             raise FatalError(f"no file {file_id!r} in the ledger")
         partner = config.partner(row.partner)
-        stored = _resendable(runner, row)
+        _resendable(runner, row)  # refused at once, without waiting for the lease
         with leased(runner, partner.id, wait_seconds):
+            row, stored = _record_resend(runner, file_id, text, actor)
             inbox = open_inbox(partner, runner.ledger)
             try:
                 runner.processor.publish_ack(row, stored, stored.name.rsplit(".", 1)[-1])
                 inbox.deliver(stored, row.ack_name or stored.name)
             finally:
                 inbox.close()
-            with runner.ledger.transaction():
-                runner.events.emit(runner.ledger, "admin.resend", partner=row.partner,
-                                   file_id=row.file_id, actor=actor, reason=text,
-                                   ack=row.ack_name, bytes=stored.stat().st_size)
     finally:
         runner.close()
     return row
+
+
+def _record_resend(runner: Runner, file_id: str, reason: str,
+                   actor: str) -> tuple[FileRow, Path]:
+    """Under the lease: the file read again, checked again, and ``admin.resend`` recorded."""
+    with runner.ledger.transaction():
+        row = runner.ledger.file(file_id)
+        assert row is not None  # file rows are never deleted
+        stored = _resendable(runner, row)
+        runner.events.emit(runner.ledger, "admin.resend", partner=row.partner,
+                           file_id=row.file_id, actor=actor, reason=reason,
+                           ack=row.ack_name, bytes=stored.stat().st_size)
+    return row, stored
 
 
 def _resendable(runner: Runner, row: FileRow) -> Path:

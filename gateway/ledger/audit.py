@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -26,6 +27,7 @@ from gateway.ledger.db import Database
 
 ADMIN_PREFIX = "admin."
 GENESIS = "0" * 64  # the previous hash of the first entry
+UNKNOWN_ACTOR = "unknown"  # only for events recorded before the audit log (``backfill``)
 _COLUMNS = ("seq", "at", "actor", "action", "reason", "partner", "file_id", "details",
             "prev_hash", "hash")
 _CHUNK = 1000  # entries read at a time by ``verify``
@@ -83,13 +85,17 @@ def is_audited(kind: str) -> bool:
 
 def append(db: Database, at: str, kind: str, partner: str | None, file_id: str | None,
            data: Mapping[str, Any]) -> AuditEntry:
-    """Add the entry of event ``kind``; call inside the transaction of the change."""
+    """Add the entry of event ``kind``; call inside the transaction of the change.
+    ValueError when it names no actor: an admin action nobody did is a bug of its caller."""
+    actor = data.get("actor")
+    if not actor:
+        raise ValueError(f"{kind} names no actor: who did it is recorded with every action")
     db.lock_audit()
     row = db.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
     seq, prev = (int(row[0]) + 1, str(row[1])) if row else (1, GENESIS)
     rest = {k: v for k, v in data.items() if k not in ("actor", "reason")}
     reason = data.get("reason")
-    entry = AuditEntry(seq, at, str(data.get("actor") or "unknown"),
+    entry = AuditEntry(seq, at, str(actor),
                        kind.removeprefix(ADMIN_PREFIX), None if reason is None else str(reason),
                        partner, file_id, canonical(rest), prev, "")
     entry = replace(entry, hash=entry_hash(prev, entry.fields()))
@@ -124,17 +130,45 @@ def verify(db: Database, expect_head: str | None = None) -> Verdict:
     ``expect_head``: a hash printed by an earlier verify and kept elsewhere; it must still be
     an entry's hash, else the log was cut or rewritten back to before it."""
     count, prev, seq_before, seen_head = 0, GENESIS, 0, expect_head is None
+    audited: Counter[tuple[str, str, str]] = Counter()
     for entry in _all(db):
         problem = _problem(entry, seq_before, prev)
         if problem is not None:
             return Verdict(count, seq_before, prev, entry.seq, problem)
         count, prev, seq_before = count + 1, entry.hash, entry.seq
         seen_head = seen_head or entry.hash == expect_head
+        audited[(entry.at, entry.action, entry.actor)] += 1
     if not seen_head:
         return Verdict(count, seq_before, prev, seq_before + 1,
                        f"the expected head {expect_head} is not in the log: entries were "
                        "removed from its end or the log was rewritten")
+    missing = _unaudited(db, audited)
+    if missing is not None:
+        return Verdict(count, seq_before, prev, None, missing)
     return Verdict(count, seq_before, prev)
+
+
+def _unaudited(db: Database, audited: Counter[tuple[str, str, str]]) -> str | None:
+    """The first ``admin.*`` event of the events table with no audit entry (same time,
+    action and actor): entries cut from the end of the log, or the whole log emptied, leave
+    a chain that is intact in itself, but the events table still holds what was done.
+    (Events older than [retention] files_days are purged; their entries stay, so only this
+    direction is checked.)"""
+    rows = db.execute("SELECT id, at, kind, data FROM events WHERE kind LIKE 'admin.%' "
+                      "ORDER BY id").fetchall()
+    for event_id, at, kind, data in rows:
+        try:
+            parsed = json.loads(data) if data else {}
+        except ValueError:
+            parsed = {}
+        actor = (parsed.get("actor") if isinstance(parsed, dict) else None) or UNKNOWN_ACTOR
+        key = (str(at), str(kind).removeprefix(ADMIN_PREFIX), str(actor))
+        if audited[key] > 0:
+            audited[key] -= 1
+            continue
+        return (f"the {kind} event #{event_id} of {at} by {actor} has no audit entry: "
+                "entries were removed (from the end of the log, or all of it)")
+    return None
 
 
 def _problem(entry: AuditEntry, seq_before: int, prev: str) -> str | None:
@@ -160,5 +194,7 @@ def backfill(db: Database) -> None:
             parsed = json.loads(data) if data else {}
         except ValueError:
             parsed = {"data": data}
-        append(db, at, kind, partner, file_id, parsed if isinstance(parsed, dict)
-               else {"data": parsed})
+        fields = parsed if isinstance(parsed, dict) else {"data": parsed}
+        # An older gateway may have recorded an action without its actor: said so, kept.
+        append(db, at, kind, partner, file_id, {**fields, "actor": fields.get("actor")
+                                                or UNKNOWN_ACTOR})

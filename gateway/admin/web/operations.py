@@ -16,7 +16,7 @@ from typing import Any
 from flask import Blueprint, abort, redirect, render_template, request, send_file, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from gateway.admin import operations
+from gateway.admin import operations, reasons
 from gateway.admin.queries import backlog
 from gateway.admin.web import charts
 from gateway.admin.web.auth import web_actor
@@ -83,7 +83,6 @@ def resend(file_id: str) -> Any:
 @ops.post("/files/<file_id>/release")
 def release(file_id: str) -> Any:
     try:
-        operations.clean_reason(_reason(), "release")
         operations.release_file(_config(), file_id, _reason(), web_actor())
     except GatewayError as err:
         return _refused(file_id, "release", f"Not released: {err}", err)
@@ -94,13 +93,13 @@ def _refused(file_id: str, action: str, message: str, err: GatewayError) -> Any:
     """The file page again, the reason kept, the error in the action's own section: 404 for
     an unknown file (render_file), 400 for a missing reason, 409 for what the file's state
     refuses."""
-    return render_file(file_id, message, _reason()[:operations.MAX_REASON],
+    return render_file(file_id, message, _reason()[:reasons.MAX_REASON],
                        _refusal_code(err), action=action)
 
 
 def _refusal_code(err: GatewayError) -> int:
     """400 when the form's reason is missing or too long, 409 when the state refuses."""
-    return 400 if isinstance(err, operations.ReasonRequired) else 409
+    return 400 if isinstance(err, reasons.ReasonRequired) else 409
 
 
 @ops.post("/files/reprocess-selected")
@@ -157,7 +156,7 @@ def _pause_or_resume(partner_id: str, action: Any, refused: str) -> Any:
         action(_config(), partner_id, _reason(), web_actor())
     except GatewayError as err:
         return partner_page(partner_id, f"{refused}: {err}",
-                            _reason()[:operations.MAX_REASON], _refusal_code(err))
+                            _reason()[:reasons.MAX_REASON], _refusal_code(err))
     return redirect(url_for("ops.partner_page", partner_id=partner_id), 303)
 
 

@@ -26,10 +26,11 @@ from flask import (
 )
 
 from gateway.admin import listing, queries
+from gateway.admin.reasons import MAX_REASON, clean_reason
 from gateway.admin.web import charts
 from gateway.admin.web.auth import web_actor
 from gateway.config import Config
-from gateway.errors import GatewayError
+from gateway.errors import FatalError, GatewayError
 from gateway.ledger.progress import Progress, in_progress
 from gateway.ledger.reads.files import (
     FILE_STATUSES,
@@ -52,7 +53,6 @@ from gateway.ledger.reads.licenses import (
 from gateway.ledger.reads.story import application_page, file_story, finding_groups
 from gateway.ledger.store import Ledger, ledger_exists, open_ledger
 
-MAX_REASON = 500
 MAX_ROWS = 200  # rows on a list page; the page says when there are more
 EXPORT_ROWS = 100_000  # rows a listing's CSV link gives at most
 LATEST = 20  # files shown on a quiet day's dashboard
@@ -205,13 +205,11 @@ def file_page(file_id: str) -> tuple[str, int]:
 
 @pages.post("/files/<file_id>/reprocess")
 def reprocess(file_id: str) -> Any:
-    reason = " ".join(request.form.get("reason", "").split())
-    if not reason:
-        return render_file(file_id, "Give a reason: it is recorded with the reprocess.",
-                           code=400)
-    if len(reason) > MAX_REASON:
-        return render_file(file_id, f"Keep the reason under {MAX_REASON} characters.",
-                           reason, 400)
+    typed = request.form.get("reason", "")
+    try:
+        reason = clean_reason(typed, "reprocess")
+    except FatalError as err:
+        return render_file(file_id, f"Give a reason ({err}).", typed[:MAX_REASON], 400)
     from gateway.admin import actions  # written alongside; imported late so pages work without
 
     try:
