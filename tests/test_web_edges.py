@@ -33,7 +33,7 @@ EVIL = ["/%09/evil.com", "/\t/evil.com", "/\n/evil.com", "/%5C/evil.com", "/\\/e
 @pytest.fixture
 def config(project: ProjectConfig) -> Config:
     loaded = load_config(project.write())
-    access.add_user(loaded, "alice", "operator", PASSWORD, "cli:test")
+    access.add_user(loaded, "alice", "operator", PASSWORD, "cli:test", "test user")
     return loaded
 
 

@@ -126,7 +126,7 @@ def test_user_names_are_one_whatever_their_case(config: Config) -> None:
     """``Otto`` is ``otto``: no second user of the same name in another case (the throttle
     and the audit trail could not tell them apart), and either signs in."""
     with pytest.raises(FatalError, match="exists already"):
-        access.add_user(config, "Otto", "viewer", VIEWER_PW, "cli:test")
+        access.add_user(config, "Otto", "viewer", VIEWER_PW, "cli:test", "test user")
     client = create_app(config).test_client()
     assert sign_in(client, "OTTO", OPERATOR_PW) == 303
     assert "otto (operator)" in client.get("/").get_data(as_text=True)
