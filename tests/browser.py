@@ -80,3 +80,11 @@ def page(browser: Browser) -> Iterator[Page]:
 def login(page: Page, site: Site, path: str = "/") -> None:
     response = page.goto(f"{site.url.rstrip('/')}{path}?token={TOKEN}")
     assert response is not None and response.status == 200
+
+
+def follow(page: Page, selector: str) -> None:
+    """Click what leads to another page and wait until that page has loaded: a read right
+    after a bare click (or a wait_for_load_state, already true of the page clicked on) may
+    see the page before."""
+    with page.expect_navigation(wait_until="load"):
+        page.click(selector)

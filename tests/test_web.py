@@ -21,7 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from browser import TOKEN, TOKEN_ENV, Site, login, serving
+from browser import TOKEN, TOKEN_ENV, Site, follow, login, serving
 from browser import browser as browser
 from browser import page as page
 from conftest import ProjectConfig
@@ -174,7 +174,7 @@ def test_dashboard_shows_what_failed_today_and_why_and_each_partner(site: Site,
 
 def test_file_page_groups_findings_by_code_with_line_ranges(site: Site, page: Page) -> None:
     login(page, site)
-    page.click("#files-today a:text('{}')".format(site.file_id("acme-20261201-partial.xml")))
+    follow(page, "#files-today a:text('{}')".format(site.file_id("acme-20261201-partial.xml")))
     assert page.inner_text("h1").startswith("File ") and "PARTIAL" in page.inner_text("h1")
     shown = {li.get_attribute("data-code"): li.locator(".summary").inner_text()
              for li in page.locator("#findings li.group").all()}
@@ -214,12 +214,12 @@ def test_compress_makes_ranges_and_the_summary_is_capped() -> None:
 def test_license_search_answers_what_a_ref_got(site: Site, page: Page) -> None:
     login(page, site, "/licenses")
     page.fill("input[name=q]", "PO-4412")
-    page.click("form.filters button")
+    follow(page, "form.filters button")
     with site.db() as db:
         number = db.execute("SELECT license_number FROM licenses WHERE ref = 'PO-4412'"
                             ).fetchone()[0]
     assert page.locator("#license-results .license-number").all_inner_texts() == [number]
-    page.click(f"a.license-number:text('{number}')")
+    follow(page, f"a.license-number:text('{number}')")
     assert page.inner_text("h1") == f"License {number}"
     assert "Hollow Profiles" in page.inner_text("main")
     # A ref that got no license: the page says what it got instead, and where.
@@ -267,11 +267,10 @@ def test_reprocess_from_the_page_records_the_reason(tmp_path: Path, page: Page) 
     with serving(fill_ledger(tmp_path)) as site:
         old = site.file_id("acme-20261201-hostile.xml")
         login(page, site)
-        page.click(f"#failed-today a:text('{old}')")
+        follow(page, f"#failed-today a:text('{old}')")
         reason = "partner confirmed the DOCTYPE was removed upstream"
         page.fill("#reason", reason)
-        page.click("#reprocess button[type=submit]")
-        page.wait_for_load_state()
+        follow(page, "#reprocess button[type=submit]")
         assert re.search(r"/files/\d{8}-\d{6}$", page.url), page.inner_text("main")[:2000]
         new = page.url.rsplit("/", 1)[1]
         assert new != old

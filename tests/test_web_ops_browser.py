@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser import Site, login, serving
+from browser import Site, follow, login, serving
 from browser import browser as browser
 from browser import page as page
 from conftest import ProjectConfig
@@ -59,8 +59,7 @@ def test_a_partner_paused_on_the_page_is_skipped_by_run_once_until_resumed(
         site: Site, page: Page, capsys: pytest.CaptureFixture[str]) -> None:
     login(page, site, "/partners/acme")
     page.fill("#pause-reason", "partner is moving its server")
-    page.click("#pause button[type=submit]")
-    page.wait_for_load_state()
+    follow(page, "#pause button[type=submit]")
     assert page.inner_text("#state") == "paused"
     paused = page.inner_text("#paused")
     assert "paused by web:token@127.0.0.1: partner is moving its server" in paused
@@ -78,8 +77,7 @@ def test_a_partner_paused_on_the_page_is_skipped_by_run_once_until_resumed(
 
     page.goto(f"{site.url}partners/acme")
     page.fill("#pause-reason", "moved")
-    page.click("#pause button[type=submit]")
-    page.wait_for_load_state()
+    follow(page, "#pause button[type=submit]")
     assert page.inner_text("#state") != "paused"
     assert main(["--config", str(site.cfg), "run", "--once", "--as-of", DAY]) == 0
     assert "acme: 1 file(s) taken" in capsys.readouterr().out

@@ -16,6 +16,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from browser import follow
 from flask.testing import FlaskClient
 from playwright.sync_api import Page
 from project_config import ProjectConfig
@@ -232,8 +233,7 @@ def browser_sign_in(page: Page, url: str, name: str, password: str) -> None:
     assert response is not None and response.status == 401
     page.fill("#name", name)
     page.fill("#password", password)
-    page.click("#login button[type=submit]")
-    page.wait_for_load_state()
+    follow(page, "#login button[type=submit]")
     assert page.url.endswith("/files") and name in page.inner_text("#signed-in")
 
 
@@ -244,14 +244,12 @@ def test_a_viewer_and_an_operator_sign_in_with_a_browser(site: tuple[str, Config
     browser_sign_in(page, url, "vera", VIEWER_PW)
     page.goto(f"{url}files/{file_id}")
     assert page.is_visible("#viewer-note") and page.locator("#reason").count() == 0
-    page.click("#signed-in button[type=submit]")
-    page.wait_for_load_state()
+    follow(page, "#signed-in button[type=submit]")
     assert page.url.endswith("/login")
     browser_sign_in(page, url, "otto", OPERATOR_PW)
     page.goto(f"{url}files/{file_id}")
     page.fill("#reason", "partner asked")
-    page.click("#reprocess button[type=submit]")
-    page.wait_for_load_state()
+    follow(page, "#reprocess button[type=submit]")
     assert re.search(r"/files/\d{8}-\d{6}$", page.url) and not page.url.endswith(file_id)
     (last,) = rows(config, "SELECT actor, action, reason FROM audit_log ORDER BY seq DESC "
                            "LIMIT 1")
