@@ -10,6 +10,7 @@ import os
 import pty
 import select
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -112,6 +113,22 @@ def test_a_record_lives_while_the_pass_runs_and_a_stale_one_is_not_shown(
         later = datetime.now(UTC) + timedelta(seconds=STALE_SECONDS + 5)
         assert in_progress(data, later) == {}  # its writer died: not shown
     assert in_progress(data) == {} and list(progress_dir(data).iterdir()) == []
+
+
+def test_a_killed_workers_record_is_removed_by_the_next_poll_once_stale(
+        tmp_path: Path) -> None:
+    config = ProjectConfig(tmp_path).partner("acme")
+    config.inbox("acme")
+    data = tmp_path / "data"
+    folder = progress_dir(data)
+    folder.mkdir(parents=True)
+    dead, live = folder / "20261201-000001.json", folder / "20261201-000002.json"
+    for record in (dead, live):
+        record.write_text("{}")
+    old = time.time() - STALE_SECONDS - 5
+    os.utime(dead, (old, old))  # not renewed: its worker was killed mid-file
+    run_once(load_config(config.write()))
+    assert sorted(folder.iterdir()) == [live]  # a live worker's record stays
 
 
 def test_progress_text_and_json() -> None:

@@ -206,5 +206,23 @@ def in_progress(data_dir: Path, now: datetime | None = None) -> dict[str, Progre
     return found
 
 
+def remove_stale(data_dir: Path, now: float | None = None) -> list[str]:
+    """Remove the records (and their temp files) not renewed for ``STALE_SECONDS``: a worker
+    killed mid-file leaves its record, which no reader shows and nothing else removes."""
+    folder = progress_dir(data_dir)
+    if not folder.is_dir():
+        return []
+    cutoff = (time.time() if now is None else now) - STALE_SECONDS
+    removed = []
+    for path in folder.iterdir():
+        try:
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed.append(str(path))
+        except FileNotFoundError:  # its own process removed it meanwhile
+            continue
+    return removed
+
+
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")

@@ -29,6 +29,7 @@ from gateway.inbox.receipt import (
 )
 from gateway.ledger.events import EventLog
 from gateway.ledger.pauses import pause_of
+from gateway.ledger.progress import remove_stale
 from gateway.ledger.store import FileRow, PartnerState, open_ledger
 from gateway.outputs.status_files import write_status_files
 from gateway.service.alerts import Alerts, check_silence
@@ -173,6 +174,8 @@ class Runner:
         (``clean_work`` at a start waits for 2 x lease_seconds with several workers)."""
         try:
             removed = clean_leftovers(self.ledger, self.layout)
+            # A killed worker's progress record too, once it is stale (no reader shows it).
+            removed += remove_stale(self.config.gateway.data_dir)
         except (GatewayError, OSError) as err:  # never fails the poll: the next one retries
             log.warning("cleaning work/: %s", err)
             return
