@@ -19,26 +19,24 @@ COMMANDS = ("pause", "resume", "resend", "release", "mail-test")
 EXIT_OK, EXIT_REFUSED = 0, 1
 
 
+# Each action: its name, what it acts on (argument, metavar) and what it does.
+ACTIONS = (
+    ("release", "file_id", None, "Put a quarantined file (one that failed 3 times in a row) "
+     "back, to be processed at the next poll, after its cause is fixed."),
+    ("pause", "partner_id", "PARTNER", "Stop polling a partner (serve and run --once skip it; "
+     "a poll under way finishes) until `resume`; every view says who paused it and why."),
+    ("resume", "partner_id", "PARTNER", "Poll a paused partner again from its next scheduled "
+     "poll."),
+    ("resend", "file_id", None, "Put a file's acknowledgment where its partner reads it again "
+     "(the outbox, and the partner's SFTP ack folder): the same bytes as sent before."),
+)
+
+
 def add_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
-    p = command("release", "Put a quarantined file (one that failed 3 times in a row) back, "
-                "to be processed at the next poll, after its cause is fixed.")
-    p.add_argument("file_id")
-    p.add_argument("--reason", required=True, help="why (recorded with your user name)")
-
-    p = command("pause", "Stop polling a partner (serve and run --once skip it; a poll under "
-                "way finishes) until `resume`; every view says who paused it and why.")
-    p.add_argument("partner_id", metavar="PARTNER")
-    p.add_argument("--reason", required=True, help="why (recorded with your user name)")
-
-    p = command("resume", "Poll a paused partner again from its next scheduled poll.")
-    p.add_argument("partner_id", metavar="PARTNER")
-    p.add_argument("--reason", required=True, help="why (recorded with your user name)")
-
-    p = command("resend", "Put a file's acknowledgment where its partner reads it again (the "
-                "outbox, and the partner's SFTP ack folder): the same bytes as sent before.")
-    p.add_argument("file_id")
-    p.add_argument("--reason", required=True, help="why (recorded with your user name)")
-
+    for name, target, metavar, doc in ACTIONS:
+        p = command(name, doc)
+        p.add_argument(target, metavar=metavar)
+        p.add_argument("--reason", required=True, help="why (recorded with your user name)")
 
     p = command("mail-test", "Send one e-mail now to [mail] admins (or --to) to check the "
                 "SMTP settings: the server, its certificate, the login.")
