@@ -4,37 +4,58 @@ ledgers: SQLite and PostgreSQL (tests/pg_server.py)."""
 
 from __future__ import annotations
 
+import io
+import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
+import psycopg
 import pytest
+from pg_server import PgServer
 from project_config import ProjectConfig
 
 from gateway.cli import main
 from gateway.config import load_config
 from gateway.ledger import audit
 from gateway.ledger.events import EventLog
-from gateway.ledger.store import Ledger, open_ledger
+from gateway.ledger.store import Ledger, ledger_location, open_ledger
 
 BACKENDS = ["sqlite", "postgresql"]
 PASSWORD = "correct horse battery staple"
+COPIES = itertools.count(1)
 
 
-@pytest.fixture(params=BACKENDS)
-def cfg(request: pytest.FixtureRequest, project: ProjectConfig) -> Path:
-    return project.backend(request, request.param).write()
+class Done(NamedTuple):
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-def cli(cfg: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    # No $COLUMNS: a pipe has no width, so the listing's cells are whole whatever the
-    # terminal the tests run in.
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+def cli(cfg: Path, *args: str, stdin: str = "") -> Done:
+    """``aim-gateway --config cfg args`` run in this process (the command's code, what it
+    printed): the commands here are about the audit trail, not the process; one test runs the
+    real command (``subprocess_cli``)."""
+    with pytest.MonkeyPatch.context() as patch:
+        # pytest sets COLUMNS=80, to which tables are cut: a wide terminal shows whole cells.
+        patch.setenv("COLUMNS", "250")
+        patch.setattr(sys, "stdin", io.StringIO(stdin))
+        out, err = io.StringIO(), io.StringIO()
+        patch.setattr(sys, "stdout", out)
+        patch.setattr(sys, "stderr", err)
+        code = main(["--config", str(cfg), *args])
+    return Done(code, out.getvalue(), err.getvalue())
+
+
+def subprocess_cli(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "gateway.cli", "--config", str(cfg), *args],
-                          input=stdin, capture_output=True, text=True, timeout=120, env=env)
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "250"})
 
 
 def emit(cfg: Path, kind: str, **data: object) -> None:
@@ -46,15 +67,51 @@ def emit(cfg: Path, kind: str, **data: object) -> None:
         ledger.close()
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def three(cfg: Path) -> Path:
-    """Three entries; the second has every column filled."""
-    assert cli(cfg, "user", "add", "ann", "--role", "viewer", "--reason", "new",
+def cfg(request: pytest.FixtureRequest, backend: str, project: ProjectConfig) -> Path:
+    """An empty ledger on ``backend``."""
+    return project.backend(request, backend).write()
+
+
+@pytest.fixture(scope="module")
+def template(request: pytest.FixtureRequest, backend: str,
+             tmp_path_factory: pytest.TempPathFactory) -> Path | str:
+    """The three-entry ledger, built once per backend (each test gets its own copy, see
+    ``three``): the SQLite data folder, or the PostgreSQL database's name. The second entry
+    has every column filled."""
+    project = ProjectConfig(tmp_path_factory.mktemp("audit-template"))
+    if backend == "postgresql":
+        server: PgServer = request.getfixturevalue("pg_cluster")
+        project.ledger(server.create(f"aimgw_audit_template_{os.getpid()}"))
+    built = project.write()
+    assert cli(built, "user", "add", "ann", "--role", "viewer", "--reason", "new",
                stdin=PASSWORD + "\n").returncode == 0
-    emit(cfg, "admin.release", partner="acme", file_id="20261204-000001", actor="cli:kim",
+    emit(built, "admin.release", partner="acme", file_id="20261204-000001", actor="cli:kim",
          reason="disk was full", failures=3)
-    assert cli(cfg, "user", "role", "ann", "operator", "--reason", "on call").returncode == 0
-    return cfg
+    assert cli(built, "user", "role", "ann", "operator", "--reason", "on call").returncode == 0
+    location = ledger_location(load_config(built))
+    return location.rsplit("/", 1)[1] if isinstance(location, str) else location.parent
+
+
+@pytest.fixture
+def three(request: pytest.FixtureRequest, backend: str, template: Path | str,
+          project: ProjectConfig) -> Path:
+    """A fresh copy of the three-entry ledger: the template's data folder copied, or a
+    PostgreSQL database created from the template database."""
+    if isinstance(template, str):
+        server: PgServer = request.getfixturevalue("pg_cluster")
+        copy = f"{template}_{next(COPIES)}"
+        with psycopg.connect(server.dsn("postgres"), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{copy}" TEMPLATE "{template}"')
+        return project.ledger(server.dsn(copy)).write()
+    built = project.write()
+    shutil.copytree(template, load_config(built).gateway.data_dir)
+    return built
 
 
 @pytest.fixture
@@ -70,10 +127,10 @@ def verify(cfg: Path, *more: str) -> tuple[int, str]:
 
 
 def test_an_intact_chain_verifies_and_lists_who_what_why(three: Path) -> None:
-    code, out = verify(three)
-    assert code == 0, out
-    assert out.startswith("3 entries, chain intact; head #3 ")
-    listed = cli(three, "audit", "list").stdout
+    done = subprocess_cli(three, "audit", "verify")  # the real command, its exit code
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("3 entries, chain intact; head #3 ")
+    listed = subprocess_cli(three, "audit", "list").stdout
     assert "cli:kim" in listed and "release" in listed and "disk was full" in listed
     assert "user_role" in listed and "was=viewer" in listed and "on call" in listed
     assert PASSWORD not in listed and "argon2" not in listed
