@@ -35,6 +35,9 @@ class SmtpServer:
     port: int
     ca_file: Path
     received: list[Received] = field(default_factory=list)
+    # A message whose body holds one of these markers is answered the marker's reply at DATA
+    # (``{"POISON": "554 5.6.0 refused"}``) and not kept.
+    refuse: dict[str, str] = field(default_factory=dict)
 
     def to(self, address: str) -> list[EmailMessage]:
         return [r.message for r in self.received if address in r.recipients]
@@ -47,6 +50,10 @@ class _Handler:
     async def handle_DATA(self, _server: Any, session: Any, envelope: Any) -> str:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
+        body = envelope.content.decode("utf-8", "replace")
+        for marker, reply in self.server.refuse.items():
+            if marker in body:
+                return reply
         self.server.received.append(Received(
             list(envelope.rcpt_tos), message, session.ssl is not None,
             bool(session.authenticated)))

@@ -125,7 +125,8 @@ def test_a_server_that_is_down_fails_no_poll_and_loses_no_message(
     assert run_once(config) == 0
     assert (tmp_path / "outbox" / "acme" / "p.xml.ack.xml").exists()  # the file went on
     ((kind, sent, tries, error),) = outbox_rows(tmp_path)
-    assert (kind, sent, tries) == ("notice", None, 1) and error and "refused" in error.lower()
+    # Nothing reached the server: no attempt counted (MAX_ATTEMPTS counts tries of a message).
+    assert (kind, sent, tries) == ("notice", None, 0) and error and "refused" in error.lower()
     assert events(tmp_path, "mail.failed")[0]["messages"] == 1
     # The server comes up: the queued notice goes at the next flush, once.
     server, controller = start(tmp_path, tls=True)
