@@ -199,3 +199,34 @@ def test_two_workers_flushing_at_once_send_each_message_once(
         for ledger in ledgers:
             ledger.close()
         events.close()
+
+
+def test_purge_removes_old_sent_and_abandoned_mail_and_keeps_the_waiting(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.admin import actions
+    from gateway.cli import main
+
+    config = configure(tmp_path, free_port(), None)
+    ledger = open_ledger(config)
+    try:
+        for subject in ("old sent", "old abandoned", "old waiting", "new sent"):
+            queue(ledger, subject, body="acme's findings\n")
+        with ledger.transaction():
+            ledger.db.execute("UPDATE mail_outbox SET sent_at = queued_at, attempts = 1 "
+                              "WHERE subject LIKE '% sent'")
+            ledger.db.execute("UPDATE mail_outbox SET attempts = ? WHERE subject = ?",
+                              (mail.MAX_ATTEMPTS, "old abandoned"))
+            ledger.db.execute("UPDATE mail_outbox SET queued_at = ? WHERE subject LIKE 'old %'",
+                              ("2020-01-01T00:00:00+00:00",))
+    finally:
+        ledger.close()
+    preview = actions.purge(config, dry_run=True)
+    assert preview.mail == 2
+    assert main(["--config", str(config.path), "purge"]) == 0
+    assert "2 e-mail(s)" in capsys.readouterr().out
+    ledger = open_ledger(config)
+    try:
+        assert sorted(rows(ledger)) == ["new sent", "old waiting"]  # one waiting is never lost
+        assert '"mail": 2' in str(mail_events(ledger, "admin.purge")[-1]).replace("'", '"')
+    finally:
+        ledger.close()

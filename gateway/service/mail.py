@@ -144,6 +144,19 @@ def abandoned_count(ledger: Ledger) -> int:
     return int(row[0])
 
 
+def purge_outbox(ledger: Ledger, before: str, dry_run: bool) -> int:
+    """Remove the messages sent or given up that were queued before ``before`` (their
+    bodies carry partners' findings: they go with the files' details); the number (to go)."""
+    where = "queued_at < ? AND (sent_at IS NOT NULL OR attempts >= ?)"
+    if dry_run:
+        row = ledger.db.execute(f"SELECT COUNT(*) FROM mail_outbox WHERE {where}",
+                                (before, MAX_ATTEMPTS)).fetchone()
+        return int(row[0])
+    with ledger.transaction():
+        return ledger.db.execute(f"DELETE FROM mail_outbox WHERE {where}",
+                                 (before, MAX_ATTEMPTS)).rowcount
+
+
 def connect(settings: MailSettings, environ: Mapping[str, str]) -> smtplib.SMTP:
     """An SMTP session, encrypted as configured and logged in; raises on any failure."""
     assert settings.host is not None
