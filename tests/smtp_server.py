@@ -3,9 +3,11 @@ from a throwaway CA, trustme) and AUTH, keeping every message it accepts."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import ssl
+import threading
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -38,6 +40,8 @@ class SmtpServer:
     # A message whose body holds one of these markers is answered the marker's reply at DATA
     # (``{"POISON": "554 5.6.0 refused"}``) and not kept.
     refuse: dict[str, str] = field(default_factory=dict)
+    # While set to an unset Event, DATA is answered only once the test sets it (a slow server).
+    hold: threading.Event | None = None
 
     def to(self, address: str) -> list[EmailMessage]:
         return [r.message for r in self.received if address in r.recipients]
@@ -50,6 +54,8 @@ class _Handler:
     async def handle_DATA(self, _server: Any, session: Any, envelope: Any) -> str:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
+        if self.server.hold is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.server.hold.wait, 60)
         body = envelope.content.decode("utf-8", "replace")
         for marker, reply in self.server.refuse.items():
             if marker in body:

@@ -4,13 +4,14 @@ go first and a partner's flood waits, two workers never send one message twice."
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ProjectConfig
+from conftest import ProjectConfig, wait_until
 from sftp_server import free_port
 from smtp_server import PASSWORD, USER, SmtpServer, start
 
@@ -21,6 +22,7 @@ from gateway.service import mail
 from gateway.service.runner import event_log
 
 ADMIN = "ops@gateway.example"
+CASES_INBOX = Path(__file__).resolve().parent / "cases" / "inbox" / "sample"
 
 
 @pytest.fixture(autouse=True)
@@ -42,13 +44,16 @@ def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
 
 
 def configure(base: Path, port: int, ca_file: Path | None,
-              request: pytest.FixtureRequest | None = None, backend: str = "sqlite") -> Config:
+              request: pytest.FixtureRequest | None = None, backend: str = "sqlite",
+              timeout: int = 5) -> Config:
     project = ProjectConfig(base).set(
         "mail", host="127.0.0.1", port=port, sender="aim-gateway@gateway.example",
         admins=[ADMIN], user_env="AIMGW_SMTP_USER", password_env="AIMGW_SMTP_PASSWORD",
-        timeout_seconds=5, **({"ca_file": ca_file} if ca_file else {}))
+        timeout_seconds=timeout, **({"ca_file": ca_file} if ca_file else {}))
     project.partner("acme", contact="edi@acme.example").partner(
         "bravo", contact="edi@bravo.example")
+    project.inbox("acme")
+    project.inbox("bravo")
     if request is not None:
         project.backend(request, backend)
     return load_config(project.write())
@@ -230,3 +235,34 @@ def test_purge_removes_old_sent_and_abandoned_mail_and_keeps_the_waiting(
         assert '"mail": 2' in str(mail_events(ledger, "admin.purge")[-1]).replace("'", '"')
     finally:
         ledger.close()
+
+
+def test_serve_polls_only_queue_and_one_sender_thread_sends(
+        tmp_path: Path, smtp: SmtpServer) -> None:
+    """A slow SMTP server (DATA held) must not stretch a poll: serve's poll queues the notice
+    and its one sender thread sends it."""
+    from gateway.service.metrics import REGISTRY
+    from gateway.service.scheduler import serve
+
+    def polls() -> float:
+        return REGISTRY.get_sample_value("aimgw_poll_duration_seconds_count",
+                                         {"partner": "acme"}) or 0.0
+
+    smtp.hold = threading.Event()
+    config = configure(tmp_path, smtp.port, smtp.ca_file, timeout=120)
+    shutil.copy(CASES_INBOX / "acme-20261201-partial.xml", tmp_path / "inbox" / "acme" / "p.xml")
+    before, stop = polls(), threading.Event()
+    thread = threading.Thread(target=serve, args=(config, stop), daemon=True)
+    thread.start()
+    try:
+        assert wait_until(lambda: polls() > before, 20), "the poll waited for the SMTP server"
+        assert (tmp_path / "outbox" / "acme" / "p.xml.ack.xml").exists()
+        assert smtp.received == []
+        smtp.hold.set()
+        assert wait_until(lambda: len(smtp.to("edi@acme.example")) == 1, 30)
+    finally:
+        smtp.hold.set()
+        stop.set()
+        thread.join(60)
+    assert not thread.is_alive()
+    assert mail.running_sender() is None  # stopped with serve: a later run sends inline

@@ -6,6 +6,8 @@ alert, the file's status), and sent over SMTP after the commit (``Mailer.flush``
 rolled-back pass sends nothing, and a crash or an SMTP server that is down delays a message,
 never loses it: it is sent at the next flush (up to ``MAX_ATTEMPTS`` tries). It is sent at least
 once: a crash between the server's acceptance and the ledger's "sent" sends it again.
+Under ``serve`` one sender thread (``MailSender``) flushes and a poll only wakes it
+(``send_queued``), so the SMTP server never lengthens a poll; elsewhere a flush is inline.
 
 - STARTTLS (or implicit TLS) with the server's certificate and name verified; "none" only to a
   server on this machine (config check). The user and password come from environment
@@ -31,7 +33,7 @@ import smtplib
 import ssl
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -344,3 +346,69 @@ def _refused_for_good(err: BaseException) -> bool:
         return True
     return isinstance(err, smtplib.SMTPSenderRefused | smtplib.SMTPDataError) and \
         err.smtp_code >= 500
+
+
+SENDER_SECONDS = 5.0  # serve's sender looks at the outbox this often, and when woken
+_SENDER: MailSender | None = None  # serve's one sender thread, while it runs
+
+
+def running_sender() -> MailSender | None:
+    return _SENDER
+
+
+def send_queued(mailer: Mailer, ledger: Ledger | None) -> None:
+    """After a commit that may have queued mail: under ``serve``, wake its sender thread (a
+    poll never waits for the SMTP server); else (``run --once``, a CLI command) send now."""
+    sender = _SENDER
+    if sender is not None:
+        sender.wake()
+    else:
+        mailer.flush(ledger)
+
+
+class MailSender:
+    """``serve``'s one sender: a thread with its own ledger connection that sends the outbox
+    every SENDER_SECONDS and when a poll queued something; on stop, what the last polls
+    queued is tried once more. ``settings`` is read at each flush (a reload's ``[mail]``)."""
+
+    def __init__(self, settings: Callable[[], MailSettings], open_ledger: Callable[[], Ledger],
+                 events: EventLog) -> None:
+        self._settings, self._open, self._events = settings, open_ledger, events
+        self._wake, self._stop = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mail-sender", daemon=True)
+
+    def start(self) -> None:
+        global _SENDER
+        _SENDER = self
+        self._thread.start()
+
+    def stop(self) -> None:
+        global _SENDER
+        _SENDER = None  # a flush from now on (the recovery's, a CLI's) sends inline
+        self._stop.set()
+        self._wake.set()
+        self._thread.join()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        ledger: Ledger | None = None
+        try:
+            while True:
+                self._wake.wait(SENDER_SECONDS)
+                self._wake.clear()
+                stopping = self._stop.is_set()
+                try:
+                    ledger = ledger or self._open()
+                except Exception:  # the ledger unreachable: the next round tries again
+                    log.exception("the mail sender could not open the ledger")
+                else:
+                    mailer = Mailer(self._settings(), self._events)
+                    while mailer.flush(ledger) and not self._stop.is_set():
+                        pass  # a full batch went: more may wait
+                if stopping:
+                    return
+        finally:
+            if ledger is not None:
+                ledger.close()

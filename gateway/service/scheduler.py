@@ -49,6 +49,7 @@ from gateway.errors import GatewayError
 from gateway.ledger import services
 from gateway.ledger.events import EventLog
 from gateway.ledger.store import Ledger, ledger_location, open_ledger
+from gateway.service.mail import MailSender
 from gateway.service.metrics import POLL_SECONDS
 from gateway.service.runner import Runner, event_log, worker_name
 
@@ -192,10 +193,16 @@ def serve(config: Config, stop: threading.Event | None = None,
         # not stop, or seems stuck, is waiting for (docs/operations.md).
         faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
 
+    # E-mail goes from one thread of its own: a poll only queues it (gateway.service.mail).
+    sender = MailSender(lambda: state.config.mail, lambda: open_ledger(config), events)
+    sender.start()
     # Finish what a crash left half-done before the first poll (guide: OPERATIONS.md).
     recovery = Runner(config, stop=stop, events=events)
     try:
         recovery.recover()
+    except BaseException:
+        sender.stop()
+        raise
     finally:
         recovery.close()
 
@@ -239,6 +246,7 @@ def serve(config: Config, stop: threading.Event | None = None,
                 _record(lambda: services.beat(ledger, worker, datetime.now(UTC)))
     finally:
         scheduler.shutdown(wait=True)  # running jobs finish their file; no new run starts
+        sender.stop()  # after the last poll: what it queued is tried once more
         for r in state.runners:
             r.close()
         _record(lambda: services.record_stop(ledger, worker))
