@@ -8,6 +8,8 @@
   does not delay the others; each thread has its own ledger connection.
 - Errors and missed runs are events in the processing log, never silent.
 - At start, work left half-done by a crash is finished before any poll.
+- E-mail is sent by one thread of its own (``gateway.service.mail.MailSender``): a poll only
+  queues it, so a slow SMTP server never lengthens a poll.
 - On SIGTERM/SIGINT no new run starts, the file in hand finishes, and ``serve`` returns.
 - On SIGHUP ``config.toml`` is read again: the jobs are rebuilt (partners added, removed, or
   with a new schedule) while the files in hand finish with the configuration they started
