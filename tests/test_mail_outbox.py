@@ -115,6 +115,17 @@ def test_a_temporary_refusal_fails_the_batch_counting_only_the_tried_message(
     assert not mail._BACKOFF.ready()
 
 
+def test_a_temporary_refusal_of_the_last_message_backs_off_too(
+        smtp: SmtpServer, setup: tuple[Ledger, mail.Mailer]) -> None:
+    ledger, mailer = setup
+    smtp.refuse["LATER"] = "451 4.3.0 try again later"
+    queue(ledger, "sent first")
+    queue(ledger, "deferred", body="LATER\n")
+    assert mailer.flush(ledger) == 1
+    assert rows(ledger)["deferred"][:3] == (False, 1, False)
+    assert not mail._BACKOFF.ready()  # the server's trouble, though nothing else waited
+
+
 def test_a_server_that_is_down_counts_no_attempt(tmp_path: Path) -> None:
     config = configure(tmp_path, free_port(), None)
     ledger, events = open_ledger(config), event_log(config)

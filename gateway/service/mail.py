@@ -242,22 +242,23 @@ class Mailer:
         try:
             smtp = connect(self.settings, self.environ)
         except Exception as err:  # the server's failure: no message was tried
-            self._failed(ledger, None, [r[0] for r in rows], err)
+            self._failed(ledger, None, [r[0] for r in rows], err, server=True)
             return 0
-        sent = 0
+        sent, broken = 0, False
         try:
             for n, row in enumerate(rows):
                 try:
                     smtp.send_message(_message(self.settings, row))
                 except Exception as err:
                     if _refused_for_good(err):  # this message's own: the batch goes on
-                        self._failed(ledger, row[0], [], err)
+                        self._failed(ledger, row[0], [], err, server=False)
                         continue
                     # The server's (4xx, the session lost): the rest waits for the back-off;
                     # a session already gone never saw this message, so it is not counted.
                     tried = None if isinstance(err, smtplib.SMTPServerDisconnected) else row[0]
                     rest = [r[0] for r in rows[n + 1:]] + ([row[0]] if tried is None else [])
-                    self._failed(ledger, tried, rest, err)
+                    self._failed(ledger, tried, rest, err, server=True)
+                    broken = True
                     break
                 self._sent(ledger, row[0])
                 sent += 1
@@ -266,7 +267,7 @@ class Mailer:
                 smtp.quit()
             except Exception:  # the session is over either way
                 smtp.close()
-        if sent:
+        if sent and not broken:  # a batch that ended in the server's failure keeps its back-off
             _BACKOFF.succeeded()
         return sent
 
@@ -302,15 +303,15 @@ class Mailer:
             log.exception("recording e-mail %s as sent", mail_id)
 
     def _failed(self, ledger: Ledger, tried: int | None, waiting: list[int],
-                err: BaseException) -> None:
+                err: BaseException, *, server: bool) -> None:
         """``tried``: the message the error answered (an attempt counted, abandoned at
-        MAX_ATTEMPTS); ``waiting``: messages not tried, only released. Waiting messages
-        mean the server failed: it is backed off."""
+        MAX_ATTEMPTS); ``waiting``: messages not tried, only released; ``server``: the
+        server failed (not one message), so it is backed off."""
         error = _error_text(err)
         count = len(waiting) + (tried is not None)
         log.warning("e-mail to %s:%s failed (%d message(s) wait): %s", self.settings.host,
                     self.settings.port, count, error)
-        if waiting or tried is None:
+        if server:
             _BACKOFF.failed()
         try:
             with ledger.transaction():
