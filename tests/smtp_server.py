@@ -8,15 +8,19 @@ import email
 import email.policy
 import ssl
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from sftp_server import free_port
+
+from gateway.service import mail
 
 USER, PASSWORD = "gateway", "smtp-test-password-1"
 
@@ -90,3 +94,21 @@ def start(tmp: Path, *, tls: bool = True) -> tuple[SmtpServer, Controller]:
                             **options)
     controller.start()
     return server, controller
+
+
+@pytest.fixture(autouse=True)
+def fresh_backoff() -> Iterator[None]:
+    """Each test starts with the SMTP server not backed off (the back-off is per process);
+    autouse in each test module that imports it."""
+    mail._BACKOFF.succeeded()
+    yield
+    mail._BACKOFF.succeeded()
+
+
+@pytest.fixture
+def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
+    server, controller = start(tmp_path)
+    try:
+        yield server
+    finally:
+        controller.stop()

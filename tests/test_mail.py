@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import ProjectConfig
 from sftp_server import free_port
 from smtp_server import PASSWORD, USER, SmtpServer, start
+from smtp_server import fresh_backoff as fresh_backoff
+from smtp_server import smtp as smtp
 
 from gateway.cli import main
 from gateway.errors import ConfigError
@@ -21,23 +22,6 @@ from gateway.service import mail
 
 CASES_INBOX = Path(__file__).resolve().parent / "cases" / "inbox" / "sample"
 ADMIN, CONTACT = "ops@gateway.example", "edi@acme.example"
-
-
-@pytest.fixture(autouse=True)
-def fresh_backoff() -> Iterator[None]:
-    """Each test starts with the SMTP server not backed off (the back-off is per process)."""
-    mail._BACKOFF.succeeded()
-    yield
-    mail._BACKOFF.succeeded()
-
-
-@pytest.fixture
-def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
-    server, controller = start(tmp_path)
-    try:
-        yield server
-    finally:
-        controller.stop()
 
 
 @pytest.fixture
