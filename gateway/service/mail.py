@@ -385,7 +385,7 @@ class MailSender:
 
     def stop(self) -> None:
         global _SENDER
-        _SENDER = None  # a flush from now on (the recovery's, a CLI's) sends inline
+        _SENDER = None  # a flush from now on sends inline
         self._stop.set()
         self._wake.set()
         self._thread.join()
@@ -399,15 +399,15 @@ class MailSender:
             while True:
                 self._wake.wait(SENDER_SECONDS)
                 self._wake.clear()
-                stopping = self._stop.is_set()
+                stopping, settings = self._stop.is_set(), self._settings()
                 try:
-                    ledger = ledger or self._open()
+                    # No connection of its own while [mail] is off (a reload may turn it on).
+                    ledger = ledger or (self._open() if mail_on(settings) else None)
                 except Exception:  # the ledger unreachable: the next round tries again
                     log.exception("the mail sender could not open the ledger")
-                else:
-                    mailer = Mailer(self._settings(), self._events)
-                    while mailer.flush(ledger) and not self._stop.is_set():
-                        pass  # a full batch went: more may wait
+                mailer = Mailer(settings, self._events)
+                while mailer.flush(ledger) and not self._stop.is_set():
+                    pass  # a batch went: more may wait
                 if stopping:
                     return
         finally:
