@@ -3,18 +3,24 @@ from a throwaway CA, trustme) and AUTH, keeping every message it accepts."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import ssl
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from sftp_server import free_port
+
+from gateway.service import mail
 
 USER, PASSWORD = "gateway", "smtp-test-password-1"
 
@@ -35,6 +41,11 @@ class SmtpServer:
     port: int
     ca_file: Path
     received: list[Received] = field(default_factory=list)
+    # A message whose body holds one of these markers is answered the marker's reply at DATA
+    # (``{"POISON": "554 5.6.0 refused"}``) and not kept.
+    refuse: dict[str, str] = field(default_factory=dict)
+    # While set to an unset Event, DATA is answered only once the test sets it (a slow server).
+    hold: threading.Event | None = None
 
     def to(self, address: str) -> list[EmailMessage]:
         return [r.message for r in self.received if address in r.recipients]
@@ -47,6 +58,12 @@ class _Handler:
     async def handle_DATA(self, _server: Any, session: Any, envelope: Any) -> str:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
+        if self.server.hold is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.server.hold.wait, 60)
+        body = envelope.content.decode("utf-8", "replace")
+        for marker, reply in self.server.refuse.items():
+            if marker in body:
+                return reply
         self.server.received.append(Received(
             list(envelope.rcpt_tos), message, session.ssl is not None,
             bool(session.authenticated)))
@@ -77,3 +94,21 @@ def start(tmp: Path, *, tls: bool = True) -> tuple[SmtpServer, Controller]:
                             **options)
     controller.start()
     return server, controller
+
+
+@pytest.fixture(autouse=True)
+def fresh_backoff() -> Iterator[None]:
+    """Each test starts with the SMTP server not backed off (the back-off is per process);
+    autouse in each test module that imports it."""
+    mail._BACKOFF.succeeded()
+    yield
+    mail._BACKOFF.succeeded()
+
+
+@pytest.fixture
+def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
+    server, controller = start(tmp_path)
+    try:
+        yield server
+    finally:
+        controller.stop()

@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import ProjectConfig
 from sftp_server import free_port
 from smtp_server import PASSWORD, USER, SmtpServer, start
+from smtp_server import fresh_backoff as fresh_backoff
+from smtp_server import smtp as smtp
 
 from gateway.cli import main
 from gateway.errors import ConfigError
@@ -21,23 +22,6 @@ from gateway.service import mail
 
 CASES_INBOX = Path(__file__).resolve().parent / "cases" / "inbox" / "sample"
 ADMIN, CONTACT = "ops@gateway.example", "edi@acme.example"
-
-
-@pytest.fixture(autouse=True)
-def fresh_backoff() -> Iterator[None]:
-    """Each test starts with the SMTP server not backed off (the back-off is per process)."""
-    mail._BACKOFF.succeeded()
-    yield
-    mail._BACKOFF.succeeded()
-
-
-@pytest.fixture
-def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
-    server, controller = start(tmp_path)
-    try:
-        yield server
-    finally:
-        controller.stop()
 
 
 @pytest.fixture
@@ -125,7 +109,8 @@ def test_a_server_that_is_down_fails_no_poll_and_loses_no_message(
     assert run_once(config) == 0
     assert (tmp_path / "outbox" / "acme" / "p.xml.ack.xml").exists()  # the file went on
     ((kind, sent, tries, error),) = outbox_rows(tmp_path)
-    assert (kind, sent, tries) == ("notice", None, 1) and error and "refused" in error.lower()
+    # Nothing reached the server: no attempt counted (MAX_ATTEMPTS counts tries of a message).
+    assert (kind, sent, tries) == ("notice", None, 0) and error and "refused" in error.lower()
     assert events(tmp_path, "mail.failed")[0]["messages"] == 1
     # The server comes up: the queued notice goes at the next flush, once.
     server, controller = start(tmp_path, tls=True)

@@ -25,6 +25,7 @@ from gateway.ledger.reads.files import failure
 from gateway.ledger.store import FileRow, Ledger, Receipt, ledger_exists, open_ledger
 from gateway.outputs.status_files import write_status_files
 from gateway.service.leases import LeaseKeeper
+from gateway.service.mail import purge_outbox
 from gateway.service.process import processing_date
 from gateway.service.quarantine import QUARANTINE_AFTER
 from gateway.service.runner import InboxUnavailable, PollReport, Runner, event_log
@@ -204,6 +205,7 @@ class PurgeReport:
     findings: int = 0
     applications: int = 0
     file_events: int = 0
+    mail: int = 0  # e-mails sent or given up, queued before files_before
     archived: list[str] = field(default_factory=list)  # paths removed from disk
 
     def to_dict(self) -> dict[str, Any]:
@@ -282,6 +284,8 @@ def purge(config: Config, now: datetime | None = None, dry_run: bool = False,
                 _purge_details(ledger, ids, stamp)
         report.events = _purge_events(ledger, events_cut, files_cut, report.files if dry_run
                                       else [], started)
+        if files_before is not None:
+            report.mail = purge_outbox(ledger, files_before, dry_run)
         if archive_cut is not None:
             _purge_archive(ledger, Layout.of(config), archive_cut, report, stamp)
         if events is not None:
@@ -289,7 +293,7 @@ def purge(config: Config, now: datetime | None = None, dry_run: bool = False,
                 events.emit(ledger, "purge.done", actor=actor, events=report.events,
                             files=len(report.files), findings=report.findings,
                             applications=report.applications, file_events=report.file_events,
-                            archived=len(report.archived))
+                            mail=report.mail, archived=len(report.archived))
     finally:
         if events is not None:
             events.close()

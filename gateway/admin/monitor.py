@@ -38,7 +38,7 @@ from gateway.errors import FatalError, GatewayError
 from gateway.ledger.reads.files import IN_PROGRESS
 from gateway.ledger.reads.health import STATES, partner_health
 from gateway.ledger.store import Ledger
-from gateway.service.mail import unsent_count
+from gateway.service.mail import abandoned_count, unsent_count
 from gateway.service.metrics import REGISTRY
 
 log = logging.getLogger("gateway.monitor")
@@ -117,6 +117,10 @@ class LedgerCollector(Collector):
         unsent = GaugeMetricFamily("aimgw_mail_unsent", "E-mails queued and not yet sent")
         unsent.add_metric([], unsent_count(ledger))
         yield unsent
+        abandoned = GaugeMetricFamily("aimgw_mail_abandoned", "E-mails given up after "
+                                      "10 tries (each raised a mail.abandoned event)")
+        abandoned.add_metric([], abandoned_count(ledger))
+        yield abandoned
 
     def _health(self, ledger: Ledger) -> Iterator[Metric]:
         now = datetime.now(UTC)

@@ -425,7 +425,8 @@ def purge_text(report: PurgeReport, zone: tzinfo = UTC) -> str:
            f"  events before {report.events_before or 'never'}: {verb} {report.events}",
            f"  file details before {report.files_before or 'never'}: {verb} those of "
            f"{len(report.files)} file(s): {report.findings} finding(s), "
-           f"{report.applications} application(s), {report.file_events} event(s)",
+           f"{report.applications} application(s), {report.file_events} event(s); "
+           f"{report.mail} e-mail(s) sent or given up",
            f"  originals before {report.archive_before or 'never'}: {verb} "
            f"{len(report.archived)} file(s) from disk",
            "  licenses are never purged"]

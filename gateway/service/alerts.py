@@ -33,7 +33,7 @@ from gateway.ledger.pauses import pause_of
 from gateway.ledger.reads.health import last_file_at, silence
 from gateway.ledger.store import Ledger
 from gateway.licensing.issuer import MAX_SEQUENCE, REGULAR_SERIES, LicenseIssuer
-from gateway.service.mail import Mailer, queue_alert
+from gateway.service.mail import Mailer, queue_alert, send_queued
 
 log = logging.getLogger("gateway.alerts")
 
@@ -89,8 +89,9 @@ class Alerts:
 
     def flush(self, ledger: Ledger | None) -> int:
         """POST the alerts emitted since the last flush, and send the e-mails queued (alerts,
-        partners' notices); the number of alerts POSTed. Never raises."""
-        self.mailer.flush(ledger)
+        partners' notices; under ``serve`` its sender thread does); the number of alerts
+        POSTed. Never raises."""
+        send_queued(self.mailer, ledger)
         return self._post(ledger)
 
     def _post(self, ledger: Ledger | None) -> int:

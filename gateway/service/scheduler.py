@@ -8,6 +8,8 @@
   does not delay the others; each thread has its own ledger connection.
 - Errors and missed runs are events in the processing log, never silent.
 - At start, work left half-done by a crash is finished before any poll.
+- E-mail is sent by one thread of its own (``gateway.service.mail.MailSender``): a poll only
+  queues it, so a slow SMTP server never lengthens a poll.
 - On SIGTERM/SIGINT no new run starts, the file in hand finishes, and ``serve`` returns.
 - On SIGHUP ``config.toml`` is read again: the jobs are rebuilt (partners added, removed, or
   with a new schedule) while the files in hand finish with the configuration they started
@@ -50,6 +52,7 @@ from gateway.ledger import services
 from gateway.ledger.events import EventLog
 from gateway.ledger.store import Ledger, ledger_location, open_ledger
 from gateway.service.leases import worker_name
+from gateway.service.mail import MailSender
 from gateway.service.metrics import POLL_SECONDS
 from gateway.service.runner import Runner, event_log
 
@@ -203,10 +206,16 @@ def serve(config: Config, stop: threading.Event | None = None,
         # not stop, or seems stuck, is waiting for (docs/operations.md).
         faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
 
+    # E-mail goes from one thread of its own: a poll only queues it (gateway.service.mail).
+    sender = MailSender(lambda: state.config.mail, lambda: open_ledger(config), events)
+    sender.start()
     # Finish what a crash left half-done before the first poll (guide: OPERATIONS.md).
     recovery = Runner(config, stop=stop, events=events)
     try:
         recovery.recover()
+    except BaseException:
+        sender.stop()
+        raise
     finally:
         recovery.close()
 
@@ -250,6 +259,7 @@ def serve(config: Config, stop: threading.Event | None = None,
                 _record(lambda: services.beat(ledger, worker, datetime.now(UTC)))
     finally:
         scheduler.shutdown(wait=True)  # running jobs finish their file; no new run starts
+        sender.stop()  # after the last poll: what it queued is tried once more
         for r in state.runners:
             r.close()
         _record(lambda: services.record_stop(ledger, worker))
