@@ -17,7 +17,7 @@ from smtp_server import PASSWORD, USER, SmtpServer
 from smtp_server import fresh_backoff as fresh_backoff
 from smtp_server import smtp as smtp
 
-from gateway.admin.monitor import LedgerCollector
+from gateway.admin.monitor import ConfigRef, LedgerCollector
 from gateway.config import Config, load_config
 from gateway.ledger.store import Ledger, open_ledger
 from gateway.service import mail
@@ -138,7 +138,7 @@ def test_an_abandoned_message_is_told_once_and_counted_in_metrics(
     assert len(mail_events(ledger, "mail.abandoned")) == 1
     assert "abandoned" in caplog.text
     assert (mail.unsent_count(ledger), mail.abandoned_count(ledger)) == (0, 1)
-    collector = LedgerCollector(load_config(tmp_path / "config.toml"))
+    collector = LedgerCollector(ConfigRef(load_config(tmp_path / "config.toml")))
     found = {f.name: f.samples[0].value for f in collector.collect()
              if f.name.startswith("aimgw_mail")}
     assert found == {"aimgw_mail_unsent": 0, "aimgw_mail_abandoned": 1}
@@ -219,12 +219,12 @@ def test_purge_removes_old_sent_and_abandoned_mail_and_keeps_the_waiting(
         ledger.close()
     preview = actions.purge(config, dry_run=True)
     assert preview.mail == 2
-    assert main(["--config", str(config.path), "purge"]) == 0
+    assert main(["--config", str(config.path), "purge", "--reason", "retention"]) == 0
     assert "2 e-mail(s)" in capsys.readouterr().out
     ledger = open_ledger(config)
     try:
         assert sorted(rows(ledger)) == ["new sent", "old waiting"]  # one waiting is never lost
-        assert '"mail": 2' in str(mail_events(ledger, "admin.purge")[-1]).replace("'", '"')
+        assert '"mail": 2' in str(mail_events(ledger, "purge.done")[-1]).replace("'", '"')
     finally:
         ledger.close()
 
