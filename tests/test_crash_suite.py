@@ -810,7 +810,7 @@ def check_invariants(base: Path, batch: list[Input]) -> None:
         f"only in the ledger {sorted(set(licenses) - set(numbers))}")
 
     # no leftovers
-    for sub in ("tmp", "received"):
+    for sub in ("tmp", "received", "progress"):
         folder = base / "data" / "work" / sub
         left = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
         assert left == [], f"left in data/work/{sub}: {left}"

@@ -127,8 +127,26 @@ def test_a_killed_workers_record_is_removed_by_the_next_poll_once_stale(
         record.write_text("{}")
     old = time.time() - STALE_SECONDS - 5
     os.utime(dead, (old, old))  # not renewed: its worker was killed mid-file
-    run_once(load_config(config.write()))
+    loaded = load_config(config.write())
+    worker = runner.Runner(loaded)  # a poll of a running service (no start-up clean-up)
+    try:
+        worker.poll(loaded.partner("acme"))
+    finally:
+        worker.close()
     assert sorted(folder.iterdir()) == [live]  # a live worker's record stays
+
+
+def test_the_start_removes_what_a_crash_left_in_progress(tmp_path: Path) -> None:
+    config = ProjectConfig(tmp_path).partner("acme")
+    config.inbox("acme")
+    folder = progress_dir(tmp_path / "data")
+    folder.mkdir(parents=True)
+    # Fresh, but this process is the data folder's only one: a crash's (a kill mid-rewrite
+    # leaves the temp file too).
+    for name in ("20261201-000001.json", ".20261201-000001.json.4242.tmp"):
+        (folder / name).write_text("{}")
+    run_once(load_config(config.write()))
+    assert list(folder.iterdir()) == []
 
 
 def test_progress_text_and_json() -> None:

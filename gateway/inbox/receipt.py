@@ -18,6 +18,7 @@ from gateway.errors import TransientError
 from gateway.inbox.base import Inbox, RemoteFile
 from gateway.inbox.liveness import process_ended, this_host
 from gateway.ledger.events import EventLog
+from gateway.ledger.progress import progress_dir
 from gateway.ledger.store import Ledger, Receipt, utc_stamp
 from gateway.storage import Layout, durable_move, safe_name
 
@@ -139,6 +140,13 @@ def clean_work(ledger: Ledger, layout: Layout, stale_after: float = 0.0) -> list
         if stale(path):
             path.unlink(missing_ok=True)
             removed.append(path.name)
+    # work/progress/: a killed pass's progress record, or the temp file of its last rewrite.
+    records = progress_dir(layout.data_dir)
+    if records.is_dir():
+        for leftover in records.iterdir():
+            if stale(leftover) and not leftover.is_dir():
+                leftover.unlink(missing_ok=True)
+                removed.append(leftover.name)
     # failed/: a kill while writing a rejected file's <name>.error.txt leaves its temp there.
     # A local partner can write its own outbox folder: only our kind of leftover (a file or
     # a link) is removed, and nothing there can fail the start of the gateway.
