@@ -16,7 +16,9 @@ TESTS = Path(__file__).resolve().parent
 READS_ROOT_INBOX = re.compile(
     r'(\bROOT|parent\.parent|parents\[1\])\s*/\s*["\']inbox["\']'
     # ... or a gateway run started in the working tree, where ./config.toml and its inbox/ are
-    r'|\bcwd\s*=\s*(str\()?ROOT\b')
+    r'|\bcwd\s*=\s*(str\()?ROOT\b'
+    # ... or the shipped config.toml loaded where it lies, its inboxes the working tree's
+    r'|load_config\(.*?(\bROOT\b|parent\.parent|parents\[1\])')
 
 
 # This file is left out: its own examples below spell the pattern on purpose.
@@ -36,7 +38,10 @@ def test_the_pattern_catches_each_spelling() -> None:
     box = "in" + "box"
     for line in (f'ROOT / "{box}" / "sample"', f"Path(__file__).parent.parent / '{box}'",
                  f'Path(__file__).parents[1] / "{box}"', "Popen(args, cwd=" + "ROOT,",
-                 "run(args, cwd=str(" + "ROOT))"):
+                 "run(args, cwd=str(" + "ROOT))",
+                 "load_" + 'config(Path(__file__).parents[1] / "config.toml")',
+                 "load_" + 'config(ROOT / "config.toml")'):
         assert READS_ROOT_INBOX.search(line), line
     assert not READS_ROOT_INBOX.search('CASES_INBOX / "sample"')
     assert not READS_ROOT_INBOX.search("Popen(args, cwd=base)")
+    assert not READS_ROOT_INBOX.search('load_' + 'config(tmp_path / "config.toml")')

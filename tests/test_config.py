@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -150,9 +151,15 @@ def test_partners_keep_file_order(write_config: WriteConfig) -> None:
     assert [p.id for p in load_config(write_config(text)).partners] == ["zeta", "alpha"]
 
 
-def test_the_shipped_config_toml_loads() -> None:
-    config = load_config(Path(__file__).parents[1] / "config.toml")
+def test_the_shipped_config_toml_loads(tmp_path: Path) -> None:
+    # A copy with its mappings: loaded in the working tree, its partners' inboxes would be the
+    # working tree's inbox/, which a user may be trying the gateway with.
+    shipped = Path(__file__).resolve().parents[1]
+    shutil.copy(shipped / "config.toml", tmp_path / "config.toml")
+    shutil.copytree(shipped / "mappings", tmp_path / "mappings")
+    config = load_config(tmp_path / "config.toml")
     assert config.partner("sample").filer.to_filer().name
+    assert config.partner("sample").source.inbox == tmp_path / "inbox" / "sample"
 
 
 # --- Paths --------------------------------------------------------------------------------
