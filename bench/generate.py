@@ -138,6 +138,19 @@ ENTRY_TYPES = (("01", 80), ("FZ", 8), ("03", 3), ("31", 3), ("32", 2), ("34", 2)
 ERROR_KINDS = ("A130", "A120", "A123", "A124", "A140", "A150", "A160", "A101")
 
 
+NOT_GROUNDED = {"UNKNOWN", "NOT_APPLICABLE"}
+
+
+def has_54_record(line: dict[str, str | None]) -> bool:
+    """Whether a licensed line gets a 54 record (ACE-RECORDS.md, contract 1.1): a country in
+    each field, the second-largest smelt country alone may be NOT_APPLICABLE (spaces); UNKNOWN
+    anywhere, or NOT_APPLICABLE as largest smelt or cast country, has no grounded form. Every
+    generated import date is after 2023-04-10, so the record is always due."""
+    return (line["smelt_country_largest"] not in NOT_GROUNDED
+            and line["cast_country"] not in NOT_GROUNDED
+            and line["smelt_country_second"] != "UNKNOWN")
+
+
 def generator_fingerprint() -> str:
     """Digest of this script, the covered list and the CSV columns: a file made by another
     version is stale."""
@@ -345,7 +358,7 @@ def generate(lines: int, per_app: int, out_path: Path, seed: int, as_of: date,
                          strict=True))
     submission_id = f"BENCH-{lines}-S{seed}"[:35]
     kinds: Counter[str] = Counter()
-    ae_apps = ae_lines = ft_apps = 0
+    ae_apps = ae_lines = ae_54 = ft_apps = 0
     ae_ports: set[str] = set()
     ft_ports: set[str] = set()
     content = hashlib.sha256(f"{submission_id}|{lines}|{per_app}".encode())
@@ -374,6 +387,7 @@ def generate(lines: int, per_app: int, out_path: Path, seed: int, as_of: date,
             else:
                 ae_apps += 1
                 ae_lines += n_lines
+                ae_54 += sum(map(has_54_record, record[1]))
                 ae_ports.add(str(port))
         writer.close()
     tmp.replace(out_path)
@@ -399,9 +413,11 @@ def generate(lines: int, per_app: int, out_path: Path, seed: int, as_of: date,
             "not_required": 0,
             "rejected": n_errors,
             # ACE files (ACE-RECORDS.md): AE = A, per port block B..Y, per application a 10
-            # record and per covered line 40/50/52/54, then Z; FT = A, B, one FT60 each, Y, Z.
+            # record and per covered line 40/50/52 and a 54 where its detail has a grounded form
+            # (contract 1.1), then Z; FT = A, B, one FT60 each, Y, Z.
             "ae_licenses": ae_apps,
-            "ae_records": (2 + 2 * len(ae_ports) + ae_apps + 4 * ae_lines) if ae_apps else 0,
+            "ae_records": (2 + 2 * len(ae_ports) + ae_apps + 3 * ae_lines + ae_54)
+            if ae_apps else 0,
             "ft_licenses": ft_apps,
             "ft_records": (2 + 2 * len(ft_ports) + ft_apps) if ft_apps else 0,
         },
