@@ -1,10 +1,12 @@
 """The regression check of issue 15: the gateway's cost over the parse + XSD floor on a small
 file, as a CPU-time ratio, against the ratio recorded in ``bench/recorded.json``.
 
-    python bench/run_bench.py --record     # measure and (re)write bench/recorded.json
+    python bench/run_bench.py --record     # measure 3 times, (re)write bench/recorded.json
     pytest tests/test_bench_regression.py  # measure and compare: fails above 1.25x recorded
 
-Both use ``measure_ratio`` below, so the test measures exactly what was recorded.
+Both use ``measure_ratio`` below, so the test measures exactly what was recorded: the recorded
+figure is the median of three measurements, and the test confirms a ratio over the limit by a
+second measurement before it reports a regression (``check``).
 
 Why it is measured this way (it must not be flaky on a shared, loaded 2-core machine):
 
@@ -20,10 +22,12 @@ Why it is measured this way (it must not be flaky on a shared, loaded 2-core mac
   whose shebang is that interpreter), each paying its own imports: the gateway's import time is
   part of its cost per file and a regression there is a regression. Subtracting a measured
   ``python -c pass`` floor from both sides was tried (see bench/README.md): it removes a
-  common ~20 ms but adds a third noisy measurement, and made the spread no smaller.
+  common ~20 ms but adds a third noisy measurement (0.018-0.031 s itself): over the same ten
+  runs the subtracted ratio spread twice as wide.
 - **A size where the work, not the start-up, dominates, with the per-application cost in
   view:** 8,000 one-line applications, the shape where the gateway's cost per application
-  (XSD per application, ledger rows, ACE 10 records, ack entries) counts most.
+  (XSD per application, ledger rows, ACE 10 records, ack entries) counts most. At 4,000 the
+  baseline's 0.09 s CPU was mostly its start-up and the ratio spread twice as wide.
 
 Every gateway run is checked like any benchmark run (``verify.run_gateway``), so a "fast"
 gateway that stopped doing its work fails the check instead of passing it.
@@ -53,6 +57,7 @@ REPEAT = 5
 SEED = 1
 AS_OF = "2026-12-01"
 RECORD_COMMAND = ".venv/bin/python bench/run_bench.py --record"
+RECORD_ROUNDS = 3  # measurements by --record; their median is recorded
 
 
 def measure_ratio(python: str, gateway: str, work_dir: Path, *, lines: int = LINES,
@@ -81,6 +86,23 @@ def measure_ratio(python: str, gateway: str, work_dir: Path, *, lines: int = LIN
                 "applications"], "repeat": repeat, "seed": SEED, "as_of": AS_OF,
             "gateway_cpu_s": gw_cpu, "baseline_cpu_s": base_cpu,
             "pair_ratios": [g / b for g, b in zip(gw_cpu, base_cpu, strict=True)]}
+
+
+def check(python: str, gateway: str, work_dir: Path, recorded: float, *, lines: int = LINES,
+          repeat: int = REPEAT) -> tuple[bool, str, list[dict[str, Any]]]:
+    """Measure the ratio and compare it with ``recorded``. A ratio over the limit is measured
+    once more (on the same file) and the lower of the two counts: on a heavily loaded machine
+    the gateway's long runs (1.2 s CPU) can miss every undisturbed window while the
+    baseline's short ones (0.15 s) still find one, which inflated a single measurement by up
+    to 17 % over the median (bench/README.md); a real regression is there in both."""
+    results = [measure_ratio(python, gateway, work_dir, lines=lines, repeat=repeat)]
+    ok, message = verdict(results[0]["ratio"], recorded)
+    if not ok:
+        results.append(measure_ratio(python, gateway, work_dir, lines=lines, repeat=repeat))
+        ok, message = verdict(min(r["ratio"] for r in results), recorded)
+        ratios = ", ".join(f"{r['ratio']:.3f}x" for r in results)
+        message += f" (the lower of two measurements: {ratios})"
+    return ok, message, results
 
 
 def verdict(measured: float, recorded: float,
@@ -116,10 +138,16 @@ def commit() -> str:
     return probe.stdout.strip() + (" (gateway/ modified)" if dirty.stdout.strip() else "")
 
 
-def record(result: dict[str, Any], python: str, path: Path = RECORDED) -> dict[str, Any]:
-    """Write ``result`` as the recorded ratio, with when, where, what code and how."""
+def record(results: list[dict[str, Any]], python: str,
+           path: Path = RECORDED) -> dict[str, Any]:
+    """Write the median of ``results`` (``RECORD_ROUNDS`` measurements) as the recorded ratio,
+    with when, where, what code and how: the median, not the least, so that the yardstick is
+    a typical measurement and not a lucky one the test would then have to beat."""
+    ordered = sorted(results, key=lambda r: r["ratio"])
+    result = ordered[len(ordered) // 2]
     document = {
         "ratio": round(result["ratio"], 4),
+        "ratios_measured": [round(r["ratio"], 4) for r in results],
         "tolerance": TOLERANCE,
         "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": RECORD_COMMAND,

@@ -356,11 +356,16 @@ def report(args: argparse.Namespace, entries: list[dict[str, Any]], env: dict[st
 
 def record(args: argparse.Namespace) -> int:
     """``--record``: measure the regression test's ratio and write bench/recorded.json."""
-    result = regression.measure_ratio(args.python, args.gateway, OUT / "regression",
-                                      log=lambda line: print(line, file=sys.stderr))
-    document = regression.record(result, args.python)
+    results = []
+    for n in range(regression.RECORD_ROUNDS):
+        print(f"measurement {n + 1}/{regression.RECORD_ROUNDS}:", file=sys.stderr)
+        results.append(regression.measure_ratio(
+            args.python, args.gateway, OUT / "regression",
+            log=lambda line: print(line, file=sys.stderr)))
+        print(regression.describe(results[-1]))
+    document = regression.record(results, args.python)
     shutil.rmtree(OUT / "regression" / "run", ignore_errors=True)
-    print(regression.describe(result))
+    print(f"Median of {regression.RECORD_ROUNDS}: {document['ratio']:.3f}x")
     print(f"Recorded in {regression.RECORDED.relative_to(ROOT)} ({document['recorded_at']}, "
           f"load {' '.join(f'{x:.2f}' for x in document['machine']['load_average'])}); "
           f"tests/test_bench_regression.py fails above {document['ratio']:.3f} × "
