@@ -49,7 +49,7 @@ bench-apps: $(STAMP)
 bench-rss: $(STAMP)
 	$(BIN)/python bench/run_bench.py --sizes 1000000 --repeat 1 --no-csv
 bench-csv: $(STAMP)
-	$(BIN)/python bench/run_bench.py --sizes 100000 --lines-per-app 20 --csv
+	$(BIN)/python bench/run_bench.py --sizes 100000 --lines-per-app 20 --csv --serve
 
 # The regression test's yardstick (tests/test_bench_regression.py): rewrites bench/recorded.json.
 bench-record: $(STAMP)

@@ -2,7 +2,7 @@
 and the gateway on the same submission as CSV against the gateway on the XML.
 
     python bench/run_bench.py [--sizes 10000 100000] [--lines-per-app 20 [10 5 1]] [--repeat 3]
-                              [--seed 1] [--csv | --no-csv] [--keep] [--fresh]
+                              [--seed 1] [--csv | --no-csv] [--serve] [--keep] [--fresh]
     python bench/run_bench.py --record      # the regression test's ratio -> bench/recorded.json
 
 For each size and each number of lines per application: generate a submission into bench/out/
@@ -21,6 +21,10 @@ none) generates the same submission as canonical CSV (same seed: same applicatio
 values, refs and errors) and, in the same repetitions, alternately runs the gateway on the XML
 and on the CSV, each in a fresh run folder. Its figure is the CSV throughput over the XML
 throughput (= XML best wall time / CSV best wall time).
+
+The serve case (``--serve``, bench/serve_case.py) runs the same file through ``serve`` (timed
+from its start until the ledger has the file DONE) and through ``run --once``, alternately;
+its figure is serve best / run --once best.
 
 Every gateway run is checked against the generator's ``.meta.json`` (bench/verify.py), and
 each CSV run against the XML run of the same repetition. A run that does not check out stops
@@ -59,6 +63,7 @@ from measure import (
     mb,
     show_path,
 )
+from serve_case import run_once, run_serve, serve_files
 from verify import compare_runs, run_baseline, run_gateway
 
 # The issue's targets (issue 15). The ratio and throughput targets apply from 100,000 lines up
@@ -67,6 +72,7 @@ RATIO_TARGET = 2.5  # gateway best wall time / baseline best wall time, every li
 APPS_TARGET = 25_000  # applications per second of wall time, at 1 line per application
 CSV_TARGET = 1.0  # CSV throughput / XML throughput of the gateway, same content
 RSS_TARGET_MB = 100.0  # peak RSS of the gateway process, MB = 10^6 bytes
+SERVE_TARGET = 1.10  # serve wall time (start to file DONE) / run --once wall time, same file
 
 
 def csv_case(args: argparse.Namespace, lines: int) -> bool:
@@ -206,7 +212,46 @@ def bench_size(args: argparse.Namespace, lines: int, per_app: int) -> dict[str, 
         entry["targets"]["csv_peak_rss"] = {"limit_mb": RSS_TARGET_MB, "value": mb(csv_rss),
                                             "applies": True,
                                             "met": mb(csv_rss) <= RSS_TARGET_MB}
+    if args.serve:
+        entry["serve"] = serve_pair(args, lines, per_app, ["xml", "csv"] if with_csv else ["xml"])
+        for fmt, figures in entry["serve"].items():
+            entry["targets"][f"serve_{fmt}"] = {
+                "limit": SERVE_TARGET, "value": figures["ratio"], "applies": applies,
+                "met": figures["ratio"] <= SERVE_TARGET if applies else None}
     return entry
+
+
+def serve_pair(args: argparse.Namespace, lines: int,
+               per_app: int, formats: list[str]) -> dict[str, dict[str, Any]]:
+    """``--serve``: per format, the same file through ``serve`` and ``run --once``,
+    alternately, best of ``--repeat`` each (bench/serve_case.py)."""
+    files = serve_files(args.python, lines, per_app, args.seed, formats)
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+        fmt: {"serve": [], "once": []} for fmt in formats}
+    for i in range(args.repeat):
+        for fmt, (source, meta) in zip(formats, files, strict=True):
+            for how in ("serve", "once") if i % 2 == 0 else ("once", "serve"):
+                run_dir = OUT / "runs" / f"{lines}-k{per_app}-{fmt}-{how}-{i + 1}"
+                run = (run_serve if how == "serve" else run_once)(args.gateway, source, meta,
+                                                                  run_dir)
+                runs[fmt][how].append(run)
+                print(f"  {lines:>9,} lines k{per_app:<2} run {i + 1}/{args.repeat}  {how:5} "
+                      f"{fmt.upper():3} {run['wall_s']:7.2f} s {run['cpu_s']:7.2f} s CPU  "
+                      "verified", file=sys.stderr)
+                if not args.keep:
+                    shutil.rmtree(run_dir)
+    figures = {}
+    for fmt, (source, meta) in zip(formats, files, strict=True):
+        serve_best = min(r["wall_s"] for r in runs[fmt]["serve"])
+        once_best = min(r["wall_s"] for r in runs[fmt]["once"])
+        figures[fmt] = {"file": str(source.relative_to(ROOT)), "as_of": meta["as_of"],
+                        "serve_best_wall_s": serve_best, "once_best_wall_s": once_best,
+                        "serve_walls_s": [r["wall_s"] for r in runs[fmt]["serve"]],
+                        "once_walls_s": [r["wall_s"] for r in runs[fmt]["once"]],
+                        "serve_cpus_s": [r["cpu_s"] for r in runs[fmt]["serve"]],
+                        "once_cpus_s": [r["cpu_s"] for r in runs[fmt]["once"]],
+                        "ratio": serve_best / once_best}
+    return figures
 
 
 # --- report --------------------------------------------------------------------------------
@@ -225,6 +270,8 @@ _TARGET_TEXT = {
     "applications_per_s": ("applications/s", "{:,.0f}", "≥"),
     "csv_throughput": ("CSV / XML throughput", "{:.2f}", "≥"),
     "csv_peak_rss": ("gateway peak RSS on the CSV", "{:.0f} MB", "≤"),
+    "serve_xml": ("serve / run --once wall time, XML", "{:.2f}×", "≤"),
+    "serve_csv": ("serve / run --once wall time, CSV", "{:.2f}×", "≤"),
 }
 
 
@@ -323,6 +370,13 @@ def report(args: argparse.Namespace, entries: list[dict[str, Any]], env: dict[st
               "same licenses in the same ACE files, same application outcomes and finding "
               "codes in the ledger, checked on every repetition.")
     for e in entries:
+        for fmt, f in e.get("serve", {}).items():
+            print(f"serve case, {e['lines']:,} lines, {e['lines_per_app']} line(s)/app, "
+                  f"{fmt.upper()} (made for the gateway's today, {f['as_of']}): serve "
+                  f"{f['serve_best_wall_s']:.2f} s (start to file DONE) / run --once "
+                  f"{f['once_best_wall_s']:.2f} s = {f['ratio']:.2f}× (target ≤ "
+                  f"{SERVE_TARGET:.2f}×), best of {args.repeat} each, alternating")
+    for e in entries:
         big = [f"{mb(e['file_bytes']):.0f} MB XML"] if e["gateway"]["max_file_bytes_raised"] else []
         if e.get("csv", {}).get("max_file_bytes_raised"):
             big.append(f"{mb(e['csv']['file_bytes']):.0f} MB CSV")
@@ -391,6 +445,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep each run folder (bench/out/runs/<size>-k<K>[-csv]-<n>/)")
     parser.add_argument("--fresh", action="store_true",
                         help="overwrite bench/out/results.json instead of merging")
+    parser.add_argument("--serve", action="store_true",
+                        help="also the same file through `serve` (start to file DONE) against "
+                        "`run --once`, alternately (bench/serve_case.py)")
     parser.add_argument("--record", action="store_true",
                         help="measure the regression test's CPU ratio (bench/regression.py) "
                         "and write it to bench/recorded.json; nothing else")
