@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench system-deps clean
+.PHONY: run test lint bench bench-xml bench-apps bench-rss bench-csv bench-record system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,20 @@ test: $(STAMP) system-deps lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_bench.py
+
+# One command per row of issue 15's table (bench/README.md, "One command per row").
+bench-xml: $(STAMP)
+	$(BIN)/python bench/run_bench.py --sizes 100000 --lines-per-app 20 --no-csv
+bench-apps: $(STAMP)
+	$(BIN)/python bench/run_bench.py --sizes 100000 --lines-per-app 20 10 5 1 --no-csv
+bench-rss: $(STAMP)
+	$(BIN)/python bench/run_bench.py --sizes 1000000 --repeat 1 --no-csv
+bench-csv: $(STAMP)
+	$(BIN)/python bench/run_bench.py --sizes 100000 --lines-per-app 20 --csv --serve
+
+# The regression test's yardstick (tests/test_bench_regression.py): rewrites bench/recorded.json.
+bench-record: $(STAMP)
+	$(BIN)/python bench/run_bench.py --record
 
 clean:
 	rm -rf data outbox/ace outbox/sample bench/out

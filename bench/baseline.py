@@ -3,9 +3,10 @@
     python bench/baseline.py FILE [XSD]
 
 Parses FILE with a safe parser (no entity expansion, no DTD, no network), validates the whole
-tree against schemas/license-submission-1.0.xsd, and prints one JSON line with the phase
-times. It is what any XML intake must do at least; ``run_bench.py`` times the gateway against
-it. XSD errors in the file (the generator puts a few in on purpose) are counted, not fatal.
+tree against schemas/license-submission-1.1.xsd (the schema the gateway validates every file
+against, gateway/schemas.py), and prints one JSON line with the phase times. It is what any
+XML intake must do at least; ``run_bench.py`` times the gateway against it. XSD errors in the
+file (the generator puts a few in on purpose) are counted, not fatal.
 """
 
 import json
@@ -18,7 +19,7 @@ from lxml import etree  # noqa: E402 (import time is part of the measured start-
 
 xml = sys.argv[1]
 xsd = sys.argv[2] if len(sys.argv) > 2 else str(
-    Path(__file__).resolve().parent.parent / "schemas" / "license-submission-1.0.xsd")
+    Path(__file__).resolve().parent.parent / "schemas" / "license-submission-1.1.xsd")
 parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
 schema = etree.XMLSchema(etree.parse(xsd, parser))
 t1 = time.perf_counter()
