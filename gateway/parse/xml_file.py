@@ -198,6 +198,7 @@ class XmlSubmission:
         )
         root: etree._Element | None = None
         reading: etree._Element | None = None  # the Header or Application still open
+        last: etree._Element | None = None  # the Header or request read last (checked)
         dropped = _Dropped()
         guard = AttributeGuard()
         try:
@@ -221,8 +222,12 @@ class XmlSubmission:
                             reading, dropped = el, _Dropped()
                             continue
                         reading = None
-                        for before in el.itersiblings(preceding=True):
-                            _check_child(before)
+                        # Usually the only sibling before ``el`` is the element read last (the
+                        # ones before it were deleted), checked already: no walk then.
+                        if el.getprevious() is not last:
+                            for before in el.itersiblings(preceding=True):
+                                _check_child(before)
+                        last = el
                         if el.tag in _REQUESTS:
                             if self.header is None:
                                 raise RejectedSubmission(finding(

@@ -34,6 +34,7 @@ HEADER_TAG = _Q + "Header"
 APPLICATION_TAG = _Q + "Application"
 PRODUCT_TAG = _Q + "Product"
 CANCELLATION_TAG = _Q + "Cancellation"  # contract 1.1: a sibling of Application
+ENTRY_NUMBER_TAG = _Q + "EntryNumber"
 REASON_TAG = _Q + "Reason"
 # A Cancellation's Reason (XSD: at most 200 characters). An invalid one is kept only this long:
 # it is A101 anyway, and a 10 MB reason must not travel on through staging.
@@ -147,21 +148,41 @@ def _attributes(el: etree._Element, app: Application) -> Application:
 
 
 def _valid_application(el: etree._Element) -> Application:
-    """Read an application the XSD accepted: element order is known (the hot path)."""
-    app = _attributes(el, Application(ref=_strip(el.get("ref")), source_line=el.sourceline))
-    lines = app.lines
-    app_tags = APP_TAGS
+    """Read an application the XSD accepted: element order is known (the hot path).
+
+    The XSD's sequence: EntryType, EntryNumber?, Importer, Exporter, Manufacturer,
+    CountryOfOrigin, CountryOfExport, ExpectedExportDate, ExpectedImportDate, PortOfEntry,
+    LicenseNumber?, then Product+ (HTS, Description?, and 5 more). So the fields are told
+    apart by their count and position (one more tag read when just one of the two optional
+    ones is there), not looked up by name one by one.
+    """
+    texts: list[str | None] = []
+    lines: list[ProductLine] = []
     for child in el:
         if child.tag == PRODUCT_TAG:
-            texts = [(text.strip() or None) if (text := leaf.text) else None for leaf in child]
-            if len(texts) == 6:  # no Description
-                texts.insert(1, None)
-            hts, description, largest, second, cast, quantity, value = texts
+            leaves = [(text.strip() or None) if (text := leaf.text) else None for leaf in child]
+            if len(leaves) == 6:  # no Description
+                leaves.insert(1, None)
+            hts, description, largest, second, cast, quantity, value = leaves
             lines.append(ProductLine(child.get("line"), hts, description, largest, second,
                                      cast, quantity, value, child.sourceline))
         else:
-            setattr(app, app_tags[child.tag], _strip(child.text))
-    return app
+            texts.append((text.strip() or None) if (text := child.text) else None)
+    entry_number = license_number = None
+    if len(texts) == 11:
+        entry_number = texts.pop(1)
+        license_number = texts.pop()
+    elif len(texts) == 10:
+        if el[1].tag == ENTRY_NUMBER_TAG:
+            entry_number = texts.pop(1)
+        else:
+            license_number = texts.pop()
+    (entry_type, importer, exporter, manufacturer, origin, export_country, export_date,
+     import_date, port) = texts
+    return Application(_strip(el.get("ref")), entry_type, entry_number, importer, exporter,
+                       manufacturer, origin, export_country, export_date, import_date, port,
+                       lines, el.sourceline, _strip(el.get("kind")), _strip(el.get("corrects")),
+                       license_number)
 
 
 def _any_application(el: etree._Element) -> Application:

@@ -59,6 +59,8 @@ class CoveredList:
     # 8-digit subheading of a whole heading -> its listed entries, sorted by number (A133).
     subheadings: dict[str, tuple[CoveredHts, ...]] = field(init=False, repr=False,
                                                              compare=False)
+    # hts10 -> its Coverage, built once: ``coverage`` runs for every line of every file.
+    listed: dict[str, Coverage] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         groups: dict[str, list[CoveredHts]] = {}
@@ -66,21 +68,22 @@ class CoveredList:
             if hts10.startswith(WHOLE_HEADINGS):
                 groups.setdefault(hts10[:8], []).append(self.items[hts10])
         object.__setattr__(self, "subheadings", {k: tuple(v) for k, v in groups.items()})
+        object.__setattr__(self, "listed", {k: Coverage(v) for k, v in self.items.items()})
 
     def in_force(self, on: date) -> bool:
         return on >= self.effective_from
 
     def coverage(self, hts10: str, on: date) -> Coverage:
         """Whether ``hts10`` needs a license on ``on`` under this edition, and why."""
-        if not self.in_force(on):
+        if on < self.effective_from:  # not in_force(on)
             return NOT_COVERED
-        entry = self.items.get(hts10)
-        if entry is not None:
-            return Coverage(entry)
-        listed = self.subheadings.get(hts10[:8])
-        if not listed:
+        listed = self.listed.get(hts10)
+        if listed is not None:
+            return listed
+        group = self.subheadings.get(hts10[:8])
+        if not group:
             return NOT_COVERED
-        stand_in = _nearest(listed, hts10)
+        stand_in = _nearest(group, hts10)
         # The line keeps its own number (written to the ack and the ACE file as sent).
         return Coverage(replace(stand_in, hts10=hts10, source=f"subheading of {stand_in.hts10}"),
                         by_subheading=True)

@@ -14,6 +14,7 @@ import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from operator import attrgetter
 from pathlib import Path
 
 from gateway.findings import Finding, bounded
@@ -33,6 +34,7 @@ from gateway.validate.amounts import canonical_amount
 from gateway.validate.rules import LineResult, RuleContext, check_application
 
 _APP_ATTRS = tuple(attr for attr, _ in APPLICATION_FIELDS)
+_app_values = attrgetter(*_APP_ATTRS)  # the fields in one C call, not a getattr each
 
 
 @dataclass(slots=True)
@@ -75,7 +77,7 @@ def application_digest(app: Application) -> str:
     Fields are joined with separators that cannot occur in parsed values (C0 controls).
     Version 2 (issue 10); ledgers keep version-1 digests, see ``legacy_application_digest``.
     """
-    head = [_DIGEST_V2, app.ref or "", *(getattr(app, a) or "" for a in _APP_ATTRS)]
+    head = [_DIGEST_V2, app.ref or "", *[v or "" for v in _app_values(app)]]
     # Contract 1.1: what the license is (a low-value one, a registered number) is content;
     # appended only when given, so that every digest of a 1.0 request stays as it was.
     # ``corrects`` is not content: the same correction sent again is the same request (I201).
@@ -86,8 +88,11 @@ def application_digest(app: Application) -> str:
 
 
 def _line_parts(line: ProductLine) -> tuple[str, ...]:
-    number = line_number(line.line_no)
-    return (line.line_no or "" if number is None else str(number),
+    line_no = line.line_no or ""
+    if line_no[:1] == "0":  # a number with a leading zero is written as the number
+        number = line_number(line_no)
+        line_no = line_no if number is None else str(number)
+    return (line_no,
             (line.hts or "").replace(".", ""), line.description or "",
             line.smelt_country_largest or "", line.smelt_country_second or "",
             line.cast_country or "", canonical_amount(line.quantity_kg) or "",
