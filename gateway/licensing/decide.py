@@ -152,18 +152,25 @@ def license_row(item: StagedApplication, outcome: AppOutcome, partner_id: str,
             group[3] += r.value or _ZERO
     number = outcome.license_number
     assert outcome.valid_from and outcome.valid_through and number
-    products = json.dumps(
-        [[k[0], g[0], k[1], k[2], k[3], g[1], str(g[2]), str(g[3])]
-         for k, g in groups.items()], ensure_ascii=False, separators=(",", ":"))
+    lines, quantity, value = 0, _ZERO, _ZERO
+    for g in groups.values():
+        lines += g[1]
+        quantity += g[2]
+        value += g[3]
+    products = _products_json(
+        [[k[0], g[0], k[1], k[2], k[3], g[1], str(g[2]), str(g[3])] for k, g in groups.items()])
+    valid_from = outcome.valid_from.isoformat()
     return (
-        number, partner_id, app.ref, item.digest, file_id, outcome.valid_from.isoformat(),
-        outcome.valid_from.isoformat(), outcome.valid_through.isoformat(), app.entry_type,
-        app.port_of_entry, app.importer, app.exporter, app.manufacturer, app.country_of_origin,
-        sum(g[1] for g in groups.values()), str(sum((g[2] for g in groups.values()), _ZERO)),
-        str(sum((g[3] for g in groups.values()), _ZERO)), products,
-        LicenseKind.LOW_VALUE if app.low_value else LicenseKind.REGULAR,
+        number, partner_id, app.ref, item.digest, file_id, valid_from, valid_from,
+        outcome.valid_through.isoformat(), app.entry_type, app.port_of_entry, app.importer,
+        app.exporter, app.manufacturer, app.country_of_origin, lines, str(quantity), str(value),
+        products, LicenseKind.LOW_VALUE if app.low_value else LicenseKind.REGULAR,
         LicenseSource.COMMERCE if registered else LicenseSource.GATEWAY, outcome.replaces,
     )
 
 
 _ZERO = Decimal(0)
+# What json.dumps(..., ensure_ascii=False, separators=(",", ":")) writes, with one encoder:
+# json.dumps builds a new JSONEncoder for every call given options (0.2 s of 0.65 s per
+# 50,000 licenses, profiled).
+_products_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from datetime import datetime
+from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -61,28 +61,42 @@ def render_finding(f: Finding, indent: str) -> str:
 
 def render_application(o: AppOutcome) -> str:
     """One ``Application`` entry: status, license, derived product data, findings."""
-    parts = [f'  <Application ref="{esc(o.ref or "")}" status="{o.status.value}">\n']
+    parts = ['  <Application ref="', esc(o.ref or ""), _STATUS_OPEN[o.status]]
     if o.license_number:
         parts.append(f"    <LicenseNumber>{o.license_number}</LicenseNumber>\n")
         # A cancellation names the license it cancelled, which is valid no more: no dates.
         if o.valid_from and o.valid_through and o.status is AppStatus.LICENSED:
-            parts.append(f"    <ValidFrom>{o.valid_from.isoformat()}</ValidFrom>\n"
-                         f"    <ValidThrough>{o.valid_through.isoformat()}</ValidThrough>\n")
+            parts.append(_validity(o.valid_from, o.valid_through))
     for r in o.lines:
         line = r.line
         line_no, hts = line.line_no or "", line.hts or ""
+        covered, unit_value = r.covered, r.unit_value
         # Digits need no escaping (the usual case): skip the regex for them.
-        attrs = (f'line="{line_no if line_no.isdigit() else esc(line_no)}" '
-                 f'hts="{hts if hts.isdigit() else esc(hts)}"')
-        if r.covered is not None:
-            attrs += _group_attr(r.covered.product_group)
-        if r.unit_value is not None:
-            attrs += f' unitValueUsdPerMt="{r.unit_value}"'
-        attrs += ' covered="true"' if r.covered is not None else ' covered="false"'
-        parts.append(f"    <Product {attrs}/>\n")
+        parts.append(
+            f'    <Product line="{line_no if line_no.isdigit() else esc(line_no)}" '
+            f'hts="{hts if hts.isdigit() else esc(hts)}"'
+            f'{"" if covered is None else _group_attr(covered.product_group)}'
+            f'{"" if unit_value is None else _UNIT_VALUE.format(unit_value)}'
+            f'{_COVERED_END if covered is not None else _NOT_COVERED_END}')
     parts.extend(render_finding(f, "    ") for f in o.findings)
     parts.append("  </Application>\n")
     return "".join(parts)
+
+
+# The constant pieces of an entry, made once: per entry, the status's text, the validity
+# dates (the same for every license of a run) and the piece-by-piece "+=" of the attributes
+# cost about a third of ``render_application`` (0.25 of 0.93 s profiled for 50,000 one-line
+# applications, issue 15).
+_STATUS_OPEN = {status: f'" status="{status.value}">\n' for status in AppStatus}
+_UNIT_VALUE = ' unitValueUsdPerMt="{}"'
+_COVERED_END = ' covered="true"/>\n'
+_NOT_COVERED_END = ' covered="false"/>\n'
+
+
+@lru_cache(maxsize=64)
+def _validity(valid_from: date, valid_through: date) -> str:
+    return (f"    <ValidFrom>{valid_from.isoformat()}</ValidFrom>\n"
+            f"    <ValidThrough>{valid_through.isoformat()}</ValidThrough>\n")
 
 
 def render_head(s: FileSummary, v1_1: bool = False) -> str:

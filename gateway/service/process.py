@@ -324,7 +324,9 @@ class RunPass:
         self.ack_path = stored_ack(self.p.layout, row, self.kind)
         self.ack = ack_writer(self.kind, self.ack_path, self.summary.ack_delimiter)
         self.summary.replaces = self.p.replaced_ack(row, self.kind)
-        self.filer_code = config.partner(row.partner).effective_filer_code(config.ace)
+        partner = config.partner(row.partner)  # looked up once, not once per license
+        self.filer_code = partner.effective_filer_code(config.ace)
+        self.registered = partner.registered
         self.source_info = {"file_id": row.file_id, "file_name": row.remote_name,
                             "partner": row.partner, "submission_id": ""}
         self.writers: dict[str, AceFileWriter] = {}
@@ -350,19 +352,22 @@ class RunPass:
         file_id = self.row.file_id
         if outcome.seq <= 1:
             crash.pause("mid_file")  # a test holds a file half read here (progress views)
-        self.ack.add(outcome, item.app)
-        self.apps.append((file_id, outcome.seq, outcome.ref, outcome.status.value,
-                          outcome.license_number, int(outcome.reused), len(item.app.lines),
-                          item.digest))
-        self.found.extend(_finding_row(file_id, f) for f in outcome.findings)
+        app = item.app
+        self.ack.add(outcome, app)
+        apps = self.apps
+        apps.append((file_id, outcome.seq, outcome.ref, outcome.status.value,
+                     outcome.license_number, int(outcome.reused), len(app.lines), item.digest))
+        found = self.found
+        if outcome.findings:
+            found.extend(_finding_row(file_id, f) for f in outcome.findings)
         if outcome.status is AppStatus.LICENSED and not outcome.reused:
             covered = [r.line for r in outcome.lines if r.covered is not None]
-            writer = self.ace_writer("FT" if item.app.entry_type == "FZ" else "AE")
-            writer.add(item.app, covered, outcome.license_number or "", self.filer_code)
+            writer = self.ace_writer("FT" if app.entry_type == "FZ" else "AE")
+            writer.add(app, covered, outcome.license_number or "", self.filer_code)
             self.licenses.append(license_row(item, outcome, self.row.partner, file_id,
-                                             self.p.config.partner(self.row.partner).registered))
-        if len(self.apps) >= _BATCH or len(self.found) >= _BATCH * 10:
-            _flush(self.p.ledger, self.apps, self.found, self.licenses)
+                                             self.registered))
+        if len(apps) >= _BATCH or len(found) >= _BATCH * 10:
+            _flush(self.p.ledger, apps, found, self.licenses)
 
     def finish(self, summary: FileSummary, issuer: LicenseIssuer) -> None:
         p, row, ledger = self.p, self.row, self.p.ledger
