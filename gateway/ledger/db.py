@@ -73,9 +73,14 @@ class Database(Protocol):
         """Seconds since the epoch by the clock that every worker of this ledger shares."""
         ...
 
-    def next_license_sequence(self, year: int, series: str = "A") -> int:
-        """The next number of a series (``A`` regular, ``L`` low-value) in a year, from its
-        counter row, unique among workers."""
+    def next_license_sequence(self, year: int, series: str = "A", count: int = 1) -> int:
+        """The next ``count`` numbers of a series (``A`` regular, ``L`` low-value) in a year,
+        from its counter row, unique among workers: the last of them is returned."""
+        ...
+
+    def return_license_sequences(self, year: int, series: str, first: int, last: int) -> bool:
+        """Set the counter back to ``first - 1`` if it still stands at ``last`` (nobody drew
+        after): the numbers ``first``..``last`` were drawn and not issued. False: not."""
         ...
 
     def migration_lock(self) -> AbstractContextManager[None]:
