@@ -193,12 +193,11 @@ class LicenseRecords:
         )
 
     def add_licenses(self, rows: Iterable[tuple[object, ...]]) -> None:
-        self.db.executemany(
-            "INSERT INTO licenses (license_number, partner, ref, digest, file_id, issue_date, "
-            "valid_from, valid_through, entry_type, port_of_entry, importer, exporter, "
-            "manufacturer, country_of_origin, lines, quantity_kg, value_usd, products, kind, "
-            "source, replaces) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-            "?, ?)", rows)
+        self.db.insert_rows("licenses", (
+            "license_number", "partner", "ref", "digest", "file_id", "issue_date", "valid_from",
+            "valid_through", "entry_type", "port_of_entry", "importer", "exporter",
+            "manufacturer", "country_of_origin", "lines", "quantity_kg", "value_usd", "products",
+            "kind", "source", "replaces"), rows)
 
     def next_license_sequence(self, year: int, series: str = "A", count: int = 1) -> int:
         """Draw ``count`` numbers from the series' counter row of the year, the last of them

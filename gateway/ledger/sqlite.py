@@ -88,6 +88,11 @@ class SqliteDb:
             _raise_translated(err)
             raise
 
+    def insert_rows(self, table: str, columns: Sequence[str],
+                    rows: Iterable[Sequence[object]]) -> None:
+        marks = ", ".join("?" for _ in columns)
+        self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
     def begin(self) -> None:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
