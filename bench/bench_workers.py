@@ -128,14 +128,20 @@ def run_workers(inputs: Path, names: list[str], files_total: int, expected: int,
                            check=True, capture_output=True)
         server_before = server_cpu(server)
         started = time.perf_counter()
-        procs = [subprocess.Popen([PYTHON, "-m", "gateway.cli", "serve", "--config", str(cfg),
-                                   ], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE) for _ in range(workers)]
+        # Each worker's log to a file: a pipe nobody reads until the end fills up (64 KiB of
+        # "poll missed" warnings with 24 partners) and the worker's logging blocks for good.
+        logs = [run / f"worker-{n}.log" for n in range(workers)]
+        procs = []
+        for log in logs:
+            with open(log, "wb") as err:
+                procs.append(subprocess.Popen(
+                    [PYTHON, "-m", "gateway.cli", "serve", "--config", str(cfg)],
+                    stdout=subprocess.DEVNULL, stderr=err))
         try:
             while done(run, ledger)[0] < files_total:
                 if any(p.poll() is not None for p in procs):
-                    raise SystemExit("a worker died: " + b"".join(
-                        p.stderr.read() for p in procs if p.stderr).decode()[-2000:])
+                    raise SystemExit("a worker died: " + "".join(
+                        log.read_text(errors="replace") for log in logs)[-2000:])
                 time.sleep(0.2)
             elapsed = time.perf_counter() - started
         finally:
