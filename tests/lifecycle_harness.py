@@ -103,20 +103,23 @@ def decide_file(ledger: Ledger, file_id: str, items: Sequence[StagedApplication]
                            registered=registered)
     out = []
     licenses, apps = [], []
-    for item, o in decide(items, counts, partner, issuer):
-        out.append(Decision(o.status.value, o.license_number, o.replaces, o.reused,
-                            tuple(o.findings)))
-        if ledger.readonly:
-            continue
-        apps.append((file_id, o.seq, o.ref, o.status.value, o.license_number, int(o.reused),
-                     len(item.app.lines), item.digest))
-        if o.status is AppStatus.LICENSED and not o.reused:
-            assert partner is not None
-            licenses.append(license_row(item, o, partner, file_id, registered))
-    if not ledger.readonly:
-        ledger.add_licenses(licenses)
-        ledger.add_applications(apps)
-        issuer.save()
+    try:  # read ahead and released as ``DecisionCore`` does
+        for item, o in decide(issuer.ahead(items, partner), counts, partner, issuer):
+            out.append(Decision(o.status.value, o.license_number, o.replaces, o.reused,
+                                tuple(o.findings)))
+            if ledger.readonly:
+                continue
+            apps.append((file_id, o.seq, o.ref, o.status.value, o.license_number,
+                         int(o.reused), len(item.app.lines), item.digest))
+            if o.status is AppStatus.LICENSED and not o.reused:
+                assert partner is not None
+                licenses.append(license_row(item, o, partner, file_id, registered))
+        if not ledger.readonly:
+            ledger.add_licenses(licenses)
+            ledger.add_applications(apps)
+            issuer.save()
+    finally:
+        issuer.release()
     return out
 
 

@@ -10,9 +10,11 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from lifecycle_harness import ON, application, run_file, staged
 
 from gateway.ledger.licenses import LicenseChange
 from gateway.ledger.store import Ledger, Receipt
+from gateway.licensing.issuer import LicenseIssuer
 from gateway.model import LicenseState
 
 DAY = date(2026, 12, 1)
@@ -156,3 +158,76 @@ def test_the_integrity_check_finds_a_state_without_its_change(
         ledger.db.execute(tamper)
     assert any("state and its recorded change disagree" in p
                for p in ledger.integrity_problems())
+
+
+# -- looked up and drawn a group at a time (issue 15) -------------------------------------------
+
+
+@pytest.mark.parametrize("before", ["second", "third", ""])
+def test_the_prior_licenses_of_several_refs_are_those_of_each_ref(
+        ledger: Ledger, corrected: tuple[str, str, str], before: str) -> None:
+    f1 = corrected[0]
+    licensed(ledger, f1, "A21000003", "PO-2")
+    bound = {"second": corrected[1], "third": corrected[2], "": ""}[before]
+    refs = ["PO-1", "PO-2", "PO-9"]
+    found = ledger.prior_licenses("acme", refs, bound)
+    assert found == {ref: prior for ref in refs
+                     if (prior := ledger.prior_license("acme", ref, bound)) is not None}
+    assert set(found) == {"PO-1", "PO-2"} and ledger.prior_licenses("acme", []) == {}
+
+
+def test_the_numbers_held_in_a_block_are_those_asked_only(ledger: Ledger) -> None:
+    f1 = a_file(ledger, 1)
+    for n, number in enumerate(("A26000002", "A260000025", "A26000009")):
+        licensed(ledger, f1, number, f"PO-{n}")
+    block = [f"A26{n:06d}" for n in range(1, 6)]  # A26000001 .. A26000005
+    assert ledger.licenses_held(block) == {"A26000002"}  # not the registered A260000025
+    assert ledger.licenses_held([]) == set()
+
+
+def test_a_block_drawn_is_given_back_only_when_nobody_drew_after(ledger: Ledger) -> None:
+    assert ledger.next_license_sequence(2026, "A", 5) == 5
+    assert ledger.return_license_sequences(2026, "A", 3, 5)  # 3..5 unused: given back
+    assert ledger.next_license_sequence(2026) == 3
+    assert ledger.next_license_sequence(2026, "A", 4) == 7
+    assert ledger.next_license_sequence(2026) == 8
+    assert not ledger.return_license_sequences(2026, "A", 5, 7)  # 8 was drawn after: a gap
+    assert ledger.last_license_sequence(2026) == 8
+
+
+def test_one_worker_issues_its_numbers_one_after_the_other(ledger: Ledger) -> None:
+    """Numbers drawn ahead and not issued (a resend, a rejection, the quota) are given back:
+    one worker's numbers follow on without a gap on both databases, as when drawn one by
+    one."""
+    run_file(ledger, [application(f"PO-{n}") for n in range(1, 4)])
+    again = run_file(ledger, [application("PO-1"), application("PO-2", qty="1"),
+                              application("PO-4"), application("PO-5", hts="76061230"),
+                              application("PO-6"), application("PO-7")], quota=5)
+    assert [d.status for d in again] == ["LICENSED", "REJECTED", "LICENSED", "REJECTED",
+                                         "LICENSED", "REJECTED"]  # I201, A104, A130, A109
+    assert again[0].reused and again[-1].codes == ["A109"]
+    numbers = [r[0] for r in ledger.db.execute("SELECT license_number FROM licenses")]
+    assert sorted(numbers) == [f"A26{n:06d}" for n in range(1, 6)]
+    assert ledger.last_license_sequence(2026) == 5
+
+
+def test_workers_drawing_blocks_at_once_never_issue_a_number_twice(pg_dsn: str) -> None:
+    """Two PostgreSQL workers, each holding a block: what one gives back is never what the
+    other holds; a block another worker drew after stays a gap."""
+    first, second = Ledger(pg_dsn), Ledger(pg_dsn)
+    try:
+        one = LicenseIssuer(first, ON, 75)
+        two = LicenseIssuer(second, ON, 75)
+        assert len(list(one.ahead(staged([application(f"PO-{n}") for n in (1, 2, 3)]),
+                                  None))) == 3
+        list(two.ahead(staged([application(f"PO-{n}") for n in (4, 5, 6)]), None))
+        assert (one.next_number(), two.next_number()) == ("A26000001", "A26000004")
+        one.release()  # A26000002-3: a gap, two drew after them
+        two.release()  # A26000005-6: given back
+        three = LicenseIssuer(first, ON, 75)
+        assert [three.next_number() for _ in range(2)] == ["A26000005", "A26000006"]
+        three.release()
+        assert first.last_license_sequence(2026) == 6
+    finally:
+        first.close()
+        second.close()

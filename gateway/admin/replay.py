@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
@@ -76,6 +76,10 @@ class LedgerBefore(Ledger):
 
     def prior_license(self, partner: str, ref: str, before: str = "") -> PriorLicense | None:
         return super().prior_license(partner, ref, self.before)
+
+    def prior_licenses(self, partner: str, refs: Sequence[str],
+                       before: str = "") -> dict[str, PriorLicense]:
+        return super().prior_licenses(partner, refs, self.before)
 
     def license_by_number(self, number: str, before: str = "") -> PriorLicense | None:
         return super().license_by_number(number, self.before)

@@ -61,6 +61,12 @@ class Database(Protocol):
 
     def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None: ...
 
+    def insert_rows(self, table: str, columns: Sequence[str],
+                    rows: Iterable[Sequence[object]]) -> None:
+        """Append ``rows`` (values of ``columns``, in order) to ``table``: the bulk rows of a
+        file (licenses, applications, findings)."""
+        ...
+
     def begin(self) -> None: ...
 
     def commit(self) -> None: ...
@@ -73,9 +79,14 @@ class Database(Protocol):
         """Seconds since the epoch by the clock that every worker of this ledger shares."""
         ...
 
-    def next_license_sequence(self, year: int, series: str = "A") -> int:
-        """The next number of a series (``A`` regular, ``L`` low-value) in a year, from its
-        counter row, unique among workers."""
+    def next_license_sequence(self, year: int, series: str = "A", count: int = 1) -> int:
+        """The next ``count`` numbers of a series (``A`` regular, ``L`` low-value) in a year,
+        from its counter row, unique among workers: the last of them is returned."""
+        ...
+
+    def return_license_sequences(self, year: int, series: str, first: int, last: int) -> bool:
+        """Set the counter back to ``first - 1`` if it still stands at ``last`` (nobody drew
+        after): the numbers ``first``..``last`` were drawn and not issued. False: not."""
         ...
 
     def migration_lock(self) -> AbstractContextManager[None]:

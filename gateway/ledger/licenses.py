@@ -8,7 +8,7 @@ module stays one read; it works on the ledger's ``db``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -78,18 +78,31 @@ class LicenseRecords:
     def prior_license(self, partner: str, ref: str, before: str = "") -> PriorLicense | None:
         """The partner's license for ``ref`` that is not SUPERSEDED (at most one: the index
         ``licenses_current``), of the files before id ``before`` ("" = every file)."""
+        return self.prior_licenses(partner, [ref], before).get(ref)
+
+    def prior_licenses(self, partner: str, refs: Sequence[str],
+                       before: str = "") -> dict[str, PriorLicense]:
+        """``prior_license`` for several refs in one query (the refs with none are absent).
+
+        A file's applications are looked up a few dozen at a time (``LicenseIssuer.ahead``):
+        one round trip per application was a third of a PostgreSQL worker's time (1,000
+        lookups: 1.6 s of 7.5 s, profiled on a 24,000-line batch)."""
+        if not refs:
+            return {}
+        marks = ", ".join("?" for _ in refs)
         if not before:
-            row = self.db.execute(
+            rows = self.db.execute(
                 f"SELECT {_PRIOR_COLUMNS.format(state='l.state')} FROM licenses l WHERE "
-                "l.partner = ? AND l.ref = ? AND l.state != 'SUPERSEDED'", (partner, ref)
-            ).fetchone()
+                f"l.partner = ? AND l.ref IN ({marks}) AND l.state != 'SUPERSEDED'",
+                (partner, *refs)).fetchall()
         else:
-            row = self.db.execute(
+            rows = self.db.execute(
                 f"SELECT {_PRIOR_COLUMNS.format(state=_STATE_BEFORE)} FROM licenses l WHERE "
-                f"l.partner = ? AND l.ref = ? AND l.file_id < ? AND {_STATE_BEFORE} != "
-                "'SUPERSEDED'", (before, before, partner, ref, before, before, before)
-            ).fetchone()
-        return PriorLicense(*row) if row else None
+                f"l.partner = ? AND l.ref IN ({marks}) AND l.file_id < ? AND "
+                f"{_STATE_BEFORE} != 'SUPERSEDED'",
+                (before, before, partner, *refs, before, before, before)).fetchall()
+        found = [PriorLicense(*row) for row in rows]
+        return {prior.ref: prior for prior in found}
 
     def license_by_number(self, number: str, before: str = "") -> PriorLicense | None:
         """The license ``number``, whoever holds it (A106, A107), of the files before id
@@ -100,10 +113,16 @@ class LicenseRecords:
             (before, before, number, before, before)).fetchone()
         return PriorLicense(*row) if row else None
 
-    def license_held(self, number: str) -> bool:
-        """Whether a license of this number exists (one index lookup)."""
-        return self.db.execute("SELECT 1 FROM licenses WHERE license_number = ?",
-                               (number,)).fetchone() is not None
+    def licenses_held(self, numbers: Sequence[str]) -> set[str]:
+        """Which of ``numbers`` (one series and year, in order) a license holds: one range
+        scan of the primary key instead of a lookup per number. The range may take in
+        other numbers (a registered one of 10 characters sorts between two of ours): only
+        the ones asked are answered."""
+        if not numbers:
+            return set()
+        held = self.db.execute("SELECT license_number FROM licenses WHERE license_number "
+                               "BETWEEN ? AND ?", (numbers[0], numbers[-1])).fetchall()
+        return {row[0] for row in held} & set(numbers)
 
     def change_license(self, change: LicenseChange) -> bool:
         """Record a supersession or cancellation: the license must be ACTIVE, and it changes
@@ -174,15 +193,19 @@ class LicenseRecords:
         )
 
     def add_licenses(self, rows: Iterable[tuple[object, ...]]) -> None:
-        self.db.executemany(
-            "INSERT INTO licenses (license_number, partner, ref, digest, file_id, issue_date, "
-            "valid_from, valid_through, entry_type, port_of_entry, importer, exporter, "
-            "manufacturer, country_of_origin, lines, quantity_kg, value_usd, products, kind, "
-            "source, replaces) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-            "?, ?)", rows)
+        self.db.insert_rows("licenses", (
+            "license_number", "partner", "ref", "digest", "file_id", "issue_date", "valid_from",
+            "valid_through", "entry_type", "port_of_entry", "importer", "exporter",
+            "manufacturer", "country_of_origin", "lines", "quantity_kg", "value_usd", "products",
+            "kind", "source", "replaces"), rows)
 
-    def next_license_sequence(self, year: int, series: str = "A") -> int:
-        """Draw one number from the series' counter row of the year (several workers: in its
-        own committed transaction, unique across workers, never waiting for a file)."""
-        return self.db.next_license_sequence(year, series)
+    def next_license_sequence(self, year: int, series: str = "A", count: int = 1) -> int:
+        """Draw ``count`` numbers from the series' counter row of the year, the last of them
+        returned (several workers: in its own committed transaction, unique across workers,
+        never waiting for a file)."""
+        return self.db.next_license_sequence(year, series, count)
 
+    def return_license_sequences(self, year: int, series: str, first: int, last: int) -> bool:
+        """Give back the drawn numbers ``first``..``last`` that were not issued, if no one
+        drew after them (the counter still at ``last``); False: they stay a gap."""
+        return self.db.return_license_sequences(year, series, first, last)

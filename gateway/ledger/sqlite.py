@@ -88,6 +88,11 @@ class SqliteDb:
             _raise_translated(err)
             raise
 
+    def insert_rows(self, table: str, columns: Sequence[str],
+                    rows: Iterable[Sequence[object]]) -> None:
+        marks = ", ".join("?" for _ in columns)
+        self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
     def begin(self) -> None:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
@@ -110,15 +115,21 @@ class SqliteDb:
         """The machine's clock: an SQLite ledger has one machine's workers only."""
         return time.time()
 
-    def next_license_sequence(self, year: int, series: str = "A") -> int:
-        """Draw the year's next license number from its counter row. The one writer holds
-        the write lock for the whole transaction: the number is unique, and a rollback
-        takes it back."""
+    def next_license_sequence(self, year: int, series: str = "A", count: int = 1) -> int:
+        """Draw the year's next ``count`` license numbers from its counter row (the last
+        returned). The one writer holds the write lock for the whole transaction: the
+        numbers are unique, and a rollback takes them back."""
         row = self.execute(
-            "INSERT INTO license_counter (series, year, last) VALUES (?, ?, 1) ON CONFLICT "
-            "(series, year) DO UPDATE SET last = license_counter.last + 1 RETURNING last",
-            (series, year)).fetchone()
+            "INSERT INTO license_counter (series, year, last) VALUES (?, ?, ?) ON CONFLICT "
+            "(series, year) DO UPDATE SET last = license_counter.last + ? RETURNING last",
+            (series, year, count, count)).fetchone()
         return int(row[0])
+
+    def return_license_sequences(self, year: int, series: str, first: int, last: int) -> bool:
+        cursor = self.execute(
+            "UPDATE license_counter SET last = ? WHERE series = ? AND year = ? AND last = ?",
+            (first - 1, series, year, last))
+        return cursor.rowcount == 1
 
     @contextmanager
     def migration_lock(self) -> Iterator[None]:

@@ -297,14 +297,12 @@ class Ledger(LicenseRecords):
         return [FileRow(*r) for r in rows]
 
     def add_applications(self, rows: Iterable[tuple[object, ...]]) -> None:
-        self.db.executemany(
-            "INSERT INTO applications (file_id, seq, ref, status, license_number, reused, lines,"
-            " digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        self.db.insert_rows("applications", ("file_id", "seq", "ref", "status",
+                                             "license_number", "reused", "lines", "digest"), rows)
 
     def add_findings(self, rows: Iterable[tuple[object, ...]]) -> None:
-        self.db.executemany(
-            "INSERT INTO findings (file_id, ref, line, code, severity, field, value, message, "
-            "source_line) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        self.db.insert_rows("findings", ("file_id", "ref", "line", "code", "severity", "field",
+                                         "value", "message", "source_line"), rows)
 
     # -- events ------------------------------------------------------------------------------
 

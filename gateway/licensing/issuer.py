@@ -5,6 +5,9 @@ supersessions and cancellations of the file made in its transaction (5.1b).
 
 from __future__ import annotations
 
+import logging
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -12,6 +15,9 @@ from gateway.errors import FatalError, TransientError
 from gateway.ledger.licenses import LicenseChange, PriorLicense
 from gateway.ledger.store import Ledger
 from gateway.model import PENDING
+from gateway.validate.staging import StagedApplication
+
+log = logging.getLogger(__name__)
 
 MAX_SEQUENCE = 999_999
 # 80 % of a year's numbers (rounded down): the first number past it raises one alarm (5.1a).
@@ -20,6 +26,14 @@ ALARM_SEQUENCE = MAX_SEQUENCE * 8 // 10
 
 REGULAR_SERIES = "A"
 LOW_VALUE_SERIES = "L"  # low-value licenses: a sequence of their own (guide 5.1a)
+
+# A file's applications are read this many ahead of their decisions (``LicenseIssuer.ahead``),
+# and no more product lines than AHEAD_LINES at once (they are held in memory meanwhile):
+# their earlier licenses are read in one query and their license numbers drawn in one block.
+# On PostgreSQL each was a round trip per application: prior license, number, "held?"
+# (1,000 + 1,188 + 1,188 of them took 2.9 s of a worker's 7.5 s on a 24,000-line batch).
+AHEAD_APPS = 100
+AHEAD_LINES = 2000
 
 
 def format_license(year: int, sequence: int, series: str = REGULAR_SERIES) -> str:
@@ -54,6 +68,14 @@ class LicenseIssuer:
         self.refused = 0  # applications of this file refused for the quota (A109)
         self._issued_today: int | None = None
         self._history: dict[str, bool] = {}
+        # Looked up ahead (``ahead``): the prior license of (partner, ref), None for none.
+        self._priors: dict[tuple[str, str], PriorLicense | None] = {}
+        # Sequences in hand per series, in the order they are issued; the numbers among them
+        # that a license holds already (skipped, as a registered number may look like ours);
+        # and the last run of sequences drawn, as (first, last): what ``release`` gives back.
+        self._free: dict[str, deque[int]] = {}
+        self._held: set[str] = set()
+        self._run: dict[str, tuple[int, int]] = {}
 
     def within_quota(self, partner_id: str | None) -> bool:
         """Whether one more new license fits the partner's quota for the issue date.
@@ -96,11 +118,66 @@ class LicenseIssuer:
         (a ref twice in one file is A105)."""
         if self.ledger is None or not partner_id or not ref:
             return None
-        if partner_id not in self._history:
-            self._history[partner_id] = self.ledger.has_licenses(partner_id)
-        if not self._history[partner_id]:
+        key = (partner_id, ref)
+        if key in self._priors:
+            return self._priors[key]
+        if not self._has_history(partner_id):
             return None
         return self.ledger.prior_license(partner_id, ref)
+
+    def _has_history(self, partner_id: str) -> bool:
+        assert self.ledger is not None
+        if partner_id not in self._history:
+            self._history[partner_id] = self.ledger.has_licenses(partner_id)
+        return self._history[partner_id]
+
+    def ahead(self, items: Iterable[StagedApplication],
+              partner_id: str | None) -> Iterator[StagedApplication]:
+        """``items`` as they come, read up to ``AHEAD_APPS`` ahead: the prior licenses of
+        each group are read in one query, and the numbers it may need drawn in one block
+        (what is not issued is given back by ``release``). Nothing decided changes: the
+        prior license of a ref is what ``prior_license`` would read (no other application
+        of the file can change it: a ref twice is A105 for both), and numbers are issued in
+        the order drawn."""
+        group: list[StagedApplication] = []
+        lines = 0
+        for item in items:
+            group.append(item)
+            lines += len(item.lines)
+            if len(group) >= AHEAD_APPS or lines >= AHEAD_LINES:
+                self._look_ahead(group, partner_id)
+                yield from group
+                group, lines = [], 0
+        if group:
+            self._look_ahead(group, partner_id)
+            yield from group
+
+    def _look_ahead(self, group: list[StagedApplication], partner_id: str | None) -> None:
+        if self.ledger is None:
+            return
+        refs = [item.app.ref for item in group if item.app.ref and not item.app.cancel]
+        if partner_id and refs and self._has_history(partner_id):
+            found = self.ledger.prior_licenses(partner_id, refs)
+            for ref in refs:
+                self._priors[(partner_id, ref)] = found.get(ref)
+        if self.dry or self.registered:
+            return
+        # At most the numbers these applications can take (an upper bound: the quota, a
+        # finding of decide's own or a resend may take fewer; the rest is given back).
+        wanted = Counter(LOW_VALUE_SERIES if item.app.low_value else REGULAR_SERIES
+                         for item in group if self._may_take_number(item, partner_id))
+        for series, count in sorted(wanted.items()):
+            free = self._free.get(series)
+            if free is None or len(free) < count:
+                self._draw(series, count - len(free or ()))
+
+    def _may_take_number(self, item: StagedApplication, partner_id: str | None) -> bool:
+        app = item.app
+        if app.cancel or item.exempt or any(f.is_error for f in item.findings) or \
+                not any(r.covered for r in item.lines):
+            return False
+        prior = self._priors.get((partner_id or "", app.ref or ""))
+        return prior is None or app.corrects is not None
 
     def sees_history(self, partner_id: str | None) -> bool:
         """Whether the ledger can answer for the partner's licenses (not for a ``check``
@@ -125,17 +202,11 @@ class LicenseIssuer:
         self.issued += 1
         if self.ledger is None or self.ledger.readonly:
             return PENDING
-        if series not in self.lasts:
-            self.lasts[series] = self.ledger.last_license_sequence(self.year, series)
         while True:
-            if self.ledger.concurrent:
-                # Several workers: the shared counter row, committed at once (a rollback
-                # leaves a gap, never a repeat).
-                sequence = self.ledger.next_license_sequence(self.year, series)
-            else:
-                # One writer: counted here and saved with the licenses in one transaction,
-                # so a crash and a rerun draw the same numbers.
-                sequence = self.lasts[series] + 1
+            free = self._free.get(series)
+            if not free:
+                free = self._draw(series, 1)
+            sequence = free.popleft()
             if sequence > MAX_SEQUENCE:
                 raise FatalError(f"License numbers {series} for {self.year} are exhausted "
                                  f"({MAX_SEQUENCE:,} issued).")
@@ -144,8 +215,32 @@ class LicenseIssuer:
             number = format_license(self.year, sequence, series)
             # A registered partner's number (guide 5.1a) may look like one of ours (Commerce's
             # format is not known): skipped, so that no number is issued twice.
-            if not self.ledger.license_held(number):
+            if number not in self._held:
                 return number
+
+    def _draw(self, series: str, count: int) -> deque[int]:
+        """``count`` more sequences of ``series`` in hand, after those in hand already."""
+        assert self.ledger is not None
+        if series not in self.lasts:
+            self.lasts[series] = self.ledger.last_license_sequence(self.year, series)
+        if self.ledger.concurrent:
+            # Several workers: the shared counter row, committed at once (a rollback leaves
+            # a gap, never a repeat), a block of numbers per round trip.
+            last = self.ledger.next_license_sequence(self.year, series, count)
+        else:
+            # One writer: counted here and saved with the licenses in one transaction, so
+            # a crash and a rerun draw the same numbers.
+            last = self._run.get(series, (0, self.lasts[series]))[1] + count
+        first = last - count + 1
+        run = self._run.get(series)
+        # Runs drawn one after the other are one (one worker: always), given back as one.
+        self._run[series] = (run[0] if run and run[1] + 1 == first else first, last)
+        sequences = range(first, last + 1)
+        self._held |= self.ledger.licenses_held(
+            [format_license(self.year, n, series) for n in sequences])
+        free = self._free.setdefault(series, deque())
+        free.extend(sequences)
+        return free
 
     def record(self, number: str, ref: str | None) -> None:
         """A registered number (guide 5.1a) recorded by this file, for ``ref``."""
@@ -169,3 +264,22 @@ class LicenseIssuer:
         if self.ledger is not None and not self.ledger.readonly and not self.ledger.concurrent:
             for series in sorted(self.drawn):
                 self.ledger.set_license_sequence(self.year, self.lasts[series], series)
+
+    def release(self) -> None:
+        """Give the numbers drawn and not issued back to the shared counter when nobody drew
+        after them (one worker: always, so that its numbers follow on as if drawn one by
+        one); otherwise they stay a gap. Called when the file's pass ends, committed or not:
+        numbers it issued are never given back (its commit may have reached the server even
+        when the client saw an error), so a pass undone leaves a gap, as before."""
+        free, self._free = self._free, {}
+        if self.ledger is None or not self.ledger.concurrent:
+            return  # one writer: the counter is saved with the licenses (``save``)
+        for series, (first, last) in sorted(self._run.items()):
+            unused = [n for n in free.get(series, ()) if first <= n <= last]
+            if unused:
+                try:
+                    self.ledger.return_license_sequences(self.year, series, unused[0], last)
+                except TransientError as err:  # a gap, nothing worse
+                    log.warning("license numbers %s%d-%d not given back: %s", series,
+                                unused[0], last, err)
+        self._run = {}

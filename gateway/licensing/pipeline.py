@@ -224,8 +224,12 @@ class DecisionCore:
                 self.ledger, self.on, self.config.gateway.license_validity_days,
                 partner.max_licenses_per_day if partner else None, file_id=sub.file_id,
                 registered=partner is not None and partner.registered)
-            for item, outcome in decide(items(), ref_counts, sub.partner, issuer):
-                summary.count(outcome)
-                out.add(item, outcome)
-            summary.settle_status()
-            out.finish(summary, issuer)
+            try:
+                for item, outcome in decide(issuer.ahead(items(), sub.partner), ref_counts,
+                                            sub.partner, issuer):
+                    summary.count(outcome)
+                    out.add(item, outcome)
+                summary.settle_status()
+                out.finish(summary, issuer)
+            finally:
+                issuer.release()  # the numbers drawn ahead and not issued
