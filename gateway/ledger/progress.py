@@ -7,7 +7,9 @@ has read the file: the offset of each descriptor open on it (``/proc/self/fdinfo
 Where that cannot be seen, nothing but the time is known.
 
 Where it is kept: one small JSON file per file in progress, ``<data_dir>/work/progress/<file
-id>.json``, replaced atomically at most once a second and removed when the pass ends. Not a
+id>.json``, written from the start for a file of ``RECORD_AT_ONCE_BYTES`` or more and after
+the first second for a smaller one (done sooner, it gets none), replaced atomically at most
+once a second and removed when the pass ends. Not a
 ledger row, because the pass holds the ledger's one write transaction (SQLite ``BEGIN
 IMMEDIATE``) from its first decision to its commit: no connection could commit a progress row
 meanwhile, and the file's own transaction must not wait for one. The record is rewritten every
@@ -32,6 +34,10 @@ from gateway.storage import open_new, temp_name
 
 INTERVAL = 1.0  # seconds between two records of one file
 STALE_SECONDS = 30.0  # a record not renewed for this long is a dead process's
+# A file this large is recorded from its start (a smaller one after INTERVAL, if it is not done
+# by then); at most service.runner.LIVE_STATUS_BYTES, so that a partner's status files written
+# at the start of a large file show it in progress.
+RECORD_AT_ONCE_BYTES = 1 << 20
 
 
 def read_offset(dev_ino: tuple[int, int]) -> int | None:
@@ -170,21 +176,35 @@ class ProgressRecorder:
             pass  # a view shows less; the file's processing never fails for it
 
     def __enter__(self) -> ProgressRecorder:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.record()  # at once: the views say "in progress" from the first second
+        if self.sampler.total >= RECORD_AT_ONCE_BYTES:
+            self._first_record()  # shown at once (and in the status files written at start)
         self._thread.start()
         return self
+
+    def _first_record(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._recorded = True
+        self.record()
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  tb: TracebackType | None) -> None:
         self._stop.set()
         self._thread.join()
-        with contextlib.suppress(OSError):
-            self.path.unlink(missing_ok=True)
+        if self._recorded:
+            with contextlib.suppress(OSError):
+                self.path.unlink(missing_ok=True)
+
+    _recorded = False  # a record was written (and is removed at the end)
 
     def _run(self) -> None:
+        # A small file's first record after one interval, not at once: done within it (the
+        # usual case), it is never shown in progress and costs no record written, renamed
+        # and removed (5 file system operations per file; bench/bench_poll.py).
         while not self._stop.wait(self.interval):
-            self.record()
+            if self._recorded:
+                self.record()
+            else:
+                self._first_record()
 
 
 def in_progress(data_dir: Path, now: datetime | None = None) -> dict[str, Progress]:
