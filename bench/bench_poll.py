@@ -15,7 +15,8 @@ Two inboxes:
 
 - **local** (always): a local folder (``disposition = "move"``). Baseline in the same run:
   plain Python copying the same files into a folder, each fsynced, the folder fsynced once
-  (what any durable intake must do at least).
+  (what any durable intake must do at least). ``--work-dir /dev/shm`` puts every run
+  folder on a tmpfs, where an fsync costs nothing: the CPU path alone.
 - **sftp** (as root, when sshd is installed; ``--no-sftp`` to skip): the same files on a real
   OpenSSH sshd on 127.0.0.1 (``tests/sftp_server.py``, as ``bench/bench_sftp.py`` starts it),
   ``remote_ack_dir`` set (every ack uploaded), files moved to the remote processed folder.
@@ -115,21 +116,48 @@ def plain_copy(src: Path, names: list[str], dest: Path) -> float:
 
 
 def child(config_path: str) -> int:
-    """One ``Runner.poll`` of the partner; prints {wall_s, cpu_s, taken, skipped, error}."""
+    """One ``Runner.poll`` of the partner; prints {wall_s, cpu_s, taken, skipped, error} and
+    what the poll asked of the disk: the gateway's fsync calls, the ledger's SQL statements
+    and commits (each commit one more sync of SQLite's WAL). Counts, unlike times, do not
+    depend on how busy the machine's disk is."""
+    import sqlite3
+
+    counts = {"fsync": 0, "sql": 0, "commit": 0}
+    real_fsync, real_connect = os.fsync, sqlite3.connect
+
+    def fsync(fd: int) -> None:
+        counts["fsync"] += 1
+        real_fsync(fd)
+
+    def statement(sql: str) -> None:
+        counts["sql"] += 1
+        counts["commit"] += sql == "COMMIT"
+
+    def connect(*args: object, **kwargs: object) -> sqlite3.Connection:
+        conn = real_connect(*args, **kwargs)  # type: ignore[arg-type]
+        conn.set_trace_callback(statement)
+        return conn
+
+    os.fsync = fsync
+    sqlite3.connect = connect  # type: ignore[assignment]
     from gateway.config import load_config
     from gateway.service.runner import Runner
 
     config = load_config(Path(config_path))
     runner = Runner(config, as_of=AS_OF)
     try:
+        runner.recover()  # what run_once does first (nothing to finish here): not timed
+        before = dict(counts)
         cpu0, start = os.times(), time.perf_counter()
         report = runner.poll(config.partner(PARTNER))
         wall, cpu1 = time.perf_counter() - start, os.times()
     finally:
         runner.close()
+    taken = max(1, len(report.taken))
     print(json.dumps({"wall_s": wall, "cpu_s": (cpu1.user + cpu1.system)
                       - (cpu0.user + cpu0.system), "taken": len(report.taken),
-                      "skipped": report.skipped, "error": report.error}))
+                      "skipped": report.skipped, "error": report.error,
+                      **{f"{k}_per_file": (counts[k] - before[k]) / taken for k in counts}}))
     return 0
 
 
@@ -308,9 +336,10 @@ def num(value: object) -> float:
 
 def table(name: str, runs: dict[str, list[dict[str, object]]], baseline: str,
           baseline_label: str, files: int) -> tuple[str, bool]:
-    lines = [f"**{name}** ({files:,} files, best of {len(runs[baseline])}):\n",
-             "| what | s | files/s | CPU s | × baseline | target |",
-             "|---|---:|---:|---:|---:|---|"]
+    lines = [f"**{name}** ({files:,} files, best of {len(runs[baseline])}; per file: the "
+             "gateway's fsync calls, the ledger's commits and SQL statements):\n",
+             "| what | s | files/s | CPU s | fsyncs | commits | SQL | × baseline | target |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     base = best(runs[baseline])
     met = True
     for label, these in runs.items():
@@ -321,10 +350,12 @@ def table(name: str, runs: dict[str, list[dict[str, object]]], baseline: str,
         met = met and (ok or label != "gateway")
         lines.append(f"| gateway `Runner.poll` ({label}) | {num(b['wall_s']):.2f} "
                      f"| {num(b['files_per_s']):.1f} | {num(b['cpu_s']):.2f} "
+                     f"| {num(b['fsync_per_file']):.1f} | {num(b['commit_per_file']):.1f} "
+                     f"| {num(b['sql_per_file']):.1f} "
                      f"| {num(base['wall_s']) / num(b['wall_s']):.2f}× "
                      f"| ≥ {TARGET:.0f} files/s: **{'PASS' if ok else 'FAIL'}** |")
     lines.append(f"| {baseline_label} | {num(base['wall_s']):.2f} "
-                 f"| {num(base['files_per_s']):.1f} | | 1× | |")
+                 f"| {num(base['files_per_s']):.1f} | | | | | 1× | |")
     if "compare" in runs:
         new, old = best(runs["gateway"]), best(runs["compare"])
         lines.append(f"\nThis tree / `--compare-src`: {num(old['wall_s']) / num(new['wall_s']):.2f}"
@@ -347,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare-src", type=Path, default=None,
                         help="another gateway source tree, timed alternately (before/after)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--work-dir", type=Path, default=OUT,
+                        help="where the run folders go (default bench/out; /dev/shm: a tmpfs, "
+                        "where an fsync costs nothing, shows the CPU path alone)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -357,7 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare_src is not None:
         trees["compare"] = args.compare_src.resolve()
     OUT.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="poll-bench-", dir=OUT))
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="poll-bench-", dir=args.work_dir))
     signal.signal(signal.SIGTERM, _interrupted)
     started = datetime.now(UTC).isoformat(timespec="seconds")
     load_start = os.getloadavg()
