@@ -178,7 +178,7 @@ class FileProcessor:
         publishing, while the ledger answers: ``withdraw_ack`` needs it after a failure."""
         target = self.layout.partner_outbox(row.partner) / self.ack_name_of(row, kind)
         owners = self.ledger.files("partner = ? AND ack_name = ? AND file_id != ?",
-                                   (row.partner, target.name, row.file_id), limit=1)
+                                   (row.partner, target.name, row.file_id), limit=1, few=True)
         return target, stored_ack(self.layout, owners[0]) if owners else None
 
     @staticmethod
