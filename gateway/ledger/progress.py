@@ -215,12 +215,16 @@ class _Ticker:
         self.pid = os.getpid()
         self._due: dict[ProgressRecorder, float] = {}
         self._changed = threading.Condition()
+        self._wake_at = 0.0  # when the thread looks next (at most INTERVAL away)
         threading.Thread(target=self._run, daemon=True, name="progress").start()
 
     def add(self, recorder: ProgressRecorder) -> None:
         with self._changed:
-            self._due[recorder] = time.monotonic() + recorder.interval
-            self._changed.notify()
+            due = self._due[recorder] = time.monotonic() + recorder.interval
+            if due < self._wake_at:
+                # Only then: woken for every file, the thread would take the GIL from the
+                # pass at its next ledger statement (0.6 ms a small file, measured).
+                self._changed.notify()
 
     def remove(self, recorder: ProgressRecorder) -> None:
         with self._changed:
@@ -232,7 +236,8 @@ class _Ticker:
                 now = time.monotonic()
                 due = [r for r, at in self._due.items() if at <= now]
                 if not due:
-                    self._changed.wait(min(self._due.values(), default=now + 60.0) - now)
+                    self._wake_at = min(self._due.values(), default=now + INTERVAL)
+                    self._changed.wait(self._wake_at - now)
                     continue
                 for recorder in due:
                     self._due[recorder] = now + recorder.interval
