@@ -101,7 +101,9 @@ def record_receipt(ledger: Ledger, layout: Layout, tmp: Path, today: date,
             file_id = ledger.new_file_id(today)
             local_name = f"{file_id}__{safe_name(receipt.remote_name)}"
             received = layout.received / local_name
-            durable_move(tmp, received)
+            # work/tmp itself is not fsynced (one open + fsync per file saved): a crash's
+            # leftover there is removed at the next start (clean_work).
+            durable_move(tmp, received, from_temp=True)
             ledger.add_file(file_id, receipt, local_name=local_name, received_at=utc_stamp())
             announce(file_id)
     except BaseException:

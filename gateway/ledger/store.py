@@ -244,10 +244,16 @@ class Ledger(LicenseRecords):
         return row
 
     def files(self, where: str = "1 = 1", params: tuple[object, ...] = (), limit: int = 1000,
-              ) -> list[FileRow]:
+              *, few: bool = False) -> list[FileRow]:
+        """The latest files first. ``few``: ``where`` names an indexed column that leaves a
+        handful of rows (a SHA-256, a SubmissionId, an ack name): the same rows in the same
+        order, sorted after that index is searched. (Sorted by ``received_at`` itself, SQLite
+        walks every file of the partner by (partner, received_at) instead: 0.3 ms a lookup at
+        1,000 files, growing with the ledger; three per file processed.)"""
+        order = "COALESCE(received_at, '')" if few else "received_at"
         rows = self.db.execute(
             f"SELECT {', '.join(FILE_COLUMNS)} FROM files WHERE {where} "
-            "ORDER BY received_at DESC, file_id DESC LIMIT ?", (*params, limit)
+            f"ORDER BY {order} DESC, file_id DESC LIMIT ?", (*params, limit)
         ).fetchall()
         return [FileRow(*r) for r in rows]
 
@@ -274,7 +280,7 @@ class Ledger(LicenseRecords):
         rows = self.files(
             "partner = ? AND sha256 = ? AND state != 'RECEIVED' AND status IS NOT NULL "
             f"AND status != 'DUPLICATE' AND reprocess_of IS NULL{BEFORE}",
-            (partner, sha256, before, before), limit=1)
+            (partner, sha256, before, before), limit=1, few=True)
         return rows[0] if rows else None
 
     def submission_id_conflict(self, partner: str, submission_id: str, sha256: str,
@@ -284,7 +290,7 @@ class Ledger(LicenseRecords):
             "partner = ? AND submission_id = ? AND sha256 != ? AND file_id != ? "
             "AND state != 'RECEIVED' AND status IS NOT NULL AND status != 'DUPLICATE' "
             f"AND error IS NULL{BEFORE}", (partner, submission_id, sha256, file_id, before, before),
-            limit=1,
+            limit=1, few=True,
         )
         return rows[0] if rows else None
 

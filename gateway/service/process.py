@@ -35,7 +35,15 @@ from gateway.outputs.changes import withdraw_changes, write_changes
 from gateway.outputs.manifest import manifest_path
 from gateway.service.alerts import Alerts, license_alerts
 from gateway.service.mail import queue_notice
-from gateway.storage import Layout, atomic_write, durable_move, publish, safe_name, temp_name
+from gateway.storage import (
+    Layout,
+    atomic_write,
+    dir_syncs_deferred,
+    durable_move,
+    publish,
+    safe_name,
+    temp_name,
+)
 from gateway.textsafe import printable
 from gateway.validate.staging import StagedApplication
 
@@ -170,7 +178,7 @@ class FileProcessor:
         publishing, while the ledger answers: ``withdraw_ack`` needs it after a failure."""
         target = self.layout.partner_outbox(row.partner) / self.ack_name_of(row, kind)
         owners = self.ledger.files("partner = ? AND ack_name = ? AND file_id != ?",
-                                   (row.partner, target.name, row.file_id), limit=1)
+                                   (row.partner, target.name, row.file_id), limit=1, few=True)
         return target, stored_ack(self.layout, owners[0]) if owners else None
 
     @staticmethod
@@ -377,12 +385,15 @@ class RunPass:
         if summary.findings:  # the count of findings not listed (FileBound)
             ledger.add_findings([_finding_row(row.file_id, f) for f in summary.findings])
         summary.processed_at = utc_now()
-        self.ack.finish(summary)
-        for w in self.writers.values():
-            self.published += [w.path, manifest_path(w.path)]
-        manifests = [self.writers[k].finish() for k in ("AE", "FT") if k in self.writers]
-        ace_names = [m.file_name for m in manifests if m is not None]
-        changes = self.write_changes()
+        # The stored ack, the ACE files, manifests and changes report: their folders fsynced
+        # together once all are in place, before the partner's ack is linked (storage).
+        with dir_syncs_deferred():
+            self.ack.finish(summary)
+            for w in self.writers.values():
+                self.published += [w.path, manifest_path(w.path)]
+            manifests = [self.writers[k].finish() for k in ("AE", "FT") if k in self.writers]
+            ace_names = [m.file_name for m in manifests if m is not None]
+            changes = self.write_changes()
         self.ack_target = p.ack_target(row, self.kind)
         p.publish_ack(row, self.ack_path, self.kind)
         crash.point("after_outputs")
