@@ -342,7 +342,11 @@ class SftpInbox:
         done = path + DONE_SUFFIX
         target_dir = src.effective_remote_processed_dir
         try:
-            now = self._call(f"{src.remote_disposition} {remote_name}", sftp.lstat, path)
+            target = posixpath.join(target_dir, remote_name)
+            # The name's lstat and, for a move, whether the target is taken: both asked at once.
+            now, taken_target = self._call(f"{src.remote_disposition} {remote_name}",
+                                           self._dispose_stats, sftp, path,
+                                           target if src.remote_disposition == "move" else None)
             if not stat.S_ISREG(now.st_mode or 0) or now.st_size != taken.size or \
                     float(now.st_mtime or 0) != taken.mtime:
                 # Another file under the same name (renamed over it while it was processed):
@@ -353,8 +357,7 @@ class SftpInbox:
                 self._on_name((src.remote_inbox,), "delete " + remote_name, sftp.remove, path,
                               gone_ok=True)
             else:
-                target = posixpath.join(target_dir, remote_name)
-                if self._call("move " + remote_name, self._exists, sftp, target):
+                if taken_target:
                     target = f"{target}.{taken.file_id}"  # an earlier file of that name
                 self._on_name((src.remote_inbox, target_dir), "move " + remote_name,
                               self._rename, sftp, path, target, gone_ok=True)
@@ -375,6 +378,25 @@ class SftpInbox:
             with contextlib.suppress(FileNotFoundError, PermissionError):
                 self._call("remove " + remote_name + DONE_SUFFIX, sftp.remove, done)
         return None
+
+    def _dispose_stats(self, sftp: paramiko.SFTPClient, path: str, target: str | None,
+                       ) -> tuple[paramiko.SFTPAttributes, bool]:
+        """The lstat of ``path`` and whether ``target`` exists, the two requests in flight
+        together (neither changes anything)."""
+        requests = self._read_ahead(sftp).requests  # the connection's one request collector
+        named, at_target = requests.lstat(path), requests.stat(target) if target else None
+        try:
+            now = requests.attrs(named)
+        except BaseException:
+            requests.forget([at_target] if at_target is not None else [])
+            raise
+        if at_target is None:
+            return now, False
+        try:
+            requests.attrs(at_target)
+        except FileNotFoundError:
+            return now, False
+        return now, True
 
     def deliver(self, local: Path, name: str, status: bool = False) -> None:
         """Upload an acknowledgment: temp name, size check, rename (replacing an older one).

@@ -34,6 +34,7 @@ from paramiko.sftp import (
     CMD_LSTAT,
     CMD_OPEN,
     CMD_READ,
+    CMD_STAT,
     CMD_STATUS,
     SFTP_FLAG_READ,
     SFTPError,
@@ -88,6 +89,12 @@ class Requests:
         for num in nums:
             if self._answers.pop(num, None) is None:
                 self._ignored.add(num)
+
+    def lstat(self, path: str) -> int:
+        return self.send(CMD_LSTAT, path)
+
+    def stat(self, path: str) -> int:
+        return self.send(CMD_STAT, path)
 
     def stats(self, handle: bytes, path: str) -> tuple[int, int]:
         """The handle's fstat and the name's lstat, both in flight."""
