@@ -69,6 +69,7 @@ import gateway.service.runner as gateway_runner  # noqa: E402
 from gateway.config import load_config  # noqa: E402
 from gateway.inbox.base import RemoteFile  # noqa: E402
 from gateway.inbox.sftp import SftpInbox  # noqa: E402
+from gateway.ledger.store import FileRow  # noqa: E402
 from gateway.service.runner import Runner  # noqa: E402
 
 RATIO_TARGET = 0.5  # gateway download throughput / OpenSSH sftp throughput, large file
@@ -76,7 +77,8 @@ AS_OF = date(2026, 12, 1)
 MIB = 1 << 20
 MB = 1e6  # throughput and sizes in the report: MB = 10^6 bytes
 BIG_NAME = "bench-large.bin"
-STATUS_FILES = {"status.json", "status.csv"}  # a partner's status files, next to its acks
+STATUS_FILES = {"status.json", "status.csv"}  # a partner's status files, in STATUS_DIR
+STATUS_DIR = "status"  # remote_status_dir's default: <remote_ack_dir>/status
 SFTP = shutil.which("sftp") or "/usr/bin/sftp"
 
 
@@ -389,18 +391,20 @@ class TimedSftpInbox(SftpInbox):
         self.connect()
         return self._timed("list", super().list)
 
-    def fetch(self, remote: RemoteFile, dest: Path) -> tuple[int, str]:
+    def fetch(self, remote: RemoteFile, dest: Path, limit: int | None = None,
+              ) -> tuple[int, str]:
         self.connect()
-        return self._timed("fetch", super().fetch, remote, dest)
+        return self._timed("fetch", super().fetch, remote, dest, limit)
 
-    def dispose(self, remote_name: str) -> None:
+    def dispose(self, taken: FileRow) -> str | None:
         self.connect()
-        return self._timed("dispose", super().dispose, remote_name)
+        return self._timed("dispose", super().dispose, taken)
 
     def deliver(self, local: Path, name: str, status: bool = False) -> None:
         if self.source.remote_ack_dir:
             self.connect()
-        return self._timed("deliver", super().deliver, local, name)
+        return self._timed("status" if status else "deliver", super().deliver, local, name,
+                           status)
 
 
 def bench_poll(args: argparse.Namespace, server: SshServer, account: SftpAccount,
@@ -515,13 +519,17 @@ def verify_poll(report: gateway_runner.PollReport, sums: dict[str, str], account
         problems.append(f"remote processed folder holds {len(processed)} files, expected {n}")
     entries = sorted(os.listdir(account.acks))
     acks = [e for e in entries if e.endswith(".ack.xml")]
-    # Besides the acks, the partner's status files (status.json, status.csv: rewritten each
-    # poll when status_files is on) may be there; nothing else (no leftover temp upload).
+    # Besides the acks, the status folder (remote_status_dir, default <ack dir>/status) with
+    # the partner's status files (status.json, status.csv: rewritten each poll when
+    # status_files is on); nothing else (no leftover temp upload).
     others = [e for e in entries if not e.endswith(".ack.xml")]
+    status_dir = Path(account.acks, STATUS_DIR)
+    status = sorted(os.listdir(status_dir)) if status_dir.is_dir() else []
     wanted = sorted(f"{name}.ack.xml" for name in sums)
-    if acks != wanted or not set(others) <= STATUS_FILES:
+    if acks != wanted or not set(others) <= {STATUS_DIR} or not set(status) <= STATUS_FILES:
         problems.append(f"remote ack folder holds {len(acks)} acks, expected {n}; other "
-                        f"entries {others[:5]} (only {sorted(STATUS_FILES)} allowed)")
+                        f"entries {others[:5]}, status folder {status[:5]} (only the folder "
+                        f"{STATUS_DIR} holding {sorted(STATUS_FILES)} allowed)")
     else:
         outbox = work / "outbox" / "poll"
         for ack in acks:

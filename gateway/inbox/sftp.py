@@ -30,6 +30,14 @@ import paramiko
 from gateway.config import PartnerConfig, SftpSource
 from gateway.errors import FatalError, TransientError
 from gateway.inbox.base import FileChanged, FileRefused, NotTaken, RemoteFile, read_cap, wanted
+from gateway.inbox.sftp_pipeline import (
+    SMALL,
+    LocalDiskError,
+    LocalFile,
+    Planned,
+    ReadAhead,
+    Requests,
+)
 from gateway.inbox.sftp_session import in_words, open_session
 from gateway.ledger.store import FileRow, Ledger
 
@@ -58,6 +66,8 @@ class SftpInbox:
         self._sftp: paramiko.SFTPClient | None = None
         self.server_key: paramiko.PKey | None = None
         self._listed: dict[str, paramiko.SFTPAttributes] = {}  # the last listing, by name
+        self._order: list[RemoteFile] = []  # the last listing, in the order it is taken
+        self._ahead: ReadAhead | None = None  # small files read ahead on this connection
 
     # -- connection --------------------------------------------------------------------------
 
@@ -78,6 +88,7 @@ class SftpInbox:
             if self._client is not None:
                 self._client.close()
         self._client = self._sftp = None
+        self._ahead = None
 
     def _why(self, err: BaseException) -> str:
         return in_words(err, self.source)
@@ -183,6 +194,9 @@ class SftpInbox:
             if gone:
                 self.ledger.forget_remote(p.id, gone)
         found.sort(key=lambda f: (f.mtime, f.name))
+        self._order = found
+        if self._ahead is not None:
+            self._ahead.plan(self._small_files())
         return found
 
     def _path(self, folder: str, name: str) -> str:
@@ -202,21 +216,24 @@ class SftpInbox:
         cap = read_cap(remote.size, limit)
         assert cap is not None
         try:
-            with sftp.open(path, "rb") as src, _LocalFile(dest) as out:
-                self._same_file(sftp, path, remote, src)
-                if self.source.prefetch:
-                    src.prefetch(min(remote.size, cap))  # never past what is read
-                while total < cap and (chunk := src.read(min(_CHUNK, cap - total))):
-                    digest.update(chunk)
-                    out.write(chunk)
-                    total += len(chunk)
-                out.sync()
-                self._same_file(sftp, path, remote, src)
-            after = sftp.stat(path)
+            if self.source.prefetch and cap == remote.size + 1 and cap <= SMALL:
+                total, after = self._fetch_small(sftp, path, remote, cap, dest, digest)
+            else:
+                with sftp.open(path, "rb") as src, LocalFile(dest) as out:
+                    self._same_file(sftp, path, remote, src)
+                    if self.source.prefetch:
+                        src.prefetch(min(remote.size, cap))  # never past what is read
+                    while total < cap and (chunk := src.read(min(_CHUNK, cap - total))):
+                        digest.update(chunk)
+                        out.write(chunk)
+                        total += len(chunk)
+                    out.sync()
+                    self._same_file(sftp, path, remote, src)
+                after = sftp.stat(path)
         except NotTaken:
             dest.unlink(missing_ok=True)
             raise
-        except _LocalDiskError as local:
+        except LocalDiskError as local:
             dest.unlink(missing_ok=True)
             raise TransientError(
                 f"partner {self.partner_id}: cannot store {remote.name} on the local disk "
@@ -245,13 +262,61 @@ class SftpInbox:
                 "taken at a later poll")
         return total, digest.hexdigest()
 
+    def _fetch_small(self, sftp: paramiko.SFTPClient, path: str, remote: RemoteFile, cap: int,
+                     dest: Path, digest: hashlib._Hash) -> tuple[int, paramiko.SFTPAttributes]:
+        """``fetch`` of a small file (``sftp_pipeline``): opened and read ahead while the
+        listing's earlier files were processed, or now, its stats and reads in flight
+        together. The checks are ``fetch``'s, in its order: nothing is written before the
+        handle and the name are found to be the listed file, and both are stat'ed again once
+        the local copy is fsynced (that last stat of the name, a regular file, is the
+        "after" of the change check); the handle is then closed without waiting."""
+        ahead = self._read_ahead(sftp)
+        opening = ahead.take(remote.name, path, cap)
+        requests = ahead.requests
+        handle = ahead.start(opening)
+        try:
+            ahead.advance()
+            self._check_same(path, remote, requests.attrs(opening.stats[0]),
+                             requests.attrs(opening.stats[1]))
+            data = requests.data_of(handle, opening.reads, cap)
+            ahead.advance()
+            with LocalFile(dest) as out:
+                digest.update(data)
+                out.write(data)
+                out.sync()
+            stats = requests.stats(handle, path)
+            after = requests.attrs(stats[1])
+            self._check_same(path, remote, requests.attrs(stats[0]), after)
+        finally:
+            # A lost connection is the error already being raised, not this close's.
+            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                requests.close(handle)
+        return len(data), after
+
+    def _read_ahead(self, sftp: paramiko.SFTPClient) -> ReadAhead:
+        """The read-ahead of this connection, planned on the last listing."""
+        if self._ahead is None:
+            self._ahead = ReadAhead(Requests(sftp))
+            self._ahead.plan(self._small_files())
+        return self._ahead
+
+    def _small_files(self) -> Planned:
+        if not self.source.prefetch:
+            return []
+        return [(f.name, posixpath.join(self.source.remote_inbox, f.name), f.size + 1)
+                for f in self._order]
+
     def _same_file(self, sftp: paramiko.SFTPClient, path: str, remote: RemoteFile,
                    handle: paramiko.SFTPFile) -> None:
+        """``_check_same`` with the open handle's and the name's stats."""
+        self._check_same(path, remote, handle.stat(), sftp.lstat(path))
+
+    def _check_same(self, path: str, remote: RemoteFile, opened: paramiko.SFTPAttributes,
+                    named: paramiko.SFTPAttributes) -> None:
         """NotTaken unless the open handle and the name (its lstat) are one regular file,
         owned as the listing showed: the server opens by name and follows a link swapped in
         after the listing, maybe to another partner's file of the same size and mtime. The
         size and mtime against the listing are the download's own check (a changed file)."""
-        opened, named = handle.stat(), sftp.lstat(path)
         listed = self._listed.get(remote.name, named)
         if not stat.S_ISREG(named.st_mode or 0):
             reason = "its name is now a symbolic link or not a regular file"
@@ -277,7 +342,11 @@ class SftpInbox:
         done = path + DONE_SUFFIX
         target_dir = src.effective_remote_processed_dir
         try:
-            now = self._call(f"{src.remote_disposition} {remote_name}", sftp.lstat, path)
+            target = posixpath.join(target_dir, remote_name)
+            # The name's lstat and, for a move, whether the target is taken: both asked at once.
+            now, taken_target = self._call(f"{src.remote_disposition} {remote_name}",
+                                           self._dispose_stats, sftp, path,
+                                           target if src.remote_disposition == "move" else None)
             if not stat.S_ISREG(now.st_mode or 0) or now.st_size != taken.size or \
                     float(now.st_mtime or 0) != taken.mtime:
                 # Another file under the same name (renamed over it while it was processed):
@@ -288,8 +357,7 @@ class SftpInbox:
                 self._on_name((src.remote_inbox,), "delete " + remote_name, sftp.remove, path,
                               gone_ok=True)
             else:
-                target = posixpath.join(target_dir, remote_name)
-                if self._call("move " + remote_name, self._exists, sftp, target):
+                if taken_target:
                     target = f"{target}.{taken.file_id}"  # an earlier file of that name
                 self._on_name((src.remote_inbox, target_dir), "move " + remote_name,
                               self._rename, sftp, path, target, gone_ok=True)
@@ -310,6 +378,25 @@ class SftpInbox:
             with contextlib.suppress(FileNotFoundError, PermissionError):
                 self._call("remove " + remote_name + DONE_SUFFIX, sftp.remove, done)
         return None
+
+    def _dispose_stats(self, sftp: paramiko.SFTPClient, path: str, target: str | None,
+                       ) -> tuple[paramiko.SFTPAttributes, bool]:
+        """The lstat of ``path`` and whether ``target`` exists, the two requests in flight
+        together (neither changes anything)."""
+        requests = self._read_ahead(sftp).requests  # the connection's one request collector
+        named, at_target = requests.lstat(path), requests.stat(target) if target else None
+        try:
+            now = requests.attrs(named)
+        except BaseException:
+            requests.forget([at_target] if at_target is not None else [])
+            raise
+        if at_target is None:
+            return now, False
+        try:
+            requests.attrs(at_target)
+        except FileNotFoundError:
+            return now, False
+        return now, True
 
     def deliver(self, local: Path, name: str, status: bool = False) -> None:
         """Upload an acknowledgment: temp name, size check, rename (replacing an older one).
@@ -411,43 +498,3 @@ def _owner(attrs: paramiko.SFTPAttributes) -> str:
 
 def _same_owner(a: paramiko.SFTPAttributes, b: paramiko.SFTPAttributes) -> bool:
     return (a.st_uid, a.st_gid) == (b.st_uid, b.st_gid)
-
-
-class _LocalDiskError(Exception):
-    """Writing the local copy failed (disk full, file size limit, I/O error)."""
-
-    def __init__(self, err: OSError) -> None:
-        super().__init__(str(err))
-        self.err = err
-
-
-class _LocalFile:
-    """The local temp file of a download, unbuffered: every local failure (a full disk, a
-    file size limit) is raised as ``_LocalDiskError``, never mistaken for a network one."""
-
-    def __init__(self, path: Path) -> None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        except OSError as err:
-            raise _LocalDiskError(err) from err
-
-    def __enter__(self) -> _LocalFile:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        os.close(self.fd)
-
-    def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        try:
-            while view:
-                view = view[os.write(self.fd, view):]
-        except OSError as err:
-            raise _LocalDiskError(err) from err
-
-    def sync(self) -> None:
-        try:
-            os.fsync(self.fd)
-        except OSError as err:
-            raise _LocalDiskError(err) from err

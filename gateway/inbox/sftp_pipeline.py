@@ -1,0 +1,283 @@
+"""Several SFTP requests in flight on one channel (issue 15: small files over SFTP).
+
+paramiko's public calls wait for each answer before the next request, so a small file's
+download is about eight round trips one after another (open, fstat, lstat, read, fstat,
+lstat, close, stat), and on loopback the time goes into those waits, not into bytes: the
+gateway listed and fetched 1,000 small files at 0.44x the speed of OpenSSH's ``get *``, which
+keeps requests in flight. ``Requests`` sends several independent requests (stats of a handle
+and of a name, reads of one handle) before waiting for any, and collects the answers by
+request number, whatever order they come in. ``ReadAhead`` opens and reads the next small
+files of the listing while the poll processes the current one, so that a small file's
+``fetch`` mostly waits only for its last check. It uses paramiko's request API
+(``_async_request``, ``_read_response``, ``_convert_status``): private, not in the type stubs,
+and the one paramiko's own prefetch uses; the client is held as ``Any`` for that reason.
+
+Only requests whose outcome does not depend on their order are ever in flight together: the
+SFTP drafts let a server answer out of order, and the order of effects between two requests
+is not promised either.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paramiko
+from paramiko.sftp import (
+    CMD_ATTRS,
+    CMD_CLOSE,
+    CMD_DATA,
+    CMD_FSTAT,
+    CMD_HANDLE,
+    CMD_LSTAT,
+    CMD_OPEN,
+    CMD_READ,
+    CMD_STAT,
+    CMD_STATUS,
+    SFTP_FLAG_READ,
+    SFTPError,
+)
+
+# Reads of 32 KiB: the size paramiko's own prefetch asks for, which servers answer whole; a
+# shorter answer is still handled (``Requests.data_of``).
+READ_SIZE = 32 * 1024
+# Files whose read (their size + 1 byte, to see growth) fits in this are read with all their
+# reads in flight at once; larger ones go through paramiko's prefetch, which already keeps
+# reads in flight.
+SMALL = 8 * READ_SIZE
+# Small files of the listing opened and read ahead of their fetch: at most DEPTH * SMALL
+# bytes (2 MiB) held in memory, and never more than the listing's next files.
+DEPTH = 8
+# SFTPAttributes._from_msg, the parser paramiko's own stat calls use, is private (not typed).
+_ATTRIBUTES: Any = paramiko.SFTPAttributes
+# The small files of a listing, in the order they are taken: (name, path, bytes to read).
+Planned = list[tuple[str, str, int]]
+
+
+class Requests:
+    """Requests in flight on one SFTP client and their answers, by request number."""
+
+    def __init__(self, sftp: paramiko.SFTPClient) -> None:
+        self._sftp: Any = sftp  # the private request API (module docstring)
+        self._answers: dict[int, tuple[int, paramiko.Message]] = {}
+        self._ignored: set[int] = set()
+
+    # paramiko hands every answer to a request sent with this object to this method.
+    def _async_response(self, t: int, msg: paramiko.Message, num: int) -> None:
+        if num in self._ignored:
+            self._ignored.discard(num)
+        else:
+            self._answers[num] = (t, msg)
+
+    def send(self, t: int, *args: object) -> int:
+        return int(self._sftp._async_request(self, t, *args))
+
+    def answered(self, num: int) -> bool:
+        return num in self._answers
+
+    def open(self, path: str) -> int:
+        return self.send(CMD_OPEN, path, SFTP_FLAG_READ, paramiko.SFTPAttributes())
+
+    def close(self, handle: bytes) -> None:
+        """Close a read handle without waiting: nothing depends on the answer."""
+        self._ignored.add(self.send(CMD_CLOSE, handle))
+
+    def forget(self, nums: list[int]) -> None:
+        """Answers no one will wait for: dropped, now or when they come."""
+        for num in nums:
+            if self._answers.pop(num, None) is None:
+                self._ignored.add(num)
+
+    def lstat(self, path: str) -> int:
+        return self.send(CMD_LSTAT, path)
+
+    def stat(self, path: str) -> int:
+        return self.send(CMD_STAT, path)
+
+    def stats(self, handle: bytes, path: str) -> tuple[int, int]:
+        """The handle's fstat and the name's lstat, both in flight."""
+        return self.send(CMD_FSTAT, handle), self.send(CMD_LSTAT, path)
+
+    def reads(self, handle: bytes, length: int) -> list[int]:
+        """Reads of ``length`` bytes from offset 0 in READ_SIZE pieces, all in flight."""
+        return [self.send(CMD_READ, handle, paramiko.sftp.int64(offset),
+                          min(READ_SIZE, length - offset))
+                for offset in range(0, length, READ_SIZE)]
+
+    def _answer(self, num: int) -> tuple[int, paramiko.Message]:
+        while num not in self._answers:
+            self._sftp._read_response()  # one packet, handed to whoever sent its request
+        return self._answers.pop(num)
+
+    def _status(self, t: int, msg: paramiko.Message, expected: int) -> None:
+        if t == CMD_STATUS:  # raised as paramiko raises it: FileNotFoundError, OSError...
+            self._sftp._convert_status(msg)
+        if t != expected:
+            raise SFTPError(f"expected SFTP message type {expected}, got {t}")
+
+    def handle(self, num: int) -> bytes:
+        t, msg = self._answer(num)
+        self._status(t, msg, CMD_HANDLE)
+        return bytes(msg.get_binary())
+
+    def attrs(self, num: int) -> paramiko.SFTPAttributes:
+        t, msg = self._answer(num)
+        self._status(t, msg, CMD_ATTRS)
+        attrs: paramiko.SFTPAttributes = _ATTRIBUTES._from_msg(msg)
+        return attrs
+
+    def data(self, num: int) -> bytes:
+        """The bytes a read answered; b"" at the end of the file."""
+        t, msg = self._answer(num)
+        if t == CMD_STATUS:
+            try:
+                self._sftp._convert_status(msg)
+            except EOFError:  # the status SFTP_EOF: nothing more to read
+                return b""
+        self._status(t, msg, CMD_DATA)
+        return bytes(msg.get_string())
+
+    def data_of(self, handle: bytes, nums: list[int], length: int) -> bytes:
+        """The answers of ``reads(handle, length)`` as one run of bytes from offset 0; where
+        a server answered a piece short, the rest is asked for from there."""
+        pieces, whole = [], True
+        for index, num in enumerate(nums):
+            piece = self.data(num)  # every answer is taken, even after a short one
+            if whole:
+                pieces.append(piece)
+                whole = len(piece) == min(READ_SIZE, length - index * READ_SIZE)
+        got = b"".join(pieces)
+        while len(got) < length and (more := self.data(self.send(
+                CMD_READ, handle, paramiko.sftp.int64(len(got)), length - len(got)))):
+            got += more
+        return got
+
+
+@dataclass
+class Opening:
+    """One small file's download in flight: its open, then its first stats and reads."""
+
+    path: str
+    length: int  # bytes asked for: the listed size + 1, so that growth shows
+    open_num: int
+    handle: bytes | None = None
+    stats: tuple[int, int] = (0, 0)
+    reads: list[int] = field(default_factory=list)
+    failure: BaseException | None = None  # the open refused: raised at the file's fetch
+
+
+class ReadAhead:
+    """The small files of a listing, opened and read ahead of their fetch, DEPTH at a time.
+
+    Nothing is written and nothing is decided ahead: ``fetch`` still checks, at its turn,
+    that the handle and the name are the listed file, and stats both again after the local
+    copy is fsynced, so a file that changed after it was read ahead is caught there as a
+    file that changed during its download."""
+
+    def __init__(self, requests: Requests) -> None:
+        self.requests = requests
+        self.queue: Planned = []
+        self.pending: dict[str, Opening] = {}
+
+    def plan(self, files: Planned) -> None:
+        """A new listing: what was read ahead for the last one is dropped."""
+        self.drop()
+        self.queue = [f for f in files if f[2] <= SMALL]
+
+    def take(self, name: str, path: str, length: int) -> Opening:
+        """The download of ``name``, started now if it was not ahead; the next files of
+        the listing are started too."""
+        opening = self.pending.pop(name, None)
+        if opening is not None and (opening.path, opening.length) != (path, length):
+            self._close(opening)
+            opening = None
+        at = next((i for i, f in enumerate(self.queue) if f[0] == name), -1)
+        ahead = self.queue[at + 1:] if at >= 0 else []
+        if at >= 0:
+            del self.queue[:at + 1]  # a file passed over is never read ahead again
+        if opening is None:
+            opening = Opening(path, length, self.requests.open(path))
+        for later, later_path, later_length in ahead[:DEPTH]:
+            if later not in self.pending:
+                self.pending[later] = Opening(later_path, later_length,
+                                              self.requests.open(later_path))
+        return opening
+
+    def advance(self) -> None:
+        """Send the stats and reads of every pending file whose open has been answered."""
+        for opening in self.pending.values():
+            if opening.handle is None and opening.failure is None and \
+                    self.requests.answered(opening.open_num):
+                self.start(opening)
+
+    def start(self, opening: Opening) -> bytes:
+        """The file's handle, with its first stats and its reads in flight."""
+        if opening.failure is not None:
+            raise opening.failure
+        if opening.handle is None:
+            try:
+                opening.handle = self.requests.handle(opening.open_num)
+            except (OSError, SFTPError) as err:
+                opening.failure = err
+                raise
+            opening.stats = self.requests.stats(opening.handle, opening.path)
+            opening.reads = self.requests.reads(opening.handle, opening.length)
+        return opening.handle
+
+    def _close(self, opening: Opening) -> None:
+        if opening.handle is None and opening.failure is None:
+            try:  # its open is still in flight: wait for the handle, to close it
+                opening.handle = self.requests.handle(opening.open_num)
+            except (OSError, SFTPError):
+                return
+        if opening.handle is not None:
+            self.requests.forget([*opening.stats, *opening.reads])
+            self.requests.close(opening.handle)
+
+    def drop(self) -> None:
+        """Close what was opened ahead and not fetched (the poll ended, a new listing)."""
+        pending, self.pending, self.queue = self.pending, {}, []
+        for opening in pending.values():
+            self._close(opening)
+
+
+class LocalDiskError(Exception):
+    """Writing the local copy failed (disk full, file size limit, I/O error)."""
+
+    def __init__(self, err: OSError) -> None:
+        super().__init__(str(err))
+        self.err = err
+
+
+class LocalFile:
+    """The local temp file of a download, unbuffered: every local failure (a full disk, a
+    file size limit) is raised as ``LocalDiskError``, never mistaken for a network one."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        except OSError as err:
+            raise LocalDiskError(err) from err
+
+    def __enter__(self) -> LocalFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self.fd, view):]
+        except OSError as err:
+            raise LocalDiskError(err) from err
+
+    def sync(self) -> None:
+        try:
+            os.fsync(self.fd)
+        except OSError as err:
+            raise LocalDiskError(err) from err

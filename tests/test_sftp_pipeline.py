@@ -1,0 +1,163 @@
+"""Small files fetched with their requests in flight and read ahead (gateway/inbox/sftp_pipeline.py,
+issue 15), against the real sshd: the same bytes and the same checks as a plain download, for a
+file changed, removed or swapped for a link after it was read ahead."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+from sftp_server import SshServer
+from test_sftp import sftp_project
+
+from gateway.config import load_config
+from gateway.errors import TransientError
+from gateway.inbox.base import FileChanged, NotTaken, RemoteFile
+from gateway.inbox.sftp import SftpInbox
+from gateway.inbox.sftp_pipeline import DEPTH, READ_SIZE, SMALL, Requests
+
+
+def inbox_with(tmp_path: Path, sshd: SshServer, files: dict[str, bytes]) -> SftpInbox:
+    acme = sshd.account("acme")
+    for name, data in files.items():
+        Path(acme.inbox, name).write_bytes(data)
+    cfg = sftp_project(tmp_path).sftp_partner("acme", sshd, acme).write()
+    return SftpInbox(load_config(cfg).partner("acme"))
+
+
+def content(n: int, size: int) -> bytes:
+    return (f"<file {n}>".encode() * (size // 8 + 1))[:size]
+
+
+# Sizes around each boundary: empty, one read, several reads, the largest read ahead, and
+# past it (prefetch), so both download paths are compared with the source.
+SIZES = [0, 1, READ_SIZE - 1, READ_SIZE, READ_SIZE + 1, 3 * READ_SIZE + 7, SMALL - 1, SMALL,
+         SMALL + 1]
+
+
+def test_every_file_arrives_whole_whatever_its_size(tmp_path: Path, sshd: SshServer) -> None:
+    files = {f"f{i:03d}.xml": content(i, size) for i, size in
+             enumerate(SIZES * 3)}  # more files than DEPTH: read ahead in several rounds
+    assert len(files) > 2 * DEPTH
+    inbox = inbox_with(tmp_path, sshd, files)
+    try:
+        listed = inbox.list()
+        assert sorted(f.name for f in listed) == sorted(files)
+        for remote in listed:
+            dest = tmp_path / "got" / remote.name
+            size, sha = inbox.fetch(remote, dest)
+            data = files[remote.name]
+            assert (size, sha) == (len(data), hashlib.sha256(data).hexdigest())
+            assert dest.read_bytes() == data
+    finally:
+        inbox.close()
+
+
+def _listed_and_first_fetched(tmp_path: Path, inbox: SftpInbox) -> list[RemoteFile]:
+    listed = sorted(inbox.list(), key=lambda f: f.name)
+    inbox.fetch(listed[0], tmp_path / "got" / listed[0].name)  # reads the next ones ahead
+    assert inbox._ahead is not None and listed[1].name in inbox._ahead.pending
+    return listed
+
+
+def _files(n: int = 4) -> dict[str, bytes]:
+    return {f"{chr(97 + i)}.xml": content(i, 1000) for i in range(n)}
+
+
+def test_a_file_changed_after_it_was_read_ahead_is_not_taken(tmp_path: Path,
+                                                              sshd: SshServer) -> None:
+    inbox = inbox_with(tmp_path, sshd, _files())
+    try:
+        listed = _listed_and_first_fetched(tmp_path, inbox)
+        path = Path(sshd.account("acme").inbox, listed[1].name)
+        path.write_bytes(b"rewritten, longer than before " * 50)
+        os.utime(path, (listed[1].mtime + 5, listed[1].mtime + 5))
+        dest = tmp_path / "got" / listed[1].name
+        with pytest.raises(FileChanged):
+            inbox.fetch(listed[1], dest)
+        assert not dest.exists()
+        dest = tmp_path / "got" / listed[2].name  # the others go on
+        assert inbox.fetch(listed[2], dest)[0] == 1000
+    finally:
+        inbox.close()
+
+
+def test_a_file_removed_after_it_was_read_ahead_is_not_taken(tmp_path: Path,
+                                                              sshd: SshServer) -> None:
+    inbox = inbox_with(tmp_path, sshd, _files())
+    try:
+        listed = _listed_and_first_fetched(tmp_path, inbox)
+        Path(sshd.account("acme").inbox, listed[1].name).unlink()
+        dest = tmp_path / "got" / listed[1].name
+        with pytest.raises(TransientError, match=r"disappeared|changed"):
+            inbox.fetch(listed[1], dest)
+        assert not dest.exists()
+        assert inbox.fetch(listed[2], tmp_path / "got" / listed[2].name)[0] == 1000
+    finally:
+        inbox.close()
+
+
+def test_a_link_swapped_in_after_the_read_ahead_is_not_taken(tmp_path: Path,
+                                                             sshd: SshServer) -> None:
+    """The name becomes a link to another partner's file of the same size after the file was
+    opened ahead: the name's stat at fetch time shows it; nothing is written."""
+    bolt = sshd.account("bolt")
+    secret = Path(bolt.inbox, "secret.xml")
+    secret.write_bytes(content(99, 1000))
+    inbox = inbox_with(tmp_path, sshd, _files())
+    try:
+        listed = _listed_and_first_fetched(tmp_path, inbox)
+        path = Path(sshd.account("acme").inbox, listed[1].name)
+        path.unlink()
+        path.symlink_to(secret)
+        dest = tmp_path / "got" / listed[1].name
+        with pytest.raises(NotTaken, match="symbolic link"):
+            inbox.fetch(listed[1], dest)
+        assert not dest.exists()
+    finally:
+        inbox.close()
+
+
+def test_a_new_listing_drops_what_was_read_ahead(tmp_path: Path, sshd: SshServer) -> None:
+    inbox = inbox_with(tmp_path, sshd, _files(DEPTH + 3))
+    try:
+        _listed_and_first_fetched(tmp_path, inbox)
+        assert inbox._ahead is not None
+        requests = inbox._ahead.requests
+        listed = sorted(inbox.list(), key=lambda f: f.name)
+        assert inbox._ahead.pending == {}
+        # The closes and the dropped answers are collected, not kept: after one more
+        # download, no answer is left waiting for a reader.
+        inbox.fetch(listed[-1], tmp_path / "again" / listed[-1].name)
+        inbox._ahead.drop()
+        assert requests._answers == {}
+    finally:
+        inbox.close()
+
+
+class _ShortReads(Requests):
+    """A server answering every read with at most 1,000 bytes (the drafts allow it)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.source, self.asked = data, {}  # type: ignore[var-annotated]
+        self.next = 0
+
+    def send(self, t: int, *args: object) -> int:
+        self.next += 1
+        offset, length = int(args[1]), int(args[2])  # type: ignore[call-overload]
+        self.asked[self.next] = self.source[offset:offset + min(length, 1000)]
+        return self.next
+
+    def data(self, num: int) -> bytes:
+        return self.asked.pop(num)
+
+
+@pytest.mark.parametrize("size", [0, 999, 1000, 5000, READ_SIZE + 10])
+def test_short_answers_are_completed_from_where_they_stopped(size: int) -> None:
+    data = content(7, size)
+    requests = _ShortReads(data)
+    nums = requests.reads(b"h", size + 1)
+    assert requests.data_of(b"h", nums, size + 1) == data
+    assert requests.asked == {}  # every answer was taken
