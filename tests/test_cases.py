@@ -39,8 +39,8 @@ def test_the_pattern_catches_each_spelling() -> None:
     for line in (f'ROOT / "{box}" / "sample"', f"Path(__file__).parent.parent / '{box}'",
                  f'Path(__file__).parents[1] / "{box}"', "Popen(args, cwd=" + "ROOT,",
                  "run(args, cwd=str(" + "ROOT))",
-                 "load_" + 'config(Path(__file__).parents[1] / "config.toml")',
-                 "load_" + 'config(ROOT / "config.toml")'):
+                 "load_" + "config(Path(__file__).parents[1]" + ' / "config.toml")',
+                 "load_" + "config(RO" + 'OT / "config.toml")'):
         assert READS_ROOT_INBOX.search(line), line
     assert not READS_ROOT_INBOX.search('CASES_INBOX / "sample"')
     assert not READS_ROOT_INBOX.search("Popen(args, cwd=base)")

@@ -99,6 +99,22 @@ def test_a_file_removed_after_it_was_read_ahead_is_not_taken(tmp_path: Path,
         inbox.close()
 
 
+def test_a_later_file_that_cannot_be_opened_fails_only_itself(tmp_path: Path,
+                                                             sshd: SshServer) -> None:
+    """The second file goes away after the listing: its open, read ahead during the first
+    file's fetch, is refused; the first file still arrives and the second fails alone."""
+    inbox = inbox_with(tmp_path, sshd, _files())
+    try:
+        listed = sorted(inbox.list(), key=lambda f: f.name)
+        Path(sshd.account("acme").inbox, listed[1].name).unlink()
+        assert inbox.fetch(listed[0], tmp_path / "got" / listed[0].name)[0] == 1000
+        with pytest.raises(TransientError, match="disappeared"):
+            inbox.fetch(listed[1], tmp_path / "got" / listed[1].name)
+        assert inbox.fetch(listed[2], tmp_path / "got" / listed[2].name)[0] == 1000
+    finally:
+        inbox.close()
+
+
 def test_a_link_swapped_in_after_the_read_ahead_is_not_taken(tmp_path: Path,
                                                              sshd: SshServer) -> None:
     """The name becomes a link to another partner's file of the same size after the file was

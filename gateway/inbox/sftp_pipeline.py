@@ -19,6 +19,7 @@ is not promised either.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,7 +211,10 @@ class ReadAhead:
         for opening in self.pending.values():
             if opening.handle is None and opening.failure is None and \
                     self.requests.answered(opening.open_num):
-                self.start(opening)
+                # A refused open is that file's: kept in opening.failure and raised at its
+                # own fetch, never on the file being fetched now.
+                with contextlib.suppress(OSError, SFTPError):
+                    self.start(opening)
 
     def start(self, opening: Opening) -> bytes:
         """The file's handle, with its first stats and its reads in flight."""
