@@ -115,6 +115,32 @@ def test_a_record_lives_while_the_pass_runs_and_a_stale_one_is_not_shown(
     assert in_progress(data) == {} and list(progress_dir(data).iterdir()) == []
 
 
+def test_a_record_that_cannot_be_written_never_ends_the_progress_thread(
+        tmp_path: Path) -> None:
+    """The process has one progress thread: a pass whose record cannot be written (its data
+    folder's ``work`` is a file, so the mkdir fails) must not end it, or no other file of the
+    process is shown in progress again (review finding of issue 15)."""
+    broken, good = tmp_path / "broken", tmp_path / "good"
+    broken.mkdir()
+    (broken / "work").write_bytes(b"not a folder")
+    path = tmp_path / "in.xml"
+    path.write_bytes(b"z" * 2000)
+    with ProgressRecorder(broken, "20261201-000001", "acme", "in.xml", path,
+                          interval=0.01) as failing:
+        tried = threading.Event()
+        tick = failing.tick
+
+        def tick_and_tell() -> None:
+            tried.set()
+            tick()
+
+        failing.tick = tick_and_tell  # type: ignore[method-assign]
+        assert tried.wait(10)  # the thread has tried to record it (and could not)
+        with ProgressRecorder(good, "20261201-000002", "acme", "in.xml", path, interval=0.01):
+            assert wait_until(lambda: "20261201-000002" in in_progress(good), 10)
+    assert not (broken / "work").is_dir()
+
+
 def test_a_killed_workers_record_is_removed_by_the_next_poll_once_stale(
         tmp_path: Path) -> None:
     config = ProjectConfig(tmp_path).partner("acme")

@@ -196,7 +196,10 @@ class ProgressRecorder:
             if self._ended:
                 return
             if not self._recorded:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError:
+                    return  # a view shows less; tried again at the next tick
                 self._recorded = True
             self.record()
 
@@ -242,7 +245,12 @@ class _Ticker:
                 for recorder in due:
                     self._due[recorder] = now + recorder.interval
             for recorder in due:  # outside the lock: a slow disk never holds up add/remove
-                recorder.tick()
+                try:
+                    recorder.tick()
+                except Exception:  # this is every pass's one progress thread:
+                    # one record that cannot be written must not end the records of the others
+                    # (for the rest of a serve); the record is a view, the pass never needs it.
+                    continue
 
 
 _tickers: list[_Ticker] = []
