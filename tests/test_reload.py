@@ -261,3 +261,33 @@ def test_sighup_reloads_the_web_command_and_keeps_it_on_a_bad_file(tmp_path: Pat
         web.send_signal(signal.SIGTERM)
         code = web.wait(timeout=30)
     assert code == 0, log.read_text()
+
+
+def test_signals_are_handled_while_a_file_holds_the_ledger(tmp_path: Path, go: Path) -> None:
+    """On SQLite a file's pass holds the ledger's one write transaction from its first decision
+    to its commit. The service's own row (reloads, heartbeats) must not be written from the
+    main loop, which runs the signal handlers: waiting there for the pass, a SIGHUP or a
+    SIGTERM would wait for the file in hand (up to the ledger's busy timeout, 300 s)."""
+    project(tmp_path, "acme").write()
+    serve = Serve(tmp_path, {"AIMGW_PAUSE_AT": f"after_outputs:@{go}"})
+    try:
+        shutil.copy(GOOD, tmp_path / "acme" / "a.xml")
+        # a.xml is paused after its outputs, before its commit: its transaction is open.
+        assert wait_for(lambda: bool(list((tmp_path / "outbox").rglob("*.ack.xml")))), \
+            serve.output()
+        project(tmp_path, "acme", "bolt").write()
+        reload = serve.hup_and_wait("service.reload")  # not after the file's commit
+        assert reload["added"] == ["bolt"]
+        assert states(tmp_path) == [("a.xml", "RECEIVED")]  # still in hand, uncommitted
+        serve.proc.send_signal(signal.SIGTERM)
+        assert wait_for(lambda: "finishing the file in hand" in serve.output()), serve.output()
+        assert serve.proc.poll() is None  # the file in hand is not dropped
+        go.touch()
+        assert serve.proc.wait(timeout=60) == 0, serve.output()
+    finally:
+        go.touch()
+        serve.stop()
+    assert states(tmp_path) == [("a.xml", "DONE")]
+    # The row the reload wrote once the ledger was free: the new configuration, both partners.
+    with sqlite3.connect(tmp_path / "data" / "ledger.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM services").fetchone() == (0,)  # stopped

@@ -17,7 +17,8 @@
   running one kept.
 - The configuration it runs with (fingerprint, partners) is in the ledger
   (``gateway.ledger.services``), beaten every few seconds, so that every view can tell a
-  partner it does not poll yet, or a configuration it has not reloaded.
+  partner it does not poll yet, or a configuration it has not reloaded; written by a thread of
+  its own, so that the main loop (signals, reloads) never waits for the ledger.
 - Its log: a start banner (version, config, ledger, each partner's schedule) and one line per
   file at INFO; APScheduler's own loggers only at -vv (``gateway.cli.setup_logging``).
 """
@@ -243,29 +244,91 @@ def serve(config: Config, stop: threading.Event | None = None,
         log.info("%s", line)
     events.emit(None, "service.start", partners=partners, config=str(config.path),
                 fingerprint=fingerprint)
+    row = _ServiceRow(config, worker)
+    row.start()
     scheduler.start()
     try:
         # Short sleeps, never one endless wait: a signal the kernel hands to another thread
         # does not interrupt the main thread's lock wait, and Python runs its handler only
         # when the main thread wakes (a SIGTERM was once ignored for good that way).
-        beaten = time.monotonic()
+        # The main loop never waits for the ledger (see _ServiceRow).
         while not stop.is_set():
             time.sleep(TICK)
             if hups:
                 hups.clear()  # list.clear takes no lock: a SIGHUP meanwhile is one reload
-                _reload(scheduler, job, state, ledger, worker, events, on_reload)
-            if time.monotonic() - beaten >= services.HEARTBEAT_SECONDS:
-                beaten = time.monotonic()
-                _record(lambda: services.beat(ledger, worker, datetime.now(UTC)))
+                _reload(scheduler, job, state, row, events, on_reload)
     finally:
         scheduler.shutdown(wait=True)  # running jobs finish their file; no new run starts
         sender.stop()  # after the last poll: what it queued is tried once more
         for r in state.runners:
             r.close()
+        row.stop()
         _record(lambda: services.record_stop(ledger, worker))
         ledger.close()
         events.emit(None, "service.stop")
         events.close()
+
+
+class _ServiceRow:
+    """Writes the service's own row in the ledger (its reloads and heartbeats) from a thread of
+    its own, with its own connection.
+
+    Why not from the main loop: on SQLite a file's pass holds the ledger's one write
+    transaction from its first decision to its commit, so this write waits for it (up to the
+    ledger's busy timeout, 300 s). The main loop is where Python runs the signal handlers: a
+    SIGTERM or SIGHUP arriving meanwhile would wait for another partner's file in hand. Here
+    only the row waits, and a newer load replaces one not yet written (the row says what the
+    service runs with now)."""
+
+    def __init__(self, config: Config, worker: str) -> None:
+        self.config, self.worker = config, worker
+        self._changed = threading.Condition()
+        self._load: tuple[str, list[str]] | None = None  # (fingerprint, partners) to write
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, daemon=True, name="service-row")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def loaded(self, fingerprint: str, partners: list[str]) -> None:
+        """A reload took over ``fingerprint``: written as soon as the ledger lets it."""
+        with self._changed:
+            self._load = (fingerprint, partners)
+            self._changed.notify()
+
+    def stop(self) -> None:
+        """Writes what is pending, then returns (the caller then records the stop)."""
+        with self._changed:
+            self._stopping = True
+            self._changed.notify()
+        self._thread.join()
+
+    def _run(self) -> None:
+        ledger: Ledger | None = None
+        beaten = time.monotonic()
+        while True:
+            with self._changed:
+                while (self._load is None and not self._stopping
+                       and time.monotonic() - beaten < services.HEARTBEAT_SECONDS):
+                    self._changed.wait(services.HEARTBEAT_SECONDS
+                                       - (time.monotonic() - beaten))
+                load, self._load, stopping = self._load, None, self._stopping
+            if load is None and stopping:
+                break
+            try:
+                ledger = ledger or open_ledger(self.config)
+                now = datetime.now(UTC)
+                if load is not None:
+                    services.record_load(ledger, self.worker, load[0], load[1], now)
+                else:
+                    services.beat(ledger, self.worker, now)
+            except GatewayError as err:  # the next heartbeat writes again
+                log.warning("recording the service in the ledger: %s", err)
+            except Exception:  # never ends the thread: the views would call the service gone
+                log.exception("recording the service in the ledger")
+            beaten = time.monotonic()
+        if ledger is not None:
+            ledger.close()
 
 
 def _enabled(config: Config) -> list[str]:
@@ -306,8 +369,8 @@ def _build_jobs(scheduler: BackgroundScheduler, job: Job, old: Config | None,
     return {k: sorted(v) for k, v in changes.items()}
 
 
-def _reload(scheduler: BackgroundScheduler, job: Job, state: _State, ledger: Ledger,
-            worker: str, events: EventLog,
+def _reload(scheduler: BackgroundScheduler, job: Job, state: _State, row: _ServiceRow,
+            events: EventLog,
             on_reload: Callable[[Config], None] | None = None) -> None:
     """SIGHUP: take the configuration file as it is now, or refuse it and keep the old."""
     old = state.config
@@ -330,8 +393,7 @@ def _reload(scheduler: BackgroundScheduler, job: Job, state: _State, ledger: Led
             on_reload(new)
         except Exception:  # they keep the configuration before; the polls have the new
             log.exception("handing the reloaded configuration to the HTTP servers")
-    _record(lambda: services.record_load(ledger, worker, fingerprint, _enabled(new),
-                                         datetime.now(UTC)))
+    row.loaded(fingerprint, _enabled(new))
     log.info("reloaded %s: %s", new.path, ", ".join(
         f"{k} {' '.join(v)}" for k, v in changes.items() if v) or "no job changed")
     events.emit(None, "service.reload", config=str(new.path), fingerprint=fingerprint,
