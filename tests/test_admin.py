@@ -485,7 +485,10 @@ def test_status_files_are_replaced_atomically_and_never_fail_a_poll(project: Pro
     outbox = project.base / "outbox" / "sample"
     (project.base / "in" / "sample" / "=HYPERLINK(1).xml").write_bytes(
         (INBOX / "sample" / "acme-20261201-good.xml").read_bytes())
-    before = (outbox / "status.json").stat().st_ino
+    # Held open: a removed file's inode number is free for the next file otherwise, and the
+    # replacement may get it (seen once under load), which would read as "not replaced".
+    first = open(outbox / "status.json", "rb")  # noqa: SIM115 (closed below)
+    before = os.fstat(first.fileno()).st_ino
     seen, stop = [], threading.Event()
 
     def reader() -> None:  # a broker reading while the gateway writes
@@ -502,6 +505,7 @@ def test_status_files_are_replaced_atomically_and_never_fail_a_poll(project: Pro
         thread.join()
     assert seen and set(seen) == {"sample"}  # never a half-written file
     assert (outbox / "status.json").stat().st_ino != before  # a new file renamed into place
+    first.close()
     assert not [p for p in outbox.iterdir() if p.name.startswith(".")]
     csv_text = (outbox / "status.csv").read_text()
     assert "'=HYPERLINK(1).xml" in csv_text  # a partner's name is not a formula
