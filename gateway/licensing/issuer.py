@@ -287,9 +287,10 @@ class LicenseIssuer:
     def release(self) -> None:
         """Give the numbers drawn and not issued back to the shared counter when nobody drew
         after them (files decided one at a time: always, so that numbers follow on as if
-        drawn one by one); otherwise they stay a gap. Called when the file's pass ends, committed or not:
-        numbers it issued are never given back (its commit may have reached the server even
-        when the client saw an error), so a pass undone leaves a gap, as before."""
+        drawn one by one); otherwise they stay a gap. Called when the file's pass ends,
+        committed or not: numbers it issued are never given back (its commit may have reached
+        the server even when the client saw an error), so a pass undone leaves a gap, as
+        before."""
         free, self._free = self._free, {}
         if self.ledger is None or not self.ledger.concurrent:
             return  # one writer: the counter is saved with the licenses (``save``)
