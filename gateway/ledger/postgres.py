@@ -97,23 +97,24 @@ _idle: dict[tuple[int, str, str], list[psycopg.Connection[TupleRow]]] = {}
 _idle_lock = threading.Lock()
 
 
-def _reuse_or_connect(dsn: str, mode: str) -> psycopg.Connection[TupleRow]:
-    """An idle connection this process kept (``_keep``), else a new one. One the server
+def _reuse_or_connect(dsn: str, mode: str) -> tuple[psycopg.Connection[TupleRow], bool]:
+    """An idle connection this process kept (``_keep``), else a new one (True: new). One the
+    server
     ended meanwhile (a restart, pg_terminate_backend) has something to read (the server's
-    goodbye, or the end of the stream): closed and skipped, so that a reused connection
-    fails no more often than a new one would."""
+    goodbye, or the end of the stream): closed and skipped, so that a reused connection fails
+    no more often than a new one would."""
     while True:
         with _idle_lock:
             kept = _idle.get((os.getpid(), dsn, mode))
             conn = kept.pop() if kept else None
         if conn is None:
-            return _connect(dsn)
+            return _connect(dsn), True
         try:
             readable = select.select([conn.fileno()], [], [], 0)[0]
         except (OSError, ValueError, psycopg.Error):
             readable = [True]
         if not readable:
-            return conn
+            return conn, False
         conn.close()
 
 
@@ -141,19 +142,40 @@ class PostgresDb:
         self._dsn = dsn
         self._mode = "read" if readonly else "write"
         self._owner = os.getpid()
-        self.conn = _reuse_or_connect(dsn, self._mode)
-        if readonly:  # a kept read connection has it already: set again, it costs nothing
-            self.execute("SET default_transaction_read_only = on")
+        self._begin_pending = False  # ``begin``: sent with the transaction's first statement
         self._counter: psycopg.Connection[TupleRow] | None = None
+        self.conn, new = _reuse_or_connect(dsn, self._mode)
+        if readonly and new:  # a kept read connection has it already
+            self.execute("SET default_transaction_read_only = on")
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
         try:
+            if self._begin_pending:
+                return self._begin_with(format_params(sql), params)
             return self.conn.execute(format_params(sql), params)
         except psycopg.OperationalError as err:
             _raise_translated(err)
 
+    def _begin_with(self, query: str, params: Sequence[object]) -> Cursor:
+        """BEGIN and the transaction's first statement in one round trip (pipeline mode):
+        a BEGIN of its own was 4.5 of a file's 49 round trips (pg_stat_statements and
+        cProfile of a 24-file run). It changes nothing a transaction does: BEGIN takes no
+        lock and writes nothing, and the statement runs inside it as before."""
+        self._begin_pending = False
+        with self.conn.pipeline():
+            self.conn.execute("BEGIN")
+            cursor = self.conn.execute(query, params)
+        return cursor  # its results were fetched when the pipeline ended
+
+    def _send_begin(self) -> None:
+        """A pending BEGIN on its own: COPY and executemany are not pipelined."""
+        if self._begin_pending:
+            self._begin_pending = False
+            self.conn.execute("BEGIN")
+
     def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
         try:
+            self._send_begin()
             with self.conn.cursor() as cursor:
                 cursor.executemany(format_params(sql), list(rows))
         except psycopg.OperationalError as err:
@@ -168,6 +190,7 @@ class PostgresDb:
         statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
             sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
         try:
+            self._send_begin()
             with self.conn.cursor() as cursor, cursor.copy(statement) as copy:
                 for row in rows:
                     copy.write_row(row)
@@ -187,15 +210,16 @@ class PostgresDb:
             _raise_translated(err)
 
     def begin(self) -> None:
-        self.execute("BEGIN")
+        self._begin_pending = True  # sent with the first statement (``_begin_with``)
 
     def commit(self) -> None:
-        self.execute("COMMIT")
+        self.execute("COMMIT")  # a transaction without a statement: BEGIN + COMMIT, as before
 
     def rollback(self) -> None:
         self.execute("ROLLBACK")
 
     def close(self) -> None:
+        self._begin_pending = False
         if self._counter is not None:
             _keep(self._counter, self._dsn, "counter", self._owner)
             self._counter = None
@@ -230,7 +254,7 @@ class PostgresDb:
 
     def _on_counter(self, sql: str, params: Sequence[object]) -> Cursor:
         if self._counter is None:
-            self._counter = _reuse_or_connect(self._dsn, "counter")
+            self._counter = _reuse_or_connect(self._dsn, "counter")[0]
         try:
             return self._counter.execute(sql, params)
         except psycopg.OperationalError as err:

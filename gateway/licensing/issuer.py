@@ -57,10 +57,10 @@ class LicenseIssuer:
 
     def __post_init__(self) -> None:
         self.year = self.issue_date.year
-        # The last sequence drawn per series this year (read when first drawn, but "A" at once:
-        # the 80 % alarm and its alert speak of it).
-        self.lasts: dict[str, int] = {
-            REGULAR_SERIES: self.ledger.last_license_sequence(self.year) if self.ledger else 0}
+        # The last sequence drawn per series this year: read when first drawn from a counter
+        # saved here (one writer), set by each number issued. Several workers draw from the
+        # shared counter, which answers the last itself: one round trip less per file.
+        self.lasts: dict[str, int] = {}
         self.issued = 0  # new licenses of this file (PENDING ones of a dry run too)
         # Registered numbers recorded by this file: a second application with one is A106
         # (the first is not in the ledger's licenses before the batch is flushed).
@@ -100,6 +100,9 @@ class LicenseIssuer:
     @property
     def last(self) -> int:
         """The last regular (``A``) sequence of the year."""
+        if REGULAR_SERIES not in self.lasts:
+            self.lasts[REGULAR_SERIES] = \
+                self.ledger.last_license_sequence(self.year) if self.ledger else 0
         return self.lasts[REGULAR_SERIES]
 
     @property
@@ -228,8 +231,6 @@ class LicenseIssuer:
     def _draw(self, series: str, count: int) -> deque[int]:
         """``count`` more sequences of ``series`` in hand, after those in hand already."""
         assert self.ledger is not None
-        if series not in self.lasts:
-            self.lasts[series] = self.ledger.last_license_sequence(self.year, series)
         if self.ledger.concurrent:
             # Several workers: the shared counter row, committed at once (a rollback leaves
             # a gap, never a repeat), a block of numbers per round trip.
@@ -237,6 +238,8 @@ class LicenseIssuer:
         else:
             # One writer: counted here and saved with the licenses in one transaction, so
             # a crash and a rerun draw the same numbers.
+            if series not in self.lasts:
+                self.lasts[series] = self.ledger.last_license_sequence(self.year, series)
             last = self._run.get(series, (0, self.lasts[series]))[1] + count
         first = last - count + 1
         run = self._run.get(series)
