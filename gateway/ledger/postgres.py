@@ -87,26 +87,34 @@ def _connect(dsn: str) -> psycopg.Connection[TupleRow]:
 
 
 # Connections closed by a ledger, kept open for the next ledger of this process with the same
-# DSN and mode: `serve` opens one for every poll's lease keeper, and a new connection is a new
-# server process (fork, authentication, catalog caches). 106 of them in 9 s of a one-worker
-# benchmark run (24 partners); reused, the server's CPU per run fell by 0.3 s (issue 15).
-_IDLE_MAX = 8  # per DSN and mode: serve's threads (8) each close one at a time
-# Keyed by process too: a child forked from a process with kept connections never takes
-# one of them (they are the parent's, on sockets the two would share).
-_idle: dict[tuple[int, str, str], list[psycopg.Connection[TupleRow]]] = {}
+# DSN and mode, while another ledger of the process is open on that DSN (the last one closed
+# closes them all: a database nobody uses any more is left without sessions, for a DROP or a
+# CREATE DATABASE from it as a template). `serve` opens a ledger for every poll's lease
+# keeper beside its threads' own, and a new connection is a new server process (fork,
+# authentication, catalog caches). 106 of them in 9 s of a one-worker
+# benchmark run (24 partners); reused, the server's CPU per run fell from 0.95 s to 0.76-0.85 s.
+_IDLE_MAX = 8  # in all: serve's 8 threads close one each at a time; no more held from a server
+# (process, DSN, mode) and the connection, the most recently kept last. Keyed by process
+# too: a child forked from a process with kept connections never takes one of them (they
+# are the parent's, on sockets the two would share).
+_idle: list[tuple[tuple[int, str, str], psycopg.Connection[TupleRow]]] = []
+_open: dict[tuple[int, str], int] = {}  # (process, DSN): its ledgers open
 _idle_lock = threading.Lock()
 
 
 def _reuse_or_connect(dsn: str, mode: str) -> tuple[psycopg.Connection[TupleRow], bool]:
     """An idle connection this process kept (``_keep``), else a new one (True: new). One the
-    server
-    ended meanwhile (a restart, pg_terminate_backend) has something to read (the server's
-    goodbye, or the end of the stream): closed and skipped, so that a reused connection fails
-    no more often than a new one would."""
+    server ended meanwhile (a restart, pg_terminate_backend) has something to read (the
+    server's goodbye, or the end of the stream): closed and skipped, so that a reused
+    connection fails no more often than a new one would."""
+    key = (os.getpid(), dsn, mode)
     while True:
+        conn = None
         with _idle_lock:
-            kept = _idle.get((os.getpid(), dsn, mode))
-            conn = kept.pop() if kept else None
+            for index in range(len(_idle) - 1, -1, -1):
+                if _idle[index][0] == key:
+                    conn = _idle.pop(index)[1]
+                    break
         if conn is None:
             return _connect(dsn), True
         try:
@@ -118,16 +126,39 @@ def _reuse_or_connect(dsn: str, mode: str) -> tuple[psycopg.Connection[TupleRow]
         conn.close()
 
 
-def _keep(conn: psycopg.Connection[TupleRow], dsn: str, mode: str, owner: int) -> None:
-    """Keep ``conn`` (opened by process ``owner``) for reuse if it is idle, else close it."""
-    if owner == os.getpid() and not conn.closed and \
-            conn.info.transaction_status == TransactionStatus.IDLE:
-        with _idle_lock:
-            kept = _idle.setdefault((owner, dsn, mode), [])
-            if len(kept) < _IDLE_MAX:
-                kept.append(conn)
-                return
-    conn.close()
+def _opened(dsn: str) -> None:
+    with _idle_lock:
+        key = (os.getpid(), dsn)
+        _open[key] = _open.get(key, 0) + 1
+
+
+def _closed(dsn: str, owner: int,
+            conns: Sequence[tuple[str, psycopg.Connection[TupleRow]]]) -> None:
+    """A ledger of process ``owner`` closed, with its connections (mode, connection): kept
+    for reuse if idle and another ledger of the process is open on ``dsn``, else closed, as
+    are the kept ones of ``dsn`` when it was the last; the one kept longest ago is closed
+    when more than ``_IDLE_MAX`` are kept."""
+    if owner != os.getpid():  # a forked child's copy: the parent's sessions, left alone
+        return
+    closing = []
+    with _idle_lock:
+        key = (owner, dsn)
+        _open[key] = _open.get(key, 1) - 1
+        if _open[key] <= 0:
+            del _open[key]
+            closing = [c for _, c in conns]
+            closing += [c for k, c in _idle if k[:2] == key]
+            _idle[:] = [(k, c) for k, c in _idle if k[:2] != key]
+        else:
+            for mode, conn in conns:
+                if conn.closed or conn.info.transaction_status != TransactionStatus.IDLE:
+                    closing.append(conn)
+                else:
+                    _idle.append(((owner, dsn, mode), conn))
+            while len(_idle) > _IDLE_MAX:
+                closing.append(_idle.pop(0)[1])
+    for conn in closing:
+        conn.close()
 
 
 class PostgresDb:
@@ -147,6 +178,8 @@ class PostgresDb:
         self.conn, new = _reuse_or_connect(dsn, self._mode)
         if readonly and new:  # a kept read connection has it already
             self.execute("SET default_transaction_read_only = on")
+        self._closed = False
+        _opened(dsn)
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
         try:
@@ -219,11 +252,13 @@ class PostgresDb:
         self.execute("ROLLBACK")
 
     def close(self) -> None:
-        self._begin_pending = False
+        if self._closed:
+            return
+        self._closed, self._begin_pending = True, False
+        conns = [(self._mode, self.conn)]
         if self._counter is not None:
-            _keep(self._counter, self._dsn, "counter", self._owner)
-            self._counter = None
-        _keep(self.conn, self._dsn, self._mode, self._owner)
+            conns.append(("counter", self._counter))
+        _closed(self._dsn, self._owner, conns)
 
     # -- what is PostgreSQL's own ------------------------------------------------------------
 
