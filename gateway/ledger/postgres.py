@@ -25,6 +25,9 @@ from gateway.errors import LedgerUnavailable, TransientError
 from gateway.ledger.db import Cursor
 
 _MIGRATION_LOCK = 72_351_001  # advisory lock key: "AIM gateway migrations"
+# Pipeline mode needs libpq 14 or later (psycopg[binary] brings its own): without it, BEGIN
+# is a round trip of its own, as it was.
+_PIPELINE = psycopg.Pipeline.is_supported()
 
 _DDL_RULES = (
     (re.compile(r"\bINTEGER PRIMARY KEY AUTOINCREMENT\b"), "BIGSERIAL PRIMARY KEY"),
@@ -243,7 +246,10 @@ class PostgresDb:
             _raise_translated(err)
 
     def begin(self) -> None:
-        self._begin_pending = True  # sent with the first statement (``_begin_with``)
+        if _PIPELINE:
+            self._begin_pending = True  # sent with the first statement (``_begin_with``)
+        else:
+            self.execute("BEGIN")
 
     def commit(self) -> None:
         self.execute("COMMIT")  # a transaction without a statement: BEGIN + COMMIT, as before
