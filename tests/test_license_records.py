@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from lifecycle_harness import ON, application, run_file, staged
 
+from gateway.errors import TransientError
 from gateway.ledger.licenses import LicenseChange
 from gateway.ledger.store import Ledger, Receipt
 from gateway.licensing.issuer import LicenseIssuer
@@ -228,6 +229,43 @@ def test_workers_drawing_blocks_at_once_never_issue_a_number_twice(pg_dsn: str) 
         assert [three.next_number() for _ in range(2)] == ["A26000005", "A26000006"]
         three.release()
         assert first.last_license_sequence(2026) == 6
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_number_registered_by_another_worker_after_the_draw_is_skipped(pg_dsn: str) -> None:
+    """A block is drawn; another worker's partner registers its own number (guide 5.1a) that
+    falls inside the block and commits; the file then issues the next free number and its
+    licenses are written (the number was checked when drawn only: the primary key failed
+    the file)."""
+    first, second = Ledger(pg_dsn), Ledger(pg_dsn)
+    try:
+        issuer = LicenseIssuer(first, ON, 75)
+        assert len(list(issuer.ahead(staged([application(f"PO-{n}") for n in (1, 2, 3)]),
+                                     None))) == 3
+        licensed(second, a_file(second, 1), "A26000002", "REG-1", partner="commerce")
+        numbers = [issuer.next_number() for _ in range(3)]
+        assert numbers == ["A26000001", "A26000003", "A26000004"]
+        file_id = a_file(first, 2)
+        for n, number in enumerate(numbers):
+            licensed(first, file_id, number, f"PO-{n}")
+        issuer.release()
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_number_recorded_by_another_worker_meanwhile_retries_the_file(pg_dsn: str) -> None:
+    """Registered between the check and the file's insert: the file is decided again at the
+    next poll (a TransientError, the file's rows rolled back), never failed."""
+    first, second = Ledger(pg_dsn), Ledger(pg_dsn)
+    try:
+        mine = a_file(first, 1)
+        licensed(second, a_file(second, 2), "A26000001", "REG-1", partner="commerce")
+        with pytest.raises(TransientError, match="decided again"):
+            licensed(first, mine, "A26000001", "PO-1")
+        assert first.db.execute("SELECT COUNT(*) FROM licenses").fetchone()[0] == 1
     finally:
         first.close()
         second.close()

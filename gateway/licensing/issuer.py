@@ -10,6 +10,7 @@ from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
+from itertools import groupby
 
 from gateway.errors import FatalError, TransientError
 from gateway.ledger.licenses import LicenseChange, PriorLicense
@@ -56,10 +57,10 @@ class LicenseIssuer:
 
     def __post_init__(self) -> None:
         self.year = self.issue_date.year
-        # The last sequence drawn per series this year (read when first drawn, but "A" at once:
-        # the 80 % alarm and its alert speak of it).
-        self.lasts: dict[str, int] = {
-            REGULAR_SERIES: self.ledger.last_license_sequence(self.year) if self.ledger else 0}
+        # The last sequence drawn per series this year: read when first drawn from a counter
+        # saved here (one writer), set by each number issued. Several workers draw from the
+        # shared counter, which answers the last itself: one round trip less per file.
+        self.lasts: dict[str, int] = {}
         self.issued = 0  # new licenses of this file (PENDING ones of a dry run too)
         # Registered numbers recorded by this file: a second application with one is A106
         # (the first is not in the ledger's licenses before the batch is flushed).
@@ -72,9 +73,12 @@ class LicenseIssuer:
         self._priors: dict[tuple[str, str], PriorLicense | None] = {}
         # Sequences in hand per series, in the order they are issued; the numbers among them
         # that a license holds already (skipped, as a registered number may look like ours);
-        # and the last run of sequences drawn, as (first, last): what ``release`` gives back.
+        # the series whose numbers in hand were checked against the ledger since the last
+        # look-ahead (``_check_held``); and the last run of sequences drawn, as (first,
+        # last): what ``release`` gives back.
         self._free: dict[str, deque[int]] = {}
         self._held: set[str] = set()
+        self._checked: set[str] = set()
         self._run: dict[str, tuple[int, int]] = {}
 
     def within_quota(self, partner_id: str | None) -> bool:
@@ -96,6 +100,9 @@ class LicenseIssuer:
     @property
     def last(self) -> int:
         """The last regular (``A``) sequence of the year."""
+        if REGULAR_SERIES not in self.lasts:
+            self.lasts[REGULAR_SERIES] = \
+                self.ledger.last_license_sequence(self.year) if self.ledger else 0
         return self.lasts[REGULAR_SERIES]
 
     @property
@@ -162,6 +169,7 @@ class LicenseIssuer:
                 self._priors[(partner_id, ref)] = found.get(ref)
         if self.dry or self.registered:
             return
+        self._checked.clear()  # checked again when this group's first number is issued
         # At most the numbers these applications can take (an upper bound: the quota, a
         # finding of decide's own or a resend may take fewer; the rest is given back).
         wanted = Counter(LOW_VALUE_SERIES if item.app.low_value else REGULAR_SERIES
@@ -206,6 +214,8 @@ class LicenseIssuer:
             free = self._free.get(series)
             if not free:
                 free = self._draw(series, 1)
+            if series not in self._checked:
+                self._check_held(series, free)
             sequence = free.popleft()
             if sequence > MAX_SEQUENCE:
                 raise FatalError(f"License numbers {series} for {self.year} are exhausted "
@@ -221,8 +231,6 @@ class LicenseIssuer:
     def _draw(self, series: str, count: int) -> deque[int]:
         """``count`` more sequences of ``series`` in hand, after those in hand already."""
         assert self.ledger is not None
-        if series not in self.lasts:
-            self.lasts[series] = self.ledger.last_license_sequence(self.year, series)
         if self.ledger.concurrent:
             # Several workers: the shared counter row, committed at once (a rollback leaves
             # a gap, never a repeat), a block of numbers per round trip.
@@ -230,17 +238,31 @@ class LicenseIssuer:
         else:
             # One writer: counted here and saved with the licenses in one transaction, so
             # a crash and a rerun draw the same numbers.
+            if series not in self.lasts:
+                self.lasts[series] = self.ledger.last_license_sequence(self.year, series)
             last = self._run.get(series, (0, self.lasts[series]))[1] + count
         first = last - count + 1
         run = self._run.get(series)
-        # Runs drawn one after the other are one (one worker: always), given back as one.
+        # Runs drawn one after the other are one (one drawer: always), given back as one.
         self._run[series] = (run[0] if run and run[1] + 1 == first else first, last)
-        sequences = range(first, last + 1)
-        self._held |= self.ledger.licenses_held(
-            [format_license(self.year, n, series) for n in sequences])
         free = self._free.setdefault(series, deque())
-        free.extend(sequences)
+        free.extend(range(first, last + 1))
+        self._checked.discard(series)
         return free
+
+    def _check_held(self, series: str, free: deque[int]) -> None:
+        """Which of the numbers in hand a license holds, asked when the first of a group's
+        numbers is issued rather than when they were drawn: a partner that registers its own
+        numbers (guide 5.1a) may have recorded one of them meanwhile, on another worker, and
+        issuing it would fail the file on the licenses' primary key. One range scan per run
+        of consecutive numbers in hand (one worker: one run; several: a block left over and
+        the one drawn after another worker's), once per group of ``AHEAD_APPS``."""
+        assert self.ledger is not None
+        # n - position is the same along a run of consecutive numbers.
+        for _, run in groupby(enumerate(free), key=lambda item: item[1] - item[0]):
+            self._held |= self.ledger.licenses_held(
+                [format_license(self.year, n, series) for _, n in run])
+        self._checked.add(series)
 
     def record(self, number: str, ref: str | None) -> None:
         """A registered number (guide 5.1a) recorded by this file, for ``ref``."""
@@ -267,10 +289,11 @@ class LicenseIssuer:
 
     def release(self) -> None:
         """Give the numbers drawn and not issued back to the shared counter when nobody drew
-        after them (one worker: always, so that its numbers follow on as if drawn one by
-        one); otherwise they stay a gap. Called when the file's pass ends, committed or not:
-        numbers it issued are never given back (its commit may have reached the server even
-        when the client saw an error), so a pass undone leaves a gap, as before."""
+        after them (files decided one at a time: always, so that numbers follow on as if
+        drawn one by one); otherwise they stay a gap. Called when the file's pass ends,
+        committed or not: numbers it issued are never given back (its commit may have reached
+        the server even when the client saw an error), so a pass undone leaves a gap, as
+        before."""
         free, self._free = self._free, {}
         if self.ledger is None or not self.ledger.concurrent:
             return  # one writer: the counter is saved with the licenses (``save``)

@@ -1,0 +1,53 @@
+"""PostgreSQL connections kept for reuse (gateway/ledger/postgres.py): a ledger closed while
+another of the process is open on the same database leaves its connection to the next one
+(serve's lease keepers opened a new server process every poll), never one in a transaction
+or one the server ended; the last ledger closed leaves the database without sessions."""
+
+from __future__ import annotations
+
+import psycopg
+from conftest import wait_until
+
+from gateway.ledger.store import Ledger
+
+
+def backend(ledger: Ledger) -> int:
+    return int(ledger.db.execute("SELECT pg_backend_pid()").fetchone()[0])
+
+
+def sessions(dsn: str) -> int:
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        return int(admin.execute("SELECT COUNT(*) FROM pg_stat_activity WHERE datname = "
+                                 "current_database() AND pid != pg_backend_pid()").fetchone()[0])
+
+
+def test_a_closed_ledgers_connection_serves_the_next_while_another_is_open(pg_dsn: str) -> None:
+    main = Ledger(pg_dsn)
+    keeper = Ledger(pg_dsn, migrate=False)
+    pid = backend(keeper)
+    keeper.close()
+    again = Ledger(pg_dsn, migrate=False)
+    assert backend(again) == pid
+    again.db.begin()
+    again.db.execute("SELECT 1")
+    again.close()  # inside a transaction: closed, not kept
+    fresh = Ledger(pg_dsn, migrate=False)
+    assert backend(fresh) != pid
+    fresh.close()
+    main.close()
+    assert sessions(pg_dsn) == 0
+
+
+def test_a_kept_connection_the_server_ended_is_not_reused(pg_dsn: str) -> None:
+    main = Ledger(pg_dsn)
+    keeper = Ledger(pg_dsn, migrate=False)
+    pid = backend(keeper)
+    keeper.close()
+    with psycopg.connect(pg_dsn, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        assert wait_until(lambda: admin.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone() is None)
+    again = Ledger(pg_dsn, migrate=False)
+    assert backend(again) != pid
+    again.close()
+    main.close()
