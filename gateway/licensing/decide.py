@@ -7,6 +7,7 @@ numbers.
 
 from __future__ import annotations
 
+import _json
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -173,4 +174,14 @@ _ZERO = Decimal(0)
 # What json.dumps(..., ensure_ascii=False, separators=(",", ":")) writes, with one encoder:
 # json.dumps builds a new JSONEncoder for every call given options (0.2 s of 0.65 s per
 # 50,000 licenses, profiled).
-_products_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+# And JSONEncoder.encode builds a new C encoder for every call: the one built here, with the
+# arguments JSONEncoder.iterencode gives it, is called directly (0.47 us against 1.33 us a
+# license of one product group, measured: 0.09 s of 100,000 licenses). No markers: a list of
+# lists of strings, ints and None cannot refer to itself.
+_c_products = _json.make_encoder(None, _JSON.default, json.encoder.encode_basestring, None,
+                                 _JSON.key_separator, _JSON.item_separator, False, False, True)
+
+
+def _products_json(products: list[list[Any]]) -> str:
+    return "".join(_c_products(products, 0))
