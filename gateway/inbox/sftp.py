@@ -213,11 +213,13 @@ class SftpInbox:
         path = self._path(self.source.remote_inbox, remote.name)
         digest = hashlib.sha256()
         total = 0
+        got = bytearray()  # the small path's bytes: in a failure's count before it returns
         cap = read_cap(remote.size, limit)
         assert cap is not None
         try:
             if self.source.prefetch and cap == remote.size + 1 and cap <= SMALL:
-                total, after = self._fetch_small(sftp, path, remote, cap, dest, digest)
+                after = self._fetch_small(sftp, path, remote, cap, dest, digest, got)
+                total = len(got)
             else:
                 with sftp.open(path, "rb") as src, LocalFile(dest) as out:
                     self._same_file(sftp, path, remote, src)
@@ -237,8 +239,8 @@ class SftpInbox:
             dest.unlink(missing_ok=True)
             raise TransientError(
                 f"partner {self.partner_id}: cannot store {remote.name} on the local disk "
-                f"({dest.parent}) after {total} of {remote.size} bytes: {local.err}; the file "
-                "stays on the server and is taken at a later poll") from local.err
+                f"({dest.parent}) after {local.written} of {remote.size} bytes: {local.err}; "
+                "the file stays on the server and is taken at a later poll") from local.err
         except FileNotFoundError as err:
             dest.unlink(missing_ok=True)
             raise TransientError(f"partner {self.partner_id}: {remote.name} disappeared "
@@ -248,7 +250,7 @@ class SftpInbox:
             dest.unlink(missing_ok=True)
             self.close()
             raise TransientError(f"partner {self.partner_id}: download of {remote.name} "
-                                 f"failed after {total} of {remote.size} bytes: "
+                                 f"failed after {total or len(got)} of {remote.size} bytes: "
                                  f"{self._why(err)}; it is taken again at a later poll"
                                  ) from err
         if limit is not None and total > limit:
@@ -263,35 +265,39 @@ class SftpInbox:
         return total, digest.hexdigest()
 
     def _fetch_small(self, sftp: paramiko.SFTPClient, path: str, remote: RemoteFile, cap: int,
-                     dest: Path, digest: hashlib._Hash) -> tuple[int, paramiko.SFTPAttributes]:
-        """``fetch`` of a small file (``sftp_pipeline``): opened and read ahead while the
-        listing's earlier files were processed, or now, its stats and reads in flight
-        together. The checks are ``fetch``'s, in its order: nothing is written before the
-        handle and the name are found to be the listed file, and both are stat'ed again once
-        the local copy is fsynced (that last stat of the name, a regular file, is the
-        "after" of the change check); the handle is then closed without waiting."""
+                     dest: Path, digest: hashlib._Hash, got: bytearray,
+                     ) -> paramiko.SFTPAttributes:
+        """``fetch`` of a small file (``sftp_pipeline``) into ``got``: opened and read ahead
+        while the listing's earlier files were processed, or now, its stats and reads in
+        flight together. The checks are ``fetch``'s, in its order: nothing is written before
+        the handle and the name are found to be the listed file, and both are stat'ed again
+        once the local copy is fsynced (that last stat of the name, a regular file, is the
+        "after" of the change check); the handle is then closed without waiting, and the
+        answers a failure left untaken are dropped (the read-ahead's memory bound)."""
         ahead = self._read_ahead(sftp)
         opening = ahead.take(remote.name, path, cap)
         requests = ahead.requests
         handle = ahead.start(opening)
+        last: tuple[int, ...] = ()
         try:
             ahead.advance()
-            self._check_same(path, remote, requests.attrs(opening.stats[0]),
-                             requests.attrs(opening.stats[1]))
-            data = requests.data_of(handle, opening.reads, cap)
+            opened = requests.attrs(opening.stats[0])
+            self._check_same(path, remote, opened, requests.attrs(opening.stats[1]))
+            requests.data_of(handle, opening.reads, cap, got, opened.st_size)
             ahead.advance()
             with LocalFile(dest) as out:
-                digest.update(data)
-                out.write(data)
+                digest.update(got)
+                out.write(got)
                 out.sync()
-            stats = requests.stats(handle, path)
-            after = requests.attrs(stats[1])
-            self._check_same(path, remote, requests.attrs(stats[0]), after)
+            last = requests.stats(handle, path)
+            after = requests.attrs(last[1])
+            self._check_same(path, remote, requests.attrs(last[0]), after)
         finally:
             # A lost connection is the error already being raised, not this close's.
             with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                requests.forget([*opening.stats, *opening.reads, *last])
                 requests.close(handle)
-        return len(data), after
+        return after
 
     def _read_ahead(self, sftp: paramiko.SFTPClient) -> ReadAhead:
         """The read-ahead of this connection, planned on the last listing."""

@@ -62,18 +62,27 @@ class Requests:
 
     def __init__(self, sftp: paramiko.SFTPClient) -> None:
         self._sftp: Any = sftp  # the private request API (module docstring)
-        self._answers: dict[int, tuple[int, paramiko.Message]] = {}
-        self._ignored: set[int] = set()
+        self._sent: set[int] = set()  # in flight: not answered yet
+        self._answers: dict[int, tuple[int, paramiko.Message]] = {}  # answered, not taken
+        self._ignored: set[int] = set()  # in flight, their answers dropped when they come
 
     # paramiko hands every answer to a request sent with this object to this method.
     def _async_response(self, t: int, msg: paramiko.Message, num: int) -> None:
+        self._sent.discard(num)
         if num in self._ignored:
             self._ignored.discard(num)
         else:
             self._answers[num] = (t, msg)
 
     def send(self, t: int, *args: object) -> int:
-        return int(self._sftp._async_request(self, t, *args))
+        num = int(self._sftp._async_request(self, t, *args))
+        self._sent.add(num)
+        return num
+
+    def held(self) -> int:
+        """Requests in flight or answered whose answers are still wanted: what the read-ahead
+        holds (the module's memory bound), none once a poll's downloads are done."""
+        return len(self._sent - self._ignored) + len(self._answers)
 
     def answered(self, num: int) -> bool:
         return num in self._answers
@@ -86,9 +95,10 @@ class Requests:
         self._ignored.add(self.send(CMD_CLOSE, handle))
 
     def forget(self, nums: list[int]) -> None:
-        """Answers no one will wait for: dropped, now or when they come."""
+        """Answers no one will wait for: dropped, now or when they come (an answer already
+        taken is not waited for)."""
         for num in nums:
-            if self._answers.pop(num, None) is None:
+            if self._answers.pop(num, None) is None and num in self._sent:
                 self._ignored.add(num)
 
     def lstat(self, path: str) -> int:
@@ -140,20 +150,25 @@ class Requests:
         self._status(t, msg, CMD_DATA)
         return bytes(msg.get_string())
 
-    def data_of(self, handle: bytes, nums: list[int], length: int) -> bytes:
-        """The answers of ``reads(handle, length)`` as one run of bytes from offset 0; where
-        a server answered a piece short, the rest is asked for from there."""
-        pieces, whole = [], True
+    def data_of(self, handle: bytes, nums: list[int], length: int, got: bytearray,
+                size: int | None = None) -> None:
+        """The answers of ``reads(handle, length)``, appended to ``got`` as one run of bytes
+        from offset 0 (a failure leaves there what arrived before it); where a server
+        answered a piece short, the rest is asked for from there. ``size``: the file's size
+        from its stat of this download; once that many bytes are in, no read is sent to
+        find the end of the file (it would answer only EOF: one round trip per small file,
+        whose reads ask for one byte more than listed). A file that grew after that stat is
+        still caught: the caller stats it again after the local copy is fsynced."""
+        whole = True
         for index, num in enumerate(nums):
             piece = self.data(num)  # every answer is taken, even after a short one
             if whole:
-                pieces.append(piece)
+                got += piece
                 whole = len(piece) == min(READ_SIZE, length - index * READ_SIZE)
-        got = b"".join(pieces)
-        while len(got) < length and (more := self.data(self.send(
+        want = length if size is None else min(length, size)
+        while len(got) < want and (more := self.data(self.send(
                 CMD_READ, handle, paramiko.sftp.int64(len(got)), length - len(got)))):
             got += more
-        return got
 
 
 @dataclass
@@ -197,7 +212,12 @@ class ReadAhead:
         at = next((i for i, f in enumerate(self.queue) if f[0] == name), -1)
         ahead = self.queue[at + 1:] if at >= 0 else []
         if at >= 0:
-            del self.queue[:at + 1]  # a file passed over is never read ahead again
+            # A file passed over (the poll skipped it) is never read ahead again, and what
+            # was read ahead for it is closed now, not held until the connection closes.
+            for passed, _, _ in self.queue[:at]:
+                if (skipped := self.pending.pop(passed, None)) is not None:
+                    self._close(skipped)
+            del self.queue[:at + 1]
         if opening is None:
             opening = Opening(path, length, self.requests.open(path))
         for later, later_path, later_length in ahead[:DEPTH]:
@@ -248,11 +268,12 @@ class ReadAhead:
 
 
 class LocalDiskError(Exception):
-    """Writing the local copy failed (disk full, file size limit, I/O error)."""
+    """Writing the local copy failed (disk full, file size limit, I/O error) after
+    ``written`` bytes were stored."""
 
-    def __init__(self, err: OSError) -> None:
+    def __init__(self, err: OSError, written: int = 0) -> None:
         super().__init__(str(err))
-        self.err = err
+        self.err, self.written = err, written
 
 
 class LocalFile:
@@ -265,6 +286,7 @@ class LocalFile:
             self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         except OSError as err:
             raise LocalDiskError(err) from err
+        self.written = 0
 
     def __enter__(self) -> LocalFile:
         return self
@@ -272,16 +294,18 @@ class LocalFile:
     def __exit__(self, *exc: object) -> None:
         os.close(self.fd)
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         view = memoryview(data)
         try:
             while view:
-                view = view[os.write(self.fd, view):]
+                done = os.write(self.fd, view)
+                self.written += done
+                view = view[done:]
         except OSError as err:
-            raise LocalDiskError(err) from err
+            raise LocalDiskError(err, self.written) from err
 
     def sync(self) -> None:
         try:
             os.fsync(self.fd)
         except OSError as err:
-            raise LocalDiskError(err) from err
+            raise LocalDiskError(err, self.written) from err
