@@ -346,3 +346,51 @@ def test_a_small_file_that_grows_after_its_reads_is_not_taken(
         assert not dest.exists()
     finally:
         inbox.close()
+
+
+# -- the channel buffer that replaces paramiko's (sftp_session._ChannelBuffer) -----------------
+
+
+@pytest.mark.parametrize("pieces", [[b"abc"], [b"a" * 5000, b"b" * 3, b"c" * 70000],
+                                    [bytes(range(256)) * 9000, b"end"]])
+def test_the_channel_buffer_reads_as_paramikos_does(pieces: list[bytes]) -> None:
+    """Fed and read in the same pieces, it hands out what paramiko's BufferedPipe hands out,
+    also past the point where it drops the bytes already read."""
+    from paramiko.buffered_pipe import BufferedPipe
+
+    from gateway.inbox.sftp_session import _ChannelBuffer
+
+    ours, theirs = _ChannelBuffer(), BufferedPipe()  # type: ignore[var-annotated]
+    sizes = [4, 1, 32768, 7, 300000, 13, 1 << 20, 5]
+    for buffer in (ours, theirs):
+        for piece in pieces:
+            buffer.feed(piece)
+    total = sum(map(len, pieces))
+    assert len(ours) == len(theirs) == total
+    read = 0
+    for size in sizes * 10:
+        if read == total:
+            break
+        got = ours.read(size)
+        assert got == theirs.read(size) and type(got) is bytes
+        read += len(got)
+        assert len(ours) == len(theirs) == total - read
+    assert read == total and not ours.read_ready()
+    ours.feed(b"left")
+    assert ours.empty() == b"left" and len(ours) == 0
+
+
+def test_the_channel_buffer_times_out_and_closes_as_paramikos_does() -> None:
+    from paramiko.buffered_pipe import PipeTimeout
+
+    from gateway.inbox.sftp_session import _ChannelBuffer
+
+    buffer = _ChannelBuffer()
+    with pytest.raises(PipeTimeout):
+        buffer.read(10, timeout=0.0)
+    with pytest.raises(PipeTimeout):
+        buffer.read(10, timeout=0.01)
+    buffer.feed(b"last")
+    buffer.close()
+    assert buffer.read(10, timeout=0.0) == b"last"
+    assert buffer.read(10) == b""  # closed and empty: the end, at once
