@@ -246,14 +246,56 @@ def test_files_passed_over_are_closed_and_dropped(tmp_path: Path, sshd: SshServe
         ahead = {f.name for f in listed[4:4 + DEPTH]}
         assert set(inbox._ahead.pending) == ahead  # the next ones, and only they
         # Only what is read ahead for those files is held: a stat and lstat and one read
-        # each (in flight or answered), nothing for the two files passed over.
+        # each (in flight or answered) of those not stored ahead, nothing for the two files
+        # passed over, and no copy of theirs stored ahead.
         inbox._sftp.stat(inbox.source.remote_inbox)  # type: ignore[union-attr]
         for opening in inbox._ahead.pending.values():
             inbox._ahead.start(opening)
-        assert inbox._ahead.requests.held() == 3 * len(ahead)
+        not_stored = [o for o in inbox._ahead.pending.values() if o.stored is None]
+        assert inbox._ahead.requests.held() == 3 * len(not_stored)
+        stored = {o.temp.name for o in inbox._ahead.pending.values() if o.temp}
+        assert {p.name for p in (tmp_path / "got").glob("*.ahead*")} == stored
         assert _settled(inbox).held() == 0
+        assert not list((tmp_path / "got").glob("*.ahead*"))
     finally:
         inbox.close()
+
+
+def test_files_stored_ahead_arrive_whole_and_leave_nothing_behind(tmp_path: Path,
+                                                                  sshd: SshServer) -> None:
+    """The next small files are checked, written and fsynced ahead in writer threads while
+    the current one is in hand; each fetch hands over its own, and closing the connection
+    removes the copies stored ahead and never fetched. A fetch into another folder than
+    the copy's gets the same bytes."""
+    files = {f"{chr(97 + i)}.xml": content(i, 5000 + i) for i in range(DEPTH + 4)}
+    inbox = inbox_with(tmp_path, sshd, files)
+    got = tmp_path / "got"
+    try:
+        listed = _listed_and_first_fetched(tmp_path, inbox)
+        assert inbox._ahead is not None and inbox._sftp is not None
+        # Every answer for the files read ahead in: the next fetch stores them all ahead.
+        inbox._sftp.stat(inbox.source.remote_inbox)
+        for opening in inbox._ahead.pending.values():
+            inbox._ahead.start(opening)
+        inbox._sftp.stat(inbox.source.remote_inbox)
+        assert inbox.fetch(listed[1], got / listed[1].name)[0] == len(files[listed[1].name])
+        stored = {n for n, o in inbox._ahead.pending.items() if o.stored is not None}
+        assert stored == {f.name for f in listed[2:2 + DEPTH - 1]}
+        for name in stored:  # written and fsynced in the writer threads, soon
+            assert inbox._ahead.pending[name].stored.result() == files[name]  # type: ignore[union-attr]
+        assert len(list(got.glob("*.ahead*"))) == len(stored)
+        assert inbox.fetch(listed[2], got / listed[2].name)[0] == len(files[listed[2].name])
+        elsewhere = tmp_path / "elsewhere" / listed[3].name
+        size, sha = inbox.fetch(listed[3], elsewhere)
+        data = files[listed[3].name]
+        assert (size, sha) == (len(data), hashlib.sha256(data).hexdigest())
+        assert elsewhere.read_bytes() == data
+    finally:
+        inbox.close()
+    assert not list(tmp_path.glob("*/*.ahead*"))
+    assert sorted(p.name for p in got.iterdir()) == [f.name for f in listed[:3]]
+    for remote in listed[:3]:
+        assert (got / remote.name).read_bytes() == files[remote.name]
 
 
 # -- the count in a failure's message; no read only to find the end of the file --------------

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,9 @@ SMALL = 8 * READ_SIZE
 # Small files of the listing opened and read ahead of their fetch: at most DEPTH * SMALL
 # bytes (2 MiB) held in memory, and never more than the listing's next files.
 DEPTH = 8
+# Threads writing and fsyncing the small files stored ahead: fsyncs in flight together
+# (the file system commits them together) while the poll goes on.
+WRITERS = 4
 # SFTPAttributes._from_msg, the parser paramiko's own stat calls use, is private (not typed).
 _ATTRIBUTES: Any = paramiko.SFTPAttributes
 # The small files of a listing, in the order they are taken: (name, path, bytes to read).
@@ -182,6 +186,15 @@ class Opening:
     stats: tuple[int, int] = (0, 0)
     reads: list[int] = field(default_factory=list)
     failure: BaseException | None = None  # the open refused: raised at the file's fetch
+    # Stored ahead (``ReadAhead.store``): its bytes, checked, being written to ``temp`` and
+    # fsynced in a writer thread; the future's result is those bytes.
+    temp: Path | None = None
+    stored: Future[bytes | bytearray] | None = None
+
+    def answered(self, requests: Requests) -> bool:
+        """Whether its stats and reads are all answered: taking them waits for nothing."""
+        return self.handle is not None and all(
+            requests.answered(num) for num in (*self.stats, *self.reads))
 
 
 class ReadAhead:
@@ -196,6 +209,7 @@ class ReadAhead:
         self.requests = requests
         self.queue: Planned = []
         self.pending: dict[str, Opening] = {}
+        self._writers: ThreadPoolExecutor | None = None
 
     def plan(self, files: Planned) -> None:
         """A new listing: what was read ahead for the last one is dropped."""
@@ -250,7 +264,58 @@ class ReadAhead:
             opening.reads = self.requests.reads(opening.handle, opening.length)
         return opening.handle
 
+    def store(self, opening: Opening, temp: Path, data: bytes) -> None:
+        """Write ``data``, the checked bytes of a pending file, to ``temp`` and fsync it in
+        a writer thread, ahead of the file's fetch (``stored``)."""
+        if self._writers is None:
+            self._writers = ThreadPoolExecutor(WRITERS, thread_name_prefix="sftp-store")
+        opening.temp = temp
+        opening.stored = self._writers.submit(write_durably, temp, data)
+
+    def refuse(self, opening: Opening, err: BaseException) -> None:
+        """A pending file found not to be the listed one, or unreadable, before its fetch:
+        closed now, ``err`` raised at its fetch (``start``)."""
+        self.requests.forget([*opening.stats, *opening.reads])
+        if opening.handle is not None:
+            self.requests.close(opening.handle)
+        opening.handle, opening.failure = None, err
+
+    @staticmethod
+    def stored(opening: Opening, dest: Path) -> bytes | bytearray:
+        """The bytes of a file stored ahead, once written and fsynced, its copy renamed to
+        ``dest`` (written there again if ``dest`` is in another folder: a rename is atomic
+        in one only); LocalDiskError if the write failed (nothing is left then)."""
+        assert opening.stored is not None and opening.temp is not None
+        try:
+            data = opening.stored.result()
+            if dest.parent != opening.temp.parent:
+                return write_durably(dest, data)
+            try:
+                os.replace(opening.temp, dest)
+            except OSError as err:
+                raise LocalDiskError(err, len(data)) from err
+        finally:
+            opening.temp.unlink(missing_ok=True)  # the write failed, or renamed already
+        return data
+
+    def forget_stored(self) -> None:
+        """Remove the copies stored ahead and not fetched (the connection closes)."""
+        for opening in self.pending.values():
+            self._unstore(opening)
+        if self._writers is not None:
+            self._writers.shutdown()
+            self._writers = None
+
+    @staticmethod
+    def _unstore(opening: Opening) -> None:
+        if opening.stored is not None and opening.temp is not None:
+            with contextlib.suppress(LocalDiskError):
+                opening.stored.result()  # its writer done with the file
+            opening.temp.unlink(missing_ok=True)
+            opening.stored = None
+
     def _close(self, opening: Opening) -> None:
+        self._unstore(opening)
         if opening.handle is None and opening.failure is None:
             try:  # its open is still in flight: wait for the handle, to close it
                 opening.handle = self.requests.handle(opening.open_num)
@@ -265,6 +330,14 @@ class ReadAhead:
         pending, self.pending, self.queue = self.pending, {}, []
         for opening in pending.values():
             self._close(opening)
+
+
+def write_durably(path: Path, data: bytes | bytearray) -> bytes | bytearray:
+    """``data`` written to ``path`` and fsynced (LocalDiskError otherwise); returns it."""
+    with LocalFile(path) as out:
+        out.write(data)
+        out.sync()
+    return data
 
 
 class LocalDiskError(Exception):
