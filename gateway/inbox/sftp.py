@@ -34,7 +34,6 @@ from gateway.inbox.sftp_pipeline import (
     SMALL,
     LocalDiskError,
     LocalFile,
-    Opening,
     Planned,
     ReadAhead,
     Requests,
@@ -273,13 +272,19 @@ class SftpInbox:
                      ) -> paramiko.SFTPAttributes:
         """``fetch`` of a small file (``sftp_pipeline``) into ``got``: opened and read ahead
         while the listing's earlier files were processed, or now, its stats and reads in
-        flight together; maybe even stored ahead (``_store_ahead``). The checks are
+        flight together; maybe even stored ahead (``ReadAhead.store_ahead``). The checks are
         ``fetch``'s, in its order: nothing is written before the handle and the name are
         found to be the listed file, and both are stat'ed again once the local copy is
         fsynced (that last stat of the name, a regular file, is the "after" of the change
         check); the handle is then closed without waiting, and the answers a failure left
         untaken are dropped (the read-ahead's memory bound)."""
         ahead = self._read_ahead(sftp)
+        with ahead.requests.batch():
+            return self._fetch_ahead(ahead, path, remote, cap, dest, digest, got)
+
+    def _fetch_ahead(self, ahead: ReadAhead, path: str, remote: RemoteFile, cap: int,
+                     dest: Path, digest: hashlib._Hash, got: bytearray,
+                     ) -> paramiko.SFTPAttributes:
         opening = ahead.take(remote.name, path, cap)
         requests = ahead.requests
         handle = ahead.start(opening)
@@ -289,12 +294,13 @@ class SftpInbox:
             if opening.stored is not None:
                 got += ahead.stored(opening, dest)
             else:
-                self._checked_data(remote.name, opening, requests, got)
+                ahead.checked_data(remote.name, opening, got, self._check_same)
                 ahead.advance()
                 write_durably(dest, got)
             digest.update(got)
             last = requests.stats(handle, path)
-            self._store_ahead(ahead, dest)  # while those stats are on their way
+            requests.flush()
+            ahead.store_ahead(dest, self._check_same)  # while those stats are on their way
             after = requests.attrs(last[1])
             self._check_same(path, remote.name, requests.attrs(last[0]), after)
         finally:
@@ -303,37 +309,6 @@ class SftpInbox:
                 requests.forget([*opening.stats, *opening.reads, *last])
                 requests.close(handle)
         return after
-
-    def _checked_data(self, name: str, opening: Opening, requests: Requests,
-                      got: bytearray) -> None:
-        """The bytes read for ``opening``, into ``got``, once its handle and its name are
-        found to be the listed file ``name`` (``_check_same``)."""
-        assert opening.handle is not None
-        opened = requests.attrs(opening.stats[0])
-        self._check_same(opening.path, name, opened, requests.attrs(opening.stats[1]))
-        requests.data_of(opening.handle, opening.reads, opening.length, got, opened.st_size)
-
-    def _store_ahead(self, ahead: ReadAhead, dest: Path) -> None:
-        """Check, write and fsync, in writer threads, the next small files whose answers
-        are all in, while the poll processes this one: their fsyncs then overlap one
-        another and the network instead of each waiting its turn at its fetch (about 1 ms
-        each on this machine; bench/bench_sftp.py). The copies are siblings of ``dest``,
-        named after it (``.ahead<n>`` before its suffix), so whatever cleans that folder's
-        leftovers cleans them. Still durable before their fetch returns (it waits for
-        them), and stat'ed again at their fetch. A file whose check or read fails is not
-        stored: closed, its failure kept for its fetch."""
-        for name, opening in list(ahead.pending.items()):
-            if opening.stored is not None or opening.failure is not None or \
-                    not opening.answered(ahead.requests):
-                continue
-            data = bytearray()
-            try:
-                self._checked_data(name, opening, ahead.requests, data)
-            except (NotTaken, OSError, paramiko.SFTPError) as err:
-                ahead.refuse(opening, err)
-                continue
-            temp = dest.with_name(f"{dest.stem}.ahead{opening.open_num}{dest.suffix}")
-            ahead.store(opening, temp, bytes(data))
 
     def _read_ahead(self, sftp: paramiko.SFTPClient) -> ReadAhead:
         """The read-ahead of this connection, planned on the last listing."""
@@ -426,7 +401,8 @@ class SftpInbox:
         """The lstat of ``path`` and whether ``target`` exists, the two requests in flight
         together (neither changes anything)."""
         requests = self._read_ahead(sftp).requests  # the connection's one request collector
-        named, at_target = requests.lstat(path), requests.stat(target) if target else None
+        with requests.batch():
+            named, at_target = requests.lstat(path), requests.stat(target) if target else None
         try:
             now = requests.attrs(named)
         except BaseException:
