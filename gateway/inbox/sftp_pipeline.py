@@ -7,10 +7,13 @@ gateway listed and fetched 1,000 small files at 0.44x the speed of OpenSSH's ``g
 keeps requests in flight. ``Requests`` sends several independent requests (stats of a handle
 and of a name, reads of one handle) before waiting for any, and collects the answers by
 request number, whatever order they come in. ``ReadAhead`` opens and reads the next small
-files of the listing while the poll processes the current one, so that a small file's
-``fetch`` mostly waits only for its last check. It uses paramiko's request API
-(``_async_request``, ``_read_response``, ``_convert_status``): private, not in the type stubs,
-and the one paramiko's own prefetch uses; the client is held as ``Any`` for that reason.
+files of the listing while the poll processes the current one, and stores ahead (checks,
+writes and fsyncs in writer threads) those whose answers are in, so that a small file's
+``fetch`` mostly waits only for its last check; ``Requests.batch`` writes the requests of one
+fetch to the channel together. It uses paramiko's request API (``_async_request``,
+``_read_response``, ``_convert_status``, and ``_write_all`` for ``batch``): private, not in
+the type stubs, and the one paramiko's own prefetch uses; the client is held as ``Any`` for
+that reason.
 
 Only requests whose outcome does not depend on their order are ever in flight together: the
 SFTP drafts let a server answer out of order, and the order of effects between two requests
@@ -246,10 +249,11 @@ class Opening:
 class ReadAhead:
     """The small files of a listing, opened and read ahead of their fetch, DEPTH at a time.
 
-    Nothing is written and nothing is decided ahead: ``fetch`` still checks, at its turn,
-    that the handle and the name are the listed file, and stats both again after the local
-    copy is fsynced, so a file that changed after it was read ahead is caught there as a
-    file that changed during its download."""
+    Nothing is decided ahead: a file is stored ahead (``store_ahead``) only once its handle
+    and its name are found to be the listed file, with the same stats its fetch would check,
+    and ``fetch`` stats both again, at its turn, after the local copy is fsynced, so a file
+    that changed after it was read ahead is caught there as a file that changed during its
+    download."""
 
     def __init__(self, requests: Requests) -> None:
         self.requests = requests
