@@ -8,12 +8,15 @@ import hashlib
 import os
 from pathlib import Path
 
+import paramiko
 import pytest
+from paramiko.sftp import CMD_READ
 from sftp_server import SshServer
 from test_sftp import sftp_project
 
 from gateway.config import load_config
 from gateway.errors import TransientError
+from gateway.inbox import sftp_pipeline
 from gateway.inbox.base import FileChanged, NotTaken, RemoteFile
 from gateway.inbox.sftp import SftpInbox
 from gateway.inbox.sftp_pipeline import DEPTH, READ_SIZE, SMALL, Requests
@@ -171,9 +174,265 @@ class _ShortReads(Requests):
 
 
 @pytest.mark.parametrize("size", [0, 999, 1000, 5000, READ_SIZE + 10])
-def test_short_answers_are_completed_from_where_they_stopped(size: int) -> None:
+@pytest.mark.parametrize("stat_size", [None, "file"])
+def test_short_answers_are_completed_from_where_they_stopped(size: int,
+                                                           stat_size: str | None) -> None:
     data = content(7, size)
     requests = _ShortReads(data)
     nums = requests.reads(b"h", size + 1)
-    assert requests.data_of(b"h", nums, size + 1) == data
+    got = bytearray()
+    requests.data_of(b"h", nums, size + 1, got, size if stat_size else None)
+    assert got == data
     assert requests.asked == {}  # every answer was taken
+
+
+# -- the read-ahead's memory bound: nothing is held once a download failed or was skipped ------
+
+
+def _settled(inbox: SftpInbox) -> Requests:
+    """The connection's requests once every answer in flight has come: OpenSSH's server
+    answers in order, so the answer of one more request comes after all of them."""
+    assert inbox._ahead is not None and inbox._sftp is not None
+    inbox._ahead.drop()
+    inbox._sftp.stat(inbox.source.remote_inbox)
+    return inbox._ahead.requests
+
+
+def _swap_for_link(sshd: SshServer, name: str) -> None:
+    secret = Path(sshd.account("bolt").inbox, "secret.xml")
+    secret.write_bytes(content(99, 3 * READ_SIZE))
+    path = Path(sshd.account("acme").inbox, name)
+    path.unlink()
+    path.symlink_to(secret)
+
+
+@pytest.mark.parametrize("how", ["swapped for a link", "removed"])
+def test_a_failed_small_fetch_leaves_no_answer_held(tmp_path: Path, sshd: SshServer,
+                                                     how: str) -> None:
+    """A small file fails its fetch with answers it never took: swapped for a link before
+    its fetch (its check fails with its four reads in flight), or removed after it was read
+    ahead (its stat after the fsync fails with the handle's stat in flight). Those answers
+    are dropped, not held until the connection ends."""
+    files = {f"{chr(97 + i)}.xml": content(i, 3 * READ_SIZE) for i in range(4)}
+    inbox = inbox_with(tmp_path, sshd, files)
+    try:
+        if how == "removed":
+            listed = _listed_and_first_fetched(tmp_path, inbox)
+            Path(sshd.account("acme").inbox, listed[1].name).unlink()
+            failing = listed[1]
+        else:
+            failing = sorted(inbox.list(), key=lambda f: f.name)[0]
+            _swap_for_link(sshd, failing.name)
+        with pytest.raises((NotTaken, TransientError)):
+            inbox.fetch(failing, tmp_path / "got" / failing.name)
+        requests = _settled(inbox)
+        assert requests._answers == {}
+        assert requests.held() == 0
+        assert requests._sent == set() and requests._ignored == set()
+    finally:
+        inbox.close()
+
+
+def test_files_passed_over_are_closed_and_dropped(tmp_path: Path, sshd: SshServer) -> None:
+    """The poll skips two files read ahead (taken by another rule, say): their handles are
+    closed and their answers dropped when a later file is taken, not at the poll's end."""
+    inbox = inbox_with(tmp_path, sshd, _files(DEPTH + 3))
+    try:
+        listed = _listed_and_first_fetched(tmp_path, inbox)
+        assert inbox._ahead is not None
+        assert {listed[1].name, listed[2].name} <= set(inbox._ahead.pending)
+        assert inbox.fetch(listed[3], tmp_path / "got" / listed[3].name)[0] == 1000
+        assert not {listed[1].name, listed[2].name} & set(inbox._ahead.pending)
+        ahead = {f.name for f in listed[4:4 + DEPTH]}
+        assert set(inbox._ahead.pending) == ahead  # the next ones, and only they
+        # Only what is read ahead for those files is held: a stat and lstat and one read
+        # each (in flight or answered) of those not stored ahead, nothing for the two files
+        # passed over, and no copy of theirs stored ahead.
+        inbox._sftp.stat(inbox.source.remote_inbox)  # type: ignore[union-attr]
+        for opening in inbox._ahead.pending.values():
+            inbox._ahead.start(opening)
+        not_stored = [o for o in inbox._ahead.pending.values() if o.stored is None]
+        assert inbox._ahead.requests.held() == 3 * len(not_stored)
+        stored = {o.temp.name for o in inbox._ahead.pending.values() if o.temp}
+        assert {p.name for p in (tmp_path / "got").glob("*.ahead*")} == stored
+        assert _settled(inbox).held() == 0
+        assert not list((tmp_path / "got").glob("*.ahead*"))
+    finally:
+        inbox.close()
+
+
+def test_files_stored_ahead_arrive_whole_and_leave_nothing_behind(tmp_path: Path,
+                                                                  sshd: SshServer) -> None:
+    """The next small files are checked, written and fsynced ahead in writer threads while
+    the current one is in hand; each fetch hands over its own, and closing the connection
+    removes the copies stored ahead and never fetched. A fetch into another folder than
+    the copy's gets the same bytes."""
+    files = {f"{chr(97 + i)}.xml": content(i, 5000 + i) for i in range(DEPTH + 4)}
+    inbox = inbox_with(tmp_path, sshd, files)
+    got = tmp_path / "got"
+    try:
+        listed = _listed_and_first_fetched(tmp_path, inbox)
+        assert inbox._ahead is not None and inbox._sftp is not None
+        # Every answer for the files read ahead in: the next fetch stores them all ahead.
+        inbox._sftp.stat(inbox.source.remote_inbox)
+        for opening in inbox._ahead.pending.values():
+            inbox._ahead.start(opening)
+        inbox._sftp.stat(inbox.source.remote_inbox)
+        assert inbox.fetch(listed[1], got / listed[1].name)[0] == len(files[listed[1].name])
+        stored = {n for n, o in inbox._ahead.pending.items() if o.stored is not None}
+        assert stored == {f.name for f in listed[2:2 + DEPTH - 1]}
+        for name in stored:  # written and fsynced in the writer threads, soon
+            assert inbox._ahead.pending[name].stored.result() == files[name]  # type: ignore[union-attr]
+        assert len(list(got.glob("*.ahead*"))) == len(stored)
+        assert inbox.fetch(listed[2], got / listed[2].name)[0] == len(files[listed[2].name])
+        elsewhere = tmp_path / "elsewhere" / listed[3].name
+        size, sha = inbox.fetch(listed[3], elsewhere)
+        data = files[listed[3].name]
+        assert (size, sha) == (len(data), hashlib.sha256(data).hexdigest())
+        assert elsewhere.read_bytes() == data
+    finally:
+        inbox.close()
+    assert not list(tmp_path.glob("*/*.ahead*"))
+    assert sorted(p.name for p in got.iterdir()) == [f.name for f in listed[:3]]
+    for remote in listed[:3]:
+        assert (got / remote.name).read_bytes() == files[remote.name]
+
+
+# -- the count in a failure's message; no read only to find the end of the file --------------
+
+
+def test_a_small_download_cut_midway_says_how_much_arrived(
+        tmp_path: Path, sshd: SshServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    size = 3 * READ_SIZE + 7
+    inbox = inbox_with(tmp_path, sshd, {"a.xml": content(1, size)})
+    real_data = Requests.data
+    answered: list[int] = []
+
+    def data(self: Requests, num: int) -> bytes:
+        if answered:  # the connection drops after the first read's answer
+            raise paramiko.SSHException("Server connection dropped: (test)")
+        piece = real_data(self, num)
+        answered.append(len(piece))
+        return piece
+
+    monkeypatch.setattr(Requests, "data", data)
+    try:
+        (remote,) = inbox.list()
+        dest = tmp_path / "got" / remote.name
+        with pytest.raises(TransientError,
+                           match=rf"failed after {READ_SIZE} of {size} bytes"):
+            inbox.fetch(remote, dest)
+        assert answered == [READ_SIZE] and not dest.exists()
+    finally:
+        inbox.close()
+
+
+def _reads_sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every read request sent from now on, by its length."""
+    lengths: list[int] = []
+    real_send = Requests.send
+
+    def send(self: Requests, t: int, *args: object) -> int:
+        if t == CMD_READ:
+            lengths.append(int(args[2]))  # type: ignore[call-overload]
+        return real_send(self, t, *args)
+
+    monkeypatch.setattr(Requests, "send", send)
+    return lengths
+
+
+@pytest.mark.parametrize("size", [0, 1000, READ_SIZE - 1, READ_SIZE, 3 * READ_SIZE + 7,
+                                  SMALL - 1])
+def test_no_read_only_for_the_end_of_a_small_file(tmp_path: Path, sshd: SshServer,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  size: int) -> None:
+    """A small file whose stat says its listed size is read with the reads sent together
+    (its size + 1 byte, in READ_SIZE pieces) and no more: no round trip that answers EOF."""
+    data = content(3, size)
+    inbox = inbox_with(tmp_path, sshd, {"a.xml": data})
+    try:
+        (remote,) = inbox.list()
+        reads = _reads_sent(monkeypatch)
+        dest = tmp_path / "got" / remote.name
+        assert inbox.fetch(remote, dest) == (size, hashlib.sha256(data).hexdigest())
+        assert dest.read_bytes() == data
+        assert len(reads) == size // READ_SIZE + 1
+    finally:
+        inbox.close()
+
+
+@pytest.mark.parametrize("same_mtime", [False, True])
+def test_a_small_file_that_grows_after_its_reads_is_not_taken(
+        tmp_path: Path, sshd: SshServer, monkeypatch: pytest.MonkeyPatch,
+        same_mtime: bool) -> None:
+    """No read looks past the end any more: a file that grows once its bytes are in (even
+    with its mtime put back) is caught by its stat after the fsync, as a changed file."""
+    inbox = inbox_with(tmp_path, sshd, {"a.xml": content(1, 1000)})
+    source = Path(sshd.account("acme").inbox, "a.xml")
+    real_sync = sftp_pipeline.LocalFile.sync
+
+    def sync(self: sftp_pipeline.LocalFile) -> None:
+        mtime = source.stat().st_mtime
+        with source.open("ab") as grow:
+            grow.write(b"<more/>")
+        if same_mtime:
+            os.utime(source, (mtime, mtime))
+        real_sync(self)
+
+    try:
+        (remote,) = inbox.list()
+        monkeypatch.setattr(sftp_pipeline.LocalFile, "sync", sync)
+        dest = tmp_path / "got" / remote.name
+        with pytest.raises(FileChanged, match="1000 bytes listed, 1000 read, 1007 now"):
+            inbox.fetch(remote, dest)
+        assert not dest.exists()
+    finally:
+        inbox.close()
+
+
+# -- the channel buffer that replaces paramiko's (sftp_session._ChannelBuffer) -----------------
+
+
+@pytest.mark.parametrize("pieces", [[b"abc"], [b"a" * 5000, b"b" * 3, b"c" * 70000],
+                                    [bytes(range(256)) * 9000, b"end"]])
+def test_the_channel_buffer_reads_as_paramikos_does(pieces: list[bytes]) -> None:
+    """Fed and read in the same pieces, it hands out what paramiko's BufferedPipe hands out,
+    also past the point where it drops the bytes already read."""
+    from paramiko.buffered_pipe import BufferedPipe
+
+    from gateway.inbox.sftp_session import _ChannelBuffer
+
+    ours, theirs = _ChannelBuffer(), BufferedPipe()  # type: ignore[var-annotated]
+    sizes = [4, 1, 32768, 7, 300000, 13, 1 << 20, 5]
+    for buffer in (ours, theirs):
+        for piece in pieces:
+            buffer.feed(piece)
+    total = sum(map(len, pieces))
+    assert len(ours) == len(theirs) == total
+    read = 0
+    for size in sizes * 10:
+        if read == total:
+            break
+        got = ours.read(size)
+        assert got == theirs.read(size) and type(got) is bytes
+        read += len(got)
+        assert len(ours) == len(theirs) == total - read
+    assert read == total and not ours.read_ready()
+    ours.feed(b"left")
+    assert ours.empty() == b"left" and len(ours) == 0
+
+
+def test_the_channel_buffer_times_out_and_closes_as_paramikos_does() -> None:
+    from paramiko.buffered_pipe import PipeTimeout
+
+    from gateway.inbox.sftp_session import _ChannelBuffer
+
+    buffer = _ChannelBuffer()
+    with pytest.raises(PipeTimeout):
+        buffer.read(10, timeout=0.0)
+    with pytest.raises(PipeTimeout):
+        buffer.read(10, timeout=0.01)
+    buffer.feed(b"last")
+    buffer.close()
+    assert buffer.read(10, timeout=0.0) == b"last"
+    assert buffer.read(10) == b""  # closed and empty: the end, at once

@@ -37,6 +37,7 @@ from gateway.inbox.sftp_pipeline import (
     Planned,
     ReadAhead,
     Requests,
+    write_durably,
 )
 from gateway.inbox.sftp_session import in_words, open_session
 from gateway.ledger.store import FileRow, Ledger
@@ -88,6 +89,8 @@ class SftpInbox:
             if self._client is not None:
                 self._client.close()
         self._client = self._sftp = None
+        if self._ahead is not None:
+            self._ahead.forget_stored()
         self._ahead = None
 
     def _why(self, err: BaseException) -> str:
@@ -213,11 +216,13 @@ class SftpInbox:
         path = self._path(self.source.remote_inbox, remote.name)
         digest = hashlib.sha256()
         total = 0
+        got = bytearray()  # the small path's bytes: in a failure's count before it returns
         cap = read_cap(remote.size, limit)
         assert cap is not None
         try:
             if self.source.prefetch and cap == remote.size + 1 and cap <= SMALL:
-                total, after = self._fetch_small(sftp, path, remote, cap, dest, digest)
+                after = self._fetch_small(sftp, path, remote, cap, dest, digest, got)
+                total = len(got)
             else:
                 with sftp.open(path, "rb") as src, LocalFile(dest) as out:
                     self._same_file(sftp, path, remote, src)
@@ -237,8 +242,8 @@ class SftpInbox:
             dest.unlink(missing_ok=True)
             raise TransientError(
                 f"partner {self.partner_id}: cannot store {remote.name} on the local disk "
-                f"({dest.parent}) after {total} of {remote.size} bytes: {local.err}; the file "
-                "stays on the server and is taken at a later poll") from local.err
+                f"({dest.parent}) after {local.written} of {remote.size} bytes: {local.err}; "
+                "the file stays on the server and is taken at a later poll") from local.err
         except FileNotFoundError as err:
             dest.unlink(missing_ok=True)
             raise TransientError(f"partner {self.partner_id}: {remote.name} disappeared "
@@ -248,7 +253,7 @@ class SftpInbox:
             dest.unlink(missing_ok=True)
             self.close()
             raise TransientError(f"partner {self.partner_id}: download of {remote.name} "
-                                 f"failed after {total} of {remote.size} bytes: "
+                                 f"failed after {total or len(got)} of {remote.size} bytes: "
                                  f"{self._why(err)}; it is taken again at a later poll"
                                  ) from err
         if limit is not None and total > limit:
@@ -263,35 +268,47 @@ class SftpInbox:
         return total, digest.hexdigest()
 
     def _fetch_small(self, sftp: paramiko.SFTPClient, path: str, remote: RemoteFile, cap: int,
-                     dest: Path, digest: hashlib._Hash) -> tuple[int, paramiko.SFTPAttributes]:
-        """``fetch`` of a small file (``sftp_pipeline``): opened and read ahead while the
-        listing's earlier files were processed, or now, its stats and reads in flight
-        together. The checks are ``fetch``'s, in its order: nothing is written before the
-        handle and the name are found to be the listed file, and both are stat'ed again once
-        the local copy is fsynced (that last stat of the name, a regular file, is the
-        "after" of the change check); the handle is then closed without waiting."""
+                     dest: Path, digest: hashlib._Hash, got: bytearray,
+                     ) -> paramiko.SFTPAttributes:
+        """``fetch`` of a small file (``sftp_pipeline``) into ``got``: opened and read ahead
+        while the listing's earlier files were processed, or now, its stats and reads in
+        flight together; maybe even stored ahead (``ReadAhead.store_ahead``). The checks are
+        ``fetch``'s, in its order: nothing is written before the handle and the name are
+        found to be the listed file, and both are stat'ed again once the local copy is
+        fsynced (that last stat of the name, a regular file, is the "after" of the change
+        check); the handle is then closed without waiting, and the answers a failure left
+        untaken are dropped (the read-ahead's memory bound)."""
         ahead = self._read_ahead(sftp)
+        with ahead.requests.batch():
+            return self._fetch_ahead(ahead, path, remote, cap, dest, digest, got)
+
+    def _fetch_ahead(self, ahead: ReadAhead, path: str, remote: RemoteFile, cap: int,
+                     dest: Path, digest: hashlib._Hash, got: bytearray,
+                     ) -> paramiko.SFTPAttributes:
         opening = ahead.take(remote.name, path, cap)
         requests = ahead.requests
         handle = ahead.start(opening)
+        last: tuple[int, ...] = ()
         try:
             ahead.advance()
-            self._check_same(path, remote, requests.attrs(opening.stats[0]),
-                             requests.attrs(opening.stats[1]))
-            data = requests.data_of(handle, opening.reads, cap)
-            ahead.advance()
-            with LocalFile(dest) as out:
-                digest.update(data)
-                out.write(data)
-                out.sync()
-            stats = requests.stats(handle, path)
-            after = requests.attrs(stats[1])
-            self._check_same(path, remote, requests.attrs(stats[0]), after)
+            if opening.stored is not None:
+                got += ahead.stored(opening, dest)
+            else:
+                ahead.checked_data(remote.name, opening, got, self._check_same)
+                ahead.advance()
+                write_durably(dest, got)
+            digest.update(got)
+            last = requests.stats(handle, path)
+            requests.flush()
+            ahead.store_ahead(dest, self._check_same)  # while those stats are on their way
+            after = requests.attrs(last[1])
+            self._check_same(path, remote.name, requests.attrs(last[0]), after)
         finally:
             # A lost connection is the error already being raised, not this close's.
             with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                requests.forget([*opening.stats, *opening.reads, *last])
                 requests.close(handle)
-        return len(data), after
+        return after
 
     def _read_ahead(self, sftp: paramiko.SFTPClient) -> ReadAhead:
         """The read-ahead of this connection, planned on the last listing."""
@@ -309,15 +326,15 @@ class SftpInbox:
     def _same_file(self, sftp: paramiko.SFTPClient, path: str, remote: RemoteFile,
                    handle: paramiko.SFTPFile) -> None:
         """``_check_same`` with the open handle's and the name's stats."""
-        self._check_same(path, remote, handle.stat(), sftp.lstat(path))
+        self._check_same(path, remote.name, handle.stat(), sftp.lstat(path))
 
-    def _check_same(self, path: str, remote: RemoteFile, opened: paramiko.SFTPAttributes,
+    def _check_same(self, path: str, name: str, opened: paramiko.SFTPAttributes,
                     named: paramiko.SFTPAttributes) -> None:
         """NotTaken unless the open handle and the name (its lstat) are one regular file,
         owned as the listing showed: the server opens by name and follows a link swapped in
         after the listing, maybe to another partner's file of the same size and mtime. The
         size and mtime against the listing are the download's own check (a changed file)."""
-        listed = self._listed.get(remote.name, named)
+        listed = self._listed.get(name, named)
         if not stat.S_ISREG(named.st_mode or 0):
             reason = "its name is now a symbolic link or not a regular file"
         elif not stat.S_ISREG(opened.st_mode or 0):
@@ -329,7 +346,7 @@ class SftpInbox:
             reason = "what the server opened is not the file its name shows now"
         else:
             return
-        raise NotTaken(f"partner {self.partner_id}: {remote.name} not taken at this poll: "
+        raise NotTaken(f"partner {self.partner_id}: {name} not taken at this poll: "
                        f"{reason} (a link swapped in after the listing?)")
 
     def dispose(self, taken: FileRow) -> str | None:
@@ -384,7 +401,8 @@ class SftpInbox:
         """The lstat of ``path`` and whether ``target`` exists, the two requests in flight
         together (neither changes anything)."""
         requests = self._read_ahead(sftp).requests  # the connection's one request collector
-        named, at_target = requests.lstat(path), requests.stat(target) if target else None
+        with requests.batch():
+            named, at_target = requests.lstat(path), requests.stat(target) if target else None
         try:
             now = requests.attrs(named)
         except BaseException:

@@ -15,10 +15,14 @@ import errno
 import hashlib
 import os
 import socket
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import paramiko
+from paramiko.buffered_pipe import BufferedPipe, PipeTimeout
 
 from gateway.config import SftpSource
 from gateway.errors import FatalError, TransientError
@@ -41,6 +45,104 @@ class _Transport(paramiko.Transport):
     _preferred_ciphers = tuple(sorted(
         paramiko.Transport._preferred_ciphers,  # type: ignore[attr-defined]
         key=lambda name: "gcm" not in name))
+
+
+if TYPE_CHECKING:  # generic in the stubs only
+    _Pipe = BufferedPipe[bytes]
+else:
+    _Pipe = BufferedPipe
+
+
+class _ChannelBuffer(_Pipe):
+    """paramiko's buffer of a channel's incoming bytes, the same calls and the same blocking
+    and timeouts, without its cost per read: paramiko's keeps an ``array`` and deletes what
+    each read takes from its front, moving all the bytes behind it, and an SFTP download
+    reads every answer in two pieces (its length, then the rest) with up to the channel's
+    window (2 MiB) buffered behind them. This one keeps a read position and drops the bytes
+    read only once they are half the buffer (bench/bench_sftp.py: 200 MiB in 0.64 s instead
+    of 0.81 s, client CPU 0.42 s instead of 0.55 s; OpenSSH's ``sftp`` 0.48 s)."""
+
+    _COMPACT = 1 << 20  # bytes read before they are dropped from the front
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._changed = threading.Condition()
+        self._data = bytearray()
+        self._start = 0  # bytes before it are read
+        self._closed_now = False
+        self._ready: threading.Event | None = None  # set while there is something to read
+
+    def _waiting(self) -> int:
+        return len(self._data) - self._start
+
+    def set_event(self, event: threading.Event) -> None:
+        with self._changed:
+            self._ready = event
+            if self._closed_now or self._waiting():
+                event.set()
+            else:
+                event.clear()
+
+    def feed(self, data: bytes) -> None:
+        with self._changed:
+            if self._ready is not None:
+                self._ready.set()
+            self._data += data
+            self._changed.notify_all()
+
+    def read_ready(self) -> bool:
+        with self._changed:
+            return self._waiting() > 0
+
+    def read(self, nbytes: int, timeout: float | None = None) -> bytes:
+        with self._changed:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while not self._waiting() and not self._closed_now:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise PipeTimeout()
+                self._changed.wait(left)
+            return self._take(nbytes)
+
+    def _take(self, nbytes: int) -> bytes:
+        end = min(self._start + nbytes, len(self._data))
+        with memoryview(self._data) as view:
+            out = bytes(view[self._start:end])
+        if end == len(self._data):
+            self._data.clear()
+            self._start = 0
+            if self._ready is not None and not self._closed_now:
+                self._ready.clear()
+        elif end >= self._COMPACT and 2 * end >= len(self._data):
+            del self._data[:end]  # moves less than was read since the last time
+            self._start = 0
+        else:
+            self._start = end
+        return out
+
+    def empty(self) -> bytes:
+        with self._changed:
+            return self._take(self._waiting())
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed_now = True
+            self._changed.notify_all()
+            if self._ready is not None:
+                self._ready.set()
+
+    def __len__(self) -> int:
+        with self._changed:
+            return self._waiting()
+
+    @classmethod
+    def install(cls, channel: paramiko.Channel) -> None:
+        """Put one in place of ``channel``'s buffer, taking over what it holds (nothing is in
+        flight when a session has just opened, but nothing is lost if something is)."""
+        buffer = cls()
+        old, channel.in_buffer = channel.in_buffer, buffer
+        with buffer._changed:
+            buffer._data[:0] = old.empty()
 
 
 class HostKeyRejected(TransientError):
@@ -230,4 +332,5 @@ def open_session(partner_id: str, source: SftpSource) -> Session:
         client.close()
         raise TransientError(f"partner {partner_id}: {where} gave no SFTP channel")
     channel.settimeout(source.operation_timeout)
+    _ChannelBuffer.install(channel)
     return Session(client, sftp, transport.get_remote_server_key())
