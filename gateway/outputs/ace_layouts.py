@@ -139,8 +139,9 @@ HEAD_FIELDS = ("filer_code", "entry_number", "port_of_entry", "broker_reference"
 
 def _record_source(kind: str) -> tuple[str, list[str]]:
     """Record ``kind`` and its newline as the body of an f-string built from ``LAYOUTS``: its
-    ``_CONSTANTS`` written in, every other field a replacement field of its width (zero-filled
-    for a number, cut and space-filled for text), with the field names in layout order."""
+    ``_CONSTANTS`` written in, every other field a replacement field (a number zero-filled to
+    its width, text as given: already ``alpha``, of its width), with the field names in layout
+    order. A value that does not fit makes the record longer than ``RECORD_LENGTH``."""
     params: list[str] = []
     pieces: list[str] = []
     position = 1
@@ -151,8 +152,11 @@ def _record_source(kind: str) -> tuple[str, list[str]]:
         if constant is not None:
             pieces.append(constant.ljust(width)[:width].replace("{", "{{"))
         else:
-            spec = f"0{width}d" if name in _NUMERIC_FIELDS else f"<{width}.{width}"
-            pieces.append("{" + name + ":" + spec + "}")
+            # No format spec: "{x}" of a str is a third of the time of "{x:<8.8}", and
+            # str(n).zfill(w) half that of "{n:0wd}" (the same text, "-01" for -1 too); the
+            # 10 and 40/50/52 records were 1.2 of the 6.5 us one ACE application took.
+            pieces.append("{str(" + name + f").zfill({width})" + "}"
+                          if name in _NUMERIC_FIELDS else "{" + name + "}")
             params.append(name)
         position = end + 1
     pieces.append(" " * (RECORD_LENGTH + 1 - position) + "\n")
