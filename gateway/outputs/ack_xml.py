@@ -78,7 +78,8 @@ def render_application(o: AppOutcome) -> str:
             f'{"" if covered is None else _group_attr(covered.product_group)}'
             f'{"" if unit_value is None else _UNIT_VALUE.format(unit_value)}'
             f'{_COVERED_END if covered is not None else _NOT_COVERED_END}')
-    parts.extend(render_finding(f, "    ") for f in o.findings)
+    if o.findings:  # most have none: no generator made for them (0.25 us of 2.9 per entry)
+        parts.extend(render_finding(f, "    ") for f in o.findings)
     parts.append("  </Application>\n")
     return "".join(parts)
 
