@@ -84,15 +84,13 @@ def _scaled(amount: str | None, decimals: int) -> int | None:
 
 
 def _scaled_other(amount: str, decimals: int) -> int:
+    """``_scaled`` of any other form: plain but written otherwise ("+5", " 5", ".5", "5.",
+    rewritten as digits, dot, digits), else through ``Decimal``."""
     if not amount.isascii():  # never another script's digits (the rules rejected them)
         raise ValueError(f"{amount!r} is not a decimal number in ASCII digits")
-    whole, fraction = "", ""
-    plain = split_plain(amount)  # "+5", " 5", ".5": still plain, slower
+    plain = split_plain(amount)
     if plain is not None:
-        whole, fraction = plain[0] or "0", plain[1]
-    if whole.isdigit() and whole.isascii() and (not fraction or fraction.isdigit()):
-        fraction = fraction.ljust(decimals + 1, "0")
-        return int(whole + fraction[:decimals]) + (1 if fraction[decimals] >= "5" else 0)
+        return _scaled(f"{plain[0] or '0'}.{plain[1] or '0'}", decimals) or 0
     try:
         scaled_decimal = Decimal(amount.strip()).scaleb(decimals)
         return int(scaled_decimal.quantize(Decimal(1), rounding=ROUND_HALF_UP))
@@ -115,7 +113,6 @@ def _smelt_cast_record(largest: str | None, second: str | None, cast: str | None
     return build_record("54", declaration_type=SMELT_CAST_DECLARATION,
                         smelt_country_largest=fields[0], smelt_country_second=fields[1],
                         cast_country=fields[2]) + "\n"
-
 
 
 def entry_summary_text(
