@@ -1,8 +1,9 @@
 """ACE-style files: every field at its ACE-RECORDS.md position, whole files against golden copies.
 
 Expected positions below are copied from spec/ACE-RECORDS.md, not from
-``gateway.outputs.ace.LAYOUTS``, so that a wrong layout table fails here. Regenerate the golden
-files with ``AIMGW_REGEN_GOLDEN=1 pytest tests/test_ace.py``, then inspect them column by column.
+``gateway.outputs.ace_layouts.LAYOUTS``, so that a wrong layout table fails here. Regenerate the
+golden files with ``AIMGW_REGEN_GOLDEN=1 pytest tests/test_ace.py``, then inspect them column
+by column.
 """
 
 from __future__ import annotations
@@ -16,20 +17,17 @@ from pathlib import Path
 import pytest
 
 from gateway.model import Application, ProductLine
-from gateway.outputs import ace
+from gateway.outputs import ace, ace_layouts
 from gateway.outputs.ace import (
-    RECORD_LENGTH,
     AceFileWriter,
-    alpha,
     batch_header,
     batch_trailer,
     block_header,
     block_trailer,
-    clean_text,
     entry_summary_records,
     ftz_record,
-    numeric,
 )
+from gateway.outputs.ace_layouts import RECORD_LENGTH, alpha, clean_text, numeric
 
 GOLDEN = Path(__file__).parent / "golden"
 PROCESSING_DATE = date(2025, 3, 10)
@@ -150,7 +148,7 @@ def test_position_table_covers_every_column_of_every_record() -> None:
 
 
 def test_layout_tables_are_ordered_and_inside_80_columns() -> None:
-    for kind, layout in ace.LAYOUTS.items():
+    for kind, layout in ace_layouts.LAYOUTS.items():
         position = 1
         for name, start, end in layout:
             assert position <= start <= end <= RECORD_LENGTH, (kind, name)

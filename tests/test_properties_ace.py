@@ -28,8 +28,6 @@ from gateway.model import Application, ProductLine
 from gateway.outputs.ace import (
     ENTRY_SUMMARY,
     FTZ_ADMISSION,
-    LAYOUTS,
-    RECORD_LENGTH,
     AceFileWriter,
     batch_header,
     batch_trailer,
@@ -38,6 +36,7 @@ from gateway.outputs.ace import (
     entry_summary_text,
     ftz_record,
 )
+from gateway.outputs.ace_layouts import LAYOUTS, RECORD_LENGTH
 from gateway.outputs.manifest import MANIFEST_SUFFIX
 from gateway.validate.hts import covered_list
 from gateway.validate.rules import RuleContext, check_application

@@ -1,7 +1,8 @@
 """ACE-style transmission files: CATAIR 80-column records for the filer's ABI channel.
 
-The contract is ``spec/ACE-RECORDS.md``; the record layouts are transcribed in ``LAYOUTS`` below
-and documented in ``docs/ace-records.md``. Two kinds of file share one envelope (A, then one
+The contract is ``spec/ACE-RECORDS.md``; the record layouts are transcribed in ``LAYOUTS``
+(``gateway.outputs.ace_layouts``, with the record formatters built from it) and documented
+in ``docs/ace-records.md``. Two kinds of file share one envelope (A, then one
 B…Y block per port of entry and filer code, then Z):
 
 - ``AE`` entry summaries: per licensed application a 10 record, then per covered product line
@@ -24,137 +25,43 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
-import unicodedata
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
-from functools import cache, lru_cache
+from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO
 
 from gateway.model import Application, ProductLine
+from gateway.outputs.ace_layouts import (
+    HEAD_RECORD,
+    LICENSE_RECORD,
+    LINE_BLOCK,
+    LINE_BLOCK_LENGTH,
+    RECORD_LENGTH,
+    alpha,
+    build_record,
+    cached_alpha,
+    clean_text,
+)
 from gateway.outputs.manifest import Manifest
 from gateway.storage import open_new, publish, temp_name
 from gateway.validate.amounts import split_plain
 from gateway.validate.smelt_cast import record_due, smelt_cast_fields
 
-RECORD_LENGTH = 80
-
-# Every layout in one place: (field, first position, last position), 1-based and inclusive as in
-# the CATAIR. Positions not listed are filler and written as spaces. A field given an int is
-# numeric (right-justified, zero-filled); anything else is alphanumeric (left-justified, cut).
-Layout = tuple[tuple[str, int, int], ...]
-# fmt: off
-LAYOUTS: dict[str, Layout] = {
-    # ABI Batch & Block Control V23 (research/ace-formats.md 1.4). A 9-14 is the communication
-    # password: left blank because the transmitter adds it and it must never sit in a file.
-    "A": (("control", 1, 1), ("site_code", 2, 5), ("sender_id", 6, 8),
-          ("processing_date", 15, 20), ("application_id", 26, 27), ("user_data", 60, 80)),
-    "B": (("control", 1, 1), ("port", 4, 7), ("filer_code", 8, 10),
-          ("application_id", 11, 12), ("user_data", 60, 80)),
-    "Y": (("control", 1, 1), ("port", 4, 7), ("filer_code", 8, 10),
-          ("application_id", 11, 12)),
-    "Z": (("control", 1, 1), ("site_code", 2, 5), ("sender_id", 6, 8),
-          ("processing_date", 15, 20)),
-    # Entry Summary Create/Update (research/ace-formats.md 2.2-2.5).
-    "10": (("control", 1, 2), ("action", 3, 3), ("filer_code", 4, 6), ("entry_number", 9, 16),
-           ("port_of_entry", 18, 21), ("broker_reference", 22, 30), ("entry_type", 34, 35)),
-    "40": (("control", 1, 2), ("line_number", 5, 7), ("country_of_origin", 9, 10),
-           ("country_of_export", 11, 12), ("export_date", 13, 18)),
-    "50": (("control", 1, 2), ("hts", 3, 12), ("value_usd", 25, 34), ("quantity", 36, 47),
-           ("unit", 48, 50)),
-    "52": (("control", 1, 2), ("license_type", 3, 4), ("license_number", 5, 14)),
-    # Type 07, contract 1.1 (spec/ACE-RECORDS.md, "a public transcription of CATAIR ESF-111-112"):
-    # 3-character country fields, ISO alpha-2 left-justified. CBP's July 2026 page has Y/N
-    # applicability codes in 5 and 10 and the countries in 8-9, 13-14, 15-16 instead: see
-    # docs/ace-records.md, "What stays uncertain". Values: gateway/validate/smelt_cast.py.
-    "54": (("control", 1, 2), ("declaration_type", 3, 4), ("smelt_country_largest", 5, 7),
-           ("smelt_country_second", 10, 12), ("cast_country", 15, 17)),
-    # FTZ Admission (e214) v3.1.3 FT60 Line Reference, as transcribed in Vgroup2023/CATAIR-FTZ
-    # ftz/catair.py: the control identifier is "60" (CBP's own example starts "60BULK LOT").
-    "FT60": (("control", 1, 2), ("description", 3, 47), ("reference_qualifier", 48, 50),
-             ("reference_id", 51, 72)),
-}
-# fmt: on
-
 ENTRY_SUMMARY = "AE"
 FTZ_ADMISSION = "FT"
-# CATAIR Entry Summary 52 record, "28 = Aluminum Import License" (revision 69, 2020-12-23).
-LICENSE_TYPE_ALUMINUM = "28"
 SMELT_CAST_DECLARATION = "07"  # 54-record type 07, aluminum smelt and cast country detail
 FTZ_LICENSE_QUALIFIER = "ALU"
-QUANTITY_UNIT = "KG"
 
-_DISALLOWED = re.compile(r"[^A-Z0-9 \-./&,]")
 _FTZ_TEXT_PUNCTUATION = str.maketrans("-./&,", "     ")  # FT60 description is class AN
 _COPY_CHUNK = 1 << 20
 # Enough open spools for a normal submission; past this the least recently used one is closed
 # and reopened in append mode when needed, so hundreds of ports do not exhaust file handles.
 _MAX_OPEN_SPOOLS = 200
 _SPOOL_BUFFER = 64 * 1024
-
-
-def clean_text(value: str) -> str:
-    """Upper case ASCII; anything outside A-Z 0-9 space ``- . / & ,`` becomes a space."""
-    if not value.isascii():
-        # Decompose first so that accented letters keep their base letter (Ü -> U).
-        decomposed = unicodedata.normalize("NFKD", value)
-        value = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return _DISALLOWED.sub(" ", value.upper())
-
-
-def alpha(value: str | None, length: int) -> str:
-    """Alphanumeric field: cleaned, left-justified, space-filled, cut to ``length``."""
-    if value is None:
-        return " " * length
-    return clean_text(value)[:length].ljust(length)
-
-
-def numeric(value: int, length: int) -> str:
-    """Numeric field: right-justified, zero-filled; a value that does not fit is an error."""
-    digits = str(value)
-    if value < 0 or len(digits) > length:
-        raise ValueError(f"{value} does not fit a {length}-digit numeric field")
-    return digits.zfill(length)
-
-
-# Most field values repeat from line to line (codes, dates, the application's license), and a
-# million-line submission formats a few million fields: remember the recent ones.
-_cached_alpha = lru_cache(maxsize=8192)(alpha)
-
-
-@cache
-def _slots(kind: str) -> tuple[tuple[int, str, int], ...]:
-    """(filler before, field name, width) of each field of record ``kind``, from LAYOUTS."""
-    slots = []
-    position = 1
-    for name, start, end in LAYOUTS[kind]:
-        slots.append((start - position, name, end - start + 1))
-        position = end + 1
-    return tuple(slots)
-
-
-def _record(kind: str, **values: str | int | None) -> str:
-    """Build one record of type ``kind`` from ``LAYOUTS``; unknown field names are an error."""
-    # The control identifier is the record type; FTZ records drop the prefix (FT60 is "60").
-    values.setdefault("control", kind.removeprefix("FT"))
-    parts: list[str] = []
-    for gap, name, width in _slots(kind):
-        if gap:
-            parts.append(" " * gap)
-        value = values.pop(name, None)
-        parts.append(numeric(value, width) if isinstance(value, int)
-                     else _cached_alpha(value, width))
-    if values:
-        raise KeyError(f"record {kind} has no field(s) {sorted(values)}")
-    record = "".join(parts).ljust(RECORD_LENGTH)
-    # A short, non-ASCII or lower-case record is rejected by CBP (X42, X40): never write one.
-    if len(record) != RECORD_LENGTH or not record.isascii() or record != record.upper():
-        raise AssertionError(f"malformed {kind} record: {record!r}")
-    return record
 
 
 @lru_cache(maxsize=1024)
@@ -166,18 +73,24 @@ def _scaled(amount: str | None, decimals: int) -> int | None:
     """A decimal string as an integer with ``decimals`` implied decimals, rounded half up."""
     if amount is None:
         return None
+    whole, dot, fraction = amount.partition(".")
+    # Hot path (two calls per product line): ASCII digits with at most one dot, no Decimal
+    # arithmetic, tested first so that it returns at once (a third of _scaled's time, issue
+    # 15); every other form takes _scaled_other.
+    if whole.isdigit() and (fraction.isdigit() or not dot) and amount.isascii():
+        fraction = fraction.ljust(decimals + 1, "0")
+        return int(whole + fraction[:decimals]) + (fraction[decimals] >= "5")
+    return _scaled_other(amount, decimals)
+
+
+def _scaled_other(amount: str, decimals: int) -> int:
+    """``_scaled`` of any other form: plain but written otherwise ("+5", " 5", ".5", "5.",
+    rewritten as digits, dot, digits), else through ``Decimal``."""
     if not amount.isascii():  # never another script's digits (the rules rejected them)
         raise ValueError(f"{amount!r} is not a decimal number in ASCII digits")
-    whole, dot, fraction = amount.partition(".")
-    if not (whole.isdigit() and whole.isascii() and (
-            not dot or (fraction.isdigit() and fraction.isascii()))):
-        plain = split_plain(amount)  # "+5", " 5", ".5": still plain, slower
-        if plain is not None:
-            whole, fraction = plain[0] or "0", plain[1]
-    if whole.isdigit() and whole.isascii() and (not fraction or fraction.isdigit()):
-        # Hot path (two calls per product line): plain text, no Decimal arithmetic.
-        fraction = fraction.ljust(decimals + 1, "0")
-        return int(whole + fraction[:decimals]) + (1 if fraction[decimals] >= "5" else 0)
+    plain = split_plain(amount)
+    if plain is not None:
+        return _scaled(f"{plain[0] or '0'}.{plain[1] or '0'}", decimals) or 0
     try:
         scaled_decimal = Decimal(amount.strip()).scaleb(decimals)
         return int(scaled_decimal.quantize(Decimal(1), rounding=ROUND_HALF_UP))
@@ -185,19 +98,9 @@ def _scaled(amount: str | None, decimals: int) -> int | None:
         raise ValueError(f"{amount!r} is not a finite decimal number") from exc
 
 
-def _line_number(line: ProductLine) -> int:
-    number = line.number  # a property that parses line_no: read once
-    if number is None:
-        raise ValueError(f"product line number {line.line_no!r} is not an integer")
-    return number
-
-
 # The same few import dates on every application of a file: a 54 record's due date is asked
 # once per date (record_due raises for a bad one, and an exception is never cached).
 _record_due = lru_cache(maxsize=1024)(record_due)
-
-# Fields written from an int: right-justified, zero-filled (the rest are alphanumeric).
-_NUMERIC_FIELDS = frozenset({"line_number", "value_usd", "quantity"})
 
 
 @lru_cache(maxsize=1024)
@@ -207,84 +110,9 @@ def _smelt_cast_record(largest: str | None, second: str | None, cast: str | None
     fields = smelt_cast_fields(largest, second, cast)
     if fields is None:
         return ""
-    return _record("54", declaration_type=SMELT_CAST_DECLARATION, smelt_country_largest=fields[0],
-                   smelt_country_second=fields[1], cast_country=fields[2]) + "\n"
-
-
-# The fixed fields of the compiled records (the rest are their callers' arguments).
-_CONSTANTS = {
-    "10": {"control": "10", "action": "A"},
-    "40": {"control": "40"},
-    "50": {"control": "50", "unit": QUANTITY_UNIT},
-    "52": {"control": "52", "license_type": LICENSE_TYPE_ALUMINUM},
-}
-_LINE_BLOCK_LENGTH = 3 * (RECORD_LENGTH + 1)
-_LINE_FIELDS = ("line_number", "country_of_origin", "country_of_export", "export_date", "hts",
-                "value_usd", "quantity")
-_HEAD_FIELDS = ("filer_code", "entry_number", "port_of_entry", "broker_reference", "entry_type")
-
-
-def _record_source(kind: str) -> tuple[str, list[str]]:
-    """Record ``kind`` and its newline as the body of an f-string built from ``LAYOUTS``: its
-    ``_CONSTANTS`` written in, every other field a replacement field of its width (zero-filled
-    for a number, cut and space-filled for text), with the field names in layout order."""
-    params: list[str] = []
-    pieces: list[str] = []
-    position = 1
-    for name, start, end in LAYOUTS[kind]:
-        width = end - start + 1
-        pieces.append(" " * (start - position))
-        constant = _CONSTANTS[kind].get(name)
-        if constant is not None:
-            pieces.append(constant.ljust(width)[:width].replace("{", "{{"))
-        else:
-            spec = f"0{width}d" if name in _NUMERIC_FIELDS else f"<{width}.{width}"
-            pieces.append("{" + name + ":" + spec + "}")
-            params.append(name)
-        position = end + 1
-    pieces.append(" " * (RECORD_LENGTH + 1 - position) + "\n")
-    return "".join(pieces), params
-
-
-def _compile(args: str, body: str) -> Callable[..., str]:
-    # Built from the constant LAYOUTS: no outside input reaches the source.
-    formatter: Callable[..., str] = eval(f"lambda {args}: f{body!r}", {})
-    return formatter
-
-
-@cache
-def _line_block() -> Callable[..., str]:
-    """One product line's 40, 50 and 52 records as one compiled f-string from ``LAYOUTS``.
-
-    Arguments are positional: the whole 52 record and its newline (the same for every line of
-    an application, ``_license_record``), then the variable fields in layout order
-    (``_LINE_FIELDS``). A value that does not fit makes the block longer than three records,
-    which ``entry_summary_text`` catches and ``_record`` then names.
-    """
-    r40, p40 = _record_source("40")
-    r50, p50 = _record_source("50")
-    if tuple(p40 + p50) != _LINE_FIELDS:
-        raise AssertionError(f"LAYOUTS changed: the line fields are now {p40 + p50}")
-    return _compile(f"r52, {', '.join(_LINE_FIELDS)}", r40 + r50 + "{r52}")
-
-
-@cache
-def _head_record() -> Callable[..., str]:
-    """The 10 record and its newline, compiled from ``LAYOUTS``; its arguments (positional,
-    ``_HEAD_FIELDS``) are already ``alpha``: cleaned and of their width."""
-    body, params = _record_source("10")
-    if tuple(params) != _HEAD_FIELDS:
-        raise AssertionError(f"LAYOUTS changed: the 10 record's fields are now {params}")
-    return _compile(", ".join(params), body)
-
-
-@cache
-def _license_record() -> Callable[[str], str]:
-    """The 52 record and its newline from the license number (already ``alpha``)."""
-    body, params = _record_source("52")
-    if params != ["license_number"]:
-        raise AssertionError(f"LAYOUTS changed: the 52 record's fields are now {params}")
-    return _compile("license_number", body)
+    return build_record("54", declaration_type=SMELT_CAST_DECLARATION,
+                        smelt_country_largest=fields[0], smelt_country_second=fields[1],
+                        cast_country=fields[2]) + "\n"
 
 
 def entry_summary_text(
@@ -293,43 +121,54 @@ def entry_summary_text(
     """The records of one licensed application as text (each 80 chars + newline), and their
     count: record 10, then 40, 50, 52 and (when due and grounded) 54 for each covered line."""
     # The 10 and 52 records are compiled formatters fed with alpha() fields, which are cleaned
-    # and of their width by construction: what _record checks field by field cannot go wrong,
-    # and building both through _record cost 1.0 of the 2.2 s that ACE formatting took in a
-    # profiled run of 50,000 one-line applications. The values unique to an application (its
-    # ref, entry number and license) skip the cache: they would only push out the others.
+    # and of their width by construction: what build_record checks field by field cannot go
+    # wrong, and building both through build_record cost 1.0 of the 2.2 s that ACE formatting
+    # took in a profiled run of 50,000 one-line applications. The values unique to an
+    # application (its ref, entry number and license) skip the cache: they would only push
+    # out the others.
     entry_number = app.entry_number
-    parts = [_head_record()(
-        _cached_alpha(filer_code, 3), alpha(entry_number[3:] if entry_number else None, 8),
-        _cached_alpha(app.port_of_entry, 4), alpha(app.ref, 9), _cached_alpha(app.entry_type, 2))]
-    block = _line_block()
-    origin = _cached_alpha(app.country_of_origin, 2)
-    export = _cached_alpha(app.country_of_export, 2)
-    export_date = _cached_alpha(_mmddyy(app.expected_export_date), 6)
-    r52 = _license_record()(alpha(license_number, 10))
+    parts = [HEAD_RECORD(
+        cached_alpha(filer_code, 3), alpha(entry_number[3:] if entry_number else None, 8),
+        cached_alpha(app.port_of_entry, 4), alpha(app.ref, 9), cached_alpha(app.entry_type, 2))]
+    origin = cached_alpha(app.country_of_origin, 2)
+    export = cached_alpha(app.country_of_export, 2)
+    export_date = cached_alpha(_mmddyy(app.expected_export_date), 6)
+    r52 = LICENSE_RECORD(alpha(license_number, 10))
     smelt_cast_due = _record_due(app.expected_import_date)
-    count = 1
+    count = 1 + 3 * len(lines)
+    # Per line, names bound once and no helper call that can be inlined: the loop is most of
+    # ACE formatting at 20 lines per application.
+    append, block, scaled, hts_field = parts.append, LINE_BLOCK, _scaled, _hts_field
     for line in lines:
-        hts = _cached_alpha(line.hts.replace(".", "") if line.hts else None, 10)
-        number = _line_number(line)
-        value_usd = _scaled(line.value_usd, 0)
-        quantity = _scaled(line.quantity_kg, 2)
+        number = line.number  # a property that parses line_no: read once
+        if number is None:
+            raise ValueError(f"product line number {line.line_no!r} is not an integer")
+        value_usd = scaled(line.value_usd, 0)
+        quantity = scaled(line.quantity_kg, 2)
         if value_usd is None or quantity is None:
             raise ValueError(f"line {line.line_no} has no value or no quantity")
+        hts = hts_field(line.hts)
         text = block(r52, number, origin, export, export_date, hts, value_usd, quantity)
         # A negative number keeps its width ("-01"): caught here like one that is too long.
-        if len(text) != _LINE_BLOCK_LENGTH or min(number, value_usd, quantity) < 0:
+        if len(text) != LINE_BLOCK_LENGTH or min(number, value_usd, quantity) < 0:
             # Let the layout-driven builder name the field that does not fit.
-            _record("40", line_number=number)
-            _record("50", hts=hts, value_usd=value_usd, quantity=quantity)
+            build_record("40", line_number=number)
+            build_record("50", hts=hts, value_usd=value_usd, quantity=quantity)
             raise ValueError(f"a value of line {line.line_no} does not fit its record")
-        parts.append(text)
-        count += 3
+        append(text)
         if smelt_cast_due:
             r54 = _smelt_cast_record(line.smelt_country_largest, line.smelt_country_second,
                                      line.cast_country)
-            parts.append(r54)
-            count += bool(r54)
+            if r54:
+                append(r54)
+                count += 1
     return "".join(parts), count
+
+
+@lru_cache(maxsize=8192)
+def _hts_field(hts: str | None) -> str:
+    """The 50 record's HTS field: the code without its dots, as ``alpha``."""
+    return alpha(hts.replace(".", "") if hts else None, 10)
 
 
 def entry_summary_records(
@@ -353,7 +192,7 @@ def ftz_record(
     description = next((line.description for line in lines if line.description), None)
     if description is not None:
         description = clean_text(description).translate(_FTZ_TEXT_PUNCTUATION)
-    return _record("FT60", description=description, reference_qualifier=FTZ_LICENSE_QUALIFIER,
+    return build_record("FT60", description=description, reference_qualifier=FTZ_LICENSE_QUALIFIER,
                    reference_id=license_number)
 
 
@@ -361,26 +200,26 @@ def batch_header(
     site_code: str, sender_id: str, processing_date: date, file_id: str, app_id: str
 ) -> str:
     """The A record; the password (9-14) stays blank for the transmitter to fill."""
-    return _record("A", site_code=site_code, sender_id=sender_id,
+    return build_record("A", site_code=site_code, sender_id=sender_id,
                    processing_date=processing_date.strftime("%m%d%y"),
                    application_id=app_id, user_data=file_id)
 
 
 def batch_trailer(site_code: str, sender_id: str, processing_date: date) -> str:
     """The Z record, matching the A record (else CBP condition X14)."""
-    return _record("Z", site_code=site_code, sender_id=sender_id,
+    return build_record("Z", site_code=site_code, sender_id=sender_id,
                    processing_date=processing_date.strftime("%m%d%y"))
 
 
 def block_header(port: str, filer_code: str, app_id: str, submission_id: str) -> str:
     """The B record of one (port of entry, filer code) block."""
-    return _record("B", port=port, filer_code=filer_code, application_id=app_id,
+    return build_record("B", port=port, filer_code=filer_code, application_id=app_id,
                    user_data=submission_id)
 
 
 def block_trailer(port: str, filer_code: str, app_id: str) -> str:
     """The Y record, matching its B record (else CBP condition X32)."""
-    return _record("Y", port=port, filer_code=filer_code, application_id=app_id)
+    return build_record("Y", port=port, filer_code=filer_code, application_id=app_id)
 
 
 @dataclass
@@ -410,6 +249,7 @@ class AceFileWriter:
         self.submission_id = submission_id
         self.source = dict(source)
         self._blocks: dict[tuple[str, str], _Block] = {}  # insertion order = file order
+        self._by_value: dict[tuple[str | None, str], _Block] = {}  # the same, as given
         self._open: OrderedDict[Path, BinaryIO] = OrderedDict()  # LRU: most recent last
         self._closed = False
 
@@ -423,11 +263,15 @@ class AceFileWriter:
             text, count = entry_summary_text(app, lines, license_number, filer_code)
         else:
             text, count = ftz_record(app, lines, license_number, filer_code) + "\n", 1
-        # Keyed by the values as written, so two spellings that print alike share one block.
-        key = (_cached_alpha(app.port_of_entry, 4), _cached_alpha(filer_code, 3))
-        block = self._blocks.get(key)
+        block = self._by_value.get((app.port_of_entry, filer_code))
         if block is None:
-            block = self._blocks[key] = _Block(*key, spool=self._spool_name(len(self._blocks)))
+            # Keyed by the values as written, so two spellings that print alike share one
+            # block; the values as given find it again without formatting them.
+            key = (cached_alpha(app.port_of_entry, 4), cached_alpha(filer_code, 3))
+            block = self._blocks.get(key)
+            if block is None:
+                block = self._blocks[key] = _Block(*key, spool=self._spool_name(len(self._blocks)))
+            self._by_value[(app.port_of_entry, filer_code)] = block
         self._spool(block.spool).write(text.encode("ascii"))
         block.records += count
         block.licenses.append(license_number)

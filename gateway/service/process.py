@@ -358,19 +358,21 @@ class RunPass:
 
     def add(self, item: StagedApplication, outcome: AppOutcome) -> None:
         file_id = self.row.file_id
-        if outcome.seq <= 1:
+        seq, status, reused = outcome.seq, outcome.status, outcome.reused
+        if seq <= 1:
             crash.pause("mid_file")  # a test holds a file half read here (progress views)
         app = item.app
         self.ack.add(outcome, app)
         apps = self.apps
-        apps.append((file_id, outcome.seq, outcome.ref, outcome.status.value,
-                     outcome.license_number, int(outcome.reused), len(app.lines), item.digest))
+        apps.append((file_id, seq, outcome.ref, status.value, outcome.license_number,
+                     int(reused), len(app.lines), item.digest))
         found = self.found
         if outcome.findings:
             found.extend(_finding_row(file_id, f) for f in outcome.findings)
-        if outcome.status is AppStatus.LICENSED and not outcome.reused:
+        if status is AppStatus.LICENSED and not reused:
             covered = [r.line for r in outcome.lines if r.covered is not None]
-            writer = self.ace_writer("FT" if app.entry_type == "FZ" else "AE")
+            app_id = "FT" if app.entry_type == "FZ" else "AE"
+            writer = self.writers.get(app_id) or self.ace_writer(app_id)
             writer.add(app, covered, outcome.license_number or "", self.filer_code)
             self.licenses.append(license_row(item, outcome, self.row.partner, file_id,
                                              self.registered))
