@@ -125,8 +125,10 @@ class PostgresDb:
         except psycopg.OperationalError as err:
             _raise_translated(err)
 
-    def begin(self) -> None:
+    def begin(self, synced: bool = True) -> None:
         self.execute("BEGIN")
+        if not synced:  # this transaction only: the WAL is flushed by the next synced commit
+            self.execute("SET LOCAL synchronous_commit TO OFF")
 
     def commit(self) -> None:
         self.execute("COMMIT")
