@@ -14,10 +14,10 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from gateway.config import Config
 
@@ -26,6 +26,7 @@ _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) 
     getattr(os, "O_CLOEXEC", 0)
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 _NAME_LIMIT = 120
+_T = TypeVar("_T")
 
 
 _deferred = threading.local()  # .folders: the folders whose fsync waits (dir_syncs_deferred)
@@ -69,6 +70,20 @@ def dir_syncs_deferred() -> Iterator[None]:
         fsync_dir(folder)  # into the outer block's list, when there is one
 
 
+def in_folder(action: Callable[[], _T], folder: Path) -> _T:
+    """``action()`` (a create or rename in ``folder``), made again once ``folder`` is made
+    when it said a path was missing.
+
+    Why not make the folder first: it almost always exists, and ``mkdir(exist_ok=True)`` is a
+    mkdir and a stat each time, 7 of them a file in a poll of small files (bench/bench_poll.py).
+    An action that fails for another missing path fails again, with its own error."""
+    try:
+        return action()
+    except FileNotFoundError:
+        folder.mkdir(parents=True, exist_ok=True)
+    return action()
+
+
 def temp_name(path: Path) -> Path:
     # Dot-prefixed and pid-tagged: never mistaken for a finished output, never shared.
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -89,9 +104,8 @@ def open_new(path: Path, mode: str = "wb", **kwargs: Any) -> IO[Any]:
 
 def atomic_write(path: Path, data: bytes | Iterable[bytes]) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(path)
-    with open_new(tmp) as fh:
+    with in_folder(lambda: open_new(tmp), path.parent) as fh:
         if isinstance(data, bytes | bytearray):
             fh.write(data)
         else:
@@ -105,8 +119,7 @@ def atomic_write(path: Path, data: bytes | Iterable[bytes]) -> None:
 
 def publish(tmp: Path, path: Path) -> None:
     """Rename a finished, fsynced temp file into place durably."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, path)
+    in_folder(lambda: os.replace(tmp, path), path.parent)
     fsync_dir(path.parent)
 
 
@@ -114,8 +127,7 @@ def durable_move(src: Path, dst: Path, *, from_temp: bool = False) -> None:
     """Atomic rename on one file system, made durable in both folders (``from_temp``: in the
     destination only; the source is a temp folder whose leftovers are removed at start, so
     a name that comes back there after a power cut does no harm)."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(src, dst)
+    in_folder(lambda: os.replace(src, dst), dst.parent)
     fsync_dir(dst.parent)
     if src.parent != dst.parent and not from_temp:
         fsync_dir(src.parent)

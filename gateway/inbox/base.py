@@ -17,6 +17,7 @@ from typing import BinaryIO, Protocol
 
 from gateway.errors import TransientError
 from gateway.ledger.store import FileRow
+from gateway.storage import in_folder
 
 # Names a sender uses while a file is still being written: never taken.
 IN_PROGRESS_SUFFIXES = (".tmp", ".part", ".filepart", ".partial", ".writing")
@@ -116,9 +117,8 @@ def copy_with_digest(src_fh: BinaryIO, dest: Path, expected: int | None = None,
     cap = read_cap(expected, limit)
     digest = hashlib.sha256()
     total = 0
-    dest.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with open(dest, "wb") as out:
+        with in_folder(lambda: open(dest, "wb"), dest.parent) as out:
             while cap is None or total < cap:
                 chunk = src_fh.read(_COPY_CHUNK if cap is None else min(_COPY_CHUNK, cap - total))
                 if not chunk:

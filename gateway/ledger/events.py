@@ -63,9 +63,12 @@ class EventLog:
             # handle(), not emit(): it takes the handler's lock, so that two serve threads
             # never interleave their lines or rotate the file under each other.
             self._handler.handle(logging.makeLogRecord({"msg": line, "args": None}))
-        # DEBUG (-v on serve): the service's INFO log is one line per file (runner).
-        log.debug("%s %s %s %s", kind, partner or "-", file_id or "-",
-                 " ".join(f"{k}={v}" for k, v in data.items()))
+        # DEBUG (-v on serve): the service's INFO log is one line per file (runner). Its
+        # text is made only when it is written (4 events a file in a poll, each formatting
+        # every field for nothing otherwise).
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s %s %s", kind, partner or "-", file_id or "-",
+                      " ".join(f"{k}={v}" for k, v in data.items()))
         return record
 
     def close(self) -> None:

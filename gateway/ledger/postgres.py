@@ -245,11 +245,13 @@ class PostgresDb:
         except psycopg.OperationalError as err:
             _raise_translated(err)
 
-    def begin(self) -> None:
+    def begin(self, synced: bool = True) -> None:
         if _PIPELINE:
             self._begin_pending = True  # sent with the first statement (``_begin_with``)
         else:
             self.execute("BEGIN")
+        if not synced:  # this transaction only: the WAL is flushed by the next synced commit
+            self.execute("SET LOCAL synchronous_commit TO OFF")
 
     def commit(self) -> None:
         self.execute("COMMIT")  # a transaction without a statement: BEGIN + COMMIT, as before

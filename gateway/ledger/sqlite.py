@@ -52,6 +52,7 @@ class SqliteDb:
 
     def __init__(self, path: Path, readonly: bool) -> None:
         self.path = path
+        self._unsynced = False  # an unsynced transaction is open (begin)
         try:
             if readonly:
                 # With no -wal file no writer is active: open immutable, so that a dry run
@@ -93,18 +94,36 @@ class SqliteDb:
         marks = ", ".join("?" for _ in columns)
         self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
-    def begin(self) -> None:
+    def begin(self, synced: bool = True) -> None:
+        if not synced:
+            # This transaction's COMMIT only (commit/rollback set FULL again): in WAL mode
+            # NORMAL appends the commit to the WAL without an fdatasync; the WAL is
+            # sequential, so the next FULL commit makes it durable too.
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self._unsynced = True
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as err:
+            self._synced_again()
             _raise_translated(err)
             raise TransientError(f"The ledger failed: {err}") from err
 
     def commit(self) -> None:
-        self.execute("COMMIT")
+        try:
+            self.execute("COMMIT")
+        finally:
+            self._synced_again()
 
     def rollback(self) -> None:
-        self.conn.execute("ROLLBACK")
+        try:
+            self.conn.execute("ROLLBACK")
+        finally:
+            self._synced_again()
+
+    def _synced_again(self) -> None:
+        if self._unsynced:
+            self._unsynced = False
+            self.conn.execute("PRAGMA synchronous=FULL")
 
     def close(self) -> None:
         self.conn.close()

@@ -186,9 +186,13 @@ class Ledger(LicenseRecords):
         return version + 1
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """BEGIN … COMMIT (SQLite: IMMEDIATE, one writer); rolled back on any exception."""
-        self.db.begin()
+    def transaction(self, *, synced: bool = True) -> Iterator[None]:
+        """BEGIN … COMMIT (SQLite: IMMEDIATE, one writer); rolled back on any exception.
+
+        ``synced=False``: the COMMIT does not wait for the disk, for a record that a power cut
+        may take back to the state before it because the recovery redoes its step (a file's
+        ARCHIVED and DONE: Runner._complete); it is durable at the next synced commit."""
+        self.db.begin(synced)
         try:
             yield
         except BaseException:

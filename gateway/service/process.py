@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -40,6 +40,7 @@ from gateway.storage import (
     atomic_write,
     dir_syncs_deferred,
     durable_move,
+    in_folder,
     publish,
     safe_name,
     temp_name,
@@ -119,8 +120,7 @@ class FileProcessor:
             row = self.ledger.known_file(row.file_id)
             crash.point("after_commit")
         if row.state == "PROCESSED":
-            self._archive(row)
-            row = self.ledger.known_file(row.file_id)
+            row = self._archive(row)
             crash.point("after_archive")
         return row
 
@@ -166,10 +166,13 @@ class FileProcessor:
             return None
         return original.ack_name
 
-    def publish_ack(self, row: FileRow, stored: Path, kind: str) -> None:
-        """The partner's copy in outbox/<partner>/: a hard link to the stored ack."""
-        _link_into_place(stored, self.layout.partner_outbox(row.partner) /
-                         self.ack_name_of(row, kind))
+    def publish_ack(self, row: FileRow, stored: Path, kind: str,
+                    target: Path | None = None) -> None:
+        """The partner's copy in outbox/<partner>/ (at ``target`` when the caller has asked
+        ``ack_target``): a hard link to the stored ack."""
+        if target is None:
+            target = self.layout.partner_outbox(row.partner) / self.ack_name_of(row, kind)
+        _link_into_place(stored, target)
 
     def ack_target(self, row: FileRow, kind: str) -> tuple[Path, Path | None]:
         """Where ``row``'s ack goes in the outbox, and the stored ack of the file whose ack
@@ -194,9 +197,10 @@ class FileProcessor:
     def _record(self, row: FileRow, summary: FileSummary, fmt: str | None, ace_names: list[str],
                 started: datetime, *, error: str | None, kind: str,
                 duplicate_of: str | None = None, filer: Filer | None = None,
-                changes_name: str | None = None) -> None:
+                changes_name: str | None = None, ack: str | None = None) -> None:
         duration = int((utc_now() - started).total_seconds() * 1000)
-        ack = self.ack_name_of(row, kind)
+        if ack is None:  # (given by a caller that asked ack_target already)
+            ack = self.ack_name_of(row, kind)
         self.ledger.update_file(
             row.file_id, state="PROCESSED", status=summary.status.value, format=fmt,
             submission_id=summary.submission_id,
@@ -224,8 +228,15 @@ class FileProcessor:
                              "licensed": summary.licensed, "not required": summary.not_required,
                              "rejected": summary.rejected, "cancelled": summary.cancelled})
 
-    def _archive(self, row: FileRow) -> None:
-        """Move the input to archive/ (or failed/ with its .error.txt) and record it."""
+    def _archive(self, row: FileRow) -> FileRow:
+        """Move the input to archive/ (or failed/ with its .error.txt) and record it; the
+        row as recorded (not read back: one SELECT a file saved).
+
+        The move is durable before the record, the record is not synced (``synced=False``,
+        one WAL sync a file saved): a power cut that takes it back leaves the file PROCESSED
+        with its input already moved, which the recovery finishes as after a crash between
+        the move and the commit (the move is skipped, the same record written), before the
+        disposition."""
         src = self.layout.received / row.local_name
         if row.error:
             dest = self.layout.failed(row.partner) / row.local_name
@@ -234,11 +245,12 @@ class FileProcessor:
             dest = self.layout.archive(row.partner, row.received_at) / row.local_name
         if src.exists():
             durable_move(src, dest)
-        with self.ledger.transaction():
+        with self.ledger.transaction(synced=False):
             self.ledger.update_file(row.file_id, state="ARCHIVED", archive_path=str(dest))
             self.events.emit(self.ledger, "file.failed" if row.error else "file.archived",
                              partner=row.partner, file_id=row.file_id, path=str(dest),
                              error=row.error)
+        return replace(row, state="ARCHIVED", archive_path=str(dest))
 
 
 class RunSinks:
@@ -387,8 +399,15 @@ class RunPass:
         if summary.findings:  # the count of findings not listed (FileBound)
             ledger.add_findings([_finding_row(row.file_id, f) for f in summary.findings])
         summary.processed_at = utc_now()
-        # The stored ack, the ACE files, manifests and changes report: their folders fsynced
-        # together once all are in place, before the partner's ack is linked (storage).
+        # The ack's name is asked once (ack_target), for the link and the record: two
+        # SELECTs a file saved.
+        self.ack_target = p.ack_target(row, self.kind)
+        target = self.ack_target[0]
+        # The stored ack, the ACE files, manifests and changes report, then the partner's ack
+        # linked last: their folders fsynced together once all are in place (storage), before
+        # the ledger commits. (The link's folder no longer has a journal commit of its own:
+        # one fewer a file. A crash before the commit reruns the file, which writes the same
+        # bytes under the same names, as after a crash between the link and the commit.)
         with dir_syncs_deferred():
             self.ack.finish(summary)
             for w in self.writers.values():
@@ -396,12 +415,11 @@ class RunPass:
             manifests = [self.writers[k].finish() for k in ("AE", "FT") if k in self.writers]
             ace_names = [m.file_name for m in manifests if m is not None]
             changes = self.write_changes()
-        self.ack_target = p.ack_target(row, self.kind)
-        p.publish_ack(row, self.ack_path, self.kind)
+            p.publish_ack(row, self.ack_path, self.kind, target)
         crash.point("after_outputs")
         filer = p.config.partner(row.partner).applicant(summary.header_filer)
         p._record(row, summary, self.fmt, ace_names, self.started, error=None, kind=self.kind,
-                  filer=filer, changes_name=changes)
+                  filer=filer, changes_name=changes, ack=target.name)
 
     def write_changes(self) -> str | None:
         """The changes report of the supersessions and cancellations this file made (guide
@@ -433,7 +451,6 @@ class RunPass:
 
 def _link_into_place(stored: Path, target: Path) -> None:
     """Publish ``stored`` at ``target`` as a hard link (a copy where links fail), atomically."""
-    target.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         if os.path.samefile(stored, target):
             # Already in place. (Renaming a hard link over another link of the same file
@@ -442,7 +459,7 @@ def _link_into_place(stored: Path, target: Path) -> None:
     tmp = temp_name(target)
     tmp.unlink(missing_ok=True)
     try:
-        os.link(stored, tmp)
+        in_folder(lambda: os.link(stored, tmp), target.parent)
     except OSError:  # another file system: copied in chunks, never read whole
         atomic_write(tmp, _chunks(stored))
     publish(tmp, target)

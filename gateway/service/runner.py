@@ -362,7 +362,12 @@ class Runner:
                 raise  # this file's failure, counted by _attempt
             except TransientError as err:  # the server, not the file
                 raise InboxUnavailable(str(err)) from err
-            with self.ledger.transaction():
+            # Not synced (one WAL sync a file saved): a power cut that takes DONE back leaves
+            # the file ARCHIVED, and the recovery delivers the same ack again and finds the
+            # input disposed of, as after a crash between the disposition and this commit.
+            # The next synced commit (the next file's receipt, the poll's health) makes it
+            # durable.
+            with self.ledger.transaction(synced=False):
                 if left is not None:
                     self.events.emit(self.ledger, "file.not_disposed", partner=row.partner,
                                      file_id=row.file_id, reason=left)
