@@ -245,11 +245,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_OK if ok else EXIT_NOT_ACCEPTED
     config = _load(args)
     if args.command == "run":
-        from gateway.admin import queries, report
+        from gateway.admin import queries, run_report
         from gateway.service.runner import run_once
 
         for polled in run_once(config, args.as_of):  # each file taken: its status and counts
-            print(report.run_text(polled, queries.taken(config, polled.taken)))
+            print(run_report.run_text(polled, queries.taken(config, polled.taken)))
         return EXIT_OK
     if args.command == "db":
         from gateway.ledger.store import open_ledger

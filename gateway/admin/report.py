@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from gateway.admin import queries
 from gateway.admin.actions import PurgeReport
 from gateway.admin.listing import files_csv, findings_csv, licenses_csv, more_line, table
+from gateway.admin.run_report import file_line
 from gateway.config import Config
 from gateway.ledger.reads.clock import person_time
 from gateway.ledger.reads.files import display_status
@@ -26,7 +27,6 @@ from gateway.ledger.reads.licenses import LicenseRow, LicenseStory
 from gateway.ledger.reads.story import FileStory, FindingGroup
 from gateway.ledger.store import FileRow
 from gateway.model import Filer
-from gateway.service.runner import PollReport
 from gateway.textsafe import printable
 
 # What ``show`` says to an id that is neither a file's nor a license's.
@@ -383,32 +383,9 @@ def story_out(story: FileStory, form: str, groups: list[FindingGroup],
     return (show_json(story) if form == "json" else show_text(story, groups, zone)) + "\n"
 
 
-def file_line(row: FileRow, named: bool = False) -> str:
-    """A processed file in one line: its status and counts (``run --once`` with its name,
-    ``reprocess``)."""
-    name = f" {printable(row.remote_name)}" if named else ""
-    return (f"{row.file_id}{name}: {display_status(row)} ({row.applications} application(s): "
-            f"{row.licensed} licensed, {row.new_licenses} new, {row.rejected} rejected, "
-            f"{row.cancelled} cancelled){'  ' + printable(row.error) if row.error else ''}")
-
-
 def reprocessed_text(row: FileRow, original: str) -> str:
     """One line on the new file a reprocess made."""
     return f"{file_line(row)}  reprocess of {original}"
-
-
-def run_text(report: PollReport, files: list[FileRow]) -> str:
-    """A partner's poll in ``run --once``: what was taken, then each file taken."""
-    line = f"{report.partner}: {len(report.taken)} file(s) taken"
-    if report.paused:  # not polled at all
-        line = f"{report.partner}: not polled, {report.paused}"
-    if report.skipped:
-        line += f", {report.skipped} already seen"
-    if report.backing_off:
-        line += ", backing off after repeated failures (see `aim-gateway status`)"
-    if report.error:
-        line += f", ERROR {printable(report.error)}"
-    return "\n".join([line, *(f"  {file_line(row, named=True)}" for row in files)])
 
 
 def reprocessed_json(row: FileRow) -> str:
