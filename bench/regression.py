@@ -46,7 +46,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from measure import BENCH, ROOT, generate, show_path
+from measure import BENCH, ROOT, compile_sources, generate, show_path
 from verify import run_baseline, run_gateway
 
 RECORDED = BENCH / "recorded.json"
@@ -65,6 +65,7 @@ def measure_ratio(python: str, gateway: str, work_dir: Path, *, lines: int = LIN
                   log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Gateway CPU seconds / baseline CPU seconds on one generated file, best of ``repeat``
     alternating runs of each, every gateway run checked."""
+    compile_sources()
     xml, meta = generate(python, lines, per_app, SEED, AS_OF, out_dir=work_dir)
     base_cpu: list[float] = []
     gw_cpu: list[float] = []

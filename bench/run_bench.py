@@ -57,6 +57,7 @@ from measure import (
     ROOT,
     BenchFailure,
     baseline_cmd,
+    compile_sources,
     find_gateway,
     gateway_cmd,
     generate,
@@ -469,6 +470,7 @@ def main(argv: list[str] | None = None) -> int:
         env = regression.machine(args.python)
         started = datetime.now(UTC).isoformat(timespec="seconds")
         entries = []
+        compile_sources()
         for lines in args.sizes:
             for per_app in args.lines_per_app:
                 print(f"{lines:,} lines, {per_app} line(s) per application:", file=sys.stderr)
