@@ -395,10 +395,10 @@ def test_many_blocks_past_the_memory_bound_spill_and_give_the_same_bytes(
     created: list[str] = []
     spool = AceFileWriter._spool
 
-    def counting_spool(self: AceFileWriter, path: Path) -> object:
+    def counting_spool(self: AceFileWriter, path: Path, *, new: bool = False) -> object:
         if path not in self._open:
             created.append(path.name)
-        return spool(self, path)
+        return spool(self, path, new=new)
 
     monkeypatch.setattr(AceFileWriter, "_spool", counting_spool)
     spilled, held = _many_block_file(tmp_path / "b" / "out.txt", ports=40, rounds=4)
