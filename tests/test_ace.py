@@ -328,6 +328,7 @@ def test_more_blocks_than_open_spools_reopen_in_append_mode(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(ace, "_MAX_OPEN_SPOOLS", 2)
+    monkeypatch.setattr(ace, "_IN_MEMORY", 0)  # every block to its spool file
     path = tmp_path / "out.txt"
     writer = make_writer(path)
     ports = ["1001", "1002", "1003", "1004", "1005"]
@@ -348,13 +349,91 @@ def test_finish_without_add_writes_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_no_spool_or_temp_file_is_left_after_finish(tmp_path: Path) -> None:
+def test_no_spool_or_temp_file_is_left_after_finish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ace, "_IN_MEMORY", 0)  # every block to its spool file
     writer = make_writer(tmp_path / "out.txt")
     for entry in two_port_applications():
         writer.add(*entry)
     assert any(p.name.startswith(".") for p in tmp_path.iterdir())  # the spools exist meanwhile
     writer.finish()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt", "out.txt.manifest.json"]
+
+
+def test_a_small_file_s_blocks_stay_in_memory(tmp_path: Path) -> None:
+    writer = make_writer(tmp_path / "out.txt")
+    for entry in two_port_applications():
+        writer.add(*entry)
+    assert list(tmp_path.iterdir()) == []  # no spool file created (nor a folder entry)
+    writer.finish()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt", "out.txt.manifest.json"]
+
+
+def _many_block_file(path: Path, ports: int, rounds: int) -> tuple[bytes, list[int]]:
+    """Write ``rounds`` applications to each of ``ports`` blocks, interleaved; the file's bytes
+    and, after each add, the record bytes the writer held in memory."""
+    writer = make_writer(path)
+    held = []
+    for round_ in range(rounds):
+        for port in range(ports):
+            lines = [make_line(str(n), smelt_country_largest="CA") for n in range(1, round_ + 2)]
+            writer.add(make_app(lines, port_of_entry=f"{1000 + port}"), lines,
+                       f"L{port}-{round_}", "XYZ")
+            held.append(writer._in_memory)
+    assert writer.finish() is not None
+    return path.read_bytes(), held
+
+
+def test_many_blocks_past_the_memory_bound_spill_and_give_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    in_memory, _ = _many_block_file(tmp_path / "a" / "out.txt", ports=40, rounds=4)
+    bound = 5000  # a few blocks' worth: most of the 40 go to files, through 3 open handles
+    monkeypatch.setattr(ace, "_IN_MEMORY", bound)
+    monkeypatch.setattr(ace, "_MAX_OPEN_SPOOLS", 3)
+    created: list[str] = []
+    spool = AceFileWriter._spool
+
+    def counting_spool(self: AceFileWriter, path: Path, *, new: bool = False) -> object:
+        if path not in self._open:
+            created.append(path.name)
+        return spool(self, path, new=new)
+
+    monkeypatch.setattr(AceFileWriter, "_spool", counting_spool)
+    spilled, held = _many_block_file(tmp_path / "b" / "out.txt", ports=40, rounds=4)
+
+    assert spilled == in_memory
+    assert max(held) <= bound  # the budget is for all blocks together
+    assert 30 <= len(set(created)) < 40  # most blocks spilled, the last few stayed in memory
+    assert len(created) > len(set(created))  # closed by the LRU and reopened to append
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [
+        "out.txt", "out.txt.manifest.json"]
+
+
+def test_a_block_that_grows_past_the_bound_mid_way_moves_to_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def write(path: Path) -> list[list[str]]:
+        path.parent.mkdir()
+        writer = make_writer(path)
+        seen = []
+        for n in range(6):
+            line = [make_line("1", smelt_country_largest="CA")]
+            writer.add(make_app(line, ref=f"R{n}"), line, f"L{n}", "XYZ")
+            seen.append(sorted(p.name for p in path.parent.iterdir()))
+        writer.finish()
+        return seen
+
+    write(tmp_path / "a" / "out.txt")
+    record_bytes = 5 * (RECORD_LENGTH + 1)  # 10, 40, 50, 52, 54 for one line
+    monkeypatch.setattr(ace, "_IN_MEMORY", 3 * record_bytes)  # the 4th application spills
+    seen = write(tmp_path / "b" / "out.txt")
+
+    assert (tmp_path / "b" / "out.txt").read_bytes() == (tmp_path / "a" / "out.txt").read_bytes()
+    assert seen[:3] == [[], [], []]
+    assert [[name.endswith(".block00000.spool") for name in names] for names in seen[3:]] == [
+        [True]] * 3
 
 
 def test_discard_leaves_no_file(tmp_path: Path) -> None:
