@@ -129,7 +129,15 @@ class Runner:
         if removed:
             self.events.emit(None, "recovery.cleaned", files=removed)
         known = {p.id for p in self.config.partners}
-        for partner_id in sorted({row.partner for row in self.ledger.unfinished_files()}):
+        unfinished = self.ledger.unfinished_files()
+        # The partner of a file whose outputs a crash left published goes first. On SQLite the
+        # license counter rolls back with the crashed pass, and its rerun writes the same bytes
+        # (OPERATIONS.md) only if it draws the same numbers again: another partner's file
+        # received meanwhile (serve's threads), finished first, would draw the numbers of an
+        # ACE file a transmitter may have sent. SQLite's one writer leaves at most one such file.
+        first = {row.partner for row in unfinished if self._published_uncommitted(row)}
+        for partner_id in sorted({row.partner for row in unfinished},
+                                 key=lambda p: (p not in first, p)):
             if partner_id not in known:
                 log.warning("files of unknown partner %s left as they are", partner_id)
                 continue
@@ -156,6 +164,12 @@ class Runner:
                 self.ledger.release_lease(partner_id, self.worker)
         self.alerts.flush(self.ledger)
         self._recovered = True
+
+    def _published_uncommitted(self, row: FileRow) -> bool:
+        """A received file whose outputs a crashed pass published before its commit: its stored
+        ack is the first of them written (``RunPass.finish``)."""
+        return row.state == "RECEIVED" and any(
+            stored_ack(self.layout, row, kind).exists() for kind in ("xml", "csv"))
 
     def _clean_work(self) -> list[str]:
         if self.ledger.concurrent:
