@@ -346,3 +346,28 @@ def test_json_arrays_unnest_alike(ledger: Ledger) -> None:
     assert [tuple(r) for r in rows] == [("extrusions", "MX", 1000.0), ("primary", "CA", 2500.5)]
     assert monthly_tons(db, "cast_country", "2026-12", "2026-12") == {
         ("2026-12", "CA"): 2.5005, ("2026-12", "MX"): 1.0}
+
+
+def test_a_failed_commit_of_an_unsynced_transaction_leaves_the_next_ones_synced(
+        tmp_path: Path) -> None:
+    """``transaction(synced=False)`` lowers SQLite's synchronous for its own COMMIT only. A
+    COMMIT that fails (a deferred foreign key stands in for any) is rolled back and its error
+    raised as it is; every later transaction is synced again (review of issue 15: the
+    connection stayed at NORMAL, every later receipt unsynced, and the error was masked)."""
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    try:
+        def synchronous() -> int:
+            return int(ledger.db.execute("PRAGMA synchronous").fetchone()[0])
+
+        assert synchronous() == 2  # FULL
+        with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"), \
+                ledger.transaction(synced=False):
+            ledger.db.execute("PRAGMA defer_foreign_keys=ON")
+            ledger.db.execute(
+                "INSERT INTO file_failures (file_id, partner) VALUES ('nope', 'acme')")
+        assert not ledger.db.conn.in_transaction  # type: ignore[attr-defined]
+        with ledger.transaction():
+            assert synchronous() == 2
+        assert ledger.db.execute("SELECT COUNT(*) FROM file_failures").fetchone() == (0,)
+    finally:
+        ledger.close()

@@ -436,3 +436,74 @@ def test_the_channel_buffer_times_out_and_closes_as_paramikos_does() -> None:
     buffer.close()
     assert buffer.read(10, timeout=0.0) == b"last"
     assert buffer.read(10) == b""  # closed and empty: the end, at once
+
+
+def test_the_channel_buffer_overrides_every_method_of_paramikos() -> None:
+    """The buffer replaces paramiko's on a live channel: a method it does not override would
+    work on paramiko's own (never fed) state, a read hanging until its timeout. A paramiko that
+    grows one fails here (pyproject pins the tested major version)."""
+    from paramiko.buffered_pipe import BufferedPipe
+
+    from gateway.inbox.sftp_session import _ChannelBuffer
+
+    theirs = {name for name, value in vars(BufferedPipe).items()
+              if callable(value) and not (name.startswith("__") and name != "__len__")}
+    ours = {name for name in theirs if name in vars(_ChannelBuffer)}
+    assert theirs - ours <= {"_buffer_frombytes", "_buffer_tobytes"}, theirs - ours
+
+
+class _LongAnswers(Requests):
+    """A hostile server that answers every read with 1 MiB, whatever it asked."""
+
+    def __init__(self) -> None:  # no connection: only data_of is exercised
+        self.next = 0
+
+    def send(self, t: int, *args: object) -> int:
+        self.next += 1
+        return self.next
+
+    def data(self, num: int) -> bytes:
+        return b"x" * (1 << 20)
+
+
+def test_an_answer_longer_than_its_read_is_refused() -> None:
+    requests = _LongAnswers()
+    size = 8 * READ_SIZE - 1
+    nums = [requests.send(CMD_READ) for _ in range(8)]
+    got = bytearray()
+    with pytest.raises(sftp_pipeline.SFTPError, match="answered 1048576 bytes to a read of"):
+        requests.data_of(b"h", nums, size + 1, got, size)
+    assert got == b""  # nothing of it kept
+
+
+def test_a_copy_stored_ahead_is_removed_when_its_own_fetch_fails(
+        tmp_path: Path, sshd: SshServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file taken leaves ``pending`` at once: a fetch that fails before it uses its copy
+    stored ahead (the connection drops) must remove that copy itself (review of issue 15)."""
+    files = {f"{chr(97 + i)}.xml": content(i, 5000 + i) for i in range(DEPTH + 4)}
+    inbox = inbox_with(tmp_path, sshd, files)
+    got = tmp_path / "got"
+    try:
+        listed = _listed_and_first_fetched(tmp_path, inbox)
+        ahead = inbox._ahead
+        assert ahead is not None
+        inbox._sftp.stat(inbox.source.remote_inbox)  # a round trip: the opens are answered
+        for opening in ahead.pending.values():
+            ahead.start(opening)
+        inbox._sftp.stat(inbox.source.remote_inbox)  # and the stats and reads
+        inbox.fetch(listed[1], got / listed[1].name)  # stores the next ones ahead
+        stored = ahead.pending[listed[2].name]
+        assert stored.stored is not None and stored.temp is not None
+        stored.stored.result()
+        assert stored.temp.exists()
+
+        def dropped(self: sftp_pipeline.ReadAhead) -> None:
+            raise paramiko.SSHException("Server connection dropped: (test)")
+
+        monkeypatch.setattr(sftp_pipeline.ReadAhead, "advance", dropped)
+        with pytest.raises(TransientError):
+            inbox.fetch(listed[2], got / listed[2].name)
+        assert not stored.temp.exists()  # removed by the failed fetch, not by the close
+    finally:
+        inbox.close()
+    assert sorted(p.name for p in got.glob("*.ahead*")) == []

@@ -304,6 +304,10 @@ class SftpInbox:
             after = requests.attrs(last[1])
             self._check_same(path, remote.name, requests.attrs(last[0]), after)
         finally:
+            # A copy stored ahead and not used (the fetch failed before it) is removed now:
+            # out of ``pending``, nothing else would, and a live process's copy in work/tmp is
+            # no leftover for the clean-up.
+            ahead.unstore(opening)
             # A lost connection is the error already being raised, not this close's.
             with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
                 requests.forget([*opening.stats, *opening.reads, *last])

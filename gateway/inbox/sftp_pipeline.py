@@ -215,12 +215,20 @@ class Requests:
         whole = True
         for index, num in enumerate(nums):
             piece = self.data(num)  # every answer is taken, even after a short one
+            asked = min(READ_SIZE, length - index * READ_SIZE)
+            if len(piece) > asked:
+                # A hostile server's answer (paramiko takes packets up to 16 MiB): never kept,
+                # or the read-ahead's bound of DEPTH x its length would not hold.
+                raise SFTPError(f"the server answered {len(piece)} bytes to a read of {asked}")
             if whole:
                 got += piece
                 whole = len(piece) == min(READ_SIZE, length - index * READ_SIZE)
         want = length if size is None else min(length, size)
         while len(got) < want and (more := self.data(self.send(
                 CMD_READ, handle, paramiko.sftp.int64(len(got)), length - len(got)))):
+            if len(more) > length - len(got):
+                raise SFTPError(f"the server answered {len(more)} bytes to a read of "
+                                f"{length - len(got)}")
             got += more
 
 
@@ -269,19 +277,21 @@ class ReadAhead:
     def take(self, name: str, path: str, length: int) -> Opening:
         """The download of ``name``, started now if it was not ahead; the next files of
         the listing are started too."""
-        opening = self.pending.pop(name, None)
-        if opening is not None and (opening.path, opening.length) != (path, length):
-            self._close(opening)
-            opening = None
         at = next((i for i, f in enumerate(self.queue) if f[0] == name), -1)
         ahead = self.queue[at + 1:] if at >= 0 else []
         if at >= 0:
             # A file passed over (the poll skipped it) is never read ahead again, and what
             # was read ahead for it is closed now, not held until the connection closes.
+            # Before ``name`` leaves ``pending``: a close that fails leaves it there, where
+            # the connection's close removes its copy stored ahead.
             for passed, _, _ in self.queue[:at]:
                 if (skipped := self.pending.pop(passed, None)) is not None:
                     self._close(skipped)
             del self.queue[:at + 1]
+        opening = self.pending.pop(name, None)
+        if opening is not None and (opening.path, opening.length) != (path, length):
+            self._close(opening)
+            opening = None
         if opening is None:
             opening = Opening(path, length, self.requests.open(path))
         for later, later_path, later_length in ahead[:DEPTH]:
@@ -340,6 +350,8 @@ class ReadAhead:
             try:
                 self.checked_data(name, opening, data, check)
             except (NotTaken, OSError, SFTPError) as err:
+                if isinstance(err, (TimeoutError, ConnectionError)):
+                    raise  # the connection's, not that file's: the fetch in hand fails with it
                 self.refuse(opening, err)
                 continue
             temp = dest.with_name(f"{dest.stem}.ahead{opening.open_num}{dest.suffix}")
@@ -382,13 +394,14 @@ class ReadAhead:
     def forget_stored(self) -> None:
         """Remove the copies stored ahead and not fetched (the connection closes)."""
         for opening in self.pending.values():
-            self._unstore(opening)
+            self.unstore(opening)
         if self._writers is not None:
             self._writers.shutdown()
             self._writers = None
 
     @staticmethod
-    def _unstore(opening: Opening) -> None:
+    def unstore(opening: Opening) -> None:
+        """Remove ``opening``'s copy stored ahead, if it has one (once its writer is done)."""
         if opening.stored is not None and opening.temp is not None:
             with contextlib.suppress(LocalDiskError):
                 opening.stored.result()  # its writer done with the file
@@ -396,7 +409,7 @@ class ReadAhead:
             opening.stored = None
 
     def _close(self, opening: Opening) -> None:
-        self._unstore(opening)
+        self.unstore(opening)
         if opening.handle is None and opening.failure is None:
             try:  # its open is still in flight: wait for the handle, to close it
                 opening.handle = self.requests.handle(opening.open_num)

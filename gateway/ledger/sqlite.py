@@ -95,7 +95,9 @@ class SqliteDb:
         self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
     def begin(self, synced: bool = True) -> None:
-        if not synced:
+        if synced:
+            self._synced_again()  # a NORMAL that a failed COMMIT left never outlives it
+        else:
             # This transaction's COMMIT only (commit/rollback set FULL again): in WAL mode
             # NORMAL appends the commit to the WAL without an fdatasync; the WAL is
             # sequential, so the next FULL commit makes it durable too.
@@ -121,9 +123,12 @@ class SqliteDb:
             self._synced_again()
 
     def _synced_again(self) -> None:
-        if self._unsynced:
-            self._unsynced = False
+        # Only outside a transaction (SQLite refuses the PRAGMA inside one: a COMMIT that
+        # failed leaves it open, and that error, not this one, is the one to raise); the
+        # flag stays until it is done, and the next synced begin does it.
+        if self._unsynced and not self.conn.in_transaction:
             self.conn.execute("PRAGMA synchronous=FULL")
+            self._unsynced = False
 
     def close(self) -> None:
         self.conn.close()

@@ -9,6 +9,7 @@ in ``license_changes`` keyed by its number.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -198,7 +199,15 @@ class Ledger(LicenseRecords):
         except BaseException:
             self.db.rollback()
             raise
-        self.db.commit()
+        try:
+            self.db.commit()
+        except BaseException:
+            # A COMMIT that failed may leave the transaction open (SQLite): never the next
+            # one's. The COMMIT's error is the one raised; a rollback that fails too (the
+            # connection is gone) adds nothing to it.
+            with contextlib.suppress(Exception):
+                self.db.rollback()
+            raise
 
     @contextmanager
     def receipts_paused(self) -> Iterator[None]:
