@@ -6,8 +6,10 @@ or one the server ended; the last ledger closed leaves the database without sess
 from __future__ import annotations
 
 import psycopg
+import pytest
 from conftest import wait_until
 
+from gateway.ledger import postgres
 from gateway.ledger.store import Ledger
 
 
@@ -35,7 +37,8 @@ def test_a_closed_ledgers_connection_serves_the_next_while_another_is_open(pg_ds
     assert backend(fresh) != pid
     fresh.close()
     main.close()
-    assert sessions(pg_dsn) == 0
+    # A client's close does not wait for its server session to end: a moment later it has.
+    assert wait_until(lambda: sessions(pg_dsn) == 0)
 
 
 def test_a_kept_connection_the_server_ended_is_not_reused(pg_dsn: str) -> None:
@@ -49,5 +52,23 @@ def test_a_kept_connection_the_server_ended_is_not_reused(pg_dsn: str) -> None:
             "SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone() is None)
     again = Ledger(pg_dsn, migrate=False)
     assert backend(again) != pid
+    again.close()
+    main.close()
+
+
+def test_a_connection_kept_too_long_is_not_reused(pg_dsn: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A firewall or NAT may have dropped a flow quiet for minutes without a word: a kept
+    connection older than ``_IDLE_SECONDS`` is closed, never handed out (review of issue 15);
+    a new one has TCP keepalives on."""
+    main = Ledger(pg_dsn)
+    keeper = Ledger(pg_dsn, migrate=False)
+    pid = backend(keeper)
+    keeper.close()
+    monkeypatch.setattr(postgres, "_IDLE_SECONDS", 0.0)
+    again = Ledger(pg_dsn, migrate=False)
+    assert backend(again) != pid
+    assert isinstance(again.db, postgres.PostgresDb)
+    assert again.db.conn.info.get_parameters().get("keepalives_idle") == "30"
     again.close()
     main.close()

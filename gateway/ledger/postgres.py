@@ -12,12 +12,14 @@ import os
 import re
 import select
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import NoReturn
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
 
@@ -82,9 +84,19 @@ def _raise_translated(err: psycopg.OperationalError) -> NoReturn:
     raise LedgerUnavailable(f"The ledger database failed: {err}") from err
 
 
+_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+               "keepalives_count": 3}
+
+
 def _connect(dsn: str) -> psycopg.Connection[TupleRow]:
     try:
-        return psycopg.connect(dsn, autocommit=True, connect_timeout=15)
+        # TCP keepalives: a connection kept idle for reuse (below) that a firewall or NAT
+        # dropped without a word is found dead within a minute or two, not after the
+        # kernel's 15 minutes of retransmissions. A DSN's own settings take precedence.
+        given = conninfo_to_dict(dsn)
+        return psycopg.connect(make_conninfo(dsn, **{
+            k: v for k, v in _KEEPALIVES.items() if k not in given}),
+            autocommit=True, connect_timeout=15)
     except psycopg.OperationalError as err:
         raise LedgerUnavailable(f"Cannot reach the ledger database: {err}") from err
 
@@ -100,7 +112,11 @@ _IDLE_MAX = 8  # in all: serve's 8 threads close one each at a time; no more hel
 # (process, DSN, mode) and the connection, the most recently kept last. Keyed by process
 # too: a child forked from a process with kept connections never takes one of them (they
 # are the parent's, on sockets the two would share).
-_idle: list[tuple[tuple[int, str, str], psycopg.Connection[TupleRow]]] = []
+_idle: list[tuple[tuple[int, str, str], psycopg.Connection[TupleRow], float]] = []
+# A connection kept longer than this is closed, not reused: below the idle timeouts of common
+# firewalls and NATs, which drop a quiet flow without telling either end (the first statement
+# on it would then hang until the kernel gives up). serve's polls reuse theirs within seconds.
+_IDLE_SECONDS = 30.0
 _open: dict[tuple[int, str], int] = {}  # (process, DSN): its ledgers open
 _idle_lock = threading.Lock()
 
@@ -112,14 +128,17 @@ def _reuse_or_connect(dsn: str, mode: str) -> tuple[psycopg.Connection[TupleRow]
     connection fails no more often than a new one would."""
     key = (os.getpid(), dsn, mode)
     while True:
-        conn = None
+        conn, kept_at = None, 0.0
         with _idle_lock:
             for index in range(len(_idle) - 1, -1, -1):
                 if _idle[index][0] == key:
-                    conn = _idle.pop(index)[1]
+                    _, conn, kept_at = _idle.pop(index)
                     break
         if conn is None:
             return _connect(dsn), True
+        if time.monotonic() - kept_at > _IDLE_SECONDS:
+            conn.close()
+            continue
         try:
             readable = select.select([conn.fileno()], [], [], 0)[0]
         except (OSError, ValueError, psycopg.Error):
@@ -150,16 +169,19 @@ def _closed(dsn: str, owner: int,
         if _open[key] <= 0:
             del _open[key]
             closing = [c for _, c in conns]
-            closing += [c for k, c in _idle if k[:2] == key]
-            _idle[:] = [(k, c) for k, c in _idle if k[:2] != key]
+            closing += [c for k, c, _ in _idle if k[:2] == key]
+            _idle[:] = [entry for entry in _idle if entry[0][:2] != key]
         else:
             for mode, conn in conns:
                 if conn.closed or conn.info.transaction_status != TransactionStatus.IDLE:
                     closing.append(conn)
                 else:
-                    _idle.append(((owner, dsn, mode), conn))
-            while len(_idle) > _IDLE_MAX:
-                closing.append(_idle.pop(0)[1])
+                    _idle.append(((owner, dsn, mode), conn, time.monotonic()))
+            # The oldest of this process's: a forked child's list still holds its parent's
+            # entries, whose sessions a close from here would end.
+            mine = [i for i, entry in enumerate(_idle) if entry[0][0] == owner]
+            for index in reversed(mine[:max(0, len(mine) - _IDLE_MAX)]):
+                closing.append(_idle.pop(index)[1])
     for conn in closing:
         conn.close()
 
@@ -180,7 +202,11 @@ class PostgresDb:
         self._counter: psycopg.Connection[TupleRow] | None = None
         self.conn, new = _reuse_or_connect(dsn, self._mode)
         if readonly and new:  # a kept read connection has it already
-            self.execute("SET default_transaction_read_only = on")
+            try:
+                self.execute("SET default_transaction_read_only = on")
+            except BaseException:
+                self.conn.close()
+                raise
         self._closed = False
         _opened(dsn)
 

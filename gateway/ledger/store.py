@@ -134,7 +134,13 @@ class Ledger(LicenseRecords):
         self.db: Database = connect(target, readonly)
         self.concurrent = self.db.concurrent  # several workers may share it
         if not readonly and migrate:
-            self.upgrade()
+            try:
+                self.upgrade()
+            except BaseException:
+                # Closed here: nobody holds this ledger to close it (PostgreSQL counts the
+                # ledgers open on a database to know when its kept connections may go).
+                self.db.close()
+                raise
         elif readonly and self.db.upgrade_on_read and self.schema_version() < len(MIGRATIONS):
             # A ledger written by an older gateway: readers select the newer columns, so
             # upgrade it once (schema only, no data), then read that.

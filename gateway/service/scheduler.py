@@ -25,6 +25,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import logging
 import signal
@@ -324,6 +325,10 @@ class _ServiceRow:
                     services.beat(ledger, self.worker, now)
             except GatewayError as err:  # the next heartbeat writes again
                 log.warning("recording the service in the ledger: %s", err)
+                if ledger is not None:  # on a new connection: this one may be dead
+                    with contextlib.suppress(Exception):
+                        ledger.close()
+                    ledger = None
             except Exception:  # never ends the thread: the views would call the service gone
                 log.exception("recording the service in the ledger")
             beaten = time.monotonic()
