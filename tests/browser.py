@@ -11,11 +11,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from gateway.admin.hosts import server_url
+from gateway.admin.monitor import serve_until
 from gateway.admin.web.server import make_server
 from gateway.config import load_config
 
@@ -43,16 +45,26 @@ class Site:
 
 
 @contextmanager
+def http_serving(server: Any) -> Iterator[None]:
+    """Serve a waitress ``server`` in a thread while the block runs; the server is closed by
+    that thread (``monitor.serve_until``): closed from this one while it waits in select(),
+    its thread failed with EBADF (a warning in a full run)."""
+    stopping = threading.Event()
+    thread = threading.Thread(target=serve_until, args=(server, stopping), daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stopping.set()
+        thread.join(10)
+
+
+@contextmanager
 def serving(cfg: Path) -> Iterator[Site]:
     """The page served by waitress in a thread, on a free loopback port."""
     server = make_server(load_config(cfg), port=0, environ={TOKEN_ENV: TOKEN})
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
+    with http_serving(server):
         yield Site(server_url(server), cfg, cfg.parent / "data" / "ledger.sqlite")
-    finally:
-        server.close()
-        thread.join(10)
 
 
 @pytest.fixture(scope="module")

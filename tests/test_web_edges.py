@@ -7,11 +7,11 @@ from __future__ import annotations
 import http.client
 import re
 import secrets
-import threading
 from dataclasses import replace
 from urllib.parse import urlsplit
 
 import pytest
+from browser import http_serving
 from flask.testing import FlaskClient
 from project_config import ProjectConfig
 
@@ -96,18 +96,13 @@ def test_the_sign_in_form_keeps_only_a_local_page(config: Config) -> None:
 def test_the_redirects_hold_over_real_http(config: Config) -> None:
     """Through waitress, as a browser sends it: the tab percent-encoded in the path."""
     server = make_server(config, port=0, environ={"AIMGW_WEB_TOKEN": TOKEN})
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
+    with http_serving(server):
         url = urlsplit(server_url(server))
         connection = http.client.HTTPConnection(url.hostname or "", url.port, timeout=10)
         connection.request("GET", f"/%09/evil.com?token={TOKEN}")
         response = connection.getresponse()
         response.read()
         assert response.status == 303 and response.getheader("Location") == "/"
-    finally:
-        server.close()
-        thread.join(10)
 
 
 # -- 2. the throttle behind loopback ------------------------------------------------------------
@@ -183,9 +178,7 @@ def test_allow_remote_answers_any_host(config: Config) -> None:
 
 def test_the_host_check_holds_over_real_http(config: Config) -> None:
     server = make_server(config, port=0, environ={})
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
+    with http_serving(server):
         url = urlsplit(server_url(server))
         for host, code in (("evil.com", 421), (f"localhost:{url.port}", 200)):
             connection = http.client.HTTPConnection(url.hostname or "", url.port, timeout=10)
@@ -193,7 +186,4 @@ def test_the_host_check_holds_over_real_http(config: Config) -> None:
             response = connection.getresponse()
             response.read()
             assert response.status == code, host
-    finally:
-        server.close()
-        thread.join(10)
 

@@ -10,13 +10,12 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
 import pytest
-from browser import follow
+from browser import follow, http_serving
 from flask.testing import FlaskClient
 from playwright.sync_api import Page
 from project_config import ProjectConfig
@@ -219,13 +218,8 @@ def site(project: ProjectConfig) -> Iterator[tuple[str, Config]]:
     access.add_user(config, "vera", "viewer", VIEWER_PW, "cli:test", "test user")
     access.add_user(config, "otto", "operator", OPERATOR_PW, "cli:test", "test user")
     server = make_server(config, port=0, environ={})
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
+    with http_serving(server):
         yield server_url(server), config
-    finally:
-        server.close()
-        thread.join(10)
 
 
 def browser_sign_in(page: Page, url: str, name: str, password: str) -> None:

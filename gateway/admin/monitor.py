@@ -279,7 +279,7 @@ def background_servers(config: Config) -> Iterator[Background]:
             server.close()
         raise
     stopping = threading.Event()
-    threads = [threading.Thread(target=_run_until, args=(server, stopping), daemon=True,
+    threads = [threading.Thread(target=serve_until, args=(server, stopping), daemon=True,
                                 name=f"http-{what}") for what, server in servers]
     for thread in threads:
         thread.start()
@@ -294,7 +294,7 @@ def background_servers(config: Config) -> Iterator[Background]:
             thread.join(timeout=5)
 
 
-def _run_until(server: Any, stopping: threading.Event) -> None:
+def serve_until(server: Any, stopping: threading.Event) -> None:
     """Serve until ``stopping``, then close, all in this thread: a socket closed by another
     thread while this one waits in select() would fail that wait (EBADF)."""
     from waitress import wasyncore
