@@ -10,7 +10,7 @@ from pathlib import Path
 
 import paramiko
 import pytest
-from paramiko.sftp import CMD_READ
+from paramiko.sftp import CMD_DATA, CMD_READ
 from sftp_server import SshServer
 from test_sftp import sftp_project
 
@@ -20,6 +20,14 @@ from gateway.inbox import sftp_pipeline
 from gateway.inbox.base import FileChanged, NotTaken, RemoteFile
 from gateway.inbox.sftp import SftpInbox
 from gateway.inbox.sftp_pipeline import DEPTH, READ_SIZE, SMALL, Requests
+
+
+def data_message(data: bytes) -> paramiko.Message:
+    """A read's answer as it comes off the wire (what a fake server's ``_answer`` returns)."""
+    message = paramiko.Message()
+    message.add_string(data)
+    message.rewind()
+    return message
 
 
 def inbox_with(tmp_path: Path, sshd: SshServer, files: dict[str, bytes]) -> SftpInbox:
@@ -169,8 +177,8 @@ class _ShortReads(Requests):
         self.asked[self.next] = self.source[offset:offset + min(length, 1000)]
         return self.next
 
-    def data(self, num: int) -> bytes:
-        return self.asked.pop(num)
+    def _answer(self, num: int) -> tuple[int, paramiko.Message]:
+        return CMD_DATA, data_message(self.asked.pop(num))
 
 
 @pytest.mark.parametrize("size", [0, 999, 1000, 5000, READ_SIZE + 10])
@@ -308,10 +316,10 @@ def test_a_small_download_cut_midway_says_how_much_arrived(
     real_data = Requests.data
     answered: list[int] = []
 
-    def data(self: Requests, num: int) -> bytes:
+    def data(self: Requests, num: int, asked: int) -> bytes:
         if answered:  # the connection drops after the first read's answer
             raise paramiko.SSHException("Server connection dropped: (test)")
-        piece = real_data(self, num)
+        piece = real_data(self, num, asked)
         answered.append(len(piece))
         return piece
 
@@ -462,8 +470,8 @@ class _LongAnswers(Requests):
         self.next += 1
         return self.next
 
-    def data(self, num: int) -> bytes:
-        return b"x" * (1 << 20)
+    def _answer(self, num: int) -> tuple[int, paramiko.Message]:
+        return CMD_DATA, data_message(b"x" * (1 << 20))
 
 
 def test_an_answer_longer_than_its_read_is_refused() -> None:

@@ -192,8 +192,10 @@ class Requests:
         attrs: paramiko.SFTPAttributes = _ATTRIBUTES._from_msg(msg)
         return attrs
 
-    def data(self, num: int) -> bytes:
-        """The bytes a read answered; b"" at the end of the file."""
+    def data(self, num: int, asked: int) -> bytes:
+        """The bytes a read of ``asked`` bytes answered; b"" at the end of the file. More than
+        asked is a hostile server's answer (paramiko takes packets up to 16 MiB): refused, never
+        kept, or the read-ahead's bound of DEPTH x its length would not hold."""
         t, msg = self._answer(num)
         if t == CMD_STATUS:
             try:
@@ -201,7 +203,10 @@ class Requests:
             except EOFError:  # the status SFTP_EOF: nothing more to read
                 return b""
         self._status(t, msg, CMD_DATA)
-        return bytes(msg.get_string())
+        data = bytes(msg.get_string())
+        if len(data) > asked:
+            raise SFTPError(f"the server answered {len(data)} bytes to a read of {asked}")
+        return data
 
     def data_of(self, handle: bytes, nums: list[int], length: int, got: bytearray,
                 size: int | None = None) -> None:
@@ -214,21 +219,15 @@ class Requests:
         still caught: the caller stats it again after the local copy is fsynced."""
         whole = True
         for index, num in enumerate(nums):
-            piece = self.data(num)  # every answer is taken, even after a short one
             asked = min(READ_SIZE, length - index * READ_SIZE)
-            if len(piece) > asked:
-                # A hostile server's answer (paramiko takes packets up to 16 MiB): never kept,
-                # or the read-ahead's bound of DEPTH x its length would not hold.
-                raise SFTPError(f"the server answered {len(piece)} bytes to a read of {asked}")
+            piece = self.data(num, asked)  # every answer is taken, even after a short one
             if whole:
                 got += piece
-                whole = len(piece) == min(READ_SIZE, length - index * READ_SIZE)
+                whole = len(piece) == asked
         want = length if size is None else min(length, size)
         while len(got) < want and (more := self.data(self.send(
-                CMD_READ, handle, paramiko.sftp.int64(len(got)), length - len(got)))):
-            if len(more) > length - len(got):
-                raise SFTPError(f"the server answered {len(more)} bytes to a read of "
-                                f"{length - len(got)}")
+                CMD_READ, handle, paramiko.sftp.int64(len(got)), length - len(got)),
+                length - len(got))):
             got += more
 
 
