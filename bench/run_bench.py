@@ -3,6 +3,7 @@ and the gateway on the same submission as CSV against the gateway on the XML.
 
     python bench/run_bench.py [--sizes 10000 100000] [--lines-per-app 20 [10 5 1]] [--repeat 3]
                               [--seed 1] [--csv | --no-csv] [--serve] [--keep] [--fresh]
+                              [--compiled]   # also the mypyc build (bench/compiled.py)
     python bench/run_bench.py --record      # the regression test's ratio -> bench/recorded.json
 
 For each size and each number of lines per application: generate a submission into bench/out/
