@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
 sys.path.insert(0, str(ROOT / "bench"))
 import compiled  # noqa: E402
 
@@ -55,7 +56,7 @@ def test_the_compiled_gateway_gives_the_goldens(tmp_path: Path) -> None:
 
     done = subprocess.run(
         [sys.executable, "-P", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
-         *(f"tests/{name}" for name in GOLDEN_SUITES),
+         *GOLDEN_SUITES,  # node ids stay relative to the rootdir, the project folder
          *(arg for test in PATCHES_A_COMPILED_CLASS for arg in ("--deselect", f"tests/{test}"))],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+        cwd=TESTS, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
