@@ -4,7 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-xml bench-apps bench-rss bench-csv bench-record system-deps clean
+.PHONY: run test lint bench bench-xml bench-apps bench-rss bench-csv bench-record system-deps clean \
+	compiled bench-apps-compiled
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +51,14 @@ bench-rss: $(STAMP)
 	$(BIN)/python bench/run_bench.py --sizes 1000000 --repeat 1 --no-csv
 bench-csv: $(STAMP)
 	$(BIN)/python bench/run_bench.py --sizes 100000 --lines-per-app 20 --csv --serve
+
+# Opt-in, never used by run/test: the hot modules compiled with mypyc into .venv/compiled (needs
+# gcc and Python's headers; bench/README.md, "The compiled gateway"), and bench-apps measuring
+# it beside the pure gateway against the same baselines.
+compiled: $(STAMP)
+	$(BIN)/python bench/compiled.py
+bench-apps-compiled: $(STAMP)
+	$(BIN)/python bench/run_bench.py --sizes 100000 --lines-per-app 20 10 5 1 --no-csv --compiled
 
 # The regression test's yardstick (tests/test_bench_regression.py): rewrites bench/recorded.json.
 bench-record: $(STAMP)

@@ -3,6 +3,7 @@ and the gateway on the same submission as CSV against the gateway on the XML.
 
     python bench/run_bench.py [--sizes 10000 100000] [--lines-per-app 20 [10 5 1]] [--repeat 3]
                               [--seed 1] [--csv | --no-csv] [--serve] [--keep] [--fresh]
+                              [--compiled]   # also the mypyc build (bench/compiled.py)
     python bench/run_bench.py --record      # the regression test's ratio -> bench/recorded.json
 
 For each size and each number of lines per application: generate a submission into bench/out/
@@ -50,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import compiled
 import regression
 from measure import (
     DEFAULT_MAX_FILE_BYTES,
@@ -99,6 +101,7 @@ def bench_size(args: argparse.Namespace, lines: int, per_app: int) -> dict[str, 
     base_runs: list[dict[str, Any]] = []
     gw_runs: list[dict[str, Any]] = []
     csv_runs: list[dict[str, Any]] = []
+    compiled_runs: list[dict[str, Any]] = []
     pairs: list[dict[str, Any]] = []
     for i in range(repeat):
         base = run_baseline(args.python, xml, meta)
@@ -109,6 +112,8 @@ def bench_size(args: argparse.Namespace, lines: int, per_app: int) -> dict[str, 
         # runs right after the baseline (or always gets the warmer page cache).
         order = ("xml", "csv") if i % 2 == 0 else ("csv", "xml")
         done: dict[str, dict[str, Any]] = {}
+        if args.compiled and i % 2 == 1:  # --compiled: before the pure run every other time
+            compiled_runs.append(compiled_run(args, xml, meta, f"{lines}-k{per_app}", i, label))
         for fmt in order if with_csv else ("xml",):
             name = f"{lines}-k{per_app}{'-csv' if fmt == 'csv' else ''}-{i + 1}"
             run_dir = OUT / "runs" / name
@@ -124,6 +129,11 @@ def bench_size(args: argparse.Namespace, lines: int, per_app: int) -> dict[str, 
                   file=sys.stderr)
             if not args.keep:
                 shutil.rmtree(run_dir)
+        if args.compiled and i % 2 == 0:
+            compiled_runs.append(compiled_run(args, xml, meta, f"{lines}-k{per_app}", i, label))
+        if args.compiled:
+            compiled.same_result(done["xml"], compiled_runs[-1],
+                                 f"{lines:,} lines k{per_app}, run {i + 1}")
         if with_csv:
             pairs.append(compare_runs(done["xml"], done["csv"],
                                       f"{lines:,} lines k{per_app}, run {i + 1}"))
@@ -178,6 +188,8 @@ def bench_size(args: argparse.Namespace, lines: int, per_app: int) -> dict[str, 
         },
         "rss_method": gw_runs[0]["rss_method"],
     }
+    if compiled_runs:  # figures only: the targets (and the exit code) stay the pure gateway's
+        entry["compiled"] = compiled.figures(compiled_runs, gw_runs, base_runs, apps)
     if per_app == 1:
         entry["targets"]["applications_per_s"] = {
             "min": APPS_TARGET, "value": apps_per_s, "applies": applies,
@@ -220,6 +232,18 @@ def bench_size(args: argparse.Namespace, lines: int, per_app: int) -> dict[str, 
                 "limit": SERVE_TARGET, "value": figures["ratio"], "applies": applies,
                 "met": figures["ratio"] <= SERVE_TARGET if applies else None}
     return entry
+
+
+def compiled_run(args: argparse.Namespace, xml: Path, meta: dict[str, Any], name: str,
+                 i: int, label: str) -> dict[str, Any]:
+    """``--compiled``: one run of the compiled gateway (bench/compiled.py) on the XML."""
+    run_dir = OUT / "runs" / f"{name}-compiled-{i + 1}"
+    gw = run_gateway(args.compiled, xml, meta, run_dir)
+    print(f"  {label} run {i + 1}/{args.repeat}  compiled {gw['wall_s']:7.2f} s "
+          f"{gw['cpu_s']:7.2f} s CPU {mb(gw['rss_bytes']):7.1f} MB  verified", file=sys.stderr)
+    if not args.keep:
+        shutil.rmtree(run_dir)
+    return gw
 
 
 def serve_pair(args: argparse.Namespace, lines: int,
@@ -361,6 +385,13 @@ def report(args: argparse.Namespace, entries: list[dict[str, Any]], env: dict[st
           "baseline CPU s (user + sys: less sensitive to load); apps/s and lines/s per wall "
           f"second; peak RSS = largest of the repeats ({entries[0]['rss_method']}), "
           "MB = 10^6 bytes.")
+    compiled_part = compiled.table(entries, RATIO_TARGET, APPS_TARGET)
+    if compiled_part:
+        print("\nCompiled gateway (--compiled, bench/compiled.py: the hot modules compiled "
+              "with mypyc), alternating with the pure one against the same baselines; every "
+              "compiled run gives the pure run's ACE bytes, ledger and ack counts:\n")
+        print(compiled_part)
+        print(f"Compiled:  {show_path(Path(args.compiled))} (the same arguments)")
     csv_part = csv_table(entries)
     if csv_part:
         print("\nCSV case: the same submission as canonical CSV (same seed, same content "
@@ -456,6 +487,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="interpreter for the baseline and the generator")
     parser.add_argument("--gateway", default=None,
                         help="aim-gateway executable (default: next to --python, else PATH)")
+    parser.add_argument("--compiled", action="store_true",
+                        help="also the compiled gateway (bench/compiled.py, built or reused in "
+                        ".venv/compiled), alternating with the pure one; figures only")
     args = parser.parse_args(argv)
     args.gateway = (os.path.abspath(args.gateway) if args.gateway and os.sep in args.gateway
                     else args.gateway or find_gateway(args.python))
@@ -471,6 +505,11 @@ def main(argv: list[str] | None = None) -> int:
         started = datetime.now(UTC).isoformat(timespec="seconds")
         entries = []
         compile_sources()
+        if args.compiled:
+            try:
+                args.compiled = str(compiled.build(python=args.python, log=False))
+            except RuntimeError as error:
+                raise BenchFailure(str(error)) from error
         for lines in args.sizes:
             for per_app in args.lines_per_app:
                 print(f"{lines:,} lines, {per_app} line(s) per application:", file=sys.stderr)

@@ -55,6 +55,9 @@ _CHUNK = 64 * 1024
 _KEEP = len(APPLICATION_FIELDS) + 1 + MAX_LINES + 1
 # The elements read one by one under the root: the requests of the file (guide 3, 5.1b).
 _REQUESTS = (APPLICATION_TAG, CANCELLATION_TAG)
+# The elements allowed directly under the root (mypyc cannot compile `(HEADER_TAG, *_REQUESTS)`
+# inside an expression: an internal error in its star-expression lowering).
+_ROOT_CHILDREN = (HEADER_TAG, *_REQUESTS)
 # Unexpected attributes held in the application being read before they are cut and counted.
 _CUT_WHILE_READING = 20_000
 # libxml2's messages for its size and depth limits (huge_tree=False), which are not syntax errors.
@@ -128,7 +131,7 @@ def _root_of(head: bytes) -> tuple[str, str | None, int | None] | None:
 def _check_child(el: etree._Element) -> None:
     """Only Header, Application and Cancellation elements belong directly under the root
     (else F005)."""
-    if el.tag not in (HEADER_TAG, *_REQUESTS):
+    if el.tag not in _ROOT_CHILDREN:
         raise RejectedSubmission(finding(
             "F005", f"Unexpected element {el.tag!s} under LicenseSubmission: only one Header "
             "and Application and Cancellation elements belong there.",
@@ -187,7 +190,7 @@ class XmlSubmission:
         # no Python work until its application is complete.
         parser = etree.XMLPullParser(
             events=("start", "end"),
-            tag=(HEADER_TAG, *_REQUESTS),
+            tag=_ROOT_CHILDREN,
             resolve_entities=False,
             load_dtd=False,
             no_network=True,

@@ -42,9 +42,11 @@ _required_app_values = attrgetter(*_REQUIRED_APP)
 
 # The rules' limits by default (guide section 6: A180 unit value in USD per metric ton, A171
 # low value, A151/A152 days around the import date); config.toml may change them ([rules]).
-DEFAULT_UNIT_VALUE_MIN = Decimal(500)
-DEFAULT_UNIT_VALUE_MAX = Decimal(60000)
-DEFAULT_LOW_VALUE_USD = Decimal(5000)
+# Annotated: config.py reads them inside an import cycle, where mypyc's type check (the
+# compiled build, bench/compiled.py) cannot infer them ("Cannot determine type").
+DEFAULT_UNIT_VALUE_MIN: Decimal = Decimal(500)
+DEFAULT_UNIT_VALUE_MAX: Decimal = Decimal(60000)
+DEFAULT_LOW_VALUE_USD: Decimal = Decimal(5000)
 DEFAULT_MAX_DAYS_BEFORE_IMPORT = 60
 DEFAULT_MAX_DAYS_AFTER_IMPORT = 15
 
