@@ -36,8 +36,8 @@ from gateway.inbox.sftp_pipeline import (
     LocalFile,
     Planned,
     ReadAhead,
-    Requests,
 )
+from gateway.inbox.sftp_requests import Requests
 from gateway.inbox.sftp_session import in_words, open_session
 from gateway.ledger.store import FileRow, Ledger
 
