@@ -296,7 +296,10 @@ class ReadAhead:
         pending, self.pending, self.queue = self.pending, {}, []
         for opening in pending.values():
             self._close(opening)
-        self.requests.release()  # the last fetch's close, held for a next one
+        # The last fetch's close, held for a next request. One that cannot be sent is moot:
+        # the connection is lost, and the server closes its handles with it.
+        with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+            self.requests.release()
 
 
 def write_durably(path: Path, data: bytes | bytearray) -> bytes | bytearray:
