@@ -14,10 +14,12 @@ import pytest
 from sftp_server import SshServer
 from test_sftp_pipeline import _listed_and_first_fetched, content, inbox_with
 
+from gateway.errors import TransientError
 from gateway.inbox import sftp_pipeline
 from gateway.inbox.base import FileChanged, NotTaken, RemoteFile
 from gateway.inbox.sftp import SftpInbox
 from gateway.inbox.sftp_pipeline import DEPTH, Opening
+from gateway.inbox.sftp_requests import Requests
 
 
 def _files() -> dict[str, bytes]:
@@ -121,3 +123,27 @@ def test_a_file_stored_ahead_costs_one_channel_write(tmp_path: Path, sshd: SshSe
         assert requests._sent == set() and requests._ignored == set()
     finally:
         inbox.close()
+
+
+def test_a_connection_lost_before_the_last_stats_answer_leaves_nothing(
+        tmp_path: Path, sshd: SshServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The connection drops while a file stored ahead waits for its last stats, its copy
+    already renamed into place: the fetch fails as a lost download (a later poll takes the
+    file again), its copy and every other copy stored ahead are removed."""
+    files = _files()
+    inbox = inbox_with(tmp_path, sshd, files)
+    got = tmp_path / "got"
+    try:
+        listed, _ = _stored_ahead(tmp_path, inbox)
+
+        def dropped(self: Requests, num: int) -> paramiko.SFTPAttributes:
+            raise paramiko.SSHException("Server connection dropped: (test)")
+
+        monkeypatch.setattr(Requests, "attrs", dropped)
+        with pytest.raises(TransientError, match="taken again at a later poll"):
+            inbox.fetch(listed[2], got / listed[2].name)
+        assert not (got / listed[2].name).exists()
+        assert inbox._sftp is None  # the connection closed, what was stored ahead removed
+    finally:
+        inbox.close()
+    assert sorted(p.name for p in got.iterdir()) == [listed[0].name, listed[1].name]
