@@ -16,10 +16,11 @@ from test_sftp import sftp_project
 
 from gateway.config import load_config
 from gateway.errors import TransientError
-from gateway.inbox import sftp_pipeline
+from gateway.inbox import sftp_pipeline, sftp_requests
 from gateway.inbox.base import FileChanged, NotTaken, RemoteFile
 from gateway.inbox.sftp import SftpInbox
-from gateway.inbox.sftp_pipeline import DEPTH, READ_SIZE, SMALL, Requests
+from gateway.inbox.sftp_pipeline import DEPTH, SMALL
+from gateway.inbox.sftp_requests import READ_SIZE, Requests
 
 
 def data_message(data: bytes) -> paramiko.Message:
@@ -479,7 +480,7 @@ def test_an_answer_longer_than_its_read_is_refused() -> None:
     size = 8 * READ_SIZE - 1
     nums = [requests.send(CMD_READ) for _ in range(8)]
     got = bytearray()
-    with pytest.raises(sftp_pipeline.SFTPError, match="answered 1048576 bytes to a read of"):
+    with pytest.raises(sftp_requests.SFTPError, match="answered 1048576 bytes to a read of"):
         requests.data_of(b"h", nums, size + 1, got, size)
     assert got == b""  # nothing of it kept
 

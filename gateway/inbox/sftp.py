@@ -36,9 +36,8 @@ from gateway.inbox.sftp_pipeline import (
     LocalFile,
     Planned,
     ReadAhead,
-    Requests,
-    write_durably,
 )
+from gateway.inbox.sftp_requests import Requests
 from gateway.inbox.sftp_session import in_words, open_session
 from gateway.ledger.store import FileRow, Ledger
 
@@ -270,48 +269,12 @@ class SftpInbox:
     def _fetch_small(self, sftp: paramiko.SFTPClient, path: str, remote: RemoteFile, cap: int,
                      dest: Path, digest: hashlib._Hash, got: bytearray,
                      ) -> paramiko.SFTPAttributes:
-        """``fetch`` of a small file (``sftp_pipeline``) into ``got``: opened and read ahead
-        while the listing's earlier files were processed, or now, its stats and reads in
-        flight together; maybe even stored ahead (``ReadAhead.store_ahead``). The checks are
-        ``fetch``'s, in its order: nothing is written before the handle and the name are
-        found to be the listed file, and both are stat'ed again once the local copy is
-        fsynced (that last stat of the name, a regular file, is the "after" of the change
-        check); the handle is then closed without waiting, and the answers a failure left
-        untaken are dropped (the read-ahead's memory bound)."""
+        """``fetch`` of a small file into ``got``: ``ReadAhead.fetch``, its requests written
+        to the channel together (``Requests.batch``)."""
         ahead = self._read_ahead(sftp)
         with ahead.requests.batch():
-            return self._fetch_ahead(ahead, path, remote, cap, dest, digest, got)
-
-    def _fetch_ahead(self, ahead: ReadAhead, path: str, remote: RemoteFile, cap: int,
-                     dest: Path, digest: hashlib._Hash, got: bytearray,
-                     ) -> paramiko.SFTPAttributes:
-        opening = ahead.take(remote.name, path, cap)
-        requests = ahead.requests
-        handle = ahead.start(opening)
-        last: tuple[int, ...] = ()
-        try:
-            ahead.advance()
-            if opening.stored is not None:
-                got += ahead.stored(opening, dest)
-            else:
-                ahead.checked_data(remote.name, opening, got, self._check_same)
-                ahead.advance()
-                write_durably(dest, got)
-            digest.update(got)
-            last = requests.stats(handle, path)
-            requests.flush()
-            ahead.store_ahead(dest, self._check_same)  # while those stats are on their way
-            after = requests.attrs(last[1])
-            self._check_same(path, remote.name, requests.attrs(last[0]), after)
-        finally:
-            # A copy stored ahead and not used (the fetch failed before it) is removed now:
-            # out of ``pending``, nothing else would, and a live process's copy in work/tmp is
-            # no leftover for the clean-up.
-            ahead.unstore(opening)
-            # A lost connection is the error already being raised, not this close's.
-            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
-                requests.forget([*opening.stats, *opening.reads, *last])
-                requests.close(handle)
+            after = ahead.fetch(remote.name, path, cap, dest, got, self._check_same)
+        digest.update(got)
         return after
 
     def _read_ahead(self, sftp: paramiko.SFTPClient) -> ReadAhead:

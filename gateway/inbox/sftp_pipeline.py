@@ -1,56 +1,31 @@
-"""Several SFTP requests in flight on one channel (issue 15: small files over SFTP).
+"""Small files read ahead (issue 15: small files over SFTP).
 
 paramiko's public calls wait for each answer before the next request, so a small file's
 download is about eight round trips one after another (open, fstat, lstat, read, fstat,
 lstat, close, stat), and on loopback the time goes into those waits, not into bytes: the
 gateway listed and fetched 1,000 small files at 0.44x the speed of OpenSSH's ``get *``, which
-keeps requests in flight. ``Requests`` sends several independent requests (stats of a handle
-and of a name, reads of one handle) before waiting for any, and collects the answers by
-request number, whatever order they come in. ``ReadAhead`` opens and reads the next small
-files of the listing while the poll processes the current one, and stores ahead (checks,
-writes and fsyncs in writer threads) those whose answers are in, so that a small file's
-``fetch`` mostly waits only for its last check; ``Requests.batch`` writes the requests of one
-fetch to the channel together. It uses paramiko's request API (``_async_request``,
-``_read_response``, ``_convert_status``, and ``_write_all`` for ``batch``): private, not in
-the type stubs, and the one paramiko's own prefetch uses; the client is held as ``Any`` for
-that reason.
-
-Only requests whose outcome does not depend on their order are ever in flight together: the
-SFTP drafts let a server answer out of order, and the order of effects between two requests
-is not promised either.
+keeps requests in flight. With ``gateway.inbox.sftp_requests`` (several requests in flight,
+answers collected by number), ``ReadAhead`` opens and reads the next small files of the
+listing while the poll processes the current one, and stores ahead (checks, writes and
+fsyncs in writer threads) those whose answers are in, so that a small file's ``fetch`` waits
+only for its last check, one round trip, the one change check made after its fetch began.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import paramiko
-from paramiko.sftp import (
-    CMD_ATTRS,
-    CMD_CLOSE,
-    CMD_DATA,
-    CMD_FSTAT,
-    CMD_HANDLE,
-    CMD_LSTAT,
-    CMD_OPEN,
-    CMD_READ,
-    CMD_STAT,
-    CMD_STATUS,
-    SFTP_FLAG_READ,
-    SFTPError,
-)
+from paramiko.sftp import SFTPError
 
 from gateway.inbox.base import NotTaken
+from gateway.inbox.sftp_requests import READ_SIZE, Requests
 
-# Reads of 32 KiB: the size paramiko's own prefetch asks for, which servers answer whole; a
-# shorter answer is still handled (``Requests.data_of``).
-READ_SIZE = 32 * 1024
 # Files whose read (their size + 1 byte, to see growth) fits in this are read with all their
 # reads in flight at once; larger ones go through paramiko's prefetch, which already keeps
 # reads in flight.
@@ -61,174 +36,11 @@ DEPTH = 8
 # Threads writing and fsyncing the small files stored ahead: fsyncs in flight together
 # (the file system commits them together) while the poll goes on.
 WRITERS = 4
-# SFTPAttributes._from_msg, the parser paramiko's own stat calls use, is private (not typed).
-_ATTRIBUTES: Any = paramiko.SFTPAttributes
 # The small files of a listing, in the order they are taken: (name, path, bytes to read).
 Planned = list[tuple[str, str, int]]
 # The caller's check that an open handle and a name are the listed file (NotTaken if not):
 # (path, name, the handle's stat, the name's lstat).
 Check = Callable[[str, str, paramiko.SFTPAttributes, paramiko.SFTPAttributes], None]
-
-
-class Requests:
-    """Requests in flight on one SFTP client and their answers, by request number."""
-
-    def __init__(self, sftp: paramiko.SFTPClient) -> None:
-        self._sftp: Any = sftp  # the private request API (module docstring)
-        self._sent: set[int] = set()  # in flight: not answered yet
-        self._answers: dict[int, tuple[int, paramiko.Message]] = {}  # answered, not taken
-        self._ignored: set[int] = set()  # in flight, their answers dropped when they come
-        self._out: bytearray | None = None  # requests not sent yet (``batch``)
-
-    # paramiko hands every answer to a request sent with this object to this method.
-    def _async_response(self, t: int, msg: paramiko.Message, num: int) -> None:
-        self._sent.discard(num)
-        if num in self._ignored:
-            self._ignored.discard(num)
-        else:
-            self._answers[num] = (t, msg)
-
-    def send(self, t: int, *args: object) -> int:
-        num = int(self._sftp._async_request(self, t, *args))
-        self._sent.add(num)
-        return num
-
-    @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
-        """The requests sent inside go out together (one channel write, so one SSH packet
-        where they fit) when an answer is waited for, and at the end. paramiko writes each
-        request as its own packet, built, encrypted and sent by the calling thread: a small
-        file's fetch sends seven (its close, its stats after the fsync, the open, stats and
-        read of a file read ahead), and those writes were the largest cost of the client's
-        own thread (cProfile of bench/bench_sftp.py's list + fetch). paramiko's own calls
-        wait for their answers and are never made inside (they would wait for ever)."""
-        if self._out is not None:
-            yield  # already inside one
-            return
-        self._out = bytearray()
-        self._sftp._write_all = self._out.extend  # where paramiko writes each request
-        try:
-            yield
-        except BaseException:
-            # The error being raised is the one to report; a connection lost meanwhile makes
-            # the closes and checks left unsent moot.
-            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
-                self._end_batch()
-            raise
-        self._end_batch()
-
-    def _end_batch(self) -> None:
-        del self._sftp._write_all  # paramiko's own again
-        try:
-            self.flush()
-        finally:
-            self._out = None
-
-    def flush(self) -> None:
-        """Send what ``batch`` holds back."""
-        if self._out:
-            out = bytes(self._out)
-            self._out.clear()
-            self._sftp.sock.sendall(out)
-
-    def held(self) -> int:
-        """Requests in flight or answered whose answers are still wanted: what the read-ahead
-        holds (the module's memory bound), none once a poll's downloads are done."""
-        return len(self._sent - self._ignored) + len(self._answers)
-
-    def answered(self, num: int) -> bool:
-        return num in self._answers
-
-    def open(self, path: str) -> int:
-        return self.send(CMD_OPEN, path, SFTP_FLAG_READ, paramiko.SFTPAttributes())
-
-    def close(self, handle: bytes) -> None:
-        """Close a read handle without waiting: nothing depends on the answer."""
-        self._ignored.add(self.send(CMD_CLOSE, handle))
-
-    def forget(self, nums: list[int]) -> None:
-        """Answers no one will wait for: dropped, now or when they come (an answer already
-        taken is not waited for)."""
-        for num in nums:
-            if self._answers.pop(num, None) is None and num in self._sent:
-                self._ignored.add(num)
-
-    def lstat(self, path: str) -> int:
-        return self.send(CMD_LSTAT, path)
-
-    def stat(self, path: str) -> int:
-        return self.send(CMD_STAT, path)
-
-    def stats(self, handle: bytes, path: str) -> tuple[int, int]:
-        """The handle's fstat and the name's lstat, both in flight."""
-        return self.send(CMD_FSTAT, handle), self.send(CMD_LSTAT, path)
-
-    def reads(self, handle: bytes, length: int) -> list[int]:
-        """Reads of ``length`` bytes from offset 0 in READ_SIZE pieces, all in flight."""
-        return [self.send(CMD_READ, handle, paramiko.sftp.int64(offset),
-                          min(READ_SIZE, length - offset))
-                for offset in range(0, length, READ_SIZE)]
-
-    def _answer(self, num: int) -> tuple[int, paramiko.Message]:
-        self.flush()  # the request may be held back still
-        while num not in self._answers:
-            self._sftp._read_response()  # one packet, handed to whoever sent its request
-        return self._answers.pop(num)
-
-    def _status(self, t: int, msg: paramiko.Message, expected: int) -> None:
-        if t == CMD_STATUS:  # raised as paramiko raises it: FileNotFoundError, OSError...
-            self._sftp._convert_status(msg)
-        if t != expected:
-            raise SFTPError(f"expected SFTP message type {expected}, got {t}")
-
-    def handle(self, num: int) -> bytes:
-        t, msg = self._answer(num)
-        self._status(t, msg, CMD_HANDLE)
-        return bytes(msg.get_binary())
-
-    def attrs(self, num: int) -> paramiko.SFTPAttributes:
-        t, msg = self._answer(num)
-        self._status(t, msg, CMD_ATTRS)
-        attrs: paramiko.SFTPAttributes = _ATTRIBUTES._from_msg(msg)
-        return attrs
-
-    def data(self, num: int, asked: int) -> bytes:
-        """The bytes a read of ``asked`` bytes answered; b"" at the end of the file. More than
-        asked is a hostile server's answer (paramiko takes packets up to 16 MiB): refused, never
-        kept, or the read-ahead's bound of DEPTH x its length would not hold."""
-        t, msg = self._answer(num)
-        if t == CMD_STATUS:
-            try:
-                self._sftp._convert_status(msg)
-            except EOFError:  # the status SFTP_EOF: nothing more to read
-                return b""
-        self._status(t, msg, CMD_DATA)
-        data = bytes(msg.get_string())
-        if len(data) > asked:
-            raise SFTPError(f"the server answered {len(data)} bytes to a read of {asked}")
-        return data
-
-    def data_of(self, handle: bytes, nums: list[int], length: int, got: bytearray,
-                size: int | None = None) -> None:
-        """The answers of ``reads(handle, length)``, appended to ``got`` as one run of bytes
-        from offset 0 (a failure leaves there what arrived before it); where a server
-        answered a piece short, the rest is asked for from there. ``size``: the file's size
-        from its stat of this download; once that many bytes are in, no read is sent to
-        find the end of the file (it would answer only EOF: one round trip per small file,
-        whose reads ask for one byte more than listed). A file that grew after that stat is
-        still caught: the caller stats it again after the local copy is fsynced."""
-        whole = True
-        for index, num in enumerate(nums):
-            asked = min(READ_SIZE, length - index * READ_SIZE)
-            piece = self.data(num, asked)  # every answer is taken, even after a short one
-            if whole:
-                got += piece
-                whole = len(piece) == asked
-        want = length if size is None else min(length, size)
-        while len(got) < want and (more := self.data(self.send(
-                CMD_READ, handle, paramiko.sftp.int64(len(got)), length - len(got)),
-                length - len(got))):
-            got += more
 
 
 @dataclass
@@ -373,22 +185,38 @@ class ReadAhead:
         opening.handle, opening.failure = None, err
 
     @staticmethod
-    def stored(opening: Opening, dest: Path) -> bytes | bytearray:
-        """The bytes of a file stored ahead, once written and fsynced, its copy renamed to
-        ``dest`` (written there again if ``dest`` is in another folder: a rename is atomic
-        in one only); LocalDiskError if the write failed (nothing is left then)."""
+    def written(opening: Opening) -> bytes | bytearray:
+        """The bytes of a file stored ahead, once its copy is written and fsynced;
+        LocalDiskError if that failed (its copy removed then)."""
         assert opening.stored is not None and opening.temp is not None
         try:
-            data = opening.stored.result()
-            if dest.parent != opening.temp.parent:
-                return write_durably(dest, data)
-            try:
-                os.replace(opening.temp, dest)
-            except OSError as err:
-                raise LocalDiskError(err, len(data)) from err
-        finally:
-            opening.temp.unlink(missing_ok=True)  # the write failed, or renamed already
-        return data
+            return opening.stored.result()
+        except BaseException:
+            opening.temp.unlink(missing_ok=True)
+            opening.stored = None
+            raise
+
+    @staticmethod
+    def place(opening: Opening, data: bytes | bytearray, dest: Path) -> None:
+        """The copy of a file stored ahead (``written``) renamed to ``dest``, or written
+        there again if ``dest`` is in another folder (a rename is atomic in one only);
+        LocalDiskError if that fails. No copy is left behind either way; nothing is
+        removed after a rename that took it (an unlink of a missing name costs as much as
+        the rename: 0.1 s per 1,000 files, cProfile of the list + fetch)."""
+        assert opening.stored is not None and opening.temp is not None
+        temp, opening.stored = opening.temp, None
+        try:
+            if dest.parent != temp.parent:
+                write_durably(dest, data)
+                temp.unlink()
+            else:
+                os.replace(temp, dest)
+        except OSError as err:
+            temp.unlink(missing_ok=True)
+            raise LocalDiskError(err, len(data)) from err
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
 
     def forget_stored(self) -> None:
         """Remove the copies stored ahead and not fetched (the connection closes)."""
@@ -407,6 +235,51 @@ class ReadAhead:
             opening.temp.unlink(missing_ok=True)
             opening.stored = None
 
+    def fetch(self, name: str, path: str, length: int, dest: Path, got: bytearray,
+              check: Check) -> paramiko.SFTPAttributes:
+        """The small file ``name`` at ``path`` (``length`` bytes asked) into ``got`` and
+        ``dest``, fsynced: opened and read ahead while the listing's earlier files were
+        processed, or now, its stats and reads in flight together; maybe even stored ahead
+        (``store_ahead``). The checks are ``SftpInbox.fetch``'s, in its order: nothing is
+        written before ``check`` finds the handle and the name to be the listed file, and
+        both are stat'ed again once the local copy is fsynced (that last stat of the name is
+        returned: the "after" of the change check). Those last stats are the one round trip
+        a file stored ahead waits for: they go out as soon as its copy is fsynced, before
+        its rename, the next files' checks and writes, so those run while they travel. The
+        handle is then closed with the next requests (``close_later``), and the answers a
+        failure left untaken are dropped (the read-ahead's memory bound)."""
+        opening = self.take(name, path, length)
+        requests = self.requests
+        handle = self.start(opening)
+        last: tuple[int, ...] = ()
+        try:
+            self.advance()
+            if opening.stored is not None:
+                data = self.written(opening)
+                last = requests.first_stats(handle, path)
+                requests.flush()
+                self.place(opening, data, dest)
+                got += data
+            else:
+                self.checked_data(name, opening, got, check)
+                self.advance()
+                write_durably(dest, got)
+                last = requests.first_stats(handle, path)
+                requests.flush()
+            self.store_ahead(dest, check)  # while those stats are on their way
+            after = requests.attrs(last[1])
+            check(path, name, requests.attrs(last[0]), after)
+        finally:
+            # A copy stored ahead and not used (the fetch failed before it) is removed now:
+            # out of ``pending``, nothing else would, and a live process's copy in work/tmp is
+            # no leftover for the clean-up.
+            self.unstore(opening)
+            # A lost connection is the error already being raised, not this close's.
+            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                requests.forget([*opening.stats, *opening.reads, *last])
+                requests.close_later(handle)
+        return after
+
     def _close(self, opening: Opening) -> None:
         self.unstore(opening)
         if opening.handle is None and opening.failure is None:
@@ -423,6 +296,10 @@ class ReadAhead:
         pending, self.pending, self.queue = self.pending, {}, []
         for opening in pending.values():
             self._close(opening)
+        # The last fetch's close, held for a next request. One that cannot be sent is moot:
+        # the connection is lost, and the server closes its handles with it.
+        with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+            self.requests.release()
 
 
 def write_durably(path: Path, data: bytes | bytearray) -> bytes | bytearray:

@@ -1,0 +1,250 @@
+"""Several SFTP requests in flight on one channel, their answers collected by number.
+
+paramiko's public calls wait for each answer before the next request; ``Requests`` sends
+several independent requests (stats of a handle and of a name, reads of one handle, opens of
+the next files) before waiting for any, and collects the answers by request number, whatever
+order they come in. ``Requests.batch`` writes the requests of one fetch to the channel
+together. It uses paramiko's request API (``_async_request``, ``_read_response``,
+``_convert_status``, and ``_write_all`` for ``batch``): private, not in the type stubs, and
+the one paramiko's own prefetch uses; the client is held as ``Any`` for that reason. What is
+read ahead, and when, is ``gateway.inbox.sftp_pipeline``'s.
+
+Only requests whose outcome does not depend on their order are ever in flight together: the
+SFTP drafts let a server answer out of order, and the order of effects between two requests
+is not promised either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import paramiko
+from paramiko.sftp import (
+    CMD_ATTRS,
+    CMD_CLOSE,
+    CMD_DATA,
+    CMD_FSTAT,
+    CMD_HANDLE,
+    CMD_LSTAT,
+    CMD_OPEN,
+    CMD_READ,
+    CMD_STAT,
+    CMD_STATUS,
+    SFTP_FLAG_READ,
+    SFTPError,
+)
+
+# Reads of 32 KiB: the size paramiko's own prefetch asks for, which servers answer whole; a
+# shorter answer is still handled (``Requests.data_of``).
+READ_SIZE = 32 * 1024
+# SFTPAttributes._from_msg, the parser paramiko's own stat calls use, is private (not typed).
+_ATTRIBUTES: Any = paramiko.SFTPAttributes
+
+
+class Requests:
+    """Requests in flight on one SFTP client and their answers, by request number."""
+
+    def __init__(self, sftp: paramiko.SFTPClient) -> None:
+        self._sftp: Any = sftp  # the private request API (module docstring)
+        self._sent: set[int] = set()  # in flight: not answered yet
+        self._answers: dict[int, tuple[int, paramiko.Message]] = {}  # answered, not taken
+        self._ignored: set[int] = set()  # in flight, their answers dropped when they come
+        self._out: bytearray | None = None  # requests not sent yet (``batch``)
+        self._later = bytearray()  # closes sent with the next requests (``close_later``)
+        self._first = bytearray()  # requests sent ahead of the others (``first_stats``)
+
+    # paramiko hands every answer to a request sent with this object to this method.
+    def _async_response(self, t: int, msg: paramiko.Message, num: int) -> None:
+        self._sent.discard(num)
+        if num in self._ignored:
+            self._ignored.discard(num)
+        else:
+            self._answers[num] = (t, msg)
+
+    def send(self, t: int, *args: object) -> int:
+        num = int(self._sftp._async_request(self, t, *args))
+        self._sent.add(num)
+        return num
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """The requests sent inside go out together (one channel write, so one SSH packet
+        where they fit) when an answer is waited for, and at the end. paramiko writes each
+        request as its own packet, built, encrypted and sent by the calling thread: a small
+        file's fetch sends seven (its close, its stats after the fsync, the open, stats and
+        read of a file read ahead), and those writes were the largest cost of the client's
+        own thread (cProfile of bench/bench_sftp.py's list + fetch). paramiko's own calls
+        wait for their answers and are never made inside (they would wait for ever)."""
+        if self._out is not None:
+            yield  # already inside one
+            return
+        self._out = bytearray()
+        self._sftp._write_all = self._out.extend  # where paramiko writes each request
+        try:
+            yield
+        except BaseException:
+            # The error being raised is the one to report; a connection lost meanwhile makes
+            # the closes and checks left unsent moot.
+            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                self._end_batch()
+            raise
+        self._end_batch()
+
+    def _end_batch(self) -> None:
+        del self._sftp._write_all  # paramiko's own again
+        try:
+            self.flush()
+        finally:
+            self._out = None
+
+    def flush(self) -> None:
+        """Send what ``batch`` holds back, with the closes ``close_later`` holds (those alone
+        are not worth a packet)."""
+        if self._out or self._first:
+            out = bytes(self._first + self._later + (self._out or b""))
+            for held in (self._first, self._later, self._out):
+                if held is not None:
+                    held.clear()
+            self._sftp.sock.sendall(out)
+
+    def release(self) -> None:
+        """Send the closes ``close_later`` holds now: no request of ours follows soon."""
+        if self._later:
+            out = bytes(self._later)
+            self._later.clear()
+            self._sftp.sock.sendall(out)
+
+    def held(self) -> int:
+        """Requests in flight or answered whose answers are still wanted: what the read-ahead
+        holds (the module's memory bound), none once a poll's downloads are done."""
+        return len(self._sent - self._ignored) + len(self._answers)
+
+    def answered(self, num: int) -> bool:
+        return num in self._answers
+
+    def open(self, path: str) -> int:
+        return self.send(CMD_OPEN, path, SFTP_FLAG_READ, paramiko.SFTPAttributes())
+
+    def close(self, handle: bytes) -> None:
+        """Close a read handle without waiting: nothing depends on the answer."""
+        self._ignored.add(self.send(CMD_CLOSE, handle))
+
+    def close_later(self, handle: bytes) -> None:
+        """``close``, sent with the next requests that go out (the next small file's, or a
+        dispose's lstat, which comes before any rename or removal of the file), not in a
+        packet of its own: one SSH packet and one channel write less per small file. Sent
+        after the handle's last request was answered: never in flight with one (the order of
+        two requests' effects is not promised). Moot if the connection closes first."""
+        with self._into(self._later):
+            self.close(handle)
+
+    def first_stats(self, handle: bytes, path: str) -> tuple[int, int]:
+        """``stats``, sent ahead of the other requests of the batch: a server answers in
+        the order it reads (OpenSSH's does), so these answers, the ones waited for, come
+        before those of the reads and opens of the files read ahead."""
+        if self._out is None:
+            return self.stats(handle, path)
+        with self._into(self._first):
+            return self.stats(handle, path)
+
+    @contextlib.contextmanager
+    def _into(self, held: bytearray) -> Iterator[None]:
+        """The requests sent inside are written to ``held``, sent with the next ``flush``."""
+        before = self._sftp.__dict__.get("_write_all")  # a batch's, or paramiko's own
+        self._sftp._write_all = held.extend
+        try:
+            yield
+        finally:
+            if before is None:
+                del self._sftp._write_all
+            else:
+                self._sftp._write_all = before
+
+    def forget(self, nums: list[int]) -> None:
+        """Answers no one will wait for: dropped, now or when they come (an answer already
+        taken is not waited for)."""
+        for num in nums:
+            if self._answers.pop(num, None) is None and num in self._sent:
+                self._ignored.add(num)
+
+    def lstat(self, path: str) -> int:
+        return self.send(CMD_LSTAT, path)
+
+    def stat(self, path: str) -> int:
+        return self.send(CMD_STAT, path)
+
+    def stats(self, handle: bytes, path: str) -> tuple[int, int]:
+        """The handle's fstat and the name's lstat, both in flight."""
+        return self.send(CMD_FSTAT, handle), self.send(CMD_LSTAT, path)
+
+    def reads(self, handle: bytes, length: int) -> list[int]:
+        """Reads of ``length`` bytes from offset 0 in READ_SIZE pieces, all in flight."""
+        return [self.send(CMD_READ, handle, paramiko.sftp.int64(offset),
+                          min(READ_SIZE, length - offset))
+                for offset in range(0, length, READ_SIZE)]
+
+    def _answer(self, num: int) -> tuple[int, paramiko.Message]:
+        if num not in self._answers:
+            # The request may be held back still. Not flushed when the answer is in already:
+            # what is held goes out with the fetch's next requests, in one channel write.
+            self.flush()
+        while num not in self._answers:
+            self._sftp._read_response()  # one packet, handed to whoever sent its request
+        return self._answers.pop(num)
+
+    def _status(self, t: int, msg: paramiko.Message, expected: int) -> None:
+        if t == CMD_STATUS:  # raised as paramiko raises it: FileNotFoundError, OSError...
+            self._sftp._convert_status(msg)
+        if t != expected:
+            raise SFTPError(f"expected SFTP message type {expected}, got {t}")
+
+    def handle(self, num: int) -> bytes:
+        t, msg = self._answer(num)
+        self._status(t, msg, CMD_HANDLE)
+        return bytes(msg.get_binary())
+
+    def attrs(self, num: int) -> paramiko.SFTPAttributes:
+        t, msg = self._answer(num)
+        self._status(t, msg, CMD_ATTRS)
+        attrs: paramiko.SFTPAttributes = _ATTRIBUTES._from_msg(msg)
+        return attrs
+
+    def data(self, num: int, asked: int) -> bytes:
+        """The bytes a read of ``asked`` bytes answered; b"" at the end of the file. More than
+        asked is a hostile server's answer (paramiko takes packets up to 16 MiB): refused, never
+        kept, or the read-ahead's bound of DEPTH x its length would not hold."""
+        t, msg = self._answer(num)
+        if t == CMD_STATUS:
+            try:
+                self._sftp._convert_status(msg)
+            except EOFError:  # the status SFTP_EOF: nothing more to read
+                return b""
+        self._status(t, msg, CMD_DATA)
+        data = bytes(msg.get_string())
+        if len(data) > asked:
+            raise SFTPError(f"the server answered {len(data)} bytes to a read of {asked}")
+        return data
+
+    def data_of(self, handle: bytes, nums: list[int], length: int, got: bytearray,
+                size: int | None = None) -> None:
+        """The answers of ``reads(handle, length)``, appended to ``got`` as one run of bytes
+        from offset 0 (a failure leaves there what arrived before it); where a server
+        answered a piece short, the rest is asked for from there. ``size``: the file's size
+        from its stat of this download; once that many bytes are in, no read is sent to
+        find the end of the file (it would answer only EOF: one round trip per small file,
+        whose reads ask for one byte more than listed). A file that grew after that stat is
+        still caught: the caller stats it again after the local copy is fsynced."""
+        whole = True
+        for index, num in enumerate(nums):
+            asked = min(READ_SIZE, length - index * READ_SIZE)
+            piece = self.data(num, asked)  # every answer is taken, even after a short one
+            if whole:
+                got += piece
+                whole = len(piece) == asked
+        want = length if size is None else min(length, size)
+        while len(got) < want and (more := self.data(self.send(
+                CMD_READ, handle, paramiko.sftp.int64(len(got)), length - len(got)),
+                length - len(got))):
+            got += more
