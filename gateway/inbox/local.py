@@ -19,7 +19,7 @@ from gateway.inbox.base import (
     wanted,
 )
 from gateway.ledger.store import FileRow
-from gateway.storage import fsync_dir
+from gateway.storage import fsync_dir, together
 
 
 class LocalInbox:
@@ -129,8 +129,7 @@ class LocalInbox:
                 except FileNotFoundError:
                     pass
                 os.rename(name, target, src_dir_fd=root_fd, dst_dir_fd=folder_fd)
-                os.fsync(folder_fd)
-                os.fsync(root_fd)
+                together([lambda: os.fsync(folder_fd), lambda: os.fsync(root_fd)])
             finally:
                 os.close(folder_fd)
         finally:

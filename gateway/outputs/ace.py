@@ -48,7 +48,7 @@ from gateway.outputs.ace_layouts import (
     clean_text,
 )
 from gateway.outputs.manifest import Manifest
-from gateway.storage import open_new, publish, temp_name
+from gateway.storage import open_new, publish, sync_file, temp_name
 from gateway.validate.amounts import split_plain
 from gateway.validate.smelt_cast import record_due, smelt_cast_fields
 
@@ -319,8 +319,7 @@ class AceFileWriter:
                     out.write(chunk)
                     digest.update(chunk)
                     written += len(chunk)
-                out.flush()
-                os.fsync(out.fileno())
+                sync_file(out)
             # A spool that lost or gained bytes would otherwise go out unnoticed.
             if written != record_count * (RECORD_LENGTH + 1):
                 raise AssertionError(f"{tmp}: {written} bytes for {record_count} records")

@@ -40,6 +40,7 @@ from gateway.storage import (
     atomic_write,
     dir_syncs_deferred,
     durable_move,
+    files_synced_together,
     in_folder,
     publish,
     safe_name,
@@ -408,13 +409,18 @@ class RunPass:
         # the ledger commits. (The link's folder no longer has a journal commit of its own:
         # one fewer a file. A crash before the commit reruns the file, which writes the same
         # bytes under the same names, as after a crash between the link and the commit.)
+        # The stored ack, ACE files, manifests and changes report are fsynced at once, then
+        # renamed into place (storage.files_synced_together), before the partner's link.
         with dir_syncs_deferred():
-            self.ack.finish(summary)
-            for w in self.writers.values():
-                self.published += [w.path, manifest_path(w.path)]
-            manifests = [self.writers[k].finish() for k in ("AE", "FT") if k in self.writers]
-            ace_names = [m.file_name for m in manifests if m is not None]
-            changes = self.write_changes()
+            with files_synced_together():
+                self.ack.finish(summary)
+                for w in self.writers.values():
+                    self.published += [w.path, manifest_path(w.path)]
+                manifests = [self.writers[k].finish() for k in ("AE", "FT")
+                             if k in self.writers]
+                ace_names = [m.file_name for m in manifests if m is not None]
+                changes = self.write_changes()
+            crash.point("after_changes")
             p.publish_ack(row, self.ack_path, self.kind, target)
         crash.point("after_outputs")
         filer = p.config.partner(row.partner).applicant(summary.header_filer)
@@ -428,7 +434,6 @@ class RunPass:
         self.source_info["submission_id"] = self.summary.submission_id or ""
         manifest = write_changes(self.p.layout.changes_outbox, self.row.file_id,
                                  self.p.ledger.changes_of(self.row.file_id), self.source_info)
-        crash.point("after_changes")
         return manifest.file_name if manifest is not None else None
 
     def undo(self) -> None:

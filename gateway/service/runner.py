@@ -42,7 +42,7 @@ from gateway.service.quarantine import (
     reason_of,
     record_failure,
 )
-from gateway.storage import Layout
+from gateway.storage import Layout, syncs_overlapped
 from gateway.textsafe import printable
 
 log = logging.getLogger("gateway.runner")
@@ -240,8 +240,9 @@ class Runner:
         started = time.time()
         try:
             try:
-                if self._finish_unfinished(inbox, partner, report, keeper):
-                    self._take_new(inbox, partner, report, keeper)
+                with syncs_overlapped():
+                    if self._finish_unfinished(inbox, partner, report, keeper):
+                        self._take_new(inbox, partner, report, keeper)
             except (TransientError, FatalError, OSError) as err:
                 # FatalError here is the partner's own (a key file that cannot be read),
                 # OSError a local disk that is full or gone: it fails this poll (the file in
