@@ -17,6 +17,10 @@ at least 1.7x one.
 
     .venv/bin/python bench/bench_workers.py [--partners 6] [--files 8] [--lines 2000]
 
+``--statements``: the server loads pg_stat_statements, and each PostgreSQL run prints its
+statements per file, the costliest first (calls and execution time per file; the time
+includes lock waits and a COPY's wait for the client's rows, so it is not the server's CPU).
+
 Needs PostgreSQL's initdb/pg_ctl (the test suite's tests/pg_server.py starts a throwaway
 cluster) and runs as root or as a user who may run them.
 """
