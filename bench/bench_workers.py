@@ -17,6 +17,10 @@ at least 1.7x one.
 
     .venv/bin/python bench/bench_workers.py [--partners 6] [--files 8] [--lines 2000]
 
+``--statements``: the server loads pg_stat_statements, and each PostgreSQL run prints its
+statements per file, the costliest first (calls and execution time per file; the time
+includes lock waits and a COPY's wait for the client's rows, so it is not the server's CPU).
+
 Needs PostgreSQL's initdb/pg_ctl (the test suite's tests/pg_server.py starts a throwaway
 cluster) and runs as root or as a user who may run them.
 """
@@ -38,7 +42,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from pg_server import PgServer  # noqa: E402  (the tests' throwaway PostgreSQL)
+from pg_server import PgServer, _binary  # noqa: E402  (the tests' throwaway PostgreSQL)
 
 sys.path.insert(0, str(ROOT / "bench"))
 from project import ProjectConfig  # noqa: E402
@@ -140,9 +144,44 @@ def server_cpu(server: PgServer | None) -> float:
     return total / TICK
 
 
+def count_statements(server: PgServer) -> None:
+    """``--statements``: the server loads pg_stat_statements (a restart), to count what each
+    file's transaction sends. Off by default: the counting costs the server CPU itself."""
+    import psycopg
+
+    with psycopg.connect(server.dsn("postgres"), autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+    server._run(_binary("pg_ctl"), "-D", str(server.data), "-l",
+                str(server.base / "server.log"), "-w", "-t", "30", "restart")
+    with psycopg.connect(server.dsn("postgres"), autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+
+
+def statements_report(server: PgServer, dsn: str, files_total: int) -> None:
+    """The statements of the run's database per file, the costliest first (the
+    benchmark's own probe left out), with the server's execution time per file."""
+    import psycopg
+
+    database = dsn.rsplit("/", 1)[1]
+    with psycopg.connect(server.dsn("postgres"), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT calls, total_exec_time, rows, query FROM pg_stat_statements WHERE dbid = "
+            "(SELECT oid FROM pg_database WHERE datname = %s) AND query NOT LIKE "
+            "'%%state = $1%%' ORDER BY total_exec_time DESC", (database,)).fetchall()
+    calls = sum(r[0] for r in rows)
+    ms = sum(r[1] for r in rows)
+    print(f"statements: {calls / files_total:.1f} per file, their execution "
+          f"{ms / files_total:.2f} ms per file ({files_total} files)")
+    for count, total, got, query in rows[:25]:
+        text = " ".join(query.split())[:110]
+        print(f"  {count / files_total:7.2f}/file {total / files_total:7.3f} ms/file "
+              f"rows {got:6d}  {text}")
+
+
 def run_workers(inputs: Path, names: list[str], files_total: int, expected: int,
                 workers: int, ledger: str | None,
-                server: PgServer | None = None) -> tuple[float, float, float]:
+                server: PgServer | None = None,
+                statements: bool = False) -> tuple[float, float, float]:
     """(wall seconds, the workers' CPU seconds, the server's CPU seconds)."""
     run = Path(tempfile.mkdtemp(prefix="aimgw-bench-run-"))
     try:
@@ -150,6 +189,10 @@ def run_workers(inputs: Path, names: list[str], files_total: int, expected: int,
         if ledger:  # the schema first, so that workers start equal
             subprocess.run([PYTHON, "-m", "gateway.cli", "db", "upgrade", "--config", str(cfg)],
                            check=True, capture_output=True)
+        if statements and server is not None:
+            with __import__("psycopg").connect(server.dsn("postgres"),
+                                               autocommit=True) as conn:
+                conn.execute("SELECT pg_stat_statements_reset()")
         server_before = server_cpu(server)
         started = time.perf_counter()
         # Each worker's log to a file: a pipe nobody reads until the end fills up (64 KiB of
@@ -183,6 +226,8 @@ def run_workers(inputs: Path, names: list[str], files_total: int, expected: int,
             raise SystemExit(f"run not verified: {files_done} files, {licenses} licenses "
                              f"({distinct} distinct), {expected} expected")
         time.sleep(0.5)  # the backends of the closed connections exit and are reaped
+        if statements and server is not None and ledger:
+            statements_report(server, ledger, files_total)
         return elapsed, cpu, server_cpu(server) - server_before
     finally:
         shutil.rmtree(run, ignore_errors=True)
@@ -195,10 +240,14 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=2000, help="product lines per file")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
                         help="PostgreSQL worker counts to run (1 and 2: the targets)")
+    parser.add_argument("--statements", action="store_true",
+                        help="count each run's statements per file (pg_stat_statements)")
     args = parser.parse_args()
     inputs = Path(tempfile.mkdtemp(prefix="aimgw-bench-in-"))
     server = PgServer()
     server.start()
+    if args.statements:
+        count_statements(server)
     results: list[tuple[str, int, float, float, float]] = []
     try:
         names, expected = make_batch(inputs, args.partners, args.files, args.lines)
@@ -209,7 +258,7 @@ def main() -> None:
         for workers in args.workers:
             dsn = server.create(f"bench_{workers}_{os.getpid()}")
             results.append(("PostgreSQL", workers, *run_workers(
-                inputs, names, files_total, expected, workers, dsn, server)))
+                inputs, names, files_total, expected, workers, dsn, server, args.statements)))
     finally:
         server.stop()
         shutil.rmtree(inputs, ignore_errors=True)

@@ -72,3 +72,43 @@ def test_a_connection_kept_too_long_is_not_reused(pg_dsn: str,
     assert again.db.conn.info.get_parameters().get("keepalives_idle") == "30"
     again.close()
     main.close()
+
+
+def counter_backend(ledger: Ledger) -> int:
+    """The backend of the process's counter connection, after a draw on ``ledger``."""
+    ledger.next_license_sequence(2026)
+    row = ledger.db.execute("SELECT pid FROM pg_stat_activity WHERE datname = "
+                            "current_database() AND query LIKE 'INSERT INTO license_counter%' "
+                            "AND pid != pg_backend_pid()").fetchone()
+    return int(row[0])
+
+
+def test_the_ledgers_of_a_process_draw_numbers_on_one_counter_connection(pg_dsn: str) -> None:
+    """serve's threads each hold a ledger; their draws share one counter connection (one
+    server process each was 8 of a worker's 28), numbers still unique and in order; the
+    last ledger closed closes it too."""
+    ledgers = [Ledger(pg_dsn, migrate=i > 0) for i in range(3)]
+    pids = {counter_backend(ledger) for ledger in ledgers}
+    assert len(pids) == 1
+    assert sessions(pg_dsn) == 4  # three ledgers' own and the counter's
+    assert [ledger.next_license_sequence(2026, count=2) for ledger in ledgers] == [5, 7, 9]
+    for ledger in ledgers:
+        ledger.close()
+    assert wait_until(lambda: sessions(pg_dsn) == 0)
+
+
+def test_a_counter_connection_the_server_ended_or_kept_too_long_is_replaced(
+        pg_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the kept connections: the next draw connects anew, and does not fail."""
+    main = Ledger(pg_dsn)
+    pid = counter_backend(main)
+    with psycopg.connect(pg_dsn, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        assert wait_until(lambda: admin.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone() is None)
+    again = counter_backend(main)
+    assert again != pid
+    monkeypatch.setattr(postgres, "_IDLE_SECONDS", 0.0)
+    assert counter_backend(main) != again
+    assert main.last_license_sequence(2026) == 3
+    main.close()

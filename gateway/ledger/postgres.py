@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import NoReturn
 
 import psycopg
@@ -118,7 +119,24 @@ _idle: list[tuple[tuple[int, str, str], psycopg.Connection[TupleRow], float]] = 
 # on it would then hang until the kernel gives up). serve's polls reuse theirs within seconds.
 _IDLE_SECONDS = 30.0
 _open: dict[tuple[int, str], int] = {}  # (process, DSN): its ledgers open
+
+
+@dataclass(slots=True)
+class _Counter:
+    conn: psycopg.Connection[TupleRow] | None = None  # None: being connected
+    used_at: float = 0.0  # time.monotonic() when last used
+    users: int = 0  # threads using it now
+
+
+# The license counter's connection, one per (process, DSN), shared by the process's ledgers
+# while one is open: its statements are single autocommit round trips (psycopg serialises
+# threads on a connection), so eight threads need not hold eight. One each was 8 of a
+# worker's 26 server processes per benchmark run (log_connections), each 4-6 ms of the
+# server's CPU to start and fill its caches. One idle longer than _IDLE_SECONDS, or ended
+# by the server, is replaced before use (as kept connections are).
+_counters: dict[tuple[int, str], _Counter] = {}
 _idle_lock = threading.Lock()
+_counter_connect = threading.Lock()  # held while a counter connection is made
 
 
 def _reuse_or_connect(dsn: str, mode: str) -> tuple[psycopg.Connection[TupleRow], bool]:
@@ -139,13 +157,18 @@ def _reuse_or_connect(dsn: str, mode: str) -> tuple[psycopg.Connection[TupleRow]
         if time.monotonic() - kept_at > _IDLE_SECONDS:
             conn.close()
             continue
-        try:
-            readable = select.select([conn.fileno()], [], [], 0)[0]
-        except (OSError, ValueError, psycopg.Error):
-            readable = [True]
-        if not readable:
+        if not _ended(conn):
             return conn, False
         conn.close()
+
+
+def _ended(conn: psycopg.Connection[TupleRow]) -> bool:
+    """An idle connection with something to read: the server ended it (its goodbye, or the
+    end of the stream)."""
+    try:
+        return bool(select.select([conn.fileno()], [], [], 0)[0])
+    except (OSError, ValueError, psycopg.Error):
+        return True
 
 
 def _opened(dsn: str) -> None:
@@ -170,6 +193,8 @@ def _closed(dsn: str, owner: int,
             del _open[key]
             closing = [c for _, c in conns]
             closing += [c for k, c, _ in _idle if k[:2] == key]
+            if key in _counters:
+                closing += [c for c in [_counters.pop(key).conn] if c is not None]
             _idle[:] = [entry for entry in _idle if entry[0][:2] != key]
         else:
             for mode, conn in conns:
@@ -199,7 +224,6 @@ class PostgresDb:
         self._mode = "read" if readonly else "write"
         self._owner = os.getpid()
         self._begin_pending = False  # ``begin``: sent with the transaction's first statement
-        self._counter: psycopg.Connection[TupleRow] | None = None
         self.conn, new = _reuse_or_connect(dsn, self._mode)
         if readonly and new:  # a kept read connection has it already
             try:
@@ -289,10 +313,7 @@ class PostgresDb:
         if self._closed:
             return
         self._closed, self._begin_pending = True, False
-        conns = [(self._mode, self.conn)]
-        if self._counter is not None:
-            conns.append(("counter", self._counter))
-        _closed(self._dsn, self._owner, conns)
+        _closed(self._dsn, self._owner, [(self._mode, self.conn)])
 
     # -- what is PostgreSQL's own ------------------------------------------------------------
 
@@ -322,12 +343,34 @@ class PostgresDb:
         return cursor.rowcount == 1
 
     def _on_counter(self, sql: str, params: Sequence[object]) -> Cursor:
-        if self._counter is None:
-            self._counter = _reuse_or_connect(self._dsn, "counter")[0]
+        """On the process's counter connection (``_counters``), connected when there is
+        none fit to use; one that failed is dropped, so that the next draw connects anew."""
+        key = (os.getpid(), self._dsn)
+        with _idle_lock:
+            entry = _counters.get(key)
+            if entry is not None and entry.users == 0 and entry.conn is not None and (
+                    time.monotonic() - entry.used_at > _IDLE_SECONDS or _ended(entry.conn)):
+                entry.conn.close()
+                entry = None
+            if entry is None:
+                entry = _counters[key] = _Counter()
+            entry.users += 1
         try:
-            return self._counter.execute(sql, params)
+            with _counter_connect:  # one thread connects; the others wait and use it
+                if entry.conn is None:
+                    entry.conn = _connect(self._dsn)
+            return entry.conn.execute(sql, params)
         except psycopg.OperationalError as err:
+            with _idle_lock:
+                if _counters.get(key) is entry:
+                    del _counters[key]
+            if entry.conn is not None:
+                entry.conn.close()
             _raise_translated(err)
+        finally:
+            with _idle_lock:
+                entry.used_at = time.monotonic()
+                entry.users -= 1
 
     @contextmanager
     def migration_lock(self) -> Iterator[None]:
