@@ -6,6 +6,7 @@ thread or descriptor outlives the poll."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sqlite3
@@ -28,10 +29,8 @@ def open_fds() -> set[str]:
     """What this process has open (the paths of its descriptors)."""
     found = set()
     for fd in os.listdir("/proc/self/fd"):
-        try:
+        with contextlib.suppress(OSError):  # the listing's own descriptor, closed since
             found.add(os.readlink(f"/proc/self/fd/{fd}"))
-        except OSError:
-            pass  # the listing's own descriptor, closed since
     return found
 
 
