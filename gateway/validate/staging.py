@@ -99,6 +99,10 @@ def _line_parts(line: ProductLine) -> tuple[str, ...]:
             canonical_amount(line.value_usd) or "")
 
 
+def _no_digest(app: Application) -> str:
+    return ""
+
+
 def legacy_application_digest(app: Application) -> str:
     """The digest of version 1 (before issue 10): the lines in file order, their numbers as
     written. Licenses issued before hold it; never recomputed, as the lines are not kept."""
@@ -122,9 +126,12 @@ class Reader:
     """
 
     def __init__(self, path: Path, fmt: Format, ctx: RuleContext,
-                 mapping: RowMapping | None = None, file_name: str | None = None) -> None:
+                 mapping: RowMapping | None = None, file_name: str | None = None,
+                 digests: bool = True) -> None:
         self.path = path
         self.fmt = fmt
+        # Without: each digest is "" (validate.read_process's child leaves them to its parent).
+        self._digest = application_digest if digests else _no_digest
         if fmt == "csv":
             self.ctx = replace(ctx, source_format="csv")
             self._csv: CsvSubmission | None = CsvSubmission(path, mapping, file_name)
@@ -156,7 +163,7 @@ class Reader:
             findings = bounded(findings, ref=parsed.app.ref, unlisted=parsed.unlisted,
                                source_line=parsed.app.source_line)
             yield StagedApplication(seq, parsed.app, findings, check.lines, check.exempt,
-                                    application_digest(parsed.app))
+                                    self._digest(parsed.app))
 
     def raw_csv(self) -> Iterator[CsvApplication]:
         """The runs of rows, their line bound not yet applied (``parse.csv_file.closed``)."""
@@ -168,7 +175,7 @@ class Reader:
         findings = bounded(chunk.findings + check.findings, ref=chunk.app.ref,
                            source_line=chunk.app.source_line)
         return StagedApplication(seq, chunk.app, findings, check.lines,
-                                 check.exempt, application_digest(chunk.app))
+                                 check.exempt, self._digest(chunk.app))
 
 
 def stage_file(path: Path, fmt: Format, ctx: RuleContext, spool: Path,
@@ -256,8 +263,8 @@ class Prepared:
     file_name: str
     temporary: Path | None = None
 
-    def reader(self) -> Reader:
-        return Reader(self.path, self.fmt, self.ctx, self.csv_mapping, self.file_name)
+    def reader(self, digests: bool = True) -> Reader:
+        return Reader(self.path, self.fmt, self.ctx, self.csv_mapping, self.file_name, digests)
 
     def stage(self, spool: Path) -> Staged:
         return stage_file(self.path, self.fmt, self.ctx, spool, self.csv_mapping,

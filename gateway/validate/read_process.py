@@ -1,0 +1,385 @@
+"""Phase 1 of a large file in a second process, beside the decisions (issue 15).
+
+Reading a file (parse, XSD per application, the value rules, the digest) is about half of a
+run's CPU; deciding and writing (licenses, ACE records, the acknowledgment, the ledger rows) is
+the other half. In one process they take turns on one core; here a child process runs
+``staging.Reader`` over the file and streams its checked applications through a pipe while the
+parent decides and writes the ones already read: on two cores a 1-line-per-application file
+runs about 1.5× faster (bench/README.md). The child only reads: it writes nothing anywhere but
+the pipe, so the durability order, the crash guarantees and every output stay exactly as they
+are (the goldens run through it too, ``tests/test_read_process.py``).
+
+What the parent sees is the in-process ``Reader``: the same applications in the same order,
+``header`` known once the first one is yielded, the same ``RejectedSubmission`` (F-codes) at
+the same place, and any other error of the reading re-raised as it was (an internal error,
+counted and quarantined as such). A child that dies (a signal, the OOM killer) fails this
+attempt with ``ReadProcessLost``, which the run counts like any internal error: it never
+takes the gateway with it, as a crash of the in-process reader would.
+
+When it is used (``read_source``): files of at least ``gateway.read_process_min_bytes``, on a
+machine with a second CPU, one child at a time per gateway process; the child runs at a lower
+priority (nice +5). So one partner's large file takes only CPU no other file wants: when
+another partner's file is being read, that one goes first, and a second large file meanwhile
+is read in process, as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import threading
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import fields
+from decimal import Decimal
+from operator import attrgetter
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+import gateway
+from gateway import crash
+from gateway.errors import RejectedSubmission
+from gateway.findings import Finding
+from gateway.model import Application, Filer, ProductLine, SubmissionHeader
+from gateway.validate.hts import CoveredHts
+from gateway.validate.rules import LineResult, RuleContext
+from gateway.validate.staging import Prepared, Reader, StagedApplication, application_digest
+
+# Messages of the child, each one pickled tuple behind its 4-byte length.
+_BATCH = 0  # (header, [encoded applications])
+_END = 1  # (header,): the file is read
+_REJECTED = 2  # (finding,): RejectedSubmission
+_FAILED = 3  # (exception,): any other error of the reading, re-raised by the parent
+_NO_REQUEST = 4  # (text,): the request could not be read (nothing read yet: read in process)
+_FRAME = struct.Struct("<I")
+# A batch ends past this many product lines (an application counts one more): about 150 KB
+# a batch, so that a file of 999-line applications does not hold many of them in the pipe.
+_BATCH_LINES = 512
+# A pipe of 1 MiB (Linux's default ceiling for a user) instead of 64 KiB: the child reads on
+# while the parent works through a batch, instead of waiting on a full pipe.
+_PIPE_BYTES = 1 << 20
+_NICE = 5
+_CHILD = "from gateway.validate.read_process import _child; _child()"
+
+_APP_FIELDS = tuple(f.name for f in fields(Application))
+_LINES_AT = _APP_FIELDS.index("lines")
+_app_values = attrgetter(*_APP_FIELDS)
+_line_values = attrgetter(*(f.name for f in fields(ProductLine)))
+_finding_values = attrgetter(*(f.name for f in fields(Finding)))
+
+# One child at a time per gateway process: see the module on sharing the CPUs.
+_MAX_CHILDREN = 1
+_slots_lock = threading.Lock()
+_children = 0
+
+
+class ReadProcessLost(RuntimeError):
+    """The reading child ended without finishing its file (killed, or out of memory)."""
+
+
+# --- The codec: plain tuples, not pickled dataclasses --------------------------------------
+# Pickling the dataclasses and Decimals as they are costs 15 us an application of one line
+# each way; as tuples of strings 4-5 us (measured on 50,000 applications, bench/README.md).
+
+
+def _text(amount: Decimal | None) -> str | None:
+    return None if amount is None else str(amount)
+
+
+def _amount(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
+
+
+def encode(item: StagedApplication) -> tuple[Any, ...]:
+    app = list(_app_values(item.app))
+    app[_LINES_AT] = [_line_values(line) for line in item.app.lines]
+    results = [(r.hts10, r.covered, _text(r.unit_value), _text(r.quantity), _text(r.value))
+                for r in item.lines]
+    # A result's line is one of the application's lines: sent as its index.
+    where = {id(line): n for n, line in enumerate(item.app.lines)}
+    at = [where.get(id(r.line), -1) for r in item.lines]
+    orphans = [_line_values(r.line) for r, n in zip(item.lines, at, strict=True) if n < 0]
+    return (item.seq, app, [_finding_values(f) for f in item.findings], results, at, orphans,
+            item.exempt)
+
+
+def decode(data: tuple[Any, ...]) -> StagedApplication:
+    seq, app, found, results, at, orphans, exempt = data
+    lines = [ProductLine(*values) for values in app[_LINES_AT]]
+    app[_LINES_AT] = lines
+    spare = iter([ProductLine(*values) for values in orphans])
+    checked = [LineResult(lines[n] if n >= 0 else next(spare), hts10, covered,
+                          _amount(unit), _amount(quantity), _amount(value))
+               for n, (hts10, covered, unit, quantity, value) in zip(at, results, strict=True)]
+    application = Application(*app)
+    # The digest is taken here, not in the child: that evens the two processes' work (the
+    # child's is the larger without it: 1.29 s CPU against 1.0 s on 100,000 lines at 20 an
+    # application, bench/README.md).
+    return StagedApplication(seq, application, [Finding(*f) for f in found], checked, exempt,
+                             application_digest(application))
+
+
+_filer_values = attrgetter(*(f.name for f in fields(Filer)))
+
+
+def encode_header(header: SubmissionHeader | None) -> tuple[Any, ...] | None:
+    """The header as plain values (no dataclass is pickled: see ``decode``)."""
+    if header is None:
+        return None
+    filer = None if header.filer is None else _filer_values(header.filer)
+    return header.submission_id, header.created, filer, header.schema_version
+
+
+def decode_header(data: tuple[Any, ...] | None) -> SubmissionHeader | None:
+    if data is None:
+        return None
+    submission_id, created, filer, version = data
+    return SubmissionHeader(submission_id, created, None if filer is None else Filer(*filer),
+                            version)
+
+
+class _Pickler(pickle.Pickler):
+    """Covered HTS entries go by number: the parent has the same edition (``ctx.covered``)."""
+
+    def __init__(self, file: IO[bytes], ctx: RuleContext) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.items = ctx.covered.items
+
+    def persistent_id(self, obj: Any) -> str | None:
+        if type(obj) is CoveredHts and self.items.get(obj.hts10) is obj:
+            return obj.hts10
+        return None
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, file: IO[bytes], ctx: RuleContext) -> None:
+        super().__init__(file)
+        self.items = ctx.covered.items
+
+    def persistent_load(self, pid: Any) -> CoveredHts:
+        return self.items[pid]
+
+
+# --- The child -----------------------------------------------------------------------------
+
+
+def _send(out: BinaryIO, ctx: RuleContext | None, message: tuple[Any, ...]) -> None:
+    buffer = io.BytesIO()
+    buffer.write(b"\0\0\0\0")
+    if ctx is None:
+        pickle.dump(message, buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    else:
+        _Pickler(buffer, ctx).dump(message)
+    data = buffer.getbuffer()
+    _FRAME.pack_into(data, 0, len(data) - _FRAME.size)
+    out.write(data)
+    del data
+    out.flush()
+
+
+def _portable(err: BaseException) -> BaseException:
+    """``err`` if it survives pickling as itself, else a RuntimeError with its words; with
+    the child's traceback as a note either way (the parent's log shows where it came from)."""
+    note = "in the reading process:\n" + "".join(traceback.format_exception(err)).rstrip()
+    try:
+        copy = pickle.loads(pickle.dumps(err))
+        if type(copy) is not type(err) or str(copy) != str(err):
+            raise TypeError("not the same exception")
+    except Exception:
+        err = RuntimeError(f"{type(err).__name__}: {err}")
+    err.add_note(note)
+    return err
+
+
+def child_main(stdin: BinaryIO, out: BinaryIO) -> int:
+    """Read the request (a pickled ``Prepared`` file), then stream the file's applications."""
+    try:
+        prepared = pickle.load(stdin)
+        if not isinstance(prepared, Prepared):
+            raise TypeError(f"not a Prepared file: {type(prepared).__name__}")
+    except Exception as err:  # the parent reads the file itself
+        _send(out, None, (_NO_REQUEST, f"{type(err).__name__}: {err}"))
+        return 2
+    with contextlib.suppress(OSError):
+        os.nice(_NICE)
+    ctx = prepared.ctx
+    reader = prepared.reader(digests=False)
+    batch: list[tuple[Any, ...]] = []
+    size = 0
+    try:
+        for item in reader.applications():
+            batch.append(encode(item))
+            size += 1 + len(item.app.lines)
+            if size >= _BATCH_LINES:
+                _send(out, ctx, (_BATCH, encode_header(reader.header), batch))
+                batch, size = [], 0
+                # A test's child dies here, its first batch sent (not one of crash.STEPS:
+                # the gateway's own process does not stop there).
+                crash.point("reading_child")
+        ending: tuple[Any, ...] = (_END, encode_header(reader.header))
+    except RejectedSubmission as rejected:
+        ending = (_REJECTED, rejected.finding)
+    except Exception as err:
+        ending = (_FAILED, _portable(err))
+    # What was read before the end comes first, as the in-process reader yields it first.
+    _send(out, ctx, (_BATCH, encode_header(reader.header), batch))
+    _send(out, ctx, ending)
+    return 0
+
+
+def _child() -> None:
+    """The child's entry (``python -c``, so that this module is not imported twice)."""
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # a stray print goes to stderr, never into the stream
+    try:
+        code = child_main(sys.stdin.buffer, out)
+        out.flush()
+    except BrokenPipeError:  # the parent stopped reading: it gave the file up, or it died
+        code = 1
+    os._exit(code)  # nothing left to flush or clean up: the child wrote only to the pipe
+
+
+# --- The parent ----------------------------------------------------------------------------
+
+
+class ProcessReader:
+    """``staging.Reader``'s interface over a child process reading the file (see the module)."""
+
+    def __init__(self, prepared: Prepared, process: subprocess.Popen[bytes]) -> None:
+        self.prepared = prepared
+        self._process = process
+        self._header: SubmissionHeader | None = None
+        self._fallback: Reader | None = None
+        self._closed = False
+
+    def close(self) -> None:
+        """End the child, read to the end or not (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            self._stop()
+
+    @property
+    def header(self) -> SubmissionHeader | None:
+        return self._fallback.header if self._fallback is not None else self._header
+
+    def applications(self) -> Iterator[StagedApplication]:
+        try:
+            yield from self._received()
+        finally:
+            self.close()
+
+    def _received(self) -> Iterator[StagedApplication]:
+        pipe = self._process.stdout
+        assert pipe is not None
+        ctx = self.prepared.ctx
+        while True:
+            head = pipe.read(_FRAME.size)
+            body = pipe.read(_FRAME.unpack(head)[0]) if len(head) == _FRAME.size else b""
+            if not body:
+                self._process.wait()
+                raise ReadProcessLost(
+                    f"the process reading {self.prepared.file_name} ended before the end of the "
+                    f"file (exit status {self._process.returncode})")
+            message = _Unpickler(io.BytesIO(body), ctx).load()
+            kind = message[0]
+            if kind == _BATCH:
+                self._header = decode_header(message[1])
+                for data in message[2]:
+                    yield decode(data)
+            elif kind == _END:
+                self._header = decode_header(message[1])
+                return
+            elif kind == _REJECTED:
+                raise RejectedSubmission(message[1])
+            elif kind == _FAILED:
+                raise message[1]
+            else:  # _NO_REQUEST: nothing was read there; read here, as without a child
+                self._fallback = self.prepared.reader()
+                yield from self._fallback.applications()
+                return
+
+    def _stop(self) -> None:
+        """The child is done, or no longer wanted: it is ended and waited for either way."""
+        global _children
+        process = self._process
+        if process.poll() is None:
+            with contextlib.suppress(OSError):
+                process.kill()
+        for stream in (process.stdout, process.stdin):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        process.wait()
+        with _slots_lock:
+            _children -= 1
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _start(prepared: Prepared) -> subprocess.Popen[bytes] | None:
+    # The child imports this very package, wherever it was imported from here.
+    package_root = str(Path(gateway.__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    try:
+        request = pickle.dumps(prepared, protocol=pickle.HIGHEST_PROTOCOL)
+        process = subprocess.Popen(
+            [sys.executable, "-c", _CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            env=env, close_fds=True)
+    except (OSError, pickle.PicklingError, TypeError, AttributeError):
+        return None  # no process to be had (or a context that does not pickle): in process
+    assert process.stdin is not None and process.stdout is not None
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(process.stdout.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+    try:
+        process.stdin.write(request)
+        process.stdin.close()
+    except OSError:
+        process.kill()
+        process.wait()
+        return None
+    return process
+
+
+@contextmanager
+def read_source(prepared: Prepared, min_bytes: int) -> Iterator[Reader | ProcessReader]:
+    """The reader of ``prepared``: a child process for a file of at least ``min_bytes`` when a
+    CPU is free for it (see the module), else the in-process ``Reader``. ``min_bytes`` 0 never
+    uses a child. The child is ended on leaving, whatever was read of it."""
+    global _children
+    source: Reader | ProcessReader = prepared.reader()
+    if min_bytes > 0 and _cpus() >= 2 and _size(prepared.path) >= min_bytes:
+        with _slots_lock:
+            free = _children < _MAX_CHILDREN
+            if free:
+                _children += 1
+        process = _start(prepared) if free else None
+        if process is not None:
+            source = ProcessReader(prepared, process)
+        elif free:
+            with _slots_lock:
+                _children -= 1
+    try:
+        yield source
+    finally:
+        if isinstance(source, ProcessReader):
+            source.close()
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1  # the in-process reader reports it as it always has
