@@ -195,6 +195,31 @@ def test_a_dead_child_fails_the_read(tmp_path: Path) -> None:
     assert read_process._children == 0
 
 
+def test_a_child_started_ahead_is_the_one_that_reads(tmp_path: Path) -> None:
+    prepared = _prepared(generated(tmp_path, 3000, 1), tmp_path)
+    assert prepared is not None
+    size = prepared.path.stat().st_size
+    read_process.prestart(size, size + 1)  # under the threshold: none
+    assert not read_process._spares
+    read_process.prestart(size, 1)
+    spare = next(iter(read_process._spares.values()))
+    with read_source(prepared, 1) as source:
+        assert isinstance(source, ProcessReader) and source._process is spare
+        assert _read(source) == _read(prepared.reader())
+    assert read_process._children == 0 and not read_process._spares
+
+
+def test_a_child_started_ahead_and_not_used_is_ended(tmp_path: Path) -> None:
+    read_process.prestart(10, 1)
+    spare = next(iter(read_process._spares.values()))
+    read_process.prestart(10, 1)  # one a thread
+    assert len(read_process._spares) == 1 and read_process._children == 1
+    read_process.discard_spare()
+    assert spare.returncode is not None
+    assert read_process._children == 0 and not read_process._spares
+    read_process.discard_spare()  # none: nothing to do
+
+
 # --- Whole runs ------------------------------------------------------------------------------
 
 
@@ -240,6 +265,7 @@ def test_a_run_through_the_child_writes_what_one_without_writes(
         (base / "inbox" / source.name).write_bytes(source.read_bytes())
         run_once(load_config(cfg), AS_OF)
         runs[name] = (_outputs(base), _ledger(base))
+        assert read_process._children == 0 and not read_process._spares
     assert runs["alone"][0] and runs["alone"][1]
     assert any("/ace/AE-" in name for name in runs["alone"][0])
     assert runs["beside"] == runs["alone"]
@@ -263,25 +289,33 @@ def test_a_child_that_dies_fails_the_attempt_and_issues_nothing(
     assert read_process._children == 0
 
 
-def test_a_gateway_killed_mid_file_leaves_no_child(tmp_path: Path) -> None:
+@pytest.mark.parametrize("when", ["reading", "waiting"])
+def test_a_gateway_killed_leaves_no_child(tmp_path: Path, when: str) -> None:
+    """Killed mid-file, or while its child started ahead waits for its request: the child
+    ends on its own (its next write fails, or its request never comes)."""
     path = generated(tmp_path, 20000, 1)
-    script = (
-        "import sys\n"
-        "from gateway.validate import read_process\n"
-        "from gateway.validate.staging import prepare\n"
-        "from gateway.licensing.pipeline import rule_context\n"
-        "from gateway.config import load_config\n"
-        "from pathlib import Path\n"
-        "from datetime import date\n"
-        "read_process._cpus = lambda: 2\n"
-        f"ctx = rule_context(load_config(Path({str(acme_project(tmp_path / 'cfg', 'keep'))!r})),"
-        " date(2026, 12, 1))\n"
+    config = acme_project(tmp_path / "cfg", "keep")
+    reading = (
+        f"ctx = rule_context(load_config(Path({str(config)!r})), date(2026, 12, 1))\n"
         f"prepared = prepare(Path({str(path)!r}), ctx, None, Path({str(tmp_path)!r}), 'f')\n"
         "with read_process.read_source(prepared, 1) as source:\n"
         "    items = source.applications()\n"
         "    next(items)\n"
         "    print(source._process.pid, flush=True)\n"
         "    sys.stdin.read()\n")
+    waiting = (
+        "read_process.prestart(10, 1)\n"
+        "print(next(iter(read_process._spares.values())).pid, flush=True)\n"
+        "sys.stdin.read()\n")
+    script = (
+        "import sys\n"
+        "from datetime import date\n"
+        "from pathlib import Path\n"
+        "from gateway.config import load_config\n"
+        "from gateway.licensing.pipeline import rule_context\n"
+        "from gateway.validate import read_process\n"
+        "from gateway.validate.staging import prepare\n"
+        "read_process._cpus = lambda: 2\n" + (reading if when == "reading" else waiting))
     gateway = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, text=True)
     assert gateway.stdout is not None
@@ -291,7 +325,7 @@ def test_a_gateway_killed_mid_file_leaves_no_child(tmp_path: Path) -> None:
     gateway.wait()
     deadline = time.monotonic() + 60
     while _alive(child) and time.monotonic() < deadline:
-        time.sleep(0.05)  # a condition, polled: the child ends on its next write
+        time.sleep(0.05)  # a condition, polled: the child ends on its next write or read
     assert not _alive(child)
 
 

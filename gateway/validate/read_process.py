@@ -80,7 +80,8 @@ _finding_rest = attrgetter(*_FINDING_FIELDS[2:])
 # One child at a time per gateway process: see the module on sharing the CPUs.
 _MAX_CHILDREN = 1
 _slots_lock = threading.Lock()
-_children = 0
+_children = 0  # running, spares included
+_spares: dict[int, subprocess.Popen[bytes]] = {}  # by thread: started ahead (``prestart``)
 
 
 class ReadProcessLost(RuntimeError):
@@ -189,6 +190,8 @@ def _portable(err: BaseException) -> BaseException:
 
 def child_main(stdin: BinaryIO, out: BinaryIO) -> int:
     """Read the request (a pickled ``Prepared`` file), then stream the file's applications."""
+    with contextlib.suppress(OSError):
+        os.nice(_NICE)
     try:
         prepared = pickle.load(stdin)
         if not isinstance(prepared, Prepared):
@@ -196,8 +199,6 @@ def child_main(stdin: BinaryIO, out: BinaryIO) -> int:
     except Exception as err:  # the parent reads the file itself
         _send(out, (_NO_REQUEST, f"{type(err).__name__}: {err}"))
         return 2
-    with contextlib.suppress(OSError):
-        os.nice(_NICE)
     keys = covered_keys(prepared.ctx.covered.items)
     reader = prepared.reader(digests=False)
     batch: list[tuple[Any, ...]] = []
@@ -298,15 +299,7 @@ class ProcessReader:
     def _stop(self) -> None:
         """The child is done, or no longer wanted: it is ended and waited for either way."""
         global _children
-        process = self._process
-        if process.poll() is None:
-            with contextlib.suppress(OSError):
-                process.kill()
-        for stream in (process.stdout, process.stdin):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
-        process.wait()
+        _end(self._process)
         with _slots_lock:
             _children -= 1
 
@@ -318,29 +311,96 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _start(prepared: Prepared) -> subprocess.Popen[bytes] | None:
+def _spawn() -> subprocess.Popen[bytes] | None:
+    """A child waiting for its request (about 80 ms to start: the interpreter and the reading
+    modules), or None when no process is to be had."""
     # The child imports this very package, wherever it was imported from here.
     package_root = str(Path(gateway.__file__).resolve().parent.parent)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     try:
-        request = pickle.dumps(prepared, protocol=pickle.HIGHEST_PROTOCOL)
         process = subprocess.Popen(
             [sys.executable, "-c", _CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             env=env, close_fds=True)
-    except (OSError, pickle.PicklingError, TypeError, AttributeError):
-        return None  # no process to be had (or a context that does not pickle): in process
-    assert process.stdin is not None and process.stdout is not None
+    except OSError:
+        return None
+    assert process.stdout is not None
     with contextlib.suppress(OSError):
         fcntl.fcntl(process.stdout.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+    return process
+
+
+def _request(process: subprocess.Popen[bytes], prepared: Prepared) -> bool:
+    """Send ``prepared`` to a waiting child; False (the child ended) when that fails."""
+    assert process.stdin is not None
     try:
+        request = pickle.dumps(prepared, protocol=pickle.HIGHEST_PROTOCOL)
         process.stdin.write(request)
         process.stdin.close()
-    except OSError:
-        process.kill()
-        process.wait()
-        return None
-    return process
+    except (OSError, pickle.PicklingError, TypeError, AttributeError):
+        _end(process)  # a context that does not pickle, or a child gone: read in process
+        return False
+    return True
+
+
+def _end(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        with contextlib.suppress(OSError):
+            process.kill()
+    for stream in (process.stdout, process.stdin):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
+    process.wait()
+
+
+def prestart(size: int, min_bytes: int) -> None:
+    """Start this thread's child ahead, for a file of ``size`` bytes about to be received: it
+    starts while the file is fetched and stored, instead of after (``read_source`` takes it;
+    ``discard_spare`` ends it when no read came)."""
+    global _children
+    if min_bytes <= 0 or size < min_bytes or _cpus() < 2:
+        return
+    me = threading.get_ident()
+    with _slots_lock:
+        if me in _spares or _children >= _MAX_CHILDREN:
+            return
+        _children += 1
+    process = _spawn()
+    with _slots_lock:
+        if process is None:
+            _children -= 1
+        else:
+            _spares[me] = process
+
+
+def discard_spare() -> None:
+    """End this thread's child started ahead and not used (its file failed before reading)."""
+    global _children
+    with _slots_lock:
+        process = _spares.pop(threading.get_ident(), None)
+        if process is not None:
+            _children -= 1
+    if process is not None:
+        _end(process)
+
+
+def _child_for(prepared: Prepared) -> subprocess.Popen[bytes] | None:
+    """This thread's spare, else a new child when the slot is free; its request sent."""
+    global _children
+    with _slots_lock:
+        process = _spares.pop(threading.get_ident(), None)
+        if process is None:
+            if _children >= _MAX_CHILDREN:
+                return None
+            _children += 1
+    if process is None:
+        process = _spawn()
+    if process is not None and _request(process, prepared):
+        return process
+    with _slots_lock:
+        _children -= 1
+    return None
 
 
 @contextmanager
@@ -348,19 +408,11 @@ def read_source(prepared: Prepared, min_bytes: int) -> Iterator[Reader | Process
     """The reader of ``prepared``: a child process for a file of at least ``min_bytes`` when a
     CPU is free for it (see the module), else the in-process ``Reader``. ``min_bytes`` 0 never
     uses a child. The child is ended on leaving, whatever was read of it."""
-    global _children
     source: Reader | ProcessReader = prepared.reader()
     if min_bytes > 0 and _cpus() >= 2 and _size(prepared.path) >= min_bytes:
-        with _slots_lock:
-            free = _children < _MAX_CHILDREN
-            if free:
-                _children += 1
-        process = _start(prepared) if free else None
+        process = _child_for(prepared)
         if process is not None:
             source = ProcessReader(prepared, process)
-        elif free:
-            with _slots_lock:
-                _children -= 1
     try:
         yield source
     finally:
