@@ -9,6 +9,7 @@ killed mid-file leaves no child behind; one child per gateway process, released 
 
 from __future__ import annotations
 
+import marshal
 import re
 import signal
 import sqlite3
@@ -122,6 +123,11 @@ def test_generated_files_read_the_same_through_the_child(
     alone, beside = _both(prepared)
     assert len(alone[1]) == -(-lines // per_app)  # several batches went through the pipe
     assert beside == alone
+    # Every application goes by marshal (pickle is the slow fallback for odd objects): the
+    # generated files hold subheading-covered lines (A133), findings, every severity.
+    keys = read_process.covered_keys(prepared.ctx.covered.items)
+    for item in prepared.reader(digests=False).applications():
+        marshal.dumps(read_process.encode(item, keys))
 
 
 def test_an_f_code_after_many_applications_comes_at_the_same_place(tmp_path: Path) -> None:

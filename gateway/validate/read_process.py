@@ -97,6 +97,11 @@ _result_line = attrgetter("line")
 _result_values = attrgetter("hts10", "covered", "unit_value", "quantity", "value")
 
 
+# An entry that is not the list's own (a line covered by its subheading, A133, gets one made
+# for its number) goes as its values.
+_entry_values = attrgetter(*(f.name for f in fields(CoveredHts)))
+
+
 def covered_keys(items: dict[str, CoveredHts]) -> dict[int, str]:
     """The entries of a covered list by identity: what ``encode`` sends in their place."""
     return {id(entry): number for number, entry in items.items()}
@@ -110,7 +115,8 @@ def encode(item: StagedApplication, keys: dict[int, str]) -> tuple[Any, ...]:
     app[_LINES_AT] = list(map(_line_values, lines))
     # Amounts as text (exact: the exponent is kept); inline, not a helper call each (this
     # loop is a third of what the child adds to the reading at 20 lines an application).
-    checked = [(hts10, keys.get(id(covered), covered), None if unit is None else str(unit),
+    checked = [(hts10, number if (number := keys.get(id(covered))) is not None or covered is None
+                else _entry_values(covered), None if unit is None else str(unit),
                 None if quantity is None else str(quantity), None if value is None else str(value))
                for hts10, covered, unit, quantity, value in map(_result_values, results)]
     # Each result is of the line at its place (the rules make one a line, in order): then the
@@ -126,7 +132,8 @@ def decode(data: tuple[Any, ...], items: dict[str, CoveredHts]) -> StagedApplica
     seq, app, found, checked, own, exempt = data
     lines = app[_LINES_AT] = [ProductLine(*values) for values in app[_LINES_AT]]
     of = lines if own is None else [ProductLine(*values) for values in own]
-    results = [LineResult(line, hts10, items[covered] if type(covered) is str else covered,
+    results = [LineResult(line, hts10, items[covered] if type(covered) is str else
+                          None if covered is None else CoveredHts(*covered),
                           None if unit is None else Decimal(unit),
                           None if quantity is None else Decimal(quantity),
                           None if value is None else Decimal(value))
