@@ -34,6 +34,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,6 +68,8 @@ _BATCH_LINES = 512
 # while the parent works through a batch, instead of waiting on a full pipe.
 _PIPE_BYTES = 1 << 20
 _NICE = 5
+# A write that waited this long found the pipe full: the parent is behind (see child_main).
+_BEHIND = 0.001
 _CHILD = "from gateway.validate.read_process import _child; _child()"
 
 _APP_FIELDS = tuple(f.name for f in fields(Application))
@@ -107,9 +110,10 @@ def covered_keys(items: dict[str, CoveredHts]) -> dict[int, str]:
     return {id(entry): number for number, entry in items.items()}
 
 
-def encode(item: StagedApplication, keys: dict[int, str]) -> tuple[Any, ...]:
+def encode(item: StagedApplication, keys: dict[int, str], digest: str = "") -> tuple[Any, ...]:
     """``item`` as plain values (marshal's): an entry of the covered list as its number (the
-    parent reads the same edition; ``keys``: ``covered_keys``), a severity as its text."""
+    parent reads the same edition; ``keys``: ``covered_keys``), a severity as its text; its
+    ``digest`` when taken here ("" leaves it to ``decode``)."""
     lines, results = item.app.lines, item.lines
     app = list(_app_values(item.app))
     app[_LINES_AT] = list(map(_line_values, lines))
@@ -125,11 +129,11 @@ def encode(item: StagedApplication, keys: dict[int, str]) -> tuple[Any, ...]:
         else list(map(_line_values, map(_result_line, results)))
     found = [(f.code, f.severity.value, *rest) for f in item.findings
              for rest in (_finding_rest(f),)]
-    return (item.seq, app, found, checked, own, item.exempt)
+    return (item.seq, app, found, checked, own, item.exempt, digest)
 
 
 def decode(data: tuple[Any, ...], items: dict[str, CoveredHts]) -> StagedApplication:
-    seq, app, found, checked, own, exempt = data
+    seq, app, found, checked, own, exempt, digest = data
     lines = app[_LINES_AT] = [ProductLine(*values) for values in app[_LINES_AT]]
     of = lines if own is None else [ProductLine(*values) for values in own]
     results = [LineResult(line, hts10, items[covered] if type(covered) is str else
@@ -139,12 +143,9 @@ def decode(data: tuple[Any, ...], items: dict[str, CoveredHts]) -> StagedApplica
                           None if value is None else Decimal(value))
                for line, (hts10, covered, unit, quantity, value) in zip(of, checked, strict=True)]
     application = Application(*app)
-    # The digest is taken here, not in the child: that evens the two processes' work (the
-    # child's is the larger without it: 1.29 s CPU against 1.0 s on 100,000 lines at 20 an
-    # application, bench/README.md).
     findings = [Finding(code, Severity(severity), *rest) for code, severity, *rest in found]
     return StagedApplication(seq, application, findings, results, exempt,
-                             application_digest(application))
+                             digest or application_digest(application))
 
 
 _filer_values = attrgetter(*(f.name for f in fields(Filer)))
@@ -210,12 +211,18 @@ def child_main(stdin: BinaryIO, out: BinaryIO) -> int:
     reader = prepared.reader(digests=False)
     batch: list[tuple[Any, ...]] = []
     size = 0
+    # Who takes the digests: the parent, unless it is the one behind (this child's last write
+    # waited for room in the pipe). Short applications make the parent the slower (1 line
+    # each: its per-application work), long ones this child (20 lines: the line rules).
+    digests = False
     try:
         for item in reader.applications():
-            batch.append(encode(item, keys))
+            batch.append(encode(item, keys, application_digest(item.app) if digests else ""))
             size += 1 + len(item.app.lines)
             if size >= _BATCH_LINES:
+                started = time.perf_counter()
                 _send(out, (_BATCH, encode_header(reader.header), batch))
+                digests = time.perf_counter() - started > _BEHIND
                 batch, size = [], 0
                 # A test's child dies here, its first batch sent (not one of crash.STEPS:
                 # the gateway's own process does not stop there).
