@@ -104,8 +104,18 @@ def _both(prepared: Prepared) -> tuple[tuple[object, list[str], object], ...]:
     return alone, beside
 
 
+# The child's ways of sharing the work, each taken for certain (crash.read_share): every
+# application checked there and its digest taken there, half sent as read (the parent checks
+# them), all sent as read. Unset: shared by who is behind, as in production.
+SHARES = ["0", "0.5", "1"]
+
+
+@pytest.mark.parametrize("share", [None, "1"])
 @pytest.mark.parametrize("path", case_files(), ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_every_case_reads_the_same_through_the_child(path: Path, tmp_path: Path) -> None:
+def test_every_case_reads_the_same_through_the_child(
+        path: Path, tmp_path: Path, share: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    if share is not None:
+        monkeypatch.setenv("AIMGW_READ_SHARE", share)
     partner = path.parent.name if path.parent.parent == CASES else None
     prepared = _prepared(path, tmp_path, partner)
     if prepared is None:
@@ -114,10 +124,14 @@ def test_every_case_reads_the_same_through_the_child(path: Path, tmp_path: Path)
     assert beside == alone
 
 
+@pytest.mark.parametrize("share", [None, *SHARES])
 @pytest.mark.parametrize(("lines", "per_app", "fmt"), [
     (3000, 1, "xml"), (3000, 20, "xml"), (4000, 999, "xml"), (3000, 3, "csv")])
 def test_generated_files_read_the_same_through_the_child(
-        tmp_path: Path, lines: int, per_app: int, fmt: str) -> None:
+        tmp_path: Path, lines: int, per_app: int, fmt: str, share: str | None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    if share is not None:
+        monkeypatch.setenv("AIMGW_READ_SHARE", share)
     prepared = _prepared(generated(tmp_path, lines, per_app, fmt), tmp_path)
     assert prepared is not None
     alone, beside = _both(prepared)
@@ -130,7 +144,10 @@ def test_generated_files_read_the_same_through_the_child(
         marshal.dumps(read_process.encode(item, keys))
 
 
-def test_an_f_code_after_many_applications_comes_at_the_same_place(tmp_path: Path) -> None:
+@pytest.mark.parametrize("share", SHARES)
+def test_an_f_code_after_many_applications_comes_at_the_same_place(
+        tmp_path: Path, share: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIMGW_READ_SHARE", share)
     prepared = _prepared(_broken_after(tmp_path, 1500), tmp_path)
     assert prepared is not None
     alone, beside = _both(prepared)
@@ -260,9 +277,13 @@ def _ledger(base: Path) -> list[tuple[object, ...]]:
     return rows
 
 
+@pytest.mark.parametrize("share", [None, "0.5"])
 @pytest.mark.parametrize(("per_app", "fmt"), [(1, "xml"), (7, "xml"), (2, "csv")])
 def test_a_run_through_the_child_writes_what_one_without_writes(
-        tmp_path: Path, per_app: int, fmt: str) -> None:
+        tmp_path: Path, per_app: int, fmt: str, share: str | None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    if share is not None:
+        monkeypatch.setenv("AIMGW_READ_SHARE", share)
     source = generated(tmp_path, 3000, per_app, fmt)
     runs = {}
     for name, min_bytes in (("alone", 0), ("beside", 1)):
