@@ -25,6 +25,7 @@ from lifecycle_files import application, submission
 
 from gateway.config import load_config
 from gateway.errors import RejectedSubmission
+from gateway.ledger import progress
 from gateway.licensing.pipeline import rule_context
 from gateway.parse.mapping import load_mapping
 from gateway.service.runner import run_once
@@ -202,6 +203,25 @@ def test_one_child_per_process_and_released_on_every_path(tmp_path: Path) -> Non
         assert isinstance(small, Reader)  # under the threshold
     with read_source(prepared, 0) as never:
         assert isinstance(never, Reader)
+
+
+def test_the_progress_of_a_file_is_the_childs_reading(tmp_path: Path) -> None:
+    """The file's progress (status, web page) is how far its reader has read: the child's."""
+    prepared = _prepared(generated(tmp_path, 20000, 1), tmp_path)
+    assert prepared is not None
+    st = prepared.path.stat()
+    dev_ino = (st.st_dev, st.st_ino)
+    with read_source(prepared, 1) as source:
+        assert isinstance(source, ProcessReader)
+        assert read_process.reading_pids() == [source._process.pid]
+        items = source.applications()
+        next(items)
+        assert progress._offset_in("/proc/self", dev_ino) is None  # not open here
+        offset = progress.read_offset(dev_ino)
+        assert offset is not None and 0 < offset <= st.st_size
+        for _ in items:
+            pass
+    assert read_process.reading_pids() == []
 
 
 def test_a_dead_child_fails_the_read(tmp_path: Path) -> None:

@@ -90,6 +90,14 @@ _MAX_CHILDREN = 1
 _slots_lock = threading.Lock()
 _children = 0  # running, spares included
 _spares: dict[int, subprocess.Popen[bytes]] = {}  # by thread: started ahead (``prestart``)
+_reading: set[int] = set()  # the pids of the children reading a file now
+
+
+def reading_pids() -> list[int]:
+    """The children reading a file now: how far each has read is the file's progress
+    (``ledger.progress.read_offset``)."""
+    with _slots_lock:
+        return list(_reading)
 
 
 class ReadProcessLost(RuntimeError):
@@ -341,6 +349,8 @@ class ProcessReader:
         self._closed = False
         assert process.stdout is not None
         self._fd = process.stdout.fileno()
+        with _slots_lock:
+            _reading.add(process.pid)
         stdin = process.stdin
         self._stdin_fd = -1 if stdin is None or stdin.closed else stdin.fileno()
 
@@ -416,6 +426,7 @@ class ProcessReader:
         _end(self._process)
         with _slots_lock:
             _children -= 1
+            _reading.discard(self._process.pid)
 
 
 def _cpus() -> int:
