@@ -318,6 +318,24 @@ def test_a_run_through_the_child_writes_what_one_without_writes(
     assert runs["beside"] == runs["alone"]
 
 
+def test_a_repeated_ref_read_by_the_child_takes_the_two_pass_path(tmp_path: Path) -> None:
+    """A ref twice (A105): the one pass stops (its child ended), the file is staged and
+    decided again; the same outputs and rows as without a child."""
+    body = submission("REPEATED-1", *(application(f"PO-{n}") for n in range(1500)),
+                      application("PO-7", quantity="100"))
+    runs = {}
+    for name, min_bytes in (("alone", 0), ("beside", 1)):
+        base = tmp_path / name
+        cfg = _with_threshold(base, min_bytes)
+        (base / "inbox" / "repeated.xml").write_bytes(body)
+        run_once(load_config(cfg), AS_OF)
+        runs[name] = (_outputs(base), _ledger(base))
+        assert read_process._children == 0
+    with sqlite3.connect(tmp_path / "alone" / "data" / "ledger.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM findings WHERE code = 'A105'").fetchone()[0] == 2
+    assert runs["beside"] == runs["alone"]
+
+
 def test_a_child_that_dies_fails_the_attempt_and_issues_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = _with_threshold(tmp_path, 1)
