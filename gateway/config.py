@@ -103,6 +103,9 @@ class GatewaySettings:
         'by several workers')
     lease_seconds: int = setting(
         300, "a worker's hold on a partner; renewed while it works, taken over after", POSITIVE)
+    read_process_min_bytes: int = setting(
+        4_194_304, "files this large are read in a second process beside the decisions "
+        "(a second CPU); 0 = never", NON_NEGATIVE)
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:

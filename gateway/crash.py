@@ -7,6 +7,9 @@
   exists (the test says when to go on: a condition, not a guessed time).
 - ``AIMGW_POLL_TRACE=<file>``: ``trace_poll`` writes one line per poll held under a lease, so that
   a test can prove no two workers ever polled one partner at once.
+- ``AIMGW_READ_SHARE=<0..1>``: the reading child (``validate.read_process``) sends this share of
+  the applications as read, unchecked, and takes the digests at 0, instead of sharing the work
+  by who is behind: so that a test takes each path for certain.
 
 The environment is read once per process; unset (production), each hook is one comparison.
 """
@@ -36,6 +39,7 @@ class _Hooks:
     pause_seconds: float
     go_on_file: str  # pause until this file exists ("" = sleep pause_seconds)
     poll_trace: str
+    read_share: float | None
 
 
 @cache
@@ -44,7 +48,9 @@ def _hooks() -> _Hooks:
     go_on_file = until[1:] if until.startswith("@") else ""
     return _Hooks(crash_at=os.environ.get("AIMGW_CRASH_AT", ""), pause_at=step,
                   pause_seconds=0.0 if go_on_file else float(until or 0),
-                  go_on_file=go_on_file, poll_trace=os.environ.get("AIMGW_POLL_TRACE", ""))
+                  go_on_file=go_on_file, poll_trace=os.environ.get("AIMGW_POLL_TRACE", ""),
+                  read_share=float(share) if (share := os.environ.get("AIMGW_READ_SHARE"))
+                  else None)
 
 
 def point(step: str) -> None:
@@ -70,3 +76,7 @@ def trace_poll(partner: str, worker: str, started: float, ended: float) -> None:
     if path:
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(f"{partner}\t{worker}\t{started:.6f}\t{ended:.6f}\n")
+
+
+def read_share() -> float | None:
+    return _hooks().read_share

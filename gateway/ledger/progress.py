@@ -3,7 +3,8 @@ as ``status``, the web page, the partner status files and the terminal bar show 
 
 How it is measured: the parsers stream the file themselves; rather than thread a callback
 through every reader (and pay for it on the hot path), a thread looks at how far this process
-has read the file: the offset of each descriptor open on it (``/proc/self/fdinfo``, Linux).
+has read the file: the offset of each descriptor open on it (``/proc/self/fdinfo``, Linux),
+and of its reading process's for a large file (``validate.read_process``).
 Where that cannot be seen, nothing but the time is known.
 
 Where it is kept: one small JSON file per file in progress, ``<data_dir>/work/progress/<file
@@ -31,6 +32,7 @@ from types import TracebackType
 
 from gateway.ledger.reads.clock import duration_text
 from gateway.storage import open_new, temp_name
+from gateway.validate.read_process import reading_pids
 
 INTERVAL = 1.0  # seconds between two records of one file
 STALE_SECONDS = 30.0  # a record not renewed for this long is a dead process's
@@ -41,18 +43,29 @@ RECORD_AT_ONCE_BYTES = 1 << 20
 
 
 def read_offset(dev_ino: tuple[int, int]) -> int | None:
-    """The furthest offset of this process's descriptors open on the file; None = unknown."""
+    """The furthest offset of the descriptors open on the file of this process and of its
+    reading processes (a large file is read by one: ``validate.read_process``); None =
+    unknown."""
+    best: int | None = None
+    for proc in ("/proc/self", *(f"/proc/{pid}" for pid in reading_pids())):
+        offset = _offset_in(proc, dev_ino)
+        if offset is not None:
+            best = offset if best is None else max(best, offset)
+    return best
+
+
+def _offset_in(proc: str, dev_ino: tuple[int, int]) -> int | None:
     try:
-        fds = os.listdir("/proc/self/fd")
+        fds = os.listdir(f"{proc}/fd")
     except OSError:
         return None
     best: int | None = None
     for fd in fds:
         try:
-            st = os.stat(f"/proc/self/fd/{fd}")
+            st = os.stat(f"{proc}/fd/{fd}")
             if (st.st_dev, st.st_ino) != dev_ino:
                 continue
-            with open(f"/proc/self/fdinfo/{fd}") as info:
+            with open(f"{proc}/fdinfo/{fd}") as info:
                 for line in info:
                     if line.startswith("pos:"):
                         pos = int(line.split()[1])

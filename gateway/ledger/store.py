@@ -175,8 +175,13 @@ class Ledger(LicenseRecords):
 
     def _apply_next_migration(self) -> int | None:
         """Apply the first migration the ledger lacks, inside the write lock; return its
-        number, or None when the schema is current."""
-        with self.transaction():
+        number, or None when the schema is current.
+
+        Only the last migration's COMMIT waits for the disk: in WAL order it makes the ones
+        before it durable too, and one a power cut takes back is applied again at the next
+        start (its version is recorded in its own transaction). About 2 ms a migration on a
+        new ledger (19 of them), the first run's cost (issue 15)."""
+        with self.transaction(synced=self.schema_version() + 1 >= len(MIGRATIONS)):
             version = self.schema_version()
             if version > len(MIGRATIONS):
                 raise FatalError(f"The ledger {shown(self.path)} is schema {version}; this gateway "

@@ -32,6 +32,7 @@ from gateway.parse.detect import check_size
 from gateway.parse.mapping import ack_delimiter, mapping_for
 from gateway.textsafe import printable
 from gateway.validate.hts import edition_on
+from gateway.validate.read_process import ProcessReader, read_source
 from gateway.validate.rules import RuleContext
 from gateway.validate.staging import (
     Reader,
@@ -163,8 +164,10 @@ class DecisionCore:
             prepared = prepare(sub.path, rules, mapping, self.work_dir, sub.name)
             fmt = prepared.fmt
             try:
-                # One pass: read, decide and write as the file streams by.
-                self._one_pass(sub, prepared.reader(), None, new_summary(), sinks, fmt)
+                # One pass: read, decide and write as the file streams by (a large file read
+                # by a second process meanwhile: validate.read_process).
+                with read_source(prepared, self.config.gateway.read_process_min_bytes) as source:
+                    self._one_pass(sub, source, None, new_summary(), sinks, fmt)
             except RepeatedRef:
                 # A ref came twice: the sinks undid the pass; decide with the counts.
                 staged = prepared.stage(spool_path(self.work_dir, sub.file_id))
@@ -201,7 +204,7 @@ class DecisionCore:
         summary.processed_at = utc_now()
         sinks.rejected(summary, fmt)
 
-    def _one_pass(self, sub: Submission, source: Reader | Staged,
+    def _one_pass(self, sub: Submission, source: Reader | ProcessReader | Staged,
                   ref_counts: Counter[str] | None, summary: FileSummary, sinks: Sinks,
                   fmt: str) -> None:
         def items() -> Iterator[StagedApplication]:

@@ -44,6 +44,7 @@ from gateway.service.quarantine import (
 )
 from gateway.storage import Layout, syncs_overlapped
 from gateway.textsafe import printable
+from gateway.validate.read_process import discard_spare, prestart
 
 log = logging.getLogger("gateway.runner")
 _ERROR_LIMIT = 2000  # characters of a poll's error kept in the ledger
@@ -263,6 +264,7 @@ class Runner:
             except Exception:  # the ledger failing here fails this poll's bookkeeping only
                 log.exception("recording the poll of %s", partner.id)
         finally:
+            discard_spare()  # a reading process started ahead for a file not read after all
             inbox.close()
             keeper.stop()
             crash.trace_poll(partner.id, self.worker, started, time.time())
@@ -296,6 +298,8 @@ class Runner:
             budget_files -= 1
             budget_bytes -= remote.size
             today = processing_date(self.config, self.as_of)
+            # A large file's reading process starts while the file is fetched and stored.
+            prestart(remote.size, self.config.gateway.read_process_min_bytes)
             try:
                 file_id = receive(inbox, remote, self.ledger, self.layout, self.events, today,
                                   self.config.gateway.max_file_bytes)

@@ -29,7 +29,7 @@ from gateway.parse.csv_file import CsvApplication, CsvSubmission, RowMapping, cl
 from gateway.parse.detect import Format, detect_format
 from gateway.parse.mapping import CsvMapping, Mapping, XsltMapping, applicable
 from gateway.parse.xml_file import XmlSubmission
-from gateway.parse.xml_model import xsd_findings
+from gateway.parse.xml_model import ParsedApplication, xsd_findings
 from gateway.validate.amounts import canonical_amount
 from gateway.validate.rules import LineResult, RuleContext, check_application
 
@@ -99,6 +99,10 @@ def _line_parts(line: ProductLine) -> tuple[str, ...]:
             canonical_amount(line.value_usd) or "")
 
 
+def _no_digest(app: Application) -> str:
+    return ""
+
+
 def legacy_application_digest(app: Application) -> str:
     """The digest of version 1 (before issue 10): the lines in file order, their numbers as
     written. Licenses issued before hold it; never recomputed, as the lines are not kept."""
@@ -122,9 +126,12 @@ class Reader:
     """
 
     def __init__(self, path: Path, fmt: Format, ctx: RuleContext,
-                 mapping: RowMapping | None = None, file_name: str | None = None) -> None:
+                 mapping: RowMapping | None = None, file_name: str | None = None,
+                 digests: bool = True) -> None:
         self.path = path
         self.fmt = fmt
+        # Without: each digest is "" (validate.read_process's child leaves them to its parent).
+        self._digest = application_digest if digests else _no_digest
         if fmt == "csv":
             self.ctx = replace(ctx, source_format="csv")
             self._csv: CsvSubmission | None = CsvSubmission(path, mapping, file_name)
@@ -142,21 +149,30 @@ class Reader:
         return self._xml.header if self._xml else None
 
     def applications(self) -> Iterator[StagedApplication]:
+        check = self.check
+        for seq, raw in enumerate(self.read(), start=1):
+            yield check(seq, raw)
+
+    def read(self) -> Iterator[ParsedApplication | CsvApplication]:
+        """The applications as read, not yet checked (``check`` does that)."""
         if self._csv is not None:
-            for seq, chunk in enumerate(self._csv.applications(), start=1):
-                yield self.check_csv(seq, chunk)
-            return
+            return self._csv.applications()
         assert self._xml is not None
-        ctx = self.ctx
-        for seq, parsed in enumerate(self._xml.applications(), start=1):
-            check = check_application(parsed.app, ctx)
-            findings = parsed.findings + check.findings if parsed.findings else check.findings
-            if parsed.xsd_errors:
-                findings = findings + xsd_findings(parsed, findings)
-            findings = bounded(findings, ref=parsed.app.ref, unlisted=parsed.unlisted,
-                               source_line=parsed.app.source_line)
-            yield StagedApplication(seq, parsed.app, findings, check.lines, check.exempt,
-                                    application_digest(parsed.app))
+        return self._xml.applications()
+
+    def check(self, seq: int, raw: ParsedApplication | CsvApplication) -> StagedApplication:
+        """An application as read, checked: the value rules, its findings bounded, its digest."""
+        if type(raw) is CsvApplication:
+            return self.check_csv(seq, raw)
+        assert isinstance(raw, ParsedApplication)
+        check = check_application(raw.app, self.ctx)
+        findings = raw.findings + check.findings if raw.findings else check.findings
+        if raw.xsd_errors:
+            findings = findings + xsd_findings(raw, findings)
+        findings = bounded(findings, ref=raw.app.ref, unlisted=raw.unlisted,
+                           source_line=raw.app.source_line)
+        return StagedApplication(seq, raw.app, findings, check.lines, check.exempt,
+                                 self._digest(raw.app))
 
     def raw_csv(self) -> Iterator[CsvApplication]:
         """The runs of rows, their line bound not yet applied (``parse.csv_file.closed``)."""
@@ -168,7 +184,7 @@ class Reader:
         findings = bounded(chunk.findings + check.findings, ref=chunk.app.ref,
                            source_line=chunk.app.source_line)
         return StagedApplication(seq, chunk.app, findings, check.lines,
-                                 check.exempt, application_digest(chunk.app))
+                                 check.exempt, self._digest(chunk.app))
 
 
 def stage_file(path: Path, fmt: Format, ctx: RuleContext, spool: Path,
@@ -256,8 +272,8 @@ class Prepared:
     file_name: str
     temporary: Path | None = None
 
-    def reader(self) -> Reader:
-        return Reader(self.path, self.fmt, self.ctx, self.csv_mapping, self.file_name)
+    def reader(self, digests: bool = True) -> Reader:
+        return Reader(self.path, self.fmt, self.ctx, self.csv_mapping, self.file_name, digests)
 
     def stage(self, spool: Path) -> Staged:
         return stage_file(self.path, self.fmt, self.ctx, spool, self.csv_mapping,
