@@ -10,7 +10,9 @@ killed mid-file leaves no child behind; one child per gateway process, released 
 from __future__ import annotations
 
 import marshal
+import os
 import re
+import resource
 import signal
 import sqlite3
 import subprocess
@@ -154,6 +156,27 @@ def test_an_f_code_after_many_applications_comes_at_the_same_place(
     alone, beside = _both(prepared)
     assert len(alone[1]) == 1500 and getattr(alone[2], "code", None) == "F001"
     assert beside == alone
+
+
+def test_a_gateway_holding_many_descriptors_reads_through_the_child(tmp_path: Path) -> None:
+    """A serving gateway may hold over 1,024 descriptors (select's limit): the pipe's number
+    is then above it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1300:
+        pytest.skip(f"at most {hard} descriptors here")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1300), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        prepared = _prepared(generated(tmp_path, 3000, 1), tmp_path)
+        assert prepared is not None
+        with read_source(prepared, 1) as source:
+            assert isinstance(source, ProcessReader) and source._fd > 1024
+        alone, beside = _both(prepared)
+        assert beside == alone
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_an_error_of_the_reading_is_raised_as_it_was(tmp_path: Path) -> None:

@@ -353,6 +353,9 @@ class ProcessReader:
             _reading.add(process.pid)
         stdin = process.stdin
         self._stdin_fd = -1 if stdin is None or stdin.closed else stdin.fileno()
+        # poll, not select: a serving gateway may hold more than select's 1,024 descriptors.
+        self._poll = select.poll()
+        self._poll.register(self._fd, select.POLLIN)
 
     def close(self) -> None:
         """End the child, read to the end or not (idempotent)."""
@@ -408,7 +411,7 @@ class ProcessReader:
         """``size`` bytes of the pipe (fewer at its end). Before waiting for them, the child
         is told that this side waits (a byte on its stdin: ``child_main`` shares the work)."""
         fd = self._fd
-        if self._stdin_fd >= 0 and not select.select([fd], [], [], 0)[0]:
+        if self._stdin_fd >= 0 and not self._poll.poll(0):
             with contextlib.suppress(OSError):  # the child gone: the read below sees it
                 os.write(self._stdin_fd, b"w")
         chunks = []
