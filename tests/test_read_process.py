@@ -359,6 +359,32 @@ def test_a_repeated_ref_read_by_the_child_takes_the_two_pass_path(tmp_path: Path
     assert runs["beside"] == runs["alone"]
 
 
+def test_a_child_started_ahead_for_a_file_never_read_is_ended_with_the_poll(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same bytes again are a DUPLICATE (F006), decided without reading: the child
+    started while the file was received is ended at the poll's end, not left behind."""
+    cfg = _with_threshold(tmp_path, 1)
+    body = generated(tmp_path, 3000, 1).read_bytes()
+    spawned: list[subprocess.Popen[bytes] | None] = []
+    real = read_process._spawn
+
+    def spawn() -> subprocess.Popen[bytes] | None:
+        spawned.append(real())
+        return spawned[-1]
+
+    monkeypatch.setattr(read_process, "_spawn", spawn)
+    for name in ("first.xml", "again.xml"):
+        spawned.clear()
+        (tmp_path / "inbox" / name).write_bytes(body)
+        run_once(load_config(cfg), AS_OF)
+        assert len(spawned) == 1 and spawned[0] is not None
+        assert spawned[0].returncode is not None  # ended and waited for
+        assert read_process._children == 0 and not read_process._spares
+    with sqlite3.connect(tmp_path / "data" / "ledger.sqlite") as db:
+        statuses = [r[0] for r in db.execute("SELECT status FROM files ORDER BY file_id")]
+    assert statuses[1] == "DUPLICATE"
+
+
 def test_a_child_that_dies_fails_the_attempt_and_issues_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = _with_threshold(tmp_path, 1)
