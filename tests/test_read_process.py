@@ -25,6 +25,7 @@ import pytest
 from conftest import acme_project
 from lifecycle_files import application, submission
 
+from gateway.cli import main
 from gateway.config import load_config
 from gateway.errors import RejectedSubmission
 from gateway.ledger import progress
@@ -339,6 +340,27 @@ def test_a_run_through_the_child_writes_what_one_without_writes(
     assert runs["alone"][0] and runs["alone"][1]
     assert any("/ace/AE-" in name for name in runs["alone"][0])
     assert runs["beside"] == runs["alone"]
+
+
+def test_check_of_a_large_file_answers_the_same_through_the_child(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`check` decides with the run's core: a large file read by the child gets the same
+    acknowledgment as read in process."""
+    source = generated(tmp_path, 3000, 2)
+    spawned = []
+    real = read_process._spawn
+    monkeypatch.setattr(read_process, "_spawn", lambda: spawned.append(1) or real())
+    answers = []
+    for min_bytes in (0, 1):
+        cfg = _with_threshold(tmp_path / f"check-{min_bytes}", min_bytes)
+        code = main(["--config", str(cfg), "check", str(source), "--partner", "acme",
+                     "--as-of", AS_OF.isoformat()])
+        answers.append((code, re.sub(r"<(ReceivedAt|ProcessedAt)>[^<]*</\1>", "",
+                                     capsys.readouterr().out)))
+        assert read_process._children == 0
+    assert answers[0][0] == 1 and "<Application " in answers[0][1]  # PARTIAL: errors in it
+    assert answers[1] == answers[0] and spawned == [1]  # the second read by a child
 
 
 def test_a_repeated_ref_read_by_the_child_takes_the_two_pass_path(tmp_path: Path) -> None:
