@@ -31,6 +31,7 @@ import marshal
 import os
 import pickle
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -325,6 +326,11 @@ def child_main(stdin: BinaryIO, out: BinaryIO) -> int:
 
 def _child() -> None:
     """The child's entry (``python -c``, so that this module is not imported twice)."""
+    # Stopping is the gateway's: Ctrl-C or a service stop signals every process, and the file
+    # in hand is to finish (OPERATIONS.md), so the child reads on; it ends when the gateway
+    # closes the pipe or dies (its next write fails, or its request never comes).
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, signal.SIG_IGN)
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print goes to stderr, never into the stream
     try:
@@ -376,17 +382,19 @@ class ProcessReader:
     def _received(self) -> Iterator[StagedApplication]:
         items = self.prepared.ctx.covered.items
         checker: Reader | None = None  # checks what the child sent as read
+        yielded = False  # a batch came: the child read (a fallback would read it twice)
         while True:
             head = self._read(_FRAME.size)
             size, codec = _FRAME.unpack(head) if len(head) == _FRAME.size else (0, _MARSHAL)
             body = self._read(size) if size else b""
-            if not body:
+            if not body or len(body) < size:  # ended, or cut in the middle of a message
                 self._process.wait()
                 raise ReadProcessLost(
                     f"the process reading {self.prepared.file_name} ended before the end of the "
                     f"file (exit status {self._process.returncode})")
             message = marshal.loads(body) if codec == _MARSHAL else pickle.loads(body)
             kind = message[0]
+            yielded = yielded or kind == _BATCH
             if kind == _BATCH:
                 self._header = decode_header(message[1])
                 for data in message[2]:
@@ -402,10 +410,13 @@ class ProcessReader:
                 raise RejectedSubmission(message[1])
             elif kind == _FAILED:
                 raise message[1]
-            else:  # _NO_REQUEST: nothing was read there; read here, as without a child
+            elif kind == _NO_REQUEST and not yielded:  # nothing read there: read here
                 self._fallback = self.prepared.reader()
                 yield from self._fallback.applications()
                 return
+            else:
+                raise ReadProcessLost(f"the process reading {self.prepared.file_name} sent "
+                                      f"a message of unknown kind {kind!r}")
 
     def _read(self, size: int) -> bytes:
         """``size`` bytes of the pipe (fewer at its end). Before waiting for them, the child
@@ -426,10 +437,12 @@ class ProcessReader:
     def _stop(self) -> None:
         """The child is done, or no longer wanted: it is ended and waited for either way."""
         global _children
-        _end(self._process)
-        with _slots_lock:
-            _children -= 1
-            _reading.discard(self._process.pid)
+        try:
+            _end(self._process)
+        finally:  # the slot is free again whatever ending it raised (a Ctrl-C in wait)
+            with _slots_lock:
+                _children -= 1
+                _reading.discard(self._process.pid)
 
 
 def _cpus() -> int:
@@ -448,8 +461,11 @@ def _spawn() -> subprocess.Popen[bytes] | None:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     try:
         process = subprocess.Popen(
-            [sys.executable, "-c", _CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            env=env, close_fds=True, bufsize=0)
+            # -P: the working folder is not put first on sys.path (as -c does), so that a
+            # ``gateway`` there (an old checkout) is never what the child runs.
+            [sys.executable, "-P", "-c", _CHILD], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, env=env, close_fds=True, bufsize=0,
+            start_new_session=True)  # the terminal's Ctrl-C is the gateway's, not the child's
     except OSError:
         return None
     assert process.stdout is not None
@@ -520,7 +536,12 @@ def _child_for(prepared: Prepared) -> subprocess.Popen[bytes] | None:
     """This thread's spare, else a new child when the slot is free; its request sent."""
     global _children
     with _slots_lock:
-        process = _spares.pop(threading.get_ident(), None)
+        # This thread's spare, else another's: a spare waits idle while its file is fetched,
+        # and a file ready to read now is not made to wait for that one (first come, first
+        # served; the other file is read in process if it finds none).
+        me = threading.get_ident()
+        owner = me if me in _spares else next(iter(_spares), None)
+        process = _spares.pop(owner) if owner is not None else None
         if process is None:
             if _children >= _MAX_CHILDREN:
                 return None
