@@ -3,6 +3,7 @@ package in the working folder, an idle spare, an interrupted end, an unknown mes
 
 from __future__ import annotations
 
+import gc
 import signal
 import subprocess
 import sys
@@ -27,9 +28,14 @@ def two_cpus(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     read_process._spares.clear()
     read_process._reading.clear()
     read_process._children = 0
+    for process in _children_of_me():  # a child a failing test leaked
+        if read_process._CHILD in process.args:
+            read_process._end(process)
 
 
-def test_sigint_to_the_foreground_group_does_not_fail_the_file_in_hand(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_signal_to_every_process_does_not_fail_the_file_in_hand(
+        tmp_path: Path, signum: int) -> None:
     """OPERATIONS.md: on SIGTERM/SIGINT the file in hand finishes. Ctrl-C in a terminal, or a
     service stop, signals every process of the gateway: the child reads on (it ignores them,
     in a session of its own) and the file is read whole."""
@@ -40,7 +46,7 @@ def test_sigint_to_the_foreground_group_does_not_fail_the_file_in_hand(tmp_path:
         assert isinstance(source, ProcessReader)
         items = source.applications()
         first = repr(next(items))
-        source._process.send_signal(signal.SIGINT)  # as the terminal's Ctrl-C does
+        source._process.send_signal(signum)  # as Ctrl-C, a service stop or a reload may
         rest = [first]
         end: object = "end"
         try:
@@ -101,8 +107,11 @@ def test_a_spare_of_another_thread_leaves_a_large_file_without_a_child(tmp_path:
     assert prepared is not None
     started, done = threading.Event(), threading.Event()
 
+    spares: list[subprocess.Popen[bytes]] = []
+
     def partner_a() -> None:  # its poll: a large file listed, being downloaded
         read_process.prestart(50 << 20, 1)
+        spares.extend(read_process._spares.values())
         started.set()
         done.wait(30)
         read_process.discard_spare()
@@ -113,6 +122,8 @@ def test_a_spare_of_another_thread_leaves_a_large_file_without_a_child(tmp_path:
         assert started.wait(30)
         with read_source(prepared, 1) as source:  # partner B's large file, ready to read
             assert isinstance(source, ProcessReader), "an idle spare kept B's file in process"
+            # A's spare ended, not used: a child dies with the thread that started it.
+            assert source._process is not spares[0] and spares[0].returncode is not None
     finally:
         done.set()
         thread.join()
@@ -171,3 +182,55 @@ def test_an_unexpected_message_after_applications_is_not_a_second_reading(
         source.close()
         read_process._end(real)
     assert len(seqs) == len(set(seqs)), "applications yielded twice"
+
+
+class _Unpicklable:
+    def __reduce__(self) -> tuple[object, ...]:
+        raise ValueError("this object cannot be pickled")  # not PicklingError / TypeError
+
+
+def test_a_request_that_fails_to_pickle_otherwise_reads_in_process_and_leaks_nothing(
+        tmp_path: Path) -> None:
+    """Any error of pickling the request (ValueError, RecursionError of a deep object...):
+    the file is read in process, the slot free again, the child started for it ended."""
+    prepared = _prepared(generated(tmp_path, 3000, 1), tmp_path)
+    assert prepared is not None
+    prepared.extra = _Unpicklable()  # type: ignore[attr-defined]
+    before = {p.pid for p in _children_of_me()}
+    with read_source(prepared, 1) as source:
+        assert isinstance(source, read_process.Reader)
+    assert read_process._children == 0
+    assert {p.pid for p in _children_of_me()} == before, "a child left waiting"
+
+
+def test_a_spawn_that_fails_otherwise_reads_in_process_and_frees_the_slot(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    prepared = _prepared(generated(tmp_path, 3000, 1), tmp_path)
+    assert prepared is not None
+    monkeypatch.setattr(read_process.sys, "executable", None)  # Popen: TypeError, not OSError
+    read_process.prestart(10, 1)
+    assert read_process._children == 0 and not read_process._spares
+    with read_source(prepared, 1) as source:
+        assert isinstance(source, read_process.Reader)
+    assert read_process._children == 0
+
+
+def test_the_child_gets_no_secret_of_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process that parses a partner's bytes gets no password, passphrase or token of
+    the gateway's environment (a systemd EnvironmentFile's)."""
+    monkeypatch.setenv("AIMGW_SFTP_PASSWORD_ACME", "not-for-the-reader")
+    monkeypatch.setenv("AIMGW_WEB_TOKEN", "not-for-the-reader")
+    process = read_process._spawn()
+    assert process is not None
+    try:
+        environ = Path(f"/proc/{process.pid}/environ").read_bytes()
+    finally:
+        read_process._end(process)
+    assert b"not-for-the-reader" not in environ
+    assert b"PYTHONPATH=" in environ
+
+
+def _children_of_me() -> list[subprocess.Popen[bytes]]:
+    return [p for p in gc.get_objects() if isinstance(p, subprocess.Popen)
+            and p.poll() is None]

@@ -26,6 +26,7 @@ is read in process, as before.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import marshal
 import os
@@ -72,11 +73,14 @@ _BATCH_LINES = 512
 # while the parent works through a batch, instead of waiting on a full pipe.
 _PIPE_BYTES = 1 << 20
 _NICE = 5
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _XML, _CSV = "x", "c"  # an application sent as read (``encode_read``), of either format
 # A write that waited this long found the pipe full: the parent is behind (see child_main).
 _BEHIND = 0.001
 _STEP = 0.05  # of the applications sent as read, more or fewer (see child_main)
 _CHILD = "from gateway.validate.read_process import _child; _child()"
+# The environment the child keeps (``_spawn``): Python's own, the locale, the time zone.
+_CHILD_ENVIRONMENT = ("PYTHON", "LC_", "LANG", "TZ", "PATH", "HOME", "TMPDIR")
 
 _APP_FIELDS = tuple(f.name for f in fields(Application))
 _LINES_AT = _APP_FIELDS.index("lines")
@@ -324,6 +328,20 @@ def child_main(stdin: BinaryIO, out: BinaryIO) -> int:
     return 0
 
 
+def _die_with_parent() -> None:
+    """A gateway killed outright (kill -9) takes its child with it at once (Linux's
+    PR_SET_PDEATHSIG), rather than at the child's next write: a file of one huge application
+    writes nothing for as long as it is read. Elsewhere, the next write it is. (Linux sends
+    it when the *thread* that started the child ends: each child is used by that thread
+    only, ``_child_for``.)"""
+    parent = os.getppid()
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before that: end now
+        os._exit(1)
+
+
 def _child() -> None:
     """The child's entry (``python -c``, so that this module is not imported twice)."""
     # Stopping is the gateway's: Ctrl-C or a service stop signals every process, and the file
@@ -331,6 +349,7 @@ def _child() -> None:
     # closes the pipe or dies (its next write fails, or its request never comes).
     for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(number, signal.SIG_IGN)
+    _die_with_parent()
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print goes to stderr, never into the stream
     try:
@@ -457,7 +476,10 @@ def _spawn() -> subprocess.Popen[bytes] | None:
     modules), or None when no process is to be had."""
     # The child imports this very package, wherever it was imported from here.
     package_root = str(Path(gateway.__file__).resolve().parent.parent)
-    env = dict(os.environ)
+    # Only what Python and the tests' seams read: the process that parses a partner's bytes
+    # gets no password, passphrase or token of the gateway's environment.
+    env = {name: value for name, value in os.environ.items()
+           if name.startswith(_CHILD_ENVIRONMENT) or name in crash.ENVIRONMENT}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     try:
         process = subprocess.Popen(
@@ -466,7 +488,7 @@ def _spawn() -> subprocess.Popen[bytes] | None:
             [sys.executable, "-P", "-c", _CHILD], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, env=env, close_fds=True, bufsize=0,
             start_new_session=True)  # the terminal's Ctrl-C is the gateway's, not the child's
-    except OSError:
+    except Exception:  # no process to be had (OSError; no sys.executable: TypeError)
         return None
     assert process.stdout is not None
     with contextlib.suppress(OSError):
@@ -484,8 +506,8 @@ def _request(process: subprocess.Popen[bytes], prepared: Prepared) -> bool:
             view = view[process.stdin.write(view) or 0:]
         # Open still: the "I waited" bytes go there (``ProcessReader._read``), never blocking.
         os.set_blocking(process.stdin.fileno(), False)
-    except (OSError, pickle.PicklingError, TypeError, AttributeError):
-        _end(process)  # a context that does not pickle, or a child gone: read in process
+    except Exception:  # the child gone, or a request that does not pickle (any error)
+        _end(process)  # read in process
         return False
     return True
 
@@ -535,17 +557,22 @@ def discard_spare() -> None:
 def _child_for(prepared: Prepared) -> subprocess.Popen[bytes] | None:
     """This thread's spare, else a new child when the slot is free; its request sent."""
     global _children
+    idle = None
     with _slots_lock:
-        # This thread's spare, else another's: a spare waits idle while its file is fetched,
-        # and a file ready to read now is not made to wait for that one (first come, first
-        # served; the other file is read in process if it finds none).
         me = threading.get_ident()
-        owner = me if me in _spares else next(iter(_spares), None)
-        process = _spares.pop(owner) if owner is not None else None
-        if process is None:
+        process = _spares.pop(me, None)
+        if process is None and _spares and _children >= _MAX_CHILDREN:
+            # Another thread's spare, idle while its file is fetched: a file ready to read now
+            # does not wait for that one. It is ended and its slot taken (not the process
+            # itself: it dies with the thread that started it, ``_die_with_parent``); the
+            # other file gets a child if the slot is free again by then, else is read here.
+            idle = _spares.pop(next(iter(_spares)))
+        elif process is None:
             if _children >= _MAX_CHILDREN:
                 return None
             _children += 1
+    if idle is not None:
+        _end(idle)
     if process is None:
         process = _spawn()
     if process is not None and _request(process, prepared):
@@ -560,11 +587,18 @@ def read_source(prepared: Prepared, min_bytes: int) -> Iterator[Reader | Process
     """The reader of ``prepared``: a child process for a file of at least ``min_bytes`` when a
     CPU is free for it (see the module), else the in-process ``Reader``. ``min_bytes`` 0 never
     uses a child. The child is ended on leaving, whatever was read of it."""
+    global _children
     source: Reader | ProcessReader = prepared.reader()
     if min_bytes > 0 and _cpus() >= 2 and _size(prepared.path) >= min_bytes:
         process = _child_for(prepared)
         if process is not None:
-            source = ProcessReader(prepared, process)
+            try:
+                source = ProcessReader(prepared, process)
+            except BaseException:
+                _end(process)
+                with _slots_lock:
+                    _children -= 1
+                raise
     try:
         yield source
     finally:
