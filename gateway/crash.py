@@ -21,6 +21,9 @@ import time
 from dataclasses import dataclass
 from functools import cache
 
+# The variables above: a process the gateway starts keeps them (validate.read_process).
+ENVIRONMENT = ("AIMGW_CRASH_AT", "AIMGW_PAUSE_AT", "AIMGW_POLL_TRACE", "AIMGW_READ_SHARE")
+
 STEPS = (
     "after_fetch",          # input copied to a temp name, nothing recorded
     "after_receipt",        # receipt committed, remote/inbox file untouched

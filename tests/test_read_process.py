@@ -25,6 +25,7 @@ import pytest
 from conftest import acme_project
 from lifecycle_files import application, submission
 
+from gateway.cli import main
 from gateway.config import load_config
 from gateway.errors import RejectedSubmission
 from gateway.ledger import progress
@@ -341,6 +342,27 @@ def test_a_run_through_the_child_writes_what_one_without_writes(
     assert runs["beside"] == runs["alone"]
 
 
+def test_check_of_a_large_file_answers_the_same_through_the_child(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`check` decides with the run's core: a large file read by the child gets the same
+    acknowledgment as read in process."""
+    source = generated(tmp_path, 3000, 2)
+    spawned = []
+    real = read_process._spawn
+    monkeypatch.setattr(read_process, "_spawn", lambda: spawned.append(1) or real())
+    answers = []
+    for min_bytes in (0, 1):
+        cfg = _with_threshold(tmp_path / f"check-{min_bytes}", min_bytes)
+        code = main(["--config", str(cfg), "check", str(source), "--partner", "acme",
+                     "--as-of", AS_OF.isoformat()])
+        answers.append((code, re.sub(r"<(ReceivedAt|ProcessedAt)>[^<]*</\1>", "",
+                                     capsys.readouterr().out)))
+        assert read_process._children == 0
+    assert answers[0][0] == 1 and "<Application " in answers[0][1]  # PARTIAL: errors in it
+    assert answers[1] == answers[0] and spawned == [1]  # the second read by a child
+
+
 def test_a_repeated_ref_read_by_the_child_takes_the_two_pass_path(tmp_path: Path) -> None:
     """A ref twice (A105): the one pass stops (its child ended), the file is staged and
     decided again; the same outputs and rows as without a child."""
@@ -357,6 +379,32 @@ def test_a_repeated_ref_read_by_the_child_takes_the_two_pass_path(tmp_path: Path
     with sqlite3.connect(tmp_path / "alone" / "data" / "ledger.sqlite") as db:
         assert db.execute("SELECT count(*) FROM findings WHERE code = 'A105'").fetchone()[0] == 2
     assert runs["beside"] == runs["alone"]
+
+
+def test_a_child_started_ahead_for_a_file_never_read_is_ended_with_the_poll(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same bytes again are a DUPLICATE (F006), decided without reading: the child
+    started while the file was received is ended at the poll's end, not left behind."""
+    cfg = _with_threshold(tmp_path, 1)
+    body = generated(tmp_path, 3000, 1).read_bytes()
+    spawned: list[subprocess.Popen[bytes] | None] = []
+    real = read_process._spawn
+
+    def spawn() -> subprocess.Popen[bytes] | None:
+        spawned.append(real())
+        return spawned[-1]
+
+    monkeypatch.setattr(read_process, "_spawn", spawn)
+    for name in ("first.xml", "again.xml"):
+        spawned.clear()
+        (tmp_path / "inbox" / name).write_bytes(body)
+        run_once(load_config(cfg), AS_OF)
+        assert len(spawned) == 1 and spawned[0] is not None
+        assert spawned[0].returncode is not None  # ended and waited for
+        assert read_process._children == 0 and not read_process._spares
+    with sqlite3.connect(tmp_path / "data" / "ledger.sqlite") as db:
+        statuses = [r[0] for r in db.execute("SELECT status FROM files ORDER BY file_id")]
+    assert statuses[1] == "DUPLICATE"
 
 
 def test_a_child_that_dies_fails_the_attempt_and_issues_nothing(

@@ -26,11 +26,13 @@ is read in process, as before.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import marshal
 import os
 import pickle
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -71,11 +73,14 @@ _BATCH_LINES = 512
 # while the parent works through a batch, instead of waiting on a full pipe.
 _PIPE_BYTES = 1 << 20
 _NICE = 5
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _XML, _CSV = "x", "c"  # an application sent as read (``encode_read``), of either format
 # A write that waited this long found the pipe full: the parent is behind (see child_main).
 _BEHIND = 0.001
 _STEP = 0.05  # of the applications sent as read, more or fewer (see child_main)
 _CHILD = "from gateway.validate.read_process import _child; _child()"
+# The environment the child keeps (``_spawn``): Python's own, the locale, the time zone.
+_CHILD_ENVIRONMENT = ("PYTHON", "LC_", "LANG", "TZ", "PATH", "HOME", "TMPDIR")
 
 _APP_FIELDS = tuple(f.name for f in fields(Application))
 _LINES_AT = _APP_FIELDS.index("lines")
@@ -323,8 +328,28 @@ def child_main(stdin: BinaryIO, out: BinaryIO) -> int:
     return 0
 
 
+def _die_with_parent() -> None:
+    """A gateway killed outright (kill -9) takes its child with it at once (Linux's
+    PR_SET_PDEATHSIG), rather than at the child's next write: a file of one huge application
+    writes nothing for as long as it is read. Elsewhere, the next write it is. (Linux sends
+    it when the *thread* that started the child ends: each child is used by that thread
+    only, ``_child_for``.)"""
+    parent = os.getppid()
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before that: end now
+        os._exit(1)
+
+
 def _child() -> None:
     """The child's entry (``python -c``, so that this module is not imported twice)."""
+    # Stopping is the gateway's: Ctrl-C or a service stop signals every process, and the file
+    # in hand is to finish (OPERATIONS.md), so the child reads on; it ends when the gateway
+    # closes the pipe or dies (its next write fails, or its request never comes).
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, signal.SIG_IGN)
+    _die_with_parent()
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print goes to stderr, never into the stream
     try:
@@ -376,17 +401,19 @@ class ProcessReader:
     def _received(self) -> Iterator[StagedApplication]:
         items = self.prepared.ctx.covered.items
         checker: Reader | None = None  # checks what the child sent as read
+        yielded = False  # a batch came: the child read (a fallback would read it twice)
         while True:
             head = self._read(_FRAME.size)
             size, codec = _FRAME.unpack(head) if len(head) == _FRAME.size else (0, _MARSHAL)
             body = self._read(size) if size else b""
-            if not body:
+            if not body or len(body) < size:  # ended, or cut in the middle of a message
                 self._process.wait()
                 raise ReadProcessLost(
                     f"the process reading {self.prepared.file_name} ended before the end of the "
                     f"file (exit status {self._process.returncode})")
             message = marshal.loads(body) if codec == _MARSHAL else pickle.loads(body)
             kind = message[0]
+            yielded = yielded or kind == _BATCH
             if kind == _BATCH:
                 self._header = decode_header(message[1])
                 for data in message[2]:
@@ -402,10 +429,13 @@ class ProcessReader:
                 raise RejectedSubmission(message[1])
             elif kind == _FAILED:
                 raise message[1]
-            else:  # _NO_REQUEST: nothing was read there; read here, as without a child
+            elif kind == _NO_REQUEST and not yielded:  # nothing read there: read here
                 self._fallback = self.prepared.reader()
                 yield from self._fallback.applications()
                 return
+            else:
+                raise ReadProcessLost(f"the process reading {self.prepared.file_name} sent "
+                                      f"a message of unknown kind {kind!r}")
 
     def _read(self, size: int) -> bytes:
         """``size`` bytes of the pipe (fewer at its end). Before waiting for them, the child
@@ -426,10 +456,12 @@ class ProcessReader:
     def _stop(self) -> None:
         """The child is done, or no longer wanted: it is ended and waited for either way."""
         global _children
-        _end(self._process)
-        with _slots_lock:
-            _children -= 1
-            _reading.discard(self._process.pid)
+        try:
+            _end(self._process)
+        finally:  # the slot is free again whatever ending it raised (a Ctrl-C in wait)
+            with _slots_lock:
+                _children -= 1
+                _reading.discard(self._process.pid)
 
 
 def _cpus() -> int:
@@ -444,13 +476,19 @@ def _spawn() -> subprocess.Popen[bytes] | None:
     modules), or None when no process is to be had."""
     # The child imports this very package, wherever it was imported from here.
     package_root = str(Path(gateway.__file__).resolve().parent.parent)
-    env = dict(os.environ)
+    # Only what Python and the tests' seams read: the process that parses a partner's bytes
+    # gets no password, passphrase or token of the gateway's environment.
+    env = {name: value for name, value in os.environ.items()
+           if name.startswith(_CHILD_ENVIRONMENT) or name in crash.ENVIRONMENT}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     try:
         process = subprocess.Popen(
-            [sys.executable, "-c", _CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            env=env, close_fds=True, bufsize=0)
-    except OSError:
+            # -P: the working folder is not put first on sys.path (as -c does), so that a
+            # ``gateway`` there (an old checkout) is never what the child runs.
+            [sys.executable, "-P", "-c", _CHILD], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, env=env, close_fds=True, bufsize=0,
+            start_new_session=True)  # the terminal's Ctrl-C is the gateway's, not the child's
+    except Exception:  # no process to be had (OSError; no sys.executable: TypeError)
         return None
     assert process.stdout is not None
     with contextlib.suppress(OSError):
@@ -468,8 +506,8 @@ def _request(process: subprocess.Popen[bytes], prepared: Prepared) -> bool:
             view = view[process.stdin.write(view) or 0:]
         # Open still: the "I waited" bytes go there (``ProcessReader._read``), never blocking.
         os.set_blocking(process.stdin.fileno(), False)
-    except (OSError, pickle.PicklingError, TypeError, AttributeError):
-        _end(process)  # a context that does not pickle, or a child gone: read in process
+    except Exception:  # the child gone, or a request that does not pickle (any error)
+        _end(process)  # read in process
         return False
     return True
 
@@ -519,12 +557,22 @@ def discard_spare() -> None:
 def _child_for(prepared: Prepared) -> subprocess.Popen[bytes] | None:
     """This thread's spare, else a new child when the slot is free; its request sent."""
     global _children
+    idle = None
     with _slots_lock:
-        process = _spares.pop(threading.get_ident(), None)
-        if process is None:
+        me = threading.get_ident()
+        process = _spares.pop(me, None)
+        if process is None and _spares and _children >= _MAX_CHILDREN:
+            # Another thread's spare, idle while its file is fetched: a file ready to read now
+            # does not wait for that one. It is ended and its slot taken (not the process
+            # itself: it dies with the thread that started it, ``_die_with_parent``); the
+            # other file gets a child if the slot is free again by then, else is read here.
+            idle = _spares.pop(next(iter(_spares)))
+        elif process is None:
             if _children >= _MAX_CHILDREN:
                 return None
             _children += 1
+    if idle is not None:
+        _end(idle)
     if process is None:
         process = _spawn()
     if process is not None and _request(process, prepared):
@@ -539,11 +587,18 @@ def read_source(prepared: Prepared, min_bytes: int) -> Iterator[Reader | Process
     """The reader of ``prepared``: a child process for a file of at least ``min_bytes`` when a
     CPU is free for it (see the module), else the in-process ``Reader``. ``min_bytes`` 0 never
     uses a child. The child is ended on leaving, whatever was read of it."""
+    global _children
     source: Reader | ProcessReader = prepared.reader()
     if min_bytes > 0 and _cpus() >= 2 and _size(prepared.path) >= min_bytes:
         process = _child_for(prepared)
         if process is not None:
-            source = ProcessReader(prepared, process)
+            try:
+                source = ProcessReader(prepared, process)
+            except BaseException:
+                _end(process)
+                with _slots_lock:
+                    _children -= 1
+                raise
     try:
         yield source
     finally:
