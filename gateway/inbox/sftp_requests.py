@@ -5,13 +5,12 @@ several independent requests (stats of a handle and of a name, reads of one hand
 the next files) before waiting for any, and collects the answers by request number, whatever
 order they come in. ``Requests.batch`` writes the requests of one fetch to the channel
 together. It shares paramiko's request numbering and its table of requests awaiting an answer
-(``request_number``, ``_expecting``, ``_lock``; ``_write_all`` for a request sent alone),
-so that paramiko's own calls on the same
-client and these requests can be in flight together, each side handing the other the answers
-it reads; and it uses ``_convert_status``. Those are private, not in the type stubs: the
-client is held as ``Any`` for that reason, paramiko is pinned (<6, pyproject.toml) and
-tests/test_sftp_pipeline.py exercises both sides. What is read ahead, and when, is
-``gateway.inbox.sftp_pipeline``'s.
+(``request_number``, ``_expecting``, ``_lock``; ``_write_all`` for a request sent alone), so
+that paramiko's own calls on the same client and these requests can be in flight together,
+each side handing the other the answers it reads; and it uses ``_convert_status``. Those are
+private, not in the type stubs: the client is held as ``Any`` for that reason, paramiko is
+pinned (<6, pyproject.toml) and tests/test_sftp_answers.py exercises both sides. What is read
+ahead, and when, is ``gateway.inbox.sftp_pipeline``'s.
 
 Only requests whose outcome does not depend on their order are ever in flight together: the
 SFTP drafts let a server answer out of order, and the order of effects between two requests
