@@ -4,10 +4,13 @@ paramiko's public calls wait for each answer before the next request; ``Requests
 several independent requests (stats of a handle and of a name, reads of one handle, opens of
 the next files) before waiting for any, and collects the answers by request number, whatever
 order they come in. ``Requests.batch`` writes the requests of one fetch to the channel
-together. It uses paramiko's request API (``_async_request``, ``_read_response``,
-``_convert_status``, and ``_write_all`` for ``batch``): private, not in the type stubs, and
-the one paramiko's own prefetch uses; the client is held as ``Any`` for that reason. What is
-read ahead, and when, is ``gateway.inbox.sftp_pipeline``'s.
+together. It shares paramiko's request numbering and its table of requests awaiting an answer
+(``request_number``, ``_expecting``, ``_lock``; ``_write_all`` for a request sent alone), so
+that paramiko's own calls on the same client and these requests can be in flight together,
+each side handing the other the answers it reads; and it uses ``_convert_status``. Those are
+private, not in the type stubs: the client is held as ``Any`` for that reason, paramiko is
+pinned (<6, pyproject.toml) and tests/test_sftp_answers.py exercises both sides. What is read
+ahead, and when, is ``gateway.inbox.sftp_pipeline``'s.
 
 Only requests whose outcome does not depend on their order are ever in flight together: the
 SFTP drafts let a server answer out of order, and the order of effects between two requests
@@ -17,6 +20,7 @@ is not promised either.
 from __future__ import annotations
 
 import contextlib
+import struct
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,6 +45,14 @@ from paramiko.sftp import (
 READ_SIZE = 32 * 1024
 # SFTPAttributes._from_msg, the parser paramiko's own stat calls use, is private (not typed).
 _ATTRIBUTES: Any = paramiko.SFTPAttributes
+# A request's or an answer's head: its length (what follows it), its type, its number.
+_HEAD = struct.Struct(">IBI")
+_UINT32 = struct.Struct(">I")
+_UINT64 = struct.Struct(">Q")
+# The most read from the channel at once: every answer already in, in one call.
+_RECV = 1 << 20
+# An answer longer than this is garbage (paramiko's limit: a length with its high byte set).
+_LONGEST = (1 << 24) - 1
 
 
 class Requests:
@@ -54,8 +66,10 @@ class Requests:
         self._out: bytearray | None = None  # requests not sent yet (``batch``)
         self._later = bytearray()  # closes sent with the next requests (``close_later``)
         self._first = bytearray()  # requests sent ahead of the others (``first_stats``)
+        self._into_now: bytearray | None = None  # where ``send`` writes; None: the channel
 
-    # paramiko hands every answer to a request sent with this object to this method.
+    # paramiko hands every answer to a request sent with this object to this method, and so
+    # does ``_receive``.
     def _async_response(self, t: int, msg: paramiko.Message, num: int) -> None:
         self._sent.discard(num)
         if num in self._ignored:
@@ -64,7 +78,22 @@ class Requests:
             self._answers[num] = (t, msg)
 
     def send(self, t: int, *args: object) -> int:
-        num = int(self._sftp._async_request(self, t, *args))
+        """Request ``t`` with ``args`` (as paramiko's ``_async_request`` takes them), numbered
+        as paramiko numbers its own, its answer expected by this object. Written here rather
+        than by paramiko's ``_async_request``, which builds a ``Message`` field by field and
+        concatenates the packet again: 9 us a request instead of 2 (a small file's fetch sends
+        seven; cProfile of bench/bench_sftp.py's list + fetch)."""
+        body = b"".join(map(_field, args))
+        sftp = self._sftp
+        with sftp._lock:  # paramiko's prefetch threads number their requests too
+            num: int = sftp.request_number
+            sftp.request_number = num + 1
+            sftp._expecting[num] = self
+        packet = _HEAD.pack(len(body) + 5, t, num) + body
+        if self._into_now is not None:
+            self._into_now += packet
+        else:
+            sftp._write_all(packet)  # where paramiko's _async_request writes it
         self._sent.add(num)
         return num
 
@@ -76,12 +105,11 @@ class Requests:
         file's fetch sends seven (its close, its stats after the fsync, the open, stats and
         read of a file read ahead), and those writes were the largest cost of the client's
         own thread (cProfile of bench/bench_sftp.py's list + fetch). paramiko's own calls
-        wait for their answers and are never made inside (they would wait for ever)."""
+        made inside go out at once, ahead of what is held."""
         if self._out is not None:
             yield  # already inside one
             return
-        self._out = bytearray()
-        self._sftp._write_all = self._out.extend  # where paramiko writes each request
+        self._out = self._into_now = bytearray()
         try:
             yield
         except BaseException:
@@ -93,7 +121,7 @@ class Requests:
         self._end_batch()
 
     def _end_batch(self) -> None:
-        del self._sftp._write_all  # paramiko's own again
+        self._into_now = None  # the channel again
         try:
             self.flush()
         finally:
@@ -152,15 +180,11 @@ class Requests:
     @contextlib.contextmanager
     def _into(self, held: bytearray) -> Iterator[None]:
         """The requests sent inside are written to ``held``, sent with the next ``flush``."""
-        before = self._sftp.__dict__.get("_write_all")  # a batch's, or paramiko's own
-        self._sftp._write_all = held.extend
+        before, self._into_now = self._into_now, held  # a batch's, or the channel
         try:
             yield
         finally:
-            if before is None:
-                del self._sftp._write_all
-            else:
-                self._sftp._write_all = before
+            self._into_now = before
 
     def forget(self, nums: list[int]) -> None:
         """Answers no one will wait for: dropped, now or when they come (an answer already
@@ -191,8 +215,51 @@ class Requests:
             # what is held goes out with the fetch's next requests, in one channel write.
             self.flush()
         while num not in self._answers:
-            self._sftp._read_response()  # one packet, handed to whoever sent its request
+            self._receive()
         return self._answers.pop(num)
+
+    def _receive(self) -> None:
+        """Every answer the channel holds, each handed to whoever sent its request (this
+        object, or paramiko: its own calls' answers, its prefetch's), read in one call and
+        cut here. paramiko's ``_read_response`` reads each answer in two channel reads (its
+        length, then the rest), each taking the buffer's lock and checking the window, then
+        builds a ``Message`` to read its number: about 15 us an answer, seven answers a small
+        file (cProfile and py-spy of bench/bench_sftp.py's list + fetch). An answer that is
+        only partly in is read to its end before this returns, so that no byte is left here
+        for paramiko's own reader: the channel holds whole answers only, as with paramiko's."""
+        channel = self._sftp.sock
+        data, at, want = b"", 0, _RECV
+        while True:
+            more = channel.recv(want)
+            if not more:
+                # What paramiko's _read_response raises on a channel closed under it.
+                raise paramiko.SSHException("Server connection dropped: ")
+            data, at = data[at:] + more, 0
+            while True:
+                if len(data) - at < 4:
+                    want = at + 4 - len(data)
+                    break
+                (size,) = _UINT32.unpack_from(data, at)
+                if size > _LONGEST:
+                    raise SFTPError("Garbage packet received")
+                end = at + 4 + size
+                if end > len(data):
+                    want = end - len(data)
+                    break
+                self._hand(data[at + 4:end])
+                at = end
+            if at == len(data):
+                return
+
+    def _hand(self, answer: bytes) -> None:
+        """One answer (its type, number, body) to the one who sent its request, as paramiko's
+        ``_read_response`` does it: an answer no one expects is dropped."""
+        t, num = (answer[0], _UINT32.unpack_from(answer, 1)[0]) if len(answer) >= 5 else (0, 0)
+        sftp = self._sftp
+        with sftp._lock:
+            to = sftp._expecting.pop(num, None)
+        if to is not None and to is not type(None):  # None's: a call of paramiko's waits
+            to._async_response(t, paramiko.Message(answer[5:]), num)
 
     def _status(self, t: int, msg: paramiko.Message, expected: int) -> None:
         if t == CMD_STATUS:  # raised as paramiko raises it: FileNotFoundError, OSError...
@@ -248,3 +315,17 @@ class Requests:
                 CMD_READ, handle, paramiko.sftp.int64(len(got)), length - len(got)),
                 length - len(got))):
             got += more
+
+
+def _field(arg: object) -> bytes:
+    """One field of a request, as paramiko's ``_async_request`` writes it."""
+    if isinstance(arg, paramiko.sftp.int64):
+        return _UINT64.pack(arg)
+    if isinstance(arg, int):
+        return _UINT32.pack(arg)
+    if isinstance(arg, paramiko.SFTPAttributes):
+        msg = paramiko.Message()
+        _ATTRIBUTES._pack(arg, msg)
+        return bytes(msg.asbytes())
+    data = arg.encode() if isinstance(arg, str) else bytes(arg)  # type: ignore[call-overload]
+    return _UINT32.pack(len(data)) + data

@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import paramiko
 from paramiko.buffered_pipe import BufferedPipe, PipeTimeout
@@ -45,6 +45,23 @@ class _Transport(paramiko.Transport):
     _preferred_ciphers = tuple(sorted(
         paramiko.Transport._preferred_ciphers,  # type: ignore[attr-defined]
         key=lambda name: "gcm" not in name))
+
+    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+        _no_delay(sock)
+        super().__init__(sock, *args, **kwargs)
+
+
+def _no_delay(sock: object) -> None:
+    """TCP_NODELAY on the connection, before the handshake: every write of the client
+    goes out at once. With Nagle's algorithm on, a write made while an earlier one is not yet
+    acknowledged waits for that acknowledgement, which the server may delay (up to 40 ms on
+    Linux) to send it with data; a small file's last stats (gateway/inbox/sftp_pipeline.py)
+    follow a window adjustment or a close that way. Measured with bench/bench_sftp.py's
+    1,000 small files, with and without it in one run: list + fetch 0.74 s instead of 0.95 s
+    (best of 8). OpenSSH sets it for interactive sessions; a socket that is not TCP (a
+    test's) is left as is."""
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 if TYPE_CHECKING:  # generic in the stubs only
