@@ -170,11 +170,21 @@ class ReadAhead:
 
     def store(self, opening: Opening, temp: Path, data: bytes) -> None:
         """Write ``data``, the checked bytes of a pending file, to ``temp`` and fsync it in
-        a writer thread, ahead of the file's fetch (``stored``)."""
+        a writer thread, ahead of the file's fetch (``stored``). ``temp`` is created here,
+        not in the writer: a copy stored ahead is on disk as soon as it is counted (its
+        ``temp`` set), whoever looks; a failure to create it is the file's, raised at its
+        fetch as a failed write would be."""
         if self._writers is None:
             self._writers = ThreadPoolExecutor(WRITERS, thread_name_prefix="sftp-store")
         opening.temp = temp
-        opening.stored = self._writers.submit(write_durably, temp, data)
+        try:
+            local = LocalFile(temp)
+        except LocalDiskError as err:
+            failed: Future[bytes | bytearray] = Future()
+            failed.set_exception(err)
+            opening.stored = failed
+            return
+        opening.stored = self._writers.submit(fill, local, data)
 
     def refuse(self, opening: Opening, err: BaseException) -> None:
         """A pending file found not to be the listed one, or unreadable, before its fetch:
@@ -306,7 +316,13 @@ class ReadAhead:
 
 def write_durably(path: Path, data: bytes | bytearray) -> bytes | bytearray:
     """``data`` written to ``path`` and fsynced (LocalDiskError otherwise); returns it."""
-    with LocalFile(path) as out:
+    return fill(LocalFile(path), data)
+
+
+def fill(local: LocalFile, data: bytes | bytearray) -> bytes | bytearray:
+    """``data`` written to the new file ``local``, fsynced and closed (LocalDiskError
+    otherwise); returns it."""
+    with local as out:
         out.write(data)
         out.sync()
     return data
