@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -38,6 +38,7 @@ FILE_COLUMNS = (
 # A quarantined file is never taken again by a poll or a start (gateway.service.quarantine).
 QUARANTINED_IDS = "SELECT file_id FROM file_failures WHERE quarantined_at IS NOT NULL"
 NOT_QUARANTINED = f"file_id NOT IN ({QUARANTINED_IDS})"
+_IDS_PER_QUERY = 500  # parameters of one IN list: far below SQLite's limit (32,766)
 
 
 def utc_now() -> datetime:
@@ -259,6 +260,19 @@ class Ledger(LicenseRecords):
             f"SELECT {', '.join(FILE_COLUMNS)} FROM files WHERE file_id = ?", (file_id,)
         ).fetchone()
         return FileRow(*row) if row else None
+
+    def local_names(self, file_ids: Sequence[str]) -> dict[str, str]:
+        """The local names of those of ``file_ids`` the ledger records (the others absent),
+        a few hundred ids a query: every poll looks up each file in work/received
+        (``clean_leftovers``), and one query per file was 7 of a file's 67 statements with two
+        PostgreSQL workers, some inside the lock that holds every receipt back."""
+        found: dict[str, str] = {}
+        for start in range(0, len(file_ids), _IDS_PER_QUERY):
+            chunk = file_ids[start:start + _IDS_PER_QUERY]
+            found.update(self.db.execute(
+                f"SELECT file_id, local_name FROM files WHERE file_id IN "
+                f"({', '.join('?' for _ in chunk)})", tuple(chunk)).fetchall())
+        return found
 
     def known_file(self, file_id: str) -> FileRow:
         """The row of a file the caller knows is recorded (it has just written it)."""
