@@ -245,7 +245,7 @@ class Ledger(LicenseRecords):
 
     def add_file(self, file_id: str, receipt: Receipt, *, local_name: str, received_at: str,
                  state: str = "RECEIVED") -> None:
-        self.db.execute(
+        self.db.execute_later(
             "INSERT INTO files (file_id, partner, remote_name, size, mtime, sha256, "
             "reprocess_of, local_name, received_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (file_id, receipt.partner, receipt.remote_name, receipt.size, receipt.mtime,
@@ -351,7 +351,7 @@ class Ledger(LicenseRecords):
     # -- events ------------------------------------------------------------------------------
 
     def add_event(self, event: Event) -> None:
-        self.db.execute(
+        self.db.execute_later(
             "INSERT INTO events (at, kind, partner, file_id, data) VALUES (?, ?, ?, ?, ?)",
             (event.at, event.kind, event.partner, event.file_id,
              json.dumps(event.data, sort_keys=True, default=str)),
