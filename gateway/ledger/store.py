@@ -253,7 +253,8 @@ class Ledger(LicenseRecords):
 
     def update_file(self, file_id: str, **values: object) -> None:
         sets = ", ".join(f"{k} = ?" for k in values)
-        self.db.execute(f"UPDATE files SET {sets} WHERE file_id = ?", (*values.values(), file_id))
+        self.db.execute_later(f"UPDATE files SET {sets} WHERE file_id = ?",
+                              (*values.values(), file_id))
 
     def file(self, file_id: str) -> FileRow | None:
         row = self.db.execute(
