@@ -203,9 +203,9 @@ def _unrecorded(ledger: Ledger, layout: Layout) -> list[Path]:
     """Files in work/received that no ledger row names."""
     if not layout.received.is_dir():
         return []
-    found = []
-    for path in layout.received.iterdir():
-        row = ledger.file(path.name.split("__", 1)[0])
-        if row is None or row.local_name != path.name:
-            found.append(path)
-    return found
+    paths = list(layout.received.iterdir())
+    if not paths:
+        return []
+    recorded = ledger.local_names([path.name.split("__", 1)[0] for path in paths])
+    return [path for path in paths
+            if recorded.get(path.name.split("__", 1)[0]) != path.name]

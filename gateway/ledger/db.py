@@ -59,6 +59,12 @@ class Database(Protocol):
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor: ...
 
+    def execute_later(self, sql: str, params: Sequence[object] = ()) -> None:
+        """A statement nobody reads the result of (an INSERT, an UPDATE): inside a
+        transaction the database may send it with the transaction's next statement or its
+        COMMIT, where its error is raised; outside one it runs at once."""
+        ...
+
     def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None: ...
 
     def insert_rows(self, table: str, columns: Sequence[str],

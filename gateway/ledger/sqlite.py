@@ -82,6 +82,10 @@ class SqliteDb:
             _raise_translated(err)
             raise
 
+    def execute_later(self, sql: str, params: Sequence[object] = ()) -> None:
+        """At once: an embedded database has no round trip to save."""
+        self.execute(sql, params)
+
     def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
         try:
             self.conn.executemany(sql, rows)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -38,6 +38,7 @@ FILE_COLUMNS = (
 # A quarantined file is never taken again by a poll or a start (gateway.service.quarantine).
 QUARANTINED_IDS = "SELECT file_id FROM file_failures WHERE quarantined_at IS NOT NULL"
 NOT_QUARANTINED = f"file_id NOT IN ({QUARANTINED_IDS})"
+_IDS_PER_QUERY = 500  # parameters of one IN list: far below SQLite's limit (32,766)
 
 
 def utc_now() -> datetime:
@@ -162,11 +163,16 @@ class Ledger(LicenseRecords):
         DDL does not lock a table that does not exist yet), and the schema version is read
         again inside it, so that a migration another process applied meanwhile is skipped.
         """
+        # The usual case, a current schema, is seen without the write lock (which a long
+        # file may hold for minutes), and without PostgreSQL's migration lock: a version only
+        # grows, so one seen current stays current. Taken first, the advisory lock made the
+        # ledger opens of all threads and workers take turns, five round trips each (up to
+        # 30 ms a wait per open in bench_workers.py with two workers, pg_stat_statements).
+        if self.schema_version() == len(MIGRATIONS):
+            return []
         with self.db.migration_lock():
             applied: list[int] = []
-            # The usual case, a current schema, is seen without the write lock (which a
-            # long file may hold for minutes).
-            if self.schema_version() == len(MIGRATIONS):
+            if self.schema_version() == len(MIGRATIONS):  # another process upgraded meanwhile
                 return applied
             crash.pause("before_migrate")  # tests/test_first_run.py widens the race here
             while (number := self._apply_next_migration()) is not None:
@@ -244,7 +250,7 @@ class Ledger(LicenseRecords):
 
     def add_file(self, file_id: str, receipt: Receipt, *, local_name: str, received_at: str,
                  state: str = "RECEIVED") -> None:
-        self.db.execute(
+        self.db.execute_later(
             "INSERT INTO files (file_id, partner, remote_name, size, mtime, sha256, "
             "reprocess_of, local_name, received_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (file_id, receipt.partner, receipt.remote_name, receipt.size, receipt.mtime,
@@ -252,13 +258,27 @@ class Ledger(LicenseRecords):
 
     def update_file(self, file_id: str, **values: object) -> None:
         sets = ", ".join(f"{k} = ?" for k in values)
-        self.db.execute(f"UPDATE files SET {sets} WHERE file_id = ?", (*values.values(), file_id))
+        self.db.execute_later(f"UPDATE files SET {sets} WHERE file_id = ?",
+                              (*values.values(), file_id))
 
     def file(self, file_id: str) -> FileRow | None:
         row = self.db.execute(
             f"SELECT {', '.join(FILE_COLUMNS)} FROM files WHERE file_id = ?", (file_id,)
         ).fetchone()
         return FileRow(*row) if row else None
+
+    def local_names(self, file_ids: Sequence[str]) -> dict[str, str]:
+        """The local names of those of ``file_ids`` the ledger records (the others absent),
+        a few hundred ids a query: every poll looks up each file in work/received
+        (``clean_leftovers``), and one query per file was 7 of a file's 67 statements with two
+        PostgreSQL workers, some inside the lock that holds every receipt back."""
+        found: dict[str, str] = {}
+        for start in range(0, len(file_ids), _IDS_PER_QUERY):
+            chunk = file_ids[start:start + _IDS_PER_QUERY]
+            found.update(self.db.execute(
+                f"SELECT file_id, local_name FROM files WHERE file_id IN "
+                f"({', '.join('?' for _ in chunk)})", tuple(chunk)).fetchall())
+        return found
 
     def known_file(self, file_id: str) -> FileRow:
         """The row of a file the caller knows is recorded (it has just written it)."""
@@ -337,7 +357,7 @@ class Ledger(LicenseRecords):
     # -- events ------------------------------------------------------------------------------
 
     def add_event(self, event: Event) -> None:
-        self.db.execute(
+        self.db.execute_later(
             "INSERT INTO events (at, kind, partner, file_id, data) VALUES (?, ?, ?, ?, ?)",
             (event.at, event.kind, event.partner, event.file_id,
              json.dumps(event.data, sort_keys=True, default=str)),
