@@ -68,6 +68,10 @@ class SftpInbox:
         self._listed: dict[str, paramiko.SFTPAttributes] = {}  # the last listing, by name
         self._order: list[RemoteFile] = []  # the last listing, in the order it is taken
         self._ahead: ReadAhead | None = None  # small files read ahead on this connection
+        # ``dispose_next``: the file whose ack the next ``deliver`` uploads, and the dispose
+        # stats that delivery sent (path, target or None, their request numbers).
+        self._next_dispose: FileRow | None = None
+        self._stats_sent: tuple[str, str | None, tuple[int, int | None]] | None = None
 
     # -- connection --------------------------------------------------------------------------
 
@@ -88,6 +92,7 @@ class SftpInbox:
             if self._client is not None:
                 self._client.close()
         self._client = self._sftp = None
+        self._next_dispose = self._stats_sent = None  # their requests died with the session
         if self._ahead is not None:
             self._ahead.forget_stored()
         self._ahead = None
@@ -322,15 +327,15 @@ class SftpInbox:
         sftp = self.connect()
         p, src = self.partner, self.source
         remote_name = taken.remote_name
-        path = self._path(src.remote_inbox, remote_name)
+        path, target = self._dispose_paths(taken)
         done = path + DONE_SUFFIX
         target_dir = src.effective_remote_processed_dir
         try:
-            target = posixpath.join(target_dir, remote_name)
             # The name's lstat and, for a move, whether the target is taken: both asked at once.
             now, taken_target = self._call(f"{src.remote_disposition} {remote_name}",
                                            self._dispose_stats, sftp, path,
                                            target if src.remote_disposition == "move" else None)
+            target = target or posixpath.join(target_dir, remote_name)
             if not stat.S_ISREG(now.st_mode or 0) or now.st_size != taken.size or \
                     float(now.st_mtime or 0) != taken.mtime:
                 # Another file under the same name (renamed over it while it was processed):
@@ -363,13 +368,48 @@ class SftpInbox:
                 self._call("remove " + remote_name + DONE_SUFFIX, sftp.remove, done)
         return None
 
+    def _dispose_paths(self, taken: FileRow) -> tuple[str, str | None]:
+        """The taken file's remote path, and its target in the processed folder for a move."""
+        src = self.source
+        path = self._path(src.remote_inbox, taken.remote_name)
+        return path, (posixpath.join(src.effective_remote_processed_dir, taken.remote_name)
+                      if src.remote_disposition == "move" else None)
+
+    def dispose_next(self, taken: FileRow) -> None:
+        """``taken`` is disposed of right after the next ``deliver`` (its ack): that delivery
+        sends the dispose's two stats (``_dispose_stats``) just before its last request, the
+        rename into place, and they are answered while it waits for that rename: one round
+        trip a file less, of seven (bench/bench_poll.py). The rename and the stats are on other
+        names (read-only), so their order does not matter; the dispose still checks the
+        answers before it moves anything, and moves only after the delivery succeeded."""
+        self._next_dispose = taken
+
+    def _send_dispose_stats(self, sftp: paramiko.SFTPClient, taken: FileRow) -> None:
+        path, target = self._dispose_paths(taken)
+        requests = self._read_ahead(sftp).requests
+        with requests.batch():
+            nums = requests.lstat(path), requests.stat(target) if target else None
+        self._stats_sent = path, target, nums
+
+    def _forget_stats(self) -> None:
+        sent, self._stats_sent = self._stats_sent, None
+        if sent is not None and self._ahead is not None:
+            self._ahead.requests.forget([n for n in sent[2] if n is not None])
+
     def _dispose_stats(self, sftp: paramiko.SFTPClient, path: str, target: str | None,
                        ) -> tuple[paramiko.SFTPAttributes, bool]:
         """The lstat of ``path`` and whether ``target`` exists, the two requests in flight
-        together (neither changes anything)."""
+        together (neither changes anything); sent already by ``deliver`` (``dispose_next``)."""
         requests = self._read_ahead(sftp).requests  # the connection's one request collector
-        with requests.batch():
-            named, at_target = requests.lstat(path), requests.stat(target) if target else None
+        sent = self._stats_sent
+        if sent is not None and sent[:2] == (path, target):
+            self._stats_sent = None
+            named, at_target = sent[2]
+        else:
+            self._forget_stats()  # another file's: not waited for
+            with requests.batch():
+                named, at_target = (requests.lstat(path),
+                                    requests.stat(target) if target else None)
         try:
             now = requests.attrs(named)
         except BaseException:
@@ -388,6 +428,7 @@ class SftpInbox:
         A status file goes to the status folder, created the first time (issue 14, 9b)."""
         folder = self.source.effective_remote_status_dir if status else \
             self.source.remote_ack_dir
+        then, self._next_dispose = self._next_dispose, None
         if not folder:
             return
         sftp = self.connect()
@@ -408,7 +449,13 @@ class SftpInbox:
                     sftp.remove(tmp)
                 raise TransientError(f"partner {self.partner_id}: upload of {name} is "
                                      f"{attrs.st_size} bytes, not {size}")
-            self._on_name((folder,), "rename " + name, self._rename, sftp, tmp, target)
+            if then is not None and not status:
+                self._call("rename " + name, self._send_dispose_stats, sftp, then)
+            try:
+                self._on_name((folder,), "rename " + name, self._rename, sftp, tmp, target)
+            except BaseException:
+                self._forget_stats()  # no dispose follows now: a later one asks afresh
+                raise
         except FileNotFoundError as err:
             raise TransientError(f"partner {self.partner_id}: cannot write {name} to "
                                  f"{folder}: that folder does not exist (or is not a folder): "
