@@ -18,6 +18,7 @@ from test_sftp import sftp_project
 from gateway.config import load_config
 from gateway.errors import TransientError
 from gateway.inbox.sftp import SftpInbox
+from gateway.inbox.sftp_requests import DisposeStats
 from gateway.ledger.store import FileRow
 
 DATA = b"<x/>\n" * 40
@@ -50,12 +51,12 @@ def test_the_dispose_uses_the_stats_sent_with_the_delivery(
     inbox.list()
     row = taken_row("a.xml", Path(acme.inbox, "a.xml"))
     found: list[bool] = []
-    real = SftpInbox._dispose_stats
+    real = DisposeStats.answers
 
-    def dispose_stats(self: SftpInbox, *args: Any) -> Any:
-        found.append(self._stats_sent is not None)
+    def answers(self: DisposeStats, *args: Any) -> Any:
+        found.append(self._sent is not None and self._sent[:2] == args)
         return real(self, *args)
-    monkeypatch.setattr(SftpInbox, "_dispose_stats", dispose_stats)
+    monkeypatch.setattr(DisposeStats, "answers", answers)
     try:
         inbox.dispose_next(row)
         inbox.deliver(ack, "a.xml.ack.xml")
@@ -84,9 +85,10 @@ def test_stats_of_a_failed_delivery_are_never_used(
     monkeypatch.setattr(SftpInbox, "_rename", staticmethod(refused))
     try:
         inbox.dispose_next(row)
-        with pytest.raises(TransientError, match="rename a.xml.ack.xml"):
+        with pytest.raises(TransientError, match=r"rename a\.xml\.ack\.xml"):
             inbox.deliver(ack, "a.xml.ack.xml")
-        assert inbox._stats_sent is None and inbox._next_dispose is None
+        assert inbox._stats is not None and inbox._stats._sent is None
+        assert inbox._next_dispose is None
         monkeypatch.setattr(SftpInbox, "_rename", staticmethod(real))
         path.write_bytes(DATA + b"<!-- another file -->\n")
         inbox.deliver(ack, "a.xml.ack.xml")

@@ -37,7 +37,7 @@ from gateway.inbox.sftp_pipeline import (
     Planned,
     ReadAhead,
 )
-from gateway.inbox.sftp_requests import Requests
+from gateway.inbox.sftp_requests import DisposeStats, Requests
 from gateway.inbox.sftp_session import in_words, open_session
 from gateway.ledger.store import FileRow, Ledger
 
@@ -68,10 +68,8 @@ class SftpInbox:
         self._listed: dict[str, paramiko.SFTPAttributes] = {}  # the last listing, by name
         self._order: list[RemoteFile] = []  # the last listing, in the order it is taken
         self._ahead: ReadAhead | None = None  # small files read ahead on this connection
-        # ``dispose_next``: the file whose ack the next ``deliver`` uploads, and the dispose
-        # stats that delivery sent (path, target or None, their request numbers).
-        self._next_dispose: FileRow | None = None
-        self._stats_sent: tuple[str, str | None, tuple[int, int | None]] | None = None
+        self._next_dispose: FileRow | None = None  # ``dispose_next``'s
+        self._stats: DisposeStats | None = None  # the dispose's stats, maybe sent ahead
 
     # -- connection --------------------------------------------------------------------------
 
@@ -92,7 +90,7 @@ class SftpInbox:
             if self._client is not None:
                 self._client.close()
         self._client = self._sftp = None
-        self._next_dispose = self._stats_sent = None  # their requests died with the session
+        self._next_dispose = self._stats = None  # their requests died with the session
         if self._ahead is not None:
             self._ahead.forget_stored()
         self._ahead = None
@@ -333,8 +331,7 @@ class SftpInbox:
         try:
             # The name's lstat and, for a move, whether the target is taken: both asked at once.
             now, taken_target = self._call(f"{src.remote_disposition} {remote_name}",
-                                           self._dispose_stats, sftp, path,
-                                           target if src.remote_disposition == "move" else None)
+                                           self._dispose_stats(sftp).answers, path, target)
             target = target or posixpath.join(target_dir, remote_name)
             if not stat.S_ISREG(now.st_mode or 0) or now.st_size != taken.size or \
                     float(now.st_mtime or 0) != taken.mtime:
@@ -377,51 +374,18 @@ class SftpInbox:
 
     def dispose_next(self, taken: FileRow) -> None:
         """``taken`` is disposed of right after the next ``deliver`` (its ack): that delivery
-        sends the dispose's two stats (``_dispose_stats``) just before its last request, the
+        sends the dispose's two stats (``DisposeStats``) just before its last request, the
         rename into place, and they are answered while it waits for that rename: one round
         trip a file less, of seven (bench/bench_poll.py). The rename and the stats are on other
         names (read-only), so their order does not matter; the dispose still checks the
         answers before it moves anything, and moves only after the delivery succeeded."""
         self._next_dispose = taken
 
-    def _send_dispose_stats(self, sftp: paramiko.SFTPClient, taken: FileRow) -> None:
-        path, target = self._dispose_paths(taken)
-        requests = self._read_ahead(sftp).requests
-        with requests.batch():
-            nums = requests.lstat(path), requests.stat(target) if target else None
-        self._stats_sent = path, target, nums
-
-    def _forget_stats(self) -> None:
-        sent, self._stats_sent = self._stats_sent, None
-        if sent is not None and self._ahead is not None:
-            self._ahead.requests.forget([n for n in sent[2] if n is not None])
-
-    def _dispose_stats(self, sftp: paramiko.SFTPClient, path: str, target: str | None,
-                       ) -> tuple[paramiko.SFTPAttributes, bool]:
-        """The lstat of ``path`` and whether ``target`` exists, the two requests in flight
-        together (neither changes anything); sent already by ``deliver`` (``dispose_next``)."""
-        requests = self._read_ahead(sftp).requests  # the connection's one request collector
-        sent = self._stats_sent
-        if sent is not None and sent[:2] == (path, target):
-            self._stats_sent = None
-            named, at_target = sent[2]
-        else:
-            self._forget_stats()  # another file's: not waited for
-            with requests.batch():
-                named, at_target = (requests.lstat(path),
-                                    requests.stat(target) if target else None)
-        try:
-            now = requests.attrs(named)
-        except BaseException:
-            requests.forget([at_target] if at_target is not None else [])
-            raise
-        if at_target is None:
-            return now, False
-        try:
-            requests.attrs(at_target)
-        except FileNotFoundError:
-            return now, False
-        return now, True
+    def _dispose_stats(self, sftp: paramiko.SFTPClient) -> DisposeStats:
+        """The connection's dispose stats (sent ahead by ``deliver`` or by ``dispose``)."""
+        if self._stats is None:
+            self._stats = DisposeStats(self._read_ahead(sftp).requests)
+        return self._stats
 
     def deliver(self, local: Path, name: str, status: bool = False) -> None:
         """Upload an acknowledgment: temp name, size check, rename (replacing an older one).
@@ -450,11 +414,13 @@ class SftpInbox:
                 raise TransientError(f"partner {self.partner_id}: upload of {name} is "
                                      f"{attrs.st_size} bytes, not {size}")
             if then is not None and not status:
-                self._call("rename " + name, self._send_dispose_stats, sftp, then)
+                self._call("rename " + name, self._dispose_stats(sftp).send,
+                           *self._dispose_paths(then))
             try:
                 self._on_name((folder,), "rename " + name, self._rename, sftp, tmp, target)
             except BaseException:
-                self._forget_stats()  # no dispose follows now: a later one asks afresh
+                if self._stats is not None:
+                    self._stats.forget()  # no dispose follows now: a later one asks afresh
                 raise
         except FileNotFoundError as err:
             raise TransientError(f"partner {self.partner_id}: cannot write {name} to "

@@ -248,3 +248,47 @@ class Requests:
                 CMD_READ, handle, paramiko.sftp.int64(len(got)), length - len(got)),
                 length - len(got))):
             got += more
+
+
+class DisposeStats:
+    """A dispose's two read-only requests in flight together: the lstat of the file's name
+    and the stat of its target (whether that is taken; ``target`` None: no move). Sent ahead
+    with the file's ack delivery (``SftpInbox.dispose_next``), or by ``answers`` itself."""
+
+    def __init__(self, requests: Requests) -> None:
+        self.requests = requests
+        self._sent: tuple[str, str | None, int, int | None] | None = None
+
+    def send(self, path: str, target: str | None) -> None:
+        self.forget()
+        with self.requests.batch():
+            named, at_target = self.requests.lstat(path), \
+                self.requests.stat(target) if target else None
+        self._sent = path, target, named, at_target
+
+    def forget(self) -> None:
+        """Answers no dispose will use (its delivery failed, or another file's dispose came)."""
+        sent, self._sent = self._sent, None
+        if sent is not None:
+            self.requests.forget([num for num in sent[2:] if num is not None])
+
+    def answers(self, path: str, target: str | None) -> tuple[paramiko.SFTPAttributes, bool]:
+        """The lstat of ``path`` and whether ``target`` exists: the answers to the requests
+        sent ahead for these names, else to new ones."""
+        if self._sent is None or self._sent[:2] != (path, target):
+            self.send(path, target)
+        assert self._sent is not None
+        named, at_target = self._sent[2:]
+        self._sent = None
+        try:
+            now = self.requests.attrs(named)
+        except BaseException:
+            self.requests.forget([at_target] if at_target is not None else [])
+            raise
+        if at_target is None:
+            return now, False
+        try:
+            self.requests.attrs(at_target)
+        except FileNotFoundError:
+            return now, False
+        return now, True
