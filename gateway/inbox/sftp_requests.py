@@ -259,6 +259,37 @@ class DisposeStats:
         self.requests = requests
         self._sent: tuple[str, str | None, int, int | None] | None = None
 
+    @contextlib.contextmanager
+    def sent_with(self, path: str, target: str | None) -> Iterator[None]:
+        """The stats of ``path`` and ``target``, written to the channel together with the
+        first request paramiko's own calls inside write (the ack's rename), in one write:
+        written on their own just before it, TCP would hold that request back until the
+        stats' packet is acknowledged (Nagle; the server acknowledges with its answers), and
+        the rename would wait one round trip more. Sent at the end if nothing was written."""
+        self.forget()
+        held = bytearray()
+        requests = self.requests
+        with requests._into(held):
+            nums = requests.lstat(path), requests.stat(target) if target else None
+        self._sent = (path, target, *nums)
+        sftp, own = requests._sftp, requests._sftp.__dict__.get("_write_all")
+
+        def write(out: bytes) -> None:
+            del sftp._write_all  # paramiko's own again, for the requests after this one
+            data = bytes(held + out)
+            held.clear()
+            sftp.sock.sendall(data)
+        assert own is None  # never inside a batch: paramiko's calls wait for their answers
+        sftp._write_all = write
+        try:
+            yield
+        finally:
+            if "_write_all" in sftp.__dict__:
+                del sftp._write_all
+            if held:  # nothing was written inside
+                with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                    sftp.sock.sendall(bytes(held))
+
     def send(self, path: str, target: str | None) -> None:
         self.forget()
         with self.requests.batch():
