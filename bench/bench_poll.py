@@ -62,6 +62,7 @@ import tempfile
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -130,10 +131,21 @@ def child(config_path: str) -> int:
     what the poll asked of the disk: the gateway's fsync calls, the ledger's SQL statements
     and commits, and of those the synced ones (each one more fdatasync of SQLite's WAL; a
     commit under ``PRAGMA synchronous=NORMAL`` has none). Counts, unlike times, do not
-    depend on how busy the machine's disk is."""
+    depend on how busy the machine's disk is. Over SFTP also the waits for the server: the
+    times the poll's thread read the channel and found nothing there yet (each an answer
+    waited for, a round trip at least; on a busy machine an answer sometimes comes first)."""
     import sqlite3
 
-    counts = {"fsync": 0, "sql": 0, "commit": 0, "synced": 0}
+    from gateway.inbox import sftp_session
+
+    counts = {"fsync": 0, "sql": 0, "commit": 0, "synced": 0, "sftp_wait": 0}
+    buffer: Any = sftp_session._ChannelBuffer  # private: only its read is counted
+    real_read = buffer.read
+
+    def read(self: Any, nbytes: int, timeout: float | None = None) -> bytes:
+        counts["sftp_wait"] += not len(self)
+        return bytes(real_read(self, nbytes, timeout))
+    buffer.read = read
     real_fsync, real_connect = os.fsync, sqlite3.connect
 
     def fsync(fd: int) -> None:
@@ -348,8 +360,10 @@ def progress(what: str, result: dict[str, object]) -> None:
     cpu = f", CPU {result['cpu_s']:.2f} s" if "cpu_s" in result else ""
     scanned = (f", creates scanned {num(result['creates_scanned']):.0%}"
                if "creates_scanned" in result else "")
+    waits = (f", {num(result['sftp_wait_per_file']):.1f} SFTP waits a file"
+             if result.get("sftp_wait_per_file") else "")
     print(f"  {what}: {result['wall_s']:.2f} s, {result['files_per_s']:.1f} files/s{cpu}"
-          + scanned + (", checked" if "verified" in result else ""), file=sys.stderr)
+          + waits + scanned + (", checked" if "verified" in result else ""), file=sys.stderr)
 
 
 def best(runs: list[dict[str, object]]) -> dict[str, object]:
@@ -364,10 +378,10 @@ def table(name: str, runs: dict[str, list[dict[str, object]]], baseline: str,
           baseline_label: str, files: int) -> tuple[str, bool]:
     lines = [f"**{name}** ({files:,} files, best of {len(runs[baseline])}; per file: the "
              "gateway's fsync calls, the ledger's commits, those of them synced (a WAL "
-             "fdatasync each) and SQL statements):\n",
-             "| what | s | files/s | CPU s | fsyncs | commits | synced | SQL | × baseline "
-             "| target |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "fdatasync each), SQL statements and waits for the SFTP server's answers):\n",
+             "| what | s | files/s | CPU s | fsyncs | commits | synced | SQL | SFTP waits "
+             "| × baseline | target |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     base = best(runs[baseline])
     met = True
     for label, these in runs.items():
@@ -381,10 +395,11 @@ def table(name: str, runs: dict[str, list[dict[str, object]]], baseline: str,
                      f"| {num(b['fsync_per_file']):.1f} | {num(b['commit_per_file']):.1f} "
                      f"| {num(b.get('synced_per_file', b['commit_per_file'])):.1f} "
                      f"| {num(b['sql_per_file']):.1f} "
+                     f"| {num(b.get('sftp_wait_per_file', 0)):.1f} "
                      f"| {num(base['wall_s']) / num(b['wall_s']):.2f}× "
                      f"| ≥ {TARGET:.0f} files/s: **{'PASS' if ok else 'FAIL'}** |")
     lines.append(f"| {baseline_label} | {num(base['wall_s']):.2f} "
-                 f"| {num(base['files_per_s']):.1f} | | | | | | 1× | |")
+                 f"| {num(base['files_per_s']):.1f} | | | | | | | 1× | |")
     scanned = [f"{label} {num(best(these)['creates_scanned']):.0%}"
                for label, these in runs.items() if "creates_scanned" in best(these)]
     if scanned:

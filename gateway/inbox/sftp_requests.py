@@ -317,6 +317,81 @@ class Requests:
             got += more
 
 
+class DisposeStats:
+    """A dispose's two read-only requests in flight together: the lstat of the file's name
+    and the stat of its target (whether that is taken; ``target`` None: no move). Sent ahead
+    with the file's ack delivery (``SftpInbox.dispose_next``), or by ``answers`` itself."""
+
+    def __init__(self, requests: Requests) -> None:
+        self.requests = requests
+        self._sent: tuple[str, str | None, int, int | None] | None = None
+
+    @contextlib.contextmanager
+    def sent_with(self, path: str, target: str | None) -> Iterator[None]:
+        """The stats of ``path`` and ``target``, written to the channel together with the
+        first request paramiko's own calls inside write (the ack's rename), in one write:
+        written on their own just before it, TCP would hold that request back until the
+        stats' packet is acknowledged (Nagle; the server acknowledges with its answers), and
+        the rename would wait one round trip more. Sent at the end if nothing was written."""
+        self.forget()
+        held = bytearray()
+        requests = self.requests
+        with requests._into(held):
+            nums = requests.lstat(path), requests.stat(target) if target else None
+        self._sent = (path, target, *nums)
+        sftp, own = requests._sftp, requests._sftp.__dict__.get("_write_all")
+
+        def write(out: bytes) -> None:
+            del sftp._write_all  # paramiko's own again, for the requests after this one
+            data = bytes(held + out)
+            held.clear()
+            sftp.sock.sendall(data)
+        assert own is None  # never inside a batch: paramiko's calls wait for their answers
+        sftp._write_all = write
+        try:
+            yield
+        finally:
+            if "_write_all" in sftp.__dict__:
+                del sftp._write_all
+            if held:  # nothing was written inside
+                with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                    sftp.sock.sendall(bytes(held))
+
+    def send(self, path: str, target: str | None) -> None:
+        self.forget()
+        with self.requests.batch():
+            named, at_target = self.requests.lstat(path), \
+                self.requests.stat(target) if target else None
+        self._sent = path, target, named, at_target
+
+    def forget(self) -> None:
+        """Answers no dispose will use (its delivery failed, or another file's dispose came)."""
+        sent, self._sent = self._sent, None
+        if sent is not None:
+            self.requests.forget([num for num in sent[2:] if num is not None])
+
+    def answers(self, path: str, target: str | None) -> tuple[paramiko.SFTPAttributes, bool]:
+        """The lstat of ``path`` and whether ``target`` exists: the answers to the requests
+        sent ahead for these names, else to new ones."""
+        if self._sent is None or self._sent[:2] != (path, target):
+            self.send(path, target)
+        assert self._sent is not None
+        named, at_target = self._sent[2:]
+        self._sent = None
+        try:
+            now = self.requests.attrs(named)
+        except BaseException:
+            self.requests.forget([at_target] if at_target is not None else [])
+            raise
+        if at_target is None:
+            return now, False
+        try:
+            self.requests.attrs(at_target)
+        except FileNotFoundError:
+            return now, False
+        return now, True
+
+
 def _field(arg: object) -> bytes:
     """One field of a request, as paramiko's ``_async_request`` writes it."""
     if isinstance(arg, paramiko.sftp.int64):

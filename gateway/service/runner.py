@@ -374,6 +374,8 @@ class Runner:
         if row.state == "ARCHIVED":
             left = None
             try:
+                if row.reprocess_of is None and (ahead := getattr(inbox, "dispose_next", None)):
+                    ahead(row)  # SftpInbox: the dispose's checks sent with the delivery
                 inbox.deliver(stored_ack(self.layout, row), row.ack_name or row.file_id)
                 if row.reprocess_of is None:
                     left = inbox.dispose(row)
