@@ -16,6 +16,7 @@ from test_read_process import _prepared, _read, generated
 
 from gateway.validate import read_process
 from gateway.validate.read_process import ProcessReader, ReadProcessLost, read_source
+from gateway.validate.staging import Prepared
 
 
 @pytest.fixture(autouse=True)
@@ -68,11 +69,7 @@ def test_a_frame_cut_short_is_read_process_lost(tmp_path: Path) -> None:
               "sys.stdin.buffer.read(1)\n"
               "os.write(1, struct.pack('<IB', 1000, 0) + b'\\x00' * 10)\n"
               "os._exit(9)\n")
-    process = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, bufsize=0)
-    with read_process._slots_lock:
-        read_process._children += 1
-    source = ProcessReader(prepared, process)
+    source = _posing_child(prepared, script, subprocess.PIPE)
     try:
         with pytest.raises(ReadProcessLost):
             list(source.applications())
@@ -169,11 +166,7 @@ def test_an_unexpected_message_after_applications_is_not_a_second_reading(
               "os.write(1, head + src.read(n))\n"
               "body = marshal.dumps((7, None))\n"
               "os.write(1, struct.pack('<IB', len(body), 0) + body)\n")
-    relay = subprocess.Popen([sys.executable, "-c", script], stdin=real.stdout,
-                             stdout=subprocess.PIPE, bufsize=0)
-    with read_process._slots_lock:
-        read_process._children += 1
-    source = ProcessReader(prepared, relay)
+    source = _posing_child(prepared, script, real.stdout)
     try:
         seqs: list[int] = []
         with pytest.raises(ReadProcessLost, match="unknown kind 7"):
@@ -229,6 +222,16 @@ def test_the_child_gets_no_secret_of_the_environment(
         read_process._end(process)
     assert b"not-for-the-reader" not in environ
     assert b"PYTHONPATH=" in environ
+
+
+def _posing_child(prepared: Prepared, script: str, stdin: object) -> ProcessReader:
+    """A reader over ``script`` posing as the reading child, its slot counted as
+    ``read_source`` counts a child's."""
+    process = subprocess.Popen([sys.executable, "-c", script], stdin=stdin,
+                               stdout=subprocess.PIPE, bufsize=0)
+    with read_process._slots_lock:
+        read_process._children += 1
+    return ProcessReader(prepared, process)
 
 
 def _children_of_me() -> list[subprocess.Popen[bytes]]:
