@@ -110,20 +110,24 @@ def find_gateway(python: str) -> str | None:
     return os.path.abspath(found) if found and os.sep in found else found
 
 
-def write_config(run_dir: Path, file_bytes: int) -> Path:
-    """A config with one local partner whose inbox is run_dir/inbox."""
+def write_config(run_dir: Path, file_bytes: int, in_process: bool = False) -> Path:
+    """A config with one local partner whose inbox is run_dir/inbox; ``in_process``: the
+    file is read without a second process (``read_process_min_bytes = 0``)."""
     # The shipped limit (200 MB) rejects a realistic 1,000,000-line file with F003; the
     # benchmark measures processing, so its own config raises the limit when the file needs it.
     max_bytes = max(DEFAULT_MAX_FILE_BYTES, 2 * file_bytes)
     # Likewise the daily license quota (20,000, A109): a file of 1-line applications past it
     # would measure rejections, not licensing.
-    return (ProjectConfig(run_dir).set("gateway", max_file_bytes=max_bytes)
+    config = ProjectConfig(run_dir).set("gateway", max_file_bytes=max_bytes)
+    if in_process:
+        config.set("gateway", read_process_min_bytes=0)
+    return (config
             .partner(PARTNER, name="Benchmark partner", inbox="inbox", disposition="keep",
                      filer_code=FILER_CODE, filer=True,
                      max_licenses_per_day=100_000_000).write())
 
 
-def prepare_run(source: Path, run_dir: Path) -> Path:
+def prepare_run(source: Path, run_dir: Path, in_process: bool = False) -> Path:
     """A fresh run folder whose inbox holds only ``source``; returns its config."""
     if run_dir.exists():
         shutil.rmtree(run_dir)
@@ -133,7 +137,7 @@ def prepare_run(source: Path, run_dir: Path) -> Path:
         os.link(source, inbox / source.name)  # same bytes, no copy; "keep" leaves it untouched
     except OSError:
         shutil.copyfile(source, inbox / source.name)
-    return write_config(run_dir, source.stat().st_size)
+    return write_config(run_dir, source.stat().st_size, in_process)
 
 
 def generate(python: str, lines: int, per_app: int, seed: int, as_of: str,

@@ -38,10 +38,11 @@ def run_baseline(python: str, xml: Path, meta: dict[str, Any], *,
 
 
 def run_gateway(gateway: str, source: Path, meta: dict[str, Any], run_dir: Path, *,
-                gnu_time: bool = True) -> dict[str, Any]:
+                gnu_time: bool = True, in_process: bool = False) -> dict[str, Any]:
     """One measured gateway run on ``source`` (XML or CSV, as ``meta['format']`` says) in a
-    fresh ``run_dir``, checked."""
-    config = prepare_run(source, run_dir)
+    fresh ``run_dir``, checked; ``in_process``: read without a second process
+    (``gateway.read_process_min_bytes = 0``)."""
+    config = prepare_run(source, run_dir, in_process=in_process)
     result = measure(gateway_cmd(gateway, config, meta["as_of"]), cwd=run_dir,
                      gnu_time=gnu_time)
     result["verified"] = verify_gateway(result, run_dir, source.name, meta)
