@@ -21,6 +21,10 @@ at least 1.7x one.
 statements per file, the costliest first (calls and execution time per file; the time
 includes lock waits and a COPY's wait for the client's rows, so it is not the server's CPU).
 
+The cluster runs with fsync and synchronous_commit on (printed at the end), so that a
+PostgreSQL commit waits for the disk as a SQLite one does (until 2026-12-05 it ran with the
+tests' fsync=off, which made PostgreSQL's commits free and its figures too good).
+
 Needs PostgreSQL's initdb/pg_ctl (the test suite's tests/pg_server.py starts a throwaway
 cluster) and runs as root or as a user who may run them.
 """
@@ -144,6 +148,16 @@ def server_cpu(server: PgServer | None) -> float:
     return total / TICK
 
 
+def server_durability(server: PgServer) -> str:
+    """The cluster's fsync and synchronous_commit, as the report shows them."""
+    import psycopg
+
+    with psycopg.connect(server.dsn("postgres"), autocommit=True) as conn:
+        fsync = conn.execute("SHOW fsync").fetchone()[0]
+        sync = conn.execute("SHOW synchronous_commit").fetchone()[0]
+    return f"fsync={fsync}, synchronous_commit={sync}"
+
+
 def count_statements(server: PgServer) -> None:
     """``--statements``: the server loads pg_stat_statements (a restart), to count what each
     file's transaction sends. Off by default: the counting costs the server CPU itself."""
@@ -244,10 +258,13 @@ def main() -> None:
                         help="count each run's statements per file (pg_stat_statements)")
     args = parser.parse_args()
     inputs = Path(tempfile.mkdtemp(prefix="aimgw-bench-in-"))
-    server = PgServer()
+    # fsync on, synchronous_commit on (the default): a commit waits for the disk, as the
+    # SQLite ledger's does; the tests' cluster (fsync off) made PostgreSQL's commits free.
+    server = PgServer(durable=True)
     server.start()
     if args.statements:
         count_statements(server)
+    durability = server_durability(server)
     results: list[tuple[str, int, float, float, float]] = []
     try:
         names, expected = make_batch(inputs, args.partners, args.files, args.lines)
@@ -265,7 +282,7 @@ def main() -> None:
     base = results[0][2]
     print(f"\nbatch: {args.partners} partners x {args.files} files x {args.lines} lines "
           f"= {lines_total:,} product lines; {os.cpu_count()} CPUs; load average at the end "
-          f"{os.getloadavg()[0]:.2f}\n")
+          f"{os.getloadavg()[0]:.2f}; PostgreSQL {durability}\n")
     print("| ledger | workers | seconds | lines/s | vs SQLite, 1 worker | workers' CPU s | "
           "server's CPU s | cores busy |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")

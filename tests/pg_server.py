@@ -43,7 +43,10 @@ def _free_port() -> int:
 class PgServer:
     """One PostgreSQL cluster; ``dsn(database)`` for a database created with ``create``."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        # The tests' cluster skips fsync (speed; a test never cuts the power). A benchmark
+        # against SQLite passes durable=True: fsync on, as SQLite's commits are synced.
+        self.durable = durable
         self.base = Path(tempfile.mkdtemp(prefix="aimgw-pg-"))
         self.data = self.base / "data"
         self.port = _free_port()
@@ -64,7 +67,7 @@ class PgServer:
         if done.returncode != 0:
             pytest.fail(f"initdb failed: {done.stderr}", pytrace=False)
         options = (f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c max_connections=100")
+                   f"-c fsync={'on' if self.durable else 'off'} -c max_connections=100")
         done = self._run(_binary("pg_ctl"), "-D", str(self.data), "-l",
                          str(self.base / "server.log"), "-o", options, "-w", "-t", "30",
                          "start")

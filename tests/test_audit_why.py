@@ -145,7 +145,7 @@ def test_a_resend_that_waited_for_a_reprocess_never_sends_the_replaced_ack(
 
     from gateway.admin import operations
     from gateway.errors import FatalError
-    from gateway.service.process import stored_ack
+    from gateway.service.acks import stored_ack
     from gateway.service.runner import run_once
 
     config = load_config(project.partner("acme").write())

@@ -31,14 +31,8 @@ from gateway.model import FileStatus
 from gateway.outputs.ack_csv import duplicate_csv_ack
 from gateway.outputs.ack_xml import duplicate_ack
 from gateway.parse.detect import canonical_content
-from gateway.service.process import (
-    ack_kind,
-    ack_writer,
-    internal_error_finding,
-    processing_date,
-    render_whole_ack,
-    stored_ack,
-)
+from gateway.service.acks import ack_kind, ack_writer, render_whole_ack, stored_ack
+from gateway.service.process import internal_error_finding, processing_date
 from gateway.storage import Layout
 from gateway.validate.staging import StagedApplication
 

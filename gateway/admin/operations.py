@@ -22,7 +22,7 @@ from gateway.inbox.kinds import open_inbox
 from gateway.ledger.events import EventLog
 from gateway.ledger.pauses import Pause, clear_pause, pause_of, set_pause
 from gateway.ledger.store import FileRow, Ledger, open_ledger, utc_stamp
-from gateway.service.process import stored_ack
+from gateway.service.acks import stored_ack
 from gateway.service.quarantine import release
 from gateway.service.runner import Runner, event_log
 from gateway.storage import Layout, safe_name

@@ -22,6 +22,7 @@ from gateway import crash
 from gateway.config import Config
 from gateway.errors import FatalError
 from gateway.ledger.db import Database, is_postgres, shown
+from gateway.ledger.leases import LeaseRecords
 from gateway.ledger.licenses import BEFORE, LicenseRecords
 from gateway.ledger.migrations import MIGRATIONS, split_statements
 from gateway.ledger.sqlite import SqliteDb
@@ -121,7 +122,7 @@ class PartnerState(TypedDict):
     watched_since: str | None
 
 
-class Ledger(LicenseRecords):
+class Ledger(LicenseRecords, LeaseRecords):
     """The ledger on SQLite (a file path) or PostgreSQL (a ``postgresql://`` DSN).
 
     One instance per thread. Migrations run when a writable ledger opens (and with
@@ -312,12 +313,6 @@ class Ledger(LicenseRecords):
             " AND reprocess_of IS NULL LIMIT 1", (partner, remote_name, size, mtime)
         ).fetchone() is not None
 
-    def ack_name_taken(self, partner: str, ack_name: str, file_id: str) -> bool:
-        """Another file of this partner already has an acknowledgment of this name."""
-        return self.db.execute(
-            "SELECT 1 FROM files WHERE partner = ? AND ack_name = ? AND file_id != ? LIMIT 1",
-            (partner, ack_name, file_id)).fetchone() is not None
-
     def original_of(self, partner: str, sha256: str, before: str) -> FileRow | None:
         """The first completed, non-duplicate file with these bytes for this partner, of the
         files before id ``before`` ("" = every file: no sentinel that a collation may sort)."""
@@ -420,47 +415,6 @@ class Ledger(LicenseRecords):
             f"SELECT {', '.join(FILE_COLUMNS)} FROM files WHERE state != 'DONE' AND partner = ? "
             f"AND {NOT_QUARANTINED} ORDER BY file_id", (partner,)).fetchall()
         return [FileRow(*r) for r in rows]
-
-    # -- leases and shared counters (several workers) ---------------------------------------
-
-    def now(self) -> float:
-        """Seconds since the epoch by the database's clock: leases of workers on several
-        machines are compared on one clock, not on each machine's."""
-        return self.db.now()
-
-    def acquire_lease(self, partner: str, owner: str, seconds: float, now: float) -> bool:
-        """Take (or renew) the partner's lease if it is free, expired or ours."""
-        row = self.db.execute(
-            "INSERT INTO partner_lease (partner, owner, expires_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (partner) DO UPDATE SET owner = excluded.owner, "
-            "expires_at = excluded.expires_at "
-            "WHERE partner_lease.expires_at < ? OR partner_lease.owner = excluded.owner "
-            "RETURNING owner", (partner, owner, now + seconds, now)).fetchone()
-        return row is not None and row[0] == owner
-
-    def renew_lease(self, partner: str, owner: str, seconds: float, now: float) -> bool:
-        """Extend a lease we hold; False when it was lost (expired and taken by another)."""
-        cursor = self.db.execute(
-            "UPDATE partner_lease SET expires_at = ? WHERE partner = ? AND owner = ?",
-            (now + seconds, partner, owner))
-        return cursor.rowcount == 1
-
-    def lease_owner(self, partner: str) -> str | None:
-        row = self.db.execute("SELECT owner FROM partner_lease WHERE partner = ?",
-                              (partner,)).fetchone()
-        return row[0] if row else None
-
-    def take_over_lease(self, partner: str, dead_owner: str, owner: str, seconds: float,
-                        now: float) -> bool:
-        """Replace a lease whose owner is known to be dead (compare-and-swap on the owner)."""
-        cursor = self.db.execute(
-            "UPDATE partner_lease SET owner = ?, expires_at = ? WHERE partner = ? AND owner = ?",
-            (owner, now + seconds, partner, dead_owner))
-        return cursor.rowcount == 1
-
-    def release_lease(self, partner: str, owner: str) -> None:
-        self.db.execute("DELETE FROM partner_lease WHERE partner = ? AND owner = ?",
-                        (partner, owner))
 
     def integrity_problems(self) -> list[str]:
         """The database's own check plus the ledger's invariants; empty when all is well."""

@@ -67,6 +67,7 @@ class LicenseIssuer:
         self.recorded: dict[str, str | None] = {}
         self.drawn: set[str] = set()  # the series this file drew from (saved at the end)
         self.refused = 0  # applications of this file refused for the quota (A109)
+        self.changed = 0  # licenses superseded or cancelled by this issuer (``change``)
         self._issued_today: int | None = None
         self._history: dict[str, bool] = {}
         # Looked up ahead (``ahead``): the prior license of (partner, ref), None for none.
@@ -277,6 +278,7 @@ class LicenseIssuer:
         if self.dry:
             return
         assert self.ledger is not None
+        self.changed += 1
         if not self.ledger.change_license(change):
             raise TransientError(
                 f"license {change.license_number} was changed by another worker while this "

@@ -29,10 +29,11 @@ from gateway.licensing.pipeline import DecisionCore, Submission
 from gateway.licensing.results import AppOutcome, FileSummary
 from gateway.model import AppStatus, Filer, FileStatus
 from gateway.outputs.ace import AceFileWriter
-from gateway.outputs.ack_csv import AckCsvWriter, duplicate_csv_ack_chunks, render_csv_ack
-from gateway.outputs.ack_xml import AckXmlWriter, duplicate_ack_chunks, render_ack
+from gateway.outputs.ack_csv import duplicate_csv_ack_chunks
+from gateway.outputs.ack_xml import duplicate_ack_chunks
 from gateway.outputs.changes import withdraw_changes, write_changes
 from gateway.outputs.manifest import manifest_path
+from gateway.service.acks import ack_kind, ack_name, ack_writer, render_whole_ack, stored_ack
 from gateway.service.alerts import Alerts, license_alerts
 from gateway.service.mail import queue_notice
 from gateway.storage import (
@@ -43,7 +44,6 @@ from gateway.storage import (
     files_synced_together,
     in_folder,
     publish,
-    safe_name,
     temp_name,
 )
 from gateway.textsafe import printable
@@ -66,37 +66,6 @@ def internal_error_finding(err: BaseException) -> Finding:
     return finding("F001", f"The gateway could not process this file: an internal error of the "
                    f"gateway stopped it ({detail}). It is not a fault found in your file; the "
                    "gateway's operators will look into it. Nothing was issued.")
-
-
-def ack_kind(fmt: str | None) -> str:
-    """The acknowledgment's format: CSV for CSV input, XML for everything else (guide 7)."""
-    return "csv" if fmt == "csv" else "xml"
-
-
-def ack_writer(kind: str, path: Path, delimiter: str = ",") -> AckXmlWriter | AckCsvWriter:
-    """The acknowledgment of ``kind``, streamed to ``path`` as the applications are decided
-    (a CSV one with the partner's ``delimiter``, FileSummary.ack_delimiter)."""
-    return AckCsvWriter(path, delimiter) if kind == "csv" else AckXmlWriter(path)
-
-
-def render_whole_ack(kind: str, summary: FileSummary) -> bytes:
-    """The acknowledgment of a file without applications (rejected with an F-code)."""
-    return (render_csv_ack if kind == "csv" else render_ack)(summary, [])
-
-
-def ack_name(row: FileRow, kind: str, later: bool = False) -> str:
-    """The name the partner sees: ``<file name>.ack.xml`` or ``<file name>.ack.csv``; for a
-    later file under a name that already has its ack (a corrected resend), ``<file name>~<file
-    id>.ack.xml``, so that no ack ever replaces another and file ids sort them in order."""
-    suffix = f"~{row.file_id}" if later else ""
-    return f"{safe_name(row.remote_name)}{suffix}.ack.{kind}"
-
-
-def stored_ack(layout: Layout, row: FileRow, kind: str | None = None) -> Path:
-    """The gateway's own copy of a file's acknowledgment (DUPLICATE sends it again)."""
-    if kind is None:
-        kind = (row.ack_name or "x.xml").rsplit(".", 1)[-1]
-    return layout.ack_store(row.partner) / f"{row.file_id}.ack.{kind}"
 
 
 class FileProcessor:
@@ -147,16 +116,27 @@ class FileProcessor:
     def ack_name_of(self, row: FileRow, kind: str) -> str:
         """This file's ack name: its own, never one an earlier file's ack holds (the same on a
         rerun after a crash: only committed rows of other files decide it)."""
+        return self._ack_name_and_owner(row, kind)[0]
+
+    def _ack_name_and_owner(self, row: FileRow, kind: str) -> tuple[str, FileRow | None]:
+        """``ack_name_of`` and the latest other file whose ack has that name (None: none), in
+        one question (PostgreSQL: a round trip a file fewer than "taken?", then "whose?")."""
         if row.reprocess_of is not None:
             # A reprocess replaces the ack it corrects (docs/operations.md).
             original = self.ledger.file(row.reprocess_of)
             if original is not None and original.ack_name and \
                     original.ack_name.endswith(f".ack.{kind}"):
-                return original.ack_name
+                return original.ack_name, self._ack_owner(row, original.ack_name)
         name = ack_name(row, kind)
-        if self.ledger.ack_name_taken(row.partner, name, row.file_id):
-            return ack_name(row, kind, later=True)
-        return name
+        if self._ack_owner(row, name) is None:
+            return name, None
+        name = ack_name(row, kind, later=True)
+        return name, self._ack_owner(row, name)
+
+    def _ack_owner(self, row: FileRow, name: str) -> FileRow | None:
+        owners = self.ledger.files("partner = ? AND ack_name = ? AND file_id != ?",
+                                   (row.partner, name, row.file_id), limit=1, few=True)
+        return owners[0] if owners else None
 
     def replaced_ack(self, row: FileRow, kind: str) -> str | None:
         """The original's ack when a reprocess's ack gets another name (x.ack.csv after
@@ -180,10 +160,9 @@ class FileProcessor:
         that name holds now (a reprocess replaces its original's, or an earlier reprocess's:
         the latest committed owner), None when the name is ``row``'s own. Asked before
         publishing, while the ledger answers: ``withdraw_ack`` needs it after a failure."""
-        target = self.layout.partner_outbox(row.partner) / self.ack_name_of(row, kind)
-        owners = self.ledger.files("partner = ? AND ack_name = ? AND file_id != ?",
-                                   (row.partner, target.name, row.file_id), limit=1, few=True)
-        return target, stored_ack(self.layout, owners[0]) if owners else None
+        name, owner = self._ack_name_and_owner(row, kind)
+        target = self.layout.partner_outbox(row.partner) / name
+        return target, stored_ack(self.layout, owner) if owner is not None else None
 
     @staticmethod
     def withdraw_ack(target: Path, owner: Path | None) -> None:
@@ -419,7 +398,7 @@ class RunPass:
                 manifests = [self.writers[k].finish() for k in ("AE", "FT")
                              if k in self.writers]
                 ace_names = [m.file_name for m in manifests if m is not None]
-                changes = self.write_changes()
+                changes = self.write_changes(issuer.changed > 0)
             crash.point("after_changes")
             p.publish_ack(row, self.ack_path, self.kind, target)
         crash.point("after_outputs")
@@ -427,13 +406,15 @@ class RunPass:
         p._record(row, summary, self.fmt, ace_names, self.started, error=None, kind=self.kind,
                   filer=filer, changes_name=changes, ack=target.name)
 
-    def write_changes(self) -> str | None:
+    def write_changes(self, changed: bool) -> str | None:
         """The changes report of the supersessions and cancellations this file made (guide
         5.1b), read back from the open transaction, published beside the ACE files; its name,
-        or None when the file changed no license."""
+        or None when the file changed no license. ``changed``: its issuer changed any (else
+        there is nothing to read back: a round trip a file saved on PostgreSQL)."""
         self.source_info["submission_id"] = self.summary.submission_id or ""
-        manifest = write_changes(self.p.layout.changes_outbox, self.row.file_id,
-                                 self.p.ledger.changes_of(self.row.file_id), self.source_info)
+        made = self.p.ledger.changes_of(self.row.file_id) if changed else []
+        manifest = write_changes(self.p.layout.changes_outbox, self.row.file_id, made,
+                                 self.source_info)
         return manifest.file_name if manifest is not None else None
 
     def undo(self) -> None:

@@ -32,9 +32,10 @@ from gateway.ledger.pauses import pause_of
 from gateway.ledger.progress import remove_stale
 from gateway.ledger.store import FileRow, PartnerState, open_ledger
 from gateway.outputs.status_files import write_status_files
+from gateway.service.acks import stored_ack
 from gateway.service.alerts import Alerts, check_silence
 from gateway.service.leases import LeaseKeeper, dead_local_worker, sole_process, worker_name
-from gateway.service.process import FileProcessor, processing_date, stored_ack
+from gateway.service.process import FileProcessor, processing_date
 from gateway.service.quarantine import (
     QUARANTINE_AFTER,
     clear_failures,
