@@ -1,8 +1,9 @@
-"""The XSDs of the partner contract, loaded once, with a parser that fetches nothing."""
+"""The XSDs of the partner contract, loaded once per thread, with a parser that fetches
+nothing."""
 
 from __future__ import annotations
 
-from functools import cache
+import threading
 from pathlib import Path
 
 from lxml import etree
@@ -13,17 +14,32 @@ SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 SUBMISSION_XSD = SCHEMA_DIR / "license-submission-1.1.xsd"
 ACK_XSD = SCHEMA_DIR / "license-ack-1.0.xsd"
 
+# One XMLSchema object per thread: it keeps its last validation's error log on itself, so two
+# threads sharing one (serve polls partners in threads) read each other's findings, and a
+# partner's acknowledgment named another partner's values (tests/test_schema_threads.py).
+_per_thread = threading.local()
+
 
 def _load(path: Path) -> etree.XMLSchema:
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
     return etree.XMLSchema(etree.parse(str(path), parser))
 
 
-@cache
+def _schema(path: Path) -> etree.XMLSchema:
+    loaded: dict[Path, etree.XMLSchema] | None = getattr(_per_thread, "schemas", None)
+    if loaded is None:
+        loaded = _per_thread.schemas = {}
+    schema = loaded.get(path)
+    if schema is None:
+        schema = loaded[path] = _load(path)
+    return schema
+
+
 def submission_schema() -> etree.XMLSchema:
-    return _load(SUBMISSION_XSD)
+    """This thread's submission XSD (1.1)."""
+    return _schema(SUBMISSION_XSD)
 
 
-@cache
 def ack_schema() -> etree.XMLSchema:
-    return _load(ACK_XSD)
+    """This thread's acknowledgment XSD."""
+    return _schema(ACK_XSD)
