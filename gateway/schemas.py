@@ -18,11 +18,16 @@ ACK_XSD = SCHEMA_DIR / "license-ack-1.0.xsd"
 # threads sharing one (serve polls partners in threads) read each other's findings, and a
 # partner's acknowledgment named another partner's values (tests/test_schema_threads.py).
 _per_thread = threading.local()
+# Compiling a schema or a stylesheet is one thread at a time: libxml2's schema parser, run in
+# several threads at once while others validated, failed here with "Document is not valid XML
+# Schema" (tests/test_schema_threads.py). Rare (once a thread and file version), so cheap.
+compiling = threading.Lock()
 
 
 def _load(path: Path) -> etree.XMLSchema:
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
-    return etree.XMLSchema(etree.parse(str(path), parser))
+    with compiling:
+        return etree.XMLSchema(etree.parse(str(path), parser))
 
 
 def _schema(path: Path) -> etree.XMLSchema:

@@ -2,7 +2,8 @@
 and an ``lxml.etree.XMLSchema`` keeps the error log of its last validation on itself, so two
 threads validating with one object read each other's errors (measured on one shared object:
 about 1 in 6 invalid applications got no finding or another thread's, naming that thread's
-value; in the gateway, another partner's value in a partner's acknowledgment)."""
+value; in the gateway, another partner's value in a partner's acknowledgment). The same
+holds for a partner mapping's XSLT object."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from gateway.errors import RejectedSubmission
+from gateway.parse.mapping import mapping_for
 from gateway.parse.xml_model import read_application
 from gateway.schemas import ack_schema, submission_schema
 
@@ -65,3 +68,44 @@ def test_a_thread_keeps_its_schema_and_another_gets_its_own(
     thread.start()
     thread.join()
     assert there and there[0] is not here
+
+
+_FAILING_XSLT = b"""<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+  <xsl:template match="/"><xsl:message terminate="yes">order <xsl:value-of select="/Order/@no"/>
+  cannot be mapped</xsl:message></xsl:template>
+</xsl:stylesheet>"""
+
+
+def test_partners_sharing_a_stylesheet_each_read_their_own_f005(tmp_path: Path) -> None:
+    """Two partners configured with one XSLT mapping file, polled in threads: each file's F005
+    names that file's order, never the other partner's (an lxml XSLT object keeps its last
+    run's error log on itself, like an XMLSchema)."""
+    stylesheet = tmp_path / "shared.xsl"
+    stylesheet.write_bytes(_FAILING_XSLT)
+    start = threading.Barrier(THREADS)
+    wrong: list[tuple[int, str]] = []
+    failed: list[BaseException] = []
+
+    def transform(i: int) -> None:
+        try:
+            source = tmp_path / f"order-{i}.xml"
+            source.write_bytes(f'<Order no="N{i:03d}"/>'.encode())
+            mapping = mapping_for(stylesheet)
+            assert mapping is not None
+            start.wait()
+            for _ in range(ROUNDS // 3):
+                with pytest.raises(RejectedSubmission) as caught:
+                    mapping.to_submission(source, tmp_path / f"out-{i}.xml")
+                message = caught.value.finding.message
+                if f"N{i:03d}" not in message or message.count("N0") != 1:
+                    wrong.append((i, message))
+        except BaseException as err:  # reported below, not lost in the thread
+            failed.append(err)
+
+    threads = [threading.Thread(target=transform, args=(i,)) for i in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failed, failed
+    assert not wrong, f"{len(wrong)} of {THREADS * (ROUNDS // 3)} transforms: {wrong[:3]}"

@@ -16,6 +16,7 @@ as the partner wrote them, so that the rules report them with the partner's own 
 from __future__ import annotations
 
 import re
+import threading
 import tomllib
 from dataclasses import dataclass, field
 from datetime import date
@@ -34,6 +35,7 @@ from gateway.parse.csv_file import ALL_COLUMNS, KNOWN_COLUMNS, CsvDialect
 from gateway.parse.detect import canonical_content
 from gateway.parse.unconverted import COUNTRY_APP_FIELDS, COUNTRY_LINE_FIELDS, unconverted
 from gateway.parse.xml_guard import AttributeGuard
+from gateway.schemas import compiling
 from gateway.textsafe import suggest
 
 # kg per unit of the partner's quantity column.
@@ -296,7 +298,8 @@ def _load_xslt(path: Path) -> XsltMapping:
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
     try:
         stylesheet = etree.parse(str(path), parser)
-        return XsltMapping(path, etree.XSLT(stylesheet, access_control=_ACCESS))
+        with compiling:
+            return XsltMapping(path, etree.XSLT(stylesheet, access_control=_ACCESS))
     except (etree.XMLSyntaxError, etree.XSLTParseError) as err:
         raise MappingError(path, [f"not a valid XSLT stylesheet: {err}"]) from err
 
@@ -398,19 +401,22 @@ def _load_csv_mapping(path: Path) -> CsvMapping:
 
 
 @lru_cache(maxsize=64)
-def _cached(path: Path, mtime_ns: int) -> Mapping:
+def _cached(path: Path, mtime_ns: int, thread: int) -> Mapping:
     return load_mapping(path)
 
 
 def mapping_for(path: Path | None) -> Mapping | None:
-    """The partner's mapping, loaded once per version of the file."""
+    """The partner's mapping, loaded once per version of the file and per thread: an lxml
+    XSLT object keeps its last run's error log on itself, so partners sharing one stylesheet,
+    polled in threads, read each other's F005 messages from one object
+    (tests/test_schema_threads.py)."""
     if path is None:
         return None
     try:
         mtime = path.stat().st_mtime_ns
     except OSError:
         mtime = 0
-    return _cached(path, mtime)
+    return _cached(path, mtime, threading.get_ident())
 
 
 def preview(mapping: Mapping, source: Path, rows: int = 20,
