@@ -135,6 +135,8 @@ class LineResult:
     hts10: str | None
     covered: CoveredHts | None
     unit_value: Decimal | None  # USD per metric ton
+    # Each ``Decimal`` of the line's own text when valid, never another spelling of it: the
+    # read child sends only whether there is one (``read_process.encode``).
     quantity: Decimal | None = None  # kg, when valid (A140 passed)
     value: Decimal | None = None  # USD, when valid (A141 passed)
 
