@@ -467,6 +467,8 @@ def _check_lines(app: Application, ctx: RuleContext, add: AddFinding) -> list[Li
 
 AMOUNT_MAX = Decimal(9_999_999_999)
 _CENTS = Decimal("0.01")  # a unit value's precision (built once, not once per line)
+# Compared with a Decimal, not the int 0: each comparison with an int converts it first.
+_ZERO = Decimal(0)
 _THOUSAND = Decimal(1000)
 
 
@@ -482,7 +484,7 @@ def _plain_amount(text: str, places: int) -> Decimal | None:
                     and len(fraction.rstrip("0")) <= places):
         return None
     value = Decimal(text)
-    return value if 0 < value <= AMOUNT_MAX else None
+    return value if _ZERO < value <= AMOUNT_MAX else None
 
 
 def _amount(text: str | None, name: str, places: int, code: str, no: int | None,
