@@ -123,6 +123,11 @@ def line_number(text: str | None) -> int | None:
     return None
 
 
+# ``line_number`` of the numbers as usually written ("1" to "999"), a dict lookup each where
+# it runs for every line (the line rules): a miss ("01", "x", None) is left to it.
+LINE_NUMBERS: dict[str | None, int] = {str(n): n for n in range(1, MAX_LINES + 1)}
+
+
 @dataclass(slots=True)
 class ProductLine:
     """One product line of an application (guide 2.2)."""

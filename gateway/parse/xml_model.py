@@ -95,12 +95,15 @@ def read_header(el: etree._Element, schema: etree.XMLSchema) -> SubmissionHeader
 
 
 def read_application(el: etree._Element, schema: etree.XMLSchema,
-                     unlisted: int = 0) -> ParsedApplication:
+                     unlisted: int = 0, valid: bool | None = None) -> ParsedApplication:
     """An Application or Cancellation element as the model, checked against the XSD;
     ``unlisted``: the attributes not allowed there that the reader cut unread (the XSD is run
-    again then)."""
+    again then); ``valid``: what ``schema.validate(el)`` just said, its error log still the
+    schema's (None: it is run here)."""
     cancel = el.tag == CANCELLATION_TAG
-    if not unlisted and schema.validate(el):
+    if valid is None and not unlisted:
+        valid = schema.validate(el)
+    if valid and not unlisted:
         return ParsedApplication(_cancellation(el) if cancel else _valid_application(el), [],
                                  None)
     if unlisted:

@@ -20,6 +20,7 @@ from gateway.countries import ISO_COUNTRIES, NOT_APPLICABLE, UNKNOWN
 from gateway.findings import Finding, finding
 from gateway.model import (
     LICENSE_NUMBER,
+    LINE_NUMBERS,
     PENDING,
     REQUIRED_APPLICATION_FIELDS,
     REQUIRED_LINE_FIELDS,
@@ -29,7 +30,7 @@ from gateway.model import (
     line_number,
 )
 from gateway.validate.amounts import decimal_places
-from gateway.validate.duty import DUTY_RISKS, duty_risks_for
+from gateway.validate.duty import DUTY_RISKS, duty_risks_for, risk_countries
 from gateway.validate.entry_types import entry_type_finding
 from gateway.validate.hts import PROGRAM_START, CoveredHts, CoveredList
 
@@ -124,6 +125,15 @@ class RuleContext:
         return self.processing_date + timedelta(days=self.max_days_before_import)
 
     @cached_property
+    def smelt_accepted(self) -> frozenset[str | None]:
+        """The smelt countries that no rule reports: a line with two of them skips the
+        smelt-country rules (A120, A121) in one look each."""
+        accepted = set(ISO_COUNTRIES) | {NOT_APPLICABLE}
+        if "A121" not in self.dated:
+            accepted.add(UNKNOWN)
+        return frozenset(accepted)
+
+    @cached_property
     def earliest_import(self) -> date:
         """An expected import date before this one is A152."""
         return self.processing_date - timedelta(days=self.max_days_after_import)
@@ -135,6 +145,8 @@ class LineResult:
     hts10: str | None
     covered: CoveredHts | None
     unit_value: Decimal | None  # USD per metric ton
+    # Each ``Decimal`` of the line's own text when valid, never another spelling of it: the
+    # read child sends only whether there is one (``read_process.encode``).
     quantity: Decimal | None = None  # kg, when valid (A140 passed)
     value: Decimal | None = None  # USD, when valid (A141 passed)
 
@@ -334,10 +346,18 @@ def _check_lines(app: Application, ctx: RuleContext, add: AddFinding) -> list[Li
     unknown_banned = "A121" in ctx.dated
     csv_types = ctx.source_format == "csv"
     duty_risks = duty_risks_for(app.country_of_origin, ctx.dated)
+    risky = risk_countries(duty_risks)
+    smelt_accepted = ctx.smelt_accepted
+    # The covered list's own entries looked up here, the rest (not in force, a subheading's
+    # stand-in, not covered) left to ``coverage``: a method call a line saved.
+    listed = covered_list.listed if covered_list.in_force(on) else {}
+    numbers = LINE_NUMBERS
     for line in app.lines:
         src = line.source_line
         line_no = line.line_no
-        no = line_number(line_no)
+        no = numbers.get(line_no)
+        if no is None:
+            no = line_number(line_no)
         if line_no is None:
             add("A102", "Every product line needs its line number.", "line_no", None, no, src)
         else:
@@ -370,7 +390,7 @@ def _check_lines(app: Application, ctx: RuleContext, add: AddFinding) -> list[Li
             digits = hts.replace(".", "") if csv_types else hts
             if len(digits) == 10 and digits.isascii() and digits.isdigit():
                 hts10 = digits
-                entry, by_subheading = covered_list.coverage(digits, on)
+                entry, by_subheading = listed.get(digits) or covered_list.coverage(digits, on)
                 if entry is None:
                     add("A131", f"HTS {hts} is not covered by AIM on {on}: this line needs no "
                         "license and is left out of it.", "hts", hts, no, src)
@@ -388,7 +408,7 @@ def _check_lines(app: Application, ctx: RuleContext, add: AddFinding) -> list[Li
                 add("A130", "HTS must be the 10-digit HTSUS statistical number (e.g. "
                     "7606123045).", "hts", hts, no, src)
 
-        if largest not in ISO_COUNTRIES or second not in ISO_COUNTRIES:
+        if largest not in smelt_accepted or second not in smelt_accepted:
             for name, country in (("smelt_country_largest", largest),
                                   ("smelt_country_second", second)):
                 if country in ISO_COUNTRIES:
@@ -421,9 +441,10 @@ def _check_lines(app: Application, ctx: RuleContext, add: AddFinding) -> list[Li
                 add("A120", "cast_country must be an ISO alpha-2 country code.",
                     "cast_country", cast, no, src)
 
-        for risk in duty_risks:  # A126, A127: warnings, on every line (the duty is not AIM's)
-            if (hit := risk.check(line)) is not None:
-                add(risk.code, hit[2], hit[0], hit[1], no, src)
+        if largest in risky or second in risky or cast in risky:
+            for risk in duty_risks:  # A126, A127: warnings, on every line (the duty is not AIM's)
+                if (hit := risk.check(line)) is not None:
+                    add(risk.code, hit[2], hit[0], hit[1], no, src)
 
         text = line.quantity_kg
         quantity = _plain_amount(text, 3) if text else None
@@ -446,6 +467,8 @@ def _check_lines(app: Application, ctx: RuleContext, add: AddFinding) -> list[Li
 
 AMOUNT_MAX = Decimal(9_999_999_999)
 _CENTS = Decimal("0.01")  # a unit value's precision (built once, not once per line)
+# Compared with a Decimal, not the int 0: each comparison with an int converts it first.
+_ZERO = Decimal(0)
 _THOUSAND = Decimal(1000)
 
 
@@ -461,7 +484,7 @@ def _plain_amount(text: str, places: int) -> Decimal | None:
                     and len(fraction.rstrip("0")) <= places):
         return None
     value = Decimal(text)
-    return value if 0 < value <= AMOUNT_MAX else None
+    return value if _ZERO < value <= AMOUNT_MAX else None
 
 
 def _amount(text: str | None, name: str, places: int, code: str, no: int | None,
