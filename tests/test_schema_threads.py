@@ -27,34 +27,25 @@ ROUNDS = 1500
 
 def test_each_thread_reads_its_own_findings() -> None:
     source = SAMPLE.read_bytes()
-    start = threading.Barrier(THREADS)
+    start = threading.Barrier(THREADS, timeout=60)  # a thread that fails early breaks it
     wrong: list[tuple[int, str]] = []
-    failed: list[BaseException] = []
 
     def validate(i: int) -> None:
-        try:
-            # Each thread parses its own file, as each partner's poll does.
-            app = etree.fromstring(source).find(NS + "Application")
-            assert app is not None
-            mine = f"Q{i:03d}"  # a value no other thread uses: not a decimal
-            quantity = app.find(f"{NS}Product/{NS}QuantityKg")
-            assert quantity is not None
-            quantity.text = mine
-            start.wait()
-            for _ in range(ROUNDS):
-                messages = " ".join(m for _, m in read_application(app, submission_schema())
-                                    .xsd_errors)
-                if f"'{mine}'" not in messages or "'Q" in messages.replace(f"'{mine}'", ""):
-                    wrong.append((i, messages))
-        except BaseException as err:  # reported below, not lost in the thread
-            failed.append(err)
+        # Each thread parses its own file, as each partner's poll does.
+        app = etree.fromstring(source).find(NS + "Application")
+        assert app is not None
+        mine = f"Q{i:03d}"  # a value no other thread uses: not a decimal
+        quantity = app.find(f"{NS}Product/{NS}QuantityKg")
+        assert quantity is not None
+        quantity.text = mine
+        start.wait()
+        for _ in range(ROUNDS):
+            messages = " ".join(m for _, m in read_application(app, submission_schema())
+                                .xsd_errors)
+            if f"'{mine}'" not in messages or "'Q" in messages.replace(f"'{mine}'", ""):
+                wrong.append((i, messages))
 
-    threads = [threading.Thread(target=validate, args=(i,)) for i in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not failed, failed
+    _in_threads(validate)
     assert not wrong, f"{len(wrong)} of {THREADS * ROUNDS} validations: {wrong[:3]}"
 
 
@@ -82,30 +73,39 @@ def test_partners_sharing_a_stylesheet_each_read_their_own_f005(tmp_path: Path) 
     run's error log on itself, like an XMLSchema)."""
     stylesheet = tmp_path / "shared.xsl"
     stylesheet.write_bytes(_FAILING_XSLT)
-    start = threading.Barrier(THREADS)
+    start = threading.Barrier(THREADS, timeout=60)  # a thread that fails early breaks it
     wrong: list[tuple[int, str]] = []
-    failed: list[BaseException] = []
 
     def transform(i: int) -> None:
+        source = tmp_path / f"order-{i}.xml"
+        source.write_bytes(f'<Order no="N{i:03d}"/>'.encode())
+        mapping = mapping_for(stylesheet)
+        assert mapping is not None
+        start.wait()
+        for _ in range(ROUNDS // 3):
+            with pytest.raises(RejectedSubmission) as caught:
+                mapping.to_submission(source, tmp_path / f"out-{i}.xml")
+            message = caught.value.finding.message
+            if f"N{i:03d}" not in message or message.count("N0") != 1:
+                wrong.append((i, message))
+
+    _in_threads(transform)
+    assert not wrong, f"{len(wrong)} of {THREADS * (ROUNDS // 3)} transforms: {wrong[:3]}"
+
+
+def _in_threads(work: Callable[[int], None]) -> None:
+    """``work(i)`` in THREADS threads at once; an exception in any of them fails the test."""
+    failed: list[BaseException] = []
+
+    def run(i: int) -> None:
         try:
-            source = tmp_path / f"order-{i}.xml"
-            source.write_bytes(f'<Order no="N{i:03d}"/>'.encode())
-            mapping = mapping_for(stylesheet)
-            assert mapping is not None
-            start.wait()
-            for _ in range(ROUNDS // 3):
-                with pytest.raises(RejectedSubmission) as caught:
-                    mapping.to_submission(source, tmp_path / f"out-{i}.xml")
-                message = caught.value.finding.message
-                if f"N{i:03d}" not in message or message.count("N0") != 1:
-                    wrong.append((i, message))
+            work(i)
         except BaseException as err:  # reported below, not lost in the thread
             failed.append(err)
 
-    threads = [threading.Thread(target=transform, args=(i,)) for i in range(THREADS)]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(THREADS)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert not failed, failed
-    assert not wrong, f"{len(wrong)} of {THREADS * (ROUNDS // 3)} transforms: {wrong[:3]}"
