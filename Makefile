@@ -20,8 +20,9 @@ run: $(STAMP)
 
 # System packages the tests use, installed when missing and running as root: a real OpenSSH
 # server (SFTP tests), PostgreSQL (multi-worker tests), Chromium (web page tests), systemd
-# (systemd-analyze verifies deploy/aim-gateway.service).
-SYSTEM_PACKAGES = openssh-server:/usr/sbin/sshd postgresql:/usr/lib/postgresql chromium:/usr/bin/chromium systemd:/usr/bin/systemd-analyze
+# (systemd-analyze verifies deploy/aim-gateway.service), valgrind (the regression test counts
+# instructions, bench/regression.py).
+SYSTEM_PACKAGES = openssh-server:/usr/sbin/sshd postgresql:/usr/lib/postgresql chromium:/usr/bin/chromium systemd:/usr/bin/systemd-analyze valgrind:/usr/bin/valgrind
 system-deps:
 	@missing=""; for entry in $(SYSTEM_PACKAGES); do \
 		pkg=$${entry%%:*}; path=$${entry#*:}; [ -e "$$path" ] || missing="$$missing $$pkg"; \

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,19 +49,23 @@ def mb(n: float) -> float:
     return n / 1e6
 
 
-def measure(cmd: list[str], *, cwd: Path | None = None,
-            gnu_time: bool = True) -> dict[str, Any]:
+def measure(cmd: list[str], *, cwd: Path | None = None, gnu_time: bool = True,
+            prefix: Sequence[str] = (), env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run ``cmd``; return wall seconds, CPU seconds (user + sys), peak RSS (bytes), exit code,
     stdout and stderr. ``gnu_time=False`` skips the ``/usr/bin/time`` wrapper (peak RSS then
-    from ``os.wait4``): one process fewer where only the CPU time counts."""
+    from ``os.wait4``): one process fewer where only the CPU time counts. ``prefix`` runs
+    ``cmd`` under another program (the regression check's instruction counter); ``env``
+    replaces the environment."""
     with tempfile.TemporaryDirectory(prefix="aimgw-bench-") as tmp:
         out_path, err_path = Path(tmp) / "stdout", Path(tmp) / "stderr"
         time_path = Path(tmp) / "time"
         use_gnu_time = gnu_time and GNU_TIME.exists()
-        full = ([str(GNU_TIME), "-v", "-o", str(time_path), *cmd] if use_gnu_time else cmd)
+        full = [*prefix, *cmd]
+        if use_gnu_time:
+            full = [str(GNU_TIME), "-v", "-o", str(time_path), *full]
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             start = time.perf_counter()
-            proc = subprocess.Popen(full, cwd=cwd, stdout=out, stderr=err)
+            proc = subprocess.Popen(full, cwd=cwd, stdout=out, stderr=err, env=env)
             _, status, usage = os.wait4(proc.pid, 0)
             wall = time.perf_counter() - start
             proc.returncode = os.waitstatus_to_exitcode(status)

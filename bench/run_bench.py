@@ -481,8 +481,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also the same file through `serve` (start to file DONE) against "
                         "`run --once`, alternately (bench/serve_case.py)")
     parser.add_argument("--record", action="store_true",
-                        help="measure the regression test's CPU ratio (bench/regression.py) "
-                        "and write it to bench/recorded.json; nothing else")
+                        help="measure the regression test's instruction ratio "
+                        "(bench/regression.py) and write it to bench/recorded.json; nothing else")
     parser.add_argument("--python", default=sys.executable,
                         help="interpreter for the baseline and the generator")
     parser.add_argument("--gateway", default=None,

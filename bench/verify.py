@@ -13,6 +13,7 @@ import json
 import re
 import sqlite3
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,12 @@ CSV_ACK_COLUMNS = ["row", "application_ref", "line_no", "status", "license_numbe
                    "valid_from", "valid_through", "codes", "messages"]
 
 
-def run_baseline(python: str, xml: Path, meta: dict[str, Any], *,
-                 gnu_time: bool = True) -> dict[str, Any]:
-    """One measured baseline run on ``xml``, checked: it read the whole file."""
-    result = measure(baseline_cmd(python, xml), gnu_time=gnu_time)
+def run_baseline(python: str, xml: Path, meta: dict[str, Any], *, gnu_time: bool = True,
+                 prefix: Sequence[str] = (), env: dict[str, str] | None = None
+                 ) -> dict[str, Any]:
+    """One measured baseline run on ``xml``, checked: it read the whole file. ``prefix`` and
+    ``env`` as for ``measure``."""
+    result = measure(baseline_cmd(python, xml), gnu_time=gnu_time, prefix=prefix, env=env)
     if result["returncode"] != 0:
         raise BenchFailure(f"baseline failed ({result['returncode']}): {result['stderr']}")
     detail = json.loads(str(result["stdout"]).strip().splitlines()[-1])
@@ -38,13 +41,14 @@ def run_baseline(python: str, xml: Path, meta: dict[str, Any], *,
 
 
 def run_gateway(gateway: str, source: Path, meta: dict[str, Any], run_dir: Path, *,
-                gnu_time: bool = True, in_process: bool = False) -> dict[str, Any]:
+                gnu_time: bool = True, in_process: bool = False, prefix: Sequence[str] = (),
+                env: dict[str, str] | None = None) -> dict[str, Any]:
     """One measured gateway run on ``source`` (XML or CSV, as ``meta['format']`` says) in a
     fresh ``run_dir``, checked; ``in_process``: read without a second process
-    (``gateway.read_process_min_bytes = 0``)."""
+    (``gateway.read_process_min_bytes = 0``); ``prefix`` and ``env`` as for ``measure``."""
     config = prepare_run(source, run_dir, in_process=in_process)
     result = measure(gateway_cmd(gateway, config, meta["as_of"]), cwd=run_dir,
-                     gnu_time=gnu_time)
+                     gnu_time=gnu_time, prefix=prefix, env=env)
     result["verified"] = verify_gateway(result, run_dir, source.name, meta)
     return result
 
