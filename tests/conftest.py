@@ -23,6 +23,12 @@ from gateway.admin.check import check_file
 from gateway.config import Config, load_config
 from gateway.service.runner import run_once
 
+# pytest-xdist sets COLUMNS=80 in its workers; the tests expect what a run without a terminal
+# gets (gateway/admin/listing.py: no width limit), as in a plain `pytest` run. A test that
+# wants a width sets COLUMNS itself.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--slow", action="store_true", default=False,

@@ -145,7 +145,10 @@ def test_a_weak_token_is_refused_saying_how_to_make_one(token: str, why: str) ->
     assert token.strip() not in message  # the token itself is never echoed
 
 
+# Named cases: the tokens are new each run, and a test's name must not be (pytest-xdist
+# workers collect the suite separately and must find the same names).
 @pytest.mark.parametrize("token", [secrets.token_urlsafe(32), secrets.token_urlsafe(24),
-                                   secrets.token_hex(32), "web-test-" + secrets.token_urlsafe(24)])
+                                   secrets.token_hex(32), "web-test-" + secrets.token_urlsafe(24)],
+                         ids=["urlsafe-32", "urlsafe-24", "hex-32", "prefixed-urlsafe-24"])
 def test_a_random_token_is_accepted(token: str) -> None:
     assert guard_from_env("AIMGW_WEB_TOKEN", {"AIMGW_WEB_TOKEN": token}).token == token
