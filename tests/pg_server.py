@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -17,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ports import free_port
 
 PG_BINARIES = ("/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin",
                "/usr/lib/postgresql/15/bin", "/usr/local/bin", "/usr/bin")
@@ -34,12 +34,6 @@ def _binary(name: str) -> str:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class PgServer:
     """One PostgreSQL cluster; ``dsn(database)`` for a database created with ``create``."""
 
@@ -49,7 +43,7 @@ class PgServer:
         self.durable = durable
         self.base = Path(tempfile.mkdtemp(prefix="aimgw-pg-"))
         self.data = self.base / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.as_root = os.geteuid() == 0
         if self.as_root:
             shutil.chown(self.base, "postgres", "postgres")

@@ -31,6 +31,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -39,6 +40,7 @@ from pathlib import Path
 
 import paramiko
 import pytest
+from ports import free_port as free_port
 
 SSHD = Path("/usr/sbin/sshd")
 SSH_KEYGEN = Path("/usr/bin/ssh-keygen")
@@ -64,14 +66,6 @@ class SftpAccount:
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-def free_port(host: str = LOOPBACK) -> int:
-    """A port that was free a moment ago (callers retry if someone takes it meanwhile)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _require_loopback(host: str) -> None:
@@ -178,7 +172,9 @@ class SshServer:
     ``root`` (remote file system), ``config_file``, ``log_file``.
     """
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, subsystem: str = "internal-sftp") -> None:
+        """``subsystem``: the SFTP server sshd runs (its ``Subsystem sftp`` command line)."""
+        self.subsystem = subsystem
         if not SSHD.is_file() or not os.access(SSHD, os.X_OK):
             raise SshServerError(
                 f"{SSHD} is not installed: the SFTP tests need a real OpenSSH server. "
@@ -264,7 +260,7 @@ class SshServer:
             "PubkeyAuthentication yes",
             "UsePAM no",
             "PermitRootLogin prohibit-password",
-            "Subsystem sftp internal-sftp",
+            f"Subsystem sftp {self.subsystem}",
             "LogLevel VERBOSE",
             "MaxStartups 50",
             "MaxSessions 50",
@@ -636,6 +632,22 @@ def sshd(tmp_path: Path) -> Iterator[SshServer]:
         server.start()
     except SshServerError as exc:
         pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+FAULTY_SFTP_SERVER = Path(__file__).resolve().parent / "faulty_sftp_server.py"
+
+
+@contextlib.contextmanager
+def faulty_sshd(base: Path, flags: Path) -> Iterator[SshServer]:
+    """A real sshd whose SFTP server is OpenSSH's behind tests/faulty_sftp_server.py, which
+    misbehaves as the files in ``flags`` say (its docstring)."""
+    flags.mkdir(exist_ok=True)
+    server = SshServer(base, subsystem=f"{sys.executable} {FAULTY_SFTP_SERVER} {flags}")
+    server.start()
     try:
         yield server
     finally:

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from datetime import date
 from pathlib import Path
 
 import pytest
 from lxml import etree
 from pg_server import PgServer
+from ports import free_port
 from test_poison import Project, good_file
 
 from gateway.cli import main
@@ -23,9 +23,7 @@ from gateway.service.runner import run_once
 
 
 def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # closed again when the block ends: nobody listens
+    return free_port()  # nobody listens there
 
 
 def cli(p: Project, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

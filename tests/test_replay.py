@@ -16,7 +16,6 @@ import io
 import json
 import os
 import pty
-import socket
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ports import free_port
 from project_config import ProjectConfig
 
 # The sample cases, the hostile files and the sample partners as the check core's proof takes
@@ -388,9 +388,7 @@ def test_before_the_first_run_there_is_nothing_to_replay(
 
 def test_an_unreadable_ledger_is_a_configuration_error(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with socket.socket() as s:  # a port nobody listens on once the block ends
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nobody listens there
     cfg = ProjectConfig(tmp_path).ledger(f"postgresql://aimgw@127.0.0.1:{port}/aimgw") \
         .partner("sample").write()
     for form in ([], ["--json"]):

@@ -30,7 +30,7 @@ from typing import Any, BinaryIO
 
 import paramiko
 import pytest
-from sftp_server import SftpAccount, SshServer, TcpCutProxy, _children_of
+from sftp_server import SftpAccount, SshServer, TcpCutProxy, _children_of, faulty_sshd
 from test_sftp import GOOD, drop, run_once, sftp_project, with_id
 
 from gateway.inbox.sftp import SftpInbox
@@ -522,3 +522,66 @@ def test_clock_skew_in_remote_mtimes(tmp_path: Path, sshd: SshServer) -> None:
     assert_taken_once(tmp_path, acme, tuple(stamps))
     assert dict(query(tmp_path, "SELECT remote_name, mtime FROM files")) == {
         name: float(int(stamp)) for name, stamp in stamps.items()}
+
+
+# -- a write the server refuses, with the pieces after it written ---------------------------
+
+
+def many_applications(copies: int) -> bytes:
+    """The good sample with its applications ``copies`` times over (own refs): an
+    acknowledgment of several 32 KiB pieces."""
+    start, end = GOOD.index(b"  <Application "), GOOD.rindex(b"</Application>\n") + 15
+    block = GOOD[start:end]
+    body = b"".join(block.replace(b'ref="', f'ref="C{n}-'.encode()) for n in range(copies))
+    return with_id(GOOD[:start] + body + GOOD[end:], "FAULT-MANY", "FM")
+
+
+def test_a_refused_write_in_the_middle_of_an_ack_is_never_delivered(tmp_path: Path) -> None:
+    """The server refuses one piece of the ack and writes the pieces after it: the remote
+    file has the right size and a hole. The delivery must fail on the refused write itself
+    (a size check cannot see it), leave no ack and not move the file; the next poll delivers
+    the ack whole. (paramiko's pipelined writes drop the status of a write whose answer a
+    later request reads first: its ``stat`` and ``close`` did.)"""
+    flags = tmp_path / "flags"
+    with faulty_sshd(tmp_path / "sshd", flags) as server:
+        acme = server.account("acme")
+        cfg = config(tmp_path / "project", acme, server)
+        drop(acme, "many.xml", many_applications(40))
+        (flags / "armed").touch()
+        first = poll(tmp_path / "project", cfg)
+        assert not (flags / "armed").exists(), "no write of a full piece: the ack is too small"
+        # The server refused this upload while its folder takes other files (the gateway's
+        # probe): the file's failure, counted and retried (gateway/inbox/sftp.py _on_name).
+        assert first.file_failed, first
+        for word in ("partner acme", "upload many.xml.ack.xml", "No space left on device"):
+            assert word in (first.error or ""), (word, first.error)
+        assert remote_acks(acme) == []
+        assert [n for n in os.listdir(acme.acks) if n.startswith(".")] == []
+        assert os.listdir(acme.inbox) == ["many.xml"]  # never moved before its ack is delivered
+        second = poll(tmp_path / "project", cfg)
+        assert second.error is None
+        local = (tmp_path / "project" / "outbox" / "acme" / ACK.format("many.xml")).read_bytes()
+        assert len(local) > 2 * 32 * 1024
+        assert Path(acme.acks, ACK.format("many.xml")).read_bytes() == local
+        assert os.listdir(acme.processed) == ["many.xml"]
+        assert query(tmp_path / "project", "SELECT state, status FROM files") == [
+            ("DONE", "ACCEPTED")]
+
+
+def test_an_ack_over_a_leftover_temp_file_on_a_server_that_reorders(tmp_path: Path) -> None:
+    """The removal of a temp file left by a cut upload and the exclusive create of the new
+    one go out together; a server that runs the create first refuses it (the name is still
+    taken): the create is asked again after the removal, and the ack is delivered whole."""
+    flags = tmp_path / "flags"
+    with faulty_sshd(tmp_path / "sshd", flags) as server:
+        (flags / "reorder").touch()
+        acme = server.account("acme")
+        cfg = config(tmp_path / "project", acme, server)
+        drop(acme, "a.xml", sub("a.xml"))
+        Path(acme.acks, ".a.xml.ack.xml.tmp").write_bytes(b"left by a cut upload")
+        first = poll(tmp_path / "project", cfg)
+        assert first.error is None
+        local = (tmp_path / "project" / "outbox" / "acme" / ACK.format("a.xml")).read_bytes()
+        assert remote_acks(acme) == [ACK.format("a.xml")]
+        assert Path(acme.acks, ACK.format("a.xml")).read_bytes() == local
+        assert os.listdir(acme.processed) == ["a.xml"]

@@ -15,9 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-import paramiko
 import pytest
-from sftp_server import SshServer
+from sftp_server import SshServer, faulty_sshd
 from test_sftp import GOOD, run_once, sftp_project
 
 from gateway import crash
@@ -68,33 +67,27 @@ def test_a_link_planted_in_the_ack_folder_is_never_written_through(
 
 
 def test_a_link_planted_again_after_the_removal_fails_the_upload_not_the_victim(
-        tmp_path: Path, sshd: SshServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The link comes back between the removal of the temp name and its creation: the
-    exclusive create refuses it; the upload fails (nothing written), a later poll delivers."""
-    acme, bolt = sshd.account("acme"), sshd.account("bolt")
-    victim = Path(bolt.acks, "b.xml.ack.xml")
-    victim.write_bytes(VICTIM)
-    tmp = Path(acme.acks, ".a.xml.ack.xml.tmp")
-    remove = paramiko.SFTPClient.remove
-
-    def remove_then_replant(self: paramiko.SFTPClient, path: str) -> None:
-        try:
-            remove(self, path)
-        finally:
-            if path == str(tmp):
-                tmp.symlink_to(victim)
-
-    monkeypatch.setattr(paramiko.SFTPClient, "remove", remove_then_replant)
-    cfg = sftp_project(tmp_path).sftp_partner("acme", sshd, acme).write()
-    Path(acme.inbox, "a.xml").write_bytes(GOOD)
-    report = run_once(cfg)[0]
-    assert report.error is not None and "upload a.xml.ack.xml" in report.error
-    assert victim.read_bytes() == VICTIM
-    assert os.listdir(acme.inbox) == ["a.xml"]  # never disposed of before its ack is out
-    monkeypatch.undo()
-    assert run_once(cfg)[0].error is None
-    assert victim.read_bytes() == VICTIM and not Path(acme.acks, "a.xml.ack.xml").is_symlink()
-    assert os.listdir(acme.processed) == ["a.xml"]
+        tmp_path: Path) -> None:
+    """The link comes back between the removal of the temp name and its creation (the
+    server's relay plants it there: the gateway sends both requests together): the exclusive
+    create refuses it; the upload fails (nothing written), a later poll delivers."""
+    flags = tmp_path / "flags"
+    with faulty_sshd(tmp_path / "sshd", flags) as server:
+        acme, bolt = server.account("acme"), server.account("bolt")
+        victim = Path(bolt.acks, "b.xml.ack.xml")
+        victim.write_bytes(VICTIM)
+        tmp = Path(acme.acks, ".a.xml.ack.xml.tmp")
+        (flags / "replant").write_text(f"{tmp}\n{victim}\n")
+        cfg = sftp_project(tmp_path / "project").sftp_partner("acme", server, acme).write()
+        Path(acme.inbox, "a.xml").write_bytes(GOOD)
+        report = run_once(cfg)[0]
+        assert not (flags / "replant").exists(), "the link was not planted"
+        assert report.error is not None and "upload a.xml.ack.xml" in report.error
+        assert victim.read_bytes() == VICTIM
+        assert os.listdir(acme.inbox) == ["a.xml"]  # never disposed of before its ack is out
+        assert run_once(cfg)[0].error is None
+        assert victim.read_bytes() == VICTIM and not Path(acme.acks, "a.xml.ack.xml").is_symlink()
+        assert os.listdir(acme.processed) == ["a.xml"]
 
 
 # -- item 6: a name flipped between a file and a link to another partner's file -------------

@@ -9,7 +9,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -26,6 +25,7 @@ from browser import browser as browser
 from browser import page as page
 from conftest import ProjectConfig
 from playwright.sync_api import Page
+from ports import free_port
 
 from gateway.admin.web import charts
 from gateway.admin.web.server import make_server
@@ -43,12 +43,6 @@ CASES_INBOX = Path(__file__).resolve().parent / "cases" / "inbox"
 # A file name that would run script if the page did not escape it.
 HOSTILE_NAME = 'x"><img src=x onerror=alert(1)><b>bold.xml'
 SCREENSHOT = Path("/tmp/aimgw-web-dashboard.png")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_config(base: Path, ledger: str = "") -> Path:

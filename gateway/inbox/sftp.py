@@ -441,21 +441,15 @@ class SftpInbox:
 
     @staticmethod
     def _upload(sftp: paramiko.SFTPClient, src: BinaryIO, remote: str) -> paramiko.SFTPAttributes:
-        """Write ``src`` to ``remote`` as a new file; its attributes, from the open handle.
+        """Write ``src`` to ``remote`` as a new file; its attributes, from the open handle,
+        every write's status checked (``Requests.upload``).
 
         Never through a link (OPERATIONS): ``put`` would open the predictable temp name with
         truncate and follow a link the partner planted there (overwriting, say, another
         partner's ack). Remove never follows a link; the exclusive create then fails on a
         link planted again in between, instead of writing through it.
         """
-        with contextlib.suppress(FileNotFoundError):
-            sftp.remove(remote)
-        with sftp.open(remote, "wx") as out:
-            out.set_pipelined(True)
-            while chunk := src.read(_CHUNK):
-                out.write(chunk)
-            out.flush()
-            return out.stat()
+        return Requests(sftp).upload(remote, src)
 
     @staticmethod
     def _rename(sftp: paramiko.SFTPClient, source: str, target: str) -> None:
