@@ -107,11 +107,6 @@ def _scaled_other(amount: str, decimals: int) -> int:
         raise ValueError(f"{amount!r} is not a finite decimal number") from exc
 
 
-# The same few import dates on every application of a file: a 54 record's due date is asked
-# once per date (record_due raises for a bad one, and an exception is never cached).
-_record_due = lru_cache(maxsize=1024)(record_due)
-
-
 @lru_cache(maxsize=1024)
 def _smelt_cast_record(largest: str | None, second: str | None, cast: str | None) -> str:
     """The 54 type 07 record of a line and its newline, or "" when its values have no grounded
@@ -143,7 +138,7 @@ def entry_summary_text(
     export = cached_alpha(app.country_of_export, 2)
     export_date = cached_alpha(_mmddyy(app.expected_export_date), 6)
     r52 = LICENSE_RECORD(alpha(license_number, 10))
-    smelt_cast_due = _record_due(app.expected_import_date)
+    smelt_cast_due = record_due(app.expected_import_date)
     count = 1 + 3 * len(lines)
     # Per line, names bound once and no helper call that can be inlined: the loop is most of
     # ACE formatting at 20 lines per application.
