@@ -35,7 +35,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import IO
 
-from gateway.model import Application, ProductLine
+from gateway.model import Application, ProductLine, line_number
 from gateway.outputs.ace_layouts import (
     HEAD_RECORD,
     LICENSE_RECORD,
@@ -134,9 +134,8 @@ def entry_summary_text(
     parts = [HEAD_RECORD(
         cached_alpha(filer_code, 3), alpha(entry_number[3:] if entry_number else None, 8),
         cached_alpha(app.port_of_entry, 4), alpha(app.ref, 9), cached_alpha(app.entry_type, 2))]
-    origin = cached_alpha(app.country_of_origin, 2)
-    export = cached_alpha(app.country_of_export, 2)
-    export_date = cached_alpha(_mmddyy(app.expected_export_date), 6)
+    origin, export, export_date = _line_context(app.country_of_origin, app.country_of_export,
+                                                app.expected_export_date)
     r52 = LICENSE_RECORD(alpha(license_number, 10))
     smelt_cast_due = record_due(app.expected_import_date)
     count = 1 + 3 * len(lines)
@@ -144,7 +143,7 @@ def entry_summary_text(
     # ACE formatting at 20 lines per application.
     append, block, scaled, hts_field = parts.append, LINE_BLOCK, _scaled, _hts_field
     for line in lines:
-        number = line.number  # a property that parses line_no: read once
+        number = _line_number(line.line_no)  # ``line.number``, of the same few texts
         if number is None:
             raise ValueError(f"product line number {line.line_no!r} is not an integer")
         value_usd = scaled(line.value_usd, 0)
@@ -154,7 +153,7 @@ def entry_summary_text(
         hts = hts_field(line.hts)
         text = block(r52, number, origin, export, export_date, hts, value_usd, quantity)
         # A negative number keeps its width ("-01"): caught here like one that is too long.
-        if len(text) != LINE_BLOCK_LENGTH or min(number, value_usd, quantity) < 0:
+        if len(text) != LINE_BLOCK_LENGTH or number < 0 or value_usd < 0 or quantity < 0:
             # Let the layout-driven builder name the field that does not fit.
             build_record("40", line_number=number)
             build_record("50", hts=hts, value_usd=value_usd, quantity=quantity)
@@ -167,6 +166,18 @@ def entry_summary_text(
                 append(r54)
                 count += 1
     return "".join(parts), count
+
+
+@lru_cache(maxsize=1024)
+def _line_context(origin: str | None, export: str | None,
+                  export_date: str | None) -> tuple[str, str, str]:
+    """The 40 record's fields that are the application's (origin, export country and date),
+    as ``alpha``: one look-up an application instead of four."""
+    return alpha(origin, 2), alpha(export, 2), alpha(_mmddyy(export_date), 6)
+
+
+# The line numbers of a file are the same few texts ("1", "2", ...): parsed once each.
+_line_number = lru_cache(maxsize=1024)(line_number)
 
 
 @lru_cache(maxsize=8192)

@@ -62,6 +62,8 @@ _DISALLOWED = re.compile(r"[^A-Z0-9 \-./&,]")
 
 def clean_text(value: str) -> str:
     """Upper case ASCII; anything outside A-Z 0-9 space ``- . / & ,`` becomes a space."""
+    if value.isalnum() and value.isascii():  # a license number, a code: nothing to replace
+        return value.upper()
     if not value.isascii():
         # Decompose first so that accented letters keep their base letter (Ü -> U).
         decomposed = unicodedata.normalize("NFKD", value)
