@@ -6,7 +6,7 @@ supersessions and cancellations of the file made in its transaction (5.1b).
 from __future__ import annotations
 
 import logging
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -167,8 +167,10 @@ class LicenseIssuer:
     def _look_ahead(self, group: list[StagedApplication], partner_id: str | None) -> None:
         if self.ledger is None:
             return
-        refs = [item.app.ref for item in group if item.app.ref and not item.app.cancel]
-        if partner_id and refs and self._has_history(partner_id):
+        # A partner without licenses (asked once a file) has no refs to look up.
+        refs = [item.app.ref for item in group if item.app.ref and not item.app.cancel] \
+            if partner_id and self._has_history(partner_id) else []
+        if partner_id and refs:
             found = self.ledger.prior_licenses(partner_id, refs)
             for ref in refs:
                 self._priors[(partner_id, ref)] = found.get(ref)
@@ -177,8 +179,11 @@ class LicenseIssuer:
         self._checked.clear()  # checked again when this group's first number is issued
         # At most the numbers these applications can take (an upper bound: the quota, a
         # finding of decide's own or a resend may take fewer; the rest is given back).
-        wanted = Counter(LOW_VALUE_SERIES if item.app.low_value else REGULAR_SERIES
-                         for item in group if self._may_take_number(item, partner_id))
+        wanted: dict[str, int] = {}
+        for item in group:
+            if self._may_take_number(item, partner_id):
+                series = LOW_VALUE_SERIES if item.app.low_value else REGULAR_SERIES
+                wanted[series] = wanted.get(series, 0) + 1
         for series, count in sorted(wanted.items()):
             free = self._free.get(series)
             if free is None or len(free) < count:
