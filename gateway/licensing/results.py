@@ -83,7 +83,8 @@ class FileSummary:
         """Count ``outcome``, and cut its findings to what the file's bound lets the ack and
         the ledger list (``findings.MAX_FILE_FINDINGS``): every writer of an outcome counts
         it first."""
-        outcome.findings = self.bound.limit(outcome.findings)
+        if outcome.findings:  # most have none: nothing to bound
+            outcome.findings = self.bound.limit(outcome.findings)
         self.applications += 1
         if outcome.status is AppStatus.LICENSED:
             self.licensed += 1

@@ -37,6 +37,7 @@ from typing import IO
 
 from gateway.model import Application, ProductLine, line_number
 from gateway.outputs.ace_layouts import (
+    FTZ_RECORD,
     HEAD_RECORD,
     LICENSE_RECORD,
     LINE_BLOCK,
@@ -55,7 +56,6 @@ from gateway.validate.smelt_cast import record_due, smelt_cast_fields
 ENTRY_SUMMARY = "AE"
 FTZ_ADMISSION = "FT"
 SMELT_CAST_DECLARATION = "07"  # 54-record type 07, aluminum smelt and cast country detail
-FTZ_LICENSE_QUALIFIER = "ALU"
 
 _FTZ_TEXT_PUNCTUATION = str.maketrans("-./&,", "     ")  # FT60 description is class AN
 _COPY_CHUNK = 1 << 20
@@ -207,8 +207,8 @@ def ftz_record(
     description = next((line.description for line in lines if line.description), None)
     if description is not None:
         description = clean_text(description).translate(_FTZ_TEXT_PUNCTUATION)
-    return build_record("FT60", description=description, reference_qualifier=FTZ_LICENSE_QUALIFIER,
-                   reference_id=license_number)
+    # The compiled record (``build_record``'s checks hold by construction: alpha() fields).
+    return FTZ_RECORD(alpha(description, 45), alpha(license_number, 22))[:-1]
 
 
 def batch_header(
