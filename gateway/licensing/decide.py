@@ -198,7 +198,7 @@ def _products_json(products: list[Any]) -> str:
     return "".join(_c_products(products, 0))
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=8192)
 def _product_head(hts: str | None, product_group: str, largest: str | None,
                   second: str | None, cast: str | None) -> str:
     """A product's JSON array up to its counts, ``["<hts>",…,"<cast>",``: the same few

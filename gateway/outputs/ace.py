@@ -168,7 +168,7 @@ def entry_summary_text(
     return "".join(parts), count
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=4096)
 def _line_context(origin: str | None, export: str | None,
                   export_date: str | None) -> tuple[str, str, str]:
     """The 40 record's fields that are the application's (origin, export country and date),
