@@ -16,6 +16,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
+from gateway.caching import short_cache
 from gateway.findings import finding
 from gateway.licensing.issuer import LOW_VALUE_SERIES, REGULAR_SERIES, LicenseIssuer
 from gateway.licensing.lifecycle import decide_cancellation, lifecycle_findings, supersede
@@ -198,7 +199,7 @@ def _products_json(products: list[Any]) -> str:
     return "".join(_c_products(products, 0))
 
 
-@lru_cache(maxsize=8192)
+@short_cache(maxsize=8192)
 def _product_head(hts: str | None, product_group: str, largest: str | None,
                   second: str | None, cast: str | None) -> str:
     """A product's JSON array up to its counts, ``["<hts>",…,"<cast>",``: the same few

@@ -35,6 +35,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import IO
 
+from gateway.caching import short_cache
 from gateway.model import Application, ProductLine, line_number
 from gateway.outputs.ace_layouts import (
     FTZ_RECORD,
@@ -168,7 +169,7 @@ def entry_summary_text(
     return "".join(parts), count
 
 
-@lru_cache(maxsize=4096)
+@short_cache(maxsize=4096)
 def _line_context(origin: str | None, export: str | None,
                   export_date: str | None) -> tuple[str, str, str]:
     """The 40 record's fields that are the application's (origin, export country and date),
@@ -177,7 +178,7 @@ def _line_context(origin: str | None, export: str | None,
 
 
 # The line numbers of a file are the same few texts ("1", "2", ...): parsed once each.
-_line_number = lru_cache(maxsize=1024)(line_number)
+_line_number = short_cache(maxsize=1024)(line_number)
 
 
 @lru_cache(maxsize=8192)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from lxml import etree
 
+from gateway.caching import short_cache
 from gateway.findings import Finding
 from gateway.licensing.results import AppOutcome, FileSummary
 from gateway.model import Application, AppStatus
@@ -41,7 +42,7 @@ def esc(value: object) -> str:
             .replace('"', "&quot;"))
 
 
-@lru_cache(maxsize=8192)
+@short_cache(maxsize=8192)  # every application's lines, rejected ones too: short values only
 def _product_head(line_no: str | None, hts: str | None, product_group: str | None) -> str:
     """A ``Product`` entry up to its unit value: the same few (line, HTS, group) come back
     entry after entry, so each is escaped and put together once."""

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from datetime import date
 from functools import lru_cache
 
+from gateway.caching import short_cache
 from gateway.countries import ISO_COUNTRIES, NOT_APPLICABLE
 from gateway.findings import MAX_FINDINGS, Finding, finding
 from gateway.model import Application, ProductLine, line_number
@@ -59,7 +60,7 @@ def smelt_cast_fields(largest: str | None, second: str | None,
     return largest, second, cast
 
 
-@lru_cache(maxsize=1024)
+@short_cache(maxsize=1024)
 def _grounded(largest: str | None, second: str | None, cast: str | None) -> bool:
     """``smelt_cast_fields`` is not None: asked per licensed line, of a few combinations."""
     return smelt_cast_fields(largest, second, cast) is not None
