@@ -10,6 +10,7 @@ would change, 1 when something would, 2 on a usage or configuration error.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -205,6 +206,13 @@ def _load(args: argparse.Namespace) -> Config:
 # partners' trade data.
 UMASK = 0o027
 
+# The gateway allocates many short-lived containers an application (a large file's batches
+# from its reading process, the decisions, the ledger rows), most of them alive when Python's
+# first collection comes at its default of 700 allocations: for 100,000 applications the
+# collector ran 814 times and took 0.42 s, 5-7 % of the gateway process's CPU (measured with
+# gc.callbacks); from 10,000, 53 times and 0.01 s. Cyclic garbage waits a little longer.
+GC_FIRST_GENERATION = 10_000
+
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
@@ -213,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
               "terminal's encoding); nothing recorded", file=sys.stderr)
         return EXIT_USAGE
     os.umask(UMASK)
+    gc.set_threshold(GC_FIRST_GENERATION, *gc.get_threshold()[1:])
     setup_logging(args.verbose, serving=args.command == "serve")
     try:
         return _dispatch(args)

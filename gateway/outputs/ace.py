@@ -35,8 +35,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import IO
 
-from gateway.model import Application, ProductLine
+from gateway.caching import short_cache
+from gateway.model import Application, ProductLine, line_number
 from gateway.outputs.ace_layouts import (
+    FTZ_RECORD,
     HEAD_RECORD,
     LICENSE_RECORD,
     LINE_BLOCK,
@@ -55,7 +57,6 @@ from gateway.validate.smelt_cast import record_due, smelt_cast_fields
 ENTRY_SUMMARY = "AE"
 FTZ_ADMISSION = "FT"
 SMELT_CAST_DECLARATION = "07"  # 54-record type 07, aluminum smelt and cast country detail
-FTZ_LICENSE_QUALIFIER = "ALU"
 
 _FTZ_TEXT_PUNCTUATION = str.maketrans("-./&,", "     ")  # FT60 description is class AN
 _COPY_CHUNK = 1 << 20
@@ -107,11 +108,6 @@ def _scaled_other(amount: str, decimals: int) -> int:
         raise ValueError(f"{amount!r} is not a finite decimal number") from exc
 
 
-# The same few import dates on every application of a file: a 54 record's due date is asked
-# once per date (record_due raises for a bad one, and an exception is never cached).
-_record_due = lru_cache(maxsize=1024)(record_due)
-
-
 @lru_cache(maxsize=1024)
 def _smelt_cast_record(largest: str | None, second: str | None, cast: str | None) -> str:
     """The 54 type 07 record of a line and its newline, or "" when its values have no grounded
@@ -139,17 +135,16 @@ def entry_summary_text(
     parts = [HEAD_RECORD(
         cached_alpha(filer_code, 3), alpha(entry_number[3:] if entry_number else None, 8),
         cached_alpha(app.port_of_entry, 4), alpha(app.ref, 9), cached_alpha(app.entry_type, 2))]
-    origin = cached_alpha(app.country_of_origin, 2)
-    export = cached_alpha(app.country_of_export, 2)
-    export_date = cached_alpha(_mmddyy(app.expected_export_date), 6)
+    origin, export, export_date = _line_context(app.country_of_origin, app.country_of_export,
+                                                app.expected_export_date)
     r52 = LICENSE_RECORD(alpha(license_number, 10))
-    smelt_cast_due = _record_due(app.expected_import_date)
+    smelt_cast_due = record_due(app.expected_import_date)
     count = 1 + 3 * len(lines)
     # Per line, names bound once and no helper call that can be inlined: the loop is most of
     # ACE formatting at 20 lines per application.
     append, block, scaled, hts_field = parts.append, LINE_BLOCK, _scaled, _hts_field
     for line in lines:
-        number = line.number  # a property that parses line_no: read once
+        number = _line_number(line.line_no)  # ``line.number``, of the same few texts
         if number is None:
             raise ValueError(f"product line number {line.line_no!r} is not an integer")
         value_usd = scaled(line.value_usd, 0)
@@ -159,7 +154,7 @@ def entry_summary_text(
         hts = hts_field(line.hts)
         text = block(r52, number, origin, export, export_date, hts, value_usd, quantity)
         # A negative number keeps its width ("-01"): caught here like one that is too long.
-        if len(text) != LINE_BLOCK_LENGTH or min(number, value_usd, quantity) < 0:
+        if len(text) != LINE_BLOCK_LENGTH or number < 0 or value_usd < 0 or quantity < 0:
             # Let the layout-driven builder name the field that does not fit.
             build_record("40", line_number=number)
             build_record("50", hts=hts, value_usd=value_usd, quantity=quantity)
@@ -172,6 +167,18 @@ def entry_summary_text(
                 append(r54)
                 count += 1
     return "".join(parts), count
+
+
+@short_cache(maxsize=4096)
+def _line_context(origin: str | None, export: str | None,
+                  export_date: str | None) -> tuple[str, str, str]:
+    """The 40 record's fields that are the application's (origin, export country and date),
+    as ``alpha``: one look-up an application instead of four."""
+    return alpha(origin, 2), alpha(export, 2), alpha(_mmddyy(export_date), 6)
+
+
+# The line numbers of a file are the same few texts ("1", "2", ...): parsed once each.
+_line_number = short_cache(maxsize=1024)(line_number)
 
 
 @lru_cache(maxsize=8192)
@@ -201,8 +208,8 @@ def ftz_record(
     description = next((line.description for line in lines if line.description), None)
     if description is not None:
         description = clean_text(description).translate(_FTZ_TEXT_PUNCTUATION)
-    return build_record("FT60", description=description, reference_qualifier=FTZ_LICENSE_QUALIFIER,
-                   reference_id=license_number)
+    # The compiled record (``build_record``'s checks hold by construction: alpha() fields).
+    return FTZ_RECORD(alpha(description, 45), alpha(license_number, 22))[:-1]
 
 
 def batch_header(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from lxml import etree
 
+from gateway.caching import short_cache
 from gateway.findings import Finding
 from gateway.licensing.results import AppOutcome, FileSummary
 from gateway.model import Application, AppStatus
@@ -41,9 +42,15 @@ def esc(value: object) -> str:
             .replace('"', "&quot;"))
 
 
-@lru_cache(maxsize=64)
-def _group_attr(product_group: str) -> str:
-    return f' productGroup="{esc(product_group)}"'
+@short_cache(maxsize=8192)  # every application's lines, rejected ones too: short values only
+def _product_head(line_no: str | None, hts: str | None, product_group: str | None) -> str:
+    """A ``Product`` entry up to its unit value: the same few (line, HTS, group) come back
+    entry after entry, so each is escaped and put together once."""
+    line_no, hts = line_no or "", hts or ""
+    # Digits need no escaping (the usual case): skip the regex for them.
+    group = "" if product_group is None else f' productGroup="{esc(product_group)}"'
+    return (f'    <Product line="{line_no if line_no.isdigit() else esc(line_no)}" '
+            f'hts="{hts if hts.isdigit() else esc(hts)}"{group}')
 
 
 def render_finding(f: Finding, indent: str) -> str:
@@ -69,17 +76,14 @@ def render_application(o: AppOutcome) -> str:
             parts.append(_validity(o.valid_from, o.valid_through))
     for r in o.lines:
         line = r.line
-        line_no, hts = line.line_no or "", line.hts or ""
         covered, unit_value = r.covered, r.unit_value
+        head = _product_head(line.line_no, line.hts,
+                             None if covered is None else covered.product_group)
+        end = _NOT_COVERED_END if covered is None else _COVERED_END
         # str() of the Decimal, which is what format() with no spec writes (for every finite
         # and special value), at a fourth of the time of str.format (0.6 us a line).
-        unit_attr = "" if unit_value is None else _UNIT_VALUE + str(unit_value) + '"'
-        # Digits need no escaping (the usual case): skip the regex for them.
-        parts.append(
-            f'    <Product line="{line_no if line_no.isdigit() else esc(line_no)}" '
-            f'hts="{hts if hts.isdigit() else esc(hts)}"'
-            f'{"" if covered is None else _group_attr(covered.product_group)}{unit_attr}'
-            f'{_COVERED_END if covered is not None else _NOT_COVERED_END}')
+        parts.append(f"{head}{end}" if unit_value is None else
+                     f'{head}{_UNIT_VALUE}{unit_value!s}"{end}')
     if o.findings:  # most have none: no generator made for them (0.25 us of 2.9 per entry)
         parts.extend(render_finding(f, "    ") for f in o.findings)
     parts.append("  </Application>\n")

@@ -27,6 +27,7 @@ from pathlib import Path
 import pycountry
 from lxml import etree
 
+from gateway.caching import short_cache
 from gateway.countries import ISO_COUNTRIES, NOT_APPLICABLE, UNKNOWN
 from gateway.errors import GatewayError, RejectedSubmission
 from gateway.findings import finding
@@ -185,7 +186,7 @@ class CsvMapping:
             setattr(line, name, self.to_country(getattr(line, name), special=True))
 
 
-@lru_cache(maxsize=4096)
+@short_cache(maxsize=4096)  # a CSV cell can be megabytes long: short values only
 def _country(mapping: CsvMapping, text: str, special: bool) -> str:
     value = text.strip()
     if special:

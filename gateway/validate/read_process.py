@@ -167,7 +167,10 @@ def _application(data: list[Any]) -> Application:
 
 
 def _findings(data: list[tuple[Any, ...]]) -> list[Finding]:
-    return [Finding(code, Severity(severity), *rest) for code, severity, *rest in data]
+    return [Finding(code, _SEVERITIES[severity], *rest) for code, severity, *rest in data]
+
+
+_SEVERITIES = {severity.value: severity for severity in Severity}  # Severity(text), faster
 
 
 def encode_read(seq: int, raw: ParsedApplication | CsvApplication) -> tuple[Any, ...]:
@@ -202,8 +205,9 @@ def decode(data: tuple[Any, ...], items: dict[str, CoveredHts]) -> StagedApplica
                           Decimal(line.quantity_kg or "") if quantity else None,
                           Decimal(line.value_usd or "") if value else None)
                for line, (hts10, covered, unit, quantity, value) in zip(of, checked, strict=True)]
-    return StagedApplication(seq, application, _findings(found), results, exempt,
-                             digest or application_digest(application))
+    # Most applications have no finding: no list comprehension run for none.
+    return StagedApplication(seq, application, _findings(found) if found else [], results,
+                             exempt, digest or application_digest(application))
 
 
 _filer_values = attrgetter(*(f.name for f in fields(Filer)))

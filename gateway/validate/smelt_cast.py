@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date
+from functools import lru_cache
 
+from gateway.caching import short_cache
 from gateway.countries import ISO_COUNTRIES, NOT_APPLICABLE
 from gateway.findings import MAX_FINDINGS, Finding, finding
 from gateway.model import Application, ProductLine, line_number
@@ -29,6 +31,9 @@ SMELT_CAST_RECORD = Rule("A128", valid_from=date(2023, 4, 10))
 SmeltCastFields = tuple[str, str | None, str]
 
 
+# The same few import dates on every application of a file: asked once per date, for the
+# ACE writer and A128 alike (an absent or bad date raises, and an exception is never cached).
+@lru_cache(maxsize=1024)
 def record_due(expected_import_date: str | None) -> bool:
     """Whether a line imported on this date gets a 54 type 07 record; an absent or malformed
     date is an error (the rules reject such an application: it is never licensed)."""
@@ -55,6 +60,12 @@ def smelt_cast_fields(largest: str | None, second: str | None,
     return largest, second, cast
 
 
+@short_cache(maxsize=1024)
+def _grounded(largest: str | None, second: str | None, cast: str | None) -> bool:
+    """``smelt_cast_fields`` is not None: asked per licensed line, of a few combinations."""
+    return smelt_cast_fields(largest, second, cast) is not None
+
+
 def _first_ungrounded(line: ProductLine) -> tuple[str, str | None]:
     """The field (and value) that keeps a line's detail out of the 54 record."""
     if line.smelt_country_largest not in ISO_COUNTRIES:
@@ -73,8 +84,7 @@ def a128_findings(app: Application, lines: Iterable[ProductLine], listed: int) -
         return []  # FZ licenses go to the FT file, which has no 54 record
     found = []
     for line in lines:
-        if smelt_cast_fields(line.smelt_country_largest, line.smelt_country_second,
-                             line.cast_country) is not None:
+        if _grounded(line.smelt_country_largest, line.smelt_country_second, line.cast_country):
             continue
         name, value = _first_ungrounded(line)
         found.append(finding(
