@@ -233,9 +233,11 @@ class Requests:
         file, which a server processes in the order received (draft-ietf-secsh-filexfer-02,
         6.1, quoted in docs/sftp.md). Should a server take the create first all the same, it
         fails on the name still there, and the create is asked again after the removal."""
-        removed = self.send(CMD_REMOVE, path)
-        opened = self.send(CMD_OPEN, path, SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_EXCL,
-                           paramiko.SFTPAttributes())
+        with self.batch():  # one channel write for both
+            removed = self.send(CMD_REMOVE, path)
+            opened = self.send(CMD_OPEN, path,
+                               SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_EXCL,
+                               paramiko.SFTPAttributes())
         refused: OSError | None = None
         try:
             self.status(removed)
