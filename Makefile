@@ -39,7 +39,7 @@ lint: $(STAMP)
 
 # Two worker processes (pytest-xdist), one test file per worker so that a file's fixtures (sshd,
 # PostgreSQL) start once: many tests wait on a server, a child process or the disk, so two
-# workers on a 2-core machine took the suite from 10-11 to 5.5 minutes (2026-12-05, load 2-5).
+# workers on a 2-core machine took the suite from 10-11 to 6-7 minutes (fresh clones, 2026-12-05).
 TEST_WORKERS ?= 2
 test: $(STAMP) system-deps lint
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
