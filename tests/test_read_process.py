@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import marshal
 import os
+import pickle
 import re
 import resource
 import signal
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import time
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -28,11 +30,13 @@ from lifecycle_files import application, submission
 from gateway.cli import main
 from gateway.config import load_config
 from gateway.errors import RejectedSubmission
+from gateway.findings import Finding, Severity
 from gateway.ledger import progress
 from gateway.licensing.pipeline import rule_context
 from gateway.parse.mapping import load_mapping
 from gateway.service.runner import run_once
 from gateway.validate import read_process
+from gateway.validate.hts import CoveredHts
 from gateway.validate.read_process import ProcessReader, ReadProcessLost, read_source
 from gateway.validate.staging import Prepared, Reader, prepare
 
@@ -207,6 +211,68 @@ def test_a_request_the_child_cannot_read_is_read_in_process(tmp_path: Path) -> N
     finally:
         source.close()
     assert process.returncode == 2 and read_process._children == 0
+
+
+class _Runs:
+    """Unpickled, calls ``call(*args)``: what a child taken over could send."""
+
+    def __init__(self, call: object, *args: object) -> None:
+        self.call, self.args = call, args
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return self.call, self.args
+
+
+@pytest.mark.parametrize("message", [
+    pytest.param(lambda marker: (read_process._FAILED, _Runs(os.mkdir, str(marker))),
+                 id="a call of os"),
+    pytest.param(lambda marker: (read_process._FAILED, _Runs(
+        exec, f"open({str(marker)!r}, 'w').close()")), id="exec"),
+    pytest.param(lambda marker: (read_process._BATCH, None, [_Runs(
+        Path.touch, Path(marker))]), id="a method in a batch"),
+    pytest.param(lambda marker: (read_process._FAILED, _Runs(
+        __import__, "antigravity")), id="an import"),
+])
+def test_a_message_naming_more_than_the_child_sends_runs_nothing(
+        tmp_path: Path, message: object) -> None:
+    """A reading child taken over through a parser flaw cannot run code in the gateway by
+    what it sends: the parent unpickles only the exceptions, the gateway's own classes and
+    a few value types; anything else fails the read, and nothing named is called."""
+    prepared = _prepared(generated(tmp_path, 100, 1), tmp_path)
+    assert prepared is not None
+    marker = tmp_path / "ran"
+    data = pickle.dumps(message(marker))  # type: ignore[operator]
+    frame = read_process._FRAME.pack(len(data), read_process._PICKLE) + data
+    process = subprocess.Popen(
+        [sys.executable, "-c", f"import sys; sys.stdout.buffer.write({frame!r})"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert process.stdin is not None
+    process.stdin.close()
+    with read_process._slots_lock:
+        read_process._children += 1
+    source = ProcessReader(prepared, process)
+    try:
+        end = _read(source)[2]
+    finally:
+        source.close()
+    assert isinstance(end, tuple) and end[0] is ReadProcessLost
+    assert "does not decode" in end[1] and "not sent by a reading process" in end[1]
+    assert not marker.exists() and "antigravity" not in sys.modules
+    assert read_process._children == 0
+
+
+def test_what_a_child_sends_decodes_as_it_was() -> None:
+    """The restricted unpickler takes every kind of object the child sends by pickle."""
+    finding = Finding("F001", Severity.ERROR, "not XML", line=3)
+    err = ValueError("a reader's own failure")
+    err.add_note("in the reading process")
+    sent = (read_process._REJECTED, finding, err, IsADirectoryError(21, "Is a directory"),
+            Decimal("1.50"), date(2026, 12, 1), {"a"}, frozenset({"b"}),
+            CoveredHts("7601103000", "unwrought aluminum", "1"))
+    got = read_process._unpickle(pickle.dumps(sent))
+    assert got == sent[:2] + got[2:4] + sent[4:]
+    assert str(got[2]) == str(err) and got[2].__notes__ == err.__notes__
+    assert type(got[3]) is IsADirectoryError and got[3].errno == 21
 
 
 def test_one_child_per_process_and_released_on_every_path(tmp_path: Path) -> None:

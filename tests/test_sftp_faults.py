@@ -568,17 +568,22 @@ def test_a_refused_write_in_the_middle_of_an_ack_is_never_delivered(tmp_path: Pa
             ("DONE", "ACCEPTED")]
 
 
-def test_an_ack_over_a_leftover_temp_file_on_a_server_that_reorders(tmp_path: Path) -> None:
-    """The removal of a temp file left by a cut upload and the exclusive create of the new
-    one go out together; a server that runs the create first refuses it (the name is still
-    taken): the create is asked again after the removal, and the ack is delivered whole."""
+@pytest.mark.parametrize("leftover", [True, False], ids=["leftover", "no-leftover"])
+def test_an_ack_is_delivered_whole_by_a_server_that_reorders(tmp_path: Path,
+                                                              leftover: bool) -> None:
+    """The removal of the temp name and the exclusive create of the new file go out
+    together. A server that runs the create first either refuses it (a temp file left by a
+    cut upload still holds the name: the create is asked again after the removal) or
+    creates the file that the removal then unlinks (no leftover: the name is found gone,
+    and the file created again). Either way the ack is delivered whole."""
     flags = tmp_path / "flags"
     with faulty_sshd(tmp_path / "sshd", flags) as server:
         (flags / "reorder").touch()
         acme = server.account("acme")
         cfg = config(tmp_path / "project", acme, server)
         drop(acme, "a.xml", sub("a.xml"))
-        Path(acme.acks, ".a.xml.ack.xml.tmp").write_bytes(b"left by a cut upload")
+        if leftover:
+            Path(acme.acks, ".a.xml.ack.xml.tmp").write_bytes(b"left by a cut upload")
         first = poll(tmp_path / "project", cfg)
         assert first.error is None
         local = (tmp_path / "project" / "outbox" / "acme" / ACK.format("a.xml")).read_bytes()

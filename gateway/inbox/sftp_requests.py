@@ -231,18 +231,20 @@ class Requests:
         O_EXCL, which fails on a name taken again in between instead of writing through a
         link planted there. Both requests are in flight together: they concern the same
         file, which a server processes in the order received (draft-ietf-secsh-filexfer-02,
-        6.1, quoted in docs/sftp.md). Should a server take the create first all the same, it
-        fails on the name still there, and the create is asked again after the removal."""
+        6.1, quoted in docs/sftp.md). Should a server take the create first all the same,
+        either the create fails on the name still there (asked again after the removal), or,
+        with nothing there, the removal unlinks the file just created: so when the removal
+        found a file, the name is looked up (an lstat, one round trip, only after a cut
+        upload left its temp file) and the file created again if it is gone."""
         with self.batch():  # one channel write for both
             removed = self.send(CMD_REMOVE, path)
-            opened = self.send(CMD_OPEN, path,
-                               SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_EXCL,
-                               paramiko.SFTPAttributes())
+            opened = self._create(path)
         refused: OSError | None = None
+        found = True  # the removal unlinked something: a leftover, or (reordered) ours
         try:
             self.status(removed)
         except FileNotFoundError:
-            pass  # nothing there: the usual case
+            found = False  # nothing there: the usual case
         except OSError as err:
             refused = err
         try:
@@ -254,13 +256,25 @@ class Requests:
         except OSError:
             if refused is not None:
                 raise refused from None
-            handle = self.handle(self.send(  # taken before the removal: asked again
-                CMD_OPEN, path, SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_EXCL,
-                paramiko.SFTPAttributes()))
+            return self.handle(self._create(path))  # taken before the removal: asked again
         if refused is not None:
             self.close(handle)
             raise refused
+        if found:
+            try:
+                self.attrs(self.lstat(path))
+            except FileNotFoundError:  # created, then removed: the handle is an orphan's
+                self.close(handle)
+                return self.handle(self._create(path))
+            except OSError:
+                self.close(handle)
+                raise
         return handle
+
+    def _create(self, path: str) -> int:
+        """The exclusive create of a file to write at ``path``, sent."""
+        return self.send(CMD_OPEN, path, SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_EXCL,
+                         paramiko.SFTPAttributes())
 
     def upload(self, path: str, src: BinaryIO) -> paramiko.SFTPAttributes:
         """``src`` written to a new file at ``path`` (``create``); the attributes of the open

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import io
 import marshal
 import os
 import pickle
@@ -106,7 +107,36 @@ def reading_pids() -> list[int]:
 
 
 class ReadProcessLost(RuntimeError):
-    """The reading child ended without finishing its file (killed, or out of memory)."""
+    """The reading child ended without finishing its file (killed, or out of memory), or sent
+    what does not decode."""
+
+
+# --- What the parent unpickles --------------------------------------------------------------
+# The child parses a partner's bytes (lxml, libxml2): one taken over through a parser flaw
+# must not run code in the gateway by what it sends. Unpickling calls what a message names,
+# so the parent names only what the child sends: exceptions, the gateway's own classes, and
+# a few value types. A module not imported already is never imported for a message.
+_VALUE_TYPES = frozenset({("decimal", "Decimal"), ("datetime", "date"),
+                          ("datetime", "datetime"), ("datetime", "time"),
+                          ("datetime", "timedelta"), ("datetime", "timezone"),
+                          ("builtins", "set"), ("builtins", "frozenset"),
+                          ("builtins", "bytearray"), ("builtins", "complex")})
+
+
+class _ChildUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        imported = sys.modules.get(module)
+        found = getattr(imported, name, None) if "." not in name else None
+        if isinstance(found, type) and (
+                (module, name) in _VALUE_TYPES
+                or issubclass(found, BaseException)
+                or module == "gateway" or module.startswith("gateway.")):
+            return found
+        raise pickle.UnpicklingError(f"{module}.{name} is not sent by a reading process")
+
+
+def _unpickle(body: bytes) -> Any:
+    return _ChildUnpickler(io.BytesIO(body)).load()
 
 
 # --- The codec: plain tuples, not pickled dataclasses --------------------------------------
@@ -419,7 +449,11 @@ class ProcessReader:
                 raise ReadProcessLost(
                     f"the process reading {self.prepared.file_name} ended before the end of the "
                     f"file (exit status {self._process.returncode})")
-            message = marshal.loads(body) if codec == _MARSHAL else pickle.loads(body)
+            try:
+                message = marshal.loads(body) if codec == _MARSHAL else _unpickle(body)
+            except Exception as err:  # whatever it was, the child is not ours
+                raise ReadProcessLost(f"the process reading {self.prepared.file_name} sent a "
+                                      f"message that does not decode ({err})") from None
             kind = message[0]
             yielded = yielded or kind == _BATCH
             if kind == _BATCH:
