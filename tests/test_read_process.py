@@ -315,7 +315,9 @@ def test_the_progress_of_a_file_is_the_childs_reading(tmp_path: Path) -> None:
 
 
 def test_a_dead_child_fails_the_read(tmp_path: Path) -> None:
-    prepared = _prepared(generated(tmp_path, 3000, 1), tmp_path)
+    # More than the pipe holds (1 MiB): the child cannot have sent the whole file before
+    # it is killed, however slow this side is.
+    prepared = _prepared(generated(tmp_path, 30000, 1), tmp_path)
     assert prepared is not None
     with read_source(prepared, 1) as source:
         assert isinstance(source, ProcessReader)
