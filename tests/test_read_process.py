@@ -34,6 +34,7 @@ from gateway.findings import Finding, Severity
 from gateway.ledger import progress
 from gateway.licensing.pipeline import rule_context
 from gateway.parse.mapping import load_mapping
+from gateway.service.process import RunPass
 from gateway.service.runner import run_once
 from gateway.validate import read_process
 from gateway.validate.hts import CoveredHts
@@ -232,6 +233,9 @@ class _Runs:
         Path.touch, Path(marker))]), id="a method in a batch"),
     pytest.param(lambda marker: (read_process._FAILED, _Runs(
         __import__, "antigravity")), id="an import"),
+    # A gateway class the child never sends: made, it opens the file's acknowledgment.
+    pytest.param(lambda marker: (read_process._BATCH, None, [_Runs(RunPass)]),
+                 id="a gateway class not sent"),
 ])
 def test_a_message_naming_more_than_the_child_sends_runs_nothing(
         tmp_path: Path, message: object) -> None:

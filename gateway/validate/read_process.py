@@ -43,6 +43,8 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
+from datetime import date, datetime, timedelta, timezone
+from datetime import time as time_of_day
 from decimal import Decimal
 from operator import attrgetter, is_
 from pathlib import Path
@@ -114,23 +116,20 @@ class ReadProcessLost(RuntimeError):
 # --- What the parent unpickles --------------------------------------------------------------
 # The child parses a partner's bytes (lxml, libxml2): one taken over through a parser flaw
 # must not run code in the gateway by what it sends. Unpickling calls what a message names,
-# so the parent names only what the child sends: exceptions, the gateway's own classes, and
-# a few value types. A module not imported already is never imported for a message.
-_VALUE_TYPES = frozenset({("decimal", "Decimal"), ("datetime", "date"),
-                          ("datetime", "datetime"), ("datetime", "time"),
-                          ("datetime", "timedelta"), ("datetime", "timezone"),
-                          ("builtins", "set"), ("builtins", "frozenset"),
-                          ("builtins", "bytearray"), ("builtins", "complex")})
+# so the parent names only what the child sends: exceptions, the gateway's plain value
+# classes listed here (not any gateway class: some dataclasses open files as they are made),
+# and a few value types. A module not imported already is never imported for a message.
+_SENT_TYPES = frozenset({Finding, Severity, CoveredHts, Application, ProductLine, Filer,
+                         SubmissionHeader, ParsedApplication, CsvApplication, LineResult,
+                         Decimal, date, datetime, time_of_day, timedelta, timezone,
+                         set, frozenset, bytearray, complex})
 
 
 class _ChildUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
-        imported = sys.modules.get(module)
-        found = getattr(imported, name, None) if "." not in name else None
-        if isinstance(found, type) and (
-                (module, name) in _VALUE_TYPES
-                or issubclass(found, BaseException)
-                or module == "gateway" or module.startswith("gateway.")):
+        found = getattr(sys.modules.get(module), name, None) if "." not in name else None
+        if isinstance(found, type) and (found in _SENT_TYPES
+                                        or issubclass(found, BaseException)):
             return found
         raise pickle.UnpicklingError(f"{module}.{name} is not sent by a reading process")
 
