@@ -46,11 +46,11 @@ def test_a_long_value_is_computed_each_time_and_never_kept(name: str) -> None:
     fn.cache_clear()
     fn(*args("12"))
     fn(*args("12"))
-    assert fn.cache_info().currsize == 1 and fn.cache_info().hits == 1  # short: remembered
+    assert fn.cache_info() == (1, 1)  # short: computed once, remembered
     for n in range(40):
         with contextlib.suppress(ValueError):  # what a long value gives is not the point
             fn(*args(f"{n}{LONG}"))
-    assert fn.cache_info().currsize == 1
+    assert fn.cache_info() == (41, 1)  # each long one computed, none kept
 
 
 def test_long_values_leave_no_memory_behind() -> None:
@@ -79,3 +79,16 @@ def test_the_limit_is_on_the_length_of_each_text() -> None:
     assert seen("abcde", 7) == 2 and seen("abcde", 7) == 3  # over it: computed each time
     assert seen(b"x" * 100) == seen(b"x" * 100) == 4  # only texts count
     assert LONGEST >= 30  # a product group's name is remembered
+
+
+def test_a_full_cache_starts_again() -> None:
+    calls: list[object] = []
+
+    @short_cache(3)
+    def seen(value: object) -> int:
+        calls.append(value)
+        return len(calls)
+
+    assert [seen(v) for v in "abcabc"] == [1, 2, 3, 1, 2, 3]  # three kept
+    assert seen("d") == 4 and seen.cache_info().currsize == 1  # a fourth: emptied first
+    assert seen("a") == 5 and seen("d") == 4
