@@ -18,6 +18,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from datetime import date
 from decimal import Decimal
@@ -222,6 +223,39 @@ class _Runs:
 
     def __reduce__(self) -> tuple[object, tuple[object, ...]]:
         return self.call, self.args
+
+
+@pytest.mark.parametrize("after", [b"w", b"www"])
+def test_the_bytes_after_the_request_stay_for_the_work_sharing(tmp_path: Path,
+                                                                 after: bytes) -> None:
+    """The parent's "I waited" bytes can follow its request at once: the child reads the
+    request and no byte more (a buffered ``pickle.load`` took them, and the sharing missed
+    them), so that ``_Hungry`` still finds them in the pipe."""
+    prepared = _prepared(generated(tmp_path, 1000, 1), tmp_path)
+    assert prepared is not None
+    request = pickle.dumps(prepared, protocol=pickle.HIGHEST_PROTOCOL)
+    read_end, write_end = os.pipe()
+    with os.fdopen(read_end, "rb", buffering=0) as stdin:
+        writer = threading.Thread(target=os.write, args=(
+            write_end, read_process._REQUEST.pack(len(request)) + request + after))
+        writer.start()
+        got = read_process.read_request(stdin.fileno())
+        writer.join()
+        os.close(write_end)
+        assert got.file_name == prepared.file_name and got.path == prepared.path
+        assert read_process._Hungry(stdin)() and not read_process._Hungry(stdin)()
+
+
+@pytest.mark.parametrize("sent", [b"", b"\x05\x00", b"\xff" * 8, b"\x10" + b"\x00" * 7 + b"ab"])
+def test_a_request_cut_short_is_no_request(sent: bytes) -> None:
+    read_end, write_end = os.pipe()
+    os.write(write_end, sent)
+    os.close(write_end)
+    try:
+        with pytest.raises(EOFError):
+            read_process.read_request(read_end)
+    finally:
+        os.close(read_end)
 
 
 @pytest.mark.parametrize("message", [

@@ -68,6 +68,7 @@ _REJECTED = 2  # (finding,): RejectedSubmission
 _FAILED = 3  # (exception,): any other error of the reading, re-raised by the parent
 _NO_REQUEST = 4  # (text,): the request could not be read (nothing read yet: read in process)
 _FRAME = struct.Struct("<IB")  # length, codec
+_REQUEST = struct.Struct("<Q")  # the request's length, before its pickle (``read_request``)
 _MARSHAL, _PICKLE = 0, 1
 # A batch ends past this many product lines (an application counts one more): about 150 KB
 # a batch, so that a file of 999-line applications does not hold many of them in the pipe.
@@ -307,14 +308,40 @@ def _portable(err: BaseException) -> BaseException:
     return err
 
 
+def read_request(fd: int) -> Prepared:
+    """The parent's request: its length, then its pickle (``_request``), read from the pipe
+    itself and not one byte further. What follows are the parent's "I waited" bytes, for
+    ``_Hungry``: a buffered reader (``pickle.load(sys.stdin.buffer)``) would take those that
+    came early into its buffer, where nothing looks, and the work would not be shared."""
+    head = _read_exact(fd, _REQUEST.size)
+    size = _REQUEST.unpack(head)[0] if len(head) == _REQUEST.size else -1
+    body = _read_exact(fd, size) if size >= 0 else b""
+    if len(body) != size:
+        raise EOFError("the request ended before its length")
+    prepared = pickle.loads(body)
+    if not isinstance(prepared, Prepared):
+        raise TypeError(f"not a Prepared file: {type(prepared).__name__}")
+    return prepared
+
+
+def _read_exact(fd: int, size: int) -> bytes:
+    """``size`` bytes of a blocking descriptor (fewer at its end)."""
+    chunks = []
+    while size > 0:
+        chunk = os.read(fd, min(size, _PIPE_BYTES))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
 def child_main(stdin: BinaryIO, out: BinaryIO) -> int:
-    """Read the request (a pickled ``Prepared`` file), then stream the file's applications."""
+    """Read the request (``read_request``), then stream the file's applications."""
     with contextlib.suppress(OSError):
         os.nice(_NICE)
     try:
-        prepared = pickle.load(stdin)
-        if not isinstance(prepared, Prepared):
-            raise TypeError(f"not a Prepared file: {type(prepared).__name__}")
+        prepared = read_request(stdin.fileno())
     except Exception as err:  # the parent reads the file itself
         _send(out, (_NO_REQUEST, f"{type(err).__name__}: {err}"))
         return 2
@@ -481,18 +508,10 @@ class ProcessReader:
     def _read(self, size: int) -> bytes:
         """``size`` bytes of the pipe (fewer at its end). Before waiting for them, the child
         is told that this side waits (a byte on its stdin: ``child_main`` shares the work)."""
-        fd = self._fd
         if self._stdin_fd >= 0 and not self._poll.poll(0):
             with contextlib.suppress(OSError):  # the child gone: the read below sees it
                 os.write(self._stdin_fd, b"w")
-        chunks = []
-        while size > 0:
-            chunk = os.read(fd, size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size -= len(chunk)
-        return b"".join(chunks)
+        return _read_exact(self._fd, size)
 
     def _stop(self) -> None:
         """The child is done, or no longer wanted: it is ended and waited for either way."""
@@ -542,7 +561,7 @@ def _request(process: subprocess.Popen[bytes], prepared: Prepared) -> bool:
     assert process.stdin is not None
     try:
         request = pickle.dumps(prepared, protocol=pickle.HIGHEST_PROTOCOL)
-        view = memoryview(request)
+        view = memoryview(_REQUEST.pack(len(request)) + request)
         while view:  # an unbuffered pipe may take part of it
             view = view[process.stdin.write(view) or 0:]
         # Open still: the "I waited" bytes go there (``ProcessReader._read``), never blocking.
