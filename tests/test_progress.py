@@ -22,6 +22,7 @@ from browser import TOKEN, login, serving
 from conftest import ProjectConfig, wait_until
 from lifecycle_files import application, submission
 from playwright.sync_api import Page, expect
+from test_crash_suite import nordic_xml
 
 from gateway import crash
 from gateway.admin import queries
@@ -40,8 +41,10 @@ from gateway.ledger.progress import (
 from gateway.ledger.reads.clock import duration_text
 from gateway.service import runner
 from gateway.service.runner import run_once
+from gateway.validate import read_process
 
 AS_OF = date(2026, 12, 1)
+ROOT = Path(__file__).resolve().parent.parent
 
 # -- the bar and the records, alone -------------------------------------------------------------
 
@@ -204,13 +207,14 @@ def big_file(apps: int) -> bytes:
 
 @contextmanager
 def held_mid_file(project: ProjectConfig, monkeypatch: pytest.MonkeyPatch,
-                  apps: int = 3000) -> Iterator[HeldFile]:
+                  apps: int = 3000, partner: str = "acme", data: bytes | None = None,
+                  **settings: object) -> Iterator[HeldFile]:
     """A run of one large file, held after its first decision (``AIMGW_PAUSE_AT=mid_file``)
     until the test is done looking, then let go and finished."""
     go = project.base / "go"
-    path = project.partner("acme", filer_code="ACM").write()
-    data = big_file(apps)
-    (project.inbox("acme") / "big.xml").write_bytes(data)
+    path = project.partner(partner, filer_code="ACM", **settings).write()
+    data = big_file(apps) if data is None else data
+    (project.inbox(partner) / "big.xml").write_bytes(data)
     monkeypatch.setenv("AIMGW_PAUSE_AT", f"mid_file:@{go}")
     monkeypatch.setattr(runner, "LIVE_STATUS_BYTES", 1)  # the status file at start, too
     crash._hooks.cache_clear()
@@ -265,6 +269,24 @@ def test_a_file_being_processed_is_shown_in_progress_by_every_view(
     status = json.loads((project.base / "outbox" / "acme" / "status.json").read_text())
     assert status["in_progress"] == []
     assert status["files"][0]["file_id"] == file_id and status["files"][0]["state"] == "DONE"
+
+
+@pytest.mark.parametrize("child", [True, False], ids=["read by a child", "read in process"])
+def test_the_progress_of_a_mapped_file_is_the_reading_of_the_mapping_output(
+        project: ProjectConfig, monkeypatch: pytest.MonkeyPatch, child: bool) -> None:
+    """A partner's own XML goes through its XSLT mapping first; what is read then is the
+    mapping's output, another file: the progress follows it (it stayed at nothing read)."""
+    # The mapped file (about 2.5 MB) read by a second process, or in this one.
+    monkeypatch.setattr(read_process, "_cpus", lambda: 2)
+    project.set("gateway", read_process_min_bytes=1 if child else 0)
+    data = nordic_xml(1, copies=1500)
+    with held_mid_file(project, monkeypatch, partner="nordic", data=data,
+                       mapping=ROOT / "mappings" / "nordic-orders.xsl") as held:
+        (record,) = in_progress(held.config.gateway.data_dir).values()
+        (mapped,) = held.config.gateway.data_dir.glob("work/tmp/*.mapped.xml")
+        assert record.passes == 2 and record.size == mapped.stat().st_size != held.size
+        assert 0 < record.done < record.size and 0 < record.percent < 100
+        assert read_process.reading_pids() if child else not read_process.reading_pids()
 
 
 def test_the_dashboard_shows_a_file_being_processed(

@@ -137,6 +137,9 @@ class DrySinks(abc.ABC):
     def internal_error(self, err: Exception) -> Finding | None:
         return internal_error_finding(err)
 
+    def reading(self, path: Path) -> None:  # noqa: B027 (not abstract: the same for every dry run)
+        """A dry run records no progress: nothing to follow."""
+
 
 class CheckSinks(DrySinks):
     """``check``'s sinks of the decision core: nothing is committed, the acknowledgment is

@@ -174,6 +174,15 @@ class ProgressRecorder:
         self._ended = False
         self._recorded = False  # a record was written (and is removed at the end)
 
+    def follow(self, path: Path) -> None:
+        """The pass reads ``path`` from now on, not the file it began with (an XSLT mapping's
+        output, made from the received file): how far it has read ``path``, of ``path``'s size,
+        is the progress from now on, as the next pass."""
+        sampler = OffsetSampler.of(path)
+        with self._lock:
+            sampler.passes = self.sampler.passes + 1
+            self.sampler = sampler
+
     def record(self) -> None:
         done = self.sampler.sample()
         progress = Progress(self.file_id, self.partner, self.name, self.sampler.total,

@@ -102,6 +102,10 @@ class Sinks(Protocol):
         """A bug of the gateway: the finding to reject the file with, or None to let it
         raise (a run counts the failure and quarantines the file at the third)."""
 
+    def reading(self, path: Path) -> None:
+        """The file is read from ``path`` (an XSLT mapping's output), not from its own bytes:
+        what a run's progress follows."""
+
 
 def duplicate_notice(original: FileRow) -> Finding:
     return finding("F006", "These bytes were processed before as "
@@ -163,6 +167,8 @@ class DecisionCore:
                 rules = replace(rules, registered=True)
             prepared = prepare(sub.path, rules, mapping, self.work_dir, sub.name)
             fmt = prepared.fmt
+            if prepared.path != sub.path:
+                sinks.reading(prepared.path)
             try:
                 # One pass: read, decide and write as the file streams by (a large file read
                 # by a second process meanwhile: validate.read_process).

@@ -106,10 +106,10 @@ class FileProcessor:
             reprocess_of=row.reprocess_of)
         # Every view shows the file in progress, with how far it has been read (a thread).
         with ProgressRecorder(self.config.gateway.data_dir, row.file_id, row.partner,
-                              row.remote_name, sub.path):
+                              row.remote_name, sub.path) as recorder:
             if on_start is not None:
                 on_start()
-            core.decide_file(sub, RunSinks(self, row, started), started)
+            core.decide_file(sub, RunSinks(self, row, started, recorder), started)
 
     # -- shared steps ------------------------------------------------------------------------
 
@@ -238,10 +238,16 @@ class RunSinks:
     to temp names and published, then the ledger commits (OPERATIONS.md); a pass that fails
     takes back all it published, so that no license number of a rolled-back pass stays."""
 
-    def __init__(self, processor: FileProcessor, row: FileRow, started: datetime) -> None:
+    def __init__(self, processor: FileProcessor, row: FileRow, started: datetime,
+                 progress: ProgressRecorder | None = None) -> None:
         self.processor = processor
         self.row = row
         self.started = started
+        self.progress = progress
+
+    def reading(self, path: Path) -> None:
+        if self.progress is not None:
+            self.progress.follow(path)
 
     def duplicate(self, summary: FileSummary, original: FileRow, notice: Finding) -> bool:
         """Send the original acknowledgment again, marked DUPLICATE with F006; nothing else."""
