@@ -450,15 +450,24 @@ def tiny_tmpfs(folder: Path, size: str) -> Iterator[Callable[[str], None]]:
         subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
-def big_file() -> bytes:
-    return sub("big.xml").replace(b"</LicenseSubmission>",
-                                  b"<!--" + b"p" * 3_000_000 + b"-->\n</LicenseSubmission>")
+def big_file(padding: int = 3_000_000) -> bytes:
+    """A good submission of about ``padding`` bytes more, in comments of 1 MB (one text of
+    10 MB would pass the XML reader's limit)."""
+    pad = b"".join(b"<!--" + b"p" * min(1_000_000, padding - at) + b"-->\n"
+                   for at in range(0, padding, 1_000_000))
+    return sub("big.xml").replace(b"</LicenseSubmission>", pad + b"</LicenseSubmission>")
 
 
-def test_local_disk_full_on_a_tiny_file_system(tmp_path: Path, sshd: SshServer) -> None:
+# 3 MB: hashed and written as it is read; 10 MB: in a thread of its own (inbox.base.DigestWriter)
+SIZES = pytest.mark.parametrize("padding", [3_000_000, 10_000_000], ids=["3 MB", "10 MB"])
+
+
+@SIZES
+def test_local_disk_full_on_a_tiny_file_system(tmp_path: Path, sshd: SshServer,
+                                               padding: int) -> None:
     acme = sshd.account("acme")
     cfg = config(tmp_path, acme, sshd)
-    drop(acme, "big.xml", big_file())
+    drop(acme, "big.xml", big_file(padding))
     with tiny_tmpfs(tmp_path / "data", "1m") as resize:
         first = poll(tmp_path, cfg)
         assert_failed_clearly(tmp_path, first, "big.xml", "local disk",
@@ -471,11 +480,13 @@ def test_local_disk_full_on_a_tiny_file_system(tmp_path: Path, sshd: SshServer) 
         assert_taken_once(tmp_path, acme, ("big.xml",))
 
 
-def test_local_disk_full_by_a_file_size_limit(tmp_path: Path, sshd: SshServer) -> None:
+@SIZES
+def test_local_disk_full_by_a_file_size_limit(tmp_path: Path, sshd: SshServer,
+                                              padding: int) -> None:
     """The same without mounting: the gateway runs with RLIMIT_FSIZE = 1 MB (EFBIG)."""
     acme = sshd.account("acme")
     cfg = config(tmp_path, acme, sshd)
-    drop(acme, "big.xml", big_file())
+    drop(acme, "big.xml", big_file(padding))
 
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))

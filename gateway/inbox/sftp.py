@@ -29,7 +29,15 @@ import paramiko
 
 from gateway.config import PartnerConfig, SftpSource
 from gateway.errors import FatalError, TransientError
-from gateway.inbox.base import FileChanged, FileRefused, NotTaken, RemoteFile, read_cap, wanted
+from gateway.inbox.base import (
+    DigestWriter,
+    FileChanged,
+    FileRefused,
+    NotTaken,
+    RemoteFile,
+    read_cap,
+    wanted,
+)
 from gateway.inbox.sftp_pipeline import (
     SMALL,
     LocalDiskError,
@@ -226,14 +234,16 @@ class SftpInbox:
                 after = self._fetch_small(sftp, path, remote, cap, dest, digest, got)
                 total = len(got)
             else:
-                with sftp.open(path, "rb") as src, LocalFile(dest) as out:
+                with sftp.open(path, "rb") as src, LocalFile(dest) as out, \
+                        DigestWriter(out.write, remote.size) as sink:
                     self._same_file(sftp, path, remote, src)
                     if self.source.prefetch:
                         src.prefetch(min(remote.size, cap))  # never past what is read
                     while total < cap and (chunk := src.read(min(_CHUNK, cap - total))):
-                        digest.update(chunk)
-                        out.write(chunk)
+                        sink.put(chunk)
                         total += len(chunk)
+                    sink.close()
+                    digest = sink.digest
                     out.sync()
                     self._same_file(sftp, path, remote, src)
                 after = sftp.stat(path)

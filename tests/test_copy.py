@@ -1,0 +1,124 @@
+"""The hashed copy of a file coming in (gateway/inbox/base.py): ``DigestWriter`` hashes and
+writes a large copy in a thread of its own while the next chunk is read (local inboxes through
+``copy_with_digest``, SFTP through ``SftpInbox.fetch``). The same bytes and the same SHA-256
+either way; a failing write is raised in the caller's thread and stops the copy there; a
+copy given up ends its thread without writing what was still queued."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import wait_until
+
+from gateway.inbox import base
+from gateway.inbox.base import THREADED_BYTES, DigestWriter, copy_with_digest
+
+CHUNK = 1 << 20
+
+
+def _data(size: int) -> bytes:
+    return (hashlib.sha256(str(size).encode()).digest() * (size // 32 + 1))[:size]
+
+
+def _digest_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "digest"]
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK + 7, THREADED_BYTES - 1, THREADED_BYTES,
+                                  3 * THREADED_BYTES + 5])
+@pytest.mark.parametrize("listed", [True, False], ids=["size listed", "size unknown"])
+def test_a_copy_is_the_same_bytes_and_digest_threaded_or_not(
+        tmp_path: Path, size: int, listed: bool) -> None:
+    data = _data(size)
+    dest = tmp_path / "copy"
+    got = copy_with_digest(io.BytesIO(data), dest, size if listed else None)
+    assert got == (size, hashlib.sha256(data).hexdigest())
+    assert dest.read_bytes() == data
+    assert _digest_threads() == []
+
+
+@pytest.mark.parametrize("size, threaded", [(CHUNK, False), (THREADED_BYTES - 1, False),
+                                            (THREADED_BYTES, True), (None, True)])
+def test_a_large_or_unknown_copy_is_written_by_its_own_thread(
+        size: int | None, threaded: bool) -> None:
+    writers: list[str] = []
+    chunks = [_data(CHUNK)] * 3
+    with DigestWriter(lambda _: writers.append(threading.current_thread().name), size) as sink:
+        for chunk in chunks:
+            sink.put(chunk)
+        digest = sink.close()
+    assert digest == hashlib.sha256(b"".join(chunks)).hexdigest()
+    assert writers == ["digest" if threaded else threading.current_thread().name] * 3
+    assert _digest_threads() == []
+
+
+@pytest.mark.parametrize("size", [CHUNK, THREADED_BYTES], ids=["inline", "threaded"])
+def test_a_failing_write_is_raised_and_nothing_after_it_is_written(size: int) -> None:
+    written: list[int] = []
+
+    def write(chunk: bytes) -> None:
+        if len(written) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(len(chunk))
+
+    with pytest.raises(OSError, match="No space left") as raised, \
+            DigestWriter(write, size) as sink:
+        for n in range(20):
+            sink.put(_data(CHUNK + n))
+        sink.close()
+    assert raised.value.errno == errno.ENOSPC
+    assert written == [CHUNK, CHUNK + 1]
+    assert _digest_threads() == []
+
+
+def test_a_copy_given_up_ends_its_thread_without_writing_the_rest() -> None:
+    """The reading fails (the server went away) with chunks queued: they are not written (the
+    copy is removed anyway) and the block is left at once, its thread ended."""
+    written: list[int] = []
+    writing, given_up = threading.Event(), threading.Event()
+
+    def write(chunk: bytes) -> None:
+        if not written:  # the first write lasts until the copy is given up
+            writing.set()
+            assert wait_until(lambda: sink._error is not None, 30)
+            given_up.set()
+        written.append(len(chunk))
+
+    with pytest.raises(EOFError), DigestWriter(write, None) as sink:
+        for n in range(base._AHEAD):
+            sink.put(_data(CHUNK + n))
+        assert writing.wait(30)
+        raise EOFError("the server closed the connection")
+    assert given_up.is_set() and written == [CHUNK]
+    assert _digest_threads() == []
+
+
+def test_a_local_copy_that_cannot_be_written_leaves_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``copy_with_digest`` of a large file whose writes fail (the disk is full) raises that
+    error and removes its partial copy, whichever thread wrote."""
+    data = _data(THREADED_BYTES + CHUNK)
+    dest = tmp_path / "copy"
+    real_open = open
+
+    class Full(io.BufferedWriter):
+        def write(self, chunk: bytes) -> int:  # type: ignore[override]
+            if self.tell() >= 3 * CHUNK:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return super().write(chunk)
+
+    def full_open(path: object, mode: str = "r", *args: object, **kwargs: object) -> object:
+        if path == dest and mode == "wb":
+            return Full(real_open(path, mode, buffering=0))
+        return real_open(path, mode, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr("builtins.open", full_open)
+    with pytest.raises(OSError, match="No space left"):
+        copy_with_digest(io.BytesIO(data), dest, len(data))
+    assert not dest.exists()
+    assert _digest_threads() == []
