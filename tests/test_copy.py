@@ -1,4 +1,4 @@
-"""The hashed copy of a file coming in (gateway/inbox/base.py): ``DigestWriter`` hashes and
+"""The hashed copy of a file coming in (gateway/storage.py): ``DigestWriter`` hashes and
 writes a large copy in a thread of its own while the next chunk is read (local inboxes through
 ``copy_with_digest``, SFTP through ``SftpInbox.fetch``). The same bytes and the same SHA-256
 either way; a failing write is raised in the caller's thread and stops the copy there; a
@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from conftest import wait_until
 
-from gateway.inbox import base
-from gateway.inbox.base import THREADED_BYTES, DigestWriter, copy_with_digest
+from gateway import storage
+from gateway.inbox.base import copy_with_digest
+from gateway.storage import THREADED_BYTES, DigestWriter
 
 CHUNK = 1 << 20
 
@@ -90,7 +91,7 @@ def test_a_copy_given_up_ends_its_thread_without_writing_the_rest() -> None:
         written.append(len(chunk))
 
     with pytest.raises(EOFError), DigestWriter(write, None) as sink:
-        for n in range(base._AHEAD):
+        for n in range(storage._AHEAD):
             sink.put(_data(CHUNK + n))
         assert writing.wait(30)
         raise EOFError("the server closed the connection")

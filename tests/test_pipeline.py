@@ -16,6 +16,7 @@ import pytest
 from conftest import acme_project
 from lxml import etree
 
+from gateway import storage
 from gateway.config import load_config
 from gateway.schemas import ack_schema
 from gateway.service.runner import run_once
@@ -123,7 +124,11 @@ def test_acks_are_valid_against_the_ack_xsd(project, name: str) -> None:
     ("outbox/ace/FT-20261201-000001.txt", "pipeline-good.FT.txt"),
     ("outbox/ace/AE-20261201-000001.txt.manifest.json", "pipeline-good.AE.manifest.json"),
 ])
-def test_golden_outputs_of_the_good_sample(project, output: str, golden: str) -> None:
+@pytest.mark.parametrize("threaded", [False, True], ids=["", "copies threaded"])
+def test_golden_outputs_of_the_good_sample(project, output: str, golden: str, threaded: bool,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    if threaded:  # every hashed copy (the file in, the ACE file out) in a thread of its own
+        monkeypatch.setattr(storage, "THREADED_BYTES", 0)
     project.drop("acme-20261201-good.xml", sample("acme-20261201-good.xml"))
     project.run()
     actual = normalise_times((project.base / output).read_bytes())

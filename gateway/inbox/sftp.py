@@ -29,15 +29,7 @@ import paramiko
 
 from gateway.config import PartnerConfig, SftpSource
 from gateway.errors import FatalError, TransientError
-from gateway.inbox.base import (
-    DigestWriter,
-    FileChanged,
-    FileRefused,
-    NotTaken,
-    RemoteFile,
-    read_cap,
-    wanted,
-)
+from gateway.inbox.base import FileChanged, FileRefused, NotTaken, RemoteFile, read_cap, wanted
 from gateway.inbox.sftp_pipeline import (
     SMALL,
     LocalDiskError,
@@ -48,6 +40,7 @@ from gateway.inbox.sftp_pipeline import (
 from gateway.inbox.sftp_requests import DisposeStats, Requests
 from gateway.inbox.sftp_session import in_words, open_session
 from gateway.ledger.store import FileRow, Ledger
+from gateway.storage import DigestWriter
 
 T = TypeVar("T")
 DONE_SUFFIX = ".done"

@@ -24,7 +24,6 @@ with the number of product lines or blocks.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -50,7 +49,7 @@ from gateway.outputs.ace_layouts import (
     clean_text,
 )
 from gateway.outputs.manifest import Manifest
-from gateway.storage import open_new, publish, sync_file, temp_name
+from gateway.storage import DigestWriter, open_new, publish, sync_file, temp_name
 from gateway.validate.amounts import split_plain
 from gateway.validate.smelt_cast import record_due, smelt_cast_fields
 
@@ -317,18 +316,18 @@ class AceFileWriter:
         self._close_spools()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = temp_name(self.path)
-        digest = hashlib.sha256()
         written = 0
         record_count = 2 + sum(block.records + 2 for block in self._blocks.values())
+        size = record_count * (RECORD_LENGTH + 1)
         try:
-            with open_new(tmp) as out:
+            with open_new(tmp) as out, DigestWriter(out.write, size) as sink:
                 for chunk in self._chunks():
-                    out.write(chunk)
-                    digest.update(chunk)
+                    sink.put(chunk)
                     written += len(chunk)
+                sha256 = sink.close()
                 sync_file(out)
             # A spool that lost or gained bytes would otherwise go out unnoticed.
-            if written != record_count * (RECORD_LENGTH + 1):
+            if written != size:
                 raise AssertionError(f"{tmp}: {written} bytes for {record_count} records")
             publish(tmp, self.path)
         except BaseException:
@@ -338,7 +337,7 @@ class AceFileWriter:
             self._remove_spools()  # the writer is closed either way: nothing will read them
         blocks = self._blocks.values()
         manifest = Manifest(
-            file_name=self.path.name, sha256=digest.hexdigest(), record_count=record_count,
+            file_name=self.path.name, sha256=sha256, record_count=record_count,
             licenses=tuple(lic for block in blocks for lic in block.licenses),
             application_id=self.app_id, source=self.source,
         )
