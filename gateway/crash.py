@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from functools import cache
 
+from gateway.turns import TURNS
+
 # The variables above: a process the gateway starts keeps them (validate.read_process).
 ENVIRONMENT = ("AIMGW_CRASH_AT", "AIMGW_PAUSE_AT", "AIMGW_POLL_TRACE", "AIMGW_READ_SHARE")
 
@@ -67,11 +69,12 @@ def pause(step: str) -> None:
     hooks = _hooks()
     if hooks.pause_at != step:
         return
-    if hooks.go_on_file:
-        while not os.path.exists(hooks.go_on_file):
-            time.sleep(0.01)
-    else:
-        time.sleep(hooks.pause_seconds)
+    with TURNS.released():  # a pass held here lets the process's other passes go on
+        if hooks.go_on_file:
+            while not os.path.exists(hooks.go_on_file):
+                time.sleep(0.01)
+        else:
+            time.sleep(hooks.pause_seconds)
 
 
 def trace_poll(partner: str, worker: str, started: float, ended: float) -> None:

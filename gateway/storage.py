@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from gateway.config import Config
+from gateway.turns import TURNS
 
 # O_EXCL already refuses an existing link; O_NOFOLLOW says so again where it exists.
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | \
@@ -70,6 +71,11 @@ def together(syncs: Sequence[Callable[[], None]]) -> None:
     others on the block's pool. Why: each fsync here waits for its writes and a cache flush
     of the disk, and the disk serves several at once (bench/bench_poll.py); outside the
     block (admin commands, tests) one after the other, as before."""
+    with TURNS.released():  # a pass waits for the disk without its turn (gateway.turns)
+        _together(syncs)
+
+
+def _together(syncs: Sequence[Callable[[], None]]) -> None:
     pool: ThreadPoolExecutor | None = getattr(_deferred, "pool", None)
     if pool is None or len(syncs) < 2:
         for sync in syncs:
@@ -132,7 +138,8 @@ def sync_file(fh: IO[Any]) -> None:
     block's end (the file is published only then, after it)."""
     fh.flush()
     if getattr(_deferred, "files", None) is None:
-        os.fsync(fh.fileno())
+        with TURNS.released():
+            os.fsync(fh.fileno())
 
 
 @contextlib.contextmanager

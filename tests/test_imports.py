@@ -20,7 +20,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "gateway"
 STAGES: list[tuple[str, ...]] = [
     # base: what every stage uses, importing no stage
     ("gateway.errors", "gateway.findings", "gateway.model", "gateway.countries",
-     "gateway.textsafe", "gateway.caching", "gateway.crash", "gateway.schemas"),
+     "gateway.textsafe", "gateway.caching", "gateway.crash", "gateway.schemas",
+     "gateway.turns"),
     ("gateway.parse",),
     ("gateway.validate",),
     # config checks each partner's mapping when it loads (parse); storage's Layout is built

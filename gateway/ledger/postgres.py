@@ -26,6 +26,7 @@ from psycopg.rows import TupleRow
 
 from gateway.errors import LedgerUnavailable, TransientError
 from gateway.ledger.db import Cursor
+from gateway.turns import TURNS
 
 _MIGRATION_LOCK = 72_351_001  # advisory lock key: "AIM gateway migrations"
 # Pipeline mode needs libpq 14 or later (psycopg[binary] brings its own): without it, BEGIN
@@ -237,11 +238,15 @@ class PostgresDb:
         self._closed = False
         _opened(dsn)
 
+    # Every statement waits for the server without the pass's turn (gateway.turns): a turn is
+    # never held across a wait for the server or one of its locks.
+
     def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
         try:
-            if self._begin_pending or self._later:
-                return self._send(format_params(sql), params)
-            return self.conn.execute(format_params(sql), params)
+            with TURNS.released():
+                if self._begin_pending or self._later:
+                    return self._send(format_params(sql), params)
+                return self.conn.execute(format_params(sql), params)
         except psycopg.OperationalError as err:
             _raise_translated(err)
 
@@ -288,9 +293,10 @@ class PostgresDb:
 
     def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
         try:
-            self._send_begin()
-            with self.conn.cursor() as cursor:
-                cursor.executemany(format_params(sql), list(rows))
+            with TURNS.released():
+                self._send_begin()
+                with self.conn.cursor() as cursor:
+                    cursor.executemany(format_params(sql), list(rows))
         except psycopg.OperationalError as err:
             _raise_translated(err)
 
@@ -303,10 +309,11 @@ class PostgresDb:
         statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
             sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
         try:
-            self._send_begin()
-            with self.conn.cursor() as cursor, cursor.copy(statement) as copy:
-                for row in rows:
-                    copy.write_row(row)
+            with TURNS.released():
+                self._send_begin()
+                with self.conn.cursor() as cursor, cursor.copy(statement) as copy:
+                    for row in rows:
+                        copy.write_row(row)
         except psycopg.errors.UniqueViolation as err:
             # The licenses' primary key, the number (a migration renamed the table: it is
             # "licenses_v2_pkey"); (partner, ref) is another key, and no race of workers.

@@ -11,6 +11,7 @@ by construction: ``tests/test_check_core.py`` runs both over every case.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -31,6 +32,7 @@ from gateway.model import FileStatus
 from gateway.parse.detect import check_size
 from gateway.parse.mapping import ack_delimiter, mapping_for
 from gateway.textsafe import printable
+from gateway.turns import TURNS
 from gateway.validate.hts import edition_on
 from gateway.validate.read_process import ProcessReader, read_source
 from gateway.validate.rules import RuleContext
@@ -169,16 +171,24 @@ class DecisionCore:
             fmt = prepared.fmt
             if prepared.path != sub.path:
                 sinks.reading(prepared.path)
+            # Several passes of this process at once (a shared ledger): each computes in
+            # turns of its own (gateway.turns), not in the interpreter's microseconds.
+            turn = TURNS.held if self.ledger is not None and self.ledger.concurrent \
+                else contextlib.nullcontext
             try:
                 # One pass: read, decide and write as the file streams by (a large file read
                 # by a second process meanwhile: validate.read_process).
-                with read_source(prepared, self.config.gateway.read_process_min_bytes) as source:
+                with turn(), read_source(prepared,
+                                       self.config.gateway.read_process_min_bytes) as source:
                     self._one_pass(sub, source, None, new_summary(), sinks, fmt)
             except RepeatedRef:
                 # A ref came twice: the sinks undid the pass; decide with the counts.
-                staged = prepared.stage(spool_path(self.work_dir, sub.file_id))
+                with turn():
+                    staged = prepared.stage(spool_path(self.work_dir, sub.file_id))
                 try:
-                    self._one_pass(sub, staged, staged.ref_counts, new_summary(), sinks, fmt)
+                    with turn():
+                        self._one_pass(sub, staged, staged.ref_counts, new_summary(), sinks,
+                                       fmt)
                 finally:
                     staged.discard()
         except RejectedSubmission as rejected:
@@ -238,6 +248,7 @@ class DecisionCore:
                                             sub.partner, issuer):
                     summary.count(outcome)
                     out.add(item, outcome)
+                    TURNS.share()
                 summary.settle_status()
                 out.finish(summary, issuer)
             finally:

@@ -57,6 +57,7 @@ from gateway.findings import Finding, Severity
 from gateway.model import Application, Filer, ProductLine, SubmissionHeader
 from gateway.parse.csv_file import CsvApplication
 from gateway.parse.xml_model import ParsedApplication
+from gateway.turns import TURNS
 from gateway.validate.hts import CoveredHts
 from gateway.validate.rules import LineResult
 from gateway.validate.staging import Prepared, Reader, StagedApplication, application_digest
@@ -508,10 +509,13 @@ class ProcessReader:
     def _read(self, size: int) -> bytes:
         """``size`` bytes of the pipe (fewer at its end). Before waiting for them, the child
         is told that this side waits (a byte on its stdin: ``child_main`` shares the work)."""
-        if self._stdin_fd >= 0 and not self._poll.poll(0):
+        if self._poll.poll(0):
+            return _read_exact(self._fd, size)
+        if self._stdin_fd >= 0:
             with contextlib.suppress(OSError):  # the child gone: the read below sees it
                 os.write(self._stdin_fd, b"w")
-        return _read_exact(self._fd, size)
+        with TURNS.released():  # waiting for the child is no turn's work (gateway.turns)
+            return _read_exact(self._fd, size)
 
     def _stop(self) -> None:
         """The child is done, or no longer wanted: it is ended and waited for either way."""

@@ -1,0 +1,138 @@
+"""Turns at the interpreter for the decision passes of one process (gateway/turns.py): in
+order asked, handed on after a slice when another waits, given up around every wait, and
+never kept by a pass that failed. Each test waits for conditions (events, counters), with a
+bound only against a hang."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pytest
+from conftest import wait_until
+
+from gateway.turns import Turns
+
+HANG = 30.0  # seconds: only a broken turn waits this long
+
+
+def _thread(target: Callable[[], None]) -> threading.Thread:
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_long_pass_hands_the_turn_to_a_waiting_one_after_its_slice() -> None:
+    """A pass that never waits (a large file) lets a second one in: the second is done
+    while the first still runs, the first is not stopped either."""
+    turns = Turns(slice_seconds=0.01)
+    short_done = threading.Event()
+    long_started, long_rounds = threading.Event(), [0]
+
+    def long_pass() -> None:
+        with turns.held():
+            long_started.set()
+            while not short_done.is_set() and long_rounds[0] < 10_000_000:
+                long_rounds[0] += 1
+                turns.share()
+
+    def short_pass() -> None:
+        with turns.held():
+            short_done.set()
+
+    first = _thread(long_pass)
+    assert long_started.wait(HANG)
+    second = _thread(short_pass)
+    assert short_done.wait(HANG), "the waiting pass never had a turn"
+    first.join(HANG)
+    second.join(HANG)
+    assert not first.is_alive() and long_rounds[0] < 10_000_000
+
+
+def test_a_pass_alone_keeps_its_turn() -> None:
+    turns = Turns(slice_seconds=0.0)
+    with turns.held():
+        for _ in range(1000):
+            turns.share()  # nobody waits: nothing given up
+        assert turns.holding()
+    assert not turns.holding()
+
+
+def test_a_wait_without_the_turn_lets_another_pass_run() -> None:
+    turns = Turns()
+    waiting, other_done = threading.Event(), threading.Event()
+
+    def waiter() -> None:
+        with turns.held():
+            with turns.released():
+                waiting.set()
+                assert other_done.wait(HANG)
+            assert turns.holding()  # taken again after the wait
+
+    first = _thread(waiter)
+    assert waiting.wait(HANG)
+    with turns.held():  # the main thread's pass, while the first waits
+        other_done.set()
+    first.join(HANG)
+    assert not first.is_alive()
+
+
+def test_turns_are_given_in_the_order_asked() -> None:
+    turns = Turns()
+    order: list[int] = []
+    threads = []
+    with turns.held():
+        for n in range(5):
+            threads.append(_thread(lambda n=n: _take_and_note(turns, order, n)))
+            # The next asks only after this one is waiting: its ticket is the next.
+            assert wait_until(lambda n=n: turns._next == n + 2, HANG)
+    for thread in threads:
+        thread.join(HANG)
+    assert order == [0, 1, 2, 3, 4]
+
+
+def _take_and_note(turns: Turns, order: list[int], n: int) -> None:
+    with turns.held():
+        order.append(n)
+
+
+def test_nested_blocks_take_the_turn_once_and_a_release_gives_it_whole() -> None:
+    turns = Turns()
+    other_ran = threading.Event()
+    with turns.held():
+        with turns.held():
+            with turns.released():
+                assert not turns.holding()
+                # Another pass gets the turn now, although two blocks of ours are open.
+                _thread(lambda: _run_once(turns, other_ran))
+                assert other_ran.wait(HANG)
+            assert turns.holding()
+        assert turns.holding()
+    assert not turns.holding()
+    with turns.held():  # free again: taken at once
+        pass
+
+
+def _run_once(turns: Turns, ran: threading.Event) -> None:
+    with turns.held():
+        ran.set()
+
+
+def test_a_pass_that_fails_gives_its_turn_back() -> None:
+    turns = Turns()
+    with pytest.raises(RuntimeError), turns.held():
+        raise RuntimeError("the file's pass failed")
+    got = threading.Event()
+    thread = _thread(lambda: _run_once(turns, got))
+    assert got.wait(HANG)
+    thread.join(HANG)
+
+
+def test_released_and_share_outside_a_turn_change_nothing() -> None:
+    """Code that runs both in and out of passes (a statement of the admin commands, an
+    fsync of a receipt) waits as it did when no turn is held."""
+    turns = Turns()
+    with turns.released():
+        assert not turns.holding()
+    turns.share()
+    assert turns._next == turns._serving == 0
