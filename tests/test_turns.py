@@ -7,11 +7,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
+import psycopg
 import pytest
-from conftest import wait_until
+from conftest import ProjectConfig, wait_until
+from lifecycle_files import application, submission
 
-from gateway.turns import Turns
+from gateway.config import load_config
+from gateway.licensing.results import AppOutcome
+from gateway.service.process import RunPass
+from gateway.service.scheduler import serve
+from gateway.turns import TURNS, Turns
+from gateway.validate.staging import StagedApplication
 
 HANG = 30.0  # seconds: only a broken turn waits this long
 
@@ -136,3 +144,52 @@ def test_released_and_share_outside_a_turn_change_nothing() -> None:
         assert not turns.holding()
     turns.share()
     assert turns._next == turns._serving == 0
+
+
+def test_a_pass_that_only_computes_lets_another_partners_file_through_on_postgresql(
+        tmp_path: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``serve`` on PostgreSQL, one process: partner ``big``'s pass computes without ever
+    waiting (held in its first decision, giving the turn up only by ``share``), and partner
+    ``small``'s file is decided and done meanwhile; then ``big``'s goes on and is done."""
+    config = ProjectConfig(tmp_path).ledger(pg_dsn).set("gateway", poll_interval_seconds=1)
+    for partner in ("big", "small"):
+        config.partner(partner, filer_code=partner[:3].upper(), filer=True)
+    path = config.write()
+    (config.inbox("big") / "big.xml").write_bytes(submission("BIG-1", application("B-1")))
+    small_done = threading.Event()
+    real_add = RunPass.add
+
+    def add(self: RunPass, item: StagedApplication, outcome: AppOutcome) -> None:
+        real_add(self, item, outcome)
+        if self.row.partner == "big":
+            (config.inbox("small") / "small.xml").write_bytes(
+                submission("SMALL-1", application("S-1")))
+            while not small_done.is_set():  # computing: no wait, no statement, no fsync
+                TURNS.share()
+
+    monkeypatch.setattr(RunPass, "add", add)
+    cfg = load_config(path)
+    stop = threading.Event()
+    service = threading.Thread(target=serve, args=(cfg, stop), daemon=True)
+    service.start()
+    try:
+        assert wait_until(lambda: _state(pg_dsn, "small.xml") == "DONE", 60), \
+            "the other partner's file waited for the pass that computes"
+        assert _state(pg_dsn, "big.xml") == "RECEIVED"  # still in its pass
+        small_done.set()
+        assert wait_until(lambda: _state(pg_dsn, "big.xml") == "DONE", 60)
+    finally:
+        small_done.set()
+        stop.set()
+        service.join(60)
+    assert not service.is_alive()
+
+
+def _state(dsn: str, name: str) -> str | None:
+    with psycopg.connect(dsn) as conn:
+        try:
+            row = conn.execute("SELECT state FROM files WHERE remote_name = %s",
+                               (name,)).fetchone()
+        except psycopg.errors.UndefinedTable:  # serve has not made the ledger yet
+            return None
+    return None if row is None else str(row[0])
