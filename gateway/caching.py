@@ -63,8 +63,13 @@ def short_cache(maxsize: int, longest: int = LONGEST) -> Callable[[F], F]:
         def cache_info() -> CacheInfo:
             return CacheInfo(misses, len(cache))
 
+        def cache_clear() -> None:
+            nonlocal misses
+            cache.clear()
+            misses = 0
+
         call.cache_info = cache_info  # type: ignore[attr-defined]
-        call.cache_clear = cache.clear  # type: ignore[attr-defined]
+        call.cache_clear = cache_clear  # type: ignore[attr-defined]
         return cast(F, call)
 
     return wrap

@@ -92,3 +92,5 @@ def test_a_full_cache_starts_again() -> None:
     assert [seen(v) for v in "abcabc"] == [1, 2, 3, 1, 2, 3]  # three kept
     assert seen("d") == 4 and seen.cache_info().currsize == 1  # a fourth: emptied first
     assert seen("a") == 5 and seen("d") == 4
+    seen.cache_clear()  # forgets the results and the count
+    assert seen.cache_info() == (0, 0) and seen("d") == 6 and seen.cache_info() == (1, 1)
