@@ -38,36 +38,54 @@ class Turns:
         self._changed = threading.Condition(threading.Lock())
         self._next = 0  # the next ticket to give
         self._serving = 0  # the ticket whose turn it is
-        self._mine = threading.local()  # depth: held() blocks open in this thread; since
+        self._abandoned: set[int] = set()  # tickets whose thread stopped waiting (an error)
+        # Per thread: has (it holds the turn), since (when its slice began).
+        self._mine = threading.local()
 
     def _take(self) -> None:
         with self._changed:
             ticket = self._next
             self._next += 1
-            while self._serving != ticket:
-                self._changed.wait()
+            try:
+                while self._serving != ticket:
+                    self._changed.wait()
+            except BaseException:  # interrupted while waiting: the ticket is never used
+                if self._serving == ticket:
+                    self._pass_on()
+                else:
+                    self._abandoned.add(ticket)
+                raise
+        self._mine.has = True
         self._mine.since = time.monotonic()
 
     def _give(self) -> None:
+        if not self.holding():
+            return  # taken again failed (an interrupt): nothing held to give
+        self._mine.has = False
         with self._changed:
+            self._pass_on()
+
+    def _pass_on(self) -> None:
+        """The next ticket's turn, past those abandoned (called with ``_changed`` held)."""
+        self._serving += 1
+        while self._serving in self._abandoned:
+            self._abandoned.discard(self._serving)
             self._serving += 1
-            self._changed.notify_all()
+        self._changed.notify_all()
 
     def holding(self) -> bool:
-        return getattr(self._mine, "depth", 0) > 0
+        return bool(getattr(self._mine, "has", False))
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
-        """The block runs with this thread's turn (taken once however deep the blocks)."""
-        depth = getattr(self._mine, "depth", 0)
-        if depth == 0:
+        """The block runs with this thread's turn (taken by the outermost block only)."""
+        took = not self.holding()
+        if took:
             self._take()
-        self._mine.depth = depth + 1
         try:
             yield
         finally:
-            self._mine.depth = depth
-            if depth == 0:
+            if took:
                 self._give()
 
     @contextlib.contextmanager
@@ -77,14 +95,11 @@ class Turns:
         if not self.holding():
             yield
             return
-        depth = self._mine.depth
-        self._mine.depth = 0
         self._give()
         try:
             yield
         finally:
             self._take()
-            self._mine.depth = depth
 
     def share(self) -> None:
         """Hand the turn on when this thread has held it for a slice and another waits."""

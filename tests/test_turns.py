@@ -193,3 +193,74 @@ def _state(dsn: str, name: str) -> str | None:
         except psycopg.errors.UndefinedTable:  # serve has not made the ledger yet
             return None
     return None if row is None else str(row[0])
+
+
+class _Interrupting(Turns):
+    """Turns whose wait is interrupted (a KeyboardInterrupt, any error) in one thread."""
+
+    def __init__(self, victim: str) -> None:
+        super().__init__()
+        real_wait = self._changed.wait
+
+        def wait(timeout: float | None = None) -> bool:
+            if threading.current_thread().name == victim:
+                raise KeyboardInterrupt
+            return real_wait(timeout)
+
+        self._changed.wait = wait  # type: ignore[method-assign]
+
+
+def test_a_wait_interrupted_never_keeps_the_turns_behind_it() -> None:
+    """A thread interrupted while it waits for its turn leaves its ticket unused: the
+    turns after it are still given (they were stuck for good before)."""
+    turns = _Interrupting(victim="interrupted")
+    interrupted: list[BaseException] = []
+    after = threading.Event()
+
+    def victim() -> None:
+        try:
+            with turns.held():
+                pass
+        except BaseException as err:
+            interrupted.append(err)
+
+    with turns.held():
+        thread = threading.Thread(target=victim, name="interrupted", daemon=True)
+        thread.start()
+        thread.join(HANG)
+        assert [type(e) for e in interrupted] == [KeyboardInterrupt]
+        later = _thread(lambda: _run_once(turns, after))
+        assert wait_until(lambda: turns._next == 3, HANG)  # asked behind the abandoned one
+    assert after.wait(HANG), "the turn after an abandoned ticket was never given"
+    later.join(HANG)
+    assert not turns.holding() and turns._abandoned == set()
+
+
+def test_a_pass_interrupted_while_it_takes_its_turn_back_holds_nothing() -> None:
+    turns = _Interrupting(victim="pass")
+    other_got = threading.Event()
+    failures: list[BaseException] = []
+
+    def a_pass() -> None:
+        try:
+            with turns.held(), turns.released():
+                # Another holds the turn now: taking it back waits, and is interrupted.
+                _thread(lambda: _hold_until(turns, other_got))
+                assert other_got.wait(HANG)
+        except BaseException as err:
+            failures.append(err)
+        assert not turns.holding()  # nothing held, nothing given twice
+
+    thread = threading.Thread(target=a_pass, name="pass", daemon=True)
+    thread.start()
+    thread.join(HANG)
+    assert [type(e) for e in failures] == [KeyboardInterrupt]
+    with turns.held():  # the turn is free again once the other gave it
+        assert turns.holding()
+
+
+def _hold_until(turns: Turns, got: threading.Event) -> None:
+    with turns.held():
+        got.set()
+        # Hold until the interrupted pass has asked (and abandoned) its ticket.
+        assert wait_until(lambda: turns._next >= 3, HANG)
