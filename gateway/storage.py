@@ -71,6 +71,8 @@ def together(syncs: Sequence[Callable[[], None]]) -> None:
     others on the block's pool. Why: each fsync here waits for its writes and a cache flush
     of the disk, and the disk serves several at once (bench/bench_poll.py); outside the
     block (admin commands, tests) one after the other, as before."""
+    if not syncs:
+        return
     with TURNS.released():  # a pass waits for the disk without its turn (gateway.turns)
         _together(syncs)
 

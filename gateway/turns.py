@@ -9,15 +9,22 @@ files of 24 partners in one worker (bench/bench_workers.py, 2026-12-05): about 2
 context switches against 10,000 on SQLite, 1.7-2.4 s of system time against 0.5, and 40 %
 more CPU in the worker for the same work.
 
-So a pass takes a turn (``held``) and keeps it while it computes, handing it on at most
-every ``SLICE`` seconds when another pass waits (``share``, called between applications)
-and around every wait that is not its own work: a statement to the server, an fsync, the
-reading process's next batch (``released``). Turns are given in the order asked (a ticket
-each), so no pass waits for more than one slice of each pass ahead of it: a large file of
-one partner slows another partner's small file as little as it did (they still alternate),
-only in slices of 50 ms instead of microseconds. A pass never waits for the server, a lock
-of the server or the disk while it holds the turn, so a turn can never be part of a
-deadlock with the server's row and table locks.
+So a pass takes a turn (``held``) and keeps it while it computes, and gives it up around
+every wait that is not its own work: a statement to the server, an fsync, the reading
+process's next batch, a web hook (``released``). Who gets it next:
+
+- a pass coming back from a wait first (in the order they came back): a small file's pass
+  is mostly round trips, and each must not cost it a slice of every pass that computes (a
+  first version served it in the order asked: 49 round trips behind 7 large files took 18 s,
+  against 2.6 s with the interpreter's own switching, a review measured). It gets the turn
+  at the holder's next ``share`` (between two applications), whatever the holder's slice;
+- else the pass that asked first: a pass that computed for ``SLICE`` seconds while another
+  waits goes behind it (``share``).
+
+A pass back from a wait that then computes for a whole slice goes behind the others like
+any, so passes that wait cannot keep one that computes from its turns either. A pass never
+waits for the server, a lock of the server, the disk or the network while it holds the
+turn, so a turn can never be part of a deadlock with the server's row and table locks.
 """
 
 from __future__ import annotations
@@ -25,53 +32,80 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 
-SLICE = 0.05  # seconds a pass computes before it lets a waiting one in
+# Seconds a pass computes before a pass that asked gets the turn. Only passes that compute
+# wait for slices (one back from a wait gets the turn at the holder's next ``share``). 5 ms,
+# the interpreter's own switch interval, was tried: one PostgreSQL worker used 5.8-6.5 s of
+# CPU in bench/bench_workers.py (24 x 2 files) against 5.0-5.9 s with 50 ms (runs 20 minutes
+# apart), for nothing a pass that waits would gain.
+SLICE = 0.05
+
+
+class _Waiter:
+    __slots__ = ("event", "given")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.given = False  # the turn was handed to this waiter
 
 
 class Turns:
-    """A fair lock (tickets served in order) with the holder's slice and depth per thread."""
+    """Who holds the turn, and who waits for it: passes back from a wait first, then the
+    others in the order they asked (see the module)."""
 
     def __init__(self, slice_seconds: float = SLICE) -> None:
         self.slice = slice_seconds
-        self._changed = threading.Condition(threading.Lock())
-        self._next = 0  # the next ticket to give
-        self._serving = 0  # the ticket whose turn it is
-        self._abandoned: set[int] = set()  # tickets whose thread stopped waiting (an error)
+        self._lock = threading.Lock()  # guards the fields below; never held while waiting
+        self._held = False
+        self._back: deque[_Waiter] = deque()  # back from a wait: served first
+        self._asking: deque[_Waiter] = deque()  # a pass's start, or after its slice
         # Per thread: has (it holds the turn), since (when its slice began).
         self._mine = threading.local()
 
-    def _take(self) -> None:
-        with self._changed:
-            ticket = self._next
-            self._next += 1
-            try:
-                while self._serving != ticket:
-                    self._changed.wait()
-            except BaseException:  # interrupted while waiting: the ticket is never used
-                if self._serving == ticket:
-                    self._pass_on()
+    def _take(self, back: bool = False, front: bool = False) -> None:
+        with self._lock:
+            if not self._held and not self._back and not self._asking:
+                self._held = True
+                waiter = None
+            else:
+                waiter = _Waiter()
+                if back:
+                    self._back.append(waiter)
+                elif front:
+                    self._asking.appendleft(waiter)
                 else:
-                    self._abandoned.add(ticket)
+                    self._asking.append(waiter)
+        if waiter is not None:
+            try:
+                waiter.event.wait()
+            except BaseException:  # interrupted while waiting: never left holding or queued
+                with self._lock:
+                    if waiter.given:
+                        self._hand_on()
+                    else:
+                        (self._back if waiter in self._back else self._asking).remove(waiter)
                 raise
         self._mine.has = True
         self._mine.since = time.monotonic()
 
     def _give(self) -> None:
         if not self.holding():
-            return  # taken again failed (an interrupt): nothing held to give
+            return  # taking it again failed (an interrupt): nothing held to give
         self._mine.has = False
-        with self._changed:
-            self._pass_on()
+        with self._lock:
+            self._hand_on()
 
-    def _pass_on(self) -> None:
-        """The next ticket's turn, past those abandoned (called with ``_changed`` held)."""
-        self._serving += 1
-        while self._serving in self._abandoned:
-            self._abandoned.discard(self._serving)
-            self._serving += 1
-        self._changed.notify_all()
+    def _hand_on(self) -> None:
+        """The turn to the next waiter, or free (called with ``_lock`` held)."""
+        queue = self._back or self._asking
+        if not queue:
+            self._held = False
+            return
+        waiter = queue.popleft()
+        waiter.given = True
+        waiter.event.set()
 
     def holding(self) -> bool:
         return bool(getattr(self._mine, "has", False))
@@ -91,7 +125,7 @@ class Turns:
     @contextlib.contextmanager
     def released(self) -> Iterator[None]:
         """The block waits without the turn (when this thread holds it), and takes it again
-        after, behind whoever asked meanwhile."""
+        after, before the passes that compute (see the module)."""
         if not self.holding():
             yield
             return
@@ -99,19 +133,23 @@ class Turns:
         try:
             yield
         finally:
-            self._take()
+            self._take(back=True)
 
     def share(self) -> None:
-        """Hand the turn on when this thread has held it for a slice and another waits."""
-        if not self.holding() or time.monotonic() - self._mine.since < self.slice:
+        """Hand the turn on to a pass back from a wait, or, after a slice, to one that asked:
+        called by a pass between two applications."""
+        if not self.holding():
             return
-        with self._changed:
-            waiting = self._next - self._serving > 1
-        if waiting:
-            with self.released():
-                pass
-        else:
+        with self._lock:
+            back, asking = bool(self._back), bool(self._asking)
+        if not back and not asking:
             self._mine.since = time.monotonic()
+            return
+        spent = time.monotonic() - self._mine.since >= self.slice
+        if back or spent:
+            self._give()
+            # Preempted inside its slice: first of those that asked, not behind them all.
+            self._take(front=not spent)
 
 
 TURNS = Turns()  # the process's one

@@ -14,6 +14,7 @@ import pytest
 from conftest import ProjectConfig, wait_until
 from lifecycle_files import application, submission
 
+from gateway import turns as turns_module
 from gateway.config import load_config
 from gateway.licensing.results import AppOutcome
 from gateway.service.process import RunPass
@@ -92,8 +93,8 @@ def test_turns_are_given_in_the_order_asked() -> None:
     with turns.held():
         for n in range(5):
             threads.append(_thread(lambda n=n: _take_and_note(turns, order, n)))
-            # The next asks only after this one is waiting: its ticket is the next.
-            assert wait_until(lambda n=n: turns._next == n + 2, HANG)
+            # The next asks only after this one is waiting: it is behind it.
+            assert wait_until(lambda n=n: len(turns._asking) == n + 1, HANG)
     for thread in threads:
         thread.join(HANG)
     assert order == [0, 1, 2, 3, 4]
@@ -143,7 +144,7 @@ def test_released_and_share_outside_a_turn_change_nothing() -> None:
     with turns.released():
         assert not turns.holding()
     turns.share()
-    assert turns._next == turns._serving == 0
+    assert not turns._held and not turns._asking and not turns._back
 
 
 def test_a_pass_that_only_computes_lets_another_partners_file_through_on_postgresql(
@@ -195,25 +196,34 @@ def _state(dsn: str, name: str) -> str | None:
     return None if row is None else str(row[0])
 
 
-class _Interrupting(Turns):
-    """Turns whose wait is interrupted (a KeyboardInterrupt, any error) in one thread."""
+class _InterruptedWaiter(turns_module._Waiter):
+    """A waiter whose wait is interrupted (a KeyboardInterrupt, any error) in the thread
+    named ``VICTIM``."""
 
-    def __init__(self, victim: str) -> None:
+    VICTIM = "interrupted"
+
+    def __init__(self) -> None:
         super().__init__()
-        real_wait = self._changed.wait
+        real_wait = self.event.wait
 
         def wait(timeout: float | None = None) -> bool:
-            if threading.current_thread().name == victim:
+            if threading.current_thread().name == self.VICTIM:
                 raise KeyboardInterrupt
             return real_wait(timeout)
 
-        self._changed.wait = wait  # type: ignore[method-assign]
+        self.event.wait = wait  # type: ignore[method-assign]
 
 
-def test_a_wait_interrupted_never_keeps_the_turns_behind_it() -> None:
-    """A thread interrupted while it waits for its turn leaves its ticket unused: the
-    turns after it are still given (they were stuck for good before)."""
-    turns = _Interrupting(victim="interrupted")
+@pytest.fixture
+def interrupting(monkeypatch: pytest.MonkeyPatch) -> Turns:
+    monkeypatch.setattr(turns_module, "_Waiter", _InterruptedWaiter)
+    return Turns()
+
+
+def test_a_wait_interrupted_never_keeps_the_turns_behind_it(interrupting: Turns) -> None:
+    """A thread interrupted while it waits for its turn leaves no place in the queue: the
+    turns after it are still given."""
+    turns = interrupting
     interrupted: list[BaseException] = []
     after = threading.Event()
 
@@ -229,15 +239,17 @@ def test_a_wait_interrupted_never_keeps_the_turns_behind_it() -> None:
         thread.start()
         thread.join(HANG)
         assert [type(e) for e in interrupted] == [KeyboardInterrupt]
+        assert not turns._asking  # its place is gone
         later = _thread(lambda: _run_once(turns, after))
-        assert wait_until(lambda: turns._next == 3, HANG)  # asked behind the abandoned one
-    assert after.wait(HANG), "the turn after an abandoned ticket was never given"
+        assert wait_until(lambda: len(turns._asking) == 1, HANG)
+    assert after.wait(HANG), "the turn after an interrupted wait was never given"
     later.join(HANG)
-    assert not turns.holding() and turns._abandoned == set()
+    assert not turns.holding() and not turns._held and not turns._asking
 
 
-def test_a_pass_interrupted_while_it_takes_its_turn_back_holds_nothing() -> None:
-    turns = _Interrupting(victim="pass")
+def test_a_pass_interrupted_while_it_takes_its_turn_back_holds_nothing(
+        interrupting: Turns) -> None:
+    turns = interrupting
     other_got = threading.Event()
     failures: list[BaseException] = []
 
@@ -245,22 +257,52 @@ def test_a_pass_interrupted_while_it_takes_its_turn_back_holds_nothing() -> None
         try:
             with turns.held(), turns.released():
                 # Another holds the turn now: taking it back waits, and is interrupted.
-                _thread(lambda: _hold_until(turns, other_got))
+                _thread(lambda: _hold_until(turns, other_got, failures))
                 assert other_got.wait(HANG)
         except BaseException as err:
             failures.append(err)
         assert not turns.holding()  # nothing held, nothing given twice
 
-    thread = threading.Thread(target=a_pass, name="pass", daemon=True)
+    thread = threading.Thread(target=a_pass, name="interrupted", daemon=True)
     thread.start()
     thread.join(HANG)
     assert [type(e) for e in failures] == [KeyboardInterrupt]
-    with turns.held():  # the turn is free again once the other gave it
+    assert wait_until(lambda: not turns._held, HANG)  # the other gave it: free
+    with turns.held():
         assert turns.holding()
 
 
-def _hold_until(turns: Turns, got: threading.Event) -> None:
+def _hold_until(turns: Turns, got: threading.Event, failures: list[BaseException]) -> None:
     with turns.held():
         got.set()
-        # Hold until the interrupted pass has asked (and abandoned) its ticket.
-        assert wait_until(lambda: turns._next >= 3, HANG)
+        assert wait_until(lambda: bool(failures), HANG)  # the interrupted take is over
+
+
+def test_a_pass_back_from_a_wait_goes_before_the_passes_that_compute() -> None:
+    """A small file's pass is mostly round trips: back from each, it gets the turn at the
+    next ``share`` of whoever computes, not after their slices. With slices of 10 s, a pass
+    waiting behind three that compute would need minutes for its 20 round trips."""
+    turns = Turns(slice_seconds=10.0)
+    done = threading.Event()
+    computing = []
+
+    def compute() -> None:
+        with turns.held():
+            while not done.is_set():
+                turns.share()
+
+    def round_trips() -> None:
+        with turns.held():
+            for _ in range(20):
+                with turns.released():
+                    pass  # a statement to the server
+        done.set()
+
+    for _ in range(3):
+        computing.append(_thread(compute))
+    assert wait_until(lambda: len(turns._asking) == 2, HANG)  # one computes, two wait
+    small = _thread(round_trips)
+    assert done.wait(HANG), "the pass back from its waits waited for the slices"
+    for thread in (small, *computing):
+        thread.join(HANG)
+        assert not thread.is_alive()

@@ -400,10 +400,12 @@ class PostgresDb:
                 entry = _counters[key] = _Counter()
             entry.users += 1
         try:
-            with _counter_connect:  # one thread connects; the others wait and use it
-                if entry.conn is None:
-                    entry.conn = _connect(self._dsn)
-            return entry.conn.execute(sql, params)
+            # Without the pass's turn (gateway.turns), the connect as the statement.
+            with TURNS.released():
+                with _counter_connect:  # one thread connects; the others wait and use it
+                    if entry.conn is None:
+                        entry.conn = _connect(self._dsn)
+                return entry.conn.execute(sql, params)
         except psycopg.OperationalError as err:
             with _idle_lock:
                 if _counters.get(key) is entry:

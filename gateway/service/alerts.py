@@ -34,6 +34,7 @@ from gateway.ledger.reads.health import last_file_at, silence
 from gateway.ledger.store import Ledger
 from gateway.licensing.issuer import MAX_SEQUENCE, REGULAR_SERIES, LicenseIssuer
 from gateway.service.mail import Mailer, queue_alert, send_queued
+from gateway.turns import TURNS
 
 log = logging.getLogger("gateway.alerts")
 
@@ -90,9 +91,11 @@ class Alerts:
     def flush(self, ledger: Ledger | None) -> int:
         """POST the alerts emitted since the last flush, and send the e-mails queued (alerts,
         partners' notices; under ``serve`` its sender thread does); the number of alerts
-        POSTed. Never raises."""
-        send_queued(self.mailer, ledger)
-        return self._post(ledger)
+        POSTed. Never raises. Without the pass's turn (gateway.turns): a slow hook or mail
+        server holds up no other partner's pass."""
+        with TURNS.released():
+            send_queued(self.mailer, ledger)
+            return self._post(ledger)
 
     def _post(self, ledger: Ledger | None) -> int:
         pending, self._pending = self._pending, []

@@ -509,12 +509,12 @@ class ProcessReader:
     def _read(self, size: int) -> bytes:
         """``size`` bytes of the pipe (fewer at its end). Before waiting for them, the child
         is told that this side waits (a byte on its stdin: ``child_main`` shares the work)."""
-        if self._poll.poll(0):
-            return _read_exact(self._fd, size)
-        if self._stdin_fd >= 0:
+        if self._stdin_fd >= 0 and not self._poll.poll(0):
             with contextlib.suppress(OSError):  # the child gone: the read below sees it
                 os.write(self._stdin_fd, b"w")
-        with TURNS.released():  # waiting for the child is no turn's work (gateway.turns)
+        # Without the pass's turn (gateway.turns): even a message that has begun may wait
+        # for the rest of it.
+        with TURNS.released():
             return _read_exact(self._fd, size)
 
     def _stop(self) -> None:

@@ -30,6 +30,7 @@ from gateway.parse.detect import Format, detect_format
 from gateway.parse.mapping import CsvMapping, Mapping, XsltMapping, applicable
 from gateway.parse.xml_file import XmlSubmission
 from gateway.parse.xml_model import ParsedApplication, xsd_findings
+from gateway.turns import TURNS
 from gateway.validate.amounts import canonical_amount
 from gateway.validate.rules import LineResult, RuleContext, check_application
 
@@ -204,6 +205,7 @@ def stage_file(path: Path, fmt: Format, ctx: RuleContext, spool: Path,
                     counts[item.app.ref] += 1
                 dump.dump(item)
                 dump.clear_memo()
+                TURNS.share()  # the whole file, in a pass's turn: others get theirs
     except BaseException:
         spool.unlink(missing_ok=True)
         raise
