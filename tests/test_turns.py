@@ -281,10 +281,9 @@ def _hold_until(turns: Turns, got: threading.Event, failures: list[BaseException
 def test_a_pass_back_from_a_wait_goes_before_the_passes_that_compute() -> None:
     """A small file's pass is mostly round trips: back from each, it gets the turn at the
     next ``share`` of whoever computes, not after their slices. With slices of 10 s, a pass
-    waiting behind three that compute would need minutes for its 20 round trips."""
+    whose returns waited behind three that compute would need minutes for 20 round trips."""
     turns = Turns(slice_seconds=10.0)
-    done = threading.Event()
-    computing = []
+    started, done = threading.Event(), threading.Event()
 
     def compute() -> None:
         with turns.held():
@@ -293,15 +292,17 @@ def test_a_pass_back_from_a_wait_goes_before_the_passes_that_compute() -> None:
 
     def round_trips() -> None:
         with turns.held():
+            started.set()
+            # The three that compute have all asked, behind this pass, before its first wait.
+            assert wait_until(lambda: len(turns._asking) == 3, HANG)
             for _ in range(20):
                 with turns.released():
                     pass  # a statement to the server
         done.set()
 
-    for _ in range(3):
-        computing.append(_thread(compute))
-    assert wait_until(lambda: len(turns._asking) == 2, HANG)  # one computes, two wait
     small = _thread(round_trips)
+    assert started.wait(HANG)
+    computing = [_thread(compute) for _ in range(3)]
     assert done.wait(HANG), "the pass back from its waits waited for the slices"
     for thread in (small, *computing):
         thread.join(HANG)
