@@ -458,7 +458,7 @@ def big_file(padding: int = 3_000_000) -> bytes:
     return sub("big.xml").replace(b"</LicenseSubmission>", pad + b"</LicenseSubmission>")
 
 
-# 3 MB: hashed and written as it is read; 10 MB: in a thread of its own (inbox.base.DigestWriter)
+# 3 MB: hashed and written as it is read; 10 MB: in a thread of its own (storage.DigestWriter)
 SIZES = pytest.mark.parametrize("padding", [3_000_000, 10_000_000], ids=["3 MB", "10 MB"])
 
 

@@ -59,12 +59,19 @@ def test_a_long_pass_hands_the_turn_to_a_waiting_one_after_its_slice() -> None:
 
 
 def test_a_pass_alone_keeps_its_turn() -> None:
-    turns = Turns(slice_seconds=0.0)
+    given: list[int] = []
+
+    class Counted(Turns):
+        def _give(self) -> None:
+            given.append(1)
+            super()._give()
+
+    turns = Counted(slice_seconds=0.0)
     with turns.held():
         for _ in range(1000):
-            turns.share()  # nobody waits: nothing given up
-        assert turns.holding()
-    assert not turns.holding()
+            turns.share()  # nobody waits: nothing given up, however long it holds
+        assert turns.holding() and given == []
+    assert not turns.holding() and given == [1]  # given once, at the end
 
 
 def test_a_wait_without_the_turn_lets_another_pass_run() -> None:

@@ -86,6 +86,8 @@ def wanted(name: str, patterns: tuple[str, ...]) -> bool:
 
 
 _COPY_CHUNK = 1024 * 1024
+
+
 class FileChanged(TransientError):
     """The file's size is not the one listed: it is left for a later poll, listed anew."""
 
