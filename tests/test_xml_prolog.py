@@ -1,0 +1,62 @@
+"""The prolog's checks (parse.xml_file.prescan): F004 for a DOCTYPE wherever it is before the
+root, and the root's tag, schemaVersion and line, from a parse fed in growing pieces that
+stops at the root's start tag, wherever the piece boundaries fall."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import RejectedSubmission
+from gateway.parse import xml_file
+from gateway.parse.xml_file import prescan
+from gateway.parse.xml_model import ROOT_TAG
+
+NS = ROOT_TAG[1:].partition("}")[0]
+# Where the root's start tag begins: before, across and after each piece's end (1 KiB, then
+# 4, 16, 64 KiB), and past the byte search's first 256 KiB.
+OFFSETS = [200, 1000, 1020, 1024, 1030, 5100, 5120, 21500, 87000, 300_000]
+
+
+def _document(offset: int, doctype: bool = False, attributes: int = 0) -> bytes:
+    declaration = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    dtd = b"<!DOCTYPE LicenseSubmission>\n" if doctype else b""
+    pad = offset - len(declaration) - len(dtd) - len(b"<!---->\n")
+    comment = b"<!--" + b"x" * max(pad, 0) + b"-->\n"
+    extra = b"".join(b' data-a%d="v"' % n for n in range(attributes))
+    root = (f'<LicenseSubmission xmlns="{NS}" schemaVersion="1.1"'.encode() + extra +
+            b"><Header><SubmissionId>S-1</SubmissionId></Header></LicenseSubmission>\n")
+    return declaration + comment + dtd + root
+
+
+@pytest.mark.parametrize("offset", OFFSETS)
+def test_the_root_is_found_wherever_the_pieces_end(tmp_path: Path, offset: int) -> None:
+    path = tmp_path / "f.xml"
+    data = _document(offset)
+    assert data.index(b"<LicenseSubmission") == offset
+    path.write_bytes(data)
+    assert prescan(path) == (ROOT_TAG, "1.1", 3)
+
+
+@pytest.mark.parametrize("offset", OFFSETS)
+def test_a_doctype_before_the_root_is_f004_wherever_it_is(tmp_path: Path, offset: int) -> None:
+    path = tmp_path / "f.xml"
+    path.write_bytes(_document(offset, doctype=True))
+    with pytest.raises(RejectedSubmission) as raised:
+        prescan(path)
+    assert raised.value.finding.code == "F004"
+
+
+def test_a_root_tag_longer_than_the_first_pieces(tmp_path: Path) -> None:
+    path = tmp_path / "f.xml"
+    data = _document(100, attributes=3000)  # a start tag of about 40 KB
+    assert data.index(b">", 100) > 16 * xml_file._FIRST_PIECE
+    path.write_bytes(data)
+    assert prescan(path) == (ROOT_TAG, "1.1", 3)
+
+
+def test_no_root_before_a_syntax_error_is_left_to_the_full_parse(tmp_path: Path) -> None:
+    path = tmp_path / "f.xml"
+    path.write_bytes(b'<?xml version="1.0"?>\n<<oops')
+    assert prescan(path) is None
