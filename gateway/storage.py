@@ -402,13 +402,18 @@ class DigestWriter:
 
     ``close`` waits for the last chunk and raises what ``write`` raised (then no chunk after
     the failing one is written); leaving the block by an error stops the thread without
-    waiting for the chunks still queued.
+    waiting for the chunks still queued. Leaving it by another error (the server's, while
+    reading) after a write failed raises the write's error, the first cause (the local disk,
+    not the partner's server), with the other as its context. The thread has always ended
+    when the block is left, even by an interrupt (Ctrl-C) while waiting for it: the caller
+    closes the file it writes to right after.
     """
 
     def __init__(self, write: Callable[[bytes], object], size: int | None) -> None:
         self.digest = hashlib.sha256()
         self._write = write
-        self._error: BaseException | None = None
+        self._error: BaseException | None = None  # what the thread's ``write`` raised
+        self._given_up = False  # the block was left by an error: nothing more is written
         self._queue: queue.Queue[bytes | None] | None = None
         self._thread: threading.Thread | None = None
         if size is None or size >= THREADED_BYTES:
@@ -428,7 +433,7 @@ class DigestWriter:
     def _run(self) -> None:
         assert self._queue is not None
         while (chunk := self._queue.get()) is not None:
-            if self._error is None:
+            if self._error is None and not self._given_up:
                 try:
                     self.digest.update(chunk)
                     self._write(chunk)
@@ -443,15 +448,32 @@ class DigestWriter:
         return self.digest.hexdigest()
 
     def _stop(self) -> None:
-        if self._thread is not None and self._queue is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
+        thread, chunks = self._thread, self._queue
+        if thread is None or chunks is None:
+            return
+        interrupted: BaseException | None = None
+        sent = False
+        while True:
+            try:
+                if not sent and thread.is_alive():
+                    chunks.put(None)
+                sent = True
+                thread.join()
+                break
+            except BaseException as err:  # an interrupt: raised once the thread has ended
+                interrupted = interrupted or err
+                self._given_up = True  # what is still queued is not written
+        self._thread = None
+        if interrupted is not None:
+            raise interrupted
 
     def __enter__(self) -> DigestWriter:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 *rest: object) -> None:
         if kind is not None:
-            self._error = self._error or RuntimeError("the copy was given up")
+            self._given_up = True
         self._stop()
+        if isinstance(value, Exception) and self._error is not None and value is not self._error:
+            raise self._error

@@ -78,8 +78,12 @@ class Turns:
     def _take(self, back: bool = False, front: bool = False) -> None:
         with self._lock:
             if not self._held and not self._back and not self._asking:
+                # Known to this thread first: held by no one that knows it, the turn would be
+                # kept from everyone for good.
+                self._mine.has = True
                 self._held = True
-                waiter = None
+                self._mine.since = time.monotonic()
+                return
             else:
                 waiter = _Waiter()
                 if back:
@@ -88,18 +92,18 @@ class Turns:
                     self._asking.appendleft(waiter)
                 else:
                     self._asking.append(waiter)
-        if waiter is not None:
-            try:
-                waiter.event.wait()
-            except BaseException:  # interrupted while waiting: never left holding or queued
-                with self._lock:
-                    if waiter.given:
-                        self._hand_on()
-                    else:
-                        (self._back if waiter in self._back else self._asking).remove(waiter)
-                raise
-        self._mine.has = True
-        self._mine.since = time.monotonic()
+        try:
+            waiter.event.wait()
+            self._mine.has = True  # in the block: an interrupt right after the wait is seen
+            self._mine.since = time.monotonic()
+        except BaseException:  # interrupted: never left holding the turn, nor queued for it
+            with self._lock:
+                if waiter.given:
+                    self._mine.has = False
+                    self._hand_on()
+                else:
+                    (self._back if waiter in self._back else self._asking).remove(waiter)
+            raise
 
     def _give(self) -> None:
         if not self.holding():
@@ -125,9 +129,9 @@ class Turns:
     def held(self) -> Iterator[None]:
         """The block runs with this thread's turn (taken by the outermost block only)."""
         took = not self.holding()
-        if took:
-            self._take()
-        try:
+        try:  # taken in the block: an interrupt right after the take still gives it back
+            if took:
+                self._take()
             yield
         finally:
             if took:

@@ -86,7 +86,7 @@ def test_a_copy_given_up_ends_its_thread_without_writing_the_rest() -> None:
     def write(chunk: bytes) -> None:
         if not written:  # the first write lasts until the copy is given up
             writing.set()
-            assert wait_until(lambda: sink._error is not None, 30)
+            assert wait_until(lambda: sink._given_up, 30)
             given_up.set()
         written.append(len(chunk))
 
@@ -122,4 +122,54 @@ def test_a_local_copy_that_cannot_be_written_leaves_nothing(
     with pytest.raises(OSError, match="No space left"):
         copy_with_digest(io.BytesIO(data), dest, len(data))
     assert not dest.exists()
+    assert _digest_threads() == []
+
+
+def test_a_write_that_failed_is_the_cause_raised_when_the_reading_fails_after_it() -> None:
+    """The disk fills (the thread's write fails) and the server's connection drops before the
+    next chunk is put: the copy fails for the local disk, the first cause (a full disk is
+    the gateway's, not the partner's server's), the read error kept as its context."""
+    failed = threading.Event()
+
+    def write(chunk: bytes) -> None:
+        failed.set()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left") as raised, \
+            DigestWriter(write, None) as sink:
+        sink.put(_data(CHUNK))
+        assert failed.wait(30)
+        raise EOFError("the server closed the connection")
+    assert raised.value.errno == errno.ENOSPC
+    assert isinstance(raised.value.__context__, EOFError)
+    assert _digest_threads() == []
+
+
+def test_an_interrupt_while_waiting_for_the_thread_ends_it_first(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while ``close`` waits for the thread, and again while the block's end waits for
+    it: the interrupt is raised, but only once the thread has ended (its caller closes the
+    file the thread writes to right after)."""
+    go = threading.Event()
+    joins: list[bool] = []
+    real_join = threading.Thread.join
+
+    def write(chunk: bytes) -> None:
+        assert go.wait(30)  # the thread is busy until the interrupt came
+
+    def join(thread: threading.Thread, timeout: float | None = None) -> None:
+        if thread.name != "digest":
+            return real_join(thread, timeout)
+        joins.append(thread.is_alive())
+        if len(joins) <= 2:
+            raise KeyboardInterrupt
+        go.set()
+        return real_join(thread, timeout)
+
+    monkeypatch.setattr(threading.Thread, "join", join)
+    with pytest.raises(KeyboardInterrupt), DigestWriter(write, None) as sink:
+        sink.put(_data(CHUNK))
+        sink.put(_data(CHUNK))
+        sink.close()
+    assert joins == [True, True, True]
     assert _digest_threads() == []

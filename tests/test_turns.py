@@ -314,3 +314,47 @@ def test_a_pass_back_from_a_wait_goes_before_the_passes_that_compute() -> None:
     for thread in (small, *computing):
         thread.join(HANG)
         assert not thread.is_alive()
+
+
+class _InterruptedMine(turns_module._Mine):
+    """The thread named ``_InterruptedWaiter.VICTIM`` is interrupted once, right as it notes
+    that it holds the turn (an interrupt arriving between its wait's end and that note)."""
+
+    interrupted = False
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "has" and value is True and not _InterruptedMine.interrupted and \
+                threading.current_thread().name == _InterruptedWaiter.VICTIM:
+            _InterruptedMine.interrupted = True
+            raise KeyboardInterrupt
+        super().__setattr__(name, value)
+
+
+@pytest.mark.parametrize("waits", [True, False], ids=["handed on", "free"])
+def test_a_pass_interrupted_as_it_gets_its_turn_gives_it_on(
+        monkeypatch: pytest.MonkeyPatch, waits: bool) -> None:
+    monkeypatch.setattr(turns_module, "_Mine", _InterruptedMine)
+    monkeypatch.setattr(_InterruptedMine, "interrupted", False)
+    turns = Turns()
+    failures: list[BaseException] = []
+
+    def victim() -> None:
+        try:
+            with turns.held():
+                pass
+        except BaseException as err:
+            failures.append(err)
+
+    thread = threading.Thread(target=victim, name=_InterruptedWaiter.VICTIM, daemon=True)
+    if waits:
+        with turns.held():
+            thread.start()
+            assert wait_until(lambda: len(turns._asking) == 1, HANG)
+    else:
+        thread.start()
+    thread.join(HANG)
+    assert [type(e) for e in failures] == [KeyboardInterrupt]
+    assert not turns._held, "the turn stayed taken by a pass that does not know it holds it"
+    taken = threading.Event()
+    _thread(lambda: _run_once(turns, taken))
+    assert taken.wait(HANG)
