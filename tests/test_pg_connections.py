@@ -75,12 +75,22 @@ def test_a_connection_kept_too_long_is_not_reused(pg_dsn: str,
 
 
 def counter_backend(ledger: Ledger) -> int:
-    """The backend of the process's counter connection, after a draw on ``ledger``."""
+    """The backend of the process's counter connection, after a draw on ``ledger``.
+
+    Waits until it is the only one listed: a counter connection closed by this side (kept too
+    long) has a backend that ends a moment later, listed until then with the same last
+    statement."""
     ledger.next_license_sequence(2026)
-    row = ledger.db.execute("SELECT pid FROM pg_stat_activity WHERE datname = "
-                            "current_database() AND query LIKE 'INSERT INTO license_counter%' "
-                            "AND pid != pg_backend_pid()").fetchone()
-    return int(row[0])
+    pids: list[int] = []
+
+    def listed() -> bool:
+        pids[:] = [int(row[0]) for row in ledger.db.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND "
+            "query LIKE 'INSERT INTO license_counter%' AND pid != pg_backend_pid()")]
+        return len(pids) == 1
+
+    assert wait_until(listed), f"counter backends listed: {pids}"
+    return pids[0]
 
 
 def test_the_ledgers_of_a_process_draw_numbers_on_one_counter_connection(pg_dsn: str) -> None:
