@@ -418,8 +418,6 @@ class DigestWriter:
         self._thread: threading.Thread | None = None
         if size is None or size >= THREADED_BYTES:
             self._queue = queue.Queue(_AHEAD)
-            self._thread = threading.Thread(target=self._run, name="digest", daemon=True)
-            self._thread.start()
 
     def put(self, chunk: bytes) -> None:
         if self._error is not None:
@@ -427,8 +425,14 @@ class DigestWriter:
         if self._queue is None:
             self.digest.update(chunk)
             self._write(chunk)
-        else:
-            self._queue.put(chunk)
+            return
+        if self._thread is None:
+            # Started with the first chunk, inside the caller's block: an interrupt between
+            # this writer's making and its block would otherwise leave a thread waiting for
+            # chunks for good.
+            self._thread = threading.Thread(target=self._run, name="digest", daemon=True)
+            self._thread.start()
+        self._queue.put(chunk)
 
     def _run(self) -> None:
         assert self._queue is not None

@@ -44,11 +44,23 @@ SLICE = 0.05
 
 
 class _Waiter:
-    __slots__ = ("event", "given")
+    """One thread waiting for the turn. Signalled by releasing a lock made taken: a C call,
+    which an interrupt (a signal handler raising) cannot stop half-way, where
+    ``threading.Event.set`` is Python code that it can."""
+
+    __slots__ = ("given", "signal")
 
     def __init__(self) -> None:
-        self.event = threading.Event()
+        self.signal = threading.Lock()
+        self.signal.acquire()
         self.given = False  # the turn was handed to this waiter
+
+    def wait(self) -> None:
+        self.signal.acquire()
+
+    def wake(self) -> None:
+        self.given = True
+        self.signal.release()
 
 
 class _Mine(threading.local):
@@ -76,24 +88,27 @@ class Turns:
         self._mine = _Mine()
 
     def _take(self, back: bool = False, front: bool = False) -> None:
-        with self._lock:
-            if not self._held and not self._back and not self._asking:
-                # Known to this thread first: held by no one that knows it, the turn would be
-                # kept from everyone for good.
-                self._mine.has = True
-                self._held = True
-                self._mine.since = time.monotonic()
-                return
-            else:
-                waiter = _Waiter()
+        # Interrupts (Ctrl-C in the main thread of ``run --once``; ``serve`` handles signals
+        # with flags): wherever one lands here, the turn is held by the thread that knows it
+        # or handed on, and no waiter stays queued that no thread waits on. (Inside
+        # threading.Event itself, Python code, this cannot be promised.)
+        waiter = _Waiter()
+        try:
+            with self._lock:
+                if not self._held and not self._back and not self._asking:
+                    # Known to this thread first: held by no one that knows it, the turn
+                    # would be kept from everyone for good.
+                    self._mine.has = True
+                    self._held = True
+                    self._mine.since = time.monotonic()
+                    return
                 if back:
                     self._back.append(waiter)
                 elif front:
                     self._asking.appendleft(waiter)
                 else:
                     self._asking.append(waiter)
-        try:
-            waiter.event.wait()
+            waiter.wait()
             self._mine.has = True  # in the block: an interrupt right after the wait is seen
             self._mine.since = time.monotonic()
         except BaseException:  # interrupted: never left holding the turn, nor queued for it
@@ -101,26 +116,42 @@ class Turns:
                 if waiter.given:
                     self._mine.has = False
                     self._hand_on()
-                else:
-                    (self._back if waiter in self._back else self._asking).remove(waiter)
+                elif waiter in self._back:
+                    self._back.remove(waiter)
+                elif waiter in self._asking:
+                    self._asking.remove(waiter)
+                elif self._mine.has:  # it took the free turn: given back
+                    self._mine.has = False
+                    self._hand_on()
             raise
 
     def _give(self) -> None:
-        if not self.holding():
-            return  # taking it again failed (an interrupt): nothing held to give
-        self._mine.has = False
-        with self._lock:
-            self._hand_on()
+        interrupted: BaseException | None = None
+        while True:
+            try:
+                with self._lock:
+                    if self._mine.has:  # else taking it again failed: nothing to give
+                        self._mine.has = False
+                        self._hand_on()
+                break
+            except BaseException as err:  # an interrupt: the turn is given all the same
+                interrupted = interrupted or err
+        if interrupted is not None:
+            raise interrupted
 
     def _hand_on(self) -> None:
-        """The turn to the next waiter, or free (called with ``_lock`` held)."""
+        """The turn to the next waiter, or free (called with ``_lock`` held). Idempotent: a
+        waiter woken stays first in its queue until the ``popleft`` after its ``wake``
+        (an interrupt between the two leaves it there), and is skipped as given."""
+        for waiting in (self._back, self._asking):
+            while waiting and waiting[0].given:
+                waiting.popleft()
         queue = self._back or self._asking
         if not queue:
             self._held = False
             return
-        waiter = queue.popleft()
-        waiter.given = True
-        waiter.event.set()
+        queue[0].wake()
+        queue.popleft()
 
     def holding(self) -> bool:
         return self._mine.has

@@ -173,3 +173,13 @@ def test_an_interrupt_while_waiting_for_the_thread_ends_it_first(
         sink.close()
     assert joins == [True, True, True]
     assert _digest_threads() == []
+
+
+def test_a_writer_starts_its_thread_with_its_first_chunk() -> None:
+    """Made and never used (an interrupt before its block, a copy of nothing): no thread is
+    left waiting for chunks."""
+    writer = DigestWriter(lambda _: None, None)
+    assert _digest_threads() == []
+    with writer as sink:
+        assert sink.close() == hashlib.sha256(b"").hexdigest()
+    assert _digest_threads() == []

@@ -5,9 +5,14 @@ bound only against a hang."""
 
 from __future__ import annotations
 
+import dis
+import itertools
+import sys
 import threading
+import types
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -209,16 +214,10 @@ class _InterruptedWaiter(turns_module._Waiter):
 
     VICTIM = "interrupted"
 
-    def __init__(self) -> None:
-        super().__init__()
-        real_wait = self.event.wait
-
-        def wait(timeout: float | None = None) -> bool:
-            if threading.current_thread().name == self.VICTIM:
-                raise KeyboardInterrupt
-            return real_wait(timeout)
-
-        self.event.wait = wait  # type: ignore[method-assign]
+    def wait(self) -> None:
+        if threading.current_thread().name == self.VICTIM:
+            raise KeyboardInterrupt
+        super().wait()
 
 
 @pytest.fixture
@@ -358,3 +357,114 @@ def test_a_pass_interrupted_as_it_gets_its_turn_gives_it_on(
     taken = threading.Event()
     _thread(lambda: _run_once(turns, taken))
     assert taken.wait(HANG)
+
+
+# -- an interrupt wherever one can land --------------------------------------------------------
+
+_TURNS_FILE = turns_module.__file__
+
+
+def _interruptible(code: types.CodeType) -> set[int]:
+    """The offsets in ``code`` where CPython runs a signal handler, which may raise: after a
+    call returns, at a function's start, at a ``with`` (a lock's acquire)."""
+    found = set()
+    instructions = list(dis.get_instructions(code))
+    for before, after in itertools.pairwise(instructions):
+        if before.opname.startswith("CALL"):
+            found.add(after.offset)
+    found.update(i.offset for i in instructions if i.opname in ("RESUME", "BEFORE_WITH"))
+    return found
+
+
+class _Interrupt:
+    """A trace of this thread that raises KeyboardInterrupt at the ``at``-th point where a
+    signal handler could run in gateway/turns.py, or on entering a function it calls."""
+
+    def __init__(self, at: int) -> None:
+        self.at, self.seen, self.fired = at, 0, False
+
+    def _count(self) -> None:
+        self.seen += 1
+        if self.seen == self.at:
+            self.fired = True
+            raise KeyboardInterrupt
+
+    def calls(self, frame: types.FrameType, event: str, arg: object) -> Any:
+        if frame.f_code.co_filename != _TURNS_FILE:
+            caller = frame.f_back
+            if event == "call" and not self.fired and caller is not None and \
+                    caller.f_code.co_filename == _TURNS_FILE:
+                self._count()
+            return None
+        frame.f_trace_opcodes = True
+        return self.opcodes
+
+    def opcodes(self, frame: types.FrameType, event: str, arg: object) -> Any:
+        if event == "opcode" and not self.fired and \
+                frame.f_lasti in _interruptible(frame.f_code):
+            self._count()
+        return self.opcodes
+
+
+def _one_interrupt(scenario: str, at: int) -> tuple[bool, Turns]:
+    """Run ``scenario`` in this thread with the ``at``-th interrupt; whether it fired."""
+    turns = Turns()
+    interrupt = _Interrupt(at)
+    other_holds, other_done = threading.Event(), threading.Event()
+
+    def holder() -> None:  # holds until this thread has asked, then gives
+        with turns.held():
+            other_holds.set()
+            wait_until(lambda: bool(turns._asking) or interrupt.fired, HANG)
+        other_done.set()
+
+    def asker() -> None:  # asks while this thread holds
+        with turns.held():
+            pass
+        other_done.set()
+
+    if scenario == "handed on":
+        _thread(holder)
+        assert other_holds.wait(HANG)
+    try:
+        if scenario in ("free", "handed on"):
+            sys.settrace(interrupt.calls)
+            with turns.held():
+                sys.settrace(None)
+                assert turns.holding()
+                sys.settrace(interrupt.calls)
+        else:
+            with turns.held():
+                _thread(asker)
+                assert wait_until(lambda: bool(turns._asking), HANG)
+                sys.settrace(interrupt.calls)
+                if scenario == "released":
+                    with turns.released():
+                        sys.settrace(None)
+                        assert other_done.wait(HANG)
+                        sys.settrace(interrupt.calls)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sys.settrace(None)
+    return interrupt.fired, turns
+
+
+@pytest.mark.parametrize("scenario", ["free", "handed on", "given to a waiter", "released"])
+def test_an_interrupt_anywhere_leaves_the_turn_to_others(scenario: str) -> None:
+    """Ctrl-C lands in the main thread wherever Python can run a signal handler: in every
+    case the turn ends free, no one is left queued, this thread does not think it holds it,
+    and another thread gets it (a review's injection found the turn held by no one after an
+    interrupt in the lock's acquire of ``_give``, and between a waiter's removal from its
+    queue and its wake-up)."""
+    fired, at, bad = True, 0, []
+    while fired:
+        at += 1
+        fired, turns = _one_interrupt(scenario, at)
+        got = threading.Event()
+        _thread(lambda: _run_once(turns, got))  # noqa: B023 (run and waited for here)
+        if not got.wait(5.0) or turns.holding() or not wait_until(
+                lambda: not (turns._held or turns._back or turns._asking), 5.0):  # noqa: B023
+            bad.append(at)
+    assert at > 5  # the points were reached
+    assert bad == [], f"interrupts at points {bad} of {at - 1} kept the turn from others"

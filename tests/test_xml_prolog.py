@@ -60,3 +60,26 @@ def test_no_root_before_a_syntax_error_is_left_to_the_full_parse(tmp_path: Path)
     path = tmp_path / "f.xml"
     path.write_bytes(b'<?xml version="1.0"?>\n<<oops')
     assert prescan(path) is None
+
+
+@pytest.mark.parametrize("offset", [200, 60_000])
+@pytest.mark.parametrize("root, expected", [
+    ("Wrong", ("{" + NS + "}Wrong", "1.1", 3)),
+    ("LicenseSubmission", (ROOT_TAG, "1.1", 3)),
+], ids=["wrong root", "right root"])
+def test_the_root_is_read_before_a_syntax_error_in_the_same_piece(
+        tmp_path: Path, offset: int, root: str, expected: tuple[str, str, int]) -> None:
+    """The error is the full parse's to report (F001), but a wrong root is F005 first, as
+    when the error was in a later piece (a review found the root lost to the error)."""
+    path = tmp_path / "f.xml"
+    data = _document(offset).replace(b"<LicenseSubmission", f"<{root}".encode(), 1)
+    path.write_bytes(data + b"<" * 10_000 + b"</oops>")  # the error 10 KB after the root
+    assert prescan(path) == expected
+
+
+def test_a_doctype_past_the_byte_search_before_a_syntax_error_is_f004(tmp_path: Path) -> None:
+    path = tmp_path / "f.xml"
+    path.write_bytes(_document(300_000, doctype=True) + b"<" * 10_000)
+    with pytest.raises(RejectedSubmission) as raised:
+        prescan(path)
+    assert raised.value.finding.code == "F004"

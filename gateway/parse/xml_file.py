@@ -112,11 +112,17 @@ def _check_prolog(path: Path) -> tuple[str, str | None, int | None] | None:
             piece = min(piece * 4, _CHUNK)
             try:
                 parser.feed(guard.feed(chunk))
+                broken = False
+            except etree.XMLSyntaxError:
+                broken = True  # the root may be in this piece, before the error: read on
+            try:
                 for _, el in parser.read_events():
                     if el.getroottree().docinfo.doctype:
                         raise _f004("The file has a DOCTYPE")
                     return str(el.tag), el.get("schemaVersion"), el.sourceline
             except etree.XMLSyntaxError:
+                return None
+            if broken:
                 return None
     return None
 
