@@ -208,6 +208,19 @@ def _state(dsn: str, name: str) -> str | None:
     return None if row is None else str(row[0])
 
 
+def _asks_once(turns: Turns, failures: list[BaseException]) -> Callable[[], None]:
+    """A pass that takes its turn and gives it at once, noting what interrupted it."""
+
+    def run() -> None:
+        try:
+            with turns.held():
+                pass
+        except BaseException as err:
+            failures.append(err)
+
+    return run
+
+
 class _InterruptedWaiter(turns_module._Waiter):
     """A waiter whose wait is interrupted (a KeyboardInterrupt, any error) in the thread
     named ``VICTIM``."""
@@ -233,13 +246,7 @@ def test_a_wait_interrupted_never_keeps_the_turns_behind_it(interrupting: Turns)
     interrupted: list[BaseException] = []
     after = threading.Event()
 
-    def victim() -> None:
-        try:
-            with turns.held():
-                pass
-        except BaseException as err:
-            interrupted.append(err)
-
+    victim = _asks_once(turns, interrupted)
     with turns.held():
         thread = threading.Thread(target=victim, name="interrupted", daemon=True)
         thread.start()
@@ -337,13 +344,7 @@ def test_a_pass_interrupted_as_it_gets_its_turn_gives_it_on(
     turns = Turns()
     failures: list[BaseException] = []
 
-    def victim() -> None:
-        try:
-            with turns.held():
-                pass
-        except BaseException as err:
-            failures.append(err)
-
+    victim = _asks_once(turns, failures)
     thread = threading.Thread(target=victim, name=_InterruptedWaiter.VICTIM, daemon=True)
     if waits:
         with turns.held():
