@@ -35,7 +35,7 @@ from gateway.model import Application, ProductLine
 from gateway.parse.csv_file import ALL_COLUMNS, KNOWN_COLUMNS, CsvDialect
 from gateway.parse.detect import canonical_content
 from gateway.parse.unconverted import COUNTRY_APP_FIELDS, COUNTRY_LINE_FIELDS, unconverted
-from gateway.parse.xml_guard import AttributeGuard
+from gateway.parse.xml_guard import XmlBytes
 from gateway.schemas import compiling
 from gateway.textsafe import suggest
 
@@ -218,9 +218,9 @@ class XsltMapping:
 
     def apply(self, source: Path, target: Path) -> None:
         """Transform ``source`` into ``target`` (the caller has checked it for F004)."""
+        guard = XmlBytes.of(source)  # an attribute flood is cut before libxml2 builds it
         parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                                 huge_tree=False, remove_pis=True)
-        guard = AttributeGuard()  # an attribute flood is cut before libxml2 builds it
+                                 huge_tree=False, remove_pis=True, encoding=guard.encoding)
         with open(source, "rb") as fh:
             while chunk := fh.read(_CHUNK):
                 parser.feed(guard.feed(chunk))

@@ -9,7 +9,8 @@ not grow with the file. Nor does it grow with one application: past its fields a
 lines (and one more, so that "more than 999" is seen) the completed children of the element
 being read are counted and dropped between chunks, so an application of a million product lines
 (A190) or of a million stray elements (A101) costs no more memory than one of 1,000 lines.
-Nor with attributes: the bytes pass ``parse.xml_guard.AttributeGuard`` (one tag keeps 128), and the
+Nor with attributes: the bytes pass ``parse.xml_guard.XmlBytes`` (one tag keeps 128; a UTF-16,
+UTF-32 or UTF-7 file transcoded to UTF-8 first, so that the cut sees its attributes), and the
 attributes an application may not have are cut and counted past the first 101
 (``_cut_attributes``), so that only 100 findings and one that counts the rest are kept.
 Each element read is handed to ``gateway.parse.xml_model``, which maps it to the model.
@@ -29,7 +30,7 @@ from gateway.findings import MAX_FINDINGS, Finding, finding
 from gateway.model import APPLICATION_FIELDS, MAX_LINES, Application, SubmissionHeader
 from gateway.parse.detect import bom_encoding
 from gateway.parse.encoding import find_bad_byte
-from gateway.parse.xml_guard import MARK, AttributeGuard
+from gateway.parse.xml_guard import MARK, XmlBytes
 from gateway.parse.xml_model import (
     APPLICATION_TAG,
     CANCELLATION_TAG,
@@ -102,10 +103,10 @@ def _check_prolog(path: Path) -> tuple[str, str | None, int | None] | None:
     few hundred bytes, and a parser fed a whole small file builds all of it (a 3-application
     file: about 100 us, where this and a second such parse of the prolog took 180 us of a
     small file's few ms, measured)."""
+    guard = XmlBytes.of(path)  # a root tag of a million attributes is not built whole
     parser = etree.XMLPullParser(events=("start",), resolve_entities=False, no_network=True,
                                  load_dtd=False, huge_tree=False, remove_comments=True,
-                                 remove_pis=True)
-    guard = AttributeGuard()  # a root tag of a million attributes is not built whole
+                                 remove_pis=True, encoding=guard.encoding)
     piece = _FIRST_PIECE
     with open(path, "rb") as fh:
         while chunk := fh.read(piece):
@@ -184,6 +185,7 @@ class XmlSubmission:
         if root_tag is not None:
             self._check_root(*root_tag)
         schema = submission_schema()
+        guard = XmlBytes.of(self.path)
         # Only Header, Application and Cancellation events reach Python: a product line costs
         # no Python work until its application is complete.
         parser = etree.XMLPullParser(
@@ -196,12 +198,12 @@ class XmlSubmission:
             remove_comments=True,
             remove_pis=True,
             collect_ids=False,
+            encoding=guard.encoding,
         )
         root: etree._Element | None = None
         reading: etree._Element | None = None  # the Header or Application still open
         last: etree._Element | None = None  # the Header or request read last (checked)
         dropped = _Dropped()
-        guard = AttributeGuard()
         try:
             with open(self.path, "rb") as fh:
                 while True:
