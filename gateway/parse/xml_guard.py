@@ -19,6 +19,7 @@ from pathlib import Path
 
 from gateway.errors import RejectedSubmission
 from gateway.findings import finding
+from gateway.parse.detect import bom_encoding
 
 KEEP = 128  # attributes of one start tag passed on; more than the findings listed (100)
 MARK = "aimgw-cut-attributes"
@@ -148,15 +149,12 @@ class AttributeGuard:
 # gigabytes. Such a file is read transcoded to UTF-8 (``XmlBytes``). Told by its first bytes,
 # as libxml2 tells them (XML 1.0 appendix F): a byte-order mark, or "<" and "<?" in UTF-32 and
 # UTF-16 without one; or declared UTF-7 (whose "<" may be "+ADw-").
+# Without a byte-order mark (``detect.bom_encoding`` reads those): "<" in UTF-32, "<?" in UTF-16.
 _WIDE_STARTS = (
-    (codecs.BOM_UTF32_LE, "utf-32-le", 4),  # before UTF-16's: it starts with that mark
-    (codecs.BOM_UTF32_BE, "utf-32-be", 4),
-    (codecs.BOM_UTF16_LE, "utf-16-le", 2),
-    (codecs.BOM_UTF16_BE, "utf-16-be", 2),
-    (b"<\x00\x00\x00", "utf-32-le", 0),
-    (b"\x00\x00\x00<", "utf-32-be", 0),
-    (b"<\x00?\x00", "utf-16-le", 0),
-    (b"\x00<\x00?", "utf-16-be", 0),
+    (b"<\x00\x00\x00", "utf-32-le"),
+    (b"\x00\x00\x00<", "utf-32-be"),
+    (b"<\x00?\x00", "utf-16-le"),
+    (b"\x00<\x00?", "utf-16-be"),
 )
 _DECLARED = re.compile(rb"""<\?xml\s[^>]*?\bencoding\s*=\s*["']([A-Za-z][A-Za-z0-9._-]*)["']""")
 _HEAD_BYTES = 256  # enough for a declaration
@@ -165,9 +163,12 @@ _HEAD_BYTES = 256  # enough for a declaration
 def transcoding(head: bytes) -> tuple[str, int] | None:
     """The codec a file starting with ``head`` is read through, and the bytes of its mark to
     skip; None: its bytes go to libxml2 as they are."""
-    for start, codec, skip in _WIDE_STARTS:
+    marked, skip = bom_encoding(head)
+    if marked is not None:
+        return None if marked == "utf-8" else (marked, skip)
+    for start, codec in _WIDE_STARTS:
         if head.startswith(start):
-            return codec, skip
+            return codec, 0
     declared = _DECLARED.match(head)
     if declared is not None:
         with contextlib.suppress(LookupError):
