@@ -1,7 +1,7 @@
 """Benchmark one whole poll of many small files: take, process, ack, dispose.
 
     python bench/bench_poll.py [--files 1000] [--apps 3] [--repeat 2] [--no-sftp]
-                               [--compare-src DIR] [--keep]
+                               [--compare-src DIR] [--unsynced] [--keep]
 
 ``--files`` small submissions (``bench/generate.py``, ``--apps`` applications of one product
 line each, no errors: every file ACCEPTED) are dropped in a partner's inbox, and ONE
@@ -25,7 +25,11 @@ Two inboxes:
 
 Target: at least 200 files/s for the gateway's poll (PASS/FAIL per inbox). ``--compare-src DIR``
 also times, alternately in the same run, the poll of another gateway source tree (e.g. a
-``git worktree`` of an older commit): the before/after ratio.
+``git worktree`` of an older commit): the before/after ratio. ``--unsynced`` also times,
+alternately, this tree's local poll with every sync skipped (a diagnostic, never a way to run:
+the gateway's fsyncs return at once and every ledger commit is unsynced; SQLite's own
+checkpoints still sync): what the poll costs on this disk with no durability at all, i.e. the
+most that any way of grouping the syncs (a group commit over several files) could give here.
 
 Every run's folder stays until the benchmark ends (the work folder is removed then, or kept
 with ``--keep``). Why: on a file system without a journal (this machine's ext4 root), a new
@@ -72,6 +76,8 @@ sys.path.insert(0, str(BENCH))
 
 TARGET = 200.0  # files/s, one whole poll
 AS_OF = date(2026, 12, 1)
+UNSYNCED = "unsynced"  # --unsynced's label: this tree with every sync skipped (a diagnostic)
+UNSYNCED_ENV = "AIMGW_BENCH_UNSYNCED"
 PARTNER = "poll"
 FILER_CODE = "BNC"
 
@@ -168,6 +174,19 @@ def child(config_path: str) -> int:
 
     os.fsync = fsync
     sqlite3.connect = connect  # type: ignore[assignment]
+    if os.environ.get(UNSYNCED_ENV) == "1":  # --unsynced: a diagnostic, no durability at all
+        from gateway.ledger.sqlite import SqliteDb
+
+        def no_fsync(fd: int) -> None:
+            counts["fsync"] += 1
+
+        real_begin = SqliteDb.begin
+
+        def begin_unsynced(self: SqliteDb, synced: bool = True) -> None:
+            real_begin(self, False)
+
+        os.fsync = no_fsync
+        SqliteDb.begin = begin_unsynced  # type: ignore[method-assign]
     from gateway.config import load_config
     from gateway.service.runner import Runner
 
@@ -189,10 +208,12 @@ def child(config_path: str) -> int:
     return 0
 
 
-def run_child(config: Path, src_tree: Path) -> dict[str, object]:
+def run_child(config: Path, src_tree: Path, *, unsynced: bool = False) -> dict[str, object]:
     env = {**os.environ, "PYTHONPATH": str(src_tree)}
-    for key in ("AIMGW_CRASH_AT", "AIMGW_PAUSE_AT", "AIMGW_POLL_TRACE"):
+    for key in ("AIMGW_CRASH_AT", "AIMGW_PAUSE_AT", "AIMGW_POLL_TRACE", UNSYNCED_ENV):
         env.pop(key, None)
+    if unsynced:
+        env[UNSYNCED_ENV] = "1"
     done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child",
                            str(config)], env=env, capture_output=True, text=True,
                           timeout=3600, cwd=config.parent)
@@ -284,7 +305,7 @@ def local_run(work: Path, src: Path, metas: dict[str, dict[str, object]], label:
     inbox = config.inbox(PARTNER)
     for name in metas:
         os.link(src / name, inbox / name)  # the move disposes of the link, not the source
-    result = run_child(config.write(), tree)
+    result = run_child(config.write(), tree, unsynced=label == UNSYNCED)
     result["verified"] = verify(run, result, metas, inbox, inbox / "processed", None)
     result["creates_scanned"] = creates_scanned(run / "data" / "acks" / PARTNER)
     return result  # the folder stays until the end (KEEP_RUNS)
@@ -397,7 +418,8 @@ def table(name: str, runs: dict[str, list[dict[str, object]]], baseline: str,
                      f"| {num(b['sql_per_file']):.1f} "
                      f"| {num(b.get('sftp_wait_per_file', 0)):.1f} "
                      f"| {num(base['wall_s']) / num(b['wall_s']):.2f}× "
-                     f"| ≥ {TARGET:.0f} files/s: **{'PASS' if ok else 'FAIL'}** |")
+                     + ("| diagnostic: no durability, not a target |" if label == UNSYNCED
+                        else f"| ≥ {TARGET:.0f} files/s: **{'PASS' if ok else 'FAIL'}** |"))
     lines.append(f"| {baseline_label} | {num(base['wall_s']):.2f} "
                  f"| {num(base['files_per_s']):.1f} | | | | | | | 1× | |")
     scanned = [f"{label} {num(best(these)['creates_scanned']):.0%}"
@@ -426,6 +448,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-sftp", action="store_true", help="the local inbox only")
     parser.add_argument("--compare-src", type=Path, default=None,
                         help="another gateway source tree, timed alternately (before/after)")
+    parser.add_argument("--unsynced", action="store_true",
+                        help="also time this tree's local poll with every sync skipped (a "
+                        "diagnostic: the most a group commit could give on this disk)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     parser.add_argument("--work-dir", type=Path, default=OUT,
                         help="where the run folders go (default bench/out; /dev/shm: a tmpfs, "
@@ -451,16 +476,18 @@ def main(argv: list[str] | None = None) -> int:
         src = work / "src"
         metas = make_files(src, args.files, args.apps)
         names = sorted(metas)
-        local: dict[str, list[dict[str, object]]] = {"plain": [], **{k: [] for k in trees}}
+        local_trees = {**trees, **({UNSYNCED: ROOT} if args.unsynced else {})}
+        local: dict[str, list[dict[str, object]]] = {"plain": [],
+                                                     **{k: [] for k in local_trees}}
         for rep in range(args.repeat):
-            order = ["plain", *trees]
+            order = ["plain", *local_trees]
             order = order[rep % len(order):] + order[:rep % len(order)]
             for label in order:
                 if label == "plain":
                     result: dict[str, object] = {"wall_s": plain_copy(
                         src, names, work / f"plain-{rep}")}
                 else:
-                    result = local_run(work, src, metas, label, trees[label], rep)
+                    result = local_run(work, src, metas, label, local_trees[label], rep)
                 result["files_per_s"] = args.files / num(result["wall_s"])
                 local[label].append(result)
                 progress(f"local {label:<10} run {rep + 1}", result)
