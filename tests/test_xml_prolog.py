@@ -83,3 +83,30 @@ def test_a_doctype_past_the_byte_search_before_a_syntax_error_is_f004(tmp_path: 
     with pytest.raises(RejectedSubmission) as raised:
         prescan(path)
     assert raised.value.finding.code == "F004"
+
+
+@pytest.mark.parametrize("offset, opens", [(200, 2), (300_000, 3)],
+                         ids=["small file", "root past the first 256 KiB"])
+def test_a_file_is_opened_once_for_its_prolog_and_once_for_its_reading(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offset: int, opens: int) -> None:
+    """The prolog's byte search, its parse and the full read's encoding check share the bytes
+    read first: a small file is opened twice in all (it was four times: three opens of a few
+    microseconds each, on every file of a poll). A file whose root is past the first bytes is
+    opened once more, to read on from there."""
+    path = tmp_path / "f.xml"
+    path.write_bytes(_document(offset))
+    seen: list[str] = []
+    real_open = open
+
+    def counting_open(file: object, *args: object, **kwargs: object) -> object:
+        if str(file) == str(path):
+            seen.append(str(file))
+        return real_open(file, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr("builtins.open", counting_open)
+    submission = xml_file.XmlSubmission(path)
+    with pytest.raises(RejectedSubmission) as raised:
+        list(submission.applications())
+    assert raised.value.finding.code == "F008"  # read to its end: no application in it
+    assert submission.header is not None and submission.header.submission_id == "S-1"
+    assert len(seen) == opens

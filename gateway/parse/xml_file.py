@@ -79,7 +79,8 @@ def prescan(path: Path) -> tuple[str, str | None, int | None] | None:
     the root element's start tag (``_check_prolog``); returns the root's tag, schemaVersion
     and line, or None when that parse did not reach it (errors are the full parse's)."""
     with open(path, "rb") as fh:
-        head = fh.read(_PROLOG_BYTES)
+        raw = fh.read(_PROLOG_BYTES)
+    head = raw
     encoding, skip = bom_encoding(head)
     if encoding and encoding != "utf-8":
         head = head[skip:].decode(encoding, errors="ignore").encode("utf-8")
@@ -89,10 +90,27 @@ def prescan(path: Path) -> tuple[str, str | None, int | None] | None:
             raise _f004(f"The file has a {kind}")
     if XINCLUDE_NS.encode() in head:
         raise _f004("The file uses XInclude")
-    return _check_prolog(path)
+    return _check_prolog(path, raw)
 
 
-def _check_prolog(path: Path) -> tuple[str, str | None, int | None] | None:
+def _pieces(path: Path, raw: bytes) -> Iterator[bytes]:
+    """The file in pieces growing from ``_FIRST_PIECE`` to ``_CHUNK``: from ``raw`` (its
+    first bytes, read already), then from the file past them when ``raw`` was not all of it
+    (a file of more than ``_PROLOG_BYTES``: opened again only then)."""
+    piece, at = _FIRST_PIECE, 0
+    while at < len(raw):
+        yield raw[at:at + piece]
+        at += piece
+        piece = min(piece * 4, _CHUNK)
+    if len(raw) < _PROLOG_BYTES:
+        return
+    with open(path, "rb") as fh:
+        fh.seek(len(raw))
+        while chunk := fh.read(_CHUNK):
+            yield chunk
+
+
+def _check_prolog(path: Path, raw: bytes) -> tuple[str, str | None, int | None] | None:
     """F004 for a DOCTYPE in an encoding the byte search cannot see (UTF-16 without a BOM,
     UTF-7, ...) or past the first bytes: parse up to the root element's start tag only, with
     nothing loaded, expanded or fetched; the root's tag, schemaVersion and line (so that a
@@ -102,29 +120,27 @@ def _check_prolog(path: Path) -> tuple[str, str | None, int | None] | None:
     Fed in pieces growing from ``_FIRST_PIECE``: the root's start tag is usually in the first
     few hundred bytes, and a parser fed a whole small file builds all of it (a 3-application
     file: about 100 us, where this and a second such parse of the prolog took 180 us of a
-    small file's few ms, measured)."""
-    guard = XmlBytes.of(path)  # a root tag of a million attributes is not built whole
+    small file's few ms, measured). ``raw``: the file's first bytes, which ``prescan`` read
+    (a small file is read once for both)."""
+    guard = XmlBytes(raw)  # a root tag of a million attributes is not built whole
     parser = etree.XMLPullParser(events=("start",), resolve_entities=False, no_network=True,
                                  load_dtd=False, huge_tree=False, remove_comments=True,
                                  remove_pis=True, encoding=guard.encoding)
-    piece = _FIRST_PIECE
-    with open(path, "rb") as fh:
-        while chunk := fh.read(piece):
-            piece = min(piece * 4, _CHUNK)
-            try:
-                parser.feed(guard.feed(chunk))
-                broken = False
-            except etree.XMLSyntaxError:
-                broken = True  # the root may be in this piece, before the error: read on
-            try:
-                for _, el in parser.read_events():
-                    if el.getroottree().docinfo.doctype:
-                        raise _f004("The file has a DOCTYPE")
-                    return str(el.tag), el.get("schemaVersion"), el.sourceline
-            except etree.XMLSyntaxError:
-                return None
-            if broken:
-                return None
+    for chunk in _pieces(path, raw):
+        try:
+            parser.feed(guard.feed(chunk))
+            broken = False
+        except etree.XMLSyntaxError:
+            broken = True  # the root may be in this piece, before the error: read on
+        try:
+            for _, el in parser.read_events():
+                if el.getroottree().docinfo.doctype:
+                    raise _f004("The file has a DOCTYPE")
+                return str(el.tag), el.get("schemaVersion"), el.sourceline
+        except etree.XMLSyntaxError:
+            return None
+        if broken:
+            return None
     return None
 
 
@@ -185,29 +201,29 @@ class XmlSubmission:
         if root_tag is not None:
             self._check_root(*root_tag)
         schema = submission_schema()
-        guard = XmlBytes.of(self.path)
-        # Only Header, Application and Cancellation events reach Python: a product line costs
-        # no Python work until its application is complete.
-        parser = etree.XMLPullParser(
-            events=("start", "end"),
-            tag=_ROOT_CHILDREN,
-            resolve_entities=False,
-            load_dtd=False,
-            no_network=True,
-            huge_tree=False,
-            remove_comments=True,
-            remove_pis=True,
-            collect_ids=False,
-            encoding=guard.encoding,
-        )
         root: etree._Element | None = None
         reading: etree._Element | None = None  # the Header or Application still open
         last: etree._Element | None = None  # the Header or request read last (checked)
         dropped = _Dropped()
         try:
             with open(self.path, "rb") as fh:
+                chunk = fh.read(_CHUNK)
+                guard = XmlBytes(chunk)  # its first bytes, from the first chunk: one open
+                # Only Header, Application and Cancellation events reach Python: a product
+                # line costs no Python work until its application is complete.
+                parser = etree.XMLPullParser(
+                    events=("start", "end"),
+                    tag=_ROOT_CHILDREN,
+                    resolve_entities=False,
+                    load_dtd=False,
+                    no_network=True,
+                    huge_tree=False,
+                    remove_comments=True,
+                    remove_pis=True,
+                    collect_ids=False,
+                    encoding=guard.encoding,
+                )
                 while True:
-                    chunk = fh.read(_CHUNK)
                     if chunk:
                         parser.feed(guard.feed(chunk))
                     else:
@@ -265,6 +281,7 @@ class XmlSubmission:
                         # Attributes spread over many elements (each under the byte guard's
                         # cut): removed and counted as they come, not held to the end.
                         dropped.attributes += _cut_attributes(reading, _CUT_WHILE_READING)
+                    chunk = fh.read(_CHUNK)
         except etree.XMLSyntaxError as err:
             raise syntax_error(err, self.path) from None
         if root is not None:
